@@ -1,0 +1,46 @@
+"""The whole pipeline in one call: spec -> IR -> weights -> passes -> ONNX."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+from .build import build_graph
+from .build.weights import init_weights, load_weights
+from .ir.graph import Graph
+from .lower.serialize import LoweredModel
+from .lower.to_onnx import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET, to_onnx
+from .passes.pipeline import PipelineReport, make_pipeline, run_pipeline
+from .spec import Spec, load_spec
+from .errors import TfcError
+
+
+@dataclass
+class Compiled:
+    model: LoweredModel
+    graph: Graph
+    report: PipelineReport
+    spec: Spec
+
+
+def compile_spec(spec: Spec | str | Path, weights: str | None = None, seed: int = 0,
+                 opset: int = DEFAULT_OPSET, pipeline: str = "default", verify_each: bool = False,
+                 dump_after: set[str] = frozenset(), progress=lambda step: None) -> Compiled:
+    """Compile a spec (or a spec file) to an ONNX model. ``weights`` is a safetensors file with
+    canonical names; without it weights are initialised from ``seed``."""
+    if not MIN_OPSET <= opset <= MAX_OPSET:
+        raise TfcError(f"--opset {opset}: expected {MIN_OPSET}..{MAX_OPSET}")
+    if not isinstance(spec, Spec):
+        spec = load_spec(spec)
+    progress("build")
+    graph = build_graph(spec)
+    progress("weights")
+    graph.weights = load_weights(graph, weights) if weights else init_weights(graph, spec.init, seed)
+    progress("passes")
+    graph, report = run_pipeline(graph, make_pipeline(pipeline), verify_each, dump_after)
+    progress("lower")
+    metadata = {"tfcompiler.spec_name": spec.name, "tfcompiler.spec_sha256": spec.sha256,
+                "tfcompiler.topology": spec.topology,
+                "tfcompiler.weights": f"file:{Path(weights).name}" if weights else f"seed:{seed}"}
+    model = to_onnx(graph, opset, metadata)
+    return Compiled(model, graph, report, spec)

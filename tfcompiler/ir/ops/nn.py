@@ -1,0 +1,95 @@
+"""Canonical neural-network ops the spec names directly: softmax, layer_norm, rms_norm, attention,
+padding_bias. Kept whole in the IR so lowering can pick fused kernels per target."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..types import TensorType, broadcast_shapes
+from . import OpTypeError, register
+
+MASKED = np.finfo(np.float32).min  # the additive bias of a masked key (HF convention, never -inf)
+
+
+def _softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    shifted = x - x.max(axis=axis, keepdims=True)
+    e = np.exp(shifted)
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def _norm_infer(attrs, types):
+    x, *params = types
+    for p in params:
+        if p.shape != x.shape[-1:]:
+            raise OpTypeError(f"norm parameter {p} does not match the last dim of {x}")
+    return [x]
+
+
+def _layer_norm(attrs, x, scale, bias=None):
+    x64 = x.astype(np.float64)
+    mean = x64.mean(-1, keepdims=True)
+    var = ((x64 - mean) ** 2).mean(-1, keepdims=True)
+    y = (x64 - mean) / np.sqrt(var + attrs["epsilon"]) * scale
+    return [(y if bias is None else y + bias).astype(x.dtype)]
+
+
+def _rms_norm(attrs, x, scale):
+    x64 = x.astype(np.float64)
+    y = x64 / np.sqrt((x64 ** 2).mean(-1, keepdims=True) + attrs["epsilon"]) * scale
+    return [y.astype(x.dtype)]
+
+
+def _attention_infer(attrs, types):
+    """q (B,H,S,Dh), k (B,Hkv,T,Dh), v (B,Hkv,T,Dv), optional additive bias broadcastable to
+    (B,H,S,T) -> (B,H,S,Dv). H must be a multiple of Hkv (grouped-query)."""
+    q, k, v, *bias = types
+    if q.rank != 4 or k.rank != 4 or v.rank != 4:
+        raise OpTypeError("attention takes 4-D q, k, v")
+    heads, kv_heads = q.shape[1], k.shape[1]
+    if isinstance(heads, int) and isinstance(kv_heads, int) and heads % kv_heads:
+        raise OpTypeError(f"{heads} query heads are not a multiple of {kv_heads} key/value heads")
+    if q.shape[3] != k.shape[3] or k.shape[:3] != v.shape[:3]:
+        raise OpTypeError(f"attention shapes do not fit: q {q}, k {k}, v {v}")
+    if bias:
+        broadcast_shapes(bias[0].shape, (q.shape[0], heads, q.shape[2], k.shape[2]))
+    return [q.with_shape(q.shape[:3] + v.shape[3:])]
+
+
+def attention_reference(q, k, v, bias=None, scale=None, causal=False):
+    """softmax(scale * q kᵀ + bias) v, with grouped-query heads and bottom-right causal alignment."""
+    group = q.shape[1] // k.shape[1]
+    k = np.repeat(k, group, axis=1)
+    v = np.repeat(v, group, axis=1)
+    scale = 1.0 / np.sqrt(q.shape[-1]) if scale is None else scale
+    scores = (q.astype(np.float64) @ np.swapaxes(k, -1, -2).astype(np.float64)) * scale
+    if bias is not None:
+        scores = scores + bias
+    if causal:
+        s, t = scores.shape[-2:]
+        allowed = np.tril(np.ones((s, t), dtype=bool), k=t - s)
+        scores = np.where(allowed, scores, MASKED)
+    return (_softmax(scores) @ v.astype(np.float64)).astype(q.dtype)
+
+
+def _padding_bias_infer(attrs, types):
+    (mask,) = types
+    if mask.rank != 2:
+        raise OpTypeError(f"padding mask must be (batch, keys), got {mask}")
+    return [TensorType("float32", (mask.shape[0], 1, 1, mask.shape[1]))]
+
+
+def _padding_bias(attrs, mask):
+    return [np.where(mask[:, None, None, :] != 0, 0.0, MASKED).astype(np.float32)]
+
+
+register("softmax", (1, 1), lambda attrs, t: [t[0]],
+         lambda attrs, x: [_softmax(x, attrs.get("axis", -1)).astype(x.dtype)])
+# layer_norm(x, scale, bias?) attrs epsilon; normalises the last axis
+register("layer_norm", (2, 3), _norm_infer, _layer_norm)
+# rms_norm(x, scale) attrs epsilon
+register("rms_norm", (2, 2), _norm_infer, _rms_norm)
+# attention(q, k, v, bias?) attrs scale (float), causal (bool)
+register("attention", (3, 4), _attention_infer,
+         lambda attrs, q, k, v, bias=None: [attention_reference(q, k, v, bias, attrs["scale"],
+                                                                attrs.get("causal", False))])
+# padding_bias(mask): (B, T) 1 = keep / 0 = pad  ->  additive float bias (B, 1, 1, T)
+register("padding_bias", (1, 1), _padding_bias_infer, _padding_bias)

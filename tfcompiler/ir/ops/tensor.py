@@ -1,0 +1,97 @@
+"""Layout and indexing ops: matmul, transpose, reshape, gather, concat, unsqueeze, positions."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..types import TensorType, broadcast_shapes
+from . import OpTypeError, register
+
+
+def _matmul_infer(attrs, types):
+    a, b = types
+    if a.dtype != b.dtype:
+        raise OpTypeError(f"matmul of {a.dtype} and {b.dtype}")
+    if a.rank < 2 or b.rank < 2:
+        raise OpTypeError("matmul needs rank >= 2 inputs")
+    k_a, k_b = a.shape[-1], b.shape[-2]
+    if k_a != k_b:
+        raise OpTypeError(f"matmul inner dims differ: {a} @ {b}")
+    batch = broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    return [TensorType(a.dtype, batch + (a.shape[-2], b.shape[-1]))]
+
+
+def _transpose_infer(attrs, types):
+    perm = attrs["perm"]
+    if sorted(perm) != list(range(types[0].rank)):
+        raise OpTypeError(f"perm {perm} does not fit rank {types[0].rank}")
+    return [types[0].with_shape(types[0].shape[p] for p in perm)]
+
+
+def _reshape_infer(attrs, types):
+    """Target dims are ints; 0 copies the input dim at that index (ONNX Reshape semantics), which keeps
+    symbolic dims symbolic. -1 is allowed only when every input dim is known."""
+    source = types[0].shape
+    target = []
+    for i, d in enumerate(attrs["shape"]):
+        target.append(source[i] if d == 0 else d)
+    if -1 in target:
+        if not all(isinstance(d, int) for d in source + tuple(target)):
+            raise OpTypeError("reshape with -1 needs a fully known shape")
+        known = int(np.prod([d for d in target if d != -1]))
+        target[target.index(-1)] = int(np.prod(source)) // known
+    return [types[0].with_shape(target)]
+
+
+def _reshape_eval(attrs, x):
+    target = [x.shape[i] if d == 0 else d for i, d in enumerate(attrs["shape"])]
+    return [x.reshape(target)]
+
+
+def _gather_infer(attrs, types):
+    data, indices = types
+    if indices.dtype not in ("int64", "int32"):
+        raise OpTypeError(f"gather indices must be integers, got {indices.dtype}")
+    axis = attrs.get("axis", 0) % data.rank
+    return [data.with_shape(data.shape[:axis] + indices.shape + data.shape[axis + 1:])]
+
+
+def _concat_infer(attrs, types):
+    axis = attrs["axis"] % types[0].rank
+    dims = [t.shape[axis] for t in types]
+    total = sum(dims) if all(isinstance(d, int) for d in dims) else "+".join(map(str, dims))
+    shape = list(types[0].shape)
+    shape[axis] = total
+    for t in types[1:]:
+        if t.dtype != types[0].dtype or t.rank != types[0].rank:
+            raise OpTypeError("concat inputs differ in dtype or rank")
+    return [types[0].with_shape(shape)]
+
+
+def _unsqueeze_infer(attrs, types):
+    shape = list(types[0].shape)
+    for axis in sorted(attrs["axes"]):
+        shape.insert(axis, 1)
+    return [types[0].with_shape(shape)]
+
+
+def _positions_infer(attrs, types):
+    return [TensorType("int64", (1, types[0].shape[attrs.get("axis", 1)]))]
+
+
+def _positions_eval(attrs, x):
+    length = x.shape[attrs.get("axis", 1)]
+    offset = attrs.get("offset", 0)
+    return [np.arange(offset, offset + length, dtype=np.int64)[None, :]]
+
+
+register("matmul", (2, 2), _matmul_infer, lambda attrs, a, b: [np.matmul(a, b)])
+register("transpose", (1, 1), _transpose_infer, lambda attrs, x: [np.transpose(x, attrs["perm"])])
+register("reshape", (1, 1), _reshape_infer, _reshape_eval)
+register("gather", (2, 2), _gather_infer,
+         lambda attrs, data, idx: [np.take(data, idx, axis=attrs.get("axis", 0))])
+register("concat", (1, 64), _concat_infer,
+         lambda attrs, *xs: [np.concatenate(xs, axis=attrs["axis"])])
+register("unsqueeze", (1, 1), _unsqueeze_infer,
+         lambda attrs, x: [np.expand_dims(x, tuple(attrs["axes"]))])
+# positions(x): the int64 positions [offset, offset + len) of x along `axis`, shaped (1, len).
+register("positions", (1, 1), _positions_infer, _positions_eval)

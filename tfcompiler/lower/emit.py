@@ -1,0 +1,54 @@
+"""The ONNX emission context: collects nodes and initializers, names them after the spec path
+(``/encoder/layers.3/attention/MatMul``) so Netron leads back to the spec entry, and makes the small
+int64 constants that shape ops need."""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+from onnx import NodeProto, helper
+
+
+@dataclass
+class Emitter:
+    opset: int
+    nodes: list[NodeProto] = field(default_factory=list)
+    initializers: list[tuple[str, np.ndarray]] = field(default_factory=list)
+    origin: str = ""
+    _names: Counter = field(default_factory=Counter)
+    _constants: dict = field(default_factory=dict)
+
+    def unique(self, base: str) -> str:
+        self._names[base] += 1
+        count = self._names[base]
+        return base if count == 1 else f"{base}_{count - 1}"
+
+    def scope_name(self, label: str) -> str:
+        path = "/".join(self.origin.split(".")) if self.origin else ""
+        return self.unique(f"/{path}/{label}" if path else f"/{label}")
+
+    def node(self, op_type: str, inputs: list[str], n_outputs: int = 1, label: str = "",
+             domain: str = "", outputs: list[str] | None = None, **attrs) -> list[str]:
+        """Add one node; returns its output tensor names."""
+        name = self.scope_name(label or op_type)
+        outputs = outputs or [f"{name}_output_{i}" for i in range(n_outputs)]
+        self.nodes.append(helper.make_node(op_type, inputs, outputs, name=name, domain=domain or None,
+                                           **attrs))
+        return outputs
+
+    def node1(self, op_type: str, *inputs: str, label: str = "", **attrs) -> str:
+        return self.node(op_type, list(inputs), label=label, **attrs)[0]
+
+    def initializer(self, array: np.ndarray, name: str) -> str:
+        self.initializers.append((name, np.asarray(array)))
+        return name
+
+    def const(self, values, dtype=np.int64) -> str:
+        """A small shared constant (shapes, axes, scalars), deduplicated by value."""
+        array = np.asarray(values, dtype=dtype)
+        key = (array.dtype.str, array.shape, array.tobytes())
+        if key not in self._constants:
+            name = self.unique(f"/constants/{array.dtype.name}_{'x'.join(map(str, array.shape)) or 'scalar'}")
+            self._constants[key] = self.initializer(array, name)
+        return self._constants[key]

@@ -1,0 +1,166 @@
+"""IR op -> ONNX nodes, one emitter per op, chosen by opset where the standard gained a better op
+(Gelu at 20, RMSNormalization and Attention at 23). Every emitter keeps the batch and sequence
+axes dynamic.
+
+The portable attention below opset 23 is the decomposed MatMul/Softmax/MatMul form; key/value
+heads are broadcast to the query heads for grouped-query attention, and causality is a bottom-right
+aligned mask built from Range, so it holds when the key length exceeds the query length.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from onnx import TensorProto
+
+from ..ir.ops.nn import MASKED
+from .emit import Emitter
+
+ONNX_DTYPES = {"float32": TensorProto.FLOAT, "float64": TensorProto.DOUBLE, "float16": TensorProto.FLOAT16,
+               "bfloat16": TensorProto.BFLOAT16, "int64": TensorProto.INT64, "int32": TensorProto.INT32,
+               "bool": TensorProto.BOOL}
+
+_DIRECT = {"add": "Add", "sub": "Sub", "mul": "Mul", "div": "Div", "pow": "Pow", "neg": "Neg",
+           "relu": "Relu", "tanh": "Tanh", "sigmoid": "Sigmoid", "sqrt": "Sqrt", "exp": "Exp",
+           "sin": "Sin", "cos": "Cos", "equal": "Equal", "less": "Less", "where": "Where",
+           "matmul": "MatMul"}
+
+
+def emit_op(e: Emitter, op, inputs: list[str], in_types, label: str) -> list[str]:
+    """Lower one IR node; returns the ONNX names of its outputs."""
+    if op.type in _DIRECT:
+        return [e.node1(_DIRECT[op.type], *inputs, label=label or _DIRECT[op.type])]
+    return EMITTERS[op.type](e, op.attrs, inputs, in_types, label)
+
+
+def _silu(e, attrs, inputs, types, label):
+    return [e.node1("Mul", inputs[0], e.node1("Sigmoid", inputs[0]), label=label or "SiLU")]
+
+
+def _gelu(e, attrs, inputs, types, label):
+    approximate = attrs.get("approximate", "none")
+    (x,) = inputs
+    if e.opset >= 20:
+        return [e.node1("Gelu", x, approximate=approximate, label=label or "Gelu")]
+    if approximate == "tanh":  # 0.5 x (1 + tanh(√(2/π) (x + 0.044715 x³)))
+        cube = e.node1("Mul", e.node1("Mul", x, x), x)
+        inner = e.node1("Add", x, e.node1("Mul", cube, e.const(0.044715, np.float32)))
+        t = e.node1("Tanh", e.node1("Mul", inner, e.const(math.sqrt(2 / math.pi), np.float32)))
+    else:  # 0.5 x (1 + erf(x / √2))
+        t = e.node1("Erf", e.node1("Mul", x, e.const(1 / math.sqrt(2), np.float32)))
+    half_x = e.node1("Mul", x, e.const(0.5, np.float32))
+    return [e.node1("Mul", half_x, e.node1("Add", t, e.const(1.0, np.float32)), label=label or "Gelu")]
+
+
+def _cast(e, attrs, inputs, types, label):
+    return [e.node1("Cast", inputs[0], to=ONNX_DTYPES[attrs["dtype"]], label=label or "Cast")]
+
+
+def _transpose(e, attrs, inputs, types, label):
+    return [e.node1("Transpose", inputs[0], perm=list(attrs["perm"]), label=label or "Transpose")]
+
+
+def _reshape(e, attrs, inputs, types, label):
+    return [e.node1("Reshape", inputs[0], e.const(list(attrs["shape"])), label=label or "Reshape")]
+
+
+def _gather(e, attrs, inputs, types, label):
+    return [e.node1("Gather", *inputs, axis=attrs.get("axis", 0), label=label or "Gather")]
+
+
+def _concat(e, attrs, inputs, types, label):
+    return [e.node1("Concat", *inputs, axis=attrs["axis"], label=label or "Concat")]
+
+
+def _unsqueeze(e, attrs, inputs, types, label):
+    return [e.node1("Unsqueeze", inputs[0], e.const(list(attrs["axes"])), label=label or "Unsqueeze")]
+
+
+def _length(e, x: str, axis: int) -> str:
+    """The scalar int64 size of x along axis."""
+    return e.node1("Squeeze", e.node1("Shape", x, start=axis, end=axis + 1), e.const([0]))
+
+
+def _positions(e, attrs, inputs, types, label):
+    offset = attrs.get("offset", 0)
+    end = e.node1("Add", _length(e, inputs[0], attrs.get("axis", 1)), e.const(offset))
+    positions = e.node1("Range", e.const(offset), end, e.const(1))
+    return [e.node1("Unsqueeze", positions, e.const([0]), label=label or "Positions")]
+
+
+def _softmax(e, attrs, inputs, types, label):
+    return [e.node1("Softmax", inputs[0], axis=attrs.get("axis", -1), label=label or "Softmax")]
+
+
+def _layer_norm(e, attrs, inputs, types, label):
+    return [e.node1("LayerNormalization", *inputs, axis=-1, epsilon=attrs["epsilon"],
+                    label=label or "LayerNorm")]
+
+
+def _rms_norm(e, attrs, inputs, types, label):
+    x, scale = inputs
+    if e.opset >= 23:
+        return [e.node1("RMSNormalization", x, scale, axis=-1, epsilon=attrs["epsilon"],
+                        label=label or "RMSNorm")]
+    square = e.node1("Mul", x, x)
+    if e.opset >= 18:
+        mean = e.node1("ReduceMean", square, e.const([-1]), keepdims=1)
+    else:
+        mean = e.node1("ReduceMean", square, axes=[-1], keepdims=1)
+    rms = e.node1("Sqrt", e.node1("Add", mean, e.const(attrs["epsilon"], np.float32)))
+    return [e.node1("Mul", e.node1("Div", x, rms), scale, label=label or "RMSNorm")]
+
+
+def _padding_bias(e, attrs, inputs, types, label):
+    padded = e.node1("Equal", inputs[0], e.const(0))
+    bias = e.node1("Where", padded, e.const(MASKED, np.float32), e.const(0.0, np.float32))
+    return [e.node1("Unsqueeze", bias, e.const([1, 2]), label=label or "PaddingBias")]
+
+
+def _causal_allowed(e, q: str, k: str) -> str:
+    """bool (S, T): key j is visible to query i when j <= i + (T - S) (bottom-right aligned)."""
+    s, t = _length(e, q, 2), _length(e, k, 2)
+    rows = e.node1("Add", e.node1("Range", e.const(0), s, e.const(1)), e.node1("Sub", t, s))
+    rows = e.node1("Unsqueeze", rows, e.const([1]))
+    cols = e.node1("Range", e.const(0), t, e.const(1))
+    return e.node1("LessOrEqual", cols, rows, label="CausalMask")
+
+
+def _attention(e, attrs, inputs, types, label):
+    q, k, v, *bias = inputs
+    heads, kv_heads = types[0].shape[1], types[1].shape[1]
+    same_length = types[0].shape[2] == types[1].shape[2]
+    if e.opset >= 23:
+        if attrs["causal"] and not same_length:  # is_causal is top-left aligned without a cache
+            allowed = _causal_allowed(e, q, k)
+            masked = e.node1("Where", allowed, e.const(0.0, np.float32), e.const(MASKED, np.float32))
+            bias = [e.node1("Add", bias[0], masked)] if bias else [masked]
+        elif bias and types[3].shape[2] == 1:  # ORT's kernel wants the mask's query axis spelled out
+            rows = e.node1("Concat", e.const([1, 1]), e.node1("Shape", q, start=2, end=3), e.const([1]), axis=0)
+            bias = [e.node1("Expand", bias[0], rows)]
+        return [e.node1("Attention", q, k, v, *bias, scale=float(attrs["scale"]),
+                        is_causal=int(attrs["causal"] and same_length), label=label or "Attention")]
+    if kv_heads != heads:
+        k, v = (_repeat_heads(e, x, heads // kv_heads, heads, types[0].shape[3] if x is k else types[2].shape[3])
+                for x in (k, v))
+    scores = e.node1("MatMul", q, e.node1("Transpose", k, perm=[0, 1, 3, 2]), label="Scores")
+    scores = e.node1("Mul", scores, e.const(attrs["scale"], np.float32))
+    if bias:
+        scores = e.node1("Add", scores, bias[0])
+    if attrs["causal"]:
+        scores = e.node1("Where", _causal_allowed(e, q, k), scores, e.const(MASKED, np.float32))
+    probs = e.node1("Softmax", scores, axis=-1)
+    return [e.node1("MatMul", probs, v, label=label or "Attention")]
+
+
+def _repeat_heads(e, x: str, group: int, heads: int, width: int) -> str:
+    """(B, Hkv, T, Dh) -> (B, Hkv*group, T, Dh), each key/value head serving `group` query heads."""
+    x = e.node1("Unsqueeze", x, e.const([2]))
+    x = e.node1("Expand", x, e.const([1, 1, group, 1, 1]))
+    return e.node1("Reshape", x, e.const([0, heads, -1, width]))
+
+
+EMITTERS = {"silu": _silu, "gelu": _gelu, "cast": _cast, "transpose": _transpose, "reshape": _reshape,
+            "gather": _gather, "concat": _concat, "unsqueeze": _unsqueeze, "positions": _positions,
+            "softmax": _softmax, "layer_norm": _layer_norm, "rms_norm": _rms_norm,
+            "padding_bias": _padding_bias, "attention": _attention}

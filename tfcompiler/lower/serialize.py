@@ -1,0 +1,133 @@
+"""A lowered model and its byte-level writer.
+
+On a 110M-parameter model every copy of the weights costs about a second here, and
+``helper.make_graph`` / ``make_model`` / ``SerializeToString`` make three. So the model is kept as a
+proto *without* weight payloads plus the weight arrays, and written by streaming: the protobuf
+framing is computed by hand and each array's buffer goes to the file as is. The bytes are a valid
+ModelProto (one ``graph`` field holding nodes, I/O and initializers), identical for identical inputs.
+Over 2 GB, or on request, payloads go to one external data file with aligned offsets instead.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import onnx
+from onnx import helper
+
+from ..atomic import atomic_path
+
+PROTOBUF_LIMIT = 2 ** 31 - 1
+_GRAPH_FIELD, _INITIALIZER_FIELD, _RAW_DATA_FIELD = 7, 5, 9
+_EXTERNAL_ALIGNMENT = 4096
+_EXTERNAL_THRESHOLD = 1024
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def _field_header(number: int, length: int) -> bytes:
+    """Tag and length of a length-delimited field."""
+    return _varint(number << 3 | 2) + _varint(length)
+
+
+def _little_endian(array: np.ndarray) -> np.ndarray:
+    """C-contiguous little-endian data (np.ascontiguousarray would turn a 0-d array into 1-d)."""
+    return np.require(array.astype(array.dtype.newbyteorder("<"), copy=False), requirements="C")
+
+
+def _tensor_header(name: str, array: np.ndarray, **external) -> onnx.TensorProto:
+    tensor = onnx.TensorProto(name=name, data_type=helper.np_dtype_to_tensor_dtype(array.dtype))
+    tensor.dims.extend(array.shape)
+    if external:
+        tensor.data_location = onnx.TensorProto.EXTERNAL
+        for key, value in external.items():
+            tensor.external_data.add(key=key, value=str(value))
+    return tensor
+
+
+@dataclass
+class LoweredModel:
+    """``proto`` holds everything but the weight payloads, which are ``initializers``."""
+
+    proto: onnx.ModelProto
+    initializers: list[tuple[str, np.ndarray]]
+
+    @property
+    def weight_bytes(self) -> int:
+        return sum(a.nbytes for _, a in self.initializers)
+
+    def to_proto(self) -> onnx.ModelProto:
+        """The complete in-memory ModelProto (copies the weights; fine for small models)."""
+        model = onnx.ModelProto()
+        model.CopyFrom(self.proto)
+        for name, array in self.initializers:
+            tensor = _tensor_header(name, array)
+            tensor.raw_data = _little_endian(array).tobytes()
+            model.graph.initializer.append(tensor)
+        return model
+
+    def serialize(self) -> bytes:
+        return b"".join(bytes(chunk) for chunk in self._chunks())
+
+    def _chunks(self) -> Iterator[bytes | memoryview]:
+        head = onnx.ModelProto()
+        head.CopyFrom(self.proto)
+        graph_bytes = head.graph.SerializeToString()
+        head.ClearField("graph")
+        pieces = []
+        for name, array in self.initializers:
+            array = _little_endian(array)
+            header = _tensor_header(name, array).SerializeToString()
+            raw = _field_header(_RAW_DATA_FIELD, array.nbytes)
+            tensor_length = len(header) + len(raw) + array.nbytes
+            pieces.append((_field_header(_INITIALIZER_FIELD, tensor_length) + header + raw, array))
+        graph_length = len(graph_bytes) + sum(len(h) + a.nbytes for h, a in pieces)
+        yield head.SerializeToString()
+        yield _field_header(_GRAPH_FIELD, graph_length) + graph_bytes
+        for header, array in pieces:
+            yield header
+            yield memoryview(array).cast("B")
+
+    def save(self, path: str | Path, external_data: bool | None = None) -> list[Path]:
+        """Write atomically; returns the files written. ``external_data=None`` decides by size."""
+        path = Path(path)
+        if external_data is None:
+            external_data = self.weight_bytes > PROTOBUF_LIMIT - (64 << 20)
+        if not external_data:
+            with atomic_path(path) as temp, open(temp, "wb") as f:
+                for chunk in self._chunks():
+                    f.write(chunk)
+            return [path]
+        data_path = path.with_name(path.name + ".data")
+        model = onnx.ModelProto()
+        model.CopyFrom(self.proto)
+        with atomic_path(data_path) as data_temp, atomic_path(path) as temp:
+            with open(data_temp, "wb") as data:
+                for name, array in self.initializers:
+                    if array.nbytes < _EXTERNAL_THRESHOLD:  # shape constants must stay inline
+                        tensor = _tensor_header(name, array)
+                        tensor.raw_data = _little_endian(array).tobytes()
+                        model.graph.initializer.append(tensor)
+                        continue
+                    offset = -data.tell() % _EXTERNAL_ALIGNMENT
+                    data.write(b"\0" * offset)
+                    start = data.tell()
+                    data.write(memoryview(_little_endian(array)).cast("B"))
+                    model.graph.initializer.append(_tensor_header(
+                        name, array, location=data_path.name, offset=start, length=array.nbytes))
+                os.fsync(data.fileno())
+            temp.write_bytes(model.SerializeToString())
+        return [path, data_path]

@@ -1,0 +1,68 @@
+"""IR graph -> ONNX ModelProto: inputs with the Hugging Face axis names as dim_params, params as
+initializers under their canonical names, one emitter call per node in a deterministic topological
+order, and metadata (tfcompiler version, spec sha256, I/O roles)."""
+from __future__ import annotations
+
+import json
+
+import onnx
+from onnx import helper
+
+from ..ir.graph import Graph, Value
+from ..version import __version__
+from .emit import Emitter
+from .ops import ONNX_DTYPES, emit_op
+from .serialize import LoweredModel
+
+MIN_OPSET, DEFAULT_OPSET, MAX_OPSET = 17, 17, 24
+
+
+def _value_info(name: str, tensor_type) -> onnx.ValueInfoProto:
+    return helper.make_tensor_value_info(name, ONNX_DTYPES[tensor_type.dtype], list(tensor_type.shape))
+
+
+def to_onnx(graph: Graph, opset: int = DEFAULT_OPSET, metadata: dict[str, str] | None = None) -> LoweredModel:
+    if not MIN_OPSET <= opset <= MAX_OPSET:
+        raise ValueError(f"opset {opset} is outside the supported {MIN_OPSET}..{MAX_OPSET}")
+    e = Emitter(opset)
+    names: dict[Value, str] = {}
+    output_of = {}
+    for name, value in graph.outputs.items():
+        output_of.setdefault(value, name)
+    inputs, roles = [], {}
+    for node in graph.topological():
+        op = graph.op(node)
+        value = Value(node, 0)
+        if op.type == "input":
+            names[value] = op.attrs["name"]
+            inputs.append(_value_info(op.attrs["name"], op.outputs[0]))
+            roles[op.attrs["name"]] = op.attrs.get("role", "")
+            continue
+        if op.type == "param":
+            names[value] = e.initializer(graph.weights[op.attrs["name"]], op.attrs["name"])
+            continue
+        e.origin = op.origin
+        if op.type == "constant":
+            names[value] = e.initializer(op.attrs["value"], e.scope_name(op.label or "Constant"))
+            continue
+        args = graph.inputs_of(node)
+        outputs = emit_op(e, op, [names[v] for v in args], [graph.type_of(v) for v in args], op.label)
+        for port, out in enumerate(outputs):
+            names[Value(node, port)] = out
+    outputs = []
+    for name, value in graph.outputs.items():
+        e.origin = ""
+        e.node("Identity", [names[value]], outputs=[name], label=f"output/{name}")
+        outputs.append(_value_info(name, graph.type_of(value)))
+        roles[name] = "output"
+    model = onnx.ModelProto(producer_name="tfcompiler", producer_version=__version__)
+    model.opset_import.append(helper.make_opsetid("", opset))
+    model.ir_version = helper.find_min_ir_version_for(list(model.opset_import))
+    model.graph.name = graph.metadata.get("name", "tfcompiler")
+    model.graph.node.extend(e.nodes)
+    model.graph.input.extend(inputs)
+    model.graph.output.extend(outputs)
+    props = {"tfcompiler.version": __version__, "tfcompiler.io_roles": json.dumps(roles, sort_keys=True)}
+    props.update(metadata or {})
+    helper.set_model_props(model, props)
+    return LoweredModel(model, e.initializers)

@@ -1,0 +1,139 @@
+"""Load a spec file: YAML with locations -> typed :class:`Spec`, per-layer blocks merged, and the
+cross-field rules checked. Every problem is collected and raised together as one SpecError."""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from pathlib import Path
+
+import yaml
+
+from ..errors import Problem, SpecError
+from .model import Block, Spec
+from .schema import Reader
+
+
+def load_spec(path: str | Path) -> Spec:
+    """Read and validate a spec file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise SpecError([Problem(str(path), 1, 1, "", f"cannot read the spec: {e.strerror}")]) from None
+    return parse_spec(text, str(path))
+
+
+def parse_spec(text: str, file: str = "<spec>") -> Spec:
+    """Parse and validate spec text; ``file`` names it in messages."""
+    from .. import build  # noqa: F401  (the build modules register the spec's kinds)
+
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        raise SpecError([Problem(file, line, col, "", f"malformed YAML: {e.problem or e}")]) from None
+    if root is None:
+        raise SpecError([Problem(file, 1, 1, "", "the spec is empty")])
+    reader = Reader(file)
+    spec = reader.section(Spec, root, "")
+    if spec is not None:
+        blocks = {name: _layer_blocks(reader, spec, name, stack) for name, stack, _ in spec.stacks()}
+        spec = dataclasses.replace(spec, encoder_blocks=blocks.get("encoder", ()),
+                                   decoder_blocks=blocks.get("decoder", ()), source=file,
+                                   sha256=hashlib.sha256(text.encode()).hexdigest())
+        if not reader.problems:
+            _check_rules(reader, spec, root)
+    if reader.problems:
+        raise SpecError(_unique(reader.problems))
+    return spec
+
+
+def _layer_blocks(reader: Reader, spec: Spec, name: str, stack) -> tuple[Block, ...]:
+    """One Block per layer: top-level block, then the stack's block, then matching overrides."""
+    base = merge_nodes(spec.block, stack.block)
+    for i, override in enumerate(stack.overrides):
+        if override is None:
+            continue
+        first_last = override.layers
+        if len(first_last) != 2 or not all(isinstance(x, int) for x in first_last) or \
+                not 0 <= first_last[0] <= first_last[1] < stack.layers:
+            reader.problem(None, f"{name}.overrides[{i}].layers",
+                           f"expected [first, last] with 0 <= first <= last < {stack.layers}, "
+                           f"got {first_last}")
+    blocks = []
+    for layer in range(stack.layers):
+        node = base
+        for override in stack.overrides:
+            if override is not None and len(override.layers) == 2 and \
+                    override.layers[0] <= layer <= override.layers[1]:
+                node = merge_nodes(node, override.block)
+        blocks.append(reader.section(Block, node, f"{name}.layers[{layer}].block"))
+    return tuple(blocks)
+
+
+def merge_nodes(base: yaml.Node | None, over: yaml.Node | None) -> yaml.Node | None:
+    """Deep-merge two YAML mappings, keeping each value's location. A changed `kind` replaces the
+    whole mapping (options of one kind mean nothing to another)."""
+    if base is None or over is None:
+        return over if base is None else base
+    if not (isinstance(base, yaml.MappingNode) and isinstance(over, yaml.MappingNode)):
+        return over
+    base_items = {k.value: (k, v) for k, v in base.value}
+    over_items = {k.value: (k, v) for k, v in over.value}
+    base_kind, over_kind = base_items.get("kind"), over_items.get("kind")
+    if over_kind and base_kind and over_kind[1].value != base_kind[1].value:
+        return over
+    merged = dict(base_items)
+    for key, (k, v) in over_items.items():
+        merged[key] = (k, merge_nodes(base_items[key][1], v) if key in base_items else v)
+    return yaml.MappingNode(base.tag, list(merged.values()), start_mark=over.start_mark)
+
+
+def _check_rules(reader: Reader, spec: Spec, root: yaml.Node) -> None:
+    """Rules that tie fields together, reported at the field that breaks them."""
+    at = _locator(root)
+    m = spec.model
+    if spec.model.head_width is None and m.width % m.heads:
+        reader.problem(at("model.heads"), "model.heads",
+                       f"width {m.width} is not divisible by {m.heads} heads (set head_width to decouple)")
+    if m.heads % m.kv:
+        reader.problem(at("model.kv_heads"), "model.kv_heads",
+                       f"{m.heads} heads are not divisible by {m.kv} key/value heads")
+    wanted = {"encoder": ("encoder",), "decoder": ("decoder",),
+              "encoder-decoder": ("encoder", "decoder")}[spec.topology]
+    for stack in ("encoder", "decoder"):
+        present = getattr(spec, stack) is not None
+        if present != (stack in wanted):
+            reader.problem(at(stack) if present else at("topology"), stack,
+                           f"topology '{spec.topology}' {'needs' if not present else 'has no'} "
+                           f"an `{stack}` section")
+    if spec.head.kind in ("pooler", "classifier") and spec.topology != "encoder":
+        reader.problem(at("head.kind"), "head.kind", f"'{spec.head.kind}' needs topology 'encoder'")
+    for problem in getattr(spec.positional, "problems", lambda s: [])(spec):
+        reader.problem(at("positional"), "positional", problem)
+
+
+def _locator(root: yaml.Node):
+    """path like 'model.heads' -> the YAML node there (or the nearest existing parent)."""
+    def at(path: str) -> yaml.Node:
+        node = root
+        for key in path.split("."):
+            if not isinstance(node, yaml.MappingNode):
+                break
+            found = [v for k, v in node.value if k.value == key]
+            if not found:
+                break
+            node = found[0]
+        return node
+    return at
+
+
+def _unique(problems: list[Problem]) -> list[Problem]:
+    seen, out = set(), []
+    for p in problems:
+        key = (p.line, p.column, p.message)
+        if key not in seen:
+            seen.add(key)
+            out.append(p)
+    return out

@@ -1,0 +1,150 @@
+"""The typed spec: every section of the YAML language as a frozen dataclass.
+
+Field docs here are the language reference: ``tfc schema`` and the README's spec reference are
+generated from them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .kinds import ATTENTION, INPUTS, POSITIONS
+from .schema import option
+
+ACTIVATIONS = ("relu", "gelu", "gelu_tanh", "silu", "swiglu", "geglu")
+NORMS = ("layer_norm", "rms_norm")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Dims:
+    """Model sizes shared by every stack."""
+
+    width: int = option(doc="Model width D (hidden size).", minimum=1)
+    heads: int = option(doc="Attention (query) heads H.", minimum=1)
+    kv_heads: int | None = option(None, doc="Key/value heads Hkv: 1 is multi-query, fewer than "
+                                  "`heads` grouped-query. Default: `heads`.", minimum=1)
+    head_width: int | None = option(None, doc="Head width Dh. Default: width / heads.", minimum=1)
+    ffn_width: int = option(doc="Inner width of the feed-forward network.", minimum=1)
+    vocab_size: int = option(doc="Vocabulary size (token ids are in [0, vocab_size)).", minimum=1)
+    max_length: int = option(doc="Longest sequence the positional tables cover.", minimum=1)
+    bias: bool = option(True, doc="Biases on the attention and FFN projections.")
+
+    @property
+    def kv(self) -> int:
+        return self.kv_heads or self.heads
+
+    @property
+    def dh(self) -> int:
+        return self.head_width or self.width // self.heads
+
+
+@dataclass(frozen=True, kw_only=True)
+class Norm:
+    kind: str = option("layer_norm", doc="Normalisation.", choices=NORMS)
+    epsilon: float = option(1e-5, doc="Epsilon added to the variance.", minimum=0.0)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Ffn:
+    activation: str = option("gelu", doc="relu, gelu (erf), gelu_tanh, silu, or the gated "
+                             "swiglu / geglu (two input projections, silu/gelu on the gate).",
+                             choices=ACTIVATIONS)
+
+    @property
+    def gated(self) -> bool:
+        return self.activation in ("swiglu", "geglu")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Block:
+    """One transformer block: attention and FFN sublayers with residuals and norms."""
+
+    placement: str = option("pre", doc="Norm before each sublayer (pre) or after the residual "
+                            "(post, the paper's and BERT's).", choices=("pre", "post"))
+    norm: Norm = option(Norm(), doc="Norm of each sublayer.")
+    attention: Any = option(None, doc="Attention kind and its options.", registry=ATTENTION)
+    ffn: Ffn = option(Ffn(), doc="Feed-forward network.")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Override:
+    """Settings for a range of layers, merged over the stack's block."""
+
+    layers: list[int] = option(doc="[first, last]: the inclusive, 0-based range of layers.")
+    block: Any = option(doc="Block settings for those layers.", partial_of=Block)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Stack:
+    """A stack of blocks (the encoder or the decoder)."""
+
+    layers: int = option(doc="Number of blocks.", minimum=0)
+    final_norm: bool | None = option(None, doc="Norm after the last block. Default: true for pre-norm "
+                                     "blocks, false for post-norm.")
+    # `block` and `overrides` stay YAML here; the loader merges them into one Block per layer.
+    block: Any = option(None, doc="Block settings for this stack, over the top-level `block`.",
+                        partial_of=Block)
+    overrides: list[Override] = option([], doc="Per-layer settings, later entries win.")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Embedding:
+    scale: bool | float = option(False, doc="Multiply token embeddings by √width (true) or by this "
+                                 "number.")
+    norm: str | None = option(None, doc="Norm after the embedding sum (BERT: layer_norm).",
+                              choices=NORMS)
+    norm_epsilon: float = option(1e-5, doc="Epsilon of the embedding norm.", minimum=0.0)
+    shared: bool = option(True, doc="Encoder and decoder share one token embedding "
+                          "(encoder-decoder only).")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Head:
+    kind: str = option("none", doc="none: last_hidden_state only; pooler: adds pooler_output "
+                       "(dense + tanh over the first token); classifier: pooler + linear to "
+                       "`labels` logits; lm: a language-model head producing logits over the "
+                       "vocabulary.", choices=("none", "pooler", "classifier", "lm"))
+    tied: bool = option(True, doc="The LM head reuses the token embedding matrix.")
+    bias: bool = option(False, doc="A bias on the LM head.")
+    labels: int = option(2, doc="Classifier outputs.", minimum=1)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Init:
+    scheme: str = option("normal", doc="normal(0, std) for matrices and embeddings (BERT, GPT-2), or "
+                         "xavier_uniform for matrices (the paper's). Biases start at 0, norm scales "
+                         "at 1.", choices=("normal", "xavier_uniform"))
+    std: float = option(0.02, doc="Standard deviation of the normal scheme.", minimum=0.0)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Spec:
+    """A whole model."""
+
+    tfc: int = option(doc="Spec language version; this is version 1.", choices=(1,))
+    name: str = option(doc="Model name, recorded in the ONNX metadata.")
+    topology: str = option(doc="encoder (bidirectional), decoder (causal) or encoder-decoder "
+                           "(cross-attention).", choices=("encoder", "decoder", "encoder-decoder"))
+    model: Dims = option(doc="Model sizes.")
+    input: Any = option(None, doc="The input layer.", registry=INPUTS)
+    positional: Any = option(None, doc="Positional scheme.", registry=POSITIONS)
+    embedding: Embedding = option(Embedding(), doc="Embedding options.")
+    block: Any = option(None, doc="Default block settings for every stack.", partial_of=Block)
+    encoder: Stack | None = option(None, doc="The encoder stack (encoder and encoder-decoder).")
+    decoder: Stack | None = option(None, doc="The decoder stack (decoder and encoder-decoder).")
+    head: Head = option(Head(), doc="Output head.")
+    init: Init = option(Init(), doc="Initialisation for --seed.")
+    # Filled by the loader: the resolved blocks of each stack, one per layer.
+    encoder_blocks: tuple = field(default=(), compare=False, repr=False)
+    decoder_blocks: tuple = field(default=(), compare=False, repr=False)
+    source: str = field(default="", compare=False, repr=False)
+    sha256: str = field(default="", compare=False, repr=False)
+
+    def stacks(self):
+        """(name, Stack, blocks) for each stack present, encoder first."""
+        out = []
+        if self.encoder is not None:
+            out.append(("encoder", self.encoder, self.encoder_blocks))
+        if self.decoder is not None:
+            out.append(("decoder", self.decoder, self.decoder_blocks))
+        return out

@@ -1,0 +1,226 @@
+"""The spec language's field machinery: typed sections declared as dataclasses, parsed from YAML
+nodes with their locations, and exported as JSON Schema and as Markdown reference.
+
+A section is a frozen dataclass whose fields are declared with :func:`option`; the field's type
+annotation (int, float, bool, str, a nested section, ``list[Section]``, ``X | None``) and its
+metadata (doc, choices, minimum) drive parsing, error messages, the JSON Schema and the README.
+A *kind union* (:class:`KindRegistry`) is a mapping with a ``kind`` key that selects which options
+section parses the rest: attention kinds, positional schemes and input layers register there.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import MISSING, dataclass
+from typing import Any
+
+import yaml
+
+from ..errors import Problem
+
+REQUIRED = MISSING
+
+
+def option(default=REQUIRED, doc: str = "", choices: tuple | None = None, minimum: float | None = None,
+           registry: "KindRegistry | None" = None, partial_of: type | None = None):
+    """Declare a spec field: its default (omit for required), documentation and value rules.
+    With ``registry`` the field is a kind union parsed by that registry; with ``partial_of`` it is
+    a mapping of that section's keys kept as YAML for the loader to merge (block overrides)."""
+    meta = {"doc": doc, "choices": choices, "minimum": minimum, "registry": registry,
+            "partial_of": partial_of}
+    if isinstance(default, (list, dict)):
+        return dataclasses.field(default_factory=lambda: type(default)(default), metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+@dataclass
+class KindRegistry:
+    """Kinds selectable by a ``kind:`` key, each with its own options section."""
+
+    name: str
+    doc: str
+    default: str
+    kinds: dict[str, type] = dataclasses.field(default_factory=dict)
+    builders: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def register(self, kind: str, options: type, builder=None) -> None:
+        """Add a kind: its options section (parsed from the spec) and the function that builds it."""
+        if kind in self.kinds:
+            raise ValueError(f"{self.name} kind {kind!r} registered twice")
+        options.KIND = kind
+        self.kinds[kind] = options
+        self.builders[kind] = builder
+
+    def builder(self, options):
+        return self.builders[kind_of(options)]
+
+
+class Reader:
+    """Parses YAML nodes into sections, collecting every problem with its location."""
+
+    def __init__(self, file: str):
+        self.file = file
+        self.problems: list[Problem] = []
+
+    def problem(self, node: yaml.Node | None, path: str, message: str) -> None:
+        line, col = (node.start_mark.line + 1, node.start_mark.column + 1) if node else (1, 1)
+        self.problems.append(Problem(self.file, line, col, path, message))
+
+    # --- sections -------------------------------------------------------------------------------
+    def section(self, cls: type, node: yaml.Node | None, path: str):
+        """Parse a mapping node into ``cls``; a missing node means all defaults."""
+        hints = typing.get_type_hints(cls)
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        given = self.mapping(node, path) if node is not None else {}
+        values = {}
+        for key, (key_node, value_node) in given.items():
+            if key not in fields:
+                self.problem(key_node, join(path, key), f"unknown key{did_you_mean(key, fields)}")
+                continue
+            values[key] = self.value(hints[key], fields[key], value_node, join(path, key))
+        for name, f in fields.items():
+            if name in given:
+                continue
+            if f.metadata.get("registry") is not None:  # an absent kind union takes its default kind
+                values[name] = self.kind_union(f.metadata["registry"], None, join(path, name))
+            elif f.default is MISSING and f.default_factory is MISSING:
+                self.problem(node, join(path, name), f"missing required key '{name}'")
+        try:
+            return cls(**values)
+        except TypeError:  # a required field failed to parse: the problem is already recorded
+            return None
+
+    def kind_union(self, registry: KindRegistry, node: yaml.Node | None, path: str):
+        if node is None:
+            return registry.kinds[registry.default]()
+        if isinstance(node, yaml.ScalarNode):  # shorthand: `attention: multi_head`
+            kind, rest = node.value, None
+        else:
+            entries = self.mapping(node, path)
+            kind_entry = entries.pop("kind", None)
+            kind = kind_entry[1].value if kind_entry else registry.default
+            rest = yaml.MappingNode("tag:yaml.org,2002:map",
+                                    [(k, v) for k, v in node.value if k.value != "kind"],
+                                    start_mark=node.start_mark)
+        if kind not in registry.kinds:
+            self.problem(node if rest is None else kind_entry[1], join(path, "kind"),
+                         f"expected one of {sorted(registry.kinds)}, got {kind!r}"
+                         f"{did_you_mean(kind, registry.kinds)}")
+            return None
+        return self.section(registry.kinds[kind], rest, path)
+
+    def mapping(self, node: yaml.Node, path: str) -> dict[str, tuple[yaml.Node, yaml.Node]]:
+        if not isinstance(node, yaml.MappingNode):
+            self.problem(node, path, f"expected a mapping, got {describe(node)}")
+            return {}
+        out = {}
+        for key_node, value_node in node.value:
+            if key_node.value in out:
+                self.problem(key_node, join(path, key_node.value), "key given twice")
+            out[key_node.value] = (key_node, value_node)
+        return out
+
+    # --- values ---------------------------------------------------------------------------------
+    def value(self, hint, f: dataclasses.Field | None, node: yaml.Node, path: str):
+        meta = f.metadata if f is not None else {}
+        origin = typing.get_origin(hint)
+        if origin in (typing.Union, types.UnionType):
+            options = [a for a in typing.get_args(hint) if a is not type(None)]
+            if is_null(node) and type(None) in typing.get_args(hint):
+                return None
+            if len(options) == 1:
+                return self.value(options[0], f, node, path)
+            return self.scalar_union(options, meta, node, path)
+        if origin is list:
+            (item,) = typing.get_args(hint)
+            if not isinstance(node, yaml.SequenceNode):
+                self.problem(node, path, f"expected a list, got {describe(node)}")
+                return []
+            return [self.value(item, None, n, f"{path}[{i}]") for i, n in enumerate(node.value)]
+        if meta.get("partial_of") is not None:
+            if not isinstance(node, yaml.MappingNode):
+                self.problem(node, path, f"expected a mapping, got {describe(node)}")
+                return None
+            return node
+        if isinstance(meta.get("registry"), KindRegistry):
+            return self.kind_union(meta["registry"], node, path)
+        if dataclasses.is_dataclass(hint):
+            return self.section(hint, node, path)
+        return self.scalar(hint, meta, node, path)
+
+    def scalar(self, hint: type, meta, node: yaml.Node, path: str):
+        if not isinstance(node, yaml.ScalarNode):
+            self.problem(node, path, f"expected {type_words(hint, meta)}, got {describe(node)}")
+            return None
+        value = yaml.SafeLoader(b"").construct_object(node)
+        if hint is float and isinstance(value, str):
+            try:  # YAML 1.1 reads 1e-5 as a string; users mean a number
+                value = float(value)
+            except ValueError:
+                pass
+        if hint is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
+            self.problem(node, path, f"expected {type_words(hint, meta)}, got {describe(node)}")
+            return None
+        choices = meta.get("choices")
+        if choices and value not in choices:
+            self.problem(node, path, f"expected one of {list(choices)}, got {value!r}"
+                         f"{did_you_mean(str(value), choices)}")
+            return None
+        minimum = meta.get("minimum")
+        if minimum is not None and value < minimum:
+            self.problem(node, path, f"expected {type_words(hint, meta)}, got {value!r}")
+            return None
+        return value
+
+    def scalar_union(self, options, meta, node, path):
+        """A field like ``scale: bool | float``: the first type the scalar satisfies wins."""
+        value = yaml.SafeLoader(b"").construct_object(node) if isinstance(node, yaml.ScalarNode) else None
+        for hint in options:
+            if isinstance(value, hint) and not (hint in (int, float) and isinstance(value, bool)):
+                return value
+            if hint is float and isinstance(value, int) and not isinstance(value, bool):
+                return float(value)
+        words = " or ".join(type_words(h, meta) for h in options)
+        self.problem(node, path, f"expected {words}, got {describe(node)}")
+        return None
+
+
+def kind_of(options) -> str:
+    """The kind name an options section was registered under."""
+    return options.KIND
+
+
+# --- words ------------------------------------------------------------------------------------------
+def join(path: str, key) -> str:
+    return f"{path}.{key}" if path else str(key)
+
+
+def is_null(node: yaml.Node) -> bool:
+    return isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:null"
+
+
+def did_you_mean(word: str, candidates) -> str:
+    close = difflib.get_close_matches(word, [str(c) for c in candidates], n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def describe(node: yaml.Node) -> str:
+    if isinstance(node, yaml.MappingNode):
+        return "a mapping"
+    if isinstance(node, yaml.SequenceNode):
+        return "a list"
+    value = yaml.SafeLoader(b"").construct_object(node)
+    kind = {bool: "boolean", int: "integer", float: "number", str: "string"}.get(type(value), "null")
+    return f"{kind} {node.value!r}" if kind != "null" else "nothing (null)"
+
+
+def type_words(hint, meta) -> str:
+    minimum = meta.get("minimum") if meta else None
+    base = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(hint, str(hint))
+    if minimum is not None:
+        base += f" >= {minimum:g}" if hint is float else f" >= {int(minimum)}"
+    return base

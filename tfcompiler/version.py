@@ -1,0 +1,2 @@
+"""The package version, recorded in every compiled model's metadata."""
+__version__ = "0.1.0"
