@@ -1,0 +1,36 @@
+"""Attention kind `multi_head`: scaled dot-product attention over H query heads and Hkv key/value
+heads (Hkv = H: multi-head, Vaswani et al. 2017; Hkv = 1: multi-query, Shazeer 2019; between:
+grouped-query, Ainslie et al. 2023).
+
+Built as projections + the canonical IR ``attention`` op, so lowering picks the kernel per target.
+The padding mask becomes an additive bias; causality is the op's ``causal`` attribute.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ...spec.kinds import ATTENTION
+from ...spec.schema import option
+
+
+@dataclass(frozen=True)
+class MultiHeadOptions:
+    scale: float | None = option(None, doc="Score scale. Default 1/√head_width (T5 uses 1).",
+                                 minimum=0.0)
+
+
+def build_multi_head(ctx, options: MultiHeadOptions, spec, x, memory, mask, causal: bool):
+    """x (B,S,D) attends memory (B,T,D) (memory is x for self-attention); mask (B,T) or None."""
+    m = spec.model
+    query_BHSDh = ctx.split_heads(ctx.linear(x, m.heads * m.dh, "query", m.bias), m.heads, m.dh)
+    key_BHkvTDh = ctx.split_heads(ctx.linear(memory, m.kv * m.dh, "key", m.bias), m.kv, m.dh)
+    value_BHkvTDh = ctx.split_heads(ctx.linear(memory, m.kv * m.dh, "value", m.bias), m.kv, m.dh)
+    scale = options.scale if options.scale is not None else m.dh ** -0.5
+    inputs = [query_BHSDh, key_BHkvTDh, value_BHkvTDh]
+    if mask is not None:
+        inputs.append(ctx.op("padding_bias", mask))
+    context_BHSDh = ctx.op("attention", *inputs, scale=float(scale), causal=causal, label="Attention")
+    return ctx.linear(ctx.merge_heads(context_BHSDh), m.width, "output", m.bias)
+
+
+ATTENTION.register("multi_head", MultiHeadOptions, build_multi_head)

@@ -1,0 +1,20 @@
+"""Position-wise feed-forward network: down(act(up(x))), or down(act(gate(x)) * up(x)) for the gated
+variants SwiGLU and GeGLU (Shazeer 2020)."""
+from __future__ import annotations
+
+from ..spec.model import Ffn
+
+_ACTIVATION = {"relu": ("relu", {}), "gelu": ("gelu", {}), "gelu_tanh": ("gelu", {"approximate": "tanh"}),
+               "silu": ("silu", {}), "swiglu": ("silu", {}), "geglu": ("gelu", {})}
+
+
+def build_ffn(ctx, x, ffn: Ffn, spec):
+    m = spec.model
+    op, attrs = _ACTIVATION[ffn.activation]
+    with ctx.at("ffn"):
+        if ffn.gated:
+            gate = ctx.op(op, ctx.linear(x, m.ffn_width, "gate", m.bias), label="Activation", **attrs)
+            hidden = ctx.op("mul", gate, ctx.linear(x, m.ffn_width, "up", m.bias), label="Gate")
+        else:
+            hidden = ctx.op(op, ctx.linear(x, m.ffn_width, "up", m.bias), label="Activation", **attrs)
+        return ctx.linear(hidden, m.width, "down", m.bias)

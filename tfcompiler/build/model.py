@@ -1,0 +1,26 @@
+"""Spec -> IR: the topology's stacks and head, as a graph whose params carry names and init
+schemes but no values yet (``tfcompiler.build.weights`` fills them)."""
+from __future__ import annotations
+
+from ..ir.graph import Graph
+from ..spec.model import Spec
+from .context import Context
+from .heads import build_head
+from .stack import build_stack
+
+
+def build_graph(spec: Spec) -> Graph:
+    ctx = Context()
+    encoder = None
+    outputs = {}
+    if spec.encoder is not None:
+        encoder = build_stack(ctx, spec, "encoder", spec.encoder, spec.encoder_blocks)
+        hidden = encoder[0]
+    if spec.decoder is not None:
+        hidden, _ = build_stack(ctx, spec, "decoder", spec.decoder, spec.decoder_blocks, encoder)
+        if encoder is not None and spec.head.kind == "none":
+            outputs["encoder_last_hidden_state"] = encoder[0]
+    ctx.graph.outputs.update(build_head(ctx, spec, hidden))
+    ctx.graph.outputs.update(outputs)
+    ctx.graph.metadata.update(name=spec.name, topology=spec.topology)
+    return ctx.graph

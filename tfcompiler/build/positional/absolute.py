@@ -1,0 +1,72 @@
+"""Absolute positional schemes added to the embeddings: `sinusoidal` (Vaswani et al. 2017, in the
+paper's interleaved layout or tensor2tensor/fairseq's concatenated sin|cos layout), `learned`
+(BERT, GPT-2) and `none`.
+
+The sinusoidal table is built as IR arithmetic on constants; constant folding turns it into one
+constant, so the ONNX holds a (max_length, width) table gathered by position.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ...spec.kinds import POSITIONS
+from ...spec.schema import option
+
+
+@dataclass(frozen=True)
+class SinusoidalOptions:
+    layout: str = option("interleaved", doc="interleaved (sin, cos, sin, ... as in the paper) or "
+                         "concatenated ([sin ... | cos ...], tensor2tensor and fairseq).",
+                         choices=("interleaved", "concatenated"))
+    base: float = option(10000.0, doc="Wavelength base.", minimum=1.0)
+
+    def problems(self, spec):
+        if spec.model.width % 2:
+            yield f"sinusoidal positions need an even width, got {spec.model.width}"
+
+
+@dataclass(frozen=True)
+class LearnedOptions:
+    pass
+
+
+@dataclass(frozen=True)
+class NoPositions:
+    pass
+
+
+def sinusoidal_table(ctx, options: SinusoidalOptions, length: int, width: int):
+    """PE[p, 2i] = sin(p / base^(2i/width)), PE[p, 2i+1] = cos(...), in IR ops on constants.
+    Computed in float64 and cast: angles reach max_length radians, where float32 loses ~1e-4."""
+    half = width // 2
+    positions = ctx.constant(np.arange(length)[:, None], dtype="float64")
+    inv_freq = ctx.constant(1.0 / options.base ** (np.arange(half) * 2 / width), dtype="float64")
+    angles = ctx.op("mul", positions, inv_freq)
+    sin, cos = ctx.op("sin", angles), ctx.op("cos", angles)
+    if options.layout == "concatenated":
+        table = ctx.op("concat", sin, cos, axis=-1)
+    else:
+        pairs = ctx.op("concat", ctx.op("unsqueeze", sin, axes=(2,)),
+                       ctx.op("unsqueeze", cos, axes=(2,)), axis=-1)
+        table = ctx.op("reshape", pairs, shape=(length, width))
+    return ctx.op("cast", table, dtype="float32")
+
+
+def build_sinusoidal(ctx, options, spec, hidden, ids):
+    with ctx.at("positions"):
+        table = sinusoidal_table(ctx, options, spec.model.max_length, spec.model.width)
+        return ctx.op("add", hidden, ctx.op("gather", table, ctx.op("positions", ids, axis=1)))
+
+
+def build_learned(ctx, options, spec, hidden, ids):
+    table = ctx.param("positions.weight", (spec.model.max_length, spec.model.width), "embedding")
+    with ctx.at("positions"):
+        return ctx.op("add", hidden, ctx.op("gather", table, ctx.op("positions", ids, axis=1),
+                                            label="PositionEmbedding"))
+
+
+POSITIONS.register("sinusoidal", SinusoidalOptions, build_sinusoidal)
+POSITIONS.register("learned", LearnedOptions, build_learned)
+POSITIONS.register("none", NoPositions, lambda ctx, options, spec, hidden, ids: hidden)
