@@ -41,6 +41,7 @@ def compile_spec(spec: Spec | str | Path, weights: str | None = None, seed: int 
     progress("lower")
     metadata = {"tfcompiler.spec_name": spec.name, "tfcompiler.spec_sha256": spec.sha256,
                 "tfcompiler.topology": spec.topology,
+                "tfcompiler.vocab_size": str(spec.model.vocab_size),
                 "tfcompiler.weights": f"file:{Path(weights).name}" if weights else f"seed:{seed}"}
     model = to_onnx(graph, opset, metadata)
     return Compiled(model, graph, report, spec)

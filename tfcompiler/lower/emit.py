@@ -16,6 +16,7 @@ class Emitter:
     nodes: list[NodeProto] = field(default_factory=list)
     initializers: list[tuple[str, np.ndarray]] = field(default_factory=list)
     origin: str = ""
+    memo: dict = field(default_factory=dict)  # tensors shared across nodes (e.g. the causal mask)
     _names: Counter = field(default_factory=Counter)
     _constants: dict = field(default_factory=dict)
 

@@ -117,22 +117,27 @@ def _padding_bias(e, attrs, inputs, types, label):
     return [e.node1("Unsqueeze", bias, e.const([1, 2]), label=label or "PaddingBias")]
 
 
-def _causal_allowed(e, q: str, k: str) -> str:
-    """bool (S, T): key j is visible to query i when j <= i + (T - S) (bottom-right aligned)."""
+def _causal_allowed(e, q: str, k: str, lengths: tuple) -> str:
+    """bool (S, T): key j is visible to query i when j <= i + (T - S) (bottom-right aligned).
+    Made once per pair of symbolic lengths and shared by every layer."""
+    if lengths in e.memo:
+        return e.memo[lengths]
     s, t = _length(e, q, 2), _length(e, k, 2)
     rows = e.node1("Add", e.node1("Range", e.const(0), s, e.const(1)), e.node1("Sub", t, s))
     rows = e.node1("Unsqueeze", rows, e.const([1]))
     cols = e.node1("Range", e.const(0), t, e.const(1))
-    return e.node1("LessOrEqual", cols, rows, label="CausalMask")
+    e.memo[lengths] = e.node1("LessOrEqual", cols, rows, label="CausalMask")
+    return e.memo[lengths]
 
 
 def _attention(e, attrs, inputs, types, label):
     q, k, v, *bias = inputs
     heads, kv_heads = types[0].shape[1], types[1].shape[1]
     same_length = types[0].shape[2] == types[1].shape[2]
+    lengths = ("causal", types[0].shape[2], types[1].shape[2])
     if e.opset >= 23:
         if attrs["causal"] and not same_length:  # is_causal is top-left aligned without a cache
-            allowed = _causal_allowed(e, q, k)
+            allowed = _causal_allowed(e, q, k, lengths)
             masked = e.node1("Where", allowed, e.const(0.0, np.float32), e.const(MASKED, np.float32))
             bias = [e.node1("Add", bias[0], masked)] if bias else [masked]
         elif bias and types[3].shape[2] == 1:  # ORT's kernel wants the mask's query axis spelled out
@@ -148,7 +153,7 @@ def _attention(e, attrs, inputs, types, label):
     if bias:
         scores = e.node1("Add", scores, bias[0])
     if attrs["causal"]:
-        scores = e.node1("Where", _causal_allowed(e, q, k), scores, e.const(MASKED, np.float32))
+        scores = e.node1("Where", _causal_allowed(e, q, k, lengths), scores, e.const(MASKED, np.float32))
     probs = e.node1("Softmax", scores, axis=-1)
     return [e.node1("MatMul", probs, v, label=label or "Attention")]
 

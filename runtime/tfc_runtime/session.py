@@ -1,0 +1,84 @@
+"""A compiled model on onnxruntime: provider choice with fallback, the model's metadata (version,
+spec hash, I/O roles) and named inputs in, named outputs out."""
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import onnxruntime as ort
+
+_PROVIDERS = {"cpu": ["CPUExecutionProvider"],
+              "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"]}
+_NUMPY_TYPES = {"tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(float)": np.float32,
+                "tensor(float16)": np.float16, "tensor(bool)": np.bool_, "tensor(double)": np.float64}
+
+
+@dataclass(frozen=True)
+class Port:
+    name: str
+    dtype: type
+    shape: tuple  # ints, or axis names for dynamic axes
+    role: str
+
+
+class Model:
+    """``Model("bert.onnx", device="cuda")``: falls back to CPU, with a warning, when CUDA is absent."""
+
+    def __init__(self, path: str, device: str = "cpu", intra_op_threads: int | None = None,
+                 session_options: ort.SessionOptions | None = None):
+        if device not in _PROVIDERS:
+            raise ValueError(f"device must be one of {sorted(_PROVIDERS)}, got {device!r}")
+        available = ort.get_available_providers()
+        providers = [p for p in _PROVIDERS[device] if p in available]
+        if device == "cuda" and "CUDAExecutionProvider" not in providers:
+            warnings.warn("CUDAExecutionProvider is not available; running on CPU", RuntimeWarning)
+        options = session_options or ort.SessionOptions()
+        if intra_op_threads:
+            options.intra_op_num_threads = intra_op_threads
+        self.session = ort.InferenceSession(str(path), options, providers=providers)
+        meta = self.session.get_modelmeta().custom_metadata_map
+        self.metadata = dict(meta)
+        roles = json.loads(meta.get("tfcompiler.io_roles", "{}"))
+        self.inputs = [Port(i.name, _NUMPY_TYPES.get(i.type, np.float32), tuple(i.shape),
+                            roles.get(i.name, "")) for i in self.session.get_inputs()]
+        self.outputs = [Port(o.name, _NUMPY_TYPES.get(o.type, np.float32), tuple(o.shape), "output")
+                        for o in self.session.get_outputs()]
+
+    @property
+    def providers(self) -> list[str]:
+        return self.session.get_providers()
+
+    def run(self, feeds: dict[str, np.ndarray] | None = None, **named) -> dict[str, np.ndarray]:
+        feeds = {**(feeds or {}), **named}
+        missing = [p.name for p in self.inputs if p.name not in feeds]
+        unknown = sorted(set(feeds) - {p.name for p in self.inputs})
+        if missing or unknown:
+            raise ValueError(f"inputs do not fit the model: missing {missing}, unknown {unknown}; "
+                             f"it takes {[p.name for p in self.inputs]}")
+        arrays = {p.name: np.asarray(feeds[p.name], dtype=p.dtype) for p in self.inputs}
+        values = self.session.run(None, arrays)
+        return {p.name: v for p, v in zip(self.outputs, values)}
+
+
+def random_inputs(model: Model, batch: int = 1, sequence: int = 8, seed: int = 0,
+                  sizes: dict[str, int] | None = None) -> dict[str, np.ndarray]:
+    """Inputs of the right names, types and shapes: ids in [0, vocabulary), masks all ones.
+    Dynamic axes take ``sizes[axis]``, else ``batch`` for batch axes and ``sequence`` for the rest."""
+    rng = np.random.default_rng(seed)
+    sizes = sizes or {}
+    vocab = int(model.metadata.get("tfcompiler.vocab_size", 2))
+    feeds = {}
+    for port in model.inputs:
+        shape = [d if isinstance(d, int) else sizes.get(d, batch if "batch" in str(d) else sequence)
+                 for d in port.shape]
+        if port.role == "padding_mask":
+            feeds[port.name] = np.ones(shape, port.dtype)
+        elif port.role == "token_type_ids":
+            feeds[port.name] = np.zeros(shape, port.dtype)
+        elif np.issubdtype(port.dtype, np.integer):
+            feeds[port.name] = rng.integers(0, vocab, size=shape).astype(port.dtype)
+        else:
+            feeds[port.name] = rng.standard_normal(shape).astype(port.dtype)
+    return feeds

@@ -1,0 +1,203 @@
+"""The `tfc` command line: compile, check, schema, init-weights, import-hf, inspect, run.
+
+User errors (a bad spec, mismatched weights, an unwritable path) print one clear message and exit 1;
+usage errors exit 2; anything else is an internal error, reported without a traceback unless
+TFC_DEBUG=1, and exits 3.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from .errors import TfcError
+from .lower.to_onnx import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET
+
+
+class Progress:
+    """Step timings on stderr, so long compiles show where they are."""
+
+    def __init__(self, quiet: bool):
+        self.quiet, self.start, self.last = quiet, time.perf_counter(), None
+
+    def __call__(self, step: str) -> None:
+        now = time.perf_counter()
+        if not self.quiet:
+            print(f"  {step} ... (t={now - self.start:.2f}s)", file=sys.stderr, flush=True)
+        self.last = now
+
+
+def cmd_compile(args) -> int:
+    from .compiler import compile_spec
+
+    progress = Progress(args.quiet)
+    compiled = compile_spec(args.spec, weights=args.weights, seed=args.seed, opset=args.opset,
+                            pipeline=args.pipeline, dump_after=set(args.dump_after or ()),
+                            progress=progress)
+    if args.explain:
+        print(compiled.report.explain())
+    for name, dump in compiled.report.dumps.items():
+        print(f"--- IR after {name} ---\n{dump}")
+    progress("write")
+    files = compiled.model.save(args.output, external_data=True if args.external_data else None)
+    graph = compiled.graph
+    params = sum(a.size for a in graph.weights.values())
+    print(f"compiled {compiled.spec.name} ({compiled.spec.topology}, {params:,} parameters) -> "
+          f"{', '.join(map(str, files))} [opset {args.opset}, "
+          f"{len(compiled.model.proto.graph.node)} nodes, {time.perf_counter() - progress.start:.2f}s]")
+    return 0
+
+
+def cmd_check(args) -> int:
+    from .spec import load_spec
+
+    spec = load_spec(args.spec)
+    layers = ", ".join(f"{name} {stack.layers} layers" for name, stack, _ in spec.stacks())
+    print(f"{args.spec}: ok ({spec.name}: {spec.topology}, {layers})")
+    return 0
+
+
+def cmd_schema(args) -> int:
+    from .spec.jsonschema import json_schema, markdown_reference
+
+    print(markdown_reference() if args.markdown else json.dumps(json_schema(), indent=2))
+    return 0
+
+
+def cmd_init_weights(args) -> int:
+    from .build import build_graph
+    from .build.weights import init_weights, save_weights
+    from .spec import load_spec
+
+    spec = load_spec(args.spec)
+    weights = init_weights(build_graph(spec), spec.init, args.seed)
+    save_weights(weights, args.output, metadata={"tfcompiler.spec_sha256": spec.sha256})
+    print(f"wrote {len(weights)} tensors ({sum(w.size for w in weights.values()):,} parameters) "
+          f"to {args.output}")
+    return 0
+
+
+def cmd_import_hf(args) -> int:
+    from .importers.hf import import_hf
+
+    spec_path, weights_path = import_hf(args.model_dir, args.output)
+    print(f"imported {args.model_dir} -> {spec_path}, {weights_path}")
+    return 0
+
+
+def cmd_inspect(args) -> int:
+    from .inspect import format_report, inspect_path
+
+    report = inspect_path(args.path, args.sequence)
+    print(json.dumps(report, indent=2) if args.json else format_report(report))
+    return 0
+
+
+def cmd_run(args) -> int:
+    import numpy as np
+    from tfc_runtime import Model, random_inputs
+
+    model = Model(args.model, device=args.device, intra_op_threads=args.threads)
+    if args.inputs:
+        with np.load(args.inputs) as data:
+            feeds = dict(data)
+    else:
+        feeds = random_inputs(model, batch=args.batch, sequence=args.sequence, seed=args.seed)
+    outputs = model.run(feeds)
+    times = []
+    for _ in range(args.repeat):
+        start = time.perf_counter()
+        model.run(feeds)
+        times.append(time.perf_counter() - start)
+    print(f"{args.model} on {model.providers[0]}")
+    for name, value in feeds.items():
+        print(f"  input  {name}: {value.dtype}{list(value.shape)}")
+    for name, value in outputs.items():
+        print(f"  output {name}: {value.dtype}{list(value.shape)} "
+              f"checksum(sum)={float(np.sum(value, dtype=np.float64)):.6f} "
+              f"mean|x|={float(np.abs(value).mean()):.6f}")
+    if times:
+        print(f"  latency: median {np.median(times) * 1e3:.2f} ms, min {min(times) * 1e3:.2f} ms "
+              f"over {len(times)} runs")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tfc", description="Compile transformer specs (YAML) to ONNX.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    c = sub.add_parser("compile", help="compile a spec to an ONNX model")
+    c.add_argument("spec")
+    c.add_argument("-o", "--output", required=True, help="the .onnx file to write")
+    c.add_argument("--weights", help="safetensors file with tfcompiler's canonical names")
+    c.add_argument("--seed", type=int, default=0, help="seed of the random initialisation")
+    c.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"{MIN_OPSET}..{MAX_OPSET}")
+    c.add_argument("--explain", action="store_true", help="print what each pass did")
+    c.add_argument("--external-data", action="store_true",
+                   help="weights in OUT.onnx.data (automatic over 2 GB)")
+    c.add_argument("--pipeline", default="default", choices=["default", "none"])
+    c.add_argument("--dump-after", action="append", metavar="PASS",
+                   help="print the IR after this pass ('all' for every pass)")
+    c.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    c.set_defaults(func=cmd_compile)
+
+    c = sub.add_parser("check", help="validate a spec")
+    c.add_argument("spec")
+    c.set_defaults(func=cmd_check)
+
+    c = sub.add_parser("schema", help="print the JSON Schema of the spec language")
+    c.add_argument("--markdown", action="store_true", help="the reference as Markdown instead")
+    c.set_defaults(func=cmd_schema)
+
+    c = sub.add_parser("init-weights", help="write seeded weights under their canonical names")
+    c.add_argument("spec")
+    c.add_argument("-o", "--output", required=True)
+    c.add_argument("--seed", type=int, default=0)
+    c.set_defaults(func=cmd_init_weights)
+
+    c = sub.add_parser("import-hf", help="turn a Hugging Face model folder into a spec and weights")
+    c.add_argument("model_dir")
+    c.add_argument("-o", "--output", required=True, help="folder for spec.yaml and weights.safetensors")
+    c.set_defaults(func=cmd_import_hf)
+
+    c = sub.add_parser("inspect", help="parameters, FLOPs, ops and I/O of a spec or a model")
+    c.add_argument("path")
+    c.add_argument("--sequence", type=int, default=128, help="sequence length for FLOPs")
+    c.add_argument("--json", action="store_true")
+    c.set_defaults(func=cmd_inspect)
+
+    c = sub.add_parser("run", help="run a compiled model on onnxruntime")
+    c.add_argument("model")
+    c.add_argument("--inputs", help=".npz of named inputs (default: random)")
+    c.add_argument("--batch", type=int, default=1)
+    c.add_argument("--sequence", type=int, default=16)
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--repeat", type=int, default=10, help="timed runs after a warm-up")
+    c.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    c.add_argument("--threads", type=int, help="onnxruntime intra-op threads")
+    c.set_defaults(func=cmd_run)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except TfcError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except Exception as e:  # noqa: BLE001  (the last line of defence against tracebacks)
+        if os.environ.get("TFC_DEBUG"):
+            raise
+        print(f"internal error in tfc {args.command}: {type(e).__name__}: {e}\n"
+              f"(set TFC_DEBUG=1 for the traceback and please report it)", file=sys.stderr)
+        return 3
+
+
+if __name__ == "__main__":
+    sys.exit(main())

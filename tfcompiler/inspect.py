@@ -1,0 +1,77 @@
+"""What `tfc inspect` reports: parameters, FLOPs per token, op histogram and I/O, for a spec (from
+its IR) or a compiled model (from the ONNX file, without loading external weight data)."""
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from .ir.types import concrete_shape
+
+
+def inspect_spec(path: str, sequence: int) -> dict:
+    from .build import build_graph
+    from .build.weights import declared_params
+    from .spec import load_spec
+
+    spec = load_spec(path)
+    graph = build_graph(spec)
+    params = sum(int(np.prod(shape)) for shape, _ in declared_params(graph).values())
+    sizes = {"batch_size": 1, "sequence_length": sequence, "decoder_sequence_length": sequence}
+    flops = 0
+    for node in graph.by_type("matmul"):
+        (out,) = graph.op(node).outputs
+        inner = graph.type_of(graph.inputs_of(node)[0]).shape[-1]
+        flops += 2 * int(np.prod(concrete_shape(out.shape, sizes))) * inner
+    for node in graph.by_type("attention"):  # scores q·kᵀ and the weighted sum of values
+        q, k, v = (graph.type_of(x) for x in graph.inputs_of(node)[:3])
+        batch, heads, s, dh = concrete_shape(q.shape, sizes)
+        t = concrete_shape(k.shape, sizes)[2]
+        flops += 2 * batch * heads * s * t * (dh + concrete_shape(v.shape, sizes)[3])
+    tokens = sequence * len(spec.stacks())
+    return {"name": spec.name, "topology": spec.topology, "parameters": params,
+            "flops_per_token": flops / tokens, "at_sequence_length": sequence,
+            "ops": dict(sorted(Counter(graph.op(n).type for n in graph.nodes()).items())),
+            "inputs": {graph.op(n).attrs["name"]: str(graph.op(n).outputs[0]) for n in graph.graph_inputs()},
+            "outputs": {name: str(graph.type_of(v)) for name, v in graph.outputs.items()}}
+
+
+def inspect_model(path: str) -> dict:
+    import onnx
+
+    model = onnx.load_model(path, load_external_data=False)
+
+    def describe(value):
+        t = value.type.tensor_type
+        dims = [d.dim_param or d.dim_value for d in t.shape.dim]
+        return f"{onnx.helper.tensor_dtype_to_np_dtype(t.elem_type)}{dims}"
+
+    return {"opset": [f"{o.domain or 'ai.onnx'}:{o.version}" for o in model.opset_import],
+            "ir_version": model.ir_version,
+            "parameters": sum(int(np.prod(t.dims)) for t in model.graph.initializer),
+            "ops": dict(sorted(Counter(n.op_type for n in model.graph.node).items())),
+            "inputs": {v.name: describe(v) for v in model.graph.input},
+            "outputs": {v.name: describe(v) for v in model.graph.output},
+            "metadata": {p.key: p.value for p in model.metadata_props}}
+
+
+def inspect_path(path: str, sequence: int = 128) -> dict:
+    return inspect_model(path) if Path(path).suffix == ".onnx" else inspect_spec(path, sequence)
+
+
+def format_report(report: dict) -> str:
+    lines = []
+    for key, value in report.items():
+        if isinstance(value, dict):
+            lines.append(f"{key}:")
+            for k, v in value.items():
+                lines.append(f"  {k}: {json.loads(v) if k.endswith('io_roles') else v}")
+        elif key == "parameters":
+            lines.append(f"{key}: {value:,} ({value * 4 / 2**20:.1f} MiB in fp32)")
+        elif key == "flops_per_token":
+            lines.append(f"{key}: {value / 1e6:,.1f} MFLOP")
+        else:
+            lines.append(f"{key}: {value}")
+    return "\n".join(lines)
