@@ -26,7 +26,7 @@ class Progress:
     def __call__(self, step: str) -> None:
         now = time.perf_counter()
         if not self.quiet:
-            print(f"  {step} ... (t={now - self.start:.2f}s)", file=sys.stderr, flush=True)
+            print(f"  [{now - self.start:5.2f}s] {step}", file=sys.stderr, flush=True)
         self.last = now
 
 
