@@ -50,23 +50,30 @@ def parse_spec(text: str, file: str = "<spec>") -> Spec:
 
 
 def _layer_blocks(reader: Reader, spec: Spec, name: str, stack) -> tuple[Block, ...]:
-    """One Block per layer: top-level block, then the stack's block, then matching overrides."""
-    base = merge_nodes(spec.block, stack.block)
+    """One Block per layer: top-level block, then the stack's block, then matching overrides.
+    Each partial block is checked on its own first, so a problem is reported at the path where it
+    was written (`block.ffn`, `encoder.overrides[0].block.ffn`), not at the first layer it reaches."""
+    reader.section(Block, spec.block, "block")
+    reader.section(Block, stack.block, f"{name}.block")
+    overrides = []
     for i, override in enumerate(stack.overrides):
         if override is None:
             continue
-        first_last = override.layers
-        if len(first_last) != 2 or not all(isinstance(x, int) for x in first_last) or \
-                not 0 <= first_last[0] <= first_last[1] < stack.layers:
-            reader.problem(None, f"{name}.overrides[{i}].layers",
-                           f"expected [first, last] with 0 <= first <= last < {stack.layers}, "
-                           f"got {first_last}")
+        path = f"{name}.overrides[{i}]"
+        reader.section(Block, override.block, f"{path}.block")
+        span = override.layers
+        if len(span) != 2 or not all(isinstance(x, int) for x in span) or \
+                not 0 <= span[0] <= span[1] < stack.layers:
+            reader.problem(reader.node_of(span), f"{path}.layers",
+                           f"expected [first, last] with 0 <= first <= last < {stack.layers}, got {span}")
+            continue
+        overrides.append(override)
+    base = merge_nodes(spec.block, stack.block)
     blocks = []
     for layer in range(stack.layers):
         node = base
-        for override in stack.overrides:
-            if override is not None and len(override.layers) == 2 and \
-                    override.layers[0] <= layer <= override.layers[1]:
+        for override in overrides:
+            if override.layers[0] <= layer <= override.layers[1]:
                 node = merge_nodes(node, override.block)
         blocks.append(reader.section(Block, node, f"{name}.layers[{layer}].block"))
     return tuple(blocks)
@@ -136,4 +143,4 @@ def _unique(problems: list[Problem]) -> list[Problem]:
         if key not in seen:
             seen.add(key)
             out.append(p)
-    return out
+    return sorted(out, key=lambda p: (p.line, p.column))

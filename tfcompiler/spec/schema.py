@@ -63,6 +63,11 @@ class Reader:
     def __init__(self, file: str):
         self.file = file
         self.problems: list[Problem] = []
+        self._nodes: dict[int, yaml.Node] = {}  # id of a parsed list or section -> its YAML node
+
+    def node_of(self, value) -> yaml.Node | None:
+        """The YAML node a parsed list or section came from (for cross-field messages)."""
+        return self._nodes.get(id(value))
 
     def problem(self, node: yaml.Node | None, path: str, message: str) -> None:
         line, col = (node.start_mark.line + 1, node.start_mark.column + 1) if node else (1, 1)
@@ -138,7 +143,9 @@ class Reader:
             if not isinstance(node, yaml.SequenceNode):
                 self.problem(node, path, f"expected a list, got {describe(node)}")
                 return []
-            return [self.value(item, None, n, f"{path}[{i}]") for i, n in enumerate(node.value)]
+            items = [self.value(item, None, n, f"{path}[{i}]") for i, n in enumerate(node.value)]
+            self._nodes[id(items)] = node
+            return items
         if meta.get("partial_of") is not None:
             if not isinstance(node, yaml.MappingNode):
                 self.problem(node, path, f"expected a mapping, got {describe(node)}")
