@@ -89,7 +89,7 @@ def cmd_import_hf(args) -> int:
 
 
 def cmd_inspect(args) -> int:
-    from .inspect import format_report, inspect_path
+    from .inspection import format_report, inspect_path
 
     report = inspect_path(args.path, args.sequence)
     print(json.dumps(report, indent=2) if args.json else format_report(report))
