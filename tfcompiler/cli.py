@@ -36,7 +36,7 @@ def cmd_compile(args) -> int:
     progress = Progress(args.quiet)
     compiled = compile_spec(args.spec, weights=args.weights, seed=args.seed, opset=args.opset,
                             pipeline=args.pipeline, dump_after=set(args.dump_after or ()),
-                            progress=progress)
+                            check_numerics=args.verify, progress=progress)
     if args.explain:
         print(compiled.report.explain())
     for name, dump in compiled.report.dumps.items():
@@ -139,6 +139,8 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--external-data", action="store_true",
                    help="weights in OUT.onnx.data (automatic over 2 GB)")
     c.add_argument("--pipeline", default="default", choices=["default", "none"])
+    c.add_argument("--verify", action="store_true",
+                   help="verify the IR after every pass and check its numerics on random inputs")
     c.add_argument("--dump-after", action="append", metavar="PASS",
                    help="print the IR after this pass ('all' for every pass)")
     c.add_argument("-q", "--quiet", action="store_true", help="no progress lines")

@@ -8,11 +8,16 @@ from pathlib import Path
 from .build import build_graph
 from .build.weights import init_weights, load_weights
 from .ir.graph import Graph
+from .ir.interpret import random_feeds
 from .lower.serialize import LoweredModel
 from .lower.to_onnx import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET, to_onnx
 from .passes.pipeline import PipelineReport, make_pipeline, run_pipeline
 from .spec import Spec, load_spec
 from .errors import TfcError
+
+
+# small enough for the NumPy interpreter on a full-size model, long enough for masks and causality
+CHECK_SIZES = {"batch_size": 2, "sequence_length": 5, "decoder_sequence_length": 4}
 
 
 @dataclass
@@ -25,9 +30,11 @@ class Compiled:
 
 def compile_spec(spec: Spec | str | Path, weights: str | None = None, seed: int = 0,
                  opset: int = DEFAULT_OPSET, pipeline: str = "default", verify_each: bool = False,
-                 dump_after: set[str] = frozenset(), progress=lambda step: None) -> Compiled:
+                 dump_after: set[str] = frozenset(), check_numerics: bool = False,
+                 progress=lambda step: None) -> Compiled:
     """Compile a spec (or a spec file) to an ONNX model. ``weights`` is a safetensors file with
-    canonical names; without it weights are initialised from ``seed``."""
+    canonical names; without it weights are initialised from ``seed``. ``check_numerics`` verifies
+    the IR after every pass and evaluates it on small random inputs before and after each one."""
     if not MIN_OPSET <= opset <= MAX_OPSET:
         raise TfcError(f"--opset {opset}: expected {MIN_OPSET}..{MAX_OPSET}")
     if not isinstance(spec, Spec):
@@ -37,7 +44,9 @@ def compile_spec(spec: Spec | str | Path, weights: str | None = None, seed: int 
     progress("weights")
     graph.weights = load_weights(graph, weights) if weights else init_weights(graph, spec.init, seed)
     progress("passes")
-    graph, report = run_pipeline(graph, make_pipeline(pipeline), verify_each, dump_after)
+    feeds = random_feeds(graph, CHECK_SIZES, pad_last=1) if check_numerics else None
+    graph, report = run_pipeline(graph, make_pipeline(pipeline), verify_each or check_numerics,
+                                 dump_after, feeds)
     progress("lower")
     metadata = {"tfcompiler.spec_name": spec.name, "tfcompiler.spec_sha256": spec.sha256,
                 "tfcompiler.topology": spec.topology,

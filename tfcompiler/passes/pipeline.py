@@ -5,7 +5,10 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from ..ir.graph import Graph
+from ..ir.interpret import evaluate
 from ..ir.verify import VerifyError, verify
 from .base import Pass, PassError
 from .eliminate_common_subexpressions import EliminateCommonSubexpressions
@@ -44,27 +47,47 @@ class PipelineReport:
         return "\n".join(lines)
 
 
+def _compare(pass_name: str, expected: dict, actual: dict, tolerance: float) -> str:
+    worst = 0.0
+    for name, want in expected.items():
+        got = actual[name]
+        if got.shape != want.shape:
+            raise PassError(pass_name, name, f"output shape changed from {want.shape} to {got.shape}")
+        worst = max(worst, float(np.max(np.abs(got.astype(np.float64) - want), initial=0.0)))
+    if worst > tolerance:
+        raise PassError(pass_name, "", f"outputs moved by {worst:.3g} (tolerance {tolerance:g})")
+    return f"numerics checked: outputs within {worst:.3g} of the IR before the pipeline"
+
+
 def make_pipeline(name: str = "default") -> list[Pass]:
     return [cls() for cls in PIPELINES[name]]
 
 
 def run_pipeline(graph: Graph, passes: list[Pass], verify_each: bool = False,
-                 dump_after: set[str] = frozenset()) -> tuple[Graph, PipelineReport]:
+                 dump_after: set[str] = frozenset(), check_feeds: dict | None = None,
+                 tolerance: float = 1e-6) -> tuple[Graph, PipelineReport]:
+    """Run ``passes`` in order. ``verify_each`` runs ``verify()`` after every pass; ``check_feeds``
+    also evaluates the IR on those inputs before the first pass and after each one, and fails the
+    pass whose outputs move by more than ``tolerance``."""
     report = PipelineReport()
+    expected = evaluate(graph, check_feeds) if check_feeds is not None else None
     for p in passes:
         before = len(graph.nodes())
-        start = time.perf_counter()
         try:
             p.requires(graph)
+            start = time.perf_counter()
             result = p.run(graph)
+            seconds = time.perf_counter() - start
             p.ensures(result.graph)
             if verify_each:
                 verify(result.graph)
         except (VerifyError, ValueError) as e:
             raise PassError(p.name, "", str(e)) from e
         graph = result.graph
-        report.records.append(PassRecord(p.name, result.changed, result.notes,
-                                         time.perf_counter() - start, before, len(graph.nodes())))
+        if expected is not None:
+            result.notes.append(_compare(p.name, expected, evaluate(graph, check_feeds), tolerance))
+        report.records.append(PassRecord(p.name, result.changed, result.notes, seconds, before,
+                                         len(graph.nodes())))
         if p.name in dump_after or "all" in dump_after:
             report.dumps[p.name] = graph.describe()
     return graph, report
