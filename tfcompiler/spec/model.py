@@ -40,12 +40,16 @@ class Dims:
 
 @dataclass(frozen=True, kw_only=True)
 class Norm:
+    """A normalisation layer."""
+
     kind: str = option("layer_norm", doc="Normalisation.", choices=NORMS)
     epsilon: float = option(1e-5, doc="Epsilon added to the variance.", minimum=0.0)
 
 
 @dataclass(frozen=True, kw_only=True)
 class Ffn:
+    """The position-wise feed-forward network."""
+
     activation: str = option("gelu", doc="relu, gelu (erf), gelu_tanh, silu, or the gated "
                              "swiglu / geglu (two input projections, silu/gelu on the gate).",
                              choices=ACTIVATIONS)
@@ -89,6 +93,8 @@ class Stack:
 
 @dataclass(frozen=True, kw_only=True)
 class Embedding:
+    """How token embeddings are scaled, normalised and shared."""
+
     scale: bool | float = option(False, doc="Multiply token embeddings by √width (true) or by this "
                                  "number.")
     norm: str | None = option(None, doc="Norm after the embedding sum (BERT: layer_norm).",
@@ -100,6 +106,8 @@ class Embedding:
 
 @dataclass(frozen=True, kw_only=True)
 class Head:
+    """What the model outputs."""
+
     kind: str = option("none", doc="none: last_hidden_state only; pooler: adds pooler_output "
                        "(dense + tanh over the first token); classifier: pooler + linear to "
                        "`labels` logits; lm: a language-model head producing logits over the "
@@ -111,6 +119,8 @@ class Head:
 
 @dataclass(frozen=True, kw_only=True)
 class Init:
+    """How `--seed` initialises weights."""
+
     scheme: str = option("normal", doc="normal(0, std) for matrices and embeddings (BERT, GPT-2), or "
                          "xavier_uniform for matrices (the paper's). Biases start at 0, norm scales "
                          "at 1.", choices=("normal", "xavier_uniform"))

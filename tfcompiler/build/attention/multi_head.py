@@ -15,6 +15,8 @@ from ...spec.schema import option
 
 @dataclass(frozen=True)
 class MultiHeadOptions:
+    """Scaled dot-product attention over query heads and key/value heads (multi-head, multi-query, grouped-query: see `model.kv_heads`)."""
+
     scale: float | None = option(None, doc="Score scale. Default 1/√head_width (T5 uses 1).",
                                  minimum=0.0)
 

@@ -15,6 +15,8 @@ from .base import StackInput
 
 @dataclass(frozen=True)
 class TokenOptions:
+    """Token ids looked up in an embedding table, with optional segment (token type) ids."""
+
     token_types: int = option(0, doc="Token-type (segment) vocabulary; 0 means no `token_type_ids` "
                               "input.", minimum=0)
 

@@ -17,6 +17,8 @@ from ...spec.schema import option
 
 @dataclass(frozen=True)
 class SinusoidalOptions:
+    """Fixed sinusoids of geometric wavelengths (Vaswani et al. 2017), added to the embeddings."""
+
     layout: str = option("interleaved", doc="interleaved (sin, cos, sin, ... as in the paper) or "
                          "concatenated ([sin ... | cos ...], tensor2tensor and fairseq).",
                          choices=("interleaved", "concatenated"))
@@ -29,12 +31,12 @@ class SinusoidalOptions:
 
 @dataclass(frozen=True)
 class LearnedOptions:
-    pass
+    """A learned (max_length, width) table added to the embeddings (BERT, GPT-2)."""
 
 
 @dataclass(frozen=True)
 class NoPositions:
-    pass
+    """No positional signal (for kinds that bring their own, or none at all)."""
 
 
 def sinusoidal_table(ctx, options: SinusoidalOptions, length: int, width: int):

@@ -1,0 +1,70 @@
+"""The spec language's exported forms: the JSON Schema accepts every shipped spec and mirrors the
+declarations; the README's reference is the generated one."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+from tfcompiler.cli import main
+from tfcompiler.spec.jsonschema import REGISTRIES, json_schema, markdown_reference, with_reference
+from tfcompiler.spec.model import Spec
+
+ROOT = Path(__file__).resolve().parents[1]
+SPECS = sorted((ROOT / "specs").glob("*.yaml"))
+
+
+def test_schema_mirrors_the_spec_dataclass():
+    schema = json_schema()
+    fields = [f for f in dataclasses.fields(Spec) if "doc" in f.metadata]
+    assert sorted(schema["properties"]) == sorted(f.name for f in fields)
+    required = [f.name for f in fields if f.default is dataclasses.MISSING
+                and f.default_factory is dataclasses.MISSING]
+    assert schema["required"] == required
+    assert schema["properties"]["topology"]["enum"] == ["encoder", "decoder", "encoder-decoder"]
+    assert schema["additionalProperties"] is False
+    for registry in REGISTRIES:
+        union = schema["$defs"][registry.name]["anyOf"]
+        assert union[0]["enum"] == sorted(registry.kinds)
+
+
+def test_tfc_schema_prints_json(capsys):
+    assert main(["schema"]) == 0
+    assert json.loads(capsys.readouterr().out)["title"].startswith("tfcompiler spec")
+
+
+def test_readme_reference_is_the_generated_one():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert with_reference(readme) == readme, \
+        "README's spec reference is stale: run `python -m tfcompiler.spec.jsonschema README.md`"
+
+
+def test_reference_documents_every_field_and_kind():
+    text = markdown_reference()
+    sections = [Spec] + [t for f in dataclasses.fields(Spec) for t in typing.get_args(
+        typing.get_type_hints(Spec)[f.name]) + (typing.get_type_hints(Spec)[f.name],)
+        if dataclasses.is_dataclass(t)]
+    for section in sections:
+        for f in dataclasses.fields(section):
+            if "doc" in f.metadata:
+                assert f"| `{f.name}` |" in text, f"{section.__name__}.{f.name} undocumented"
+    for registry in REGISTRIES:
+        for kind in registry.kinds:
+            assert f"#### `{kind}`" in text
+
+
+@pytest.mark.parametrize("path", SPECS, ids=[p.stem for p in SPECS])
+def test_shipped_specs_validate(path):
+    jsonschema.validate(yaml.safe_load(path.read_text()), json_schema())
+
+
+def test_schema_rejects_what_the_loader_rejects():
+    spec = yaml.safe_load(SPECS[0].read_text())
+    spec["model"]["widht"] = 3
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(spec, json_schema())
