@@ -1,0 +1,110 @@
+"""Parity with Hugging Face transformers: BertModel and GPT2LMHeadModel built from small configs with
+random weights (no downloads), saved with save_pretrained, imported with `tfc import-hf`, compiled,
+and run on onnxruntime against the torch model, with and without padding."""
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from tfcompiler import compile_spec
+from tfcompiler.cli import main
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+TOLERANCE = 1e-4
+SHAPES = [(1, 6), (3, 13)]  # (batch, length)
+
+
+def randomise(model, seed: int):
+    """Every parameter random, norms and biases included, so none can be silently dropped."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            scale = 0.2 if p.dim() == 1 else 1 / np.sqrt(p.shape[-1])
+            base = 1.0 if name.endswith("weight") and p.dim() == 1 else 0.0
+            p.copy_(base + scale * torch.randn(p.shape, generator=generator))
+    return model.eval()
+
+
+def import_and_compile(model, tmp_path):
+    model.save_pretrained(tmp_path / "hf")
+    assert main(["import-hf", str(tmp_path / "hf"), "-o", str(tmp_path / "imported")]) == 0
+    compiled = compile_spec(tmp_path / "imported" / "spec.yaml",
+                            weights=str(tmp_path / "imported" / "weights.safetensors"))
+    return ort.InferenceSession(compiled.model.serialize())
+
+
+def padded_mask(batch: int, length: int, pad: int) -> np.ndarray:
+    mask = np.ones((batch, length), np.int64)
+    if pad:
+        mask[0, length - pad:] = 0
+    return mask
+
+
+def assert_close(got, want, what):
+    error = float(np.abs(got - want).max())
+    assert error <= TOLERANCE * max(1.0, float(np.abs(want).max())), f"{what}: {error}"
+
+
+@pytest.mark.parametrize("pad", [0, 3])
+def test_bert_matches_transformers(tmp_path, pad):
+    config = transformers.BertConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                                     intermediate_size=128, vocab_size=100, max_position_embeddings=64,
+                                     type_vocab_size=2, attn_implementation="eager")
+    model = randomise(transformers.BertModel(config), seed=0)
+    session = import_and_compile(model, tmp_path)
+    rng = np.random.default_rng(0)
+    for batch, length in SHAPES:
+        ids = rng.integers(0, 100, (batch, length))
+        types = rng.integers(0, 2, (batch, length))
+        mask = padded_mask(batch, length, pad)
+        got = session.run(None, {"input_ids": ids, "attention_mask": mask, "token_type_ids": types})
+        with torch.no_grad():
+            want = model(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask),
+                         token_type_ids=torch.from_numpy(types))
+        assert_close(got[0], want.last_hidden_state.numpy(), f"last_hidden_state {batch}x{length}")
+        assert_close(got[1], want.pooler_output.numpy(), f"pooler_output {batch}x{length}")
+
+
+@pytest.mark.parametrize("pad", [0, 3])
+def test_gpt2_matches_transformers(tmp_path, pad):
+    config = transformers.GPT2Config(n_embd=64, n_layer=2, n_head=4, vocab_size=100, n_positions=64,
+                                     bos_token_id=0, eos_token_id=0, attn_implementation="eager")
+    model = randomise(transformers.GPT2LMHeadModel(config), seed=1)
+    session = import_and_compile(model, tmp_path)
+    rng = np.random.default_rng(1)
+    for batch, length in SHAPES:
+        ids = rng.integers(0, 100, (batch, length))
+        mask = padded_mask(batch, length, pad)
+        (got,) = session.run(None, {"input_ids": ids, "attention_mask": mask})
+        with torch.no_grad():
+            want = model(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask)).logits.numpy()
+        # Padded positions too: both add the float32 minimum to padded keys, so even rows whose
+        # query is padding agree.
+        assert_close(got, want, f"logits {batch}x{length}")
+
+
+def test_import_rejects_unsupported_model_types(tmp_path, capsys):
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "config.json").write_text('{"model_type": "mamba"}')
+    assert main(["import-hf", str(tmp_path / "m"), "-o", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert "model_type 'mamba' is not supported" in err and "bert" in err and "gpt2" in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_import_lists_missing_tensors(tmp_path, capsys):
+    config = transformers.GPT2Config(n_embd=32, n_layer=1, n_head=4, vocab_size=50, n_positions=16,
+                                     bos_token_id=0, eos_token_id=0)
+    transformers.GPT2LMHeadModel(config).save_pretrained(tmp_path / "hf")
+    from safetensors.numpy import load_file, save_file
+
+    path = tmp_path / "hf" / "model.safetensors"
+    tensors = load_file(str(path))
+    del tensors["transformer.h.0.ln_2.weight"]
+    save_file(tensors, str(path))
+    assert main(["import-hf", str(tmp_path / "hf"), "-o", str(tmp_path / "out")]) == 1
+    assert "h.0.ln_2.weight" in capsys.readouterr().err

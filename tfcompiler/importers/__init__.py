@@ -1,0 +1,1 @@
+"""Importers: other frameworks' checkpoints -> a tfcompiler spec and canonical weights."""

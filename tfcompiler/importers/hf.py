@@ -1,0 +1,192 @@
+"""`tfc import-hf`: a Hugging Face model folder (config.json + weights, as ``save_pretrained`` writes
+them) -> a tfcompiler spec and a safetensors file under tfcompiler's canonical names.
+
+Each supported ``model_type`` has one function that reads the config into a spec and names, for every
+canonical weight, the checkpoint tensor it comes from:
+
+- ``bert`` (BertModel, and task models whose keys start with ``bert.``): post-norm encoder, learned
+  positions, token types, embedding LayerNorm, pooler when the checkpoint has one. nn.Linear
+  weights are (out, in), so they are transposed to tfcompiler's (in, out).
+- ``gpt2`` (GPT2Model / GPT2LMHeadModel, keys under ``transformer.``): pre-norm causal decoder,
+  learned positions, final LayerNorm, LM head tied to the token embedding. GPT-2's Conv1D weights
+  are already (in, out); its fused ``c_attn`` is split into query, key and value.
+
+Weights are read with safetensors; a ``pytorch_model.bin`` needs torch (the ``hf`` extra).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import yaml
+
+from ..errors import TfcError
+
+_PREFIXES = ("", "bert.", "transformer.", "model.")
+_ACTIVATIONS = {"gelu": "gelu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh",
+                "relu": "relu", "silu": "silu", "swish": "silu"}
+
+
+class Checkpoint:
+    """A checkpoint's tensors, looked up with or without the task model's prefix; every tensor that
+    is asked for and missing is remembered, so one error can list them all."""
+
+    def __init__(self, tensors: dict[str, np.ndarray], source: str):
+        self.tensors, self.source, self.missing = tensors, source, []
+
+    def __call__(self, key: str) -> np.ndarray:
+        for prefix in _PREFIXES:
+            if prefix + key in self.tensors:
+                return self.tensors[prefix + key].astype(np.float32)
+        self.missing.append(key)
+        return np.zeros((0,), np.float32)
+
+    def has(self, key: str) -> bool:
+        return any(prefix + key in self.tensors for prefix in _PREFIXES)
+
+
+def _load_tensors(model_dir: Path) -> dict[str, np.ndarray]:
+    from safetensors.numpy import load_file
+
+    shards = sorted(model_dir.glob("*.safetensors"))
+    if shards:
+        tensors = {}
+        for shard in shards:
+            tensors.update(load_file(str(shard)))
+        return tensors
+    binary = model_dir / "pytorch_model.bin"
+    if not binary.exists():
+        raise TfcError(f"{model_dir}: no *.safetensors or pytorch_model.bin weights found")
+    try:
+        import torch
+    except ImportError:
+        raise TfcError(f"{binary}: reading .bin checkpoints needs torch: pip install 'tfcompiler[hf]'") from None
+    state = torch.load(binary, map_location="cpu", weights_only=True)
+    return {k: v.float().numpy() for k, v in state.items()}
+
+
+def _activation(name: str) -> str:
+    if name not in _ACTIVATIONS:
+        raise TfcError(f"activation {name!r} is not supported; expected one of {sorted(_ACTIVATIONS)}")
+    return _ACTIVATIONS[name]
+
+
+def _norm_weights(w: Checkpoint, target: str, source: str) -> dict:
+    return {f"{target}.weight": w(f"{source}.weight"), f"{target}.bias": w(f"{source}.bias")}
+
+
+def _linear_weights(w: Checkpoint, target: str, source: str, transpose: bool) -> dict:
+    weight = w(f"{source}.weight")
+    return {f"{target}.weight": weight.T if transpose else weight, f"{target}.bias": w(f"{source}.bias")}
+
+
+def _bert(config: dict, w: Checkpoint) -> tuple[dict, dict]:
+    if config.get("position_embedding_type", "absolute") != "absolute":
+        raise TfcError("BERT with relative position embeddings is not supported yet")
+    eps = config["layer_norm_eps"]
+    has_pooler = w.has("pooler.dense.weight")
+    spec = {
+        "model": {"width": config["hidden_size"], "heads": config["num_attention_heads"],
+                  "ffn_width": config["intermediate_size"], "vocab_size": config["vocab_size"],
+                  "max_length": config["max_position_embeddings"]},
+        "input": {"kind": "tokens", "token_types": config.get("type_vocab_size", 0)},
+        "positional": "learned",
+        "embedding": {"norm": "layer_norm", "norm_epsilon": eps},
+        "block": {"placement": "post", "norm": {"kind": "layer_norm", "epsilon": eps},
+                  "ffn": {"activation": _activation(config["hidden_act"])}},
+        "encoder": {"layers": config["num_hidden_layers"], "final_norm": False},
+        "head": {"kind": "pooler" if has_pooler else "none"}}
+    weights = {"embeddings.tokens.weight": w("embeddings.word_embeddings.weight"),
+               "embeddings.positions.weight": w("embeddings.position_embeddings.weight"),
+               **_norm_weights(w, "embeddings.norm", "embeddings.LayerNorm")}
+    if config.get("type_vocab_size", 0):
+        weights["embeddings.token_types.weight"] = w("embeddings.token_type_embeddings.weight")
+    for i in range(config["num_hidden_layers"]):
+        ours, theirs = f"encoder.layers.{i}", f"encoder.layer.{i}"
+        for name in ("query", "key", "value"):
+            weights.update(_linear_weights(w, f"{ours}.attention.{name}", f"{theirs}.attention.self.{name}", True))
+        weights.update(_linear_weights(w, f"{ours}.attention.output", f"{theirs}.attention.output.dense", True))
+        weights.update(_norm_weights(w, f"{ours}.attention_norm", f"{theirs}.attention.output.LayerNorm"))
+        weights.update(_linear_weights(w, f"{ours}.ffn.up", f"{theirs}.intermediate.dense", True))
+        weights.update(_linear_weights(w, f"{ours}.ffn.down", f"{theirs}.output.dense", True))
+        weights.update(_norm_weights(w, f"{ours}.ffn_norm", f"{theirs}.output.LayerNorm"))
+    if has_pooler:
+        weights.update(_linear_weights(w, "pooler.dense", "pooler.dense", True))
+    return spec, weights
+
+
+def _gpt2(config: dict, w: Checkpoint) -> tuple[dict, dict]:
+    for flag in ("scale_attn_by_inverse_layer_idx", "reorder_and_upcast_attn", "add_cross_attention"):
+        if config.get(flag):
+            raise TfcError(f"GPT-2 with {flag}=true is not supported yet")
+    if not config.get("scale_attn_weights", True):
+        raise TfcError("GPT-2 with scale_attn_weights=false is not supported yet")
+    width = config["n_embd"]
+    eps = config["layer_norm_epsilon"]
+    spec = {
+        "model": {"width": width, "heads": config["n_head"], "ffn_width": config.get("n_inner") or 4 * width,
+                  "vocab_size": config["vocab_size"], "max_length": config["n_positions"]},
+        "positional": "learned",
+        "block": {"placement": "pre", "norm": {"kind": "layer_norm", "epsilon": eps},
+                  "ffn": {"activation": _activation(config["activation_function"])}},
+        "decoder": {"layers": config["n_layer"], "final_norm": True},
+        "head": {"kind": "lm", "tied": True}}
+    weights = {"embeddings.tokens.weight": w("wte.weight"), "embeddings.positions.weight": w("wpe.weight"),
+               **_norm_weights(w, "decoder.final_norm", "ln_f")}
+    for i in range(config["n_layer"]):
+        ours, theirs = f"decoder.layers.{i}", f"h.{i}"
+        qkv_weight, qkv_bias = w(f"{theirs}.attn.c_attn.weight"), w(f"{theirs}.attn.c_attn.bias")
+        for part, name in enumerate(("query", "key", "value")):
+            columns = slice(part * width, (part + 1) * width)
+            weights[f"{ours}.attention.{name}.weight"] = qkv_weight[:, columns] if qkv_weight.size else qkv_weight
+            weights[f"{ours}.attention.{name}.bias"] = qkv_bias[columns]
+        weights.update(_linear_weights(w, f"{ours}.attention.output", f"{theirs}.attn.c_proj", False))
+        weights.update(_norm_weights(w, f"{ours}.attention_norm", f"{theirs}.ln_1"))
+        weights.update(_linear_weights(w, f"{ours}.ffn.up", f"{theirs}.mlp.c_fc", False))
+        weights.update(_linear_weights(w, f"{ours}.ffn.down", f"{theirs}.mlp.c_proj", False))
+        weights.update(_norm_weights(w, f"{ours}.ffn_norm", f"{theirs}.ln_2"))
+    return spec, weights
+
+
+IMPORTERS: dict[str, tuple[str, Callable]] = {"bert": ("encoder", _bert), "gpt2": ("decoder", _gpt2)}
+
+
+def import_hf(model_dir: str | Path, out_dir: str | Path) -> tuple[Path, Path]:
+    """Write ``out_dir/spec.yaml`` and ``out_dir/weights.safetensors``; returns their paths."""
+    from ..build import build_graph
+    from ..build.weights import check_weights, save_weights
+    from ..spec import parse_spec
+
+    model_dir, out_dir = Path(model_dir), Path(out_dir)
+    try:
+        config = json.loads((model_dir / "config.json").read_text())
+    except (OSError, ValueError) as e:
+        raise TfcError(f"{model_dir / 'config.json'}: cannot read the model config: {e}") from None
+    model_type = config.get("model_type")
+    if model_type not in IMPORTERS:
+        raise TfcError(f"{model_dir}: model_type {model_type!r} is not supported; "
+                       f"supported: {', '.join(sorted(IMPORTERS))}")
+    topology, importer = IMPORTERS[model_type]
+    checkpoint = Checkpoint(_load_tensors(model_dir), str(model_dir))
+    body, weights = importer(config, checkpoint)
+    if checkpoint.missing:
+        raise TfcError(f"{model_dir}: checkpoint lacks tensors the model needs:\n" +
+                       "\n".join(f"  {k}" for k in checkpoint.missing))
+    name = config.get("_name_or_path") or model_dir.name
+    spec_dict = {"tfc": 1, "name": Path(str(name)).name or model_type, "topology": topology, **body}
+    text = (f"# Imported by `tfc import-hf` from {model_dir.name} "
+            f"({(config.get('architectures') or [model_type])[0]}).\n"
+            + yaml.safe_dump(spec_dict, sort_keys=False))
+    spec = parse_spec(text, str(out_dir / "spec.yaml"))
+    weights = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in weights.items()}
+    check_weights(build_graph(spec), weights, str(model_dir))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    from ..atomic import atomic_path
+
+    with atomic_path(out_dir / "spec.yaml") as temp:
+        temp.write_text(text, encoding="utf-8")
+    save_weights(weights, str(out_dir / "weights.safetensors"),
+                 metadata={"source": str(model_dir.name), "model_type": model_type})
+    return out_dir / "spec.yaml", out_dir / "weights.safetensors"
