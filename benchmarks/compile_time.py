@@ -1,0 +1,104 @@
+"""Compile time of BERT-base (random weights), side by side in one run on this machine:
+
+  tfcompiler   `tfc compile specs/bert-base.yaml` in-process and as a fresh process (with start-up)
+  torch        `torch.onnx.export` of transformers' BertModel of the same shape (dynamo and TorchScript)
+
+Each timing is the median of --repeat runs writing a .onnx file. Prints a Markdown table.
+
+    python benchmarks/compile_time.py [--repeat 3]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SPEC = ROOT / "specs" / "bert-base.yaml"
+
+
+def median_seconds(fn, repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def tfc_in_process(out: Path):
+    from tfcompiler.cli import main
+
+    assert main(["compile", str(SPEC), "-o", str(out), "-q"]) == 0
+
+
+def tfc_subprocess(out: Path):
+    subprocess.run([sys.executable, "-m", "tfcompiler.cli", "compile", str(SPEC), "-o", str(out), "-q"],
+                   check=True, stdout=subprocess.DEVNULL)
+
+
+def torch_export(out: Path, dynamo: bool):
+    import torch
+    import transformers
+
+    config = transformers.BertConfig(hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
+                                     intermediate_size=3072, vocab_size=30522, max_position_embeddings=512)
+    model = transformers.BertModel(config).eval()  # building the model is part of a user's export
+    ids = torch.ones((2, 16), dtype=torch.long)
+    inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "token_type_ids": torch.zeros_like(ids)}
+    names = list(inputs)
+    if dynamo:
+        batch, seq = torch.export.Dim("batch"), torch.export.Dim("sequence")
+        torch.onnx.export(model, (), str(out), kwargs=inputs, input_names=names, dynamo=True,
+                          dynamic_shapes={n: {0: batch, 1: seq} for n in names})
+    else:
+        torch.onnx.export(model, (), str(out), kwargs=inputs, input_names=names, dynamo=False,
+                          dynamic_axes={n: {0: "batch", 1: "sequence"} for n in names})
+
+
+def machine() -> str:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    versions = []
+    for module in ("torch", "transformers", "onnx", "onnxruntime"):
+        try:
+            versions.append(f"{module} {__import__(module).__version__}")
+        except ImportError:
+            versions.append(f"{module} absent")
+    return (f"{platform.machine()}, {cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+            + ", ".join(versions))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "model.onnx"
+        rows.append(("tfcompiler, in process", median_seconds(lambda: tfc_in_process(out), args.repeat)))
+        rows.append(("tfcompiler, `tfc compile` process", median_seconds(lambda: tfc_subprocess(out), args.repeat)))
+        for dynamo in (True, False):
+            label = f"torch.onnx.export ({'dynamo' if dynamo else 'TorchScript'})"
+            try:
+                rows.append((label, median_seconds(lambda: torch_export(out, dynamo), args.repeat)))
+            except Exception as e:  # noqa: BLE001  (a failing exporter is a result to report)
+                rows.append((label, f"failed: {type(e).__name__}: {str(e).splitlines()[0][:120]}"))
+    ours = rows[1][1]
+    print(f"Machine: {machine()}\n")
+    print("| path | median seconds | vs `tfc compile` |\n| --- | --- | --- |")
+    for label, value in rows:
+        if isinstance(value, float):
+            print(f"| {label} | {value:.2f} | {value / ours:.1f}x |")
+        else:
+            print(f"| {label} | {value} | |")
+
+
+if __name__ == "__main__":
+    main()
