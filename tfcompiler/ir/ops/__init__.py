@@ -49,7 +49,12 @@ def infer_types(name: str, attrs: dict, in_types: list[TensorType]) -> list[Tens
     low, high = spec.arity
     if not low <= len(in_types) <= high:
         raise OpTypeError(f"{name} takes {low}..{high} inputs, got {len(in_types)}")
-    return spec.infer(attrs, in_types)
+    try:
+        return spec.infer(attrs, in_types)
+    except OpTypeError:
+        raise
+    except ValueError as e:  # broadcasting and the like: still a signature violation of this op
+        raise OpTypeError(f"{name}: {e}") from None
 
 
 from . import elementwise, nn, sources, tensor  # noqa: E402,F401  (registration side effects)

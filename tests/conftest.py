@@ -1,0 +1,37 @@
+"""Shared test helpers: tiny specs and running compiled models on onnxruntime."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+sys.path.insert(0, str(Path(__file__).parent))  # tests import `reference` as a plain module
+
+ROOT = Path(__file__).resolve().parents[1]
+
+TINY = """\
+tfc: 1
+name: tiny
+topology: {topology}
+model: {{width: 32, heads: 4, ffn_width: 48, vocab_size: 50, max_length: 32}}
+positional: {positional}
+block: {{placement: {placement}}}
+{stacks}
+head: {{kind: {head}}}
+"""
+
+
+def tiny_spec(topology="decoder", positional="learned", placement="pre", head="lm") -> str:
+    """YAML text of a two-layer model small enough for the NumPy interpreter."""
+    stacks = {"encoder": "encoder: {layers: 2}", "decoder": "decoder: {layers: 2}",
+              "encoder-decoder": "encoder: {layers: 2}\ndecoder: {layers: 2}"}[topology]
+    return TINY.format(topology=topology, positional=positional, placement=placement, head=head,
+                       stacks=stacks)
+
+
+def run_onnx(model_bytes: bytes, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    session = ort.InferenceSession(model_bytes)
+    names = [o.name for o in session.get_outputs()]
+    return dict(zip(names, session.run(None, {i.name: feeds[i.name] for i in session.get_inputs()})))

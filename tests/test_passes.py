@@ -1,0 +1,145 @@
+"""Each pass: a structural test on a tiny hand-built graph, a no-op test (unchanged graph, a note
+saying why), and a numeric test on real blocks (IR before vs after on random inputs, verify())."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import ROOT, tiny_spec
+from tfcompiler.build import build_graph
+from tfcompiler.build.weights import init_weights
+from tfcompiler.cli import main
+from tfcompiler.ir import Graph, Value, evaluate, random_feeds, verify
+from tfcompiler.passes import PassError, make_pipeline, run_pipeline
+from tfcompiler.passes.eliminate_common_subexpressions import EliminateCommonSubexpressions
+from tfcompiler.passes.eliminate_dead_code import EliminateDeadCode
+from tfcompiler.passes.fold_constants import FoldConstants
+from tfcompiler.spec import load_spec, parse_spec
+
+PASSES = [FoldConstants, EliminateCommonSubexpressions, EliminateDeadCode]
+SIZES = {"batch_size": 2, "sequence_length": 6, "decoder_sequence_length": 5}
+
+
+def op_counts(graph: Graph) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for node in graph.nodes():
+        counts[graph.op(node).type] = counts.get(graph.op(node).type, 0) + 1
+    return counts
+
+
+def small_graph():
+    """y = relu(x) * (2 + 3), plus a duplicate relu(x) and a dead tanh."""
+    g = Graph()
+    x = g.add1("input", attrs=dict(name="x", dtype="float32", shape=("batch_size", 4), role="x"))
+    two = g.add1("constant", attrs={"value": np.float32(2.0) * np.ones(4, np.float32)})
+    three = g.add1("constant", attrs={"value": np.float32(3.0) * np.ones(4, np.float32)})
+    a, b = g.add1("relu", [x]), g.add1("relu", [x])
+    g.add1("tanh", [x])
+    g.outputs["y"] = g.add1("mul", [g.add1("add", [a, b]), g.add1("add", [two, three])])
+    return g
+
+
+def test_fold_constants_evaluates_constant_subgraphs():
+    g = small_graph()
+    result = FoldConstants().run(g)
+    assert result.changed and "folded 1 node" in result.notes[0]
+    verify(g)
+    (fold,) = [n for n in g.nodes() if "fold_constants" in g.op(n).rewritten_by]
+    np.testing.assert_array_equal(g.op(fold).attrs["value"], np.full(4, 5.0, np.float32))
+
+
+def test_cse_merges_identical_nodes():
+    g = small_graph()
+    result = EliminateCommonSubexpressions().run(g)
+    assert result.changed and "1 relu" in result.notes[0]
+    assert op_counts(g)["relu"] == 1
+    (add,) = [n for n in g.nodes() if g.op(n).type == "add" and
+              g.op(g.inputs_of(n)[0].node).type == "relu"]
+    assert g.inputs_of(add)[0] == g.inputs_of(add)[1]  # add(relu, relu) reads the one relu twice
+    verify(g)
+
+
+def test_dead_code_removes_what_no_output_needs_but_keeps_inputs():
+    g = small_graph()
+    g.add1("input", attrs=dict(name="unused", dtype="float32", shape=(1,), role="x"))
+    result = EliminateDeadCode().run(g)
+    assert result.changed and "1 tanh" in result.notes[0]
+    assert "tanh" not in op_counts(g) and op_counts(g)["input"] == 2
+    verify(g)
+
+
+@pytest.mark.parametrize("pass_class, word", [(FoldConstants, "nothing to fold"),
+                                              (EliminateCommonSubexpressions, "nothing to merge"),
+                                              (EliminateDeadCode, "nothing to remove")])
+def test_a_pass_with_nothing_to_do_leaves_the_graph_unchanged(pass_class, word):
+    g = Graph()
+    x = g.add1("input", attrs=dict(name="x", dtype="float32", shape=(2,), role="x"))
+    g.outputs["y"] = g.add1("tanh", [g.add1("relu", [x])])
+    before = g.describe()
+    result = pass_class().run(g)
+    assert not result.changed and word in result.notes[0]
+    assert g.describe() == before
+
+
+def built(spec_text: str):
+    spec = parse_spec(spec_text)
+    graph = build_graph(spec)
+    graph.weights = init_weights(graph, spec.init, seed=0)
+    return graph
+
+
+@pytest.mark.parametrize("pass_class", PASSES)
+@pytest.mark.parametrize("topology, positional", [("encoder", "sinusoidal"), ("decoder", "learned"),
+                                                  ("encoder-decoder", "sinusoidal")])
+def test_pass_preserves_numerics_on_real_blocks(pass_class, topology, positional):
+    graph = built(tiny_spec(topology, positional, head="none" if topology == "encoder" else "lm"))
+    feeds = random_feeds(graph, SIZES, seed=1, pad_last=2)
+    before = evaluate(graph, feeds)
+    result = pass_class().run(graph)
+    verify(result.graph)
+    after = evaluate(result.graph, feeds)
+    for name in before:
+        np.testing.assert_array_equal(after[name], before[name])
+
+
+def test_pipeline_finds_work_on_a_real_model():
+    graph = built(tiny_spec("encoder-decoder", "sinusoidal"))
+    graph, report = run_pipeline(graph, make_pipeline(), verify_each=True)
+    assert [r.changed for r in report.records] == [True, True, True]  # table folded, masks merged
+    assert "padding_bias" in report.records[1].notes[0]
+    assert len(graph.by_type("padding_bias")) == 2  # one per stack's mask input
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "specs").glob("*.yaml")), ids=lambda p: p.stem)
+def test_default_pipeline_verifies_on_every_shipped_spec(path: Path):
+    graph = build_graph(load_spec(path))  # structure only: full-size weights are not needed
+    graph, report = run_pipeline(graph, make_pipeline(), verify_each=True)
+    assert len(report.records) == len(make_pipeline())
+
+
+def test_numeric_check_names_a_pass_that_changes_results():
+    class Breaks(FoldConstants):
+        name = "breaks_things"
+
+        def run(self, graph):
+            (relu,) = graph.by_type("relu")
+            graph.replace_all_uses(Value(relu, 0), graph.add1("tanh", graph.inputs_of(relu)))
+            return super().run(graph)
+
+    g = Graph()
+    x = g.add1("input", attrs=dict(name="x", dtype="float32", shape=(3,), role="x"))
+    g.outputs["y"] = g.add1("relu", [x])
+    with pytest.raises(PassError, match="breaks_things.*moved"):
+        run_pipeline(g, [Breaks()], check_feeds={"x": np.array([-1.0, 0.5, 2.0], np.float32)})
+
+
+def test_explain_prints_every_pass_and_its_note(tmp_path, capsys):
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(tiny_spec("decoder", "none"))
+    assert main(["compile", str(spec), "-o", str(tmp_path / "m.onnx"), "--explain", "-q"]) == 0
+    out = capsys.readouterr().out
+    assert "fold_constants: unchanged" in out and "nothing to fold" in out
+    assert "eliminate_common_subexpressions: changed" in out and "merged" in out
+    assert "eliminate_dead_code: unchanged" in out and "nothing to remove" in out
