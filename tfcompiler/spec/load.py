@@ -113,8 +113,8 @@ def _check_rules(reader: Reader, spec: Spec, root: yaml.Node) -> None:
         present = getattr(spec, stack) is not None
         if present != (stack in wanted):
             reader.problem(at(stack) if present else at("topology"), stack,
-                           f"topology '{spec.topology}' {'needs' if not present else 'has no'} "
-                           f"an `{stack}` section")
+                           f"topology '{spec.topology}' {'has no' if present else 'needs an'} "
+                           f"`{stack}` section")
     if spec.head.kind in ("pooler", "classifier") and spec.topology != "encoder":
         reader.problem(at("head.kind"), "head.kind", f"'{spec.head.kind}' needs topology 'encoder'")
     for problem in getattr(spec.positional, "problems", lambda s: [])(spec):
