@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import zlib
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -23,29 +24,57 @@ def declared_params(graph: Graph) -> dict[str, tuple[tuple[int, ...], str]]:
             for op in (graph.op(n) for n in sorted(graph.nodes())) if op.type == "param"}
 
 
-def init_weight(name: str, shape, init: str, scheme: Init, seed: int) -> np.ndarray:
-    """One weight, seeded by (seed, name) so it does not depend on which other weights exist."""
-    if init == "zeros":
-        return np.zeros(shape, np.float32)
-    if init == "ones":
-        return np.ones(shape, np.float32)
-    # Philox draws normals about a third faster than the default PCG64 here; init dominates compile time
-    rng = np.random.Generator(np.random.Philox(np.random.SeedSequence([seed, zlib.crc32(name.encode())])))
-    if init == "matrix" and scheme.scheme == "xavier_uniform":
-        limit = np.sqrt(6.0 / (shape[0] + shape[-1]))
-        return rng.uniform(-limit, limit, size=shape).astype(np.float32)
-    weight = rng.standard_normal(size=shape, dtype=np.float32)
-    weight *= np.float32(scheme.std)
-    return weight
+@dataclass(frozen=True)
+class SeededWeight:
+    """A weight that is a recipe until an array is needed: ``np.asarray(weight)`` draws it. The model
+    writer draws recipes on all cores while it writes earlier weights, so drawing and writing
+    overlap. Seeded by (seed, name) alone, so a weight does not change when other weights are
+    added or removed."""
+
+    name: str
+    shape: tuple[int, ...]
+    init: str
+    scheme: Init
+    seed: int
+    dtype = np.dtype(np.float32)
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64))
+
+    @property
+    def nbytes(self) -> int:
+        return self.size * 4
+
+    def __array__(self, dtype=None, copy=None):
+        out = np.empty(self.shape, np.float32)
+        if self.init in ("zeros", "ones"):
+            out.fill(0.0 if self.init == "zeros" else 1.0)
+        else:
+            # Philox draws normals about a third faster than the default PCG64 here
+            seeds = np.random.SeedSequence([self.seed, zlib.crc32(self.name.encode())])
+            rng = np.random.Generator(np.random.Philox(seeds))
+            if self.init == "matrix" and self.scheme.scheme == "xavier_uniform":
+                limit = np.float32(np.sqrt(6.0 / (self.shape[0] + self.shape[-1])))
+                rng.random(out=out, dtype=np.float32)
+                out *= 2 * limit
+                out -= limit
+            else:
+                rng.standard_normal(out=out, dtype=np.float32)
+                out *= np.float32(self.scheme.std)
+        return out if dtype is None else out.astype(dtype)
 
 
-def init_weights(graph: Graph, scheme: Init, seed: int = 0) -> dict[str, np.ndarray]:
-    """Every declared weight; drawn on all cores (NumPy's generators release the GIL), yet each
-    weight depends only on (seed, name), so the result is the same on any machine."""
-    declared = declared_params(graph)
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        arrays = pool.map(lambda item: init_weight(item[0], *item[1], scheme, seed), declared.items())
-        return dict(zip(declared, arrays))
+def init_weights(graph: Graph, scheme: Init, seed: int = 0) -> dict[str, SeededWeight]:
+    """Every declared weight as a :class:`SeededWeight` recipe (``np.asarray`` draws one)."""
+    return {name: SeededWeight(name, shape, init, scheme, seed)
+            for name, (shape, init) in declared_params(graph).items()}
+
+
+def materialize(weights: dict, threads: int | None = None) -> dict[str, np.ndarray]:
+    """Arrays for every weight, drawn on all cores (NumPy's generators release the GIL)."""
+    with ThreadPoolExecutor(max_workers=threads or os.cpu_count() or 1) as pool:
+        return dict(zip(weights, pool.map(np.asarray, weights.values())))
 
 
 def check_weights(graph: Graph, weights: dict[str, np.ndarray], source: str) -> None:
@@ -85,5 +114,6 @@ def save_weights(weights: dict[str, np.ndarray], path: str, metadata: dict | Non
 
     from ..atomic import atomic_path
 
+    arrays = materialize(weights)
     with atomic_path(path) as temp:
-        save_file({k: np.ascontiguousarray(v) for k, v in weights.items()}, str(temp), metadata=metadata)
+        save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(temp), metadata=metadata)

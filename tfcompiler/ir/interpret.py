@@ -20,7 +20,7 @@ def evaluate(graph: Graph, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray
                 raise KeyError(f"missing input {name!r}")
             results = [np.asarray(feeds[name])]
         elif op.type == "param":
-            results = [graph.weights[op.attrs["name"]]]
+            results = [np.asarray(graph.weights[op.attrs["name"]])]  # draws a seeded weight
         else:
             args = [values[v] for v in graph.inputs_of(node)]
             results = op_def(op.type).evaluate(op.attrs, *args)

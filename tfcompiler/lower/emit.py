@@ -42,7 +42,8 @@ class Emitter:
         return self.node(op_type, list(inputs), label=label, **attrs)[0]
 
     def initializer(self, array: np.ndarray, name: str) -> str:
-        self.initializers.append((name, np.asarray(array)))
+        # weight recipes (seeded weights) stay recipes: the writer draws them straight into the file
+        self.initializers.append((name, array if hasattr(array, "nbytes") else np.asarray(array)))
         return name
 
     def const(self, values, dtype=np.int64) -> str:

@@ -2,14 +2,16 @@
 
 On a 110M-parameter model every copy of the weights costs about a second here, and
 ``helper.make_graph`` / ``make_model`` / ``SerializeToString`` make three. So the model is kept as a
-proto *without* weight payloads plus the weight arrays, and written by streaming: the protobuf
-framing is computed by hand and each array's buffer goes to the file as is. The bytes are a valid
-ModelProto (one ``graph`` field holding nodes, I/O and initializers), identical for identical inputs.
-Over 2 GB, or on request, payloads go to one external data file with aligned offsets instead.
+proto *without* weight payloads plus the weights, and streamed: the protobuf framing is computed
+by hand, each array's buffer goes to the file as is, and seeded weights are drawn on the other cores
+while earlier ones are being written. The bytes are a valid ModelProto (one ``graph`` field holding nodes, I/O
+and initializers), identical for identical inputs. Over 2 GB, or on request, payloads go to one
+external data file with aligned offsets instead.
 """
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -43,12 +45,14 @@ def _field_header(number: int, length: int) -> bytes:
     return _varint(number << 3 | 2) + _varint(length)
 
 
-def _little_endian(array: np.ndarray) -> np.ndarray:
+def _little_endian(array) -> np.ndarray:
     """C-contiguous little-endian data (np.ascontiguousarray would turn a 0-d array into 1-d)."""
+    array = np.asarray(array)
     return np.require(array.astype(array.dtype.newbyteorder("<"), copy=False), requirements="C")
 
 
-def _tensor_header(name: str, array: np.ndarray, **external) -> onnx.TensorProto:
+def _tensor_header(name: str, array, **external) -> onnx.TensorProto:
+    """A TensorProto without its payload (``array`` is an array or a weight recipe)."""
     tensor = onnx.TensorProto(name=name, data_type=helper.np_dtype_to_tensor_dtype(array.dtype))
     tensor.dims.extend(array.shape)
     if external:
@@ -63,7 +67,7 @@ class LoweredModel:
     """``proto`` holds everything but the weight payloads, which are ``initializers``."""
 
     proto: onnx.ModelProto
-    initializers: list[tuple[str, np.ndarray]]
+    initializers: list[tuple[str, object]]  # arrays, or weight recipes with shape/dtype/fill
 
     @property
     def weight_bytes(self) -> int:
@@ -82,24 +86,38 @@ class LoweredModel:
     def serialize(self) -> bytes:
         return b"".join(bytes(chunk) for chunk in self._chunks())
 
-    def _chunks(self) -> Iterator[bytes | memoryview]:
+    def _layout(self) -> tuple[list[bytes], list[tuple[int, object]], int]:
+        """The file as framing bytes and (offset, weight) payload slots, and its total size."""
         head = onnx.ModelProto()
         head.CopyFrom(self.proto)
         graph_bytes = head.graph.SerializeToString()
         head.ClearField("graph")
-        pieces = []
-        for name, array in self.initializers:
-            array = _little_endian(array)
-            header = _tensor_header(name, array).SerializeToString()
-            raw = _field_header(_RAW_DATA_FIELD, array.nbytes)
-            tensor_length = len(header) + len(raw) + array.nbytes
-            pieces.append((_field_header(_INITIALIZER_FIELD, tensor_length) + header + raw, array))
-        graph_length = len(graph_bytes) + sum(len(h) + a.nbytes for h, a in pieces)
-        yield head.SerializeToString()
-        yield _field_header(_GRAPH_FIELD, graph_length) + graph_bytes
-        for header, array in pieces:
-            yield header
-            yield memoryview(array).cast("B")
+        headers = []
+        for name, weight in self.initializers:
+            header = _tensor_header(name, weight).SerializeToString()
+            raw = _field_header(_RAW_DATA_FIELD, weight.nbytes)
+            tensor_length = len(header) + len(raw) + weight.nbytes
+            headers.append(_field_header(_INITIALIZER_FIELD, tensor_length) + header + raw)
+        graph_length = len(graph_bytes) + sum(len(h) + w.nbytes for h, (_, w) in zip(headers, self.initializers))
+        framing = [head.SerializeToString() + _field_header(_GRAPH_FIELD, graph_length) + graph_bytes]
+        slots, offset = [], len(framing[0])
+        for header, (_, weight) in zip(headers, self.initializers):
+            framing.append(header)
+            offset += len(header)
+            slots.append((offset, weight))
+            offset += weight.nbytes
+        return framing, slots, offset
+
+    def _chunks(self) -> Iterator[bytes | memoryview]:
+        """The file's bytes in order. Seeded weights are drawn on the other cores while earlier
+        ones are written, so drawing and writing overlap."""
+        framing, slots, _ = self._layout()
+        yield framing[0]
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+            arrays = pool.map(_little_endian, (weight for _, weight in slots))
+            for header, array in zip(framing[1:], arrays):
+                yield header
+                yield memoryview(array).cast("B")
 
     def save(self, path: str | Path, external_data: bool | None = None) -> list[Path]:
         """Write atomically; returns the files written. ``external_data=None`` decides by size."""
