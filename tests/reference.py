@@ -164,7 +164,7 @@ class Reference:
         return x, key_bias
 
     def head(self, x):
-        head, m = self.spec.head, self.spec.model
+        head = self.spec.head
         if head.kind == "none":
             return {"last_hidden_state": x}
         if head.kind == "lm":

@@ -3,11 +3,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from onnx import TensorProto, helper
 
 from conftest import run_onnx
 from tfcompiler.ir import Graph, VerifyError, evaluate, verify
-from tfcompiler.ir.graph import Op, Value
+from tfcompiler.ir.graph import Op
 from tfcompiler.ir.ops import OpTypeError
 from tfcompiler.ir.types import TensorType
 from tfcompiler.lower import to_onnx

@@ -11,7 +11,6 @@ import json
 import os
 import sys
 import time
-from pathlib import Path
 
 from .errors import TfcError
 from .lower.to_onnx import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET

@@ -33,7 +33,8 @@ class Model:
         available = ort.get_available_providers()
         providers = [p for p in _PROVIDERS[device] if p in available]
         if device == "cuda" and "CUDAExecutionProvider" not in providers:
-            warnings.warn("CUDAExecutionProvider is not available; running on CPU", RuntimeWarning)
+            warnings.warn("CUDAExecutionProvider is not available; running on CPU", RuntimeWarning,
+                          stacklevel=2)
         options = session_options or ort.SessionOptions()
         if intra_op_threads:
             options.intra_op_num_threads = intra_op_threads
