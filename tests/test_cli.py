@@ -66,6 +66,7 @@ def test_check_and_inspect(spec, tmp_path, capsys):
     table = 32 * 32  # the folded sinusoidal table is an initializer too, besides small shape constants
     assert report["parameters"] + table <= onnx_parameters < report["parameters"] + table + 100
     assert "MatMul:" in out and "logits:" in out and "tfcompiler.spec_sha256" in out
+    assert "weight_flops_per_token:" in out
 
 
 def test_seeded_and_init_weights_compile_to_identical_bytes(spec, tmp_path):

@@ -51,10 +51,26 @@ def inspect_model(path: str) -> dict:
     return {"opset": [f"{o.domain or 'ai.onnx'}:{o.version}" for o in model.opset_import],
             "ir_version": model.ir_version,
             "parameters": sum(int(np.prod(t.dims)) for t in model.graph.initializer),
+            "weight_flops_per_token": _weight_flops(model),
             "ops": dict(sorted(Counter(n.op_type for n in model.graph.node).items())),
             "inputs": {v.name: describe(v) for v in model.graph.input},
             "outputs": {v.name: describe(v) for v in model.graph.output},
             "metadata": {p.key: p.value for p in model.metadata_props}}
+
+
+def _weight_flops(model) -> int:
+    """2·K·N per token for every MatMul by a (K, N) weight, directly or through a Transpose (a tied
+    head). Attention scores depend on the sequence length and are not counted here."""
+    shapes = {t.name: tuple(t.dims) for t in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type == "Transpose" and node.input[0] in shapes and len(shapes[node.input[0]]) == 2:
+            shapes[node.output[0]] = shapes[node.input[0]][::-1]
+    flops = 0
+    for node in model.graph.node:
+        if node.op_type == "MatMul" and len(shapes.get(node.input[1], ())) == 2:
+            k, n = shapes[node.input[1]]
+            flops += 2 * k * n
+    return flops
 
 
 def inspect_path(path: str, sequence: int = 128) -> dict:
@@ -70,7 +86,7 @@ def format_report(report: dict) -> str:
                 lines.append(f"  {k}: {json.loads(v) if k.endswith('io_roles') else v}")
         elif key == "parameters":
             lines.append(f"{key}: {value:,} ({value * 4 / 2**20:.1f} MiB in fp32)")
-        elif key == "flops_per_token":
+        elif key in ("flops_per_token", "weight_flops_per_token"):
             lines.append(f"{key}: {value / 1e6:,.1f} MFLOP")
         else:
             lines.append(f"{key}: {value}")

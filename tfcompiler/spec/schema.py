@@ -37,7 +37,9 @@ def option(default=REQUIRED, doc: str = "", choices: tuple | None = None, minimu
 
 @dataclass
 class KindRegistry:
-    """Kinds selectable by a ``kind:`` key, each with its own options section."""
+    """Kinds selectable by a ``kind:`` key, each with its own options section. An options section
+    may define ``problems(spec)`` yielding messages for rules that need the whole spec (the loader
+    reports them at the section)."""
 
     name: str
     doc: str
