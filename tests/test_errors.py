@@ -133,3 +133,9 @@ def test_opset_out_of_range(tmp_path, capsys):
     spec = write(tmp_path, GOOD)
     code, err = run_cli(capsys, "compile", str(spec), "-o", str(tmp_path / "o.onnx"), "--opset", "12")
     assert code == 1 and "--opset 12: expected 17..24" in err
+
+
+def test_kind_rules_that_need_the_whole_spec(tmp_path, capsys):
+    text = GOOD.replace("width: 32, heads: 4", "width: 33, heads: 3").replace("positional: learned",
+                                                                             "positional: sinusoidal")
+    check_fails(tmp_path, capsys, text, "spec.yaml:5:", "positional: sinusoidal positions need an even width, got 33")

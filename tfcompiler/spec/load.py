@@ -117,8 +117,12 @@ def _check_rules(reader: Reader, spec: Spec, root: yaml.Node) -> None:
                            f"`{stack}` section")
     if spec.head.kind in ("pooler", "classifier") and spec.topology != "encoder":
         reader.problem(at("head.kind"), "head.kind", f"'{spec.head.kind}' needs topology 'encoder'")
-    for problem in getattr(spec.positional, "problems", lambda s: [])(spec):
-        reader.problem(at("positional"), "positional", problem)
+    kinds = {"input": spec.input, "positional": spec.positional}
+    for name, _, blocks in spec.stacks():
+        kinds.update({f"{name}.layers[{i}].block.attention": b.attention for i, b in enumerate(blocks)})
+    for path, options in kinds.items():
+        for problem in getattr(options, "problems", lambda _: ())(spec):
+            reader.problem(at(path.split(".")[0]), path, problem)
 
 
 def _locator(root: yaml.Node):
