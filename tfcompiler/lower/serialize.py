@@ -86,8 +86,9 @@ class LoweredModel:
     def serialize(self) -> bytes:
         return b"".join(bytes(chunk) for chunk in self._chunks())
 
-    def _layout(self) -> tuple[list[bytes], list[tuple[int, object]], int]:
-        """The file as framing bytes and (offset, weight) payload slots, and its total size."""
+    def _chunks(self) -> Iterator[bytes | memoryview]:
+        """The file's bytes in order: framing computed by hand, then each weight's buffer as is.
+        Seeded weights are drawn on the other cores while earlier ones are written."""
         head = onnx.ModelProto()
         head.CopyFrom(self.proto)
         graph_bytes = head.graph.SerializeToString()
@@ -98,24 +99,11 @@ class LoweredModel:
             raw = _field_header(_RAW_DATA_FIELD, weight.nbytes)
             tensor_length = len(header) + len(raw) + weight.nbytes
             headers.append(_field_header(_INITIALIZER_FIELD, tensor_length) + header + raw)
-        graph_length = len(graph_bytes) + sum(len(h) + w.nbytes for h, (_, w) in zip(headers, self.initializers))
-        framing = [head.SerializeToString() + _field_header(_GRAPH_FIELD, graph_length) + graph_bytes]
-        slots, offset = [], len(framing[0])
-        for header, (_, weight) in zip(headers, self.initializers):
-            framing.append(header)
-            offset += len(header)
-            slots.append((offset, weight))
-            offset += weight.nbytes
-        return framing, slots, offset
-
-    def _chunks(self) -> Iterator[bytes | memoryview]:
-        """The file's bytes in order. Seeded weights are drawn on the other cores while earlier
-        ones are written, so drawing and writing overlap."""
-        framing, slots, _ = self._layout()
-        yield framing[0]
+        graph_length = len(graph_bytes) + sum(map(len, headers)) + self.weight_bytes
+        yield head.SerializeToString() + _field_header(_GRAPH_FIELD, graph_length) + graph_bytes
         with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-            arrays = pool.map(_little_endian, (weight for _, weight in slots))
-            for header, array in zip(framing[1:], arrays):
+            arrays = pool.map(_little_endian, (weight for _, weight in self.initializers))
+            for header, array in zip(headers, arrays):
                 yield header
                 yield memoryview(array).cast("B")
 
