@@ -56,6 +56,23 @@ ACTIVATIONS = {"relu": lambda x: np.maximum(x, 0), "gelu": gelu, "gelu_tanh": ge
                "swiglu": silu, "geglu": gelu}
 
 
+def rotary(x, positions, rotary_dim, base=10000.0, interleaved=False, position_scale=1.0):
+    """RoPE (Su et al. 2021) in its complex form: feature pairs are complex numbers z_i, multiplied by
+    e^{i·m·θ_i}, θ_i = base^(-2i/R), for the token at position m. Pairs are (x_2i, x_2i+1) when
+    interleaved, (x_i, x_{i+R/2}) otherwise; features past R pass through."""
+    r = rotary_dim
+    theta = base ** (-np.arange(r // 2) * 2 / r)
+    turn = np.exp(1j * np.outer(positions * position_scale, theta))  # (S, R/2)
+    head, tail = x[..., :r], x[..., r:]
+    if interleaved:
+        z = (head[..., 0::2] + 1j * head[..., 1::2]) * turn
+        out = np.stack([z.real, z.imag], axis=-1).reshape(head.shape)
+    else:
+        z = (head[..., : r // 2] + 1j * head[..., r // 2:]) * turn
+        out = np.concatenate([z.real, z.imag], axis=-1)
+    return np.concatenate([out, tail], axis=-1)
+
+
 def softmax(x):
     e = np.exp(x - x.max(-1, keepdims=True))
     return e / e.sum(-1, keepdims=True)
@@ -126,6 +143,14 @@ class Reference:
         q = self.linear(x, f"{name}.query").reshape(b, s, m.heads, m.dh).transpose(0, 2, 1, 3)
         k = self.linear(memory, f"{name}.key").reshape(b, t, m.kv, m.dh).transpose(0, 2, 1, 3)
         v = self.linear(memory, f"{name}.value").reshape(b, t, m.kv, m.dh).transpose(0, 2, 1, 3)
+        positional = self.spec.positional
+        if type(positional).KIND == "rope" and memory is x:  # self-attention only
+            rotary_dim = positional.rotary_dim or m.dh
+            base = positional.base * (positional.factor ** (rotary_dim / (rotary_dim - 2))
+                                      if positional.scaling == "ntk" else 1.0)
+            scale_positions = 1 / positional.factor if positional.scaling == "linear" else 1.0
+            args = (np.arange(s), rotary_dim, base, positional.layout == "interleaved", scale_positions)
+            q, k = rotary(q, *args), rotary(k, *args)
         scale = block.attention.scale if block.attention.scale is not None else 1 / math.sqrt(m.dh)
         out = attention(q, k, v, scale, key_bias, causal)
         return self.linear(out.transpose(0, 2, 1, 3).reshape(b, s, m.heads * m.dh), f"{name}.output")

@@ -71,6 +71,22 @@ block: {ffn: {activation: silu}, attention: {kind: multi_head, scale: 1.0}}
 encoder: {layers: 2}
 head: {kind: classifier, labels: 3}
 """),
+    "rope_half_split_gqa": ("decoder", ", kv_heads: 2, bias: false", """
+positional: {kind: rope, base: 500}
+block: {norm: {kind: rms_norm}, ffn: {activation: swiglu}}
+decoder: {layers: 2}
+head: {kind: lm, tied: false}
+"""),
+    "rope_interleaved_partial_linear": ("encoder", "", """
+positional: {kind: rope, layout: interleaved, rotary_dim: 6, scaling: linear, factor: 4}
+encoder: {layers: 2}
+"""),
+    "rope_ntk_encoder_decoder": ("encoder-decoder", "", """
+positional: {kind: rope, scaling: ntk, factor: 8, base: 100}
+encoder: {layers: 1}
+decoder: {layers: 1}
+head: {kind: lm}
+"""),
     "per_layer_overrides": ("decoder", "", """
 block: {placement: pre}
 decoder:

@@ -139,3 +139,8 @@ def test_kind_rules_that_need_the_whole_spec(tmp_path, capsys):
     text = GOOD.replace("width: 32, heads: 4", "width: 33, heads: 3").replace("positional: learned",
                                                                              "positional: sinusoidal")
     check_fails(tmp_path, capsys, text, "spec.yaml:5:", "positional: sinusoidal positions need an even width, got 33")
+
+
+def test_rotary_dim_must_fit_the_head(tmp_path, capsys):
+    check_fails(tmp_path, capsys, GOOD.replace("positional: learned", "positional: {kind: rope, rotary_dim: 9}"),
+                "rotary_dim must be even and at most the head width 8, got 9")

@@ -16,13 +16,14 @@ def residual(ctx, x, block: Block, name: str, sublayer):
     return build_norm(ctx, ctx.op("add", x, sublayer(x), label="Residual"), block.norm, f"{name}_norm")
 
 
-def build_block(ctx, block: Block, spec, x, mask, causal: bool, encoder=None):
-    """encoder = (hidden, mask) of the encoder for cross-attention, or None."""
+def build_block(ctx, block: Block, spec, x, mask, causal: bool, encoder=None, positions=None):
+    """encoder = (hidden, mask) of the encoder for cross-attention, or None; positions (1, S) of
+    the tokens, for schemes that act inside self-attention (cross-attention gets none)."""
     attend = ATTENTION.builder(block.attention)
 
     def self_attention(h):
         with ctx.at("attention"):
-            return attend(ctx, block.attention, spec, h, h, mask, causal)
+            return attend(ctx, block.attention, spec, h, h, mask, causal, positions)
 
     x = residual(ctx, x, block, "attention", self_attention)
     if encoder is not None:
@@ -30,7 +31,7 @@ def build_block(ctx, block: Block, spec, x, mask, causal: bool, encoder=None):
 
         def cross_attention(h):
             with ctx.at("cross_attention"):
-                return attend(ctx, block.attention, spec, h, memory, memory_mask, False)
+                return attend(ctx, block.attention, spec, h, memory, memory_mask, False, None)
 
         x = residual(ctx, x, block, "cross_attention", cross_attention)
     return residual(ctx, x, block, "ffn", lambda h: build_ffn(ctx, h, block.ffn, spec))

@@ -16,14 +16,18 @@ def build_stack(ctx, spec, stack_name: str, stack, blocks, encoder=None):
     """Returns (hidden (B,S,D), padding mask (B,S))."""
     with ctx.at(embeddings_scope(spec, stack_name)):
         start = INPUTS.builder(spec.input)(ctx, spec.input, spec, stack_name)
-        hidden = POSITIONS.builder(spec.positional)(ctx, spec.positional, spec, start.hidden, start.ids)
+        scheme = POSITIONS.builder(spec.positional)
+        hidden = start.hidden
+        if scheme.embed is not None:
+            hidden = scheme.embed(ctx, spec.positional, spec, hidden, start.ids)
         if spec.embedding.norm:
             hidden = build_norm(ctx, hidden, Norm(kind=spec.embedding.norm, epsilon=spec.embedding.norm_epsilon), "norm")
     causal = stack_name == "decoder"
     with ctx.at(stack_name):
+        positions = ctx.op("positions", start.ids, axis=1) if scheme.attend is not None else None
         for i, block in enumerate(blocks):
             with ctx.at("layers", i):
-                hidden = build_block(ctx, block, spec, hidden, start.mask, causal, encoder)
+                hidden = build_block(ctx, block, spec, hidden, start.mask, causal, encoder, positions)
         final_norm = stack.final_norm
         if final_norm is None:
             final_norm = bool(blocks) and blocks[-1].placement == "pre"

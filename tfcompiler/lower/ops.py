@@ -165,7 +165,51 @@ def _repeat_heads(e, x: str, group: int, heads: int, width: int) -> str:
     return e.node1("Reshape", x, e.const([0, heads, -1, width]))
 
 
+def _rope_tables(e, attrs) -> tuple[str, str]:
+    """cos and sin of every angle, (max_positions, R/2), made once per distinct rope setting."""
+    from ..ir.ops.rope import rope_angles
+
+    key = ("rope", attrs["rotary_dim"], attrs["base"], attrs.get("position_scale", 1.0), attrs["max_positions"])
+    if key not in e.memo:
+        angles = rope_angles(np.arange(attrs["max_positions"]), attrs["rotary_dim"], attrs["base"],
+                             attrs.get("position_scale", 1.0))
+        e.memo[key] = (e.const(np.cos(angles), np.float32), e.const(np.sin(angles), np.float32))
+    return e.memo[key]
+
+
+def _rope(e, attrs, inputs, types, label):
+    x, positions = inputs
+    cos, sin = _rope_tables(e, attrs)
+    r, width = attrs["rotary_dim"], types[0].shape[3]
+    if e.opset >= 23:
+        batch_and_length = e.node1("Concat", e.node1("Shape", x, start=0, end=1),
+                                   e.node1("Shape", x, start=2, end=3), axis=0)
+        position_ids = e.node1("Expand", positions, batch_and_length)
+        return [e.node1("RotaryEmbedding", x, cos, sin, position_ids, interleaved=int(attrs["interleaved"]),
+                        rotary_embedding_dim=r if r < width else 0, label=label or "Rotary")]
+
+    def cut(t, start, end, axis, step=1):
+        return e.node1("Slice", t, e.const([start]), e.const([end]), e.const([axis]), e.const([step]))
+
+    cos, sin = (e.node1("Unsqueeze", e.node1("Gather", table, positions), e.const([1])) for table in (cos, sin))
+    rot = cut(x, 0, r, 3) if r < width else x  # (B, H, S, R); cos/sin (1|B, 1, S, R/2)
+    if attrs["interleaved"]:
+        pairs = e.node1("Reshape", rot, e.const([0, 0, 0, r // 2, 2]))
+        a, b = cut(pairs, 0, 1, 4), cut(pairs, 1, 2, 4)
+        cos, sin = (e.node1("Unsqueeze", t, e.const([4])) for t in (cos, sin))
+    else:
+        a, b = cut(rot, 0, r // 2, 3), cut(rot, r // 2, r, 3)
+    first = e.node1("Sub", e.node1("Mul", a, cos), e.node1("Mul", b, sin))
+    second = e.node1("Add", e.node1("Mul", b, cos), e.node1("Mul", a, sin))
+    rotated = e.node1("Concat", first, second, axis=-1)
+    if attrs["interleaved"]:
+        rotated = e.node1("Reshape", rotated, e.const([0, 0, 0, r]))
+    if r < width:
+        rotated = e.node1("Concat", rotated, cut(x, r, width, 3), axis=3)
+    return [e.node1("Identity", rotated, label=label or "Rotary")]
+
+
 EMITTERS = {"silu": _silu, "gelu": _gelu, "cast": _cast, "transpose": _transpose, "reshape": _reshape,
             "gather": _gather, "concat": _concat, "unsqueeze": _unsqueeze, "positions": _positions,
             "softmax": _softmax, "layer_norm": _layer_norm, "rms_norm": _rms_norm,
-            "padding_bias": _padding_bias, "attention": _attention}
+            "padding_bias": _padding_bias, "attention": _attention, "rope": _rope}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ...spec.kinds import ATTENTION
+from ...spec.kinds import ATTENTION, POSITIONS
 from ...spec.schema import option
 
 
@@ -21,12 +21,17 @@ class MultiHeadOptions:
                                  minimum=0.0)
 
 
-def build_multi_head(ctx, options: MultiHeadOptions, spec, x, memory, mask, causal: bool):
-    """x (B,S,D) attends memory (B,T,D) (memory is x for self-attention); mask (B,T) or None."""
+def build_multi_head(ctx, options: MultiHeadOptions, spec, x, memory, mask, causal: bool, positions=None):
+    """x (B,S,D) attends memory (B,T,D) (memory is x for self-attention); mask (B,T) or None;
+    positions (1,S) when the positional scheme acts on queries and keys (self-attention only)."""
     m = spec.model
     query_BHSDh = ctx.split_heads(ctx.linear(x, m.heads * m.dh, "query", m.bias), m.heads, m.dh)
     key_BHkvTDh = ctx.split_heads(ctx.linear(memory, m.kv * m.dh, "key", m.bias), m.kv, m.dh)
     value_BHkvTDh = ctx.split_heads(ctx.linear(memory, m.kv * m.dh, "value", m.bias), m.kv, m.dh)
+    scheme = POSITIONS.builder(spec.positional)
+    if positions is not None and scheme.attend is not None:
+        query_BHSDh, key_BHkvTDh = scheme.attend(ctx, spec.positional, spec, query_BHSDh, key_BHkvTDh,
+                                                 positions)
     scale = options.scale if options.scale is not None else m.dh ** -0.5
     inputs = [query_BHSDh, key_BHkvTDh, value_BHkvTDh]
     if mask is not None:

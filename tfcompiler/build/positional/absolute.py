@@ -13,6 +13,7 @@ import numpy as np
 
 from ...spec.kinds import POSITIONS
 from ...spec.schema import option
+from .base import PositionalScheme
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,6 @@ def build_learned(ctx, options, spec, hidden, ids):
                                             label="PositionEmbedding"))
 
 
-POSITIONS.register("sinusoidal", SinusoidalOptions, build_sinusoidal)
-POSITIONS.register("learned", LearnedOptions, build_learned)
-POSITIONS.register("none", NoPositions, lambda ctx, options, spec, hidden, ids: hidden)
+POSITIONS.register("sinusoidal", SinusoidalOptions, PositionalScheme(embed=build_sinusoidal))
+POSITIONS.register("learned", LearnedOptions, PositionalScheme(embed=build_learned))
+POSITIONS.register("none", NoPositions, PositionalScheme())

@@ -1,0 +1,14 @@
+"""What a positional scheme contributes: a change to the embeddings (absolute schemes), a change
+to each self-attention's queries and keys (rotary), or both."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+
+@dataclass(frozen=True)
+class PositionalScheme:
+    # (ctx, options, spec, hidden, ids) -> hidden
+    embed: Callable | None = None
+    # (ctx, options, spec, query_BHSDh, key_BHkvTDh, positions (1, S)) -> (query, key)
+    attend: Callable | None = None
