@@ -73,12 +73,30 @@ def rotary(x, positions, rotary_dim, base=10000.0, interleaved=False, position_s
     return np.concatenate([out, tail], axis=-1)
 
 
+def alibi_slopes(n: int) -> np.ndarray:
+    """Press et al. 2022: the geometric sequence starting at 2^(-8/n) with that ratio, for n a power
+    of two; else the closest smaller power's slopes followed by every other slope of twice it."""
+    if math.log2(n).is_integer():
+        start = 2 ** (-8 / n)
+        return start ** np.arange(1, n + 1)
+    k = 2 ** int(math.log2(n))
+    return np.concatenate([alibi_slopes(k), alibi_slopes(2 * k)[::2][: n - k]])
+
+
+def alibi_bias(heads: int, s: int, t: int, symmetric: bool) -> np.ndarray:
+    """(H, S, T) penalties -m_h·(i - j) with queries at the end of the keys; |i - j| if symmetric."""
+    i = np.arange(t - s, t)[:, None]
+    j = np.arange(t)[None, :]
+    distance = np.abs(i - j) if symmetric else i - j
+    return -alibi_slopes(heads)[:, None, None] * distance
+
+
 def softmax(x):
     e = np.exp(x - x.max(-1, keepdims=True))
     return e / e.sum(-1, keepdims=True)
 
 
-def attention(q, k, v, scale, key_bias=None, causal=False):
+def attention(q, k, v, scale, key_bias=None, causal=False, head_bias=None):
     """softmax(scale · Q Kᵀ + M) V per head. q (B,H,S,d), k/v (B,Hkv,T,d): each key/value head serves
     H/Hkv consecutive query heads. key_bias (B,T) is added to every query's row; causal hides key j
     from query i when j > i + (T - S)."""
@@ -87,6 +105,8 @@ def attention(q, k, v, scale, key_bias=None, causal=False):
     scores = scale * q @ k.swapaxes(-1, -2)
     if key_bias is not None:
         scores = scores + key_bias[:, None, None, :]
+    if head_bias is not None:
+        scores = scores + head_bias
     if causal:
         s, t = scores.shape[-2:]
         future = np.arange(t)[None, :] > np.arange(s)[:, None] + (t - s)
@@ -151,8 +171,11 @@ class Reference:
             scale_positions = 1 / positional.factor if positional.scaling == "linear" else 1.0
             args = (np.arange(s), rotary_dim, base, positional.layout == "interleaved", scale_positions)
             q, k = rotary(q, *args), rotary(k, *args)
+        head_bias = None
+        if type(positional).KIND == "alibi" and memory is x:
+            head_bias = alibi_bias(m.heads, s, t, positional.form == "symmetric")
         scale = block.attention.scale if block.attention.scale is not None else 1 / math.sqrt(m.dh)
-        out = attention(q, k, v, scale, key_bias, causal)
+        out = attention(q, k, v, scale, key_bias, causal, head_bias)
         return self.linear(out.transpose(0, 2, 1, 3).reshape(b, s, m.heads * m.dh), f"{name}.output")
 
     def ffn(self, x, ffn, name):

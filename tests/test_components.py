@@ -1,7 +1,9 @@
 """Every spine component, compiled to ONNX and run on onnxruntime, against the NumPy reference of
 its paper (tests/reference.py): embeddings and both sinusoidal layouts, learned positions, token
 types, LayerNorm and RMSNorm, pre- and post-norm, every FFN activation, multi-head, multi-query and
-grouped-query attention, causal and padding masks, cross-attention, every head, per-layer overrides.
+grouped-query attention, causal and padding masks, cross-attention, every head, per-layer overrides,
+rotary positions (both layouts, partial, linear and NTK scaling) and ALiBi (causal and symmetric,
+any head count).
 
 Weights are random everywhere (biases and norm scales too, so a dropped bias cannot hide) and scaled
 so activations and attention logits are unit-scale: tolerance 1e-4 absolute, fp32.
@@ -26,7 +28,7 @@ BASE = """
 tfc: 1
 name: {name}
 topology: {topology}
-model: {{width: 32, heads: 4, ffn_width: 48, vocab_size: 61, max_length: 40{model}}}
+model: {{width: 32, ffn_width: 48, vocab_size: 61, max_length: 40{model}}}
 """
 
 CASES = {
@@ -87,6 +89,15 @@ encoder: {layers: 1}
 decoder: {layers: 1}
 head: {kind: lm}
 """),
+    "alibi_causal_decoder": ("decoder", ", kv_heads: 2", """
+positional: {kind: alibi}
+decoder: {layers: 2}
+head: {kind: lm}
+"""),
+    "alibi_symmetric_six_heads": ("encoder", ", heads: 6, head_width: 8", """
+positional: {kind: alibi, form: symmetric}
+encoder: {layers: 2}
+"""),
     "per_layer_overrides": ("decoder", "", """
 block: {placement: pre}
 decoder:
@@ -103,6 +114,8 @@ head: {kind: lm}
 
 def spec_text(case: str) -> str:
     topology, model, rest = CASES[case]
+    if " heads:" not in model:
+        model = ", heads: 4" + model
     return BASE.format(name=case, topology=topology, model=model) + rest
 
 

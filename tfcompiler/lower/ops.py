@@ -209,7 +209,20 @@ def _rope(e, attrs, inputs, types, label):
     return [e.node1("Identity", rotated, label=label or "Rotary")]
 
 
+def _alibi(e, attrs, inputs, types, label):
+    q, k = inputs
+    s, t = _length(e, q, 2), _length(e, k, 2)
+    rows = e.node1("Add", e.node1("Range", e.const(0), s, e.const(1)), e.node1("Sub", t, s))
+    distance = e.node1("Sub", e.node1("Unsqueeze", rows, e.const([1])), e.node1("Range", e.const(0), t, e.const(1)))
+    distance = e.node1("Cast", distance, to=ONNX_DTYPES["float32"])
+    if attrs["symmetric"]:
+        distance = e.node1("Abs", distance)
+    slopes = e.const(-np.asarray(attrs["slopes"])[None, :, None, None], np.float32)  # (1, H, 1, 1)
+    return [e.node1("Mul", slopes, distance, label=label or "ALiBi")]
+
+
 EMITTERS = {"silu": _silu, "gelu": _gelu, "cast": _cast, "transpose": _transpose, "reshape": _reshape,
             "gather": _gather, "concat": _concat, "unsqueeze": _unsqueeze, "positions": _positions,
             "softmax": _softmax, "layer_norm": _layer_norm, "rms_norm": _rms_norm,
-            "padding_bias": _padding_bias, "attention": _attention, "rope": _rope}
+            "padding_bias": _padding_bias, "attention": _attention, "rope": _rope,
+            "alibi": _alibi}

@@ -29,13 +29,15 @@ def build_multi_head(ctx, options: MultiHeadOptions, spec, x, memory, mask, caus
     key_BHkvTDh = ctx.split_heads(ctx.linear(memory, m.kv * m.dh, "key", m.bias), m.kv, m.dh)
     value_BHkvTDh = ctx.split_heads(ctx.linear(memory, m.kv * m.dh, "value", m.bias), m.kv, m.dh)
     scheme = POSITIONS.builder(spec.positional)
+    biases = [ctx.op("padding_bias", mask)] if mask is not None else []
     if positions is not None and scheme.attend is not None:
-        query_BHSDh, key_BHkvTDh = scheme.attend(ctx, spec.positional, spec, query_BHSDh, key_BHkvTDh,
-                                                 positions)
+        query_BHSDh, key_BHkvTDh, position_bias = scheme.attend(ctx, spec.positional, spec, query_BHSDh,
+                                                                key_BHkvTDh, positions)
+        biases += [position_bias] if position_bias is not None else []
     scale = options.scale if options.scale is not None else m.dh ** -0.5
     inputs = [query_BHSDh, key_BHkvTDh, value_BHkvTDh]
-    if mask is not None:
-        inputs.append(ctx.op("padding_bias", mask))
+    if biases:
+        inputs.append(biases[0] if len(biases) == 1 else ctx.op("add", *biases, label="AttentionBias"))
     context_BHSDh = ctx.op("attention", *inputs, scale=float(scale), causal=causal, label="Attention")
     return ctx.linear(ctx.merge_heads(context_BHSDh), m.width, "output", m.bias)
 

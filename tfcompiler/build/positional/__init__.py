@@ -1,2 +1,2 @@
 """Positional schemes (the `positional` registry), one file per family."""
-from . import absolute, rotary  # noqa: F401
+from . import absolute, alibi, rotary  # noqa: F401

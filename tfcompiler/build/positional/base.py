@@ -1,5 +1,6 @@
 """What a positional scheme contributes: a change to the embeddings (absolute schemes), a change
-to each self-attention's queries and keys (rotary), or both."""
+to each self-attention's queries and keys (rotary) or scores (an additive bias such as ALiBi), or
+both."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -10,5 +11,5 @@ from typing import Callable
 class PositionalScheme:
     # (ctx, options, spec, hidden, ids) -> hidden
     embed: Callable | None = None
-    # (ctx, options, spec, query_BHSDh, key_BHkvTDh, positions (1, S)) -> (query, key)
+    # (ctx, options, spec, query_BHSDh, key_BHkvTDh, positions (1, S)) -> (query, key, bias or None)
     attend: Callable | None = None

@@ -47,7 +47,7 @@ def rotate(ctx, options: RotaryOptions, spec, query, key, positions):
                  position_scale=1.0 / options.factor if options.scaling == "linear" else 1.0,
                  max_positions=spec.model.max_length)
     return (ctx.op("rope", query, positions, label="RotaryQuery", **attrs),
-            ctx.op("rope", key, positions, label="RotaryKey", **attrs))
+            ctx.op("rope", key, positions, label="RotaryKey", **attrs), None)
 
 
 POSITIONS.register("rope", RotaryOptions, PositionalScheme(attend=rotate))
