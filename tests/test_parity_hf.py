@@ -1,4 +1,4 @@
-"""Parity with Hugging Face transformers: BertModel and GPT2LMHeadModel built from small configs with
+"""Parity with Hugging Face transformers: BertModel, GPT2LMHeadModel and LlamaForCausalLM built from small configs with
 random weights (no downloads), saved with save_pretrained, imported with `tfc import-hf`, compiled,
 and run on onnxruntime against the torch model, with and without padding."""
 from __future__ import annotations
@@ -86,12 +86,31 @@ def test_gpt2_matches_transformers(tmp_path, pad):
         assert_close(got, want, f"logits {batch}x{length}")
 
 
+@pytest.mark.parametrize("scaling", [None, {"rope_type": "linear", "factor": 2.0}])
+def test_llama_matches_transformers(tmp_path, scaling):
+    rope = {"rope_theta": 500.0, "rope_type": "default"} if scaling is None else {"rope_theta": 500.0, **scaling}
+    config = transformers.LlamaConfig(hidden_size=64, intermediate_size=96, num_attention_heads=4,
+                                      num_key_value_heads=2, num_hidden_layers=2, vocab_size=100,
+                                      max_position_embeddings=64, rms_norm_eps=1e-6, rope_parameters=rope,
+                                      attn_implementation="eager")
+    model = randomise(transformers.LlamaForCausalLM(config), seed=2)
+    session = import_and_compile(model, tmp_path)
+    rng = np.random.default_rng(2)
+    for batch, length in SHAPES:
+        ids = rng.integers(0, 100, (batch, length))
+        mask = np.ones((batch, length), np.int64)
+        (got,) = session.run(None, {"input_ids": ids, "attention_mask": mask})
+        with torch.no_grad():
+            want = model(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask)).logits.numpy()
+        assert_close(got, want, f"logits {batch}x{length}")
+
+
 def test_import_rejects_unsupported_model_types(tmp_path, capsys):
     (tmp_path / "m").mkdir()
     (tmp_path / "m" / "config.json").write_text('{"model_type": "mamba"}')
     assert main(["import-hf", str(tmp_path / "m"), "-o", str(tmp_path / "out")]) == 1
     err = capsys.readouterr().err
-    assert "model_type 'mamba' is not supported" in err and "bert" in err and "gpt2" in err
+    assert "model_type 'mamba' is not supported" in err and "bert, gpt2, llama" in err
     assert "Traceback" not in err
     assert not (tmp_path / "out").exists()
 

@@ -10,6 +10,8 @@ canonical weight, the checkpoint tensor it comes from:
 - ``gpt2`` (GPT2Model / GPT2LMHeadModel, keys under ``transformer.``): pre-norm causal decoder,
   learned positions, final LayerNorm, LM head tied to the token embedding. GPT-2's Conv1D weights
   are already (in, out); its fused ``c_attn`` is split into query, key and value.
+- ``llama`` (LlamaForCausalLM, keys under ``model.``): pre-norm RMSNorm decoder, half-split rotary
+  positions (default or linear scaling), grouped-query attention, SwiGLU, untied or tied LM head.
 
 Weights are read with safetensors; a ``pytorch_model.bin`` needs torch (the ``hf`` extra).
 """
@@ -150,7 +152,57 @@ def _gpt2(config: dict, w: Checkpoint) -> tuple[dict, dict]:
     return spec, weights
 
 
-IMPORTERS: dict[str, tuple[str, Callable]] = {"bert": ("encoder", _bert), "gpt2": ("decoder", _gpt2)}
+def _rope_settings(config: dict) -> dict:
+    """transformers 5 keeps RoPE settings in `rope_parameters`; 4.x in rope_theta / rope_scaling."""
+    params = config.get("rope_parameters") or {**(config.get("rope_scaling") or {}),
+                                               "rope_theta": config.get("rope_theta", 10000.0)}
+    kind = params.get("rope_type") or params.get("type") or "default"
+    settings = {"kind": "rope", "layout": "half_split", "base": float(params.get("rope_theta", 10000.0))}
+    if kind == "linear":
+        settings.update(scaling="linear", factor=float(params["factor"]))
+    elif kind != "default":
+        raise TfcError(f"RoPE type {kind!r} is not supported yet; supported: default, linear")
+    return settings
+
+
+def _llama(config: dict, w: Checkpoint) -> tuple[dict, dict]:
+    bias = bool(config.get("attention_bias", False))
+    if bias != bool(config.get("mlp_bias", False)):
+        raise TfcError("Llama with attention_bias != mlp_bias is not supported yet")
+    if _activation(config.get("hidden_act", "silu")) != "silu":
+        raise TfcError(f"Llama with hidden_act {config['hidden_act']!r} is not supported yet")
+    width, heads = config["hidden_size"], config["num_attention_heads"]
+    tied = bool(config.get("tie_word_embeddings", False))
+    spec = {
+        "model": {"width": width, "heads": heads, "kv_heads": config.get("num_key_value_heads") or heads,
+                  "head_width": config.get("head_dim") or width // heads,
+                  "ffn_width": config["intermediate_size"], "vocab_size": config["vocab_size"],
+                  "max_length": config["max_position_embeddings"], "bias": bias},
+        "positional": _rope_settings(config),
+        "block": {"placement": "pre", "norm": {"kind": "rms_norm", "epsilon": config["rms_norm_eps"]},
+                  "ffn": {"activation": "swiglu"}},
+        "decoder": {"layers": config["num_hidden_layers"], "final_norm": True},
+        "head": {"kind": "lm", "tied": tied}}
+    weights = {"embeddings.tokens.weight": w("embed_tokens.weight"),
+               "decoder.final_norm.weight": w("norm.weight")}
+    if not tied:
+        weights["lm_head.weight"] = w("lm_head.weight").T
+    projections = {"attention.query": "self_attn.q_proj", "attention.key": "self_attn.k_proj",
+                   "attention.value": "self_attn.v_proj", "attention.output": "self_attn.o_proj",
+                   "ffn.gate": "mlp.gate_proj", "ffn.up": "mlp.up_proj", "ffn.down": "mlp.down_proj"}
+    for i in range(config["num_hidden_layers"]):
+        ours, theirs = f"decoder.layers.{i}", f"layers.{i}"
+        for target, source in projections.items():
+            weights[f"{ours}.{target}.weight"] = w(f"{theirs}.{source}.weight").T
+            if bias:
+                weights[f"{ours}.{target}.bias"] = w(f"{theirs}.{source}.bias")
+        weights[f"{ours}.attention_norm.weight"] = w(f"{theirs}.input_layernorm.weight")
+        weights[f"{ours}.ffn_norm.weight"] = w(f"{theirs}.post_attention_layernorm.weight")
+    return spec, weights
+
+
+IMPORTERS: dict[str, tuple[str, Callable]] = {"bert": ("encoder", _bert), "gpt2": ("decoder", _gpt2),
+                                               "llama": ("decoder", _llama)}
 
 
 def import_hf(model_dir: str | Path, out_dir: str | Path) -> tuple[Path, Path]:
