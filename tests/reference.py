@@ -96,13 +96,15 @@ def softmax(x):
     return e / e.sum(-1, keepdims=True)
 
 
-def attention(q, k, v, scale, key_bias=None, causal=False, head_bias=None):
+def attention(q, k, v, scale, key_bias=None, causal=False, head_bias=None, softcap=None):
     """softmax(scale · Q Kᵀ + M) V per head. q (B,H,S,d), k/v (B,Hkv,T,d): each key/value head serves
     H/Hkv consecutive query heads. key_bias (B,T) is added to every query's row; causal hides key j
     from query i when j > i + (T - S)."""
     group = q.shape[1] // k.shape[1]
     k, v = np.repeat(k, group, axis=1), np.repeat(v, group, axis=1)
     scores = scale * q @ k.swapaxes(-1, -2)
+    if softcap:  # Gemma 2: logits squashed into (-c, c) before any bias or mask
+        scores = softcap * np.tanh(scores / softcap)
     if key_bias is not None:
         scores = scores + key_bias[:, None, None, :]
     if head_bias is not None:
@@ -132,7 +134,7 @@ class Reference:
         eps = norm.epsilon if eps is None else eps
         if norm.kind == "rms_norm":
             return rms_norm(x, self.w[f"{name}.weight"], eps)
-        return layer_norm(x, self.w[f"{name}.weight"], self.w[f"{name}.bias"], eps)
+        return layer_norm(x, self.w[f"{name}.weight"], self.w.get(f"{name}.bias", 0.0), eps)
 
     def embed(self, stack, ids, token_types):
         spec, m = self.spec, self.spec.model
@@ -163,6 +165,11 @@ class Reference:
         q = self.linear(x, f"{name}.query").reshape(b, s, m.heads, m.dh).transpose(0, 2, 1, 3)
         k = self.linear(memory, f"{name}.key").reshape(b, t, m.kv, m.dh).transpose(0, 2, 1, 3)
         v = self.linear(memory, f"{name}.value").reshape(b, t, m.kv, m.dh).transpose(0, 2, 1, 3)
+        options = block.attention
+        if options.qk_norm:  # per head, over the head width, before positions
+            from tfcompiler.spec.model import Norm
+            norm = Norm(kind=options.qk_norm, epsilon=options.qk_norm_epsilon)
+            q, k = self.norm(q, norm, f"{name}.query_norm"), self.norm(k, norm, f"{name}.key_norm")
         positional = self.spec.positional
         if type(positional).KIND == "rope" and memory is x:  # self-attention only
             rotary_dim = positional.rotary_dim or m.dh
@@ -175,7 +182,7 @@ class Reference:
         if type(positional).KIND == "alibi" and memory is x:
             head_bias = alibi_bias(m.heads, s, t, positional.form == "symmetric")
         scale = block.attention.scale if block.attention.scale is not None else 1 / math.sqrt(m.dh)
-        out = attention(q, k, v, scale, key_bias, causal, head_bias)
+        out = attention(q, k, v, scale, key_bias, causal, head_bias, options.softcap)
         return self.linear(out.transpose(0, 2, 1, 3).reshape(b, s, m.heads * m.dh), f"{name}.output")
 
     def ffn(self, x, ffn, name):

@@ -2,8 +2,8 @@
 its paper (tests/reference.py): embeddings and both sinusoidal layouts, learned positions, token
 types, LayerNorm and RMSNorm, pre- and post-norm, every FFN activation, multi-head, multi-query and
 grouped-query attention, causal and padding masks, cross-attention, every head, per-layer overrides,
-rotary positions (both layouts, partial, linear and NTK scaling) and ALiBi (causal and symmetric,
-any head count).
+rotary positions (both layouts, partial, linear and NTK scaling), ALiBi (causal and symmetric,
+any head count), query/key normalisation and logit soft-capping.
 
 Weights are random everywhere (biases and norm scales too, so a dropped bias cannot hide) and scaled
 so activations and attention logits are unit-scale: tolerance 1e-4 absolute, fp32.
@@ -97,6 +97,16 @@ head: {kind: lm}
     "alibi_symmetric_six_heads": ("encoder", ", heads: 6, head_width: 8", """
 positional: {kind: alibi, form: symmetric}
 encoder: {layers: 2}
+"""),
+    "qk_norm_softcap_rope": ("decoder", ", kv_heads: 2", """
+positional: {kind: rope}
+block: {attention: {kind: multi_head, qk_norm: rms_norm, softcap: 2.0}}
+decoder: {layers: 2}
+head: {kind: lm}
+"""),
+    "qk_layer_norm_encoder": ("encoder", "", """
+block: {attention: {qk_norm: layer_norm, qk_norm_epsilon: 1e-5, softcap: 5.0}}
+encoder: {layers: 1}
 """),
     "per_layer_overrides": ("decoder", "", """
 block: {placement: pre}

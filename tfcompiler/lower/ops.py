@@ -143,13 +143,17 @@ def _attention(e, attrs, inputs, types, label):
         elif bias and types[3].shape[2] == 1:  # ORT's kernel wants the mask's query axis spelled out
             rows = e.node1("Concat", e.const([1, 1]), e.node1("Shape", q, start=2, end=3), e.const([1]), axis=0)
             bias = [e.node1("Expand", bias[0], rows)]
-        return [e.node1("Attention", q, k, v, *bias, scale=float(attrs["scale"]),
+        softcap = {"softcap": float(attrs["softcap"])} if attrs.get("softcap") else {}
+        return [e.node1("Attention", q, k, v, *bias, scale=float(attrs["scale"]), **softcap,
                         is_causal=int(attrs["causal"] and same_length), label=label or "Attention")]
     if kv_heads != heads:
         k, v = (_repeat_heads(e, x, heads // kv_heads, heads, types[0].shape[3] if x is k else types[2].shape[3])
                 for x in (k, v))
     scores = e.node1("MatMul", q, e.node1("Transpose", k, perm=[0, 1, 3, 2]), label="Scores")
     scores = e.node1("Mul", scores, e.const(attrs["scale"], np.float32))
+    if attrs.get("softcap"):
+        cap = e.const(attrs["softcap"], np.float32)
+        scores = e.node1("Mul", e.node1("Tanh", e.node1("Div", scores, cap)), cap, label="Softcap")
     if bias:
         scores = e.node1("Add", scores, bias[0])
     if attrs["causal"]:

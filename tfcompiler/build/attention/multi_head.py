@@ -3,14 +3,17 @@ heads (Hkv = H: multi-head, Vaswani et al. 2017; Hkv = 1: multi-query, Shazeer 2
 grouped-query, Ainslie et al. 2023).
 
 Built as projections + the canonical IR ``attention`` op, so lowering picks the kernel per target.
-The padding mask becomes an additive bias; causality is the op's ``causal`` attribute.
+The padding mask becomes an additive bias; causality is the op's ``causal`` attribute; soft-capping
+(Gemma 2) is its ``softcap`` attribute, applied to the scaled scores before any bias or mask.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from ...spec.kinds import ATTENTION, POSITIONS
+from ...spec.model import Norm
 from ...spec.schema import option
+from ..norm import build_norm
 
 
 @dataclass(frozen=True)
@@ -19,6 +22,12 @@ class MultiHeadOptions:
 
     scale: float | None = option(None, doc="Score scale. Default 1/√head_width (T5 uses 1).",
                                  minimum=0.0)
+    qk_norm: str | None = option(None, doc="Normalise each head's queries and keys over the head "
+                                 "width before positions are applied (OLMo 2, Qwen 3; Dehghani et al. "
+                                 "2023), with a learned scale.", choices=("rms_norm", "layer_norm"))
+    qk_norm_epsilon: float = option(1e-6, doc="Epsilon of the query/key norm.", minimum=0.0)
+    softcap: float | None = option(None, doc="Soft-cap the scaled scores: c·tanh(s/c) (Gemma 2).",
+                                   minimum=0.0)
 
 
 def build_multi_head(ctx, options: MultiHeadOptions, spec, x, memory, mask, causal: bool, positions=None):
@@ -28,6 +37,10 @@ def build_multi_head(ctx, options: MultiHeadOptions, spec, x, memory, mask, caus
     query_BHSDh = ctx.split_heads(ctx.linear(x, m.heads * m.dh, "query", m.bias), m.heads, m.dh)
     key_BHkvTDh = ctx.split_heads(ctx.linear(memory, m.kv * m.dh, "key", m.bias), m.kv, m.dh)
     value_BHkvTDh = ctx.split_heads(ctx.linear(memory, m.kv * m.dh, "value", m.bias), m.kv, m.dh)
+    if options.qk_norm:
+        norm = Norm(kind=options.qk_norm, epsilon=options.qk_norm_epsilon)
+        query_BHSDh = build_norm(ctx, query_BHSDh, norm, "query_norm", bias=False)
+        key_BHkvTDh = build_norm(ctx, key_BHkvTDh, norm, "key_norm", bias=False)
     scheme = POSITIONS.builder(spec.positional)
     biases = [ctx.op("padding_bias", mask)] if mask is not None else []
     if positions is not None and scheme.attend is not None:
@@ -38,7 +51,8 @@ def build_multi_head(ctx, options: MultiHeadOptions, spec, x, memory, mask, caus
     inputs = [query_BHSDh, key_BHkvTDh, value_BHkvTDh]
     if biases:
         inputs.append(biases[0] if len(biases) == 1 else ctx.op("add", *biases, label="AttentionBias"))
-    context_BHSDh = ctx.op("attention", *inputs, scale=float(scale), causal=causal, label="Attention")
+    context_BHSDh = ctx.op("attention", *inputs, scale=float(scale), causal=causal,
+                           softcap=float(options.softcap or 0.0), label="Attention")
     return ctx.linear(ctx.merge_heads(context_BHSDh), m.width, "output", m.bias)
 
 

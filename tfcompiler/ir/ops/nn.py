@@ -54,13 +54,16 @@ def _attention_infer(attrs, types):
     return [q.with_shape(q.shape[:3] + v.shape[3:])]
 
 
-def attention_reference(q, k, v, bias=None, scale=None, causal=False):
-    """softmax(scale * q kᵀ + bias) v, with grouped-query heads and bottom-right causal alignment."""
+def attention_reference(q, k, v, bias=None, scale=None, causal=False, softcap=0.0):
+    """softmax(cap(scale * q kᵀ) + bias) v, with grouped-query heads and bottom-right causal
+    alignment; cap(s) = softcap·tanh(s/softcap) when softcap > 0."""
     group = q.shape[1] // k.shape[1]
     k = np.repeat(k, group, axis=1)
     v = np.repeat(v, group, axis=1)
     scale = 1.0 / np.sqrt(q.shape[-1]) if scale is None else scale
     scores = (q.astype(np.float64) @ np.swapaxes(k, -1, -2).astype(np.float64)) * scale
+    if softcap:
+        scores = softcap * np.tanh(scores / softcap)
     if bias is not None:
         scores = scores + bias
     if causal:
@@ -87,9 +90,10 @@ register("softmax", (1, 1), lambda attrs, t: [t[0]],
 register("layer_norm", (2, 3), _norm_infer, _layer_norm)
 # rms_norm(x, scale) attrs epsilon
 register("rms_norm", (2, 2), _norm_infer, _rms_norm)
-# attention(q, k, v, bias?) attrs scale (float), causal (bool)
+# attention(q, k, v, bias?) attrs scale (float), causal (bool), softcap (float, 0 = none)
 register("attention", (3, 4), _attention_infer,
          lambda attrs, q, k, v, bias=None: [attention_reference(q, k, v, bias, attrs["scale"],
-                                                                attrs.get("causal", False))])
+                                                                attrs.get("causal", False),
+                                                                attrs.get("softcap", 0.0))])
 # padding_bias(mask): (B, T) 1 = keep / 0 = pad  ->  additive float bias (B, 1, 1, T)
 register("padding_bias", (1, 1), _padding_bias_infer, _padding_bias)
