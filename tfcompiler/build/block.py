@@ -1,10 +1,14 @@
 """One transformer block: self-attention, optional cross-attention (decoder of an encoder-decoder)
 and FFN, each a residual sublayer with its norm before (pre-norm: x + f(norm(x))) or after
-(post-norm: norm(x + f(x)), the paper's and BERT's placement)."""
+(post-norm: norm(x + f(x)), the paper's and BERT's placement).
+
+A block's own `positional` replaces the model's inside its self-attention; if that scheme also acts
+on embeddings (sinusoidal, learned, conditional), it is applied to the block's input."""
 from __future__ import annotations
 
-from ..spec.kinds import ATTENTION
+from ..spec.kinds import ATTENTION, POSITIONS
 from ..spec.model import Block
+from .attention.parts import Site
 from .ffn import build_ffn
 from .norm import build_norm
 
@@ -16,14 +20,18 @@ def residual(ctx, x, block: Block, name: str, sublayer):
     return build_norm(ctx, ctx.op("add", x, sublayer(x), label="Residual"), block.norm, f"{name}_norm")
 
 
-def build_block(ctx, block: Block, spec, x, mask, causal: bool, encoder=None, positions=None):
-    """encoder = (hidden, mask) of the encoder for cross-attention, or None; positions (1, S) of
-    the tokens, for schemes that act inside self-attention (cross-attention gets none)."""
+def build_block(ctx, block: Block, spec, x, mask, causal: bool, positions, state: dict, encoder=None):
+    """x (B, S, D); mask (B, S) or None; positions (1, S) of the tokens; ``state`` is shared by the
+    stack's blocks (residual scores, biases computed once per stack); encoder = (hidden, mask) for
+    cross-attention, or None."""
     attend = ATTENTION.builder(block.attention)
+    positional = block.positional if block.positional is not None else spec.positional
+    if block.positional is not None and POSITIONS.builder(positional).embed is not None:
+        x = POSITIONS.builder(positional).embed(ctx, positional, spec, x, positions)
 
     def self_attention(h):
         with ctx.at("attention"):
-            return attend(ctx, block.attention, spec, h, h, mask, causal, positions)
+            return attend(ctx, block.attention, spec, Site(h, h, mask, causal, positions, positional, state))
 
     x = residual(ctx, x, block, "attention", self_attention)
     if encoder is not None:
@@ -31,7 +39,7 @@ def build_block(ctx, block: Block, spec, x, mask, causal: bool, encoder=None, po
 
         def cross_attention(h):
             with ctx.at("cross_attention"):
-                return attend(ctx, block.attention, spec, h, memory, memory_mask, False, None)
+                return attend(ctx, block.attention, spec, Site(h, memory, memory_mask, False, state=state))
 
         x = residual(ctx, x, block, "cross_attention", cross_attention)
     return residual(ctx, x, block, "ffn", lambda h: build_ffn(ctx, h, block.ffn, spec))

@@ -41,7 +41,8 @@ class Context:
         return self.graph.type_of(value)
 
     def param(self, name: str, shape: tuple[int, ...], init: str, full_name: str | None = None) -> Value:
-        """A weight named ``<scope>.<name>``; ``init`` is matrix | embedding | zeros | ones."""
+        """A weight named ``<scope>.<name>``; ``init`` is matrix | embedding | zeros | ones | identity
+        | fill=<number>."""
         full_name = full_name or ".".join(self.scope + [name])
         if full_name not in self.params:  # a tied weight is one param used twice
             self.params[full_name] = self.graph.add1(

@@ -50,6 +50,10 @@ class SeededWeight:
         out = np.empty(self.shape, np.float32)
         if self.init in ("zeros", "ones"):
             out.fill(0.0 if self.init == "zeros" else 1.0)
+        elif self.init.startswith("fill="):
+            out.fill(float(self.init[len("fill="):]))
+        elif self.init == "identity":  # (..., n, n) identities: head mixing that starts as no mixing
+            out[...] = np.eye(self.shape[-1], dtype=np.float32)
         else:
             # Philox draws normals about a third faster than the default PCG64 here
             seeds = np.random.SeedSequence([self.seed, zlib.crc32(self.name.encode())])

@@ -22,7 +22,7 @@ ONNX_DTYPES = {"float32": TensorProto.FLOAT, "float64": TensorProto.DOUBLE, "flo
 
 _DIRECT = {"add": "Add", "sub": "Sub", "mul": "Mul", "div": "Div", "pow": "Pow", "neg": "Neg",
            "relu": "Relu", "tanh": "Tanh", "sigmoid": "Sigmoid", "sqrt": "Sqrt", "exp": "Exp",
-           "sin": "Sin", "cos": "Cos", "equal": "Equal", "less": "Less", "where": "Where",
+           "sin": "Sin", "cos": "Cos", "abs": "Abs", "log": "Log", "equal": "Equal", "less": "Less", "where": "Where",
            "matmul": "MatMul"}
 
 
@@ -117,12 +117,13 @@ def _padding_bias(e, attrs, inputs, types, label):
     return [e.node1("Unsqueeze", bias, e.const([1, 2]), label=label or "PaddingBias")]
 
 
-def _causal_allowed(e, q: str, k: str, lengths: tuple) -> str:
+def _causal_allowed(e, q: str, k: str, lengths: tuple, key_axis: int = 2) -> str:
     """bool (S, T): key j is visible to query i when j <= i + (T - S) (bottom-right aligned).
-    Made once per pair of symbolic lengths and shared by every layer."""
+    Made once per pair of symbolic lengths and shared by every layer. S is q's axis 2, T is k's
+    `key_axis` (2 for keys, 3 for scores)."""
     if lengths in e.memo:
         return e.memo[lengths]
-    s, t = _length(e, q, 2), _length(e, k, 2)
+    s, t = _length(e, q, 2), _length(e, k, key_axis)
     rows = e.node1("Add", e.node1("Range", e.const(0), s, e.const(1)), e.node1("Sub", t, s))
     rows = e.node1("Unsqueeze", rows, e.const([1]))
     cols = e.node1("Range", e.const(0), t, e.const(1))
@@ -132,7 +133,6 @@ def _causal_allowed(e, q: str, k: str, lengths: tuple) -> str:
 
 def _attention(e, attrs, inputs, types, label):
     q, k, v, *bias = inputs
-    heads, kv_heads = types[0].shape[1], types[1].shape[1]
     same_length = types[0].shape[2] == types[1].shape[2]
     lengths = ("causal", types[0].shape[2], types[1].shape[2])
     if e.opset >= 23:
@@ -146,20 +146,43 @@ def _attention(e, attrs, inputs, types, label):
         softcap = {"softcap": float(attrs["softcap"])} if attrs.get("softcap") else {}
         return [e.node1("Attention", q, k, v, *bias, scale=float(attrs["scale"]), **softcap,
                         is_causal=int(attrs["causal"] and same_length), label=label or "Attention")]
-    if kv_heads != heads:
-        k, v = (_repeat_heads(e, x, heads // kv_heads, heads, types[0].shape[3] if x is k else types[2].shape[3])
-                for x in (k, v))
-    scores = e.node1("MatMul", q, e.node1("Transpose", k, perm=[0, 1, 3, 2]), label="Scores")
-    scores = e.node1("Mul", scores, e.const(attrs["scale"], np.float32))
-    if attrs.get("softcap"):
-        cap = e.const(attrs["softcap"], np.float32)
-        scores = e.node1("Mul", e.node1("Tanh", e.node1("Div", scores, cap)), cap, label="Softcap")
+    (scores,) = _scores(e, attrs, [q, k], types[:2], "Scores")
     if bias:
         scores = e.node1("Add", scores, bias[0])
     if attrs["causal"]:
-        scores = e.node1("Where", _causal_allowed(e, q, k, lengths), scores, e.const(MASKED, np.float32))
+        scores = _hide_future(e, scores, lengths)
     probs = e.node1("Softmax", scores, axis=-1)
-    return [e.node1("MatMul", probs, v, label=label or "Attention")]
+    return _context(e, attrs, [probs, v], [types[0], types[2]], label or "Attention")
+
+
+def _scores(e, attrs, inputs, types, label="Scores"):
+    q, k = inputs
+    heads, kv_heads = types[0].shape[1], types[1].shape[1]
+    if kv_heads != heads:
+        k = _repeat_heads(e, k, heads // kv_heads, heads, types[1].shape[3])
+    scores = e.node1("MatMul", q, e.node1("Transpose", k, perm=[0, 1, 3, 2]))
+    scores = e.node1("Mul", scores, e.const(attrs["scale"], np.float32), label=label)
+    if attrs.get("softcap"):
+        cap = e.const(attrs["softcap"], np.float32)
+        scores = e.node1("Mul", e.node1("Tanh", e.node1("Div", scores, cap)), cap, label="Softcap")
+    return [scores]
+
+
+def _hide_future(e, scores: str, lengths: tuple, label: str = "") -> str:
+    allowed = _causal_allowed(e, scores, scores, lengths, key_axis=3)
+    return e.node1("Where", allowed, scores, e.const(MASKED, np.float32), label=label or "Causal")
+
+
+def _causal_mask(e, attrs, inputs, types, label):
+    return [_hide_future(e, inputs[0], ("causal", types[0].shape[2], types[0].shape[3]), label)]
+
+
+def _context(e, attrs, inputs, types, label="Context"):
+    probs, v = inputs
+    heads, kv_heads = types[0].shape[1], types[1].shape[1]
+    if kv_heads != heads:
+        v = _repeat_heads(e, v, heads // kv_heads, heads, types[1].shape[3])
+    return [e.node1("MatMul", probs, v, label=label or "Context")]
 
 
 def _repeat_heads(e, x: str, group: int, heads: int, width: int) -> str:
@@ -213,20 +236,44 @@ def _rope(e, attrs, inputs, types, label):
     return [e.node1("Identity", rotated, label=label or "Rotary")]
 
 
-def _alibi(e, attrs, inputs, types, label):
-    q, k = inputs
-    s, t = _length(e, q, 2), _length(e, k, 2)
-    rows = e.node1("Add", e.node1("Range", e.const(0), s, e.const(1)), e.node1("Sub", t, s))
-    distance = e.node1("Sub", e.node1("Unsqueeze", rows, e.const([1])), e.node1("Range", e.const(0), t, e.const(1)))
-    distance = e.node1("Cast", distance, to=ONNX_DTYPES["float32"])
-    if attrs["symmetric"]:
-        distance = e.node1("Abs", distance)
-    slopes = e.const(-np.asarray(attrs["slopes"])[None, :, None, None], np.float32)  # (1, H, 1, 1)
-    return [e.node1("Mul", slopes, distance, label=label or "ALiBi")]
+def _clip(e, attrs, inputs, types, label):
+    """Bounds are consts of the input's own type (ONNX Clip needs them to match)."""
+    dtype = {"int64": np.int64, "float32": np.float32, "float64": np.float64}[types[0].dtype]
+    bounds = [e.const(attrs[b], dtype) if attrs.get(b) is not None else "" for b in ("low", "high")]
+    while bounds and bounds[-1] == "":
+        bounds.pop()
+    return [e.node1("Clip", inputs[0], *bounds, label=label or "Clip")]
+
+
+def _einsum(e, attrs, inputs, types, label):
+    return [e.node1("Einsum", *inputs, equation=attrs["equation"], label=label or "Einsum")]
+
+
+def _relative_distance(e, attrs, inputs, types, label):
+    """n[i, j] = j - (i + T - S), from the two lengths, int64 (S, T); shared per pair of lengths."""
+    key = ("distance", types[0].shape[2], types[1].shape[2])
+    if key not in e.memo:
+        q, k = inputs
+        s, t = _length(e, q, 2), _length(e, k, 2)
+        rows = e.node1("Add", e.node1("Range", e.const(0), s, e.const(1)), e.node1("Sub", t, s))
+        cols = e.node1("Range", e.const(0), t, e.const(1))
+        e.memo[key] = e.node1("Sub", cols, e.node1("Unsqueeze", rows, e.const([1])), label=label or "RelativeDistance")
+    return [e.memo[key]]
+
+
+def _take_relative(e, attrs, inputs, types, label):
+    """GatherElements along the last axis, the (S, T) index expanded over x's leading axes."""
+    x, index = inputs
+    lead = e.node1("Shape", x, start=0, end=types[0].rank - 2)
+    shape = e.node1("Concat", lead, e.node1("Shape", index), axis=0)
+    return [e.node1("GatherElements", x, e.node1("Expand", index, shape), axis=-1,
+                    label=label or "TakeRelative")]
 
 
 EMITTERS = {"silu": _silu, "gelu": _gelu, "cast": _cast, "transpose": _transpose, "reshape": _reshape,
             "gather": _gather, "concat": _concat, "unsqueeze": _unsqueeze, "positions": _positions,
             "softmax": _softmax, "layer_norm": _layer_norm, "rms_norm": _rms_norm,
             "padding_bias": _padding_bias, "attention": _attention, "rope": _rope,
-            "alibi": _alibi}
+            "attention_scores": _scores, "causal_mask": _causal_mask, "attention_context": _context,
+            "clip": _clip, "einsum": _einsum, "relative_distance": _relative_distance,
+            "take_relative": _take_relative}

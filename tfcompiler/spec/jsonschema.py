@@ -150,7 +150,7 @@ def _table(cls) -> list[str]:
         if default is MISSING:
             shown = "required"
         elif f.metadata.get("registry") is not None:
-            shown = f"kind `{f.metadata['registry'].default}`"
+            shown = "inherited" if f.metadata.get("inherits") else f"kind `{f.metadata['registry'].default}`"
         elif dataclasses.is_dataclass(default) or default in ([], None) and f.metadata.get("partial_of"):
             shown = "see section" if dataclasses.is_dataclass(default) else "—"
         else:

@@ -67,6 +67,10 @@ class Block:
                             "(post, the paper's and BERT's).", choices=("pre", "post"))
     norm: Norm = option(Norm(), doc="Norm of each sublayer.")
     attention: Any = option(None, doc="Attention kind and its options.", registry=ATTENTION)
+    positional: Any = option(None, doc="This block's positional scheme, in place of the model's "
+                             "inside its self-attention (e.g. `none` for NoPE layers); a scheme "
+                             "that acts on embeddings is added to the block's input. Absent: the "
+                             "model's `positional`.", registry=POSITIONS, inherits=True)
     ffn: Ffn = option(Ffn(), doc="Feed-forward network.")
 
 

@@ -24,12 +24,14 @@ REQUIRED = MISSING
 
 
 def option(default=REQUIRED, doc: str = "", choices: tuple | None = None, minimum: float | None = None,
-           registry: "KindRegistry | None" = None, partial_of: type | None = None):
+           registry: "KindRegistry | None" = None, partial_of: type | None = None, inherits: bool = False):
     """Declare a spec field: its default (omit for required), documentation and value rules.
-    With ``registry`` the field is a kind union parsed by that registry; with ``partial_of`` it is
-    a mapping of that section's keys kept as YAML for the loader to merge (block overrides)."""
+    With ``registry`` the field is a kind union parsed by that registry (absent: the registry's
+    default kind, or None with ``inherits``, for a setting taken from elsewhere); with
+    ``partial_of`` it is a mapping of that section's keys kept as YAML for the loader to merge
+    (block overrides)."""
     meta = {"doc": doc, "choices": choices, "minimum": minimum, "registry": registry,
-            "partial_of": partial_of}
+            "partial_of": partial_of, "inherits": inherits}
     if isinstance(default, (list, dict)):
         return dataclasses.field(default_factory=lambda: type(default)(default), metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -90,7 +92,8 @@ class Reader:
         for name, f in fields.items():
             if name in given:
                 continue
-            if f.metadata.get("registry") is not None:  # an absent kind union takes its default kind
+            if f.metadata.get("registry") is not None and not f.metadata.get("inherits"):
+                # an absent kind union takes its default kind
                 values[name] = self.kind_union(f.metadata["registry"], None, join(path, name))
             elif f.default is MISSING and f.default_factory is MISSING:
                 self.problem(node, join(path, name), f"missing required key '{name}'")

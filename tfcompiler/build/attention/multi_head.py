@@ -1,10 +1,17 @@
 """Attention kind `multi_head`: scaled dot-product attention over H query heads and Hkv key/value
 heads (Hkv = H: multi-head, Vaswani et al. 2017; Hkv = 1: multi-query, Shazeer 2019; between:
-grouped-query, Ainslie et al. 2023).
+grouped-query, Ainslie et al. 2023), with the field's multi-head options:
 
-Built as projections + the canonical IR ``attention`` op, so lowering picks the kernel per target.
-The padding mask becomes an additive bias; causality is the op's ``causal`` attribute; soft-capping
-(Gemma 2) is its ``softcap`` attribute, applied to the scaled scores before any bias or mask.
+- query/key normalisation per head (OLMo 2, Qwen 3) and logit soft-capping (Gemma 2);
+- talking heads (Shazeer et al. 2020): learned (H, H) head mixing of the scores before the
+  softmax and/or of the probabilities after it (x-transformers' residual `sim + conv(sim)` is the
+  mixing matrix I + W);
+- residual attention scores (RealFormer, He et al. 2021): each layer adds the previous layer's
+  pre-softmax scores (position biases included, masks not) to its own;
+- restricted and multi-scale spans, adaptive span and a Gaussian distance prior (priors.py).
+
+Built as projections + :func:`emit_attention`, which keeps the canonical fused `attention` op
+unless talking heads, residual scores or a value term need the explicit scores.
 """
 from __future__ import annotations
 
@@ -14,9 +21,11 @@ from ...spec.kinds import ATTENTION, POSITIONS
 from ...spec.model import Norm
 from ...spec.schema import option
 from ..norm import build_norm
+from .parts import AttentionParts, Site, emit_attention
+from .priors import AdaptiveSpan, adaptive_span_bias, gaussian_bias, window_bias
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class MultiHeadOptions:
     """Scaled dot-product attention over query heads and key/value heads (multi-head, multi-query, grouped-query: see `model.kv_heads`)."""
 
@@ -28,32 +37,70 @@ class MultiHeadOptions:
     qk_norm_epsilon: float = option(1e-6, doc="Epsilon of the query/key norm.", minimum=0.0)
     softcap: float | None = option(None, doc="Soft-cap the scaled scores: c·tanh(s/c) (Gemma 2).",
                                    minimum=0.0)
+    talking_heads: str = option("none", doc="Learned (H, H) mixing of the heads' scores before the "
+                                "softmax (pre), of their probabilities after it (post), or both "
+                                "(Shazeer et al. 2020).", choices=("none", "pre", "post", "both"))
+    residual_scores: bool = option(False, doc="Add the previous self-attention layer's pre-softmax "
+                                   "scores to this layer's (RealFormer).")
+    span: list[int] | None = option(None, doc="Restricted spans: keys with |i - j| > span are "
+                                    "hidden; one span for every head or one per head (multi-scale).")
+    adaptive_span: AdaptiveSpan | None = option(None, doc="A learned soft span per head "
+                                                "(Sukhbaatar et al. 2019).")
+    gaussian_prior: bool = option(False, doc="Add -w_h·(i - j)² with a learned w_h per head "
+                                  "(Gaussian Transformer).")
+
+    def problems(self, spec):
+        if self.span is not None and len(self.span) not in (1, spec.model.heads):
+            yield f"span needs 1 or {spec.model.heads} (one per head) values, got {len(self.span)}"
+        if self.span is not None and min(self.span, default=0) < 0:
+            yield f"spans must be >= 0, got {self.span}"
 
 
-def build_multi_head(ctx, options: MultiHeadOptions, spec, x, memory, mask, causal: bool, positions=None):
-    """x (B,S,D) attends memory (B,T,D) (memory is x for self-attention); mask (B,T) or None;
-    positions (1,S) when the positional scheme acts on queries and keys (self-attention only)."""
+def project(ctx, spec, site: Site):
+    """Queries (B,H,S,Dh), keys and values (B,Hkv,T,Dh) of the site."""
     m = spec.model
-    query_BHSDh = ctx.split_heads(ctx.linear(x, m.heads * m.dh, "query", m.bias), m.heads, m.dh)
-    key_BHkvTDh = ctx.split_heads(ctx.linear(memory, m.kv * m.dh, "key", m.bias), m.kv, m.dh)
-    value_BHkvTDh = ctx.split_heads(ctx.linear(memory, m.kv * m.dh, "value", m.bias), m.kv, m.dh)
+    query = ctx.split_heads(ctx.linear(site.x, m.heads * m.dh, "query", m.bias), m.heads, m.dh)
+    key = ctx.split_heads(ctx.linear(site.memory, m.kv * m.dh, "key", m.bias), m.kv, m.dh)
+    value = ctx.split_heads(ctx.linear(site.memory, m.kv * m.dh, "value", m.bias), m.kv, m.dh)
+    return query, key, value
+
+
+def build_multi_head(ctx, options: MultiHeadOptions, spec, site: Site):
+    query, key, value = project(ctx, spec, site)
     if options.qk_norm:
         norm = Norm(kind=options.qk_norm, epsilon=options.qk_norm_epsilon)
-        query_BHSDh = build_norm(ctx, query_BHSDh, norm, "query_norm", bias=False)
-        key_BHkvTDh = build_norm(ctx, key_BHkvTDh, norm, "key_norm", bias=False)
-    scheme = POSITIONS.builder(spec.positional)
-    biases = [ctx.op("padding_bias", mask)] if mask is not None else []
-    if positions is not None and scheme.attend is not None:
-        query_BHSDh, key_BHkvTDh, position_bias = scheme.attend(ctx, spec.positional, spec, query_BHSDh,
-                                                                key_BHkvTDh, positions)
-        biases += [position_bias] if position_bias is not None else []
-    scale = options.scale if options.scale is not None else m.dh ** -0.5
-    inputs = [query_BHSDh, key_BHkvTDh, value_BHkvTDh]
-    if biases:
-        inputs.append(biases[0] if len(biases) == 1 else ctx.op("add", *biases, label="AttentionBias"))
-    context_BHSDh = ctx.op("attention", *inputs, scale=float(scale), causal=causal,
-                           softcap=float(options.softcap or 0.0), label="Attention")
-    return ctx.linear(ctx.merge_heads(context_BHSDh), m.width, "output", m.bias)
+        query = build_norm(ctx, query, norm, "query_norm", bias=False)
+        key = build_norm(ctx, key, norm, "key_norm", bias=False)
+    return attend(ctx, options, spec, site, query, key, value)
+
+
+def attend(ctx, options: MultiHeadOptions, spec, site: Site, query, key, value):
+    """Positions, priors, masks and head options on projected heads; returns (B, S, D)."""
+    m = spec.model
+    scale = options.scale if options.scale is not None else ctx.type_of(query).shape[-1] ** -0.5
+    parts = AttentionParts(query, key, value, scale=scale, causal=site.causal,
+                           softcap=float(options.softcap or 0.0))
+    if site.mask is not None:
+        parts.mask_biases.append(ctx.op("padding_bias", site.mask))
+    scheme = POSITIONS.builder(site.positional) if site.positional is not None else None
+    if scheme is not None and scheme.attend is not None:
+        parts = scheme.attend(ctx, site.positional, spec, parts, site)
+    if options.span is not None:
+        parts.add_bias(window_bias(ctx, parts, options.span, m.heads))
+    if options.adaptive_span is not None:
+        parts.add_bias(adaptive_span_bias(ctx, parts, options.adaptive_span, m.heads))
+    if options.gaussian_prior:
+        parts.add_bias(gaussian_bias(ctx, parts, m.heads))
+    mixes = {}
+    for when in ("pre", "post"):
+        if options.talking_heads in (when, "both"):
+            mixes[when] = ctx.param(f"talking_heads.{when}", (m.heads, m.heads), "identity")
+    residual = options.residual_scores and site.is_self
+    context, scores = emit_attention(ctx, parts, mixes.get("pre"), mixes.get("post"),
+                                     site.state.get("scores") if residual else None, keep_scores=residual)
+    if residual:
+        site.state["scores"] = scores
+    return ctx.linear(ctx.merge_heads(context), m.width, "output", m.bias)
 
 
 ATTENTION.register("multi_head", MultiHeadOptions, build_multi_head)

@@ -57,17 +57,16 @@ def sinusoidal_table(ctx, options: SinusoidalOptions, length: int, width: int):
     return ctx.op("cast", table, dtype="float32")
 
 
-def build_sinusoidal(ctx, options, spec, hidden, ids):
+def build_sinusoidal(ctx, options, spec, hidden, positions):
     with ctx.at("positions"):
         table = sinusoidal_table(ctx, options, spec.model.max_length, spec.model.width)
-        return ctx.op("add", hidden, ctx.op("gather", table, ctx.op("positions", ids, axis=1)))
+        return ctx.op("add", hidden, ctx.op("gather", table, positions))
 
 
-def build_learned(ctx, options, spec, hidden, ids):
+def build_learned(ctx, options, spec, hidden, positions):
     table = ctx.param("positions.weight", (spec.model.max_length, spec.model.width), "embedding")
     with ctx.at("positions"):
-        return ctx.op("add", hidden, ctx.op("gather", table, ctx.op("positions", ids, axis=1),
-                                            label="PositionEmbedding"))
+        return ctx.op("add", hidden, ctx.op("gather", table, positions, label="PositionEmbedding"))
 
 
 POSITIONS.register("sinusoidal", SinusoidalOptions, PositionalScheme(embed=build_sinusoidal))

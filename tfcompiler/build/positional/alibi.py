@@ -3,12 +3,16 @@ on the embeddings; each self-attention head h adds -m_h · distance to its score
 
 Slopes: for H a power of two, m_h = 2^(-8h/H), h = 1..H; otherwise the slopes of the closest
 smaller power of two, then every other slope of twice that power (the paper's reference code).
-Lowered from standard ops (Range/Sub/Abs/Mul) so it holds for any length and for a query offset.
+Built from the IR's relative_distance n = j - i (queries aligned to the end of the keys), so it holds
+for any length and when the keys include a cache: bias = m·n (causal; the mask hides n > 0) or
+-m·|n| (symmetric). Lowered to standard ops (Range/Sub/Abs/Mul): no contrib op needed.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+
+import numpy as np
 
 from ...spec.kinds import POSITIONS
 from ...spec.schema import option
@@ -33,10 +37,13 @@ def alibi_slopes(heads: int) -> list[float]:
     return power_of_two(closest) + alibi_slopes(2 * closest)[0::2][: heads - closest]
 
 
-def bias(ctx, options: AlibiOptions, spec, query, key, positions):
-    slopes = tuple(alibi_slopes(spec.model.heads))
-    return query, key, ctx.op("alibi", query, key, slopes=slopes, symmetric=options.form == "symmetric",
-                              label="ALiBi")
+def bias(ctx, options: AlibiOptions, spec, parts, site):
+    with ctx.at("alibi"):
+        distance = ctx.op("cast", ctx.op("relative_distance", parts.query, parts.key), dtype="float32")
+        slopes = np.asarray(alibi_slopes(spec.model.heads), np.float32)[None, :, None, None]  # (1,H,1,1)
+        if options.form == "symmetric":
+            distance, slopes = ctx.op("abs", distance), -slopes
+        return parts.add_bias(ctx.op("mul", ctx.constant(slopes), distance, label="ALiBi"))
 
 
 POSITIONS.register("alibi", AlibiOptions, PositionalScheme(attend=bias))

@@ -38,7 +38,7 @@ class RotaryOptions:
             yield f"rotary_dim must be even and at most the head width {spec.model.dh}, got {rotary}"
 
 
-def rotate(ctx, options: RotaryOptions, spec, query, key, positions):
+def rotate(ctx, options: RotaryOptions, spec, parts, site):
     rotary = options.rotary_dim or spec.model.dh
     base = options.base
     if options.scaling == "ntk":
@@ -46,8 +46,9 @@ def rotate(ctx, options: RotaryOptions, spec, query, key, positions):
     attrs = dict(rotary_dim=rotary, base=float(base), interleaved=options.layout == "interleaved",
                  position_scale=1.0 / options.factor if options.scaling == "linear" else 1.0,
                  max_positions=spec.model.max_length)
-    return (ctx.op("rope", query, positions, label="RotaryQuery", **attrs),
-            ctx.op("rope", key, positions, label="RotaryKey", **attrs), None)
+    parts.query = ctx.op("rope", parts.query, site.positions, label="RotaryQuery", **attrs)
+    parts.key = ctx.op("rope", parts.key, site.positions, label="RotaryKey", **attrs)
+    return parts
 
 
 POSITIONS.register("rope", RotaryOptions, PositionalScheme(attend=rotate))

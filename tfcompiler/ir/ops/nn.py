@@ -1,5 +1,9 @@
 """Canonical neural-network ops the spec names directly: softmax, layer_norm, rms_norm, attention,
-padding_bias. Kept whole in the IR so lowering can pick fused kernels per target."""
+padding_bias. Kept whole in the IR so lowering can pick fused kernels per target.
+
+Attention also has an explicit form for the variants that act on its scores or probabilities
+(talking heads, residual scores, Shaw's value term): attention_scores -> (biases, masks) ->
+softmax -> attention_context. `attention` equals that chain with one additive bias."""
 from __future__ import annotations
 
 import numpy as np
@@ -54,23 +58,50 @@ def _attention_infer(attrs, types):
     return [q.with_shape(q.shape[:3] + v.shape[3:])]
 
 
-def attention_reference(q, k, v, bias=None, scale=None, causal=False, softcap=0.0):
-    """softmax(cap(scale * q kᵀ) + bias) v, with grouped-query heads and bottom-right causal
-    alignment; cap(s) = softcap·tanh(s/softcap) when softcap > 0."""
-    group = q.shape[1] // k.shape[1]
-    k = np.repeat(k, group, axis=1)
-    v = np.repeat(v, group, axis=1)
+def attention_scores(q, k, scale=None, softcap=0.0):
+    """cap(scale · q kᵀ) over grouped-query heads, in float64; cap(s) = softcap·tanh(s/softcap)."""
+    k = np.repeat(k, q.shape[1] // k.shape[1], axis=1)
     scale = 1.0 / np.sqrt(q.shape[-1]) if scale is None else scale
     scores = (q.astype(np.float64) @ np.swapaxes(k, -1, -2).astype(np.float64)) * scale
-    if softcap:
-        scores = softcap * np.tanh(scores / softcap)
+    return softcap * np.tanh(scores / softcap) if softcap else scores
+
+
+def causal_mask(scores):
+    """Hide key j from query i when j > i + (T - S) (bottom-right aligned)."""
+    s, t = scores.shape[-2:]
+    return np.where(np.tril(np.ones((s, t), dtype=bool), k=t - s), scores, MASKED)
+
+
+def attention_context(probs, v):
+    """probs (B,H,S,T) @ v (B,Hkv,T,Dv), each key/value head serving H/Hkv query heads."""
+    v = np.repeat(v, probs.shape[1] // v.shape[1], axis=1)
+    return probs.astype(np.float64) @ v.astype(np.float64)
+
+
+def attention_reference(q, k, v, bias=None, scale=None, causal=False, softcap=0.0):
+    """softmax(cap(scale · q kᵀ) + bias) v, grouped-query, bottom-right causal."""
+    scores = attention_scores(q, k, scale, softcap)
     if bias is not None:
         scores = scores + bias
     if causal:
-        s, t = scores.shape[-2:]
-        allowed = np.tril(np.ones((s, t), dtype=bool), k=t - s)
-        scores = np.where(allowed, scores, MASKED)
-    return (_softmax(scores) @ v.astype(np.float64)).astype(q.dtype)
+        scores = causal_mask(scores)
+    return attention_context(_softmax(scores), v).astype(q.dtype)
+
+
+def _scores_infer(attrs, types):
+    q, k = types
+    if q.rank != 4 or k.rank != 4 or q.shape[3] != k.shape[3]:
+        raise OpTypeError(f"attention scores need 4-D q and k of one head width: q {q}, k {k}")
+    if isinstance(q.shape[1], int) and isinstance(k.shape[1], int) and q.shape[1] % k.shape[1]:
+        raise OpTypeError(f"{q.shape[1]} query heads are not a multiple of {k.shape[1]} key heads")
+    return [q.with_shape(q.shape[:3] + k.shape[2:3])]
+
+
+def _context_infer(attrs, types):
+    probs, v = types
+    if probs.rank != 4 or v.rank != 4 or probs.shape[3] != v.shape[2]:
+        raise OpTypeError(f"attention context needs probs (B,H,S,T) and v (B,Hkv,T,Dv): {probs}, {v}")
+    return [probs.with_shape(probs.shape[:3] + v.shape[3:])]
 
 
 def _padding_bias_infer(attrs, types):
@@ -95,5 +126,13 @@ register("attention", (3, 4), _attention_infer,
          lambda attrs, q, k, v, bias=None: [attention_reference(q, k, v, bias, attrs["scale"],
                                                                 attrs.get("causal", False),
                                                                 attrs.get("softcap", 0.0))])
+# attention_scores(q, k) attrs scale, softcap: the (B, H, S, T) scores of the explicit form
+register("attention_scores", (2, 2), _scores_infer,
+         lambda attrs, q, k: [attention_scores(q, k, attrs["scale"], attrs.get("softcap", 0.0)).astype(q.dtype)])
+# causal_mask(scores): masked where the key lies after the query
+register("causal_mask", (1, 1), lambda attrs, t: [t[0]], lambda attrs, x: [causal_mask(x).astype(x.dtype)])
+# attention_context(probs, v): probs (B, H, S, T) @ v (B, Hkv, T, Dv)
+register("attention_context", (2, 2), _context_infer,
+         lambda attrs, p, v: [attention_context(p, v).astype(p.dtype)])
 # padding_bias(mask): (B, T) 1 = keep / 0 = pad  ->  additive float bias (B, 1, 1, T)
 register("padding_bias", (1, 1), _padding_bias_infer, _padding_bias)

@@ -1,4 +1,4 @@
-"""Layout and indexing ops: matmul, transpose, reshape, gather, concat, unsqueeze, positions."""
+"""Layout and indexing ops: matmul, einsum, transpose, reshape, gather, concat, unsqueeze, positions."""
 from __future__ import annotations
 
 import numpy as np
@@ -18,6 +18,20 @@ def _matmul_infer(attrs, types):
         raise OpTypeError(f"matmul inner dims differ: {a} @ {b}")
     batch = broadcast_shapes(a.shape[:-2], b.shape[:-2])
     return [TensorType(a.dtype, batch + (a.shape[-2], b.shape[-1]))]
+
+
+def _einsum_infer(attrs, types):
+    """Explicit-output equations only (``bhij,hg->bgij``); each letter has one size (no broadcasting)."""
+    inputs, output = attrs["equation"].split("->")
+    terms = inputs.split(",")
+    if len(terms) != len(types) or any(len(t) != x.rank for t, x in zip(terms, types)):
+        raise OpTypeError(f"einsum {attrs['equation']} does not fit {[str(t) for t in types]}")
+    sizes = {}
+    for term, t in zip(terms, types):
+        for letter, dim in zip(term, t.shape):
+            if sizes.setdefault(letter, dim) != dim:
+                raise OpTypeError(f"einsum {attrs['equation']}: '{letter}' is {sizes[letter]} and {dim}")
+    return [types[0].with_shape(sizes[letter] for letter in output)]
 
 
 def _transpose_infer(attrs, types):
@@ -85,6 +99,8 @@ def _positions_eval(attrs, x):
 
 
 register("matmul", (2, 2), _matmul_infer, lambda attrs, a, b: [np.matmul(a, b)])
+register("einsum", (1, 3), _einsum_infer,
+         lambda attrs, *xs: [np.einsum(attrs["equation"], *xs).astype(xs[0].dtype)])
 register("transpose", (1, 1), _transpose_infer, lambda attrs, x: [np.transpose(x, attrs["perm"])])
 register("reshape", (1, 1), _reshape_infer, _reshape_eval)
 register("gather", (2, 2), _gather_infer,

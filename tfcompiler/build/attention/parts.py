@@ -1,0 +1,94 @@
+"""One attention between projection and emission: what positional schemes and attention options
+change (queries, keys, scale, additive biases, terms that need the probabilities), and the one
+function that emits it.
+
+The fused form is the canonical IR ``attention`` op (lowered to ONNX Attention at opset 23, the
+decomposed MatMul/Softmax/MatMul form below). The explicit form (attention_scores -> biases and
+masks -> softmax -> attention_context) is used only when something needs the scores or the
+probabilities themselves: talking heads (Shazeer et al. 2020), residual scores (RealFormer, He et
+al. 2021) and Shaw et al.'s value term.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+
+@dataclass
+class Site:
+    """Where an attention sits: its input, what it attends (x itself for self-attention), the key
+    padding mask (B, T) or None, causality, the positions (1, S) and positional scheme of a
+    self-attention (None for cross-attention), and the stack's state shared across its layers."""
+
+    x: Any
+    memory: Any
+    mask: Any
+    causal: bool
+    positions: Any = None
+    positional: Any = None
+    state: dict = field(default_factory=dict)
+
+    @property
+    def is_self(self) -> bool:
+        return self.memory is self.x
+
+
+@dataclass
+class AttentionParts:
+    """softmax(scale · q kᵀ + position biases + masks) v (+ value terms), per head."""
+
+    query: Any  # (B, H, S, Dh)
+    key: Any  # (B, Hkv, T, Dh)
+    value: Any  # (B, Hkv, T, Dv)
+    scale: float
+    causal: bool
+    softcap: float = 0.0
+    position_biases: list = field(default_factory=list)  # in scaled-score units, (1|B, H|1, S, T)
+    mask_biases: list = field(default_factory=list)
+    value_terms: list[Callable] = field(default_factory=list)  # probs (B,H,S,T) -> (B,H,S,Dv)
+
+    def add_bias(self, bias) -> "AttentionParts":
+        self.position_biases.append(bias)
+        return self
+
+
+def _sum(ctx, values, label):
+    out = values[0]
+    for v in values[1:]:
+        out = ctx.op("add", out, v, label=label)
+    return out
+
+
+def emit_attention(ctx, parts: AttentionParts, pre_mix=None, post_mix=None, carried=None,
+                   keep_scores: bool = False):
+    """Emit the attention; returns (context (B, H, S, Dv), scores or None). pre_mix / post_mix are
+    (H, H) head-mixing matrices applied to the scores and to the probabilities; ``carried`` is the
+    previous layer's scores, added to this layer's; with ``keep_scores`` the pre-softmax scores
+    (before padding and causal masks) are returned for the next layer."""
+    explicit = parts.value_terms or pre_mix is not None or post_mix is not None or carried is not None \
+        or keep_scores
+    if not explicit:
+        biases = parts.position_biases + parts.mask_biases
+        inputs = [parts.query, parts.key, parts.value] + ([_sum(ctx, biases, "AttentionBias")] if biases else [])
+        return ctx.op("attention", *inputs, scale=float(parts.scale), causal=parts.causal,
+                      softcap=float(parts.softcap), label="Attention"), None
+    scores = ctx.op("attention_scores", parts.query, parts.key, scale=float(parts.scale),
+                    softcap=float(parts.softcap), label="Scores")
+    if carried is not None:
+        scores = ctx.op("add", scores, carried, label="ResidualScores")
+    if pre_mix is not None:
+        scores = ctx.op("einsum", scores, pre_mix, equation="bhst,hg->bgst", label="TalkingHeadsPre")
+    if parts.position_biases:
+        scores = ctx.op("add", scores, _sum(ctx, parts.position_biases, "PositionBias"), label="AddPositionBias")
+    kept = scores if keep_scores else None
+    if parts.mask_biases:
+        scores = ctx.op("add", scores, _sum(ctx, parts.mask_biases, "MaskBias"), label="AddMask")
+    if parts.causal:
+        scores = ctx.op("causal_mask", scores, label="Causal")
+    probs = ctx.op("softmax", scores, axis=-1, label="Softmax")
+    if post_mix is not None:
+        probs = ctx.op("einsum", probs, post_mix, equation="bhst,hg->bgst", label="TalkingHeadsPost")
+    context = ctx.op("attention_context", probs, parts.value, label="Context")
+    for term in parts.value_terms:
+        context = ctx.op("add", context, term(probs), label="ValueTerm")
+    return context, kept
