@@ -91,29 +91,77 @@ def alibi_bias(heads: int, s: int, t: int, symmetric: bool) -> np.ndarray:
     return -alibi_slopes(heads)[:, None, None] * distance
 
 
+def relative_positions(s: int, t: int):
+    """(i', j) grids of query and key positions, queries at the end of the keys (i' = i + T - S)."""
+    return np.arange(t - s, t)[:, None], np.arange(t)[None, :]
+
+
+def t5_bucket(n, bidirectional: bool, num_buckets: int, max_distance: int):
+    """Raffel et al. 2020 (mesh-tensorflow's _relative_position_bucket): n = key - query. Encoders
+    give half the buckets to keys after the query; small |n| < num_buckets/4 (or /2 causal) get
+    their own bucket, larger ones log-spaced buckets up to max_distance, then the last one."""
+    n = np.asarray(n)
+    out = np.zeros(n.shape, dtype=np.int64)
+    if bidirectional:
+        num_buckets //= 2
+        out += (n > 0) * num_buckets
+        n = np.abs(n)
+    else:
+        n = np.maximum(-n, 0)
+    max_exact = num_buckets // 2
+    with np.errstate(divide="ignore"):
+        large = max_exact + np.floor(np.log(np.maximum(n, 1) / max_exact) / math.log(max_distance / max_exact)
+                                     * (num_buckets - max_exact)).astype(np.int64)
+    return out + np.where(n < max_exact, n, np.minimum(large, num_buckets - 1))
+
+
+def deberta_bucket(d, buckets: int, max_position: int):
+    """He et al. 2021 (DeBERTa-v2's make_log_bucket_position): d = query - key; |d| <= buckets/2
+    kept, larger ones log-spaced: sign(d)·(mid + ceil(log(|d|/mid) / log((max-1)/mid) · (mid-1)))."""
+    d = np.asarray(d)
+    mid = buckets // 2
+    magnitude = np.abs(d)
+    logs = mid + np.ceil(np.log(np.maximum(magnitude, 1) / mid) / math.log((max_position - 1) / mid) * (mid - 1))
+    return np.where(magnitude <= mid, d, np.sign(d) * logs).astype(np.int64)
+
+
 def softmax(x):
     e = np.exp(x - x.max(-1, keepdims=True))
     return e / e.sum(-1, keepdims=True)
 
 
-def attention(q, k, v, scale, key_bias=None, causal=False, head_bias=None, softcap=None):
+def attention(q, k, v, scale, key_bias=None, causal=False, head_bias=None, softcap=None,
+              previous=None, pre_mix=None, post_mix=None, value_term=None):
     """softmax(scale · Q Kᵀ + M) V per head. q (B,H,S,d), k/v (B,Hkv,T,d): each key/value head serves
     H/Hkv consecutive query heads. key_bias (B,T) is added to every query's row; causal hides key j
-    from query i when j > i + (T - S)."""
+    from query i when j > i + (T - S). RealFormer adds the previous layer's scores; talking heads
+    (Shazeer et al. 2020) mix heads: J'[g] = Σ_h J[h] P[h, g], before (pre) and after (post) the
+    softmax; value_term(α) adds Shaw et al.'s Σ_j α_ij a^V_ij. Returns (output, scores to carry)."""
     group = q.shape[1] // k.shape[1]
     k, v = np.repeat(k, group, axis=1), np.repeat(v, group, axis=1)
     scores = scale * q @ k.swapaxes(-1, -2)
     if softcap:  # Gemma 2: logits squashed into (-c, c) before any bias or mask
         scores = softcap * np.tanh(scores / softcap)
-    if key_bias is not None:
-        scores = scores + key_bias[:, None, None, :]
+    if previous is not None:
+        scores = scores + previous
+    if pre_mix is not None:
+        scores = np.einsum("bhij,hg->bgij", scores, pre_mix)
     if head_bias is not None:
         scores = scores + head_bias
+    carried = scores
+    if key_bias is not None:
+        scores = scores + key_bias[:, None, None, :]
     if causal:
         s, t = scores.shape[-2:]
         future = np.arange(t)[None, :] > np.arange(s)[:, None] + (t - s)
         scores = np.where(future, NEG, scores)
-    return softmax(scores) @ v
+    probs = softmax(scores)
+    if post_mix is not None:
+        probs = np.einsum("bhij,hg->bgij", probs, post_mix)
+    out = probs @ v
+    if value_term is not None:
+        out = out + value_term(probs)
+    return out, carried
 
 
 # --- wiring by the spec ----------------------------------------------------------------------------
@@ -146,44 +194,137 @@ class Reference:
             x = x * (math.sqrt(m.width) if spec.embedding.scale is True else spec.embedding.scale)
         if token_types is not None:
             x = x + self.w[f"{scope}.token_types.weight"][token_types]
-        kind = type(spec.positional).KIND
-        length = ids.shape[1]
-        if kind == "learned":
-            x = x + self.w[f"{scope}.positions.weight"][:length]
-        elif kind == "sinusoidal":
-            x = x + sinusoidal_table(m.max_length, m.width, spec.positional.layout,
-                                     spec.positional.base)[:length]
+        x = self.add_positions(x, spec.positional, scope)
         if spec.embedding.norm:
             from tfcompiler.spec.model import Norm
             x = self.norm(x, Norm(kind=spec.embedding.norm), f"{scope}.norm", spec.embedding.norm_epsilon)
         return x
 
-    def mha(self, x, memory, key_bias, causal, block, name):
+    def mha(self, x, memory, key_bias, causal, block, name, positional=None, stack=None, state=None):
+        """One attention; ``positional`` is the scheme of a self-attention (None for cross)."""
         m = self.spec.model
+        options = block.attention
         b, s, _ = x.shape
         t = memory.shape[1]
-        q = self.linear(x, f"{name}.query").reshape(b, s, m.heads, m.dh).transpose(0, 2, 1, 3)
-        k = self.linear(memory, f"{name}.key").reshape(b, t, m.kv, m.dh).transpose(0, 2, 1, 3)
+        kind = type(options).KIND
+        if kind == "collaborative":  # Cordonnier et al. 2020: shared W_Q, W_K, per-head mixing m_h
+            shared_q, shared_k = self.linear(x, f"{name}.query"), self.linear(memory, f"{name}.key")
+            mixing = self.w[f"{name}.mixing"]  # (H, D~)
+            q = shared_q[:, None] * mixing[None, :, None, :]
+            k = np.repeat(shared_k[:, None], m.heads, axis=1)
+        else:
+            q = self.linear(x, f"{name}.query").reshape(b, s, m.heads, m.dh).transpose(0, 2, 1, 3)
+            k = self.linear(memory, f"{name}.key").reshape(b, t, m.kv, m.dh).transpose(0, 2, 1, 3)
         v = self.linear(memory, f"{name}.value").reshape(b, t, m.kv, m.dh).transpose(0, 2, 1, 3)
-        options = block.attention
-        if options.qk_norm:  # per head, over the head width, before positions
+        if getattr(options, "qk_norm", None):  # per head, over the head width, before positions
             from tfcompiler.spec.model import Norm
             norm = Norm(kind=options.qk_norm, epsilon=options.qk_norm_epsilon)
             q, k = self.norm(q, norm, f"{name}.query_norm"), self.norm(k, norm, f"{name}.key_norm")
-        positional = self.spec.positional
-        if type(positional).KIND == "rope" and memory is x:  # self-attention only
+        scale = options.scale if options.scale is not None else 1 / math.sqrt(q.shape[-1])
+        head_bias = np.zeros((1, m.heads, s, t))
+        value_term = None
+        i, j = relative_positions(s, t)
+        pkind = type(positional).KIND if positional is not None else None
+        if pkind == "rope":
             rotary_dim = positional.rotary_dim or m.dh
             base = positional.base * (positional.factor ** (rotary_dim / (rotary_dim - 2))
                                       if positional.scaling == "ntk" else 1.0)
             scale_positions = 1 / positional.factor if positional.scaling == "linear" else 1.0
             args = (np.arange(s), rotary_dim, base, positional.layout == "interleaved", scale_positions)
             q, k = rotary(q, *args), rotary(k, *args)
-        head_bias = None
-        if type(positional).KIND == "alibi" and memory is x:
-            head_bias = alibi_bias(m.heads, s, t, positional.form == "symmetric")
-        scale = block.attention.scale if block.attention.scale is not None else 1 / math.sqrt(m.dh)
-        out = attention(q, k, v, scale, key_bias, causal, head_bias, options.softcap)
-        return self.linear(out.transpose(0, 2, 1, 3).reshape(b, s, m.heads * m.dh), f"{name}.output")
+        elif pkind == "alibi":
+            head_bias = head_bias + alibi_bias(m.heads, s, t, positional.form == "symmetric")
+        elif pkind == "t5":  # one table per stack, bias Emb[bucket(j - i)] per head
+            bucket = t5_bucket(j - i, not causal, positional.num_buckets, positional.max_distance)
+            head_bias = head_bias + self.w[f"{stack}.relative_attention_bias.weight"][bucket].transpose(2, 0, 1)
+        elif pkind == "shaw":  # e_ij = q_i·(k_j + aK_ij)/√d, z_i = Σ α_ij (v_j + aV_ij), a_ij = w[clip(j-i)]
+            clipped = np.clip(j - i, -positional.max_distance, positional.max_distance) + positional.max_distance
+            key_vectors = self.w[f"{name}.relative.key.weight"][clipped]  # (S, T, d)
+            head_bias = head_bias + scale * np.einsum("bhid,ijd->bhij", q, key_vectors)
+            if positional.value_term:
+                value_vectors = self.w[f"{name}.relative.value.weight"][clipped]
+                value_term = lambda probs: np.einsum("bhij,ijd->bhid", probs, value_vectors)  # noqa: E731
+        elif pkind == "transformer_xl":  # (q+u)·k_j + (q+v)·W_R R_{i-j}, R = [sin | cos]
+            half = np.arange(0, m.width, 2) / m.width
+            angles = (i - j)[..., None] / positional.base ** half
+            r = np.concatenate([np.sin(angles), np.cos(angles)], -1) @ self.w[f"{name}.relative.position.weight"]
+            r = r.reshape(s, t, m.heads, -1)
+            u, w_v = self.w[f"{name}.relative.content_bias"], self.w[f"{name}.relative.position_bias"]
+            head_bias = head_bias + scale * np.einsum("bhid,ijhd->bhij", q + w_v, r)
+            q = q + u
+        elif pkind == "music":  # S_rel[i, j] = q_i · E_r[h, i - j] for past keys
+            table = self.w[f"{name}.relative.weight"]
+            distance = np.clip(i - j, 0, table.shape[1] - 1)
+            head_bias = head_bias + scale * np.einsum("bhid,hijd->bhij", q, table[:, distance])
+        elif pkind == "deberta":  # (q·k + q·K^r[δ] + k·Q^r[δ]) / √(3d)
+            span = positional.position_buckets or (positional.max_relative_positions or m.max_length)
+            delta = i - j
+            if positional.position_buckets:
+                delta = deberta_bucket(delta, positional.position_buckets,
+                                       positional.max_relative_positions or m.max_length)
+            index = np.clip(delta + span, 0, 2 * span - 1)
+            table = self.w[f"{stack}.relative_embeddings.weight"]
+            if positional.norm:
+                from tfcompiler.spec.model import Norm
+                table = self.norm(table, Norm(epsilon=positional.norm_epsilon), f"{stack}.relative_embeddings.norm")
+            scale = scale / math.sqrt(1 + len(positional.terms))
+            rel_q = self.linear(table, f"{name}.query").reshape(2 * span, m.heads, -1)[index]  # (S, T, H, d)
+            rel_k = self.linear(table, f"{name}.key").reshape(2 * span, m.heads, -1)[index]
+            if "c2p" in positional.terms:
+                head_bias = head_bias + scale * np.einsum("bhid,ijhd->bhij", q, rel_k)
+            if "p2c" in positional.terms:
+                head_bias = head_bias + scale * np.einsum("bhjd,ijhd->bhij", k, rel_q)
+        if getattr(options, "span", None) is not None:  # head h sees |i - j| <= w_h
+            spans = np.array(options.span * m.heads if len(options.span) == 1 else options.span)
+            head_bias = head_bias + np.where(np.abs(i - j)[None] > spans[:, None, None], NEG, 0.0)
+        if getattr(options, "adaptive_span", None) is not None:  # Sukhbaatar et al. 2019
+            z = options.adaptive_span.max_span * np.clip(self.w[f"{name}.adaptive_span.fraction"].reshape(-1), 0, 1)
+            ramp = options.adaptive_span.ramp
+            soft = np.clip((ramp + z[:, None, None] - np.abs(i - j)[None]) / ramp, 0, 1)
+            with np.errstate(divide="ignore"):
+                head_bias = head_bias + np.where(soft > 0, np.log(soft), NEG)
+        if getattr(options, "gaussian_prior", False):  # -w_h (i - j)², w_h >= 0
+            width = np.abs(self.w[f"{name}.gaussian_prior.weight"].reshape(-1))
+            head_bias = head_bias - width[:, None, None] * ((i - j) ** 2)[None]
+        talking = getattr(options, "talking_heads", "none")
+        mixes = {when: self.w[f"{name}.talking_heads.{when}"] if talking in (when, "both") else None
+                 for when in ("pre", "post")}
+        residual = getattr(options, "residual_scores", False) and positional is not None
+        out, carried = attention(q, k, v, scale, key_bias, causal, head_bias, getattr(options, "softcap", None),
+                                 state.get("scores") if residual else None, mixes["pre"], mixes["post"],
+                                 value_term)
+        if residual:
+            state["scores"] = carried
+        return self.linear(out.transpose(0, 2, 1, 3).reshape(b, s, -1), f"{name}.output")
+
+    def position_generator(self, x, options, name):
+        """CPVT: x + depth-wise k×k conv of the tokens on a (rows, grid_width) grid, zero padded,
+        class tokens untouched."""
+        c, w, kernel = options.class_tokens, options.grid_width, options.kernel
+        weight, bias = self.w[f"{name}.weight"], self.w[f"{name}.bias"]
+        grid = x[:, c:].reshape(x.shape[0], -1, w, x.shape[2])
+        rows, half = grid.shape[1], kernel // 2
+        out = np.zeros_like(grid) + bias
+        for r in range(rows):
+            for col in range(w):
+                for a in range(-half, half + 1):
+                    for bb in range(-half, half + 1):
+                        if 0 <= r + a < rows and 0 <= col + bb < w:
+                            out[:, r, col] += grid[:, r + a, col + bb] * weight[:, 0, a + half, bb + half]
+        return x + np.concatenate([np.zeros_like(x[:, :c]), out.reshape(x.shape[0], -1, x.shape[2])], 1)
+
+    def add_positions(self, x, positional, scope):
+        """An absolute scheme's contribution at the embeddings or a block's input."""
+        m, length = self.spec.model, x.shape[1]
+        kind = type(positional).KIND
+        if kind == "learned":
+            return x + self.w[f"{scope}.positions.weight"][:length]
+        if kind in ("sinusoidal", "scaled_sinusoidal"):
+            table = sinusoidal_table(m.max_length, m.width, positional.layout, positional.base)[:length]
+            return x + table * (self.w[f"{scope}.positions.scale"] if kind == "scaled_sinusoidal" else 1.0)
+        if kind == "conditional":
+            return self.position_generator(x, positional, f"{scope}.position_generator")
+        return x
 
     def ffn(self, x, ffn, name):
         act = ACTIVATIONS[ffn.activation]
@@ -203,10 +344,16 @@ class Reference:
         x = self.embed(name, ids, token_types)
         key_bias = None if mask is None else np.where(mask != 0, 0.0, NEG)
         causal = name == "decoder"
+        state = {}
         for i, block in enumerate(blocks):
             p = f"{name}.layers.{i}"
+            positional = self.spec.positional
+            if block.positional is not None:
+                positional = block.positional
+                x = self.add_positions(x, positional, p)
             x = self.sublayer(x, block, f"{p}.attention",
-                              lambda h: self.mha(h, h, key_bias, causal, block, f"{p}.attention"))
+                              lambda h: self.mha(h, h, key_bias, causal, block, f"{p}.attention", positional,
+                                                 name, state))
             if encoder is not None:
                 memory, memory_bias = encoder
                 x = self.sublayer(x, block, f"{p}.cross_attention",

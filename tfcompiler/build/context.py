@@ -29,6 +29,15 @@ class Context:
         finally:
             del self.scope[len(self.scope) - len(names):]
 
+    @contextmanager
+    def at_path(self, path: str):
+        """Name what is made inside under ``path`` alone (a stack-level table used by its layers)."""
+        saved, self.scope = self.scope, path.split(".")
+        try:
+            yield
+        finally:
+            self.scope = saved
+
     @property
     def origin(self) -> str:
         return ".".join(self.scope)

@@ -261,6 +261,36 @@ def _relative_distance(e, attrs, inputs, types, label):
     return [e.memo[key]]
 
 
+def _distance_range(e, attrs, inputs, types, label):
+    s, t = _length(e, inputs[0], 2), _length(e, inputs[1], 2)
+    return [e.node1("Range", e.node1("Sub", e.const(1), s), t, e.const(1), label=label or "DistanceRange")]
+
+
+def _distance_index(e, attrs, inputs, types, label):
+    """S - 1 - n, from relative_distance's n."""
+    (n,) = _relative_distance(e, {}, inputs, types, "")
+    s_minus_1 = e.node1("Sub", _length(e, inputs[0], 2), e.const(1))
+    return [e.node1("Sub", s_minus_1, n, label=label or "DistanceIndex")]
+
+
+def _grid_conv(e, attrs, inputs, types, label):
+    """Slice off the skipped tokens, Reshape to (B, rows, W, D), Transpose to NCHW, Conv(group=D),
+    back, and Concat zeros for the skipped tokens."""
+    x, weight, bias = inputs
+    width, skip, d, k = attrs["grid_width"], attrs.get("skip", 0), types[0].shape[2], types[1].shape[2]
+    grid = x
+    if skip:
+        grid = e.node1("Slice", x, e.const([skip]), e.const([2 ** 62]), e.const([1]))
+    grid = e.node1("Transpose", e.node1("Reshape", grid, e.const([0, -1, width, d])), perm=[0, 3, 1, 2])
+    conv = e.node1("Conv", grid, weight, bias, group=d, kernel_shape=[k, k], pads=[k // 2] * 4)
+    out = e.node1("Reshape", e.node1("Transpose", conv, perm=[0, 2, 3, 1]), e.const([0, -1, d]))
+    if skip:
+        zeros = e.node1("Mul", e.node1("Slice", x, e.const([0]), e.const([skip]), e.const([1])),
+                        e.const(0.0, np.float32))
+        out = e.node1("Concat", zeros, out, axis=1)
+    return [e.node1("Identity", out, label=label or "GridConv")]
+
+
 def _take_relative(e, attrs, inputs, types, label):
     """GatherElements along the last axis, the (S, T) index expanded over x's leading axes."""
     x, index = inputs
@@ -276,4 +306,5 @@ EMITTERS = {"silu": _silu, "gelu": _gelu, "cast": _cast, "transpose": _transpose
             "padding_bias": _padding_bias, "attention": _attention, "rope": _rope,
             "attention_scores": _scores, "causal_mask": _causal_mask, "attention_context": _context,
             "clip": _clip, "einsum": _einsum, "relative_distance": _relative_distance,
-            "take_relative": _take_relative}
+            "take_relative": _take_relative, "distance_range": _distance_range,
+            "distance_index": _distance_index, "grid_conv": _grid_conv}

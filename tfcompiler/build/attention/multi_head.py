@@ -86,9 +86,9 @@ def attend(ctx, options: MultiHeadOptions, spec, site: Site, query, key, value):
     if scheme is not None and scheme.attend is not None:
         parts = scheme.attend(ctx, site.positional, spec, parts, site)
     if options.span is not None:
-        parts.add_bias(window_bias(ctx, parts, options.span, m.heads))
+        parts.add_bias(window_bias(ctx, parts, options.span, m.heads), hides_keys=True)
     if options.adaptive_span is not None:
-        parts.add_bias(adaptive_span_bias(ctx, parts, options.adaptive_span, m.heads))
+        parts.add_bias(adaptive_span_bias(ctx, parts, options.adaptive_span, m.heads), hides_keys=True)
     if options.gaussian_prior:
         parts.add_bias(gaussian_bias(ctx, parts, m.heads))
     mixes = {}

@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from ...ir.ops.nn import MASKED
+
 
 @dataclass
 class Site:
@@ -46,16 +48,22 @@ class AttentionParts:
     position_biases: list = field(default_factory=list)  # in scaled-score units, (1|B, H|1, S, T)
     mask_biases: list = field(default_factory=list)
     value_terms: list[Callable] = field(default_factory=list)  # probs (B,H,S,T) -> (B,H,S,Dv)
+    hiding: int = 0  # position biases that hide keys with the masked value
 
-    def add_bias(self, bias) -> "AttentionParts":
+    def add_bias(self, bias, hides_keys: bool = False) -> "AttentionParts":
         self.position_biases.append(bias)
+        self.hiding += hides_keys
         return self
 
 
-def _sum(ctx, values, label):
+def _sum(ctx, values, label, hiding: int = 0):
+    """Sum biases; where two of them can hide one key, the sum is clipped at the masked value, so a
+    key hidden twice is not -inf (a row hidden everywhere stays finite instead of turning NaN)."""
     out = values[0]
     for v in values[1:]:
         out = ctx.op("add", out, v, label=label)
+    if hiding >= 2:
+        out = ctx.op("clip", out, low=float(MASKED), label="MaskFloor")
     return out
 
 
@@ -69,7 +77,8 @@ def emit_attention(ctx, parts: AttentionParts, pre_mix=None, post_mix=None, carr
         or keep_scores
     if not explicit:
         biases = parts.position_biases + parts.mask_biases
-        inputs = [parts.query, parts.key, parts.value] + ([_sum(ctx, biases, "AttentionBias")] if biases else [])
+        hiding = parts.hiding + len(parts.mask_biases)
+        inputs = [parts.query, parts.key, parts.value] + ([_sum(ctx, biases, "AttentionBias", hiding)] if biases else [])
         return ctx.op("attention", *inputs, scale=float(parts.scale), causal=parts.causal,
                       softcap=float(parts.softcap), label="Attention"), None
     scores = ctx.op("attention_scores", parts.query, parts.key, scale=float(parts.scale),
@@ -83,6 +92,8 @@ def emit_attention(ctx, parts: AttentionParts, pre_mix=None, post_mix=None, carr
     kept = scores if keep_scores else None
     if parts.mask_biases:
         scores = ctx.op("add", scores, _sum(ctx, parts.mask_biases, "MaskBias"), label="AddMask")
+    if parts.hiding + len(parts.mask_biases) >= 2:
+        scores = ctx.op("clip", scores, low=float(MASKED), label="MaskFloor")
     if parts.causal:
         scores = ctx.op("causal_mask", scores, label="Causal")
     probs = ctx.op("softmax", scores, axis=-1, label="Softmax")

@@ -1,6 +1,7 @@
 """Absolute positional schemes added to the embeddings: `sinusoidal` (Vaswani et al. 2017, in the
-paper's interleaved layout or tensor2tensor/fairseq's concatenated sin|cos layout), `learned`
-(BERT, GPT-2) and `none`.
+paper's interleaved layout or tensor2tensor/fairseq's concatenated sin|cos layout),
+`scaled_sinusoidal` (the same table times one learned scalar, initialised to 1/√width: Hua et al.
+2022, x-transformers), `learned` (BERT, GPT-2) and `none`.
 
 The sinusoidal table is built as IR arithmetic on constants; constant folding turns it into one
 constant, so the ONNX holds a (max_length, width) table gathered by position.
@@ -28,6 +29,14 @@ class SinusoidalOptions:
     def problems(self, spec):
         if spec.model.width % 2:
             yield f"sinusoidal positions need an even width, got {spec.model.width}"
+
+
+@dataclass(frozen=True)
+class ScaledSinusoidalOptions(SinusoidalOptions):
+    """Sinusoids times a learned scalar (Hua et al. 2022; x-transformers' scaled_sinu_pos_emb)."""
+
+    layout: str = option("concatenated", doc="interleaved or concatenated ([sin ... | cos ...], as "
+                         "x-transformers).", choices=("interleaved", "concatenated"))
 
 
 @dataclass(frozen=True)
@@ -63,6 +72,13 @@ def build_sinusoidal(ctx, options, spec, hidden, positions):
         return ctx.op("add", hidden, ctx.op("gather", table, positions))
 
 
+def build_scaled_sinusoidal(ctx, options, spec, hidden, positions):
+    with ctx.at("positions"):
+        table = sinusoidal_table(ctx, options, spec.model.max_length, spec.model.width)
+        scale = ctx.param("scale", (1,), f"fill={spec.model.width ** -0.5!r}")
+        return ctx.op("add", hidden, ctx.op("mul", ctx.op("gather", table, positions), scale))
+
+
 def build_learned(ctx, options, spec, hidden, positions):
     table = ctx.param("positions.weight", (spec.model.max_length, spec.model.width), "embedding")
     with ctx.at("positions"):
@@ -70,5 +86,6 @@ def build_learned(ctx, options, spec, hidden, positions):
 
 
 POSITIONS.register("sinusoidal", SinusoidalOptions, PositionalScheme(embed=build_sinusoidal))
+POSITIONS.register("scaled_sinusoidal", ScaledSinusoidalOptions, PositionalScheme(embed=build_scaled_sinusoidal))
 POSITIONS.register("learned", LearnedOptions, PositionalScheme(embed=build_learned))
 POSITIONS.register("none", NoPositions, PositionalScheme())

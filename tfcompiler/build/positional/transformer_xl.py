@@ -1,0 +1,59 @@
+"""Positional scheme `transformer_xl`: the relative attention of Transformer-XL (Dai et al. 2019).
+
+  A_ij = (q_i + u)ᵀ k_j + (q_i + v)ᵀ W_R R_{i-j}
+
+R is the sinusoidal embedding ([sin | cos], as XL's code) of the query-minus-key distance, W_R a
+per-layer projection, u and v learned per layer and head; both terms take the usual 1/√d scale.
+The position term is computed once per distance that occurs (distance_range: 1-S ... T-1, so it is
+right for bidirectional use and when the keys include a memory longer than the segment) and read out
+per key with take_relative: XL's "relative shift" as a gather, O(S·T) memory, with no garbage in the
+upper triangle.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ...spec.kinds import POSITIONS
+from ...spec.schema import option
+from .base import PositionalScheme
+from .distance import heads_first
+
+
+@dataclass(frozen=True, kw_only=True)
+class TransformerXLOptions:
+    """Sinusoidal relative positions with learned content and position biases u, v."""
+
+    base: float = option(10000.0, doc="Wavelength base of R.", minimum=1.0)
+
+    def problems(self, spec):
+        if spec.model.width % 2:
+            yield f"transformer_xl positions need an even width, got {spec.model.width}"
+
+
+def relative_sinusoids(ctx, parts, width: int, base: float):
+    """[sin | cos](d · base^(-2i/width)) for every distance d in distance_range, (S+T-1, width)."""
+    distances = ctx.op("cast", ctx.op("distance_range", parts.query, parts.key), dtype="float32")
+    inv_freq = ctx.constant(base ** (-np.arange(0, width, 2) / width))
+    angles = ctx.op("mul", ctx.op("unsqueeze", distances, axes=(1,)), inv_freq)
+    return ctx.op("concat", ctx.op("sin", angles), ctx.op("cos", angles), axis=-1, label="R")
+
+
+def transformer_xl(ctx, options: TransformerXLOptions, spec, parts, site):
+    m = spec.model
+    dh = ctx.type_of(parts.query).shape[-1]
+    with ctx.at("relative"):
+        sinusoids = relative_sinusoids(ctx, parts, m.width, options.base)
+        r = heads_first(ctx, ctx.linear(sinusoids, m.heads * dh, "position", bias=False), m.heads, dh)
+        u = ctx.param("content_bias", (m.heads, 1, dh), "zeros")
+        v = ctx.param("position_bias", (m.heads, 1, dh), "zeros")
+        per_distance = ctx.op("einsum", ctx.op("add", parts.query, v), r, equation="bhsd,lhd->bhsl")
+        index = ctx.op("distance_index", parts.query, parts.key)
+        position_term = ctx.op("take_relative", per_distance, index, label="RelativeShift")
+        parts.add_bias(ctx.op("mul", position_term, ctx.constant(np.float32(parts.scale))))
+        parts.query = ctx.op("add", parts.query, u, label="ContentBias")
+    return parts
+
+
+POSITIONS.register("transformer_xl", TransformerXLOptions, PositionalScheme(attend=transformer_xl))
