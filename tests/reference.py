@@ -220,6 +220,15 @@ class Reference:
             from tfcompiler.spec.model import Norm
             norm = Norm(kind=options.qk_norm, epsilon=options.qk_norm_epsilon)
             q, k = self.norm(q, norm, f"{name}.query_norm"), self.norm(k, norm, f"{name}.key_norm")
+        out = self.attend(q, k, v, key_bias, causal, options, name, positional, stack, state)
+        return self.linear(out.transpose(0, 2, 1, 3).reshape(b, s, -1), f"{name}.output")
+
+    def attend(self, q, k, v, key_bias, causal, options, name, positional=None, stack=None, state=None,
+               positions=None):
+        """Heads (B,H,S,d) attend keys/values (B,Hkv,T,d), queries at the end of the keys; returns
+        (B,H,S,dv). ``positions`` (S,) of the queries default to T-S .. T-1 (rotary only)."""
+        m = self.spec.model
+        s, t = q.shape[2], k.shape[2]
         scale = options.scale if options.scale is not None else 1 / math.sqrt(q.shape[-1])
         head_bias = np.zeros((1, m.heads, s, t))
         value_term = None
@@ -230,8 +239,9 @@ class Reference:
             base = positional.base * (positional.factor ** (rotary_dim / (rotary_dim - 2))
                                       if positional.scaling == "ntk" else 1.0)
             scale_positions = 1 / positional.factor if positional.scaling == "linear" else 1.0
-            args = (np.arange(s), rotary_dim, base, positional.layout == "interleaved", scale_positions)
-            q, k = rotary(q, *args), rotary(k, *args)
+            args = (rotary_dim, base, positional.layout == "interleaved", scale_positions)
+            q = rotary(q, np.arange(t - s, t) if positions is None else positions, *args)
+            k = rotary(k, np.arange(t), *args)
         elif pkind == "alibi":
             head_bias = head_bias + alibi_bias(m.heads, s, t, positional.form == "symmetric")
         elif pkind == "t5":  # one table per stack, bias Emb[bucket(j - i)] per head
@@ -295,7 +305,7 @@ class Reference:
                                  value_term)
         if residual:
             state["scores"] = carried
-        return self.linear(out.transpose(0, 2, 1, 3).reshape(b, s, -1), f"{name}.output")
+        return out
 
     def position_generator(self, x, options, name):
         """CPVT: x + depth-wise k×k conv of the tokens on a (rows, grid_width) grid, zero padded,

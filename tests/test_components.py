@@ -6,7 +6,7 @@ rotary positions (both layouts, partial, linear and NTK scaling), ALiBi (causal 
 any head count), query/key normalisation and logit soft-capping, T5 buckets, Shaw (key and value
 terms), Transformer-XL, Music Transformer, DeBERTa, conditional positions (CPVT), scaled sinusoids,
 per-layer positional schemes, talking heads, residual scores, restricted/multi-scale and adaptive
-spans, the Gaussian prior.
+spans, the Gaussian prior, collaborative heads.
 
 Weights are random everywhere (biases and norm scales too, so a dropped bias cannot hide) and scaled
 so activations and attention logits are unit-scale: tolerance 1e-4 absolute, fp32.
@@ -206,6 +206,12 @@ positional: none
 block: {attention: {gaussian_prior: true}}
 encoder: {layers: 2}
 """),
+    "collaborative_heads": ("decoder", "", """
+positional: rope
+block: {attention: {kind: collaborative, shared_width: 12}}
+decoder: {layers: 2}
+head: {kind: lm}
+"""),
     "per_layer_overrides": ("decoder", "", """
 block: {placement: pre}
 decoder:
@@ -228,10 +234,15 @@ def spec_text(case: str) -> str:
 
 
 def random_weights(spec, seed: int = 0) -> dict[str, np.ndarray]:
-    """Unit-scale random weights for every declared parameter."""
+    """Unit-scale random weights for every declared parameter of the spec."""
+    return unit_scale_weights(declared_params(build_graph(spec)), seed)
+
+
+def unit_scale_weights(params: dict, seed: int = 0) -> dict[str, np.ndarray]:
+    """Random weights for {name: (shape, init)} that keep activations and logits unit-scale."""
     rng = np.random.default_rng(seed)
     out = {}
-    for name, (shape, init) in declared_params(build_graph(spec)).items():
+    for name, (shape, init) in params.items():
         if init == "matrix":
             w = rng.standard_normal(shape) / np.sqrt(shape[0])
         elif init == "embedding":

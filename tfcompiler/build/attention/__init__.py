@@ -1,2 +1,2 @@
 """Attention kinds (the `attention` registry), one file per kind."""
-from . import multi_head  # noqa: F401
+from . import collaborative, multi_head  # noqa: F401

@@ -20,7 +20,8 @@ from ...ir.ops.nn import MASKED
 class Site:
     """Where an attention sits: its input, what it attends (x itself for self-attention), the key
     padding mask (B, T) or None, causality, the positions (1, S) and positional scheme of a
-    self-attention (None for cross-attention), and the stack's state shared across its layers."""
+    self-attention (None for cross-attention), and the stack's state shared across its layers.
+    Key positions default to the query positions (keys made from the same tokens)."""
 
     x: Any
     memory: Any
@@ -29,6 +30,7 @@ class Site:
     positions: Any = None
     positional: Any = None
     state: dict = field(default_factory=dict)
+    key_positions: Any = None  # (1, T) when the keys are not the queries' own tokens (a memory)
 
     @property
     def is_self(self) -> bool:

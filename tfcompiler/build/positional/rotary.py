@@ -47,7 +47,8 @@ def rotate(ctx, options: RotaryOptions, spec, parts, site):
                  position_scale=1.0 / options.factor if options.scaling == "linear" else 1.0,
                  max_positions=spec.model.max_length)
     parts.query = ctx.op("rope", parts.query, site.positions, label="RotaryQuery", **attrs)
-    parts.key = ctx.op("rope", parts.key, site.positions, label="RotaryKey", **attrs)
+    key_positions = site.key_positions if site.key_positions is not None else site.positions
+    parts.key = ctx.op("rope", parts.key, key_positions, label="RotaryKey", **attrs)
     return parts
 
 
