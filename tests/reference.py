@@ -53,7 +53,7 @@ def silu(x):
 
 
 ACTIVATIONS = {"relu": lambda x: np.maximum(x, 0), "gelu": gelu, "gelu_tanh": gelu_tanh, "silu": silu,
-               "swiglu": silu, "geglu": gelu}
+               "swiglu": silu, "geglu": gelu, "geglu_tanh": gelu_tanh}
 
 
 def rotary(x, positions, rotary_dim, base=10000.0, interleaved=False, position_scale=1.0):

@@ -110,7 +110,7 @@ def test_import_rejects_unsupported_model_types(tmp_path, capsys):
     (tmp_path / "m" / "config.json").write_text('{"model_type": "mamba"}')
     assert main(["import-hf", str(tmp_path / "m"), "-o", str(tmp_path / "out")]) == 1
     err = capsys.readouterr().err
-    assert "model_type 'mamba' is not supported" in err and "bert, gpt2, llama" in err
+    assert "model_type 'mamba' is not supported" in err and "bert, deberta-v2, gpt2, llama, t5" in err
     assert "Traceback" not in err
     assert not (tmp_path / "out").exists()
 
@@ -127,3 +127,53 @@ def test_import_lists_missing_tensors(tmp_path, capsys):
     save_file(tensors, str(path))
     assert main(["import-hf", str(tmp_path / "hf"), "-o", str(tmp_path / "out")]) == 1
     assert "h.0.ln_2.weight" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("feed_forward", ["relu", "gated-gelu"])
+def test_t5_matches_transformers(tmp_path, feed_forward):
+    """Encoder-decoder with bucketed relative bias (bidirectional in the encoder, causal in the
+    decoder, one table per stack), unscaled attention; lengths past max_distance hit the last
+    buckets. Encoder padding is masked in both the encoder and the cross-attention."""
+    config = transformers.T5Config(d_model=64, d_kv=12, d_ff=96, num_layers=2, num_decoder_layers=3,
+                                   num_heads=4, vocab_size=100, relative_attention_num_buckets=8,
+                                   relative_attention_max_distance=10, feed_forward_proj=feed_forward,
+                                   decoder_start_token_id=0, attn_implementation="eager")
+    model = randomise(transformers.T5Model(config), seed=3)
+    session = import_and_compile(model, tmp_path)
+    rng = np.random.default_rng(3)
+    for batch, length in SHAPES:
+        ids, decoder_ids = rng.integers(0, 100, (batch, length)), rng.integers(0, 100, (batch, length + 2))
+        mask, decoder_mask = padded_mask(batch, length, 3), np.ones((batch, length + 2), np.int64)
+        feeds = {"input_ids": ids, "attention_mask": mask, "decoder_input_ids": decoder_ids,
+                 "decoder_attention_mask": decoder_mask}
+        got = dict(zip([o.name for o in session.get_outputs()], session.run(None, feeds)))
+        with torch.no_grad():
+            want = model(**{k: torch.from_numpy(v) for k, v in feeds.items()})
+        assert_close(got["last_hidden_state"], want.last_hidden_state.numpy(), f"decoder {batch}x{length}")
+        real = mask.astype(bool)  # T5 leaves padded encoder positions unmasked as queries: compare real ones
+        assert_close(got["encoder_last_hidden_state"][real], want.encoder_last_hidden_state.numpy()[real],
+                     f"encoder {batch}x{length}")
+
+
+@pytest.mark.parametrize("buckets", [8, 0])
+def test_deberta_v2_matches_transformers(tmp_path, buckets):
+    """Disentangled attention with log buckets (or plain clipping), relative embeddings with their
+    LayerNorm, shared key projections, 1/√(3d). Compared at unpadded positions: DeBERTa zeroes
+    padded positions after its embeddings (those positions' outputs are not defined by ours)."""
+    config = transformers.DebertaV2Config(hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                                          intermediate_size=96, vocab_size=100, max_position_embeddings=64,
+                                          relative_attention=True, position_buckets=buckets,
+                                          max_relative_positions=12 if buckets else 6,
+                                          norm_rel_ebd="layer_norm", share_att_key=True,
+                                          pos_att_type=["p2c", "c2p"], position_biased_input=False,
+                                          type_vocab_size=0, layer_norm_eps=1e-7, attn_implementation="eager")
+    model = randomise(transformers.DebertaV2Model(config), seed=4)
+    session = import_and_compile(model, tmp_path)
+    rng = np.random.default_rng(4)
+    for batch, length in SHAPES:
+        ids, mask = rng.integers(0, 100, (batch, length)), padded_mask(batch, length, 3)
+        (got,) = session.run(None, {"input_ids": ids, "attention_mask": mask})
+        with torch.no_grad():
+            want = model(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask))
+        real = mask.astype(bool)
+        assert_close(got[real], want.last_hidden_state.numpy()[real], f"last_hidden_state {batch}x{length}")

@@ -5,7 +5,8 @@ from __future__ import annotations
 from ..spec.model import Ffn
 
 _ACTIVATION = {"relu": ("relu", {}), "gelu": ("gelu", {}), "gelu_tanh": ("gelu", {"approximate": "tanh"}),
-               "silu": ("silu", {}), "swiglu": ("silu", {}), "geglu": ("gelu", {})}
+               "silu": ("silu", {}), "swiglu": ("silu", {}), "geglu": ("gelu", {}),
+               "geglu_tanh": ("gelu", {"approximate": "tanh"})}
 
 
 def build_ffn(ctx, x, ffn: Ffn, spec):

@@ -12,6 +12,14 @@ canonical weight, the checkpoint tensor it comes from:
   are already (in, out); its fused ``c_attn`` is split into query, key and value.
 - ``llama`` (LlamaForCausalLM, keys under ``model.``): pre-norm RMSNorm decoder, half-split rotary
   positions (default or linear scaling), grouped-query attention, SwiGLU, untied or tied LM head.
+- ``t5`` (T5Model, and the body of T5ForConditionalGeneration): pre-norm RMSNorm encoder-decoder,
+  bucketed relative bias per stack (layer 0's table, shared), unscaled attention, no biases, ReLU
+  or gated-gelu FFN, one shared token embedding. Outputs the decoder's and the encoder's hidden
+  states (the LM head's d_model^-0.5 rescaling is not imported yet).
+- ``deberta-v2`` (DebertaV2Model, v2 and v3 checkpoints): post-norm encoder with disentangled
+  attention (log buckets, relative embeddings with their LayerNorm, share_att_key), embedding
+  LayerNorm. DeBERTa zeroes padded positions after its embeddings; those positions' outputs are
+  not defined by tfcompiler, every other position matches.
 
 Weights are read with safetensors; a ``pytorch_model.bin`` needs torch (the ``hf`` extra).
 """
@@ -84,6 +92,20 @@ def _linear_weights(w: Checkpoint, target: str, source: str, transpose: bool) ->
     return {f"{target}.weight": weight.T if transpose else weight, f"{target}.bias": w(f"{source}.bias")}
 
 
+def _bert_layer(w: Checkpoint, ours: str, theirs: str, projection: str) -> dict:
+    """A BERT-style post-norm layer (BERT, DeBERTa); ``projection`` spells the q/k/v module names."""
+    weights = {}
+    for name in ("query", "key", "value"):
+        weights.update(_linear_weights(w, f"{ours}.attention.{name}",
+                                       f"{theirs}.attention.self.{projection.format(name)}", True))
+    weights.update(_linear_weights(w, f"{ours}.attention.output", f"{theirs}.attention.output.dense", True))
+    weights.update(_norm_weights(w, f"{ours}.attention_norm", f"{theirs}.attention.output.LayerNorm"))
+    weights.update(_linear_weights(w, f"{ours}.ffn.up", f"{theirs}.intermediate.dense", True))
+    weights.update(_linear_weights(w, f"{ours}.ffn.down", f"{theirs}.output.dense", True))
+    weights.update(_norm_weights(w, f"{ours}.ffn_norm", f"{theirs}.output.LayerNorm"))
+    return weights
+
+
 def _bert(config: dict, w: Checkpoint) -> tuple[dict, dict]:
     if config.get("position_embedding_type", "absolute") != "absolute":
         raise TfcError("BERT with relative position embeddings is not supported yet")
@@ -107,13 +129,7 @@ def _bert(config: dict, w: Checkpoint) -> tuple[dict, dict]:
         weights["embeddings.token_types.weight"] = w("embeddings.token_type_embeddings.weight")
     for i in range(config["num_hidden_layers"]):
         ours, theirs = f"encoder.layers.{i}", f"encoder.layer.{i}"
-        for name in ("query", "key", "value"):
-            weights.update(_linear_weights(w, f"{ours}.attention.{name}", f"{theirs}.attention.self.{name}", True))
-        weights.update(_linear_weights(w, f"{ours}.attention.output", f"{theirs}.attention.output.dense", True))
-        weights.update(_norm_weights(w, f"{ours}.attention_norm", f"{theirs}.attention.output.LayerNorm"))
-        weights.update(_linear_weights(w, f"{ours}.ffn.up", f"{theirs}.intermediate.dense", True))
-        weights.update(_linear_weights(w, f"{ours}.ffn.down", f"{theirs}.output.dense", True))
-        weights.update(_norm_weights(w, f"{ours}.ffn_norm", f"{theirs}.output.LayerNorm"))
+        weights.update(_bert_layer(w, ours, theirs, "{}"))
     if has_pooler:
         weights.update(_linear_weights(w, "pooler.dense", "pooler.dense", True))
     return spec, weights
@@ -201,8 +217,80 @@ def _llama(config: dict, w: Checkpoint) -> tuple[dict, dict]:
     return spec, weights
 
 
+def _t5(config: dict, w: Checkpoint) -> tuple[dict, dict]:
+    projection = config.get("feed_forward_proj", "relu")
+    activation = {"relu": "relu", "gated-gelu": "geglu_tanh"}.get(projection)
+    if activation is None:
+        raise TfcError(f"T5 with feed_forward_proj {projection!r} is not supported yet; supported: relu, gated-gelu")
+    eps = config["layer_norm_epsilon"]
+    layers = {"encoder": config["num_layers"], "decoder": config.get("num_decoder_layers") or config["num_layers"]}
+    spec = {
+        "model": {"width": config["d_model"], "heads": config["num_heads"], "head_width": config["d_kv"],
+                  "ffn_width": config["d_ff"], "vocab_size": config["vocab_size"],
+                  "max_length": config.get("n_positions", 512), "bias": False},
+        "positional": {"kind": "t5", "num_buckets": config["relative_attention_num_buckets"],
+                       "max_distance": config.get("relative_attention_max_distance", 128)},
+        "block": {"placement": "pre", "norm": {"kind": "rms_norm", "epsilon": eps},
+                  "attention": {"kind": "multi_head", "scale": 1.0}, "ffn": {"activation": activation}},
+        "encoder": {"layers": layers["encoder"], "final_norm": True},
+        "decoder": {"layers": layers["decoder"], "final_norm": True}}
+    weights = {"embeddings.tokens.weight": w("shared.weight")}
+    attention = {"query": "q", "key": "k", "value": "v", "output": "o"}
+    ffn = {"gate": "wi_0", "up": "wi_1", "down": "wo"} if activation == "geglu_tanh" else {"up": "wi", "down": "wo"}
+    for stack, count in layers.items():
+        weights[f"{stack}.relative_attention_bias.weight"] = \
+            w(f"{stack}.block.0.layer.0.SelfAttention.relative_attention_bias.weight")
+        weights[f"{stack}.final_norm.weight"] = w(f"{stack}.final_layer_norm.weight")
+        sublayers = ["attention"] + (["cross_attention"] if stack == "decoder" else []) + ["ffn"]
+        for i in range(count):
+            ours, theirs = f"{stack}.layers.{i}", f"{stack}.block.{i}.layer"
+            for index, sublayer in enumerate(sublayers):
+                weights[f"{ours}.{sublayer}_norm.weight"] = w(f"{theirs}.{index}.layer_norm.weight")
+                module = {"attention": "SelfAttention", "cross_attention": "EncDecAttention"}.get(sublayer)
+                names = attention if module else ffn
+                for target, source in names.items():
+                    weights[f"{ours}.{sublayer}.{target}.weight"] = \
+                        w(f"{theirs}.{index}.{module or 'DenseReluDense'}.{source}.weight").T
+    return spec, weights
+
+
+def _deberta_v2(config: dict, w: Checkpoint) -> tuple[dict, dict]:
+    for flag, wanted in (("conv_kernel_size", 0), ("position_biased_input", False), ("type_vocab_size", 0)):
+        if config.get(flag, wanted) != wanted:
+            raise TfcError(f"DeBERTa-v2 with {flag}={config[flag]!r} is not supported yet")
+    if config.get("embedding_size", config["hidden_size"]) != config["hidden_size"]:
+        raise TfcError("DeBERTa-v2 with embedding_size != hidden_size is not supported yet")
+    if not config.get("relative_attention") or not config.get("share_att_key", True):
+        raise TfcError("DeBERTa-v2 is supported with relative_attention=true and share_att_key=true")
+    eps, layers = config["layer_norm_eps"], config["num_hidden_layers"]
+    norm_rel = "layer_norm" in [x.strip() for x in str(config.get("norm_rel_ebd", "none")).split("|")]
+    max_relative = config.get("max_relative_positions", -1)
+    terms = [t for t in ("c2p", "p2c") if t in (config.get("pos_att_type") or [])]
+    spec = {
+        "model": {"width": config["hidden_size"], "heads": config["num_attention_heads"],
+                  "ffn_width": config["intermediate_size"], "vocab_size": config["vocab_size"],
+                  "max_length": config["max_position_embeddings"]},
+        "positional": {"kind": "deberta", "position_buckets": max(config.get("position_buckets", -1), 0),
+                       "max_relative_positions": max_relative if max_relative > 0 else config["max_position_embeddings"],
+                       "terms": terms, "norm": norm_rel, "norm_epsilon": eps},
+        "embedding": {"norm": "layer_norm", "norm_epsilon": eps},
+        "block": {"placement": "post", "norm": {"kind": "layer_norm", "epsilon": eps},
+                  "ffn": {"activation": _activation(config["hidden_act"])}},
+        "encoder": {"layers": layers, "final_norm": False}}
+    weights = {"embeddings.tokens.weight": w("embeddings.word_embeddings.weight"),
+               **_norm_weights(w, "embeddings.norm", "embeddings.LayerNorm"),
+               "encoder.relative_embeddings.weight": w("encoder.rel_embeddings.weight")}
+    if norm_rel:
+        weights.update(_norm_weights(w, "encoder.relative_embeddings.norm", "encoder.LayerNorm"))
+    for i in range(layers):
+        ours, theirs = f"encoder.layers.{i}", f"encoder.layer.{i}"
+        weights.update(_bert_layer(w, ours, theirs, "{}_proj"))
+    return spec, weights
+
+
 IMPORTERS: dict[str, tuple[str, Callable]] = {"bert": ("encoder", _bert), "gpt2": ("decoder", _gpt2),
-                                               "llama": ("decoder", _llama)}
+                                               "llama": ("decoder", _llama), "t5": ("encoder-decoder", _t5),
+                                               "deberta-v2": ("encoder", _deberta_v2)}
 
 
 def import_hf(model_dir: str | Path, out_dir: str | Path) -> tuple[Path, Path]:

@@ -11,7 +11,7 @@ from typing import Any
 from .kinds import ATTENTION, INPUTS, POSITIONS
 from .schema import option
 
-ACTIVATIONS = ("relu", "gelu", "gelu_tanh", "silu", "swiglu", "geglu")
+ACTIVATIONS = ("relu", "gelu", "gelu_tanh", "silu", "swiglu", "geglu", "geglu_tanh")
 NORMS = ("layer_norm", "rms_norm")
 
 
@@ -51,12 +51,13 @@ class Ffn:
     """The position-wise feed-forward network."""
 
     activation: str = option("gelu", doc="relu, gelu (erf), gelu_tanh, silu, or the gated "
-                             "swiglu / geglu (two input projections, silu/gelu on the gate).",
+                             "swiglu / geglu / geglu_tanh (two input projections, silu / gelu / tanh-gelu on "
+                             "the gate; geglu_tanh is T5 v1.1's gated-gelu).",
                              choices=ACTIVATIONS)
 
     @property
     def gated(self) -> bool:
-        return self.activation in ("swiglu", "geglu")
+        return self.activation in ("swiglu", "geglu", "geglu_tanh")
 
 
 @dataclass(frozen=True, kw_only=True)
