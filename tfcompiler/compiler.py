@@ -1,9 +1,9 @@
 """The whole pipeline in one call: spec -> IR -> weights -> passes -> ONNX."""
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
-
 
 from .build import build_graph
 from .build.weights import init_weights, load_weights
@@ -18,6 +18,19 @@ from .errors import TfcError
 
 # small enough for the NumPy interpreter on a full-size model, long enough for masks and causality
 CHECK_SIZES = {"batch_size": 2, "sequence_length": 5, "decoder_sequence_length": 4}
+
+
+def check_sizes(graph) -> dict[str, int]:
+    """CHECK_SIZES, with every axis that must be offset + k·step (a position grid) set to two steps."""
+    rules = graph.metadata.get("length_rules", {})
+    return {axis: rules[axis][0] + 2 * rules[axis][1] if axis in rules else size
+            for axis, size in CHECK_SIZES.items()}
+
+
+def length_rules_metadata(graph) -> dict[str, str]:
+    """``tfcompiler.length_rules``: {axis: [offset, step]}, lengths the model accepts are offset + k·step."""
+    rules = graph.metadata.get("length_rules")
+    return {"tfcompiler.length_rules": json.dumps({a: list(r) for a, r in sorted(rules.items())})} if rules else {}
 
 
 @dataclass
@@ -44,11 +57,12 @@ def compile_spec(spec: Spec | str | Path, weights: str | None = None, seed: int 
     progress("weights")
     graph.weights = load_weights(graph, weights) if weights else init_weights(graph, spec.init, seed)
     progress("passes")
-    feeds = random_feeds(graph, CHECK_SIZES, pad_last=1) if check_numerics else None
+    feeds = random_feeds(graph, check_sizes(graph), pad_last=1) if check_numerics else None
     graph, report = run_pipeline(graph, make_pipeline(pipeline), verify_each or check_numerics,
                                  dump_after, feeds)
     progress("lower")
     metadata = {"tfcompiler.spec_name": spec.name, "tfcompiler.spec_sha256": spec.sha256,
+                **length_rules_metadata(graph),
                 "tfcompiler.topology": spec.topology,
                 "tfcompiler.vocab_size": str(spec.model.vocab_size),
                 "tfcompiler.weights": f"file:{Path(weights).name}" if weights else f"seed:{seed}"}

@@ -66,9 +66,14 @@ class Model:
 def random_inputs(model: Model, batch: int = 1, sequence: int = 8, seed: int = 0,
                   sizes: dict[str, int] | None = None) -> dict[str, np.ndarray]:
     """Inputs of the right names, types and shapes: ids in [0, vocabulary), masks all ones.
-    Dynamic axes take ``sizes[axis]``, else ``batch`` for batch axes and ``sequence`` for the rest."""
+    Dynamic axes take ``sizes[axis]``, else ``batch`` for batch axes and ``sequence`` for the rest;
+    an axis the model restricts to offset + k·step (``tfcompiler.length_rules``) is rounded up to
+    the next length it accepts."""
     rng = np.random.default_rng(seed)
-    sizes = sizes or {}
+    sizes = dict(sizes or {})
+    for axis, (offset, step) in json.loads(model.metadata.get("tfcompiler.length_rules", "{}")).items():
+        wanted = sizes.get(axis, sequence)
+        sizes[axis] = offset + step * max(1, -(-(wanted - offset) // step))
     vocab = int(model.metadata.get("tfcompiler.vocab_size", 2))
     feeds = {}
     for port in model.inputs:

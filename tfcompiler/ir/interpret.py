@@ -23,7 +23,8 @@ def evaluate(graph: Graph, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray
             results = [np.asarray(graph.weights[op.attrs["name"]])]  # draws a seeded weight
         else:
             args = [values[v] for v in graph.inputs_of(node)]
-            results = op_def(op.type).evaluate(op.attrs, *args)
+            with np.errstate(over="ignore"):  # two masks on one key overflow to -inf, then clip
+                results = op_def(op.type).evaluate(op.attrs, *args)
         for port, result in enumerate(results):
             values[Value(node, port)] = result
     return {name: values[v] for name, v in graph.outputs.items()}

@@ -32,6 +32,9 @@ class ConditionalOptions:
 
 def generate(ctx, options: ConditionalOptions, spec, hidden, positions):
     d, k = spec.model.width, options.kernel
+    # lengths this model accepts: class tokens + whole grid rows (recorded in the ONNX metadata)
+    axis = ctx.type_of(hidden).shape[1]
+    ctx.graph.metadata.setdefault("length_rules", {})[axis] = (options.class_tokens, options.grid_width)
     with ctx.at("position_generator"):
         weight = ctx.param("weight", (d, 1, k, k), "embedding")
         bias = ctx.param("bias", (d,), "zeros")
