@@ -125,6 +125,37 @@ def deberta_bucket(d, buckets: int, max_position: int):
     return np.where(magnitude <= mid, d, np.sign(d) * logs).astype(np.int64)
 
 
+def sparse_mask(options, s: int, t: int, causal: bool, max_length: int, layer: str):
+    """bool (S, T): the keys each query of a position-based sparse kind sees, from the papers.
+    Sliding window: |i - j| <= w·d on every d-th key; Sparse Transformer (Child et al. 2019) strided:
+    i - j < l or l | i - j; fixed: same block of l, or j mod l >= l - c; Longformer: window plus the
+    leading global tokens' rows and columns; BigBird: window, global and random blocks (the random
+    layout is the compiled model's recorded constant); Image Transformer local 1-D: the query's block
+    and `memory_blocks` blocks around it."""
+    kind = type(options).KIND
+    i, j = relative_positions(s, t)
+    d = i - j
+    if kind in ("sliding_window", "longformer"):
+        reach = options.window * options.dilation
+        allowed = (np.abs(d) <= reach) & (d % options.dilation == 0)
+        if kind == "longformer":
+            allowed |= (i < options.global_tokens) | (j < options.global_tokens)
+        return allowed
+    if kind == "sparse_transformer":
+        l = options.stride
+        if options.pattern == "strided":
+            return (np.abs(d) < l) | (np.abs(d) % l == 0)
+        return (i // l == j // l) | (j % l >= l - options.summary)
+    if kind == "block_local":
+        a, b = i // options.block, j // options.block
+        return (b >= a - options.memory_blocks) & (b <= a + (0 if causal else options.memory_blocks))
+    if kind == "bigbird":
+        from tfcompiler.build.attention.bigbird import bigbird_layout
+        layout = bigbird_layout(options, max_length, causal, layer)
+        return layout[i // options.block, j // options.block]
+    return None
+
+
 def softmax(x):
     e = np.exp(x - x.max(-1, keepdims=True))
     return e / e.sum(-1, keepdims=True)
@@ -296,6 +327,9 @@ class Reference:
         if getattr(options, "gaussian_prior", False):  # -w_h (i - j)², w_h >= 0
             width = np.abs(self.w[f"{name}.gaussian_prior.weight"].reshape(-1))
             head_bias = head_bias - width[:, None, None] * ((i - j) ** 2)[None]
+        allowed = sparse_mask(options, s, t, causal, m.max_length, name) if positional is not None else None
+        if allowed is not None:
+            head_bias = head_bias + np.where(allowed, 0.0, NEG)
         talking = getattr(options, "talking_heads", "none")
         mixes = {when: self.w[f"{name}.talking_heads.{when}"] if talking in (when, "both") else None
                  for when in ("pre", "post")}

@@ -212,6 +212,38 @@ block: {attention: {kind: collaborative, shared_width: 12}}
 decoder: {layers: 2}
 head: {kind: lm}
 """),
+    "sliding_window_decoder": ("decoder", ", kv_heads: 2", """
+positional: rope
+block: {attention: {kind: sliding_window, window: 3}}
+decoder: {layers: 2}
+head: {kind: lm}
+"""),
+    "dilated_window_encoder": ("encoder", "", """
+block: {attention: {kind: sliding_window, window: 2, dilation: 2}}
+encoder: {layers: 2}
+"""),
+    "sparse_transformer_strided": ("decoder", "", """
+block: {attention: {kind: sparse_transformer, stride: 3}}
+decoder: {layers: 2}
+head: {kind: lm}
+"""),
+    "sparse_transformer_fixed": ("encoder", "", """
+block: {attention: {kind: sparse_transformer, pattern: fixed, stride: 4, summary: 2}}
+encoder: {layers: 2}
+"""),
+    "longformer_encoder": ("encoder", "", """
+block: {attention: {kind: longformer, window: 2, global_tokens: 2}}
+encoder: {layers: 2}
+"""),
+    "bigbird_encoder": ("encoder", "", """
+block: {attention: {kind: bigbird, block: 2, window_blocks: 3, global_blocks: 1, random_blocks: 2, seed: 7}}
+encoder: {layers: 2}
+"""),
+    "image_transformer_local_1d": ("decoder", "", """
+block: {attention: {kind: block_local, block: 4, memory_blocks: 1}}
+decoder: {layers: 2}
+head: {kind: lm}
+"""),
     "per_layer_overrides": ("decoder", "", """
 block: {placement: pre}
 decoder:

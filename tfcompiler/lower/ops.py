@@ -15,6 +15,7 @@ from onnx import TensorProto
 
 from ..ir.ops.nn import MASKED
 from .emit import Emitter
+from .patterns import pattern_allowed
 
 ONNX_DTYPES = {"float32": TensorProto.FLOAT, "float64": TensorProto.DOUBLE, "float16": TensorProto.FLOAT16,
                "bfloat16": TensorProto.BFLOAT16, "int64": TensorProto.INT64, "int32": TensorProto.INT32,
@@ -133,6 +134,15 @@ def _causal_allowed(e, q: str, k: str, lengths: tuple, key_axis: int = 2) -> str
 
 def _attention(e, attrs, inputs, types, label):
     q, k, v, *bias = inputs
+    if attrs.get("pattern") is not None:  # dense lowering of a sparse pattern: a mask bias
+        allowed = pattern_allowed(e, attrs["pattern"], lambda: (_length(e, q, 2), _length(e, k, 2)),
+                                  (types[0].shape[2], types[1].shape[2]))
+        masked = e.node1("Where", allowed, e.const(0.0, np.float32), e.const(MASKED, np.float32),
+                         label="SparsePattern")
+        if bias:
+            masked = e.node1("Max", e.node1("Add", bias[0], masked), e.const(MASKED, np.float32))
+        bias = [masked]
+        types = list(types[:3]) + [types[0].with_shape((1, 1) + types[0].shape[2:3] + types[1].shape[2:3])]
     same_length = types[0].shape[2] == types[1].shape[2]
     lengths = ("causal", types[0].shape[2], types[1].shape[2])
     if e.opset >= 23:
@@ -171,6 +181,13 @@ def _scores(e, attrs, inputs, types, label="Scores"):
 def _hide_future(e, scores: str, lengths: tuple, label: str = "") -> str:
     allowed = _causal_allowed(e, scores, scores, lengths, key_axis=3)
     return e.node1("Where", allowed, scores, e.const(MASKED, np.float32), label=label or "Causal")
+
+
+def _pattern_mask(e, attrs, inputs, types, label):
+    (scores,) = inputs
+    allowed = pattern_allowed(e, attrs["pattern"], lambda: (_length(e, scores, 2), _length(e, scores, 3)),
+                              (types[0].shape[2], types[0].shape[3]))
+    return [e.node1("Where", allowed, scores, e.const(MASKED, np.float32), label=label or "SparsePattern")]
 
 
 def _causal_mask(e, attrs, inputs, types, label):
@@ -304,7 +321,7 @@ EMITTERS = {"silu": _silu, "gelu": _gelu, "cast": _cast, "transpose": _transpose
             "gather": _gather, "concat": _concat, "unsqueeze": _unsqueeze, "positions": _positions,
             "softmax": _softmax, "layer_norm": _layer_norm, "rms_norm": _rms_norm,
             "padding_bias": _padding_bias, "attention": _attention, "rope": _rope,
-            "attention_scores": _scores, "causal_mask": _causal_mask, "attention_context": _context,
+            "attention_scores": _scores, "causal_mask": _causal_mask, "pattern_mask": _pattern_mask, "attention_context": _context,
             "clip": _clip, "einsum": _einsum, "relative_distance": _relative_distance,
             "take_relative": _take_relative, "distance_range": _distance_range,
             "distance_index": _distance_index, "grid_conv": _grid_conv}

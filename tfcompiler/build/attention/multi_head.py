@@ -65,21 +65,22 @@ def project(ctx, spec, site: Site):
     return query, key, value
 
 
-def build_multi_head(ctx, options: MultiHeadOptions, spec, site: Site):
+def build_multi_head(ctx, options: MultiHeadOptions, spec, site: Site, pattern=None):
+    """``pattern``: a static sparse pattern for the position-based sparse kinds (self-attention)."""
     query, key, value = project(ctx, spec, site)
     if options.qk_norm:
         norm = Norm(kind=options.qk_norm, epsilon=options.qk_norm_epsilon)
         query = build_norm(ctx, query, norm, "query_norm", bias=False)
         key = build_norm(ctx, key, norm, "key_norm", bias=False)
-    return attend(ctx, options, spec, site, query, key, value)
+    return attend(ctx, options, spec, site, query, key, value, pattern)
 
 
-def attend(ctx, options: MultiHeadOptions, spec, site: Site, query, key, value):
+def attend(ctx, options: MultiHeadOptions, spec, site: Site, query, key, value, pattern=None):
     """Positions, priors, masks and head options on projected heads; returns (B, S, D)."""
     m = spec.model
     scale = options.scale if options.scale is not None else ctx.type_of(query).shape[-1] ** -0.5
     parts = AttentionParts(query, key, value, scale=scale, causal=site.causal,
-                           softcap=float(options.softcap or 0.0))
+                           softcap=float(options.softcap or 0.0), pattern=pattern if site.is_self else None)
     if site.mask is not None:
         parts.mask_biases.append(ctx.op("padding_bias", site.mask))
     scheme = POSITIONS.builder(site.positional) if site.positional is not None else None

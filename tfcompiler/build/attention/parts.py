@@ -51,6 +51,7 @@ class AttentionParts:
     mask_biases: list = field(default_factory=list)
     value_terms: list[Callable] = field(default_factory=list)  # probs (B,H,S,T) -> (B,H,S,Dv)
     hiding: int = 0  # position biases that hide keys with the masked value
+    pattern: Any = None  # a static sparse pattern (tfcompiler.ir.patterns): keys outside it hidden
 
     def add_bias(self, bias, hides_keys: bool = False) -> "AttentionParts":
         self.position_biases.append(bias)
@@ -81,8 +82,9 @@ def emit_attention(ctx, parts: AttentionParts, pre_mix=None, post_mix=None, carr
         biases = parts.position_biases + parts.mask_biases
         hiding = parts.hiding + len(parts.mask_biases)
         inputs = [parts.query, parts.key, parts.value] + ([_sum(ctx, biases, "AttentionBias", hiding)] if biases else [])
+        pattern = {"pattern": parts.pattern} if parts.pattern is not None else {}
         return ctx.op("attention", *inputs, scale=float(parts.scale), causal=parts.causal,
-                      softcap=float(parts.softcap), label="Attention"), None
+                      softcap=float(parts.softcap), label="Attention", **pattern), None
     scores = ctx.op("attention_scores", parts.query, parts.key, scale=float(parts.scale),
                     softcap=float(parts.softcap), label="Scores")
     if carried is not None:
@@ -98,6 +100,8 @@ def emit_attention(ctx, parts: AttentionParts, pre_mix=None, post_mix=None, carr
         scores = ctx.op("clip", scores, low=float(MASKED), label="MaskFloor")
     if parts.causal:
         scores = ctx.op("causal_mask", scores, label="Causal")
+    if parts.pattern is not None:
+        scores = ctx.op("pattern_mask", scores, pattern=parts.pattern, label="SparsePattern")
     probs = ctx.op("softmax", scores, axis=-1, label="Softmax")
     if post_mix is not None:
         probs = ctx.op("einsum", probs, post_mix, equation="bhst,hg->bgst", label="TalkingHeadsPost")

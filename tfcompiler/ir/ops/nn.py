@@ -78,13 +78,16 @@ def attention_context(probs, v):
     return probs.astype(np.float64) @ v.astype(np.float64)
 
 
-def attention_reference(q, k, v, bias=None, scale=None, causal=False, softcap=0.0):
-    """softmax(cap(scale · q kᵀ) + bias) v, grouped-query, bottom-right causal."""
+def attention_reference(q, k, v, bias=None, scale=None, causal=False, softcap=0.0, pattern=None):
+    """softmax(cap(scale · q kᵀ) + bias) v, grouped-query, bottom-right causal, keys outside a
+    sparse ``pattern`` (tfcompiler.ir.patterns) masked."""
     scores = attention_scores(q, k, scale, softcap)
     if bias is not None:
         scores = scores + bias
     if causal:
         scores = causal_mask(scores)
+    if pattern is not None:
+        scores = np.where(pattern.mask(*scores.shape[-2:]), scores, MASKED)
     return attention_context(_softmax(scores), v).astype(q.dtype)
 
 
@@ -121,16 +124,21 @@ register("softmax", (1, 1), lambda attrs, t: [t[0]],
 register("layer_norm", (2, 3), _norm_infer, _layer_norm)
 # rms_norm(x, scale) attrs epsilon
 register("rms_norm", (2, 2), _norm_infer, _rms_norm)
-# attention(q, k, v, bias?) attrs scale (float), causal (bool), softcap (float, 0 = none)
+# attention(q, k, v, bias?) attrs scale (float), causal (bool), softcap (float, 0 = none),
+# pattern (a static sparse Pattern, or absent: dense)
 register("attention", (3, 4), _attention_infer,
          lambda attrs, q, k, v, bias=None: [attention_reference(q, k, v, bias, attrs["scale"],
                                                                 attrs.get("causal", False),
-                                                                attrs.get("softcap", 0.0))])
+                                                                attrs.get("softcap", 0.0),
+                                                                attrs.get("pattern"))])
 # attention_scores(q, k) attrs scale, softcap: the (B, H, S, T) scores of the explicit form
 register("attention_scores", (2, 2), _scores_infer,
          lambda attrs, q, k: [attention_scores(q, k, attrs["scale"], attrs.get("softcap", 0.0)).astype(q.dtype)])
 # causal_mask(scores): masked where the key lies after the query
 register("causal_mask", (1, 1), lambda attrs, t: [t[0]], lambda attrs, x: [causal_mask(x).astype(x.dtype)])
+# pattern_mask(scores) attrs pattern: scores (B, H, S, T) masked outside the pattern
+register("pattern_mask", (1, 1), lambda attrs, t: [t[0]],
+         lambda attrs, x: [np.where(attrs["pattern"].mask(*x.shape[-2:]), x, MASKED).astype(x.dtype)])
 # attention_context(probs, v): probs (B, H, S, T) @ v (B, Hkv, T, Dv)
 register("attention_context", (2, 2), _context_infer,
          lambda attrs, p, v: [attention_context(p, v).astype(p.dtype)])

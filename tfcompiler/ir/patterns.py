@@ -1,0 +1,150 @@
+"""Static sparse attention patterns: which key j a query i may see, as an attribute of the IR's
+`attention` op. A pattern is written once, as a predicate over integer position grids through a
+small array namespace, and runs twice: on NumPy (the interpreter, the passes' reference) and on
+ONNX ops (the dense lowering's mask). Query positions are aligned to the end of the keys
+(i = row + T - S), as for every mask and relative scheme.
+
+`reach()` says how far a query looks back and ahead (None: unbounded, e.g. global tokens or a
+stride): the sparsity pass turns a bounded pattern into banded blocks.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+class NumpyGrid:
+    """The namespace on NumPy arrays."""
+
+    def mod(self, a, n):
+        return np.mod(a, n)
+
+    def floordiv(self, a, n):  # positions are never negative where this is used
+        return a // n
+
+    def abs(self, a):
+        return np.abs(a)
+
+    def sub(self, a, b):
+        return a - b
+
+    def le(self, a, b):
+        return a <= b
+
+    def lt(self, a, b):
+        return a < b
+
+    def eq(self, a, b):
+        return a == b
+
+    def and_(self, a, b):
+        return a & b
+
+    def or_(self, a, b):
+        return a | b
+
+    def table(self, table: np.ndarray, rows, cols):
+        """table[rows, cols] for a constant bool table (rows (S,1), cols (1,T)); outside = False."""
+        r = np.clip(rows, 0, table.shape[0] - 1)
+        c = np.clip(cols, 0, table.shape[1] - 1)
+        return table[r, c] & (rows < table.shape[0]) & (cols < table.shape[1])
+
+
+@dataclass(frozen=True)
+class Pattern:
+    def allowed(self, xp, i, j):
+        raise NotImplementedError
+
+    def reach(self) -> tuple[int, int] | None:
+        """(back, ahead): the largest i - j and j - i it allows, or None when unbounded."""
+        return None
+
+    def mask(self, s: int, t: int) -> np.ndarray:
+        """The bool (S, T) mask on NumPy."""
+        i = np.arange(t - s, t)[:, None]
+        j = np.arange(t)[None, :]
+        return np.broadcast_to(self.allowed(NumpyGrid(), i, j), (s, t))
+
+    def density(self, s: int, causal: bool) -> float:
+        """Fraction of the (S, S) scores the pattern keeps (with causality), for --explain."""
+        m = self.mask(s, s)
+        if causal:
+            m = m & np.tril(np.ones((s, s), bool))
+        return float(m.mean())
+
+
+@dataclass(frozen=True)
+class Window(Pattern):
+    """|i - j| within [-ahead, back], on every `dilation`-th key (Longformer's dilated window)."""
+
+    back: int
+    ahead: int
+    dilation: int = 1
+
+    def allowed(self, xp, i, j):
+        d = xp.sub(i, j)
+        inside = xp.and_(xp.le(d, self.back), xp.le(-self.ahead, d))
+        return inside if self.dilation == 1 else xp.and_(inside, xp.eq(xp.mod(d, self.dilation), 0))
+
+    def reach(self):
+        return (self.back, self.ahead)
+
+
+@dataclass(frozen=True)
+class Strided(Pattern):
+    """Sparse Transformer, strided (Child et al. 2019): the last `stride` positions, and every
+    position a multiple of `stride` away (both heads' sets in one)."""
+
+    stride: int
+
+    def allowed(self, xp, i, j):
+        d = xp.abs(xp.sub(i, j))
+        return xp.or_(xp.lt(d, self.stride), xp.eq(xp.mod(d, self.stride), 0))
+
+
+@dataclass(frozen=True)
+class Fixed(Pattern):
+    """Sparse Transformer, fixed: the query's own block of `stride`, and the last `summary`
+    positions of every block."""
+
+    stride: int
+    summary: int
+
+    def allowed(self, xp, i, j):
+        same_block = xp.eq(xp.floordiv(i, self.stride), xp.floordiv(j, self.stride))
+        return xp.or_(same_block, xp.le(self.stride - self.summary, xp.mod(j, self.stride)))
+
+
+@dataclass(frozen=True)
+class WithGlobal(Pattern):
+    """A base pattern plus `tokens` leading global tokens that see and are seen by every token
+    (Longformer, BigBird-ITC, Star's relay)."""
+
+    base: Pattern
+    tokens: int
+
+    def allowed(self, xp, i, j):
+        glob = xp.or_(xp.lt(i, self.tokens), xp.lt(j, self.tokens))
+        return xp.or_(self.base.allowed(xp, i, j), glob)
+
+
+@dataclass(frozen=True)
+class Blocks(Pattern):
+    """A block layout: query block a sees key block b when layout[a][b] (BigBird, block-local
+    attention). The layout covers max_length; its rows and columns are tuples so the pattern is a
+    hashable constant."""
+
+    block: int
+    layout: tuple[tuple[bool, ...], ...]
+
+    def allowed(self, xp, i, j):
+        table = np.asarray(self.layout, bool)
+        return xp.table(table, xp.floordiv(i, self.block), xp.floordiv(j, self.block))
+
+    def reach(self):
+        table = np.asarray(self.layout, bool)
+        a, b = np.nonzero(table)
+        offsets = a - b
+        return ((int(offsets.max()) + 1) * self.block - 1, (int(-offsets.min()) + 1) * self.block - 1) \
+            if len(offsets) and np.abs(offsets).max() < table.shape[0] - 1 else None

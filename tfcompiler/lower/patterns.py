@@ -1,0 +1,68 @@
+"""The sparse-pattern namespace on ONNX: the same predicate that masks scores in the interpreter
+(tfcompiler.ir.patterns) emitted as integer and boolean ONNX ops over Range position grids, so
+patterns hold for any sequence length."""
+from __future__ import annotations
+
+import numpy as np
+
+from .emit import Emitter
+
+
+class OnnxGrid:
+    def __init__(self, e: Emitter):
+        self.e = e
+
+    def _int(self, x):
+        return self.e.const(x) if isinstance(x, (int, np.integer)) else x
+
+    def mod(self, a, n):
+        return self.e.node1("Mod", self._int(a), self._int(n))
+
+    def floordiv(self, a, n):
+        return self.e.node1("Div", self._int(a), self._int(n))
+
+    def abs(self, a):
+        return self.e.node1("Abs", a)
+
+    def sub(self, a, b):
+        return self.e.node1("Sub", self._int(a), self._int(b))
+
+    def le(self, a, b):
+        return self.e.node1("LessOrEqual", self._int(a), self._int(b))
+
+    def lt(self, a, b):
+        return self.e.node1("Less", self._int(a), self._int(b))
+
+    def eq(self, a, b):
+        return self.e.node1("Equal", self._int(a), self._int(b))
+
+    def and_(self, a, b):
+        return self.e.node1("And", a, b)
+
+    def or_(self, a, b):
+        return self.e.node1("Or", a, b)
+
+    def table(self, table: np.ndarray, rows, cols):
+        """Clip indices into the table, Gather rows then columns; outside the table = False."""
+        n_rows, n_cols = table.shape
+        r = self.e.node1("Clip", rows, self.e.const(0), self.e.const(n_rows - 1))
+        c = self.e.node1("Clip", cols, self.e.const(0), self.e.const(n_cols - 1))
+        picked = self.e.node1("Gather", self.e.const(table.astype(bool), np.bool_),
+                              self.e.node1("Squeeze", r, self.e.const([1])), axis=0)  # (S, n_cols)
+        picked = self.e.node1("Gather", picked, self.e.node1("Squeeze", c, self.e.const([0])), axis=1)
+        inside = self.and_(self.lt(rows, n_rows), self.lt(cols, n_cols))
+        return self.and_(picked, inside)
+
+
+
+def pattern_allowed(e: Emitter, pattern, lengths, dims: tuple) -> str:
+    """bool (S, T); ``lengths()`` emits the scalar int64 lengths; made once per pattern and pair of
+    symbolic dims ``dims`` and shared by every layer."""
+    key = ("pattern", pattern, dims)
+    if key not in e.memo:
+        s, t = lengths()
+        rows = e.node1("Add", e.node1("Range", e.const(0), s, e.const(1)), e.node1("Sub", t, s))
+        i = e.node1("Unsqueeze", rows, e.const([1]))
+        j = e.node1("Unsqueeze", e.node1("Range", e.const(0), t, e.const(1)), e.const([0]))
+        e.memo[key] = pattern.allowed(OnnxGrid(e), i, j)
+    return e.memo[key]
