@@ -17,7 +17,7 @@ def test_shipped_spec_compiles_and_runs(path, tmp_path, capsys):
     out = tmp_path / f"{path.stem}.onnx"
     assert main(["compile", str(path), "-o", str(out), "--verify", "--explain", "-q"]) == 0
     report = capsys.readouterr().out
-    assert report.count("numerics checked") == 3
+    assert report.count("numerics checked") == 4
     model = Model(str(out))
     outputs = model.run(random_inputs(model, batch=2, sequence=9))
     for name, value in outputs.items():

@@ -45,10 +45,11 @@ class NumpyGrid:
         return a | b
 
     def table(self, table: np.ndarray, rows, cols):
-        """table[rows, cols] for a constant bool table (rows (S,1), cols (1,T)); outside = False."""
+        """table[rows, cols] for a constant bool table, rows and cols broadcasting; outside = False."""
         r = np.clip(rows, 0, table.shape[0] - 1)
         c = np.clip(cols, 0, table.shape[1] - 1)
-        return table[r, c] & (rows < table.shape[0]) & (cols < table.shape[1])
+        inside = (rows >= 0) & (rows < table.shape[0]) & (cols >= 0) & (cols < table.shape[1])
+        return table[r, c] & inside
 
 
 @dataclass(frozen=True)

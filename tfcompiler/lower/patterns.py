@@ -43,14 +43,15 @@ class OnnxGrid:
         return self.e.node1("Or", a, b)
 
     def table(self, table: np.ndarray, rows, cols):
-        """Clip indices into the table, Gather rows then columns; outside the table = False."""
+        """Gather from the flattened table at clip(row)·n_cols + clip(col) (any broadcasting
+        shapes); outside the table = False."""
         n_rows, n_cols = table.shape
         r = self.e.node1("Clip", rows, self.e.const(0), self.e.const(n_rows - 1))
         c = self.e.node1("Clip", cols, self.e.const(0), self.e.const(n_cols - 1))
-        picked = self.e.node1("Gather", self.e.const(table.astype(bool), np.bool_),
-                              self.e.node1("Squeeze", r, self.e.const([1])), axis=0)  # (S, n_cols)
-        picked = self.e.node1("Gather", picked, self.e.node1("Squeeze", c, self.e.const([0])), axis=1)
-        inside = self.and_(self.lt(rows, n_rows), self.lt(cols, n_cols))
+        flat = self.e.node1("Add", self.e.node1("Mul", r, self.e.const(n_cols)), c)
+        picked = self.e.node1("Gather", self.e.const(table.reshape(-1).astype(bool), np.bool_), flat, axis=0)
+        inside = self.and_(self.and_(self.le(0, rows), self.lt(rows, n_rows)),
+                           self.and_(self.le(0, cols), self.lt(cols, n_cols)))
         return self.and_(picked, inside)
 
 

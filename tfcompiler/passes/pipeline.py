@@ -14,10 +14,12 @@ from .base import Pass, PassError
 from .eliminate_common_subexpressions import EliminateCommonSubexpressions
 from .eliminate_dead_code import EliminateDeadCode
 from .fold_constants import FoldConstants
+from .sparsify_attention import SparsifyAttention
 
-# Folding first exposes equal constants to CSE; dead code last sweeps what both left behind.
+# Folding first exposes equal constants to CSE; sparsity needs the final attention inputs; dead code
+# last sweeps what the others left behind.
 PIPELINES: dict[str, list] = {
-    "default": [FoldConstants, EliminateCommonSubexpressions, EliminateDeadCode],
+    "default": [FoldConstants, EliminateCommonSubexpressions, SparsifyAttention, EliminateDeadCode],
     "none": [],
 }
 
