@@ -156,6 +156,46 @@ def sparse_mask(options, s: int, t: int, causal: bool, max_length: int, layer: s
     return None
 
 
+def linearised_attention(q, k, v, key_bias, causal, options, layer: str, head_width: int):
+    """Katharopoulos et al. 2020: V'_i = φ(q_i)ᵀ Σ_j φ(k_j) v_jᵀ / (φ(q_i)ᵀ Σ_j φ(k_j) + eps), sums
+    over j <= i when causal, padded keys left out. φ: elu + 1; FAVOR+ (Choromanski et al. 2021)
+    exp(w·x' - |x'|²/2)/√m with x' = x/d^¼; RFA (Peng et al. 2021) √(1/D)[sin(Wx̂), cos(Wx̂)] on unit
+    x̂. The random matrices are the compiled model's recorded constants."""
+    import zlib
+
+    kind = type(options).KIND
+    group = q.shape[1] // k.shape[1]
+    k, v = np.repeat(k, group, axis=1), np.repeat(v, group, axis=1)
+    rng = np.random.default_rng([getattr(options, "seed", 0), zlib.crc32(layer.encode())])
+    if kind == "linear":
+        def phi(x):
+            return np.where(x > 0, x + 1, np.exp(np.minimum(x, 0)))
+        eps = options.eps
+    elif kind == "performer":
+        from tfcompiler.build.attention.performer import orthogonal_features
+        w = orthogonal_features(options.features, head_width, rng)
+
+        def phi(x):
+            x = x / head_width ** 0.25
+            return np.exp(x @ w.T - (x ** 2).sum(-1, keepdims=True) / 2) / math.sqrt(len(w))
+        eps = 0.0
+    else:
+        w = rng.standard_normal((options.features, head_width)) / options.sigma
+
+        def phi(x):
+            angles = (x / np.linalg.norm(x, axis=-1, keepdims=True)) @ w.T
+            return np.concatenate([np.sin(angles), np.cos(angles)], -1) / math.sqrt(len(w))
+        eps = options.eps
+    fq, fk = phi(q), phi(k)
+    if key_bias is not None:
+        fk = fk * (key_bias == 0)[:, None, :, None]
+    weights = fq @ fk.swapaxes(-1, -2)  # φ(q_i)·φ(k_j)
+    if causal:
+        s, t = weights.shape[-2:]
+        weights = weights * np.tril(np.ones((s, t)), k=t - s)
+    return (weights @ v) / (weights.sum(-1, keepdims=True) + eps)
+
+
 def softmax(x):
     e = np.exp(x - x.max(-1, keepdims=True))
     return e / e.sum(-1, keepdims=True)
@@ -260,6 +300,8 @@ class Reference:
         (B,H,S,dv). ``positions`` (S,) of the queries default to T-S .. T-1 (rotary only)."""
         m = self.spec.model
         s, t = q.shape[2], k.shape[2]
+        if type(options).KIND in ("linear", "performer", "rfa"):
+            return linearised_attention(q, k, v, key_bias, causal, options, name, m.dh)
         scale = options.scale if options.scale is not None else 1 / math.sqrt(q.shape[-1])
         head_bias = np.zeros((1, m.heads, s, t))
         value_term = None

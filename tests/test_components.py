@@ -244,6 +244,29 @@ block: {attention: {kind: block_local, block: 4, memory_blocks: 1}}
 decoder: {layers: 2}
 head: {kind: lm}
 """),
+    "linear_causal_decoder": ("decoder", ", kv_heads: 2", """
+block: {attention: {kind: linear}}
+decoder: {layers: 2}
+head: {kind: lm}
+"""),
+    "linear_bidirectional_encoder": ("encoder", "", """
+positional: sinusoidal
+block: {attention: {kind: linear, eps: 1e-4}}
+encoder: {layers: 2}
+"""),
+    "performer_encoder": ("encoder", "", """
+block: {attention: {kind: performer, features: 24, seed: 3}}
+encoder: {layers: 2}
+"""),
+    "performer_causal_decoder": ("decoder", "", """
+block: {attention: {kind: performer, features: 16}}
+decoder: {layers: 2}
+head: {kind: lm}
+"""),
+    "rfa_encoder": ("encoder", "", """
+block: {attention: {kind: rfa, features: 32, sigma: 0.7}}
+encoder: {layers: 2}
+"""),
     "per_layer_overrides": ("decoder", "", """
 block: {placement: pre}
 decoder:

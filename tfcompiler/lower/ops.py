@@ -23,7 +23,7 @@ ONNX_DTYPES = {"float32": TensorProto.FLOAT, "float64": TensorProto.DOUBLE, "flo
 
 _DIRECT = {"add": "Add", "sub": "Sub", "mul": "Mul", "div": "Div", "pow": "Pow", "neg": "Neg",
            "relu": "Relu", "tanh": "Tanh", "sigmoid": "Sigmoid", "sqrt": "Sqrt", "exp": "Exp",
-           "sin": "Sin", "cos": "Cos", "abs": "Abs", "log": "Log", "equal": "Equal", "less": "Less", "where": "Where",
+           "sin": "Sin", "cos": "Cos", "abs": "Abs", "log": "Log", "elu": "Elu", "equal": "Equal", "less": "Less", "where": "Where",
            "matmul": "MatMul"}
 
 
@@ -103,11 +103,7 @@ def _rms_norm(e, attrs, inputs, types, label):
     if e.opset >= 23:
         return [e.node1("RMSNormalization", x, scale, axis=-1, epsilon=attrs["epsilon"],
                         label=label or "RMSNorm")]
-    square = e.node1("Mul", x, x)
-    if e.opset >= 18:
-        mean = e.node1("ReduceMean", square, e.const([-1]), keepdims=1)
-    else:
-        mean = e.node1("ReduceMean", square, axes=[-1], keepdims=1)
+    mean = _reduce(e, "ReduceMean", e.node1("Mul", x, x), [-1])
     rms = e.node1("Sqrt", e.node1("Add", mean, e.const(attrs["epsilon"], np.float32)))
     return [e.node1("Mul", e.node1("Div", x, rms), scale, label=label or "RMSNorm")]
 
@@ -275,6 +271,40 @@ def _band_allowed(e, attrs, s: str, blocks: str) -> str:
     return allowed
 
 
+def _linear_attention(e, attrs, inputs, types, label):
+    """Bidirectional: phi_q (phi_kᵀ v) / (phi_q Σ phi_k): MatMul and ReduceSum, O(S·F·Dv).
+    Causal: running sums of the outer products phi_k vᵀ (CumSum), exact, O(S·F·Dv) memory."""
+    q, k, v = inputs
+    heads, kv_heads = types[0].shape[1], types[1].shape[1]
+    if kv_heads != heads:
+        k = _repeat_heads(e, k, heads // kv_heads, heads, types[1].shape[3])
+        v = _repeat_heads(e, v, heads // kv_heads, heads, types[2].shape[3])
+    eps = e.const(attrs.get("eps", 0.0), np.float32)
+    if attrs["causal"]:
+        axis = e.const(2)
+        outer = e.node1("Mul", e.node1("Unsqueeze", k, e.const([4])), e.node1("Unsqueeze", v, e.const([3])))
+        state = e.node1("CumSum", outer, axis)  # (B,H,S,F,Dv)
+        numerator = e.node1("Squeeze", e.node1("MatMul", e.node1("Unsqueeze", q, e.const([3])), state), e.const([3]))
+        normaliser = e.node1("CumSum", k, axis)
+        denominator = _reduce(e, "ReduceSum", e.node1("Mul", q, normaliser), [-1])
+    else:
+        numerator = e.node1("MatMul", q, e.node1("MatMul", e.node1("Transpose", k, perm=[0, 1, 3, 2]), v))
+        denominator = e.node1("MatMul", q, e.node1("Transpose", _reduce(e, "ReduceSum", k, [2]), perm=[0, 1, 3, 2]))
+    return [e.node1("Div", numerator, e.node1("Add", denominator, eps), label=label or "LinearAttention")]
+
+
+def _reduce(e, op_type: str, x: str, axes, keepdims: bool = True, label: str = "") -> str:
+    """ReduceX with its axes as an input from opset 18 (ReduceSum from 13), as an attribute before."""
+    if op_type == "ReduceSum" and e.opset >= 13 or e.opset >= 18:
+        return e.node1(op_type, x, e.const(list(axes)), keepdims=int(keepdims), label=label or op_type)
+    return e.node1(op_type, x, axes=list(axes), keepdims=int(keepdims), label=label or op_type)
+
+
+def _reduction(op_type):
+    return lambda e, attrs, inputs, types, label: [_reduce(e, op_type, inputs[0], attrs["axes"],
+                                                           attrs.get("keepdims", True), label)]
+
+
 def _repeat_heads(e, x: str, group: int, heads: int, width: int) -> str:
     """(B, Hkv, T, Dh) -> (B, Hkv*group, T, Dh), each key/value head serving `group` query heads."""
     x = e.node1("Unsqueeze", x, e.const([2]))
@@ -398,4 +428,6 @@ EMITTERS = {"silu": _silu, "gelu": _gelu, "cast": _cast, "transpose": _transpose
             "clip": _clip, "einsum": _einsum, "relative_distance": _relative_distance,
             "take_relative": _take_relative, "distance_range": _distance_range,
             "distance_index": _distance_index, "grid_conv": _grid_conv,
-            "banded_attention": _banded_attention}
+            "banded_attention": _banded_attention, "linear_attention": _linear_attention,
+            "reduce_max": _reduction("ReduceMax"), "reduce_sum": _reduction("ReduceSum"),
+            "reduce_mean": _reduction("ReduceMean")}

@@ -67,6 +67,7 @@ register("sigmoid", (1, 1), _float_unary, _keep_dtype(lambda attrs, x: 1 / (1 + 
 register("silu", (1, 1), _float_unary, _keep_dtype(lambda attrs, x: x / (1 + np.exp(-x))))
 register("sqrt", (1, 1), _float_unary, _keep_dtype(lambda attrs, x: np.sqrt(x)))
 register("abs", (1, 1), _unary, _keep_dtype(lambda attrs, x: np.abs(x)))
+register("elu", (1, 1), _float_unary, _keep_dtype(lambda attrs, x: np.where(x > 0, x, np.expm1(np.minimum(x, 0)))))
 register("log", (1, 1), _float_unary, _keep_dtype(lambda attrs, x: np.log(x)))
 # clip: attrs low, high (either may be None); ints stay ints
 register("clip", (1, 1), _unary, _keep_dtype(lambda attrs, x: np.clip(x, attrs.get("low"), attrs.get("high"))))
