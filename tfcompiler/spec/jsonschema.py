@@ -99,8 +99,11 @@ def _registry_schema(registry: KindRegistry, defs: dict) -> dict:
     branches = []
     for kind, options in sorted(registry.kinds.items()):
         options_schema = defs[_section(options, defs)]
+        named = {"properties": {"kind": {"const": kind}}, "required": ["kind"]}
+        if kind == registry.default:  # an absent `kind` means the default kind
+            named = {"anyOf": [named, {"not": {"required": ["kind"]}}]}
         branches.append({
-            "if": {"properties": {"kind": {"const": kind}}},
+            "if": named,
             "then": {"properties": {"kind": {"const": kind}, **options_schema["properties"]},
                      "additionalProperties": False}})
     kinds = sorted(registry.kinds)
