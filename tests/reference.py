@@ -196,6 +196,52 @@ def linearised_attention(q, k, v, key_bias, causal, options, layer: str, head_wi
     return (weights @ v) / (weights.sum(-1, keepdims=True) + eps)
 
 
+def low_rank_attention(q, k, v, key_bias, options, w, layer: str, stack: str):
+    """Linformer (Wang et al. 2020): softmax(Q (E K)ᵀ/√d) F V with E, F cut to the first T columns
+    and padded keys zeroed. Nyströmformer (Xiong et al. 2021): softmax(Q K̃ᵀ/√d) Z softmax(Q̃ Kᵀ/√d) V
+    with segment-mean landmarks (segments of ceil(S/m), over real tokens) and Z the Newton–Schulz
+    pseudo-inverse of softmax(Q̃ K̃ᵀ/√d), plus the per-head convolution of V along the sequence."""
+    d = q.shape[-1]
+    group = q.shape[1] // k.shape[1]
+    k, v = np.repeat(k, group, axis=1), np.repeat(v, group, axis=1)
+    keep = np.ones(k.shape[2]) if key_bias is None else (key_bias == 0).astype(float)  # (B, T) or (T,)
+    keep = keep[:, None, :, None] if keep.ndim == 2 else keep[None, None, :, None]
+    t = k.shape[2]
+    if type(options).KIND == "linformer":
+        prefix = {"layerwise": f"{stack}.linformer.projection", "key_value": f"{layer}.projection"}
+        e = w[prefix.get(options.share, f"{layer}.key_projection")][:, :t]
+        f = w[prefix.get(options.share, f"{layer}.value_projection")][:, :t]
+        return softmax(q @ (e @ (k * keep)).swapaxes(-1, -2) / math.sqrt(d)) @ (f @ (v * keep))
+
+    def landmarks(x, m):
+        length = -(-x.shape[2] // m)
+        out = np.zeros(x.shape[:2] + (m, x.shape[3]))
+        for segment in range(m):
+            rows = slice(segment * length, (segment + 1) * length)
+            weights = np.broadcast_to(keep, x.shape[:1] + (1, x.shape[2], 1))[:, :, rows]
+            out[:, :, segment] = (x[:, :, rows] * weights).sum(2) / np.maximum(weights.sum(2), 1)
+        return out
+
+    m = options.landmarks
+    q_marks, k_marks = landmarks(q, m), landmarks(k, m)
+    kernel1 = softmax(q @ k_marks.swapaxes(-1, -2) / math.sqrt(d))
+    a = softmax(q_marks @ k_marks.swapaxes(-1, -2) / math.sqrt(d))
+    bias = 0.0 if key_bias is None else key_bias[:, None, None, :]
+    kernel3 = softmax(q_marks @ k.swapaxes(-1, -2) / math.sqrt(d) + bias)
+    z = a.swapaxes(-1, -2) / (np.abs(a).sum(-2).max(-1)[..., None, None] * np.abs(a).sum(-1).max(-1)[..., None, None])
+    eye = np.eye(m)
+    for _ in range(options.pinv_iterations):
+        az = a @ z
+        z = 0.25 * z @ (13 * eye - az @ (15 * eye - az @ (7 * eye - az)))
+    out = kernel1 @ z @ (kernel3 @ v)
+    if options.conv_kernel:
+        kernel = w[f"{layer}.nystrom.conv.weight"][:, 0, :, 0]  # (H, k)
+        half = options.conv_kernel // 2
+        padded = np.pad(v * keep, ((0, 0), (0, 0), (half, half), (0, 0)))
+        out = out + sum(padded[:, :, o:o + t] * kernel[None, :, o, None, None] for o in range(options.conv_kernel))
+    return out
+
+
 def softmax(x):
     e = np.exp(x - x.max(-1, keepdims=True))
     return e / e.sum(-1, keepdims=True)
@@ -302,6 +348,8 @@ class Reference:
         s, t = q.shape[2], k.shape[2]
         if type(options).KIND in ("linear", "performer", "rfa"):
             return linearised_attention(q, k, v, key_bias, causal, options, name, m.dh)
+        if type(options).KIND in ("linformer", "nystrom"):
+            return low_rank_attention(q, k, v, key_bias, options, self.w, name, stack)
         scale = options.scale if options.scale is not None else 1 / math.sqrt(q.shape[-1])
         head_bias = np.zeros((1, m.heads, s, t))
         value_term = None

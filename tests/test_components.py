@@ -267,6 +267,26 @@ head: {kind: lm}
 block: {attention: {kind: rfa, features: 32, sigma: 0.7}}
 encoder: {layers: 2}
 """),
+    "linformer_encoder": ("encoder", ", kv_heads: 2", """
+block: {attention: {kind: linformer, projected_length: 6}}
+encoder: {layers: 2}
+"""),
+    "linformer_shared_layerwise": ("encoder", "", """
+block: {attention: {kind: linformer, projected_length: 4, share: layerwise}}
+encoder:
+  layers: 2
+  overrides:
+    - layers: [1, 1]
+      block: {attention: {kind: linformer, projected_length: 4, share: key_value}}
+"""),
+    "nystrom_encoder": ("encoder", "", """
+block: {attention: {kind: nystrom, landmarks: 4, conv_kernel: 3}}
+encoder: {layers: 2}
+"""),
+    "nystrom_gqa_no_conv": ("encoder", ", kv_heads: 2", """
+block: {attention: {kind: nystrom, landmarks: 3, pinv_iterations: 8, conv_kernel: 0}}
+encoder: {layers: 2}
+"""),
     "per_layer_overrides": ("decoder", "", """
 block: {placement: pre}
 decoder:

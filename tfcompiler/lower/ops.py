@@ -305,6 +305,33 @@ def _reduction(op_type):
                                                            attrs.get("keepdims", True), label)]
 
 
+def _segment_means(e, attrs, inputs, types, label):
+    """Pad to m·ceil(S/m), Reshape to (B,H,m,len,D), ReduceSum, divide by the kept counts."""
+    x, keep = inputs
+    m, width = attrs["segments"], types[0].shape[3]
+    s = _length(e, x, 2)
+    length = e.node1("Div", e.node1("Add", s, e.const(m - 1)), e.const(m))
+    pad = e.node1("Reshape", e.node1("Sub", e.node1("Mul", length, e.const(m)), s), e.const([1]))
+    amounts = e.node1("Concat", e.const([0, 0, 0, 0, 0, 0]), pad, e.const([0]), axis=0)
+    kept = e.node1("Mul", x, keep)
+    sums = _reduce(e, "ReduceSum", e.node1("Reshape", e.node1("Pad", kept, amounts), e.const([0, 0, m, -1, width])),
+                   [3], keepdims=False)
+    counts = e.node1("Expand", keep, e.node1("Concat", e.node1("Shape", keep, start=0, end=1),
+                                                 e.const([1]), e.node1("Shape", x, start=2, end=3),
+                                                 e.const([1]), axis=0))
+    counts = _reduce(e, "ReduceSum", e.node1("Reshape", e.node1("Pad", counts, amounts), e.const([0, 1, m, -1, 1])),
+                     [3], keepdims=False)
+    counts = e.node1("Max", counts, e.const(1.0, np.float32))
+    return [e.node1("Div", sums, counts, label=label or "SegmentMeans")]
+
+
+def _sequence_conv(e, attrs, inputs, types, label):
+    x, weight = inputs
+    heads, k = types[1].shape[0], types[1].shape[2]
+    return [e.node1("Conv", x, weight, group=heads, kernel_shape=[k, 1], pads=[k // 2, 0, k // 2, 0],
+                    label=label or "SequenceConv")]
+
+
 def _repeat_heads(e, x: str, group: int, heads: int, width: int) -> str:
     """(B, Hkv, T, Dh) -> (B, Hkv*group, T, Dh), each key/value head serving `group` query heads."""
     x = e.node1("Unsqueeze", x, e.const([2]))
@@ -430,4 +457,5 @@ EMITTERS = {"silu": _silu, "gelu": _gelu, "cast": _cast, "transpose": _transpose
             "distance_index": _distance_index, "grid_conv": _grid_conv,
             "banded_attention": _banded_attention, "linear_attention": _linear_attention,
             "reduce_max": _reduction("ReduceMax"), "reduce_sum": _reduction("ReduceSum"),
-            "reduce_mean": _reduction("ReduceMean")}
+            "reduce_mean": _reduction("ReduceMean"), "segment_means": _segment_means,
+            "sequence_conv": _sequence_conv}
