@@ -196,6 +196,61 @@ def linearised_attention(q, k, v, key_bias, causal, options, layer: str, head_wi
     return (weights @ v) / (weights.sum(-1, keepdims=True) + eps)
 
 
+def informer_attention(q, k, v, key_bias, factor: int):
+    """Zhou et al. 2021, ProbSparse (encoder): M(q_i) = max_j q_i·k_j − Σ_j q_i·k_j / T over U =
+    c·⌈ln T⌉ sampled keys (evenly spaced, as the compiled model documents); the top u = c·⌈ln S⌉
+    queries attend normally, the rest output mean(V) over real keys."""
+    b, h, s, d = q.shape
+    t = k.shape[2]
+    group = h // k.shape[1]
+    k, v = np.repeat(k, group, axis=1), np.repeat(v, group, axis=1)
+    keep = np.ones((b, t)) if key_bias is None else (key_bias == 0).astype(float)
+    count = lambda n: max(min(factor * math.ceil(math.log(n)), n), 1) if n > 1 else 1  # noqa: E731
+    samples = [r * t // count(t) for r in range(count(t))]
+    out = np.empty((b, h, s, v.shape[-1]))
+    for bi in range(b):
+        mean = (keep[bi][:, None] * v[bi]).sum(1) / max(keep[bi].sum(), 1)  # (H, d)
+        for hi in range(h):
+            dots = q[bi, hi] @ k[bi, hi].T  # (S, T)
+            measure = dots[:, samples].max(-1) - dots[:, samples].sum(-1) / t
+            active = set(np.argsort(-measure, kind="stable")[:count(s)])
+            for i in range(s):
+                if i in active:
+                    bias = 0.0 if key_bias is None else key_bias[bi]
+                    out[bi, hi, i] = softmax(dots[i] / math.sqrt(d) + bias) @ v[bi, hi]
+                else:
+                    out[bi, hi, i] = mean[hi]
+    return out
+
+
+def compressed_attention(q, k, v, key_bias, s: int, w, layer: str):
+    """Liu et al. 2018: K' = Conv1d_{kernel s, stride s}(K), V' likewise (grouped per head), padded
+    keys zeroed and the tail padded with zeros; a compressed slot is hidden when it holds no real key.
+    Here k, v are (B, Hkv, T, d) heads of the projected keys; the convolution mixes one head's d
+    channels over s positions."""
+    b, h, t, d = k.shape
+    keep = np.ones((b, t)) if key_bias is None else (key_bias == 0).astype(float)
+    rows = -(-t // s)
+
+    def conv(x, name):
+        weight, bias = w[f"{layer}.{name}_compression.weight"], w[f"{layer}.{name}_compression.bias"]
+        x = np.pad(x * keep[:, None, :, None], ((0, 0), (0, 0), (0, rows * s - t), (0, 0)))
+        out = np.zeros((b, h, rows, d))
+        for head in range(h):
+            kernel = weight[head * d:(head + 1) * d]  # (out d, in d, s)
+            for r in range(rows):
+                window = x[:, head, r * s:(r + 1) * s]  # (B, s, d)
+                out[:, head, r] = np.einsum("bsi,ois->bo", window, kernel) + bias[head * d:(head + 1) * d]
+        return out
+
+    k2, v2 = conv(k, "key"), conv(v, "value")
+    slots = np.pad(keep, ((0, 0), (0, rows * s - t))).reshape(b, rows, s).max(-1)
+    group = q.shape[1] // h
+    k2, v2 = np.repeat(k2, group, axis=1), np.repeat(v2, group, axis=1)
+    scores = q @ k2.swapaxes(-1, -2) / math.sqrt(d) + np.where(slots > 0, 0.0, NEG)[:, None, None, :]
+    return softmax(scores) @ v2
+
+
 def low_rank_attention(q, k, v, key_bias, options, w, layer: str, stack: str):
     """Linformer (Wang et al. 2020): softmax(Q (E K)ᵀ/√d) F V with E, F cut to the first T columns
     and padded keys zeroed. Nyströmformer (Xiong et al. 2021): softmax(Q K̃ᵀ/√d) Z softmax(Q̃ Kᵀ/√d) V
@@ -324,6 +379,13 @@ class Reference:
         b, s, _ = x.shape
         t = memory.shape[1]
         kind = type(options).KIND
+        if kind == "induced":  # Lee et al. 2019: H = MHA(I, X, X), out = MHA(X, H, H)
+            from tfcompiler.build.attention.multi_head import MultiHeadOptions
+            import dataclasses
+            plain = dataclasses.replace(block, attention=MultiHeadOptions())
+            points = np.broadcast_to(self.w[f"{name}.inducing_points"], (b,) + self.w[f"{name}.inducing_points"].shape[1:])
+            induced = self.mha(points, memory, key_bias, False, plain, f"{name}.induce")
+            return self.mha(x, induced, None, False, plain, f"{name}.broadcast")
         if kind == "collaborative":  # Cordonnier et al. 2020: shared W_Q, W_K, per-head mixing m_h
             shared_q, shared_k = self.linear(x, f"{name}.query"), self.linear(memory, f"{name}.key")
             mixing = self.w[f"{name}.mixing"]  # (H, D~)
@@ -348,6 +410,10 @@ class Reference:
         s, t = q.shape[2], k.shape[2]
         if type(options).KIND in ("linear", "performer", "rfa"):
             return linearised_attention(q, k, v, key_bias, causal, options, name, m.dh)
+        if type(options).KIND == "prob_sparse":
+            return informer_attention(q, k, v, key_bias, options.factor)
+        if type(options).KIND == "memory_compressed":
+            return compressed_attention(q, k, v, key_bias, options.compression, self.w, name)
         if type(options).KIND in ("linformer", "nystrom"):
             return low_rank_attention(q, k, v, key_bias, options, self.w, name, stack)
         scale = options.scale if options.scale is not None else 1 / math.sqrt(q.shape[-1])

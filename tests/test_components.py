@@ -287,6 +287,18 @@ encoder: {layers: 2}
 block: {attention: {kind: nystrom, landmarks: 3, pinv_iterations: 8, conv_kernel: 0}}
 encoder: {layers: 2}
 """),
+    "memory_compressed_encoder": ("encoder", ", kv_heads: 2", """
+block: {attention: {kind: memory_compressed, compression: 3}}
+encoder: {layers: 2}
+"""),
+    "induced_set_attention": ("encoder", ", kv_heads: 2", """
+block: {attention: {kind: induced, points: 3}}
+encoder: {layers: 2}
+"""),
+    "informer_prob_sparse": ("encoder", ", kv_heads: 2", """
+block: {attention: {kind: prob_sparse, factor: 1}}
+encoder: {layers: 2}
+"""),
     "per_layer_overrides": ("decoder", "", """
 block: {placement: pre}
 decoder:

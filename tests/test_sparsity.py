@@ -2,7 +2,7 @@
 masked attention — in the IR (NumPy, the blocked algorithm against the dense op) and in the ONNX
 lowering on onnxruntime — for lengths that are and are not multiples of the block, causal and
 bidirectional, with padding and grouped-query heads; unbounded patterns stay dense and say why;
-a graph without patterns is left unchanged."""
+global tokens become dense rows and extra columns; a graph without patterns is left unchanged."""
 from __future__ import annotations
 
 import numpy as np
@@ -18,7 +18,8 @@ from tfcompiler.passes.sparsify_attention import SparsifyAttention
 
 WINDOW = Window(back=3, ahead=3)
 BANDED = [WINDOW, Window(back=4, ahead=0), Window(back=4, ahead=4, dilation=2), Window(back=2, ahead=5),
-          Blocks(3, tuple(tuple(abs(a - b) <= 1 for b in range(8)) for a in range(8)))]
+          Blocks(3, tuple(tuple(abs(a - b) <= 1 for b in range(8)) for a in range(8))),
+          WithGlobal(WINDOW, 2), WithGlobal(Window(back=3, ahead=0), 1)]
 
 
 def attention_graph(pattern, causal: bool, kv_heads: int = 2, bias: bool = True) -> Graph:
@@ -66,14 +67,15 @@ def test_banded_numpy_algorithm_is_exact_against_the_dense_formula():
     rng = np.random.default_rng(3)
     q, k, v = (rng.standard_normal((1, 2, 17, 4)) for _ in range(3))
     for pattern in BANDED:
-        back, ahead = pattern.reach()
+        band, g = (pattern.base, pattern.tokens) if isinstance(pattern, WithGlobal) else (pattern, 0)
+        back, ahead = band.reach()
         block = max(back, ahead, 1)
-        got = banded_attention(q, k, v, None, 0.5, False, 0.0, pattern, block, -(-back // block), -(-ahead // block))
+        got = banded_attention(q, k, v, None, 0.5, False, 0.0, band, block, -(-back // block), -(-ahead // block), g)
         want = attention_reference(q, k, v, None, 0.5, False, 0.0, pattern)
         np.testing.assert_allclose(got, want, atol=1e-12, rtol=0)
 
 
-@pytest.mark.parametrize("pattern", [WithGlobal(WINDOW, 2), Strided(3)], ids=str)
+@pytest.mark.parametrize("pattern", [WithGlobal(Strided(3), 1), Strided(3)], ids=str)
 def test_unbounded_patterns_stay_dense_and_say_why(pattern):
     graph = attention_graph(pattern, False)
     before = graph.describe()

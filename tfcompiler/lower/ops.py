@@ -242,8 +242,52 @@ def _banded_attention(e, attrs, inputs, types, label):
         scores = e.node1("Add", scores, e.node1("Transpose", key_bias, perm=[0, 1, 2, 4, 3]))
     allowed = _band_allowed(e, attrs, s, blocks)
     scores = e.node1("Where", allowed, scores, e.const(MASKED, np.float32))
+    g = attrs.get("global_tokens", 0)
+    if g:  # global keys: g extra columns for every block
+        def first_g(x, axis):
+            return e.node1("Slice", x, e.const([0]), e.const([g]), e.const([axis]))
+
+        def per_block(x, last):  # (B,H,g,last) -> (B,H,nb,g,last)
+            shape = e.node1("Concat", e.node1("Shape", q_blocks, start=0, end=3), e.const([g, last]), axis=0)
+            return e.node1("Expand", e.node1("Unsqueeze", x, e.const([2])), shape)
+
+        global_scores = e.node1("MatMul", q_blocks, e.node1("Transpose", per_block(first_g(k, 2), width),
+                                                            perm=[0, 1, 2, 4, 3]))
+        global_scores = e.node1("Mul", global_scores, e.const(attrs["scale"], np.float32))
+        if attrs.get("softcap"):
+            cap = e.const(attrs["softcap"], np.float32)
+            global_scores = e.node1("Mul", e.node1("Tanh", e.node1("Div", global_scores, cap)), cap)
+        if bias:
+            global_scores = e.node1("Add", global_scores, e.node1("Unsqueeze", first_g(bias[0], 3), e.const([2])))
+        columns = e.const(np.arange(g)[None, None, :])
+        visible = e.node1("Less", columns, e.node1("Reshape", s, e.const([1, 1, 1])))
+        if attrs["causal"]:
+            rows = e.node1("Add", e.node1("Mul", e.node1("Unsqueeze", e.node1("Range", e.const(0), blocks, e.const(1)),
+                                                         e.const([1, 2])), e.const(block)),
+                           e.const(np.arange(block)[None, :, None]))
+            visible = e.node1("And", visible, e.node1("LessOrEqual", columns, rows))
+        global_scores = e.node1("Where", visible, global_scores, e.const(MASKED, np.float32))
+        scores = e.node1("Concat", global_scores, scores, axis=-1)
+        v_blocks = e.node1("Concat", per_block(first_g(v, 2), value_width), v_blocks, axis=3)
     out = e.node1("MatMul", e.node1("Softmax", scores, axis=-1), v_blocks)
     out = e.node1("Reshape", out, e.const([0, 0, -1, value_width]))
+    if g:  # global queries: dense rows over every key (the first rows: causality is top-left)
+        dense_bias = list(bias)
+        if attrs["causal"]:
+            future = e.node1("Less", e.const(np.arange(g)[:, None]),
+                             e.node1("Unsqueeze", e.node1("Range", e.const(0), s, e.const(1)), e.const([0])))
+            future = e.node1("Slice", future, e.const([0]), e.node1("Reshape", s, e.const([1])), e.const([0]))
+            hide = e.node1("Where", future, e.const(MASKED, np.float32), e.const(0.0, np.float32))
+            dense_bias = [e.node1("Add", dense_bias[0], hide) if dense_bias else hide]
+        dense_attrs = {"scale": attrs["scale"], "causal": False, "softcap": attrs.get("softcap", 0.0)}
+        rows_type = types[0].with_shape(types[0].shape[:2] + ("global_rows",) + types[0].shape[3:])
+        bias_type = ([types[0].with_shape((1, 1, "global_rows", types[0].shape[2]))] if attrs["causal"]
+                     else list(types[3:]))
+        value_type = types[2].with_shape(types[0].shape[:3] + types[2].shape[3:])  # heads already repeated
+        dense = _attention(e, dense_attrs, [first_g(q, 2), k, v, *dense_bias],
+                           [rows_type, types[0], value_type, *bias_type], "GlobalRows")[0]
+        out = e.node1("Concat", dense, e.node1("Slice", out, e.const([g]), e.node1("Reshape", s, e.const([1])),
+                                               e.const([2])), axis=2)
     return [e.node1("Slice", out, e.const([0]), e.node1("Reshape", s, e.const([1])), e.const([2]),
                     label=label or "BandedAttention")]
 
@@ -265,7 +309,7 @@ def _band_allowed(e, attrs, s: str, blocks: str) -> str:
                 e.const(np.arange(span * block)[None, None, :]))
     grid = OnnxGrid(e)
     allowed = attrs["pattern"].allowed(grid, i, j)
-    allowed = grid.and_(allowed, grid.and_(grid.le(0, j), grid.lt(j, s)))
+    allowed = grid.and_(allowed, grid.and_(grid.le(attrs.get("global_tokens", 0), j), grid.lt(j, s)))
     if attrs["causal"]:
         allowed = grid.and_(allowed, grid.le(j, i))
     return allowed
@@ -438,6 +482,70 @@ def _grid_conv(e, attrs, inputs, types, label):
     return [e.node1("Identity", out, label=label or "GridConv")]
 
 
+def _compress(e, attrs, inputs, types, label):
+    """Pad the sequence to a whole stride, Transpose to (B, C, T), Conv(kernel = stride = s,
+    group), Transpose back."""
+    x, weight, bias = inputs
+    stride = attrs["stride"]
+    t = _length(e, x, 1)
+    pad = e.node1("Mod", e.node1("Sub", e.const(stride), e.node1("Mod", t, e.const(stride))), e.const(stride))
+    amounts = e.node1("Concat", e.const([0, 0, 0, 0]), e.node1("Reshape", pad, e.const([1])), e.const([0]), axis=0)
+    channels_first = e.node1("Transpose", e.node1("Pad", x, amounts), perm=[0, 2, 1])
+    conv = e.node1("Conv", channels_first, weight, bias, group=attrs["groups"], kernel_shape=[stride],
+                   strides=[stride])
+    return [e.node1("Transpose", conv, perm=[0, 2, 1], label=label or "Compress")]
+
+
+def _tile_batch(e, attrs, inputs, types, label):
+    x, like = inputs
+    shape = e.node1("Concat", e.node1("Shape", like, start=0, end=1), e.node1("Shape", x, start=1), axis=0)
+    return [e.node1("Expand", x, shape, label=label or "TileBatch")]
+
+
+def _prob_sparse_attention(e, attrs, inputs, types, label):
+    """Sample counts from the lengths (Log/Ceil), the evenly spaced key sample (Range/Div/Gather),
+    the measure (ReduceMax/ReduceSum), TopK of the queries, their rows attended in full
+    (GatherElements), scattered (ScatterElements) over the mean of the real values."""
+    q, k, v, *bias = inputs
+    heads, kv_heads, width, value_width = types[0].shape[1], types[1].shape[1], types[0].shape[3], types[2].shape[3]
+    if kv_heads != heads:
+        k = _repeat_heads(e, k, heads // kv_heads, heads, width)
+        v = _repeat_heads(e, v, heads // kv_heads, heads, value_width)
+    s, t = _length(e, q, 2), _length(e, k, 2)
+
+    def count(length):  # min(factor·⌈ln L⌉, L), at least 1
+        logs = e.node1("Ceil", e.node1("Log", e.node1("Cast", length, to=ONNX_DTYPES["float32"])))
+        n = e.node1("Mul", e.node1("Cast", logs, to=ONNX_DTYPES["int64"]), e.const(attrs["factor"]))
+        return e.node1("Max", e.node1("Min", n, length), e.const(1))
+
+    samples = count(t)
+    picks = e.node1("Div", e.node1("Mul", e.node1("Range", e.const(0), samples, e.const(1)), t), samples)
+    sampled = e.node1("MatMul", q, e.node1("Transpose", e.node1("Gather", k, picks, axis=2), perm=[0, 1, 3, 2]))
+    total = e.node1("Div", _reduce(e, "ReduceSum", sampled, [-1], keepdims=False),
+                    e.node1("Cast", t, to=ONNX_DTYPES["float32"]))
+    measure = e.node1("Sub", _reduce(e, "ReduceMax", sampled, [-1], keepdims=False), total)
+    top = e.node(
+        "TopK", [measure, e.node1("Reshape", count(s), e.const([1]))], n_outputs=2, axis=-1, largest=1, sorted=1)[1]
+    rows = e.node1("Concat", e.node1("Shape", top), e.const([width]), axis=0)
+    index = e.node1("Expand", e.node1("Unsqueeze", top, e.const([3])), rows)
+    chosen = e.node1("GatherElements", q, index, axis=2)
+    scores = e.node1("Mul", e.node1("MatMul", chosen, e.node1("Transpose", k, perm=[0, 1, 3, 2])),
+                     e.const(attrs["scale"], np.float32))
+    keep = e.const(np.ones((1, 1, 1, 1), np.float32))
+    if bias:
+        scores = e.node1("Add", scores, bias[0])
+        keep = e.node1("Cast", e.node1("Equal", bias[0], e.const(0.0, np.float32)), to=ONNX_DTYPES["float32"])
+    updates = e.node1("MatMul", e.node1("Softmax", scores, axis=-1), v)
+    keep_t = e.node1("Transpose", keep, perm=[0, 1, 3, 2])  # (B|1, 1, T, 1)
+    mean = e.node1("Div", _reduce(e, "ReduceSum", e.node1("Mul", v, keep_t), [2]),
+                   e.node1("Max", _reduce(e, "ReduceSum", keep_t, [2]), e.const(1.0, np.float32)))
+    full = e.node1("Concat", e.node1("Shape", q, start=0, end=3), e.const([value_width]), axis=0)
+    value_rows = e.node1("Expand", e.node1("Unsqueeze", top, e.const([3])),
+                         e.node1("Concat", e.node1("Shape", top), e.const([value_width]), axis=0))
+    return [e.node1("ScatterElements", e.node1("Expand", mean, full), value_rows, updates, axis=2,
+                    label=label or "ProbSparseAttention")]
+
+
 def _take_relative(e, attrs, inputs, types, label):
     """GatherElements along the last axis, the (S, T) index expanded over x's leading axes."""
     x, index = inputs
@@ -455,7 +563,8 @@ EMITTERS = {"silu": _silu, "gelu": _gelu, "cast": _cast, "transpose": _transpose
             "clip": _clip, "einsum": _einsum, "relative_distance": _relative_distance,
             "take_relative": _take_relative, "distance_range": _distance_range,
             "distance_index": _distance_index, "grid_conv": _grid_conv,
-            "banded_attention": _banded_attention, "linear_attention": _linear_attention,
+            "banded_attention": _banded_attention, "compress": _compress, "tile_batch": _tile_batch,
+            "prob_sparse_attention": _prob_sparse_attention, "linear_attention": _linear_attention,
             "reduce_max": _reduction("ReduceMax"), "reduce_sum": _reduction("ReduceSum"),
             "reduce_mean": _reduction("ReduceMean"), "segment_means": _segment_means,
             "sequence_conv": _sequence_conv}

@@ -7,8 +7,9 @@ windows, block-local layouts) becomes banded attention, whose cost grows with nÂ
 Query block n (of `block` positions, the sequence padded to whole blocks inside the graph) attends
 key blocks n - back_blocks .. n + ahead_blocks, with the pattern, causality, padding and the
 sequence end masked there, so the result equals the dense masked attention exactly (checked by
-evaluating the IR before and after). Patterns with unbounded reach (global tokens, strides,
-random blocks) keep the dense masked form, and the note says so. Applies to self-attention with
+evaluating the IR before and after). Global tokens (Longformer) ride along: their keys are extra
+columns of every block and their queries dense rows. Patterns with unbounded reach (strides, random
+blocks) keep the dense masked form, and the note says so. Applies to self-attention with
 no bias other than key padding.
 """
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import math
 
 from ..ir.graph import Graph, Value
+from ..ir.patterns import WithGlobal
 from .base import Pass, PassResult
 
 REPORT_LENGTH = 4096  # the length --explain quotes savings at
@@ -32,22 +34,25 @@ class SparsifyAttention(Pass):
             if op.type != "attention" or op.attrs.get("pattern") is None:
                 continue
             pattern, where = op.attrs["pattern"], op.origin or "?"
-            reason = self._why_not(graph, node, pattern)
+            band, global_tokens = (pattern.base, pattern.tokens) if isinstance(pattern, WithGlobal) else (pattern, 0)
+            reason = self._why_not(graph, node, band)
             if reason:
                 notes.append(f"{where}: {pattern} stays dense masked ({reason})")
                 continue
-            back, ahead = pattern.reach()
+            back, ahead = band.reach()
             ahead = 0 if op.attrs["causal"] else ahead
             block = max(back, ahead, 1)
             back_blocks, ahead_blocks = math.ceil(back / block), math.ceil(ahead / block)
             attrs = {k: v for k, v in op.attrs.items()}
-            attrs.update(block=block, back_blocks=back_blocks, ahead_blocks=ahead_blocks)
+            attrs.update(pattern=band, block=block, back_blocks=back_blocks, ahead_blocks=ahead_blocks,
+                         global_tokens=global_tokens)
             new = graph.add1("banded_attention", graph.inputs_of(node), attrs, origin=op.origin,
                              label="BandedAttention")
             graph.replace_all_uses(Value(node, 0), new)
             graph.remove(node)
-            keys = (back_blocks + ahead_blocks + 1) * block
-            notes.append(f"{where}: {pattern} -> banded blocks of {block}, {keys} keys per query instead "
+            keys = (back_blocks + ahead_blocks + 1) * block + global_tokens
+            extra = f" + {global_tokens} global rows and columns" if global_tokens else ""
+            notes.append(f"{where}: {pattern} -> banded blocks of {block}{extra}, {keys} keys per query instead "
                          f"of all: at {REPORT_LENGTH} tokens {REPORT_LENGTH / keys:.1f}x fewer score FLOPs "
                          f"and {REPORT_LENGTH / keys:.1f}x less score memory")
             changed = True
@@ -58,7 +63,7 @@ class SparsifyAttention(Pass):
     @staticmethod
     def _why_not(graph: Graph, node, pattern) -> str:
         if pattern.reach() is None:
-            return "its reach is unbounded: global tokens, strides or random blocks"
+            return "its reach is unbounded: strides or random blocks"
         q, k, _, *bias = (graph.type_of(v) for v in graph.inputs_of(node))
         if q.shape[2] != k.shape[2]:
             return "keys and queries differ in length"

@@ -1,12 +1,15 @@
 """Banded (blocked) attention: what the sparsify_attention pass turns a bounded sparse pattern into.
 
 banded_attention(q (B,H,S,Dh), k (B,Hkv,S,Dh), v (B,Hkv,S,Dv), key_bias? (B|1,1,1,S)) attrs scale,
-causal, softcap, pattern, block, back_blocks, ahead_blocks -> (B,H,S,Dv).
+causal, softcap, pattern, block, back_blocks, ahead_blocks, global_tokens -> (B,H,S,Dv).
 
 The sequence is padded to whole blocks of `block` positions; query block n attends key blocks
 n - back_blocks .. n + ahead_blocks only, with the pattern, causality, the key bias and the sequence
-end masked inside them. Scores cost S·(back_blocks + ahead_blocks + 1)·block instead of S². The
-NumPy evaluation below runs that blocked algorithm, so the pass is checked against the dense op.
+end masked inside them. Scores cost S·(back_blocks + ahead_blocks + 1)·block instead of S². With
+`global_tokens` g (Longformer), every query block also attends the first g keys as extra columns
+(and the band skips them), and the first g queries attend every key as dense rows: S·(band + g) +
+g·S. The NumPy evaluation below runs that blocked algorithm, so the pass is checked against the
+dense op.
 """
 from __future__ import annotations
 
@@ -24,7 +27,8 @@ def _infer(attrs, types):
     return _attention_infer(attrs, types)
 
 
-def banded_attention(q, k, v, key_bias, scale, causal, softcap, pattern, block, back_blocks, ahead_blocks):
+def banded_attention(q, k, v, key_bias, scale, causal, softcap, pattern, block, back_blocks, ahead_blocks,
+                     global_tokens=0):
     b, h, s, _ = q.shape
     group = h // k.shape[1]
     k, v = np.repeat(k, group, axis=1), np.repeat(v, group, axis=1)
@@ -42,19 +46,40 @@ def banded_attention(q, k, v, key_bias, scale, causal, softcap, pattern, block, 
         scores = softcap * np.tanh(scores / softcap)
     i = (np.arange(nb)[:, None, None] * block + np.arange(block)[None, :, None])  # (nb, block, 1)
     j = (np.arange(nb)[:, None, None] - back_blocks) * block + np.arange(span * block)[None, None, :]
-    allowed = pattern.allowed(NumpyGrid(), i, j) & (j >= 0) & (j < s)
+    g = min(global_tokens, s)
+    allowed = pattern.allowed(NumpyGrid(), i, j) & (j >= g) & (j < s)
     if causal:
         allowed &= j <= i
-    if key_bias is not None:
-        kb = np.pad(np.broadcast_to(key_bias, (key_bias.shape[0], 1, 1, s)).astype(np.float64),
-                    ((0, 0), (0, 0), (0, 0), (front, back))).reshape(key_bias.shape[0], 1, nb + span - 1, block)
-        scores = scores + np.concatenate([kb[:, :, o:o + nb] for o in range(span)], axis=3)[:, :, :, None, :]
+    bias = np.zeros((1, 1, 1, s)) if key_bias is None else np.broadcast_to(key_bias, (key_bias.shape[0], 1, 1, s))
+    kb = np.pad(bias.astype(np.float64), ((0, 0), (0, 0), (0, 0), (front, back))).reshape(bias.shape[0], 1, nb + span - 1, block)
+    scores = scores + np.concatenate([kb[:, :, o:o + nb] for o in range(span)], axis=3)[:, :, :, None, :]
     scores = np.where(allowed, scores, MASKED)
+    if g:  # the global keys as extra columns of every block
+        global_scores = qb @ np.swapaxes(k[:, :, None, :g].astype(np.float64), -1, -2) * scale + bias[:, :, :, None, :g]
+        if softcap:
+            global_scores = softcap * np.tanh(global_scores / softcap)
+        global_allowed = (np.arange(g) <= i) if causal else np.ones((1, 1, g), bool)
+        scores = np.concatenate([np.where(global_allowed, global_scores, MASKED), scores], axis=-1)
+        values = np.concatenate([np.broadcast_to(v[:, :, None, :g], (b, h, nb, g, v.shape[-1])), values], axis=3)
     out = (_softmax(scores) @ values).reshape(b, h, nb * block, -1)[:, :, :s]
+    if g:  # the global queries as dense rows
+        out[:, :, :g] = _dense_rows(q[:, :, :g], k, v, bias, scale, softcap, causal)
     return out.astype(q.dtype)
+
+
+def _dense_rows(q, k, v, bias, scale, softcap, causal):
+    """The first g queries over every key (j <= i when causal)."""
+    scores = q.astype(np.float64) @ np.swapaxes(k, -1, -2) * scale
+    if softcap:
+        scores = softcap * np.tanh(scores / softcap)
+    scores = scores + bias
+    if causal:
+        g, s = scores.shape[-2:]
+        scores = np.where(np.arange(s)[None, :] <= np.arange(g)[:, None], scores, MASKED)
+    return _softmax(scores) @ v
 
 
 register("banded_attention", (3, 4), _infer,
          lambda attrs, q, k, v, bias=None: [banded_attention(
              q, k, v, bias, attrs["scale"], attrs["causal"], attrs.get("softcap", 0.0), attrs["pattern"],
-             attrs["block"], attrs["back_blocks"], attrs["ahead_blocks"])])
+             attrs["block"], attrs["back_blocks"], attrs["ahead_blocks"], attrs.get("global_tokens", 0))])

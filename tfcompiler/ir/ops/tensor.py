@@ -109,5 +109,8 @@ register("concat", (1, 64), _concat_infer,
          lambda attrs, *xs: [np.concatenate(xs, axis=attrs["axis"])])
 register("unsqueeze", (1, 1), _unsqueeze_infer,
          lambda attrs, x: [np.expand_dims(x, tuple(attrs["axes"]))])
+# tile_batch(x (1, ...), like (B, ...)) -> (B, ...): x repeated over like's batch
+register("tile_batch", (2, 2), lambda attrs, t: [t[0].with_shape(t[1].shape[:1] + t[0].shape[1:])],
+         lambda attrs, x, like: [np.broadcast_to(x, like.shape[:1] + x.shape[1:]).copy()])
 # positions(x): the int64 positions [offset, offset + len) of x along `axis`, shaped (1, len).
 register("positions", (1, 1), _positions_infer, _positions_eval)

@@ -1,0 +1,251 @@
+"""Long Range Arena-style efficiency table (Tay et al. 2020, Table 2): latency and peak memory of
+every efficient attention kind, compiled by tfcompiler and run on onnxruntime (CPU), relative to
+full attention compiled the same way, beside the same math in PyTorch eager where this script has a
+PyTorch version of it.
+
+Model: an encoder of width 256, 4 heads, FFN 1024, batch 1, 1 and 4 layers, sequence lengths 1K,
+2K, 4K, 8K (16K with --long). Each (variant, layers, length) runs in a fresh process: one warm-up
+run, then the median of --repeat runs; peak memory is the process's resident high-water mark
+(VmHWM) after the runs minus the mark before the first run (weights and session excluded).
+onnxruntime runs with 2 intra-op threads and its CPU memory arena off, so the mark is what the
+model needs; PyTorch runs with 2 threads.
+
+    python benchmarks/long_range.py [--layers 1 4] [--lengths 1024 2048 4096 8192] [--repeat 3] [--long] [--opset 23]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+WIDTH, HEADS, FFN = 256, 4, 1024
+VARIANTS = {  # name -> attention section of the spec
+    "full": "{kind: multi_head}",
+    "sliding_window": "{kind: sliding_window, window: 128}",
+    "longformer": "{kind: longformer, window: 128, global_tokens: 1}",
+    "bigbird": "{kind: bigbird, block: 64, window_blocks: 3, global_blocks: 1, random_blocks: 3}",
+    "sparse_transformer": "{kind: sparse_transformer, pattern: fixed, stride: 128, summary: 8}",
+    "linformer": "{kind: linformer, projected_length: 256}",
+    "performer": "{kind: performer, features: 256}",
+    "linear": "{kind: linear}",
+    "nystrom": "{kind: nystrom, landmarks: 64, conv_kernel: 33}",
+}
+TORCH_VARIANTS = ("full", "sliding_window", "linformer", "performer", "linear")
+
+
+def spec_text(variant: str, layers: int, max_length: int) -> str:
+    return f"""
+tfc: 1
+name: lra-{variant}
+topology: encoder
+model: {{width: {WIDTH}, heads: {HEADS}, ffn_width: {FFN}, vocab_size: 256, max_length: {max_length}}}
+positional: sinusoidal
+block: {{placement: pre, attention: {VARIANTS[variant]}, ffn: {{activation: gelu}}}}
+encoder: {{layers: {layers}}}
+"""
+
+
+def high_water_kib() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM"):
+            return int(line.split()[1])
+    return 0
+
+
+def reset_high_water() -> None:
+    """Start a new high-water mark from the current resident size (Linux: write 5 to clear_refs)."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+
+
+# --- workers (run in a fresh process each) ---------------------------------------------------------
+def run_onnx(path: str, length: int, repeat: int) -> dict:
+    import numpy as np
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 2
+    options.enable_cpu_mem_arena = False
+    session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    feeds = {"input_ids": np.random.default_rng(0).integers(0, 256, (1, length)),
+             "attention_mask": np.ones((1, length), np.int64)}
+    reset_high_water()
+    base = high_water_kib()
+    session.run(None, feeds)
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        session.run(None, feeds)
+        times.append(time.perf_counter() - start)
+    return {"seconds": statistics.median(times), "peak_mib": (high_water_kib() - base) / 1024}
+
+
+def run_torch(variant: str, layers: int, length: int, repeat: int) -> dict:
+    """The same encoder in PyTorch eager: pre-norm blocks, the variant's attention math."""
+    import math
+
+    import torch
+    import torch.nn.functional as F
+
+    torch.set_num_threads(2)
+    torch.manual_seed(0)
+    dh = WIDTH // HEADS
+    features = torch.randn(256, dh)  # Performer's random features (unscaled Gaussian is enough for timing)
+    projection = torch.randn(256, length) / math.sqrt(length)  # Linformer's E (= F)
+
+    def attention(q, k, v):
+        if variant == "full":
+            return F.scaled_dot_product_attention(q, k, v)
+        if variant == "sliding_window":
+            i = torch.arange(length)
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=(i[:, None] - i[None, :]).abs() <= 128)
+        if variant == "linformer":
+            return F.scaled_dot_product_attention(q, projection @ k, projection @ v)
+        if variant == "linear":
+            q, k = F.elu(q) + 1, F.elu(k) + 1
+        else:  # performer
+            def phi(x, is_query):
+                x = x * dh ** -0.25
+                p = x @ features.T - (x * x).sum(-1, keepdim=True) / 2
+                stab = p.amax(-1, keepdim=True) if is_query else p.amax((-2, -1), keepdim=True)
+                return torch.exp(p - stab)
+            q, k = phi(q, True), phi(k, False)
+        kv = k.transpose(-1, -2) @ v
+        return (q @ kv) / (q @ k.sum(-2, keepdim=True).transpose(-1, -2) + 1e-6)
+
+    blocks = [dict(norm1=torch.nn.LayerNorm(WIDTH), qkv=torch.nn.Linear(WIDTH, 3 * WIDTH),
+                   out=torch.nn.Linear(WIDTH, WIDTH), norm2=torch.nn.LayerNorm(WIDTH),
+                   up=torch.nn.Linear(WIDTH, FFN), down=torch.nn.Linear(FFN, WIDTH)) for _ in range(layers)]
+    embedding = torch.nn.Embedding(256, WIDTH)
+
+    def forward(ids):
+        x = embedding(ids)
+        for b in blocks:
+            q, k, v = b["qkv"](b["norm1"](x)).view(1, length, 3, HEADS, dh).permute(2, 0, 3, 1, 4)
+            x = x + b["out"](attention(q, k, v).transpose(1, 2).reshape(1, length, WIDTH))
+            x = x + b["down"](F.gelu(b["up"](b["norm2"](x))))
+        return x
+
+    ids = torch.randint(0, 256, (1, length))
+    with torch.inference_mode():
+        reset_high_water()
+        base = high_water_kib()
+        forward(ids)
+        times = []
+        for _ in range(repeat):
+            start = time.perf_counter()
+            forward(ids)
+            times.append(time.perf_counter() - start)
+    return {"seconds": statistics.median(times), "peak_mib": (high_water_kib() - base) / 1024}
+
+
+def worker(argv: list[str]) -> None:
+    kind, *rest = argv
+    if kind == "onnx":
+        path, length, repeat = rest
+        result = run_onnx(path, int(length), int(repeat))
+    else:
+        variant, layers, length, repeat = rest
+        result = run_torch(variant, int(layers), int(length), int(repeat))
+    print(json.dumps(result))
+
+
+def measure(args: list[str], timeout: float) -> dict | str:
+    try:
+        done = subprocess.run([sys.executable, __file__, "--worker", *args], capture_output=True, text=True,
+                              timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return f"over {timeout:.0f} s"
+    if done.returncode:
+        return "failed: " + (done.stderr.strip().splitlines() or ["?"])[-1][:120]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+# --- the table ------------------------------------------------------------------------------------------
+def main() -> None:
+    if sys.argv[1:2] == ["--worker"]:
+        return worker(sys.argv[2:])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--layers", type=int, nargs="+", default=[1, 4])
+    parser.add_argument("--lengths", type=int, nargs="+", default=[1024, 2048, 4096, 8192])
+    parser.add_argument("--long", action="store_true", help="also 16K")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--no-torch", action="store_true")
+    parser.add_argument("--timeout", type=float, default=600)
+    parser.add_argument("--opset", type=int, default=23, help="23: the Attention op for full attention")
+    args = parser.parse_args()
+    lengths = args.lengths + ([16384] if args.long else [])
+    from tfcompiler import compile_spec, parse_spec
+
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="tfc-lra-") as tmp:
+        for layers in args.layers:
+            for variant in args.variants:
+                path = Path(tmp) / f"{variant}-{layers}.onnx"
+                compiled = compile_spec(parse_spec(spec_text(variant, layers, max(lengths))), seed=0, opset=args.opset)
+                compiled.model.save(str(path))
+                for length in lengths:
+                    ours = measure(["onnx", str(path), str(length), str(args.repeat)], args.timeout)
+                    theirs = measure(["torch", variant, str(layers), str(length), str(args.repeat)], args.timeout) \
+                        if variant in TORCH_VARIANTS and not args.no_torch else None
+                    results[(layers, variant, length)] = (ours, theirs)
+                    print(f"  {layers} layer(s) {variant:>18} {length:>6}: tfcompiler {ours}  torch {theirs}",
+                          file=sys.stderr, flush=True)
+    print(report(results, args, lengths))
+
+
+def cell(value: dict | str | None, key: str, unit: str) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, str):
+        return value
+    return f"{value[key] * (1000 if unit == 'ms' else 1):.0f} {unit}"
+
+
+def report(results: dict, args, lengths: list[int]) -> str:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    lines = [f"Command: `python benchmarks/{Path(__file__).name} {' '.join(sys.argv[1:])}`",
+             f"Machine: {platform.machine()}, {cpu}, {os.cpu_count()} cores; onnxruntime 2 intra-op threads, "
+             f"arena off; torch 2 threads; ONNX opset {args.opset}. Median of {args.repeat} runs after a warm-up.", ""]
+    for layers in args.layers:
+        lines += [f"### {layers} layer(s): speed-up and peak-memory saving vs full attention (tfcompiler)", "",
+                  "| variant | " + " | ".join(f"{n // 1024}K" for n in lengths) + " |",
+                  "| --- |" + " --- |" * len(lengths)]
+        for variant in args.variants:
+            row = []
+            for n in lengths:
+                full, ours = results[(layers, "full", n)][0], results[(layers, variant, n)][0]
+                if isinstance(full, dict) and isinstance(ours, dict):
+                    row.append(f"{full['seconds'] / ours['seconds']:.1f}x / "
+                               f"{full['peak_mib'] / max(ours['peak_mib'], 1e-3):.1f}x")
+                else:
+                    row.append(ours if isinstance(ours, str) else "full: " + str(full))
+            lines.append(f"| {variant} | " + " | ".join(row) + " |")
+        lines += ["", f"Absolute: tfcompiler latency / peak MiB, and PyTorch eager beside it ({layers} layer(s))", "",
+                  "| variant | " + " | ".join(f"{n // 1024}K ours | {n // 1024}K torch" for n in lengths) + " |",
+                  "| --- |" + " --- | --- |" * len(lengths)]
+        for variant in args.variants:
+            row = []
+            for n in lengths:
+                ours, theirs = results[(layers, variant, n)]
+                row.append(f"{cell(ours, 'seconds', 'ms')}, {cell(ours, 'peak_mib', 'MiB')}")
+                row.append(f"{cell(theirs, 'seconds', 'ms')}, {cell(theirs, 'peak_mib', 'MiB')}"
+                           if theirs is not None else "—")
+            lines.append(f"| {variant} | " + " | ".join(row) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

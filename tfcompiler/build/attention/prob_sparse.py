@@ -1,0 +1,36 @@
+"""Attention kind `prob_sparse`: Informer's ProbSparse self-attention (Zhou et al. 2021), encoder
+form: only the u = factor·⌈ln S⌉ queries with the most peaked score distribution (measured on a
+sample of factor·⌈ln T⌉ keys) attend in full; the others output the mean of the values. The key
+sample is evenly spaced rather than random, so the model is deterministic (see
+tfcompiler.ir.ops.prob_sparse). The decoder form (cumulative values) is not built yet.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ...spec.kinds import ATTENTION
+from ...spec.schema import option
+from .lowrank import bidirectional_only
+from .multi_head import project
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProbSparseOptions:
+    """Informer's ProbSparse attention (Zhou et al. 2021)."""
+
+    factor: int = option(5, doc="c: sampled keys c·⌈ln T⌉ and active queries c·⌈ln S⌉.", minimum=1)
+
+    def problems(self, spec):
+        yield from bidirectional_only("prob_sparse", spec)
+
+
+def build_prob_sparse(ctx, options: ProbSparseOptions, spec, site):
+    m = spec.model
+    query, key, value = project(ctx, spec, site)
+    inputs = [query, key, value] + ([ctx.op("padding_bias", site.mask)] if site.mask is not None else [])
+    context = ctx.op("prob_sparse_attention", *inputs, factor=options.factor, scale=float(m.dh ** -0.5),
+                     label="ProbSparse")
+    return ctx.linear(ctx.merge_heads(context), m.width, "output", m.bias)
+
+
+ATTENTION.register("prob_sparse", ProbSparseOptions, build_prob_sparse)

@@ -1,0 +1,47 @@
+"""Informer's ProbSparse self-attention (Zhou et al. 2021) as one canonical op.
+
+prob_sparse_attention(q (B,H,S,Dh), k (B,Hkv,T,Dh), v (B,Hkv,T,Dv), key_bias? (B|1,1,1,T)) attrs factor,
+scale -> (B,H,S,Dv):
+  U = min(factor·⌈ln T⌉, T) keys are sampled — deterministically, the evenly spaced j_r = ⌊r·T/U⌋
+  (Informer draws them at random on every call); each query's sparsity measure is
+  M(q_i) = max_r q_i·k_{j_r} − (Σ_r q_i·k_{j_r}) / T (as Informer's code computes it); the
+  u = min(factor·⌈ln S⌉, S) queries with the largest M get full softmax attention over the keys
+  (key bias added), every other query outputs the mean of the real values.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from . import register
+from .nn import _attention_infer, _softmax
+
+
+def sample_count(factor: int, length: int) -> int:
+    return min(factor * math.ceil(math.log(length)), length) if length > 1 else 1
+
+
+def prob_sparse_attention(q, k, v, key_bias, factor: int, scale: float):
+    b, h, s, _ = q.shape
+    t = k.shape[2]
+    group = h // k.shape[1]
+    k, v = np.repeat(k, group, axis=1).astype(np.float64), np.repeat(v, group, axis=1).astype(np.float64)
+    q = q.astype(np.float64)
+    samples = sample_count(factor, t)
+    sampled = q @ np.swapaxes(k[:, :, (np.arange(samples) * t) // samples], -1, -2)  # (B,H,S,U)
+    measure = sampled.max(-1) - sampled.sum(-1) / t
+    top = np.argsort(-measure, axis=-1, kind="stable")[..., :sample_count(factor, s)]  # (B,H,u)
+    keep = np.ones((b, 1, t)) if key_bias is None else (np.broadcast_to(key_bias, (b, 1, 1, t))[:, :, 0] == 0)
+    mean = (keep[..., None] * v).sum(2, keepdims=True) / np.maximum(keep.sum(-1)[..., None, None], 1)
+    out = np.broadcast_to(mean, (b, h, s, v.shape[-1])).copy()
+    chosen = np.take_along_axis(q, top[..., None], axis=2)  # (B,H,u,Dh)
+    scores = chosen @ np.swapaxes(k, -1, -2) * scale
+    if key_bias is not None:
+        scores = scores + key_bias
+    np.put_along_axis(out, top[..., None], _softmax(scores) @ v, axis=2)
+    return out.astype(np.float32)
+
+
+register("prob_sparse_attention", (3, 4), _attention_infer,
+         lambda attrs, q, k, v, bias=None: [prob_sparse_attention(q, k, v, bias, attrs["factor"], attrs["scale"])])
