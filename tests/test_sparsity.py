@@ -2,7 +2,8 @@
 masked attention — in the IR (NumPy, the blocked algorithm against the dense op) and in the ONNX
 lowering on onnxruntime — for lengths that are and are not multiples of the block, causal and
 bidirectional, with padding and grouped-query heads; unbounded patterns stay dense and say why;
-global tokens become dense rows and extra columns; a graph without patterns is left unchanged."""
+global tokens become dense rows and extra columns; block layouts with random blocks gather their key
+blocks; a graph without patterns is left unchanged."""
 from __future__ import annotations
 
 import numpy as np
@@ -51,8 +52,9 @@ def feeds(length: int, kv_heads: int = 2, seed: int = 0):
 def test_banded_attention_equals_dense_masked_attention(pattern, causal):
     graph = attention_graph(pattern, causal)
     result = SparsifyAttention().run(graph)
-    assert result.changed and "banded" in result.notes[0]
-    assert [graph.op(n).type for n in graph.nodes()].count("banded_attention") == 1
+    assert result.changed and ("banded" in result.notes[0] or "gathered" in result.notes[0])
+    kinds = [graph.op(n).type for n in graph.nodes()]
+    assert kinds.count("banded_attention") + kinds.count("block_sparse_attention") == 1
     verify(graph)
     for length in (1, 5, 12, 13):
         x = feeds(length)
@@ -73,6 +75,31 @@ def test_banded_numpy_algorithm_is_exact_against_the_dense_formula():
         got = banded_attention(q, k, v, None, 0.5, False, 0.0, band, block, -(-back // block), -(-ahead // block), g)
         want = attention_reference(q, k, v, None, 0.5, False, 0.0, pattern)
         np.testing.assert_allclose(got, want, atol=1e-12, rtol=0)
+
+
+def bigbird(causal: bool, global_blocks: int) -> Blocks:
+    from tfcompiler.build.attention.bigbird import BigBirdOptions, bigbird_layout
+
+    options = BigBirdOptions(block=2, window_blocks=3, global_blocks=global_blocks, random_blocks=1, seed=5)
+    layout = bigbird_layout(options, 40, causal, "layer")
+    return Blocks(2, tuple(tuple(bool(x) for x in row) for row in layout))
+
+
+@pytest.mark.parametrize("global_blocks", [0, 1])
+@pytest.mark.parametrize("causal", [False, True])
+def test_block_layouts_gather_their_key_blocks_and_equal_dense(causal, global_blocks):
+    pattern = bigbird(causal, global_blocks)
+    graph = attention_graph(pattern, causal)
+    result = SparsifyAttention().run(graph)
+    assert result.changed and "gathered key blocks" in result.notes[0], result.notes
+    assert [graph.op(n).type for n in graph.nodes()].count("block_sparse_attention") == 1
+    verify(graph)
+    for length in (1, 7, 12, 13):
+        x = feeds(length)
+        want = attention_reference(x["q"], x["k"], x["v"], x["bias"], 0.35, causal, 0.0, pattern)
+        np.testing.assert_allclose(evaluate(graph, x)["y"], want, atol=1e-6, rtol=0)
+        for opset in (17, 23):
+            np.testing.assert_allclose(run_onnx(to_onnx(graph, opset).serialize(), x)["y"], want, atol=1e-5, rtol=0)
 
 
 @pytest.mark.parametrize("pattern", [WithGlobal(Strided(3), 1), Strided(3)], ids=str)

@@ -15,7 +15,7 @@ from onnx import TensorProto
 
 from ..ir.ops.nn import MASKED
 from .emit import Emitter
-from .patterns import OnnxGrid, pattern_allowed
+from .patterns import pattern_allowed
 
 ONNX_DTYPES = {"float32": TensorProto.FLOAT, "float64": TensorProto.DOUBLE, "float16": TensorProto.FLOAT16,
                "bfloat16": TensorProto.BFLOAT16, "int64": TensorProto.INT64, "int32": TensorProto.INT32,
@@ -196,123 +196,6 @@ def _context(e, attrs, inputs, types, label="Context"):
     if kv_heads != heads:
         v = _repeat_heads(e, v, heads // kv_heads, heads, types[1].shape[3])
     return [e.node1("MatMul", probs, v, label=label or "Context")]
-
-
-def _banded_attention(e, attrs, inputs, types, label):
-    """Pad the sequence to whole blocks (Mod/Pad, for any length), cut queries into blocks and keys
-    and values into the span of blocks around each (Slice per offset + Concat), attend within
-    blocks with the pattern, causality, key padding and the sequence end as one mask, then reshape
-    back and Slice the padding off. Memory and FLOPs O(S·span·block)."""
-    q, k, v, *bias = inputs
-    heads, kv_heads, width, value_width = types[0].shape[1], types[1].shape[1], types[0].shape[3], types[2].shape[3]
-    if kv_heads != heads:
-        k = _repeat_heads(e, k, heads // kv_heads, heads, width)
-        v = _repeat_heads(e, v, heads // kv_heads, heads, value_width)
-    block, back_blocks, ahead_blocks = attrs["block"], attrs["back_blocks"], attrs["ahead_blocks"]
-    span = back_blocks + ahead_blocks + 1
-    s = _length(e, q, 2)
-    pad = e.node1("Mod", e.node1("Sub", e.const(block), e.node1("Mod", s, e.const(block))), e.const(block))
-    blocks = e.node1("Div", e.node1("Add", s, pad), e.const(block))
-    front, back = e.const(back_blocks * block), e.node1("Add", pad, e.const(ahead_blocks * block))
-
-    def pads(before, after):  # pad amounts for the sequence axis of a 4-D tensor
-        zeros = e.const([0, 0])
-        return e.node1("Concat", zeros, e.node1("Reshape", before, e.const([1])), e.const([0]), zeros,
-                       e.node1("Reshape", after, e.const([1])), e.const([0]), axis=0)
-
-    def windows(x, last):  # (B,H,nb+span-1,block,last) -> (B,H,nb,span·block,last)
-        parts = []
-        for offset in range(span):
-            end = e.node1("Reshape", e.node1("Add", blocks, e.const(offset)), e.const([1]))
-            parts.append(e.node1("Slice", x, e.const([offset]), end, e.const([2])))
-        return parts[0] if span == 1 else e.node1("Concat", *parts, axis=3)
-
-    q_blocks = e.node1("Reshape", e.node1("Pad", q, pads(e.const(0), pad)), e.const([0, 0, -1, block, width]))
-    k_blocks = windows(e.node1("Reshape", e.node1("Pad", k, pads(front, back)), e.const([0, 0, -1, block, width])), width)
-    v_blocks = windows(e.node1("Reshape", e.node1("Pad", v, pads(front, back)), e.const([0, 0, -1, block, value_width])),
-                       value_width)
-    scores = e.node1("MatMul", q_blocks, e.node1("Transpose", k_blocks, perm=[0, 1, 2, 4, 3]), label="BandScores")
-    scores = e.node1("Mul", scores, e.const(attrs["scale"], np.float32))
-    if attrs.get("softcap"):
-        cap = e.const(attrs["softcap"], np.float32)
-        scores = e.node1("Mul", e.node1("Tanh", e.node1("Div", scores, cap)), cap)
-    if bias:  # key padding (B|1, 1, 1, S) -> (B|1, 1, nb, 1, span·block), padded positions masked
-        padded = e.node1("Pad", bias[0], _pad_last(e, front, back), e.const(MASKED, np.float32))
-        key_bias = windows(e.node1("Reshape", padded, e.const([0, 1, -1, block, 1])), 1)
-        scores = e.node1("Add", scores, e.node1("Transpose", key_bias, perm=[0, 1, 2, 4, 3]))
-    allowed = _band_allowed(e, attrs, s, blocks)
-    scores = e.node1("Where", allowed, scores, e.const(MASKED, np.float32))
-    g = attrs.get("global_tokens", 0)
-    if g:  # global keys: g extra columns for every block
-        def first_g(x, axis):
-            return e.node1("Slice", x, e.const([0]), e.const([g]), e.const([axis]))
-
-        def per_block(x, last):  # (B,H,g,last) -> (B,H,nb,g,last)
-            shape = e.node1("Concat", e.node1("Shape", q_blocks, start=0, end=3), e.const([g, last]), axis=0)
-            return e.node1("Expand", e.node1("Unsqueeze", x, e.const([2])), shape)
-
-        global_scores = e.node1("MatMul", q_blocks, e.node1("Transpose", per_block(first_g(k, 2), width),
-                                                            perm=[0, 1, 2, 4, 3]))
-        global_scores = e.node1("Mul", global_scores, e.const(attrs["scale"], np.float32))
-        if attrs.get("softcap"):
-            cap = e.const(attrs["softcap"], np.float32)
-            global_scores = e.node1("Mul", e.node1("Tanh", e.node1("Div", global_scores, cap)), cap)
-        if bias:
-            global_scores = e.node1("Add", global_scores, e.node1("Unsqueeze", first_g(bias[0], 3), e.const([2])))
-        columns = e.const(np.arange(g)[None, None, :])
-        visible = e.node1("Less", columns, e.node1("Reshape", s, e.const([1, 1, 1])))
-        if attrs["causal"]:
-            rows = e.node1("Add", e.node1("Mul", e.node1("Unsqueeze", e.node1("Range", e.const(0), blocks, e.const(1)),
-                                                         e.const([1, 2])), e.const(block)),
-                           e.const(np.arange(block)[None, :, None]))
-            visible = e.node1("And", visible, e.node1("LessOrEqual", columns, rows))
-        global_scores = e.node1("Where", visible, global_scores, e.const(MASKED, np.float32))
-        scores = e.node1("Concat", global_scores, scores, axis=-1)
-        v_blocks = e.node1("Concat", per_block(first_g(v, 2), value_width), v_blocks, axis=3)
-    out = e.node1("MatMul", e.node1("Softmax", scores, axis=-1), v_blocks)
-    out = e.node1("Reshape", out, e.const([0, 0, -1, value_width]))
-    if g:  # global queries: dense rows over every key (the first rows: causality is top-left)
-        dense_bias = list(bias)
-        if attrs["causal"]:
-            future = e.node1("Less", e.const(np.arange(g)[:, None]),
-                             e.node1("Unsqueeze", e.node1("Range", e.const(0), s, e.const(1)), e.const([0])))
-            future = e.node1("Slice", future, e.const([0]), e.node1("Reshape", s, e.const([1])), e.const([0]))
-            hide = e.node1("Where", future, e.const(MASKED, np.float32), e.const(0.0, np.float32))
-            dense_bias = [e.node1("Add", dense_bias[0], hide) if dense_bias else hide]
-        dense_attrs = {"scale": attrs["scale"], "causal": False, "softcap": attrs.get("softcap", 0.0)}
-        rows_type = types[0].with_shape(types[0].shape[:2] + ("global_rows",) + types[0].shape[3:])
-        bias_type = ([types[0].with_shape((1, 1, "global_rows", types[0].shape[2]))] if attrs["causal"]
-                     else list(types[3:]))
-        value_type = types[2].with_shape(types[0].shape[:3] + types[2].shape[3:])  # heads already repeated
-        dense = _attention(e, dense_attrs, [first_g(q, 2), k, v, *dense_bias],
-                           [rows_type, types[0], value_type, *bias_type], "GlobalRows")[0]
-        out = e.node1("Concat", dense, e.node1("Slice", out, e.const([g]), e.node1("Reshape", s, e.const([1])),
-                                               e.const([2])), axis=2)
-    return [e.node1("Slice", out, e.const([0]), e.node1("Reshape", s, e.const([1])), e.const([2]),
-                    label=label or "BandedAttention")]
-
-
-def _pad_last(e, before, after) -> str:
-    """Pad amounts for the last axis of a 4-D tensor."""
-    zero = e.const([0, 0, 0])
-    return e.node1("Concat", zero, e.node1("Reshape", before, e.const([1])), zero,
-                   e.node1("Reshape", after, e.const([1])), axis=0)
-
-
-def _band_allowed(e, attrs, s: str, blocks: str) -> str:
-    """bool (nb, block, span·block): the pattern, causality and 0 <= j < S on the blocked grid."""
-    block, back_blocks = attrs["block"], attrs["back_blocks"]
-    span = back_blocks + attrs["ahead_blocks"] + 1
-    n = e.node1("Unsqueeze", e.node1("Range", e.const(0), blocks, e.const(1)), e.const([1, 2]))  # (nb,1,1)
-    i = e.node1("Add", e.node1("Mul", n, e.const(block)), e.const(np.arange(block)[None, :, None]))
-    j = e.node1("Add", e.node1("Mul", e.node1("Sub", n, e.const(back_blocks)), e.const(block)),
-                e.const(np.arange(span * block)[None, None, :]))
-    grid = OnnxGrid(e)
-    allowed = attrs["pattern"].allowed(grid, i, j)
-    allowed = grid.and_(allowed, grid.and_(grid.le(attrs.get("global_tokens", 0), j), grid.lt(j, s)))
-    if attrs["causal"]:
-        allowed = grid.and_(allowed, grid.le(j, i))
-    return allowed
 
 
 def _linear_attention(e, attrs, inputs, types, label):
@@ -555,6 +438,8 @@ def _take_relative(e, attrs, inputs, types, label):
                     label=label or "TakeRelative")]
 
 
+from .blocked import banded_attention, block_sparse_attention  # noqa: E402  (uses the helpers above)
+
 EMITTERS = {"silu": _silu, "gelu": _gelu, "cast": _cast, "transpose": _transpose, "reshape": _reshape,
             "gather": _gather, "concat": _concat, "unsqueeze": _unsqueeze, "positions": _positions,
             "softmax": _softmax, "layer_norm": _layer_norm, "rms_norm": _rms_norm,
@@ -563,7 +448,8 @@ EMITTERS = {"silu": _silu, "gelu": _gelu, "cast": _cast, "transpose": _transpose
             "clip": _clip, "einsum": _einsum, "relative_distance": _relative_distance,
             "take_relative": _take_relative, "distance_range": _distance_range,
             "distance_index": _distance_index, "grid_conv": _grid_conv,
-            "banded_attention": _banded_attention, "compress": _compress, "tile_batch": _tile_batch,
+            "banded_attention": banded_attention, "block_sparse_attention": block_sparse_attention,
+            "compress": _compress, "tile_batch": _tile_batch,
             "prob_sparse_attention": _prob_sparse_attention, "linear_attention": _linear_attention,
             "reduce_max": _reduction("ReduceMax"), "reduce_sum": _reduction("ReduceSum"),
             "reduce_mean": _reduction("ReduceMean"), "segment_means": _segment_means,

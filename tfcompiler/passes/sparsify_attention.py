@@ -8,19 +8,32 @@ Query block n (of `block` positions, the sequence padded to whole blocks inside 
 key blocks n - back_blocks .. n + ahead_blocks, with the pattern, causality, padding and the
 sequence end masked there, so the result equals the dense masked attention exactly (checked by
 evaluating the IR before and after). Global tokens (Longformer) ride along: their keys are extra
-columns of every block and their queries dense rows. Patterns with unbounded reach (strides, random
-blocks) keep the dense masked form, and the note says so. Applies to self-attention with
+columns of every block and their queries dense rows. A block layout whose rows list few key blocks
+(BigBird's window, global and random blocks) becomes block_sparse_attention: each query block
+gathers its key blocks by a constant index, leading global blocks become dense rows. Patterns with
+unbounded reach that are not block layouts (strides) keep the dense masked form, and the note says
+so. Applies to self-attention with
 no bias other than key padding.
 """
 from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from ..ir.graph import Graph, Value
-from ..ir.patterns import WithGlobal
+from ..ir.ops.block_sparse import layout_table
+from ..ir.patterns import Blocks, WithGlobal
 from .base import Pass, PassResult
 
 REPORT_LENGTH = 4096  # the length --explain quotes savings at
+
+
+def _short(pattern) -> str:
+    """A pattern in a line: block layouts by their size, not their table."""
+    if isinstance(pattern, Blocks):
+        return f"Blocks(block={pattern.block}, {len(pattern.layout)}x{len(pattern.layout)} layout)"
+    return str(pattern)
 
 
 class SparsifyAttention(Pass):
@@ -36,8 +49,14 @@ class SparsifyAttention(Pass):
             pattern, where = op.attrs["pattern"], op.origin or "?"
             band, global_tokens = (pattern.base, pattern.tokens) if isinstance(pattern, WithGlobal) else (pattern, 0)
             reason = self._why_not(graph, node, band)
+            if isinstance(pattern, Blocks) and (reason.startswith("its reach") or self._gathering_pays(pattern, op)):
+                note = self._gather_blocks(graph, node, pattern)
+                if note:
+                    notes.append(f"{where}: {note}")
+                    changed = True
+                    continue
             if reason:
-                notes.append(f"{where}: {pattern} stays dense masked ({reason})")
+                notes.append(f"{where}: {_short(pattern)} stays dense masked ({reason})")
                 continue
             back, ahead = band.reach()
             ahead = 0 if op.attrs["causal"] else ahead
@@ -52,7 +71,7 @@ class SparsifyAttention(Pass):
             graph.remove(node)
             keys = (back_blocks + ahead_blocks + 1) * block + global_tokens
             extra = f" + {global_tokens} global rows and columns" if global_tokens else ""
-            notes.append(f"{where}: {pattern} -> banded blocks of {block}{extra}, {keys} keys per query instead "
+            notes.append(f"{where}: {_short(pattern)} -> banded blocks of {block}{extra}, {keys} keys per query instead "
                          f"of all: at {REPORT_LENGTH} tokens {REPORT_LENGTH / keys:.1f}x fewer score FLOPs "
                          f"and {REPORT_LENGTH / keys:.1f}x less score memory")
             changed = True
@@ -61,9 +80,44 @@ class SparsifyAttention(Pass):
         return PassResult(graph, changed, notes)
 
     @staticmethod
-    def _why_not(graph: Graph, node, pattern) -> str:
+    def _gathering_pays(pattern: Blocks, op) -> bool:
+        """Fewer keys per query gathering the layout's blocks than taking the band around them."""
+        back, ahead = pattern.reach()
+        ahead = 0 if op.attrs["causal"] else ahead
+        block = max(back, ahead, 1)
+        band = (math.ceil(back / block) + math.ceil(ahead / block) + 1) * block
+        return len(layout_table(pattern.layout)[0]) * pattern.block < band
+
+    def _gather_blocks(self, graph: Graph, node, pattern: Blocks) -> str:
+        """Rewrite to block_sparse_attention when its rows list few key blocks; returns the note,
+        or "" when the layout is too dense to gain (or the inputs do not fit)."""
+        layout = np.asarray(pattern.layout, bool)
+        partial = np.flatnonzero(~layout.all(axis=1))
+        dense_rows = int(partial[0]) if len(partial) else len(layout)
+        sparse = layout.copy()
+        sparse[:dense_rows] = False  # those rows are computed densely
+        table = layout_table(sparse)
+        if not sparse.any() or len(table[0]) * 2 > len(layout) or self._inputs_misfit(graph, node):
+            return ""
+        op = graph.op(node)
+        attrs = dict(op.attrs, table=table, dense_rows=dense_rows)
+        new = graph.add1("block_sparse_attention", graph.inputs_of(node), attrs, origin=op.origin,
+                         label="BlockSparseAttention")
+        graph.replace_all_uses(Value(node, 0), new)
+        graph.remove(node)
+        keys = len(table[0]) * pattern.block
+        return (f"{_short(pattern)} -> gathered key blocks: {len(table[0])} blocks of {pattern.block} per query "
+                f"block by a constant index, {dense_rows} leading block(s) as dense rows: at {REPORT_LENGTH} "
+                f"tokens {REPORT_LENGTH / keys:.1f}x fewer score FLOPs and less score memory")
+
+    @classmethod
+    def _why_not(cls, graph: Graph, node, pattern) -> str:
         if pattern.reach() is None:
             return "its reach is unbounded: strides or random blocks"
+        return cls._inputs_misfit(graph, node)
+
+    @staticmethod
+    def _inputs_misfit(graph: Graph, node) -> str:
         q, k, _, *bias = (graph.type_of(v) for v in graph.inputs_of(node))
         if q.shape[2] != k.shape[2]:
             return "keys and queries differ in length"

@@ -1,0 +1,185 @@
+"""ONNX lowering of the blocked attention forms the sparsity pass produces: banded attention (each
+query block with the span of key blocks around it, plus global tokens) and block-sparse attention
+(each query block with key blocks gathered by a constant index, plus dense leading rows).
+
+Both pad the sequence to whole blocks inside the graph (Mod/Pad, so any length works), attend per
+block with one mask for the pattern, causality, key padding and the sequence end, reshape back and
+Slice the padding off: memory and FLOPs grow with S·(keys per block), not S².
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..ir.ops.nn import MASKED
+from . import ops as base
+from .patterns import OnnxGrid
+
+
+class Blocked:
+    """The block grid of one attention: queries, keys and values with key/value heads repeated,
+    the scalar length, the padding to whole blocks and the block count."""
+
+    def __init__(self, e, attrs, inputs, types, block: int):
+        self.e, self.attrs, self.block = e, attrs, block
+        q, k, v, *bias = inputs
+        heads, kv_heads = types[0].shape[1], types[1].shape[1]
+        self.width, self.value_width = types[0].shape[3], types[2].shape[3]
+        if kv_heads != heads:
+            k = base._repeat_heads(e, k, heads // kv_heads, heads, self.width)
+            v = base._repeat_heads(e, v, heads // kv_heads, heads, self.value_width)
+        self.q, self.k, self.v, self.bias, self.types = q, k, v, bias, types
+        self.s = base._length(e, q, 2)
+        self.pad = e.node1("Mod", e.node1("Sub", e.const(block), e.node1("Mod", self.s, e.const(block))), e.const(block))
+        self.blocks = e.node1("Div", e.node1("Add", self.s, self.pad), e.const(block))
+        self.q_blocks = self.cut(e.node1("Pad", q, self.sequence_pads(e.const(0), self.pad)), self.width)
+
+    def sequence_pads(self, before: str, after: str) -> str:
+        """Pad amounts for the sequence axis of a 4-D tensor."""
+        e, zeros = self.e, self.e.const([0, 0])
+        return e.node1("Concat", zeros, e.node1("Reshape", before, e.const([1])), e.const([0]), zeros,
+                       e.node1("Reshape", after, e.const([1])), e.const([0]), axis=0)
+
+    def bias_pads(self, before: str, after: str) -> str:
+        """Pad amounts for the last axis of a 4-D key bias."""
+        e, zero = self.e, self.e.const([0, 0, 0])
+        return e.node1("Concat", zero, e.node1("Reshape", before, e.const([1])), zero,
+                       e.node1("Reshape", after, e.const([1])), axis=0)
+
+    def cut(self, x: str, last: int) -> str:
+        """(B, H, n·block, last) -> (B, H, n, block, last)."""
+        return self.e.node1("Reshape", x, self.e.const([0, 0, -1, self.block, last]))
+
+    def scores(self, q_blocks: str, k_blocks: str) -> str:
+        e = self.e
+        scores = e.node1("MatMul", q_blocks, e.node1("Transpose", k_blocks, perm=[0, 1, 2, 4, 3]))
+        scores = e.node1("Mul", scores, e.const(self.attrs["scale"], np.float32))
+        if self.attrs.get("softcap"):
+            cap = e.const(self.attrs["softcap"], np.float32)
+            scores = e.node1("Mul", e.node1("Tanh", e.node1("Div", scores, cap)), cap)
+        return scores
+
+    def query_positions(self) -> str:
+        """int64 (nb, block, 1): the position of every query on the grid."""
+        e = self.e
+        n = e.node1("Unsqueeze", e.node1("Range", e.const(0), self.blocks, e.const(1)), e.const([1, 2]))
+        return e.node1("Add", e.node1("Mul", n, e.const(self.block)), e.const(np.arange(self.block)[None, :, None]))
+
+    def mask(self, scores: str, i: str, j: str, first_key: int = 0) -> str:
+        """Scores outside the pattern, before `first_key`, past the end or (causal) ahead: masked."""
+        grid = OnnxGrid(self.e)
+        allowed = self.attrs["pattern"].allowed(grid, i, j)
+        allowed = grid.and_(allowed, grid.and_(grid.le(first_key, j), grid.lt(j, self.s)))
+        if self.attrs["causal"]:
+            allowed = grid.and_(allowed, grid.le(j, i))
+        return self.e.node1("Where", allowed, scores, self.e.const(MASKED, np.float32))
+
+    def finish(self, scores: str, v_blocks: str, dense_rows: int, label: str) -> str:
+        """Softmax, weighted values, back to (B, H, S, Dv); the first `dense_rows` queries replaced
+        by dense attention over every key."""
+        e = self.e
+        out = e.node1("MatMul", e.node1("Softmax", scores, axis=-1), v_blocks)
+        out = e.node1("Reshape", out, e.const([0, 0, -1, self.value_width]))
+        end = e.node1("Reshape", self.s, e.const([1]))
+        if dense_rows:
+            rest = e.node1("Slice", out, e.const([dense_rows]), end, e.const([2]))
+            out = e.node1("Concat", self.dense_leading_rows(dense_rows), rest, axis=2)
+        return e.node1("Slice", out, e.const([0]), end, e.const([2]), label=label)
+
+    def dense_leading_rows(self, rows: int) -> str:
+        """The first `rows` queries over every key (causality top-left: they are the first rows)."""
+        e, types = self.e, self.types
+        q_rows = e.node1("Slice", self.q, e.const([0]), e.const([rows]), e.const([2]))
+        bias = list(self.bias)
+        if self.attrs["causal"]:
+            future = e.node1("Less", e.const(np.arange(rows)[:, None]),
+                             e.node1("Unsqueeze", e.node1("Range", e.const(0), self.s, e.const(1)), e.const([0])))
+            future = e.node1("Slice", future, e.const([0]), e.node1("Reshape", self.s, e.const([1])), e.const([0]))
+            hide = e.node1("Where", future, e.const(MASKED, np.float32), e.const(0.0, np.float32))
+            bias = [e.node1("Add", bias[0], hide) if bias else hide]
+        attrs = {"scale": self.attrs["scale"], "causal": False, "softcap": self.attrs.get("softcap", 0.0)}
+        rows_type = types[0].with_shape(types[0].shape[:2] + ("dense_rows",) + types[0].shape[3:])
+        bias_type = ([types[0].with_shape((1, 1, "dense_rows", types[0].shape[2]))] if self.attrs["causal"]
+                     else list(types[3:]))
+        value_type = types[2].with_shape(types[0].shape[:3] + types[2].shape[3:])  # heads already repeated
+        return base._attention(e, attrs, [q_rows, self.k, self.v, *bias],
+                               [rows_type, types[0], value_type, *bias_type], "DenseRows")[0]
+
+
+def banded_attention(e, attrs, inputs, types, label):
+    """Keys and values padded by the back and ahead blocks, each query block's span of key blocks
+    taken by one Slice per offset and concatenated; global tokens are extra key columns of every
+    block and dense leading rows."""
+    block, back_blocks, ahead_blocks = attrs["block"], attrs["back_blocks"], attrs["ahead_blocks"]
+    g = attrs.get("global_tokens", 0)
+    grid = Blocked(e, attrs, inputs, types, block)
+    span = back_blocks + ahead_blocks + 1
+    front, back = e.const(back_blocks * block), e.node1("Add", grid.pad, e.const(ahead_blocks * block))
+
+    def windows(x):  # (B,H,nb+span-1,block,last) -> (B,H,nb,span·block,last)
+        parts = []
+        for offset in range(span):
+            end = e.node1("Reshape", e.node1("Add", grid.blocks, e.const(offset)), e.const([1]))
+            parts.append(e.node1("Slice", x, e.const([offset]), end, e.const([2])))
+        return parts[0] if span == 1 else e.node1("Concat", *parts, axis=3)
+
+    k_blocks = windows(grid.cut(e.node1("Pad", grid.k, grid.sequence_pads(front, back)), grid.width))
+    v_blocks = windows(grid.cut(e.node1("Pad", grid.v, grid.sequence_pads(front, back)), grid.value_width))
+    scores = grid.scores(grid.q_blocks, k_blocks)
+    if grid.bias:  # key padding (B|1, 1, 1, S) -> (B|1, 1, nb, 1, span·block)
+        padded = e.node1("Pad", grid.bias[0], grid.bias_pads(front, back), e.const(MASKED, np.float32))
+        key_bias = windows(e.node1("Reshape", padded, e.const([0, 1, -1, block, 1])))
+        scores = e.node1("Add", scores, e.node1("Transpose", key_bias, perm=[0, 1, 2, 4, 3]))
+    n = e.node1("Unsqueeze", e.node1("Range", e.const(0), grid.blocks, e.const(1)), e.const([1, 2]))
+    j = e.node1("Add", e.node1("Mul", e.node1("Sub", n, e.const(back_blocks)), e.const(block)),
+                e.const(np.arange(span * block)[None, None, :]))
+    i = grid.query_positions()
+    scores = grid.mask(scores, i, j, first_key=g)
+    if g:  # global keys: g extra columns for every block
+        def first_g(x, axis):
+            return e.node1("Slice", x, e.const([0]), e.const([g]), e.const([axis]))
+
+        def per_block(x, last):  # (B,H,g,last) -> (B,H,nb,g,last)
+            shape = e.node1("Concat", e.node1("Shape", grid.q_blocks, start=0, end=3), e.const([g, last]), axis=0)
+            return e.node1("Expand", e.node1("Unsqueeze", x, e.const([2])), shape)
+
+        global_scores = grid.scores(grid.q_blocks, per_block(first_g(grid.k, 2), grid.width))
+        if grid.bias:
+            global_scores = e.node1("Add", global_scores, e.node1("Unsqueeze", first_g(grid.bias[0], 3), e.const([2])))
+        columns = e.const(np.arange(g)[None, None, :])
+        visible = e.node1("Less", columns, e.node1("Reshape", grid.s, e.const([1, 1, 1])))
+        if attrs["causal"]:
+            visible = e.node1("And", visible, e.node1("LessOrEqual", columns, i))
+        global_scores = e.node1("Where", visible, global_scores, e.const(MASKED, np.float32))
+        scores = e.node1("Concat", global_scores, scores, axis=-1)
+        v_blocks = e.node1("Concat", per_block(first_g(grid.v, 2), grid.value_width), v_blocks, axis=3)
+    return [grid.finish(scores, v_blocks, g, label or "BandedAttention")]
+
+
+def block_sparse_attention(e, attrs, inputs, types, label):
+    """Keys, values and key bias cut into blocks with one empty (masked) block appended; each query
+    block's K key blocks gathered by the constant table (entries past the input's block count, and
+    the -1 padding, redirected to the empty block)."""
+    pattern, table = attrs["pattern"], np.asarray(attrs["table"], np.int64)
+    block, count = pattern.block, table.shape[1]
+    grid = Blocked(e, attrs, inputs, types, block)
+    tail = e.node1("Add", grid.pad, e.const(block))  # to whole blocks, plus the empty block
+    rows = e.node1("Slice", e.const(table), e.const([0]), e.node1("Reshape", grid.blocks, e.const([1])), e.const([0]))
+    outside = e.node1("Or", e.node1("Less", rows, e.const(0)), e.node1("LessOrEqual", grid.blocks, rows))
+    index = e.node1("Where", outside, grid.blocks, rows)  # (nb, K)
+
+    def gathered(x, last):  # (B,H,S,last) -> (B,H,nb,K·block,last)
+        blocks = grid.cut(e.node1("Pad", x, grid.sequence_pads(e.const(0), tail)), last)
+        picked = e.node1("Gather", blocks, index, axis=2)  # (B,H,nb,K,block,last)
+        return e.node1("Reshape", picked, e.const([0, 0, 0, count * block, last]))
+
+    scores = grid.scores(grid.q_blocks, gathered(grid.k, grid.width))
+    if grid.bias:
+        padded = e.node1("Pad", grid.bias[0], grid.bias_pads(e.const(0), tail), e.const(MASKED, np.float32))
+        key_bias = e.node1("Gather", e.node1("Reshape", padded, e.const([0, 1, -1, block])), index, axis=2)
+        scores = e.node1("Add", scores, e.node1("Reshape", key_bias, e.const([0, 1, 0, 1, count * block])))
+    j = e.node1("Add", e.node1("Mul", e.node1("Unsqueeze", index, e.const([2])), e.const(block)),
+                e.const(np.arange(block)[None, None, :]))  # (nb, K, block)
+    j = e.node1("Reshape", j, e.const([0, 1, count * block]))
+    scores = grid.mask(scores, grid.query_positions(), j)
+    dense_rows = attrs["dense_rows"] * block
+    return [grid.finish(scores, gathered(grid.v, grid.value_width), dense_rows, label or "BlockSparseAttention")]
