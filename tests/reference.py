@@ -196,6 +196,109 @@ def linearised_attention(q, k, v, key_bias, causal, options, layer: str, head_wi
     return (weights @ v) / (weights.sum(-1, keepdims=True) + eps)
 
 
+def lsh_reference(qk, v, key_bias, options, layer: str, causal: bool):
+    """Kitaev et al. 2020, written per query over sets: in each round, position i's bucket is
+    argmax([k_i R; -k_i R]) of its unit key; positions are ranked by (bucket, position) and cut into
+    chunks; i attends the same-bucket positions of its chunk and the chunk before (wrapping), causal
+    ones only in decoders, itself at score -1e5; rounds weighted by exp(z^r - logsumexp_r z^r). The
+    rotations are the compiled model's recorded constants."""
+    import zlib
+
+    b, h, s, d = qk.shape
+    rng = np.random.default_rng([options.seed, zlib.crc32(layer.encode())])
+    rotations = rng.standard_normal((options.rounds, d, options.buckets // 2))
+    keys = qk / np.linalg.norm(qk, axis=-1, keepdims=True)
+    chunks = -(-s // options.chunk)
+    out = np.zeros(qk.shape[:3] + (v.shape[-1],))
+    for bi in range(b):
+        for hi in range(h):
+            results, sums = [], []
+            for r in range(options.rounds):
+                rotated = keys[bi, hi] @ rotations[r]
+                bucket = np.argmax(np.concatenate([rotated, -rotated], -1), -1)
+                rank = {p: n for n, p in enumerate(sorted(range(s), key=lambda p: (bucket[p], p)))}
+                o, z = np.zeros((s, v.shape[-1])), np.zeros(s)
+                for i in range(s):
+                    near = {rank[i] // options.chunk, (rank[i] // options.chunk - 1) % chunks}
+                    seen = [j for j in range(s) if rank[j] // options.chunk in near and bucket[j] == bucket[i]
+                            and (not causal or j <= i)]
+                    scores = np.array([-1e5 if j == i else qk[bi, hi, i] @ keys[bi, hi, j] / math.sqrt(d)
+                                       + (0.0 if key_bias is None else key_bias[bi, j]) for j in seen])
+                    z[i] = scores.max() + np.log(np.exp(scores - scores.max()).sum())
+                    o[i] = np.exp(scores - z[i]) @ v[bi, hi, seen]
+                results.append(o)
+                sums.append(z)
+            sums = np.array(sums)
+            weights = np.exp(sums - sums.max(0))
+            out[bi, hi] = (np.array(results) * (weights / weights.sum(0))[..., None]).sum(0)
+    return out
+
+
+def routing_reference(q, k, v, key_bias, centroids, causal: bool):
+    """Roy et al. 2021, per query over sets: centroid c takes the ⌈S/C⌉ queries and the ⌈S/C⌉ keys
+    whose unit vectors score highest against it (earlier position first among equals); a query
+    attends, in each centroid that took it, that centroid's real keys (not after it in a decoder);
+    its output is the mean over those centroids with a visible key, zero with none."""
+    b, h, s, d = q.shape
+    k, v = np.repeat(k, h // k.shape[1], axis=1), np.repeat(v, h // v.shape[1], axis=1)
+    window = math.ceil(s / centroids.shape[1])
+    real = np.ones((b, s), bool) if key_bias is None else key_bias == 0
+    out = np.zeros(q.shape[:3] + (v.shape[-1],))
+    for bi in range(b):
+        for hi in range(h):
+            def nearest(x, mu):
+                score = [mu @ (x[p] / np.linalg.norm(x[p])) for p in range(s)]
+                return sorted(range(s), key=lambda p: (-score[p], p))[:window]
+            taken = [(nearest(q[bi, hi], mu), nearest(k[bi, hi], mu)) for mu in centroids[hi]]
+            for i in range(s):
+                results = []
+                for queries, keys in taken:
+                    seen = [j for j in keys if real[bi, j] and (not causal or j <= i)]
+                    if i in queries and seen:
+                        scores = np.array([q[bi, hi, i] @ k[bi, hi, j] / math.sqrt(d) for j in seen])
+                        weights = np.exp(scores - scores.max())
+                        results.append(weights @ v[bi, hi, seen] / weights.sum())
+                out[bi, hi, i] = np.mean(results, axis=0) if results else 0.0
+    return out
+
+
+def clustered_reference(q, k, v, key_bias, options, layer: str):
+    """Vyas et al. 2020, per head over lists: hash bits sign(q·p) (≥ 0 → +1) on the recorded random
+    planes; k-means on the real queries' hashes with Hamming distance, centroids starting at the
+    hashes of queries ⌊c·S/C⌋, bitwise majority updates (+1 on ties, empty clusters unchanged);
+    each cluster's mean real query attends all keys, its members take the result."""
+    import zlib
+
+    b, h, s, d = q.shape
+    k, v = np.repeat(k, h // k.shape[1], axis=1), np.repeat(v, h // v.shape[1], axis=1)
+    planes = np.random.default_rng([options.seed, zlib.crc32(layer.encode())]).standard_normal((d, options.bits))
+    real = np.ones((b, s), bool) if key_bias is None else key_bias == 0
+    c_count = options.clusters
+    out = np.zeros(q.shape[:3] + (v.shape[-1],))
+    for bi in range(b):
+        for hi in range(h):
+            bits = [tuple(1 if x >= 0 else -1 for x in row) for row in
+                    q[bi, hi].astype(np.float32) @ planes.astype(np.float32)]
+
+            def nearest(centroids, i):
+                distance = [sum(x != y for x, y in zip(bits[i], c)) for c in centroids]
+                return distance.index(min(distance))
+
+            centroids = [bits[(c * s) // c_count] for c in range(c_count)]
+            for _ in range(options.iterations):
+                groups = [[i for i in range(s) if real[bi, i] and nearest(centroids, i) == c] for c in range(c_count)]
+                centroids = [tuple(1 if sum(bits[i][n] for i in g) >= 0 else -1 for n in range(len(bits[0])))
+                             if g else centroids[c] for c, g in enumerate(groups)]
+            cluster = [nearest(centroids, i) for i in range(s)]
+            for c in set(cluster):
+                group = [i for i in range(s) if real[bi, i] and cluster[i] == c]
+                mean_query = q[bi, hi, group].mean(0) if group else np.zeros(d)
+                scores = k[bi, hi] @ mean_query / math.sqrt(d) + (0 if key_bias is None else key_bias[bi])
+                weights = np.exp(scores - scores.max())
+                out[bi, hi, [i for i in range(s) if cluster[i] == c]] = weights @ v[bi, hi] / weights.sum()
+    return out
+
+
 def informer_attention(q, k, v, key_bias, factor: int):
     """Zhou et al. 2021, ProbSparse (encoder): M(q_i) = max_j q_i·k_j − Σ_j q_i·k_j / T over U =
     c·⌈ln T⌉ sampled keys (evenly spaced, as the compiled model documents); the top u = c·⌈ln S⌉
@@ -391,6 +494,8 @@ class Reference:
             mixing = self.w[f"{name}.mixing"]  # (H, D~)
             q = shared_q[:, None] * mixing[None, :, None, :]
             k = np.repeat(shared_k[:, None], m.heads, axis=1)
+        elif kind == "lsh":  # Kitaev et al. 2020: queries and keys share one projection
+            q = k = self.linear(x, f"{name}.query_key").reshape(b, s, m.heads, m.dh).transpose(0, 2, 1, 3)
         else:
             q = self.linear(x, f"{name}.query").reshape(b, s, m.heads, m.dh).transpose(0, 2, 1, 3)
             k = self.linear(memory, f"{name}.key").reshape(b, t, m.kv, m.dh).transpose(0, 2, 1, 3)
@@ -410,6 +515,12 @@ class Reference:
         s, t = q.shape[2], k.shape[2]
         if type(options).KIND in ("linear", "performer", "rfa"):
             return linearised_attention(q, k, v, key_bias, causal, options, name, m.dh)
+        if type(options).KIND == "lsh":
+            return lsh_reference(q, v, key_bias, options, name, causal)
+        if type(options).KIND == "routing":
+            return routing_reference(q, k, v, key_bias, self.w[f"{name}.centroids"], causal)
+        if type(options).KIND == "clustered":
+            return clustered_reference(q, k, v, key_bias, options, name)
         if type(options).KIND == "prob_sparse":
             return informer_attention(q, k, v, key_bias, options.factor)
         if type(options).KIND == "memory_compressed":

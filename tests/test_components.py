@@ -299,6 +299,28 @@ encoder: {layers: 2}
 block: {attention: {kind: prob_sparse, factor: 1}}
 encoder: {layers: 2}
 """),
+    "reformer_lsh_encoder": ("encoder", "", """
+block: {attention: {kind: lsh, buckets: 4, rounds: 2, chunk: 6, seed: 1}}
+encoder: {layers: 2}
+"""),
+    "reformer_lsh_causal_decoder": ("decoder", "", """
+block: {attention: {kind: lsh, buckets: 2, rounds: 3, chunk: 4}}
+decoder: {layers: 2}
+head: {kind: lm}
+"""),
+    "routing_encoder": ("encoder", ", kv_heads: 2", """
+block: {attention: {kind: routing, clusters: 3}}
+encoder: {layers: 2}
+"""),
+    "routing_causal_decoder": ("decoder", "", """
+block: {attention: {kind: routing, clusters: 2}}
+decoder: {layers: 2}
+head: {kind: lm}
+"""),
+    "clustered_encoder": ("encoder", ", kv_heads: 2", """
+block: {attention: {kind: clustered, clusters: 3, bits: 6, iterations: 3, seed: 2}}
+encoder: {layers: 2}
+"""),
     "per_layer_overrides": ("decoder", "", """
 block: {placement: pre}
 decoder:

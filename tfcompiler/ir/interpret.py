@@ -9,8 +9,10 @@ from .ops import op_def
 from .types import concrete_shape, numpy_dtype
 
 
-def evaluate(graph: Graph, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Run the graph on named inputs; returns the named outputs."""
+def evaluate(graph: Graph, feeds: dict[str, np.ndarray], weights: dict | None = None) -> dict[str, np.ndarray]:
+    """Run the graph on named inputs; returns the named outputs. ``weights`` replaces the graph's
+    own (arrays already drawn, say)."""
+    weights = graph.weights if weights is None else weights
     values: dict[Value, np.ndarray] = {}
     for node in graph.topological():
         op = graph.op(node)
@@ -20,7 +22,7 @@ def evaluate(graph: Graph, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray
                 raise KeyError(f"missing input {name!r}")
             results = [np.asarray(feeds[name])]
         elif op.type == "param":
-            results = [np.asarray(graph.weights[op.attrs["name"]])]  # draws a seeded weight
+            results = [np.asarray(weights[op.attrs["name"]])]  # draws a seeded weight
         else:
             args = [values[v] for v in graph.inputs_of(node)]
             with np.errstate(over="ignore"):  # two masks on one key overflow to -inf, then clip

@@ -183,3 +183,4 @@ def block_sparse_attention(e, attrs, inputs, types, label):
     scores = grid.mask(scores, grid.query_positions(), j)
     dense_rows = attrs["dense_rows"] * block
     return [grid.finish(scores, gathered(grid.v, grid.value_width), dense_rows, label or "BlockSparseAttention")]
+

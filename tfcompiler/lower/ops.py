@@ -438,7 +438,8 @@ def _take_relative(e, attrs, inputs, types, label):
                     label=label or "TakeRelative")]
 
 
-from .blocked import banded_attention, block_sparse_attention  # noqa: E402  (uses the helpers above)
+from .blocked import banded_attention, block_sparse_attention  # noqa: E402  (they use the helpers above)
+from .content_sparse import clustered_attention, lsh_attention, routing_attention  # noqa: E402
 
 EMITTERS = {"silu": _silu, "gelu": _gelu, "cast": _cast, "transpose": _transpose, "reshape": _reshape,
             "gather": _gather, "concat": _concat, "unsqueeze": _unsqueeze, "positions": _positions,
@@ -449,6 +450,8 @@ EMITTERS = {"silu": _silu, "gelu": _gelu, "cast": _cast, "transpose": _transpose
             "take_relative": _take_relative, "distance_range": _distance_range,
             "distance_index": _distance_index, "grid_conv": _grid_conv,
             "banded_attention": banded_attention, "block_sparse_attention": block_sparse_attention,
+            "lsh_attention": lsh_attention, "routing_attention": routing_attention,
+            "clustered_attention": clustered_attention,
             "compress": _compress, "tile_batch": _tile_batch,
             "prob_sparse_attention": _prob_sparse_attention, "linear_attention": _linear_attention,
             "reduce_max": _reduction("ReduceMax"), "reduce_sum": _reduction("ReduceSum"),

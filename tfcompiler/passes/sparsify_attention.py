@@ -2,7 +2,7 @@
 windows, block-local layouts) becomes banded attention, whose cost grows with n·w instead of n².
 
     attention(q, k, v, key_bias; pattern=Window(w, w))
-      =>  banded_attention(q, k, v, key_bias; block=w, back_blocks=1, ahead_blocks=1)
+      =>  banded_attention(q, k, v, key_bias; block=w, back_blocks=1, ahead_blocks=1)   (w <= 256)
 
 Query block n (of `block` positions, the sequence padded to whole blocks inside the graph) attends
 key blocks n - back_blocks .. n + ahead_blocks, with the pattern, causality, padding and the
@@ -27,6 +27,22 @@ from ..ir.patterns import Blocks, WithGlobal
 from .base import Pass, PassResult
 
 REPORT_LENGTH = 4096  # the length --explain quotes savings at
+# Wide windows are cut into blocks of at most this many positions: a block of the window's own
+# width would attend up to twice the window and pad short inputs to a whole window.
+LARGEST_BLOCK = 256
+
+
+def band_blocks(back: int, ahead: int) -> tuple[int, int, int]:
+    """(block, back_blocks, ahead_blocks) covering a reach of `back` and `ahead` positions with the
+    fewest keys per query, preferring larger blocks (fewer ops) among equals."""
+    reach = max(back, ahead, 1)
+    sizes = [reach] if reach <= LARGEST_BLOCK else [LARGEST_BLOCK // 4, LARGEST_BLOCK // 2, LARGEST_BLOCK]
+
+    def keys(block):
+        return (math.ceil(back / block) + math.ceil(ahead / block) + 1) * block
+
+    block = min(sizes, key=lambda b: (keys(b), -b))
+    return block, math.ceil(back / block), math.ceil(ahead / block)
 
 
 def _short(pattern) -> str:
@@ -60,8 +76,7 @@ class SparsifyAttention(Pass):
                 continue
             back, ahead = band.reach()
             ahead = 0 if op.attrs["causal"] else ahead
-            block = max(back, ahead, 1)
-            back_blocks, ahead_blocks = math.ceil(back / block), math.ceil(ahead / block)
+            block, back_blocks, ahead_blocks = band_blocks(back, ahead)
             attrs = {k: v for k, v in op.attrs.items()}
             attrs.update(pattern=band, block=block, back_blocks=back_blocks, ahead_blocks=ahead_blocks,
                          global_tokens=global_tokens)
@@ -84,8 +99,8 @@ class SparsifyAttention(Pass):
         """Fewer keys per query gathering the layout's blocks than taking the band around them."""
         back, ahead = pattern.reach()
         ahead = 0 if op.attrs["causal"] else ahead
-        block = max(back, ahead, 1)
-        band = (math.ceil(back / block) + math.ceil(ahead / block) + 1) * block
+        block, back_blocks, ahead_blocks = band_blocks(back, ahead)
+        band = (back_blocks + ahead_blocks + 1) * block
         return len(layout_table(pattern.layout)[0]) * pattern.block < band
 
     def _gather_blocks(self, graph: Graph, node, pattern: Blocks) -> str:

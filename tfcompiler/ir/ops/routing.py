@@ -1,0 +1,63 @@
+"""The Routing Transformer's attention (Roy et al. 2021) as one canonical op.
+
+routing_attention(q (B,H,S,Dh), k (B,Hkv,S,Dh), v (B,Hkv,S,Dv), centroids (H,C,Dh),
+key_bias? (B|1,1,1,S)) attrs causal, scale -> (B,H,S,Dv).
+
+Queries and keys are routed by their unit vectors to C centroids, balanced: centroid c takes the
+w = ⌈S/C⌉ queries and, separately, the w keys with the largest μ_c·x/‖x‖ (ties to the earlier
+position). Each centroid's queries attend its keys (scaled dot products plus the key bias; keys
+whose bias is at most MASKED/2 are padding and hidden, and in a decoder keys after the query).
+A query's output is the mean of its outputs over the centroids that chose it and gave it at least
+one visible key; a query no centroid serves outputs zero. Cost O(C·w²) = O(S²/C) scores.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import register
+from .nn import MASKED, _attention_infer, _softmax
+
+
+def routed(x: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+    """(B,H,S,D) vectors -> (B,H,C,w) the positions each centroid takes, best first."""
+    unit = x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+    scores = np.swapaxes(unit @ np.swapaxes(centroids, -1, -2)[None], -1, -2)  # (B,H,C,S)
+    window = -(-x.shape[2] // centroids.shape[1])
+    return np.argsort(-scores, axis=-1, kind="stable")[..., :window]
+
+
+def routing_attention(q, k, v, centroids, key_bias, causal: bool, scale: float):
+    b, h, s, _ = q.shape
+    group = h // k.shape[1]
+    q, centroids = q.astype(np.float64), centroids.astype(np.float64)
+    k, v = (np.repeat(x, group, axis=1).astype(np.float64) for x in (k, v))
+    bias = np.zeros((b, 1, 1, s)) if key_bias is None else np.broadcast_to(key_bias, (b, 1, 1, s))
+    bias = np.broadcast_to(bias[:, :, 0], (b, h, s))
+    queries, keys = routed(q, centroids), routed(k, centroids)  # (B,H,C,w)
+
+    def take(x, index):  # (B,H,S,D), (B,H,C,w) -> (B,H,C,w,D)
+        return np.take_along_axis(x[:, :, None], index[..., None], axis=3)
+
+    key_bias = np.take_along_axis(bias[:, :, None], keys, axis=3)  # (B,H,C,w)
+    scores = take(q, queries) @ np.swapaxes(take(k, keys), -1, -2) * scale + key_bias[..., None, :]
+    visible = np.broadcast_to(key_bias[..., None, :] > MASKED / 2, scores.shape)
+    if causal:
+        visible = visible & (keys[..., None, :] <= queries[..., :, None])
+    served = visible.any(-1)  # (B,H,C,w)
+    out = _softmax(np.where(visible, scores, MASKED)) @ take(v, keys) * served[..., None]
+    total, count = np.zeros((b, h, s, v.shape[-1])), np.zeros((b, h, s))
+    for c in range(queries.shape[2]):  # a query appears at most once per centroid
+        np.put_along_axis(total, queries[:, :, c, :, None],
+                          np.take_along_axis(total, queries[:, :, c, :, None], 2) + out[:, :, c], axis=2)
+        np.put_along_axis(count, queries[:, :, c], np.take_along_axis(count, queries[:, :, c], 2) + served[:, :, c], 2)
+    return (total / np.maximum(count, 1)[..., None]).astype(np.float32)
+
+
+def _infer(attrs, types):
+    q, k, v, centroids, *bias = types
+    return _attention_infer(attrs, [q, k, v, *bias])
+
+
+register("routing_attention", (4, 5), _infer,
+         lambda attrs, q, k, v, centroids, bias=None: [routing_attention(
+             q, k, v, centroids, bias, attrs["causal"], attrs["scale"])])

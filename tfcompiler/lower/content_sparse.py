@@ -1,0 +1,229 @@
+"""ONNX lowering of the attentions that group positions by content: Reformer's LSH attention
+(chunks of positions sorted by hash bucket), the Routing Transformer's attention (the positions
+nearest each centroid) and clustered attention (queries grouped by a Hamming k-means). Sorting and
+top-k are TopK over the whole length, rows are moved with GatherElements and put back with
+ScatterElements, clusters are one-hot MatMuls, so any length works.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..ir.ops.nn import MASKED
+from . import ops as base
+
+
+def lsh_attention(e, attrs, inputs, types, label):
+    """Per hashing round: buckets (MatMul by the rotations, ArgMax), the sort by (bucket, position)
+    as TopK over the whole padded length, GatherElements into sorted order, chunks with the chunk
+    before (Slice/Concat), masked softmax keeping its log-sum-exp, ScatterElements back; rounds
+    combined by a Softmax over their log-sum-exps."""
+    qk, v, rotations, *bias = inputs
+    chunk, rounds = attrs["chunk"], types[2].shape[0]
+    width, value_width = types[0].shape[3], types[1].shape[3]
+    s = base._length(e, qk, 2)
+    pad = e.node1("Mod", e.node1("Sub", e.const(chunk), e.node1("Mod", s, e.const(chunk))), e.const(chunk))
+    padded = e.node1("Add", s, pad)
+    zeros = e.const([0, 0])
+    amounts4 = e.node1("Concat", zeros, e.const([0]), e.const([0]), zeros, e.node1("Reshape", pad, e.const([1])),
+                       e.const([0]), axis=0)
+    amounts3 = e.node1("Concat", zeros, e.const([0]), zeros, e.node1("Reshape", pad, e.const([1])), axis=0)
+    norm = e.node1("Sqrt", base._reduce(e, "ReduceSum", e.node1("Mul", qk, qk), [-1]))
+    keys = e.node1("Div", qk, e.node1("Max", norm, e.const(1e-12, np.float32)))
+    heads_shape = e.node1("Shape", qk, start=0, end=2)
+    positions = e.node1("Range", e.const(0), s, e.const(1))
+    bias3 = (e.node1("Expand", e.node1("Squeeze", bias[0], e.const([2])),
+                     e.node1("Concat", heads_shape, e.node1("Reshape", s, e.const([1])), axis=0))
+             if bias else None)
+    # with a single chunk the chunk before is the chunk itself: its copy of the keys is hidden
+    single = e.node1("Equal", e.node1("Div", padded, e.const(chunk)), e.const(1))
+    counted_once = e.node1("Or", e.node1("Not", single), e.const(np.arange(2 * chunk) >= chunk, bool))
+    outputs, sums = [], []
+    for r in range(rounds):
+        rotated = e.node1("MatMul", keys, e.node1("Gather", rotations, e.const(r), axis=0))
+        bucket = e.node1("ArgMax", e.node1("Concat", rotated, e.node1("Neg", rotated), axis=-1), axis=-1, keepdims=0)
+        sort_key = e.node1("Add", e.node1("Mul", bucket, padded), positions)
+        sort_key = e.node1("Pad", sort_key, amounts3, e.const(np.iinfo(np.int64).max // 2))
+        order = e.node(
+            "TopK", [sort_key, e.node1("Reshape", padded, e.const([1]))], n_outputs=2, axis=-1, largest=0, sorted=1)[1]
+        position = e.node1("Where", e.node1("Less", order, s), order, e.const(-1))
+
+        def sort(x, last, fill=None):  # (B,H,S[,last]) -> sorted (B,H,P[,last])
+            if last is None:
+                x = e.node1("Pad", x, amounts3, *([fill] if fill else []))
+                return e.node1("GatherElements", x, order, axis=2)
+            x = e.node1("Pad", x, amounts4)
+            index = e.node1("Expand", e.node1("Unsqueeze", order, e.const([3])),
+                            e.node1("Concat", e.node1("Shape", order), e.const([last]), axis=0))
+            return e.node1("GatherElements", x, index, axis=2)
+
+        def chunks(x, last):  # sorted (B,H,P[,last]) -> (B,H,n,chunk[,last])
+            shape = [0, 0, -1, chunk] + ([last] if last is not None else [])
+            return e.node1("Reshape", x, e.const(shape))
+
+        def with_previous(x):  # (B,H,n,chunk,...) -> (B,H,n,2·chunk,...), the chunk before wrapping around
+            before = e.node1("Concat", e.node1("Slice", x, e.const([-1]), e.const([2 ** 62]), e.const([2])),
+                             e.node1("Slice", x, e.const([0]), e.const([-1]), e.const([2])), axis=2)
+            return e.node1("Concat", before, x, axis=3)
+
+        sq, sk, sv = sort(qk, width), sort(keys, width), sort(v, value_width)
+        sb = sort(bucket, None, e.const(-1))
+        cq = chunks(sq, width)
+        ck, cv = with_previous(chunks(sk, width)), with_previous(chunks(sv, value_width))
+        cb, cp = with_previous(chunks(sb, None)), with_previous(chunks(position, None))
+        scores = e.node1("Mul", e.node1("MatMul", cq, e.node1("Transpose", ck, perm=[0, 1, 2, 4, 3])),
+                         e.const(attrs["scale"], np.float32))
+        if bias3 is not None:
+            cbias = with_previous(chunks(sort(bias3, None), None))
+            scores = e.node1("Add", scores, e.node1("Unsqueeze", cbias, e.const([3])))
+        qb = e.node1("Unsqueeze", chunks(sb, None), e.const([4]))
+        qp = e.node1("Unsqueeze", chunks(position, None), e.const([4]))
+        kb, kp = e.node1("Unsqueeze", cb, e.const([3])), e.node1("Unsqueeze", cp, e.const([3]))
+        visible = e.node1("And", e.node1("Equal", kb, qb), e.node1("LessOrEqual", e.const(0), kp))
+        visible = e.node1("And", visible, counted_once)
+        if attrs["causal"]:
+            visible = e.node1("And", visible, e.node1("LessOrEqual", kp, qp))
+        scores = e.node1("Where", visible, scores, e.const(MASKED, np.float32))
+        scores = e.node1("Where", e.node1("Equal", kp, qp), e.const(-1e5, np.float32), scores)
+        top = base._reduce(e, "ReduceMax", scores, [-1])
+        weights = e.node1("Exp", e.node1("Sub", scores, top))
+        total = base._reduce(e, "ReduceSum", weights, [-1])
+        out = e.node1("MatMul", e.node1("Div", weights, total), cv)  # (B,H,n,chunk,Dv)
+        lse = e.node1("Squeeze", e.node1("Add", e.node1("Log", total), top), e.const([4]))  # (B,H,n,chunk)
+
+        def unsort(x, last):  # sorted (B,H,P[,last]) -> original order, (B,H,S[,last])
+            index = order if last is None else e.node1(
+                "Expand", e.node1("Unsqueeze", order, e.const([3])),
+                e.node1("Concat", e.node1("Shape", order), e.const([last]), axis=0))
+            back = e.node1("ScatterElements", x, index, x, axis=2)
+            return e.node1("Slice", back, e.const([0]), e.node1("Reshape", s, e.const([1])), e.const([2]))
+
+        outputs.append(e.node1("Unsqueeze", unsort(e.node1("Reshape", out, e.const([0, 0, -1, value_width])),
+                                                   value_width), e.const([0])))
+        sums.append(e.node1("Unsqueeze", unsort(e.node1("Reshape", lse, e.const([0, 0, -1])), None), e.const([0])))
+    weights = e.node1("Softmax", e.node1("Concat", *sums, axis=0) if rounds > 1 else sums[0], axis=0)
+    stacked = e.node1("Concat", *outputs, axis=0) if rounds > 1 else outputs[0]
+    combined = e.node1("Mul", stacked, e.node1("Unsqueeze", weights, e.const([4])))
+    return [base._reduce(e, "ReduceSum", combined, [0], keepdims=False, label=label or "LSHAttention")]
+
+
+def take_rows(e, x: str, index: str, last: int) -> str:
+    """x (B,H,S,last), index int64 (B,H,N) -> (B,H,N,last): the rows `index` names."""
+    expanded = e.node1("Expand", e.node1("Unsqueeze", index, e.const([3])),
+                       e.node1("Concat", e.node1("Shape", index), e.const([last]), axis=0))
+    return e.node1("GatherElements", x, expanded, axis=2)
+
+
+def add_rows(e, shape: str, index: str, rows: str, last: int | None) -> str:
+    """Zeros of `shape` (B,H,S[,last]) with `rows` (B,H,N[,last]) added at `index` (B,H,N)."""
+    zeros = e.node1("Expand", e.const(0.0, np.float32), shape)
+    if last is not None:
+        index = e.node1("Expand", e.node1("Unsqueeze", index, e.const([3])), e.node1("Shape", rows))
+    return e.node1("ScatterElements", zeros, index, rows, axis=2, reduction="add")
+
+
+def routing_attention(e, attrs, inputs, types, label):
+    """Routing by TopK of the unit vectors' centroid scores, the chosen rows gathered per centroid,
+    masked softmax within each centroid, outputs and serve counts added back with
+    ScatterElements(reduction=add), then averaged."""
+    q, k, v, centroids, *bias = inputs
+    heads, kv_heads, clusters = types[0].shape[1], types[1].shape[1], types[3].shape[1]
+    width, value_width = types[0].shape[3], types[2].shape[3]
+    if kv_heads != heads:
+        k = base._repeat_heads(e, k, heads // kv_heads, heads, width)
+        v = base._repeat_heads(e, v, heads // kv_heads, heads, value_width)
+    s = base._length(e, q, 2)
+    window = e.node1("Reshape", e.node1("Div", e.node1("Add", s, e.const(clusters - 1)), e.const(clusters)),
+                     e.const([1]))
+    to_centroids = e.node1("Transpose", centroids, perm=[0, 2, 1])
+
+    def route(x):  # (B,H,S,D) -> (B,H,C·w): each centroid's positions, best first
+        norm = e.node1("Sqrt", base._reduce(e, "ReduceSum", e.node1("Mul", x, x), [-1]))
+        unit = e.node1("Div", x, e.node1("Max", norm, e.const(1e-12, np.float32)))
+        scores = e.node1("Transpose", e.node1("MatMul", unit, to_centroids), perm=[0, 1, 3, 2])
+        chosen = e.node("TopK", [scores, window], n_outputs=2, axis=-1, largest=1, sorted=1)[1]
+        return e.node1("Reshape", chosen, e.const([0, 0, -1]))
+
+    def per_centroid(x, last):  # (B,H,C·w[,last]) -> (B,H,C,w[,last])
+        return e.node1("Reshape", x, e.const([0, 0, clusters, -1] + ([last] if last else [])))
+
+    queries, keys = route(q), route(k)
+    scores = e.node1("MatMul", per_centroid(take_rows(e, q, queries, width), width),
+                     e.node1("Transpose", per_centroid(take_rows(e, k, keys, width), width), perm=[0, 1, 2, 4, 3]))
+    scores = e.node1("Mul", scores, e.const(attrs["scale"], np.float32))  # (B,H,C,w,w)
+    visible = None
+    if bias:
+        per_head = e.node1("Expand", e.node1("Squeeze", bias[0], e.const([2])),  # (B|1,1,S) -> (B,H,S)
+                           e.node1("Concat", e.node1("Shape", q, start=0, end=2), e.node1("Reshape", s, e.const([1])),
+                                   axis=0))
+        key_bias = e.node1("Unsqueeze", per_centroid(e.node1("GatherElements", per_head, keys, axis=2), None),
+                           e.const([3]))  # (B,H,C,1,w)
+        scores = e.node1("Add", scores, key_bias)
+        visible = e.node1("Greater", key_bias, e.const(MASKED / 2, np.float32))
+    if attrs["causal"]:
+        ahead = e.node1("LessOrEqual", e.node1("Unsqueeze", per_centroid(keys, None), e.const([3])),
+                        e.node1("Unsqueeze", per_centroid(queries, None), e.const([4])))
+        visible = ahead if visible is None else e.node1("And", visible, ahead)
+    values = per_centroid(take_rows(e, v, keys, value_width), value_width)
+    if visible is None:
+        out, served = e.node1("MatMul", e.node1("Softmax", scores, axis=-1), values), None
+    else:
+        scores = e.node1("Where", visible, scores, e.const(MASKED, np.float32))
+        served = e.node1("Cast", e.node1("Greater", base._reduce(e, "ReduceMax", scores, [-1]),
+                                         e.const(MASKED / 2, np.float32)), to=1)  # (B,H,C,w,1)
+        out = e.node1("Mul", e.node1("MatMul", e.node1("Softmax", scores, axis=-1), values), served)
+    rows = e.node1("Reshape", out, e.const([0, 0, -1, value_width]))
+    sequence = e.node1("Shape", q, start=0, end=3)
+    total = add_rows(e, e.node1("Concat", sequence, e.const([value_width]), axis=0), queries, rows, value_width)
+    counts = (e.node1("Reshape", served, e.const([0, 0, -1]))
+              if served is not None else e.node1("Expand", e.const(1.0, np.float32), e.node1("Shape", queries)))
+    count = add_rows(e, sequence, queries, counts, None)
+    count = e.node1("Unsqueeze", e.node1("Max", count, e.const(1.0, np.float32)), e.const([3]))
+    return [e.node1("Div", total, count, label=label or "RoutingAttention")]
+
+
+def clustered_attention(e, attrs, inputs, types, label):
+    """Hashes by MatMul and a sign, the Hamming k-means unrolled (MatMul agreements, ArgMax, one-hot
+    memberships, MatMul votes), mean cluster queries by MatMul, one attention per cluster, and each
+    query's cluster output taken by a one-hot MatMul."""
+    q, k, v, planes, *bias = inputs
+    heads, kv_heads = types[0].shape[1], types[1].shape[1]
+    width, value_width = types[0].shape[3], types[2].shape[3]
+    clusters, iterations = attrs["clusters"], attrs["iterations"]
+    if kv_heads != heads:
+        k = base._repeat_heads(e, k, heads // kv_heads, heads, width)
+        v = base._repeat_heads(e, v, heads // kv_heads, heads, value_width)
+    one, minus_one = e.const(1.0, np.float32), e.const(-1.0, np.float32)
+    hashes = e.node1("Where", e.node1("GreaterOrEqual", e.node1("MatMul", q, planes), e.const(0.0, np.float32)),
+                     one, minus_one)  # (B,H,S,bits)
+    real = (e.node1("Cast", e.node1("Greater", e.node1("Transpose", bias[0], perm=[0, 1, 3, 2]),
+                                    e.const(MASKED / 2, np.float32)), to=1) if bias else None)  # (B|1,1,S,1)
+    s = base._length(e, q, 2)
+    starts = e.node1("Div", e.node1("Mul", e.const(np.arange(clusters)), s), e.const(clusters))
+    centroids = e.node1("Gather", hashes, starts, axis=2)  # (B,H,C,bits)
+    ids = e.const(np.arange(clusters))
+
+    def assign(centroids):  # -> (B,H,S,C) one-hot nearest centroid, the first of equals
+        agreement = e.node1("MatMul", hashes, e.node1("Transpose", centroids, perm=[0, 1, 3, 2]))
+        nearest = e.node1("ArgMax", agreement, axis=-1, keepdims=1)
+        return e.node1("Cast", e.node1("Equal", nearest, ids), to=1)
+
+    def real_members(assignment):
+        return assignment if real is None else e.node1("Mul", assignment, real)
+
+    for _ in range(iterations):
+        members = real_members(assign(centroids))
+        votes = e.node1("MatMul", e.node1("Transpose", members, perm=[0, 1, 3, 2]), hashes)  # (B,H,C,bits)
+        majority = e.node1("Where", e.node1("GreaterOrEqual", votes, e.const(0.0, np.float32)), one, minus_one)
+        counts = e.node1("Transpose", base._reduce(e, "ReduceSum", members, [2]), perm=[0, 1, 3, 2])  # (B,H,C,1)
+        centroids = e.node1("Where", e.node1("Greater", counts, e.const(0.0, np.float32)), majority, centroids)
+    assignment = assign(centroids)
+    members = real_members(assignment)
+    counts = e.node1("Transpose", base._reduce(e, "ReduceSum", members, [2]), perm=[0, 1, 3, 2])
+    cluster_queries = e.node1("Div", e.node1("MatMul", e.node1("Transpose", members, perm=[0, 1, 3, 2]), q),
+                              e.node1("Max", counts, one))  # (B,H,C,Dh)
+    scores = e.node1("Mul", e.node1("MatMul", cluster_queries, e.node1("Transpose", k, perm=[0, 1, 3, 2])),
+                     e.const(attrs["scale"], np.float32))
+    if bias:
+        scores = e.node1("Add", scores, bias[0])
+    out = e.node1("MatMul", e.node1("Softmax", scores, axis=-1), v)  # (B,H,C,Dv)
+    return [e.node1("MatMul", assignment, out, label=label or "ClusteredAttention")]
