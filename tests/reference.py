@@ -131,7 +131,8 @@ def sparse_mask(options, s: int, t: int, causal: bool, max_length: int, layer: s
     i - j < l or l | i - j; fixed: same block of l, or j mod l >= l - c; Longformer: window plus the
     leading global tokens' rows and columns; BigBird: window, global and random blocks (the random
     layout is the compiled model's recorded constant); Image Transformer local 1-D: the query's block
-    and `memory_blocks` blocks around it."""
+    and `memory_blocks` blocks around it; local 2-D: the query's rectangle of the raster-scanned
+    image widened by the memory flange (rows above, below when bidirectional, columns each side)."""
     kind = type(options).KIND
     i, j = relative_positions(s, t)
     d = i - j
@@ -149,6 +150,12 @@ def sparse_mask(options, s: int, t: int, causal: bool, max_length: int, layer: s
     if kind == "block_local":
         a, b = i // options.block, j // options.block
         return (b >= a - options.memory_blocks) & (b <= a + (0 if causal else options.memory_blocks))
+    if kind == "block_local_2d":  # rows and columns of the raster-scan positions
+        (qh, qw), (hm, wm), width = options.query_shape, options.memory_flange, options.row_length
+        ri, ci, rj, cj = i // width, i % width, j // width, j % width
+        top, left = (ri // qh) * qh, (ci // qw) * qw
+        below = 0 if causal else hm
+        return (rj >= top - hm) & (rj < top + qh + below) & (cj >= left - wm) & (cj < left + qw + wm)
     if kind == "bigbird":
         from tfcompiler.build.attention.bigbird import bigbird_layout
         layout = bigbird_layout(options, max_length, causal, layer)
@@ -299,10 +306,11 @@ def clustered_reference(q, k, v, key_bias, options, layer: str):
     return out
 
 
-def informer_attention(q, k, v, key_bias, factor: int):
-    """Zhou et al. 2021, ProbSparse (encoder): M(q_i) = max_j q_i·k_j − Σ_j q_i·k_j / T over U =
-    c·⌈ln T⌉ sampled keys (evenly spaced, as the compiled model documents); the top u = c·⌈ln S⌉
-    queries attend normally, the rest output mean(V) over real keys."""
+def informer_attention(q, k, v, key_bias, factor: int, causal: bool = False):
+    """Zhou et al. 2021, ProbSparse: M(q_i) = max_j q_i·k_j − Σ_j q_i·k_j / T over U = c·⌈ln T⌉
+    sampled keys (evenly spaced, as the compiled model documents); the top u = c·⌈ln S⌉ queries
+    attend normally (keys up to them in the masked decoder), the rest output mean(V) over real keys,
+    or in the decoder Σ_{j ≤ i} v_j over real keys (Informer's V.cumsum)."""
     b, h, s, d = q.shape
     t = k.shape[2]
     group = h // k.shape[1]
@@ -318,11 +326,12 @@ def informer_attention(q, k, v, key_bias, factor: int):
             measure = dots[:, samples].max(-1) - dots[:, samples].sum(-1) / t
             active = set(np.argsort(-measure, kind="stable")[:count(s)])
             for i in range(s):
+                seen = np.arange(t) <= i + t - s if causal else np.ones(t, bool)
                 if i in active:
                     bias = 0.0 if key_bias is None else key_bias[bi]
-                    out[bi, hi, i] = softmax(dots[i] / math.sqrt(d) + bias) @ v[bi, hi]
+                    out[bi, hi, i] = softmax(np.where(seen, dots[i] / math.sqrt(d) + bias, NEG)) @ v[bi, hi]
                 else:
-                    out[bi, hi, i] = mean[hi]
+                    out[bi, hi, i] = (keep[bi, seen][:, None] * v[bi, hi, seen]).sum(0) if causal else mean[hi]
     return out
 
 
@@ -489,6 +498,8 @@ class Reference:
             points = np.broadcast_to(self.w[f"{name}.inducing_points"], (b,) + self.w[f"{name}.inducing_points"].shape[1:])
             induced = self.mha(points, memory, key_bias, False, plain, f"{name}.induce")
             return self.mha(x, induced, None, False, plain, f"{name}.broadcast")
+        if kind == "longformer" and options.global_input:
+            return self.longformer_global(x, key_bias, options, name)
         if kind == "collaborative":  # Cordonnier et al. 2020: shared W_Q, W_K, per-head mixing m_h
             shared_q, shared_k = self.linear(x, f"{name}.query"), self.linear(memory, f"{name}.key")
             mixing = self.w[f"{name}.mixing"]  # (H, D~)
@@ -507,6 +518,26 @@ class Reference:
         out = self.attend(q, k, v, key_bias, causal, options, name, positional, stack, state)
         return self.linear(out.transpose(0, 2, 1, 3).reshape(b, s, -1), f"{name}.output")
 
+    def longformer_global(self, x, key_bias, options, name):
+        """Beltagy et al. 2020 with global positions from `global_attention_mask`: every query sees
+        its window (|i - j| <= w, every d-th key) and the global keys; global queries instead see
+        every key through the global projections Q_g, K_g, V_g."""
+        m = self.spec.model
+        b, s, _ = x.shape
+        chosen = self.feeds["global_attention_mask"] != 0
+
+        def heads(suffix):
+            return self.linear(x, f"{name}.{suffix}").reshape(b, s, -1, m.dh).transpose(0, 2, 1, 3)
+
+        d = np.arange(s)[:, None] - np.arange(s)[None, :]
+        reach = options.window * options.dilation
+        allowed = ((np.abs(d) <= reach) & (d % options.dilation == 0))[None] | chosen[:, None, :]
+        local, _ = attention(heads("query"), heads("key"), heads("value"), m.dh ** -0.5, key_bias,
+                             head_bias=np.where(allowed, 0.0, NEG)[:, None])
+        glob, _ = attention(heads("query_global"), heads("key_global"), heads("value_global"), m.dh ** -0.5, key_bias)
+        out = np.where(chosen[:, None, :, None], glob, local)
+        return self.linear(out.transpose(0, 2, 1, 3).reshape(b, s, -1), f"{name}.output")
+
     def attend(self, q, k, v, key_bias, causal, options, name, positional=None, stack=None, state=None,
                positions=None):
         """Heads (B,H,S,d) attend keys/values (B,Hkv,T,d), queries at the end of the keys; returns
@@ -522,7 +553,7 @@ class Reference:
         if type(options).KIND == "clustered":
             return clustered_reference(q, k, v, key_bias, options, name)
         if type(options).KIND == "prob_sparse":
-            return informer_attention(q, k, v, key_bias, options.factor)
+            return informer_attention(q, k, v, key_bias, options.factor, causal)
         if type(options).KIND == "memory_compressed":
             return compressed_attention(q, k, v, key_bias, options.compression, self.w, name)
         if type(options).KIND in ("linformer", "nystrom"):
@@ -691,6 +722,7 @@ class Reference:
 
     def __call__(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         spec = self.spec
+        self.feeds = feeds
         outputs = {}
         encoder = None
         if spec.encoder is not None:

@@ -321,6 +321,24 @@ head: {kind: lm}
 block: {attention: {kind: clustered, clusters: 3, bits: 6, iterations: 3, seed: 2}}
 encoder: {layers: 2}
 """),
+    "longformer_global_input": ("encoder", ", kv_heads: 2", """
+block: {attention: {kind: longformer, window: 2, global_tokens: 0, global_input: true}}
+encoder: {layers: 2}
+"""),
+    "image_local_2d_encoder": ("encoder", "", """
+block: {attention: {kind: block_local_2d, row_length: 4, query_shape: [2, 2], memory_flange: [1, 1]}}
+encoder: {layers: 2}
+"""),
+    "image_local_2d_decoder": ("decoder", ", kv_heads: 2", """
+block: {attention: {kind: block_local_2d, row_length: 3, query_shape: [1, 2], memory_flange: [2, 1]}}
+decoder: {layers: 2}
+head: {kind: lm}
+"""),
+    "informer_prob_sparse_decoder": ("decoder", "", """
+block: {attention: {kind: prob_sparse, factor: 1}}
+decoder: {layers: 2}
+head: {kind: lm}
+"""),
     "per_layer_overrides": ("decoder", "", """
 block: {placement: pre}
 decoder:
@@ -374,6 +392,8 @@ def feeds_for(session: ort.InferenceSession, batch: int, length: int, pad: int, 
             if pad:
                 mask[0, n - pad:] = 0
             feeds[i.name] = mask
+        elif i.name == "global_attention_mask":
+            feeds[i.name] = (rng.random((batch, n)) < 0.3).astype(np.int64)
         elif i.name.endswith("token_type_ids"):
             feeds[i.name] = rng.integers(0, 3, (batch, n))
         else:

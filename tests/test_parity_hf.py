@@ -177,3 +177,27 @@ def test_deberta_v2_matches_transformers(tmp_path, buckets):
             want = model(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask))
         real = mask.astype(bool)
         assert_close(got[real], want.last_hidden_state.numpy()[real], f"last_hidden_state {batch}x{length}")
+
+
+@pytest.mark.parametrize("pad", [0, 3])
+def test_longformer_matches_transformers(tmp_path, pad):
+    """Sliding window, global tokens from the global_attention_mask input with their own projections;
+    lengths that are and are not a multiple of the window (Hugging Face pads to one inside)."""
+    config = transformers.LongformerConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                                           intermediate_size=128, vocab_size=100, max_position_embeddings=80,
+                                           attention_window=[4, 8], pad_token_id=1, attn_implementation="eager")
+    model = randomise(transformers.LongformerModel(config), seed=4)
+    session = import_and_compile(model, tmp_path)
+    rng = np.random.default_rng(4)
+    for batch, length in [(1, 12), (3, 13)]:
+        ids = rng.integers(2, 100, (batch, length))
+        mask = padded_mask(batch, length, pad)
+        chosen = np.zeros((batch, length), np.int64)
+        chosen[:, 0] = 1
+        chosen[-1, 5] = 1  # a global token inside the sequence too
+        got = session.run(None, {"input_ids": ids, "attention_mask": mask, "global_attention_mask": chosen})
+        with torch.no_grad():
+            want = model(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask),
+                         global_attention_mask=torch.from_numpy(chosen))
+        real = mask.astype(bool)
+        assert_close(got[0][real], want.last_hidden_state.numpy()[real], f"last_hidden_state {batch}x{length}")

@@ -13,14 +13,15 @@ from conftest import run_onnx
 from tfcompiler.ir import Graph, evaluate, verify
 from tfcompiler.ir.ops.banded import banded_attention
 from tfcompiler.ir.ops.nn import MASKED, attention_reference
-from tfcompiler.ir.patterns import Blocks, Strided, Window, WithGlobal
+from tfcompiler.ir.patterns import Blocks, Local2D, Strided, Window, WithGlobal
 from tfcompiler.lower import to_onnx
 from tfcompiler.passes.sparsify_attention import SparsifyAttention
 
 WINDOW = Window(back=3, ahead=3)
 BANDED = [WINDOW, Window(back=4, ahead=0), Window(back=4, ahead=4, dilation=2), Window(back=2, ahead=5),
           Blocks(3, tuple(tuple(abs(a - b) <= 1 for b in range(8)) for a in range(8))),
-          WithGlobal(WINDOW, 2), WithGlobal(Window(back=3, ahead=0), 1)]
+          WithGlobal(WINDOW, 2), WithGlobal(Window(back=3, ahead=0), 1),
+          Local2D(width=4, rows=2, cols=2, above=1, below=1, side=1), Local2D(width=5, rows=1, cols=3, above=2, below=0, side=1)]
 
 
 def attention_graph(pattern, causal: bool, kv_heads: int = 2, bias: bool = True) -> Graph:

@@ -65,7 +65,8 @@ class Model:
 
 def random_inputs(model: Model, batch: int = 1, sequence: int = 8, seed: int = 0,
                   sizes: dict[str, int] | None = None) -> dict[str, np.ndarray]:
-    """Inputs of the right names, types and shapes: ids in [0, vocabulary), masks all ones.
+    """Inputs of the right names, types and shapes: ids in [0, vocabulary), masks all ones, the first token
+    global where the model takes a global attention mask.
     Dynamic axes take ``sizes[axis]``, else ``batch`` for batch axes and ``sequence`` for the rest;
     an axis the model restricts to offset + k·step (``tfcompiler.length_rules``) is rounded up to
     the next length it accepts."""
@@ -81,6 +82,9 @@ def random_inputs(model: Model, batch: int = 1, sequence: int = 8, seed: int = 0
                  for d in port.shape]
         if port.role == "padding_mask":
             feeds[port.name] = np.ones(shape, port.dtype)
+        elif port.role == "global_mask":  # Longformer's convention: the first token ([CLS]) global
+            feeds[port.name] = np.zeros(shape, port.dtype)
+            feeds[port.name][:, :1] = 1
         elif port.role == "token_type_ids":
             feeds[port.name] = np.zeros(shape, port.dtype)
         elif np.issubdtype(port.dtype, np.integer):

@@ -20,6 +20,11 @@ canonical weight, the checkpoint tensor it comes from:
   attention (log buckets, relative embeddings with their LayerNorm, share_att_key), embedding
   LayerNorm. DeBERTa zeroes padded positions after its embeddings; those positions' outputs are
   not defined by tfcompiler, every other position matches.
+- ``longformer`` (LongformerModel, keys under ``longformer.`` in task models): the BERT layout with
+  RoBERTa's positions (numbered from pad_token_id + 1: the table is cut there, and the one token
+  type 0's embedding folded into it), sliding-window attention of attention_window / 2 keys each side
+  (per layer where they differ), and global attention with its own projections for the positions
+  the ``global_attention_mask`` input marks.
 
 Weights are read with safetensors; a ``pytorch_model.bin`` needs torch (the ``hf`` extra).
 """
@@ -34,7 +39,7 @@ import yaml
 
 from ..errors import TfcError
 
-_PREFIXES = ("", "bert.", "transformer.", "model.")
+_PREFIXES = ("", "bert.", "transformer.", "model.", "longformer.")
 _ACTIVATIONS = {"gelu": "gelu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh",
                 "relu": "relu", "silu": "silu", "swish": "silu"}
 
@@ -288,9 +293,39 @@ def _deberta_v2(config: dict, w: Checkpoint) -> tuple[dict, dict]:
     return spec, weights
 
 
+def _longformer(config: dict, w: Checkpoint) -> tuple[dict, dict]:
+    layers = config["num_hidden_layers"]
+    windows = config["attention_window"]
+    windows = windows if isinstance(windows, list) else [windows] * layers
+    if any(window % 2 for window in windows):
+        raise TfcError(f"attention_window must be even (it spans both sides), got {windows}")
+    offset = config.get("pad_token_id", 1) + 1  # RoBERTa numbers positions from padding_idx + 1
+    spec, weights = _bert({**config, "type_vocab_size": 0,
+                           "max_position_embeddings": config["max_position_embeddings"] - offset}, w)
+    # positions p >= offset only; token type 0 (Longformer's only one in practice, and the default)
+    # adds the same row to every token
+    weights["embeddings.positions.weight"] = (w("embeddings.position_embeddings.weight")[offset:]
+                                              + w("embeddings.token_type_embeddings.weight")[0])
+
+    def attention(window):
+        return {"kind": "longformer", "window": window // 2, "global_tokens": 0, "global_input": True}
+
+    spec["block"]["attention"] = attention(windows[0])
+    overrides = [{"layers": [i, i], "block": {"attention": attention(window)}}
+                 for i, window in enumerate(windows) if window != windows[0]]
+    if overrides:
+        spec["encoder"]["overrides"] = overrides
+    for i in range(layers):
+        for name in ("query", "key", "value"):
+            weights.update(_linear_weights(w, f"encoder.layers.{i}.attention.{name}_global",
+                                           f"encoder.layer.{i}.attention.self.{name}_global", True))
+    return spec, weights
+
+
 IMPORTERS: dict[str, tuple[str, Callable]] = {"bert": ("encoder", _bert), "gpt2": ("decoder", _gpt2),
                                                "llama": ("decoder", _llama), "t5": ("encoder-decoder", _t5),
-                                               "deberta-v2": ("encoder", _deberta_v2)}
+                                               "deberta-v2": ("encoder", _deberta_v2),
+                                               "longformer": ("encoder", _longformer)}
 
 
 def import_hf(model_dir: str | Path, out_dir: str | Path) -> tuple[Path, Path]:

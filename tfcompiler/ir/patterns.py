@@ -118,6 +118,32 @@ class Fixed(Pattern):
 
 
 @dataclass(frozen=True)
+class Local2D(Pattern):
+    """Image Transformer local 2-D attention (Parmar et al. 2018) over raster-scan positions, `width`
+    per image row: the image is cut into query blocks of `rows` x `cols`; a query sees the keys of
+    its block widened by `above` rows above, `below` rows below and `side` columns on each side."""
+
+    width: int
+    rows: int
+    cols: int
+    above: int
+    below: int
+    side: int
+
+    def allowed(self, xp, i, j):
+        ri, ci, rj, cj = xp.floordiv(i, self.width), xp.mod(i, self.width), xp.floordiv(j, self.width), xp.mod(j, self.width)
+        top, left = xp.sub(ri, xp.mod(ri, self.rows)), xp.sub(ci, xp.mod(ci, self.cols))  # the block's corner
+        rows = xp.and_(xp.le(xp.sub(top, self.above), rj), xp.le(rj, xp.sub(top, 1 - self.rows - self.below)))
+        cols = xp.and_(xp.le(xp.sub(left, self.side), cj), xp.le(cj, xp.sub(left, 1 - self.cols - self.side)))
+        return xp.and_(rows, cols)
+
+    def reach(self):
+        def across(rows):
+            return rows * self.width + self.cols - 1 + self.side
+        return (across(self.rows - 1 + self.above), across(self.rows - 1 + self.below))
+
+
+@dataclass(frozen=True)
 class WithGlobal(Pattern):
     """A base pattern plus `tokens` leading global tokens that see and are seen by every token
     (Longformer, BigBird-ITC, Star's relay)."""

@@ -186,6 +186,18 @@ def _pattern_mask(e, attrs, inputs, types, label):
     return [e.node1("Where", allowed, scores, e.const(MASKED, np.float32), label=label or "SparsePattern")]
 
 
+def _global_pattern_bias(e, attrs, inputs, types, label):
+    (chosen,) = inputs
+    s = _length(e, chosen, 1)
+    allowed = pattern_allowed(e, attrs["pattern"], lambda: (s, s), (types[0].shape[1], types[0].shape[1]))
+    chosen = e.node1("Cast", chosen, to=9)  # bool (B, S)
+    allowed = e.node1("Or", e.node1("Unsqueeze", allowed, e.const([0])), e.node1("Unsqueeze", chosen, e.const([1])))
+    if attrs["rows_see_all"]:
+        allowed = e.node1("Or", allowed, e.node1("Unsqueeze", chosen, e.const([2])))
+    return [e.node1("Where", e.node1("Unsqueeze", allowed, e.const([1])), e.const(0.0, np.float32),
+                    e.const(MASKED, np.float32), label=label or "GlobalPatternBias")]
+
+
 def _causal_mask(e, attrs, inputs, types, label):
     return [_hide_future(e, inputs[0], ("causal", types[0].shape[2], types[0].shape[3]), label)]
 
@@ -388,7 +400,8 @@ def _tile_batch(e, attrs, inputs, types, label):
 def _prob_sparse_attention(e, attrs, inputs, types, label):
     """Sample counts from the lengths (Log/Ceil), the evenly spaced key sample (Range/Div/Gather),
     the measure (ReduceMax/ReduceSum), TopK of the queries, their rows attended in full
-    (GatherElements), scattered (ScatterElements) over the mean of the real values."""
+    (GatherElements), scattered (ScatterElements) over the mean of the real values (their running
+    sum, CumSum, when causal)."""
     q, k, v, *bias = inputs
     heads, kv_heads, width, value_width = types[0].shape[1], types[1].shape[1], types[0].shape[3], types[2].shape[3]
     if kv_heads != heads:
@@ -418,14 +431,23 @@ def _prob_sparse_attention(e, attrs, inputs, types, label):
     if bias:
         scores = e.node1("Add", scores, bias[0])
         keep = e.node1("Cast", e.node1("Equal", bias[0], e.const(0.0, np.float32)), to=ONNX_DTYPES["float32"])
+    offset = e.node1("Sub", t, s)  # queries sit at the end of the keys
+    if attrs.get("causal"):
+        after = e.node1("Greater", e.node1("Range", e.const(0), t, e.const(1)),
+                        e.node1("Unsqueeze", e.node1("Add", top, offset), e.const([3])))
+        scores = e.node1("Where", after, e.const(MASKED, np.float32), scores)
     updates = e.node1("MatMul", e.node1("Softmax", scores, axis=-1), v)
     keep_t = e.node1("Transpose", keep, perm=[0, 1, 3, 2])  # (B|1, 1, T, 1)
-    mean = e.node1("Div", _reduce(e, "ReduceSum", e.node1("Mul", v, keep_t), [2]),
-                   e.node1("Max", _reduce(e, "ReduceSum", keep_t, [2]), e.const(1.0, np.float32)))
     full = e.node1("Concat", e.node1("Shape", q, start=0, end=3), e.const([value_width]), axis=0)
+    if attrs.get("causal"):  # the running sum of the real values
+        running = e.node1("CumSum", e.node1("Mul", v, keep_t), e.const(2))
+        lazy = e.node1("Slice", running, e.node1("Reshape", offset, e.const([1])), e.const([2 ** 62]), e.const([2]))
+    else:
+        lazy = e.node1("Div", _reduce(e, "ReduceSum", e.node1("Mul", v, keep_t), [2]),
+                       e.node1("Max", _reduce(e, "ReduceSum", keep_t, [2]), e.const(1.0, np.float32)))
     value_rows = e.node1("Expand", e.node1("Unsqueeze", top, e.const([3])),
                          e.node1("Concat", e.node1("Shape", top), e.const([value_width]), axis=0))
-    return [e.node1("ScatterElements", e.node1("Expand", mean, full), value_rows, updates, axis=2,
+    return [e.node1("ScatterElements", e.node1("Expand", lazy, full), value_rows, updates, axis=2,
                     label=label or "ProbSparseAttention")]
 
 
@@ -445,7 +467,8 @@ EMITTERS = {"silu": _silu, "gelu": _gelu, "cast": _cast, "transpose": _transpose
             "gather": _gather, "concat": _concat, "unsqueeze": _unsqueeze, "positions": _positions,
             "softmax": _softmax, "layer_norm": _layer_norm, "rms_norm": _rms_norm,
             "padding_bias": _padding_bias, "attention": _attention, "rope": _rope,
-            "attention_scores": _scores, "causal_mask": _causal_mask, "pattern_mask": _pattern_mask, "attention_context": _context,
+            "attention_scores": _scores, "causal_mask": _causal_mask, "pattern_mask": _pattern_mask,
+            "global_pattern_bias": _global_pattern_bias, "attention_context": _context,
             "clip": _clip, "einsum": _einsum, "relative_distance": _relative_distance,
             "take_relative": _take_relative, "distance_range": _distance_range,
             "distance_index": _distance_index, "grid_conv": _grid_conv,

@@ -77,12 +77,20 @@ def build_multi_head(ctx, options: MultiHeadOptions, spec, site: Site, pattern=N
 
 def attend(ctx, options: MultiHeadOptions, spec, site: Site, query, key, value, pattern=None):
     """Positions, priors, masks and head options on projected heads; returns (B, S, D)."""
+    context = attention_context(ctx, options, spec, site, query, key, value, pattern)
+    return ctx.linear(ctx.merge_heads(context), spec.model.width, "output", spec.model.bias)
+
+
+def attention_context(ctx, options: MultiHeadOptions, spec, site: Site, query, key, value, pattern=None,
+                      masks=()):
+    """attend() up to the heads' context (B, H, S, Dv); ``masks`` are further additive masks."""
     m = spec.model
     scale = options.scale if options.scale is not None else ctx.type_of(query).shape[-1] ** -0.5
     parts = AttentionParts(query, key, value, scale=scale, causal=site.causal,
                            softcap=float(options.softcap or 0.0), pattern=pattern if site.is_self else None)
     if site.mask is not None:
         parts.mask_biases.append(ctx.op("padding_bias", site.mask))
+    parts.mask_biases.extend(masks)
     scheme = POSITIONS.builder(site.positional) if site.positional is not None else None
     if scheme is not None and scheme.attend is not None:
         parts = scheme.attend(ctx, site.positional, spec, parts, site)
@@ -101,7 +109,7 @@ def attend(ctx, options: MultiHeadOptions, spec, site: Site, query, key, value, 
                                      site.state.get("scores") if residual else None, keep_scores=residual)
     if residual:
         site.state["scores"] = scores
-    return ctx.linear(ctx.merge_heads(context), m.width, "output", m.bias)
+    return context
 
 
 ATTENTION.register("multi_head", MultiHeadOptions, build_multi_head)

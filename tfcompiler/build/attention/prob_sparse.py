@@ -1,8 +1,9 @@
 """Attention kind `prob_sparse`: Informer's ProbSparse self-attention (Zhou et al. 2021), encoder
-form: only the u = factor·⌈ln S⌉ queries with the most peaked score distribution (measured on a
-sample of factor·⌈ln T⌉ keys) attend in full; the others output the mean of the values. The key
-sample is evenly spaced rather than random, so the model is deterministic (see
-tfcompiler.ir.ops.prob_sparse). The decoder form (cumulative values) is not built yet.
+only the u = factor·⌈ln S⌉ queries with the most peaked score distribution (measured on a sample
+of factor·⌈ln T⌉ keys) attend in full; the others output the mean of the values, or in decoders
+(Informer's masked self-attention) the running sum of the values up to them, the chosen queries
+attending causally. The key sample is evenly spaced rather than random, so the model is
+deterministic (see tfcompiler.ir.ops.prob_sparse).
 """
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from dataclasses import dataclass
 
 from ...spec.kinds import ATTENTION
 from ...spec.schema import option
-from .lowrank import bidirectional_only
+from .linearised import no_score_positions
 from .multi_head import project
 
 
@@ -21,7 +22,7 @@ class ProbSparseOptions:
     factor: int = option(5, doc="c: sampled keys c·⌈ln T⌉ and active queries c·⌈ln S⌉.", minimum=1)
 
     def problems(self, spec):
-        yield from bidirectional_only("prob_sparse", spec)
+        yield from no_score_positions("prob_sparse", spec)
 
 
 def build_prob_sparse(ctx, options: ProbSparseOptions, spec, site):
@@ -29,7 +30,7 @@ def build_prob_sparse(ctx, options: ProbSparseOptions, spec, site):
     query, key, value = project(ctx, spec, site)
     inputs = [query, key, value] + ([ctx.op("padding_bias", site.mask)] if site.mask is not None else [])
     context = ctx.op("prob_sparse_attention", *inputs, factor=options.factor, scale=float(m.dh ** -0.5),
-                     label="ProbSparse")
+                     causal=site.causal, label="ProbSparse")
     return ctx.linear(ctx.merge_heads(context), m.width, "output", m.bias)
 
 

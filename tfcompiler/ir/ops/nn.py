@@ -118,6 +118,24 @@ def _padding_bias(attrs, mask):
     return [np.where(mask[:, None, None, :] != 0, 0.0, MASKED).astype(np.float32)]
 
 
+def _global_pattern_bias(attrs, global_mask):
+    """(B, S) 1 = global -> (B, 1, S, S) bias: 0 inside the pattern, at global keys and (rows_see_all)
+    in global rows; the masked value elsewhere."""
+    s = global_mask.shape[1]
+    chosen = global_mask != 0
+    allowed = attrs["pattern"].mask(s, s)[None] | chosen[:, None, :]
+    if attrs["rows_see_all"]:
+        allowed = allowed | chosen[:, :, None]
+    return [np.where(allowed[:, None], 0.0, MASKED).astype(np.float32)]
+
+
+def _global_pattern_infer(attrs, types):
+    (mask,) = types
+    if mask.rank != 2:
+        raise OpTypeError(f"global attention mask must be (batch, sequence), got {mask}")
+    return [TensorType("float32", (mask.shape[0], 1, mask.shape[1], mask.shape[1]))]
+
+
 register("softmax", (1, 1), lambda attrs, t: [t[0]],
          lambda attrs, x: [_softmax(x, attrs.get("axis", -1)).astype(x.dtype)])
 # layer_norm(x, scale, bias?) attrs epsilon; normalises the last axis
@@ -142,5 +160,8 @@ register("pattern_mask", (1, 1), lambda attrs, t: [t[0]],
 # attention_context(probs, v): probs (B, H, S, T) @ v (B, Hkv, T, Dv)
 register("attention_context", (2, 2), _context_infer,
          lambda attrs, p, v: [attention_context(p, v).astype(p.dtype)])
+# global_pattern_bias(global_mask) attrs pattern, rows_see_all: a static pattern widened by global
+# positions given as data (Longformer's global_attention_mask) -> (B, 1, S, S) additive bias
+register("global_pattern_bias", (1, 1), _global_pattern_infer, _global_pattern_bias)
 # padding_bias(mask): (B, T) 1 = keep / 0 = pad  ->  additive float bias (B, 1, 1, T)
 register("padding_bias", (1, 1), _padding_bias_infer, _padding_bias)
