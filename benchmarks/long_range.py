@@ -36,6 +36,10 @@ VARIANTS = {  # name -> attention section of the spec
     "performer": "{kind: performer, features: 256}",
     "linear": "{kind: linear}",
     "nystrom": "{kind: nystrom, landmarks: 64, conv_kernel: 33}",
+    "lsh": "{kind: lsh, buckets: 32, rounds: 2, chunk: 64}",
+    "routing": "{kind: routing, clusters: 16}",
+    "clustered": "{kind: clustered, clusters: 100, bits: 63, iterations: 10}",
+    "memory_compressed": "{kind: memory_compressed, compression: 4}",
 }
 TORCH_VARIANTS = ("full", "sliding_window", "linformer", "performer", "linear")
 

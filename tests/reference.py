@@ -163,7 +163,7 @@ def sparse_mask(options, s: int, t: int, causal: bool, max_length: int, layer: s
     return None
 
 
-def linearised_attention(q, k, v, key_bias, causal, options, layer: str, head_width: int):
+def linearised_attention(q, k, v, key_bias, causal, options, layer: str, head_width: int, gate=None):
     """Katharopoulos et al. 2020: V'_i = φ(q_i)ᵀ Σ_j φ(k_j) v_jᵀ / (φ(q_i)ᵀ Σ_j φ(k_j) + eps), sums
     over j <= i when causal, padded keys left out. φ: elu + 1; FAVOR+ (Choromanski et al. 2021)
     exp(w·x' - |x'|²/2)/√m with x' = x/d^¼; RFA (Peng et al. 2021) √(1/D)[sin(Wx̂), cos(Wx̂)] on unit
@@ -196,6 +196,17 @@ def linearised_attention(q, k, v, key_bias, causal, options, layer: str, head_wi
     fq, fk = phi(q), phi(k)
     if key_bias is not None:
         fk = fk * (key_bias == 0)[:, None, :, None]
+    if gate is not None:  # RFA-Gate (Peng et al. 2021, eq. 7), step by step
+        g = 1 / (1 + np.exp(-gate))  # (B, H, S)
+        state, total = 0.0, 0.0
+        out = np.zeros(q.shape[:3] + (v.shape[-1],))
+        for t in range(q.shape[2]):
+            decay, admit = g[:, :, t, None], 1 - g[:, :, t, None]
+            state = decay[..., None] * state + admit[..., None] * np.einsum("bhf,bhd->bhfd", fk[:, :, t], v[:, :, t])
+            total = decay * total + admit * fk[:, :, t]
+            out[:, :, t] = (np.einsum("bhf,bhfd->bhd", fq[:, :, t], state)
+                            / (np.einsum("bhf,bhf->bh", fq[:, :, t], total)[..., None] + eps))
+        return out
     weights = fq @ fk.swapaxes(-1, -2)  # φ(q_i)·φ(k_j)
     if causal:
         s, t = weights.shape[-2:]
@@ -500,6 +511,8 @@ class Reference:
             return self.mha(x, induced, None, False, plain, f"{name}.broadcast")
         if kind == "longformer" and options.global_input:
             return self.longformer_global(x, key_bias, options, name)
+        if kind == "star":
+            return self.star(x, key_bias, name, state)
         if kind == "collaborative":  # Cordonnier et al. 2020: shared W_Q, W_K, per-head mixing m_h
             shared_q, shared_k = self.linear(x, f"{name}.query"), self.linear(memory, f"{name}.key")
             mixing = self.w[f"{name}.mixing"]  # (H, D~)
@@ -515,8 +528,50 @@ class Reference:
             from tfcompiler.spec.model import Norm
             norm = Norm(kind=options.qk_norm, epsilon=options.qk_norm_epsilon)
             q, k = self.norm(q, norm, f"{name}.query_norm"), self.norm(k, norm, f"{name}.key_norm")
+        self.gate = (self.linear(x, f"{name}.gate").transpose(0, 2, 1)
+                     if getattr(options, "gate", False) is True else None)  # RFA-Gate's logits (B, H, S)
         out = self.attend(q, k, v, key_bias, causal, options, name, positional, stack, state)
         return self.linear(out.transpose(0, 2, 1, 3).reshape(b, s, -1), f"{name}.output")
+
+    def star(self, x, key_bias, name, state):
+        """Guo et al. 2019, one cycle per layer, per position: satellite i attends
+        C_i = [h_{i-1}; h_i; h_{i+1}; e_i; s] (neighbours only where they exist and are real); then
+        the relay s <- LN(ReLU(MultiAtt(s, [s; H]))) over the satellites' new attention outputs H.
+        e is the first layer's input, s starts as the mean of the real e_i."""
+        from tfcompiler.build.attention.multi_head import MultiHeadOptions
+        from tfcompiler.spec.model import Norm
+        import dataclasses
+
+        m = self.spec.model
+        b, s, _ = x.shape
+        real = np.ones((b, s), bool) if key_bias is None else key_bias == 0
+        e = state.setdefault("star_embeddings", x)
+        if "star_relay" not in state:
+            state["star_relay"] = np.stack([e[bi, real[bi]].mean(0) for bi in range(b)])[:, None]
+        relay = state["star_relay"]
+
+        def heads(y, part):
+            return self.linear(y, f"{name}.{part}").reshape(b, y.shape[1], m.heads, m.dh)
+
+        q, k, v = heads(x, "query"), heads(x, "key"), heads(x, "value")
+        ke, ve, ks, vs = heads(e, "key"), heads(e, "value"), heads(relay, "key"), heads(relay, "value")
+        out = np.zeros((b, s, m.heads, m.dh))
+        for bi in range(b):
+            for i in range(s):
+                ring = [j for j in (i - 1, i, i + 1) if 0 <= j < s and (j == i or real[bi, j])]
+                keys = [k[bi, j] for j in ring] + [ke[bi, i], ks[bi, 0]]
+                values = [v[bi, j] for j in ring] + [ve[bi, i], vs[bi, 0]]
+                for hi in range(m.heads):
+                    scores = np.array([q[bi, i, hi] @ key[hi] for key in keys]) / math.sqrt(m.dh)
+                    weights = np.exp(scores - scores.max())
+                    out[bi, i, hi] = weights @ np.array([value[hi] for value in values]) / weights.sum()
+        satellites = self.linear(out.reshape(b, s, -1), f"{name}.output")
+        plain = dataclasses.replace(self.spec.encoder_blocks[0], attention=MultiHeadOptions())
+        relay_bias = None if key_bias is None else np.concatenate([np.zeros((b, 1)), key_bias], axis=1)
+        updated = self.mha(relay, np.concatenate([relay, satellites], axis=1), relay_bias, False, plain,
+                           f"{name}.relay")
+        state["star_relay"] = self.norm(np.maximum(updated, 0), Norm(), f"{name}.relay_norm")
+        return satellites
 
     def longformer_global(self, x, key_bias, options, name):
         """Beltagy et al. 2020 with global positions from `global_attention_mask`: every query sees
@@ -545,7 +600,7 @@ class Reference:
         m = self.spec.model
         s, t = q.shape[2], k.shape[2]
         if type(options).KIND in ("linear", "performer", "rfa"):
-            return linearised_attention(q, k, v, key_bias, causal, options, name, m.dh)
+            return linearised_attention(q, k, v, key_bias, causal, options, name, m.dh, self.gate)
         if type(options).KIND == "lsh":
             return lsh_reference(q, v, key_bias, options, name, causal)
         if type(options).KIND == "routing":
@@ -711,6 +766,20 @@ class Reference:
         head = self.spec.head
         if head.kind == "none":
             return {"last_hidden_state": x}
+        if head.kind == "set_pool":  # Lee et al. 2019: PMA_k(Z) = MAB(S, rFF(Z))
+            from tfcompiler.build.attention.multi_head import MultiHeadOptions
+            import dataclasses
+            last = (self.spec.decoder_blocks or self.spec.encoder_blocks)[-1]
+            plain = dataclasses.replace(last, attention=MultiHeadOptions())
+            norm, ffn = last.norm, last.ffn
+            seeds = np.broadcast_to(self.w["pooler.seeds"], (x.shape[0],) + self.w["pooler.seeds"].shape[1:])
+            keys = self.ffn(x, ffn, "pooler.input.ffn")
+            mask = self.feeds.get("attention_mask")
+            key_bias = None if mask is None else np.where(mask != 0, 0.0, NEG)
+            h = self.norm(seeds + self.mha(seeds, keys, key_bias, False, plain, "pooler.attention"), norm,
+                          "pooler.attention_norm")
+            pooled = self.norm(h + self.ffn(h, ffn, "pooler.output.ffn"), norm, "pooler.output_norm")
+            return {"last_hidden_state": x, "pooler_output": pooled}
         if head.kind == "lm":
             matrix = self.w["embeddings.tokens.weight"].T if head.tied else self.w["lm_head.weight"]
             logits = x @ matrix

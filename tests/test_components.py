@@ -339,6 +339,21 @@ block: {attention: {kind: prob_sparse, factor: 1}}
 decoder: {layers: 2}
 head: {kind: lm}
 """),
+    "rfa_gated_decoder": ("decoder", ", kv_heads: 2", """
+block: {attention: {kind: rfa, features: 8, gate: true, seed: 3}}
+decoder: {layers: 2}
+head: {kind: lm}
+"""),
+    "set_transformer": ("encoder", ", kv_heads: 2", """
+positional: none
+block: {attention: {kind: induced, points: 3}, ffn: {activation: relu}}
+encoder: {layers: 2}
+head: {kind: set_pool, seeds: 2}
+"""),
+    "star_transformer": ("encoder", "", """
+block: {attention: {kind: star}}
+encoder: {layers: 3}
+"""),
     "per_layer_overrides": ("decoder", "", """
 block: {placement: pre}
 decoder:
@@ -470,3 +485,22 @@ def test_sinusoidal_layouts_differ_and_match_the_formula():
     inter, concat = sinusoidal_table(10, 8, "interleaved"), sinusoidal_table(10, 8, "concatenated")
     assert np.allclose(inter[3, 0], np.sin(3.0)) and np.allclose(inter[3, 1], np.cos(3.0))
     assert np.allclose(concat[:, :4], inter[:, 0::2]) and np.allclose(concat[:, 4:], inter[:, 1::2])
+
+
+@pytest.mark.parametrize("case", ["linear_causal_decoder", "performer_causal_decoder", "rfa_gated_decoder"])
+def test_causal_linear_attention_across_chunks(case, weights_dir):
+    """The chunked lowering carries its running sums from chunk to chunk (chunks of 64): lengths of
+    two and three chunks, the last one partial, match the step-by-step reference."""
+    spec = parse_spec(spec_text(case).replace("max_length: 40", "max_length: 160"), f"{case}.yaml")
+    weights = random_weights(spec)
+    path = weights_dir / f"{case}-chunks.safetensors"
+    save_file(weights, str(path))
+    session = ort.InferenceSession(compile_spec(spec, weights=str(path)).model.serialize())
+    reference = Reference(spec, weights)
+    for batch, length, pad in [(1, 128, 0), (2, 150, 7)]:
+        feeds = feeds_for(session, batch, length, pad, spec.model.vocab_size, seed=length)
+        got = dict(zip([o.name for o in session.get_outputs()], session.run(None, feeds)))
+        for name, want in reference(feeds).items():
+            real = real_positions(feeds, name, got[name].shape)
+            scale = max(1.0, float(np.abs(want[real]).max()))
+            assert float(np.abs(got[name][real] - want[real]).max()) <= TOLERANCE * scale, (name, length)

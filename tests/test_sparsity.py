@@ -13,7 +13,7 @@ from conftest import run_onnx
 from tfcompiler.ir import Graph, evaluate, verify
 from tfcompiler.ir.ops.banded import banded_attention
 from tfcompiler.ir.ops.nn import MASKED, attention_reference
-from tfcompiler.ir.patterns import Blocks, Local2D, Strided, Window, WithGlobal
+from tfcompiler.ir.patterns import Blocks, Fixed, Local2D, Strided, Window, WithGlobal
 from tfcompiler.lower import to_onnx
 from tfcompiler.passes.sparsify_attention import SparsifyAttention
 
@@ -22,6 +22,7 @@ BANDED = [WINDOW, Window(back=4, ahead=0), Window(back=4, ahead=4, dilation=2), 
           Blocks(3, tuple(tuple(abs(a - b) <= 1 for b in range(8)) for a in range(8))),
           WithGlobal(WINDOW, 2), WithGlobal(Window(back=3, ahead=0), 1),
           Local2D(width=4, rows=2, cols=2, above=1, below=1, side=1), Local2D(width=5, rows=1, cols=3, above=2, below=0, side=1)]
+SPARSIFIED = BANDED + [Fixed(stride=4, summary=2), Fixed(stride=3, summary=2)]  # with block summaries
 
 
 def attention_graph(pattern, causal: bool, kv_heads: int = 2, bias: bool = True) -> Graph:
@@ -49,13 +50,13 @@ def feeds(length: int, kv_heads: int = 2, seed: int = 0):
 
 
 @pytest.mark.parametrize("causal", [False, True])
-@pytest.mark.parametrize("pattern", BANDED, ids=str)
-def test_banded_attention_equals_dense_masked_attention(pattern, causal):
+@pytest.mark.parametrize("pattern", SPARSIFIED, ids=str)
+def test_sparsified_attention_equals_dense_masked_attention(pattern, causal):
     graph = attention_graph(pattern, causal)
     result = SparsifyAttention().run(graph)
-    assert result.changed and ("banded" in result.notes[0] or "gathered" in result.notes[0])
+    assert result.changed and any(word in result.notes[0] for word in ("banded", "gathered", "summary"))
     kinds = [graph.op(n).type for n in graph.nodes()]
-    assert kinds.count("banded_attention") + kinds.count("block_sparse_attention") == 1
+    assert sum(kinds.count(k) for k in ("banded_attention", "block_sparse_attention", "block_summary_attention")) == 1
     verify(graph)
     for length in (1, 5, 12, 13):
         x = feeds(length)

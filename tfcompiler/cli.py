@@ -13,6 +13,7 @@ import sys
 import time
 
 from .errors import TfcError
+from .lower.targets import TARGETS
 from .lower.to_onnx import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET
 
 
@@ -35,7 +36,7 @@ def cmd_compile(args) -> int:
     progress = Progress(args.quiet)
     compiled = compile_spec(args.spec, weights=args.weights, seed=args.seed, opset=args.opset,
                             pipeline=args.pipeline, dump_after=set(args.dump_after or ()),
-                            check_numerics=args.verify, progress=progress)
+                            check_numerics=args.verify, progress=progress, target=args.target)
     if args.explain:
         print(compiled.report.explain())
     for name, dump in compiled.report.dumps.items():
@@ -45,7 +46,7 @@ def cmd_compile(args) -> int:
     graph = compiled.graph
     params = sum(a.size for a in graph.weights.values())
     print(f"compiled {compiled.spec.name} ({compiled.spec.topology}, {params:,} parameters) -> "
-          f"{', '.join(map(str, files))} [opset {args.opset}, "
+          f"{', '.join(map(str, files))} [opset {args.opset}, target {args.target}, "
           f"{len(compiled.model.proto.graph.node)} nodes, {time.perf_counter() - progress.start:.2f}s]")
     return 0
 
@@ -134,6 +135,9 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--weights", help="safetensors file with tfcompiler's canonical names")
     c.add_argument("--seed", type=int, default=0, help="seed of the random initialisation")
     c.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"{MIN_OPSET}..{MAX_OPSET}")
+    c.add_argument("--target", default="portable", choices=sorted(TARGETS),
+                   help="portable: standard ONNX ops only; ort-cpu: also onnxruntime's CPU contrib kernels "
+                        "where the capability table allows")
     c.add_argument("--explain", action="store_true", help="print what each pass did")
     c.add_argument("--external-data", action="store_true",
                    help="weights in OUT.onnx.data (automatic over 2 GB)")

@@ -10,6 +10,7 @@ from .build.weights import init_weights, load_weights
 from .ir.graph import Graph
 from .ir.interpret import random_feeds
 from .lower.serialize import LoweredModel
+from .lower.targets import TARGETS
 from .lower.to_onnx import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET, to_onnx
 from .passes.pipeline import PipelineReport, make_pipeline, run_pipeline
 from .spec import Spec, load_spec
@@ -44,12 +45,14 @@ class Compiled:
 def compile_spec(spec: Spec | str | Path, weights: str | None = None, seed: int = 0,
                  opset: int = DEFAULT_OPSET, pipeline: str = "default", verify_each: bool = False,
                  dump_after: set[str] = frozenset(), check_numerics: bool = False,
-                 progress=lambda step: None) -> Compiled:
+                 progress=lambda step: None, target: str = "portable") -> Compiled:
     """Compile a spec (or a spec file) to an ONNX model. ``weights`` is a safetensors file with
     canonical names; without it weights are initialised from ``seed``. ``check_numerics`` verifies
     the IR after every pass and evaluates it on small random inputs before and after each one."""
     if not MIN_OPSET <= opset <= MAX_OPSET:
         raise TfcError(f"--opset {opset}: expected {MIN_OPSET}..{MAX_OPSET}")
+    if target not in TARGETS:
+        raise TfcError(f"--target {target}: expected one of {', '.join(TARGETS)}")
     if not isinstance(spec, Spec):
         spec = load_spec(spec)
     progress("build")
@@ -66,5 +69,5 @@ def compile_spec(spec: Spec | str | Path, weights: str | None = None, seed: int 
                 "tfcompiler.topology": spec.topology,
                 "tfcompiler.vocab_size": str(spec.model.vocab_size),
                 "tfcompiler.weights": f"file:{Path(weights).name}" if weights else f"seed:{seed}"}
-    model = to_onnx(graph, opset, metadata)
+    model = to_onnx(graph, opset, metadata, target)
     return Compiled(model, graph, report, spec)

@@ -184,3 +184,51 @@ def block_sparse_attention(e, attrs, inputs, types, label):
     dense_rows = attrs["dense_rows"] * block
     return [grid.finish(scores, gathered(grid.v, grid.value_width), dense_rows, label or "BlockSparseAttention")]
 
+
+
+def block_summary_attention(e, attrs, inputs, types, label):
+    """Each query block's own keys (the blocks themselves) and the summary keys of every block (one
+    Slice of the last `summary` positions per block, shared by all queries) scored side by side,
+    one softmax over both, two MatMuls with the values."""
+    stride, first = attrs["stride"], attrs["stride"] - attrs["summary"]
+    grid = Blocked(e, attrs, inputs, types, stride)
+    big = e.const([2 ** 62])
+
+    def blocks(x, last):  # (B,H,S,last) -> (B,H,n,stride,last)
+        return grid.cut(e.node1("Pad", x, grid.sequence_pads(e.const(0), grid.pad)), last)
+
+    def summaries(x, last):  # (B,H,n,stride,last) -> (B,H,1,n·summary,last)
+        tails = e.node1("Slice", x, e.const([first]), e.const([stride]), e.const([3]))
+        return e.node1("Reshape", tails, e.const([0, 0, 1, -1, last]))
+
+    k_blocks, v_blocks = blocks(grid.k, grid.width), blocks(grid.v, grid.value_width)
+    own, across = grid.scores(grid.q_blocks, k_blocks), grid.scores(grid.q_blocks, summaries(k_blocks, grid.width))
+    if grid.bias:
+        padded = e.node1("Pad", grid.bias[0], grid.bias_pads(e.const(0), grid.pad), e.const(MASKED, np.float32))
+        per_block = e.node1("Reshape", padded, e.const([0, 1, -1, stride]))
+        own = e.node1("Add", own, e.node1("Unsqueeze", per_block, e.const([3])))
+        across = e.node1("Add", across, e.node1("Reshape", e.node1(
+            "Slice", per_block, e.const([first]), e.const([stride]), e.const([3])), e.const([0, 1, 1, 1, -1])))
+    i = grid.query_positions()  # (n, stride, 1)
+    own_j = e.node1("Transpose", i, perm=[0, 2, 1])
+    starts = e.node1("Mul", e.node1("Range", e.const(0), grid.blocks, e.const(1)), e.const(stride))
+    summary_j = e.node1("Reshape", e.node1("Add", e.node1("Unsqueeze", starts, e.const([1])),
+                                           e.const(np.arange(first, stride)[None, :])), e.const([1, 1, -1]))
+    end = e.node1("Reshape", grid.s, e.const([1, 1, 1]))
+    own_ok = e.node1("Less", own_j, end)
+    across_ok = e.node1("And", e.node1("Less", summary_j, end), e.node1("Not", e.node1(
+        "Equal", e.node1("Div", summary_j, e.const(stride)), e.node1("Div", i, e.const(stride)))))
+    if attrs["causal"]:
+        own_ok = e.node1("And", own_ok, e.node1("LessOrEqual", own_j, i))
+        across_ok = e.node1("And", across_ok, e.node1("LessOrEqual", summary_j, i))
+    masked = e.const(MASKED, np.float32)
+    scores = e.node1("Concat", e.node1("Where", own_ok, own, masked), e.node1("Where", across_ok, across, masked),
+                     axis=-1)
+    probs = e.node1("Softmax", scores, axis=-1)
+    out = e.node1("Add", e.node1("MatMul", e.node1("Slice", probs, e.const([0]), e.const([stride]), e.const([4])),
+                                 v_blocks),
+                  e.node1("MatMul", e.node1("Slice", probs, e.const([stride]), big, e.const([4])),
+                          summaries(v_blocks, grid.value_width)))
+    out = e.node1("Reshape", out, e.const([0, 0, -1, grid.value_width]))
+    return [e.node1("Slice", out, e.const([0]), e.node1("Reshape", grid.s, e.const([1])), e.const([2]),
+                    label=label or "BlockSummaryAttention")]

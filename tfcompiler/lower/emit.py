@@ -13,12 +13,16 @@ from onnx import NodeProto, helper
 @dataclass
 class Emitter:
     opset: int
+    kernels: frozenset = frozenset()  # the dedicated kernels the target allows (tfcompiler.lower.targets)
     nodes: list[NodeProto] = field(default_factory=list)
     initializers: list[tuple[str, np.ndarray]] = field(default_factory=list)
     origin: str = ""
     memo: dict = field(default_factory=dict)  # tensors shared across nodes (e.g. the causal mask)
     _names: Counter = field(default_factory=Counter)
     _constants: dict = field(default_factory=dict)
+
+    def can(self, kernel: str) -> bool:
+        return kernel in self.kernels
 
     def unique(self, base: str) -> str:
         self._names[base] += 1

@@ -212,23 +212,21 @@ def _context(e, attrs, inputs, types, label="Context"):
 
 def _linear_attention(e, attrs, inputs, types, label):
     """Bidirectional: phi_q (phi_kᵀ v) / (phi_q Σ phi_k): MatMul and ReduceSum, O(S·F·Dv).
-    Causal: running sums of the outer products phi_k vᵀ (CumSum), exact, O(S·F·Dv) memory."""
-    q, k, v = inputs
+    Causal (gated or not): onnxruntime's LinearAttention kernel where the target allows it, else in
+    chunks (tfcompiler.lower.linear_chunks)."""
+    q, k, v, *gate = inputs
     heads, kv_heads = types[0].shape[1], types[1].shape[1]
     if kv_heads != heads:
         k = _repeat_heads(e, k, heads // kv_heads, heads, types[1].shape[3])
         v = _repeat_heads(e, v, heads // kv_heads, heads, types[2].shape[3])
     eps = e.const(attrs.get("eps", 0.0), np.float32)
     if attrs["causal"]:
-        axis = e.const(2)
-        outer = e.node1("Mul", e.node1("Unsqueeze", k, e.const([4])), e.node1("Unsqueeze", v, e.const([3])))
-        state = e.node1("CumSum", outer, axis)  # (B,H,S,F,Dv)
-        numerator = e.node1("Squeeze", e.node1("MatMul", e.node1("Unsqueeze", q, e.const([3])), state), e.const([3]))
-        normaliser = e.node1("CumSum", k, axis)
-        denominator = _reduce(e, "ReduceSum", e.node1("Mul", q, normaliser), [-1])
-    else:
-        numerator = e.node1("MatMul", q, e.node1("MatMul", e.node1("Transpose", k, perm=[0, 1, 3, 2]), v))
-        denominator = e.node1("MatMul", q, e.node1("Transpose", _reduce(e, "ReduceSum", k, [2]), perm=[0, 1, 3, 2]))
+        widths = (types[0].shape[3], types[2].shape[3])
+        if e.can("LinearAttention"):
+            return [recurrent_linear_attention(e, q, k, v, gate[0] if gate else None, eps, widths, heads, label)]
+        return [causal_linear_attention(e, q, k, v, gate[0] if gate else None, eps, widths, label)]
+    numerator = e.node1("MatMul", q, e.node1("MatMul", e.node1("Transpose", k, perm=[0, 1, 3, 2]), v))
+    denominator = e.node1("MatMul", q, e.node1("Transpose", _reduce(e, "ReduceSum", k, [2]), perm=[0, 1, 3, 2]))
     return [e.node1("Div", numerator, e.node1("Add", denominator, eps), label=label or "LinearAttention")]
 
 
@@ -460,8 +458,11 @@ def _take_relative(e, attrs, inputs, types, label):
                     label=label or "TakeRelative")]
 
 
-from .blocked import banded_attention, block_sparse_attention  # noqa: E402  (they use the helpers above)
+from .blocked import banded_attention, block_sparse_attention, block_summary_attention  # noqa: E402  (they use the helpers above)
 from .content_sparse import clustered_attention, lsh_attention, routing_attention  # noqa: E402
+from .linear_chunks import causal_linear_attention  # noqa: E402
+from .ort_kernels import recurrent_linear_attention  # noqa: E402
+from .star import star_attention  # noqa: E402
 
 EMITTERS = {"silu": _silu, "gelu": _gelu, "cast": _cast, "transpose": _transpose, "reshape": _reshape,
             "gather": _gather, "concat": _concat, "unsqueeze": _unsqueeze, "positions": _positions,
@@ -473,6 +474,7 @@ EMITTERS = {"silu": _silu, "gelu": _gelu, "cast": _cast, "transpose": _transpose
             "take_relative": _take_relative, "distance_range": _distance_range,
             "distance_index": _distance_index, "grid_conv": _grid_conv,
             "banded_attention": banded_attention, "block_sparse_attention": block_sparse_attention,
+            "block_summary_attention": block_summary_attention, "star_attention": star_attention,
             "lsh_attention": lsh_attention, "routing_attention": routing_attention,
             "clustered_attention": clustered_attention,
             "compress": _compress, "tile_batch": _tile_batch,

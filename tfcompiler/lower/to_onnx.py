@@ -13,6 +13,7 @@ from ..version import __version__
 from .emit import Emitter
 from .ops import ONNX_DTYPES, emit_op
 from .serialize import LoweredModel
+from .targets import kernels_for
 
 MIN_OPSET, DEFAULT_OPSET, MAX_OPSET = 17, 17, 24
 
@@ -21,10 +22,11 @@ def _value_info(name: str, tensor_type) -> onnx.ValueInfoProto:
     return helper.make_tensor_value_info(name, ONNX_DTYPES[tensor_type.dtype], list(tensor_type.shape))
 
 
-def to_onnx(graph: Graph, opset: int = DEFAULT_OPSET, metadata: dict[str, str] | None = None) -> LoweredModel:
+def to_onnx(graph: Graph, opset: int = DEFAULT_OPSET, metadata: dict[str, str] | None = None,
+            target: str = "portable") -> LoweredModel:
     if not MIN_OPSET <= opset <= MAX_OPSET:
         raise ValueError(f"opset {opset} is outside the supported {MIN_OPSET}..{MAX_OPSET}")
-    e = Emitter(opset)
+    e = Emitter(opset, kernels_for(target))
     names: dict[Value, str] = {}
     output_of = {}
     for name, value in graph.outputs.items():
@@ -57,12 +59,15 @@ def to_onnx(graph: Graph, opset: int = DEFAULT_OPSET, metadata: dict[str, str] |
         roles[name] = "output"
     model = onnx.ModelProto(producer_name="tfcompiler", producer_version=__version__)
     model.opset_import.append(helper.make_opsetid("", opset))
-    model.ir_version = helper.find_min_ir_version_for(list(model.opset_import))
+    for domain in sorted({node.domain for node in e.nodes if node.domain}):
+        model.opset_import.append(helper.make_opsetid(domain, 1))
+    model.ir_version = helper.find_min_ir_version_for(list(model.opset_import), ignore_unknown=True)
     model.graph.name = graph.metadata.get("name", "tfcompiler")
     model.graph.node.extend(e.nodes)
     model.graph.input.extend(inputs)
     model.graph.output.extend(outputs)
-    props = {"tfcompiler.version": __version__, "tfcompiler.io_roles": json.dumps(roles, sort_keys=True)}
+    props = {"tfcompiler.version": __version__, "tfcompiler.io_roles": json.dumps(roles, sort_keys=True),
+             "tfcompiler.target": target}
     props.update(metadata or {})
     helper.set_model_props(model, props)
     return LoweredModel(model, e.initializers)

@@ -10,9 +10,10 @@ sequence end masked there, so the result equals the dense masked attention exact
 evaluating the IR before and after). Global tokens (Longformer) ride along: their keys are extra
 columns of every block and their queries dense rows. A block layout whose rows list few key blocks
 (BigBird's window, global and random blocks) becomes block_sparse_attention: each query block
-gathers its key blocks by a constant index, leading global blocks become dense rows. Patterns with
-unbounded reach that are not block layouts (strides) keep the dense masked form, and the note says
-so. Applies to self-attention with
+gathers its key blocks by a constant index, leading global blocks become dense rows. The Sparse
+Transformer's fixed pattern becomes block_summary_attention: each query block attends its own
+block and the summary positions of every block. Strided patterns keep the dense masked form, and
+the note says so. Applies to self-attention with
 no bias other than key padding.
 """
 from __future__ import annotations
@@ -23,7 +24,7 @@ import numpy as np
 
 from ..ir.graph import Graph, Value
 from ..ir.ops.block_sparse import layout_table
-from ..ir.patterns import Blocks, WithGlobal
+from ..ir.patterns import Blocks, Fixed, WithGlobal
 from .base import Pass, PassResult
 
 REPORT_LENGTH = 4096  # the length --explain quotes savings at
@@ -64,6 +65,10 @@ class SparsifyAttention(Pass):
                 continue
             pattern, where = op.attrs["pattern"], op.origin or "?"
             band, global_tokens = (pattern.base, pattern.tokens) if isinstance(pattern, WithGlobal) else (pattern, 0)
+            if isinstance(pattern, Fixed) and not self._inputs_misfit(graph, node):
+                notes.append(f"{where}: {self._summarise(graph, node, pattern)}")
+                changed = True
+                continue
             reason = self._why_not(graph, node, band)
             if isinstance(pattern, Blocks) and (reason.startswith("its reach") or self._gathering_pays(pattern, op)):
                 note = self._gather_blocks(graph, node, pattern)
@@ -124,6 +129,20 @@ class SparsifyAttention(Pass):
         return (f"{_short(pattern)} -> gathered key blocks: {len(table[0])} blocks of {pattern.block} per query "
                 f"block by a constant index, {dense_rows} leading block(s) as dense rows: at {REPORT_LENGTH} "
                 f"tokens {REPORT_LENGTH / keys:.1f}x fewer score FLOPs and less score memory")
+
+    @staticmethod
+    def _summarise(graph: Graph, node, pattern: Fixed) -> str:
+        """Rewrite the fixed pattern to block_summary_attention; returns the note."""
+        op = graph.op(node)
+        attrs = dict(op.attrs, stride=pattern.stride, summary=pattern.summary)
+        new = graph.add1("block_summary_attention", graph.inputs_of(node), attrs, origin=op.origin,
+                         label="BlockSummaryAttention")
+        graph.replace_all_uses(Value(node, 0), new)
+        graph.remove(node)
+        keys = pattern.stride + REPORT_LENGTH // pattern.stride * pattern.summary
+        return (f"{_short(pattern)} -> own blocks of {pattern.stride} + every block's {pattern.summary} summary "
+                f"keys: at {REPORT_LENGTH} tokens {keys} keys per query, {REPORT_LENGTH / keys:.1f}x fewer score "
+                f"FLOPs and less score memory")
 
     @classmethod
     def _why_not(cls, graph: Graph, node, pattern) -> str:

@@ -116,10 +116,13 @@ class Head:
     kind: str = option("none", doc="none: last_hidden_state only; pooler: adds pooler_output "
                        "(dense + tanh over the first token); classifier: pooler + linear to "
                        "`labels` logits; lm: a language-model head producing logits over the "
-                       "vocabulary.", choices=("none", "pooler", "classifier", "lm"))
+                       "vocabulary; set_pool: the Set Transformer's pooling by multi-head attention "
+                       "(PMA): `seeds` learned vectors attend the outputs, pooler_output (B, seeds, D).",
+                       choices=("none", "pooler", "classifier", "lm", "set_pool"))
     tied: bool = option(True, doc="The LM head reuses the token embedding matrix.")
     bias: bool = option(False, doc="A bias on the LM head.")
     labels: int = option(2, doc="Classifier outputs.", minimum=1)
+    seeds: int = option(1, doc="set_pool: pooled vectors (PMA's k).", minimum=1)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -15,14 +15,15 @@ def no_score_positions(kind: str, spec):
                "use an embedding scheme (learned, sinusoidal, ...)")
 
 
-def attend_linear(ctx, spec, site, feature_map, eps: float):
-    """feature_map(ctx, x (B,H,S,Dh), is_query) -> φ(x) (B,H,S,F); returns (B, S, D)."""
+def attend_linear(ctx, spec, site, feature_map, eps: float, gate=None):
+    """feature_map(ctx, x (B,H,S,Dh), is_query) -> φ(x) (B,H,S,F); ``gate``: logits (B,H,S) of a
+    gated recurrence (causal); returns (B, S, D)."""
     m = spec.model
     query, key, value = project(ctx, spec, site)
     phi_q, phi_k = feature_map(ctx, query, True), feature_map(ctx, key, False)
     if site.mask is not None:  # a padded key adds nothing to Σ φ(k) vᵀ or Σ φ(k)
         keep = ctx.op("cast", ctx.op("unsqueeze", site.mask, axes=(1, 3)), dtype="float32")  # (B,1,T,1)
         phi_k = ctx.op("mul", phi_k, keep, label="DropPadding")
-    context = ctx.op("linear_attention", phi_q, phi_k, value, causal=site.causal, eps=float(eps),
-                     label="LinearAttention")
+    context = ctx.op("linear_attention", phi_q, phi_k, value, *([gate] if gate is not None else []),
+                     causal=site.causal, eps=float(eps), label="LinearAttention")
     return ctx.linear(ctx.merge_heads(context), m.width, "output", m.bias)

@@ -1,0 +1,48 @@
+"""Targets: every kernel the capability table lets `ort-cpu` use computes what the portable lowering
+computes, on onnxruntime's CPU provider; the target is recorded in the model; `portable` uses
+standard ops only."""
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from test_components import feeds_for, spec_text
+from tfcompiler import compile_spec, parse_spec
+from tfcompiler.lower.targets import CAPABILITIES, CPU, kernels_for
+
+# per kernel, specs whose lowering uses it
+USES = {"LinearAttention": ["linear_causal_decoder", "performer_causal_decoder", "rfa_gated_decoder"]}
+
+
+def test_every_cpu_kernel_has_a_check():
+    assert sorted(USES) == sorted(name for name, kernel in CAPABILITIES.items() if CPU in kernel.providers)
+    assert kernels_for("portable") == frozenset()
+
+
+@pytest.mark.parametrize("case", [case for cases in USES.values() for case in cases])
+def test_ort_cpu_kernels_compute_what_the_portable_lowering_does(case):
+    spec = parse_spec(spec_text(case).replace("max_length: 40", "max_length: 160"), f"{case}.yaml")
+    runs = {}
+    for target in ("portable", "ort-cpu"):
+        model = compile_spec(spec, seed=5, target=target).model
+        domains = {node.domain for node in model.proto.graph.node}
+        assert (domains == {""}) == (target == "portable"), domains
+        assert {p.key: p.value for p in model.proto.metadata_props}["tfcompiler.target"] == target
+        session = ort.InferenceSession(model.serialize(), providers=[CPU])
+        runs[target] = [session.run(None, feeds_for(session, batch, length, pad, spec.model.vocab_size, seed=length))
+                        for batch, length, pad in [(1, 5, 0), (2, 150, 7)]]
+    for (portable, kernel), (batch, length, pad) in zip(zip(runs["portable"], runs["ort-cpu"]), [(1, 5, 0), (2, 150, 7)]):
+        for a, b in zip(portable, kernel):
+            real = slice(None) if not pad else np.s_[1:]  # the padded row's padded tail is undefined
+            scale = max(1.0, float(np.abs(a[real]).max()))
+            assert float(np.abs(a[real] - b[real]).max()) <= 1e-4 * scale, (case, length)
+
+
+def test_readme_shows_the_capability_table():
+    from conftest import ROOT
+    from tfcompiler.lower.targets import capability_table
+
+    readme = (ROOT / "README.md").read_text()
+    start, end = readme.index("<!-- capability-table:start -->"), readme.index("<!-- capability-table:end -->")
+    assert readme[start:end].split("\n", 1)[1].strip() == capability_table()

@@ -1,0 +1,67 @@
+"""Attention kind `star`: the Star-Transformer's ring-and-relay attention (Guo et al. 2019).
+
+Each token (satellite) attends five keys: its ring neighbours, itself, its own embedding e_i (the
+first star layer's input) and a relay node s, O(n) (tfcompiler.ir.ops.star). The relay starts as
+the mean of the real embeddings and, after every layer's satellite update, attends itself and the
+satellites' new attention outputs with its own projections (`relay.*`):
+s <- LayerNorm(ReLU(MultiAtt(s, [s; H]))), as in the paper, carried from layer to layer (a layer is
+one of the paper's cycles). The satellites' update goes through the block's residual, norm and FFN,
+where the paper uses LayerNorm(ReLU(·)) alone. Bidirectional.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ...spec.kinds import ATTENTION
+from ...spec.model import Norm
+from ..norm import build_norm
+from .lowrank import bidirectional_only
+from .multi_head import MultiHeadOptions, build_multi_head
+from .parts import Site
+
+
+@dataclass(frozen=True, kw_only=True)
+class StarOptions:
+    """Star-Transformer attention: ring neighbours, the token's embedding and a relay node."""
+
+    def problems(self, spec):
+        yield from bidirectional_only("star", spec)
+
+
+def initial_relay(ctx, embeddings, mask):
+    """(B, 1, D): the mean of the real positions' embeddings."""
+    if mask is None:
+        return ctx.op("reduce_mean", embeddings, axes=(1,), keepdims=True)
+    keep = ctx.op("cast", ctx.op("unsqueeze", mask, axes=(2,)), dtype="float32")  # (B, S, 1)
+    total = ctx.op("reduce_sum", ctx.op("mul", embeddings, keep), axes=(1,), keepdims=True)
+    return ctx.op("div", total, ctx.op("reduce_sum", keep, axes=(1,), keepdims=True))
+
+
+def build_star(ctx, options: StarOptions, spec, site):
+    m = spec.model
+    embeddings = site.state.setdefault("star_embeddings", site.x)
+    relay = site.state.get("star_relay")
+    if relay is None:
+        relay = initial_relay(ctx, embeddings, site.mask)
+
+    def heads(x, name):
+        return ctx.split_heads(ctx.linear(x, m.heads * m.dh, name, m.bias), m.heads, m.dh)
+
+    q, k, v = heads(site.x, "query"), heads(site.x, "key"), heads(site.x, "value")
+    inputs = [q, k, v, heads(embeddings, "key"), heads(embeddings, "value"), heads(relay, "key"),
+              heads(relay, "value")] + ([ctx.op("padding_bias", site.mask)] if site.mask is not None else [])
+    satellites = ctx.linear(ctx.merge_heads(ctx.op("star_attention", *inputs, scale=float(m.dh ** -0.5),
+                                                   label="StarAttention")), m.width, "output", m.bias)
+    with ctx.at("relay"):
+        keys = ctx.op("concat", relay, satellites, axis=1)  # [s; H]
+        mask = None
+        if site.mask is not None:  # the relay itself is always real
+            one = ctx.op("add", ctx.op("mul", ctx.op("gather", site.mask, ctx.constant([0], dtype="int64"), axis=1),
+                                       ctx.constant(0, dtype="int64")), ctx.constant(1, dtype="int64"))
+            mask = ctx.op("concat", one, site.mask, axis=1)
+        updated = build_multi_head(ctx, MultiHeadOptions(), spec, Site(relay, keys, mask, False))
+    site.state["star_relay"] = build_norm(ctx, ctx.op("relu", updated), Norm(), "relay_norm")
+    return satellites
+
+
+ATTENTION.register("star", StarOptions, build_star)

@@ -1,0 +1,81 @@
+"""ONNX lowering of causal linear attention in chunks: exact, with memory linear in the length and
+independent of the feature and value widths' product.
+
+The running sums S_t = Σ_{j<=t} w_tj φ(k_j) v_jᵀ are never stored per position (CumSum of outer
+products costs S·F·Dv). The sequence is padded to whole chunks of c positions; inside a chunk the
+weights w_tj (causal, and with a gate exp(L_t - L_j)(1 - g_j) where L is the chunk's running sum
+of log g) multiply the chunk's scores φ(q_t)·φ(k_j) directly (S·c); each chunk's keys are summed
+into one F x Dv state, and the states reach later chunks through an n x n matrix of chunk decays
+(strictly lower triangular; exp of differences of running log-gate sums, never of the sums
+themselves, so nothing overflows), decayed to each position by exp(L_t). All without a loop:
+MatMul, CumSum, Exp.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import ops as base
+
+CHUNK = 64
+
+
+def causal_linear_attention(e, q, k, v, gate, eps, widths: tuple[int, int], label: str) -> str:
+    """q, k (B,H,S,F), v (B,H,S,Dv), gate logits (B,H,S) or None -> (B,H,S,Dv)."""
+    features, value_width = widths
+    c = CHUNK
+    s = base._length(e, q, 2)
+    pad = e.node1("Reshape", e.node1("Mod", e.node1("Sub", e.const(c), e.node1("Mod", s, e.const(c))), e.const(c)),
+                  e.const([1]))
+
+    def chunks(x, last):  # (B,H,S[,last]) -> (B,H,n,c[,last]), zero padded
+        rank = 3 if last is None else 4
+        amounts = e.node1("Concat", e.const([0] * (rank + 2)), pad, e.const([0] * (rank - 3)), axis=0)
+        return e.node1("Reshape", e.node1("Pad", x, amounts), e.const([0, 0, -1, c] + ([] if last is None else [last])))
+
+    def transpose(x):  # swap the last two axes of a 5-D tensor
+        return e.node1("Transpose", x, perm=[0, 1, 2, 4, 3])
+
+    qc, kc, vc = chunks(q, features), chunks(k, features), chunks(v, value_width)
+    up_to = e.const(np.tril(np.ones((c, c), bool)), bool)  # key j <= query t inside a chunk
+    n = e.node1("Div", e.node1("Add", s, e.node1("Squeeze", pad, e.const([0]))), e.const(c))
+    blocks = e.node1("Range", e.const(0), n, e.const(1))
+    earlier = e.node1("Less", e.node1("Unsqueeze", blocks, e.const([0])), e.node1("Unsqueeze", blocks, e.const([1])))
+    if gate is None:
+        weights = e.node1("Cast", up_to, to=1)
+        carried = e.node1("Cast", earlier, to=1)  # chunk b' < b reaches chunk b undecayed
+        summed_keys, entry_decay = kc, None
+    else:
+        logits = chunks(gate, None)
+        log_gate = e.node1("Neg", e.node1("Softplus", e.node1("Neg", logits)))  # log σ(a)
+        admit = e.node1("Sigmoid", e.node1("Neg", logits))  # 1 - σ(a)
+        running = e.node1("CumSum", log_gate, e.const(3))  # L_t, (B,H,n,c)
+        minus_inf = e.const(-np.inf, np.float32)
+        pair = e.node1("Sub", e.node1("Unsqueeze", running, e.const([4])), e.node1("Unsqueeze", running, e.const([3])))
+        weights = e.node1("Mul", e.node1("Exp", e.node1("Where", up_to, pair, minus_inf)),
+                          e.node1("Unsqueeze", admit, e.const([3])))
+        last = e.node1("Slice", running, e.const([-1]), e.const([2 ** 62]), e.const([3]))  # (B,H,n,1)
+        to_end = e.node1("Mul", e.node1("Exp", e.node1("Sub", last, running)), admit)  # key j to its chunk's end
+        summed_keys = e.node1("Mul", kc, e.node1("Unsqueeze", to_end, e.const([4])))
+        chunk_log = e.node1("Squeeze", last, e.const([3]))  # (B,H,n)
+        ends = e.node1("CumSum", chunk_log, e.const(2))
+        between = e.node1("Sub", e.node1("Unsqueeze", e.node1("Sub", ends, chunk_log), e.const([3])),
+                          e.node1("Unsqueeze", ends, e.const([2])))  # from chunk b''s end to chunk b's start
+        carried = e.node1("Exp", e.node1("Where", earlier, between, minus_inf))
+        entry_decay = e.node1("Unsqueeze", e.node1("Exp", running), e.const([4]))  # chunk start to t
+    scores = e.node1("Mul", e.node1("MatMul", qc, transpose(kc)), weights)  # (B,H,n,c,c)
+    numerator = e.node1("MatMul", scores, vc)
+    denominator = base._reduce(e, "ReduceSum", scores, [-1])
+    states = e.node1("MatMul", transpose(summed_keys), vc)  # (B,H,n,F,Dv)
+    states = e.node1("Reshape", e.node1("MatMul", carried, e.node1("Reshape", states, e.const([0, 0, 0, -1]))),
+                     e.const([0, 0, 0, features, value_width]))
+    normalisers = e.node1("MatMul", carried, base._reduce(e, "ReduceSum", summed_keys, [3], keepdims=False))
+    from_before = e.node1("MatMul", qc, states)
+    before_total = e.node1("MatMul", qc, e.node1("Unsqueeze", normalisers, e.const([4])))
+    if entry_decay is not None:
+        from_before = e.node1("Mul", from_before, entry_decay)
+        before_total = e.node1("Mul", before_total, entry_decay)
+    out = e.node1("Div", e.node1("Add", numerator, from_before),
+                  e.node1("Add", e.node1("Add", denominator, before_total), eps))
+    out = e.node1("Reshape", out, e.const([0, 0, -1, value_width]))
+    return e.node1("Slice", out, e.const([0]), e.node1("Reshape", s, e.const([1])), e.const([2]),
+                   label=label or "LinearAttention")

@@ -1,0 +1,48 @@
+"""Lowering targets and the capability table that decides which dedicated kernels a target may use.
+
+A target names the runtime the model is for. `portable` uses standard ONNX ops only, for any
+runtime. `ort-cpu` may also use onnxruntime contrib ops whose CPU kernels exist and compute what we
+need; each entry below is one such kernel, with the providers on which it was checked against our
+standard-op lowering (tests/test_targets.py runs every CPU entry). A lowering asks
+`e.can(KERNEL)`; where the answer is no, it emits standard ops.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+CPU = "CPUExecutionProvider"
+
+
+@dataclass(frozen=True)
+class Kernel:
+    domain: str
+    op_type: str
+    since: str  # the first onnxruntime release with the kernel on those providers
+    providers: frozenset[str]
+    use: str  # what the lowering uses it for
+
+
+CAPABILITIES: dict[str, Kernel] = {
+    "LinearAttention": Kernel("com.microsoft", "LinearAttention", "1.32", frozenset({CPU}),
+                              "causal linear attention (update_rule linear) and RFA-Gate (gated): the recurrence "
+                              "itself, O(F·Dv) state instead of chunked scores"),
+}
+
+TARGETS: dict[str, frozenset[str]] = {  # target -> the provider it runs on
+    "portable": frozenset(),
+    "ort-cpu": frozenset({CPU}),
+}
+
+
+def kernels_for(target: str) -> frozenset[str]:
+    """The CAPABILITIES keys a target may use."""
+    providers = TARGETS[target]
+    return frozenset(name for name, kernel in CAPABILITIES.items() if kernel.providers & providers)
+
+
+def capability_table() -> str:
+    """The table as Markdown (README, `tfc targets`)."""
+    rows = ["| kernel | domain | providers | since onnxruntime | used for |", "| --- | --- | --- | --- | --- |"]
+    rows += [f"| `{k.op_type}` | {k.domain} | {', '.join(sorted(k.providers))} | {k.since} | {k.use} |"
+             for k in CAPABILITIES.values()]
+    return "\n".join(rows)
