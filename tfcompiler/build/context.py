@@ -2,6 +2,7 @@
 entry, and small emitters (params, linear layers, head reshapes) every family file shares."""
 from __future__ import annotations
 
+import zlib
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -84,6 +85,11 @@ class Context:
         """(B, S, heads*Dh) -> (B, heads, S, Dh)."""
         x = self.op("reshape", x, shape=(0, 0, heads, head_width))
         return self.op("transpose", x, perm=(0, 2, 1, 3))
+
+    def rng(self, seed: int) -> np.random.Generator:
+        """Randomness frozen at compile time: a generator seeded by `seed` and the current layer's path,
+        so every layer draws its own constants and the same spec always draws the same ones."""
+        return np.random.default_rng([seed, zlib.crc32(self.origin.encode())])
 
     def merge_heads(self, x: Value) -> Value:
         """(B, heads, S, Dh) -> (B, S, heads*Dh)."""

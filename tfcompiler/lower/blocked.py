@@ -73,11 +73,22 @@ class Blocked:
             allowed = grid.and_(allowed, grid.le(j, i))
         return self.e.node1("Where", allowed, scores, self.e.const(MASKED, np.float32))
 
-    def finish(self, scores: str, v_blocks: str, dense_rows: int, label: str) -> str:
+    def finish(self, scores: str, v_blocks: str, dense_rows: int, label: str, columns=None) -> str:
         """Softmax, weighted values, back to (B, H, S, Dv); the first `dense_rows` queries replaced
-        by dense attention over every key."""
+        by dense attention over every key. `columns`: (scores (B,H,nb,block,nb), values
+        (B,H,block,nb,Dv)) of the strided keys, one per other block at the query's offset."""
         e = self.e
-        out = e.node1("MatMul", e.node1("Softmax", scores, axis=-1), v_blocks)
+        if columns is None:
+            out = e.node1("MatMul", e.node1("Softmax", scores, axis=-1), v_blocks)
+        else:
+            column_scores, column_values = columns
+            width = e.node1("Shape", scores, start=4, end=5)
+            probs = e.node1("Softmax", e.node1("Concat", scores, column_scores, axis=-1), axis=-1)
+            out = e.node1("MatMul", e.node1("Slice", probs, e.const([0]), width, e.const([4])), v_blocks)
+            by_offset = e.node1("Transpose", e.node1("Slice", probs, width, e.const([2 ** 62]), e.const([4])),
+                                perm=[0, 1, 3, 2, 4])  # (B,H,block,nb,nb)
+            strided = e.node1("Transpose", e.node1("MatMul", by_offset, column_values), perm=[0, 1, 3, 2, 4])
+            out = e.node1("Add", out, strided)
         out = e.node1("Reshape", out, e.const([0, 0, -1, self.value_width]))
         end = e.node1("Reshape", self.s, e.const([1]))
         if dense_rows:
@@ -152,7 +163,36 @@ def banded_attention(e, attrs, inputs, types, label):
         global_scores = e.node1("Where", visible, global_scores, e.const(MASKED, np.float32))
         scores = e.node1("Concat", global_scores, scores, axis=-1)
         v_blocks = e.node1("Concat", per_block(first_g(grid.v, 2), grid.value_width), v_blocks, axis=3)
-    return [grid.finish(scores, v_blocks, g, label or "BandedAttention")]
+    columns = strided_columns(grid, attrs["stride_columns"], i) if attrs.get("stride_columns") else None
+    return [grid.finish(scores, v_blocks, g, label or "BandedAttention", columns)]
+
+
+def strided_columns(grid: Blocked, stride: int, i: str):
+    """The Sparse Transformer's strided keys beyond the band: with blocks of `stride` positions, query
+    (block a, offset r) also sees offset r of every other block (earlier ones when causal). Scores
+    (B,H,nb,block,nb) and values (B,H,block,nb,Dv), by MatMuls over the offset-major layout."""
+    e = grid.e
+
+    def by_offset(x, last):  # (B,H,S,last) -> (B,H,block,nb,last)
+        blocks = grid.cut(e.node1("Pad", x, grid.sequence_pads(e.const(0), grid.pad)), last)
+        return e.node1("Transpose", blocks, perm=[0, 1, 3, 2, 4])
+
+    queries = e.node1("Transpose", grid.q_blocks, perm=[0, 1, 3, 2, 4])
+    scores = e.node1("Transpose", grid.scores(queries, by_offset(grid.k, grid.width)), perm=[0, 1, 3, 2, 4])
+    if grid.bias:  # (B|1,1,1,S) -> (B|1,1,1,block,nb): key (b, r) for query offset r
+        padded = e.node1("Pad", grid.bias[0], grid.bias_pads(e.const(0), grid.pad), e.const(MASKED, np.float32))
+        per_key = e.node1("Transpose", e.node1("Reshape", padded, e.const([0, 1, -1, stride])), perm=[0, 1, 3, 2])
+        scores = e.node1("Add", scores, e.node1("Unsqueeze", per_key, e.const([2])))
+    blocks = e.node1("Range", e.const(0), grid.blocks, e.const(1))
+    key_block = e.node1("Unsqueeze", blocks, e.const([0, 1]))  # (1, 1, nb)
+    query_block = e.node1("Div", i, e.const(stride))  # (nb, block, 1)
+    j = e.node1("Add", e.node1("Mul", key_block, e.const(stride)), e.node1("Mod", i, e.const(stride)))
+    visible = e.node1("And", e.node1("Not", e.node1("Equal", key_block, query_block)),
+                      e.node1("Less", j, e.node1("Reshape", grid.s, e.const([1, 1, 1]))))
+    if grid.attrs["causal"]:
+        visible = e.node1("And", visible, e.node1("Less", key_block, query_block))
+    scores = e.node1("Where", visible, scores, e.const(MASKED, np.float32))
+    return scores, by_offset(grid.v, grid.value_width)
 
 
 def block_sparse_attention(e, attrs, inputs, types, label):

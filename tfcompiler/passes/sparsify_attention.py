@@ -12,8 +12,9 @@ columns of every block and their queries dense rows. A block layout whose rows l
 (BigBird's window, global and random blocks) becomes block_sparse_attention: each query block
 gathers its key blocks by a constant index, leading global blocks become dense rows. The Sparse
 Transformer's fixed pattern becomes block_summary_attention: each query block attends its own
-block and the summary positions of every block. Strided patterns keep the dense masked form, and
-the note says so. Applies to self-attention with
+block and the summary positions of every block; the strided pattern becomes banded blocks of the
+stride plus, per query, the keys at its offset in every other block. Other unbounded patterns
+(strides under global tokens) keep the dense masked form, and the note says so. Applies to self-attention with
 no bias other than key padding.
 """
 from __future__ import annotations
@@ -24,7 +25,7 @@ import numpy as np
 
 from ..ir.graph import Graph, Value
 from ..ir.ops.block_sparse import layout_table
-from ..ir.patterns import Blocks, Fixed, WithGlobal
+from ..ir.patterns import Blocks, Fixed, Strided, Window, WithGlobal
 from .base import Pass, PassResult
 
 REPORT_LENGTH = 4096  # the length --explain quotes savings at
@@ -65,6 +66,10 @@ class SparsifyAttention(Pass):
                 continue
             pattern, where = op.attrs["pattern"], op.origin or "?"
             band, global_tokens = (pattern.base, pattern.tokens) if isinstance(pattern, WithGlobal) else (pattern, 0)
+            if isinstance(pattern, Strided) and not self._inputs_misfit(graph, node):
+                notes.append(f"{where}: {self._stride(graph, node, pattern)}")
+                changed = True
+                continue
             if isinstance(pattern, Fixed) and not self._inputs_misfit(graph, node):
                 notes.append(f"{where}: {self._summarise(graph, node, pattern)}")
                 changed = True
@@ -129,6 +134,22 @@ class SparsifyAttention(Pass):
         return (f"{_short(pattern)} -> gathered key blocks: {len(table[0])} blocks of {pattern.block} per query "
                 f"block by a constant index, {dense_rows} leading block(s) as dense rows: at {REPORT_LENGTH} "
                 f"tokens {REPORT_LENGTH / keys:.1f}x fewer score FLOPs and less score memory")
+
+    @staticmethod
+    def _stride(graph: Graph, node, pattern: Strided) -> str:
+        """Rewrite the strided pattern to banded blocks of the stride plus strided key columns."""
+        op = graph.op(node)
+        l = pattern.stride
+        band = Window(back=l - 1, ahead=0 if op.attrs["causal"] else l - 1)
+        attrs = dict(op.attrs, pattern=band, block=l, back_blocks=1, ahead_blocks=0 if op.attrs["causal"] else 1,
+                     global_tokens=0, stride_columns=l)
+        new = graph.add1("banded_attention", graph.inputs_of(node), attrs, origin=op.origin, label="BandedAttention")
+        graph.replace_all_uses(Value(node, 0), new)
+        graph.remove(node)
+        keys = (attrs["ahead_blocks"] + 2) * l + REPORT_LENGTH // l
+        return (f"{_short(pattern)} -> banded blocks of {l} + the strided keys of every other block: at "
+                f"{REPORT_LENGTH} tokens {keys} keys per query, {REPORT_LENGTH / keys:.1f}x fewer score FLOPs "
+                f"and less score memory")
 
     @staticmethod
     def _summarise(graph: Graph, node, pattern: Fixed) -> str:

@@ -7,15 +7,13 @@ tfcompiler.ir.ops.clustered). Bidirectional, as in the paper.
 """
 from __future__ import annotations
 
-import zlib
 from dataclasses import dataclass
 
-import numpy as np
 
 from ...spec.kinds import ATTENTION
 from ...spec.schema import option
 from .lowrank import bidirectional_only
-from .multi_head import project
+from .multi_head import key_padding, output_projection, project
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -34,12 +32,12 @@ class ClusteredOptions:
 def build_clustered(ctx, options: ClusteredOptions, spec, site):
     m = spec.model
     query, key, value = project(ctx, spec, site)
-    rng = np.random.default_rng([options.seed, zlib.crc32(ctx.origin.encode())])
+    rng = ctx.rng(options.seed)
     planes = ctx.constant(rng.standard_normal((m.dh, options.bits)))
-    inputs = [query, key, value, planes] + ([ctx.op("padding_bias", site.mask)] if site.mask is not None else [])
+    inputs = [query, key, value, planes] + key_padding(ctx, site)
     context = ctx.op("clustered_attention", *inputs, clusters=options.clusters, iterations=options.iterations,
                      scale=float(m.dh ** -0.5), label="ClusteredAttention")
-    return ctx.linear(ctx.merge_heads(context), m.width, "output", m.bias)
+    return output_projection(ctx, spec, context)
 
 
 ATTENTION.register("clustered", ClusteredOptions, build_clustered)

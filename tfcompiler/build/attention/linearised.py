@@ -4,7 +4,7 @@ its feature map φ; positions can come only from the embeddings (there are no sc
 from __future__ import annotations
 
 from ...spec.kinds import POSITIONS
-from .multi_head import project
+from .multi_head import output_projection, project
 
 
 def no_score_positions(kind: str, spec):
@@ -18,7 +18,6 @@ def no_score_positions(kind: str, spec):
 def attend_linear(ctx, spec, site, feature_map, eps: float, gate=None):
     """feature_map(ctx, x (B,H,S,Dh), is_query) -> φ(x) (B,H,S,F); ``gate``: logits (B,H,S) of a
     gated recurrence (causal); returns (B, S, D)."""
-    m = spec.model
     query, key, value = project(ctx, spec, site)
     phi_q, phi_k = feature_map(ctx, query, True), feature_map(ctx, key, False)
     if site.mask is not None:  # a padded key adds nothing to Σ φ(k) vᵀ or Σ φ(k)
@@ -26,4 +25,4 @@ def attend_linear(ctx, spec, site, feature_map, eps: float, gate=None):
         phi_k = ctx.op("mul", phi_k, keep, label="DropPadding")
     context = ctx.op("linear_attention", phi_q, phi_k, value, *([gate] if gate is not None else []),
                      causal=site.causal, eps=float(eps), label="LinearAttention")
-    return ctx.linear(ctx.merge_heads(context), m.width, "output", m.bias)
+    return output_projection(ctx, spec, context)

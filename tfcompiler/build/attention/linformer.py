@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from ...spec.kinds import ATTENTION
 from ...spec.schema import option
 from .lowrank import bidirectional_only, key_weights
-from .multi_head import project
+from .multi_head import output_projection, project
 from .parts import AttentionParts, emit_attention
 
 
@@ -49,7 +49,7 @@ def build_linformer(ctx, options: LinformerOptions, spec, site):
                                 label="ProjectSequence"))
     parts = AttentionParts(query, *projected, scale=m.dh ** -0.5, causal=False)
     context, _ = emit_attention(ctx, parts)
-    return ctx.linear(ctx.merge_heads(context), m.width, "output", m.bias)
+    return output_projection(ctx, spec, context)
 
 
 ATTENTION.register("linformer", LinformerOptions, build_linformer)

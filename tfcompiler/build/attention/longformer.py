@@ -12,10 +12,10 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from ...ir.patterns import WithGlobal, Window
+from ...ir.patterns import Window, WithGlobal
 from ...spec.kinds import ATTENTION
 from ...spec.schema import option
-from .multi_head import MultiHeadOptions, attention_context, build_multi_head, project
+from .multi_head import MultiHeadOptions, attention_context, build_multi_head, output_projection, project
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -50,7 +50,7 @@ def build_longformer(ctx, options: LongformerOptions, spec, site):
     glob = attention_context(ctx, options, spec, dataclasses.replace(site, state={}), query, key, value)
     rows = ctx.op("unsqueeze", ctx.op("cast", chosen, dtype="bool"), axes=(1, 3))  # (B, 1, S, 1)
     context = ctx.op("where", rows, glob, local, label="GlobalRows")
-    return ctx.linear(ctx.merge_heads(context), m.width, "output", m.bias)
+    return output_projection(ctx, spec, context)
 
 
 ATTENTION.register("longformer", LongformerOptions, build_longformer)

@@ -8,14 +8,13 @@ are drawn when the spec is compiled, from `seed` and the layer's path, and store
 """
 from __future__ import annotations
 
-import zlib
 from dataclasses import dataclass
 
-import numpy as np
 
 from ...spec.kinds import ATTENTION
 from ...spec.schema import option
 from .linearised import no_score_positions
+from .multi_head import key_padding, output_projection
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -39,12 +38,12 @@ def build_lsh(ctx, options: LshOptions, spec, site):
     m = spec.model
     shared = ctx.split_heads(ctx.linear(site.x, m.heads * m.dh, "query_key", m.bias), m.heads, m.dh)
     value = ctx.split_heads(ctx.linear(site.x, m.heads * m.dh, "value", m.bias), m.heads, m.dh)
-    rng = np.random.default_rng([options.seed, zlib.crc32(ctx.origin.encode())])
+    rng = ctx.rng(options.seed)
     rotations = ctx.constant(rng.standard_normal((options.rounds, m.dh, options.buckets // 2)))
-    inputs = [shared, value, rotations] + ([ctx.op("padding_bias", site.mask)] if site.mask is not None else [])
+    inputs = [shared, value, rotations] + key_padding(ctx, site)
     context = ctx.op("lsh_attention", *inputs, chunk=options.chunk, causal=site.causal,
                      scale=float(m.dh ** -0.5), label="LSHAttention")
-    return ctx.linear(ctx.merge_heads(context), m.width, "output", m.bias)
+    return output_projection(ctx, spec, context)
 
 
 ATTENTION.register("lsh", LshOptions, build_lsh)

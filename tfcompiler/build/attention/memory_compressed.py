@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from ...spec.kinds import ATTENTION
 from ...spec.schema import option
 from .lowrank import bidirectional_only
+from .multi_head import output_projection
 from .parts import AttentionParts, emit_attention
 
 
@@ -51,7 +52,7 @@ def build_memory_compressed(ctx, options: MemoryCompressedOptions, spec, site):
     if slot_mask is not None:
         parts.mask_biases.append(ctx.op("padding_bias", slot_mask))
     context, _ = emit_attention(ctx, parts)
-    return ctx.linear(ctx.merge_heads(context), m.width, "output", m.bias)
+    return output_projection(ctx, spec, context)
 
 
 ATTENTION.register("memory_compressed", MemoryCompressedOptions, build_memory_compressed)

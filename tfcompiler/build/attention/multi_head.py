@@ -56,6 +56,16 @@ class MultiHeadOptions:
             yield f"spans must be >= 0, got {self.span}"
 
 
+def key_padding(ctx, site: Site) -> list:
+    """[the key padding bias (B, 1, 1, T)] of a site with a mask, else []: a canonical op's optional input."""
+    return [ctx.op("padding_bias", site.mask)] if site.mask is not None else []
+
+
+def output_projection(ctx, spec, context):
+    """Heads' context (B, H, S, Dv) -> (B, S, D) through the attention's output projection."""
+    return ctx.linear(ctx.merge_heads(context), spec.model.width, "output", spec.model.bias)
+
+
 def project(ctx, spec, site: Site):
     """Queries (B,H,S,Dh), keys and values (B,Hkv,T,Dh) of the site."""
     m = spec.model
@@ -77,8 +87,7 @@ def build_multi_head(ctx, options: MultiHeadOptions, spec, site: Site, pattern=N
 
 def attend(ctx, options: MultiHeadOptions, spec, site: Site, query, key, value, pattern=None):
     """Positions, priors, masks and head options on projected heads; returns (B, S, D)."""
-    context = attention_context(ctx, options, spec, site, query, key, value, pattern)
-    return ctx.linear(ctx.merge_heads(context), spec.model.width, "output", spec.model.bias)
+    return output_projection(ctx, spec, attention_context(ctx, options, spec, site, query, key, value, pattern))
 
 
 def attention_context(ctx, options: MultiHeadOptions, spec, site: Site, query, key, value, pattern=None,

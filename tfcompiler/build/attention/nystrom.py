@@ -18,7 +18,7 @@ import numpy as np
 from ...spec.kinds import ATTENTION
 from ...spec.schema import option
 from .lowrank import bidirectional_only, key_weights
-from .multi_head import project
+from .multi_head import output_projection, project
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -75,7 +75,7 @@ def build_nystrom(ctx, options: NystromOptions, spec, site):
         if options.conv_kernel:
             weight = ctx.param("conv.weight", (m.heads, 1, options.conv_kernel, 1), "matrix")
             context = ctx.op("add", context, ctx.op("sequence_conv", ctx.op("mul", value, keep), weight))
-    return ctx.linear(ctx.merge_heads(context), m.width, "output", m.bias)
+    return output_projection(ctx, spec, context)
 
 
 ATTENTION.register("nystrom", NystromOptions, build_nystrom)

@@ -11,7 +11,6 @@ keep exp from overflowing.
 """
 from __future__ import annotations
 
-import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -56,7 +55,7 @@ def favor_features(ctx, x, is_query: bool, matrix: np.ndarray):
 
 
 def build_performer(ctx, options: PerformerOptions, spec, site):
-    rng = np.random.default_rng([options.seed, zlib.crc32(ctx.origin.encode())])
+    rng = ctx.rng(options.seed)
     matrix = orthogonal_features(options.features, spec.model.dh, rng)
     return attend_linear(ctx, spec, site, lambda c, x, q: favor_features(c, x, q, matrix), 0.0)
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from ...spec.kinds import ATTENTION
 from ...spec.schema import option
 from .linearised import no_score_positions
-from .multi_head import project
+from .multi_head import key_padding, output_projection, project
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -28,10 +28,10 @@ class ProbSparseOptions:
 def build_prob_sparse(ctx, options: ProbSparseOptions, spec, site):
     m = spec.model
     query, key, value = project(ctx, spec, site)
-    inputs = [query, key, value] + ([ctx.op("padding_bias", site.mask)] if site.mask is not None else [])
+    inputs = [query, key, value] + key_padding(ctx, site)
     context = ctx.op("prob_sparse_attention", *inputs, factor=options.factor, scale=float(m.dh ** -0.5),
                      causal=site.causal, label="ProbSparse")
-    return ctx.linear(ctx.merge_heads(context), m.width, "output", m.bias)
+    return output_projection(ctx, spec, context)
 
 
 ATTENTION.register("prob_sparse", ProbSparseOptions, build_prob_sparse)

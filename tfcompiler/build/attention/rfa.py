@@ -10,7 +10,6 @@ running sums forget: g_t = σ(w_g·x_t + b_g) per head, S_t = g_t S_{t-1} + (1 -
 """
 from __future__ import annotations
 
-import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -47,7 +46,7 @@ def fourier_features(ctx, x, matrix: np.ndarray):
 
 
 def build_rfa(ctx, options: RfaOptions, spec, site):
-    rng = np.random.default_rng([options.seed, zlib.crc32(ctx.origin.encode())])
+    rng = ctx.rng(options.seed)
     matrix = rng.standard_normal((options.features, spec.model.dh)) / options.sigma
     gate = None
     if options.gate:  # (B, S, H) -> (B, H, S)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from ...spec.kinds import ATTENTION
 from ...spec.schema import option
 from .linearised import no_score_positions
-from .multi_head import project
+from .multi_head import key_padding, output_projection, project
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -29,10 +29,10 @@ def build_routing(ctx, options: RoutingOptions, spec, site):
     m = spec.model
     query, key, value = project(ctx, spec, site)
     centroids = ctx.param("centroids", (m.heads, options.clusters, m.dh), "embedding")
-    inputs = [query, key, value, centroids] + ([ctx.op("padding_bias", site.mask)] if site.mask is not None else [])
+    inputs = [query, key, value, centroids] + key_padding(ctx, site)
     context = ctx.op("routing_attention", *inputs, causal=site.causal, scale=float(m.dh ** -0.5),
                      label="RoutingAttention")
-    return ctx.linear(ctx.merge_heads(context), m.width, "output", m.bias)
+    return output_projection(ctx, spec, context)
 
 
 ATTENTION.register("routing", RoutingOptions, build_routing)

@@ -16,7 +16,7 @@ from ...spec.kinds import ATTENTION
 from ...spec.model import Norm
 from ..norm import build_norm
 from .lowrank import bidirectional_only
-from .multi_head import MultiHeadOptions, build_multi_head
+from .multi_head import MultiHeadOptions, build_multi_head, key_padding
 from .parts import Site
 
 
@@ -49,7 +49,7 @@ def build_star(ctx, options: StarOptions, spec, site):
 
     q, k, v = heads(site.x, "query"), heads(site.x, "key"), heads(site.x, "value")
     inputs = [q, k, v, heads(embeddings, "key"), heads(embeddings, "value"), heads(relay, "key"),
-              heads(relay, "value")] + ([ctx.op("padding_bias", site.mask)] if site.mask is not None else [])
+              heads(relay, "value")] + key_padding(ctx, site)
     satellites = ctx.linear(ctx.merge_heads(ctx.op("star_attention", *inputs, scale=float(m.dh ** -0.5),
                                                    label="StarAttention")), m.width, "output", m.bias)
     with ctx.at("relay"):
