@@ -346,7 +346,7 @@ def informer_attention(q, k, v, key_bias, factor: int, causal: bool = False):
     return out
 
 
-def compressed_attention(q, k, v, key_bias, s: int, w, layer: str):
+def compressed_attention(q, k, v, key_bias, s: int, w, layer: str, causal: bool = False):
     """Liu et al. 2018: K' = Conv1d_{kernel s, stride s}(K), V' likewise (grouped per head), padded
     keys zeroed and the tail padded with zeros; a compressed slot is hidden when it holds no real key.
     Here k, v are (B, Hkv, T, d) heads of the projected keys; the convolution mixes one head's d
@@ -368,10 +368,16 @@ def compressed_attention(q, k, v, key_bias, s: int, w, layer: str):
 
     k2, v2 = conv(k, "key"), conv(v, "value")
     slots = np.pad(keep, ((0, 0), (0, rows * s - t))).reshape(b, rows, s).max(-1)
+    hidden = np.where(slots > 0, 0.0, NEG)[:, None, None, :]  # (B, 1, 1, slots)
+    if causal:  # slot c once c·s + s - 1 <= i, behind a learned null key/value every query sees
+        late = (np.arange(rows)[None, :] * s + s - 1) > np.arange(q.shape[2])[:, None]
+        hidden = np.where(late, NEG, hidden)
+        k2 = np.concatenate([np.broadcast_to(w[f"{layer}.null_key"], (b, h, 1, d)), k2], axis=2)
+        v2 = np.concatenate([np.broadcast_to(w[f"{layer}.null_value"], (b, h, 1, d)), v2], axis=2)
+        hidden = np.concatenate([np.zeros(hidden.shape[:-1] + (1,)), hidden], axis=-1)
     group = q.shape[1] // h
     k2, v2 = np.repeat(k2, group, axis=1), np.repeat(v2, group, axis=1)
-    scores = q @ k2.swapaxes(-1, -2) / math.sqrt(d) + np.where(slots > 0, 0.0, NEG)[:, None, None, :]
-    return softmax(scores) @ v2
+    return softmax(q @ k2.swapaxes(-1, -2) / math.sqrt(d) + hidden) @ v2
 
 
 def low_rank_attention(q, k, v, key_bias, options, w, layer: str, stack: str):
@@ -610,7 +616,7 @@ class Reference:
         if type(options).KIND == "prob_sparse":
             return informer_attention(q, k, v, key_bias, options.factor, causal)
         if type(options).KIND == "memory_compressed":
-            return compressed_attention(q, k, v, key_bias, options.compression, self.w, name)
+            return compressed_attention(q, k, v, key_bias, options.compression, self.w, name, causal)
         if type(options).KIND in ("linformer", "nystrom"):
             return low_rank_attention(q, k, v, key_bias, options, self.w, name, stack)
         scale = options.scale if options.scale is not None else 1 / math.sqrt(q.shape[-1])

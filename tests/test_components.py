@@ -354,6 +354,11 @@ head: {kind: set_pool, seeds: 2}
 block: {attention: {kind: star}}
 encoder: {layers: 3}
 """),
+    "memory_compressed_decoder": ("decoder", ", kv_heads: 2", """
+block: {attention: {kind: memory_compressed, compression: 3}}
+decoder: {layers: 2}
+head: {kind: lm}
+"""),
     "per_layer_overrides": ("decoder", "", """
 block: {placement: pre}
 decoder:

@@ -198,6 +198,19 @@ def _global_pattern_bias(e, attrs, inputs, types, label):
                     e.const(MASKED, np.float32), label=label or "GlobalPatternBias")]
 
 
+def _compressed_causal_bias(e, attrs, inputs, types, label):
+    q, k = inputs
+    stride = attrs["stride"]
+    rows = e.node1("Unsqueeze", e.node1("Range", e.const(0), _length(e, q, 2), e.const(1)), e.const([1]))
+    slot = e.node1("Sub", e.node1("Unsqueeze", e.node1("Range", e.const(0), _length(e, k, 2), e.const(1)),
+                                  e.const([0])), e.const(attrs["leading"]))
+    visible = e.node1("Or", e.node1("Less", slot, e.const(0)),
+                      e.node1("LessOrEqual", e.node1("Add", e.node1("Mul", slot, e.const(stride)), e.const(stride - 1)),
+                              rows))
+    return [e.node1("Where", visible, e.const(0.0, np.float32), e.const(MASKED, np.float32),
+                    label=label or "CompressedCausal")]
+
+
 def _causal_mask(e, attrs, inputs, types, label):
     return [_hide_future(e, inputs[0], ("causal", types[0].shape[2], types[0].shape[3]), label)]
 
@@ -469,7 +482,7 @@ EMITTERS = {"silu": _silu, "gelu": _gelu, "cast": _cast, "transpose": _transpose
             "softmax": _softmax, "layer_norm": _layer_norm, "rms_norm": _rms_norm,
             "padding_bias": _padding_bias, "attention": _attention, "rope": _rope,
             "attention_scores": _scores, "causal_mask": _causal_mask, "pattern_mask": _pattern_mask,
-            "global_pattern_bias": _global_pattern_bias, "attention_context": _context,
+            "global_pattern_bias": _global_pattern_bias, "compressed_causal_bias": _compressed_causal_bias, "attention_context": _context,
             "clip": _clip, "einsum": _einsum, "relative_distance": _relative_distance,
             "take_relative": _take_relative, "distance_range": _distance_range,
             "distance_index": _distance_index, "grid_conv": _grid_conv,

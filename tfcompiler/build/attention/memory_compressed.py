@@ -2,8 +2,10 @@
 Wikipedia by Summarizing Long Sequences"). Keys and values are compressed along the sequence by a
 strided convolution (kernel = stride = `compression`, grouped per head), so attention costs
 n·n/s. The projected keys and values of padded tokens are zeroed and the tail is zero-padded to a
-whole stride; a compressed slot is masked when none of its tokens is real. Bidirectional (encoders): the
-paper's decoder use needs compressed causality, not built here.
+whole stride; a compressed slot is masked when none of its tokens is real. In decoders (the
+paper's T-DMCA) a query sees a slot only once all of the slot's positions are at or before it, and
+a learned null key and value (`null_key`, `null_value`, one per key/value head, as lucidrains'
+implementation has) stand in front of the slots so that the first queries see something.
 """
 from __future__ import annotations
 
@@ -11,8 +13,8 @@ from dataclasses import dataclass
 
 from ...spec.kinds import ATTENTION
 from ...spec.schema import option
-from .lowrank import bidirectional_only
-from .multi_head import output_projection
+from .linearised import no_score_positions
+from .multi_head import output_projection, with_leading_real
 from .parts import AttentionParts, emit_attention
 
 
@@ -23,7 +25,7 @@ class MemoryCompressedOptions:
     compression: int = option(3, doc="s: kernel and stride of the compressing convolution.", minimum=1)
 
     def problems(self, spec):
-        yield from bidirectional_only("memory_compressed", spec)
+        yield from no_score_positions("memory_compressed", spec)
 
 
 def build_memory_compressed(ctx, options: MemoryCompressedOptions, spec, site):
@@ -47,8 +49,15 @@ def build_memory_compressed(ctx, options: MemoryCompressedOptions, spec, site):
             weight = ctx.param("weight", (m.kv * m.dh, m.dh, s), "matrix")
             bias = ctx.param("bias", (m.kv * m.dh,), "zeros")
             compressed = ctx.op("compress", projected, weight, bias, stride=s, groups=m.kv, label="Compress")
-        heads.append(ctx.split_heads(compressed, m.kv, m.dh))
+        compressed = ctx.split_heads(compressed, m.kv, m.dh)
+        if site.causal:  # the null slot in front
+            null = ctx.op("tile_batch", ctx.param(f"null_{name}", (1, m.kv, 1, m.dh), "embedding"), site.x)
+            compressed = ctx.op("concat", null, compressed, axis=2)
+        heads.append(compressed)
     parts = AttentionParts(query, *heads, scale=m.dh ** -0.5, causal=False)
+    if site.causal:
+        parts.mask_biases.append(ctx.op("compressed_causal_bias", query, heads[0], stride=s, leading=1))
+        slot_mask = with_leading_real(ctx, slot_mask) if slot_mask is not None else None
     if slot_mask is not None:
         parts.mask_biases.append(ctx.op("padding_bias", slot_mask))
     context, _ = emit_attention(ctx, parts)

@@ -61,6 +61,13 @@ def key_padding(ctx, site: Site) -> list:
     return [ctx.op("padding_bias", site.mask)] if site.mask is not None else []
 
 
+def with_leading_real(ctx, mask):
+    """(B, T) padding mask -> (B, 1 + T): one more real position in front (a relay, a null key)."""
+    first = ctx.op("gather", mask, ctx.constant([0], dtype="int64"), axis=1)  # (B, 1)
+    one = ctx.op("add", ctx.op("mul", first, ctx.constant(0, dtype="int64")), ctx.constant(1, dtype="int64"))
+    return ctx.op("concat", one, mask, axis=1)
+
+
 def output_projection(ctx, spec, context):
     """Heads' context (B, H, S, Dv) -> (B, S, D) through the attention's output projection."""
     return ctx.linear(ctx.merge_heads(context), spec.model.width, "output", spec.model.bias)

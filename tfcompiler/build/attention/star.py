@@ -16,7 +16,7 @@ from ...spec.kinds import ATTENTION
 from ...spec.model import Norm
 from ..norm import build_norm
 from .lowrank import bidirectional_only
-from .multi_head import MultiHeadOptions, build_multi_head, key_padding
+from .multi_head import MultiHeadOptions, build_multi_head, with_leading_real, key_padding
 from .parts import Site
 
 
@@ -54,11 +54,7 @@ def build_star(ctx, options: StarOptions, spec, site):
                                                    label="StarAttention")), m.width, "output", m.bias)
     with ctx.at("relay"):
         keys = ctx.op("concat", relay, satellites, axis=1)  # [s; H]
-        mask = None
-        if site.mask is not None:  # the relay itself is always real
-            one = ctx.op("add", ctx.op("mul", ctx.op("gather", site.mask, ctx.constant([0], dtype="int64"), axis=1),
-                                       ctx.constant(0, dtype="int64")), ctx.constant(1, dtype="int64"))
-            mask = ctx.op("concat", one, site.mask, axis=1)
+        mask = with_leading_real(ctx, site.mask) if site.mask is not None else None  # the relay is real
         updated = build_multi_head(ctx, MultiHeadOptions(), spec, Site(relay, keys, mask, False))
     site.state["star_relay"] = build_norm(ctx, ctx.op("relu", updated), Norm(), "relay_norm")
     return satellites

@@ -129,6 +129,21 @@ def _global_pattern_bias(attrs, global_mask):
     return [np.where(allowed[:, None], 0.0, MASKED).astype(np.float32)]
 
 
+def _compressed_causal_bias(attrs, q, k):
+    """(S, T') bias of a decoder's queries (positions 0..S-1) over `leading` always-visible keys and
+    then compressed slots of `stride` positions: slot c is visible once its last position
+    c·stride + stride - 1 is not after the query."""
+    s, t = q.shape[2], k.shape[2]
+    slot = np.arange(t)[None, :] - attrs["leading"]
+    visible = (slot < 0) | (slot * attrs["stride"] + attrs["stride"] - 1 <= np.arange(s)[:, None])
+    return [np.where(visible, 0.0, MASKED).astype(np.float32)]
+
+
+def _compressed_causal_infer(attrs, types):
+    q, k = types
+    return [TensorType("float32", (q.shape[2], k.shape[2]))]
+
+
 def _global_pattern_infer(attrs, types):
     (mask,) = types
     if mask.rank != 2:
@@ -163,5 +178,7 @@ register("attention_context", (2, 2), _context_infer,
 # global_pattern_bias(global_mask) attrs pattern, rows_see_all: a static pattern widened by global
 # positions given as data (Longformer's global_attention_mask) -> (B, 1, S, S) additive bias
 register("global_pattern_bias", (1, 1), _global_pattern_infer, _global_pattern_bias)
+# compressed_causal_bias(q, k) attrs stride, leading: causality over compressed keys -> (S, T')
+register("compressed_causal_bias", (2, 2), _compressed_causal_infer, _compressed_causal_bias)
 # padding_bias(mask): (B, T) 1 = keep / 0 = pad  ->  additive float bias (B, 1, 1, T)
 register("padding_bias", (1, 1), _padding_bias_infer, _padding_bias)
