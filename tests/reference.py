@@ -217,7 +217,7 @@ def linearised_attention(q, k, v, key_bias, causal, options, layer: str, head_wi
 def lsh_reference(qk, v, key_bias, options, layer: str, causal: bool):
     """Kitaev et al. 2020, written per query over sets: in each round, position i's bucket is
     argmax([k_i R; -k_i R]) of its unit key; positions are ranked by (bucket, position) and cut into
-    chunks; i attends the same-bucket positions of its chunk and the chunk before (wrapping), causal
+    chunks; i attends the same-bucket positions of its chunk and the chunk before (if any), causal
     ones only in decoders, itself at score -1e5; rounds weighted by exp(z^r - logsumexp_r z^r). The
     rotations are the compiled model's recorded constants."""
     import zlib
@@ -226,7 +226,6 @@ def lsh_reference(qk, v, key_bias, options, layer: str, causal: bool):
     rng = np.random.default_rng([options.seed, zlib.crc32(layer.encode())])
     rotations = rng.standard_normal((options.rounds, d, options.buckets // 2))
     keys = qk / np.linalg.norm(qk, axis=-1, keepdims=True)
-    chunks = -(-s // options.chunk)
     out = np.zeros(qk.shape[:3] + (v.shape[-1],))
     for bi in range(b):
         for hi in range(h):
@@ -237,7 +236,7 @@ def lsh_reference(qk, v, key_bias, options, layer: str, causal: bool):
                 rank = {p: n for n, p in enumerate(sorted(range(s), key=lambda p: (bucket[p], p)))}
                 o, z = np.zeros((s, v.shape[-1])), np.zeros(s)
                 for i in range(s):
-                    near = {rank[i] // options.chunk, (rank[i] // options.chunk - 1) % chunks}
+                    near = {rank[i] // options.chunk, rank[i] // options.chunk - 1}
                     seen = [j for j in range(s) if rank[j] // options.chunk in near and bucket[j] == bucket[i]
                             and (not causal or j <= i)]
                     scores = np.array([-1e5 if j == i else qk[bi, hi, i] @ keys[bi, hi, j] / math.sqrt(d)

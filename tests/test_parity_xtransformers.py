@@ -4,8 +4,9 @@ onto tfcompiler's canonical names, compiled, and run on onnxruntime against the 
 
 Covered: rotary positions (x-transformers rotates interleaved pairs) with grouped-query heads,
 ALiBi (causal decoder; symmetric encoder, six heads), the T5 relative bias shared by all layers
-(bidirectional and causal bucketing), pre- and post-softmax talking heads and residual attention
-scores (RealFormer). Mapping conventions, each a difference the mapping absorbs:
+(bidirectional and causal bucketing), pre- and post-softmax talking heads, residual attention
+scores (RealFormer), and the causal sliding window (`max_attend_past`, lowered by the sparsity pass
+to banded blocks). Mapping conventions, each a difference the mapping absorbs:
 - nn.Linear weights are (out, in); ours are (in, out).
 - x-transformers' LayerNorm has a gain and no bias (our norm biases are 0), stored with a unit
   offset: the gain is gamma + 1.
@@ -45,6 +46,8 @@ CASES = {  # name -> (stack, heads, kv_heads, head_width, x-transformers layer k
         "decoder", 4, 4, 8, dict(alibi_pos_bias=True, attn_pre_talking_heads=True, attn_post_talking_heads=True,
                                  residual_attn=True),
         "positional: alibi\nblock: {attention: {talking_heads: both, residual_scores: true}}"),
+    "sliding_window_causal": ("decoder", 4, 2, 8, dict(attn_max_attend_past=3, attn_kv_heads=2),
+                              "positional: none\nblock: {attention: {kind: sliding_window, window: 3}}"),
     "talking_heads_pre_t5_encoder": (
         "encoder", 4, 4, 8, dict(rel_pos_bias=True, attn_pre_talking_heads=True, residual_attn=True),
         "positional: {kind: t5}\nblock: {attention: {talking_heads: pre, residual_scores: true}}"),

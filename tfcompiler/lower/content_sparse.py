@@ -34,9 +34,10 @@ def lsh_attention(e, attrs, inputs, types, label):
     bias3 = (e.node1("Expand", e.node1("Squeeze", bias[0], e.const([2])),
                      e.node1("Concat", heads_shape, e.node1("Reshape", s, e.const([1])), axis=0))
              if bias else None)
-    # with a single chunk the chunk before is the chunk itself: its copy of the keys is hidden
-    single = e.node1("Equal", e.node1("Div", padded, e.const(chunk)), e.const(1))
-    counted_once = e.node1("Or", e.node1("Not", single), e.const(np.arange(2 * chunk) >= chunk, bool))
+    # the first chunk has no chunk before it: the rolled-in keys of its first half are hidden
+    chunk_ids = e.node1("Range", e.const(0), e.node1("Div", padded, e.const(chunk)), e.const(1))
+    first = e.node1("Reshape", e.node1("Equal", chunk_ids, e.const(0)), e.const([-1, 1, 1]))
+    counted_once = e.node1("Not", e.node1("And", first, e.const((np.arange(2 * chunk) < chunk)[None, None], bool)))
     outputs, sums = [], []
     for r in range(rounds):
         rotated = e.node1("MatMul", keys, e.node1("Gather", rotations, e.const(r), axis=0))
@@ -60,7 +61,7 @@ def lsh_attention(e, attrs, inputs, types, label):
             shape = [0, 0, -1, chunk] + ([last] if last is not None else [])
             return e.node1("Reshape", x, e.const(shape))
 
-        def with_previous(x):  # (B,H,n,chunk,...) -> (B,H,n,2·chunk,...), the chunk before wrapping around
+        def with_previous(x):  # (B,H,n,chunk,...) -> (B,H,n,2·chunk,...), the chunk before (rolled)
             before = e.node1("Concat", e.node1("Slice", x, e.const([-1]), e.const([2 ** 62]), e.const([2])),
                              e.node1("Slice", x, e.const([0]), e.const([-1]), e.const([2])), axis=2)
             return e.node1("Concat", before, x, axis=3)

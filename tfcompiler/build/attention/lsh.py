@@ -1,8 +1,10 @@
 """Attention kind `lsh`: Reformer's locality-sensitive-hashing attention (Kitaev et al. 2020).
 Queries and keys share one projection (keys are the unit-normalised queries); each of `rounds`
 hashing rounds buckets positions by random rotations, sorts them by bucket, and attends within
-chunks of `chunk` sorted positions and the chunk before (wrapping around, as Reformer's code does),
-same-bucket keys only; rounds are combined by their log-sum-exps (see tfcompiler.ir.ops.lsh).
+chunks of `chunk` sorted positions and the chunk before (the first chunk has none), same-bucket
+keys only, as the paper describes (Hugging Face's and lucidrains' code also let a chunk attend the
+other buckets in it, and roll its look-back across hashing rounds); rounds are combined by their
+log-sum-exps (see tfcompiler.ir.ops.lsh).
 Sorting stays inside the graph (TopK over the whole length), so any length works. The rotations
 are drawn when the spec is compiled, from `seed` and the layer's path, and stored as a constant.
 """

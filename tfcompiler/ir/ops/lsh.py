@@ -6,7 +6,7 @@ chunk, causal, scale -> (B,H,S,Dv).
 Queries and keys share one projection; keys are the unit-normalised queries. Each hashing round r
 buckets every position by argmax([xR_r; -xR_r]) of its key, sorts positions by (bucket, position),
 cuts the sorted sequence into chunks of `chunk` and lets each chunk attend itself and the chunk
-before it (once, when there is a single chunk), same-bucket keys only; a position attends itself only when nothing else is visible
+before it (the first chunk has none), same-bucket keys only; a position attends itself only when nothing else is visible
 (its score gets -1e5, as Reformer's code does). Rounds are combined by their log-sum-exps:
 o_i = Σ_r exp(z_i^r − logsumexp_r z_i^r) o_i^r. The sequence is padded to whole chunks inside
 the graph (padding positions are never attended). The rotations are fixed when the spec is compiled.
@@ -64,8 +64,7 @@ def lsh_attention(qk, v, key_bias, rotations, chunk: int, causal: bool, scale: f
         scores = cq @ np.swapaxes(ck, -1, -2) * scale + cbias[..., None, :]
         kpos, kb = cpos[..., None, :], cb[..., None, :]
         visible = (kb == qb) & (kpos >= 0)
-        if n == 1:  # the chunk before is the chunk itself: its keys count once
-            visible[..., :chunk] = False
+        visible[:, :, 0, :, :chunk] = False  # the first chunk has no chunk before it
         if causal:
             visible &= kpos <= qpos
         scores = np.where(visible, scores, MASKED)
