@@ -316,6 +316,37 @@ def clustered_reference(q, k, v, key_bias, options, layer: str):
     return out
 
 
+def recurrent_reference(x, key_bias, options, w):
+    """Elman / Hochreiter & Schmidhuber / Cho et al., as torch.nn.RNN / LSTM / GRU write them (gate
+    rows i,f,g,o and r,z,n; the GRU's reset after W_hn h + b_hn): each sequence runs over its real
+    tokens only, the backward direction from its last one; padded positions are zero."""
+    def sigmoid(z):
+        return 1 / (1 + np.exp(-z))
+
+    b, s, _ = x.shape
+    directions, hidden = w["weight_hh"].shape[0], w["weight_hh"].shape[2]
+    out = np.zeros((b, s, directions, hidden))
+    for n in range(b):
+        length = s if key_bias is None else int((key_bias[n] == 0).sum())
+        for d in range(directions):
+            h, c = np.zeros(hidden), np.zeros(hidden)
+            for t in (range(length) if d == 0 else range(length - 1, -1, -1)):
+                a = w["weight_ih"][d] @ x[n, t] + w["bias_ih"][d]
+                r = w["weight_hh"][d] @ h + w["bias_hh"][d]
+                if options.cell == "rnn":
+                    h = np.tanh(a + r) if getattr(options, "nonlinearity", "tanh") == "tanh" else np.maximum(a + r, 0)
+                elif options.cell == "lstm":
+                    i, f, g, o = (a + r)[:hidden], (a + r)[hidden:2 * hidden], (a + r)[2 * hidden:3 * hidden], (a + r)[3 * hidden:]
+                    c = sigmoid(f) * c + sigmoid(i) * np.tanh(g)
+                    h = sigmoid(o) * np.tanh(c)
+                else:
+                    reset, update = sigmoid(a[:hidden] + r[:hidden]), sigmoid(a[hidden:2 * hidden] + r[hidden:2 * hidden])
+                    candidate = np.tanh(a[2 * hidden:] + reset * r[2 * hidden:])
+                    h = (1 - update) * candidate + update * h
+                out[n, t, d] = h
+    return out.reshape(b, s, directions * hidden)
+
+
 def informer_attention(q, k, v, key_bias, factor: int, causal: bool = False):
     """Zhou et al. 2021, ProbSparse: M(q_i) = max_j q_i·k_j − Σ_j q_i·k_j / T over U = c·⌈ln T⌉
     sampled keys (evenly spaced, as the compiled model documents); the top u = c·⌈ln S⌉ queries
@@ -518,6 +549,9 @@ class Reference:
             return self.longformer_global(x, key_bias, options, name)
         if kind == "star":
             return self.star(x, key_bias, name, state)
+        if kind == "recurrent":
+            return recurrent_reference(x, key_bias, options, {k: self.w[f"{name}.{k}"] for k in (
+                "weight_ih", "weight_hh", "bias_ih", "bias_hh")})
         if kind == "collaborative":  # Cordonnier et al. 2020: shared W_Q, W_K, per-head mixing m_h
             shared_q, shared_k = self.linear(x, f"{name}.query"), self.linear(memory, f"{name}.key")
             mixing = self.w[f"{name}.mixing"]  # (H, D~)
@@ -608,8 +642,17 @@ class Reference:
             return linearised_attention(q, k, v, key_bias, causal, options, name, m.dh, self.gate)
         if type(options).KIND == "lsh":
             return lsh_reference(q, v, key_bias, options, name, causal)
-        if type(options).KIND == "routing":
-            return routing_reference(q, k, v, key_bias, self.w[f"{name}.centroids"], causal)
+        if type(options).KIND == "routing":  # the first local_heads attend |i - j| <= window
+            local = options.local_heads
+            routed = routing_reference(q[:, local:], k[:, local:], v[:, local:], key_bias,
+                                       self.w[f"{name}.centroids"], causal)
+            if not local:
+                return routed
+            d = np.arange(s)[:, None] - np.arange(t)[None, :]
+            near = (np.abs(d) <= options.window) & ((d >= 0) if causal else True)
+            windowed, _ = attention(q[:, :local], k[:, :local], v[:, :local], 1 / math.sqrt(m.dh), key_bias,
+                                    causal, head_bias=np.where(near, 0.0, NEG))
+            return np.concatenate([windowed, routed], axis=1)
         if type(options).KIND == "clustered":
             return clustered_reference(q, k, v, key_bias, options, name)
         if type(options).KIND == "prob_sparse":
@@ -726,6 +769,16 @@ class Reference:
             return x + table * (self.w[f"{scope}.positions.scale"] if kind == "scaled_sinusoidal" else 1.0)
         if kind == "conditional":
             return self.position_generator(x, positional, f"{scope}.position_generator")
+        if kind == "local_rnn":  # R-Transformer: x + LocalRNN(LN(x)), each position's window of M
+            from tfcompiler.spec.model import Norm
+
+            name, window = f"{scope}.local_rnn", positional.window
+            normed = self.norm(x, Norm(), f"{name}.norm")
+            padded = np.concatenate([np.zeros((x.shape[0], window - 1, x.shape[2])), normed], axis=1)
+            w = {k: self.w[f"{name}.{k}"] for k in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")}
+            out = np.stack([recurrent_reference(padded[:, t:t + window], None, positional, w)[:, -1]
+                            for t in range(x.shape[1])], axis=1)
+            return x + out
         return x
 
     def ffn(self, x, ffn, name):
@@ -737,7 +790,9 @@ class Reference:
         return self.linear(hidden, f"{name}.down")
 
     def sublayer(self, x, block, name, f):
-        """Pre-norm: x + f(LN(x)); post-norm: LN(x + f(x))."""
+        """Pre-norm: x + f(LN(x)); post-norm: LN(x + f(x)); none: f(x)."""
+        if block.placement == "none":
+            return f(x)
         if block.placement == "pre":
             return x + f(self.norm(x, block.norm, f"{name}_norm"))
         return self.norm(x + f(x), block.norm, f"{name}_norm")
@@ -753,15 +808,26 @@ class Reference:
             if block.positional is not None:
                 positional = block.positional
                 x = self.add_positions(x, positional, p)
-            x = self.sublayer(x, block, f"{p}.attention",
-                              lambda h: self.mha(h, h, key_bias, causal, block, f"{p}.attention", positional,
-                                                 name, state))
+            past = self.feeds.get(f"past_memories.{i}") if stack.memory else None
+            if past is None:
+                x = self.sublayer(x, block, f"{p}.attention",
+                                  lambda h: self.mha(h, h, key_bias, causal, block, f"{p}.attention", positional,
+                                                     name, state))
+            else:  # Dai et al. 2019: keys and values over [stop-gradient(memory); h], memory = earlier inputs
+                self.present[f"present_memories.{i}"] = np.concatenate([past, x], axis=1)[:, -stack.memory:]
+                states = self.norm(past, block.norm, f"{p}.attention_norm") if block.placement == "pre" else past
+                with_past = None if key_bias is None else np.concatenate(
+                    [np.zeros((x.shape[0], past.shape[1])), key_bias], axis=1)
+                x = self.sublayer(x, block, f"{p}.attention",
+                                  lambda h: self.mha(h, np.concatenate([states, h], axis=1), with_past, causal, block,
+                                                     f"{p}.attention", positional, name, state))
             if encoder is not None:
                 memory, memory_bias = encoder
                 x = self.sublayer(x, block, f"{p}.cross_attention",
                                   lambda h: self.mha(h, memory, memory_bias, False, block,
                                                      f"{p}.cross_attention"))
-            x = self.sublayer(x, block, f"{p}.ffn", lambda h: self.ffn(h, block.ffn, f"{p}.ffn"))
+            if block.ffn.enabled:
+                x = self.sublayer(x, block, f"{p}.ffn", lambda h: self.ffn(h, block.ffn, f"{p}.ffn"))
         final = stack.final_norm if stack.final_norm is not None else blocks[-1].placement == "pre"
         if final:
             x = self.norm(x, blocks[-1].norm, f"{name}.final_norm")
@@ -797,6 +863,7 @@ class Reference:
     def __call__(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         spec = self.spec
         self.feeds = feeds
+        self.present = {}
         outputs = {}
         encoder = None
         if spec.encoder is not None:
@@ -811,4 +878,5 @@ class Reference:
             if encoder is not None and spec.head.kind == "none":
                 outputs["encoder_last_hidden_state"] = encoder[0]
         outputs.update(self.head(hidden))
+        outputs.update(self.present)
         return outputs

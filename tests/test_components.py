@@ -313,7 +313,7 @@ block: {attention: {kind: routing, clusters: 3}}
 encoder: {layers: 2}
 """),
     "routing_causal_decoder": ("decoder", "", """
-block: {attention: {kind: routing, clusters: 2}}
+block: {attention: {kind: routing, clusters: 2, local_heads: 2, window: 3}}
 decoder: {layers: 2}
 head: {kind: lm}
 """),
@@ -358,6 +358,33 @@ encoder: {layers: 3}
 block: {attention: {kind: memory_compressed, compression: 3}}
 decoder: {layers: 2}
 head: {kind: lm}
+"""),
+    "lstm_bidirectional_stack": ("encoder", "", """
+positional: none
+block: {placement: none, attention: {kind: recurrent, cell: lstm, bidirectional: true}, ffn: {enabled: false}}
+encoder: {layers: 2}
+"""),
+    "gru_decoder_in_blocks": ("decoder", "", """
+block: {placement: pre, attention: {kind: recurrent, cell: gru}}
+decoder: {layers: 2}
+head: {kind: lm}
+"""),
+    "rnn_relu_decoder": ("decoder", "", """
+positional: none
+block: {placement: none, attention: {kind: recurrent, cell: rnn, nonlinearity: relu}, ffn: {enabled: false}}
+decoder: {layers: 2}
+head: {kind: lm}
+"""),
+    "r_transformer_decoder": ("decoder", ", kv_heads: 2", """
+positional: none
+block: {positional: {kind: local_rnn, window: 3, cell: gru}}
+decoder: {layers: 2}
+head: {kind: lm}
+"""),
+    "r_transformer_lstm_encoder": ("encoder", "", """
+positional: none
+block: {positional: {kind: local_rnn, window: 4, cell: lstm}}
+encoder: {layers: 2}
 """),
     "per_layer_overrides": ("decoder", "", """
 block: {placement: pre}

@@ -54,7 +54,7 @@ def test_unknown_key_suggests_the_closest(tmp_path, capsys):
 
 def test_bad_choice_lists_the_choices(tmp_path, capsys):
     check_fails(tmp_path, capsys, GOOD.replace("placement: pre", "placement: middle"),
-                "spec.yaml:6:", "block.placement: expected one of ['pre', 'post'], got 'middle'")
+                "spec.yaml:6:", "block.placement: expected one of ['pre', 'post', 'none'], got 'middle'")
 
 
 def test_unknown_kind_suggests_the_closest(tmp_path, capsys):

@@ -15,23 +15,36 @@ from .norm import build_norm
 
 def residual(ctx, x, block: Block, name: str, sublayer):
     """Wrap ``sublayer`` (a function of the normalised or raw input) with its residual and norm."""
+    if block.placement == "none":
+        return sublayer(x)
     if block.placement == "pre":
         return ctx.op("add", x, sublayer(build_norm(ctx, x, block.norm, f"{name}_norm")), label="Residual")
     return build_norm(ctx, ctx.op("add", x, sublayer(x), label="Residual"), block.norm, f"{name}_norm")
 
 
-def build_block(ctx, block: Block, spec, x, mask, causal: bool, positions, state: dict, encoder=None):
+def build_block(ctx, block: Block, spec, x, mask, causal: bool, positions, state: dict, encoder=None,
+                memory=None):
     """x (B, S, D); mask (B, S) or None; positions (1, S) of the tokens; ``state`` is shared by the
     stack's blocks (residual scores, biases computed once per stack); encoder = (hidden, mask) for
-    cross-attention, or None."""
+    cross-attention, or None; memory = (states (B, M, D) that entered this block in earlier segments,
+    their mask (B, M)) for Transformer-XL recurrence, or None."""
     attend = ATTENTION.builder(block.attention)
     positional = block.positional if block.positional is not None else spec.positional
     if block.positional is not None and POSITIONS.builder(positional).embed is not None:
         x = POSITIONS.builder(positional).embed(ctx, positional, spec, x, positions)
 
     def self_attention(h):
+        if memory is None:
+            with ctx.at("attention"):
+                return attend(ctx, block.attention, spec, Site(h, h, mask, causal, positions, positional, state))
+        states, memory_mask = memory  # keys: the earlier states, normalised as x is, then x's own
+        if block.placement == "pre":
+            states = build_norm(ctx, states, block.norm, "attention_norm")
+        keys = ctx.op("concat", states, h, axis=1, label="WithMemory")
+        key_mask = ctx.op("concat", memory_mask, mask, axis=1) if mask is not None else None
         with ctx.at("attention"):
-            return attend(ctx, block.attention, spec, Site(h, h, mask, causal, positions, positional, state))
+            return attend(ctx, block.attention, spec,
+                          Site(h, keys, key_mask, causal, positions, positional, state, recurrent=True))
 
     x = residual(ctx, x, block, "attention", self_attention)
     if encoder is not None:
@@ -42,4 +55,6 @@ def build_block(ctx, block: Block, spec, x, mask, causal: bool, positions, state
                 return attend(ctx, block.attention, spec, Site(h, memory, memory_mask, False, state=state))
 
         x = residual(ctx, x, block, "cross_attention", cross_attention)
+    if not block.ffn.enabled:
+        return x
     return residual(ctx, x, block, "ffn", lambda h: build_ffn(ctx, h, block.ffn, spec))

@@ -211,6 +211,11 @@ def _compressed_causal_bias(e, attrs, inputs, types, label):
                     label=label or "CompressedCausal")]
 
 
+def _keep_last(e, attrs, inputs, types, label):
+    return [e.node1("Slice", inputs[0], e.const([-attrs["count"]]), e.const([2 ** 62]), e.const([attrs["axis"]]),
+                    label=label or "KeepLast")]
+
+
 def _causal_mask(e, attrs, inputs, types, label):
     return [_hide_future(e, inputs[0], ("causal", types[0].shape[2], types[0].shape[3]), label)]
 
@@ -475,6 +480,7 @@ from .blocked import banded_attention, block_sparse_attention, block_summary_att
 from .content_sparse import clustered_attention, lsh_attention, routing_attention  # noqa: E402
 from .linear_chunks import causal_linear_attention  # noqa: E402
 from .ort_kernels import recurrent_linear_attention  # noqa: E402
+from .recurrent import local_recurrent, recurrent  # noqa: E402
 from .star import star_attention  # noqa: E402
 
 EMITTERS = {"silu": _silu, "gelu": _gelu, "cast": _cast, "transpose": _transpose, "reshape": _reshape,
@@ -482,12 +488,13 @@ EMITTERS = {"silu": _silu, "gelu": _gelu, "cast": _cast, "transpose": _transpose
             "softmax": _softmax, "layer_norm": _layer_norm, "rms_norm": _rms_norm,
             "padding_bias": _padding_bias, "attention": _attention, "rope": _rope,
             "attention_scores": _scores, "causal_mask": _causal_mask, "pattern_mask": _pattern_mask,
-            "global_pattern_bias": _global_pattern_bias, "compressed_causal_bias": _compressed_causal_bias, "attention_context": _context,
+            "global_pattern_bias": _global_pattern_bias, "keep_last": _keep_last, "compressed_causal_bias": _compressed_causal_bias, "attention_context": _context,
             "clip": _clip, "einsum": _einsum, "relative_distance": _relative_distance,
             "take_relative": _take_relative, "distance_range": _distance_range,
             "distance_index": _distance_index, "grid_conv": _grid_conv,
             "banded_attention": banded_attention, "block_sparse_attention": block_sparse_attention,
             "block_summary_attention": block_summary_attention, "star_attention": star_attention,
+            "recurrent": recurrent, "local_recurrent": local_recurrent,
             "lsh_attention": lsh_attention, "routing_attention": routing_attention,
             "clustered_attention": clustered_attention,
             "compress": _compress, "tile_batch": _tile_batch,

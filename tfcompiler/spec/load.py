@@ -117,6 +117,27 @@ def _check_rules(reader: Reader, spec: Spec, root: yaml.Node) -> None:
                            f"`{stack}` section")
     if spec.head.kind in ("pooler", "classifier") and spec.topology != "encoder":
         reader.problem(at("head.kind"), "head.kind", f"'{spec.head.kind}' needs topology 'encoder'")
+    for name, stack, blocks in spec.stacks():
+        if stack.memory and (name != "decoder" or spec.topology != "decoder"):
+            reader.problem(at(f"{name}.memory"), f"{name}.memory", "segment memory needs topology 'decoder'")
+        elif stack.memory:
+            from .kinds import POSITIONS
+
+            for i, block in enumerate(blocks):
+                scheme = block.positional if block.positional is not None else spec.positional
+                kind = type(scheme).KIND
+                if POSITIONS.builder(scheme).embed is not None or kind == "rope":
+                    reader.problem(at(f"{name}.memory"), f"{name}.memory",
+                                   f"layer {i}'s positional '{kind}' numbers positions from each segment's start; "
+                                   "segment memory needs a relative scheme (transformer_xl, t5, alibi, shaw, "
+                                   "music, deberta) or none")
+                    break
+    if spec.topology == "encoder-decoder":
+        for i, block in enumerate(spec.decoder_blocks):
+            if type(block.attention).KIND == "recurrent":
+                reader.problem(at("decoder"), f"decoder.layers[{i}].block.attention",
+                               "recurrent decoder layers have no cross-attention yet: use topology 'decoder'")
+                break
     kinds = {"input": spec.input, "positional": spec.positional}
     for name, _, blocks in spec.stacks():
         kinds.update({f"{name}.layers[{i}].block.attention": b.attention for i, b in enumerate(blocks)})

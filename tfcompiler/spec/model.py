@@ -54,6 +54,7 @@ class Ffn:
                              "swiglu / geglu / geglu_tanh (two input projections, silu / gelu / tanh-gelu on "
                              "the gate; geglu_tanh is T5 v1.1's gated-gelu).",
                              choices=ACTIVATIONS)
+    enabled: bool = option(True, doc="false: the block has no FFN sublayer (plain recurrent stacks).")
 
     @property
     def gated(self) -> bool:
@@ -65,7 +66,9 @@ class Block:
     """One transformer block: attention and FFN sublayers with residuals and norms."""
 
     placement: str = option("pre", doc="Norm before each sublayer (pre) or after the residual "
-                            "(post, the paper's and BERT's).", choices=("pre", "post"))
+                            "(post, the paper's and BERT's), or none: no residual and no norm, each "
+                            "sublayer's output is the next one's input (plain RNN stacks).",
+                            choices=("pre", "post", "none"))
     norm: Norm = option(Norm(), doc="Norm of each sublayer.")
     attention: Any = option(None, doc="Attention kind and its options.", registry=ATTENTION)
     positional: Any = option(None, doc="This block's positional scheme, in place of the model's "
@@ -90,6 +93,11 @@ class Stack:
     layers: int = option(doc="Number of blocks.", minimum=0)
     final_norm: bool | None = option(None, doc="Norm after the last block. Default: true for pre-norm "
                                      "blocks, false for post-norm.")
+    memory: int = option(0, doc="Transformer-XL segment recurrence: every layer also attends the last "
+                         "`memory` states that entered it in earlier segments, given as inputs "
+                         "`past_memories.N` (batch, past_memory_length, width) and returned updated as "
+                         "`present_memories.N`. Decoders, with a relative positional scheme or none.",
+                         minimum=0)
     # `block` and `overrides` stay YAML here; the loader merges them into one Block per layer.
     block: Any = option(None, doc="Block settings for this stack, over the top-level `block`.",
                         partial_of=Block)

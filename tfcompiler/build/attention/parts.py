@@ -31,10 +31,11 @@ class Site:
     positional: Any = None
     state: dict = field(default_factory=dict)
     key_positions: Any = None  # (1, T) when the keys are not the queries' own tokens (a memory)
+    recurrent: bool = False  # keys are earlier segments' states followed by x itself (Transformer-XL)
 
     @property
     def is_self(self) -> bool:
-        return self.memory is self.x
+        return self.memory is self.x or self.recurrent
 
 
 @dataclass

@@ -114,3 +114,9 @@ register("tile_batch", (2, 2), lambda attrs, t: [t[0].with_shape(t[1].shape[:1] 
          lambda attrs, x, like: [np.broadcast_to(x, like.shape[:1] + x.shape[1:]).copy()])
 # positions(x): the int64 positions [offset, offset + len) of x along `axis`, shaped (1, len).
 register("positions", (1, 1), _positions_infer, _positions_eval)
+# keep_last(x) attrs axis, count: the last `count` entries along axis (all of them when there are fewer)
+register("keep_last", (1, 1), lambda attrs, t: [t[0].with_shape(
+             t[0].shape[:attrs["axis"]] + (f"min({t[0].shape[attrs['axis']]},{attrs['count']})",)
+             + t[0].shape[attrs["axis"] + 1:])],
+         lambda attrs, x: [np.take(x, np.arange(max(x.shape[attrs["axis"]] - attrs["count"], 0),
+                                                x.shape[attrs["axis"]]), axis=attrs["axis"])])

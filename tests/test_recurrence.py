@@ -1,0 +1,89 @@
+"""Transformer-XL segment recurrence (a stack `memory`): per-layer memories are graph inputs and
+outputs; feeding a sequence segment by segment, carrying them, matches the NumPy reference of the
+same recurrence (Dai et al. 2019), and with a memory as long as the sequence it equals one causal
+pass over the whole sequence. The runtime's `Segments` carries them between calls."""
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+from safetensors.numpy import save_file
+
+from reference import Reference
+from test_components import TOLERANCE, random_weights
+from tfc_runtime import Model, Segments
+from tfcompiler import compile_spec, parse_spec
+from tfcompiler.errors import TfcError
+
+SPEC = """
+tfc: 1
+name: segments
+topology: decoder
+model: {{width: 32, heads: 4, kv_heads: {kv}, ffn_width: 48, vocab_size: 61, max_length: 40}}
+positional: {positional}
+block: {{placement: {placement}}}
+decoder: {{layers: 2, memory: {memory}}}
+head: {{kind: lm}}
+"""
+CASES = {"transformer_xl_pre": dict(positional="transformer_xl", placement="pre", kv=4),
+         "t5_post_grouped": dict(positional="{kind: t5, num_buckets: 8, max_distance: 16}", placement="post", kv=2),
+         "alibi_pre": dict(positional="alibi", placement="pre", kv=4)}
+
+
+def compiled(case: str, memory: int, tmp_path):
+    spec = parse_spec(SPEC.format(memory=memory, **CASES[case]), f"{case}.yaml")
+    weights = random_weights(spec)
+    save_file(weights, str(tmp_path / "w.safetensors"))
+    model = compile_spec(spec, weights=str(tmp_path / "w.safetensors"))
+    return spec, weights, ort.InferenceSession(model.model.serialize()), model
+
+
+def empty_memories(batch: int):
+    return {f"past_memories.{i}": np.zeros((batch, 0, 32), np.float32) for i in range(2)}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_segments_match_the_reference_recurrence(case, tmp_path):
+    spec, weights, session, _ = compiled(case, 5, tmp_path)
+    reference = Reference(spec, weights)
+    names = [o.name for o in session.get_outputs()]
+    ids = np.random.default_rng(1).integers(0, 61, (2, 13))
+    ours = theirs = empty_memories(2)
+    for start, stop in [(0, 4), (4, 7), (7, 13)]:  # segments shorter and longer than the memory
+        segment = ids[:, start:stop]
+        feeds = {"input_ids": segment, "attention_mask": np.ones_like(segment)}
+        got = dict(zip(names, session.run(None, {**feeds, **ours})))
+        want = reference({**feeds, **theirs})
+        for name in want:
+            scale = max(1.0, float(np.abs(want[name]).max()))
+            assert got[name].shape == want[name].shape, name
+            assert float(np.abs(got[name] - want[name]).max()) <= TOLERANCE * scale, (name, start)
+        assert got["present_memories.0"].shape[1] == min(stop, 5)
+        ours = {n.replace("present", "past"): v for n, v in got.items() if n.startswith("present")}
+        theirs = {n.replace("present", "past"): v for n, v in want.items() if n.startswith("present")}
+
+
+def test_a_memory_as_long_as_the_sequence_equals_one_causal_pass(tmp_path):
+    _, _, session, model = compiled("transformer_xl_pre", 12, tmp_path)
+    ids = np.random.default_rng(2).integers(0, 61, (2, 12))
+    whole = session.run(["logits"], {"input_ids": ids, "attention_mask": np.ones_like(ids), **empty_memories(2)})[0]
+    path = tmp_path / "segments.onnx"
+    model.model.save(str(path))
+    segments = Segments(Model(str(path)))
+    parts = [segments.run(input_ids=ids[:, a:a + 4], attention_mask=np.ones((2, 4), np.int64))["logits"]
+             for a in range(0, 12, 4)]
+    np.testing.assert_allclose(np.concatenate(parts, axis=1), whole, atol=1e-5, rtol=0)
+    alone = segments.model.run(input_ids=ids[:, 4:8], attention_mask=np.ones((2, 4), np.int64),
+                               **empty_memories(2))["logits"]
+    assert np.abs(alone - whole[:, 4:8]).max() > 1e-3  # the memory carries context
+
+
+@pytest.mark.parametrize("text, message", [
+    (SPEC.format(memory=4, positional="sinusoidal", placement="pre", kv=4), "needs a relative scheme"),
+    (SPEC.format(memory=4, positional="rope", placement="pre", kv=4), "needs a relative scheme"),
+    (SPEC.format(memory=4, positional="alibi", placement="pre", kv=4).replace("topology: decoder", "topology: encoder")
+     .replace("decoder: {", "encoder: {").replace("head: {kind: lm}", "head: {kind: none}"), "needs topology 'decoder'"),
+])
+def test_memory_needs_a_decoder_with_relative_positions(text, message):
+    with pytest.raises(TfcError, match=message):
+        parse_spec(text, "bad.yaml")

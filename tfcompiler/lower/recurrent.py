@@ -1,0 +1,63 @@
+"""ONNX lowering of the recurrent op to the standard RNN / LSTM / GRU ops (sequence-major, the
+layout onnxruntime's CPU kernels take, with a Transpose either side):
+PyTorch's gate rows reordered for ONNX (LSTM i,f,g,o -> i,o,f,c; GRU r,z,n -> z,r,h) by a Gather on
+the weights (constant, so onnxruntime folds it once), the two biases concatenated, the GRU's reset
+applied after the recurrent product (`linear_before_reset=1`, PyTorch's), the real lengths from the
+padding mask as `sequence_lens`."""
+from __future__ import annotations
+
+import numpy as np
+
+from . import ops as base
+
+ONNX_ORDER = {"rnn": [0], "lstm": [0, 3, 1, 2], "gru": [1, 0, 2]}  # PyTorch gate block per ONNX gate
+
+
+def run_cell(e, attrs, sequence_major: str, weights: list, lengths: str, directions: int, hidden: int,
+             label: str) -> tuple[str, str]:
+    """One ONNX RNN / LSTM / GRU node over (S, B, D); returns (Y (S, dirs, B, H), Y_h (dirs, B, H))."""
+    cell = attrs["cell"]
+    w_ih, w_hh, b_ih, b_hh = weights
+    order = e.const(np.concatenate([np.arange(g * hidden, (g + 1) * hidden) for g in ONNX_ORDER[cell]]))
+
+    def reordered(w):
+        return e.node1("Gather", w, order, axis=1)
+
+    bias = e.node1("Concat", reordered(b_ih), reordered(b_hh), axis=1)
+    options = dict(hidden_size=hidden, direction="bidirectional" if directions == 2 else "forward")
+    if cell == "rnn":
+        options["activations"] = ["Tanh" if attrs.get("nonlinearity", "tanh") == "tanh" else "Relu"] * directions
+    if cell == "gru":
+        options["linear_before_reset"] = 1
+    states, last = e.node(cell.upper(), [sequence_major, reordered(w_ih), reordered(w_hh), bias, lengths],
+                          n_outputs=2, label=label or cell.upper(), **options)
+    return states, last
+
+
+def recurrent(e, attrs, inputs, types, label):
+    x, *weights = inputs[:5]
+    mask = inputs[5:]
+    directions, _, hidden = types[2].shape
+    lengths = ""
+    if mask:
+        lengths = e.node1("Cast", base._reduce(e, "ReduceSum", mask[0], [1], keepdims=False), to=6)  # int32
+    states, _ = run_cell(e, attrs, e.node1("Transpose", x, perm=[1, 0, 2]), weights, lengths, directions, hidden,
+                         label)  # (S, dirs, B, H)
+    batch_major = e.node1("Transpose", states, perm=[2, 0, 1, 3])
+    return [e.node1("Reshape", batch_major, e.const([0, 0, directions * hidden]), label="MergeDirections")]
+
+
+def local_recurrent(e, attrs, inputs, types, label):
+    """Windows of the last `window` positions (Pad at the front, one Slice per offset, Concat), one
+    cell run over all of them as a batch of B·S short sequences, its final state per window."""
+    x, *weights = inputs
+    window, width, hidden = attrs["window"], types[0].shape[2], types[2].shape[2]
+    s = e.node1("Reshape", base._length(e, x, 1), e.const([1]))
+    padded = e.node1("Pad", x, e.const([0, window - 1, 0, 0, 0, 0]))
+    steps = [e.node1("Unsqueeze", e.node1("Slice", padded, e.const([offset]), e.node1("Add", s, e.const([offset])),
+                                          e.const([1])), e.const([0]))
+             for offset in range(window)]  # step k of every window: (1, B, S, D)
+    sequence_major = e.node1("Reshape", e.node1("Concat", *steps, axis=0), e.const([window, -1, width]))
+    _, last = run_cell(e, attrs, sequence_major, weights, "", 1, hidden, label)  # (1, B·S, H)
+    shape = e.node1("Concat", e.node1("Shape", x, start=0, end=2), e.const([hidden]), axis=0)
+    return [e.node1("Reshape", last, shape, label="LocalStates")]
