@@ -8,6 +8,7 @@ runs in float64 so the reference's own rounding does not eat into the test toler
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -823,8 +824,10 @@ class Reference:
                                                      f"{p}.attention", positional, name, state))
             if encoder is not None:
                 memory, memory_bias = encoder
+                cross = block if block.cross_attention is None else dataclasses.replace(
+                    block, attention=block.cross_attention)
                 x = self.sublayer(x, block, f"{p}.cross_attention",
-                                  lambda h: self.mha(h, memory, memory_bias, False, block,
+                                  lambda h: self.mha(h, memory, memory_bias, False, cross,
                                                      f"{p}.cross_attention"))
             if block.ffn.enabled:
                 x = self.sublayer(x, block, f"{p}.ffn", lambda h: self.ffn(h, block.ffn, f"{p}.ffn"))
@@ -855,7 +858,14 @@ class Reference:
             matrix = self.w["embeddings.tokens.weight"].T if head.tied else self.w["lm_head.weight"]
             logits = x @ matrix
             return {"logits": logits + self.w["lm_head.bias"] if head.bias else logits}
-        pooled = np.tanh(self.linear(x[:, 0], "pooler.dense", bias=True))
+        mask = self.feeds.get("attention_mask", np.ones(x.shape[:2]))
+        if head.pooling == "first":
+            read = x[:, 0]
+        elif head.pooling == "mean":
+            read = np.stack([x[n, mask[n] != 0].mean(0) for n in range(len(x))])
+        else:  # the last real token
+            read = np.stack([x[n, int((mask[n] != 0).sum()) - 1] for n in range(len(x))])
+        pooled = np.tanh(self.linear(read, "pooler.dense", bias=True))
         if head.kind == "pooler":
             return {"last_hidden_state": x, "pooler_output": pooled}
         return {"logits": self.linear(pooled, "classifier", bias=True)}

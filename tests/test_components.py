@@ -386,6 +386,23 @@ positional: none
 block: {positional: {kind: local_rnn, window: 4, cell: lstm}}
 encoder: {layers: 2}
 """),
+    "lstm_seq2seq_with_attention": ("encoder-decoder", "", """
+positional: none
+block: {placement: post, attention: {kind: recurrent, cell: lstm}, cross_attention: {kind: multi_head}}
+encoder: {layers: 2, block: {attention: {kind: recurrent, cell: lstm, bidirectional: true}}}
+decoder: {layers: 2}
+head: {kind: lm}
+"""),
+    "mean_pooled_classifier": ("encoder", "", """
+block: {placement: post}
+encoder: {layers: 1}
+head: {kind: classifier, labels: 3, pooling: mean}
+"""),
+    "last_token_pooler": ("encoder", "", """
+block: {placement: pre}
+encoder: {layers: 1}
+head: {kind: pooler, pooling: last}
+"""),
     "per_layer_overrides": ("decoder", "", """
 block: {placement: pre}
 decoder:

@@ -87,3 +87,26 @@ def test_a_memory_as_long_as_the_sequence_equals_one_causal_pass(tmp_path):
 def test_memory_needs_a_decoder_with_relative_positions(text, message):
     with pytest.raises(TfcError, match=message):
         parse_spec(text, "bad.yaml")
+
+
+RECURRENT = """
+tfc: 1
+name: rnn
+topology: {topology}
+model: {{width: 16, heads: 2, ffn_width: 16, vocab_size: 30, max_length: 20}}
+positional: none
+block: {{placement: post, attention: {{kind: recurrent, bidirectional: {bidirectional}}}{cross}}}
+{stacks}
+head: {{kind: lm}}
+"""
+
+
+@pytest.mark.parametrize("topology, bidirectional, cross, message", [
+    ("decoder", "true", "", "only encoder stacks can have one"),
+    ("encoder-decoder", "false", "", "cannot attend an encoder: set block.cross_attention"),
+])
+def test_recurrent_layers_refuse_what_they_cannot_do(topology, bidirectional, cross, message):
+    stacks = "decoder: {layers: 1}" if topology == "decoder" else "encoder: {layers: 1}\ndecoder: {layers: 1}"
+    text = RECURRENT.format(topology=topology, bidirectional=bidirectional, cross=cross, stacks=stacks)
+    with pytest.raises(TfcError, match=message):
+        parse_spec(text, "bad.yaml")

@@ -1,5 +1,5 @@
 """Every shipped spec compiles out of the box (with every pass verified and numerically checked
-against the IR before the pipeline) and runs on onnxruntime."""
+against the IR before the pipeline), inspects, and runs on onnxruntime."""
 from __future__ import annotations
 
 import numpy as np
@@ -18,6 +18,8 @@ def test_shipped_spec_compiles_and_runs(path, tmp_path, capsys):
     assert main(["compile", str(path), "-o", str(out), "--verify", "--explain", "-q"]) == 0
     report = capsys.readouterr().out
     assert report.count("numerics checked") == 4
+    assert main(["inspect", str(path), "--json"]) == 0, capsys.readouterr().err  # every op has its shape
+    capsys.readouterr()
     model = Model(str(out))
     outputs = model.run(random_inputs(model, batch=2, sequence=9))
     for name, value in outputs.items():

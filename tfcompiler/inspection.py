@@ -19,7 +19,9 @@ def inspect_spec(path: str, sequence: int) -> dict:
     spec = load_spec(path)
     graph = build_graph(spec)
     params = sum(int(np.prod(shape)) for shape, _ in declared_params(graph).values())
-    sizes = {"batch_size": 1, "sequence_length": sequence, "decoder_sequence_length": sequence}
+    memory = max((stack.memory for _, stack, _ in spec.stacks()), default=0)  # segment recurrence: full memory
+    sizes = {"batch_size": 1, "sequence_length": sequence, "decoder_sequence_length": sequence,
+             "past_memory_length": memory}
     flops = 0
     for node in graph.by_type("matmul"):
         (out,) = graph.op(node).outputs
@@ -33,6 +35,7 @@ def inspect_spec(path: str, sequence: int) -> dict:
     tokens = sequence * len(spec.stacks())
     return {"name": spec.name, "topology": spec.topology, "parameters": params,
             "flops_per_token": flops / tokens, "at_sequence_length": sequence,
+            **({"with_memory_length": memory} if memory else {}),
             "ops": dict(sorted(Counter(graph.op(n).type for n in graph.nodes()).items())),
             "inputs": {graph.op(n).attrs["name"]: str(graph.op(n).outputs[0]) for n in graph.graph_inputs()},
             "outputs": {name: str(graph.type_of(v)) for name, v in graph.outputs.items()}}

@@ -50,9 +50,11 @@ def build_block(ctx, block: Block, spec, x, mask, causal: bool, positions, state
     if encoder is not None:
         memory, memory_mask = encoder
 
+        cross = block.cross_attention if block.cross_attention is not None else block.attention
+
         def cross_attention(h):
             with ctx.at("cross_attention"):
-                return attend(ctx, block.attention, spec, Site(h, memory, memory_mask, False, state=state))
+                return ATTENTION.builder(cross)(ctx, cross, spec, Site(h, memory, memory_mask, False, state=state))
 
         x = residual(ctx, x, block, "cross_attention", cross_attention)
     if not block.ffn.enabled:

@@ -28,12 +28,31 @@ def build_head(ctx, spec, hidden) -> dict:
     if head.kind == "set_pool":
         return {"last_hidden_state": hidden, "pooler_output": set_pool(ctx, spec, hidden)}
     with ctx.at("pooler"):
-        first = ctx.op("gather", hidden, ctx.constant(0, dtype="int64"), axis=1, label="FirstToken")
-        pooled = ctx.op("tanh", ctx.linear(first, m.width, "dense"))
+        pooled = ctx.op("tanh", ctx.linear(pool(ctx, hidden, head.pooling, ctx.inputs.get("attention_mask")),
+                                           m.width, "dense"))
     if head.kind == "pooler":
         return {"last_hidden_state": hidden, "pooler_output": pooled}
     with ctx.at("classifier"):
         return {"logits": ctx.linear(pooled, head.labels, "")}
+
+
+def pool(ctx, hidden, pooling: str, mask):
+    """(B, S, D) -> (B, D): the first token, the mean of the real tokens, or the last real one
+    (right padding), read through the padding mask (B, S)."""
+    if pooling == "first" or mask is None and pooling == "last":
+        index = 0 if pooling == "first" else -1
+        return ctx.op("gather", hidden, ctx.constant(index, dtype="int64"), axis=1,
+                      label="FirstToken" if index == 0 else "LastToken")
+    weights = ctx.op("cast", mask, dtype="float32")  # (B, S)
+    if pooling == "last":  # a one-hot row at sum(mask) - 1
+        last = ctx.op("sub", ctx.op("reduce_sum", mask, axes=(1,), keepdims=True), ctx.constant(1, dtype="int64"))
+        weights = ctx.op("cast", ctx.op("equal", ctx.op("positions", mask, axis=1), last), dtype="float32")
+    elif mask is None:
+        return ctx.op("reduce_mean", hidden, axes=(1,), keepdims=False, label="MeanPool")
+    total = ctx.op("matmul", ctx.op("unsqueeze", weights, axes=(1,)), hidden)  # (B, 1, D)
+    count = ctx.op("unsqueeze", ctx.op("reduce_sum", weights, axes=(1,), keepdims=True), axes=(2,))
+    width = ctx.type_of(hidden).shape[-1]
+    return ctx.op("reshape", ctx.op("div", total, count), shape=(0, width), label=f"{pooling.title()}Pool")
 
 
 def set_pool(ctx, spec, hidden):

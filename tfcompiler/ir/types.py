@@ -66,5 +66,28 @@ def broadcast_shapes(a: tuple[Dim, ...], b: tuple[Dim, ...]) -> tuple[Dim, ...]:
 
 
 def concrete_shape(shape: tuple[Dim, ...], sizes: dict[str, int]) -> tuple[int, ...]:
-    """Replace symbols by sizes (used to make random inputs for the interpreter)."""
-    return tuple(d if isinstance(d, int) else sizes[d] for d in shape)
+    """Replace symbols by sizes (used to make random inputs for the interpreter). A derived dim such
+    as ``1+sequence_length`` or ``min(past_memory_length+sequence_length,512)`` is evaluated."""
+    return tuple(d if isinstance(d, int) else _size(d, sizes) for d in shape)
+
+
+def _size(dim: str, sizes: dict[str, int]) -> int:
+    import ast
+    import operator
+
+    arithmetic = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
+                  ast.FloorDiv: operator.floordiv, ast.Div: operator.truediv}
+
+    def value(node) -> int:
+        if isinstance(node, ast.Name):
+            return sizes[node.id]
+        if isinstance(node, ast.Constant) and isinstance(node.value, int):
+            return node.value
+        if isinstance(node, ast.BinOp) and type(node.op) in arithmetic:
+            return arithmetic[type(node.op)](value(node.left), value(node.right))
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) in ("min", "max", "ceil", "floor"):
+            args = [value(a) for a in node.args]
+            return {"min": min, "max": max, "ceil": lambda x: -(-x // 1), "floor": lambda x: x // 1}[node.func.id](*args)
+        raise KeyError(dim)
+
+    return sizes[dim] if dim in sizes else int(value(ast.parse(dim, mode="eval").body))

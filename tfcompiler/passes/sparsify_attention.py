@@ -54,6 +54,19 @@ def _short(pattern) -> str:
     return str(pattern)
 
 
+def _replace(graph: Graph, node, op_type: str, label: str, **attrs) -> None:
+    """Swap the attention node for `op_type` on the same inputs, its attributes updated by `attrs`."""
+    op = graph.op(node)
+    new = graph.add1(op_type, graph.inputs_of(node), dict(op.attrs, **attrs), origin=op.origin, label=label)
+    graph.replace_all_uses(Value(node, 0), new)
+    graph.remove(node)
+
+
+def _saving(keys: int) -> str:
+    return (f"{keys} keys per query instead of all: at {REPORT_LENGTH} tokens {REPORT_LENGTH / keys:.1f}x fewer "
+            f"score FLOPs and less score memory")
+
+
 class SparsifyAttention(Pass):
     name = "sparsify_attention"
     description = "lower bounded sparse attention patterns to banded blocks"
@@ -87,18 +100,11 @@ class SparsifyAttention(Pass):
             back, ahead = band.reach()
             ahead = 0 if op.attrs["causal"] else ahead
             block, back_blocks, ahead_blocks = band_blocks(back, ahead)
-            attrs = {k: v for k, v in op.attrs.items()}
-            attrs.update(pattern=band, block=block, back_blocks=back_blocks, ahead_blocks=ahead_blocks,
-                         global_tokens=global_tokens)
-            new = graph.add1("banded_attention", graph.inputs_of(node), attrs, origin=op.origin,
-                             label="BandedAttention")
-            graph.replace_all_uses(Value(node, 0), new)
-            graph.remove(node)
+            _replace(graph, node, "banded_attention", "BandedAttention", pattern=band, block=block,
+                     back_blocks=back_blocks, ahead_blocks=ahead_blocks, global_tokens=global_tokens)
             keys = (back_blocks + ahead_blocks + 1) * block + global_tokens
             extra = f" + {global_tokens} global rows and columns" if global_tokens else ""
-            notes.append(f"{where}: {_short(pattern)} -> banded blocks of {block}{extra}, {keys} keys per query instead "
-                         f"of all: at {REPORT_LENGTH} tokens {REPORT_LENGTH / keys:.1f}x fewer score FLOPs "
-                         f"and {REPORT_LENGTH / keys:.1f}x less score memory")
+            notes.append(f"{where}: {_short(pattern)} -> banded blocks of {block}{extra}, {_saving(keys)}")
             changed = True
         if not notes:
             notes.append("nothing to do: no attention has a sparse pattern")
@@ -124,46 +130,27 @@ class SparsifyAttention(Pass):
         table = layout_table(sparse)
         if not sparse.any() or len(table[0]) * 2 > len(layout) or self._inputs_misfit(graph, node):
             return ""
-        op = graph.op(node)
-        attrs = dict(op.attrs, table=table, dense_rows=dense_rows)
-        new = graph.add1("block_sparse_attention", graph.inputs_of(node), attrs, origin=op.origin,
-                         label="BlockSparseAttention")
-        graph.replace_all_uses(Value(node, 0), new)
-        graph.remove(node)
-        keys = len(table[0]) * pattern.block
+        _replace(graph, node, "block_sparse_attention", "BlockSparseAttention", table=table, dense_rows=dense_rows)
         return (f"{_short(pattern)} -> gathered key blocks: {len(table[0])} blocks of {pattern.block} per query "
-                f"block by a constant index, {dense_rows} leading block(s) as dense rows: at {REPORT_LENGTH} "
-                f"tokens {REPORT_LENGTH / keys:.1f}x fewer score FLOPs and less score memory")
+                f"block by a constant index, {dense_rows} leading block(s) as dense rows, "
+                f"{_saving(len(table[0]) * pattern.block)}")
 
     @staticmethod
     def _stride(graph: Graph, node, pattern: Strided) -> str:
         """Rewrite the strided pattern to banded blocks of the stride plus strided key columns."""
-        op = graph.op(node)
-        l = pattern.stride
-        band = Window(back=l - 1, ahead=0 if op.attrs["causal"] else l - 1)
-        attrs = dict(op.attrs, pattern=band, block=l, back_blocks=1, ahead_blocks=0 if op.attrs["causal"] else 1,
-                     global_tokens=0, stride_columns=l)
-        new = graph.add1("banded_attention", graph.inputs_of(node), attrs, origin=op.origin, label="BandedAttention")
-        graph.replace_all_uses(Value(node, 0), new)
-        graph.remove(node)
-        keys = (attrs["ahead_blocks"] + 2) * l + REPORT_LENGTH // l
-        return (f"{_short(pattern)} -> banded blocks of {l} + the strided keys of every other block: at "
-                f"{REPORT_LENGTH} tokens {keys} keys per query, {REPORT_LENGTH / keys:.1f}x fewer score FLOPs "
-                f"and less score memory")
+        l, ahead = pattern.stride, 0 if graph.op(node).attrs["causal"] else 1
+        _replace(graph, node, "banded_attention", "BandedAttention", pattern=Window(back=l - 1, ahead=ahead * (l - 1)),
+                 block=l, back_blocks=1, ahead_blocks=ahead, global_tokens=0, stride_columns=l)
+        return (f"{_short(pattern)} -> banded blocks of {l} + the strided keys of every other block, "
+                f"{_saving((ahead + 2) * l + REPORT_LENGTH // l)}")
 
     @staticmethod
     def _summarise(graph: Graph, node, pattern: Fixed) -> str:
         """Rewrite the fixed pattern to block_summary_attention; returns the note."""
-        op = graph.op(node)
-        attrs = dict(op.attrs, stride=pattern.stride, summary=pattern.summary)
-        new = graph.add1("block_summary_attention", graph.inputs_of(node), attrs, origin=op.origin,
-                         label="BlockSummaryAttention")
-        graph.replace_all_uses(Value(node, 0), new)
-        graph.remove(node)
-        keys = pattern.stride + REPORT_LENGTH // pattern.stride * pattern.summary
+        _replace(graph, node, "block_summary_attention", "BlockSummaryAttention", stride=pattern.stride,
+                 summary=pattern.summary)
         return (f"{_short(pattern)} -> own blocks of {pattern.stride} + every block's {pattern.summary} summary "
-                f"keys: at {REPORT_LENGTH} tokens {keys} keys per query, {REPORT_LENGTH / keys:.1f}x fewer score "
-                f"FLOPs and less score memory")
+                f"keys, {_saving(pattern.stride + REPORT_LENGTH // pattern.stride * pattern.summary)}")
 
     @classmethod
     def _why_not(cls, graph: Graph, node, pattern) -> str:

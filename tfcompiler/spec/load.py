@@ -132,15 +132,24 @@ def _check_rules(reader: Reader, spec: Spec, root: yaml.Node) -> None:
                                    "segment memory needs a relative scheme (transformer_xl, t5, alibi, shaw, "
                                    "music, deberta) or none")
                     break
+    for i, block in enumerate(spec.decoder_blocks or ()):
+        if getattr(block.attention, "bidirectional", False):
+            reader.problem(at("decoder"), f"decoder.layers[{i}].block.attention",
+                           "a bidirectional layer sees the future: only encoder stacks can have one")
+            break
     if spec.topology == "encoder-decoder":
         for i, block in enumerate(spec.decoder_blocks):
-            if type(block.attention).KIND == "recurrent":
-                reader.problem(at("decoder"), f"decoder.layers[{i}].block.attention",
-                               "recurrent decoder layers have no cross-attention yet: use topology 'decoder'")
+            cross = block.cross_attention if block.cross_attention is not None else block.attention
+            if type(cross).KIND in ("recurrent", "star", "lsh"):
+                reader.problem(at("decoder"), f"decoder.layers[{i}].block.cross_attention",
+                               f"'{type(cross).KIND}' cannot attend an encoder: set block.cross_attention "
+                               "(e.g. {kind: multi_head})")
                 break
     kinds = {"input": spec.input, "positional": spec.positional}
     for name, _, blocks in spec.stacks():
         kinds.update({f"{name}.layers[{i}].block.attention": b.attention for i, b in enumerate(blocks)})
+        kinds.update({f"{name}.layers[{i}].block.cross_attention": b.cross_attention for i, b in enumerate(blocks)
+                      if b.cross_attention is not None})
     for path, options in kinds.items():
         for problem in getattr(options, "problems", lambda _: ())(spec):
             reader.problem(at(path.split(".")[0]), path, problem)

@@ -71,6 +71,9 @@ class Block:
                             choices=("pre", "post", "none"))
     norm: Norm = option(Norm(), doc="Norm of each sublayer.")
     attention: Any = option(None, doc="Attention kind and its options.", registry=ATTENTION)
+    cross_attention: Any = option(None, doc="The cross-attention's kind and options in a decoder that "
+                                  "reads an encoder (e.g. multi_head beside a recurrent self-attention). "
+                                  "Absent: the block's `attention`.", registry=ATTENTION, inherits=True)
     positional: Any = option(None, doc="This block's positional scheme, in place of the model's "
                              "inside its self-attention (e.g. `none` for NoPE layers); a scheme "
                              "that acts on embeddings is added to the block's input. Absent: the "
@@ -131,6 +134,8 @@ class Head:
     bias: bool = option(False, doc="A bias on the LM head.")
     labels: int = option(2, doc="Classifier outputs.", minimum=1)
     seeds: int = option(1, doc="set_pool: pooled vectors (PMA's k).", minimum=1)
+    pooling: str = option("first", doc="What the pooler reads: the first token ([CLS], BERT), the mean "
+                          "of the real tokens, or the last real token.", choices=("first", "mean", "last"))
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -1,6 +1,6 @@
 """Attention kind `recurrent`: an RNN, LSTM or GRU layer as the block's sequence mixer, with
 PyTorch's equations and weight layout (tfcompiler.ir.ops.recurrent), lowered to ONNX RNN / LSTM / GRU.
-Bidirectional layers (encoders) run a backward direction too and concatenate both; each direction
+Bidirectional layers (encoder stacks only) run a backward direction too and concatenate both; each direction
 has width/directions hidden units, so the layer keeps the model width. Padded positions (right
 padding) are skipped, as PyTorch's packed sequences. A plain stacked RNN is blocks of this kind
 with `placement: none` and `ffn: {enabled: false}`; inside ordinary blocks it mixes the sequence
@@ -27,8 +27,6 @@ class RecurrentOptions:
         directions = 2 if self.bidirectional else 1
         if spec.model.width % directions:
             yield f"a bidirectional layer splits the width in two: width {spec.model.width} is odd"
-        if self.bidirectional and spec.topology != "encoder":
-            yield f"a bidirectional layer sees the future: it needs topology 'encoder', got '{spec.topology}'"
 
 
 def build_recurrent(ctx, options: RecurrentOptions, spec, site):
