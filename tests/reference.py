@@ -317,20 +317,22 @@ def clustered_reference(q, k, v, key_bias, options, layer: str):
     return out
 
 
-def recurrent_reference(x, key_bias, options, w):
+def recurrent_reference(x, key_bias, options, w, carry=None):
     """Elman / Hochreiter & Schmidhuber / Cho et al., as torch.nn.RNN / LSTM / GRU write them (gate
     rows i,f,g,o and r,z,n; the GRU's reset after W_hn h + b_hn): each sequence runs over its real
-    tokens only, the backward direction from its last one; padded positions are zero."""
+    tokens only, the backward direction from its last one; padded positions are zero. `carry`:
+    {"h": (dirs, B, H)[, "c"]} initial states, replaced by the states after the last real tokens."""
     def sigmoid(z):
         return 1 / (1 + np.exp(-z))
 
     b, s, _ = x.shape
     directions, hidden = w["weight_hh"].shape[0], w["weight_hh"].shape[2]
-    out = np.zeros((b, s, directions, hidden))
+    out, finals = np.zeros((b, s, directions, hidden)), {}
     for n in range(b):
         length = s if key_bias is None else int((key_bias[n] == 0).sum())
         for d in range(directions):
-            h, c = np.zeros(hidden), np.zeros(hidden)
+            h = np.zeros(hidden) if carry is None else carry["h"][d, n].astype(np.float64)
+            c = np.zeros(hidden) if carry is None or "c" not in carry else carry["c"][d, n].astype(np.float64)
             for t in (range(length) if d == 0 else range(length - 1, -1, -1)):
                 a = w["weight_ih"][d] @ x[n, t] + w["bias_ih"][d]
                 r = w["weight_hh"][d] @ h + w["bias_hh"][d]
@@ -345,6 +347,12 @@ def recurrent_reference(x, key_bias, options, w):
                     candidate = np.tanh(a[2 * hidden:] + reset * r[2 * hidden:])
                     h = (1 - update) * candidate + update * h
                 out[n, t, d] = h
+            if carry is not None:
+                finals.setdefault("h", np.zeros((directions, b, hidden)))[d, n] = h
+                if "c" in carry:
+                    finals.setdefault("c", np.zeros((directions, b, hidden)))[d, n] = c
+    if carry is not None:
+        carry.update(finals)
     return out.reshape(b, s, directions * hidden)
 
 
@@ -551,8 +559,16 @@ class Reference:
         if kind == "star":
             return self.star(x, key_bias, name, state)
         if kind == "recurrent":
-            return recurrent_reference(x, key_bias, options, {k: self.w[f"{name}.{k}"] for k in (
-                "weight_ih", "weight_hh", "bias_ih", "bias_hh")})
+            carry = None
+            if options.state:  # the k-th stateful layer reads past_states.k and writes present_states.k
+                layer = state["stateful_layers"] = state.get("stateful_layers", -1) + 1
+                parts = ("h", "c") if options.cell == "lstm" else ("h",)
+                carry = {part: self.feeds[f"past_states.{layer}.{part}"] for part in parts}
+            out = recurrent_reference(x, key_bias, options, {k: self.w[f"{name}.{k}"] for k in (
+                "weight_ih", "weight_hh", "bias_ih", "bias_hh")}, carry)
+            if carry is not None:
+                self.present.update({f"present_states.{layer}.{part}": v for part, v in carry.items()})
+            return out
         if kind == "collaborative":  # Cordonnier et al. 2020: shared W_Q, W_K, per-head mixing m_h
             shared_q, shared_k = self.linear(x, f"{name}.query"), self.linear(memory, f"{name}.key")
             mixing = self.w[f"{name}.mixing"]  # (H, D~)

@@ -14,8 +14,9 @@ ONNX_ORDER = {"rnn": [0], "lstm": [0, 3, 1, 2], "gru": [1, 0, 2]}  # PyTorch gat
 
 
 def run_cell(e, attrs, sequence_major: str, weights: list, lengths: str, directions: int, hidden: int,
-             label: str) -> tuple[str, str]:
-    """One ONNX RNN / LSTM / GRU node over (S, B, D); returns (Y (S, dirs, B, H), Y_h (dirs, B, H))."""
+             label: str, initial: tuple = ()) -> list[str]:
+    """One ONNX RNN / LSTM / GRU node over (S, B, D), from the `initial` states (h, and c for an
+    LSTM) when given; returns [Y (S, dirs, B, H), Y_h (dirs, B, H)] (+ Y_c for an LSTM)."""
     cell = attrs["cell"]
     w_ih, w_hh, b_ih, b_hh = weights
     order = e.const(np.concatenate([np.arange(g * hidden, (g + 1) * hidden) for g in ONNX_ORDER[cell]]))
@@ -29,22 +30,23 @@ def run_cell(e, attrs, sequence_major: str, weights: list, lengths: str, directi
         options["activations"] = ["Tanh" if attrs.get("nonlinearity", "tanh") == "tanh" else "Relu"] * directions
     if cell == "gru":
         options["linear_before_reset"] = 1
-    states, last = e.node(cell.upper(), [sequence_major, reordered(w_ih), reordered(w_hh), bias, lengths],
-                          n_outputs=2, label=label or cell.upper(), **options)
-    return states, last
+    return e.node(cell.upper(), [sequence_major, reordered(w_ih), reordered(w_hh), bias, lengths, *initial],
+                  n_outputs=3 if cell == "lstm" else 2, label=label or cell.upper(), **options)
 
 
 def recurrent(e, attrs, inputs, types, label):
     x, *weights = inputs[:5]
-    mask = inputs[5:]
+    masked = bool(attrs.get("masked"))
+    mask, initial = inputs[5:5 + masked], tuple(inputs[5 + masked:])
     directions, _, hidden = types[2].shape
     lengths = ""
     if mask:
         lengths = e.node1("Cast", base._reduce(e, "ReduceSum", mask[0], [1], keepdims=False), to=6)  # int32
-    states, _ = run_cell(e, attrs, e.node1("Transpose", x, perm=[1, 0, 2]), weights, lengths, directions, hidden,
-                         label)  # (S, dirs, B, H)
+    states, *finals = run_cell(e, attrs, e.node1("Transpose", x, perm=[1, 0, 2]), weights, lengths, directions,
+                               hidden, label, initial)  # (S, dirs, B, H)
     batch_major = e.node1("Transpose", states, perm=[2, 0, 1, 3])
-    return [e.node1("Reshape", batch_major, e.const([0, 0, directions * hidden]), label="MergeDirections")]
+    out = e.node1("Reshape", batch_major, e.const([0, 0, directions * hidden]), label="MergeDirections")
+    return [out] + (finals if initial else [])
 
 
 def local_recurrent(e, attrs, inputs, types, label):
@@ -58,6 +60,6 @@ def local_recurrent(e, attrs, inputs, types, label):
                                           e.const([1])), e.const([0]))
              for offset in range(window)]  # step k of every window: (1, B, S, D)
     sequence_major = e.node1("Reshape", e.node1("Concat", *steps, axis=0), e.const([window, -1, width]))
-    _, last = run_cell(e, attrs, sequence_major, weights, "", 1, hidden, label)  # (1, B·S, H)
+    last = run_cell(e, attrs, sequence_major, weights, "", 1, hidden, label)[1]  # (1, B·S, H)
     shape = e.node1("Concat", e.node1("Shape", x, start=0, end=2), e.const([hidden]), axis=0)
     return [e.node1("Reshape", last, shape, label="LocalStates")]

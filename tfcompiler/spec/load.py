@@ -140,7 +140,7 @@ def _check_rules(reader: Reader, spec: Spec, root: yaml.Node) -> None:
     if spec.topology == "encoder-decoder":
         for i, block in enumerate(spec.decoder_blocks):
             cross = block.cross_attention if block.cross_attention is not None else block.attention
-            if type(cross).KIND in ("recurrent", "star", "lsh"):
+            if getattr(cross, "self_only", False):
                 reader.problem(at("decoder"), f"decoder.layers[{i}].block.cross_attention",
                                f"'{type(cross).KIND}' cannot attend an encoder: set block.cross_attention "
                                "(e.g. {kind: multi_head})")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-
 from ...spec.kinds import ATTENTION
 from ...spec.schema import option
 from .lowrank import bidirectional_only

@@ -11,7 +11,7 @@ are drawn when the spec is compiled, from `seed` and the layer's path, and store
 from __future__ import annotations
 
 from dataclasses import dataclass
-
+from typing import ClassVar
 
 from ...spec.kinds import ATTENTION
 from ...spec.schema import option
@@ -22,6 +22,8 @@ from .multi_head import key_padding, output_projection
 @dataclass(frozen=True, kw_only=True)
 class LshOptions:
     """Reformer LSH attention (Kitaev et al. 2020)."""
+
+    self_only: ClassVar[bool] = True  # attends its own sequence only: no cross-attention
 
     buckets: int = option(32, doc="Hash buckets per round (even).", minimum=2)
     rounds: int = option(2, doc="Hashing rounds (n_hashes).", minimum=1)

@@ -11,18 +11,21 @@ where the paper uses LayerNorm(ReLU(·)) alone. Bidirectional.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from ...spec.kinds import ATTENTION
 from ...spec.model import Norm
 from ..norm import build_norm
 from .lowrank import bidirectional_only
-from .multi_head import MultiHeadOptions, build_multi_head, with_leading_real, key_padding
+from .multi_head import MultiHeadOptions, build_multi_head, key_padding, with_leading_real
 from .parts import Site
 
 
 @dataclass(frozen=True, kw_only=True)
 class StarOptions:
     """Star-Transformer attention: ring neighbours, the token's embedding and a relay node."""
+
+    self_only: ClassVar[bool] = True  # attends its own sequence only: no cross-attention
 
     def problems(self, spec):
         yield from bidirectional_only("star", spec)

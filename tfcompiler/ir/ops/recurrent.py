@@ -2,8 +2,11 @@
 layout (the lowering reorders gates for ONNX).
 
 recurrent(x (B,S,D), weight_ih (dirs, G·H, D), weight_hh (dirs, G·H, H), bias_ih, bias_hh
-(dirs, G·H), mask? (B,S)) attrs cell (rnn | lstm | gru), nonlinearity (tanh | relu, rnn only)
--> (B, S, dirs·H), the forward direction's states then the backward one's.
+(dirs, G·H), mask? (B,S), h0? (dirs,B,H), c0? (dirs,B,H)) attrs cell (rnn | lstm | gru),
+nonlinearity (tanh | relu, rnn only), masked, stateful
+-> (B, S, dirs·H), the forward direction's states then the backward one's; with `stateful` also
+the final states h_n (dirs,B,H) (and c_n for an LSTM), starting from h0 (and c0): each sequence's
+state after its last real token (the backward direction's after the first).
 
   rnn:  h_t = act(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh)
   lstm: i, f, g, o = σ, σ, tanh, σ of W_ih x_t + b_ih + W_hh h_{t-1} + b_hh (rows in that order);
@@ -46,27 +49,31 @@ def _step(cell, nonlinearity, x, h, c, w_ih, w_hh, b_ih, b_hh):
     return (1 - z) * n + z * h, c
 
 
-def recurrent(x, w_ih, w_hh, b_ih, b_hh, mask, cell: str, nonlinearity: str = "tanh"):
+def recurrent(x, w_ih, w_hh, b_ih, b_hh, mask, cell: str, nonlinearity: str = "tanh", h0=None, c0=None):
+    """Returns (outputs, h_n, c_n)."""
     b, s, _ = x.shape
     dirs, hidden = w_ih.shape[0], w_hh.shape[2]
     lengths = np.full(b, s) if mask is None else (mask != 0).sum(1)
     out = np.zeros((b, s, dirs, hidden))
+    h_n, c_n = np.zeros((dirs, b, hidden)), np.zeros((dirs, b, hidden))
     x = x.astype(np.float64)
     for d in range(dirs):
         for n in range(b):
-            h, c = np.zeros(hidden), np.zeros(hidden)
+            h = np.zeros(hidden) if h0 is None else h0[d, n].astype(np.float64)
+            c = np.zeros(hidden) if c0 is None else c0[d, n].astype(np.float64)
             steps = range(lengths[n]) if d == 0 else reversed(range(lengths[n]))
             for t in steps:
                 h, c = _step(cell, nonlinearity, x[n, t], h, c, w_ih[d], w_hh[d], b_ih[d], b_hh[d])
                 out[n, t, d] = h
-    return out.reshape(b, s, dirs * hidden).astype(np.float32)
+            h_n[d, n], c_n[d, n] = h, c
+    return out.reshape(b, s, dirs * hidden).astype(np.float32), h_n.astype(np.float32), c_n.astype(np.float32)
 
 
 def local_recurrent(x, w_ih, w_hh, b_ih, b_hh, cell: str, nonlinearity: str, window: int):
     b, s, d = x.shape
     padded = np.pad(x, ((0, 0), (window - 1, 0), (0, 0)))
     windows = np.stack([padded[:, t:t + window] for t in range(s)], axis=1).reshape(b * s, window, d)
-    last = recurrent(windows, w_ih, w_hh, b_ih, b_hh, None, cell, nonlinearity)[:, -1]
+    last = recurrent(windows, w_ih, w_hh, b_ih, b_hh, None, cell, nonlinearity)[0][:, -1]
     return last.reshape(b, s, -1)
 
 
@@ -77,19 +84,33 @@ def _local_infer(attrs, types):
     return [TensorType("float32", x.shape[:2] + (w_hh.shape[2],))]
 
 
+def state_count(attrs) -> int:
+    """How many state tensors a stateful layer carries: h, and c for an LSTM."""
+    return (2 if attrs["cell"] == "lstm" else 1) if attrs.get("stateful") else 0
+
+
 def _infer(attrs, types):
-    x, w_ih, w_hh, b_ih, b_hh, *mask = types
+    x, w_ih, w_hh, b_ih, b_hh = types[:5]
     gates = GATES[attrs["cell"]]
     dirs, rows, width = w_ih.shape
     hidden = w_hh.shape[2]
     if rows != gates * hidden or w_hh.shape[:2] != (dirs, rows) or width != x.shape[2]:
         raise OpTypeError(f"{attrs['cell']} weights do not fit: x {x}, weight_ih {w_ih}, weight_hh {w_hh}")
-    return [TensorType("float32", x.shape[:2] + (dirs * hidden,))]
+    if len(types) != 5 + bool(attrs.get("masked")) + state_count(attrs):
+        raise OpTypeError(f"recurrent takes x, 4 weights, a mask if masked and its states if stateful: {len(types)}")
+    state = TensorType("float32", (dirs, x.shape[0], hidden))
+    return [TensorType("float32", x.shape[:2] + (dirs * hidden,))] + [state] * state_count(attrs)
 
 
-register("recurrent", (5, 6), _infer,
-         lambda attrs, x, w_ih, w_hh, b_ih, b_hh, mask=None: [recurrent(
-             x, w_ih, w_hh, b_ih, b_hh, mask, attrs["cell"], attrs.get("nonlinearity", "tanh"))])
+def _evaluate(attrs, x, w_ih, w_hh, b_ih, b_hh, *rest):
+    mask = rest[0] if attrs.get("masked") else None
+    states = rest[1:] if attrs.get("masked") else rest
+    out, h_n, c_n = recurrent(x, w_ih, w_hh, b_ih, b_hh, mask, attrs["cell"], attrs.get("nonlinearity", "tanh"),
+                              *states)
+    return [out, h_n, c_n][:1 + state_count(attrs)]
+
+
+register("recurrent", (5, 8), _infer, _evaluate)
 register("local_recurrent", (5, 5), _local_infer,
          lambda attrs, x, w_ih, w_hh, b_ih, b_hh: [local_recurrent(
              x, w_ih, w_hh, b_ih, b_hh, attrs["cell"], attrs.get("nonlinearity", "tanh"), attrs["window"])])
