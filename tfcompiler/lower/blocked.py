@@ -12,6 +12,7 @@ import numpy as np
 
 from ..ir.ops.nn import MASKED
 from . import ops as base
+from .attention import emit_attention
 from .patterns import OnnxGrid
 
 
@@ -112,7 +113,7 @@ class Blocked:
         bias_type = ([types[0].with_shape((1, 1, "dense_rows", types[0].shape[2]))] if self.attrs["causal"]
                      else list(types[3:]))
         value_type = types[2].with_shape(types[0].shape[:3] + types[2].shape[3:])  # heads already repeated
-        return base._attention(e, attrs, [q_rows, self.k, self.v, *bias],
+        return emit_attention(e, attrs, [q_rows, self.k, self.v, *bias],
                                [rows_type, types[0], value_type, *bias_type], "DenseRows")[0]
 
 
