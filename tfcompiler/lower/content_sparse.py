@@ -29,15 +29,12 @@ def lsh_attention(e, attrs, inputs, types, label):
     amounts3 = e.node1("Concat", zeros, e.const([0]), zeros, e.node1("Reshape", pad, e.const([1])), axis=0)
     norm = e.node1("Sqrt", base._reduce(e, "ReduceSum", e.node1("Mul", qk, qk), [-1]))
     keys = e.node1("Div", qk, e.node1("Max", norm, e.const(1e-12, np.float32)))
-    heads_shape = e.node1("Shape", qk, start=0, end=2)
     positions = e.node1("Range", e.const(0), s, e.const(1))
-    bias3 = (e.node1("Expand", e.node1("Squeeze", bias[0], e.const([2])),
-                     e.node1("Concat", heads_shape, e.node1("Reshape", s, e.const([1])), axis=0))
-             if bias else None)
+    bias3 = per_head_bias(e, bias[0], qk, s) if bias else None
     # the first chunk has no chunk before it: the rolled-in keys of its first half are hidden
     chunk_ids = e.node1("Range", e.const(0), e.node1("Div", padded, e.const(chunk)), e.const(1))
     first = e.node1("Reshape", e.node1("Equal", chunk_ids, e.const(0)), e.const([-1, 1, 1]))
-    counted_once = e.node1("Not", e.node1("And", first, e.const((np.arange(2 * chunk) < chunk)[None, None], bool)))
+    has_chunk_before = e.node1("Not", e.node1("And", first, e.const((np.arange(2 * chunk) < chunk)[None, None], bool)))
     outputs, sums = [], []
     for r in range(rounds):
         rotated = e.node1("MatMul", keys, e.node1("Gather", rotations, e.const(r), axis=0))
@@ -49,13 +46,8 @@ def lsh_attention(e, attrs, inputs, types, label):
         position = e.node1("Where", e.node1("Less", order, s), order, e.const(-1))
 
         def sort(x, last, fill=None):  # (B,H,S[,last]) -> sorted (B,H,P[,last])
-            if last is None:
-                x = e.node1("Pad", x, amounts3, *([fill] if fill else []))
-                return e.node1("GatherElements", x, order, axis=2)
-            x = e.node1("Pad", x, amounts4)
-            index = e.node1("Expand", e.node1("Unsqueeze", order, e.const([3])),
-                            e.node1("Concat", e.node1("Shape", order), e.const([last]), axis=0))
-            return e.node1("GatherElements", x, index, axis=2)
+            x = e.node1("Pad", x, amounts3 if last is None else amounts4, *([fill] if fill else []))
+            return e.node1("GatherElements", x, row_index(e, order, last), axis=2)
 
         def chunks(x, last):  # sorted (B,H,P[,last]) -> (B,H,n,chunk[,last])
             shape = [0, 0, -1, chunk] + ([last] if last is not None else [])
@@ -80,7 +72,7 @@ def lsh_attention(e, attrs, inputs, types, label):
         qp = e.node1("Unsqueeze", chunks(position, None), e.const([4]))
         kb, kp = e.node1("Unsqueeze", cb, e.const([3])), e.node1("Unsqueeze", cp, e.const([3]))
         visible = e.node1("And", e.node1("Equal", kb, qb), e.node1("LessOrEqual", e.const(0), kp))
-        visible = e.node1("And", visible, counted_once)
+        visible = e.node1("And", visible, has_chunk_before)
         if attrs["causal"]:
             visible = e.node1("And", visible, e.node1("LessOrEqual", kp, qp))
         scores = e.node1("Where", visible, scores, e.const(MASKED, np.float32))
@@ -92,10 +84,7 @@ def lsh_attention(e, attrs, inputs, types, label):
         lse = e.node1("Squeeze", e.node1("Add", e.node1("Log", total), top), e.const([4]))  # (B,H,n,chunk)
 
         def unsort(x, last):  # sorted (B,H,P[,last]) -> original order, (B,H,S[,last])
-            index = order if last is None else e.node1(
-                "Expand", e.node1("Unsqueeze", order, e.const([3])),
-                e.node1("Concat", e.node1("Shape", order), e.const([last]), axis=0))
-            back = e.node1("ScatterElements", x, index, x, axis=2)
+            back = e.node1("ScatterElements", x, row_index(e, order, last), x, axis=2)
             return e.node1("Slice", back, e.const([0]), e.node1("Reshape", s, e.const([1])), e.const([2]))
 
         outputs.append(e.node1("Unsqueeze", unsort(e.node1("Reshape", out, e.const([0, 0, -1, value_width])),
@@ -107,19 +96,30 @@ def lsh_attention(e, attrs, inputs, types, label):
     return [base._reduce(e, "ReduceSum", combined, [0], keepdims=False, label=label or "LSHAttention")]
 
 
+def row_index(e, index: str, last: int | None) -> str:
+    """Row numbers (B,H,N) -> the element index GatherElements / ScatterElements need for rows of
+    `last` values along axis 2, (B,H,N,last); unchanged for rows of one value (last None)."""
+    if last is None:
+        return index
+    return e.node1("Expand", e.node1("Unsqueeze", index, e.const([3])),
+                   e.node1("Concat", e.node1("Shape", index), e.const([last]), axis=0))
+
+
+def per_head_bias(e, bias: str, q: str, s: str) -> str:
+    """Key bias (B|1,1,1,S) -> (B,H,S), one row per head of q, to be sorted or gathered with the keys."""
+    return e.node1("Expand", e.node1("Squeeze", bias, e.const([2])),
+                   e.node1("Concat", e.node1("Shape", q, start=0, end=2), e.node1("Reshape", s, e.const([1])), axis=0))
+
+
 def take_rows(e, x: str, index: str, last: int) -> str:
     """x (B,H,S,last), index int64 (B,H,N) -> (B,H,N,last): the rows `index` names."""
-    expanded = e.node1("Expand", e.node1("Unsqueeze", index, e.const([3])),
-                       e.node1("Concat", e.node1("Shape", index), e.const([last]), axis=0))
-    return e.node1("GatherElements", x, expanded, axis=2)
+    return e.node1("GatherElements", x, row_index(e, index, last), axis=2)
 
 
 def add_rows(e, shape: str, index: str, rows: str, last: int | None) -> str:
     """Zeros of `shape` (B,H,S[,last]) with `rows` (B,H,N[,last]) added at `index` (B,H,N)."""
     zeros = e.node1("Expand", e.const(0.0, np.float32), shape)
-    if last is not None:
-        index = e.node1("Expand", e.node1("Unsqueeze", index, e.const([3])), e.node1("Shape", rows))
-    return e.node1("ScatterElements", zeros, index, rows, axis=2, reduction="add")
+    return e.node1("ScatterElements", zeros, row_index(e, index, last), rows, axis=2, reduction="add")
 
 
 def routing_attention(e, attrs, inputs, types, label):
@@ -153,10 +153,8 @@ def routing_attention(e, attrs, inputs, types, label):
     scores = e.node1("Mul", scores, e.const(attrs["scale"], np.float32))  # (B,H,C,w,w)
     visible = None
     if bias:
-        per_head = e.node1("Expand", e.node1("Squeeze", bias[0], e.const([2])),  # (B|1,1,S) -> (B,H,S)
-                           e.node1("Concat", e.node1("Shape", q, start=0, end=2), e.node1("Reshape", s, e.const([1])),
-                                   axis=0))
-        key_bias = e.node1("Unsqueeze", per_centroid(e.node1("GatherElements", per_head, keys, axis=2), None),
+        key_bias = e.node1("Unsqueeze", per_centroid(e.node1("GatherElements", per_head_bias(e, bias[0], q, s), keys,
+                                                             axis=2), None),
                            e.const([3]))  # (B,H,C,1,w)
         scores = e.node1("Add", scores, key_bias)
         visible = e.node1("Greater", key_bias, e.const(MASKED / 2, np.float32))
