@@ -465,6 +465,19 @@ def low_rank_attention(q, k, v, key_bias, options, w, layer: str, stack: str):
     return out
 
 
+def pooled_rows(x, mask, pooling: str):
+    """(B, S, D) -> (B, D): the first row, the mean of the real rows, or the last real row (zeros
+    for a row with none)."""
+    if pooling == "first":
+        return x[:, 0]
+    out = np.zeros((x.shape[0], x.shape[2]))
+    for n in range(len(x)):
+        real = np.flatnonzero(mask[n])
+        if len(real):
+            out[n] = x[n, real].mean(0) if pooling == "mean" else x[n, real[-1]]
+    return out
+
+
 def softmax(x):
     e = np.exp(x - x.max(-1, keepdims=True))
     return e / e.sum(-1, keepdims=True)
@@ -532,7 +545,7 @@ class Reference:
         x = table[ids]
         if spec.embedding.scale is not False:
             x = x * (math.sqrt(m.width) if spec.embedding.scale is True else spec.embedding.scale)
-        if token_types is not None:
+        if token_types is not None and getattr(spec.input, "token_types", 0):  # funnel reads them in attention
             x = x + self.w[f"{scope}.token_types.weight"][token_types]
         x = self.add_positions(x, spec.positional, scope)
         if spec.embedding.norm:
@@ -711,6 +724,24 @@ class Reference:
             u, w_v = self.w[f"{name}.relative.content_bias"], self.w[f"{name}.relative.position_bias"]
             head_bias = head_bias + scale * np.einsum("bhid,ijhd->bhij", q + w_v, r)
             q = q + u
+        elif pkind == "funnel":  # XL's terms over token distances, plus segments; none for [CLS] rows/columns
+            (pq, tq), (pk, tk) = state["funnel"]["queries"], state["funnel"]["keys"]
+            half = np.arange(0, m.width, 2) / m.width
+            angles = (pq[:, None] - pk[None, :])[..., None] / positional.base ** half
+            r = np.concatenate([np.sin(angles), np.cos(angles)], -1) @ self.w[f"{name}.relative.position.weight"]
+            r = r.reshape(s, t, m.heads, -1)
+            u, w_v = self.w[f"{name}.relative.content_bias"], self.w[f"{name}.relative.position_bias"]
+            term = np.einsum("bhid,ijhd->bhij", q + w_v, r)
+            if positional.segments:
+                same = (tq[:, :, None] == tk[:, None, :]) | (tq[:, :, None] == 2) | (tk[:, None, :] == 2)
+                e = np.einsum("bhid,khd->bhik", q + self.w[f"{name}.relative.segment_bias"],
+                              self.w[f"{name}.relative.segment_embedding"])
+                term = term + np.where(same[:, None], e[..., 1:2], e[..., 0:1])
+            if state["funnel"]["separate_cls"]:
+                term[:, :, 0, :] = 0
+                term[:, :, :, 0] = 0
+            head_bias = head_bias + scale * term
+            q = q + u
         elif pkind == "music":  # S_rel[i, j] = q_i · E_r[h, i - j] for past keys
             table = self.w[f"{name}.relative.weight"]
             distance = np.clip(i - j, 0, table.shape[1] - 1)
@@ -817,54 +848,162 @@ class Reference:
     def stack(self, name, stack, blocks, ids, mask, token_types=None, encoder=None):
         x = self.embed(name, ids, token_types)
         key_bias = None if mask is None else np.where(mask != 0, 0.0, NEG)
-        causal = name == "decoder"
         state = {}
-        for i, block in enumerate(blocks):
-            p = f"{name}.layers.{i}"
-            positional = self.spec.positional
-            if block.positional is not None:
-                positional = block.positional
-                x = self.add_positions(x, positional, p)
-            past = self.feeds.get(f"past_memories.{i}") if stack.memory else None
-            if past is None:
-                x = self.sublayer(x, block, f"{p}.attention",
-                                  lambda h: self.mha(h, h, key_bias, causal, block, f"{p}.attention", positional,
-                                                     name, state))
-            else:  # Dai et al. 2019: keys and values over [stop-gradient(memory); h], memory = earlier inputs
-                self.present[f"present_memories.{i}"] = np.concatenate([past, x], axis=1)[:, -stack.memory:]
-                states = self.norm(past, block.norm, f"{p}.attention_norm") if block.placement == "pre" else past
-                with_past = None if key_bias is None else np.concatenate(
-                    [np.zeros((x.shape[0], past.shape[1])), key_bias], axis=1)
-                x = self.sublayer(x, block, f"{p}.attention",
-                                  lambda h: self.mha(h, np.concatenate([states, h], axis=1), with_past, causal, block,
-                                                     f"{p}.attention", positional, name, state))
-            if encoder is not None:
-                memory, memory_bias = encoder
-                cross = block if block.cross_attention is None else dataclasses.replace(
-                    block, attention=block.cross_attention)
-                x = self.sublayer(x, block, f"{p}.cross_attention",
-                                  lambda h: self.mha(h, memory, memory_bias, False, cross,
-                                                     f"{p}.cross_attention"))
-            if block.ffn.enabled:
-                x = self.sublayer(x, block, f"{p}.ffn", lambda h: self.ffn(h, block.ffn, f"{p}.ffn"))
-        final = stack.final_norm if stack.final_norm is not None else blocks[-1].placement == "pre"
-        if final:
-            x = self.norm(x, blocks[-1].norm, f"{name}.final_norm")
-        return x, key_bias
+        if stack.resample is not None or type(self.spec.positional).KIND == "funnel":
+            return self.funnel(name, stack, blocks, x, mask, token_types, state)
+        for i in range(len(blocks)):
+            x = self.layer(name, stack, i, x, key_bias, state, encoder)
+        return self.final_norm(name, stack, blocks, x), key_bias
 
-    def head(self, x):
+    def funnel(self, name, stack, blocks, x, mask, token_types, state):
+        """Funnel Transformer (Dai et al. 2020): a pooling layer's queries are the mean of each window
+        of its input, its keys the input; a window's mask is real only if all of it is, its position
+        and segment those of its first token; the upsampling layer repeats each state over its window
+        and adds the states from before the first pooling."""
+        from tfcompiler.spec.model import Resample
+
+        resample = stack.resample or Resample(shorten_at=[])
+        positions = np.arange(x.shape[1])
+        types = np.zeros(x.shape[:2], np.int64) if token_types is None else token_types
+        mask = np.ones(x.shape[:2]) if mask is None else mask
+        state["funnel"] = {"separate_cls": resample.separate_cls}
+        full = None
+        for i in range(stack.layers):
+            if i in resample.shorten_at:
+                full = full or (x, mask, positions, types)
+                pool = lambda a, reduce: np.stack([reduce(w) for w in self.windows(a, resample)], axis=1)  # noqa: E731
+                keys, key_bias = x, np.where(mask != 0, 0.0, NEG)
+                x = pool(x, lambda w: w.mean(1))
+                mask = pool(mask, lambda w: w.min(1))
+                pooled_positions = pool(positions[None], lambda w: w[:, 0])[0]
+                pooled_types = pool(types, lambda w: w[:, 0])
+                state["funnel"].update(queries=(pooled_positions, pooled_types), keys=(positions, types))
+                x = self.layer(name, stack, i, x, key_bias, state, keys=keys)
+                positions, types = pooled_positions, pooled_types
+                continue
+            if i == resample.upsample_at:  # position n takes the state whose window held token n
+                c, k = int(resample.separate_cls), resample.stride ** len(resample.shorten_at)
+                up = np.zeros_like(full[0])
+                up[:, :c] = x[:, :c]
+                for n in range(c, up.shape[1]):
+                    if c + (n - c) // k < x.shape[1]:
+                        up[:, n] = x[:, c + (n - c) // k]
+                x = up + full[0]
+                mask, positions, types = full[1], full[2], full[3]
+            state["funnel"].update(queries=(positions, types), keys=(positions, types))
+            x = self.layer(name, stack, i, x, np.where(mask != 0, 0.0, NEG), state)
+        return self.final_norm(name, stack, blocks, x), np.where(mask != 0, 0.0, NEG)
+
+    def layer(self, name, stack, i, x, key_bias, state, encoder=None, keys=None):
+        """Block i; `keys`: the full-length input a pooling layer's queries x attend (Funnel)."""
+        block = getattr(self.spec, f"{name}_blocks")[i]
+        causal = name == "decoder"
+        p = f"{name}.layers.{i}"
+        positional = self.spec.positional
+        if block.positional is not None:
+            positional = block.positional
+            x = self.add_positions(x, positional, p)
+        past = self.feeds.get(f"past_memories.{i}") if stack.memory else None
+        if keys is not None:
+            normed = self.norm(keys, block.norm, f"{p}.attention_norm") if block.placement == "pre" else keys
+            x = self.sublayer(x, block, f"{p}.attention",
+                              lambda h: self.mha(h, normed, key_bias, causal, block, f"{p}.attention", positional,
+                                                 name, state))
+        elif past is None:
+            x = self.sublayer(x, block, f"{p}.attention",
+                              lambda h: self.mha(h, h, key_bias, causal, block, f"{p}.attention", positional,
+                                                 name, state))
+        else:  # Dai et al. 2019: keys and values over [stop-gradient(memory); h], memory = earlier inputs
+            self.present[f"present_memories.{i}"] = np.concatenate([past, x], axis=1)[:, -stack.memory:]
+            states = self.norm(past, block.norm, f"{p}.attention_norm") if block.placement == "pre" else past
+            with_past = None if key_bias is None else np.concatenate(
+                [np.zeros((x.shape[0], past.shape[1])), key_bias], axis=1)
+            x = self.sublayer(x, block, f"{p}.attention",
+                              lambda h: self.mha(h, np.concatenate([states, h], axis=1), with_past, causal, block,
+                                                 f"{p}.attention", positional, name, state))
+        if encoder is not None:
+            memory, memory_bias = encoder
+            cross = block if block.cross_attention is None else dataclasses.replace(
+                block, attention=block.cross_attention)
+            x = self.sublayer(x, block, f"{p}.cross_attention",
+                              lambda h: self.mha(h, memory, memory_bias, False, cross,
+                                                 f"{p}.cross_attention"))
+        if block.ffn.enabled:
+            x = self.sublayer(x, block, f"{p}.ffn", lambda h: self.ffn(h, block.ffn, f"{p}.ffn"))
+        return x
+
+    @staticmethod
+    def windows(x, resample):
+        """Windows of `stride` along axis 1; with separate_cls over [x0, x0, x1, ...] ([CLS] alone),
+        truncate dropping the last entry."""
+        if resample.separate_cls:
+            x = np.concatenate([x[:, :1], x[:, :-1] if resample.truncate else x], axis=1)
+        return [x[:, i:i + resample.stride] for i in range(0, x.shape[1], resample.stride)]
+
+    def final_norm(self, name, stack, blocks, x):
+        final = stack.final_norm if stack.final_norm is not None else blocks[-1].placement == "pre"
+        return self.norm(x, blocks[-1].norm, f"{name}.final_norm") if final else x
+
+    def hierarchy(self, ids, mask, token_types):
+        """HIBERT (Zhang et al. 2019) and Hi-Transformer (Wu et al. 2021), one sentence at a time:
+        sentence n of every document is a batch (B, L) through the encoder; its pooled vectors, with
+        sentence positions, make the document sequence (B, N, D). Interleaved: document layer i runs
+        after encoder layer i and its outputs join every token of their sentence."""
+        spec, document = self.spec, self.spec.document
+        sentences = range(ids.shape[1])
+        real = mask.max(axis=2)
+        document_bias = np.where(real != 0, 0.0, NEG)
+        tokens = [self.embed("encoder", ids[:, n], None if token_types is None else token_types[:, n])
+                  for n in sentences]
+        biases = [np.where(mask[:, n] != 0, 0.0, NEG) for n in sentences]
+        states = [{} for _ in sentences]
+
+        def encoder_layer(i):
+            return [self.layer("encoder", spec.encoder, i, tokens[n], biases[n], states[n]) for n in sentences]
+
+        def vectors(tokens):
+            pooled = np.stack([self.pool_sentence(tokens[n], mask[:, n]) for n in sentences], axis=1)
+            return self.add_positions(pooled, spec.positional, "document.embeddings")
+
+        document_state = {}
+        if document.interleaved:
+            for i in range(document.layers):
+                tokens = encoder_layer(i)
+                x = self.layer("document", document, i, vectors(tokens), document_bias, document_state)
+                tokens = [tokens[n] + x[:, n:n + 1] for n in sentences]
+            tokens = [self.final_norm("encoder", spec.encoder, spec.encoder_blocks, t) for t in tokens]
+        else:
+            for i in range(spec.encoder.layers):
+                tokens = encoder_layer(i)
+            tokens = [self.final_norm("encoder", spec.encoder, spec.encoder_blocks, t) for t in tokens]
+            x = vectors(tokens)
+            for i in range(document.layers):
+                x = self.layer("document", document, i, x, document_bias, document_state)
+        x = self.final_norm("document", document, spec.document_blocks, x)
+        return x, real, np.stack(tokens, axis=1)
+
+    def pool_sentence(self, x, mask):
+        """(B, L, D) -> (B, D): a sentence's vector; an empty (padded) sentence gives zeros for mean/last."""
+        pooling = self.spec.document.pooling
+        if pooling == "attention":
+            from tfcompiler.build.attention.multi_head import MultiHeadOptions
+            plain = dataclasses.replace(self.spec.encoder_blocks[0], attention=MultiHeadOptions())
+            query = np.broadcast_to(self.w["document.pooling.query"], (x.shape[0], 1, x.shape[2]))
+            return self.mha(query, x, np.where(mask != 0, 0.0, NEG), False, plain, "document.pooling.attention")[:, 0]
+        return pooled_rows(x, mask, pooling)
+
+    def head(self, x, mask):
         head = self.spec.head
         if head.kind == "none":
             return {"last_hidden_state": x}
         if head.kind == "set_pool":  # Lee et al. 2019: PMA_k(Z) = MAB(S, rFF(Z))
             from tfcompiler.build.attention.multi_head import MultiHeadOptions
             import dataclasses
-            last = (self.spec.decoder_blocks or self.spec.encoder_blocks)[-1]
+            last = self.spec.stacks()[-1][2][-1]
             plain = dataclasses.replace(last, attention=MultiHeadOptions())
             norm, ffn = last.norm, last.ffn
             seeds = np.broadcast_to(self.w["pooler.seeds"], (x.shape[0],) + self.w["pooler.seeds"].shape[1:])
             keys = self.ffn(x, ffn, "pooler.input.ffn")
-            mask = self.feeds.get("attention_mask")
             key_bias = None if mask is None else np.where(mask != 0, 0.0, NEG)
             h = self.norm(seeds + self.mha(seeds, keys, key_bias, False, plain, "pooler.attention"), norm,
                           "pooler.attention_norm")
@@ -874,13 +1013,7 @@ class Reference:
             matrix = self.w["embeddings.tokens.weight"].T if head.tied else self.w["lm_head.weight"]
             logits = x @ matrix
             return {"logits": logits + self.w["lm_head.bias"] if head.bias else logits}
-        mask = self.feeds.get("attention_mask", np.ones(x.shape[:2]))
-        if head.pooling == "first":
-            read = x[:, 0]
-        elif head.pooling == "mean":
-            read = np.stack([x[n, mask[n] != 0].mean(0) for n in range(len(x))])
-        else:  # the last real token
-            read = np.stack([x[n, int((mask[n] != 0).sum()) - 1] for n in range(len(x))])
+        read = pooled_rows(x, np.ones(x.shape[:2]) if mask is None else mask, head.pooling)
         pooled = np.tanh(self.linear(read, "pooler.dense", bias=True))
         if head.kind == "pooler":
             return {"last_hidden_state": x, "pooler_output": pooled}
@@ -892,17 +1025,22 @@ class Reference:
         self.present = {}
         outputs = {}
         encoder = None
-        if spec.encoder is not None:
+        mask = feeds.get("attention_mask")
+        if spec.topology == "hierarchical":
+            hidden, mask, outputs["token_hidden_state"] = self.hierarchy(
+                feeds["input_ids"], feeds["attention_mask"], feeds.get("token_type_ids"))
+        elif spec.encoder is not None:
             hidden, bias = self.stack("encoder", spec.encoder, spec.encoder_blocks, feeds["input_ids"],
                                       feeds.get("attention_mask"), feeds.get("token_type_ids"))
             encoder = (hidden, bias)
         if spec.decoder is not None:
             prefix = "decoder_" if spec.encoder is not None else ""
+            mask = feeds.get(f"{prefix}attention_mask")
             hidden, _ = self.stack("decoder", spec.decoder, spec.decoder_blocks, feeds[f"{prefix}input_ids"],
                                    feeds.get(f"{prefix}attention_mask"), feeds.get(f"{prefix}token_type_ids"),
                                    encoder)
             if encoder is not None and spec.head.kind == "none":
                 outputs["encoder_last_hidden_state"] = encoder[0]
-        outputs.update(self.head(hidden))
+        outputs.update(self.head(hidden, mask))
         outputs.update(self.present)
         return outputs

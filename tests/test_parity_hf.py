@@ -201,3 +201,27 @@ def test_longformer_matches_transformers(tmp_path, pad):
                          global_attention_mask=torch.from_numpy(chosen))
         real = mask.astype(bool)
         assert_close(got[0][real], want.last_hidden_state.numpy()[real], f"last_hidden_state {batch}x{length}")
+
+
+@pytest.mark.parametrize("model_class, pad", [("FunnelModel", 0), ("FunnelModel", 3), ("FunnelBaseModel", 3)])
+def test_funnel_matches_transformers(tmp_path, model_class, pad):
+    """Query pooling by mean with [CLS] kept apart and the last token truncated, the key mask pooled by
+    its minimum, relative positions in tokens at every level, the segment term with [CLS] (type 2) in
+    both segments, and (FunnelModel) the upsampling decoder with the first block's residual; even and
+    odd lengths."""
+    config = transformers.FunnelConfig(vocab_size=100, block_sizes=[2, 1, 2], num_decoder_layers=2, d_model=32,
+                                       n_head=4, d_head=6, d_inner=48, hidden_act="gelu_new")
+    model = randomise(getattr(transformers, model_class)(config), seed=5)
+    session = import_and_compile(model, tmp_path)
+    rng = np.random.default_rng(5)
+    for batch, length in [(1, 12), (3, 13)]:
+        ids = rng.integers(0, 100, (batch, length))
+        mask = padded_mask(batch, length, pad)
+        types = np.concatenate([np.full((batch, 1), 2), np.sort(rng.integers(0, 2, (batch, length - 1)))], axis=1)
+        got = session.run(None, {"input_ids": ids, "attention_mask": mask, "token_type_ids": types})
+        with torch.no_grad():
+            want = model(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask),
+                         token_type_ids=torch.from_numpy(types)).last_hidden_state.numpy()
+        assert got[0].shape == want.shape
+        real = mask.astype(bool) if want.shape[1] == length else np.ones(want.shape[:2], bool)
+        assert_close(got[0][real], want[real], f"{model_class} last_hidden_state {batch}x{length}")

@@ -26,7 +26,7 @@ def test_schema_mirrors_the_spec_dataclass():
     required = [f.name for f in fields if f.default is dataclasses.MISSING
                 and f.default_factory is dataclasses.MISSING]
     assert schema["required"] == required
-    assert schema["properties"]["topology"]["enum"] == ["encoder", "decoder", "encoder-decoder"]
+    assert schema["properties"]["topology"]["enum"] == ["encoder", "decoder", "encoder-decoder", "hierarchical"]
     assert schema["additionalProperties"] is False
     for registry in REGISTRIES:
         union = schema["$defs"][registry.name]["anyOf"]

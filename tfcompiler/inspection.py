@@ -21,18 +21,18 @@ def inspect_spec(path: str, sequence: int) -> dict:
     params = sum(int(np.prod(shape)) for shape, _ in declared_params(graph).values())
     memory = max((stack.memory for _, stack, _ in spec.stacks()), default=0)  # segment recurrence: full memory
     sizes = {"batch_size": 1, "sequence_length": sequence, "decoder_sequence_length": sequence,
-             "past_memory_length": memory}
+             "past_memory_length": memory, "sentences": 1, "sentence_length": sequence}  # documents: one sentence
     flops = 0
     for node in graph.by_type("matmul"):
         (out,) = graph.op(node).outputs
-        inner = graph.type_of(graph.inputs_of(node)[0]).shape[-1]
+        inner = concrete_shape(graph.type_of(graph.inputs_of(node)[0]).shape[-1:], sizes)[0]
         flops += 2 * int(np.prod(concrete_shape(out.shape, sizes))) * inner
     for node in graph.by_type("attention"):  # scores q·kᵀ and the weighted sum of values
         q, k, v = (graph.type_of(x) for x in graph.inputs_of(node)[:3])
         batch, heads, s, dh = concrete_shape(q.shape, sizes)
         t = concrete_shape(k.shape, sizes)[2]
         flops += 2 * batch * heads * s * t * (dh + concrete_shape(v.shape, sizes)[3])
-    tokens = sequence * len(spec.stacks())
+    tokens = sequence * len([name for name, _, _ in spec.stacks() if name != "document"])
     return {"name": spec.name, "topology": spec.topology, "parameters": params,
             "flops_per_token": flops / tokens, "at_sequence_length": sequence,
             **({"with_memory_length": memory} if memory else {}),

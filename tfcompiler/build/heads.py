@@ -9,8 +9,8 @@ from .ffn import build_ffn
 from .norm import build_norm
 
 
-def build_head(ctx, spec, hidden) -> dict:
-    """Returns the graph outputs by their Hugging Face names."""
+def build_head(ctx, spec, hidden, mask) -> dict:
+    """Returns the graph outputs by their Hugging Face names; `mask` (B, S) marks hidden's real rows."""
     head, m = spec.head, spec.model
     if head.kind == "lm":
         with ctx.at("lm_head"):
@@ -26,9 +26,9 @@ def build_head(ctx, spec, hidden) -> dict:
     if head.kind == "none":
         return {"last_hidden_state": hidden}
     if head.kind == "set_pool":
-        return {"last_hidden_state": hidden, "pooler_output": set_pool(ctx, spec, hidden)}
+        return {"last_hidden_state": hidden, "pooler_output": set_pool(ctx, spec, hidden, mask)}
     with ctx.at("pooler"):
-        pooled = ctx.op("tanh", ctx.linear(pool(ctx, hidden, head.pooling, ctx.inputs.get("attention_mask")),
+        pooled = ctx.op("tanh", ctx.linear(pool(ctx, hidden, head.pooling, mask),
                                            m.width, "dense"))
     if head.kind == "pooler":
         return {"last_hidden_state": hidden, "pooler_output": pooled}
@@ -51,22 +51,23 @@ def pool(ctx, hidden, pooling: str, mask):
         return ctx.op("reduce_mean", hidden, axes=(1,), keepdims=False, label="MeanPool")
     total = ctx.op("matmul", ctx.op("unsqueeze", weights, axes=(1,)), hidden)  # (B, 1, D)
     count = ctx.op("unsqueeze", ctx.op("reduce_sum", weights, axes=(1,), keepdims=True), axes=(2,))
+    count = ctx.op("clip", count, low=1.0)  # an empty row (a padded sentence) pools to zeros, not NaN
     width = ctx.type_of(hidden).shape[-1]
     return ctx.op("reshape", ctx.op("div", total, count), shape=(0, width), label=f"{pooling.title()}Pool")
 
 
-def set_pool(ctx, spec, hidden):
+def set_pool(ctx, spec, hidden, mask):
     """PMA_k(Z) = MAB(S, rFF(Z)) with MAB(X, Y) = LN(H + rFF(H)), H = LN(X + MHA(X, Y, Y)) (Lee et
     al. 2019): k learned seeds S attend the row-wise transformed outputs, padding hidden; the last
     block's FFN and norm settings serve as rFF and LN. (B, S, D) -> (B, k, D)."""
-    last = (spec.decoder_blocks or spec.encoder_blocks)[-1]
+    last = spec.stacks()[-1][2][-1]
     m, norm, ffn = spec.model, last.norm, last.ffn
     with ctx.at("pooler"):
         seeds = ctx.op("tile_batch", ctx.param("seeds", (1, spec.head.seeds, m.width), "embedding"), hidden)
         with ctx.at("input"):
             keys = build_ffn(ctx, hidden, ffn, spec)
         with ctx.at("attention"):
-            site = Site(seeds, keys, ctx.inputs.get("attention_mask"), False)
+            site = Site(seeds, keys, mask, False)
             attended = build_multi_head(ctx, MultiHeadOptions(), spec, site)
         h = build_norm(ctx, ctx.op("add", seeds, attended), norm, "attention_norm")
         with ctx.at("output"):

@@ -6,6 +6,7 @@ from ..ir.graph import Graph
 from ..spec.model import Spec
 from .context import Context
 from .heads import build_head
+from .hierarchy import build_hierarchy
 from .stack import build_stack
 
 
@@ -13,14 +14,16 @@ def build_graph(spec: Spec) -> Graph:
     ctx = Context()
     encoder = None
     outputs = {}
-    if spec.encoder is not None:
+    if spec.topology == "hierarchical":
+        hidden, mask, outputs["token_hidden_state"] = build_hierarchy(ctx, spec)
+    elif spec.encoder is not None:
         encoder = build_stack(ctx, spec, "encoder", spec.encoder, spec.encoder_blocks)
-        hidden = encoder[0]
+        hidden, mask = encoder
     if spec.decoder is not None:
-        hidden, _ = build_stack(ctx, spec, "decoder", spec.decoder, spec.decoder_blocks, encoder)
+        hidden, mask = build_stack(ctx, spec, "decoder", spec.decoder, spec.decoder_blocks, encoder)
         if encoder is not None and spec.head.kind == "none":
             outputs["encoder_last_hidden_state"] = encoder[0]
-    ctx.graph.outputs.update(build_head(ctx, spec, hidden))
+    ctx.graph.outputs.update(build_head(ctx, spec, hidden, mask))
     ctx.graph.outputs.update(outputs)
     ctx.graph.metadata.update(name=spec.name, topology=spec.topology)
     return ctx.graph

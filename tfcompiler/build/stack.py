@@ -26,29 +26,88 @@ def segment_memory(ctx, spec, length: int, layer: int, hidden):
     return states, ones
 
 
-def build_stack(ctx, spec, stack_name: str, stack, blocks, encoder=None):
-    """Returns (hidden (B,S,D), padding mask (B,S))."""
+def build_embeddings(ctx, spec, stack_name: str, blocks):
+    """The input layer and the positions of the embeddings: (StackInput, hidden (B, S, D),
+    positions (1, S) or None when no scheme reads them)."""
     with ctx.at(embeddings_scope(spec, stack_name)):
         start = INPUTS.builder(spec.input)(ctx, spec.input, spec, stack_name)
-        scheme = POSITIONS.builder(spec.positional)
-        used = scheme.embed or scheme.attend or any(b.positional is not None for b in blocks)
-        positions = ctx.op("positions", start.ids, axis=1) if used else None
+        positions = stack_positions(spec, blocks, lambda: ctx.op("positions", start.ids, axis=1))
         hidden = start.hidden
-        if scheme.embed is not None:
-            hidden = scheme.embed(ctx, spec.positional, spec, hidden, positions)
+        if POSITIONS.builder(spec.positional).embed is not None:
+            hidden = POSITIONS.builder(spec.positional).embed(ctx, spec.positional, spec, hidden, positions)
         if spec.embedding.norm:
             hidden = build_norm(ctx, hidden, Norm(kind=spec.embedding.norm, epsilon=spec.embedding.norm_epsilon), "norm")
-    causal = stack_name == "decoder"
-    state = {"stack": stack_name}
+    return start, hidden, positions
+
+
+def stack_positions(spec, blocks, make):
+    """`make()` when the model's scheme or a block's own scheme reads positions, else None."""
+    scheme = POSITIONS.builder(spec.positional)
+    used = scheme.embed or scheme.attend or any(b.positional is not None for b in blocks)
+    return make() if used else None
+
+
+def build_layer(ctx, spec, stack_name: str, stack, layer: int, hidden, mask, positions, state: dict, encoder=None,
+                **pooling):
+    """Block `layer` of a stack (with its segment memory when the stack has one); `pooling`: the
+    block's unpooled / levels arguments in a length-changing stack."""
+    block = getattr(spec, f"{stack_name}_blocks")[layer]
+    with ctx.at(stack_name, "layers", layer):
+        memory = segment_memory(ctx, spec, stack.memory, layer, hidden) if stack.memory else None
+        return build_block(ctx, block, spec, hidden, mask, stack_name == "decoder", positions, state, encoder, memory,
+                           **pooling)
+
+
+def build_final_norm(ctx, stack_name: str, stack, blocks, hidden):
+    """The norm after the last block: by default where blocks are pre-norm."""
+    final_norm = stack.final_norm
+    if final_norm is None:
+        final_norm = bool(blocks) and blocks[-1].placement == "pre"
+    if not final_norm:
+        return hidden
     with ctx.at(stack_name):
-        for i, block in enumerate(blocks):
-            with ctx.at("layers", i):
-                memory = segment_memory(ctx, spec, stack.memory, i, hidden) if stack.memory else None
-                hidden = build_block(ctx, block, spec, hidden, start.mask, causal, positions, state, encoder, memory)
-        final_norm = stack.final_norm
-        if final_norm is None:
-            final_norm = bool(blocks) and blocks[-1].placement == "pre"
-        if final_norm:
-            norm = blocks[-1].norm if blocks else Norm()
-            hidden = build_norm(ctx, hidden, norm, "final_norm")
-    return hidden, start.mask
+        return build_norm(ctx, hidden, blocks[-1].norm if blocks else Norm(), "final_norm")
+
+
+def build_stack(ctx, spec, stack_name: str, stack, blocks, encoder=None):
+    """Returns (hidden (B,S,D), padding mask (B,S))."""
+    start, hidden, positions = build_embeddings(ctx, spec, stack_name, blocks)
+    state = {"stack": stack_name, "resample": stack.resample}
+    if stack.resample is not None:
+        hidden, mask = resampled_layers(ctx, spec, stack_name, stack, hidden, start.mask, positions, state)
+    else:
+        mask = start.mask
+        for i in range(len(blocks)):
+            hidden = build_layer(ctx, spec, stack_name, stack, i, hidden, mask, positions, state, encoder)
+    return build_final_norm(ctx, stack_name, stack, blocks, hidden), mask
+
+
+def resampled_layers(ctx, spec, stack_name: str, stack, hidden, mask, positions, state):
+    """Funnel Transformer (Dai et al. 2020): at each `shorten_at` layer the queries are the input
+    mean-pooled by the stride (keys and values: the input itself) and the padding mask is pooled by
+    its minimum; at `upsample_at` the short states are repeated back to full length and the states
+    from before the first pooling are added. Returns (hidden, its mask)."""
+    resample = stack.resample
+    windows = dict(stride=resample.stride, separate_cls=resample.separate_cls, truncate=resample.truncate)
+    level, full = 0, None
+    for i in range(stack.layers):
+        pooling = {"levels": (level, level)}
+        if i in resample.shorten_at:
+            with ctx.at(stack_name, "layers", i):
+                full = full or (hidden, mask, positions)
+                pooled = ctx.op("shorten", hidden, mode="mean", label="PoolQueries", **windows)
+                pooled_mask = ctx.op("shorten", mask, mode="min", label="PoolMask", **windows) if mask is not None else None
+                pooled_positions = ctx.op("positions", pooled, axis=1) if positions is not None else None
+            pooling = {"unpooled": hidden, "levels": (level + 1, level)}
+            hidden = build_layer(ctx, spec, stack_name, stack, i, pooled, mask, pooled_positions, state, **pooling)
+            mask, positions, level = pooled_mask, pooled_positions, level + 1
+            continue
+        if i == resample.upsample_at:
+            with ctx.at(stack_name, "layers", i):
+                upsampled = ctx.op("upsample", hidden, full[0], stride=resample.stride ** level,
+                                   separate_cls=resample.separate_cls, label="Upsample")
+                hidden = ctx.op("add", upsampled, full[0], label="FirstBlockResidual")
+            mask, positions, level = full[1], full[2], 0
+            pooling = {"levels": (0, 0)}
+        hidden = build_layer(ctx, spec, stack_name, stack, i, hidden, mask, positions, state, **pooling)
+    return hidden, mask

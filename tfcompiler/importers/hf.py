@@ -322,10 +322,58 @@ def _longformer(config: dict, w: Checkpoint) -> tuple[dict, dict]:
     return spec, weights
 
 
+def _funnel(config: dict, w: Checkpoint) -> tuple[dict, dict]:
+    """FunnelModel (with its upsampling decoder) or FunnelBaseModel (the pooled encoder alone)."""
+    for flag, wanted in (("attention_type", "relative_shift"), ("pooling_type", "mean"), ("pool_q_only", True)):
+        if config.get(flag, wanted) != wanted:
+            raise TfcError(f"Funnel with {flag}={config[flag]!r} is not supported yet")
+    sizes = config["block_sizes"]
+    if any(repeat != 1 for repeat in config.get("block_repeats") or [1] * len(sizes)):
+        raise TfcError(f"Funnel with block_repeats={config['block_repeats']} is not supported yet")
+    eps, heads, head_width = config["layer_norm_eps"], config["n_head"], config["d_head"]
+    decoder = config.get("num_decoder_layers", 0) if w.has("decoder.layers.0.attention.q_head.weight") else 0
+    starts = [sum(sizes[:k]) for k in range(1, len(sizes))]
+    resample = {"shorten_at": starts, "stride": 2, "separate_cls": config.get("separate_cls", True),
+                "truncate": config.get("truncate_seq", True)}
+    if decoder:
+        resample["upsample_at"] = sum(sizes)
+    spec = {
+        "model": {"width": config["d_model"], "heads": heads, "head_width": head_width, "ffn_width": config["d_inner"],
+                  "vocab_size": config["vocab_size"], "max_length": 512},
+        "positional": {"kind": "funnel"},
+        "embedding": {"norm": "layer_norm", "norm_epsilon": eps},
+        "block": {"placement": "post", "norm": {"kind": "layer_norm", "epsilon": eps},
+                  "ffn": {"activation": _activation(config["hidden_act"])}},
+        "encoder": {"layers": sum(sizes) + decoder, "final_norm": False, "resample": resample}}
+    weights = {"embeddings.tokens.weight": w("embeddings.word_embeddings.weight"),
+               **_norm_weights(w, "embeddings.norm", "embeddings.layer_norm")}
+    theirs = [f"encoder.blocks.{b}.{i}" for b, size in enumerate(sizes) for i in range(size)]
+    theirs += [f"decoder.layers.{i}" for i in range(decoder)]
+    for i, source in enumerate(theirs):
+        ours = f"encoder.layers.{i}"
+        weights[f"{ours}.attention.query.weight"] = w(f"{source}.attention.q_head.weight").T
+        weights[f"{ours}.attention.query.bias"] = np.zeros(heads * head_width, np.float32)  # Funnel's q_head has none
+        for name in ("key", "value"):
+            weights.update(_linear_weights(w, f"{ours}.attention.{name}", f"{source}.attention.{name[0]}_head", True))
+        relative = f"{ours}.attention.relative"
+        for target, bias in (("content_bias", "r_w_bias"), ("position_bias", "r_r_bias"), ("segment_bias", "r_s_bias")):
+            weights[f"{relative}.{target}"] = w(f"{source}.attention.{bias}")[:, None, :]
+        weights[f"{relative}.segment_embedding"] = w(f"{source}.attention.seg_embed")
+        kernel = w(f"{source}.attention.r_kernel")
+        weights[f"{relative}.position.weight"] = kernel.reshape(kernel.shape[0], -1)
+        weights.update(_linear_weights(w, f"{ours}.attention.output", f"{source}.attention.post_proj", True))
+        weights.update(_norm_weights(w, f"{ours}.attention_norm", f"{source}.attention.layer_norm"))
+        weights.update(_linear_weights(w, f"{ours}.ffn.up", f"{source}.ffn.linear_1", True))
+        weights.update(_linear_weights(w, f"{ours}.ffn.down", f"{source}.ffn.linear_2", True))
+        weights.update(_norm_weights(w, f"{ours}.ffn_norm", f"{source}.ffn.layer_norm"))
+    return spec, weights
+
+
 IMPORTERS: dict[str, tuple[str, Callable]] = {"bert": ("encoder", _bert), "gpt2": ("decoder", _gpt2),
                                                "llama": ("decoder", _llama), "t5": ("encoder-decoder", _t5),
                                                "deberta-v2": ("encoder", _deberta_v2),
-                                               "longformer": ("encoder", _longformer)}
+                                               "longformer": ("encoder", _longformer),
+                                               "funnel": ("encoder", _funnel)}
 
 
 def import_hf(model_dir: str | Path, out_dir: str | Path) -> tuple[Path, Path]:

@@ -274,6 +274,17 @@ def _tile_batch(e, attrs, inputs, types, label):
     return [e.node1("Expand", x, shape, label=label or "TileBatch")]
 
 
+def _merge_outer(e, attrs, inputs, types, label):
+    shape = e.node1("Concat", e.const([-1]), e.node1("Shape", inputs[0], start=2), axis=0)
+    return [e.node1("Reshape", inputs[0], shape, label=label or "MergeOuter")]
+
+
+def _split_outer(e, attrs, inputs, types, label):
+    x, like = inputs
+    shape = e.node1("Concat", e.node1("Shape", like, start=0, end=2), e.node1("Shape", x, start=1), axis=0)
+    return [e.node1("Reshape", x, shape, label=label or "SplitOuter")]
+
+
 def _take_relative(e, attrs, inputs, types, label):
     """GatherElements along the last axis, the (S, T) index expanded over x's leading axes."""
     x, index = inputs
@@ -290,6 +301,7 @@ from .attention import (emit_attention, emit_causal_mask, emit_compressed_causal
                         emit_prob_sparse_attention, emit_scores)
 from .recurrent import local_recurrent, recurrent  # noqa: E402
 from .star import star_attention  # noqa: E402
+from .resample import shorten, spaced_distance_index, spaced_distances, upsample  # noqa: E402
 
 EMITTERS = {"silu": _silu, "gelu": _gelu, "cast": _cast, "transpose": _transpose, "reshape": _reshape,
             "gather": _gather, "concat": _concat, "unsqueeze": _unsqueeze, "positions": _positions,
@@ -306,6 +318,8 @@ EMITTERS = {"silu": _silu, "gelu": _gelu, "cast": _cast, "transpose": _transpose
             "lsh_attention": lsh_attention, "routing_attention": routing_attention,
             "clustered_attention": clustered_attention,
             "compress": _compress, "tile_batch": _tile_batch,
+            "merge_outer": _merge_outer, "split_outer": _split_outer, "shorten": shorten, "upsample": upsample,
+            "spaced_distances": spaced_distances, "spaced_distance_index": spaced_distance_index,
             "prob_sparse_attention": emit_prob_sparse_attention, "linear_attention": emit_linear_attention,
             "reduce_max": _reduction("ReduceMax"), "reduce_sum": _reduction("ReduceSum"),
             "reduce_mean": _reduction("ReduceMean"), "segment_means": _segment_means,

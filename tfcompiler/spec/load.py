@@ -9,7 +9,7 @@ from pathlib import Path
 import yaml
 
 from ..errors import Problem, SpecError
-from .model import Block, Spec
+from .model import STACKS, Block, Spec
 from .schema import Reader
 
 
@@ -39,8 +39,7 @@ def parse_spec(text: str, file: str = "<spec>") -> Spec:
     spec = reader.section(Spec, root, "")
     if spec is not None:
         blocks = {name: _layer_blocks(reader, spec, name, stack) for name, stack, _ in spec.stacks()}
-        spec = dataclasses.replace(spec, encoder_blocks=blocks.get("encoder", ()),
-                                   decoder_blocks=blocks.get("decoder", ()), source=file,
+        spec = dataclasses.replace(spec, **{f"{name}_blocks": blocks.get(name, ()) for name in STACKS}, source=file,
                                    sha256=hashlib.sha256(text.encode()).hexdigest())
         if not reader.problems:
             _check_rules(reader, spec, root)
@@ -108,15 +107,26 @@ def _check_rules(reader: Reader, spec: Spec, root: yaml.Node) -> None:
         reader.problem(at("model.kv_heads"), "model.kv_heads",
                        f"{m.heads} heads are not divisible by {m.kv} key/value heads")
     wanted = {"encoder": ("encoder",), "decoder": ("decoder",),
-              "encoder-decoder": ("encoder", "decoder")}[spec.topology]
-    for stack in ("encoder", "decoder"):
+              "encoder-decoder": ("encoder", "decoder"), "hierarchical": ("encoder", "document")}[spec.topology]
+    for stack in STACKS:
         present = getattr(spec, stack) is not None
         if present != (stack in wanted):
             reader.problem(at(stack) if present else at("topology"), stack,
-                           f"topology '{spec.topology}' {'has no' if present else 'needs an'} "
+                           f"topology '{spec.topology}' {'has no' if present else 'needs a' + 'n' * (stack[0] in 'aeiou')} "
                            f"`{stack}` section")
-    if spec.head.kind in ("pooler", "classifier") and spec.topology != "encoder":
-        reader.problem(at("head.kind"), "head.kind", f"'{spec.head.kind}' needs topology 'encoder'")
+    if spec.head.kind in ("pooler", "classifier") and not spec.bidirectional:
+        reader.problem(at("head.kind"), "head.kind", f"'{spec.head.kind}' needs topology 'encoder' or 'hierarchical'")
+    if spec.head.kind == "lm" and spec.topology == "hierarchical":
+        reader.problem(at("head.kind"), "head.kind", "a hierarchical model outputs sentence vectors, not tokens: "
+                       "use none, pooler, classifier or set_pool")
+    for name, stack, _ in spec.stacks():
+        for problem in resample_problems(stack, name, spec):
+            reader.problem(at(f"{name}.resample"), f"{name}.resample", problem)
+    document = spec.document
+    if document is not None and document.interleaved and document.layers != spec.encoder.layers:
+        reader.problem(at("document.layers"), "document.layers",
+                       f"an interleaved document stack runs beside the encoder layer by layer: it needs "
+                       f"{spec.encoder.layers} layers, got {document.layers}")
     for name, stack, blocks in spec.stacks():
         if stack.memory and (name != "decoder" or spec.topology != "decoder"):
             reader.problem(at(f"{name}.memory"), f"{name}.memory", "segment memory needs topology 'decoder'")
@@ -153,6 +163,22 @@ def _check_rules(reader: Reader, spec: Spec, root: yaml.Node) -> None:
     for path, options in kinds.items():
         for problem in getattr(options, "problems", lambda _: ())(spec):
             reader.problem(at(path.split(".")[0]), path, problem)
+
+
+def resample_problems(stack, name: str, spec):
+    resample = stack.resample
+    if resample is None:
+        return
+    if name != "encoder" or spec.topology != "encoder":
+        yield "pooling and upsampling need topology 'encoder'"
+    points = sorted(resample.shorten_at)
+    if not points or points != sorted(set(points)) or not 0 < points[0] or points[-1] >= stack.layers:
+        yield f"shorten_at needs distinct layers in 1..{stack.layers - 1}, got {resample.shorten_at}"
+    elif resample.upsample_at is not None and not points[-1] < resample.upsample_at < stack.layers:
+        yield f"upsample_at must come after the last pooling ({points[-1]}) and before {stack.layers}, " \
+              f"got {resample.upsample_at}"
+    if resample.truncate and not resample.separate_cls:
+        yield "truncate drops the token after [CLS]'s window: it needs separate_cls"
 
 
 def _locator(root: yaml.Node):

@@ -13,6 +13,7 @@ from .schema import option
 
 ACTIVATIONS = ("relu", "gelu", "gelu_tanh", "silu", "swiglu", "geglu", "geglu_tanh")
 NORMS = ("layer_norm", "rms_norm")
+STACKS = ("encoder", "document", "decoder")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -90,6 +91,24 @@ class Override:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Resample:
+    """A stack whose length changes: Funnel Transformer's query pooling and its upsampling decoder."""
+
+    shorten_at: list[int] = option(doc="Layers that pool: their queries (and residual) are the input "
+                                   "mean-pooled by `stride`, their keys and values the full input, and "
+                                   "the layers after them run on the shorter sequence.")
+    upsample_at: int | None = option(None, doc="The layer whose input returns to full length: every "
+                                     "state repeated for the tokens it pooled, plus the full-length "
+                                     "states from before the first pooling (Funnel's decoder). Absent: "
+                                     "the stack's output stays short.", minimum=0)
+    stride: int = option(2, doc="Tokens per pooling window.", minimum=2)
+    separate_cls: bool = option(False, doc="The first token ([CLS]) is never pooled with others "
+                                "(Funnel's separate_cls).")
+    truncate: bool = option(False, doc="With separate_cls: the last token is dropped before pooling, "
+                            "so each pooling halves the length exactly (Funnel's truncate_seq).")
+
+
+@dataclass(frozen=True, kw_only=True)
 class Stack:
     """A stack of blocks (the encoder or the decoder)."""
 
@@ -101,10 +120,27 @@ class Stack:
                          "`past_memories.N` (batch, past_memory_length, width) and returned updated as "
                          "`present_memories.N`. Decoders, with a relative positional scheme or none.",
                          minimum=0)
+    resample: Resample | None = option(None, doc="Pool the sequence shorter at some layers and bring it "
+                                       "back to full length at one (Funnel Transformer). Encoders.")
     # `block` and `overrides` stay YAML here; the loader merges them into one Block per layer.
     block: Any = option(None, doc="Block settings for this stack, over the top-level `block`.",
                         partial_of=Block)
     overrides: list[Override] = option([], doc="Per-layer settings, later entries win.")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Document(Stack):
+    """The document stack of a hierarchical model: one position per sentence, over the sentence
+    vectors the encoder's tokens pool into (HIBERT, Hi-Transformer)."""
+
+    pooling: str = option("first", doc="How a sentence's tokens become its vector: the first token, the "
+                          "mean of its real tokens, its last real token (HIBERT's EOS), or attention "
+                          "pooling (a learned query attends the tokens).",
+                          choices=("first", "mean", "last", "attention"))
+    interleaved: bool = option(False, doc="Hi-Transformer: encoder layer i, then document layer i over "
+                               "the pooled sentences, whose outputs are added to every token of their "
+                               "sentence before encoder layer i+1 (both stacks have the same number of "
+                               "layers). false: HIBERT, the whole encoder first, then the document stack.")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -154,8 +190,10 @@ class Spec:
 
     tfc: int = option(doc="Spec language version; this is version 1.", choices=(1,))
     name: str = option(doc="Model name, recorded in the ONNX metadata.")
-    topology: str = option(doc="encoder (bidirectional), decoder (causal) or encoder-decoder "
-                           "(cross-attention).", choices=("encoder", "decoder", "encoder-decoder"))
+    topology: str = option(doc="encoder (bidirectional), decoder (causal), encoder-decoder "
+                           "(cross-attention) or hierarchical (documents: the encoder reads each sentence, "
+                           "the document stack reads the sentence vectors).",
+                           choices=("encoder", "decoder", "encoder-decoder", "hierarchical"))
     model: Dims = option(doc="Model sizes.")
     input: Any = option(None, doc="The input layer.", registry=INPUTS)
     positional: Any = option(None, doc="Positional scheme.", registry=POSITIONS)
@@ -163,19 +201,22 @@ class Spec:
     block: Any = option(None, doc="Default block settings for every stack.", partial_of=Block)
     encoder: Stack | None = option(None, doc="The encoder stack (encoder and encoder-decoder).")
     decoder: Stack | None = option(None, doc="The decoder stack (decoder and encoder-decoder).")
+    document: Document | None = option(None, doc="The document stack (hierarchical).")
     head: Head = option(Head(), doc="Output head.")
     init: Init = option(Init(), doc="Initialisation for --seed.")
     # Filled by the loader: the resolved blocks of each stack, one per layer.
     encoder_blocks: tuple = field(default=(), compare=False, repr=False)
     decoder_blocks: tuple = field(default=(), compare=False, repr=False)
+    document_blocks: tuple = field(default=(), compare=False, repr=False)
     source: str = field(default="", compare=False, repr=False)
     sha256: str = field(default="", compare=False, repr=False)
 
     def stacks(self):
-        """(name, Stack, blocks) for each stack present, encoder first."""
-        out = []
-        if self.encoder is not None:
-            out.append(("encoder", self.encoder, self.encoder_blocks))
-        if self.decoder is not None:
-            out.append(("decoder", self.decoder, self.decoder_blocks))
-        return out
+        """(name, Stack, blocks) for each stack present, in the order they run."""
+        return [(name, getattr(self, name), getattr(self, f"{name}_blocks")) for name in STACKS
+                if getattr(self, name) is not None]
+
+    @property
+    def bidirectional(self) -> bool:
+        """Every stack sees the whole input (no causal stack)."""
+        return self.topology in ("encoder", "hierarchical")

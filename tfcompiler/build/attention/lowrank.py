@@ -8,8 +8,8 @@ from .linearised import no_score_positions
 
 def bidirectional_only(kind: str, spec):
     """problems(): the sequence-axis projections mix future tokens into every key."""
-    if spec.topology != "encoder":
-        yield f"{kind} attention is bidirectional: it needs topology 'encoder', got '{spec.topology}'"
+    if not spec.bidirectional:
+        yield f"{kind} attention is bidirectional: it needs topology 'encoder' or 'hierarchical', got '{spec.topology}'"
     yield from no_score_positions(kind, spec)
 
 

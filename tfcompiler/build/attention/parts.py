@@ -32,6 +32,7 @@ class Site:
     state: dict = field(default_factory=dict)
     key_positions: Any = None  # (1, T) when the keys are not the queries' own tokens (a memory)
     recurrent: bool = False  # keys are earlier segments' states followed by x itself (Transformer-XL)
+    levels: tuple[int, int] = (0, 0)  # poolings between the tokens and the queries, and the keys (Funnel)
 
     @property
     def is_self(self) -> bool:

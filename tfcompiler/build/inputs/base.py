@@ -4,19 +4,30 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ...ir.graph import Value
-from ...ir.types import DECODER_SEQUENCE, SEQUENCE
+from ...ir.types import BATCH, DECODER_SEQUENCE, SEQUENCE
+
+SENTENCES, SENTENCE_LENGTH = "sentences", "sentence_length"
 
 
 @dataclass(frozen=True)
 class InputNames:
-    prefix: str          # "" or "decoder_" (HF names the decoder's inputs decoder_input_ids, ...)
-    sequence_axis: str   # the symbolic length of this stack's sequence
+    prefix: str               # "" or "decoder_" (HF names the decoder's inputs decoder_input_ids, ...)
+    axes: tuple[str, ...]     # the symbolic axes after the batch: (sequence,) or (sentences, sentence length)
+
+    @property
+    def shape(self) -> tuple[str, ...]:
+        return (BATCH,) + self.axes
+
+    @property
+    def documents(self) -> bool:
+        """The input is documents (B, sentences, sentence_length), read one sentence at a time."""
+        return len(self.axes) == 2
 
 
 @dataclass(frozen=True)
 class StackInput:
     """The first hidden states (B, S, D), the padding mask (B, S) and the value positions are
-    counted along (the ids)."""
+    counted along (the ids). Documents come folded: B·sentences rows of one sentence each."""
 
     hidden: Value
     mask: Value | None
@@ -25,5 +36,7 @@ class StackInput:
     @staticmethod
     def input_names(spec, stack_name: str) -> InputNames:
         if spec.topology == "encoder-decoder" and stack_name == "decoder":
-            return InputNames("decoder_", DECODER_SEQUENCE)
-        return InputNames("", SEQUENCE)
+            return InputNames("decoder_", (DECODER_SEQUENCE,))
+        if spec.topology == "hierarchical":
+            return InputNames("", (SENTENCES, SENTENCE_LENGTH))
+        return InputNames("", (SEQUENCE,))

@@ -1,13 +1,14 @@
 """Input layer `tokens`: token ids (and optional segment ids) looked up in embedding tables.
 
 Graph inputs follow Hugging Face names: ``input_ids``, ``attention_mask``, ``token_type_ids``; the
-decoder of an encoder-decoder reads ``decoder_input_ids`` and ``decoder_attention_mask``.
+decoder of an encoder-decoder reads ``decoder_input_ids`` and ``decoder_attention_mask``. A
+hierarchical model reads documents, ids (batch, sentences, sentence_length), folded to one sentence
+per row before the lookup.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ...ir.types import BATCH
 from ...spec.kinds import INPUTS
 from ...spec.schema import option
 from .base import StackInput
@@ -23,11 +24,14 @@ class TokenOptions:
 
 def build_tokens(ctx, options: TokenOptions, spec, stack_name: str) -> StackInput:
     names = StackInput.input_names(spec, stack_name)
-    length = names.sequence_axis
     d = spec.model.width
-    ids = ctx.input(names.prefix + "input_ids", "int64", (BATCH, length), role="token_ids",
-                    range=spec.model.vocab_size)
-    mask = ctx.input(names.prefix + "attention_mask", "int64", (BATCH, length), role="padding_mask")
+
+    def read(name, role, **attrs):
+        value = ctx.input(names.prefix + name, "int64", names.shape, role=role, **attrs)
+        return ctx.op("merge_outer", value, label="OneSentencePerRow") if names.documents else value
+
+    ids = read("input_ids", "token_ids", range=spec.model.vocab_size)
+    mask = read("attention_mask", "padding_mask")
     shared = spec.topology != "encoder-decoder" or spec.embedding.shared
     table = ctx.param("tokens.weight", (spec.model.vocab_size, d), "embedding",
                       full_name="embeddings.tokens.weight" if shared else None)
@@ -37,8 +41,7 @@ def build_tokens(ctx, options: TokenOptions, spec, stack_name: str) -> StackInpu
         factor = d ** 0.5 if scale is True else float(scale)
         hidden = ctx.op("mul", hidden, ctx.constant(factor), label="EmbeddingScale")
     if options.token_types:
-        types = ctx.input(names.prefix + "token_type_ids", "int64", (BATCH, length),
-                          role="token_type_ids", range=options.token_types)
+        types = read("token_type_ids", "token_type_ids", range=options.token_types)
         table = ctx.param("token_types.weight", (options.token_types, d), "embedding")
         hidden = ctx.op("add", hidden, ctx.op("gather", table, types, label="TokenTypeEmbedding"))
     return StackInput(hidden=hidden, mask=mask, ids=ids)

@@ -1,2 +1,2 @@
 """Positional schemes (the `positional` registry), one file per family."""
-from . import absolute, alibi, conditional, deberta, local_rnn, music, rotary, shaw, t5, transformer_xl  # noqa: F401
+from . import absolute, alibi, conditional, deberta, funnel, local_rnn, music, rotary, shaw, t5, transformer_xl  # noqa: F401

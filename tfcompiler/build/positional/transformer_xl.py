@@ -32,9 +32,12 @@ class TransformerXLOptions:
             yield f"transformer_xl positions need an even width, got {spec.model.width}"
 
 
-def relative_sinusoids(ctx, parts, width: int, base: float):
-    """[sin | cos](d · base^(-2i/width)) for every distance d in distance_range, (S+T-1, width)."""
-    distances = ctx.op("cast", ctx.op("distance_range", parts.query, parts.key), dtype="float32")
+def relative_sinusoids(ctx, parts, width: int, base: float, distances=None):
+    """[sin | cos](d · base^(-2i/width)) for every distance d in `distances` (default:
+    distance_range, S+T-1 of them), (R, width)."""
+    if distances is None:
+        distances = ctx.op("distance_range", parts.query, parts.key)
+    distances = ctx.op("cast", distances, dtype="float32")
     inv_freq = ctx.constant(base ** (-np.arange(0, width, 2) / width))
     angles = ctx.op("mul", ctx.op("unsqueeze", distances, axes=(1,)), inv_freq)
     return ctx.op("concat", ctx.op("sin", angles), ctx.op("cos", angles), axis=-1, label="R")

@@ -1,4 +1,5 @@
-"""Layout and indexing ops: matmul, einsum, transpose, reshape, gather, concat, unsqueeze, positions."""
+"""Layout and indexing ops: matmul, einsum, transpose, reshape, gather, concat, unsqueeze, positions,
+and the fold of a document's sentences into the batch (merge_outer / split_outer)."""
 from __future__ import annotations
 
 import numpy as np
@@ -88,6 +89,11 @@ def _unsqueeze_infer(attrs, types):
     return [types[0].with_shape(shape)]
 
 
+def _product(a, b):
+    """A folded dim: a number when both are known, else a derived symbol (`batch_size*sentences`)."""
+    return a * b if isinstance(a, int) and isinstance(b, int) else f"{a}*{b}"
+
+
 def _positions_infer(attrs, types):
     return [TensorType("int64", (1, types[0].shape[attrs.get("axis", 1)]))]
 
@@ -112,6 +118,12 @@ register("unsqueeze", (1, 1), _unsqueeze_infer,
 # tile_batch(x (1, ...), like (B, ...)) -> (B, ...): x repeated over like's batch
 register("tile_batch", (2, 2), lambda attrs, t: [t[0].with_shape(t[1].shape[:1] + t[0].shape[1:])],
          lambda attrs, x, like: [np.broadcast_to(x, like.shape[:1] + x.shape[1:]).copy()])
+# merge_outer(x (A, B, ...)) -> (A*B, ...): documents' sentences folded into the batch
+register("merge_outer", (1, 1), lambda attrs, t: [t[0].with_shape((_product(*t[0].shape[:2]),) + t[0].shape[2:])],
+         lambda attrs, x: [x.reshape((-1,) + x.shape[2:])])
+# split_outer(x (A*B, ...), like (A, B, ...)) -> (A, B, ...): the fold undone
+register("split_outer", (2, 2), lambda attrs, t: [t[0].with_shape(t[1].shape[:2] + t[0].shape[1:])],
+         lambda attrs, x, like: [x.reshape(like.shape[:2] + x.shape[1:])])
 # positions(x): the int64 positions [offset, offset + len) of x along `axis`, shaped (1, len).
 register("positions", (1, 1), _positions_infer, _positions_eval)
 # keep_last(x) attrs axis, count: the last `count` entries along axis (all of them when there are fewer)

@@ -1,0 +1,71 @@
+"""Length-changing stacks (`encoder.resample`, the Funnel Transformer): pooled queries, pooled masks,
+relative positions in tokens at every level, the segment term and the upsampling decoder, compiled
+and run on onnxruntime against the NumPy reference (tests/reference.py) at even and odd lengths,
+with padding; with and without [CLS] kept apart, with another positional scheme, pre-norm."""
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+from safetensors.numpy import save_file
+
+from reference import Reference
+from test_components import TOLERANCE, random_weights
+from tfcompiler import compile_spec, parse_spec
+from tfcompiler.errors import SpecError
+
+SPEC = """
+tfc: 1
+name: funnel
+topology: encoder
+model: {{width: 32, heads: 4, ffn_width: 48, vocab_size: 61, max_length: 40}}
+positional: {positional}
+embedding: {{norm: layer_norm}}
+block: {{placement: {placement}}}
+encoder: {{layers: {layers}, resample: {resample}}}
+head: {{kind: {head}}}
+"""
+CASES = {
+    "funnel_decoder": dict(positional="funnel", placement="post", layers=7, head="none",
+                           resample="{shorten_at: [2, 3], upsample_at: 5, separate_cls: true, truncate: true}"),
+    "funnel_base_no_cls": dict(positional="{kind: funnel, segments: false}", placement="post", layers=4,
+                               head="none", resample="{shorten_at: [1, 3], stride: 3}"),
+    "cls_kept_untruncated_classifier": dict(positional="funnel", placement="post", layers=3, head="classifier",
+                                            resample="{shorten_at: [1], separate_cls: true}"),
+    "pre_norm_learned_positions": dict(positional="learned", placement="pre", layers=5, head="none",
+                                       resample="{shorten_at: [1, 2], upsample_at: 4}"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_resampled_stack_matches_the_reference(case, tmp_path):
+    spec = parse_spec(SPEC.format(**CASES[case]), f"{case}.yaml")
+    weights = random_weights(spec)
+    save_file(weights, str(tmp_path / "w.safetensors"))
+    session = ort.InferenceSession(compile_spec(spec, weights=str(tmp_path / "w.safetensors")).model.serialize())
+    names = [i.name for i in session.get_inputs()]
+    rng = np.random.default_rng(3)
+    for batch, length, pad in [(1, 8, 0), (3, 13, 4), (2, 6, 1)]:
+        feeds = {"input_ids": rng.integers(0, 61, (batch, length)), "attention_mask": np.ones((batch, length), np.int64)}
+        feeds["attention_mask"][0, length - pad:] = 0
+        if "token_type_ids" in names:
+            feeds["token_type_ids"] = np.concatenate(
+                [np.full((batch, 1), 2), np.sort(rng.integers(0, 2, (batch, length - 1)))], axis=1)
+        got = dict(zip([o.name for o in session.get_outputs()], session.run(None, feeds)))
+        want = Reference(spec, weights)(feeds)
+        for name in want:
+            assert got[name].shape == want[name].shape, (name, length)
+            scale = max(1.0, float(np.abs(want[name]).max()))
+            assert float(np.abs(got[name] - want[name]).max()) <= TOLERANCE * scale, (name, length)
+
+
+@pytest.mark.parametrize("resample, message", [
+    ("{shorten_at: [0]}", "distinct layers in 1..4"),
+    ("{shorten_at: [2], upsample_at: 1}", "must come after the last pooling"),
+    ("{shorten_at: [2], truncate: true}", "needs separate_cls"),
+    ("{shorten_at: [2], strid: 3}", "did you mean 'stride'"),
+])
+def test_resample_rules(resample, message):
+    text = SPEC.format(**dict(CASES["pre_norm_learned_positions"], resample=resample))
+    with pytest.raises(SpecError, match=message):
+        parse_spec(text, "bad.yaml")

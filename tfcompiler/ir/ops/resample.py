@@ -1,0 +1,86 @@
+"""Ops of stacks whose length changes (Funnel Transformer, Dai et al. 2020):
+
+shorten(x (B, S, ...)) attrs stride, mode, separate_cls, truncate -> (B, S', ...): windows of
+  `stride` entries along axis 1 reduced by `mode`: mean (hidden states), min (padding masks: a
+  window is real only if all of it is) or first (token types). With separate_cls the windows run over
+  [x0, x0, x1, ...], so the first entry ([CLS]) is a window of its own; truncate drops x's last entry
+  from that sequence (S' = ceil(S / stride) either way without separate_cls). A last window shorter
+  than `stride` reduces what it has.
+upsample(x (B, S', D), like (B, S, ...)) attrs stride, separate_cls -> (B, S, D): every entry
+  repeated `stride` times and cut (or zero-filled) to like's length; with separate_cls x0 stays
+  one entry and the rest fill positions 1...
+spaced_distances(q (B, H, S, Dh), k (B, H, T, Dh)) attrs ratio, offset, unit -> int64 (R,): the
+  token distances between queries spaced `ratio` keys apart and keys spaced `unit` tokens apart,
+  query i at (i - offset)·ratio·unit + offset and key j at (j - offset)·unit + offset, one entry per
+  n = i·ratio - j, ascending: unit·(n + offset·(1 - ratio)) for n from 1 - T to (S - 1)·ratio.
+spaced_distance_index(q, k) attrs ratio -> int64 (S, T): where each pair sits in spaced_distances,
+  i·ratio - j + T - 1.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..types import TensorType
+from . import OpTypeError, register
+
+
+def shortened_length(n, stride: int, separate_cls: bool, truncate: bool):
+    """S' for an input of length n (an int or a symbol)."""
+    extra = int(separate_cls and not truncate)  # [CLS] doubled and nothing dropped
+    if isinstance(n, int):
+        return -(-(n + extra) // stride)
+    return f"ceil(({n}{'+1' if separate_cls and not truncate else ''})/{stride})"
+
+
+def _windows(attrs, x):
+    if attrs.get("separate_cls"):
+        x = np.concatenate([x[:, :1], x[:, :-1] if attrs.get("truncate") else x], axis=1)
+    stride = attrs["stride"]
+    return [x[:, i:i + stride] for i in range(0, x.shape[1], stride)]
+
+
+def _shorten(attrs, x):
+    reduce = {"mean": lambda w: w.mean(axis=1), "min": lambda w: w.min(axis=1), "first": lambda w: w[:, 0]}
+    out = [reduce[attrs["mode"]](w) for w in _windows(attrs, x)]
+    return [np.stack(out, axis=1).astype(x.dtype)]
+
+
+def _shorten_infer(attrs, types):
+    (x,) = types
+    if x.rank < 2 or attrs["mode"] not in ("mean", "min", "first"):
+        raise OpTypeError(f"shorten takes (B, S, ...) and mode mean|min|first, got {x} and {attrs['mode']}")
+    if attrs["mode"] == "mean" and not x.dtype.startswith("float"):
+        raise OpTypeError(f"shorten by mean needs floats, got {x.dtype}")
+    length = shortened_length(x.shape[1], attrs["stride"], attrs.get("separate_cls", False),
+                              attrs.get("truncate", False))
+    return [x.with_shape((x.shape[0], length) + x.shape[2:])]
+
+
+def _upsample(attrs, x, like):
+    first, rest = (x[:, :1], x[:, 1:]) if attrs.get("separate_cls") else (x[:, :0], x)
+    repeated = np.repeat(rest, attrs["stride"], axis=1)
+    wanted = like.shape[1] - first.shape[1]
+    filled = np.concatenate([repeated, np.zeros_like(repeated[:, :max(0, wanted - repeated.shape[1])])], axis=1)
+    return [np.concatenate([first, filled[:, :wanted]], axis=1)]
+
+
+def _distances(attrs, q, k):
+    s, t, ratio = q.shape[2], k.shape[2], attrs["ratio"]
+    n = np.arange(1 - t, (s - 1) * ratio + 1)
+    return [(attrs["unit"] * (n + attrs["offset"] * (1 - ratio))).astype(np.int64)]
+
+
+def _distances_infer(attrs, types):
+    s, t = types[0].shape[2], types[1].shape[2]
+    ratio = attrs["ratio"]
+    count = (s - 1) * ratio + t if isinstance(s, int) and isinstance(t, int) else f"({s}-1)*{ratio}+{t}"
+    return [TensorType("int64", (count,))]
+
+
+register("shorten", (1, 1), _shorten_infer, _shorten)
+register("upsample", (2, 2), lambda attrs, t: [t[0].with_shape(t[1].shape[:2] + t[0].shape[2:])], _upsample)
+register("spaced_distances", (2, 2), _distances_infer, _distances)
+register("spaced_distance_index", (2, 2),
+         lambda attrs, t: [TensorType("int64", (t[0].shape[2], t[1].shape[2]))],
+         lambda attrs, q, k: [(np.arange(q.shape[2])[:, None] * attrs["ratio"] - np.arange(k.shape[2])[None, :]
+                               + k.shape[2] - 1).astype(np.int64)])
