@@ -850,16 +850,18 @@ class Reference:
         key_bias = None if mask is None else np.where(mask != 0, 0.0, NEG)
         state = {}
         if stack.resample is not None or type(self.spec.positional).KIND == "funnel":
-            return self.funnel(name, stack, blocks, x, mask, token_types, state)
+            return self.resampled(name, stack, blocks, x, mask, token_types, state)
         for i in range(len(blocks)):
             x = self.layer(name, stack, i, x, key_bias, state, encoder)
         return self.final_norm(name, stack, blocks, x), key_bias
 
-    def funnel(self, name, stack, blocks, x, mask, token_types, state):
+    def resampled(self, name, stack, blocks, x, mask, token_types, state):
         """Funnel Transformer (Dai et al. 2020): a pooling layer's queries are the mean of each window
         of its input, its keys the input; a window's mask is real only if all of it is, its position
-        and segment those of its first token; the upsampling layer repeats each state over its window
-        and adds the states from before the first pooling."""
+        and segment those of its first token. Hourglass (Nawrot et al. 2021): the sequence itself is
+        pooled (mean, or the window's states concatenated and projected), in a decoder after shifting
+        it right by stride - 1; a window is real if any of it is. The upsampling layer spreads each
+        state over its window (repeated, or projected) and adds the states from before the first pooling."""
         from tfcompiler.spec.model import Resample
 
         resample = stack.resample or Resample(shorten_at=[])
@@ -867,29 +869,49 @@ class Reference:
         types = np.zeros(x.shape[:2], np.int64) if token_types is None else token_types
         mask = np.ones(x.shape[:2]) if mask is None else mask
         state["funnel"] = {"separate_cls": resample.separate_cls}
-        full = None
+        full, k, level = None, resample.stride, 0
+
+        def pool(a, reduce):
+            return np.stack([reduce(w) for w in self.windows(a, resample)], axis=1)
+
         for i in range(stack.layers):
+            keys = None
             if i in resample.shorten_at:
                 full = full or (x, mask, positions, types)
-                pool = lambda a, reduce: np.stack([reduce(w) for w in self.windows(a, resample)], axis=1)  # noqa: E731
-                keys, key_bias = x, np.where(mask != 0, 0.0, NEG)
-                x = pool(x, lambda w: w.mean(1))
-                mask = pool(mask, lambda w: w.min(1))
+                if name == "decoder":  # window n holds tokens n·k - k + 1 .. n·k
+                    x = np.concatenate([np.zeros_like(x[:, :k - 1]), x[:, :x.shape[1] - k + 1]], axis=1)
+                    mask = np.concatenate([np.zeros_like(mask[:, :k - 1]), mask[:, :mask.shape[1] - k + 1]], axis=1)
+                key_bias = np.where(mask != 0, 0.0, NEG)
+                if resample.pooling == "mean":
+                    pooled = pool(x, lambda w: w.mean(1))
+                else:
+                    padded = np.concatenate([x, np.zeros((x.shape[0], -x.shape[1] % k, x.shape[2]))], axis=1)
+                    pooled = self.linear(padded.reshape(x.shape[0], -1, k * x.shape[2]), f"{name}.layers.{i}.shorten",
+                                         bias=True)
+                if resample.queries_only:
+                    keys = x
+                mask = pool(mask, lambda w: w.min(1) if resample.queries_only else w.max(1))
                 pooled_positions = pool(positions[None], lambda w: w[:, 0])[0]
                 pooled_types = pool(types, lambda w: w[:, 0])
-                state["funnel"].update(queries=(pooled_positions, pooled_types), keys=(positions, types))
-                x = self.layer(name, stack, i, x, key_bias, state, keys=keys)
-                positions, types = pooled_positions, pooled_types
-                continue
+                state["funnel"].update(queries=(pooled_positions, pooled_types),
+                                       keys=(positions, types) if keys is not None else (pooled_positions, pooled_types))
+                x, positions, types, level = pooled, pooled_positions, pooled_types, level + 1
+                if keys is not None:
+                    x = self.layer(name, stack, i, x, key_bias, state, keys=keys)
+                    continue
             if i == resample.upsample_at:  # position n takes the state whose window held token n
-                c, k = int(resample.separate_cls), resample.stride ** len(resample.shorten_at)
-                up = np.zeros_like(full[0])
-                up[:, :c] = x[:, :c]
-                for n in range(c, up.shape[1]):
-                    if c + (n - c) // k < x.shape[1]:
-                        up[:, n] = x[:, c + (n - c) // k]
+                c, factor = int(resample.separate_cls), k ** level
+                if resample.upsampling == "repeat":
+                    up = np.zeros_like(full[0])
+                    up[:, :c] = x[:, :c]
+                    for n in range(c, up.shape[1]):
+                        if c + (n - c) // factor < x.shape[1]:
+                            up[:, n] = x[:, c + (n - c) // factor]
+                else:
+                    spread = self.linear(x, f"{name}.layers.{i}.upsample", bias=True)
+                    up = spread.reshape(x.shape[0], -1, x.shape[2])[:, :full[0].shape[1]]
                 x = up + full[0]
-                mask, positions, types = full[1], full[2], full[3]
+                mask, positions, types, level = full[1], full[2], full[3], 0
             state["funnel"].update(queries=(positions, types), keys=(positions, types))
             x = self.layer(name, stack, i, x, np.where(mask != 0, 0.0, NEG), state)
         return self.final_norm(name, stack, blocks, x), np.where(mask != 0, 0.0, NEG)

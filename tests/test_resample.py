@@ -1,7 +1,10 @@
-"""Length-changing stacks (`encoder.resample`, the Funnel Transformer): pooled queries, pooled masks,
-relative positions in tokens at every level, the segment term and the upsampling decoder, compiled
-and run on onnxruntime against the NumPy reference (tests/reference.py) at even and odd lengths,
-with padding; with and without [CLS] kept apart, with another positional scheme, pre-norm."""
+"""Length-changing stacks (`resample`): the Funnel Transformer (pooled queries, pooled masks,
+relative positions in tokens at every level, the segment term, the upsampling decoder) and the
+Hourglass (the sequence pooled by mean or a linear projection, after a causal shift in decoders,
+upsampled by repeat or a linear projection), compiled and run on onnxruntime against the NumPy
+reference (tests/reference.py) at lengths that are and are not multiples of the stride, with
+padding; Funnel with and without [CLS] kept apart, other positional schemes, pre-norm. An Hourglass
+decoder stays causal."""
 from __future__ import annotations
 
 import numpy as np
@@ -17,15 +20,24 @@ from tfcompiler.errors import SpecError
 SPEC = """
 tfc: 1
 name: funnel
-topology: encoder
+topology: {topology}
 model: {{width: 32, heads: 4, ffn_width: 48, vocab_size: 61, max_length: 40}}
 positional: {positional}
 embedding: {{norm: layer_norm}}
 block: {{placement: {placement}}}
-encoder: {{layers: {layers}, resample: {resample}}}
+{stack}: {{layers: {layers}, resample: {resample}}}
 head: {{kind: {head}}}
 """
 CASES = {
+    "hourglass_decoder_linear": dict(positional="learned", placement="pre", layers=6, head="lm", topology="decoder",
+                                     stack="decoder", resample="{shorten_at: [2], upsample_at: 4, stride: 3, "
+                                     "queries_only: false, pooling: linear, upsampling: linear}"),
+    "hourglass_decoder_two_levels": dict(positional="alibi", placement="pre", layers=5, head="lm",
+                                         topology="decoder", stack="decoder",
+                                         resample="{shorten_at: [1, 2], upsample_at: 4, queries_only: false}"),
+    "hourglass_encoder_mean": dict(positional="sinusoidal", placement="post", layers=4, head="none",
+                                   resample="{shorten_at: [1], upsample_at: 3, stride: 3, queries_only: false, "
+                                   "upsampling: linear}"),
     "funnel_decoder": dict(positional="funnel", placement="post", layers=7, head="none",
                            resample="{shorten_at: [2, 3], upsample_at: 5, separate_cls: true, truncate: true}"),
     "funnel_base_no_cls": dict(positional="{kind: funnel, segments: false}", placement="post", layers=4,
@@ -37,12 +49,21 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("case", sorted(CASES))
-def test_resampled_stack_matches_the_reference(case, tmp_path):
-    spec = parse_spec(SPEC.format(**CASES[case]), f"{case}.yaml")
+def spec_text(case: dict) -> str:
+    return SPEC.format(**{"topology": "encoder", "stack": "encoder", **case})
+
+
+def compiled(case, tmp_path):
+    spec = parse_spec(spec_text(CASES[case]), f"{case}.yaml")
     weights = random_weights(spec)
     save_file(weights, str(tmp_path / "w.safetensors"))
     session = ort.InferenceSession(compile_spec(spec, weights=str(tmp_path / "w.safetensors")).model.serialize())
+    return spec, weights, session
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_resampled_stack_matches_the_reference(case, tmp_path):
+    spec, weights, session = compiled(case, tmp_path)
     names = [i.name for i in session.get_inputs()]
     rng = np.random.default_rng(3)
     for batch, length, pad in [(1, 8, 0), (3, 13, 4), (2, 6, 1)]:
@@ -59,13 +80,29 @@ def test_resampled_stack_matches_the_reference(case, tmp_path):
             assert float(np.abs(got[name] - want[name]).max()) <= TOLERANCE * scale, (name, length)
 
 
+@pytest.mark.parametrize("case", ["hourglass_decoder_linear", "hourglass_decoder_two_levels"])
+def test_hourglass_decoder_is_causal(case, tmp_path):
+    """Changing token t changes no logits before t (the causal shift keeps every window in the past)."""
+    _, _, session = compiled(case, tmp_path)
+    ids = np.random.default_rng(4).integers(0, 61, (1, 14))
+    mask = np.ones_like(ids)
+    before = session.run(None, {"input_ids": ids, "attention_mask": mask})[0]
+    for t in (5, 9, 13):
+        changed = ids.copy()
+        changed[0, t] = (changed[0, t] + 1) % 61
+        after = session.run(None, {"input_ids": changed, "attention_mask": mask})[0]
+        np.testing.assert_allclose(after[:, :t], before[:, :t], atol=1e-6)
+        assert np.abs(after[:, t] - before[:, t]).max() > 1e-4
+
+
 @pytest.mark.parametrize("resample, message", [
     ("{shorten_at: [0]}", "distinct layers in 1..4"),
     ("{shorten_at: [2], upsample_at: 1}", "must come after the last pooling"),
-    ("{shorten_at: [2], truncate: true}", "needs separate_cls"),
+    ("{shorten_at: [2], truncate: true}", "only applies with separate_cls"),
     ("{shorten_at: [2], strid: 3}", "did you mean 'stride'"),
+    ("{shorten_at: [2], separate_cls: true, pooling: linear}", "mean pooling and repeat upsampling only"),
 ])
 def test_resample_rules(resample, message):
-    text = SPEC.format(**dict(CASES["pre_norm_learned_positions"], resample=resample))
+    text = spec_text(dict(CASES["pre_norm_learned_positions"], resample=resample))
     with pytest.raises(SpecError, match=message):
         parse_spec(text, "bad.yaml")

@@ -83,31 +83,59 @@ def build_stack(ctx, spec, stack_name: str, stack, blocks, encoder=None):
 
 
 def resampled_layers(ctx, spec, stack_name: str, stack, hidden, mask, positions, state):
-    """Funnel Transformer (Dai et al. 2020): at each `shorten_at` layer the queries are the input
-    mean-pooled by the stride (keys and values: the input itself) and the padding mask is pooled by
-    its minimum; at `upsample_at` the short states are repeated back to full length and the states
-    from before the first pooling are added. Returns (hidden, its mask)."""
+    """Funnel Transformer (Dai et al. 2020) with `queries_only`: at each `shorten_at` layer the queries
+    are the input pooled by the stride (keys and values: the input itself). Hourglass (Nawrot et al.
+    2021) otherwise: the input is pooled before the layer, in a decoder after a causal shift right by
+    stride - 1. The padding mask is pooled too (Funnel: real where the whole window is; Hourglass:
+    where any of it is). At `upsample_at` the short states are spread back to full length and the
+    states from before the first pooling are added. Returns (hidden, its mask)."""
     resample = stack.resample
     windows = dict(stride=resample.stride, separate_cls=resample.separate_cls, truncate=resample.truncate)
+    causal = stack_name == "decoder"
     level, full = 0, None
     for i in range(stack.layers):
         pooling = {"levels": (level, level)}
         if i in resample.shorten_at:
-            with ctx.at(stack_name, "layers", i):
+            with ctx.at(stack_name, "layers", i, "shorten"):
                 full = full or (hidden, mask, positions)
-                pooled = ctx.op("shorten", hidden, mode="mean", label="PoolQueries", **windows)
-                pooled_mask = ctx.op("shorten", mask, mode="min", label="PoolMask", **windows) if mask is not None else None
+                if causal:
+                    hidden = ctx.op("shift_right", hidden, count=resample.stride - 1, label="CausalShift")
+                    mask = ctx.op("shift_right", mask, count=resample.stride - 1) if mask is not None else None
+                pooled = pool_windows(ctx, spec, hidden, resample, windows)
+                mask_mode = "min" if resample.queries_only else "max"
+                pooled_mask = ctx.op("shorten", mask, mode=mask_mode, label="PoolMask", **windows) \
+                    if mask is not None else None
                 pooled_positions = ctx.op("positions", pooled, axis=1) if positions is not None else None
-            pooling = {"unpooled": hidden, "levels": (level + 1, level)}
-            hidden = build_layer(ctx, spec, stack_name, stack, i, pooled, mask, pooled_positions, state, **pooling)
-            mask, positions, level = pooled_mask, pooled_positions, level + 1
-            continue
+            if resample.queries_only:
+                pooling = {"unpooled": hidden, "levels": (level + 1, level)}
+                hidden = build_layer(ctx, spec, stack_name, stack, i, pooled, mask, pooled_positions, state, **pooling)
+                mask, positions, level = pooled_mask, pooled_positions, level + 1
+                continue
+            hidden, mask, positions, level = pooled, pooled_mask, pooled_positions, level + 1
+            pooling = {"levels": (level, level)}
         if i == resample.upsample_at:
-            with ctx.at(stack_name, "layers", i):
-                upsampled = ctx.op("upsample", hidden, full[0], stride=resample.stride ** level,
-                                   separate_cls=resample.separate_cls, label="Upsample")
-                hidden = ctx.op("add", upsampled, full[0], label="FirstBlockResidual")
+            with ctx.at(stack_name, "layers", i, "upsample"):
+                upsampled = upsample_windows(ctx, spec, hidden, full[0], resample, resample.stride ** level)
+                hidden = ctx.op("add", upsampled, full[0], label="FullLengthResidual")
             mask, positions, level = full[1], full[2], 0
             pooling = {"levels": (0, 0)}
         hidden = build_layer(ctx, spec, stack_name, stack, i, hidden, mask, positions, state, **pooling)
     return hidden, mask
+
+
+def pool_windows(ctx, spec, hidden, resample, windows):
+    """(B, S, D) -> (B, S', D): each window's mean, or its states concatenated and projected."""
+    if resample.pooling == "mean":
+        return ctx.op("shorten", hidden, mode="mean", label="Pool", **windows)
+    folded = ctx.op("fold_windows", hidden, size=resample.stride)  # (B, S', stride, D), zero-filled
+    width = spec.model.width
+    return ctx.linear(ctx.op("reshape", folded, shape=(0, 0, resample.stride * width)), width, "")
+
+
+def upsample_windows(ctx, spec, hidden, like, resample, factor: int):
+    """(B, S', D) -> like's length: each state repeated `factor` times, or projected to `factor` states."""
+    if resample.upsampling == "repeat":
+        return ctx.op("upsample", hidden, like, stride=factor, separate_cls=resample.separate_cls, label="Repeat")
+    width = spec.model.width
+    spread = ctx.op("reshape", ctx.linear(hidden, factor * width, ""), shape=(0, 0, factor, width))
+    return ctx.op("unfold_windows", spread, like)

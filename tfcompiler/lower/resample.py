@@ -29,6 +29,8 @@ def shorten(e, attrs, inputs, types, label):
     pool = dict(kernel_shape=[stride], strides=[stride], ceil_mode=1)
     if attrs["mode"] == "mean":
         pooled = e.node1("AveragePool", channels_last, count_include_pad=0, **pool)
+    elif attrs["mode"] == "max":
+        pooled = e.node1("MaxPool", channels_last, **pool)
     else:  # min = -max(-x)
         pooled = e.node1("Neg", e.node1("MaxPool", e.node1("Neg", channels_last), **pool))
     out = e.node1("Squeeze", pooled, e.const([1])) if rank == 2 else e.node1("Transpose", pooled, perm=[0, 2, 1])
@@ -58,6 +60,31 @@ def upsample(e, attrs, inputs, types, label):
     if first is not None:
         out = e.node1("Concat", first, out, axis=1)
     return [e.node1("Identity", out, label=label or "Upsample")]
+
+
+def shift_right(e, attrs, inputs, types, label):
+    (x,) = inputs
+    pads = [0] * types[0].rank * 2
+    pads[1] = attrs["count"]
+    padded = e.node1("Pad", x, e.const(pads))
+    return [e.node1("Slice", padded, e.const([0]), e.node1("Reshape", base._length(e, x, 1), e.const([1])),
+                    e.const([1]), label=label or "ShiftRight")]
+
+
+def fold_windows(e, attrs, inputs, types, label):
+    (x,) = inputs
+    size, width = attrs["size"], types[0].shape[2]
+    missing = e.node1("Mod", e.node1("Sub", e.const(size), e.node1("Mod", base._length(e, x, 1), e.const(size))),
+                      e.const(size))
+    pads = e.node1("Concat", e.const([0, 0, 0, 0]), e.node1("Reshape", missing, e.const([1])), e.const([0]), axis=0)
+    return [e.node1("Reshape", e.node1("Pad", x, pads), e.const([0, -1, size, width]), label=label or "FoldWindows")]
+
+
+def unfold_windows(e, attrs, inputs, types, label):
+    x, like = inputs
+    row = e.node1("Reshape", x, e.const([0, -1, types[0].shape[3]]))
+    return [e.node1("Slice", row, e.const([0]), e.node1("Reshape", base._length(e, like, 1), e.const([1])),
+                    e.const([1]), label=label or "UnfoldWindows")]
 
 
 def spaced_distances(e, attrs, inputs, types, label):

@@ -169,8 +169,14 @@ def resample_problems(stack, name: str, spec):
     resample = stack.resample
     if resample is None:
         return
-    if name != "encoder" or spec.topology != "encoder":
-        yield "pooling and upsampling need topology 'encoder'"
+    if spec.topology not in ("encoder", "decoder"):
+        yield f"pooling and upsampling need topology 'encoder' or 'decoder', got '{spec.topology}'"
+    if name == "decoder" and resample.queries_only:
+        yield "a decoder pools the whole sequence after a causal shift: set queries_only: false"
+    if resample.separate_cls and (resample.pooling, resample.upsampling) != ("mean", "repeat"):
+        yield "separate_cls keeps [CLS] out of mean pooling and repeat upsampling only"
+    if stack.memory:
+        yield "a stack with segment memory cannot change length"
     points = sorted(resample.shorten_at)
     if not points or points != sorted(set(points)) or not 0 < points[0] or points[-1] >= stack.layers:
         yield f"shorten_at needs distinct layers in 1..{stack.layers - 1}, got {resample.shorten_at}"
@@ -178,7 +184,7 @@ def resample_problems(stack, name: str, spec):
         yield f"upsample_at must come after the last pooling ({points[-1]}) and before {stack.layers}, " \
               f"got {resample.upsample_at}"
     if resample.truncate and not resample.separate_cls:
-        yield "truncate drops the token after [CLS]'s window: it needs separate_cls"
+        yield "truncate only applies with separate_cls (it drops the token [CLS] pushes out of the windows)"
 
 
 def _locator(root: yaml.Node):

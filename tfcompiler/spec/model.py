@@ -92,18 +92,29 @@ class Override:
 
 @dataclass(frozen=True, kw_only=True)
 class Resample:
-    """A stack whose length changes: Funnel Transformer's query pooling and its upsampling decoder."""
+    """A stack whose length changes: Funnel Transformer's query pooling and upsampling decoder, or an
+    Hourglass (shorten, run the inner layers, upsample)."""
 
-    shorten_at: list[int] = option(doc="Layers that pool: their queries (and residual) are the input "
-                                   "mean-pooled by `stride`, their keys and values the full input, and "
-                                   "the layers after them run on the shorter sequence.")
-    upsample_at: int | None = option(None, doc="The layer whose input returns to full length: every "
-                                     "state repeated for the tokens it pooled, plus the full-length "
-                                     "states from before the first pooling (Funnel's decoder). Absent: "
-                                     "the stack's output stays short.", minimum=0)
+    shorten_at: list[int] = option(doc="Layers whose input is pooled by `stride`; the layers after them "
+                                   "run on the shorter sequence.")
+    upsample_at: int | None = option(None, doc="The layer whose input returns to full length: each "
+                                     "state spread over the tokens it pooled, plus the full-length "
+                                     "states from before the first pooling. Absent: the stack's output "
+                                     "stays short.", minimum=0)
     stride: int = option(2, doc="Tokens per pooling window.", minimum=2)
+    queries_only: bool = option(True, doc="Funnel: a pooling layer's queries (and residual) are pooled, "
+                                "its keys and values read the unpooled input. false (Hourglass): the "
+                                "sequence is pooled before the layer. Decoders need false: they shift "
+                                "the sequence right by stride - 1 before pooling, so no window sees a "
+                                "later token.")
+    pooling: str = option("mean", doc="A window's state: the mean of its states, or linear: its states "
+                          "concatenated and projected back to the width (Hourglass).",
+                          choices=("mean", "linear"))
+    upsampling: str = option("repeat", doc="Back to full length: each state repeated over its window, "
+                             "or linear: projected to one state per position of its window (Hourglass).",
+                             choices=("repeat", "linear"))
     separate_cls: bool = option(False, doc="The first token ([CLS]) is never pooled with others "
-                                "(Funnel's separate_cls).")
+                                "(Funnel's separate_cls). Mean pooling and repeat upsampling only.")
     truncate: bool = option(False, doc="With separate_cls: the last token is dropped before pooling, "
                             "so each pooling halves the length exactly (Funnel's truncate_seq).")
 
@@ -121,7 +132,7 @@ class Stack:
                          "`present_memories.N`. Decoders, with a relative positional scheme or none.",
                          minimum=0)
     resample: Resample | None = option(None, doc="Pool the sequence shorter at some layers and bring it "
-                                       "back to full length at one (Funnel Transformer). Encoders.")
+                                       "back to full length at one (Funnel Transformer, Hourglass).")
     # `block` and `overrides` stay YAML here; the loader merges them into one Block per layer.
     block: Any = option(None, doc="Block settings for this stack, over the top-level `block`.",
                         partial_of=Block)

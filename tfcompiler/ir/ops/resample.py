@@ -2,13 +2,20 @@
 
 shorten(x (B, S, ...)) attrs stride, mode, separate_cls, truncate -> (B, S', ...): windows of
   `stride` entries along axis 1 reduced by `mode`: mean (hidden states), min (padding masks: a
-  window is real only if all of it is) or first (token types). With separate_cls the windows run over
+  window is real only if all of it is), max (a window is real if any of it is) or first (token
+  types). With separate_cls the windows run over
   [x0, x0, x1, ...], so the first entry ([CLS]) is a window of its own; truncate drops x's last entry
   from that sequence (S' = ceil(S / stride) either way without separate_cls). A last window shorter
   than `stride` reduces what it has.
 upsample(x (B, S', D), like (B, S, ...)) attrs stride, separate_cls -> (B, S, D): every entry
   repeated `stride` times and cut (or zero-filled) to like's length; with separate_cls x0 stays
   one entry and the rest fill positions 1...
+shift_right(x (B, S, ...)) attrs count -> (B, S, ...): `count` zeros in front, the last `count`
+  entries dropped (Hourglass's causal shift: a window of the shifted sequence ends at its first token).
+fold_windows(x (B, S, D)) attrs size -> (B, ceil(S/size), size, D): consecutive windows, the last
+  one zero-filled.
+unfold_windows(x (B, N, size, D), like (B, S, ...)) -> (B, S, D): the windows back in a row, cut to
+  like's length.
 spaced_distances(q (B, H, S, Dh), k (B, H, T, Dh)) attrs ratio, offset, unit -> int64 (R,): the
   token distances between queries spaced `ratio` keys apart and keys spaced `unit` tokens apart,
   query i at (i - offset)·ratio·unit + offset and key j at (j - offset)·unit + offset, one entry per
@@ -29,7 +36,7 @@ def shortened_length(n, stride: int, separate_cls: bool, truncate: bool):
     extra = int(separate_cls and not truncate)  # [CLS] doubled and nothing dropped
     if isinstance(n, int):
         return -(-(n + extra) // stride)
-    return f"ceil(({n}{'+1' if separate_cls and not truncate else ''})/{stride})"
+    return f"ceil(({n}+1)/{stride})" if extra else f"ceil({n}/{stride})"
 
 
 def _windows(attrs, x):
@@ -40,15 +47,16 @@ def _windows(attrs, x):
 
 
 def _shorten(attrs, x):
-    reduce = {"mean": lambda w: w.mean(axis=1), "min": lambda w: w.min(axis=1), "first": lambda w: w[:, 0]}
+    reduce = {"mean": lambda w: w.mean(axis=1), "min": lambda w: w.min(axis=1), "max": lambda w: w.max(axis=1),
+              "first": lambda w: w[:, 0]}
     out = [reduce[attrs["mode"]](w) for w in _windows(attrs, x)]
     return [np.stack(out, axis=1).astype(x.dtype)]
 
 
 def _shorten_infer(attrs, types):
     (x,) = types
-    if x.rank < 2 or attrs["mode"] not in ("mean", "min", "first"):
-        raise OpTypeError(f"shorten takes (B, S, ...) and mode mean|min|first, got {x} and {attrs['mode']}")
+    if x.rank < 2 or attrs["mode"] not in ("mean", "min", "max", "first"):
+        raise OpTypeError(f"shorten takes (B, S, ...) and mode mean|min|max|first, got {x} and {attrs['mode']}")
     if attrs["mode"] == "mean" and not x.dtype.startswith("float"):
         raise OpTypeError(f"shorten by mean needs floats, got {x.dtype}")
     length = shortened_length(x.shape[1], attrs["stride"], attrs.get("separate_cls", False),
@@ -62,6 +70,25 @@ def _upsample(attrs, x, like):
     wanted = like.shape[1] - first.shape[1]
     filled = np.concatenate([repeated, np.zeros_like(repeated[:, :max(0, wanted - repeated.shape[1])])], axis=1)
     return [np.concatenate([first, filled[:, :wanted]], axis=1)]
+
+
+def _shift_right(attrs, x):
+    count = min(attrs["count"], x.shape[1])
+    return [np.concatenate([np.zeros_like(x[:, :count]), x[:, :x.shape[1] - count]], axis=1)]
+
+
+def _fold_windows(attrs, x):
+    size = attrs["size"]
+    padded = np.concatenate([x, np.zeros_like(x[:, :-x.shape[1] % size])], axis=1) if x.shape[1] % size else x
+    return [padded.reshape(x.shape[0], -1, size, x.shape[2])]
+
+
+def _fold_infer(attrs, types):
+    (x,) = types
+    if x.rank != 3:
+        raise OpTypeError(f"fold_windows takes (B, S, D), got {x}")
+    count = shortened_length(x.shape[1], attrs["size"], False, False)
+    return [x.with_shape((x.shape[0], count, attrs["size"], x.shape[2]))]
 
 
 def _distances(attrs, q, k):
@@ -79,6 +106,10 @@ def _distances_infer(attrs, types):
 
 register("shorten", (1, 1), _shorten_infer, _shorten)
 register("upsample", (2, 2), lambda attrs, t: [t[0].with_shape(t[1].shape[:2] + t[0].shape[2:])], _upsample)
+register("shift_right", (1, 1), lambda attrs, t: [t[0]], _shift_right)
+register("fold_windows", (1, 1), _fold_infer, _fold_windows)
+register("unfold_windows", (2, 2), lambda attrs, t: [t[0].with_shape(t[1].shape[:2] + t[0].shape[3:])],
+         lambda attrs, x, like: [x.reshape(x.shape[0], -1, x.shape[3])[:, :like.shape[1]]])
 register("spaced_distances", (2, 2), _distances_infer, _distances)
 register("spaced_distance_index", (2, 2),
          lambda attrs, t: [TensorType("int64", (t[0].shape[2], t[1].shape[2]))],
