@@ -851,9 +851,41 @@ class Reference:
         state = {}
         if stack.resample is not None or type(self.spec.positional).KIND == "funnel":
             return self.resampled(name, stack, blocks, x, mask, token_types, state)
+        slots = None
+        if stack.memory_slots:  # Memformer: the carried slots, or the learned ones at the first segment
+            past = self.feeds["past_memory_slots"]
+            slots = past if past.shape[1] else np.repeat(self.w[f"{name}.memory_slots.initial"], len(x), axis=0)
+            encoder = (slots, None)
         for i in range(len(blocks)):
             x = self.layer(name, stack, i, x, key_bias, state, encoder)
-        return self.final_norm(name, stack, blocks, x), key_bias
+        x = self.final_norm(name, stack, blocks, x)
+        if slots is not None:
+            self.present["present_memory_slots"] = self.write_slots(f"{name}.memory_writer", slots, x, key_bias)
+        return x, key_bias
+
+    def write_slots(self, name, slots, h, key_bias):
+        """Memformer's writer: slot i attends [m_i; H] (its own slot and the real tokens), then
+        torch.nn.GRUCell(input = that, state = m_i), then a pre-norm GELU feed-forward sublayer."""
+        m = self.spec.model
+        out = np.zeros_like(slots)
+        for i in range(slots.shape[1]):
+            keys = np.concatenate([slots[:, i:i + 1], h], axis=1)
+            bias = None if key_bias is None else np.concatenate([np.zeros((len(h), 1)), key_bias], axis=1)
+            q = self.linear(slots[:, i:i + 1], f"{name}.attention.query").reshape(len(h), 1, m.heads, m.dh)
+            k = self.linear(keys, f"{name}.attention.key").reshape(len(h), -1, m.heads, m.dh)
+            v = self.linear(keys, f"{name}.attention.value").reshape(len(h), -1, m.heads, m.dh)
+            context, _ = attention(q.transpose(0, 2, 1, 3), k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3),
+                                   1 / math.sqrt(m.dh), bias)
+            out[:, i] = self.linear(context.transpose(0, 2, 1, 3).reshape(len(h), -1), f"{name}.attention.output")
+        g = {k: self.w[f"{name}.gru.{k}"][0] for k in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")}
+        gi, gh = out @ g["weight_ih"].T + g["bias_ih"], slots @ g["weight_hh"].T + g["bias_hh"]
+        d = m.width
+        sigmoid = lambda z: 1 / (1 + np.exp(-z))  # noqa: E731
+        r, z = sigmoid(gi[..., :d] + gh[..., :d]), sigmoid(gi[..., d:2 * d] + gh[..., d:2 * d])
+        n = np.tanh(gi[..., 2 * d:] + r * gh[..., 2 * d:])
+        kept = (1 - z) * n + z * slots
+        from tfcompiler.spec.model import Ffn, Norm
+        return kept + self.ffn(self.norm(kept, Norm(), f"{name}.ffn_norm"), Ffn(activation="gelu"), f"{name}.ffn")
 
     def resampled(self, name, stack, blocks, x, mask, token_types, state):
         """Funnel Transformer (Dai et al. 2020): a pooling layer's queries are the mean of each window

@@ -110,7 +110,7 @@ def test_import_rejects_unsupported_model_types(tmp_path, capsys):
     (tmp_path / "m" / "config.json").write_text('{"model_type": "mamba"}')
     assert main(["import-hf", str(tmp_path / "m"), "-o", str(tmp_path / "out")]) == 1
     err = capsys.readouterr().err
-    assert "model_type 'mamba' is not supported" in err and "bert, deberta-v2, gpt2, llama, longformer, t5" in err
+    assert "model_type 'mamba' is not supported" in err and "bert, deberta-v2, funnel, gpt2, llama, longformer, t5" in err
     assert "Traceback" not in err
     assert not (tmp_path / "out").exists()
 

@@ -156,3 +156,47 @@ def test_stateful_recurrent_layers_carry_their_state(cell, placement, tmp_path):
     pieces = [steps.run(input_ids=ids[1:, t:t + 1], attention_mask=np.ones((1, 1), np.int64))["logits"]
               for t in range(6)]
     np.testing.assert_allclose(np.concatenate(pieces, axis=1), whole, atol=1e-5, rtol=0)
+
+
+MEMFORMER = """
+tfc: 1
+name: memformer
+topology: {topology}
+model: {{width: 32, heads: 4, ffn_width: 48, vocab_size: 61, max_length: 40}}
+positional: {{kind: t5, num_buckets: 8, max_distance: 16}}
+block: {{placement: {placement}}}
+encoder: {{layers: 2, memory_slots: 5}}
+{decoder}
+"""
+
+
+@pytest.mark.parametrize("topology, placement", [("encoder-decoder", "pre"), ("encoder", "post")])
+def test_memformer_slots_are_read_and_rewritten_segment_by_segment(topology, placement, tmp_path):
+    """Memformer: each segment's encoder reads the slots the last one wrote (the learned slots at the
+    first), the writer rewrites them; through `Segments`, the compiled model matches the NumPy
+    reference carrying its own slots, padded segments included, and the slots carry context."""
+    decoder = "decoder: {layers: 2}\nhead: {kind: lm}" if topology == "encoder-decoder" else ""
+    spec = parse_spec(MEMFORMER.format(topology=topology, placement=placement, decoder=decoder), "memformer.yaml")
+    weights = random_weights(spec)
+    save_file(weights, str(tmp_path / "w.safetensors"))
+    compile_spec(spec, weights=str(tmp_path / "w.safetensors")).model.save(str(tmp_path / "m.onnx"))
+    model = Model(str(tmp_path / "m.onnx"))
+    segments, reference = Segments(model), Reference(spec, weights)
+    rng = np.random.default_rng(6)
+    theirs = np.zeros((2, 0, 32), np.float32)
+    for length in (6, 9, 4):
+        feeds = {"input_ids": rng.integers(0, 61, (2, length)), "attention_mask": np.ones((2, length), np.int64)}
+        feeds["attention_mask"][1, length - 2:] = 0
+        if topology == "encoder-decoder":
+            feeds.update(decoder_input_ids=rng.integers(0, 61, (2, 3)), decoder_attention_mask=np.ones((2, 3), np.int64))
+        got = segments.run(feeds)
+        want = reference({**feeds, "past_memory_slots": theirs})
+        theirs = want.pop("present_memory_slots")
+        assert np.abs(segments.memories["past_memory_slots"] - theirs).max() <= TOLERANCE * max(1.0, np.abs(theirs).max())
+        for name in want:
+            real = feeds["attention_mask"].astype(bool) if name == "last_hidden_state" else np.ones(want[name].shape, bool)
+            scale = max(1.0, float(np.abs(want[name]).max()))
+            assert float(np.abs(got[name][real] - want[name][real]).max()) <= TOLERANCE * scale, (name, length)
+    first = model.run({**feeds, "past_memory_slots": np.zeros((2, 0, 32), np.float32)})
+    output = "logits" if topology == "encoder-decoder" else "last_hidden_state"
+    assert np.abs(first[output] - got[output]).max() > 1e-3  # the slots carry the earlier segments

@@ -5,6 +5,7 @@ from ..ir.types import BATCH
 from ..spec.kinds import INPUTS, POSITIONS
 from ..spec.model import Norm
 from .block import build_block
+from .memory_slots import read_slots, write_slots
 from .norm import build_norm
 
 
@@ -77,9 +78,14 @@ def build_stack(ctx, spec, stack_name: str, stack, blocks, encoder=None):
         hidden, mask = resampled_layers(ctx, spec, stack_name, stack, hidden, start.mask, positions, state)
     else:
         mask = start.mask
+        slots = read_slots(ctx, spec, stack_name, stack.memory_slots, hidden) if stack.memory_slots else None
+        reads = (slots, None) if slots is not None else encoder  # Memformer: every layer reads the slots
         for i in range(len(blocks)):
-            hidden = build_layer(ctx, spec, stack_name, stack, i, hidden, mask, positions, state, encoder)
-    return build_final_norm(ctx, stack_name, stack, blocks, hidden), mask
+            hidden = build_layer(ctx, spec, stack_name, stack, i, hidden, mask, positions, state, reads)
+    hidden = build_final_norm(ctx, stack_name, stack, blocks, hidden)
+    if stack.memory_slots:
+        write_slots(ctx, spec, stack_name, slots, hidden, mask)
+    return hidden, mask
 
 
 def resampled_layers(ctx, spec, stack_name: str, stack, hidden, mask, positions, state):

@@ -120,6 +120,10 @@ def _check_rules(reader: Reader, spec: Spec, root: yaml.Node) -> None:
         reader.problem(at("head.kind"), "head.kind", "a hierarchical model outputs sentence vectors, not tokens: "
                        "use none, pooler, classifier or set_pool")
     for name, stack, _ in spec.stacks():
+        if stack.memory_slots and (name != "encoder" or spec.topology not in ("encoder", "encoder-decoder")):
+            reader.problem(at(f"{name}.memory_slots"), f"{name}.memory_slots",
+                           "memory slots are read and written by an encoder: they need the encoder of topology "
+                           "'encoder' or 'encoder-decoder'")
         for problem in resample_problems(stack, name, spec):
             reader.problem(at(f"{name}.resample"), f"{name}.resample", problem)
     document = spec.document
@@ -175,8 +179,8 @@ def resample_problems(stack, name: str, spec):
         yield "a decoder pools the whole sequence after a causal shift: set queries_only: false"
     if resample.separate_cls and (resample.pooling, resample.upsampling) != ("mean", "repeat"):
         yield "separate_cls keeps [CLS] out of mean pooling and repeat upsampling only"
-    if stack.memory:
-        yield "a stack with segment memory cannot change length"
+    if stack.memory or stack.memory_slots:
+        yield "a stack with a memory cannot change length"
     points = sorted(resample.shorten_at)
     if not points or points != sorted(set(points)) or not 0 < points[0] or points[-1] >= stack.layers:
         yield f"shorten_at needs distinct layers in 1..{stack.layers - 1}, got {resample.shorten_at}"

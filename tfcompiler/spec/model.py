@@ -131,6 +131,11 @@ class Stack:
                          "`past_memories.N` (batch, past_memory_length, width) and returned updated as "
                          "`present_memories.N`. Decoders, with a relative positional scheme or none.",
                          minimum=0)
+    memory_slots: int = option(0, doc="Memformer: this many memory slots (learned at the start) that every "
+                               "layer reads through a cross-attention sublayer and a memory writer rewrites after "
+                               "the last layer, given as input `past_memory_slots` (batch, 0 at the first segment "
+                               "or memory_slots, width) and returned as `present_memory_slots`. Encoders.",
+                               minimum=0)
     resample: Resample | None = option(None, doc="Pool the sequence shorter at some layers and bring it "
                                        "back to full length at one (Funnel Transformer, Hourglass).")
     # `block` and `overrides` stay YAML here; the loader merges them into one Block per layer.
