@@ -321,7 +321,8 @@ def recurrent_reference(x, key_bias, options, w, carry=None):
     """Elman / Hochreiter & Schmidhuber / Cho et al., as torch.nn.RNN / LSTM / GRU write them (gate
     rows i,f,g,o and r,z,n; the GRU's reset after W_hn h + b_hn): each sequence runs over its real
     tokens only, the backward direction from its last one; padded positions are zero. `carry`:
-    {"h": (dirs, B, H)[, "c"]} initial states, replaced by the states after the last real tokens."""
+    {"h": (dirs, B, H)[, "c"]} initial states ({} for zeros), replaced by the states after the last
+    real tokens."""
     def sigmoid(z):
         return 1 / (1 + np.exp(-z))
 
@@ -331,8 +332,8 @@ def recurrent_reference(x, key_bias, options, w, carry=None):
     for n in range(b):
         length = s if key_bias is None else int((key_bias[n] == 0).sum())
         for d in range(directions):
-            h = np.zeros(hidden) if carry is None else carry["h"][d, n].astype(np.float64)
-            c = np.zeros(hidden) if carry is None or "c" not in carry else carry["c"][d, n].astype(np.float64)
+            h = np.zeros(hidden) if not carry else carry["h"][d, n].astype(np.float64)
+            c = np.zeros(hidden) if not carry or "c" not in carry else carry["c"][d, n].astype(np.float64)
             for t in (range(length) if d == 0 else range(length - 1, -1, -1)):
                 a = w["weight_ih"][d] @ x[n, t] + w["bias_ih"][d]
                 r = w["weight_hh"][d] @ h + w["bias_hh"][d]
@@ -349,7 +350,7 @@ def recurrent_reference(x, key_bias, options, w, carry=None):
                 out[n, t, d] = h
             if carry is not None:
                 finals.setdefault("h", np.zeros((directions, b, hidden)))[d, n] = h
-                if "c" in carry:
+                if options.cell == "lstm":
                     finals.setdefault("c", np.zeros((directions, b, hidden)))[d, n] = c
     if carry is not None:
         carry.update(finals)
@@ -573,14 +574,22 @@ class Reference:
             return self.star(x, key_bias, name, state)
         if kind == "recurrent":
             carry = None
+            parts = ("h", "c") if options.cell == "lstm" else ("h",)
+            index = state["recurrent_layers"] = state.get("recurrent_layers", -1) + 1
             if options.state:  # the k-th stateful layer reads past_states.k and writes present_states.k
                 layer = state["stateful_layers"] = state.get("stateful_layers", -1) + 1
-                parts = ("h", "c") if options.cell == "lstm" else ("h",)
                 carry = {part: self.feeds[f"past_states.{layer}.{part}"] for part in parts}
+            elif options.start == "encoder":  # Sutskever et al. 2014: the encoder's last state, directions joined
+                carry = {part: np.concatenate(list(v), axis=-1)[None] for part, v in self.handover[index].items()
+                         if part in parts}
+            elif stack == "encoder":
+                carry = {}
             out = recurrent_reference(x, key_bias, options, {k: self.w[f"{name}.{k}"] for k in (
                 "weight_ih", "weight_hh", "bias_ih", "bias_hh")}, carry)
-            if carry is not None:
+            if options.state:
                 self.present.update({f"present_states.{layer}.{part}": v for part, v in carry.items()})
+            elif stack == "encoder":
+                self.handover.append(carry)
             return out
         if kind == "collaborative":  # Cordonnier et al. 2020: shared W_Q, W_K, per-head mixing m_h
             shared_q, shared_k = self.linear(x, f"{name}.query"), self.linear(memory, f"{name}.key")
@@ -1077,6 +1086,7 @@ class Reference:
         spec = self.spec
         self.feeds = feeds
         self.present = {}
+        self.handover = []  # the encoder's recurrent layers' final states, in order
         outputs = {}
         encoder = None
         mask = feeds.get("attention_mask")

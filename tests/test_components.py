@@ -393,6 +393,20 @@ encoder: {layers: 2, block: {attention: {kind: recurrent, cell: lstm, bidirectio
 decoder: {layers: 2}
 head: {kind: lm}
 """),
+    "lstm_seq2seq_state_handover": ("encoder-decoder", "", """
+positional: none
+block: {placement: none, ffn: {enabled: false}, cross_attention: {kind: multi_head}}
+encoder: {layers: 2, block: {attention: {kind: recurrent, cell: lstm, bidirectional: true}}}
+decoder: {layers: 2, block: {attention: {kind: recurrent, cell: lstm, start: encoder}}}
+head: {kind: lm}
+"""),
+    "gru_seq2seq_state_handover_one_layer": ("encoder-decoder", "", """
+positional: none
+block: {placement: pre, attention: {kind: recurrent, cell: gru}, cross_attention: {kind: multi_head}}
+encoder: {layers: 2}
+decoder: {layers: 1, block: {attention: {kind: recurrent, cell: gru, start: encoder}}}
+head: {kind: lm}
+"""),
     "mean_pooled_classifier": ("encoder", "", """
 block: {placement: post}
 encoder: {layers: 1}

@@ -104,12 +104,27 @@ head: {{kind: lm}}
 @pytest.mark.parametrize("topology, bidirectional, cross, message", [
     ("decoder", "true", "", "only encoder stacks can have one"),
     ("encoder-decoder", "false", "", "cannot attend an encoder: set block.cross_attention"),
+    ("decoder", "false, start: encoder", "", "needs topology 'encoder-decoder'"),
+    ("encoder-decoder", "false, start: encoder", ", cross_attention: {kind: multi_head}",
+     "start: encoder is for the decoder's layers"),
+    ("encoder-decoder", "false, start: encoder, state: true", ", cross_attention: {kind: multi_head}", "not both"),
 ])
 def test_recurrent_layers_refuse_what_they_cannot_do(topology, bidirectional, cross, message):
+    """(The template gives both stacks the same block.)"""
     stacks = "decoder: {layers: 1}" if topology == "decoder" else "encoder: {layers: 1}\ndecoder: {layers: 1}"
     text = RECURRENT.format(topology=topology, bidirectional=bidirectional, cross=cross, stacks=stacks)
     with pytest.raises(TfcError, match=message):
         parse_spec(text, "bad.yaml")
+
+
+def test_state_handover_pairs_cells():
+    text = RECURRENT.format(topology="encoder-decoder", bidirectional="false", cross=", cross_attention: {kind: multi_head}",
+                            stacks="encoder: {layers: 1}\ndecoder: {layers: 2, block: {attention: "
+                                   "{kind: recurrent, cell: gru, start: encoder}}}")
+    with pytest.raises(TfcError, match="2 decoder recurrent layers start from the encoder's, which has 1"):
+        parse_spec(text, "bad.yaml")
+    with pytest.raises(TfcError, match="pairs LSTMs with LSTMs"):
+        parse_spec(text.replace("layers: 2, block", "layers: 1, block"), "bad.yaml")
 
 
 STATEFUL = """

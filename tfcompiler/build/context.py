@@ -18,6 +18,7 @@ class Context:
     scope: list[str] = field(default_factory=list)
     inputs: dict[str, Value] = field(default_factory=dict)
     params: dict[str, Value] = field(default_factory=dict)
+    carried: dict[str, list] = field(default_factory=dict)  # what a later stack reads from an earlier one
 
     # --- naming -------------------------------------------------------------------------------
     @contextmanager

@@ -146,6 +146,11 @@ def _check_rules(reader: Reader, spec: Spec, root: yaml.Node) -> None:
                                    "segment memory needs a relative scheme (transformer_xl, t5, alibi, shaw, "
                                    "music, deberta) or none")
                     break
+    for i, block in enumerate(spec.encoder_blocks or ()):
+        if getattr(block.attention, "start", "zeros") == "encoder":
+            reader.problem(at("encoder"), f"encoder.layers[{i}].block.attention",
+                           "start: encoder is for the decoder's layers (they start from the encoder's states)")
+            break
     for i, block in enumerate(spec.decoder_blocks or ()):
         if getattr(block.attention, "bidirectional", False):
             reader.problem(at("decoder"), f"decoder.layers[{i}].block.attention",
