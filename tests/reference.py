@@ -923,6 +923,22 @@ class Reference:
                     x = np.concatenate([np.zeros_like(x[:, :k - 1]), x[:, :x.shape[1] - k + 1]], axis=1)
                     mask = np.concatenate([np.zeros_like(mask[:, :k - 1]), mask[:, :mask.shape[1] - k + 1]], axis=1)
                 key_bias = np.where(mask != 0, 0.0, NEG)
+                if resample.grid_width:  # Swin: each k×k square of the raster grid, column by column
+                    squares, mask = self.grid_squares(x, resample.grid_width // k ** level, k), \
+                        self.grid_squares(mask[..., None], resample.grid_width // k ** level, k)[..., 0].max(2)
+                    if resample.pooling == "mean":
+                        pooled = squares.mean(2)
+                    else:
+                        joined = squares.reshape(squares.shape[0], squares.shape[1], -1)
+                        if resample.pooling == "merge":
+                            from tfcompiler.spec.model import Norm
+                            joined = self.norm(joined, Norm(), f"{name}.layers.{i}.shorten.norm")
+                        pooled = self.linear(joined, f"{name}.layers.{i}.shorten", bias=resample.pooling == "linear")
+                    positions = np.arange(pooled.shape[1])
+                    x, types, level = pooled, types[:, :pooled.shape[1]], level + 1
+                    state["funnel"].update(queries=(positions, types), keys=(positions, types))
+                    x = self.layer(name, stack, i, x, np.where(mask != 0, 0.0, NEG), state)
+                    continue
                 if resample.pooling == "mean":
                     pooled = pool(x, lambda w: w.mean(1))
                 else:
@@ -994,6 +1010,18 @@ class Reference:
         if block.ffn.enabled:
             x = self.sublayer(x, block, f"{p}.ffn", lambda h: self.ffn(h, block.ffn, f"{p}.ffn"))
         return x
+
+    @staticmethod
+    def grid_squares(x, width, k):
+        """(B, S, D) raster grid `width` wide -> (B, squares, k·k, D), missing cells zero."""
+        rows = -(-x.shape[1] // width)
+        rows += -rows % k
+        grid = np.zeros((x.shape[0], rows * width, x.shape[2]))
+        grid[:, :x.shape[1]] = x
+        grid = grid.reshape(x.shape[0], rows, width, x.shape[2])
+        out = [np.stack([grid[:, a * k + r, b * k + c] for c in range(k) for r in range(k)], axis=1)
+               for a in range(rows // k) for b in range(width // k)]
+        return np.stack(out, axis=1)
 
     @staticmethod
     def windows(x, resample):

@@ -38,6 +38,10 @@ CASES = {
     "hourglass_encoder_mean": dict(positional="sinusoidal", placement="post", layers=4, head="none",
                                    resample="{shorten_at: [1], upsample_at: 3, stride: 3, queries_only: false, "
                                    "upsampling: linear}"),
+    "patch_merging_two_levels": dict(positional="learned", placement="pre", layers=3, head="pooler",
+                                     resample="{shorten_at: [1, 2], queries_only: false, pooling: merge, grid_width: 4}"),
+    "grid_mean_stride_3": dict(positional="sinusoidal", placement="post", layers=2, head="none",
+                               resample="{shorten_at: [1], stride: 3, queries_only: false, grid_width: 6}"),
     "funnel_decoder": dict(positional="funnel", placement="post", layers=7, head="none",
                            resample="{shorten_at: [2, 3], upsample_at: 5, separate_cls: true, truncate: true}"),
     "funnel_base_no_cls": dict(positional="{kind: funnel, segments: false}", placement="post", layers=4,
@@ -101,6 +105,8 @@ def test_hourglass_decoder_is_causal(case, tmp_path):
     ("{shorten_at: [2], truncate: true}", "only applies with separate_cls"),
     ("{shorten_at: [2], strid: 3}", "did you mean 'stride'"),
     ("{shorten_at: [2], separate_cls: true, pooling: linear}", "mean pooling and repeat upsampling only"),
+    ("{shorten_at: [1, 2], queries_only: false, grid_width: 6}", r"must be divisible by stride\^poolings = 4"),
+    ("{shorten_at: [1], upsample_at: 3, queries_only: false, grid_width: 4}", "no upsampling"),
 ])
 def test_resample_rules(resample, message):
     text = spec_text(dict(CASES["pre_norm_learned_positions"], resample=resample))

@@ -107,10 +107,8 @@ def resampled_layers(ctx, spec, stack_name: str, stack, hidden, mask, positions,
                 if causal:
                     hidden = ctx.op("shift_right", hidden, count=resample.stride - 1, label="CausalShift")
                     mask = ctx.op("shift_right", mask, count=resample.stride - 1) if mask is not None else None
-                pooled = pool_windows(ctx, spec, hidden, resample, windows)
-                mask_mode = "min" if resample.queries_only else "max"
-                pooled_mask = ctx.op("shorten", mask, mode=mask_mode, label="PoolMask", **windows) \
-                    if mask is not None else None
+                pooled = pool_windows(ctx, spec, hidden, resample, windows, level)
+                pooled_mask = pool_mask(ctx, mask, resample, windows, level) if mask is not None else None
                 pooled_positions = ctx.op("positions", pooled, axis=1) if positions is not None else None
             if resample.queries_only:
                 pooling = {"unpooled": hidden, "levels": (level + 1, level)}
@@ -129,13 +127,33 @@ def resampled_layers(ctx, spec, stack_name: str, stack, hidden, mask, positions,
     return hidden, mask
 
 
-def pool_windows(ctx, spec, hidden, resample, windows):
-    """(B, S, D) -> (B, S', D): each window's mean, or its states concatenated and projected."""
-    if resample.pooling == "mean":
+def fold(ctx, x, resample, level: int):
+    """(B, S[, D]) -> (B, S', window, [D]): the windows of a sequence, or the squares of a grid."""
+    if resample.grid_width:
+        return ctx.op("fold_grid", x, width=resample.grid_width // resample.stride ** level, size=resample.stride)
+    return ctx.op("fold_windows", x, size=resample.stride)
+
+
+def pool_windows(ctx, spec, hidden, resample, windows, level: int):
+    """(B, S, D) -> (B, S', D): each window's mean, or its states concatenated and projected (after a
+    LayerNorm, without a bias, for merge)."""
+    if resample.pooling == "mean" and not resample.grid_width:
         return ctx.op("shorten", hidden, mode="mean", label="Pool", **windows)
-    folded = ctx.op("fold_windows", hidden, size=resample.stride)  # (B, S', stride, D), zero-filled
-    width = spec.model.width
-    return ctx.linear(ctx.op("reshape", folded, shape=(0, 0, resample.stride * width)), width, "")
+    folded = fold(ctx, hidden, resample, level)  # (B, S', window, D), zero-filled
+    if resample.pooling == "mean":
+        return ctx.op("reduce_mean", folded, axes=(2,), keepdims=False, label="Pool")
+    width, size = spec.model.width, ctx.type_of(folded).shape[2]
+    joined = ctx.op("reshape", folded, shape=(0, 0, size * width))
+    if resample.pooling == "merge":
+        return ctx.linear(build_norm(ctx, joined, Norm(), "norm"), width, "", bias=False)
+    return ctx.linear(joined, width, "")
+
+
+def pool_mask(ctx, mask, resample, windows, level: int):
+    """Funnel: a window is real where all of it is; Hourglass and grids: where any of it is."""
+    if resample.grid_width:
+        return ctx.op("reduce_max", fold(ctx, mask, resample, level), axes=(2,), keepdims=False, label="PoolMask")
+    return ctx.op("shorten", mask, mode="min" if resample.queries_only else "max", label="PoolMask", **windows)
 
 
 def upsample_windows(ctx, spec, hidden, like, resample, factor: int):

@@ -80,6 +80,21 @@ def fold_windows(e, attrs, inputs, types, label):
     return [e.node1("Reshape", e.node1("Pad", x, pads), e.const([0, -1, size, width]), label=label or "FoldWindows")]
 
 
+def fold_grid(e, attrs, inputs, types, label):
+    (x,) = inputs
+    width, size, rank = attrs["width"], attrs["size"], types[0].rank
+    block = width * size
+    missing = e.node1("Mod", e.node1("Sub", e.const(block), e.node1("Mod", base._length(e, x, 1), e.const(block))),
+                      e.const(block))
+    pads = e.node1("Concat", e.const([0] * (rank + 1)), e.node1("Reshape", missing, e.const([1])),
+                   e.const([0] * (rank - 2)), axis=0)
+    tail = list(types[0].shape[2:])
+    grid = e.node1("Reshape", e.node1("Pad", x, pads), e.const([0, -1, size, width // size, size] + tail))
+    order = [0, 1, 3, 4, 2] + list(range(5, 5 + len(tail)))
+    squares = e.node1("Transpose", grid, perm=order)
+    return [e.node1("Reshape", squares, e.const([0, -1, size * size] + tail), label=label or "FoldGrid")]
+
+
 def unfold_windows(e, attrs, inputs, types, label):
     x, like = inputs
     row = e.node1("Reshape", x, e.const([0, -1, types[0].shape[3]]))

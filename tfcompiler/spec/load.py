@@ -186,6 +186,13 @@ def resample_problems(stack, name: str, spec):
         yield "separate_cls keeps [CLS] out of mean pooling and repeat upsampling only"
     if stack.memory or stack.memory_slots:
         yield "a stack with a memory cannot change length"
+    if resample.grid_width is not None:
+        levels = len(resample.shorten_at)
+        if resample.grid_width % resample.stride ** levels:
+            yield f"grid_width {resample.grid_width} must be divisible by stride^poolings = " \
+                  f"{resample.stride ** levels}"
+        if resample.queries_only or resample.upsample_at is not None or resample.separate_cls or name != "encoder":
+            yield "grid pooling (patch merging) is for encoders, with queries_only: false and no upsampling"
     points = sorted(resample.shorten_at)
     if not points or points != sorted(set(points)) or not 0 < points[0] or points[-1] >= stack.layers:
         yield f"shorten_at needs distinct layers in 1..{stack.layers - 1}, got {resample.shorten_at}"

@@ -107,9 +107,14 @@ class Resample:
                                 "sequence is pooled before the layer. Decoders need false: they shift "
                                 "the sequence right by stride - 1 before pooling, so no window sees a "
                                 "later token.")
-    pooling: str = option("mean", doc="A window's state: the mean of its states, or linear: its states "
-                          "concatenated and projected back to the width (Hourglass).",
-                          choices=("mean", "linear"))
+    pooling: str = option("mean", doc="A window's state: the mean of its states; linear: its states "
+                          "concatenated and projected back to the width (Hourglass); merge: concatenated, "
+                          "LayerNorm, projected without a bias (Swin's patch merging).",
+                          choices=("mean", "linear", "merge"))
+    grid_width: int | None = option(None, doc="The tokens are a raster-scan grid this many wide: windows are "
+                                    "stride×stride squares (patch merging) and each pooling makes the grid "
+                                    "stride times narrower and shorter. Encoders, queries_only false, no "
+                                    "upsampling.", minimum=1)
     upsampling: str = option("repeat", doc="Back to full length: each state repeated over its window, "
                              "or linear: projected to one state per position of its window (Hourglass).",
                              choices=("repeat", "linear"))

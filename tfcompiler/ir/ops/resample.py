@@ -14,6 +14,10 @@ shift_right(x (B, S, ...)) attrs count -> (B, S, ...): `count` zeros in front, t
   entries dropped (Hourglass's causal shift: a window of the shifted sequence ends at its first token).
 fold_windows(x (B, S, D)) attrs size -> (B, ceil(S/size), size, D): consecutive windows, the last
   one zero-filled.
+fold_grid(x (B, S[, D])) attrs width, size -> (B, S', size², [D]): x a raster-scan grid `width` wide
+  (zero rows fill the last block of rows), cut in size×size squares, each square's entries column
+  by column (Swin's patch-merging order: (0,0), (1,0), (0,1), (1,1) for size 2); S' squares in
+  raster order, width/size of them per row.
 unfold_windows(x (B, N, size, D), like (B, S, ...)) -> (B, S, D): the windows back in a row, cut to
   like's length.
 spaced_distances(q (B, H, S, Dh), k (B, H, T, Dh)) attrs ratio, offset, unit -> int64 (R,): the
@@ -64,11 +68,16 @@ def _shorten_infer(attrs, types):
     return [x.with_shape((x.shape[0], length) + x.shape[2:])]
 
 
+def _zero_filled(x, count: int):
+    """x with `count` zero entries appended along axis 1."""
+    return np.concatenate([x, np.zeros((x.shape[0], count) + x.shape[2:], x.dtype)], axis=1)
+
+
 def _upsample(attrs, x, like):
     first, rest = (x[:, :1], x[:, 1:]) if attrs.get("separate_cls") else (x[:, :0], x)
     repeated = np.repeat(rest, attrs["stride"], axis=1)
     wanted = like.shape[1] - first.shape[1]
-    filled = np.concatenate([repeated, np.zeros_like(repeated[:, :max(0, wanted - repeated.shape[1])])], axis=1)
+    filled = _zero_filled(repeated, max(0, wanted - repeated.shape[1]))
     return [np.concatenate([first, filled[:, :wanted]], axis=1)]
 
 
@@ -79,7 +88,7 @@ def _shift_right(attrs, x):
 
 def _fold_windows(attrs, x):
     size = attrs["size"]
-    padded = np.concatenate([x, np.zeros_like(x[:, :-x.shape[1] % size])], axis=1) if x.shape[1] % size else x
+    padded = _zero_filled(x, -x.shape[1] % size)
     return [padded.reshape(x.shape[0], -1, size, x.shape[2])]
 
 
@@ -89,6 +98,29 @@ def _fold_infer(attrs, types):
         raise OpTypeError(f"fold_windows takes (B, S, D), got {x}")
     count = shortened_length(x.shape[1], attrs["size"], False, False)
     return [x.with_shape((x.shape[0], count, attrs["size"], x.shape[2]))]
+
+
+def grid_length(n, width: int, size: int):
+    rows = width * size
+    return -(-n // rows) * (width // size) if isinstance(n, int) else f"ceil({n}/{rows})*{width // size}"
+
+
+def _fold_grid(attrs, x):
+    width, size = attrs["width"], attrs["size"]
+    block = width * size
+    padded = _zero_filled(x, -x.shape[1] % block)
+    tail = padded.shape[2:]
+    grid = padded.reshape((x.shape[0], -1, size, width // size, size) + tail)  # (B, R', row, C', column, ...)
+    order = (0, 1, 3, 4, 2) + tuple(range(5, grid.ndim))
+    return [grid.transpose(order).reshape((x.shape[0], -1, size * size) + tail)]
+
+
+def _fold_grid_infer(attrs, types):
+    (x,) = types
+    if x.rank not in (2, 3) or attrs["width"] % attrs["size"]:
+        raise OpTypeError(f"fold_grid takes (B, S[, D]) and a width divisible by the size, got {x}, {attrs}")
+    length = grid_length(x.shape[1], attrs["width"], attrs["size"])
+    return [x.with_shape((x.shape[0], length, attrs["size"] ** 2) + x.shape[2:])]
 
 
 def _distances(attrs, q, k):
@@ -108,6 +140,7 @@ register("shorten", (1, 1), _shorten_infer, _shorten)
 register("upsample", (2, 2), lambda attrs, t: [t[0].with_shape(t[1].shape[:2] + t[0].shape[2:])], _upsample)
 register("shift_right", (1, 1), lambda attrs, t: [t[0]], _shift_right)
 register("fold_windows", (1, 1), _fold_infer, _fold_windows)
+register("fold_grid", (1, 1), _fold_grid_infer, _fold_grid)
 register("unfold_windows", (2, 2), lambda attrs, t: [t[0].with_shape(t[1].shape[:2] + t[0].shape[3:])],
          lambda attrs, x, like: [x.reshape(x.shape[0], -1, x.shape[3])[:, :like.shape[1]]])
 register("spaced_distances", (2, 2), _distances_infer, _distances)
