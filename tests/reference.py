@@ -993,7 +993,14 @@ class Reference:
                               lambda h: self.mha(h, h, key_bias, causal, block, f"{p}.attention", positional,
                                                  name, state))
         else:  # Dai et al. 2019: keys and values over [stop-gradient(memory); h], memory = earlier inputs
-            self.present[f"present_memories.{i}"] = np.concatenate([past, x], axis=1)[:, -stack.memory:]
+            combined = np.concatenate([past, x], axis=1)
+            self.present[f"present_memories.{i}"] = combined[:, -stack.memory:]
+            if stack.compressed_memory is not None:  # Rae et al. 2019: attend [compressed; memory; h]
+                past = np.concatenate([self.feeds[f"past_compressed_memories.{i}"], past], axis=1)
+                self.present[f"present_compressed_memories.{i}"] = np.concatenate(
+                    [self.feeds[f"past_compressed_memories.{i}"],
+                     self.compress(combined[:, :max(0, combined.shape[1] - stack.memory)], stack.compressed_memory,
+                                   f"{p}.compress")], axis=1)[:, -stack.compressed_memory.length:]
             states = self.norm(past, block.norm, f"{p}.attention_norm") if block.placement == "pre" else past
             with_past = None if key_bias is None else np.concatenate(
                 [np.zeros((x.shape[0], past.shape[1])), key_bias], axis=1)
@@ -1030,6 +1037,18 @@ class Reference:
         if resample.separate_cls:
             x = np.concatenate([x[:, :1], x[:, :-1] if resample.truncate else x], axis=1)
         return [x[:, i:i + resample.stride] for i in range(0, x.shape[1], resample.stride)]
+
+    def compress(self, evicted, options, name):
+        """The Compressive Transformer's f_c over windows of `rate` evicted states (the last window
+        zero-filled): their mean, or a 1-D convolution with kernel = stride = rate."""
+        rate = options.rate
+        count = -(-evicted.shape[1] // rate)
+        padded = np.zeros((evicted.shape[0], count * rate, evicted.shape[2]))
+        padded[:, :evicted.shape[1]] = evicted
+        windows = padded.reshape(evicted.shape[0], count, rate, evicted.shape[2])
+        if options.function == "mean":
+            return windows.mean(2)
+        return self.linear(windows.reshape(evicted.shape[0], count, rate * evicted.shape[2]), name, bias=True)
 
     def final_norm(self, name, stack, blocks, x):
         final = stack.final_norm if stack.final_norm is not None else blocks[-1].placement == "pre"

@@ -19,7 +19,7 @@ from .errors import TfcError
 
 # small enough for the NumPy interpreter on a full-size model, long enough for masks and causality
 CHECK_SIZES = {"batch_size": 2, "sequence_length": 5, "decoder_sequence_length": 4, "past_memory_length": 3,
-               "sentences": 3, "sentence_length": 4}
+               "past_compressed_length": 2, "sentences": 3, "sentence_length": 4}
 
 
 def check_sizes(graph) -> dict[str, int]:

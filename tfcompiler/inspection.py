@@ -20,8 +20,10 @@ def inspect_spec(path: str, sequence: int) -> dict:
     graph = build_graph(spec)
     params = sum(int(np.prod(shape)) for shape, _ in declared_params(graph).values())
     memory = max((stack.memory for _, stack, _ in spec.stacks()), default=0)  # segment recurrence: full memory
+    compressed = max((stack.compressed_memory.length for _, stack, _ in spec.stacks() if stack.compressed_memory),
+                     default=0)
     sizes = {"batch_size": 1, "sequence_length": sequence, "decoder_sequence_length": sequence,
-             "past_memory_length": memory, "sentences": 1, "sentence_length": sequence}  # documents: one sentence
+             "past_memory_length": memory, "past_compressed_length": compressed, "sentences": 1, "sentence_length": sequence}  # documents: one sentence
     flops = 0
     for node in graph.by_type("matmul"):
         (out,) = graph.op(node).outputs

@@ -81,7 +81,7 @@ def random_inputs(model: Model, batch: int = 1, sequence: int = 8, seed: int = 0
         shape = [d if isinstance(d, int) else sizes.get(d, batch if "batch" in str(d) else sequence)
                  for d in port.shape]
         if port.role in ("memory", "recurrent_state"):  # recurrence starts empty, from zero states
-            shape = [0 if axis == "past_memory_length" else size for axis, size in zip(port.shape, shape)]
+            shape = [0 if str(axis).startswith("past_") else size for axis, size in zip(port.shape, shape)]
             feeds[port.name] = np.zeros(shape, port.dtype)
         elif port.role == "padding_mask":
             feeds[port.name] = np.ones(shape, port.dtype)

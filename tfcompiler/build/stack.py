@@ -1,30 +1,17 @@
 """A stack: its input layer and positions (the embeddings), its blocks, its final norm."""
 from __future__ import annotations
 
-from ..ir.types import BATCH
 from ..spec.kinds import INPUTS, POSITIONS
 from ..spec.model import Norm
 from .block import build_block
 from .memory_slots import read_slots, write_slots
 from .norm import build_norm
+from .segment_memory import segment_memory
 
 
 def embeddings_scope(spec, stack_name: str) -> str:
     """`embeddings` for one-stack models, `encoder.embeddings` / `decoder.embeddings` otherwise."""
     return "embeddings" if len(spec.stacks()) == 1 else f"{stack_name}.embeddings"
-
-
-def segment_memory(ctx, spec, length: int, layer: int, hidden):
-    """Transformer-XL's memory of one layer: input `past_memories.N` (B, M, D), the states that
-    entered the layer in earlier segments (M = 0 at the first); output `present_memories.N`, the
-    last `length` of those followed by this segment's. Returns (states, mask of ones (B, M))."""
-    states = ctx.input(f"past_memories.{layer}", "float32", (BATCH, "past_memory_length", spec.model.width),
-                       role="memory")
-    ctx.graph.outputs[f"present_memories.{layer}"] = ctx.op(
-        "keep_last", ctx.op("concat", states, hidden, axis=1), axis=1, count=length, label="UpdateMemory")
-    first = ctx.op("gather", states, ctx.constant(0, dtype="int64"), axis=2)  # (B, M)
-    ones = ctx.op("cast", ctx.op("add", ctx.op("mul", first, ctx.constant(0.0)), ctx.constant(1.0)), dtype="int64")
-    return states, ones
 
 
 def build_embeddings(ctx, spec, stack_name: str, blocks):
@@ -54,7 +41,7 @@ def build_layer(ctx, spec, stack_name: str, stack, layer: int, hidden, mask, pos
     block's unpooled / levels arguments in a length-changing stack."""
     block = getattr(spec, f"{stack_name}_blocks")[layer]
     with ctx.at(stack_name, "layers", layer):
-        memory = segment_memory(ctx, spec, stack.memory, layer, hidden) if stack.memory else None
+        memory = segment_memory(ctx, spec, stack, layer, hidden) if stack.memory else None
         return build_block(ctx, block, spec, hidden, mask, stack_name == "decoder", positions, state, encoder, memory,
                            **pooling)
 

@@ -120,6 +120,9 @@ def _check_rules(reader: Reader, spec: Spec, root: yaml.Node) -> None:
         reader.problem(at("head.kind"), "head.kind", "a hierarchical model outputs sentence vectors, not tokens: "
                        "use none, pooler, classifier or set_pool")
     for name, stack, _ in spec.stacks():
+        if stack.compressed_memory is not None and not stack.memory:
+            reader.problem(at(f"{name}.compressed_memory"), f"{name}.compressed_memory",
+                           "a compressed memory holds what leaves the segment memory: set `memory` too")
         if stack.memory_slots and (name != "encoder" or spec.topology not in ("encoder", "encoder-decoder")):
             reader.problem(at(f"{name}.memory_slots"), f"{name}.memory_slots",
                            "memory slots are read and written by an encoder: they need the encoder of topology "

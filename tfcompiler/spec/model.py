@@ -91,6 +91,17 @@ class Override:
 
 
 @dataclass(frozen=True, kw_only=True)
+class CompressedMemory:
+    """The Compressive Transformer's second memory: what falls out of the segment memory, compressed."""
+
+    length: int = option(doc="Compressed states kept per layer.", minimum=1)
+    rate: int = option(3, doc="Evicted states per compressed state.", minimum=1)
+    function: str = option("conv", doc="How a window of evicted states becomes one: a learned 1-D "
+                           "convolution with kernel = stride = rate (the paper's best), or their mean.",
+                           choices=("conv", "mean"))
+
+
+@dataclass(frozen=True, kw_only=True)
 class Resample:
     """A stack whose length changes: Funnel Transformer's query pooling and upsampling decoder, or an
     Hourglass (shorten, run the inner layers, upsample)."""
@@ -136,6 +147,11 @@ class Stack:
                          "`past_memories.N` (batch, past_memory_length, width) and returned updated as "
                          "`present_memories.N`. Decoders, with a relative positional scheme or none.",
                          minimum=0)
+    compressed_memory: CompressedMemory | None = option(None, doc="Compressive Transformer: the states "
+                                                        "that leave the `memory`, compressed, kept as a further "
+                                                        "state `past_compressed_memories.N` -> "
+                                                        "`present_compressed_memories.N` that every layer also "
+                                                        "attends. Needs `memory`.")
     memory_slots: int = option(0, doc="Memformer: this many memory slots (learned at the start) that every "
                                "layer reads through a cross-attention sublayer and a memory writer rewrites after "
                                "the last layer, given as input `past_memory_slots` (batch, 0 at the first segment "

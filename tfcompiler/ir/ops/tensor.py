@@ -126,6 +126,10 @@ register("split_outer", (2, 2), lambda attrs, t: [t[0].with_shape(t[1].shape[:2]
          lambda attrs, x, like: [x.reshape(like.shape[:2] + x.shape[1:])])
 # positions(x): the int64 positions [offset, offset + len) of x along `axis`, shaped (1, len).
 register("positions", (1, 1), _positions_infer, _positions_eval)
+def _dropped(dim, count: int):
+    return max(dim - count, 0) if isinstance(dim, int) else f"max({dim}-{count},0)"
+
+
 def _kept(dim, count: int):
     """min(dim, count), known to be `count` when dim is `count` plus a length."""
     if isinstance(dim, int):
@@ -133,6 +137,11 @@ def _kept(dim, count: int):
     return count if dim.startswith(f"{count}+") else f"min({dim},{count})"
 
 
+# drop_last(x) attrs axis, count: all but the last `count` entries along axis (none when there are fewer)
+register("drop_last", (1, 1), lambda attrs, t: [t[0].with_shape(
+             t[0].shape[:attrs["axis"]] + (_dropped(t[0].shape[attrs["axis"]], attrs["count"]),)
+             + t[0].shape[attrs["axis"] + 1:])],
+         lambda attrs, x: [np.take(x, np.arange(max(x.shape[attrs["axis"]] - attrs["count"], 0)), axis=attrs["axis"])])
 # keep_last(x) attrs axis, count: the last `count` entries along axis (all of them when there are fewer)
 register("keep_last", (1, 1), lambda attrs, t: [t[0].with_shape(
              t[0].shape[:attrs["axis"]] + (_kept(t[0].shape[attrs["axis"]], attrs["count"]),)
