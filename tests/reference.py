@@ -869,12 +869,14 @@ class Reference:
             x = self.layer(name, stack, i, x, key_bias, state, encoder)
         x = self.final_norm(name, stack, blocks, x)
         if slots is not None:
-            self.present["present_memory_slots"] = self.write_slots(f"{name}.memory_writer", slots, x, key_bias)
+            self.present["present_memory_slots"] = self.write_slots(f"{name}.memory_writer", slots, x, key_bias,
+                                                                    stack.memory_slots.forgetting)
         return x, key_bias
 
-    def write_slots(self, name, slots, h, key_bias):
-        """Memformer's writer: slot i attends [m_i; H] (its own slot and the real tokens), then
-        torch.nn.GRUCell(input = that, state = m_i), then a pre-norm GELU feed-forward sublayer."""
+    def write_slots(self, name, slots, h, key_bias, forgetting):
+        """Memformer's writer: slot i attends [m_i; H] (its own slot and the real tokens), then either
+        torch.nn.GRUCell(input = that, state = m_i) and a pre-norm GELU feed-forward sublayer (gru), or
+        LayerNorm(that + a learned bias of slot i) (normalize: biased memory normalisation)."""
         m = self.spec.model
         out = np.zeros_like(slots)
         for i in range(slots.shape[1]):
@@ -886,6 +888,9 @@ class Reference:
             context, _ = attention(q.transpose(0, 2, 1, 3), k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3),
                                    1 / math.sqrt(m.dh), bias)
             out[:, i] = self.linear(context.transpose(0, 2, 1, 3).reshape(len(h), -1), f"{name}.attention.output")
+        from tfcompiler.spec.model import Ffn, Norm
+        if forgetting == "normalize":
+            return self.norm(out + self.w[f"{name}.slot_bias"], Norm(), f"{name}.norm")
         g = {k: self.w[f"{name}.gru.{k}"][0] for k in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")}
         gi, gh = out @ g["weight_ih"].T + g["bias_ih"], slots @ g["weight_hh"].T + g["bias_hh"]
         d = m.width
@@ -893,7 +898,6 @@ class Reference:
         r, z = sigmoid(gi[..., :d] + gh[..., :d]), sigmoid(gi[..., d:2 * d] + gh[..., d:2 * d])
         n = np.tanh(gi[..., 2 * d:] + r * gh[..., 2 * d:])
         kept = (1 - z) * n + z * slots
-        from tfcompiler.spec.model import Ffn, Norm
         return kept + self.ffn(self.norm(kept, Norm(), f"{name}.ffn_norm"), Ffn(activation="gelu"), f"{name}.ffn")
 
     def resampled(self, name, stack, blocks, x, mask, token_types, state):

@@ -185,18 +185,21 @@ topology: {topology}
 model: {{width: 32, heads: 4, ffn_width: 48, vocab_size: 61, max_length: 40}}
 positional: {{kind: t5, num_buckets: 8, max_distance: 16}}
 block: {{placement: {placement}}}
-encoder: {{layers: 2, memory_slots: 5}}
+encoder: {{layers: 2, memory_slots: {{count: 5, forgetting: {forgetting}}}}}
 {decoder}
 """
 
 
-@pytest.mark.parametrize("topology, placement", [("encoder-decoder", "pre"), ("encoder", "post")])
-def test_memformer_slots_are_read_and_rewritten_segment_by_segment(topology, placement, tmp_path):
+@pytest.mark.parametrize("topology, placement, forgetting", [("encoder-decoder", "pre", "gru"),
+                                                              ("encoder", "post", "gru"),
+                                                              ("encoder-decoder", "post", "normalize")])
+def test_memformer_slots_are_read_and_rewritten_segment_by_segment(topology, placement, forgetting, tmp_path):
     """Memformer: each segment's encoder reads the slots the last one wrote (the learned slots at the
     first), the writer rewrites them; through `Segments`, the compiled model matches the NumPy
     reference carrying its own slots, padded segments included, and the slots carry context."""
     decoder = "decoder: {layers: 2}\nhead: {kind: lm}" if topology == "encoder-decoder" else ""
-    spec = parse_spec(MEMFORMER.format(topology=topology, placement=placement, decoder=decoder), "memformer.yaml")
+    spec = parse_spec(MEMFORMER.format(topology=topology, placement=placement, decoder=decoder, forgetting=forgetting),
+                      "memformer.yaml")
     weights = random_weights(spec)
     save_file(weights, str(tmp_path / "w.safetensors"))
     compile_spec(spec, weights=str(tmp_path / "w.safetensors")).model.save(str(tmp_path / "m.onnx"))

@@ -3,9 +3,11 @@
 Reading: every encoder layer has a cross-attention sublayer whose keys and values are the slots
 (the block's `cross_attention`). Writing, after the encoder's last layer and final norm H: each slot
 attends to itself and to the real tokens of H (slot attention, one head set, no positions),
-M' = Attn(m_i, [m_i; H]); a GRU cell gates how much of each old slot is kept (the forgetting:
-input M', state M), and a pre-norm feed-forward sublayer follows, M_next = G + FFN(LN(G)) (the
-public implementation's writer; the paper's normalisation-based forgetting is not built).
+M' = Attn(m_i, [m_i; H]). Forgetting, `gru`: a GRU cell gates how much of each old slot is kept
+(input M', state M) and a pre-norm feed-forward sublayer follows, M_next = G + FFN(LN(G)) (the
+public implementation's writer, lucidrains/memformer); `normalize`: M_next = LN(M' + b), a learned
+bias per slot that a slot written with nothing new drifts to (the paper's biased memory
+normalisation).
 
 The slots are state I/O: `past_memory_slots` (B, 0 or K, D) in, `present_memory_slots` (B, K, D)
 out. An empty input (the first segment) starts from the learned slots: the learned ones are put in
@@ -31,15 +33,19 @@ def read_slots(ctx, spec, stack_name: str, count: int, like):
         return ctx.op("keep_last", ctx.op("concat", start, past, axis=1), axis=1, count=count, label="SlotsOrStart")
 
 
-def write_slots(ctx, spec, stack_name: str, slots, hidden, mask):
+def write_slots(ctx, spec, stack_name: str, options, slots, hidden, mask):
     """`present_memory_slots`: the slots rewritten from the encoder's output hidden (B, S, D)."""
     with ctx.at(stack_name, "memory_writer"):
         with ctx.at("attention"):
             written = slot_attention(ctx, spec, slots, hidden, mask)
-        kept = gru_cell(ctx, spec, written, slots)
-        normed = build_norm(ctx, kept, Norm(), "ffn_norm")
-        ctx.graph.outputs["present_memory_slots"] = ctx.op(
-            "add", kept, build_ffn(ctx, normed, Ffn(activation="gelu"), spec), label="UpdatedSlots")
+        if options.forgetting == "normalize":
+            bias = ctx.param("slot_bias", (options.count, spec.model.width), "embedding")
+            updated = build_norm(ctx, ctx.op("add", written, bias), Norm(), "norm")
+        else:
+            kept = gru_cell(ctx, spec, written, slots)
+            normed = build_norm(ctx, kept, Norm(), "ffn_norm")
+            updated = ctx.op("add", kept, build_ffn(ctx, normed, Ffn(activation="gelu"), spec))
+        ctx.graph.outputs["present_memory_slots"] = updated
 
 
 def slot_attention(ctx, spec, slots, hidden, mask):

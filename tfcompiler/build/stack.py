@@ -65,13 +65,13 @@ def build_stack(ctx, spec, stack_name: str, stack, blocks, encoder=None):
         hidden, mask = resampled_layers(ctx, spec, stack_name, stack, hidden, start.mask, positions, state)
     else:
         mask = start.mask
-        slots = read_slots(ctx, spec, stack_name, stack.memory_slots, hidden) if stack.memory_slots else None
+        slots = read_slots(ctx, spec, stack_name, stack.memory_slots.count, hidden) if stack.memory_slots else None
         reads = (slots, None) if slots is not None else encoder  # Memformer: every layer reads the slots
         for i in range(len(blocks)):
             hidden = build_layer(ctx, spec, stack_name, stack, i, hidden, mask, positions, state, reads)
     hidden = build_final_norm(ctx, stack_name, stack, blocks, hidden)
     if stack.memory_slots:
-        write_slots(ctx, spec, stack_name, slots, hidden, mask)
+        write_slots(ctx, spec, stack_name, stack.memory_slots, slots, hidden, mask)
     return hidden, mask
 
 

@@ -102,6 +102,18 @@ class CompressedMemory:
 
 
 @dataclass(frozen=True, kw_only=True)
+class MemorySlots:
+    """Memformer's external memory."""
+
+    count: int = option(doc="Memory slots K.", minimum=1)
+    forgetting: str = option("gru", doc="How a written slot replaces the old one: gru, a GRU cell gates the "
+                             "old slot against the written one and a feed-forward sublayer follows (the public "
+                             "implementation's writer); normalize, the written slot plus a learned per-slot "
+                             "bias, layer-normalised (the paper's biased memory normalisation: a slot that "
+                             "receives nothing new drifts to its bias).", choices=("gru", "normalize"))
+
+
+@dataclass(frozen=True, kw_only=True)
 class Resample:
     """A stack whose length changes: Funnel Transformer's query pooling and upsampling decoder, or an
     Hourglass (shorten, run the inner layers, upsample)."""
@@ -152,11 +164,11 @@ class Stack:
                                                         "state `past_compressed_memories.N` -> "
                                                         "`present_compressed_memories.N` that every layer also "
                                                         "attends. Needs `memory`.")
-    memory_slots: int = option(0, doc="Memformer: this many memory slots (learned at the start) that every "
-                               "layer reads through a cross-attention sublayer and a memory writer rewrites after "
-                               "the last layer, given as input `past_memory_slots` (batch, 0 at the first segment "
-                               "or memory_slots, width) and returned as `present_memory_slots`. Encoders.",
-                               minimum=0)
+    memory_slots: MemorySlots | None = option(None, doc="Memformer: memory slots (learned at the start) that "
+                                              "every layer reads through a cross-attention sublayer and a memory "
+                                              "writer rewrites after the last layer, given as input "
+                                              "`past_memory_slots` (batch, 0 at the first segment or count, width) "
+                                              "and returned as `present_memory_slots`. Encoders.")
     resample: Resample | None = option(None, doc="Pool the sequence shorter at some layers and bring it "
                                        "back to full length at one (Funnel Transformer, Hourglass).")
     # `block` and `overrides` stay YAML here; the loader merges them into one Block per layer.
