@@ -97,17 +97,25 @@ def _linear_weights(w: Checkpoint, target: str, source: str, transpose: bool) ->
     return {f"{target}.weight": weight.T if transpose else weight, f"{target}.bias": w(f"{source}.bias")}
 
 
+def _output_and_ffn(w: Checkpoint, ours: str, transpose: bool, output: str, attention_norm: str, up: str, down: str,
+                    ffn_norm: str) -> dict:
+    """A layer's attention output projection and norm, and its FFN's two linear maps and norm."""
+    return {**_linear_weights(w, f"{ours}.attention.output", output, transpose),
+            **_norm_weights(w, f"{ours}.attention_norm", attention_norm),
+            **_linear_weights(w, f"{ours}.ffn.up", up, transpose),
+            **_linear_weights(w, f"{ours}.ffn.down", down, transpose),
+            **_norm_weights(w, f"{ours}.ffn_norm", ffn_norm)}
+
+
 def _bert_layer(w: Checkpoint, ours: str, theirs: str, projection: str) -> dict:
     """A BERT-style post-norm layer (BERT, DeBERTa); ``projection`` spells the q/k/v module names."""
     weights = {}
     for name in ("query", "key", "value"):
         weights.update(_linear_weights(w, f"{ours}.attention.{name}",
                                        f"{theirs}.attention.self.{projection.format(name)}", True))
-    weights.update(_linear_weights(w, f"{ours}.attention.output", f"{theirs}.attention.output.dense", True))
-    weights.update(_norm_weights(w, f"{ours}.attention_norm", f"{theirs}.attention.output.LayerNorm"))
-    weights.update(_linear_weights(w, f"{ours}.ffn.up", f"{theirs}.intermediate.dense", True))
-    weights.update(_linear_weights(w, f"{ours}.ffn.down", f"{theirs}.output.dense", True))
-    weights.update(_norm_weights(w, f"{ours}.ffn_norm", f"{theirs}.output.LayerNorm"))
+    weights.update(_output_and_ffn(w, ours, True, f"{theirs}.attention.output.dense",
+                                   f"{theirs}.attention.output.LayerNorm", f"{theirs}.intermediate.dense",
+                                   f"{theirs}.output.dense", f"{theirs}.output.LayerNorm"))
     return weights
 
 
@@ -165,11 +173,8 @@ def _gpt2(config: dict, w: Checkpoint) -> tuple[dict, dict]:
             columns = slice(part * width, (part + 1) * width)
             weights[f"{ours}.attention.{name}.weight"] = qkv_weight[:, columns] if qkv_weight.size else qkv_weight
             weights[f"{ours}.attention.{name}.bias"] = qkv_bias[columns]
-        weights.update(_linear_weights(w, f"{ours}.attention.output", f"{theirs}.attn.c_proj", False))
-        weights.update(_norm_weights(w, f"{ours}.attention_norm", f"{theirs}.ln_1"))
-        weights.update(_linear_weights(w, f"{ours}.ffn.up", f"{theirs}.mlp.c_fc", False))
-        weights.update(_linear_weights(w, f"{ours}.ffn.down", f"{theirs}.mlp.c_proj", False))
-        weights.update(_norm_weights(w, f"{ours}.ffn_norm", f"{theirs}.ln_2"))
+        weights.update(_output_and_ffn(w, ours, False, f"{theirs}.attn.c_proj", f"{theirs}.ln_1",
+                                       f"{theirs}.mlp.c_fc", f"{theirs}.mlp.c_proj", f"{theirs}.ln_2"))
     return spec, weights
 
 
@@ -361,11 +366,8 @@ def _funnel(config: dict, w: Checkpoint) -> tuple[dict, dict]:
         weights[f"{relative}.segment_embedding"] = w(f"{source}.attention.seg_embed")
         kernel = w(f"{source}.attention.r_kernel")
         weights[f"{relative}.position.weight"] = kernel.reshape(kernel.shape[0], -1)
-        weights.update(_linear_weights(w, f"{ours}.attention.output", f"{source}.attention.post_proj", True))
-        weights.update(_norm_weights(w, f"{ours}.attention_norm", f"{source}.attention.layer_norm"))
-        weights.update(_linear_weights(w, f"{ours}.ffn.up", f"{source}.ffn.linear_1", True))
-        weights.update(_linear_weights(w, f"{ours}.ffn.down", f"{source}.ffn.linear_2", True))
-        weights.update(_norm_weights(w, f"{ours}.ffn_norm", f"{source}.ffn.layer_norm"))
+        weights.update(_output_and_ffn(w, ours, True, f"{source}.attention.post_proj", f"{source}.attention.layer_norm",
+                                       f"{source}.ffn.linear_1", f"{source}.ffn.linear_2", f"{source}.ffn.layer_norm"))
     return spec, weights
 
 
