@@ -3,9 +3,11 @@
   tfcompiler   `tfc compile specs/bert-base.yaml` in-process and as a fresh process (with start-up)
   torch        `torch.onnx.export` of transformers' BertModel of the same shape (dynamo and TorchScript)
 
-Each timing is the median of --repeat runs writing a .onnx file. Prints a Markdown table.
+Each timing is the median of --repeat runs writing a .onnx file. Prints a Markdown table, then
+tfcompiler's compile time of the same model at each of --layers encoder layers (to see it grow
+linearly with depth).
 
-    python benchmarks/compile_time.py [--repeat 3]
+    python benchmarks/compile_time.py [--repeat 3] [--layers 12 48 96]
 """
 from __future__ import annotations
 
@@ -32,10 +34,10 @@ def median_seconds(fn, repeat: int) -> float:
     return statistics.median(times)
 
 
-def tfc_in_process(out: Path):
+def tfc_in_process(out: Path, spec: Path = SPEC):
     from tfcompiler.cli import main
 
-    assert main(["compile", str(SPEC), "-o", str(out), "-q"]) == 0
+    assert main(["compile", str(spec), "-o", str(out), "-q"]) == 0
 
 
 def tfc_subprocess(out: Path):
@@ -86,8 +88,11 @@ def machine() -> str:
 
 
 def main() -> None:
+    from tfcompiler.inspection import inspect_spec
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--layers", type=int, nargs="*", default=[12, 48, 96])
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -108,6 +113,19 @@ def main() -> None:
             print(f"| {label} | {value:.2f} | {value / ours:.1f}x |")
         else:
             print(f"| {label} | {value} | |")
+    from tfcompiler import compile_spec
+
+    print("\n| encoder layers | parameters | to the ONNX graph (s) | per layer | and the file written (s) | per layer |\n"
+          "| --- | --- | --- | --- | --- | --- |")
+    with tempfile.TemporaryDirectory() as tmp:
+        for layers in args.layers:
+            spec = Path(tmp) / f"bert-{layers}.yaml"
+            spec.write_text(SPEC.read_text().replace("  layers: 12", f"  layers: {layers}"))
+            graph_only = median_seconds(lambda: compile_spec(spec), args.repeat)  # weights stay recipes
+            seconds = median_seconds(lambda: tfc_in_process(Path(tmp) / "model.onnx", spec), args.repeat)
+            parameters = inspect_spec(str(spec), 128)["parameters"]
+            print(f"| {layers} | {parameters / 1e6:.0f}M | {graph_only:.2f} | {graph_only / layers:.4f} | {seconds:.2f} | "
+                  f"{seconds / layers:.3f} |")
 
 
 if __name__ == "__main__":

@@ -16,9 +16,10 @@ from tfcompiler.passes import PassError, make_pipeline, run_pipeline
 from tfcompiler.passes.eliminate_common_subexpressions import EliminateCommonSubexpressions
 from tfcompiler.passes.eliminate_dead_code import EliminateDeadCode
 from tfcompiler.passes.fold_constants import FoldConstants
+from tfcompiler.passes.pack_projections import PackProjections
 from tfcompiler.spec import load_spec, parse_spec
 
-PASSES = [FoldConstants, EliminateCommonSubexpressions, EliminateDeadCode]
+PASSES = [FoldConstants, EliminateCommonSubexpressions, PackProjections, EliminateDeadCode]
 SIZES = {"batch_size": 2, "sequence_length": 6, "decoder_sequence_length": 5}
 
 
@@ -70,8 +71,48 @@ def test_dead_code_removes_what_no_output_needs_but_keeps_inputs():
     verify(g)
 
 
+def projections_graph(biases: bool):
+    """q, k, v = x @ W (+ b) for three weights, and a fourth matmul on another input."""
+    g = Graph()
+    x = g.add1("input", attrs=dict(name="x", dtype="float32", shape=("batch_size", 3, 4), role="x"))
+    other = g.add1("input", attrs=dict(name="other", dtype="float32", shape=("batch_size", 3, 4), role="x"))
+    outputs = []
+    for name, width in (("query", 4), ("key", 2), ("value", 2)):
+        w = g.add1("param", attrs=dict(name=f"{name}.weight", dtype="float32", shape=(4, width), init="matrix"))
+        y = g.add1("matmul", [x, w])
+        if biases:
+            y = g.add1("add", [y, g.add1("param", attrs=dict(name=f"{name}.bias", dtype="float32", shape=(width,),
+                                                                init="matrix"))])
+        outputs.append(y)
+        g.outputs[name] = y
+    w = g.add1("param", attrs=dict(name="alone.weight", dtype="float32", shape=(4, 4), init="matrix"))
+    g.outputs["alone"] = g.add1("matmul", [other, w])
+    g.weights = init_weights(g, parse_spec(tiny_spec("encoder", "none")).init, seed=3)
+    return g
+
+
+@pytest.mark.parametrize("biases", [True, False])
+def test_pack_projections_makes_one_matmul_of_those_sharing_an_input(biases):
+    g = projections_graph(biases)
+    feeds = {"x": np.random.default_rng(0).standard_normal((2, 3, 4)).astype(np.float32),
+             "other": np.random.default_rng(1).standard_normal((2, 3, 4)).astype(np.float32)}
+    before = evaluate(g, feeds)
+    result = PackProjections().run(g)
+    EliminateDeadCode().run(g)
+    verify(g)
+    assert result.changed and "query+key+value (8 columns" in result.notes[0]
+    assert op_counts(g)["matmul"] == 2 and op_counts(g)["split"] == 1
+    assert op_counts(g).get("add", 0) == (1 if biases else 0)
+    (packed,) = [n for n in g.by_type("param") if "+" in g.op(n).attrs["name"]][:1]
+    assert g.op(packed).attrs["shape"] == (4, 8)
+    after = evaluate(g, feeds)
+    for name in before:
+        np.testing.assert_allclose(after[name], before[name], rtol=1e-6, atol=1e-6)
+
+
 @pytest.mark.parametrize("pass_class, word", [(FoldConstants, "nothing to fold"),
                                               (EliminateCommonSubexpressions, "nothing to merge"),
+                                              (PackProjections, "nothing to pack"),
                                               (EliminateDeadCode, "nothing to remove")])
 def test_a_pass_with_nothing_to_do_leaves_the_graph_unchanged(pass_class, word):
     g = Graph()
@@ -100,14 +141,15 @@ def test_pass_preserves_numerics_on_real_blocks(pass_class, topology, positional
     result = pass_class().run(graph)
     verify(result.graph)
     after = evaluate(result.graph, feeds)
-    for name in before:
-        np.testing.assert_array_equal(after[name], before[name])
+    for name in before:  # packing sums the same products in one wider GEMM: equal up to rounding
+        np.testing.assert_allclose(after[name], before[name], rtol=1e-5, atol=1e-6)
 
 
 def test_pipeline_finds_work_on_a_real_model():
     graph = built(tiny_spec("encoder-decoder", "sinusoidal"))
     graph, report = run_pipeline(graph, make_pipeline(), verify_each=True)
-    assert [r.changed for r in report.records] == [True, True, False, True]  # table folded, masks merged
+    # table folded, masks merged, no sparse pattern, projections packed, their old params dropped
+    assert [r.changed for r in report.records] == [True, True, False, True, True]
     assert "padding_bias" in report.records[1].notes[0]
     assert len(graph.by_type("padding_bias")) == 2  # one per stack's mask input
 
@@ -142,4 +184,5 @@ def test_explain_prints_every_pass_and_its_note(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "fold_constants: unchanged" in out and "nothing to fold" in out
     assert "eliminate_common_subexpressions: changed" in out and "merged" in out
-    assert "eliminate_dead_code: unchanged" in out and "nothing to remove" in out
+    assert "pack_projections: changed" in out and "query+key+value" in out
+    assert "eliminate_dead_code: changed" in out  # the packed projections' own weights

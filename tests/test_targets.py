@@ -11,8 +11,9 @@ from test_components import feeds_for, spec_text
 from tfcompiler import compile_spec, parse_spec
 from tfcompiler.lower.targets import CAPABILITIES, CPU, kernels_for
 
-# per kernel, specs whose lowering uses it
-USES = {"LinearAttention": ["linear_causal_decoder", "performer_causal_decoder", "rfa_gated_decoder"]}
+# per kernel, specs whose lowering uses it (`+int8`: compiled with --quantize int8)
+USES = {"LinearAttention": ["linear_causal_decoder", "performer_causal_decoder", "rfa_gated_decoder"],
+        "DynamicQuantizeMatMul": ["bert_like_encoder+int8", "llama_like_decoder_gqa+int8"]}
 
 
 def test_every_cpu_kernel_has_a_check():
@@ -22,10 +23,11 @@ def test_every_cpu_kernel_has_a_check():
 
 @pytest.mark.parametrize("case", [case for cases in USES.values() for case in cases])
 def test_ort_cpu_kernels_compute_what_the_portable_lowering_does(case):
+    case, _, quantize = case.partition("+")
     spec = parse_spec(spec_text(case).replace("max_length: 40", "max_length: 160"), f"{case}.yaml")
     runs = {}
     for target in ("portable", "ort-cpu"):
-        model = compile_spec(spec, seed=5, target=target).model
+        model = compile_spec(spec, seed=5, target=target, quantize=quantize or "none").model
         domains = {node.domain for node in model.proto.graph.node}
         assert (domains == {""}) == (target == "portable"), domains
         assert {p.key: p.value for p in model.proto.metadata_props}["tfcompiler.target"] == target

@@ -36,7 +36,8 @@ def cmd_compile(args) -> int:
     progress = Progress(args.quiet)
     compiled = compile_spec(args.spec, weights=args.weights, seed=args.seed, opset=args.opset,
                             pipeline=args.pipeline, dump_after=set(args.dump_after or ()),
-                            check_numerics=args.verify, progress=progress, target=args.target)
+                            check_numerics=args.verify, progress=progress, target=args.target,
+                            quantize=args.quantize)
     if args.explain:
         print(compiled.report.explain())
     for name, dump in compiled.report.dumps.items():
@@ -47,6 +48,7 @@ def cmd_compile(args) -> int:
     params = sum(a.size for a in graph.weights.values())
     print(f"compiled {compiled.spec.name} ({compiled.spec.topology}, {params:,} parameters) -> "
           f"{', '.join(map(str, files))} [opset {args.opset}, target {args.target}, "
+          f"{'' if args.quantize == 'none' else f'quantized {args.quantize}, '}"
           f"{len(compiled.model.proto.graph.node)} nodes, {time.perf_counter() - progress.start:.2f}s]")
     return 0
 
@@ -138,6 +140,9 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--target", default="portable", choices=sorted(TARGETS),
                    help="portable: standard ONNX ops only; ort-cpu: also onnxruntime's CPU contrib kernels "
                         "where the capability table allows")
+    c.add_argument("--quantize", default="none", choices=["none", "int8"],
+                   help="int8: int8 weights (a scale per output column) for the linear maps, activations "
+                        "quantized at run time")
     c.add_argument("--explain", action="store_true", help="print what each pass did")
     c.add_argument("--external-data", action="store_true",
                    help="weights in OUT.onnx.data (automatic over 2 GB)")

@@ -12,7 +12,7 @@ from .ir.interpret import random_feeds
 from .lower.serialize import LoweredModel
 from .lower.targets import TARGETS
 from .lower.to_onnx import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET, to_onnx
-from .passes.pipeline import PipelineReport, make_pipeline, run_pipeline
+from .passes.pipeline import QUANTIZE, PipelineReport, make_pipeline, run_pipeline
 from .spec import Spec, load_spec
 from .errors import TfcError
 
@@ -46,7 +46,7 @@ class Compiled:
 def compile_spec(spec: Spec | str | Path, weights: str | None = None, seed: int = 0,
                  opset: int = DEFAULT_OPSET, pipeline: str = "default", verify_each: bool = False,
                  dump_after: set[str] = frozenset(), check_numerics: bool = False,
-                 progress=lambda step: None, target: str = "portable") -> Compiled:
+                 progress=lambda step: None, target: str = "portable", quantize: str = "none") -> Compiled:
     """Compile a spec (or a spec file) to an ONNX model. ``weights`` is a safetensors file with
     canonical names; without it weights are initialised from ``seed``. ``check_numerics`` verifies
     the IR after every pass and evaluates it on small random inputs before and after each one."""
@@ -54,6 +54,8 @@ def compile_spec(spec: Spec | str | Path, weights: str | None = None, seed: int 
         raise TfcError(f"--opset {opset}: expected {MIN_OPSET}..{MAX_OPSET}")
     if target not in TARGETS:
         raise TfcError(f"--target {target}: expected one of {', '.join(TARGETS)}")
+    if quantize not in QUANTIZE:
+        raise TfcError(f"--quantize {quantize}: expected one of {', '.join(QUANTIZE)}")
     if not isinstance(spec, Spec):
         spec = load_spec(spec)
     progress("build")
@@ -62,13 +64,14 @@ def compile_spec(spec: Spec | str | Path, weights: str | None = None, seed: int 
     graph.weights = load_weights(graph, weights) if weights else init_weights(graph, spec.init, seed)
     progress("passes")
     feeds = random_feeds(graph, check_sizes(graph), pad_last=1) if check_numerics else None
-    graph, report = run_pipeline(graph, make_pipeline(pipeline), verify_each or check_numerics,
+    graph, report = run_pipeline(graph, make_pipeline(pipeline, quantize), verify_each or check_numerics,
                                  dump_after, feeds)
     progress("lower")
     metadata = {"tfcompiler.spec_name": spec.name, "tfcompiler.spec_sha256": spec.sha256,
                 **length_rules_metadata(graph),
                 "tfcompiler.topology": spec.topology,
                 "tfcompiler.vocab_size": str(spec.model.vocab_size),
-                "tfcompiler.weights": f"file:{Path(weights).name}" if weights else f"seed:{seed}"}
+                "tfcompiler.weights": f"file:{Path(weights).name}" if weights else f"seed:{seed}",
+                "tfcompiler.quantize": quantize}
     model = to_onnx(graph, opset, metadata, target)
     return Compiled(model, graph, report, spec)

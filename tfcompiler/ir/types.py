@@ -16,7 +16,7 @@ BATCH = "batch_size"
 SEQUENCE = "sequence_length"
 DECODER_SEQUENCE = "decoder_sequence_length"
 
-DTYPES = ("float32", "float64", "float16", "bfloat16", "int64", "int32", "bool")
+DTYPES = ("float32", "float64", "float16", "bfloat16", "int64", "int32", "int8", "uint8", "bool")
 
 
 @dataclass(frozen=True)

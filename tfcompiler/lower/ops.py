@@ -15,7 +15,7 @@ from .emit import Emitter
 
 ONNX_DTYPES = {"float32": TensorProto.FLOAT, "float64": TensorProto.DOUBLE, "float16": TensorProto.FLOAT16,
                "bfloat16": TensorProto.BFLOAT16, "int64": TensorProto.INT64, "int32": TensorProto.INT32,
-               "bool": TensorProto.BOOL}
+               "int8": TensorProto.INT8, "uint8": TensorProto.UINT8, "bool": TensorProto.BOOL}
 
 _DIRECT = {"add": "Add", "sub": "Sub", "mul": "Mul", "div": "Div", "pow": "Pow", "neg": "Neg",
            "relu": "Relu", "tanh": "Tanh", "sigmoid": "Sigmoid", "sqrt": "Sqrt", "exp": "Exp",
@@ -67,6 +67,11 @@ def _gather(e, attrs, inputs, types, label):
 
 def _concat(e, attrs, inputs, types, label):
     return [e.node1("Concat", *inputs, axis=attrs["axis"], label=label or "Concat")]
+
+
+def _split(e, attrs, inputs, types, label):
+    return e.node("Split", [inputs[0], e.const(list(attrs["sizes"]))], n_outputs=len(attrs["sizes"]),
+                  axis=attrs["axis"], label=label or "Split")
 
 
 def _unsqueeze(e, attrs, inputs, types, label):
@@ -306,11 +311,12 @@ from .attention import (emit_attention, emit_causal_mask, emit_compressed_causal
                         emit_prob_sparse_attention, emit_scores)
 from .recurrent import local_recurrent, recurrent  # noqa: E402
 from .star import star_attention  # noqa: E402
+from .quantized import quantized_matmul  # noqa: E402
 from .resample import (fold_grid, fold_windows, shift_right, shorten, spaced_distance_index, spaced_distances,  # noqa: E402
                        unfold_windows, upsample)
 
 EMITTERS = {"silu": _silu, "gelu": _gelu, "cast": _cast, "transpose": _transpose, "reshape": _reshape,
-            "gather": _gather, "concat": _concat, "unsqueeze": _unsqueeze, "positions": _positions,
+            "gather": _gather, "concat": _concat, "split": _split, "unsqueeze": _unsqueeze, "positions": _positions,
             "softmax": _softmax, "layer_norm": _layer_norm, "rms_norm": _rms_norm,
             "padding_bias": emit_padding_bias, "attention": emit_attention, "rope": _rope,
             "attention_scores": emit_scores, "causal_mask": emit_causal_mask, "pattern_mask": emit_pattern_mask,
@@ -326,7 +332,7 @@ EMITTERS = {"silu": _silu, "gelu": _gelu, "cast": _cast, "transpose": _transpose
             "compress": _compress, "tile_batch": _tile_batch,
             "merge_outer": _merge_outer, "split_outer": _split_outer, "shorten": shorten, "upsample": upsample,
             "shift_right": shift_right, "fold_windows": fold_windows, "unfold_windows": unfold_windows,
-            "fold_grid": fold_grid,
+            "fold_grid": fold_grid, "quantized_matmul": quantized_matmul,
             "spaced_distances": spaced_distances, "spaced_distance_index": spaced_distance_index,
             "prob_sparse_attention": emit_prob_sparse_attention, "linear_attention": emit_linear_attention,
             "reduce_max": _reduction("ReduceMax"), "reduce_sum": _reduction("ReduceSum"),

@@ -26,6 +26,9 @@ CAPABILITIES: dict[str, Kernel] = {
     "LinearAttention": Kernel("com.microsoft", "LinearAttention", "1.32", frozenset({CPU}),
                               "causal linear attention (update_rule linear) and RFA-Gate (gated): the recurrence "
                               "itself, O(F·Dv) state instead of chunked scores"),
+    "DynamicQuantizeMatMul": Kernel("com.microsoft", "DynamicQuantizeMatMul", "1.10", frozenset({CPU}),
+                                    "`--quantize int8` linear maps: the activation's quantization and the integer "
+                                    "GEMM in one kernel"),
 }
 
 TARGETS: dict[str, frozenset[str]] = {  # target -> the provider it runs on

@@ -14,12 +14,15 @@ from .base import Pass, PassError
 from .eliminate_common_subexpressions import EliminateCommonSubexpressions
 from .eliminate_dead_code import EliminateDeadCode
 from .fold_constants import FoldConstants
+from .pack_projections import PackProjections
+from .quantize_weights import QuantizeWeights
 from .sparsify_attention import SparsifyAttention
 
-# Folding first exposes equal constants to CSE; sparsity needs the final attention inputs; dead code
-# last sweeps what the others left behind.
+# Folding first exposes equal constants to CSE; sparsity needs the final attention inputs; packing
+# needs CSE's shared inputs; dead code last sweeps what the others left behind.
 PIPELINES: dict[str, list] = {
-    "default": [FoldConstants, EliminateCommonSubexpressions, SparsifyAttention, EliminateDeadCode],
+    "default": [FoldConstants, EliminateCommonSubexpressions, SparsifyAttention, PackProjections,
+                EliminateDeadCode],
     "none": [],
 }
 
@@ -49,20 +52,39 @@ class PipelineReport:
         return "\n".join(lines)
 
 
-def _compare(pass_name: str, expected: dict, actual: dict, tolerance: float) -> str:
-    worst = 0.0
+def _compare(pass_name: str, expected: dict, actual: dict, tolerance: float, budget: float = 0.0) -> str:
+    """Every output within `tolerance` (absolute) of the IR before the pipeline; after a pass that
+    changes numbers on purpose, within `budget` instead: relative RMS error ‖after - before‖ / ‖before‖."""
+    worst, relative = 0.0, 0.0
     for name, want in expected.items():
         got = actual[name]
         if got.shape != want.shape:
             raise PassError(pass_name, name, f"output shape changed from {want.shape} to {got.shape}")
-        worst = max(worst, float(np.max(np.abs(got.astype(np.float64) - want), initial=0.0)))
+        difference = got.astype(np.float64) - want
+        worst = max(worst, float(np.max(np.abs(difference), initial=0.0)))
+        norm = float(np.linalg.norm(want))
+        relative = max(relative, float(np.linalg.norm(difference)) / norm if norm else 0.0)
+    if budget:
+        if relative > budget:
+            raise PassError(pass_name, "", f"outputs moved by {relative:.3g} relative RMS (budget {budget:g})")
+        return f"numerics checked: outputs within {relative:.3g} relative RMS of the IR before the pipeline " \
+               f"(budget {budget:g}; largest difference {worst:.3g})"
     if worst > tolerance:
         raise PassError(pass_name, "", f"outputs moved by {worst:.3g} (tolerance {tolerance:g})")
     return f"numerics checked: outputs within {worst:.3g} of the IR before the pipeline"
 
 
-def make_pipeline(name: str = "default") -> list[Pass]:
-    return [cls() for cls in PIPELINES[name]]
+QUANTIZE = {"none": None, "int8": QuantizeWeights}
+
+
+def make_pipeline(name: str = "default", quantize: str = "none") -> list[Pass]:
+    """The named pipeline; with `quantize`, its quantization pass before dead-code elimination (after
+    packing, so packed projections are quantized as one)."""
+    passes = [cls() for cls in PIPELINES[name]]
+    if QUANTIZE[quantize] is not None:
+        at = next((i for i, p in enumerate(passes) if isinstance(p, EliminateDeadCode)), len(passes))
+        passes.insert(at, QUANTIZE[quantize]())
+    return passes
 
 
 def run_pipeline(graph: Graph, passes: list[Pass], verify_each: bool = False,
@@ -81,7 +103,10 @@ def run_pipeline(graph: Graph, passes: list[Pass], verify_each: bool = False,
         return evaluate(graph, check_feeds, {name: drawn[name, id(w)] for name, w in graph.weights.items()})
 
     expected = run(graph) if check_feeds is not None else None
+    budget = 0.0
     for p in passes:
+        # a pass that changes numbers on purpose (quantization) sets an accuracy budget for itself and after
+        budget = max(budget, getattr(p, "budget", 0.0))
         before = len(graph.nodes())
         try:
             p.requires(graph)
@@ -95,7 +120,7 @@ def run_pipeline(graph: Graph, passes: list[Pass], verify_each: bool = False,
             raise PassError(p.name, "", str(e)) from e
         graph = result.graph
         if expected is not None:
-            result.notes.append(_compare(p.name, expected, run(graph), tolerance))
+            result.notes.append(_compare(p.name, expected, run(graph), tolerance, budget))
         report.records.append(PassRecord(p.name, result.changed, result.notes, seconds, before,
                                          len(graph.nodes())))
         if p.name in dump_after or "all" in dump_after:

@@ -1,4 +1,4 @@
-"""Layout and indexing ops: matmul, einsum, transpose, reshape, gather, concat, unsqueeze, positions,
+"""Layout and indexing ops: matmul, einsum, transpose, reshape, gather, concat, split, unsqueeze, positions,
 and the fold of a document's sentences into the batch (merge_outer / split_outer)."""
 from __future__ import annotations
 
@@ -118,6 +118,11 @@ register("unsqueeze", (1, 1), _unsqueeze_infer,
 # tile_batch(x (1, ...), like (B, ...)) -> (B, ...): x repeated over like's batch
 register("tile_batch", (2, 2), lambda attrs, t: [t[0].with_shape(t[1].shape[:1] + t[0].shape[1:])],
          lambda attrs, x, like: [np.broadcast_to(x, like.shape[:1] + x.shape[1:]).copy()])
+# split(x) attrs axis, sizes -> one output per size: consecutive pieces along axis
+register("split", (1, 1), lambda attrs, t: [t[0].with_shape(t[0].shape[:attrs["axis"] % t[0].rank] + (size,)
+                                                            + t[0].shape[attrs["axis"] % t[0].rank + 1:])
+                                            for size in attrs["sizes"]],
+         lambda attrs, x: np.split(x, np.cumsum(attrs["sizes"])[:-1], axis=attrs["axis"]))
 # merge_outer(x (A, B, ...)) -> (A*B, ...): documents' sentences folded into the batch
 register("merge_outer", (1, 1), lambda attrs, t: [t[0].with_shape((_product(*t[0].shape[:2]),) + t[0].shape[2:])],
          lambda attrs, x: [x.reshape((-1,) + x.shape[2:])])

@@ -1,0 +1,84 @@
+"""`--quantize int8`: the quantized_matmul op's NumPy semantics equal its ONNX lowerings (standard
+DynamicQuantizeLinear + MatMulInteger, and com.microsoft DynamicQuantizeMatMul on ort-cpu); weights
+round-trip within half a step; whole compiled models stay within the accuracy budget of the NumPy
+paper reference; the pipeline checks the pass against that budget; output is deterministic."""
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from reference import Reference
+from test_components import feeds_for, random_weights, spec_text
+from tfcompiler import compile_spec, parse_spec
+from tfcompiler.cli import main
+from tfcompiler.ir import Graph
+from tfcompiler.lower.to_onnx import to_onnx
+from tfcompiler.passes.quantize_weights import LEVELS, QuantizeWeights, quantize
+from tfcompiler.ir.interpret import evaluate
+
+
+def test_weights_round_trip_within_half_a_step():
+    weight = np.random.default_rng(0).standard_normal((64, 24)).astype(np.float32)
+    weight[:, 3] = 0.0  # an all-zero column keeps a usable scale
+    values, scales = quantize(weight)
+    assert values.dtype == np.int8 and np.abs(values).max() == LEVELS and np.all(scales > 0)
+    assert np.all(np.abs(weight - values * scales) <= scales / 2 + 1e-7)
+
+
+@pytest.mark.parametrize("target", ["portable", "ort-cpu"])
+def test_quantized_matmul_lowerings_match_its_numpy_semantics(target):
+    g = Graph()
+    x = g.add1("input", attrs=dict(name="x", dtype="float32", shape=("batch_size", 5, 16), role="x"))
+    w = g.add1("param", attrs=dict(name="w", dtype="float32", shape=(16, 8), init="matrix"))
+    g.outputs["y"] = g.add1("matmul", [x, w])
+    g.weights = {"w": np.random.default_rng(1).standard_normal((16, 8)).astype(np.float32)}
+    assert QuantizeWeights().run(g).changed
+    for node in [n for n in g.nodes() if g.op(n).type == "param" and g.op(n).attrs["name"] == "w"]:
+        g.remove(node)
+    rng = np.random.default_rng(2)
+    for x_value in (rng.standard_normal((2, 5, 16)) * 3, np.abs(rng.standard_normal((1, 5, 16)))):
+        x_value = x_value.astype(np.float32)
+        want = evaluate(g, {"x": x_value}, {k: np.asarray(v) for k, v in g.weights.items()})["y"]
+        model = to_onnx(g, 17, target=target)
+        got = ort.InferenceSession(model.serialize(), providers=["CPUExecutionProvider"]).run(None, {"x": x_value})[0]
+        step = (max(x_value.max(), 0) - min(x_value.min(), 0)) / 255
+        # one activation step either way where x / step sits on a rounding boundary in float32
+        assert np.abs(got - want).max() <= step * np.abs(np.asarray(g.weights["w.int8"]) * np.asarray(
+            g.weights["w.scale"])).sum(0).max() + 1e-5
+
+
+@pytest.mark.parametrize("case", ["bert_like_encoder", "llama_like_decoder_gqa", "paper_encoder_decoder",
+                                  "multi_query_decoder"])
+def test_quantized_models_stay_within_the_budget_of_the_fp32_reference(case):
+    spec = parse_spec(spec_text(case), f"{case}.yaml")
+    weights = random_weights(spec)
+    from safetensors.numpy import save_file
+    import tempfile
+    with tempfile.TemporaryDirectory() as tmp:
+        save_file(weights, f"{tmp}/w.safetensors")
+        compiled = compile_spec(spec, weights=f"{tmp}/w.safetensors", quantize="int8", check_numerics=True)
+    assert any(n.op_type == "MatMulInteger" for n in compiled.model.proto.graph.node)
+    if spec.head.kind == "lm" and spec.head.tied:  # the tied head is quantized too, the embedding kept
+        names = {name for name, _ in compiled.model.initializers}
+        assert "embeddings.tokens.weight.T.int8" in names and "embeddings.tokens.weight" in names
+    session = ort.InferenceSession(compiled.model.serialize(), providers=["CPUExecutionProvider"])
+    feeds = feeds_for(session, 3, 11, 4, spec.model.vocab_size, seed=3)
+    got = dict(zip([o.name for o in session.get_outputs()], session.run(None, feeds)))
+    want = Reference(spec, weights)(feeds)
+    for name in want:  # padded rows included: they are computed the same way
+        a, b = got[name].astype(np.float64).ravel(), want[name].ravel()
+        assert np.linalg.norm(a - b) <= QuantizeWeights.budget * np.linalg.norm(b), name
+
+
+def test_compile_quantize_explains_and_is_deterministic(tmp_path, capsys):
+    spec = tmp_path / "bert.yaml"
+    spec.write_text(spec_text("bert_like_encoder"))
+    outputs = []
+    for i in range(2):
+        out = tmp_path / f"q{i}.onnx"
+        assert main(["compile", str(spec), "-o", str(out), "--quantize", "int8", "--verify", "--explain", "-q"]) == 0
+        outputs.append(out.read_bytes())
+    report = capsys.readouterr().out
+    assert "quantize_weights: changed" in report and "to int8 weights" in report and "quantized int8" in report
+    assert outputs[0] == outputs[1]

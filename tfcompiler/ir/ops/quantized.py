@@ -1,0 +1,42 @@
+"""Dynamically quantized linear maps (`tfc compile --quantize int8`):
+
+quantized_matmul(x (..., K) float32, w (K, N) int8, scale (N,) float32) -> (..., N) float32:
+  x is quantized per tensor at run time as ONNX's DynamicQuantizeLinear does (uint8, the range
+  [min(x, 0), max(x, 0)] in 255 steps, zero point round(-min / step), rounding half to even), the
+  product taken in integers, and the result scaled back: (xq - zx) @ w · step · scale. The weight
+  was quantized per output column when the model was compiled, w = round(W / scale).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..types import TensorType
+from . import OpTypeError, register
+
+
+def quantize_activation(x: np.ndarray) -> tuple[np.ndarray, np.float32, np.uint8]:
+    low, high = min(float(x.min(initial=0.0)), 0.0), max(float(x.max(initial=0.0)), 0.0)
+    step = np.float32((high - low) / 255.0)
+    if step == 0:
+        return np.zeros(x.shape, np.uint8), step, np.uint8(0)
+    zero = np.uint8(np.clip(np.rint(-low / step), 0, 255))
+    quantized = np.clip(np.rint(x / step) + zero, 0, 255).astype(np.uint8)
+    return quantized, step, zero
+
+
+def _evaluate(attrs, x, w, scale):
+    quantized, step, zero = quantize_activation(x)
+    product = (quantized.astype(np.int32) - np.int32(zero)) @ w.astype(np.int32)
+    return [(product.astype(np.float32) * (step * scale)).astype(np.float32)]
+
+
+def _infer(attrs, types):
+    x, w, scale = types
+    if x.dtype != "float32" or w.dtype != "int8" or scale.dtype != "float32" or w.rank != 2:
+        raise OpTypeError(f"quantized_matmul takes float32 x, int8 (K, N) w and float32 scales, got {x}, {w}, {scale}")
+    if x.shape[-1] != w.shape[0] or scale.shape != (w.shape[1],):
+        raise OpTypeError(f"quantized_matmul shapes do not fit: {x}, {w}, {scale}")
+    return [TensorType("float32", x.shape[:-1] + (w.shape[1],))]
+
+
+register("quantized_matmul", (3, 3), _infer, _evaluate)

@@ -1,0 +1,120 @@
+"""Pack the linear projections that read the same input into one MatMul (the query, key and value
+projections of an attention; the gate and up projections of a gated FFN):
+
+    x ─ matmul(Wq) ─ add(bq) ─ q                x ─ matmul([Wq|Wk|Wv]) ─ add([bq|bk|bv]) ─ split ─ q
+    x ─ matmul(Wk) ─ add(bk) ─ k       =>                                                    ├─ k
+    x ─ matmul(Wv) ─ add(bv) ─ v                                                             └─ v
+
+One GEMM with N = the sum of the widths reads x once and keeps its tiles full, where three narrow
+ones would each pack x again. The packed weight is concatenated when the model is written (a
+weight recipe, no Concat at run time); biases are packed too when every projection has one.
+Projections whose weights are not params, or that share no input, stay as they are.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..ir.graph import Graph, Value
+from .base import Pass, PassResult
+
+
+@dataclass(frozen=True)
+class PackedWeight:
+    """The concatenation of weights (arrays or recipes) along `axis`, made when an array is needed."""
+
+    parts: tuple
+    axis: int
+    shape: tuple[int, ...]
+    dtype = np.dtype(np.float32)
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64))
+
+    @property
+    def nbytes(self) -> int:
+        return self.size * 4
+
+    def __array__(self, dtype=None, copy=None):
+        out = np.concatenate([np.asarray(p, dtype=np.float32) for p in self.parts], axis=self.axis)
+        return out if dtype is None else out.astype(dtype)
+
+
+class PackProjections(Pass):
+    name = "pack_projections"
+    description = "one MatMul for the projections that share an input"
+
+    def run(self, graph: Graph) -> PassResult:
+        notes = []
+        for node in graph.topological():
+            if node not in graph.nx_graph:
+                continue
+            for port in range(len(graph.op(node).outputs)):
+                group = projections_of(graph, Value(node, port))
+                if len(group) >= 2:
+                    notes.append(pack(graph, group))
+        if not notes:
+            return PassResult(graph, False, ["nothing to pack: no input feeds two or more weight projections"])
+        return PassResult(graph, True, [f"packed {len(notes)} group(s) of projections: "
+                                        + "; ".join(notes[:3]) + (" ..." if len(notes) > 3 else "")])
+
+
+def _param(graph: Graph, value: Value, rank: int):
+    op = graph.op(value.node)
+    return op if op.type == "param" and len(op.attrs["shape"]) == rank else None
+
+
+def projections_of(graph: Graph, x: Value) -> list[tuple[int, int | None]]:
+    """(matmul, its bias add or None) for every x @ W with W a 2-D param, in creation order."""
+    group = []
+    for user, index in graph.users(x):
+        op = graph.op(user)
+        if op.type != "matmul" or index != 0 or _param(graph, graph.inputs_of(user)[1], 2) is None:
+            continue
+        users = graph.users(Value(user, 0))
+        bias = None
+        if len(users) == 1 and graph.op(users[0][0]).type == "add" and not any(
+                v == Value(user, 0) for v in graph.outputs.values()):
+            other = [v for v in graph.inputs_of(users[0][0]) if v != Value(user, 0)]
+            if len(other) == 1 and _param(graph, other[0], 1) is not None:
+                bias = users[0][0]
+        group.append((user, bias))
+    return sorted(group)
+
+
+def packed_param(graph: Graph, params: list[Value], axis: int, origin: str) -> Value:
+    ops = [graph.op(p.node) for p in params]
+    shape = list(ops[0].attrs["shape"])
+    shape[axis] = sum(op.attrs["shape"][axis] for op in ops)
+    name = "+".join(op.attrs["name"] for op in ops)
+    parts = [graph.weights.get(op.attrs["name"]) for op in ops]
+    if all(part is not None for part in parts):  # (a graph built for its structure alone has no weights)
+        graph.weights[name] = PackedWeight(tuple(parts), axis, tuple(shape))
+    return graph.add1("param", (), dict(name=name, dtype="float32", shape=tuple(shape), init="packed"), origin=origin)
+
+
+def pack(graph: Graph, group: list[tuple[int, int | None]]) -> str:
+    matmuls = [m for m, _ in group]
+    x = graph.inputs_of(matmuls[0])[0]
+    weights = [graph.inputs_of(m)[1] for m in matmuls]
+    widths = [graph.op(w.node).attrs["shape"][1] for w in weights]
+    origin = graph.op(matmuls[0]).origin
+    packed = graph.add1("matmul", (x, packed_param(graph, weights, 1, origin)), origin=origin, label="PackedMatMul")
+    with_bias = all(bias is not None for _, bias in group)
+    ends = [bias if with_bias else m for m, bias in group]
+    if with_bias:
+        biases = [next(v for v in graph.inputs_of(b) if v.node != m) for m, b in group]
+        packed = graph.add1("add", (packed, packed_param(graph, biases, 0, origin)), origin=origin, label="PackedBias")
+    rank = graph.type_of(packed).rank
+    pieces = graph.add("split", (packed,), dict(axis=rank - 1, sizes=tuple(widths)), origin=origin,
+                       label="SplitProjections")
+    for end, piece in zip(ends, pieces):
+        graph.replace_all_uses(Value(end, 0), piece)
+    for m, bias in group:  # the originals are unused now; dead-code elimination drops their params
+        if with_bias:
+            graph.remove(bias)
+        graph.remove(m)
+    names = [graph.op(w.node).attrs["name"].rsplit(".", 2)[-2] for w in weights]
+    return f"{origin}: {'+'.join(names)} ({sum(widths)} columns{', with biases' if with_bias else ''})"
