@@ -14,24 +14,19 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+import timing
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "specs" / "bert-base.yaml"
 
 
 def median_seconds(fn, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return timing.median_seconds(fn, repeat, warm_up=False)
 
 
 def tfc_in_process(out: Path, spec: Path = SPEC):

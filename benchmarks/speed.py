@@ -32,6 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
+from timing import median_seconds
+
 THREADS = 2
 
 
@@ -44,16 +46,6 @@ def configs(transformers):
                                            num_key_value_heads=2, intermediate_size=1536, vocab_size=32000,
                                            max_position_embeddings=2048), transformers.LlamaForCausalLM, 128, "gpt2"),
     }
-
-
-def median_seconds(fn, repeat: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def time_round_robin(rows: list[dict], repeat: int) -> None:

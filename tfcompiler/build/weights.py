@@ -15,6 +15,7 @@ import numpy as np
 
 from ..errors import WeightsError
 from ..ir.graph import Graph
+from ..ir.recipes import Recipe
 from ..spec.model import Init
 
 
@@ -25,7 +26,7 @@ def declared_params(graph: Graph) -> dict[str, tuple[tuple[int, ...], str]]:
 
 
 @dataclass(frozen=True)
-class SeededWeight:
+class SeededWeight(Recipe):
     """A weight that is a recipe until an array is needed: ``np.asarray(weight)`` draws it. The model
     writer draws recipes on all cores while it writes earlier weights, so drawing and writing
     overlap. Seeded by (seed, name) alone, so a weight does not change when other weights are
@@ -37,14 +38,6 @@ class SeededWeight:
     scheme: Init
     seed: int
     dtype = np.dtype(np.float32)
-
-    @property
-    def size(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64))
-
-    @property
-    def nbytes(self) -> int:
-        return self.size * 4
 
     def __array__(self, dtype=None, copy=None):
         out = np.empty(self.shape, np.float32)

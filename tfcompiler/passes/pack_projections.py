@@ -17,25 +17,18 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..ir.graph import Graph, Value
+from ..ir.recipes import Recipe
 from .base import Pass, PassResult
 
 
 @dataclass(frozen=True)
-class PackedWeight:
+class PackedWeight(Recipe):
     """The concatenation of weights (arrays or recipes) along `axis`, made when an array is needed."""
 
     parts: tuple
     axis: int
     shape: tuple[int, ...]
     dtype = np.dtype(np.float32)
-
-    @property
-    def size(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64))
-
-    @property
-    def nbytes(self) -> int:
-        return self.size * 4
 
     def __array__(self, dtype=None, copy=None):
         out = np.concatenate([np.asarray(p, dtype=np.float32) for p in self.parts], axis=self.axis)

@@ -20,13 +20,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..ir.graph import Graph, Value
+from ..ir.recipes import Recipe
 from .base import Pass, PassResult
 
 LEVELS = 63  # the largest quantized magnitude
 
 
 @dataclass(frozen=True)
-class QuantizedWeight:
+class QuantizedWeight(Recipe):
     """int8 values (part "values") or float32 column scales (part "scales") of a weight (an array or
     a recipe), computed when an array is needed."""
 
@@ -38,14 +39,6 @@ class QuantizedWeight:
     @property
     def dtype(self):
         return np.dtype(np.int8 if self.part == "values" else np.float32)
-
-    @property
-    def size(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64))
-
-    @property
-    def nbytes(self) -> int:
-        return self.size * self.dtype.itemsize
 
     def __array__(self, dtype=None, copy=None):
         weight = np.asarray(self.weight, dtype=np.float32)
