@@ -140,9 +140,9 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--target", default="portable", choices=sorted(TARGETS),
                    help="portable: standard ONNX ops only; ort-cpu: also onnxruntime's CPU contrib kernels "
                         "where the capability table allows")
-    c.add_argument("--quantize", default="none", choices=["none", "int8"],
+    c.add_argument("--quantize", default="none", choices=["none", "int8", "int4"],
                    help="int8: int8 weights (a scale per output column) for the linear maps, activations "
-                        "quantized at run time")
+                        "quantized at run time; int4 (ort-cpu): weight-only 4-bit blocks")
     c.add_argument("--explain", action="store_true", help="print what each pass did")
     c.add_argument("--external-data", action="store_true",
                    help="weights in OUT.onnx.data (automatic over 2 GB)")

@@ -10,7 +10,7 @@ from .build.weights import init_weights, load_weights
 from .ir.graph import Graph
 from .ir.interpret import random_feeds
 from .lower.serialize import LoweredModel
-from .lower.targets import TARGETS
+from .lower.targets import TARGETS, kernels_for
 from .lower.to_onnx import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET, to_onnx
 from .passes.pipeline import QUANTIZE, PipelineReport, make_pipeline, run_pipeline
 from .spec import Spec, load_spec
@@ -56,6 +56,9 @@ def compile_spec(spec: Spec | str | Path, weights: str | None = None, seed: int 
         raise TfcError(f"--target {target}: expected one of {', '.join(TARGETS)}")
     if quantize not in QUANTIZE:
         raise TfcError(f"--quantize {quantize}: expected one of {', '.join(QUANTIZE)}")
+    if quantize == "int4" and "MatMulNBits" not in kernels_for(target):
+        raise TfcError(f"--quantize int4 runs on onnxruntime's MatMulNBits kernel: it needs --target ort-cpu, "
+                       f"got {target} (a standard-op 4-bit form is not built yet)")
     if not isinstance(spec, Spec):
         spec = load_spec(spec)
     progress("build")

@@ -311,7 +311,7 @@ from .attention import (emit_attention, emit_causal_mask, emit_compressed_causal
                         emit_prob_sparse_attention, emit_scores)
 from .recurrent import local_recurrent, recurrent  # noqa: E402
 from .star import star_attention  # noqa: E402
-from .quantized import quantized_matmul  # noqa: E402
+from .quantized import int4_matmul, quantized_matmul  # noqa: E402
 from .resample import (fold_grid, fold_windows, shift_right, shorten, spaced_distance_index, spaced_distances,  # noqa: E402
                        unfold_windows, upsample)
 
@@ -332,7 +332,7 @@ EMITTERS = {"silu": _silu, "gelu": _gelu, "cast": _cast, "transpose": _transpose
             "compress": _compress, "tile_batch": _tile_batch,
             "merge_outer": _merge_outer, "split_outer": _split_outer, "shorten": shorten, "upsample": upsample,
             "shift_right": shift_right, "fold_windows": fold_windows, "unfold_windows": unfold_windows,
-            "fold_grid": fold_grid, "quantized_matmul": quantized_matmul,
+            "fold_grid": fold_grid, "quantized_matmul": quantized_matmul, "int4_matmul": int4_matmul,
             "spaced_distances": spaced_distances, "spaced_distance_index": spaced_distance_index,
             "prob_sparse_attention": emit_prob_sparse_attention, "linear_attention": emit_linear_attention,
             "reduce_max": _reduction("ReduceMax"), "reduce_sum": _reduction("ReduceSum"),

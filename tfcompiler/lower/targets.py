@@ -29,6 +29,8 @@ CAPABILITIES: dict[str, Kernel] = {
     "DynamicQuantizeMatMul": Kernel("com.microsoft", "DynamicQuantizeMatMul", "1.10", frozenset({CPU}),
                                     "`--quantize int8` linear maps: the activation's quantization and the integer "
                                     "GEMM in one kernel"),
+    "MatMulNBits": Kernel("com.microsoft", "MatMulNBits", "1.17", frozenset({CPU}),
+                          "`--quantize int4` linear maps: 4-bit weights in blocks of 32, fp32 activations"),
 }
 
 TARGETS: dict[str, frozenset[str]] = {  # target -> the provider it runs on

@@ -77,7 +77,7 @@ def _compare(pass_name: str, expected: dict, actual: dict, tolerance: float, bud
     return f"numerics checked: outputs within {worst:.3g} of their scale of the IR before the pipeline"
 
 
-QUANTIZE = {"none": None, "int8": QuantizeWeights}
+QUANTIZE = {"none": None, "int8": lambda: QuantizeWeights(8), "int4": lambda: QuantizeWeights(4)}
 
 
 def make_pipeline(name: str = "default", quantize: str = "none") -> list[Pass]:

@@ -1,4 +1,6 @@
-"""Quantize the weights of the linear maps to int8 (`tfc compile --quantize int8`):
+"""Quantize the weights of the linear maps (`tfc compile --quantize int8 | int4`).
+
+int8:
 
     x ─ matmul(W)            =>      x ─ quantized_matmul(round(W / s), s)
 
@@ -8,6 +10,15 @@ products in 16 bits, which saturate with full-range weights. The activations are
 time, per tensor (quantized_matmul). Every matmul whose right operand is a 2-D float param, or the
 transpose of one (a LM head tied to the token embedding: the int8 copy is of the transpose, the
 embedding itself stays fp32), is quantized; embeddings, norms and attention scores stay fp32.
+
+int4 (weight-only, `--target ort-cpu`):
+
+    x ─ matmul(W)            =>      x ─ int4_matmul(4-bit codes, block scales)
+
+each column of W in blocks of 32 rows, a scale per block, max|block| / 7, codes round(W / scale) + 8
+in [0, 15], two a byte (onnxruntime's MatMulNBits layout); the activations stay fp32. It shrinks the
+weights 7x; on a processor without int8 dot products it runs at about fp32 speed on prompts and pays
+off when decoding is bound by weight reads.
 
 This pass changes the numbers on purpose: the pipeline checks it against the unquantized IR with
 an accuracy budget (relative RMS error of every output at most `budget`) instead of equality, and
@@ -23,7 +34,8 @@ from ..ir.graph import Graph, Value
 from ..ir.recipes import Recipe
 from .base import Pass, PassResult
 
-LEVELS = 63  # the largest quantized magnitude
+LEVELS = 63  # the largest int8 magnitude
+BLOCK = 32  # int4 rows per scale
 
 
 @dataclass(frozen=True)
@@ -35,14 +47,18 @@ class QuantizedWeight(Recipe):
     part: str
     shape: tuple[int, ...]
     transposed: bool = False
+    bits: int = 8
 
     @property
     def dtype(self):
-        return np.dtype(np.int8 if self.part == "values" else np.float32)
+        if self.part == "scales":
+            return np.dtype(np.float32)
+        return np.dtype(np.int8 if self.bits == 8 else np.uint8)
 
     def __array__(self, dtype=None, copy=None):
         weight = np.asarray(self.weight, dtype=np.float32)
-        values, scales = quantize(weight.T if self.transposed else weight)
+        weight = weight.T if self.transposed else weight
+        values, scales = quantize(weight) if self.bits == 8 else quantize_int4(weight)
         out = values if self.part == "values" else scales
         return out if dtype is None else out.astype(dtype)
 
@@ -55,10 +71,28 @@ def quantize(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return values, scales
 
 
+def quantize_int4(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(packed codes (N, K/32, 16) uint8, scales (N, K/32)) of a (K, N) weight, K zero-padded to 32s."""
+    k, n = weight.shape
+    padded = np.zeros((-(-k // BLOCK) * BLOCK, n), np.float32)
+    padded[:k] = weight
+    blocks = padded.T.reshape(n, -1, BLOCK)
+    scales = np.abs(blocks).max(axis=2) / 7
+    scales = np.where(scales > 0, scales, 1.0).astype(np.float32)
+    codes = (np.clip(np.rint(blocks / scales[..., None]), -8, 7) + 8).astype(np.uint8)
+    return (codes[..., 0::2] | (codes[..., 1::2] << 4)).astype(np.uint8), scales
+
+
 class QuantizeWeights(Pass):
     name = "quantize_weights"
-    description = "int8 weights for the linear maps, activations quantized at run time"
-    budget = 0.1  # relative RMS error of the outputs that the pipeline accepts (a broken rewrite moves them ~100%)
+    description = "int8 weights for the linear maps, activations quantized at run time (or int4, weight-only)"
+
+    def __init__(self, bits: int = 8):
+        self.bits = bits
+        self.budget = self.BUDGETS[bits]
+    # relative RMS error of the outputs the pipeline accepts: a broken rewrite moves them ~100%; int4's
+    # rounding alone moves a random-weight BERT-base about 25% (real weights are smoother)
+    BUDGETS = {8: 0.1, 4: 0.5}
 
     def run(self, graph: Graph) -> PassResult:
         count, saved = 0, 0
@@ -71,21 +105,28 @@ class QuantizeWeights(Pass):
                 continue
             name, shape = op.attrs["name"], tuple(op.attrs["shape"])[::-1 if transposed else 1]
             weight = graph.weights.get(name)
-            params = []
             suffix = ".T" if transposed else ""
-            for part, dtype, part_shape in (("values", "int8", shape), ("scales", "float32", shape[1:])):
-                part_name = f"{name}{suffix}.int8" if part == "values" else f"{name}{suffix}.scale"
+            k, n = shape
+            blocks = -(-k // BLOCK)
+            parts = (("values", "int8", shape), ("scales", "float32", (n,))) if self.bits == 8 else \
+                (("values", "uint8", (n, blocks, BLOCK // 2)), ("scales", "float32", (n, blocks)))
+            params = []
+            for part, dtype, part_shape in parts:
+                part_name = f"{name}{suffix}.int{self.bits}" if part == "values" else f"{name}{suffix}.scale"
                 if weight is not None:
-                    graph.weights[part_name] = QuantizedWeight(weight, part, part_shape, transposed)
+                    graph.weights[part_name] = QuantizedWeight(weight, part, part_shape, transposed, self.bits)
                 params.append(graph.add1("param", (), dict(name=part_name, dtype=dtype, shape=part_shape,
                                                            init="quantized"), origin=op.origin))
-            out = graph.add1("quantized_matmul", (x, *params), origin=graph.op(node).origin,
+                saved -= int(np.prod(part_shape)) * np.dtype(dtype).itemsize
+            op_type, attrs = ("quantized_matmul", {}) if self.bits == 8 else ("int4_matmul", dict(k=k, block=BLOCK))
+            out = graph.add1(op_type, (x, *params), attrs, origin=graph.op(node).origin,
                              label=graph.op(node).label or "QuantizedMatMul")
             graph.replace_all_uses(Value(node, 0), out)
             graph.remove(node)
             count += 1
-            saved += 3 * int(np.prod(shape)) - 4 * shape[1]
+            saved += 4 * k * n
         if not count:
             return PassResult(graph, False, ["nothing to quantize: no matmul has a 2-D weight"])
-        return PassResult(graph, True, [f"quantized {count} linear map(s) to int8 weights with a scale per "
-                                        f"column: {saved / 2 ** 20:.1f} MiB less weight data"])
+        kind = "int8 weights with a scale per column" if self.bits == 8 else "int4 weights in blocks of 32"
+        return PassResult(graph, True, [f"quantized {count} linear map(s) to {kind}: "
+                                        f"{saved / 2 ** 20:.1f} MiB less weight data"])

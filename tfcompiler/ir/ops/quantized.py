@@ -1,10 +1,11 @@
-"""Dynamically quantized linear maps (`tfc compile --quantize int8`):
+"""Quantized linear maps (`tfc compile --quantize int8 | int4`):
 
 quantized_matmul(x (..., K) float32, w (K, N) int8, scale (N,) float32) -> (..., N) float32:
   x is quantized per tensor at run time as ONNX's DynamicQuantizeLinear does (uint8, the range
   [min(x, 0), max(x, 0)] in 255 steps, zero point round(-min / step), rounding half to even), the
   product taken in integers, and the result scaled back: (xq - zx) @ w · step · scale. The weight
   was quantized per output column when the model was compiled, w = round(W / scale).
+int4_matmul (below): weight-only 4-bit blocks in onnxruntime's MatMulNBits layout.
 """
 from __future__ import annotations
 
@@ -40,3 +41,28 @@ def _infer(attrs, types):
 
 
 register("quantized_matmul", (3, 3), _infer, _evaluate)
+
+
+def unpack_int4(packed: np.ndarray, scales: np.ndarray, k: int) -> np.ndarray:
+    """MatMulNBits' layout back to a (K, N) float32 weight: packed (N, K/block, block/2) uint8, two
+    4-bit codes a byte (low nibble first), zero point 8; scales (N, K/block)."""
+    codes = np.stack([packed & 0x0F, packed >> 4], axis=-1).reshape(packed.shape[0], packed.shape[1], -1)
+    values = (codes.astype(np.float32) - 8) * scales[..., None]
+    return values.reshape(packed.shape[0], -1)[:, :k].T
+
+
+def _weight_only(attrs, x, packed, scales):
+    return [(x @ unpack_int4(packed, scales, attrs["k"])).astype(np.float32)]
+
+
+def _weight_only_infer(attrs, types):
+    x, packed, scales = types
+    if packed.dtype != "uint8" or packed.rank != 3 or scales.rank != 2 or x.shape[-1] != attrs["k"]:
+        raise OpTypeError(f"int4_matmul takes x (..., K), packed uint8 (N, K/block, block/2) and scales "
+                          f"(N, K/block): {x}, {packed}, {scales}")
+    return [TensorType("float32", x.shape[:-1] + (packed.shape[0],))]
+
+
+# int4_matmul(x (..., K), packed (N, K/block, block/2) uint8, scales (N, K/block)) attrs k, block:
+# x @ W with W's 4-bit codes per block of `block` rows of a column, zero point 8 (weight-only: x stays fp32)
+register("int4_matmul", (3, 3), _weight_only_infer, _weight_only)
