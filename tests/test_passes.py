@@ -16,10 +16,11 @@ from tfcompiler.passes import PassError, make_pipeline, run_pipeline
 from tfcompiler.passes.eliminate_common_subexpressions import EliminateCommonSubexpressions
 from tfcompiler.passes.eliminate_dead_code import EliminateDeadCode
 from tfcompiler.passes.fold_constants import FoldConstants
+from tfcompiler.passes.fuse_skip_norm import FuseSkipNorm
 from tfcompiler.passes.pack_projections import PackProjections
 from tfcompiler.spec import load_spec, parse_spec
 
-PASSES = [FoldConstants, EliminateCommonSubexpressions, PackProjections, EliminateDeadCode]
+PASSES = [FoldConstants, EliminateCommonSubexpressions, PackProjections, FuseSkipNorm, EliminateDeadCode]
 SIZES = {"batch_size": 2, "sequence_length": 6, "decoder_sequence_length": 5}
 
 
@@ -110,9 +111,33 @@ def test_pack_projections_makes_one_matmul_of_those_sharing_an_input(biases):
         np.testing.assert_allclose(after[name], before[name], rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.parametrize("kind", ["layer_norm", "rms_norm"])
+def test_fuse_skip_norm_joins_a_residual_sum_and_its_norm(kind):
+    """y = norm(a + b) and z = (a + b) * 2 become skip_norm(a, b) -> (y, a + b); a bias add does not fuse."""
+    g = Graph()
+    a, b = (g.add1("input", attrs=dict(name=n, dtype="float32", shape=("batch_size", 3, 4), role="x")) for n in "ab")
+    scale = g.add1("param", attrs=dict(name="scale", dtype="float32", shape=(4,), init="ones"))
+    bias = g.add1("param", attrs=dict(name="bias", dtype="float32", shape=(4,), init="zeros"))
+    total = g.add1("add", [a, b])
+    g.outputs["y"] = g.add1(kind, [total, scale], attrs={"epsilon": 1e-5})
+    g.outputs["z"] = g.add1("mul", [total, g.add1("constant", attrs={"value": np.float32(2.0)})])
+    g.outputs["w"] = g.add1(kind, [g.add1("add", [a, bias]), scale], attrs={"epsilon": 1e-5})
+    g.weights = {"scale": 1 + np.arange(4, dtype=np.float32), "bias": np.ones(4, np.float32)}
+    feeds = {n: np.random.default_rng(i).standard_normal((2, 3, 4)).astype(np.float32) for i, n in enumerate("ab")}
+    before = evaluate(g, feeds)
+    result = FuseSkipNorm().run(g)
+    verify(g)
+    assert result.changed and "fused 1 residual" in result.notes[0]
+    assert op_counts(g)["skip_norm"] == 1 and op_counts(g)["add"] == 1 and op_counts(g)[kind] == 1
+    after = evaluate(g, feeds)
+    for name in before:
+        np.testing.assert_array_equal(after[name], before[name])
+
+
 @pytest.mark.parametrize("pass_class, word", [(FoldConstants, "nothing to fold"),
                                               (EliminateCommonSubexpressions, "nothing to merge"),
                                               (PackProjections, "nothing to pack"),
+                                              (FuseSkipNorm, "nothing to fuse"),
                                               (EliminateDeadCode, "nothing to remove")])
 def test_a_pass_with_nothing_to_do_leaves_the_graph_unchanged(pass_class, word):
     g = Graph()
@@ -148,8 +173,8 @@ def test_pass_preserves_numerics_on_real_blocks(pass_class, topology, positional
 def test_pipeline_finds_work_on_a_real_model():
     graph = built(tiny_spec("encoder-decoder", "sinusoidal"))
     graph, report = run_pipeline(graph, make_pipeline(), verify_each=True)
-    # table folded, masks merged, no sparse pattern, projections packed, their old params dropped
-    assert [r.changed for r in report.records] == [True, True, False, True, True]
+    # table folded, masks merged, no sparse pattern, projections packed, residuals fused, old params dropped
+    assert [r.changed for r in report.records] == [True, True, False, True, True, True]
     assert "padding_bias" in report.records[1].notes[0]
     assert len(graph.by_type("padding_bias")) == 2  # one per stack's mask input
 

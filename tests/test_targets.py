@@ -14,6 +14,8 @@ from tfcompiler.lower.targets import CAPABILITIES, CPU, kernels_for
 # per kernel, specs whose lowering uses it (`+int8`: compiled with --quantize int8)
 USES = {"LinearAttention": ["linear_causal_decoder", "performer_causal_decoder", "rfa_gated_decoder"],
         "DynamicQuantizeMatMul": ["bert_like_encoder+int8", "llama_like_decoder_gqa+int8"],
+        "SkipLayerNormalization": ["bert_like_encoder", "paper_encoder_decoder"],
+        "SkipSimplifiedLayerNormalization": ["llama_like_decoder_gqa"],
         "MatMulNBits": []}  # int4 has no portable form to compare with: tests/test_quantize.py checks it
 
 

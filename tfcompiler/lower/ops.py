@@ -99,6 +99,18 @@ def _layer_norm(e, attrs, inputs, types, label):
                     label=label or "LayerNorm")]
 
 
+def _skip_norm(e, attrs, inputs, types, label):
+    x, skip, *params = inputs
+    kernel = "SkipLayerNormalization" if attrs["kind"] == "layer_norm" else "SkipSimplifiedLayerNormalization"
+    if e.can(kernel):
+        outputs = e.node(kernel, [x, skip, *params], n_outputs=4, domain="com.microsoft",
+                         epsilon=attrs["epsilon"], label=label or kernel)
+        return [outputs[0], outputs[3]]  # the norm, and the sum (input_skip_bias_sum)
+    total = e.node1("Add", x, skip, label="Residual")
+    norm = _layer_norm if attrs["kind"] == "layer_norm" else _rms_norm
+    return [norm(e, attrs, [total, *params], types[:1] + types[2:], label)[0], total]
+
+
 def _rms_norm(e, attrs, inputs, types, label):
     x, scale = inputs
     if e.opset >= 23:
@@ -317,7 +329,7 @@ from .resample import (fold_grid, fold_windows, shift_right, shorten, spaced_dis
 
 EMITTERS = {"silu": _silu, "gelu": _gelu, "cast": _cast, "transpose": _transpose, "reshape": _reshape,
             "gather": _gather, "concat": _concat, "split": _split, "unsqueeze": _unsqueeze, "positions": _positions,
-            "softmax": _softmax, "layer_norm": _layer_norm, "rms_norm": _rms_norm,
+            "softmax": _softmax, "layer_norm": _layer_norm, "rms_norm": _rms_norm, "skip_norm": _skip_norm,
             "padding_bias": emit_padding_bias, "attention": emit_attention, "rope": _rope,
             "attention_scores": emit_scores, "causal_mask": emit_causal_mask, "pattern_mask": emit_pattern_mask,
             "global_pattern_bias": emit_global_pattern_bias, "keep_last": _keep_last, "drop_last": _drop_last, "compressed_causal_bias": emit_compressed_causal_bias, "attention_context": emit_context,

@@ -29,6 +29,10 @@ CAPABILITIES: dict[str, Kernel] = {
     "DynamicQuantizeMatMul": Kernel("com.microsoft", "DynamicQuantizeMatMul", "1.10", frozenset({CPU}),
                                     "`--quantize int8` linear maps: the activation's quantization and the integer "
                                     "GEMM in one kernel"),
+    "SkipLayerNormalization": Kernel("com.microsoft", "SkipLayerNormalization", "1.10", frozenset({CPU}),
+                                     "skip_norm (a residual sum and its LayerNorm) in one kernel"),
+    "SkipSimplifiedLayerNormalization": Kernel("com.microsoft", "SkipSimplifiedLayerNormalization", "1.14",
+                                               frozenset({CPU}), "skip_norm with RMSNorm in one kernel"),
     "MatMulNBits": Kernel("com.microsoft", "MatMulNBits", "1.17", frozenset({CPU}),
                           "`--quantize int4` linear maps: 4-bit weights in blocks of 32, fp32 activations"),
 }

@@ -14,6 +14,7 @@ from .base import Pass, PassError
 from .eliminate_common_subexpressions import EliminateCommonSubexpressions
 from .eliminate_dead_code import EliminateDeadCode
 from .fold_constants import FoldConstants
+from .fuse_skip_norm import FuseSkipNorm
 from .pack_projections import PackProjections
 from .quantize_weights import QuantizeWeights
 from .sparsify_attention import SparsifyAttention
@@ -22,7 +23,7 @@ from .sparsify_attention import SparsifyAttention
 # needs CSE's shared inputs; dead code last sweeps what the others left behind.
 PIPELINES: dict[str, list] = {
     "default": [FoldConstants, EliminateCommonSubexpressions, SparsifyAttention, PackProjections,
-                EliminateDeadCode],
+                FuseSkipNorm, EliminateDeadCode],
     "none": [],
 }
 

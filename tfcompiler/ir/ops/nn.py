@@ -1,4 +1,4 @@
-"""Canonical neural-network ops the spec names directly: softmax, layer_norm, rms_norm, attention,
+"""Canonical neural-network ops the spec names directly: softmax, layer_norm, rms_norm, skip_norm, attention,
 padding_bias. Kept whole in the IR so lowering can pick fused kernels per target.
 
 Attention also has an explicit form for the variants that act on its scores or probabilities
@@ -40,6 +40,19 @@ def _rms_norm(attrs, x, scale):
     x64 = x.astype(np.float64)
     y = x64 / np.sqrt((x64 ** 2).mean(-1, keepdims=True) + attrs["epsilon"]) * scale
     return [y.astype(x.dtype)]
+
+
+def _skip_norm_infer(attrs, types):
+    x, skip, *params = types
+    if x != skip:
+        raise OpTypeError(f"skip_norm adds equal types, got {x} and {skip}")
+    return _norm_infer(attrs, [x, *params]) * 2
+
+
+def _skip_norm(attrs, x, skip, *params):
+    total = x + skip
+    norm = _layer_norm if attrs["kind"] == "layer_norm" else _rms_norm
+    return [*norm(attrs, total, *params), total]
 
 
 def _attention_infer(attrs, types):
@@ -155,6 +168,9 @@ register("softmax", (1, 1), lambda attrs, t: [t[0]],
          lambda attrs, x: [_softmax(x, attrs.get("axis", -1)).astype(x.dtype)])
 # layer_norm(x, scale, bias?) attrs epsilon; normalises the last axis
 register("layer_norm", (2, 3), _norm_infer, _layer_norm)
+# skip_norm(x, skip, scale, bias?) attrs kind (layer_norm | rms_norm), epsilon -> (norm(x + skip), x + skip):
+# a residual sum and the norm that reads it, as one op (onnxruntime's Skip(Simplified)LayerNormalization)
+register("skip_norm", (3, 4), _skip_norm_infer, _skip_norm)
 # rms_norm(x, scale) attrs epsilon
 register("rms_norm", (2, 2), _norm_infer, _rms_norm)
 # attention(q, k, v, bias?) attrs scale (float), causal (bool), softcap (float, 0 = none),
