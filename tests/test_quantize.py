@@ -94,6 +94,16 @@ def test_quantized_models_stay_within_the_budget_of_the_fp32_reference(case, bit
         assert np.linalg.norm(a - b) <= QuantizeWeights.BUDGETS[bits] * np.linalg.norm(b), name
 
 
+def test_weights_shared_by_several_matmuls_are_quantized_once(tmp_path):
+    """Hi-Transformer's attention pooling reuses one weight in every layer: one int8 tensor each."""
+    from conftest import ROOT
+
+    model = compile_spec(ROOT / "specs" / "hi-transformer.yaml", target="ort-cpu", quantize="int8").model
+    names = [name for name, _ in model.initializers]
+    assert len(names) == len(set(names))
+    assert "document.pooling.attention.output.weight.int8" in names
+
+
 def test_compile_quantize_explains_and_is_deterministic(tmp_path, capsys):
     spec = tmp_path / "bert.yaml"
     spec.write_text(spec_text("bert_like_encoder"))

@@ -21,6 +21,10 @@ def test_shipped_spec_compiles_and_runs(path, tmp_path, capsys):
     assert report.count("numerics checked") == len(make_pipeline())  # every pass, checked
     assert main(["inspect", str(path), "--json"]) == 0, capsys.readouterr().err  # every op has its shape
     capsys.readouterr()
+    import onnx
+
+    names = [t.name for t in onnx.load(str(out), load_external_data=False).graph.initializer]
+    assert len(names) == len(set(names)), "an initializer is written twice"  # shared weights stay one tensor
     model = Model(str(out))
     outputs = model.run(random_inputs(model, batch=2, sequence=9))
     for name, value in outputs.items():  # recurrent states are (directions, batch, width)

@@ -40,14 +40,14 @@ class PackProjections(Pass):
     description = "one MatMul for the projections that share an input"
 
     def run(self, graph: Graph) -> PassResult:
-        notes = []
+        notes, packed = [], {}
         for node in graph.topological():
             if node not in graph.nx_graph:
                 continue
             for port in range(len(graph.op(node).outputs)):
                 group = projections_of(graph, Value(node, port))
                 if len(group) >= 2:
-                    notes.append(pack(graph, group))
+                    notes.append(pack(graph, group, packed))
         if not notes:
             return PassResult(graph, False, ["nothing to pack: no input feeds two or more weight projections"])
         return PassResult(graph, True, [f"packed {len(notes)} group(s) of projections: "
@@ -77,7 +77,10 @@ def projections_of(graph: Graph, x: Value) -> list[tuple[int, int | None]]:
     return sorted(group)
 
 
-def packed_param(graph: Graph, params: list[Value], axis: int, origin: str) -> Value:
+def packed_param(graph: Graph, params: list[Value], axis: int, origin: str, made: dict) -> Value:
+    """One param for the concatenation, made once for the same weights (layers can share them)."""
+    if tuple(params) in made:
+        return made[tuple(params)]
     ops = [graph.op(p.node) for p in params]
     shape = list(ops[0].attrs["shape"])
     shape[axis] = sum(op.attrs["shape"][axis] for op in ops)
@@ -85,21 +88,23 @@ def packed_param(graph: Graph, params: list[Value], axis: int, origin: str) -> V
     parts = [graph.weights.get(op.attrs["name"]) for op in ops]
     if all(part is not None for part in parts):  # (a graph built for its structure alone has no weights)
         graph.weights[name] = PackedWeight(tuple(parts), axis, tuple(shape))
-    return graph.add1("param", (), dict(name=name, dtype="float32", shape=tuple(shape), init="packed"), origin=origin)
+    made[tuple(params)] = graph.add1("param", (), dict(name=name, dtype="float32", shape=tuple(shape), init="packed"),
+                                     origin=origin)
+    return made[tuple(params)]
 
 
-def pack(graph: Graph, group: list[tuple[int, int | None]]) -> str:
+def pack(graph: Graph, group: list[tuple[int, int | None]], made: dict) -> str:
     matmuls = [m for m, _ in group]
     x = graph.inputs_of(matmuls[0])[0]
     weights = [graph.inputs_of(m)[1] for m in matmuls]
     widths = [graph.op(w.node).attrs["shape"][1] for w in weights]
     origin = graph.op(matmuls[0]).origin
-    packed = graph.add1("matmul", (x, packed_param(graph, weights, 1, origin)), origin=origin, label="PackedMatMul")
+    packed = graph.add1("matmul", (x, packed_param(graph, weights, 1, origin, made)), origin=origin, label="PackedMatMul")
     with_bias = all(bias is not None for _, bias in group)
     ends = [bias if with_bias else m for m, bias in group]
     if with_bias:
         biases = [next(v for v in graph.inputs_of(b) if v.node != m) for m, b in group]
-        packed = graph.add1("add", (packed, packed_param(graph, biases, 0, origin)), origin=origin, label="PackedBias")
+        packed = graph.add1("add", (packed, packed_param(graph, biases, 0, origin, made)), origin=origin, label="PackedBias")
     rank = graph.type_of(packed).rank
     pieces = graph.add("split", (packed,), dict(axis=rank - 1, sizes=tuple(widths)), origin=origin,
                        label="SplitProjections")

@@ -95,7 +95,7 @@ class QuantizeWeights(Pass):
     BUDGETS = {8: 0.1, 4: 0.5}
 
     def run(self, graph: Graph) -> PassResult:
-        count, saved = 0, 0
+        count, saved, made = 0, 0, {}
         for node in graph.by_type("matmul"):
             x, w = graph.inputs_of(node)
             op, transposed = graph.op(w.node), False
@@ -110,21 +110,24 @@ class QuantizeWeights(Pass):
             blocks = -(-k // BLOCK)
             parts = (("values", "int8", shape), ("scales", "float32", (n,))) if self.bits == 8 else \
                 (("values", "uint8", (n, blocks, BLOCK // 2)), ("scales", "float32", (n, blocks)))
-            params = []
-            for part, dtype, part_shape in parts:
-                part_name = f"{name}{suffix}.int{self.bits}" if part == "values" else f"{name}{suffix}.scale"
-                if weight is not None:
-                    graph.weights[part_name] = QuantizedWeight(weight, part, part_shape, transposed, self.bits)
-                params.append(graph.add1("param", (), dict(name=part_name, dtype=dtype, shape=part_shape,
-                                                           init="quantized"), origin=op.origin))
-                saved -= int(np.prod(part_shape)) * np.dtype(dtype).itemsize
+            if (name, transposed) not in made:  # a weight shared by several matmuls is quantized once
+                params = []
+                for part, dtype, part_shape in parts:
+                    part_name = f"{name}{suffix}.int{self.bits}" if part == "values" else f"{name}{suffix}.scale"
+                    if weight is not None:
+                        graph.weights[part_name] = QuantizedWeight(weight, part, part_shape, transposed, self.bits)
+                    params.append(graph.add1("param", (), dict(name=part_name, dtype=dtype, shape=part_shape,
+                                                               init="quantized"), origin=op.origin))
+                    saved -= int(np.prod(part_shape)) * np.dtype(dtype).itemsize
+                made[name, transposed] = params
+                saved += 4 * k * n
+            params = made[name, transposed]
             op_type, attrs = ("quantized_matmul", {}) if self.bits == 8 else ("int4_matmul", dict(k=k, block=BLOCK))
             out = graph.add1(op_type, (x, *params), attrs, origin=graph.op(node).origin,
                              label=graph.op(node).label or "QuantizedMatMul")
             graph.replace_all_uses(Value(node, 0), out)
             graph.remove(node)
             count += 1
-            saved += 4 * k * n
         if not count:
             return PassResult(graph, False, ["nothing to quantize: no matmul has a 2-D weight"])
         kind = "int8 weights with a scale per column" if self.bits == 8 else "int4 weights in blocks of 32"
