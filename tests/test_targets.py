@@ -51,3 +51,25 @@ def test_readme_shows_the_capability_table():
     readme = (ROOT / "README.md").read_text()
     start, end = readme.index("<!-- capability-table:start -->"), readme.index("<!-- capability-table:end -->")
     assert readme[start:end].split("\n", 1)[1].strip() == capability_table()
+
+
+@pytest.mark.parametrize("target, quantize, expected", [
+    ("portable", "none", "standard ONNX ops only"),
+    ("ort-cpu", "int8", "DynamicQuantizeMatMul"),
+    ("ort-cpu", "none", "SkipLayerNormalization"),
+])
+def test_explain_says_which_kernels_the_lowering_used(target, quantize, expected, tmp_path, capsys):
+    from tfcompiler.cli import main
+
+    spec = tmp_path / "bert.yaml"
+    spec.write_text(spec_text("bert_like_encoder"))
+    assert main(["compile", str(spec), "-o", str(tmp_path / "m.onnx"), "--target", target, "--quantize", quantize,
+                 "--explain", "-q"]) == 0
+    line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("lowering for"))
+    assert expected in line, line
+
+
+def test_a_target_whose_kernels_do_not_apply_says_so():
+    from tfcompiler.lower.targets import lowering_summary
+
+    assert "none of its kernels applies" in lowering_summary([], "ort-cpu")

@@ -39,7 +39,10 @@ def cmd_compile(args) -> int:
                             check_numerics=args.verify, progress=progress, target=args.target,
                             quantize=args.quantize)
     if args.explain:
+        from .lower.targets import lowering_summary
+
         print(compiled.report.explain())
+        print(lowering_summary(compiled.model.proto.graph.node, args.target))
     for name, dump in compiled.report.dumps.items():
         print(f"--- IR after {name} ---\n{dump}")
     progress("write")

@@ -55,3 +55,18 @@ def capability_table() -> str:
     rows += [f"| `{k.op_type}` | {k.domain} | {', '.join(sorted(k.providers))} | {k.since} | {k.use} |"
              for k in CAPABILITIES.values()]
     return "\n".join(rows)
+
+
+def lowering_summary(nodes, target: str) -> str:
+    """One line for `--explain`: which of the capability table's kernels the lowering used, and how
+    often; for a target that has kernels but used none, that none applied (never silent)."""
+    from collections import Counter
+
+    used = Counter(node.op_type for node in nodes if node.domain)
+    if used:
+        kernels = ", ".join(f"{count} {op}" for op, count in sorted(used.items()))
+        return f"lowering for {target}: {sum(used.values())} dedicated kernel node(s): {kernels}"
+    available = sorted(kernels_for(target))
+    if not available:
+        return f"lowering for {target}: standard ONNX ops only"
+    return f"lowering for {target}: none of its kernels applies to this model ({', '.join(available)})"
