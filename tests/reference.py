@@ -452,7 +452,10 @@ def low_rank_attention(q, k, v, key_bias, options, w, layer: str, stack: str):
     a = softmax(q_marks @ k_marks.swapaxes(-1, -2) / math.sqrt(d))
     bias = 0.0 if key_bias is None else key_bias[:, None, None, :]
     kernel3 = softmax(q_marks @ k.swapaxes(-1, -2) / math.sqrt(d) + bias)
-    z = a.swapaxes(-1, -2) / (np.abs(a).sum(-2).max(-1)[..., None, None] * np.abs(a).sum(-1).max(-1)[..., None, None])
+    if options.pinv_scale == "global":  # Hugging Face's: the largest column sum over the batch and heads
+        z = a.swapaxes(-1, -2) / (np.abs(a).sum(-2).max() * np.abs(a).sum(-1).max())
+    else:
+        z = a.swapaxes(-1, -2) / (np.abs(a).sum(-2).max(-1)[..., None, None] * np.abs(a).sum(-1).max(-1)[..., None, None])
     eye = np.eye(m)
     for _ in range(options.pinv_iterations):
         az = a @ z

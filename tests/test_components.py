@@ -283,6 +283,10 @@ encoder:
 block: {attention: {kind: nystrom, landmarks: 4, conv_kernel: 3}}
 encoder: {layers: 2}
 """),
+    "nystrom_global_pinv_scale": ("encoder", "", """
+block: {attention: {kind: nystrom, landmarks: 4, conv_kernel: 5, pinv_scale: global}}
+encoder: {layers: 1}
+"""),
     "nystrom_gqa_no_conv": ("encoder", ", kv_heads: 2", """
 block: {attention: {kind: nystrom, landmarks: 3, pinv_iterations: 8, conv_kernel: 0}}
 encoder: {layers: 2}

@@ -110,7 +110,7 @@ def test_import_rejects_unsupported_model_types(tmp_path, capsys):
     (tmp_path / "m" / "config.json").write_text('{"model_type": "mamba"}')
     assert main(["import-hf", str(tmp_path / "m"), "-o", str(tmp_path / "out")]) == 1
     err = capsys.readouterr().err
-    assert "model_type 'mamba' is not supported" in err and "bert, deberta-v2, funnel, gpt2, llama, longformer, t5" in err
+    assert "model_type 'mamba' is not supported" in err and "bert, deberta-v2, funnel, gpt2, llama, longformer, nystromformer, t5" in err
     assert "Traceback" not in err
     assert not (tmp_path / "out").exists()
 
@@ -225,3 +225,33 @@ def test_funnel_matches_transformers(tmp_path, model_class, pad):
         assert got[0].shape == want.shape
         real = mask.astype(bool) if want.shape[1] == length else np.ones(want.shape[:2], bool)
         assert_close(got[0][real], want[real], f"{model_class} last_hidden_state {batch}x{length}")
+
+
+@pytest.mark.parametrize("landmarks", [8, 4])
+def test_nystromformer_matches_transformers(tmp_path, landmarks):
+    """Segment-mean landmarks, six Newton-Schulz steps from Hugging Face's Z0 (pinv_scale: global), the
+    per-head value convolution, at Hugging Face's one landmark length (segment_means_seq_len); batches of
+    one and three (the global Z0 scale spans the batch)."""
+    config = transformers.NystromformerConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                                              intermediate_size=128, vocab_size=100, max_position_embeddings=66,
+                                              num_landmarks=landmarks, segment_means_seq_len=32, conv_kernel_size=5)
+    model = randomise(transformers.NystromformerModel(config), seed=6)
+    session = import_and_compile(model, tmp_path)
+    rng = np.random.default_rng(6)
+    for batch in (1, 3):
+        ids = rng.integers(0, 100, (batch, 32))
+        mask, types = np.ones_like(ids), np.zeros_like(ids)
+        got = session.run(None, {"input_ids": ids, "attention_mask": mask, "token_type_ids": types})[0]
+        with torch.no_grad():
+            want = model(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask),
+                         token_type_ids=torch.from_numpy(types)).last_hidden_state.numpy()
+        assert_close(got, want, f"nystromformer {landmarks} landmarks, batch {batch}")
+
+
+def test_nystromformer_with_as_many_landmarks_as_tokens_is_refused(tmp_path, capsys):
+    config = transformers.NystromformerConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
+                                              intermediate_size=64, vocab_size=50, num_landmarks=16,
+                                              segment_means_seq_len=16)
+    transformers.NystromformerModel(config).save_pretrained(tmp_path / "hf")
+    assert main(["import-hf", str(tmp_path / "hf"), "-o", str(tmp_path / "out")]) == 1
+    assert "plain attention plus the value convolution" in capsys.readouterr().err

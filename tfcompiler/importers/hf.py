@@ -327,6 +327,26 @@ def _longformer(config: dict, w: Checkpoint) -> tuple[dict, dict]:
     return spec, weights
 
 
+def _nystromformer(config: dict, w: Checkpoint) -> tuple[dict, dict]:
+    """NystromformerModel. Hugging Face takes landmarks only at exactly segment_means_seq_len tokens;
+    the compiled model takes any length and equals it at that one. Positions are numbered from 2
+    (RoBERTa's convention; the table has max_position_embeddings + 2 rows)."""
+    landmarks, length = config["num_landmarks"], config["segment_means_seq_len"]
+    if landmarks == length:
+        raise TfcError(f"Nystromformer with num_landmarks == segment_means_seq_len ({length}) runs plain attention "
+                       "plus the value convolution in Hugging Face; that combination is not supported yet")
+    spec, weights = _bert(config, w)
+    weights["embeddings.positions.weight"] = w("embeddings.position_embeddings.weight")[2:]
+    conv = config.get("conv_kernel_size") or 0
+    spec["block"]["attention"] = {"kind": "nystrom", "landmarks": landmarks, "pinv_iterations": 6,
+                                  "conv_kernel": conv, "pinv_scale": "global"}
+    if conv:
+        for i in range(config["num_hidden_layers"]):
+            weights[f"encoder.layers.{i}.attention.nystrom.conv.weight"] = \
+                w(f"encoder.layer.{i}.attention.self.conv.weight")
+    return spec, weights
+
+
 def _funnel(config: dict, w: Checkpoint) -> tuple[dict, dict]:
     """FunnelModel (with its upsampling decoder) or FunnelBaseModel (the pooled encoder alone)."""
     for flag, wanted in (("attention_type", "relative_shift"), ("pooling_type", "mean"), ("pool_q_only", True)):
@@ -375,7 +395,8 @@ IMPORTERS: dict[str, tuple[str, Callable]] = {"bert": ("encoder", _bert), "gpt2"
                                                "llama": ("decoder", _llama), "t5": ("encoder-decoder", _t5),
                                                "deberta-v2": ("encoder", _deberta_v2),
                                                "longformer": ("encoder", _longformer),
-                                               "funnel": ("encoder", _funnel)}
+                                               "funnel": ("encoder", _funnel),
+                                               "nystromformer": ("encoder", _nystromformer)}
 
 
 def import_hf(model_dir: str | Path, out_dir: str | Path) -> tuple[Path, Path]:

@@ -29,6 +29,10 @@ class NystromOptions:
     pinv_iterations: int = option(6, doc="Newton–Schulz iterations of the pseudo-inverse.", minimum=1)
     conv_kernel: int = option(33, doc="Depth-wise convolution of the values along the sequence, added "
                               "to the output (odd; 0: none).", minimum=0)
+    pinv_scale: str = option("per_head", doc="Z₀'s scale: the largest column and row sums of each sample's "
+                             "head (per_head), or over the whole batch and all heads (global: Hugging Face's "
+                             "NystromformerModel; a sample's output then depends on its batch mates).",
+                             choices=("per_head", "global"))
 
     def problems(self, spec):
         yield from bidirectional_only("nystrom", spec)
@@ -38,10 +42,11 @@ class NystromOptions:
             yield "the nystrom value convolution is per head: kv_heads must equal heads (or conv_kernel: 0)"
 
 
-def pseudo_inverse(ctx, a, iterations: int, size: int):
+def pseudo_inverse(ctx, a, iterations: int, size: int, scale: str = "per_head"):
     eye = ctx.constant(np.eye(size, dtype=np.float32))
-    columns = ctx.op("reduce_max", ctx.op("reduce_sum", ctx.op("abs", a), axes=(-2,)), axes=(-1,))
-    rows = ctx.op("reduce_max", ctx.op("reduce_sum", ctx.op("abs", a), axes=(-1,)), axes=(-2,))
+    over = (-1,) if scale == "per_head" else (0, 1, 2, 3)
+    columns = ctx.op("reduce_max", ctx.op("reduce_sum", ctx.op("abs", a), axes=(-2,)), axes=over)
+    rows = ctx.op("reduce_max", ctx.op("reduce_sum", ctx.op("abs", a), axes=(-1,)), axes=(-2,) if scale == "per_head" else over)
     z = ctx.op("div", ctx.op("transpose", a, perm=(0, 1, 3, 2)), ctx.op("mul", columns, rows))
     for _ in range(iterations):
         az = ctx.op("matmul", a, z)
@@ -70,7 +75,7 @@ def build_nystrom(ctx, options: NystromOptions, spec, site):
         padding = ctx.op("padding_bias", site.mask) if site.mask is not None else None
         kernel3 = softmax_scores(q_marks, key, padding)  # (B, H, m, T)
         mixed = ctx.op("attention_context", kernel3, value)  # (B, H, m, Dv)
-        pinv = pseudo_inverse(ctx, kernel2, options.pinv_iterations, options.landmarks)
+        pinv = pseudo_inverse(ctx, kernel2, options.pinv_iterations, options.landmarks, options.pinv_scale)
         context = ctx.op("matmul", kernel1, ctx.op("matmul", pinv, mixed), label="Nystrom")
         if options.conv_kernel:
             weight = ctx.param("conv.weight", (m.heads, 1, options.conv_kernel, 1), "matrix")
