@@ -10,29 +10,40 @@ import pytest
 from test_components import feeds_for, spec_text
 from tfcompiler import compile_spec, parse_spec
 from tfcompiler.lower.targets import CAPABILITIES, CPU, kernels_for
+from tfcompiler.lower.to_onnx import to_onnx
 
 # per kernel, specs whose lowering uses it (`+int8`: compiled with --quantize int8)
 USES = {"LinearAttention": ["linear_causal_decoder", "performer_causal_decoder", "rfa_gated_decoder"],
         "DynamicQuantizeMatMul": ["bert_like_encoder+int8", "llama_like_decoder_gqa+int8"],
-        "SkipLayerNormalization": ["bert_like_encoder", "paper_encoder_decoder"],
-        "SkipSimplifiedLayerNormalization": ["llama_like_decoder_gqa"],
+        "Gelu": ["bert_like_encoder"], "FastGelu": ["multi_query_decoder"],
+        # checked though the target skips them (measured slower): compiled with them forced on
+        "SkipLayerNormalization": ["bert_like_encoder!", "paper_encoder_decoder!"],
+        "SkipSimplifiedLayerNormalization": ["llama_like_decoder_gqa!"],
         "MatMulNBits": []}  # int4 has no portable form to compare with: tests/test_quantize.py checks it
 
 
 def test_every_cpu_kernel_has_a_check():
     assert sorted(USES) == sorted(name for name, kernel in CAPABILITIES.items() if CPU in kernel.providers)
     assert kernels_for("portable") == frozenset()
+    skipped = {name for name, kernel in CAPABILITIES.items() if not kernel.pays}
+    assert skipped and not skipped & kernels_for("ort-cpu") and skipped <= kernels_for("ort-cpu", True)
 
 
-@pytest.mark.parametrize("case", [case for cases in USES.values() for case in cases])
-def test_ort_cpu_kernels_compute_what_the_portable_lowering_does(case):
-    case, _, quantize = case.partition("+")
+@pytest.mark.parametrize("kernel, case", [(kernel, case) for kernel, cases in USES.items() for case in cases])
+def test_ort_cpu_kernels_compute_what_the_portable_lowering_does(kernel, case):
+    forced = case.endswith("!")
+    case, _, quantize = case.rstrip("!").partition("+")
     spec = parse_spec(spec_text(case).replace("max_length: 40", "max_length: 160"), f"{case}.yaml")
     runs = {}
     for target in ("portable", "ort-cpu"):
-        model = compile_spec(spec, seed=5, target=target, quantize=quantize or "none").model
+        compiled = compile_spec(spec, seed=5, target=target, quantize=quantize or "none")
+        model = compiled.model
+        if forced and target == "ort-cpu":
+            model = to_onnx(compiled.graph, 17, {"tfcompiler.target": target}, target,
+                            kernels=kernels_for(target, measured_slower_too=True))
         domains = {node.domain for node in model.proto.graph.node}
         assert (domains == {""}) == (target == "portable"), domains
+        assert (kernel in {node.op_type for node in model.proto.graph.node}) == (target == "ort-cpu")
         assert {p.key: p.value for p in model.proto.metadata_props}["tfcompiler.target"] == target
         session = ort.InferenceSession(model.serialize(), providers=[CPU])
         runs[target] = [session.run(None, feeds_for(session, batch, length, pad, spec.model.vocab_size, seed=length))
@@ -56,7 +67,7 @@ def test_readme_shows_the_capability_table():
 @pytest.mark.parametrize("target, quantize, expected", [
     ("portable", "none", "standard ONNX ops only"),
     ("ort-cpu", "int8", "DynamicQuantizeMatMul"),
-    ("ort-cpu", "none", "SkipLayerNormalization"),
+    ("ort-cpu", "none", "Gelu"),
 ])
 def test_explain_says_which_kernels_the_lowering_used(target, quantize, expected, tmp_path, capsys):
     from tfcompiler.cli import main

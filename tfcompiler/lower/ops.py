@@ -37,6 +37,9 @@ def _silu(e, attrs, inputs, types, label):
 def _gelu(e, attrs, inputs, types, label):
     approximate = attrs.get("approximate", "none")
     (x,) = inputs
+    kernel = "FastGelu" if approximate == "tanh" else "Gelu"
+    if e.can(kernel):  # onnxruntime then folds a preceding bias add in (BiasGelu, FastGelu's bias)
+        return [e.node(kernel, [x], domain="com.microsoft", label=label or kernel)[0]]
     if e.opset >= 20:
         return [e.node1("Gelu", x, approximate=approximate, label=label or "Gelu")]
     if approximate == "tanh":  # 0.5 x (1 + tanh(√(2/π) (x + 0.044715 x³)))

@@ -6,8 +6,9 @@
 
 Post-norm blocks end in norm(x + f(x)); pre-norm blocks sum the residual and normalise it for the
 next sublayer. The op lowers to onnxruntime's SkipLayerNormalization (or, for RMSNorm,
-SkipSimplifiedLayerNormalization) on ort-cpu, and back to Add + the norm elsewhere. Only sums of two
-equal-typed tensors fuse (a broadcast bias add is not a residual).
+SkipSimplifiedLayerNormalization) where the target's capability table lists it, and to Add + the
+norm elsewhere (on CPU the fused kernels measured slower, so no CPU target lists them). Only sums of
+two equal-typed tensors fuse (a broadcast bias add is not a residual).
 """
 from __future__ import annotations
 
