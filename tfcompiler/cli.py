@@ -48,8 +48,9 @@ def cmd_compile(args) -> int:
     progress("write")
     files = compiled.model.save(args.output, external_data=True if args.external_data else None)
     graph = compiled.graph
-    params = sum(a.size for a in graph.weights.values())
-    print(f"compiled {compiled.spec.name} ({compiled.spec.topology}, {params:,} parameters) -> "
+    weight_bytes = sum(a.nbytes for a in graph.weights.values())
+    print(f"compiled {compiled.spec.name} ({compiled.spec.topology}, {compiled.parameters:,} parameters, "
+          f"{weight_bytes / 2 ** 20:,.1f} MiB of weights) -> "
           f"{', '.join(map(str, files))} [opset {args.opset}, target {args.target}, "
           f"{'' if args.quantize == 'none' else f'quantized {args.quantize}, '}"
           f"{len(compiled.model.proto.graph.node)} nodes, {time.perf_counter() - progress.start:.2f}s]")

@@ -41,6 +41,7 @@ class Compiled:
     graph: Graph
     report: PipelineReport
     spec: Spec
+    parameters: int = 0  # the spec's parameters (before packing or quantizing rewrote the weights)
 
 
 def compile_spec(spec: Spec | str | Path, weights: str | None = None, seed: int = 0,
@@ -65,6 +66,7 @@ def compile_spec(spec: Spec | str | Path, weights: str | None = None, seed: int 
     graph = build_graph(spec)
     progress("weights")
     graph.weights = load_weights(graph, weights) if weights else init_weights(graph, spec.init, seed)
+    parameters = sum(int(w.size) for w in graph.weights.values())
     progress("passes")
     feeds = random_feeds(graph, check_sizes(graph), pad_last=1) if check_numerics else None
     graph, report = run_pipeline(graph, make_pipeline(pipeline, quantize), verify_each or check_numerics,
@@ -77,4 +79,4 @@ def compile_spec(spec: Spec | str | Path, weights: str | None = None, seed: int 
                 "tfcompiler.weights": f"file:{Path(weights).name}" if weights else f"seed:{seed}",
                 "tfcompiler.quantize": quantize}
     model = to_onnx(graph, opset, metadata, target)
-    return Compiled(model, graph, report, spec)
+    return Compiled(model, graph, report, spec, parameters)
