@@ -26,6 +26,7 @@ an accuracy budget (relative RMS error of every output at most `budget`) instead
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,28 +39,44 @@ LEVELS = 63  # the largest int8 magnitude
 BLOCK = 32  # int4 rows per scale
 
 
+class Quantization:
+    """The (values, scales) of one weight (an array or a recipe), made once for both parts: drawing a
+    seeded weight is the costly step. Dropped once both parts are taken, so memory stays bounded."""
+
+    def __init__(self, weight, transposed: bool, bits: int):
+        self.weight, self.transposed, self.bits = weight, transposed, bits
+        self.lock, self.result, self.taken = threading.Lock(), None, set()
+
+    def part(self, name: str) -> np.ndarray:
+        with self.lock:  # the writer makes recipes on several threads
+            if self.result is None:
+                weight = np.asarray(self.weight, dtype=np.float32)
+                weight = weight.T if self.transposed else weight
+                self.result = quantize(weight) if self.bits == 8 else quantize_int4(weight)
+            out = self.result[0 if name == "values" else 1]
+            self.taken.add(name)
+            if len(self.taken) == 2:
+                self.result, self.taken = None, set()
+            return out
+
+
 @dataclass(frozen=True)
 class QuantizedWeight(Recipe):
-    """int8 values (part "values") or float32 column scales (part "scales") of a weight (an array or
-    a recipe), computed when an array is needed."""
+    """The int values (part "values") or float32 scales (part "scales") of a weight's quantization,
+    computed when an array is needed."""
 
-    weight: object
+    source: Quantization
     part: str
     shape: tuple[int, ...]
-    transposed: bool = False
-    bits: int = 8
 
     @property
     def dtype(self):
         if self.part == "scales":
             return np.dtype(np.float32)
-        return np.dtype(np.int8 if self.bits == 8 else np.uint8)
+        return np.dtype(np.int8 if self.source.bits == 8 else np.uint8)
 
     def __array__(self, dtype=None, copy=None):
-        weight = np.asarray(self.weight, dtype=np.float32)
-        weight = weight.T if self.transposed else weight
-        values, scales = quantize(weight) if self.bits == 8 else quantize_int4(weight)
-        out = values if self.part == "values" else scales
+        out = self.source.part(self.part)
         return out if dtype is None else out.astype(dtype)
 
 
@@ -111,11 +128,12 @@ class QuantizeWeights(Pass):
             parts = (("values", "int8", shape), ("scales", "float32", (n,))) if self.bits == 8 else \
                 (("values", "uint8", (n, blocks, BLOCK // 2)), ("scales", "float32", (n, blocks)))
             if (name, transposed) not in made:  # a weight shared by several matmuls is quantized once
+                source = Quantization(weight, transposed, self.bits)
                 params = []
                 for part, dtype, part_shape in parts:
                     part_name = f"{name}{suffix}.int{self.bits}" if part == "values" else f"{name}{suffix}.scale"
                     if weight is not None:
-                        graph.weights[part_name] = QuantizedWeight(weight, part, part_shape, transposed, self.bits)
+                        graph.weights[part_name] = QuantizedWeight(source, part, part_shape)
                     params.append(graph.add1("param", (), dict(name=part_name, dtype=dtype, shape=part_shape,
                                                                init="quantized"), origin=op.origin))
                     saved -= int(np.prod(part_shape)) * np.dtype(dtype).itemsize
