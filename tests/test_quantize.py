@@ -115,3 +115,15 @@ def test_compile_quantize_explains_and_is_deterministic(tmp_path, capsys):
     report = capsys.readouterr().out
     assert "quantize_weights: changed" in report and "to int8 weights" in report and "quantized int8" in report
     assert outputs[0] == outputs[1]
+
+
+@pytest.mark.parametrize("target, quantize", [("portable", "int8"), ("ort-cpu", "int8"), ("ort-cpu", "int4")])
+def test_inspect_counts_the_quantized_matmuls(target, quantize, tmp_path):
+    from tfcompiler.inspection import inspect_model
+
+    spec = parse_spec(spec_text("bert_like_encoder"))
+    flops = {}
+    for q in ("none", quantize):
+        compile_spec(spec, target=target, quantize=q).model.save(tmp_path / f"{q}.onnx")
+        flops[q] = inspect_model(str(tmp_path / f"{q}.onnx"))["weight_flops_per_token"]
+    assert flops[quantize] == flops["none"] > 0

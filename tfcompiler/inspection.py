@@ -65,16 +65,21 @@ def inspect_model(path: str) -> dict:
 
 def _weight_flops(model) -> int:
     """2·K·N per token for every MatMul by a (K, N) weight, directly or through a Transpose (a tied
-    head). Attention scores depend on the sequence length and are not counted here."""
+    head), and for the quantized ones (MatMulInteger, DynamicQuantizeMatMul: (K, N) int8; MatMulNBits:
+    its K and N attributes). Attention scores depend on the sequence length and are not counted here."""
     shapes = {t.name: tuple(t.dims) for t in model.graph.initializer}
     for node in model.graph.node:
         if node.op_type == "Transpose" and node.input[0] in shapes and len(shapes[node.input[0]]) == 2:
             shapes[node.output[0]] = shapes[node.input[0]][::-1]
     flops = 0
     for node in model.graph.node:
-        if node.op_type == "MatMul" and len(shapes.get(node.input[1], ())) == 2:
+        if node.op_type in ("MatMul", "MatMulInteger", "DynamicQuantizeMatMul") and \
+                len(shapes.get(node.input[1], ())) == 2:
             k, n = shapes[node.input[1]]
             flops += 2 * k * n
+        elif node.op_type == "MatMulNBits":
+            attrs = {a.name: a.i for a in node.attribute}
+            flops += 2 * attrs["K"] * attrs["N"]
     return flops
 
 
