@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 import onnxruntime as ort
 import pytest
+from safetensors.numpy import save_file
 
 from reference import Reference
 from test_components import feeds_for, random_weights, spec_text
@@ -71,15 +72,12 @@ def test_quantized_matmul_lowerings_match_its_numpy_semantics(target, bits):
 @pytest.mark.parametrize("case, bits", [("bert_like_encoder", 8), ("llama_like_decoder_gqa", 8),
                                         ("paper_encoder_decoder", 8), ("multi_query_decoder", 8),
                                         ("bert_like_encoder", 4), ("multi_query_decoder", 4)])
-def test_quantized_models_stay_within_the_budget_of_the_fp32_reference(case, bits):
+def test_quantized_models_stay_within_the_budget_of_the_fp32_reference(case, bits, tmp_path):
     spec = parse_spec(spec_text(case), f"{case}.yaml")
     weights = random_weights(spec)
-    from safetensors.numpy import save_file
-    import tempfile
-    with tempfile.TemporaryDirectory() as tmp:
-        save_file(weights, f"{tmp}/w.safetensors")
-        compiled = compile_spec(spec, weights=f"{tmp}/w.safetensors", quantize=f"int{bits}", check_numerics=True,
-                                target="portable" if bits == 8 else "ort-cpu")
+    save_file(weights, str(tmp_path / "w.safetensors"))
+    compiled = compile_spec(spec, weights=str(tmp_path / "w.safetensors"), quantize=f"int{bits}", check_numerics=True,
+                            target="portable" if bits == 8 else "ort-cpu")
     kernel = "MatMulInteger" if bits == 8 else "MatMulNBits"
     assert any(n.op_type == kernel for n in compiled.model.proto.graph.node)
     if spec.head.kind == "lm" and spec.head.tied:  # the tied head is quantized too, the embedding kept

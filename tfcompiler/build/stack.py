@@ -87,7 +87,6 @@ def resampled_layers(ctx, spec, stack_name: str, stack, hidden, mask, positions,
     causal = stack_name == "decoder"
     level, full = 0, None
     for i in range(stack.layers):
-        pooling = {"levels": (level, level)}
         if i in resample.shorten_at:
             with ctx.at(stack_name, "layers", i, "shorten"):
                 full = full or (hidden, mask, positions)
@@ -97,20 +96,18 @@ def resampled_layers(ctx, spec, stack_name: str, stack, hidden, mask, positions,
                 pooled = pool_windows(ctx, spec, hidden, resample, windows, level)
                 pooled_mask = pool_mask(ctx, mask, resample, windows, level) if mask is not None else None
                 pooled_positions = ctx.op("positions", pooled, axis=1) if positions is not None else None
-            if resample.queries_only:
-                pooling = {"unpooled": hidden, "levels": (level + 1, level)}
-                hidden = build_layer(ctx, spec, stack_name, stack, i, pooled, mask, pooled_positions, state, **pooling)
+            if resample.queries_only:  # the pooled queries attend the unpooled input (keys one level finer)
+                hidden = build_layer(ctx, spec, stack_name, stack, i, pooled, mask, pooled_positions, state,
+                                     unpooled=hidden, levels=(level + 1, level))
                 mask, positions, level = pooled_mask, pooled_positions, level + 1
                 continue
             hidden, mask, positions, level = pooled, pooled_mask, pooled_positions, level + 1
-            pooling = {"levels": (level, level)}
         if i == resample.upsample_at:
             with ctx.at(stack_name, "layers", i, "upsample"):
                 upsampled = upsample_windows(ctx, spec, hidden, full[0], resample, resample.stride ** level)
                 hidden = ctx.op("add", upsampled, full[0], label="FullLengthResidual")
             mask, positions, level = full[1], full[2], 0
-            pooling = {"levels": (0, 0)}
-        hidden = build_layer(ctx, spec, stack_name, stack, i, hidden, mask, positions, state, **pooling)
+        hidden = build_layer(ctx, spec, stack_name, stack, i, hidden, mask, positions, state, levels=(level, level))
     return hidden, mask
 
 

@@ -4,8 +4,6 @@ padding is counted), or a strided Slice; upsampling by Expand on a new axis and 
 relative distances by Range."""
 from __future__ import annotations
 
-import numpy as np
-
 from . import ops as base
 
 BIG = 2 ** 62
@@ -35,9 +33,7 @@ def shorten(e, attrs, inputs, types, label):
         pooled = e.node1("Neg", e.node1("MaxPool", e.node1("Neg", channels_last), **pool))
     out = e.node1("Squeeze", pooled, e.const([1])) if rank == 2 else e.node1("Transpose", pooled, perm=[0, 2, 1])
     if dtype != "float32":
-        from onnx import helper
-
-        out = e.node1("Cast", out, to=helper.np_dtype_to_tensor_dtype(np.dtype(dtype)))
+        out = e.node1("Cast", out, to=base.ONNX_DTYPES[dtype])
     return [e.node1("Identity", out, label=label or "Shorten")]
 
 

@@ -14,14 +14,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 
 from ...ir.types import BATCH, SEQUENCE
 from ...spec.kinds import POSITIONS
 from ...spec.schema import option
 from .base import PositionalScheme
-from .distance import heads_first
-from .transformer_xl import relative_sinusoids
+from .transformer_xl import relative_attention
 
 CLS_TYPE = 2
 
@@ -42,29 +40,25 @@ class FunnelOptions:
 
 
 def funnel(ctx, options: FunnelOptions, spec, parts, site):
-    m = spec.model
-    dh = ctx.type_of(parts.query).shape[-1]
     resample = site.state.get("resample")
     stride = resample.stride if resample is not None else 1
     separate_cls = resample is not None and resample.separate_cls
     query_level, key_level = site.levels
-    spacing = dict(ratio=stride ** (query_level - key_level), offset=int(separate_cls))
+    ratio = stride ** (query_level - key_level)
     with ctx.at("relative"):
-        distances = ctx.op("spaced_distances", parts.query, parts.key, unit=stride ** key_level, **spacing)
-        sinusoids = relative_sinusoids(ctx, parts, m.width, options.base, distances)
-        r = heads_first(ctx, ctx.linear(sinusoids, m.heads * dh, "position", bias=False), m.heads, dh)
-        u = ctx.param("content_bias", (m.heads, 1, dh), "zeros")
-        v = ctx.param("position_bias", (m.heads, 1, dh), "zeros")
-        per_distance = ctx.op("einsum", ctx.op("add", parts.query, v), r, equation="bhsd,lhd->bhsl")
-        index = ctx.op("spaced_distance_index", parts.query, parts.key, ratio=spacing["ratio"])
-        term = ctx.op("take_relative", per_distance, index, label="RelativeShift")
+        distances = ctx.op("spaced_distances", parts.query, parts.key, ratio=ratio, offset=int(separate_cls),
+                           unit=stride ** key_level)
+        index = ctx.op("spaced_distance_index", parts.query, parts.key, ratio=ratio)
+
+    def segments_and_cls(term):  # inside the `relative` scope, before u joins the queries
         if options.segments:
+            dh = ctx.type_of(parts.query).shape[-1]
             term = ctx.op("add", term, segment_term(ctx, spec, parts, site, dh), label="WithSegments")
         if separate_cls:
             term = ctx.op("mul", term, without_cls(ctx, parts), label="DropClsTerms")
-        parts.add_bias(ctx.op("mul", term, ctx.constant(np.float32(parts.scale))))
-        parts.query = ctx.op("add", parts.query, u, label="ContentBias")
-    return parts
+        return term
+
+    return relative_attention(ctx, spec, parts, options.base, distances, index, segments_and_cls)
 
 
 def segment_term(ctx, spec, parts, site, dh):
