@@ -5,10 +5,13 @@ PyTorch version of it.
 
 Model: an encoder of width 256, 4 heads, FFN 1024, batch 1, 1 and 4 layers, sequence lengths 1K,
 2K, 4K, 8K (16K with --long). Each (variant, layers, length) runs in a fresh process: one warm-up
-run, then the median of --repeat runs; peak memory is the process's resident high-water mark
-(VmHWM) after the runs minus the mark before the first run (weights and session excluded).
-onnxruntime runs with 2 intra-op threads and its CPU memory arena off, so the mark is what the
-model needs; PyTorch runs with 2 threads.
+run, then the median of --repeat runs, with default allocator settings (onnxruntime's CPU memory
+arena on, as deployed). Peak memory is measured in a second fresh process: what one run after the
+warm-up needs, the resident high-water mark (VmHWM) during it minus the resident size before it, so
+weights, the session and the runtime's one-time costs (kernel code paged in, thread pools, the first
+run's allocation trace) are not counted; that process runs onnxruntime with its CPU memory arena off
+and glibc's mmap threshold fixed at 64 KiB, so every large buffer is mapped when allocated and
+unmapped when freed and the mark follows what is live. onnxruntime and PyTorch use 2 threads.
 
     python benchmarks/long_range.py [--layers 1 4] [--lengths 1024 2048 4096 8192] [--repeat 3] [--long] [--opset 23]
 """
@@ -41,6 +44,7 @@ VARIANTS = {  # name -> attention section of the spec
     "clustered": "{kind: clustered, clusters: 100, bits: 63, iterations: 10}",
     "memory_compressed": "{kind: memory_compressed, compression: 4}",
 }
+MALLOC_FIXED = {"MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "65536"}
 TORCH_VARIANTS = ("full", "sliding_window", "linformer", "performer", "linear")
 
 
@@ -72,28 +76,36 @@ def reset_high_water() -> None:
 
 
 # --- workers (run in a fresh process each) ---------------------------------------------------------
-def run_onnx(path: str, length: int, repeat: int) -> dict:
+def measure_runs(run, repeat: int, memory: bool) -> dict:
+    """After a warm-up run: one more run's peak memory above the resident size, or the median time."""
+    run()
+    if memory:
+        reset_high_water()
+        base = high_water_kib()
+        run()
+        return {"peak_mib": (high_water_kib() - base) / 1024}
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return {"seconds": statistics.median(times)}
+
+
+def run_onnx(path: str, length: int, repeat: int, memory: bool) -> dict:
     import numpy as np
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = 2
-    options.enable_cpu_mem_arena = False
+    options.enable_cpu_mem_arena = not memory  # the arena keeps what it once held: timed with it, as deployed
     session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
     feeds = {"input_ids": np.random.default_rng(0).integers(0, 256, (1, length)),
              "attention_mask": np.ones((1, length), np.int64)}
-    reset_high_water()
-    base = high_water_kib()
-    session.run(None, feeds)
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        session.run(None, feeds)
-        times.append(time.perf_counter() - start)
-    return {"seconds": statistics.median(times), "peak_mib": (high_water_kib() - base) / 1024}
+    return measure_runs(lambda: session.run(None, feeds), repeat, memory)
 
 
-def run_torch(variant: str, layers: int, length: int, repeat: int) -> dict:
+def run_torch(variant: str, layers: int, length: int, repeat: int, memory: bool) -> dict:
     """The same encoder in PyTorch eager: pre-norm blocks, the variant's attention math."""
     import math
 
@@ -141,37 +153,34 @@ def run_torch(variant: str, layers: int, length: int, repeat: int) -> dict:
 
     ids = torch.randint(0, 256, (1, length))
     with torch.inference_mode():
-        reset_high_water()
-        base = high_water_kib()
-        forward(ids)
-        times = []
-        for _ in range(repeat):
-            start = time.perf_counter()
-            forward(ids)
-            times.append(time.perf_counter() - start)
-    return {"seconds": statistics.median(times), "peak_mib": (high_water_kib() - base) / 1024}
+        return measure_runs(lambda: forward(ids), repeat, memory)
 
 
 def worker(argv: list[str]) -> None:
-    kind, *rest = argv
+    mode, kind, *rest = argv
     if kind == "onnx":
         path, length, repeat = rest
-        result = run_onnx(path, int(length), int(repeat))
+        result = run_onnx(path, int(length), int(repeat), mode == "memory")
     else:
         variant, layers, length, repeat = rest
-        result = run_torch(variant, int(layers), int(length), int(repeat))
+        result = run_torch(variant, int(layers), int(length), int(repeat), mode == "memory")
     print(json.dumps(result))
 
 
 def measure(args: list[str], timeout: float) -> dict | str:
-    try:
-        done = subprocess.run([sys.executable, __file__, "--worker", *args], capture_output=True, text=True,
-                              timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return f"over {timeout:.0f} s"
-    if done.returncode:
-        return "failed: " + (done.stderr.strip().splitlines() or ["?"])[-1][:120]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    """Time in one fresh process (default allocator settings), peak memory in another (the CPU
+    arena off and glibc's mmap threshold fixed, so the resident set follows what is live)."""
+    result = {}
+    for mode, env in (("time", {}), ("memory", MALLOC_FIXED)):
+        try:
+            done = subprocess.run([sys.executable, __file__, "--worker", mode, *args], capture_output=True,
+                                  text=True, timeout=timeout, env={**os.environ, **env})
+        except subprocess.TimeoutExpired:
+            return f"over {timeout:.0f} s"
+        if done.returncode:
+            return "failed: " + (done.stderr.strip().splitlines() or ["?"])[-1][:120]
+        result.update(json.loads(done.stdout.strip().splitlines()[-1]))
+    return result
 
 
 # --- the table ------------------------------------------------------------------------------------------
@@ -221,7 +230,9 @@ def report(results: dict, args, lengths: list[int]) -> str:
                 if line.startswith("model name")), platform.processor())
     lines = [f"Command: `python benchmarks/{Path(__file__).name} {' '.join(sys.argv[1:])}`",
              f"Machine: {platform.machine()}, {cpu}, {os.cpu_count()} cores; onnxruntime 2 intra-op threads, "
-             f"arena off; torch 2 threads; ONNX opset {args.opset}. Median of {args.repeat} runs after a warm-up.", ""]
+             f"torch 2 threads; ONNX opset {args.opset}. Time: median of {args.repeat} runs after a warm-up (arena on); "
+             "peak memory: one run's, above the resident size after a warm-up, in its own process (arena off, "
+             "glibc mmap threshold 64 KiB).", ""]
     for layers in args.layers:
         lines += [f"### {layers} layer(s): speed-up and peak-memory saving vs full attention (tfcompiler)", "",
                   "| variant | " + " | ".join(f"{n // 1024}K" for n in lengths) + " |",

@@ -254,7 +254,8 @@ def lsh_reference(qk, v, key_bias, options, layer: str, causal: bool):
 
 def routing_reference(q, k, v, key_bias, centroids, causal: bool):
     """Roy et al. 2021, per query over sets: centroid c takes the ⌈S/C⌉ queries and the ⌈S/C⌉ keys
-    whose unit vectors score highest against it (earlier position first among equals); a query
+    whose unit vectors score highest against it (earlier position first among equals; padding after
+    every real position, in position order), so padding never takes a real token's place; a query
     attends, in each centroid that took it, that centroid's real keys (not after it in a decoder);
     its output is the mean over those centroids with a visible key, zero with none."""
     b, h, s, d = q.shape
@@ -266,7 +267,7 @@ def routing_reference(q, k, v, key_bias, centroids, causal: bool):
         for hi in range(h):
             def nearest(x, mu):
                 score = [mu @ (x[p] / np.linalg.norm(x[p])) for p in range(s)]
-                return sorted(range(s), key=lambda p: (-score[p], p))[:window]
+                return sorted(range(s), key=lambda p: (0, -score[p], p) if real[bi, p] else (1, 0, p))[:window]
             taken = [(nearest(q[bi, hi], mu), nearest(k[bi, hi], mu)) for mu in centroids[hi]]
             for i in range(s):
                 results = []

@@ -18,27 +18,50 @@ from .patterns import OnnxGrid
 
 class Blocked:
     """The block grid of one attention: queries, keys and values with key/value heads repeated,
-    the scalar length, the padding to whole blocks and the block count."""
+    the scalar length, the padding to whole blocks and the block count.
 
-    def __init__(self, e, attrs, inputs, types, block: int):
+    `fused` grids (opset 23, no soft-cap) keep their blocks token-major, (B, n, rows, H·d) as the
+    projections made them, and run every block through one `Attention` op; the others keep them
+    head-major, (B, H, n, rows, d), for the explicit MatMul / Softmax / MatMul form. `axis` is the
+    block axis either way."""
+
+    def __init__(self, e, attrs, inputs, types, block: int, fused: bool = False):
         self.e, self.attrs, self.block = e, attrs, block
         q, k, v, *bias = inputs
-        heads, kv_heads = types[0].shape[1], types[1].shape[1]
+        self.heads, kv_heads = types[0].shape[1], types[1].shape[1]
         self.width, self.value_width = types[0].shape[3], types[2].shape[3]
-        if kv_heads != heads:
-            k = base._repeat_heads(e, k, heads // kv_heads, heads, self.width)
-            v = base._repeat_heads(e, v, heads // kv_heads, heads, self.value_width)
+        if kv_heads != self.heads:
+            k = base._repeat_heads(e, k, self.heads // kv_heads, self.heads, self.width)
+            v = base._repeat_heads(e, v, self.heads // kv_heads, self.heads, self.value_width)
         self.q, self.k, self.v, self.bias, self.types = q, k, v, bias, types
+        self.fused = fused and e.opset >= 23 and not attrs.get("softcap")
+        self.axis = 1 if self.fused else 2
+        self._sequences: dict[str, str] = {}
         self.s = base._length(e, q, 2)
         self.pad = e.node1("Mod", e.node1("Sub", e.const(block), e.node1("Mod", self.s, e.const(block))), e.const(block))
         self.blocks = e.node1("Div", e.node1("Add", self.s, self.pad), e.const(block))
-        self.q_blocks = self.cut(e.node1("Pad", q, self.sequence_pads(e.const(0), self.pad)), self.width)
+        self.q_blocks = self.cut(self.padded(q, self.width, e.const(0), self.pad), self.width)
 
-    def sequence_pads(self, before: str, after: str) -> str:
-        """Pad amounts for the sequence axis of a 4-D tensor."""
-        e, zeros = self.e, self.e.const([0, 0])
-        return e.node1("Concat", zeros, e.node1("Reshape", before, e.const([1])), e.const([0]), zeros,
-                       e.node1("Reshape", after, e.const([1])), e.const([0]), axis=0)
+    def row(self, last: int) -> int:
+        """The last axis of a block in this grid's layout."""
+        return self.heads * last if self.fused else last
+
+    def sequence(self, x: str, last: int) -> str:
+        """(B, H, S, last) in this grid's layout: itself, or (B, S, H·last) when fused (the
+        Transpose undoes the heads split, and onnxruntime cancels the pair)."""
+        if not self.fused:
+            return x
+        if x not in self._sequences:
+            tokens = self.e.node1("Transpose", x, perm=[0, 2, 1, 3])
+            self._sequences[x] = self.e.node1("Reshape", tokens, self.e.const([0, 0, self.heads * last]))
+        return self._sequences[x]
+
+    def padded(self, x: str, last: int, before: str, after: str) -> str:
+        """(B, H, S, last) in this grid's layout, its sequence axis padded."""
+        e = self.e  # the sequence axis is `axis` in both layouts, followed by one more axis
+        pads = e.node1("Concat", e.const([0] * self.axis), e.node1("Reshape", before, e.const([1])),
+                       e.const([0] * (1 + self.axis)), e.node1("Reshape", after, e.const([1])), e.const([0]), axis=0)
+        return e.node1("Pad", self.sequence(x, last), pads)
 
     def bias_pads(self, before: str, after: str) -> str:
         """Pad amounts for the last axis of a 4-D key bias."""
@@ -47,8 +70,9 @@ class Blocked:
                        e.node1("Reshape", after, e.const([1])), axis=0)
 
     def cut(self, x: str, last: int) -> str:
-        """(B, H, n·block, last) -> (B, H, n, block, last)."""
-        return self.e.node1("Reshape", x, self.e.const([0, 0, -1, self.block, last]))
+        """A padded sequence into blocks: (B, H, n·block, last) -> (B, H, n, block, last), or
+        (B, n·block, H·last) -> (B, n, block, H·last) when fused."""
+        return self.e.node1("Reshape", x, self.e.const([0] * (self.axis - 1) + [0, -1, self.block, self.row(last)]))
 
     def scores(self, q_blocks: str, k_blocks: str) -> str:
         e = self.e
@@ -65,14 +89,41 @@ class Blocked:
         n = e.node1("Unsqueeze", e.node1("Range", e.const(0), self.blocks, e.const(1)), e.const([1, 2]))
         return e.node1("Add", e.node1("Mul", n, e.const(self.block)), e.const(np.arange(self.block)[None, :, None]))
 
-    def mask(self, scores: str, i: str, j: str, first_key: int = 0) -> str:
-        """Scores outside the pattern, before `first_key`, past the end or (causal) ahead: masked."""
-        grid = OnnxGrid(self.e)
+    def mask_bias(self, i: str, j: str, key_bias: str | None = None, first_key: int = 0) -> str:
+        """The additive float bias (B|1, 1, nb, block, K) of query i and key j: `key_bias`
+        (B|1, 1, nb, 1, K) or 0 where the pattern allows the key, MASKED outside it, before
+        `first_key`, past the end and (causal) ahead. One bias, so the scores take one Add."""
+        e, grid = self.e, OnnxGrid(self.e)
         allowed = self.attrs["pattern"].allowed(grid, i, j)
         allowed = grid.and_(allowed, grid.and_(grid.le(first_key, j), grid.lt(j, self.s)))
         if self.attrs["causal"]:
             allowed = grid.and_(allowed, grid.le(j, i))
-        return self.e.node1("Where", allowed, scores, self.e.const(MASKED, np.float32))
+        masked = e.const(MASKED, np.float32)
+        if key_bias is not None:
+            return e.node1("Where", allowed, key_bias, masked)
+        return e.node1("Unsqueeze", e.node1("Where", allowed, e.const(0.0, np.float32), masked), e.const([0, 1]))
+
+    def attend(self, k_blocks: str, v_blocks: str, keys: int, bias: str, dense_rows: int, label: str,
+               columns=None) -> str:
+        """Each query block over its `keys` keys with the additive `bias`, back to (B,H,S,Dv). A
+        fused grid runs one `Attention` op over every block (blocks folded into its batch, heads
+        split inside it), so the scores never leave the kernel; otherwise the explicit MatMul /
+        Softmax / MatMul form. `columns`: see `finish`."""
+        e = self.e
+        if not self.fused:
+            scores = e.node1("Add", self.scores(self.q_blocks, k_blocks), bias)
+            return self.finish(scores, v_blocks, dense_rows, label, columns)
+        batch = e.node1("Shape", self.q, start=0, end=1)
+
+        def fold(x, rows, last):  # (B, nb, rows, H·last) -> (B·nb, rows, H·last)
+            return e.node1("Reshape", x, e.const([-1, rows, self.heads * last]))
+
+        bias = e.node1("Expand", bias, e.node1("Concat", batch, e.const([1, 1, 1, 1]), axis=0))
+        out = e.node1("Attention", fold(self.q_blocks, self.block, self.width), fold(k_blocks, keys, self.width),
+                      fold(v_blocks, keys, self.value_width), e.node1("Reshape", bias, e.const([-1, 1, self.block, keys])),
+                      scale=float(self.attrs["scale"]), q_num_heads=self.heads, kv_num_heads=self.heads)
+        shape = e.node1("Concat", batch, e.const([-1, self.heads, self.value_width]), axis=0)
+        return self.close(e.node1("Transpose", e.node1("Reshape", out, shape), perm=[0, 2, 1, 3]), dense_rows, label)
 
     def finish(self, scores: str, v_blocks: str, dense_rows: int, label: str, columns=None) -> str:
         """Softmax, weighted values, back to (B, H, S, Dv); the first `dense_rows` queries replaced
@@ -90,7 +141,12 @@ class Blocked:
                                 perm=[0, 1, 3, 2, 4])  # (B,H,block,nb,nb)
             strided = e.node1("Transpose", e.node1("MatMul", by_offset, column_values), perm=[0, 1, 3, 2, 4])
             out = e.node1("Add", out, strided)
-        out = e.node1("Reshape", out, e.const([0, 0, -1, self.value_width]))
+        return self.close(e.node1("Reshape", out, e.const([0, 0, -1, self.value_width])), dense_rows, label)
+
+    def close(self, out: str, dense_rows: int, label: str) -> str:
+        """(B,H,S',Dv) on whole blocks -> (B,H,S,Dv): the padding sliced off, the first
+        `dense_rows` queries replaced by dense attention over every key."""
+        e = self.e
         end = e.node1("Reshape", self.s, e.const([1]))
         if dense_rows:
             rest = e.node1("Slice", out, e.const([dense_rows]), end, e.const([2]))
@@ -123,49 +179,54 @@ def banded_attention(e, attrs, inputs, types, label):
     block and dense leading rows."""
     block, back_blocks, ahead_blocks = attrs["block"], attrs["back_blocks"], attrs["ahead_blocks"]
     g = attrs.get("global_tokens", 0)
-    grid = Blocked(e, attrs, inputs, types, block)
+    grid = Blocked(e, attrs, inputs, types, block, fused=not attrs.get("stride_columns"))
     span = back_blocks + ahead_blocks + 1
     front, back = e.const(back_blocks * block), e.node1("Add", grid.pad, e.const(ahead_blocks * block))
 
-    def windows(x):  # (B,H,nb+span-1,block,last) -> (B,H,nb,span·block,last)
-        parts = []
-        for offset in range(span):
-            end = e.node1("Reshape", e.node1("Add", grid.blocks, e.const(offset)), e.const([1]))
-            parts.append(e.node1("Slice", x, e.const([offset]), end, e.const([2])))
-        return parts[0] if span == 1 else e.node1("Concat", *parts, axis=3)
+    starts = e.node1("Unsqueeze", e.node1("Range", e.const(0), grid.blocks, e.const(1)), e.const([1]))
+    spans = e.node1("Add", starts, e.const(np.arange(span)[None, :]))  # (nb, span): block n sees n .. n+span-1
 
-    k_blocks = windows(grid.cut(e.node1("Pad", grid.k, grid.sequence_pads(front, back)), grid.width))
-    v_blocks = windows(grid.cut(e.node1("Pad", grid.v, grid.sequence_pads(front, back)), grid.value_width))
-    scores = grid.scores(grid.q_blocks, k_blocks)
+    def windows(x, axis, last):  # blocks (.., nb+span-1 at axis, block, last) -> (.., nb, span·block, last)
+        picked = e.node1("Gather", x, spans, axis=axis)  # (.., nb, span, block, last)
+        return e.node1("Reshape", picked, e.const([0] * (axis + 1) + [span * block, last]))
+
+    k_blocks, v_blocks = (windows(grid.cut(grid.padded(x, last, front, back), last), grid.axis, grid.row(last))
+                          for x, last in ((grid.k, grid.width), (grid.v, grid.value_width)))
+    key_bias = None
     if grid.bias:  # key padding (B|1, 1, 1, S) -> (B|1, 1, nb, 1, span·block)
         padded = e.node1("Pad", grid.bias[0], grid.bias_pads(front, back), e.const(MASKED, np.float32))
-        key_bias = windows(e.node1("Reshape", padded, e.const([0, 1, -1, block, 1])))
-        scores = e.node1("Add", scores, e.node1("Transpose", key_bias, perm=[0, 1, 2, 4, 3]))
+        key_bias = e.node1("Transpose", windows(e.node1("Reshape", padded, e.const([0, 1, -1, block, 1])), 2, 1),
+                           perm=[0, 1, 2, 4, 3])
     n = e.node1("Unsqueeze", e.node1("Range", e.const(0), grid.blocks, e.const(1)), e.const([1, 2]))
     j = e.node1("Add", e.node1("Mul", e.node1("Sub", n, e.const(back_blocks)), e.const(block)),
                 e.const(np.arange(span * block)[None, None, :]))
     i = grid.query_positions()
-    scores = grid.mask(scores, i, j, first_key=g)
-    if g:  # global keys: g extra columns for every block
+    bias, keys = grid.mask_bias(i, j, key_bias, first_key=g), span * block
+    if g:  # global keys: g extra key columns for every block
         def first_g(x, axis):
             return e.node1("Slice", x, e.const([0]), e.const([g]), e.const([axis]))
 
-        def per_block(x, last):  # (B,H,g,last) -> (B,H,nb,g,last)
-            shape = e.node1("Concat", e.node1("Shape", grid.q_blocks, start=0, end=3), e.const([g, last]), axis=0)
-            return e.node1("Expand", e.node1("Unsqueeze", x, e.const([2])), shape)
+        def per_block(x, last):  # (B,H,S,last) -> the first g rows for every block, in the grid's layout
+            rows = first_g(grid.sequence(x, last), grid.axis)
+            shape = e.node1("Concat", e.node1("Shape", grid.q_blocks, start=0, end=grid.axis + 1),
+                            e.const([g, grid.row(last)]), axis=0)
+            return e.node1("Expand", e.node1("Unsqueeze", rows, e.const([grid.axis])), shape)
 
-        global_scores = grid.scores(grid.q_blocks, per_block(first_g(grid.k, 2), grid.width))
-        if grid.bias:
-            global_scores = e.node1("Add", global_scores, e.node1("Unsqueeze", first_g(grid.bias[0], 3), e.const([2])))
         columns = e.const(np.arange(g)[None, None, :])
         visible = e.node1("Less", columns, e.node1("Reshape", grid.s, e.const([1, 1, 1])))
         if attrs["causal"]:
             visible = e.node1("And", visible, e.node1("LessOrEqual", columns, i))
-        global_scores = e.node1("Where", visible, global_scores, e.const(MASKED, np.float32))
-        scores = e.node1("Concat", global_scores, scores, axis=-1)
-        v_blocks = e.node1("Concat", per_block(first_g(grid.v, 2), grid.value_width), v_blocks, axis=3)
+        global_key = e.node1("Unsqueeze", first_g(grid.bias[0], 3), e.const([2])) if grid.bias \
+            else e.const(0.0, np.float32)
+        global_bias = e.node1("Where", visible, global_key, e.const(MASKED, np.float32))
+        global_bias = e.node1("Expand", global_bias,
+                              e.node1("Concat", e.node1("Shape", bias, start=0, end=4), e.const([g]), axis=0))
+        bias = e.node1("Concat", global_bias, bias, axis=-1)
+        k_blocks = e.node1("Concat", per_block(grid.k, grid.width), k_blocks, axis=grid.axis + 1)
+        v_blocks = e.node1("Concat", per_block(grid.v, grid.value_width), v_blocks, axis=grid.axis + 1)
+        keys += g
     columns = strided_columns(grid, attrs["stride_columns"], i) if attrs.get("stride_columns") else None
-    return [grid.finish(scores, v_blocks, g, label or "BandedAttention", columns)]
+    return [grid.attend(k_blocks, v_blocks, keys, bias, g, label or "BandedAttention", columns)]
 
 
 def strided_columns(grid: Blocked, stride: int, i: str):
@@ -175,7 +236,7 @@ def strided_columns(grid: Blocked, stride: int, i: str):
     e = grid.e
 
     def by_offset(x, last):  # (B,H,S,last) -> (B,H,block,nb,last)
-        blocks = grid.cut(e.node1("Pad", x, grid.sequence_pads(e.const(0), grid.pad)), last)
+        blocks = grid.cut(grid.padded(x, last, e.const(0), grid.pad), last)
         return e.node1("Transpose", blocks, perm=[0, 1, 3, 2, 4])
 
     queries = e.node1("Transpose", grid.q_blocks, perm=[0, 1, 3, 2, 4])
@@ -202,29 +263,28 @@ def block_sparse_attention(e, attrs, inputs, types, label):
     the -1 padding, redirected to the empty block)."""
     pattern, table = attrs["pattern"], np.asarray(attrs["table"], np.int64)
     block, count = pattern.block, table.shape[1]
-    grid = Blocked(e, attrs, inputs, types, block)
+    grid = Blocked(e, attrs, inputs, types, block, fused=True)
     tail = e.node1("Add", grid.pad, e.const(block))  # to whole blocks, plus the empty block
     rows = e.node1("Slice", e.const(table), e.const([0]), e.node1("Reshape", grid.blocks, e.const([1])), e.const([0]))
     outside = e.node1("Or", e.node1("Less", rows, e.const(0)), e.node1("LessOrEqual", grid.blocks, rows))
     index = e.node1("Where", outside, grid.blocks, rows)  # (nb, K)
 
-    def gathered(x, last):  # (B,H,S,last) -> (B,H,nb,K·block,last)
-        blocks = grid.cut(e.node1("Pad", x, grid.sequence_pads(e.const(0), tail)), last)
-        picked = e.node1("Gather", blocks, index, axis=2)  # (B,H,nb,K,block,last)
-        return e.node1("Reshape", picked, e.const([0, 0, 0, count * block, last]))
+    def gathered(x, last):  # (B,H,S,last) -> (.., nb, K·block, last) in the grid's layout
+        blocks = grid.cut(grid.padded(x, last, e.const(0), tail), last)
+        picked = e.node1("Gather", blocks, index, axis=grid.axis)  # (.., nb, K, block, last)
+        return e.node1("Reshape", picked, e.const([0] * (grid.axis + 1) + [count * block, grid.row(last)]))
 
-    scores = grid.scores(grid.q_blocks, gathered(grid.k, grid.width))
+    key_bias = None
     if grid.bias:
         padded = e.node1("Pad", grid.bias[0], grid.bias_pads(e.const(0), tail), e.const(MASKED, np.float32))
         key_bias = e.node1("Gather", e.node1("Reshape", padded, e.const([0, 1, -1, block])), index, axis=2)
-        scores = e.node1("Add", scores, e.node1("Reshape", key_bias, e.const([0, 1, 0, 1, count * block])))
+        key_bias = e.node1("Reshape", key_bias, e.const([0, 1, 0, 1, count * block]))
     j = e.node1("Add", e.node1("Mul", e.node1("Unsqueeze", index, e.const([2])), e.const(block)),
                 e.const(np.arange(block)[None, None, :]))  # (nb, K, block)
     j = e.node1("Reshape", j, e.const([0, 1, count * block]))
-    scores = grid.mask(scores, grid.query_positions(), j)
-    dense_rows = attrs["dense_rows"] * block
-    return [grid.finish(scores, gathered(grid.v, grid.value_width), dense_rows, label or "BlockSparseAttention")]
-
+    bias = grid.mask_bias(grid.query_positions(), j, key_bias)
+    return [grid.attend(gathered(grid.k, grid.width), gathered(grid.v, grid.value_width), count * block, bias,
+                        attrs["dense_rows"] * block, label or "BlockSparseAttention")]
 
 
 def block_summary_attention(e, attrs, inputs, types, label):
@@ -236,7 +296,7 @@ def block_summary_attention(e, attrs, inputs, types, label):
     big = e.const([2 ** 62])
 
     def blocks(x, last):  # (B,H,S,last) -> (B,H,n,stride,last)
-        return grid.cut(e.node1("Pad", x, grid.sequence_pads(e.const(0), grid.pad)), last)
+        return grid.cut(grid.padded(x, last, e.const(0), grid.pad), last)
 
     def summaries(x, last):  # (B,H,n,stride,last) -> (B,H,1,n·summary,last)
         tails = e.node1("Slice", x, e.const([first]), e.const([stride]), e.const([3]))

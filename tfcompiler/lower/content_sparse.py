@@ -136,11 +136,14 @@ def routing_attention(e, attrs, inputs, types, label):
     window = e.node1("Reshape", e.node1("Div", e.node1("Add", s, e.const(clusters - 1)), e.const(clusters)),
                      e.const([1]))
     to_centroids = e.node1("Transpose", centroids, perm=[0, 2, 1])
+    padded = e.node1("LessOrEqual", bias[0], e.const(MASKED / 2, np.float32)) if bias else None
 
-    def route(x):  # (B,H,S,D) -> (B,H,C·w): each centroid's positions, best first
+    def route(x):  # (B,H,S,D) -> (B,H,C·w): each centroid's positions, best first, padding last
         norm = e.node1("Sqrt", base._reduce(e, "ReduceSum", e.node1("Mul", x, x), [-1]))
         unit = e.node1("Div", x, e.node1("Max", norm, e.const(1e-12, np.float32)))
         scores = e.node1("Transpose", e.node1("MatMul", unit, to_centroids), perm=[0, 1, 3, 2])
+        if padded is not None:
+            scores = e.node1("Where", padded, e.const(MASKED, np.float32), scores)
         chosen = e.node("TopK", [scores, window], n_outputs=2, axis=-1, largest=1, sorted=1)[1]
         return e.node1("Reshape", chosen, e.const([0, 0, -1]))
 

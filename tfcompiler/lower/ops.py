@@ -129,6 +129,12 @@ def _drop_last(e, attrs, inputs, types, label):
                     label=label or "DropLast")]
 
 
+def _leading(e, attrs, inputs, types, label):
+    x, like = inputs
+    return [e.node1("Slice", x, e.const([0]), e.node1("Shape", like, start=attrs["like_axis"], end=attrs["like_axis"] + 1),
+                    e.const([attrs["axis"]]), label=label or "Leading")]
+
+
 def _keep_last(e, attrs, inputs, types, label):
     return [e.node1("Slice", inputs[0], e.const([-attrs["count"]]), e.const([2 ** 62]), e.const([attrs["axis"]]),
                     label=label or "KeepLast")]
@@ -335,7 +341,7 @@ EMITTERS = {"silu": _silu, "gelu": _gelu, "cast": _cast, "transpose": _transpose
             "softmax": _softmax, "layer_norm": _layer_norm, "rms_norm": _rms_norm, "skip_norm": _skip_norm,
             "padding_bias": emit_padding_bias, "attention": emit_attention, "rope": _rope,
             "attention_scores": emit_scores, "causal_mask": emit_causal_mask, "pattern_mask": emit_pattern_mask,
-            "global_pattern_bias": emit_global_pattern_bias, "keep_last": _keep_last, "drop_last": _drop_last, "compressed_causal_bias": emit_compressed_causal_bias, "attention_context": emit_context,
+            "global_pattern_bias": emit_global_pattern_bias, "keep_last": _keep_last, "drop_last": _drop_last, "leading": _leading, "compressed_causal_bias": emit_compressed_causal_bias, "attention_context": emit_context,
             "clip": _clip, "einsum": _einsum, "relative_distance": _relative_distance,
             "take_relative": _take_relative, "distance_range": _distance_range,
             "distance_index": _distance_index, "grid_conv": _grid_conv,

@@ -41,11 +41,10 @@ def build_linformer(ctx, options: LinformerOptions, spec, site):
     else:
         e, f = ctx.param("key_projection", shape, "matrix"), ctx.param("value_projection", shape, "matrix")
     keep = key_weights(ctx, site.mask)
-    columns = ctx.op("positions", key, axis=2)  # (1, T): the first T columns
     projected = []
     for matrix, x in ((e, key), (f, value)):
-        cut = ctx.op("gather", matrix, columns, axis=1)  # (k, 1, T)
-        projected.append(ctx.op("einsum", cut, ctx.op("mul", x, keep), equation="kxt,bhtd->bhkd",
+        cut = ctx.op("leading", matrix, key, axis=1, like_axis=2)  # (k, T): the first T columns
+        projected.append(ctx.op("einsum", cut, ctx.op("mul", x, keep), equation="kt,bhtd->bhkd",
                                 label="ProjectSequence"))
     parts = AttentionParts(query, *projected, scale=m.dh ** -0.5, causal=False)
     context, _ = emit_attention(ctx, parts)

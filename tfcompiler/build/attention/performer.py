@@ -49,9 +49,10 @@ def favor_features(ctx, x, is_query: bool, matrix: np.ndarray):
         projected = ctx.op("matmul", x, ctx.constant(matrix.T.astype(np.float32)))  # (B,H,S,m)
         half_norm = ctx.op("mul", ctx.op("reduce_sum", ctx.op("mul", x, x), axes=(-1,)), ctx.constant(0.5))
         stabiliser = ctx.op("reduce_max", projected, axes=(-1,) if is_query else (2, 3))
-        exponent = ctx.op("sub", ctx.op("sub", projected, half_norm), stabiliser)
-        return ctx.op("mul", ctx.op("exp", exponent), ctx.constant(np.float32(len(matrix) ** -0.5)),
-                      label="QueryFeatures" if is_query else "KeyFeatures")
+        # exp(p - |x|²/2 - stabiliser) / √m, with every per-row term summed first so the (B,H,S,m)
+        # features take one subtraction and the exponential
+        shift = ctx.op("add", ctx.op("add", half_norm, stabiliser), ctx.constant(np.float32(0.5 * np.log(len(matrix)))))
+        return ctx.op("exp", ctx.op("sub", projected, shift), label="QueryFeatures" if is_query else "KeyFeatures")
 
 
 def build_performer(ctx, options: PerformerOptions, spec, site):

@@ -5,7 +5,8 @@ key_bias? (B|1,1,1,S)) attrs causal, scale -> (B,H,S,Dv).
 
 Queries and keys are routed by their unit vectors to C centroids, balanced: centroid c takes the
 w = ⌈S/C⌉ queries and, separately, the w keys with the largest μ_c·x/‖x‖ (ties to the earlier
-position). Each centroid's queries attend its keys (scaled dot products plus the key bias; keys
+position), padded positions scoring MASKED: after every real one, whatever their content, so
+padding never takes a real token's place. Each centroid's queries attend its keys (scaled dot products plus the key bias; keys
 whose bias is at most MASKED/2 are padding and hidden, and in a decoder keys after the query).
 A query's output is the mean of its outputs over the centroids that chose it and gave it at least
 one visible key; a query no centroid serves outputs zero. Cost O(C·w²) = O(S²/C) scores.
@@ -18,10 +19,11 @@ from . import register
 from .nn import MASKED, _attention_infer, _softmax
 
 
-def routed(x: np.ndarray, centroids: np.ndarray) -> np.ndarray:
-    """(B,H,S,D) vectors -> (B,H,C,w) the positions each centroid takes, best first."""
+def routed(x: np.ndarray, centroids: np.ndarray, padded: np.ndarray) -> np.ndarray:
+    """(B,H,S,D) vectors, (B,H,S) padding -> (B,H,C,w) the positions each centroid takes, best first."""
     unit = x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
     scores = np.swapaxes(unit @ np.swapaxes(centroids, -1, -2)[None], -1, -2)  # (B,H,C,S)
+    scores = np.where(padded[:, :, None, :], MASKED, scores)
     window = -(-x.shape[2] // centroids.shape[1])
     return np.argsort(-scores, axis=-1, kind="stable")[..., :window]
 
@@ -33,7 +35,8 @@ def routing_attention(q, k, v, centroids, key_bias, causal: bool, scale: float):
     k, v = (np.repeat(x, group, axis=1).astype(np.float64) for x in (k, v))
     bias = np.zeros((b, 1, 1, s)) if key_bias is None else np.broadcast_to(key_bias, (b, 1, 1, s))
     bias = np.broadcast_to(bias[:, :, 0], (b, h, s))
-    queries, keys = routed(q, centroids), routed(k, centroids)  # (B,H,C,w)
+    padded = bias <= MASKED / 2
+    queries, keys = routed(q, centroids, padded), routed(k, centroids, padded)  # (B,H,C,w)
 
     def take(x, index):  # (B,H,S,D), (B,H,C,w) -> (B,H,C,w,D)
         return np.take_along_axis(x[:, :, None], index[..., None], axis=3)

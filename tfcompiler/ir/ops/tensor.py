@@ -131,6 +131,10 @@ register("split_outer", (2, 2), lambda attrs, t: [t[0].with_shape(t[1].shape[:2]
          lambda attrs, x, like: [x.reshape(like.shape[:2] + x.shape[1:])])
 # positions(x): the int64 positions [offset, offset + len) of x along `axis`, shaped (1, len).
 register("positions", (1, 1), _positions_infer, _positions_eval)
+# leading(x, like) attrs axis, like_axis: the first like.shape[like_axis] entries of x along axis
+register("leading", (2, 2), lambda attrs, t: [t[0].with_shape(
+             t[0].shape[:attrs["axis"]] + (t[1].shape[attrs["like_axis"]],) + t[0].shape[attrs["axis"] + 1:])],
+         lambda attrs, x, like: [np.take(x, np.arange(like.shape[attrs["like_axis"]]), axis=attrs["axis"])])
 def _dropped(dim, count: int):
     return max(dim - count, 0) if isinstance(dim, int) else f"max({dim}-{count},0)"
 
