@@ -217,7 +217,8 @@ def linearised_attention(q, k, v, key_bias, causal, options, layer: str, head_wi
 
 def lsh_reference(qk, v, key_bias, options, layer: str, causal: bool):
     """Kitaev et al. 2020, written per query over sets: in each round, position i's bucket is
-    argmax([k_i R; -k_i R]) of its unit key; positions are ranked by (bucket, position) and cut into
+    argmax([k_i R; -k_i R]) of its unit key (padding: one more bucket after the others); positions
+    are ranked by (bucket, position) and cut into
     chunks; i attends the same-bucket positions of its chunk and the chunk before (if any), causal
     ones only in decoders, itself at score -1e5; rounds weighted by exp(z^r - logsumexp_r z^r). The
     rotations are the compiled model's recorded constants."""
@@ -234,6 +235,8 @@ def lsh_reference(qk, v, key_bias, options, layer: str, causal: bool):
             for r in range(options.rounds):
                 rotated = keys[bi, hi] @ rotations[r]
                 bucket = np.argmax(np.concatenate([rotated, -rotated], -1), -1)
+                if key_bias is not None:
+                    bucket = np.where(key_bias[bi] != 0, options.buckets, bucket)
                 rank = {p: n for n, p in enumerate(sorted(range(s), key=lambda p: (bucket[p], p)))}
                 o, z = np.zeros((s, v.shape[-1])), np.zeros(s)
                 for i in range(s):
@@ -284,7 +287,7 @@ def routing_reference(q, k, v, key_bias, centroids, causal: bool):
 def clustered_reference(q, k, v, key_bias, options, layer: str):
     """Vyas et al. 2020, per head over lists: hash bits sign(q·p) (≥ 0 → +1) on the recorded random
     planes; k-means on the real queries' hashes with Hamming distance, centroids starting at the
-    hashes of queries ⌊c·S/C⌋, bitwise majority updates (+1 on ties, empty clusters unchanged);
+    hashes of the real queries numbered ⌊c·n/C⌋ (n of them), bitwise majority updates (+1 on ties, empty clusters unchanged);
     each cluster's mean real query attends all keys, its members take the result."""
     import zlib
 
@@ -303,7 +306,8 @@ def clustered_reference(q, k, v, key_bias, options, layer: str):
                 distance = [sum(x != y for x, y in zip(bits[i], c)) for c in centroids]
                 return distance.index(min(distance))
 
-            centroids = [bits[(c * s) // c_count] for c in range(c_count)]
+            reals = [i for i in range(s) if real[bi, i]] or [0]
+            centroids = [bits[reals[(c * len(reals)) // c_count]] for c in range(c_count)]
             for _ in range(options.iterations):
                 groups = [[i for i in range(s) if real[bi, i] and nearest(centroids, i) == c] for c in range(c_count)]
                 centroids = [tuple(1 if sum(bits[i][n] for i in g) >= 0 else -1 for n in range(len(bits[0])))
@@ -360,8 +364,8 @@ def recurrent_reference(x, key_bias, options, w, carry=None):
 
 def informer_attention(q, k, v, key_bias, factor: int, causal: bool = False):
     """Zhou et al. 2021, ProbSparse: M(q_i) = max_j q_i·k_j − Σ_j q_i·k_j / T over U = c·⌈ln T⌉
-    sampled keys (evenly spaced, as the compiled model documents); the top u = c·⌈ln S⌉ queries
-    attend normally (keys up to them in the masked decoder), the rest output mean(V) over real keys,
+    sampled keys (evenly spaced over the real keys: the ⌊r·n/U⌋-th of the n unpadded ones, as the
+    compiled model documents); the top u = c·⌈ln S⌉ queries (real ones before padding) attend normally (keys up to them in the masked decoder), the rest output mean(V) over real keys,
     or in the decoder Σ_{j ≤ i} v_j over real keys (Informer's V.cumsum)."""
     b, h, s, d = q.shape
     t = k.shape[2]
@@ -369,14 +373,16 @@ def informer_attention(q, k, v, key_bias, factor: int, causal: bool = False):
     k, v = np.repeat(k, group, axis=1), np.repeat(v, group, axis=1)
     keep = np.ones((b, t)) if key_bias is None else (key_bias == 0).astype(float)
     count = lambda n: max(min(factor * math.ceil(math.log(n)), n), 1) if n > 1 else 1  # noqa: E731
-    samples = [r * t // count(t) for r in range(count(t))]
     out = np.empty((b, h, s, v.shape[-1]))
     for bi in range(b):
         mean = (keep[bi][:, None] * v[bi]).sum(1) / max(keep[bi].sum(), 1)  # (H, d)
+        reals = [j for j in range(t) if keep[bi, j]] or [0]
+        samples = [reals[r * len(reals) // count(t)] for r in range(count(t))]
         for hi in range(h):
             dots = q[bi, hi] @ k[bi, hi].T  # (S, T)
             measure = dots[:, samples].max(-1) - dots[:, samples].sum(-1) / t
-            active = set(np.argsort(-measure, kind="stable")[:count(s)])
+            ranked = sorted(range(s), key=lambda i: (0, -measure[i], i) if keep[bi, i + t - s] else (1, 0, i))
+            active = set(ranked[:count(s)])
             for i in range(s):
                 seen = np.arange(t) <= i + t - s if causal else np.ones(t, bool)
                 if i in active:
@@ -542,7 +548,7 @@ class Reference:
             return rms_norm(x, self.w[f"{name}.weight"], eps)
         return layer_norm(x, self.w[f"{name}.weight"], self.w.get(f"{name}.bias", 0.0), eps)
 
-    def embed(self, stack, ids, token_types):
+    def embed(self, stack, ids, token_types, mask=None):
         spec, m = self.spec, self.spec.model
         scope = "embeddings" if len(spec.stacks()) == 1 else f"{stack}.embeddings"
         shared = spec.topology != "encoder-decoder" or spec.embedding.shared
@@ -552,7 +558,7 @@ class Reference:
             x = x * (math.sqrt(m.width) if spec.embedding.scale is True else spec.embedding.scale)
         if token_types is not None and getattr(spec.input, "token_types", 0):  # funnel reads them in attention
             x = x + self.w[f"{scope}.token_types.weight"][token_types]
-        x = self.add_positions(x, spec.positional, scope)
+        x = self.add_positions(x, spec.positional, scope, mask)
         if spec.embedding.norm:
             from tfcompiler.spec.model import Norm
             x = self.norm(x, Norm(kind=spec.embedding.norm), f"{scope}.norm", spec.embedding.norm_epsilon)
@@ -803,12 +809,13 @@ class Reference:
             state["scores"] = carried
         return out
 
-    def position_generator(self, x, options, name):
-        """CPVT: x + depth-wise k×k conv of the tokens on a (rows, grid_width) grid, zero padded,
-        class tokens untouched."""
+    def position_generator(self, x, options, name, mask=None):
+        """CPVT: x + depth-wise k×k conv of the tokens on a (rows, grid_width) grid, zero padded
+        (padded tokens read as zeros too), class tokens untouched."""
         c, w, kernel = options.class_tokens, options.grid_width, options.kernel
         weight, bias = self.w[f"{name}.weight"], self.w[f"{name}.bias"]
-        grid = x[:, c:].reshape(x.shape[0], -1, w, x.shape[2])
+        tokens = x if mask is None else x * (mask != 0)[..., None]
+        grid = tokens[:, c:].reshape(x.shape[0], -1, w, x.shape[2])
         rows, half = grid.shape[1], kernel // 2
         out = np.zeros_like(grid) + bias
         for r in range(rows):
@@ -819,8 +826,8 @@ class Reference:
                             out[:, r, col] += grid[:, r + a, col + bb] * weight[:, 0, a + half, bb + half]
         return x + np.concatenate([np.zeros_like(x[:, :c]), out.reshape(x.shape[0], -1, x.shape[2])], 1)
 
-    def add_positions(self, x, positional, scope):
-        """An absolute scheme's contribution at the embeddings or a block's input."""
+    def add_positions(self, x, positional, scope, mask=None):
+        """An absolute scheme's contribution at the embeddings or a block's input (B, S) `mask`."""
         m, length = self.spec.model, x.shape[1]
         kind = type(positional).KIND
         if kind == "learned":
@@ -829,7 +836,7 @@ class Reference:
             table = sinusoidal_table(m.max_length, m.width, positional.layout, positional.base)[:length]
             return x + table * (self.w[f"{scope}.positions.scale"] if kind == "scaled_sinusoidal" else 1.0)
         if kind == "conditional":
-            return self.position_generator(x, positional, f"{scope}.position_generator")
+            return self.position_generator(x, positional, f"{scope}.position_generator", mask)
         if kind == "local_rnn":  # R-Transformer: x + LocalRNN(LN(x)), each position's window of M
             from tfcompiler.spec.model import Norm
 
@@ -859,7 +866,7 @@ class Reference:
         return self.norm(x + f(x), block.norm, f"{name}_norm")
 
     def stack(self, name, stack, blocks, ids, mask, token_types=None, encoder=None):
-        x = self.embed(name, ids, token_types)
+        x = self.embed(name, ids, token_types, mask)
         key_bias = None if mask is None else np.where(mask != 0, 0.0, NEG)
         state = {}
         if stack.resample is not None or type(self.spec.positional).KIND == "funnel":
@@ -989,7 +996,7 @@ class Reference:
         positional = self.spec.positional
         if block.positional is not None:
             positional = block.positional
-            x = self.add_positions(x, positional, p)
+            x = self.add_positions(x, positional, p, None if key_bias is None else key_bias == 0)
         past = self.feeds.get(f"past_memories.{i}") if stack.memory else None
         if keys is not None:
             normed = self.norm(keys, block.norm, f"{p}.attention_norm") if block.placement == "pre" else keys
@@ -1081,7 +1088,7 @@ class Reference:
 
         def vectors(tokens):
             pooled = np.stack([self.pool_sentence(tokens[n], mask[:, n]) for n in sentences], axis=1)
-            return self.add_positions(pooled, spec.positional, "document.embeddings")
+            return self.add_positions(pooled, spec.positional, "document.embeddings", mask.max(2))
 
         document_state = {}
         if document.interleaved:

@@ -33,7 +33,7 @@ def build_block(ctx, block: Block, spec, x, mask, causal: bool, positions, state
     attend = ATTENTION.builder(block.attention)
     positional = block.positional if block.positional is not None else spec.positional
     if block.positional is not None and POSITIONS.builder(positional).embed is not None:
-        x = POSITIONS.builder(positional).embed(ctx, positional, spec, x, positions)
+        x = POSITIONS.builder(positional).embed(ctx, positional, spec, x, positions, mask)
 
     def self_attention(h):
         if unpooled is not None:  # keys normalised as the queries were

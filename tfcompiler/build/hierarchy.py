@@ -39,7 +39,7 @@ def build_hierarchy(ctx, spec):
         if embed is None:
             return vectors
         with ctx.at("document.embeddings"):
-            return embed(ctx, spec.positional, spec, vectors, sentence_positions)
+            return embed(ctx, spec.positional, spec, vectors, sentence_positions, sentence_mask)
 
     encoder_state, document_state = {"stack": "encoder"}, {"stack": "document"}
 

@@ -22,7 +22,7 @@ def build_embeddings(ctx, spec, stack_name: str, blocks):
         positions = stack_positions(spec, blocks, lambda: ctx.op("positions", start.ids, axis=1))
         hidden = start.hidden
         if POSITIONS.builder(spec.positional).embed is not None:
-            hidden = POSITIONS.builder(spec.positional).embed(ctx, spec.positional, spec, hidden, positions)
+            hidden = POSITIONS.builder(spec.positional).embed(ctx, spec.positional, spec, hidden, positions, start.mask)
         if spec.embedding.norm:
             hidden = build_norm(ctx, hidden, Norm(kind=spec.embedding.norm, epsilon=spec.embedding.norm_epsilon), "norm")
     return start, hidden, positions

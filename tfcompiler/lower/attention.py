@@ -13,7 +13,7 @@ import numpy as np
 
 from ..ir.ops.nn import MASKED
 from .linear_chunks import causal_linear_attention
-from .ops import ONNX_DTYPES, _length, _reduce, _repeat_heads
+from .ops import ONNX_DTYPES, _length, _reduce, _repeat_heads, gather_rows, spaced_real
 from .ort_kernels import recurrent_linear_attention
 from .patterns import pattern_allowed
 
@@ -154,8 +154,8 @@ def emit_linear_attention(e, attrs, inputs, types, label):
 
 
 def emit_prob_sparse_attention(e, attrs, inputs, types, label):
-    """Sample counts from the lengths (Log/Ceil), the evenly spaced key sample (Range/Div/Gather),
-    the measure (ReduceMax/ReduceSum), TopK of the queries, their rows attended in full
+    """Sample counts from the lengths (Log/Ceil), the evenly spaced sample of the real keys (CumSum,
+    ArgMax, GatherElements), the measure (ReduceMax/ReduceSum; padded queries at MASKED), TopK of the queries, their rows attended in full
     (GatherElements), scattered (ScatterElements) over the mean of the real values (their running
     sum, CumSum, when causal)."""
     q, k, v, *bias = inputs
@@ -171,11 +171,22 @@ def emit_prob_sparse_attention(e, attrs, inputs, types, label):
         return e.node1("Max", e.node1("Min", n, length), e.const(1))
 
     samples = count(t)
-    picks = e.node1("Div", e.node1("Mul", e.node1("Range", e.const(0), samples, e.const(1)), t), samples)
-    sampled = e.node1("MatMul", q, e.node1("Transpose", e.node1("Gather", k, picks, axis=2), perm=[0, 1, 3, 2]))
+    if bias:
+        real = e.node1("Cast", e.node1("Equal", bias[0], e.const(0.0, np.float32)), to=ONNX_DTYPES["int64"])
+        keys = gather_rows(e, k, spaced_real(e, e.node1("Reshape", real, e.const([0, -1])), samples), width)
+    else:
+        picks = e.node1("Div", e.node1("Mul", e.node1("Range", e.const(0), samples, e.const(1)), t), samples)
+        keys = e.node1("Gather", k, picks, axis=2)
+    sampled = e.node1("MatMul", q, e.node1("Transpose", keys, perm=[0, 1, 3, 2]))
     total = e.node1("Div", _reduce(e, "ReduceSum", sampled, [-1], keepdims=False),
                     e.node1("Cast", t, to=ONNX_DTYPES["float32"]))
     measure = e.node1("Sub", _reduce(e, "ReduceMax", sampled, [-1], keepdims=False), total)
+    if bias:  # padded queries (the last S of the keys' positions) rank last
+        padded_query = e.node1("Less", e.node1("Squeeze", e.node1("Slice", real, e.node1("Reshape", e.node1("Sub", t, s),
+                                                                                        e.const([1])),
+                                                                  e.const([2 ** 62]), e.const([3])), e.const([2])),
+                               e.const(1))  # (B|1, 1, S)
+        measure = e.node1("Where", padded_query, e.const(MASKED, np.float32), measure)
     top = e.node(
         "TopK", [measure, e.node1("Reshape", count(s), e.const([1]))], n_outputs=2, axis=-1, largest=1, sorted=1)[1]
     rows = e.node1("Concat", e.node1("Shape", top), e.const([width]), axis=0)

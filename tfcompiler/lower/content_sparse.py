@@ -31,6 +31,7 @@ def lsh_attention(e, attrs, inputs, types, label):
     keys = e.node1("Div", qk, e.node1("Max", norm, e.const(1e-12, np.float32)))
     positions = e.node1("Range", e.const(0), s, e.const(1))
     bias3 = per_head_bias(e, bias[0], qk, s) if bias else None
+    padding = e.node1("LessOrEqual", bias3, e.const(MASKED / 2, np.float32)) if bias else None
     # the first chunk has no chunk before it: the rolled-in keys of its first half are hidden
     chunk_ids = e.node1("Range", e.const(0), e.node1("Div", padded, e.const(chunk)), e.const(1))
     first = e.node1("Reshape", e.node1("Equal", chunk_ids, e.const(0)), e.const([-1, 1, 1]))
@@ -39,6 +40,8 @@ def lsh_attention(e, attrs, inputs, types, label):
     for r in range(rounds):
         rotated = e.node1("MatMul", keys, e.node1("Gather", rotations, e.const(r), axis=0))
         bucket = e.node1("ArgMax", e.node1("Concat", rotated, e.node1("Neg", rotated), axis=-1), axis=-1, keepdims=0)
+        if padding is not None:  # padding: one more bucket, after the others
+            bucket = e.node1("Where", padding, e.const(2 * types[2].shape[2]), bucket)
         sort_key = e.node1("Add", e.node1("Mul", bucket, padded), positions)
         sort_key = e.node1("Pad", sort_key, amounts3, e.const(np.iinfo(np.int64).max // 2))
         order = e.node(
@@ -199,9 +202,12 @@ def clustered_attention(e, attrs, inputs, types, label):
                      one, minus_one)  # (B,H,S,bits)
     real = (e.node1("Cast", e.node1("Greater", e.node1("Transpose", bias[0], perm=[0, 1, 3, 2]),
                                     e.const(MASKED / 2, np.float32)), to=1) if bias else None)  # (B|1,1,S,1)
-    s = base._length(e, q, 2)
-    starts = e.node1("Div", e.node1("Mul", e.const(np.arange(clusters)), s), e.const(clusters))
-    centroids = e.node1("Gather", hashes, starts, axis=2)  # (B,H,C,bits)
+    if real is None:
+        starts = e.node1("Div", e.node1("Mul", e.const(np.arange(clusters)), base._length(e, q, 2)), e.const(clusters))
+        centroids = e.node1("Gather", hashes, starts, axis=2)  # (B,H,C,bits)
+    else:  # evenly spaced real queries
+        starts = base.spaced_real(e, e.node1("Cast", e.node1("Squeeze", real, e.const([1, 3])), to=7), clusters)
+        centroids = base.gather_rows(e, hashes, starts, types[3].shape[1])  # (B,H,C,bits)
     ids = e.const(np.arange(clusters))
 
     def assign(centroids):  # -> (B,H,S,C) one-hot nearest centroid, the first of equals

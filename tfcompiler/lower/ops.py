@@ -140,6 +140,25 @@ def _keep_last(e, attrs, inputs, types, label):
                     label=label or "KeepLast")]
 
 
+def spaced_real(e, real: str, count) -> str:
+    """int64 (B|1, S) 0/1 -> (B|1, count) the positions of the ⌊r·n/count⌋-th real entries (n real
+    in a row; tfcompiler.ir.ops.nn.spaced_real): the first position whose running count exceeds it."""
+    ranks = e.const(np.arange(count)[None, :]) if isinstance(count, int) else \
+        e.node1("Unsqueeze", e.node1("Range", e.const(0), count, e.const(1)), e.const([0]))
+    targets = e.node1("Div", e.node1("Mul", ranks, _reduce(e, "ReduceSum", real, [1])),
+                      count if not isinstance(count, int) else e.const(count))
+    past = e.node1("Greater", e.node1("Unsqueeze", e.node1("CumSum", real, e.const(1)), e.const([1])),
+                   e.node1("Unsqueeze", targets, e.const([2])))  # (B|1, count, S)
+    return e.node1("ArgMax", e.node1("Cast", past, to=TensorProto.INT32), axis=2, keepdims=0)
+
+
+def gather_rows(e, x: str, rows: str, last: int) -> str:
+    """x (B,H,S,last), rows int64 (B|1, N) -> (B,H,N,last): the same rows for every head."""
+    shape = e.node1("Concat", e.node1("Shape", x, start=0, end=2), e.node1("Shape", rows, start=1, end=2),
+                    e.const([last]), axis=0)
+    return e.node1("GatherElements", x, e.node1("Expand", e.node1("Unsqueeze", rows, e.const([1, 3])), shape), axis=2)
+
+
 def _reduce(e, op_type: str, x: str, axes, keepdims: bool = True, label: str = "") -> str:
     """ReduceX with its axes as an input from opset 18 (ReduceSum from 13), as an attribute before."""
     if op_type == "ReduceSum" and e.opset >= 13 or e.opset >= 18:

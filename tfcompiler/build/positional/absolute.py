@@ -66,20 +66,20 @@ def sinusoidal_table(ctx, options: SinusoidalOptions, length: int, width: int):
     return ctx.op("cast", table, dtype="float32")
 
 
-def build_sinusoidal(ctx, options, spec, hidden, positions):
+def build_sinusoidal(ctx, options, spec, hidden, positions, mask):
     with ctx.at("positions"):
         table = sinusoidal_table(ctx, options, spec.model.max_length, spec.model.width)
         return ctx.op("add", hidden, ctx.op("gather", table, positions))
 
 
-def build_scaled_sinusoidal(ctx, options, spec, hidden, positions):
+def build_scaled_sinusoidal(ctx, options, spec, hidden, positions, mask):
     with ctx.at("positions"):
         table = sinusoidal_table(ctx, options, spec.model.max_length, spec.model.width)
         scale = ctx.param("scale", (1,), f"fill={spec.model.width ** -0.5!r}")
         return ctx.op("add", hidden, ctx.op("mul", ctx.op("gather", table, positions), scale))
 
 
-def build_learned(ctx, options, spec, hidden, positions):
+def build_learned(ctx, options, spec, hidden, positions, mask):
     table = ctx.param("positions.weight", (spec.model.max_length, spec.model.width), "embedding")
     with ctx.at("positions"):
         return ctx.op("add", hidden, ctx.op("gather", table, positions, label="PositionEmbedding"))

@@ -9,7 +9,7 @@ from typing import Callable
 
 @dataclass(frozen=True)
 class PositionalScheme:
-    # (ctx, options, spec, hidden (B, S, D), positions (1, S)) -> hidden
+    # (ctx, options, spec, hidden (B, S, D), positions (1, S), mask (B, S) or None) -> hidden
     embed: Callable | None = None
     # (ctx, options, spec, parts: AttentionParts, site: Site) -> parts, for self-attention
     attend: Callable | None = None

@@ -1,7 +1,8 @@
 """Positional scheme `conditional`: conditional positional encoding (CPVT, Chu et al. 2021). A
 position encoding generator x + DWConv_k×k(x) reads the tokens as a 2-D grid (row-major, rows ×
 `grid_width`, rows from the length at run time) with leading class tokens kept aside; positions come
-from zero padding at the grid's edges, so any grid height works.
+from zero padding at the grid's edges, so any grid height works. Padded tokens enter the convolution
+as zeros, like the grid's edges, so what padding holds never reaches a real token.
 
 At the model level it acts on the embeddings; as a block's `positional` it acts on that block's
 input, which is where CPVT puts it (after the first block: an override on layer 1).
@@ -30,7 +31,7 @@ class ConditionalOptions:
             yield f"kernel must be odd, got {self.kernel}"
 
 
-def generate(ctx, options: ConditionalOptions, spec, hidden, positions):
+def generate(ctx, options: ConditionalOptions, spec, hidden, positions, mask):
     d, k = spec.model.width, options.kernel
     # lengths this model accepts: class tokens + whole grid rows (recorded in the ONNX metadata)
     axis = ctx.type_of(hidden).shape[1]
@@ -38,7 +39,9 @@ def generate(ctx, options: ConditionalOptions, spec, hidden, positions):
     with ctx.at("position_generator"):
         weight = ctx.param("weight", (d, 1, k, k), "embedding")
         bias = ctx.param("bias", (d,), "zeros")
-        conv = ctx.op("grid_conv", hidden, weight, bias, grid_width=options.grid_width,
+        tokens = hidden if mask is None else ctx.op("mul", hidden, ctx.op("cast", ctx.op("unsqueeze", mask, axes=(2,)),
+                                                                            dtype="float32"))
+        conv = ctx.op("grid_conv", tokens, weight, bias, grid_width=options.grid_width,
                       skip=options.class_tokens, label="PEG")
         return ctx.op("add", hidden, conv)
 

@@ -25,7 +25,7 @@ class LocalRnnOptions:
     cell: str = option("gru", doc="rnn, lstm or gru (PyTorch's equations).", choices=tuple(GATES))
 
 
-def local_rnn(ctx, options: LocalRnnOptions, spec, hidden, positions):
+def local_rnn(ctx, options: LocalRnnOptions, spec, hidden, positions, mask):
     d, rows = spec.model.width, GATES[options.cell] * spec.model.width
     with ctx.at("local_rnn"):
         normed = build_norm(ctx, hidden, Norm(), "norm")

@@ -5,7 +5,8 @@ clustered_attention(q (B,H,S,Dh), k (B,Hkv,S,Dh), v (B,Hkv,S,Dv), planes (Dh, bi
 
 Each query is hashed to bits ±1 by the signs of its projections on random hyperplanes (x·p ≥ 0 is
 +1). K-means in Hamming space groups the hashes into C clusters: the centroids start as the hashes
-of the evenly spaced queries ⌊c·S/C⌋ (the paper starts from random ones), then `iterations` Lloyd
+of the evenly spaced real queries, the ⌊c·n/C⌋-th of the n unpadded ones (the paper starts from
+random ones; padding never seeds a cluster), then `iterations` Lloyd
 steps assign each query to its nearest centroid (the most agreeing bits; the lower cluster among
 equals) and set each centroid to the bitwise majority of its real (unpadded) members (+1 on a tie;
 an empty cluster keeps its centroid). A cluster's query is the mean of its real members' queries;
@@ -17,13 +18,14 @@ from __future__ import annotations
 import numpy as np
 
 from . import OpTypeError, register
-from .nn import MASKED, _attention_infer, _softmax
+from .nn import MASKED, _attention_infer, _softmax, spaced_real
 
 
 def hamming_clusters(hashes: np.ndarray, real: np.ndarray, clusters: int, iterations: int) -> np.ndarray:
     """(B,H,S,bits) ±1 hashes, (B|1,1,S,1) real-query weights -> (B,H,S,C) one-hot assignments."""
-    s = hashes.shape[2]
-    centroids = hashes[:, :, (np.arange(clusters) * s) // clusters]  # (B,H,C,bits)
+    starts = spaced_real(real[:, 0, :, 0] > 0, clusters)  # (B|1, C)
+    index = np.broadcast_to(starts[:, None, :, None], hashes.shape[:2] + (clusters, hashes.shape[3]))
+    centroids = np.take_along_axis(hashes, index, axis=2)  # (B,H,C,bits)
 
     def assign(centroids):
         nearest = np.argmax(hashes @ np.swapaxes(centroids, -1, -2), axis=-1)  # first of equals

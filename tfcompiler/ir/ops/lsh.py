@@ -4,7 +4,9 @@ lsh_attention(qk (B,H,S,Dh), v (B,H,S,Dv), rotations (rounds, Dh, n/2), key_bias
 chunk, causal, scale -> (B,H,S,Dv).
 
 Queries and keys share one projection; keys are the unit-normalised queries. Each hashing round r
-buckets every position by argmax([xR_r; -xR_r]) of its key, sorts positions by (bucket, position),
+buckets every position by argmax([xR_r; -xR_r]) of its key (padded positions, whose key bias is at
+most MASKED/2, share one more bucket after the others, so they never take a real position's place
+in a chunk), sorts positions by (bucket, position),
 cuts the sorted sequence into chunks of `chunk` and lets each chunk attend itself and the chunk
 before it (the first chunk has none), same-bucket keys only; a position attends itself only when nothing else is visible
 (its score gets -1e5, as Reformer's code does). Rounds are combined by their log-sum-exps:
@@ -41,7 +43,7 @@ def lsh_attention(qk, v, key_bias, rotations, chunk: int, causal: bool, scale: f
     v = v.astype(np.float64)
     bias = np.zeros((b, 1, 1, s)) if key_bias is None else np.broadcast_to(key_bias, (b, 1, 1, s))
     padded = -(-s // chunk) * chunk
-    buckets = buckets_of(k, rotations)
+    buckets = np.where(bias[:, :, 0] <= MASKED / 2, 2 * rotations.shape[-1], buckets_of(k, rotations))
     outputs, sums = [], []
     for bucket in buckets:
         key = np.pad(bucket * padded + np.arange(s), ((0, 0), (0, 0), (0, padded - s)),

@@ -20,6 +20,13 @@ def _softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
     return e / e.sum(axis=axis, keepdims=True)
 
 
+def spaced_real(real: np.ndarray, count: int) -> np.ndarray:
+    """(B, S) bool -> (B, count) the positions of the ⌊r·n/count⌋-th real entries (n real in a
+    row): evenly spaced over what is not padding (position 0 in a row without any)."""
+    targets = (np.arange(count) * real.sum(-1, keepdims=True)) // count
+    return np.argmax(np.cumsum(real, -1)[:, None, :] > targets[:, :, None], axis=-1)
+
+
 def _norm_infer(attrs, types):
     x, *params = types
     for p in params:

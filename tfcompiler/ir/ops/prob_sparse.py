@@ -2,10 +2,11 @@
 
 prob_sparse_attention(q (B,H,S,Dh), k (B,Hkv,T,Dh), v (B,Hkv,T,Dv), key_bias? (B|1,1,1,T)) attrs factor,
 scale, causal -> (B,H,S,Dv):
-  U = min(factor·⌈ln T⌉, T) keys are sampled — deterministically, the evenly spaced j_r = ⌊r·T/U⌋
-  (Informer draws them at random on every call); each query's sparsity measure is
-  M(q_i) = max_r q_i·k_{j_r} − (Σ_r q_i·k_{j_r}) / T (as Informer's code computes it); the
-  u = min(factor·⌈ln S⌉, S) queries with the largest M get full softmax attention over the keys
+  U = min(factor·⌈ln T⌉, T) keys are sampled — deterministically, the evenly spaced real keys j_r,
+  the ⌊r·n/U⌋-th of the n unpadded ones (Informer draws them at random on every call); each
+  query's sparsity measure is M(q_i) = max_r q_i·k_{j_r} − (Σ_r q_i·k_{j_r}) / T (as Informer's
+  code computes it); the u = min(factor·⌈ln S⌉, S) queries with the largest M (padded queries
+  after every real one, so padding never takes a real query's place) get full softmax attention over the keys
   (key bias added), every other query outputs the mean of the real values.
   Causal (Informer's masked decoder self-attention): the chosen queries' keys after them are
   masked, and every other query outputs the running sum of the real values up to its position
@@ -18,7 +19,7 @@ import math
 import numpy as np
 
 from . import register
-from .nn import MASKED, _attention_infer, _softmax
+from .nn import MASKED, _attention_infer, _softmax, spaced_real
 
 
 def sample_count(factor: int, length: int) -> int:
@@ -31,11 +32,12 @@ def prob_sparse_attention(q, k, v, key_bias, factor: int, scale: float, causal: 
     group = h // k.shape[1]
     k, v = np.repeat(k, group, axis=1).astype(np.float64), np.repeat(v, group, axis=1).astype(np.float64)
     q = q.astype(np.float64)
-    samples = sample_count(factor, t)
-    sampled = q @ np.swapaxes(k[:, :, (np.arange(samples) * t) // samples], -1, -2)  # (B,H,S,U)
-    measure = sampled.max(-1) - sampled.sum(-1) / t
+    keep = np.ones((b, 1, t), bool) if key_bias is None else (np.broadcast_to(key_bias, (b, 1, 1, t))[:, :, 0] == 0)
+    picks = spaced_real(keep[:, 0], sample_count(factor, t))[:, None, :, None]  # (B,1,U,1)
+    sampled = q @ np.swapaxes(np.take_along_axis(k, np.broadcast_to(picks, (b, h) + picks.shape[2:3] + k.shape[3:]),
+                                                 axis=2), -1, -2)  # (B,H,S,U)
+    measure = np.where(keep[:, :, t - s:], sampled.max(-1) - sampled.sum(-1) / t, -np.inf)
     top = np.argsort(-measure, axis=-1, kind="stable")[..., :sample_count(factor, s)]  # (B,H,u)
-    keep = np.ones((b, 1, t)) if key_bias is None else (np.broadcast_to(key_bias, (b, 1, 1, t))[:, :, 0] == 0)
     if causal:
         out = np.cumsum(keep[..., None] * v, axis=2)[:, :, t - s:]
     else:
