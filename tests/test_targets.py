@@ -84,3 +84,35 @@ def test_a_target_whose_kernels_do_not_apply_says_so():
     from tfcompiler.lower.targets import lowering_summary
 
     assert "none of its kernels applies" in lowering_summary([], "ort-cpu")
+
+
+@pytest.mark.parametrize("opset, missed", [
+    (17, {"Attention": "opset 17 < 23", "RMSNormalization": "opset 17 < 23", "RotaryEmbedding": "opset 17 < 23"}),
+    (20, {"Attention": "opset 20 < 23", "RMSNormalization": "opset 20 < 23", "RotaryEmbedding": "opset 20 < 23"}),
+    (23, {}),
+])
+def test_a_fused_form_the_lowering_cannot_use_is_reported(opset, missed, tmp_path, capsys):
+    """Every op lowered without the fused form its target has (an opset too old, a blocked form the
+    op cannot express) is counted with the reason, on stderr without --explain and in --explain."""
+    from tfcompiler.cli import main
+
+    spec = parse_spec(spec_text("rope_half_split_gqa"))
+    model = compile_spec(spec, opset=opset).model
+    layers = spec.decoder.layers
+    counts = {"Attention": layers, "RMSNormalization": 2 * layers + 1, "RotaryEmbedding": 2 * layers}
+    assert {fused: count for (fused, _), count in model.missed.items()} == {fused: counts[fused] for fused in missed}
+    assert all(reason.startswith(missed[fused]) for fused, reason in model.missed)
+
+    path = tmp_path / "llama.yaml"
+    path.write_text(spec_text("rope_half_split_gqa"))
+    assert main(["compile", str(path), "-o", str(tmp_path / "m.onnx"), "--opset", str(opset), "-q"]) == 0
+    err = capsys.readouterr().err
+    assert all(f"no {fused} for {counts[fused]} op(s): {missed[fused]}" in err for fused in missed)
+    assert ("lowered without a fused form" in err) == bool(missed)
+
+
+def test_blocked_attention_says_which_blocks_stay_explicit():
+    for case, reason in [("sparse_transformer_strided", "strided columns"), ("sparse_transformer_fixed", "block summaries")]:
+        missed = compile_spec(parse_spec(spec_text(case)), opset=23).model.missed
+        assert missed and all(fused == "Attention" and reason in why for fused, why in missed), missed
+    assert compile_spec(parse_spec(spec_text("sliding_window_decoder")), opset=23).model.missed == {}

@@ -42,7 +42,11 @@ def cmd_compile(args) -> int:
         from .lower.targets import lowering_summary
 
         print(compiled.report.explain())
-        print(lowering_summary(compiled.model.proto.graph.node, args.target))
+        print(lowering_summary(compiled.model.proto.graph.node, args.target, compiled.model.missed))
+    elif compiled.model.missed:  # never silent, --explain or not
+        from .lower.targets import missed_fusions
+
+        print("lowered without a fused form:\n" + "\n".join(missed_fusions(compiled.model.missed)), file=sys.stderr)
     for name, dump in compiled.report.dumps.items():
         print(f"--- IR after {name} ---\n{dump}")
     progress("write")

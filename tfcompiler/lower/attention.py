@@ -62,6 +62,7 @@ def emit_attention(e, attrs, inputs, types, label):
         softcap = {"softcap": float(attrs["softcap"])} if attrs.get("softcap") else {}
         return [e.node1("Attention", q, k, v, *bias, scale=float(attrs["scale"]), **softcap,
                         is_causal=int(attrs["causal"] and same_length), label=label or "Attention")]
+    e.miss_below("Attention", 23)
     (scores,) = emit_scores(e, attrs, [q, k], types[:2], "Scores")
     if bias:
         scores = e.node1("Add", scores, bias[0])

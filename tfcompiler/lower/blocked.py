@@ -103,6 +103,13 @@ class Blocked:
             return e.node1("Where", allowed, key_bias, masked)
         return e.node1("Unsqueeze", e.node1("Where", allowed, e.const(0.0, np.float32), masked), e.const([0, 1]))
 
+    def unfused(self, why: str) -> None:
+        """Record that these blocks take the explicit form: below opset 23, or for `why`."""
+        if self.e.opset < 23:
+            self.e.miss_below("Attention", 23)
+        else:
+            self.e.miss("Attention", f"blocked attention with {why}")
+
     def attend(self, k_blocks: str, v_blocks: str, keys: int, bias: str, dense_rows: int, label: str,
                columns=None) -> str:
         """Each query block over its `keys` keys with the additive `bias`, back to (B,H,S,Dv). A
@@ -111,6 +118,8 @@ class Blocked:
         Softmax / MatMul form. `columns`: see `finish`."""
         e = self.e
         if not self.fused:
+            self.unfused("strided columns (one softmax over two key sets)" if columns is not None
+                         else "a soft-cap (the op caps after the mask)")
             scores = e.node1("Add", self.scores(self.q_blocks, k_blocks), bias)
             return self.finish(scores, v_blocks, dense_rows, label, columns)
         batch = e.node1("Shape", self.q, start=0, end=1)
@@ -302,6 +311,7 @@ def block_summary_attention(e, attrs, inputs, types, label):
         tails = e.node1("Slice", x, e.const([first]), e.const([stride]), e.const([3]))
         return e.node1("Reshape", tails, e.const([0, 0, 1, -1, last]))
 
+    grid.unfused("block summaries (a block's own keys and every block's summary keys in one softmax)")
     k_blocks, v_blocks = blocks(grid.k, grid.width), blocks(grid.v, grid.value_width)
     own, across = grid.scores(grid.q_blocks, k_blocks), grid.scores(grid.q_blocks, summaries(k_blocks, grid.width))
     if grid.bias:

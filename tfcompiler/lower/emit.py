@@ -18,11 +18,21 @@ class Emitter:
     initializers: list[tuple[str, np.ndarray]] = field(default_factory=list)
     origin: str = ""
     memo: dict = field(default_factory=dict)  # tensors shared across nodes (e.g. the causal mask)
+    missed: Counter = field(default_factory=Counter)  # (fused form, why not) -> how many ops missed it
     _names: Counter = field(default_factory=Counter)
     _constants: dict = field(default_factory=dict)
 
     def can(self, kernel: str) -> bool:
         return kernel in self.kernels
+
+    def miss(self, fused: str, reason: str) -> None:
+        """Record that an op was lowered without the fused form the target would use, and why:
+        `--explain` and `tfc compile` report every miss, never silently."""
+        self.missed[(fused, reason)] += 1
+
+    def miss_below(self, fused: str, opset: int) -> None:
+        """A miss because the standard gained the fused op at `opset`."""
+        self.miss(fused, f"opset {self.opset} < {opset} (--opset {opset} has it)")
 
     def unique(self, base: str) -> str:
         self._names[base] += 1

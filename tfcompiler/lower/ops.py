@@ -42,6 +42,7 @@ def _gelu(e, attrs, inputs, types, label):
         return [e.node(kernel, [x], domain="com.microsoft", label=label or kernel)[0]]
     if e.opset >= 20:
         return [e.node1("Gelu", x, approximate=approximate, label=label or "Gelu")]
+    e.miss_below("Gelu", 20)
     if approximate == "tanh":  # 0.5 x (1 + tanh(√(2/π) (x + 0.044715 x³)))
         cube = e.node1("Mul", e.node1("Mul", x, x), x)
         inner = e.node1("Add", x, e.node1("Mul", cube, e.const(0.044715, np.float32)))
@@ -119,6 +120,7 @@ def _rms_norm(e, attrs, inputs, types, label):
     if e.opset >= 23:
         return [e.node1("RMSNormalization", x, scale, axis=-1, epsilon=attrs["epsilon"],
                         label=label or "RMSNorm")]
+    e.miss_below("RMSNormalization", 23)
     mean = _reduce(e, "ReduceMean", e.node1("Mul", x, x), [-1])
     rms = e.node1("Sqrt", e.node1("Add", mean, e.const(attrs["epsilon"], np.float32)))
     return [e.node1("Mul", e.node1("Div", x, rms), scale, label=label or "RMSNorm")]
@@ -227,6 +229,7 @@ def _rope(e, attrs, inputs, types, label):
         position_ids = e.node1("Expand", positions, batch_and_length)
         return [e.node1("RotaryEmbedding", x, cos, sin, position_ids, interleaved=int(attrs["interleaved"]),
                         rotary_embedding_dim=r if r < width else 0, label=label or "Rotary")]
+    e.miss_below("RotaryEmbedding", 23)
 
     def cut(t, start, end, axis, step=1):
         return e.node1("Slice", t, e.const([start]), e.const([end]), e.const([axis]), e.const([step]))

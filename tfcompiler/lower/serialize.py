@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
@@ -68,6 +68,7 @@ class LoweredModel:
 
     proto: onnx.ModelProto
     initializers: list[tuple[str, object]]  # arrays, or weight recipes with shape/dtype/fill
+    missed: dict = field(default_factory=dict)  # (fused form, why not) -> ops lowered without it
 
     @property
     def weight_bytes(self) -> int:

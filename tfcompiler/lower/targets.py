@@ -65,16 +65,24 @@ def capability_table() -> str:
     return "\n".join(rows)
 
 
-def lowering_summary(nodes, target: str) -> str:
-    """One line for `--explain`: which of the capability table's kernels the lowering used, and how
-    often; for a target that has kernels but used none, that none applied (never silent)."""
+def lowering_summary(nodes, target: str, missed: dict | None = None) -> str:
+    """For `--explain`: which of the capability table's kernels the lowering used, and how often
+    (for a target that has kernels but used none, that none applied), then the fused forms the
+    lowering could not use (`missed_fusions`): never silent."""
     from collections import Counter
 
     used = Counter(node.op_type for node in nodes if node.domain)
+    available = sorted(kernels_for(target))
     if used:
         kernels = ", ".join(f"{count} {op}" for op, count in sorted(used.items()))
-        return f"lowering for {target}: {sum(used.values())} dedicated kernel node(s): {kernels}"
-    available = sorted(kernels_for(target))
-    if not available:
-        return f"lowering for {target}: standard ONNX ops only"
-    return f"lowering for {target}: none of its kernels applies to this model ({', '.join(available)})"
+        line = f"lowering for {target}: {sum(used.values())} dedicated kernel node(s): {kernels}"
+    elif not available:
+        line = f"lowering for {target}: standard ONNX ops only"
+    else:
+        line = f"lowering for {target}: none of its kernels applies to this model ({', '.join(available)})"
+    return "\n".join([line] + missed_fusions(missed or {}))
+
+
+def missed_fusions(missed: dict) -> list[str]:
+    """One line per fused form some ops were lowered without: how many, and why."""
+    return [f"  no {fused} for {count} op(s): {reason}" for (fused, reason), count in sorted(missed.items())]
