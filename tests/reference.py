@@ -654,6 +654,8 @@ class Reference:
                     weights = np.exp(scores - scores.max())
                     out[bi, i, hi] = weights @ np.array([value[hi] for value in values]) / weights.sum()
         satellites = self.linear(out.reshape(b, s, -1), f"{name}.output")
+        if self.spec.encoder_blocks[0].attention.update == "paper":  # h = LayerNorm(ReLU(MultiAtt(·)))
+            satellites = self.norm(np.maximum(satellites, 0), Norm(), f"{name}.satellite_norm")
         plain = dataclasses.replace(self.spec.encoder_blocks[0], attention=MultiHeadOptions())
         relay_bias = None if key_bias is None else np.concatenate([np.zeros((b, 1)), key_bias], axis=1)
         updated = self.mha(relay, np.concatenate([relay, satellites], axis=1), relay_bias, False, plain,

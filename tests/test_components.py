@@ -354,6 +354,10 @@ block: {attention: {kind: induced, points: 3}, ffn: {activation: relu}}
 encoder: {layers: 2}
 head: {kind: set_pool, seeds: 2}
 """),
+    "star_transformer_paper": ("encoder", "", """
+block: {placement: none, attention: {kind: star, update: paper}, ffn: {enabled: false}}
+encoder: {layers: 2}
+"""),
     "star_transformer": ("encoder", "", """
 block: {attention: {kind: star}}
 encoder: {layers: 3}

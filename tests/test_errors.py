@@ -144,3 +144,8 @@ def test_kind_rules_that_need_the_whole_spec(tmp_path, capsys):
 def test_rotary_dim_must_fit_the_head(tmp_path, capsys):
     check_fails(tmp_path, capsys, GOOD.replace("positional: learned", "positional: {kind: rope, rotary_dim: 9}"),
                 "rotary_dim must be even and at most the head width 8, got 9")
+
+
+def test_star_paper_update_needs_a_bare_block(tmp_path, capsys):
+    text = tiny_spec("encoder").replace("block: {", "block: {attention: {kind: star, update: paper}, ")
+    check_fails(tmp_path, capsys, text, "update: paper is the whole satellite update: use it with placement: none")

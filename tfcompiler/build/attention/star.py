@@ -5,8 +5,10 @@ first star layer's input) and a relay node s, O(n) (tfcompiler.ir.ops.star). The
 the mean of the real embeddings and, after every layer's satellite update, attends itself and the
 satellites' new attention outputs with its own projections (`relay.*`):
 s <- LayerNorm(ReLU(MultiAtt(s, [s; H]))), as in the paper, carried from layer to layer (a layer is
-one of the paper's cycles). The satellites' update goes through the block's residual, norm and FFN,
-where the paper uses LayerNorm(ReLU(·)) alone. Bidirectional.
+one of the paper's cycles). `update: block` sends the satellites' attention output through the
+block's residual, norm and FFN; `update: paper` makes it the paper's h = LayerNorm(ReLU(MultiAtt(·)))
+(`satellite_norm`), with blocks of `placement: none` and no FFN, so the layer is exactly the paper's
+cycle. Bidirectional.
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from typing import ClassVar
 
 from ...spec.kinds import ATTENTION
 from ...spec.model import Norm
+from ...spec.schema import option
 from ..norm import build_norm
 from .lowrank import bidirectional_only
 from .multi_head import MultiHeadOptions, build_multi_head, key_padding, with_leading_real
@@ -26,9 +29,15 @@ class StarOptions:
     """Star-Transformer attention: ring neighbours, the token's embedding and a relay node."""
 
     self_only: ClassVar[bool] = True  # attends its own sequence only: no cross-attention
+    update: str = option("block", doc="The satellites' update: block (the attention output goes through the "
+                         "block's residual, norm and FFN) or paper (LayerNorm(ReLU(·)) alone, with placement: none "
+                         "and ffn: {enabled: false}).", choices=("block", "paper"))
 
     def problems(self, spec):
         yield from bidirectional_only("star", spec)
+        if self.update == "paper" and any(block.attention is self and (block.placement != "none" or block.ffn.enabled)
+                                          for _, _, blocks in spec.stacks() for block in blocks):
+            yield "update: paper is the whole satellite update: use it with placement: none and ffn: {enabled: false}"
 
 
 def initial_relay(ctx, embeddings, mask):
@@ -55,6 +64,8 @@ def build_star(ctx, options: StarOptions, spec, site):
               heads(relay, "value")] + key_padding(ctx, site)
     satellites = ctx.linear(ctx.merge_heads(ctx.op("star_attention", *inputs, scale=float(m.dh ** -0.5),
                                                    label="StarAttention")), m.width, "output", m.bias)
+    if options.update == "paper":
+        satellites = build_norm(ctx, ctx.op("relu", satellites), Norm(), "satellite_norm")
     with ctx.at("relay"):
         keys = ctx.op("concat", relay, satellites, axis=1)  # [s; H]
         mask = with_leading_real(ctx, site.mask) if site.mask is not None else None  # the relay is real
