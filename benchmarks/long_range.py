@@ -14,6 +14,7 @@ and glibc's mmap threshold fixed at 64 KiB, so every large buffer is mapped when
 unmapped when freed and the mark follows what is live. onnxruntime and PyTorch use 2 threads.
 
     python benchmarks/long_range.py [--layers 1 4] [--lengths 1024 2048 4096 8192] [--repeat 3] [--long] [--opset 23]
+                                    [--target portable|ort-cpu]
 """
 from __future__ import annotations
 
@@ -196,6 +197,7 @@ def main() -> None:
     parser.add_argument("--no-torch", action="store_true")
     parser.add_argument("--timeout", type=float, default=600)
     parser.add_argument("--opset", type=int, default=23, help="23: the Attention op for full attention")
+    parser.add_argument("--target", default="portable", choices=["portable", "ort-cpu"])
     args = parser.parse_args()
     lengths = args.lengths + ([16384] if args.long else [])
     from tfcompiler import compile_spec, parse_spec
@@ -205,7 +207,8 @@ def main() -> None:
         for layers in args.layers:
             for variant in args.variants:
                 path = Path(tmp) / f"{variant}-{layers}.onnx"
-                compiled = compile_spec(parse_spec(spec_text(variant, layers, max(lengths))), seed=0, opset=args.opset)
+                compiled = compile_spec(parse_spec(spec_text(variant, layers, max(lengths))), seed=0, opset=args.opset,
+                                        target=args.target)
                 compiled.model.save(str(path))
                 for length in lengths:
                     ours = measure(["onnx", str(path), str(length), str(args.repeat)], args.timeout)
@@ -230,7 +233,7 @@ def report(results: dict, args, lengths: list[int]) -> str:
                 if line.startswith("model name")), platform.processor())
     lines = [f"Command: `python benchmarks/{Path(__file__).name} {' '.join(sys.argv[1:])}`",
              f"Machine: {platform.machine()}, {cpu}, {os.cpu_count()} cores; onnxruntime 2 intra-op threads, "
-             f"torch 2 threads; ONNX opset {args.opset}. Time: median of {args.repeat} runs after a warm-up (arena on); "
+             f"torch 2 threads; ONNX opset {args.opset}, target {args.target}. Time: median of {args.repeat} runs after a warm-up (arena on); "
              "peak memory: one run's, above the resident size after a warm-up, in its own process (arena off, "
              "glibc mmap threshold 64 KiB).", ""]
     for layers in args.layers:

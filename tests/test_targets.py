@@ -4,11 +4,13 @@ standard ops only."""
 from __future__ import annotations
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 
 from test_components import feeds_for, spec_text
 from tfcompiler import compile_spec, parse_spec
+from tfcompiler.inspection import every_node
 from tfcompiler.lower.targets import CAPABILITIES, CPU, kernels_for
 from tfcompiler.lower.to_onnx import to_onnx
 
@@ -19,7 +21,8 @@ USES = {"LinearAttention": ["linear_causal_decoder", "performer_causal_decoder",
         # checked though the target skips them (measured slower): compiled with them forced on
         "SkipLayerNormalization": ["bert_like_encoder!", "paper_encoder_decoder!"],
         "SkipSimplifiedLayerNormalization": ["llama_like_decoder_gqa!"],
-        "MatMulNBits": []}  # int4 has no portable form to compare with: tests/test_quantize.py checks it
+        "MatMulNBits": [],
+        "MultiHeadAttention": ["bert_like_encoder", "rope_interleaved_partial_linear"]}  # int4 has no portable form to compare with: tests/test_quantize.py checks it
 
 
 def test_every_cpu_kernel_has_a_check():
@@ -41,9 +44,9 @@ def test_ort_cpu_kernels_compute_what_the_portable_lowering_does(kernel, case):
         if forced and target == "ort-cpu":
             model = to_onnx(compiled.graph, 17, {"tfcompiler.target": target}, target,
                             kernels=kernels_for(target, measured_slower_too=True))
-        domains = {node.domain for node in model.proto.graph.node}
+        domains = {node.domain for node in every_node(model.proto.graph)}
         assert (domains == {""}) == (target == "portable"), domains
-        assert (kernel in {node.op_type for node in model.proto.graph.node}) == (target == "ort-cpu")
+        assert (kernel in {node.op_type for node in every_node(model.proto.graph)}) == (target == "ort-cpu")
         assert {p.key: p.value for p in model.proto.metadata_props}["tfcompiler.target"] == target
         session = ort.InferenceSession(model.serialize(), providers=[CPU])
         runs[target] = [session.run(None, feeds_for(session, batch, length, pad, spec.model.vocab_size, seed=length))
@@ -83,7 +86,7 @@ def test_explain_says_which_kernels_the_lowering_used(target, quantize, expected
 def test_a_target_whose_kernels_do_not_apply_says_so():
     from tfcompiler.lower.targets import lowering_summary
 
-    assert "none of its kernels applies" in lowering_summary([], "ort-cpu")
+    assert "none of its kernels applies" in lowering_summary(onnx.GraphProto(), "ort-cpu")
 
 
 @pytest.mark.parametrize("opset, missed", [
@@ -116,3 +119,28 @@ def test_blocked_attention_says_which_blocks_stay_explicit():
         missed = compile_spec(parse_spec(spec_text(case)), opset=23).model.missed
         assert missed and all(fused == "Attention" and reason in why for fused, why in missed), missed
     assert compile_spec(parse_spec(spec_text("sliding_window_decoder")), opset=23).model.missed == {}
+
+
+def test_flash_attention_runs_for_long_unpadded_batches(tmp_path):
+    """ort-cpu's MultiHeadAttention (flash attention on CPU) runs inside an `If` when the batch holds
+    no padding and the keys reach FLASH_FROM; the profile shows which branch ran, and both compute
+    what the portable lowering computes."""
+    import json
+
+    from tfcompiler.lower.attention import FLASH_FROM
+
+    spec = parse_spec(spec_text("bert_like_encoder").replace("max_length: 40", f"max_length: {FLASH_FROM + 8}"))
+    models = {target: compile_spec(spec, seed=5, target=target, opset=23).model for target in ("portable", "ort-cpu")}
+    for length, pad, flash in [(FLASH_FROM + 4, 0, True), (FLASH_FROM + 4, 3, False), (FLASH_FROM - 4, 0, False)]:
+        outputs = {}
+        for target, model in models.items():
+            options = ort.SessionOptions()
+            options.enable_profiling, options.profile_file_prefix = True, str(tmp_path / target)
+            session = ort.InferenceSession(model.serialize(), options, providers=[CPU])
+            feeds = feeds_for(session, 2, length, pad, spec.model.vocab_size, seed=1)
+            outputs[target] = session.run(["last_hidden_state"], feeds)[0]
+            ran = {event["args"].get("op_name") for event in json.load(open(session.end_profiling()))
+                   if event.get("cat") == "Node"}
+            assert ("MultiHeadAttention" in ran) == (flash and target == "ort-cpu"), (length, pad, target)
+        real = np.s_[1:] if pad else np.s_[:]
+        np.testing.assert_allclose(outputs["ort-cpu"][real], outputs["portable"][real], atol=1e-4, rtol=0)

@@ -42,7 +42,7 @@ def cmd_compile(args) -> int:
         from .lower.targets import lowering_summary
 
         print(compiled.report.explain())
-        print(lowering_summary(compiled.model.proto.graph.node, args.target, compiled.model.missed))
+        print(lowering_summary(compiled.model.proto.graph, args.target, compiled.model.missed))
     elif compiled.model.missed:  # never silent, --explain or not
         from .lower.targets import missed_fusions
 

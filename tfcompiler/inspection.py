@@ -11,6 +11,15 @@ import numpy as np
 from .ir.types import concrete_shape
 
 
+def every_node(graph):
+    """The nodes of an ONNX graph and of its subgraphs (`If` branches), depth first."""
+    for node in graph.node:
+        yield node
+        for attribute in node.attribute:
+            for sub in ([attribute.g] if attribute.HasField("g") else []) + list(attribute.graphs):
+                yield from every_node(sub)
+
+
 def inspect_spec(path: str, sequence: int) -> dict:
     from .build import build_graph
     from .build.weights import declared_params
@@ -57,7 +66,7 @@ def inspect_model(path: str) -> dict:
             "ir_version": model.ir_version,
             "parameters": sum(int(np.prod(t.dims)) for t in model.graph.initializer),
             "weight_flops_per_token": _weight_flops(model),
-            "ops": dict(sorted(Counter(n.op_type for n in model.graph.node).items())),
+            "ops": dict(sorted(Counter(n.op_type for n in every_node(model.graph)).items())),
             "inputs": {v.name: describe(v) for v in model.graph.input},
             "outputs": {v.name: describe(v) for v in model.graph.output},
             "metadata": {p.key: p.value for p in model.metadata_props}}

@@ -13,7 +13,7 @@ import numpy as np
 
 from ..ir.ops.nn import MASKED
 from .linear_chunks import causal_linear_attention
-from .ops import ONNX_DTYPES, _length, _reduce, _repeat_heads, gather_rows, spaced_real
+from .ops import ONNX_DTYPES, _length, _reduce, _repeat_heads, gather_rows, spaced_real, token_major
 from .ort_kernels import recurrent_linear_attention
 from .patterns import pattern_allowed
 
@@ -51,6 +51,10 @@ def emit_attention(e, attrs, inputs, types, label):
         types = list(types[:3]) + [types[0].with_shape((1, 1) + types[0].shape[2:3] + types[1].shape[2:3])]
     same_length = types[0].shape[2] == types[1].shape[2]
     lengths = ("causal", types[0].shape[2], types[1].shape[2])
+    if (e.can("MultiHeadAttention") and not attrs["causal"] and attrs.get("pattern") is None
+            and not attrs.get("softcap") and types[0].shape[1] == types[1].shape[1]
+            and (not bias or types[3].shape[1:3] == (1, 1))):
+        return [emit_flash_attention(e, attrs, q, k, v, bias, types, label)]
     if e.opset >= 23:
         if attrs["causal"] and not same_length:  # is_causal is top-left aligned without a cache
             allowed = emit_causal_allowed(e, q, k, lengths)
@@ -70,6 +74,43 @@ def emit_attention(e, attrs, inputs, types, label):
         scores = emit_hide_future(e, scores, lengths)
     probs = e.node1("Softmax", scores, axis=-1)
     return emit_context(e, attrs, [probs, v], [types[0], types[2]], label or "Attention")
+
+
+# Keys from which the flash kernel beats the standard lowering (measured on BERT-sized heads: 2.5%
+# slower at 128 keys, 0.6% at 512, 3% faster at 1024, 9% at 2048, 1.6x at 4096 with 4 heads of 64)
+FLASH_FROM = 1024
+
+
+def emit_flash_attention(e, attrs, q, k, v, bias, types, label):
+    """onnxruntime's MultiHeadAttention, whose CPU kernel runs flash attention (memory linear in the
+    length) when it gets token-major (B, S, H·d) inputs and no mask or bias. A key bias (B|1,1,1,T)
+    usually holds only zeros (no padding in the batch): an `If` runs the kernel then, for
+    FLASH_FROM keys or more, and the standard lowering with the bias otherwise."""
+    heads, width, value_width = types[0].shape[1], types[0].shape[3], types[2].shape[3]
+
+    def flash():
+        out = e.node("MultiHeadAttention", [token_major(e, q, heads, width), token_major(e, k, heads, width),
+                                            token_major(e, v, heads, value_width)],
+                     domain="com.microsoft", num_heads=heads, scale=float(attrs["scale"]), label="FlashAttention")[0]
+        return [e.node1("Transpose", e.node1("Reshape", out, e.const([0, 0, heads, value_width])), perm=[0, 2, 1, 3])]
+
+    if not bias:
+        return flash()[0]
+    def standard():
+        kernels, e.kernels = e.kernels, e.kernels - {"MultiHeadAttention"}
+        try:
+            return emit_attention(e, attrs, [q, k, v, *bias], types, label)
+        finally:
+            e.kernels = kernels
+
+    key = ("flash", bias[0], types[1].shape[2])  # one condition per bias and key length, for every layer
+    if key not in e.memo:
+        unpadded = e.node1("Equal", e.node1("ReduceMax", e.node1("Abs", bias[0]), keepdims=0),
+                           e.const(0.0, np.float32))
+        long_enough = e.node1("GreaterOrEqual", _length(e, k, 2), e.const(FLASH_FROM))
+        e.memo[key] = e.node1("And", unpadded, long_enough, label="UseFlashAttention")
+    return e.node("If", [e.memo[key]], then_branch=e.branch(flash), else_branch=e.branch(standard),
+                  label=label or "Attention")[0]
 
 
 def emit_scores(e, attrs, inputs, types, label="Scores"):

@@ -47,13 +47,11 @@ class Blocked:
         return self.heads * last if self.fused else last
 
     def sequence(self, x: str, last: int) -> str:
-        """(B, H, S, last) in this grid's layout: itself, or (B, S, H·last) when fused (the
-        Transpose undoes the heads split, and onnxruntime cancels the pair)."""
+        """(B, H, S, last) in this grid's layout: itself, or token-major (B, S, H·last) when fused."""
         if not self.fused:
             return x
         if x not in self._sequences:
-            tokens = self.e.node1("Transpose", x, perm=[0, 2, 1, 3])
-            self._sequences[x] = self.e.node1("Reshape", tokens, self.e.const([0, 0, self.heads * last]))
+            self._sequences[x] = base.token_major(self.e, x, self.heads, last)
         return self._sequences[x]
 
     def padded(self, x: str, last: int, before: str, after: str) -> str:

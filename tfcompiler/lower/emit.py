@@ -7,7 +7,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
-from onnx import NodeProto, helper
+from onnx import GraphProto, NodeProto, TensorProto, helper
 
 
 @dataclass
@@ -54,6 +54,19 @@ class Emitter:
 
     def node1(self, op_type: str, *inputs: str, label: str = "", **attrs) -> str:
         return self.node(op_type, list(inputs), label=label, **attrs)[0]
+
+    def branch(self, build) -> GraphProto:
+        """The nodes `build()` emits as a subgraph (an `If` branch) whose float outputs are the names
+        it returns. It reads the outer graph's tensors by name; the tensors it shares through `memo`
+        are forgotten after it, since the outer graph cannot read a branch's tensors."""
+        outer, memo, self.nodes = self.nodes, dict(self.memo), []
+        try:
+            outputs = build()
+            nodes = self.nodes
+        finally:
+            self.nodes, self.memo = outer, memo
+        return helper.make_graph(nodes, self.unique("branch"), [],
+                                 [helper.make_tensor_value_info(name, TensorProto.FLOAT, None) for name in outputs])
 
     def initializer(self, array: np.ndarray, name: str) -> str:
         # weight recipes (seeded weights) stay recipes: the writer draws them straight into the file

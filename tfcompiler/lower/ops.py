@@ -142,6 +142,12 @@ def _keep_last(e, attrs, inputs, types, label):
                     label=label or "KeepLast")]
 
 
+def token_major(e, x: str, heads: int, last: int) -> str:
+    """(B, H, S, last) -> (B, S, H·last), the layout the projections made (onnxruntime cancels the
+    Transpose with the one that split the heads)."""
+    return e.node1("Reshape", e.node1("Transpose", x, perm=[0, 2, 1, 3]), e.const([0, 0, heads * last]))
+
+
 def spaced_real(e, real: str, count) -> str:
     """int64 (B|1, S) 0/1 -> (B|1, count) the positions of the ⌊r·n/count⌋-th real entries (n real
     in a row; tfcompiler.ir.ops.nn.spaced_real): the first position whose running count exceeds it."""

@@ -27,6 +27,10 @@ CAPABILITIES: dict[str, Kernel] = {
     "LinearAttention": Kernel("com.microsoft", "LinearAttention", "1.32", frozenset({CPU}),
                               "causal linear attention (update_rule linear) and RFA-Gate (gated): the recurrence "
                               "itself, O(F·Dv) state instead of chunked scores"),
+    "MultiHeadAttention": Kernel("com.microsoft", "MultiHeadAttention", "1.17", frozenset({CPU}),
+                                 "bidirectional attention without a bias: the CPU kernel's flash attention, memory "
+                                 "linear in the length; with a key padding bias, an `If` runs it whenever the "
+                                 "batch holds no padding"),
     "DynamicQuantizeMatMul": Kernel("com.microsoft", "DynamicQuantizeMatMul", "1.10", frozenset({CPU}),
                                     "`--quantize int8` linear maps: the activation's quantization and the integer "
                                     "GEMM in one kernel"),
@@ -65,13 +69,15 @@ def capability_table() -> str:
     return "\n".join(rows)
 
 
-def lowering_summary(nodes, target: str, missed: dict | None = None) -> str:
+def lowering_summary(graph, target: str, missed: dict | None = None) -> str:
     """For `--explain`: which of the capability table's kernels the lowering used, and how often
     (for a target that has kernels but used none, that none applied), then the fused forms the
     lowering could not use (`missed_fusions`): never silent."""
     from collections import Counter
 
-    used = Counter(node.op_type for node in nodes if node.domain)
+    from ..inspection import every_node
+
+    used = Counter(node.op_type for node in every_node(graph) if node.domain)
     available = sorted(kernels_for(target))
     if used:
         kernels = ", ".join(f"{count} {op}" for op, count in sorted(used.items()))
