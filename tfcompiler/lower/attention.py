@@ -76,8 +76,8 @@ def emit_attention(e, attrs, inputs, types, label):
     return emit_context(e, attrs, [probs, v], [types[0], types[2]], label or "Attention")
 
 
-# Keys from which the flash kernel beats the standard lowering (measured on BERT-sized heads: 2.5%
-# slower at 128 keys, 0.6% at 512, 3% faster at 1024, 9% at 2048, 1.6x at 4096 with 4 heads of 64)
+# Keys from which the flash kernel beats the standard lowering (benchmarks/flash_crossover.py, heads
+# of 64: 2.8% slower at 128 keys, 0.5% at 512, 2.5% faster at 1024, 7.8% at 2048; 1.3x at 4096)
 FLASH_FROM = 1024
 
 
