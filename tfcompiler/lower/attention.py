@@ -96,6 +96,7 @@ def emit_flash_attention(e, attrs, q, k, v, bias, types, label):
 
     if not bias:
         return flash()[0]
+
     def standard():
         kernels, e.kernels = e.kernels, e.kernels - {"MultiHeadAttention"}
         try:
@@ -197,9 +198,9 @@ def emit_linear_attention(e, attrs, inputs, types, label):
 
 def emit_prob_sparse_attention(e, attrs, inputs, types, label):
     """Sample counts from the lengths (Log/Ceil), the evenly spaced sample of the real keys (CumSum,
-    ArgMax, GatherElements), the measure (ReduceMax/ReduceSum; padded queries at MASKED), TopK of the queries, their rows attended in full
-    (GatherElements), scattered (ScatterElements) over the mean of the real values (their running
-    sum, CumSum, when causal)."""
+    ArgMax, GatherElements), the measure (ReduceMax/ReduceSum; padded queries at MASKED), TopK of
+    the queries, their rows attended in full (GatherElements), scattered (ScatterElements) over the
+    mean of the real values (their running sum, CumSum, when causal)."""
     q, k, v, *bias = inputs
     heads, kv_heads, width, value_width = types[0].shape[1], types[1].shape[1], types[0].shape[3], types[2].shape[3]
     if kv_heads != heads:
@@ -223,11 +224,10 @@ def emit_prob_sparse_attention(e, attrs, inputs, types, label):
     total = e.node1("Div", _reduce(e, "ReduceSum", sampled, [-1], keepdims=False),
                     e.node1("Cast", t, to=ONNX_DTYPES["float32"]))
     measure = e.node1("Sub", _reduce(e, "ReduceMax", sampled, [-1], keepdims=False), total)
-    if bias:  # padded queries (the last S of the keys' positions) rank last
-        padded_query = e.node1("Less", e.node1("Squeeze", e.node1("Slice", real, e.node1("Reshape", e.node1("Sub", t, s),
-                                                                                        e.const([1])),
-                                                                  e.const([2 ** 62]), e.const([3])), e.const([2])),
-                               e.const(1))  # (B|1, 1, S)
+    offset = e.node1("Sub", t, s)  # queries sit at the end of the keys
+    if bias:  # padded queries rank last
+        queries_real = e.node1("Slice", real, e.node1("Reshape", offset, e.const([1])), e.const([2 ** 62]), e.const([3]))
+        padded_query = e.node1("Equal", e.node1("Squeeze", queries_real, e.const([2])), e.const(0))  # (B|1, 1, S)
         measure = e.node1("Where", padded_query, e.const(MASKED, np.float32), measure)
     top = e.node(
         "TopK", [measure, e.node1("Reshape", count(s), e.const([1]))], n_outputs=2, axis=-1, largest=1, sorted=1)[1]
@@ -240,7 +240,6 @@ def emit_prob_sparse_attention(e, attrs, inputs, types, label):
     if bias:
         scores = e.node1("Add", scores, bias[0])
         keep = e.node1("Cast", e.node1("Equal", bias[0], e.const(0.0, np.float32)), to=ONNX_DTYPES["float32"])
-    offset = e.node1("Sub", t, s)  # queries sit at the end of the keys
     if attrs.get("causal"):
         after = e.node1("Greater", e.node1("Range", e.const(0), t, e.const(1)),
                         e.node1("Unsqueeze", e.node1("Add", top, offset), e.const([3])))

@@ -18,14 +18,12 @@ from __future__ import annotations
 import numpy as np
 
 from . import OpTypeError, register
-from .nn import MASKED, _attention_infer, _softmax, spaced_real
+from .nn import MASKED, _attention_infer, _softmax, rows_of, spaced_real
 
 
 def hamming_clusters(hashes: np.ndarray, real: np.ndarray, clusters: int, iterations: int) -> np.ndarray:
     """(B,H,S,bits) ±1 hashes, (B|1,1,S,1) real-query weights -> (B,H,S,C) one-hot assignments."""
-    starts = spaced_real(real[:, 0, :, 0] > 0, clusters)  # (B|1, C)
-    index = np.broadcast_to(starts[:, None, :, None], hashes.shape[:2] + (clusters, hashes.shape[3]))
-    centroids = np.take_along_axis(hashes, index, axis=2)  # (B,H,C,bits)
+    centroids = rows_of(hashes, spaced_real(real[:, 0, :, 0] > 0, clusters))  # (B,H,C,bits)
 
     def assign(centroids):
         nearest = np.argmax(hashes @ np.swapaxes(centroids, -1, -2), axis=-1)  # first of equals

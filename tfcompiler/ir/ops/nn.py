@@ -27,6 +27,12 @@ def spaced_real(real: np.ndarray, count: int) -> np.ndarray:
     return np.argmax(np.cumsum(real, -1)[:, None, :] > targets[:, :, None], axis=-1)
 
 
+def rows_of(x: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """x (B,H,S,D), rows (B|1, N) -> (B,H,N,D): the same rows for every head."""
+    index = np.broadcast_to(rows[:, None, :, None], x.shape[:2] + (rows.shape[1], x.shape[3]))
+    return np.take_along_axis(x, index, axis=2)
+
+
 def _norm_infer(attrs, types):
     x, *params = types
     for p in params:

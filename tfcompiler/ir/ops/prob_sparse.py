@@ -6,8 +6,8 @@ scale, causal -> (B,H,S,Dv):
   the ⌊r·n/U⌋-th of the n unpadded ones (Informer draws them at random on every call); each
   query's sparsity measure is M(q_i) = max_r q_i·k_{j_r} − (Σ_r q_i·k_{j_r}) / T (as Informer's
   code computes it); the u = min(factor·⌈ln S⌉, S) queries with the largest M (padded queries
-  after every real one, so padding never takes a real query's place) get full softmax attention over the keys
-  (key bias added), every other query outputs the mean of the real values.
+  after every real one, so padding never takes a real query's place) get full softmax attention
+  over the keys (key bias added), every other query outputs the mean of the real values.
   Causal (Informer's masked decoder self-attention): the chosen queries' keys after them are
   masked, and every other query outputs the running sum of the real values up to its position
   (Informer's code takes V.cumsum). Queries sit at the end of the keys (offset T - S).
@@ -19,7 +19,7 @@ import math
 import numpy as np
 
 from . import register
-from .nn import MASKED, _attention_infer, _softmax, spaced_real
+from .nn import MASKED, _attention_infer, _softmax, rows_of, spaced_real
 
 
 def sample_count(factor: int, length: int) -> int:
@@ -33,9 +33,7 @@ def prob_sparse_attention(q, k, v, key_bias, factor: int, scale: float, causal: 
     k, v = np.repeat(k, group, axis=1).astype(np.float64), np.repeat(v, group, axis=1).astype(np.float64)
     q = q.astype(np.float64)
     keep = np.ones((b, 1, t), bool) if key_bias is None else (np.broadcast_to(key_bias, (b, 1, 1, t))[:, :, 0] == 0)
-    picks = spaced_real(keep[:, 0], sample_count(factor, t))[:, None, :, None]  # (B,1,U,1)
-    sampled = q @ np.swapaxes(np.take_along_axis(k, np.broadcast_to(picks, (b, h) + picks.shape[2:3] + k.shape[3:]),
-                                                 axis=2), -1, -2)  # (B,H,S,U)
+    sampled = q @ np.swapaxes(rows_of(k, spaced_real(keep[:, 0], sample_count(factor, t))), -1, -2)  # (B,H,S,U)
     measure = np.where(keep[:, :, t - s:], sampled.max(-1) - sampled.sum(-1) / t, -np.inf)
     top = np.argsort(-measure, axis=-1, kind="stable")[..., :sample_count(factor, s)]  # (B,H,u)
     if causal:
