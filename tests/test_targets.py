@@ -36,7 +36,7 @@ def test_every_cpu_kernel_has_a_check():
 def test_ort_cpu_kernels_compute_what_the_portable_lowering_does(kernel, case):
     forced = case.endswith("!")
     case, _, quantize = case.rstrip("!").partition("+")
-    spec = parse_spec(spec_text(case).replace("max_length: 40", "max_length: 160"), f"{case}.yaml")
+    spec = parse_spec(spec_text(case).replace("max_length: 40", "max_length: 1100"), f"{case}.yaml")  # flash: >= 1024
     runs = {}
     for target in ("portable", "ort-cpu"):
         compiled = compile_spec(spec, seed=5, target=target, quantize=quantize or "none")
@@ -144,3 +144,13 @@ def test_flash_attention_runs_for_long_unpadded_batches(tmp_path):
             assert ("MultiHeadAttention" in ran) == (flash and target == "ort-cpu"), (length, pad, target)
         real = np.s_[1:] if pad else np.s_[:]
         np.testing.assert_allclose(outputs["ort-cpu"][real], outputs["portable"][real], atol=1e-4, rtol=0)
+
+
+def test_models_shorter_than_the_flash_gate_keep_the_standard_lowering():
+    """A model whose inputs never reach FLASH_FROM keys gets no `If` (it would only cost)."""
+    from tfcompiler.lower.attention import FLASH_FROM
+
+    for max_length, flash in [(FLASH_FROM - 1, False), (FLASH_FROM, True)]:
+        spec = parse_spec(spec_text("bert_like_encoder").replace("max_length: 40", f"max_length: {max_length}"))
+        ops = {node.op_type for node in every_node(compile_spec(spec, target="ort-cpu").model.proto.graph)}
+        assert ("If" in ops) == ("MultiHeadAttention" in ops) == flash

@@ -25,5 +25,5 @@ def build_graph(spec: Spec) -> Graph:
             outputs["encoder_last_hidden_state"] = encoder[0]
     ctx.graph.outputs.update(build_head(ctx, spec, hidden, mask))
     ctx.graph.outputs.update(outputs)
-    ctx.graph.metadata.update(name=spec.name, topology=spec.topology)
+    ctx.graph.metadata.update(name=spec.name, topology=spec.topology, max_length=spec.model.max_length)
     return ctx.graph

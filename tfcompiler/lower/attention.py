@@ -51,8 +51,8 @@ def emit_attention(e, attrs, inputs, types, label):
         types = list(types[:3]) + [types[0].with_shape((1, 1) + types[0].shape[2:3] + types[1].shape[2:3])]
     same_length = types[0].shape[2] == types[1].shape[2]
     lengths = ("causal", types[0].shape[2], types[1].shape[2])
-    if (e.can("MultiHeadAttention") and not attrs["causal"] and attrs.get("pattern") is None
-            and not attrs.get("softcap") and types[0].shape[1] == types[1].shape[1]
+    if (e.can("MultiHeadAttention") and (e.max_length or FLASH_FROM) >= FLASH_FROM and not attrs["causal"]
+            and attrs.get("pattern") is None and not attrs.get("softcap") and types[0].shape[1] == types[1].shape[1]
             and (not bias or types[3].shape[1:3] == (1, 1))):
         return [emit_flash_attention(e, attrs, q, k, v, bias, types, label)]
     if e.opset >= 23:
@@ -85,7 +85,8 @@ def emit_flash_attention(e, attrs, q, k, v, bias, types, label):
     """onnxruntime's MultiHeadAttention, whose CPU kernel runs flash attention (memory linear in the
     length) when it gets token-major (B, S, H·d) inputs and no mask or bias. A key bias (B|1,1,1,T)
     usually holds only zeros (no padding in the batch): an `If` runs the kernel then, for
-    FLASH_FROM keys or more, and the standard lowering with the bias otherwise."""
+    FLASH_FROM keys or more, and the standard lowering with the bias otherwise. Models whose inputs
+    stay shorter than FLASH_FROM (`max_length`) keep the standard lowering alone."""
     heads, width, value_width = types[0].shape[1], types[0].shape[3], types[2].shape[3]
 
     def flash():

@@ -14,6 +14,7 @@ from onnx import GraphProto, NodeProto, TensorProto, helper
 class Emitter:
     opset: int
     kernels: frozenset = frozenset()  # the dedicated kernels the target allows (tfcompiler.lower.targets)
+    max_length: int | None = None  # the spec's longest input, when known: lowerings that pay only beyond it are skipped
     nodes: list[NodeProto] = field(default_factory=list)
     initializers: list[tuple[str, np.ndarray]] = field(default_factory=list)
     origin: str = ""

@@ -28,7 +28,7 @@ def to_onnx(graph: Graph, opset: int = DEFAULT_OPSET, metadata: dict[str, str] |
     kernels the table skips)."""
     if not MIN_OPSET <= opset <= MAX_OPSET:
         raise ValueError(f"opset {opset} is outside the supported {MIN_OPSET}..{MAX_OPSET}")
-    e = Emitter(opset, kernels_for(target) if kernels is None else kernels)
+    e = Emitter(opset, kernels_for(target) if kernels is None else kernels, graph.metadata.get("max_length"))
     names: dict[Value, str] = {}
     output_of = {}
     for name, value in graph.outputs.items():
