@@ -39,6 +39,18 @@ def emit_causal_allowed(e, q: str, k: str, lengths: tuple, key_axis: int = 2) ->
 
 
 def emit_attention(e, attrs, inputs, types, label):
+    """onnxruntime's flash attention where the target has it and it applies, the standard lowering
+    otherwise."""
+    bias = inputs[3:]
+    if (e.can("MultiHeadAttention") and (e.max_length or FLASH_FROM) >= FLASH_FROM and not attrs["causal"]
+            and attrs.get("pattern") is None and not attrs.get("softcap") and types[0].shape[1] == types[1].shape[1]
+            and (not bias or types[3].shape[1:3] == (1, 1))):
+        return [emit_flash_attention(e, attrs, inputs, types, label)]
+    return emit_standard_attention(e, attrs, inputs, types, label)
+
+
+def emit_standard_attention(e, attrs, inputs, types, label):
+    """The opset-23 `Attention` op, or MatMul / Softmax / MatMul below it."""
     q, k, v, *bias = inputs
     if attrs.get("pattern") is not None:  # dense lowering of a sparse pattern: a mask bias
         allowed = pattern_allowed(e, attrs["pattern"], lambda: (_length(e, q, 2), _length(e, k, 2)),
@@ -51,10 +63,6 @@ def emit_attention(e, attrs, inputs, types, label):
         types = list(types[:3]) + [types[0].with_shape((1, 1) + types[0].shape[2:3] + types[1].shape[2:3])]
     same_length = types[0].shape[2] == types[1].shape[2]
     lengths = ("causal", types[0].shape[2], types[1].shape[2])
-    if (e.can("MultiHeadAttention") and (e.max_length or FLASH_FROM) >= FLASH_FROM and not attrs["causal"]
-            and attrs.get("pattern") is None and not attrs.get("softcap") and types[0].shape[1] == types[1].shape[1]
-            and (not bias or types[3].shape[1:3] == (1, 1))):
-        return [emit_flash_attention(e, attrs, q, k, v, bias, types, label)]
     if e.opset >= 23:
         if attrs["causal"] and not same_length:  # is_causal is top-left aligned without a cache
             allowed = emit_causal_allowed(e, q, k, lengths)
@@ -81,12 +89,13 @@ def emit_attention(e, attrs, inputs, types, label):
 FLASH_FROM = 1024
 
 
-def emit_flash_attention(e, attrs, q, k, v, bias, types, label):
+def emit_flash_attention(e, attrs, inputs, types, label):
     """onnxruntime's MultiHeadAttention, whose CPU kernel runs flash attention (memory linear in the
     length) when it gets token-major (B, S, H·d) inputs and no mask or bias. A key bias (B|1,1,1,T)
     usually holds only zeros (no padding in the batch): an `If` runs the kernel then, for
     FLASH_FROM keys or more, and the standard lowering with the bias otherwise. Models whose inputs
     stay shorter than FLASH_FROM (`max_length`) keep the standard lowering alone."""
+    q, k, v, *bias = inputs
     heads, width, value_width = types[0].shape[1], types[0].shape[3], types[2].shape[3]
 
     def flash():
@@ -98,21 +107,14 @@ def emit_flash_attention(e, attrs, q, k, v, bias, types, label):
     if not bias:
         return flash()[0]
 
-    def standard():
-        kernels, e.kernels = e.kernels, e.kernels - {"MultiHeadAttention"}
-        try:
-            return emit_attention(e, attrs, [q, k, v, *bias], types, label)
-        finally:
-            e.kernels = kernels
-
     key = ("flash", bias[0], types[1].shape[2])  # one condition per bias and key length, for every layer
     if key not in e.memo:
         unpadded = e.node1("Equal", e.node1("ReduceMax", e.node1("Abs", bias[0]), keepdims=0),
                            e.const(0.0, np.float32))
         long_enough = e.node1("GreaterOrEqual", _length(e, k, 2), e.const(FLASH_FROM))
         e.memo[key] = e.node1("And", unpadded, long_enough, label="UseFlashAttention")
-    return e.node("If", [e.memo[key]], then_branch=e.branch(flash), else_branch=e.branch(standard),
-                  label=label or "Attention")[0]
+    standard = e.branch(lambda: emit_standard_attention(e, attrs, inputs, types, label))
+    return e.node("If", [e.memo[key]], then_branch=e.branch(flash), else_branch=standard, label=label or "Attention")[0]
 
 
 def emit_scores(e, attrs, inputs, types, label="Scores"):

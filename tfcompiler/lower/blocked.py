@@ -40,6 +40,7 @@ class Blocked:
         self.s = base._length(e, q, 2)
         self.pad = e.node1("Mod", e.node1("Sub", e.const(block), e.node1("Mod", self.s, e.const(block))), e.const(block))
         self.blocks = e.node1("Div", e.node1("Add", self.s, self.pad), e.const(block))
+        self.block_ids = e.node1("Range", e.const(0), self.blocks, e.const(1))  # (nb,)
         self.q_blocks = self.cut(self.padded(q, self.width, e.const(0), self.pad), self.width)
 
     def row(self, last: int) -> int:
@@ -84,7 +85,7 @@ class Blocked:
     def query_positions(self) -> str:
         """int64 (nb, block, 1): the position of every query on the grid."""
         e = self.e
-        n = e.node1("Unsqueeze", e.node1("Range", e.const(0), self.blocks, e.const(1)), e.const([1, 2]))
+        n = e.node1("Unsqueeze", self.block_ids, e.const([1, 2]))
         return e.node1("Add", e.node1("Mul", n, e.const(self.block)), e.const(np.arange(self.block)[None, :, None]))
 
     def mask_bias(self, i: str, j: str, key_bias: str | None = None, first_key: int = 0) -> str:
@@ -190,8 +191,7 @@ def banded_attention(e, attrs, inputs, types, label):
     span = back_blocks + ahead_blocks + 1
     front, back = e.const(back_blocks * block), e.node1("Add", grid.pad, e.const(ahead_blocks * block))
 
-    starts = e.node1("Unsqueeze", e.node1("Range", e.const(0), grid.blocks, e.const(1)), e.const([1]))
-    spans = e.node1("Add", starts, e.const(np.arange(span)[None, :]))  # (nb, span): block n sees n .. n+span-1
+    spans = e.node1("Add", e.node1("Unsqueeze", grid.block_ids, e.const([1])), e.const(np.arange(span)[None, :]))  # (nb, span): block n sees n .. n+span-1
 
     def windows(x, axis, last):  # blocks (.., nb+span-1 at axis, block, last) -> (.., nb, span·block, last)
         picked = e.node1("Gather", x, spans, axis=axis)  # (.., nb, span, block, last)
@@ -204,7 +204,7 @@ def banded_attention(e, attrs, inputs, types, label):
         padded = e.node1("Pad", grid.bias[0], grid.bias_pads(front, back), e.const(MASKED, np.float32))
         key_bias = e.node1("Transpose", windows(e.node1("Reshape", padded, e.const([0, 1, -1, block, 1])), 2, 1),
                            perm=[0, 1, 2, 4, 3])
-    n = e.node1("Unsqueeze", e.node1("Range", e.const(0), grid.blocks, e.const(1)), e.const([1, 2]))
+    n = e.node1("Unsqueeze", grid.block_ids, e.const([1, 2]))
     j = e.node1("Add", e.node1("Mul", e.node1("Sub", n, e.const(back_blocks)), e.const(block)),
                 e.const(np.arange(span * block)[None, None, :]))
     i = grid.query_positions()
@@ -252,8 +252,7 @@ def strided_columns(grid: Blocked, stride: int, i: str):
         padded = e.node1("Pad", grid.bias[0], grid.bias_pads(e.const(0), grid.pad), e.const(MASKED, np.float32))
         per_key = e.node1("Transpose", e.node1("Reshape", padded, e.const([0, 1, -1, stride])), perm=[0, 1, 3, 2])
         scores = e.node1("Add", scores, e.node1("Unsqueeze", per_key, e.const([2])))
-    blocks = e.node1("Range", e.const(0), grid.blocks, e.const(1))
-    key_block = e.node1("Unsqueeze", blocks, e.const([0, 1]))  # (1, 1, nb)
+    key_block = e.node1("Unsqueeze", grid.block_ids, e.const([0, 1]))  # (1, 1, nb)
     query_block = e.node1("Div", i, e.const(stride))  # (nb, block, 1)
     j = e.node1("Add", e.node1("Mul", key_block, e.const(stride)), e.node1("Mod", i, e.const(stride)))
     visible = e.node1("And", e.node1("Not", e.node1("Equal", key_block, query_block)),
@@ -320,7 +319,7 @@ def block_summary_attention(e, attrs, inputs, types, label):
             "Slice", per_block, e.const([first]), e.const([stride]), e.const([3])), e.const([0, 1, 1, 1, -1])))
     i = grid.query_positions()  # (n, stride, 1)
     own_j = e.node1("Transpose", i, perm=[0, 2, 1])
-    starts = e.node1("Mul", e.node1("Range", e.const(0), grid.blocks, e.const(1)), e.const(stride))
+    starts = e.node1("Mul", grid.block_ids, e.const(stride))
     summary_j = e.node1("Reshape", e.node1("Add", e.node1("Unsqueeze", starts, e.const([1])),
                                            e.const(np.arange(first, stride)[None, :])), e.const([1, 1, -1]))
     end = e.node1("Reshape", grid.s, e.const([1, 1, 1]))

@@ -16,8 +16,6 @@ def quantized_matmul(e, attrs, inputs, types, label):
     return [e.node1("Mul", e.node1("Cast", product, to=1), scaled, label=label or "QuantizedMatMul")]
 
 
-
-
 def int4_matmul(e, attrs, inputs, types, label):
     x, packed, scales = inputs
     return [e.node("MatMulNBits", [x, packed, e.node1("Reshape", scales, e.const([-1]))], domain="com.microsoft",
