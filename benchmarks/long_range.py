@@ -39,6 +39,7 @@ VARIANTS = {  # name -> attention section of the spec
     "longformer": "{kind: longformer, window: 128, global_tokens: 1}",
     "bigbird": "{kind: bigbird, block: 64, window_blocks: 3, global_blocks: 1, random_blocks: 3}",
     "sparse_transformer": "{kind: sparse_transformer, pattern: fixed, stride: 128, summary: 8}",
+    "sparse_strided": "{kind: sparse_transformer, pattern: strided, stride: 128}",
     "linformer": "{kind: linformer, projected_length: 256}",
     "performer": "{kind: performer, features: 256}",
     "linear": "{kind: linear}",

@@ -50,10 +50,11 @@ def feeds(length: int, kv_heads: int = 2, seed: int = 0):
             "v": rng.standard_normal((2, kv_heads, length, 8)).astype(np.float32), "bias": bias}
 
 
+@pytest.mark.parametrize("bias", [True, False], ids=["key_bias", "no_bias"])
 @pytest.mark.parametrize("causal", [False, True])
 @pytest.mark.parametrize("pattern", SPARSIFIED, ids=str)
-def test_sparsified_attention_equals_dense_masked_attention(pattern, causal):
-    graph = attention_graph(pattern, causal)
+def test_sparsified_attention_equals_dense_masked_attention(pattern, causal, bias):
+    graph = attention_graph(pattern, causal, bias=bias)
     result = SparsifyAttention().run(graph)
     assert result.changed and any(word in result.notes[0] for word in ("banded", "gathered", "summary"))
     kinds = [graph.op(n).type for n in graph.nodes()]
@@ -61,7 +62,9 @@ def test_sparsified_attention_equals_dense_masked_attention(pattern, causal):
     verify(graph)
     for length in (1, 5, 12, 13):
         x = feeds(length)
-        want = attention_reference(x["q"], x["k"], x["v"], x["bias"], 0.35, causal, 0.0, pattern)
+        if not bias:
+            del x["bias"]
+        want = attention_reference(x["q"], x["k"], x["v"], x.get("bias"), 0.35, causal, 0.0, pattern)
         np.testing.assert_allclose(evaluate(graph, x)["y"], want, atol=1e-6, rtol=0)
         for opset in (17, 23):
             got = run_onnx(to_onnx(graph, opset).serialize(), x)["y"]

@@ -294,49 +294,96 @@ def block_sparse_attention(e, attrs, inputs, types, label):
 
 
 def block_summary_attention(e, attrs, inputs, types, label):
-    """Each query block's own keys (the blocks themselves) and the summary keys of every block (one
-    Slice of the last `summary` positions per block, shared by all queries) scored side by side,
-    one softmax over both, two MatMuls with the values."""
+    """Each query block's own keys (the blocks themselves) and the summary keys of every block (the
+    last `summary` positions of each, shared by all queries) under one softmax. A fused grid takes
+    the query blocks one by one in a `Loop` whose body is one `Attention` op: the scores of all
+    blocks (S x S·summary/stride) never exist at once, so memory stays linear in the length."""
     stride, first = attrs["stride"], attrs["stride"] - attrs["summary"]
-    grid = Blocked(e, attrs, inputs, types, stride)
-    big = e.const([2 ** 62])
+    grid = Blocked(e, attrs, inputs, types, stride, fused=True)
 
-    def blocks(x, last):  # (B,H,S,last) -> (B,H,n,stride,last)
+    def blocks(x, last):  # (B,H,S,last) -> (B,H,n,stride,last), or (B,n,stride,H·last) when fused
         return grid.cut(grid.padded(x, last, e.const(0), grid.pad), last)
 
-    def summaries(x, last):  # (B,H,n,stride,last) -> (B,H,1,n·summary,last)
-        tails = e.node1("Slice", x, e.const([first]), e.const([stride]), e.const([3]))
-        return e.node1("Reshape", tails, e.const([0, 0, 1, -1, last]))
+    def summaries(x, last):  # blocks -> the summary keys, (B,H,1,n·summary,last) or (B,n·summary,H·last)
+        tails = e.node1("Slice", x, e.const([first]), e.const([stride]), e.const([grid.axis + 1]))
+        return e.node1("Reshape", tails, e.const([0, -1, grid.row(last)] if grid.fused else [0, 0, 1, -1, last]))
 
-    grid.unfused("block summaries (a block's own keys and every block's summary keys in one softmax)")
     k_blocks, v_blocks = blocks(grid.k, grid.width), blocks(grid.v, grid.value_width)
-    own, across = grid.scores(grid.q_blocks, k_blocks), grid.scores(grid.q_blocks, summaries(k_blocks, grid.width))
+    k_summaries, v_summaries = summaries(k_blocks, grid.width), summaries(v_blocks, grid.value_width)
+    per_block = None  # the key bias, (B|1, 1, n, stride)
     if grid.bias:
         padded = e.node1("Pad", grid.bias[0], grid.bias_pads(e.const(0), grid.pad), e.const(MASKED, np.float32))
         per_block = e.node1("Reshape", padded, e.const([0, 1, -1, stride]))
-        own = e.node1("Add", own, e.node1("Unsqueeze", per_block, e.const([3])))
-        across = e.node1("Add", across, e.node1("Reshape", e.node1(
-            "Slice", per_block, e.const([first]), e.const([stride]), e.const([3])), e.const([0, 1, 1, 1, -1])))
     i = grid.query_positions()  # (n, stride, 1)
     own_j = e.node1("Transpose", i, perm=[0, 2, 1])
     starts = e.node1("Mul", grid.block_ids, e.const(stride))
     summary_j = e.node1("Reshape", e.node1("Add", e.node1("Unsqueeze", starts, e.const([1])),
                                            e.const(np.arange(first, stride)[None, :])), e.const([1, 1, -1]))
     end = e.node1("Reshape", grid.s, e.const([1, 1, 1]))
-    own_ok = e.node1("Less", own_j, end)
-    across_ok = e.node1("And", e.node1("Less", summary_j, end), e.node1("Not", e.node1(
-        "Equal", e.node1("Div", summary_j, e.const(stride)), e.node1("Div", i, e.const(stride)))))
+    own_ok = e.node1("Less", own_j, end)  # (n, 1, stride), or (n, stride, stride) when causal
     if attrs["causal"]:
         own_ok = e.node1("And", own_ok, e.node1("LessOrEqual", own_j, i))
-        across_ok = e.node1("And", across_ok, e.node1("LessOrEqual", summary_j, i))
+    # summary keys of other blocks (the own block's are among its own keys), earlier ones when causal
+    summary_block, query_block = e.node1("Div", summary_j, e.const(stride)), e.node1("Unsqueeze", grid.block_ids,
+                                                                                     e.const([1, 2]))
+    other = e.node1("Less", summary_block, query_block) if attrs["causal"] else \
+        e.node1("Not", e.node1("Equal", summary_block, query_block))
+    across_ok = e.node1("And", e.node1("Less", summary_j, end), other)  # (n, 1, n·summary)
+    if grid.fused:
+        return [_summary_loop(grid, k_blocks, v_blocks, k_summaries, v_summaries, own_ok, across_ok, per_block,
+                              first, label)]
+    grid.unfused("a soft-cap (the op caps after the mask)")
+    own, across = grid.scores(grid.q_blocks, k_blocks), grid.scores(grid.q_blocks, k_summaries)
+    if per_block is not None:
+        own = e.node1("Add", own, e.node1("Unsqueeze", per_block, e.const([3])))
+        across = e.node1("Add", across, e.node1("Reshape", e.node1(
+            "Slice", per_block, e.const([first]), e.const([stride]), e.const([3])), e.const([0, 1, 1, 1, -1])))
     masked = e.const(MASKED, np.float32)
     scores = e.node1("Concat", e.node1("Where", own_ok, own, masked), e.node1("Where", across_ok, across, masked),
                      axis=-1)
     probs = e.node1("Softmax", scores, axis=-1)
     out = e.node1("Add", e.node1("MatMul", e.node1("Slice", probs, e.const([0]), e.const([stride]), e.const([4])),
                                  v_blocks),
-                  e.node1("MatMul", e.node1("Slice", probs, e.const([stride]), big, e.const([4])),
-                          summaries(v_blocks, grid.value_width)))
-    out = e.node1("Reshape", out, e.const([0, 0, -1, grid.value_width]))
-    return [e.node1("Slice", out, e.const([0]), e.node1("Reshape", grid.s, e.const([1])), e.const([2]),
-                    label=label or "BlockSummaryAttention")]
+                  e.node1("MatMul", e.node1("Slice", probs, e.const([stride]), e.const([2 ** 62]), e.const([4])),
+                          v_summaries))
+    return [grid.close(e.node1("Reshape", out, e.const([0, 0, -1, grid.value_width])), 0,
+                       label or "BlockSummaryAttention")]
+
+
+def _summary_loop(grid: Blocked, k_blocks, v_blocks, k_summaries, v_summaries, own_ok, across_ok, per_block, first,
+                  label):
+    """Block-summary attention, one query block per Loop iteration: the block's own keys and the
+    shared summary keys concatenated, the block's rows of the two masks (computed once, outside:
+    O(S·stride) and O(n²·summary)) concatenated into its bias, one `Attention` op."""
+    e, stride = grid.e, grid.block
+    masked = e.const(MASKED, np.float32)
+    own_key = e.const(0.0, np.float32) if per_block is None else \
+        e.node1("Reshape", per_block, e.const([0, -1, 1, stride]))  # (B|1, n, 1, stride)
+    across_key = e.const(0.0, np.float32) if per_block is None else e.node1("Reshape", e.node1(
+        "Slice", per_block, e.const([first]), e.const([stride]), e.const([3])), e.const([0, 1, 1, -1]))
+    own_bias = e.node1("Where", own_ok, own_key, masked)  # (B|1, n, stride|1, stride)
+    across_bias = e.node1("Where", across_ok, across_key, masked)  # (B|1, n, 1, n·summary)
+    if per_block is None:
+        own_bias, across_bias = (e.node1("Unsqueeze", x, e.const([0])) for x in (own_bias, across_bias))
+    block, keep_going = e.unique("block_index"), e.unique("keep_going")
+
+    def body():
+        def this_block(x):
+            return e.node1("Gather", x, block, axis=1)
+
+        own, across = this_block(own_bias), this_block(across_bias)  # (B|1, stride|1, stride), (B|1, 1, n·summary)
+        rows = e.node1("Concat", e.node1("Shape", own, start=0, end=1), e.const([stride, 1]), axis=0)
+        bias = e.node1("Concat", *(e.node1("Expand", x, rows) for x in (own, across)), axis=-1)  # a row per query
+        out = e.node1("Attention", this_block(grid.q_blocks),
+                      e.node1("Concat", this_block(k_blocks), k_summaries, axis=1),
+                      e.node1("Concat", this_block(v_blocks), v_summaries, axis=1),
+                      e.node1("Unsqueeze", bias, e.const([1])),
+                      scale=float(grid.attrs["scale"]), q_num_heads=grid.heads, kv_num_heads=grid.heads)
+        return [e.node1("Identity", keep_going), out]
+
+    from onnx import TensorProto
+    loop = e.node1("Loop", grid.blocks, e.const(True, np.bool_), label="Blocks",
+                   body=e.branch(body, inputs=((block, TensorProto.INT64), (keep_going, TensorProto.BOOL)),
+                                 bool_outputs=1))  # (n, B, stride, H·Dv)
+    out = e.node1("Reshape", e.node1("Transpose", loop, perm=[1, 0, 2, 3]), e.const([0, -1, grid.heads, grid.value_width]))
+    return grid.close(e.node1("Transpose", out, perm=[0, 2, 1, 3]), 0, label or "BlockSummaryAttention")

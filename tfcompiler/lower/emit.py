@@ -56,18 +56,22 @@ class Emitter:
     def node1(self, op_type: str, *inputs: str, label: str = "", **attrs) -> str:
         return self.node(op_type, list(inputs), label=label, **attrs)[0]
 
-    def branch(self, build) -> GraphProto:
-        """The nodes `build()` emits as a subgraph (an `If` branch) whose float outputs are the names
-        it returns. It reads the outer graph's tensors by name; the tensors it shares through `memo`
-        are forgotten after it, since the outer graph cannot read a branch's tensors."""
+    def branch(self, build, inputs: tuple = (), bool_outputs: int = 0) -> GraphProto:
+        """The nodes `build()` emits as a subgraph (an `If` branch, a `Loop` body) whose outputs are the
+        names it returns: the first `bool_outputs` bool, the rest float. `inputs`: the subgraph's own
+        inputs, (name, TensorProto type) scalars (a Loop body's iteration number and condition). It
+        reads the outer graph's tensors by name; the tensors it shares through `memo` are forgotten
+        after it, since the outer graph cannot read a subgraph's tensors."""
         outer, memo, self.nodes = self.nodes, dict(self.memo), []
         try:
             outputs = build()
             nodes = self.nodes
         finally:
             self.nodes, self.memo = outer, memo
-        return helper.make_graph(nodes, self.unique("branch"), [],
-                                 [helper.make_tensor_value_info(name, TensorProto.FLOAT, None) for name in outputs])
+        types = [TensorProto.BOOL] * bool_outputs + [TensorProto.FLOAT] * (len(outputs) - bool_outputs)
+        return helper.make_graph(nodes, self.unique("subgraph"),
+                                 [helper.make_tensor_value_info(name, kind, []) for name, kind in inputs],
+                                 [helper.make_tensor_value_info(name, kind, None) for name, kind in zip(outputs, types)])
 
     def initializer(self, array: np.ndarray, name: str) -> str:
         # weight recipes (seeded weights) stay recipes: the writer draws them straight into the file

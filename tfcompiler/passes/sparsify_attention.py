@@ -12,7 +12,8 @@ columns of every block and their queries dense rows. A block layout whose rows l
 (BigBird's window, global and random blocks) becomes block_sparse_attention: each query block
 gathers its key blocks by a constant index, leading global blocks become dense rows. The Sparse
 Transformer's fixed pattern becomes block_summary_attention: each query block attends its own
-block and the summary positions of every block; the strided pattern becomes banded blocks of the
+block and the summary positions of every block (one block at a time, so the scores stay linear in
+the length); the strided pattern becomes banded blocks of the
 stride plus, per query, the keys at its offset in every other block. Other unbounded patterns
 (strides under global tokens) keep the dense masked form, and the note says so. Applies to self-attention with
 no bias other than key padding.
