@@ -35,6 +35,8 @@ WIDTH, HEADS, FFN = 256, 4, 1024
 VARIANTS = {  # name -> attention section of the spec
     "full": "{kind: multi_head}",
     "full_ort_cpu": "{kind: multi_head}",  # compiled with --target ort-cpu: flash attention on CPU
+    "causal": "{kind: multi_head}",  # a decoder: causal self-attention
+    "causal_ort_cpu": "{kind: multi_head}",  # the decoder for --target ort-cpu: by query blocks (CausalBlocks)
     "sliding_window": "{kind: sliding_window, window: 128}",
     "longformer": "{kind: longformer, window: 128, global_tokens: 1}",
     "bigbird": "{kind: bigbird, block: 64, window_blocks: 3, global_blocks: 1, random_blocks: 3}",
@@ -50,19 +52,22 @@ VARIANTS = {  # name -> attention section of the spec
     "memory_compressed": "{kind: memory_compressed, compression: 4}",
 }
 MALLOC_FIXED = {"MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "65536"}
-TARGETS = {"full_ort_cpu": "ort-cpu"}  # the variants not compiled for the portable target
-TORCH_VARIANTS = ("full", "sliding_window", "linformer", "performer", "linear")
+TARGETS = {"full_ort_cpu": "ort-cpu", "causal_ort_cpu": "ort-cpu"}  # the variants not compiled for portable
+DECODERS = ("causal", "causal_ort_cpu")
+TORCH_VARIANTS = ("full", "causal", "sliding_window", "linformer", "performer", "linear")
 
 
 def spec_text(variant: str, layers: int, max_length: int) -> str:
+    topology = "decoder" if variant in DECODERS else "encoder"
     return f"""
 tfc: 1
 name: lra-{variant}
-topology: encoder
+topology: {topology}
 model: {{width: {WIDTH}, heads: {HEADS}, ffn_width: {FFN}, vocab_size: 256, max_length: {max_length}}}
 positional: sinusoidal
 block: {{placement: pre, attention: {VARIANTS[variant]}, ffn: {{activation: gelu}}}}
-encoder: {{layers: {layers}}}
+{topology}: {{layers: {layers}}}
+head: {{kind: none}}
 """
 
 
@@ -112,7 +117,7 @@ def run_onnx(path: str, length: int, repeat: int, memory: bool) -> dict:
 
 
 def run_torch(variant: str, layers: int, length: int, repeat: int, memory: bool) -> dict:
-    """The same encoder in PyTorch eager: pre-norm blocks, the variant's attention math."""
+    """The same encoder (decoder for `causal`) in PyTorch eager: pre-norm blocks, the variant's attention math."""
     import math
 
     import torch
@@ -125,8 +130,8 @@ def run_torch(variant: str, layers: int, length: int, repeat: int, memory: bool)
     projection = torch.randn(256, length) / math.sqrt(length)  # Linformer's E (= F)
 
     def attention(q, k, v):
-        if variant == "full":
-            return F.scaled_dot_product_attention(q, k, v)
+        if variant in ("full", "causal"):
+            return F.scaled_dot_product_attention(q, k, v, is_causal=variant == "causal")
         if variant == "sliding_window":
             i = torch.arange(length)
             return F.scaled_dot_product_attention(q, k, v, attn_mask=(i[:, None] - i[None, :]).abs() <= 128)

@@ -22,7 +22,8 @@ USES = {"LinearAttention": ["linear_causal_decoder", "performer_causal_decoder",
         "SkipLayerNormalization": ["bert_like_encoder!", "paper_encoder_decoder!"],
         "SkipSimplifiedLayerNormalization": ["llama_like_decoder_gqa!"],
         "MatMulNBits": [],
-        "MultiHeadAttention": ["bert_like_encoder", "rope_interleaved_partial_linear"]}  # int4 has no portable form to compare with: tests/test_quantize.py checks it
+        "MultiHeadAttention": ["bert_like_encoder", "rope_interleaved_partial_linear"],
+        "CausalBlocks": ["multi_query_decoder"]}  # int4 has no portable form to compare with: tests/test_quantize.py checks it
 
 
 def test_every_cpu_kernel_has_a_check():
@@ -46,7 +47,8 @@ def test_ort_cpu_kernels_compute_what_the_portable_lowering_does(kernel, case):
                             kernels=kernels_for(target, measured_slower_too=True))
         domains = {node.domain for node in every_node(model.proto.graph)}
         assert (domains == {""}) == (target == "portable"), domains
-        assert (kernel in {node.op_type for node in every_node(model.proto.graph)}) == (target == "ort-cpu")
+        op_type = CAPABILITIES[kernel].op_type
+        assert (op_type in {node.op_type for node in every_node(model.proto.graph)}) == (target == "ort-cpu")
         assert {p.key: p.value for p in model.proto.metadata_props}["tfcompiler.target"] == target
         session = ort.InferenceSession(model.serialize(), providers=[CPU])
         runs[target] = [session.run(None, feeds_for(session, batch, length, pad, spec.model.vocab_size, seed=length))
@@ -121,36 +123,56 @@ def test_blocked_attention_says_which_blocks_stay_explicit():
         assert compile_spec(parse_spec(spec_text(fused)), opset=23).model.missed == {}
 
 
-def test_flash_attention_runs_for_long_unpadded_batches(tmp_path):
-    """ort-cpu's MultiHeadAttention (flash attention on CPU) runs inside an `If` when the batch holds
-    no padding and the keys reach FLASH_FROM; the profile shows which branch ran, and both compute
-    what the portable lowering computes."""
+def ran_kernel_on_long_inputs(tmp_path, case: str, gate: int, op_type: str, runs) -> None:
+    """`case` compiled for both targets with inputs up to past `gate`; for each (length, pad, used) of
+    `runs`, the profile shows whether ort-cpu ran `op_type` (inside its `If`), and both targets
+    compute the same."""
     import json
 
-    from tfcompiler.lower.attention import FLASH_FROM
-
-    spec = parse_spec(spec_text("bert_like_encoder").replace("max_length: 40", f"max_length: {FLASH_FROM + 8}"))
+    spec = parse_spec(spec_text(case).replace("max_length: 40", f"max_length: {gate + 8}"))
     models = {target: compile_spec(spec, seed=5, target=target, opset=23).model for target in ("portable", "ort-cpu")}
-    for length, pad, flash in [(FLASH_FROM + 4, 0, True), (FLASH_FROM + 4, 3, False), (FLASH_FROM - 4, 0, False)]:
+    for length, pad, used in runs:
         outputs = {}
         for target, model in models.items():
             options = ort.SessionOptions()
             options.enable_profiling, options.profile_file_prefix = True, str(tmp_path / target)
             session = ort.InferenceSession(model.serialize(), options, providers=[CPU])
             feeds = feeds_for(session, 2, length, pad, spec.model.vocab_size, seed=1)
-            outputs[target] = session.run(["last_hidden_state"], feeds)[0]
+            outputs[target] = session.run(None, feeds)[0]
             ran = {event["args"].get("op_name") for event in json.load(open(session.end_profiling()))
                    if event.get("cat") == "Node"}
-            assert ("MultiHeadAttention" in ran) == (flash and target == "ort-cpu"), (length, pad, target)
+            assert (op_type in ran) == (used and target == "ort-cpu"), (length, pad, target)
         real = np.s_[1:] if pad else np.s_[:]
         np.testing.assert_allclose(outputs["ort-cpu"][real], outputs["portable"][real], atol=1e-4, rtol=0)
 
 
-def test_models_shorter_than_the_flash_gate_keep_the_standard_lowering():
-    """A model whose inputs never reach FLASH_FROM keys gets no `If` (it would only cost)."""
+def test_flash_attention_runs_for_long_unpadded_batches(tmp_path):
+    """ort-cpu's MultiHeadAttention (flash attention on CPU) runs when the batch holds no padding and
+    the keys reach FLASH_FROM."""
     from tfcompiler.lower.attention import FLASH_FROM
 
-    for max_length, flash in [(FLASH_FROM - 1, False), (FLASH_FROM, True)]:
-        spec = parse_spec(spec_text("bert_like_encoder").replace("max_length: 40", f"max_length: {max_length}"))
+    ran_kernel_on_long_inputs(tmp_path, "bert_like_encoder", FLASH_FROM, "MultiHeadAttention",
+                              [(FLASH_FROM + 4, 0, True), (FLASH_FROM + 4, 3, False), (FLASH_FROM - 4, 0, False)])
+
+
+@pytest.mark.parametrize("case", ["multi_query_decoder", "llama_like_decoder_gqa"])
+def test_causal_attention_runs_by_query_blocks_for_long_inputs(tmp_path, case):
+    """ort-cpu's causal self-attention runs one block of queries per Loop iteration from
+    CAUSAL_BLOCKS_FROM keys, padded or not (a length that is not a whole number of blocks)."""
+    from tfcompiler.lower.attention import CAUSAL_BLOCKS_FROM
+
+    ran_kernel_on_long_inputs(tmp_path, case, CAUSAL_BLOCKS_FROM, "Loop", [
+        (CAUSAL_BLOCKS_FROM + 4, 0, True), (CAUSAL_BLOCKS_FROM + 4, 3, True), (CAUSAL_BLOCKS_FROM - 4, 0, False)])
+
+
+@pytest.mark.parametrize("case, gate, op_type", [("bert_like_encoder", "FLASH_FROM", "MultiHeadAttention"),
+                                                  ("multi_query_decoder", "CAUSAL_BLOCKS_FROM", "Loop")])
+def test_models_shorter_than_the_gate_keep_the_standard_lowering(case, gate, op_type):
+    """A model whose inputs never reach the gate's length gets no `If` (it would only cost)."""
+    from tfcompiler.lower import attention
+
+    gate = getattr(attention, gate)
+    for max_length, used in [(gate - 1, False), (gate, True)]:
+        spec = parse_spec(spec_text(case).replace("max_length: 40", f"max_length: {max_length}"))
         ops = {node.op_type for node in every_node(compile_spec(spec, target="ort-cpu").model.proto.graph)}
-        assert ("If" in ops) == ("MultiHeadAttention" in ops) == flash
+        assert ("If" in ops) == (op_type in ops) == used

@@ -365,25 +365,20 @@ def _summary_loop(grid: Blocked, k_blocks, v_blocks, k_summaries, v_summaries, o
     across_bias = e.node1("Where", across_ok, across_key, masked)  # (B|1, n, 1, n·summary)
     if per_block is None:
         own_bias, across_bias = (e.node1("Unsqueeze", x, e.const([0])) for x in (own_bias, across_bias))
-    block, keep_going = e.unique("block_index"), e.unique("keep_going")
 
-    def body():
+    def body(block):
         def this_block(x):
             return e.node1("Gather", x, block, axis=1)
 
         own, across = this_block(own_bias), this_block(across_bias)  # (B|1, stride|1, stride), (B|1, 1, n·summary)
         rows = e.node1("Concat", e.node1("Shape", own, start=0, end=1), e.const([stride, 1]), axis=0)
         bias = e.node1("Concat", *(e.node1("Expand", x, rows) for x in (own, across)), axis=-1)  # a row per query
-        out = e.node1("Attention", this_block(grid.q_blocks),
-                      e.node1("Concat", this_block(k_blocks), k_summaries, axis=1),
-                      e.node1("Concat", this_block(v_blocks), v_summaries, axis=1),
-                      e.node1("Unsqueeze", bias, e.const([1])),
-                      scale=float(grid.attrs["scale"]), q_num_heads=grid.heads, kv_num_heads=grid.heads)
-        return [e.node1("Identity", keep_going), out]
+        return e.node1("Attention", this_block(grid.q_blocks),
+                       e.node1("Concat", this_block(k_blocks), k_summaries, axis=1),
+                       e.node1("Concat", this_block(v_blocks), v_summaries, axis=1),
+                       e.node1("Unsqueeze", bias, e.const([1])),
+                       scale=float(grid.attrs["scale"]), q_num_heads=grid.heads, kv_num_heads=grid.heads)
 
-    from onnx import TensorProto
-    loop = e.node1("Loop", grid.blocks, e.const(True, np.bool_), label="Blocks",
-                   body=e.branch(body, inputs=((block, TensorProto.INT64), (keep_going, TensorProto.BOOL)),
-                                 bool_outputs=1))  # (n, B, stride, H·Dv)
+    loop = e.loop(grid.blocks, body, "Blocks")  # (n, B, stride, H·Dv)
     out = e.node1("Reshape", e.node1("Transpose", loop, perm=[1, 0, 2, 3]), e.const([0, -1, grid.heads, grid.value_width]))
     return grid.close(e.node1("Transpose", out, perm=[0, 2, 1, 3]), 0, label or "BlockSummaryAttention")

@@ -73,6 +73,14 @@ class Emitter:
                                  [helper.make_tensor_value_info(name, kind, []) for name, kind in inputs],
                                  [helper.make_tensor_value_info(name, kind, None) for name, kind in zip(outputs, types)])
 
+    def loop(self, count: str, body, label: str) -> str:
+        """A `Loop` of `count` (scalar int64) iterations; `body(index)` emits one iteration's nodes and
+        returns its float result, all of the same shape; returns them stacked on a new first axis."""
+        index, keep_going = self.unique("iteration"), self.unique("keep_going")
+        graph = self.branch(lambda: [self.node1("Identity", keep_going), body(index)],
+                            inputs=((index, TensorProto.INT64), (keep_going, TensorProto.BOOL)), bool_outputs=1)
+        return self.node1("Loop", count, self.const(True, np.bool_), body=graph, label=label)
+
     def initializer(self, array: np.ndarray, name: str) -> str:
         # weight recipes (seeded weights) stay recipes: the writer draws them straight into the file
         self.initializers.append((name, array if hasattr(array, "nbytes") else np.asarray(array)))

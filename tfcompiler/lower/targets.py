@@ -2,8 +2,8 @@
 
 A target names the runtime the model is for. `portable` uses standard ONNX ops only, for any
 runtime. `ort-cpu` may also use onnxruntime contrib ops whose CPU kernels exist and compute what we
-need; each entry below is one such kernel, with the providers on which it was checked against our
-standard-op lowering (tests/test_targets.py runs every CPU entry). A lowering asks
+need; each entry below is one such kernel (or a standard-op strategy that pays on those providers only), with the providers on
+which it was checked against our standard-op lowering (tests/test_targets.py runs every CPU entry). A lowering asks
 `e.can(KERNEL)`; where the answer is no, it emits standard ops.
 """
 from __future__ import annotations
@@ -31,6 +31,11 @@ CAPABILITIES: dict[str, Kernel] = {
                                  "bidirectional attention without a bias: the CPU kernel's flash attention, memory "
                                  "linear in the length; with a key padding bias, an `If` runs it whenever the "
                                  "batch holds no padding"),
+    "CausalBlocks": Kernel("", "Loop", "1.0", frozenset({CPU}),
+                           "causal self-attention from 1024 keys, one block of 256 queries per iteration over the "
+                           "keys up to its end: memory linear in the length and no scores above the diagonal (the "
+                           "CPU `Attention` kernel computes and keeps all S²); an `If` keeps shorter inputs on the "
+                           "standard lowering"),
     "DynamicQuantizeMatMul": Kernel("com.microsoft", "DynamicQuantizeMatMul", "1.10", frozenset({CPU}),
                                     "`--quantize int8` linear maps: the activation's quantization and the integer "
                                     "GEMM in one kernel"),
@@ -64,9 +69,18 @@ def kernels_for(target: str, measured_slower_too: bool = False) -> frozenset[str
 def capability_table() -> str:
     """The table as Markdown (README, `tfc targets`)."""
     rows = ["| kernel | domain | providers | since onnxruntime | used for |", "| --- | --- | --- | --- | --- |"]
-    rows += [f"| `{k.op_type}` | {k.domain} | {', '.join(sorted(k.providers))} | {k.since} | "
+    rows += [f"| `{k.op_type}` | {k.domain or 'ai.onnx'} | {', '.join(sorted(k.providers))} | {k.since} | "
              f"{k.use if k.pays else '(not used) ' + k.use} |" for k in CAPABILITIES.values()]
     return "\n".join(rows)
+
+
+def kernel_of(node) -> str | None:
+    """The table entry a node is: a contrib op by its type; a standard op (a lowering strategy the
+    table decides, like CausalBlocks' Loop) by the label its name ends with."""
+    if node.domain:
+        return node.op_type
+    label = node.name.rsplit("/", 1)[-1].split("_")[0]
+    return label if label in CAPABILITIES and not CAPABILITIES[label].domain else None
 
 
 def lowering_summary(graph, target: str, missed: dict | None = None) -> str:
@@ -77,7 +91,7 @@ def lowering_summary(graph, target: str, missed: dict | None = None) -> str:
 
     from ..inspection import every_node
 
-    used = Counter(node.op_type for node in every_node(graph) if node.domain)
+    used = Counter(filter(None, map(kernel_of, every_node(graph))))
     available = sorted(kernels_for(target))
     if used:
         kernels = ", ".join(f"{count} {op}" for op, count in sorted(used.items()))
