@@ -165,6 +165,14 @@ def test_causal_attention_runs_by_query_blocks_for_long_inputs(tmp_path, case):
         (CAUSAL_BLOCKS_FROM + 4, 0, True), (CAUSAL_BLOCKS_FROM + 4, 3, True), (CAUSAL_BLOCKS_FROM - 4, 0, False)])
 
 
+def test_a_contrib_op_only_inside_an_if_is_imported():
+    """With a ReLU FFN the flash kernel inside the `If` is the model's only contrib op."""
+    text = spec_text("bert_like_encoder").replace("max_length: 40", "max_length: 1100")
+    model = compile_spec(parse_spec(text.replace("activation: gelu", "activation: relu")), target="ort-cpu").model
+    top = {node.domain for node in model.proto.graph.node}
+    assert "com.microsoft" not in top and "com.microsoft" in {o.domain for o in model.proto.opset_import}
+
+
 @pytest.mark.parametrize("case, gate, op_type", [("bert_like_encoder", "FLASH_FROM", "MultiHeadAttention"),
                                                   ("multi_query_decoder", "CAUSAL_BLOCKS_FROM", "Loop")])
 def test_models_shorter_than_the_gate_keep_the_standard_lowering(case, gate, op_type):

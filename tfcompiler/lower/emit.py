@@ -56,19 +56,19 @@ class Emitter:
     def node1(self, op_type: str, *inputs: str, label: str = "", **attrs) -> str:
         return self.node(op_type, list(inputs), label=label, **attrs)[0]
 
-    def branch(self, build, inputs: tuple = (), bool_outputs: int = 0) -> GraphProto:
+    def branch(self, build, inputs: tuple = (), output_types: tuple | None = None) -> GraphProto:
         """The nodes `build()` emits as a subgraph (an `If` branch, a `Loop` body) whose outputs are the
-        names it returns: the first `bool_outputs` bool, the rest float. `inputs`: the subgraph's own
-        inputs, (name, TensorProto type) scalars (a Loop body's iteration number and condition). It
-        reads the outer graph's tensors by name; the tensors it shares through `memo` are forgotten
-        after it, since the outer graph cannot read a subgraph's tensors."""
+        names it returns, of `output_types` (TensorProto types; float by default). `inputs`: the
+        subgraph's own inputs, (name, TensorProto type) scalars (a Loop body's iteration number and
+        condition). It reads the outer graph's tensors by name; the tensors it shares through `memo`
+        are forgotten after it, since the outer graph cannot read a subgraph's tensors."""
         outer, memo, self.nodes = self.nodes, dict(self.memo), []
         try:
             outputs = build()
             nodes = self.nodes
         finally:
             self.nodes, self.memo = outer, memo
-        types = [TensorProto.BOOL] * bool_outputs + [TensorProto.FLOAT] * (len(outputs) - bool_outputs)
+        types = output_types or [TensorProto.FLOAT] * len(outputs)
         return helper.make_graph(nodes, self.unique("subgraph"),
                                  [helper.make_tensor_value_info(name, kind, []) for name, kind in inputs],
                                  [helper.make_tensor_value_info(name, kind, None) for name, kind in zip(outputs, types)])
@@ -78,7 +78,8 @@ class Emitter:
         returns its float result, all of the same shape; returns them stacked on a new first axis."""
         index, keep_going = self.unique("iteration"), self.unique("keep_going")
         graph = self.branch(lambda: [self.node1("Identity", keep_going), body(index)],
-                            inputs=((index, TensorProto.INT64), (keep_going, TensorProto.BOOL)), bool_outputs=1)
+                            inputs=((index, TensorProto.INT64), (keep_going, TensorProto.BOOL)),
+                            output_types=(TensorProto.BOOL, TensorProto.FLOAT))
         return self.node1("Loop", count, self.const(True, np.bool_), body=graph, label=label)
 
     def initializer(self, array: np.ndarray, name: str) -> str:

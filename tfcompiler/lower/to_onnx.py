@@ -8,6 +8,7 @@ import json
 import onnx
 from onnx import helper
 
+from ..inspection import every_node
 from ..ir.graph import Graph, Value
 from ..version import __version__
 from .emit import Emitter
@@ -61,7 +62,7 @@ def to_onnx(graph: Graph, opset: int = DEFAULT_OPSET, metadata: dict[str, str] |
         roles[name] = "output"
     model = onnx.ModelProto(producer_name="tfcompiler", producer_version=__version__)
     model.opset_import.append(helper.make_opsetid("", opset))
-    for domain in sorted({node.domain for node in e.nodes if node.domain}):
+    for domain in sorted({node.domain for node in every_node(helper.make_graph(e.nodes, "", [], [])) if node.domain}):
         model.opset_import.append(helper.make_opsetid(domain, 1))
     model.ir_version = helper.find_min_ir_version_for(list(model.opset_import), ignore_unknown=True)
     model.graph.name = graph.metadata.get("name", "tfcompiler")
