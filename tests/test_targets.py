@@ -23,7 +23,7 @@ USES = {"LinearAttention": ["linear_causal_decoder", "performer_causal_decoder",
         "SkipSimplifiedLayerNormalization": ["llama_like_decoder_gqa!"],
         "MatMulNBits": [],
         "MultiHeadAttention": ["bert_like_encoder", "rope_interleaved_partial_linear"],
-        "CausalBlocks": ["multi_query_decoder"]}  # int4 has no portable form to compare with: tests/test_quantize.py checks it
+        "QueryBlocks": ["multi_query_decoder"]}  # int4 has no portable form to compare with: tests/test_quantize.py checks it
 
 
 def test_every_cpu_kernel_has_a_check():
@@ -123,46 +123,46 @@ def test_blocked_attention_says_which_blocks_stay_explicit():
         assert compile_spec(parse_spec(spec_text(fused)), opset=23).model.missed == {}
 
 
-def ran_kernel_on_long_inputs(tmp_path, case: str, gate: int, op_type: str, runs) -> None:
-    """`case` compiled for both targets with inputs up to past `gate`; for each (length, pad, used) of
-    `runs`, the profile shows whether ort-cpu ran `op_type` (inside its `If`), and both targets
-    compute the same."""
+LONG_INPUT_OPS = ("MultiHeadAttention", "Loop")  # flash attention, query blocks
+
+
+def ran_on_long_inputs(tmp_path, case: str, runs) -> None:
+    """`case` compiled for both targets with inputs up to past LONG_FROM; for each (length, pad, op)
+    of `runs`, the profile shows that ort-cpu ran that one of LONG_INPUT_OPS (inside its `If`s) or,
+    for None, neither, and both targets compute the same."""
     import json
 
-    spec = parse_spec(spec_text(case).replace("max_length: 40", f"max_length: {gate + 8}"))
+    from tfcompiler.lower.long_inputs import LONG_FROM
+
+    spec = parse_spec(spec_text(case).replace("max_length: 40", f"max_length: {LONG_FROM + 8}"))
     models = {target: compile_spec(spec, seed=5, target=target, opset=23).model for target in ("portable", "ort-cpu")}
-    for length, pad, used in runs:
+    for length, pad, op in runs:
         outputs = {}
         for target, model in models.items():
             options = ort.SessionOptions()
             options.enable_profiling, options.profile_file_prefix = True, str(tmp_path / target)
             session = ort.InferenceSession(model.serialize(), options, providers=[CPU])
-            feeds = feeds_for(session, 2, length, pad, spec.model.vocab_size, seed=1)
+            feeds = feeds_for(session, 2, LONG_FROM + length, pad, spec.model.vocab_size, seed=1)
             outputs[target] = session.run(None, feeds)[0]
             ran = {event["args"].get("op_name") for event in json.load(open(session.end_profiling()))
                    if event.get("cat") == "Node"}
-            assert (op_type in ran) == (used and target == "ort-cpu"), (length, pad, target)
-        real = np.s_[1:] if pad else np.s_[:]
-        np.testing.assert_allclose(outputs["ort-cpu"][real], outputs["portable"][real], atol=1e-4, rtol=0)
+            assert ran & set(LONG_INPUT_OPS) == ({op} if op and target == "ort-cpu" else set()), (length, pad, target)
+        real = LONG_FROM + length - pad  # the padded row's real positions, and every other row
+        for rows in (np.s_[:1, :real], np.s_[1:]):
+            np.testing.assert_allclose(outputs["ort-cpu"][rows], outputs["portable"][rows], atol=1e-4, rtol=0)
 
 
-def test_flash_attention_runs_for_long_unpadded_batches(tmp_path):
-    """ort-cpu's MultiHeadAttention (flash attention on CPU) runs when the batch holds no padding and
-    the keys reach FLASH_FROM."""
-    from tfcompiler.lower.attention import FLASH_FROM
-
-    ran_kernel_on_long_inputs(tmp_path, "bert_like_encoder", FLASH_FROM, "MultiHeadAttention",
-                              [(FLASH_FROM + 4, 0, True), (FLASH_FROM + 4, 3, False), (FLASH_FROM - 4, 0, False)])
+def test_long_bidirectional_attention_runs_flash_or_query_blocks(tmp_path):
+    """ort-cpu's MultiHeadAttention (flash attention on CPU) runs from LONG_FROM keys when the batch
+    holds no padding, query blocks when it does (lengths relative to LONG_FROM)."""
+    ran_on_long_inputs(tmp_path, "bert_like_encoder", [(4, 0, "MultiHeadAttention"), (4, 300, "Loop"), (-4, 0, None)])
 
 
 @pytest.mark.parametrize("case", ["multi_query_decoder", "llama_like_decoder_gqa"])
-def test_causal_attention_runs_by_query_blocks_for_long_inputs(tmp_path, case):
-    """ort-cpu's causal self-attention runs one block of queries per Loop iteration from
-    CAUSAL_BLOCKS_FROM keys, padded or not (a length that is not a whole number of blocks)."""
-    from tfcompiler.lower.attention import CAUSAL_BLOCKS_FROM
-
-    ran_kernel_on_long_inputs(tmp_path, case, CAUSAL_BLOCKS_FROM, "Loop", [
-        (CAUSAL_BLOCKS_FROM + 4, 0, True), (CAUSAL_BLOCKS_FROM + 4, 3, True), (CAUSAL_BLOCKS_FROM - 4, 0, False)])
+def test_long_causal_attention_runs_by_query_blocks(tmp_path, case):
+    """ort-cpu's causal self-attention runs one block of queries per Loop iteration from LONG_FROM
+    keys, padded or not (a length that is not a whole number of blocks)."""
+    ran_on_long_inputs(tmp_path, case, [(4, 0, "Loop"), (4, 300, "Loop"), (-4, 0, None)])
 
 
 def test_a_contrib_op_only_inside_an_if_is_imported():
@@ -173,14 +173,12 @@ def test_a_contrib_op_only_inside_an_if_is_imported():
     assert "com.microsoft" not in top and "com.microsoft" in {o.domain for o in model.proto.opset_import}
 
 
-@pytest.mark.parametrize("case, gate, op_type", [("bert_like_encoder", "FLASH_FROM", "MultiHeadAttention"),
-                                                  ("multi_query_decoder", "CAUSAL_BLOCKS_FROM", "Loop")])
-def test_models_shorter_than_the_gate_keep_the_standard_lowering(case, gate, op_type):
-    """A model whose inputs never reach the gate's length gets no `If` (it would only cost)."""
-    from tfcompiler.lower import attention
+@pytest.mark.parametrize("case, op_type", [("bert_like_encoder", "MultiHeadAttention"), ("multi_query_decoder", "Loop")])
+def test_models_shorter_than_the_gate_keep_the_standard_lowering(case, op_type):
+    """A model whose inputs never reach LONG_FROM keys gets no `If` (it would only cost)."""
+    from tfcompiler.lower.long_inputs import LONG_FROM
 
-    gate = getattr(attention, gate)
-    for max_length, used in [(gate - 1, False), (gate, True)]:
+    for max_length, used in [(LONG_FROM - 1, False), (LONG_FROM, True)]:
         spec = parse_spec(spec_text(case).replace("max_length: 40", f"max_length: {max_length}"))
         ops = {node.op_type for node in every_node(compile_spec(spec, target="ort-cpu").model.proto.graph)}
         assert ("If" in ops) == (op_type in ops) == used

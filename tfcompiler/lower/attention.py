@@ -13,7 +13,7 @@ import numpy as np
 
 from ..ir.ops.nn import MASKED
 from .linear_chunks import causal_linear_attention
-from .ops import ONNX_DTYPES, _length, _reduce, _repeat_heads, gather_rows, spaced_real, token_major
+from .ops import ONNX_DTYPES, _length, _reduce, _repeat_heads, gather_rows, spaced_real
 from .ort_kernels import recurrent_linear_attention
 from .patterns import pattern_allowed
 
@@ -39,17 +39,10 @@ def emit_causal_allowed(e, q: str, k: str, lengths: tuple, key_axis: int = 2) ->
 
 
 def emit_attention(e, attrs, inputs, types, label):
-    """Where the target has them and they apply, for long inputs: onnxruntime's flash attention
-    (bidirectional) or causal self-attention by query blocks; the standard lowering otherwise."""
-    bias = inputs[3:]
-    dense = attrs.get("pattern") is None and (not bias or types[3].shape[1:3] == (1, 1))  # at most key padding
-    if (dense and not attrs["causal"] and e.can("MultiHeadAttention") and (e.max_length or FLASH_FROM) >= FLASH_FROM
-            and not attrs.get("softcap") and types[0].shape[1] == types[1].shape[1]):
-        return [emit_flash_attention(e, attrs, inputs, types, label)]
-    if (dense and attrs["causal"] and e.can("CausalBlocks") and types[0].shape[2] == types[1].shape[2]
-            and (e.max_length or CAUSAL_BLOCKS_FROM) >= CAUSAL_BLOCKS_FROM):
-        return [emit_causal_blocks(e, attrs, inputs, types, label)]
-    return emit_standard_attention(e, attrs, inputs, types, label)
+    """The target's lowering for long inputs where it has one that applies
+    (tfcompiler.lower.long_inputs), the standard lowering otherwise."""
+    return (emit_long_input_attention(e, attrs, inputs, types, label)
+            or emit_standard_attention(e, attrs, inputs, types, label))
 
 
 def emit_standard_attention(e, attrs, inputs, types, label):
@@ -85,97 +78,6 @@ def emit_standard_attention(e, attrs, inputs, types, label):
         scores = emit_hide_future(e, scores, lengths)
     probs = e.node1("Softmax", scores, axis=-1)
     return emit_context(e, attrs, [probs, v], [types[0], types[2]], label or "Attention")
-
-
-# Keys from which the flash kernel beats the standard lowering (benchmarks/gate_crossover.py, heads
-# of 64: 2.8% slower at 128 keys, 0.5% at 512, 2.5% faster at 1024, 7.8% at 2048; 1.3x at 4096)
-FLASH_FROM = 1024
-
-
-def emit_flash_attention(e, attrs, inputs, types, label):
-    """onnxruntime's MultiHeadAttention, whose CPU kernel runs flash attention (memory linear in the
-    length) when it gets token-major (B, S, H·d) inputs and no mask or bias. A key bias (B|1,1,1,T)
-    usually holds only zeros (no padding in the batch): an `If` runs the kernel then, for
-    FLASH_FROM keys or more, and the standard lowering with the bias otherwise. Models whose inputs
-    stay shorter than FLASH_FROM (`max_length`) keep the standard lowering alone."""
-    q, k, v, *bias = inputs
-    heads, width, value_width = types[0].shape[1], types[0].shape[3], types[2].shape[3]
-
-    def flash():
-        out = e.node("MultiHeadAttention", [token_major(e, q, heads, width), token_major(e, k, heads, width),
-                                            token_major(e, v, heads, value_width)],
-                     domain="com.microsoft", num_heads=heads, scale=float(attrs["scale"]), label="FlashAttention")[0]
-        return [e.node1("Transpose", e.node1("Reshape", out, e.const([0, 0, heads, value_width])), perm=[0, 2, 1, 3])]
-
-    if not bias:
-        return flash()[0]
-
-    key = ("flash", bias[0], types[1].shape[2])  # one condition per bias and key length, for every layer
-    if key not in e.memo:
-        unpadded = e.node1("Equal", e.node1("ReduceMax", e.node1("Abs", bias[0]), keepdims=0),
-                           e.const(0.0, np.float32))
-        long_enough = e.node1("GreaterOrEqual", _length(e, k, 2), e.const(FLASH_FROM))
-        e.memo[key] = e.node1("And", unpadded, long_enough, label="UseFlashAttention")
-    standard = e.branch(lambda: emit_standard_attention(e, attrs, inputs, types, label))
-    return e.node("If", [e.memo[key]], then_branch=e.branch(flash), else_branch=standard, label=label or "Attention")[0]
-
-
-# Keys from which causal self-attention by query blocks beats the standard lowering on CPU
-# (benchmarks/gate_crossover.py --kernel CausalBlocks, width 768 and 12 heads: 4.9% slower at 128
-# keys, even at 512, 5.9% faster at 1024, 15.6% at 2048, 37% at 4096), and the block (256 queries:
-# at 4096 keys 78 ms against 88 ms for 512 and 95 ms for 128, one attention of width 256)
-CAUSAL_BLOCKS_FROM = 1024
-CAUSAL_BLOCK = 256
-
-
-def emit_causal_blocks(e, attrs, inputs, types, label):
-    """Causal self-attention one query block at a time: a `Loop` over blocks of CAUSAL_BLOCK queries,
-    each attending the keys up to its own end through the standard lowering, so the scores never
-    exceed a block's rows (memory linear in the length) and the blocks above the diagonal are never
-    computed (about half the score FLOPs; onnxruntime's CPU `Attention` kernel computes all S² and
-    masks). An `If` takes it from CAUSAL_BLOCKS_FROM keys (a Loop costs about 0.3 ms per call); shorter
-    inputs keep the standard lowering."""
-    q, k, v, *bias = inputs
-    block, s = CAUSAL_BLOCK, _length(e, q, 2)
-    (b, heads, _, width), kv_shape = types[0].shape, types[1].shape
-    block_types = [types[0].with_shape((b, heads, "block", width)), types[1].with_shape(kv_shape[:2] + ("keys",) + kv_shape[3:]),
-                   types[2].with_shape(types[2].shape[:2] + ("keys",) + types[2].shape[3:]),
-                   types[0].with_shape((types[3].shape[0] if bias else 1, 1, "block", "keys"))]
-
-    def by_blocks():
-        count = e.node1("Div", e.node1("Add", s, e.const(block - 1)), e.const(block))
-        pad = e.node1("Reshape", e.node1("Sub", e.node1("Mul", count, e.const(block)), s), e.const([1]))
-        padded = e.node1("Pad", q, e.node1("Concat", e.const([0] * 6), pad, e.const([0]), axis=0))
-
-        def one_block(index):
-            start = e.node1("Mul", index, e.const(block))
-            end = e.node1("Reshape", e.node1("Min", e.node1("Add", start, e.const(block)), s), e.const([1]))
-            rows = e.node1("Slice", padded, e.node1("Reshape", start, e.const([1])),
-                           e.node1("Reshape", e.node1("Add", start, e.const(block)), e.const([1])), e.const([2]))
-            keys, values = (e.node1("Slice", x, e.const([0]), end, e.const([2])) for x in (k, v))
-            i = e.node1("Add", start, e.const(np.arange(block)[:, None]))
-            visible = e.node1("LessOrEqual", e.node1("Range", e.const(0), e.node1("Squeeze", end, e.const([0])),
-                                                      e.const(1)), i)  # (block, keys)
-            key_bias = e.node1("Slice", bias[0], e.const([0]), end, e.const([3])) if bias else e.const(0.0, np.float32)
-            mask = e.node1("Where", visible, key_bias, e.const(MASKED, np.float32))  # (B|1, 1, block, keys)
-            if not bias:
-                mask = e.node1("Unsqueeze", mask, e.const([0, 1]))
-            return emit_standard_attention(e, {**attrs, "causal": False}, [rows, keys, values, mask], block_types,
-                                           "BlockAttention")[0]
-
-        stacked = e.loop(count, one_block, "CausalBlocks")  # (n, B, H, block, Dv)
-        out = e.node1("Reshape", e.node1("Transpose", stacked, perm=[1, 2, 0, 3, 4]),
-                      e.const([0, 0, -1, types[2].shape[3]]))
-        return [e.node1("Slice", out, e.const([0]), e.node1("Reshape", s, e.const([1])), e.const([2]))]
-
-    key = ("causal blocks", types[0].shape[2])  # one condition per length, shared by every layer
-    if key not in e.memo:
-        e.memo[key] = e.node1("GreaterOrEqual", s, e.const(CAUSAL_BLOCKS_FROM), label="UseCausalBlocks")
-    missed = e.missed.copy()  # both branches miss the same fused forms: count them once
-    blocked = e.branch(by_blocks)
-    e.missed = missed
-    standard = e.branch(lambda: emit_standard_attention(e, attrs, inputs, types, label))
-    return e.node("If", [e.memo[key]], then_branch=blocked, else_branch=standard, label=label or "Attention")[0]
 
 
 def emit_scores(e, attrs, inputs, types, label="Scores"):
@@ -321,3 +223,6 @@ def emit_prob_sparse_attention(e, attrs, inputs, types, label):
                          e.node1("Concat", e.node1("Shape", top), e.const([value_width]), axis=0))
     return [e.node1("ScatterElements", e.node1("Expand", lazy, full), value_rows, updates, axis=2,
                     label=label or "ProbSparseAttention")]
+
+
+from .long_inputs import emit_long_input_attention  # noqa: E402  (it uses emit_standard_attention above)

@@ -29,13 +29,14 @@ CAPABILITIES: dict[str, Kernel] = {
                               "itself, O(F·Dv) state instead of chunked scores"),
     "MultiHeadAttention": Kernel("com.microsoft", "MultiHeadAttention", "1.17", frozenset({CPU}),
                                  "bidirectional attention without a bias: the CPU kernel's flash attention, memory "
-                                 "linear in the length; with a key padding bias, an `If` runs it whenever the "
-                                 "batch holds no padding"),
-    "CausalBlocks": Kernel("", "Loop", "1.0", frozenset({CPU}),
-                           "causal self-attention from 1024 keys, one block of 256 queries per iteration over the "
-                           "keys up to its end: memory linear in the length and no scores above the diagonal (the "
-                           "CPU `Attention` kernel computes and keeps all S²); an `If` keeps shorter inputs on the "
-                           "standard lowering"),
+                                 "linear in the length; with a key padding bias, an `If` runs it from 1024 keys "
+                                 "whenever the batch holds no padding"),
+    "QueryBlocks": Kernel("", "Loop", "1.0", frozenset({CPU}),
+                          "attention from 1024 keys that flash attention cannot take (causal, or a batch with "
+                          "padding): one block of 256 queries per iteration, causal blocks over the keys up to "
+                          "their end, so memory stays linear in the length and nothing above the diagonal is "
+                          "computed (the CPU `Attention` kernel computes and keeps all S x T scores); an `If` keeps "
+                          "shorter inputs on the standard lowering"),
     "DynamicQuantizeMatMul": Kernel("com.microsoft", "DynamicQuantizeMatMul", "1.10", frozenset({CPU}),
                                     "`--quantize int8` linear maps: the activation's quantization and the integer "
                                     "GEMM in one kernel"),
@@ -76,7 +77,7 @@ def capability_table() -> str:
 
 def kernel_of(node) -> str | None:
     """The table entry a node is: a contrib op by its type; a standard op (a lowering strategy the
-    table decides, like CausalBlocks' Loop) by the label its name ends with."""
+    table decides, like QueryBlocks' Loop) by the label its name ends with."""
     if node.domain:
         return node.op_type
     label = node.name.rsplit("/", 1)[-1].split("_")[0]
