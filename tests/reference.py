@@ -130,9 +130,9 @@ def sparse_mask(options, s: int, t: int, causal: bool, max_length: int, layer: s
     """bool (S, T): the keys each query of a position-based sparse kind sees, from the papers.
     Sliding window: |i - j| <= w·d on every d-th key; Sparse Transformer (Child et al. 2019) strided:
     i - j < l or l | i - j; fixed: same block of l, or j mod l >= l - c; Longformer: window plus the
-    leading global tokens' rows and columns; BigBird: window, global and random blocks (the random
-    layout is the compiled model's recorded constant); Image Transformer local 1-D: the query's block
-    and `memory_blocks` blocks around it; local 2-D: the query's rectangle of the raster-scanned
+    leading global tokens' rows and columns; BigBird: window, global (leading, and trailing at the
+    input's end) and random blocks (the random layout is the compiled model's recorded constant);
+    Image Transformer local 1-D: the query's block and `memory_blocks` blocks around it; local 2-D: the query's rectangle of the raster-scanned
     image widened by the memory flange (rows above, below when bidirectional, columns each side)."""
     kind = type(options).KIND
     i, j = relative_positions(s, t)
@@ -160,7 +160,8 @@ def sparse_mask(options, s: int, t: int, causal: bool, max_length: int, layer: s
     if kind == "bigbird":
         from tfcompiler.build.attention.bigbird import bigbird_layout
         layout = bigbird_layout(options, max_length, causal, layer)
-        return layout[i // options.block, j // options.block]
+        last = (t - 1) // options.block - options.trailing_global_blocks  # the last block that is not global
+        return layout[i // options.block, j // options.block] | (i // options.block > last) | (j // options.block > last)
     return None
 
 

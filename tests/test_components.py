@@ -239,6 +239,11 @@ encoder: {layers: 2}
 block: {attention: {kind: bigbird, block: 2, window_blocks: 3, global_blocks: 1, random_blocks: 2, seed: 7}}
 encoder: {layers: 2}
 """),
+    "bigbird_first_and_last_global": ("encoder", "", """
+block: {attention: {kind: bigbird, block: 2, window_blocks: 3, global_blocks: 1, trailing_global_blocks: 1,
+                    random_blocks: 2, seed: 7}}
+encoder: {layers: 2}
+"""),
     "image_transformer_local_1d": ("decoder", "", """
 block: {attention: {kind: block_local, block: 4, memory_blocks: 1}}
 decoder: {layers: 2}
@@ -526,7 +531,7 @@ def test_compiled_model_matches_paper_reference(case, opset, weights_dir):
 
 
 PADDING_CASES = [("bert_like_encoder", 17), ("bert_like_encoder", 23), ("longformer_encoder", 23),
-                 ("bigbird_encoder", 23), ("routing_encoder", 17), ("reformer_lsh_encoder", 17),
+                 ("bigbird_encoder", 23), ("bigbird_first_and_last_global", 23), ("routing_encoder", 17), ("reformer_lsh_encoder", 17),
                  ("clustered_encoder", 17), ("informer_prob_sparse", 17), ("performer_encoder", 17),
                  ("conditional_embeddings", 17), ("conditional_after_first_block", 17)]
 

@@ -7,7 +7,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from tfcompiler import compile_spec
+from tfcompiler import compile_spec, parse_spec
 from tfcompiler.cli import main
 
 torch = pytest.importorskip("torch")
@@ -255,3 +255,56 @@ def test_nystromformer_with_as_many_landmarks_as_tokens_is_refused(tmp_path, cap
     transformers.NystromformerModel(config).save_pretrained(tmp_path / "hf")
     assert main(["import-hf", str(tmp_path / "hf"), "-o", str(tmp_path / "out")]) == 1
     assert "plain attention plus the value convolution" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("pad", [0, 5])
+def test_bigbird_block_sparse_attention_matches_transformers(tmp_path, pad):
+    """BigBird's block-sparse attention (Hugging Face's ITC: first and last block global, a window of
+    three blocks, random blocks). Hugging Face draws no random blocks in eval mode (it gathers block
+    0 in their place) and new ones per call in train mode, so its sampler is handed the compiled
+    model's frozen layout: then both compute the same attention. The spec is BERT's import with
+    the `bigbird` kind; at max_length, the one length at which Hugging Face's last block (it pads to
+    whole blocks) and the layout's random blocks are both where the compiled model has them."""
+    import yaml
+    from safetensors.numpy import save_file
+
+    from tfcompiler.importers.hf import Checkpoint, _bert
+    from tfcompiler.ir.patterns import Blocks
+
+    block, random_blocks, length = 4, 2, 48  # Hugging Face attends densely up to (5 + 2·random)·block = 36 tokens
+    config = transformers.BigBirdConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                                        intermediate_size=128, vocab_size=100, max_position_embeddings=length,
+                                        type_vocab_size=2, attention_type="block_sparse", block_size=block,
+                                        num_random_blocks=random_blocks, hidden_act="gelu")
+    model = randomise(transformers.BigBirdModel(config), seed=9)
+    weights = {k: v.detach().numpy() for k, v in model.state_dict().items()}
+    body, ours = _bert(config.to_dict(), Checkpoint(weights, "BigBirdModel"))
+    body["block"]["attention"] = {"kind": "bigbird", "block": block, "window_blocks": 3, "global_blocks": 1,
+                                  "trailing_global_blocks": 1, "random_blocks": random_blocks, "seed": 11}
+    spec = parse_spec(yaml.safe_dump({"tfc": 1, "name": "bigbird", "topology": "encoder", **body}), "bigbird.yaml")
+    save_file({k: np.ascontiguousarray(v, np.float32) for k, v in ours.items()}, str(tmp_path / "w.safetensors"))
+    compiled = compile_spec(spec, weights=str(tmp_path / "w.safetensors"))
+    session = ort.InferenceSession(compiled.model.serialize())
+
+    layouts = [np.asarray(compiled.graph.op(n).attrs["pattern"].layout) for n in compiled.graph.topological()
+               if isinstance(compiled.graph.op(n).attrs.get("pattern"), Blocks)]
+    assert len(layouts) == 2
+    n = length // block
+    for layer, layout in zip(model.encoder.layer, layouts):
+        rows = []
+        for row in range(1, n - 1):  # Hugging Face's random blocks: every row but the global first and last
+            drawn = sorted(set(np.flatnonzero(layout[row])) - {0, n - 1, row - 1, row, row + 1})
+            assert len(drawn) == random_blocks
+            rows.append(drawn)
+        layer.attention.self._bigbird_block_rand_mask_with_head = \
+            lambda drawn=np.array(rows, np.int32), **_: [drawn] * config.num_attention_heads
+
+    rng = np.random.default_rng(9)
+    ids, types = rng.integers(0, 100, (2, length)), rng.integers(0, 2, (2, length))
+    mask = padded_mask(2, length, pad)
+    got = session.run(None, {"input_ids": ids, "attention_mask": mask, "token_type_ids": types})
+    with torch.no_grad():
+        want = model(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask),
+                     token_type_ids=torch.from_numpy(types))
+    real = mask.astype(bool)
+    assert_close(got[0][real], want.last_hidden_state.numpy()[real], "last_hidden_state")

@@ -6,6 +6,8 @@ global tokens become dense rows and extra columns; block layouts with random blo
 blocks; a graph without patterns is left unchanged."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -108,13 +110,19 @@ def test_block_layouts_gather_their_key_blocks_and_equal_dense(causal, global_bl
             np.testing.assert_allclose(run_onnx(to_onnx(graph, opset).serialize(), x)["y"], want, atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize("pattern", [WithGlobal(Strided(3), 1)], ids=str)
-def test_unbounded_patterns_stay_dense_and_say_why(pattern):
+@pytest.mark.parametrize("pattern, why", [(WithGlobal(Strided(3), 1), "unbounded"),
+                                          (replace(bigbird(False, 1), trailing=1), "depends on the input's length")],
+                         ids=["strided_with_global", "trailing_global_blocks"])
+def test_unbounded_patterns_stay_dense_and_say_why(pattern, why):
     graph = attention_graph(pattern, False)
     before = graph.describe()
     result = SparsifyAttention().run(graph)
-    assert not result.changed and "unbounded" in result.notes[0]
+    assert not result.changed and why in result.notes[0]
     assert graph.describe() == before
+    for length in (5, 12, 13):  # the dense masked form: the last blocks global wherever the input ends
+        x = feeds(length)
+        want = attention_reference(x["q"], x["k"], x["v"], x["bias"], 0.35, False, 0.0, pattern)
+        np.testing.assert_allclose(run_onnx(to_onnx(graph, 17).serialize(), x)["y"], want, atol=1e-5, rtol=0)
 
 
 def test_a_graph_without_patterns_is_left_unchanged():

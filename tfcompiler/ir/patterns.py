@@ -15,7 +15,11 @@ import numpy as np
 
 
 class NumpyGrid:
-    """The namespace on NumPy arrays."""
+    """The namespace on NumPy arrays; `length` is the key count T (patterns placed relative to the
+    input's end read it)."""
+
+    def __init__(self, length: int | None = None):
+        self.length = length
 
     def mod(self, a, n):
         return np.mod(a, n)
@@ -65,7 +69,7 @@ class Pattern:
         """The bool (S, T) mask on NumPy."""
         i = np.arange(t - s, t)[:, None]
         j = np.arange(t)[None, :]
-        return np.broadcast_to(self.allowed(NumpyGrid(), i, j), (s, t))
+        return np.broadcast_to(self.allowed(NumpyGrid(t), i, j), (s, t))
 
     def density(self, s: int, causal: bool) -> float:
         """Fraction of the (S, S) scores the pattern keeps (with causality), for --explain."""
@@ -160,16 +164,25 @@ class WithGlobal(Pattern):
 class Blocks(Pattern):
     """A block layout: query block a sees key block b when layout[a][b] (BigBird, block-local
     attention). The layout covers max_length; its rows and columns are tuples so the pattern is a
-    hashable constant."""
+    hashable constant. The last `trailing` blocks of the input, however long it is, are global on
+    top of the layout: they see and are seen by every block (Hugging Face's BigBird)."""
 
     block: int
     layout: tuple[tuple[bool, ...], ...]
+    trailing: int = 0
 
     def allowed(self, xp, i, j):
         table = np.asarray(self.layout, bool)
-        return xp.table(table, xp.floordiv(i, self.block), xp.floordiv(j, self.block))
+        a, b = xp.floordiv(i, self.block), xp.floordiv(j, self.block)
+        allowed = xp.table(table, a, b)
+        if not self.trailing:
+            return allowed
+        first = xp.sub(xp.floordiv(xp.sub(xp.length, 1), self.block), self.trailing - 1)  # the first trailing block
+        return xp.or_(allowed, xp.or_(xp.le(first, a), xp.le(first, b)))
 
     def reach(self):
+        if self.trailing:
+            return None
         table = np.asarray(self.layout, bool)
         a, b = np.nonzero(table)
         offsets = a - b

@@ -92,7 +92,7 @@ class Blocked:
         """The additive float bias (B|1, 1, nb, block, K) of query i and key j: `key_bias`
         (B|1, 1, nb, 1, K) or 0 where the pattern allows the key, MASKED outside it, before
         `first_key`, past the end and (causal) ahead. One bias, so the scores take one Add."""
-        e, grid = self.e, OnnxGrid(self.e)
+        e, grid = self.e, OnnxGrid(self.e, self.s)
         allowed = self.attrs["pattern"].allowed(grid, i, j)
         allowed = grid.and_(allowed, grid.and_(grid.le(first_key, j), grid.lt(j, self.s)))
         if self.attrs["causal"]:

@@ -9,8 +9,8 @@ from .emit import Emitter
 
 
 class OnnxGrid:
-    def __init__(self, e: Emitter):
-        self.e = e
+    def __init__(self, e: Emitter, length: str | None = None):
+        self.e, self.length = e, length  # length: the scalar int64 key count
 
     def _int(self, x):
         return self.e.const(x) if isinstance(x, (int, np.integer)) else x
@@ -65,5 +65,5 @@ def pattern_allowed(e: Emitter, pattern, lengths, dims: tuple) -> str:
         rows = e.node1("Add", e.node1("Range", e.const(0), s, e.const(1)), e.node1("Sub", t, s))
         i = e.node1("Unsqueeze", rows, e.const([1]))
         j = e.node1("Unsqueeze", e.node1("Range", e.const(0), t, e.const(1)), e.const([0]))
-        e.memo[key] = pattern.allowed(OnnxGrid(e), i, j)
+        e.memo[key] = pattern.allowed(OnnxGrid(e, t), i, j)
     return e.memo[key]

@@ -89,7 +89,8 @@ class SparsifyAttention(Pass):
                 changed = True
                 continue
             reason = self._why_not(graph, node, band)
-            if isinstance(pattern, Blocks) and (reason.startswith("its reach") or self._gathering_pays(pattern, op)):
+            if (isinstance(pattern, Blocks) and not pattern.trailing
+                    and (reason.startswith("its reach") or self._gathering_pays(pattern, op))):
                 note = self._gather_blocks(graph, node, pattern)
                 if note:
                     notes.append(f"{where}: {note}")
@@ -155,6 +156,8 @@ class SparsifyAttention(Pass):
 
     @classmethod
     def _why_not(cls, graph: Graph, node, pattern) -> str:
+        if isinstance(pattern, Blocks) and pattern.trailing:
+            return "trailing global blocks: where they sit depends on the input's length"
         if pattern.reach() is None:
             return "its reach is unbounded: strides or random blocks"
         return cls._inputs_misfit(graph, node)

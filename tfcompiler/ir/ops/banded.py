@@ -49,7 +49,7 @@ def banded_attention(q, k, v, key_bias, scale, causal, softcap, pattern, block, 
     i = (np.arange(nb)[:, None, None] * block + np.arange(block)[None, :, None])  # (nb, block, 1)
     j = (np.arange(nb)[:, None, None] - back_blocks) * block + np.arange(span * block)[None, None, :]
     g = min(global_tokens, s)
-    allowed = pattern.allowed(NumpyGrid(), i, j) & (j >= g) & (j < s)
+    allowed = pattern.allowed(NumpyGrid(s), i, j) & (j >= g) & (j < s)
     if causal:
         allowed &= j <= i
     bias = np.zeros((1, 1, 1, s)) if key_bias is None else np.broadcast_to(key_bias, (key_bias.shape[0], 1, 1, s))

@@ -44,7 +44,7 @@ def block_sparse_attention(q, k, v, key_bias, scale, causal, softcap, pattern, t
     scores = scores + bias_blocks[:, :, index].reshape(bias.shape[0], 1, nb, 1, width)
     i = np.arange(nb)[:, None, None] * block + np.arange(block)[None, :, None]  # (nb, block, 1)
     j = (index[:, :, None] * block + np.arange(block)[None, None, :]).reshape(nb, 1, width)
-    allowed = pattern.allowed(NumpyGrid(), i, j) & (j < s)
+    allowed = pattern.allowed(NumpyGrid(s), i, j) & (j < s)
     if causal:
         allowed &= j <= i
     scores = np.where(allowed, scores, MASKED)
