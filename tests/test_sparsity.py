@@ -93,10 +93,10 @@ def bigbird(causal: bool, global_blocks: int) -> Blocks:
     return Blocks(2, tuple(tuple(bool(x) for x in row) for row in layout))
 
 
-@pytest.mark.parametrize("global_blocks", [0, 1])
-@pytest.mark.parametrize("causal", [False, True])
-def test_block_layouts_gather_their_key_blocks_and_equal_dense(causal, global_blocks):
-    pattern = bigbird(causal, global_blocks)
+@pytest.mark.parametrize("causal, global_blocks, trailing", [  # causal trailing blocks stay dense (below)
+    (False, 0, 0), (False, 1, 0), (True, 0, 0), (True, 1, 0), (False, 1, 1), (False, 0, 2)])
+def test_block_layouts_gather_their_key_blocks_and_equal_dense(causal, global_blocks, trailing):
+    pattern = replace(bigbird(causal, global_blocks), trailing=trailing)
     graph = attention_graph(pattern, causal)
     result = SparsifyAttention().run(graph)
     assert result.changed and "gathered key blocks" in result.notes[0], result.notes
@@ -110,18 +110,19 @@ def test_block_layouts_gather_their_key_blocks_and_equal_dense(causal, global_bl
             np.testing.assert_allclose(run_onnx(to_onnx(graph, opset).serialize(), x)["y"], want, atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize("pattern, why", [(WithGlobal(Strided(3), 1), "unbounded"),
-                                          (replace(bigbird(False, 1), trailing=1), "depends on the input's length")],
-                         ids=["strided_with_global", "trailing_global_blocks"])
-def test_unbounded_patterns_stay_dense_and_say_why(pattern, why):
-    graph = attention_graph(pattern, False)
+@pytest.mark.parametrize("pattern, causal, why", [
+    (WithGlobal(Strided(3), 1), False, "unbounded"),
+    (replace(bigbird(True, 1), trailing=1), True, "causal trailing global blocks")],
+    ids=["strided_with_global", "causal_trailing_global_blocks"])
+def test_unbounded_patterns_stay_dense_and_say_why(pattern, causal, why):
+    graph = attention_graph(pattern, causal)
     before = graph.describe()
     result = SparsifyAttention().run(graph)
     assert not result.changed and why in result.notes[0]
     assert graph.describe() == before
-    for length in (5, 12, 13):  # the dense masked form: the last blocks global wherever the input ends
+    for length in (5, 12, 13):  # the dense masked form (trailing blocks: global wherever the input ends)
         x = feeds(length)
-        want = attention_reference(x["q"], x["k"], x["v"], x["bias"], 0.35, False, 0.0, pattern)
+        want = attention_reference(x["q"], x["k"], x["v"], x["bias"], 0.35, causal, 0.0, pattern)
         np.testing.assert_allclose(run_onnx(to_onnx(graph, 17).serialize(), x)["y"], want, atol=1e-5, rtol=0)
 
 

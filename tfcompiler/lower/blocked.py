@@ -161,6 +161,17 @@ class Blocked:
             out = e.node1("Concat", self.dense_leading_rows(dense_rows), rest, axis=2)
         return e.node1("Slice", out, e.const([0]), end, e.const([2]), label=label)
 
+    def dense_rows_from(self, start: str) -> str:
+        """The queries from `start` (int64 (1,)) to the end over every key (global blocks at the input's
+        end; never causal)."""
+        e, types = self.e, self.types
+        q_rows = e.node1("Slice", self.q, start, e.node1("Reshape", self.s, e.const([1])), e.const([2]))
+        attrs = {"scale": self.attrs["scale"], "causal": False, "softcap": self.attrs.get("softcap", 0.0)}
+        rows_type = types[0].with_shape(types[0].shape[:2] + ("trailing_rows",) + types[0].shape[3:])
+        value_type = types[2].with_shape(types[0].shape[:3] + types[2].shape[3:])  # heads already repeated
+        return emit_attention(e, attrs, [q_rows, self.k, self.v, *self.bias],
+                              [rows_type, types[0], value_type, *types[3:]], "DenseRows")[0]
+
     def dense_leading_rows(self, rows: int) -> str:
         """The first `rows` queries over every key (causality top-left: they are the first rows)."""
         e, types = self.e, self.types
@@ -274,6 +285,9 @@ def block_sparse_attention(e, attrs, inputs, types, label):
     rows = e.node1("Slice", e.const(table), e.const([0]), e.node1("Reshape", grid.blocks, e.const([1])), e.const([0]))
     outside = e.node1("Or", e.node1("Less", rows, e.const(0)), e.node1("LessOrEqual", grid.blocks, rows))
     index = e.node1("Where", outside, grid.blocks, rows)  # (nb, K)
+    if pattern.trailing:  # the input's last blocks, as key blocks of every row
+        index, count = e.node1("Concat", index, trailing_columns(grid, index, pattern.trailing), axis=1), \
+            count + pattern.trailing
 
     def gathered(x, last):  # (B,H,S,last) -> (.., nb, K·block, last) in the grid's layout
         blocks = grid.cut(grid.padded(x, last, e.const(0), tail), last)
@@ -289,8 +303,25 @@ def block_sparse_attention(e, attrs, inputs, types, label):
                 e.const(np.arange(block)[None, None, :]))  # (nb, K, block)
     j = e.node1("Reshape", j, e.const([0, 1, count * block]))
     bias = grid.mask_bias(grid.query_positions(), j, key_bias)
-    return [grid.attend(gathered(grid.k, grid.width), gathered(grid.v, grid.value_width), count * block, bias,
-                        attrs["dense_rows"] * block, label or "BlockSparseAttention")]
+    out = grid.attend(gathered(grid.k, grid.width), gathered(grid.v, grid.value_width), count * block, bias,
+                      attrs["dense_rows"] * block, "" if pattern.trailing else label or "BlockSparseAttention")
+    if not pattern.trailing:
+        return [out]
+    start = e.node1("Reshape", e.node1("Mul", e.node1("Max", e.node1("Sub", grid.blocks, e.const(pattern.trailing)),
+                                                      e.const(0)), e.const(block)), e.const([1]))
+    return [e.node1("Concat", e.node1("Slice", out, e.const([0]), start, e.const([2])), grid.dense_rows_from(start),
+                    axis=2, label=label or "BlockSparseAttention")]
+
+
+def trailing_columns(grid: Blocked, index: str, trailing: int) -> str:
+    """(nb, trailing) key blocks: the input's last `trailing` blocks; one a row already gathers (or
+    before the first block) redirected to the empty block, so no key is counted twice."""
+    e = grid.e
+    extra = e.node1("Add", e.node1("Sub", grid.blocks, e.const(trailing)), e.const(np.arange(trailing)))  # (t,)
+    same = e.node1("Equal", e.node1("Unsqueeze", index, e.const([2])), e.node1("Reshape", extra, e.const([1, 1, -1])))
+    seen = base._reduce(e, "ReduceMax", e.node1("Cast", same, to=6), [1], keepdims=False)  # (nb, t), int32
+    redirect = e.node1("Or", e.node1("Cast", seen, to=9), e.node1("Less", extra, e.const(0)))
+    return e.node1("Where", redirect, grid.blocks, e.node1("Unsqueeze", extra, e.const([0])))
 
 
 def block_summary_attention(e, attrs, inputs, types, label):

@@ -89,8 +89,7 @@ class SparsifyAttention(Pass):
                 changed = True
                 continue
             reason = self._why_not(graph, node, band)
-            if (isinstance(pattern, Blocks) and not pattern.trailing
-                    and (reason.startswith("its reach") or self._gathering_pays(pattern, op))):
+            if isinstance(pattern, Blocks) and (reason.startswith("its reach") or self._gathering_pays(pattern, op)):
                 note = self._gather_blocks(graph, node, pattern)
                 if note:
                     notes.append(f"{where}: {note}")
@@ -115,6 +114,8 @@ class SparsifyAttention(Pass):
     @staticmethod
     def _gathering_pays(pattern: Blocks, op) -> bool:
         """Fewer keys per query gathering the layout's blocks than taking the band around them."""
+        if pattern.reach() is None:
+            return True
         back, ahead = pattern.reach()
         ahead = 0 if op.attrs["causal"] else ahead
         block, back_blocks, ahead_blocks = band_blocks(back, ahead)
@@ -129,13 +130,19 @@ class SparsifyAttention(Pass):
         dense_rows = int(partial[0]) if len(partial) else len(layout)
         sparse = layout.copy()
         sparse[:dense_rows] = False  # those rows are computed densely
+        if pattern.trailing:  # the input's last blocks are gathered and computed densely wherever it ends
+            sparse[-pattern.trailing:], sparse[:, -pattern.trailing:] = False, False
         table = layout_table(sparse)
-        if not sparse.any() or len(table[0]) * 2 > len(layout) or self._inputs_misfit(graph, node):
+        causal_trailing = pattern.trailing and graph.op(node).attrs["causal"]  # dense rows are top-left causal only
+        if not sparse.any() or len(table[0]) * 2 > len(layout) or causal_trailing or self._inputs_misfit(graph, node):
             return ""
         _replace(graph, node, "block_sparse_attention", "BlockSparseAttention", table=table, dense_rows=dense_rows)
+        t = pattern.trailing
+        last = f" and the input's last {t} wherever it ends" if t else ""
+        rows = f"{dense_rows} leading" + (f" and {t} trailing" if t else "")
         return (f"{_short(pattern)} -> gathered key blocks: {len(table[0])} blocks of {pattern.block} per query "
-                f"block by a constant index, {dense_rows} leading block(s) as dense rows, "
-                f"{_saving(len(table[0]) * pattern.block)}")
+                f"block by a constant index{last}, {rows} block(s) as dense rows, "
+                f"{_saving((len(table[0]) + t) * pattern.block)}")
 
     @staticmethod
     def _stride(graph: Graph, node, pattern: Strided) -> str:
@@ -156,8 +163,8 @@ class SparsifyAttention(Pass):
 
     @classmethod
     def _why_not(cls, graph: Graph, node, pattern) -> str:
-        if isinstance(pattern, Blocks) and pattern.trailing:
-            return "trailing global blocks: where they sit depends on the input's length"
+        if isinstance(pattern, Blocks) and pattern.trailing and graph.op(node).attrs["causal"]:
+            return "causal trailing global blocks"
         if pattern.reach() is None:
             return "its reach is unbounded: strides or random blocks"
         return cls._inputs_misfit(graph, node)

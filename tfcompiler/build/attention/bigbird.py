@@ -30,8 +30,7 @@ class BigBirdOptions(MultiHeadOptions):
     window_blocks: int = option(3, doc="Blocks around the query block it sees (odd: centred).", minimum=1)
     global_blocks: int = option(1, doc="Leading blocks with global attention.", minimum=0)
     trailing_global_blocks: int = option(0, doc="The input's last blocks with global attention, wherever its length "
-                                                "puts them (Hugging Face's BigBird: 1); the sparsity pass leaves such "
-                                                "a layer dense masked.", minimum=0)
+                                                "puts them (Hugging Face's BigBird: 1).", minimum=0)
     random_blocks: int = option(3, doc="Random key blocks per query block.", minimum=0)
     seed: int = option(0, doc="Seed of the random layout.", minimum=0)
 

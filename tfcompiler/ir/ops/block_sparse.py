@@ -8,7 +8,9 @@ scale, causal, softcap, pattern (Blocks), table, dense_rows -> (B,H,S,Dv).
 block n gathers those K key blocks by a constant index (blocks past the input's end, and the -1
 padding, read a masked empty block) and attends them with the pattern, causality, the key bias and
 the sequence end masked; cost S·K·block instead of S². The first `dense_rows` query blocks (global
-blocks, which see everything) attend every key as dense rows.
+blocks, which see everything) attend every key as dense rows; so do the input's last
+`pattern.trailing` blocks, which every query block also gathers as key blocks (Hugging Face's
+BigBird: wherever the input ends).
 """
 from __future__ import annotations
 
@@ -29,6 +31,7 @@ def block_sparse_attention(q, k, v, key_bias, scale, causal, softcap, pattern, t
     pad = nb * block - s
     index = np.asarray(table, np.int64)[:nb]
     index = np.where((index < 0) | (index >= nb), nb, index)  # -> the empty block
+    index = np.concatenate([index, trailing_columns(index, nb, pattern.trailing)], axis=1)
     kb = np.pad(k, ((0, 0), (0, 0), (0, pad + block), (0, 0))).reshape(b, h, nb + 1, block, -1)
     vb = np.pad(v, ((0, 0), (0, 0), (0, pad + block), (0, 0))).reshape(b, h, nb + 1, block, -1)
     width = index.shape[1] * block
@@ -52,7 +55,19 @@ def block_sparse_attention(q, k, v, key_bias, scale, causal, softcap, pattern, t
     rows = min(dense_rows * block, s)
     if rows:
         out[:, :, :rows] = _dense_rows(q[:, :, :rows], k, v, bias, scale, softcap, causal)
+    start = max(nb - pattern.trailing, 0) * block
+    if pattern.trailing:  # never causal (the pass leaves causal trailing blocks dense)
+        out[:, :, start:] = _dense_rows(q[:, :, start:], k, v, bias, scale, softcap, False)
     return out.astype(q.dtype)
+
+
+def trailing_columns(index: np.ndarray, nb: int, trailing: int) -> np.ndarray:
+    """(nb, trailing): the input's last `trailing` blocks as more key blocks of every row; one a row
+    already gathers (or before the first block) is redirected to the empty block nb, so no key is
+    counted twice."""
+    extra = np.broadcast_to(np.arange(nb - trailing, nb), (len(index), trailing))
+    seen = (index[:, :, None] == extra[:, None, :]).any(axis=1)
+    return np.where(seen | (extra < 0), nb, extra)
 
 
 def layout_table(layout) -> tuple[tuple[int, ...], ...]:
