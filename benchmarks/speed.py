@@ -4,7 +4,8 @@
   torch.onnx + ORT     torch.onnx.export (the default exporter) run on onnxruntime
   + ORT optimizer      that export passed through onnxruntime.transformers.optimizer first
   tfcompiler           `tfc import-hf` of the same model, compiled per --target, run on onnxruntime;
-                       and with --quantize int8 and int4 (ort-cpu), their accuracy against our fp32 output
+                       and with --quantize int8 and int4 (ort-cpu; int4 also portable: standard ops), their
+                       accuracy against our fp32 output
 
 Models (random weights, batch 1, fp32): BERT-base at 128 and 512 tokens, GPT-2 small over 128
 tokens, a Llama-style decoder (8 layers, width 512, 8 heads, 2 key/value heads) over 128 tokens.
@@ -212,7 +213,8 @@ def run_model(name: str, targets: list[str], repeat: int, tmp: Path) -> list[dic
     model.save_pretrained(tmp / f"{name}-hf")
     spec_path, weights_path = import_hf(tmp / f"{name}-hf", tmp / f"{name}-imported")
     fp32_output = None
-    for target, quantize in [(t, "none") for t in targets] + [("ort-cpu", "int8"), ("ort-cpu", "int4")]:
+    for target, quantize in [(t, "none") for t in targets] + [("ort-cpu", "int8"), ("ort-cpu", "int4"),
+                                                              ("portable", "int4")]:
         out = tmp / f"{name}-{target}-{quantize}.onnx"
         start = time.perf_counter()
         compile_spec(spec_path, weights=str(weights_path), target=target, opset=23, quantize=quantize).model.save(str(out))

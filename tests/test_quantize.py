@@ -1,8 +1,9 @@
 """`--quantize int8 | int4`: the quantized ops' NumPy semantics equal their ONNX lowerings (int8:
 standard DynamicQuantizeLinear + MatMulInteger, and com.microsoft DynamicQuantizeMatMul on ort-cpu;
-int4: MatMulNBits); weights round-trip within half a step; whole compiled models stay within the
-accuracy budget of the NumPy paper reference; the pipeline checks the pass against that budget;
-output is deterministic; int4 refuses the portable target."""
+int4: MatMulNBits on ort-cpu, DequantizeLinear with 4-bit blocks + MatMul elsewhere); weights
+round-trip within half a step in both int4 layouts; whole compiled models stay within the accuracy
+budget of the NumPy paper reference; the pipeline checks the pass against that budget; output is
+deterministic; standard-op int4 needs opset 21."""
 from __future__ import annotations
 
 import numpy as np
@@ -30,36 +31,41 @@ def test_weights_round_trip_within_half_a_step():
     assert np.all(np.abs(weight - values * scales) <= scales / 2 + 1e-7)
 
 
-def test_int4_weights_round_trip_within_half_a_step_of_their_block():
-    weight = np.random.default_rng(4).standard_normal((70, 6)).astype(np.float32)  # K not a multiple of 32
-    packed, scales = quantize_int4(weight)
-    assert packed.shape == (6, 3, BLOCK // 2) and scales.shape == (6, 3)
-    restored = unpack_int4(packed, scales, 70)
-    per_row = np.repeat(scales.T, BLOCK, axis=0)[:70]  # each weight's block scale
+@pytest.mark.parametrize("layout, packed_shape, scales_shape", [("nbits", (5, 3, BLOCK // 2), (5, 3)),
+                                                                  ("rows", ((71 * 5 + 1) // 2,), (3, 5))])
+def test_int4_weights_round_trip_within_half_a_step_of_their_block(layout, packed_shape, scales_shape):
+    weight = np.random.default_rng(4).standard_normal((71, 5)).astype(np.float32)  # K not a multiple of 32, K·N odd
+    packed, scales = quantize_int4(weight, layout)
+    assert packed.shape == packed_shape and scales.shape == scales_shape
+    restored = unpack_int4(packed, scales, 71, layout)
+    per_row = np.repeat(scales.T if layout == "nbits" else scales, BLOCK, axis=0)[:71]  # each weight's block scale
     assert np.all(np.abs(weight - restored) <= per_row / 2 + 1e-6)
 
 
-def test_int4_needs_the_ort_cpu_target():
-    with pytest.raises(TfcError, match="needs --target ort-cpu"):
-        compile_spec(parse_spec(spec_text("bert_like_encoder")), quantize="int4")
+def test_standard_op_int4_needs_opset_21():
+    with pytest.raises(TfcError, match="needs --opset 21"):
+        compile_spec(parse_spec(spec_text("bert_like_encoder")), quantize="int4", opset=20)
 
 
-@pytest.mark.parametrize("target, bits", [("portable", 8), ("ort-cpu", 8), ("ort-cpu", 4)])
+@pytest.mark.parametrize("target, bits", [("portable", 8), ("ort-cpu", 8), ("ort-cpu", 4), ("portable", 4)])
 def test_quantized_matmul_lowerings_match_its_numpy_semantics(target, bits):
     g = Graph()
     x = g.add1("input", attrs=dict(name="x", dtype="float32", shape=("batch_size", 5, 48), role="x"))
     w = g.add1("param", attrs=dict(name="w", dtype="float32", shape=(48, 8), init="matrix"))
     g.outputs["y"] = g.add1("matmul", [x, w])
     g.weights = {"w": np.random.default_rng(1).standard_normal((48, 8)).astype(np.float32)}
-    assert QuantizeWeights(bits).run(g).changed
+    assert QuantizeWeights(bits, "nbits" if target == "ort-cpu" else "rows").run(g).changed
     for node in [n for n in g.nodes() if g.op(n).type == "param" and g.op(n).attrs["name"] == "w"]:
         g.remove(node)
     rng = np.random.default_rng(2)
     for x_value in (rng.standard_normal((2, 5, 48)) * 3, np.abs(rng.standard_normal((1, 5, 48)))):
         x_value = x_value.astype(np.float32)
         want = evaluate(g, {"x": x_value}, {k: np.asarray(v) for k, v in g.weights.items()})["y"]
-        model = to_onnx(g, 17, target=target)
-        got = ort.InferenceSession(model.serialize(), providers=["CPUExecutionProvider"]).run(None, {"x": x_value})[0]
+        model = to_onnx(g, 21, target=target)
+        options = ort.SessionOptions()  # as written: onnxruntime would fuse 4-bit DequantizeLinear + MatMul into
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # MatMulNBits (int8 products)
+        session = ort.InferenceSession(model.serialize(), options, providers=["CPUExecutionProvider"])
+        got = session.run(None, {"x": x_value})[0]
         if bits == 4:  # weight-only: the same dequantized weights, fp32 products
             np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
             continue
@@ -69,16 +75,18 @@ def test_quantized_matmul_lowerings_match_its_numpy_semantics(target, bits):
             g.weights["w.scale"])).sum(0).max() + 1e-5
 
 
-@pytest.mark.parametrize("case, bits", [("bert_like_encoder", 8), ("llama_like_decoder_gqa", 8),
-                                        ("paper_encoder_decoder", 8), ("multi_query_decoder", 8),
-                                        ("bert_like_encoder", 4), ("multi_query_decoder", 4)])
-def test_quantized_models_stay_within_the_budget_of_the_fp32_reference(case, bits, tmp_path):
+@pytest.mark.parametrize("case, bits, target", [
+    ("bert_like_encoder", 8, "portable"), ("llama_like_decoder_gqa", 8, "portable"),
+    ("paper_encoder_decoder", 8, "portable"), ("multi_query_decoder", 8, "portable"),
+    ("bert_like_encoder", 4, "ort-cpu"), ("multi_query_decoder", 4, "ort-cpu"),
+    ("bert_like_encoder", 4, "portable"), ("llama_like_decoder_gqa", 4, "portable")])
+def test_quantized_models_stay_within_the_budget_of_the_fp32_reference(case, bits, target, tmp_path):
     spec = parse_spec(spec_text(case), f"{case}.yaml")
     weights = random_weights(spec)
     save_file(weights, str(tmp_path / "w.safetensors"))
     compiled = compile_spec(spec, weights=str(tmp_path / "w.safetensors"), quantize=f"int{bits}", check_numerics=True,
-                            target="portable" if bits == 8 else "ort-cpu")
-    kernel = "MatMulInteger" if bits == 8 else "MatMulNBits"
+                            target=target, opset=21)
+    kernel = {8: "MatMulInteger", 4: "MatMulNBits" if target == "ort-cpu" else "DequantizeLinear"}[bits]
     assert any(n.op_type == kernel for n in compiled.model.proto.graph.node)
     if spec.head.kind == "lm" and spec.head.tied:  # the tied head is quantized too, the embedding kept
         names = {name for name, _ in compiled.model.initializers}
@@ -115,13 +123,31 @@ def test_compile_quantize_explains_and_is_deterministic(tmp_path, capsys):
     assert outputs[0] == outputs[1]
 
 
-@pytest.mark.parametrize("target, quantize", [("portable", "int8"), ("ort-cpu", "int8"), ("ort-cpu", "int4")])
+@pytest.mark.parametrize("target, quantize", [("portable", "int8"), ("ort-cpu", "int8"), ("ort-cpu", "int4"),
+                                              ("portable", "int4")])
 def test_inspect_counts_the_quantized_matmuls(target, quantize, tmp_path):
     from tfcompiler.inspection import inspect_model
 
     spec = parse_spec(spec_text("bert_like_encoder"))
     flops = {}
     for q in ("none", quantize):
-        compile_spec(spec, target=target, quantize=q).model.save(tmp_path / f"{q}.onnx")
+        compile_spec(spec, target=target, quantize=q, opset=21).model.save(tmp_path / f"{q}.onnx")
         flops[q] = inspect_model(str(tmp_path / f"{q}.onnx"))["weight_flops_per_token"]
     assert flops[quantize] == flops["none"] > 0
+
+
+def test_onnxruntime_runs_standard_int4_as_matmul_nbits(tmp_path):
+    """The portable int4 form as onnxruntime loads it: DequantizeLinear + MatMul fused into
+    MatMulNBits, exact against the IR with fp32 products (accuracy level 0)."""
+    import onnx
+
+    spec = parse_spec(spec_text("bert_like_encoder"))
+    compiled = compile_spec(spec, seed=2, quantize="int4", opset=21)
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    options.add_session_config_entry("session.qdq_matmulnbits_accuracy_level", "0")
+    session = ort.InferenceSession(compiled.model.serialize(), options, providers=["CPUExecutionProvider"])
+    assert "MatMulNBits" in {node.op_type for node in onnx.load(str(tmp_path / "optimized.onnx")).graph.node}
+    feeds = feeds_for(session, 2, 9, 3, spec.model.vocab_size, seed=2)
+    want = evaluate(compiled.graph, feeds)["last_hidden_state"]
+    np.testing.assert_allclose(session.run(["last_hidden_state"], feeds)[0], want, atol=1e-5, rtol=0)

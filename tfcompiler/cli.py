@@ -150,7 +150,7 @@ def parser() -> argparse.ArgumentParser:
                         "where the capability table allows")
     c.add_argument("--quantize", default="none", choices=["none", "int8", "int4"],
                    help="int8: int8 weights (a scale per output column) for the linear maps, activations "
-                        "quantized at run time; int4 (ort-cpu): weight-only 4-bit blocks")
+                        "quantized at run time; int4: weight-only 4-bit blocks (portable: --opset 21 or later)")
     c.add_argument("--explain", action="store_true", help="print what each pass did")
     c.add_argument("--external-data", action="store_true",
                    help="weights in OUT.onnx.data (automatic over 2 GB)")

@@ -10,6 +10,7 @@ from .build.weights import init_weights, load_weights
 from .ir.graph import Graph
 from .ir.interpret import random_feeds
 from .lower.serialize import LoweredModel
+from .lower.quantized import INT4_OPSET
 from .lower.targets import TARGETS, kernels_for
 from .lower.to_onnx import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET, to_onnx
 from .passes.pipeline import QUANTIZE, PipelineReport, make_pipeline, run_pipeline
@@ -57,9 +58,10 @@ def compile_spec(spec: Spec | str | Path, weights: str | None = None, seed: int 
         raise TfcError(f"--target {target}: expected one of {', '.join(TARGETS)}")
     if quantize not in QUANTIZE:
         raise TfcError(f"--quantize {quantize}: expected one of {', '.join(QUANTIZE)}")
-    if quantize == "int4" and "MatMulNBits" not in kernels_for(target):
-        raise TfcError(f"--quantize int4 runs on onnxruntime's MatMulNBits kernel: it needs --target ort-cpu, "
-                       f"got {target} (a standard-op 4-bit form is not built yet)")
+    int4_layout = "nbits" if "MatMulNBits" in kernels_for(target) else "rows"
+    if quantize == "int4" and int4_layout == "rows" and opset < INT4_OPSET:
+        raise TfcError(f"--quantize int4 for --target {target} needs --opset {INT4_OPSET} or later (4-bit "
+                       f"DequantizeLinear with blocks), got {opset}; --target ort-cpu runs it at any opset")
     if not isinstance(spec, Spec):
         spec = load_spec(spec)
     progress("build")
@@ -69,7 +71,7 @@ def compile_spec(spec: Spec | str | Path, weights: str | None = None, seed: int 
     parameters = sum(int(w.size) for w in graph.weights.values())
     progress("passes")
     feeds = random_feeds(graph, check_sizes(graph), pad_last=1) if check_numerics else None
-    graph, report = run_pipeline(graph, make_pipeline(pipeline, quantize), verify_each or check_numerics,
+    graph, report = run_pipeline(graph, make_pipeline(pipeline, quantize, int4_layout), verify_each or check_numerics,
                                  dump_after, feeds)
     progress("lower")
     metadata = {"tfcompiler.spec_name": spec.name, "tfcompiler.spec_sha256": spec.sha256,

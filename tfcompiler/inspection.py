@@ -74,12 +74,12 @@ def inspect_model(path: str) -> dict:
 
 def _weight_flops(model) -> int:
     """2·K·N per token for every MatMul by a (K, N) weight, directly or through a Transpose (a tied
-    head), and for the quantized ones (MatMulInteger, DynamicQuantizeMatMul: (K, N) int8; MatMulNBits:
-    its K and N attributes). Attention scores depend on the sequence length and are not counted here."""
+    head) or a DequantizeLinear (int4 on standard ops), and for the quantized ones (MatMulInteger,
+    DynamicQuantizeMatMul: (K, N) int8; MatMulNBits: its K and N attributes). Attention scores depend on the sequence length and are not counted here."""
     shapes = {t.name: tuple(t.dims) for t in model.graph.initializer}
-    for node in model.graph.node:
-        if node.op_type == "Transpose" and node.input[0] in shapes and len(shapes[node.input[0]]) == 2:
-            shapes[node.output[0]] = shapes[node.input[0]][::-1]
+    for node in model.graph.node:  # a weight's transpose (a tied head) or dequantized copy (int4)
+        if node.op_type in ("Transpose", "DequantizeLinear") and len(shapes.get(node.input[0], ())) == 2:
+            shapes[node.output[0]] = shapes[node.input[0]][::-1 if node.op_type == "Transpose" else 1]
     flops = 0
     for node in model.graph.node:
         if node.op_type in ("MatMul", "MatMulInteger", "DynamicQuantizeMatMul") and \

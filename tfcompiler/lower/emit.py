@@ -87,6 +87,14 @@ class Emitter:
         self.initializers.append((name, array if hasattr(array, "nbytes") else np.asarray(array)))
         return name
 
+    def retype(self, name: str, data_type: int, dims: tuple) -> str:
+        """Declare initializer `name` as another ONNX type over the same bytes (uint8 pairs of codes
+        as a UINT4 tensor of `dims`); returns the name."""
+        for i, (other, array) in enumerate(self.initializers):
+            if other == name and not isinstance(array, Retyped):
+                self.initializers[i] = (name, Retyped(array, data_type, tuple(dims)))
+        return name
+
     def const(self, values, dtype=np.int64) -> str:
         """A small shared constant (shapes, axes, scalars), deduplicated by value."""
         array = np.asarray(values, dtype=dtype)
@@ -95,3 +103,29 @@ class Emitter:
             name = self.unique(f"/constants/{array.dtype.name}_{'x'.join(map(str, array.shape)) or 'scalar'}")
             self._constants[key] = self.initializer(array, name)
         return self._constants[key]
+
+
+@dataclass(frozen=True)
+class Retyped:
+    """An initializer written with its own ONNX type and dims over an array's bytes (the writer
+    reads `tensor_type` and `tensor_dims`); an array or a weight recipe, made when needed."""
+
+    array: object
+    tensor_type: int
+    tensor_dims: tuple
+
+    @property
+    def shape(self):
+        return self.array.shape
+
+    @property
+    def dtype(self):
+        return self.array.dtype
+
+    @property
+    def nbytes(self) -> int:
+        return self.array.nbytes
+
+    def __array__(self, dtype=None, copy=None):
+        out = np.asarray(self.array)
+        return out if dtype is None else out.astype(dtype)

@@ -53,8 +53,9 @@ def _little_endian(array) -> np.ndarray:
 
 def _tensor_header(name: str, array, **external) -> onnx.TensorProto:
     """A TensorProto without its payload (``array`` is an array or a weight recipe)."""
-    tensor = onnx.TensorProto(name=name, data_type=helper.np_dtype_to_tensor_dtype(array.dtype))
-    tensor.dims.extend(array.shape)
+    data_type = getattr(array, "tensor_type", None) or helper.np_dtype_to_tensor_dtype(array.dtype)
+    tensor = onnx.TensorProto(name=name, data_type=data_type)
+    tensor.dims.extend(getattr(array, "tensor_dims", array.shape))  # a Retyped array: its own type and dims
     if external:
         tensor.data_location = onnx.TensorProto.EXTERNAL
         for key, value in external.items():

@@ -78,16 +78,17 @@ def _compare(pass_name: str, expected: dict, actual: dict, tolerance: float, bud
     return f"numerics checked: outputs within {worst:.3g} of their scale of the IR before the pipeline"
 
 
-QUANTIZE = {"none": None, "int8": lambda: QuantizeWeights(8), "int4": lambda: QuantizeWeights(4)}
+QUANTIZE = {"none": None, "int8": 8, "int4": 4}  # --quantize -> bits
 
 
-def make_pipeline(name: str = "default", quantize: str = "none") -> list[Pass]:
+def make_pipeline(name: str = "default", quantize: str = "none", int4_layout: str = "nbits") -> list[Pass]:
     """The named pipeline; with `quantize`, its quantization pass before dead-code elimination (after
-    packing, so packed projections are quantized as one)."""
+    packing, so packed projections are quantized as one); `int4_layout` as the target runs them
+    (tfcompiler.passes.quantize_weights)."""
     passes = [cls() for cls in PIPELINES[name]]
     if QUANTIZE[quantize] is not None:
         at = next((i for i, p in enumerate(passes) if isinstance(p, EliminateDeadCode)), len(passes))
-        passes.insert(at, QUANTIZE[quantize]())
+        passes.insert(at, QuantizeWeights(QUANTIZE[quantize], int4_layout))
     return passes
 
 

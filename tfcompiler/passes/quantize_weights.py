@@ -11,14 +11,17 @@ time, per tensor (quantized_matmul). Every matmul whose right operand is a 2-D f
 transpose of one (a LM head tied to the token embedding: the int8 copy is of the transpose, the
 embedding itself stays fp32), is quantized; embeddings, norms and attention scores stay fp32.
 
-int4 (weight-only, `--target ort-cpu`):
+int4 (weight-only):
 
     x ─ matmul(W)            =>      x ─ int4_matmul(4-bit codes, block scales)
 
 each column of W in blocks of 32 rows, a scale per block, max|block| / 7, codes round(W / scale) + 8
-in [0, 15], two a byte (onnxruntime's MatMulNBits layout); the activations stay fp32. It shrinks the
-weights 7x; on a processor without int8 dot products it runs at about fp32 speed on prompts and pays
-off when decoding is bound by weight reads.
+in [0, 15], two a byte; the activations stay fp32. Two layouts of the same codes: "nbits", column
+by column (onnxruntime's MatMulNBits, `--target ort-cpu`), and "rows", W's (K, N) codes row by row
+as ONNX packs a 4-bit tensor (the standard DequantizeLinear with blocks, opset 21: any runtime;
+onnxruntime turns DequantizeLinear + MatMul back into MatMulNBits). It shrinks the weights 7x; on a
+processor without int8 dot products it runs at about fp32 speed on prompts and pays off when
+decoding is bound by weight reads.
 
 This pass changes the numbers on purpose: the pipeline checks it against the unquantized IR with
 an accuracy budget (relative RMS error of every output at most `budget`) instead of equality, and
@@ -43,8 +46,8 @@ class Quantization:
     """The (values, scales) of one weight (an array or a recipe), made once for both parts: drawing a
     seeded weight is the costly step. Dropped once both parts are taken, so memory stays bounded."""
 
-    def __init__(self, weight, transposed: bool, bits: int):
-        self.weight, self.transposed, self.bits = weight, transposed, bits
+    def __init__(self, weight, transposed: bool, bits: int, layout: str = "nbits"):
+        self.weight, self.transposed, self.bits, self.layout = weight, transposed, bits, layout
         self.lock, self.result, self.taken = threading.Lock(), None, set()
 
     def part(self, name: str) -> np.ndarray:
@@ -52,7 +55,7 @@ class Quantization:
             if self.result is None:
                 weight = np.asarray(self.weight, dtype=np.float32)
                 weight = weight.T if self.transposed else weight
-                self.result = quantize(weight) if self.bits == 8 else quantize_int4(weight)
+                self.result = quantize(weight) if self.bits == 8 else quantize_int4(weight, self.layout)
             out = self.result[0 if name == "values" else 1]
             self.taken.add(name)
             if len(self.taken) == 2:
@@ -88,8 +91,11 @@ def quantize(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return values, scales
 
 
-def quantize_int4(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(packed codes (N, K/32, 16) uint8, scales (N, K/32)) of a (K, N) weight, K zero-padded to 32s."""
+def quantize_int4(weight: np.ndarray, layout: str = "nbits") -> tuple[np.ndarray, np.ndarray]:
+    """The 4-bit codes and block scales of a (K, N) weight in blocks of 32 rows (the last one zero
+    padded): "nbits", packed (N, ⌈K/32⌉, 16) uint8 and scales (N, ⌈K/32⌉); "rows", the (K, N) codes
+    packed flat, two a byte low nibble first (an odd count ends in a zero nibble), and scales
+    (⌈K/32⌉, N)."""
     k, n = weight.shape
     padded = np.zeros((-(-k // BLOCK) * BLOCK, n), np.float32)
     padded[:k] = weight
@@ -97,6 +103,9 @@ def quantize_int4(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     scales = np.abs(blocks).max(axis=2) / 7
     scales = np.where(scales > 0, scales, 1.0).astype(np.float32)
     codes = (np.clip(np.rint(blocks / scales[..., None]), -8, 7) + 8).astype(np.uint8)
+    if layout == "rows":
+        codes, scales = codes.reshape(n, -1)[:, :k].T.reshape(-1), np.ascontiguousarray(scales.T)
+        codes = np.concatenate([codes, np.zeros(len(codes) % 2, np.uint8)])
     return (codes[..., 0::2] | (codes[..., 1::2] << 4)).astype(np.uint8), scales
 
 
@@ -104,8 +113,8 @@ class QuantizeWeights(Pass):
     name = "quantize_weights"
     description = "int8 weights for the linear maps, activations quantized at run time (or int4, weight-only)"
 
-    def __init__(self, bits: int = 8):
-        self.bits = bits
+    def __init__(self, bits: int = 8, layout: str = "nbits"):
+        self.bits, self.layout = bits, layout  # layout: of int4 codes (see quantize_int4)
         self.budget = self.BUDGETS[bits]
     # relative RMS error of the outputs the pipeline accepts: a broken rewrite moves them ~100%; int4's
     # rounding alone moves a random-weight BERT-base about 25% (real weights are smoother)
@@ -125,10 +134,14 @@ class QuantizeWeights(Pass):
             suffix = ".T" if transposed else ""
             k, n = shape
             blocks = -(-k // BLOCK)
-            parts = (("values", "int8", shape), ("scales", "float32", (n,))) if self.bits == 8 else \
-                (("values", "uint8", (n, blocks, BLOCK // 2)), ("scales", "float32", (n, blocks)))
+            if self.bits == 8:
+                parts = (("values", "int8", shape), ("scales", "float32", (n,)))
+            elif self.layout == "rows":
+                parts = (("values", "uint8", (-(-k * n // 2),)), ("scales", "float32", (blocks, n)))
+            else:
+                parts = (("values", "uint8", (n, blocks, BLOCK // 2)), ("scales", "float32", (n, blocks)))
             if (name, transposed) not in made:  # a weight shared by several matmuls is quantized once
-                source = Quantization(weight, transposed, self.bits)
+                source = Quantization(weight, transposed, self.bits, self.layout)
                 params = []
                 for part, dtype, part_shape in parts:
                     part_name = f"{name}{suffix}.int{self.bits}" if part == "values" else f"{name}{suffix}.scale"
@@ -140,7 +153,8 @@ class QuantizeWeights(Pass):
                 made[name, transposed] = params
                 saved += 4 * k * n
             params = made[name, transposed]
-            op_type, attrs = ("quantized_matmul", {}) if self.bits == 8 else ("int4_matmul", dict(k=k, block=BLOCK))
+            op_type, attrs = ("quantized_matmul", {}) if self.bits == 8 else \
+                ("int4_matmul", dict(k=k, n=n, block=BLOCK, layout=self.layout))
             out = graph.add1(op_type, (x, *params), attrs, origin=graph.op(node).origin,
                              label=graph.op(node).label or "QuantizedMatMul")
             graph.replace_all_uses(Value(node, 0), out)

@@ -43,26 +43,32 @@ def _infer(attrs, types):
 register("quantized_matmul", (3, 3), _infer, _evaluate)
 
 
-def unpack_int4(packed: np.ndarray, scales: np.ndarray, k: int) -> np.ndarray:
-    """MatMulNBits' layout back to a (K, N) float32 weight: packed (N, K/block, block/2) uint8, two
-    4-bit codes a byte (low nibble first), zero point 8; scales (N, K/block)."""
-    codes = np.stack([packed & 0x0F, packed >> 4], axis=-1).reshape(packed.shape[0], packed.shape[1], -1)
-    values = (codes.astype(np.float32) - 8) * scales[..., None]
+def unpack_int4(packed: np.ndarray, scales: np.ndarray, k: int, layout: str = "nbits", block: int = 32) -> np.ndarray:
+    """4-bit codes back to a (K, N) float32 weight, two a byte (low nibble first), zero point 8:
+    "nbits" (MatMulNBits), packed (N, ⌈K/block⌉, block/2) and scales (N, ⌈K/block⌉); "rows", the
+    (K, N) codes packed flat and scales (⌈K/block⌉, N)."""
+    codes = np.stack([packed & 0x0F, packed >> 4], axis=-1).astype(np.float32) - 8
+    if layout == "rows":
+        n = scales.shape[1]
+        return codes.reshape(-1)[:k * n].reshape(k, n) * np.repeat(scales, block, axis=0)[:k]
+    values = codes.reshape(packed.shape[0], packed.shape[1], -1) * scales[..., None]
     return values.reshape(packed.shape[0], -1)[:, :k].T
 
 
 def _weight_only(attrs, x, packed, scales):
-    return [(x @ unpack_int4(packed, scales, attrs["k"])).astype(np.float32)]
+    weight = unpack_int4(packed, scales, attrs["k"], attrs.get("layout", "nbits"), attrs["block"])
+    return [(x @ weight).astype(np.float32)]
 
 
 def _weight_only_infer(attrs, types):
     x, packed, scales = types
-    if packed.dtype != "uint8" or packed.rank != 3 or scales.rank != 2 or x.shape[-1] != attrs["k"]:
-        raise OpTypeError(f"int4_matmul takes x (..., K), packed uint8 (N, K/block, block/2) and scales "
-                          f"(N, K/block): {x}, {packed}, {scales}")
-    return [TensorType("float32", x.shape[:-1] + (packed.shape[0],))]
+    rows = attrs.get("layout") == "rows"
+    if packed.dtype != "uint8" or packed.rank != (1 if rows else 3) or scales.rank != 2 or x.shape[-1] != attrs["k"]:
+        raise OpTypeError(f"int4_matmul takes x (..., K), packed uint8 codes (flat, or (N, K/block, block/2)) and "
+                          f"scales: {x}, {packed}, {scales}")
+    return [TensorType("float32", x.shape[:-1] + (scales.shape[1] if rows else packed.shape[0],))]
 
 
-# int4_matmul(x (..., K), packed (N, K/block, block/2) uint8, scales (N, K/block)) attrs k, block:
+# int4_matmul(x (..., K), packed uint8, scales) attrs k, n, block, layout (nbits | rows, see unpack_int4):
 # x @ W with W's 4-bit codes per block of `block` rows of a column, zero point 8 (weight-only: x stays fp32)
 register("int4_matmul", (3, 3), _weight_only_infer, _weight_only)
