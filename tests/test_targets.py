@@ -23,7 +23,7 @@ USES = {"LinearAttention": ["linear_causal_decoder", "performer_causal_decoder",
         "SkipSimplifiedLayerNormalization": ["llama_like_decoder_gqa!"],
         "MatMulNBits": [],
         "MultiHeadAttention": ["bert_like_encoder", "rope_interleaved_partial_linear"],
-        "QueryBlocks": ["multi_query_decoder"]}  # int4 has no portable form to compare with: tests/test_quantize.py checks it
+        "QueryBlocks": ["multi_query_decoder"]}  # MatMulNBits: tests/test_quantize.py checks both int4 forms against the IR
 
 
 def test_every_cpu_kernel_has_a_check():

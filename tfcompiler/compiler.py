@@ -9,8 +9,8 @@ from .build import build_graph
 from .build.weights import init_weights, load_weights
 from .ir.graph import Graph
 from .ir.interpret import random_feeds
-from .lower.serialize import LoweredModel
 from .lower.quantized import INT4_OPSET
+from .lower.serialize import LoweredModel
 from .lower.targets import TARGETS, kernels_for
 from .lower.to_onnx import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET, to_onnx
 from .passes.pipeline import QUANTIZE, PipelineReport, make_pipeline, run_pipeline

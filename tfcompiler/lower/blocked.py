@@ -164,32 +164,31 @@ class Blocked:
     def dense_rows_from(self, start: str) -> str:
         """The queries from `start` (int64 (1,)) to the end over every key (global blocks at the input's
         end; never causal)."""
-        e, types = self.e, self.types
+        e = self.e
         q_rows = e.node1("Slice", self.q, start, e.node1("Reshape", self.s, e.const([1])), e.const([2]))
-        attrs = {"scale": self.attrs["scale"], "causal": False, "softcap": self.attrs.get("softcap", 0.0)}
-        rows_type = types[0].with_shape(types[0].shape[:2] + ("trailing_rows",) + types[0].shape[3:])
-        value_type = types[2].with_shape(types[0].shape[:3] + types[2].shape[3:])  # heads already repeated
-        return emit_attention(e, attrs, [q_rows, self.k, self.v, *self.bias],
-                              [rows_type, types[0], value_type, *types[3:]], "DenseRows")[0]
+        return self.dense_rows(q_rows, "trailing_rows", list(self.bias), list(self.types[3:]))
 
     def dense_leading_rows(self, rows: int) -> str:
         """The first `rows` queries over every key (causality top-left: they are the first rows)."""
         e, types = self.e, self.types
         q_rows = e.node1("Slice", self.q, e.const([0]), e.const([rows]), e.const([2]))
-        bias = list(self.bias)
-        if self.attrs["causal"]:
-            future = e.node1("Less", e.const(np.arange(rows)[:, None]),
-                             e.node1("Unsqueeze", e.node1("Range", e.const(0), self.s, e.const(1)), e.const([0])))
-            future = e.node1("Slice", future, e.const([0]), e.node1("Reshape", self.s, e.const([1])), e.const([0]))
-            hide = e.node1("Where", future, e.const(MASKED, np.float32), e.const(0.0, np.float32))
-            bias = [e.node1("Add", bias[0], hide) if bias else hide]
+        if not self.attrs["causal"]:
+            return self.dense_rows(q_rows, "dense_rows", list(self.bias), list(types[3:]))
+        future = e.node1("Less", e.const(np.arange(rows)[:, None]),
+                         e.node1("Unsqueeze", e.node1("Range", e.const(0), self.s, e.const(1)), e.const([0])))
+        future = e.node1("Slice", future, e.const([0]), e.node1("Reshape", self.s, e.const([1])), e.const([0]))
+        hide = e.node1("Where", future, e.const(MASKED, np.float32), e.const(0.0, np.float32))
+        return self.dense_rows(q_rows, "dense_rows", [e.node1("Add", self.bias[0], hide) if self.bias else hide],
+                               [types[0].with_shape((1, 1, "dense_rows", types[0].shape[2]))])
+
+    def dense_rows(self, q_rows: str, rows: str, bias: list, bias_types: list) -> str:
+        """Queries `q_rows` (B, H, `rows`, d) over every key with `bias` (causality, if any, in it)."""
+        types = self.types
         attrs = {"scale": self.attrs["scale"], "causal": False, "softcap": self.attrs.get("softcap", 0.0)}
-        rows_type = types[0].with_shape(types[0].shape[:2] + ("dense_rows",) + types[0].shape[3:])
-        bias_type = ([types[0].with_shape((1, 1, "dense_rows", types[0].shape[2]))] if self.attrs["causal"]
-                     else list(types[3:]))
+        rows_type = types[0].with_shape(types[0].shape[:2] + (rows,) + types[0].shape[3:])
         value_type = types[2].with_shape(types[0].shape[:3] + types[2].shape[3:])  # heads already repeated
-        return emit_attention(e, attrs, [q_rows, self.k, self.v, *bias],
-                               [rows_type, types[0], value_type, *bias_type], "DenseRows")[0]
+        return emit_attention(self.e, attrs, [q_rows, self.k, self.v, *bias],
+                              [rows_type, types[0], value_type, *bias_types], "DenseRows")[0]
 
 
 def banded_attention(e, attrs, inputs, types, label):

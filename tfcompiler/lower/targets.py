@@ -2,9 +2,10 @@
 
 A target names the runtime the model is for. `portable` uses standard ONNX ops only, for any
 runtime. `ort-cpu` may also use onnxruntime contrib ops whose CPU kernels exist and compute what we
-need; each entry below is one such kernel (or a standard-op strategy that pays on those providers only), with the providers on
-which it was checked against our standard-op lowering (tests/test_targets.py runs every CPU entry). A lowering asks
-`e.can(KERNEL)`; where the answer is no, it emits standard ops.
+need; each entry below is one such kernel (or a standard-op strategy that pays on those providers
+only), with the providers on which it was checked against our standard-op lowering
+(tests/test_targets.py runs every CPU entry). A lowering asks `e.can(KERNEL)`; where the answer is
+no, it emits standard ops.
 """
 from __future__ import annotations
 
