@@ -73,9 +73,10 @@ class Blocked:
         (B, n·block, H·last) -> (B, n, block, H·last) when fused."""
         return self.e.node1("Reshape", x, self.e.const([0] * (self.axis - 1) + [0, -1, self.block, self.row(last)]))
 
-    def scores(self, q_blocks: str, k_blocks: str) -> str:
+    def scores(self, q_blocks: str, k_blocks: str, rank: int = 5) -> str:
         e = self.e
-        scores = e.node1("MatMul", q_blocks, e.node1("Transpose", k_blocks, perm=[0, 1, 2, 4, 3]))
+        last_two = [rank - 1, rank - 2]
+        scores = e.node1("MatMul", q_blocks, e.node1("Transpose", k_blocks, perm=list(range(rank - 2)) + last_two))
         scores = e.node1("Mul", scores, e.const(self.attrs["scale"], np.float32))
         if self.attrs.get("softcap"):
             cap = e.const(self.attrs["softcap"], np.float32)
@@ -109,18 +110,16 @@ class Blocked:
         else:
             self.e.miss("Attention", f"blocked attention with {why}")
 
-    def attend(self, k_blocks: str, v_blocks: str, keys: int, bias: str, dense_rows: int, label: str,
-               columns=None) -> str:
+    def attend(self, k_blocks: str, v_blocks: str, keys: int, bias: str, dense_rows: int, label: str) -> str:
         """Each query block over its `keys` keys with the additive `bias`, back to (B,H,S,Dv). A
         fused grid runs one `Attention` op over every block (blocks folded into its batch, heads
         split inside it), so the scores never leave the kernel; otherwise the explicit MatMul /
-        Softmax / MatMul form. `columns`: see `finish`."""
+        Softmax / MatMul form."""
         e = self.e
         if not self.fused:
-            self.unfused("strided columns (one softmax over two key sets)" if columns is not None
-                         else "a soft-cap (the op caps after the mask)")
+            self.unfused("a soft-cap (the op caps after the mask)")
             scores = e.node1("Add", self.scores(self.q_blocks, k_blocks), bias)
-            return self.finish(scores, v_blocks, dense_rows, label, columns)
+            return self.finish(scores, v_blocks, dense_rows, label)
         batch = e.node1("Shape", self.q, start=0, end=1)
 
         def fold(x, rows, last):  # (B, nb, rows, H·last) -> (B·nb, rows, H·last)
@@ -133,23 +132,37 @@ class Blocked:
         shape = e.node1("Concat", batch, e.const([-1, self.heads, self.value_width]), axis=0)
         return self.close(e.node1("Transpose", e.node1("Reshape", out, shape), perm=[0, 2, 1, 3]), dense_rows, label)
 
-    def finish(self, scores: str, v_blocks: str, dense_rows: int, label: str, columns=None) -> str:
+    def finish(self, scores: str, v_blocks: str, dense_rows: int, label: str) -> str:
         """Softmax, weighted values, back to (B, H, S, Dv); the first `dense_rows` queries replaced
-        by dense attention over every key. `columns`: (scores (B,H,nb,block,nb), values
-        (B,H,block,nb,Dv)) of the strided keys, one per other block at the query's offset."""
+        by dense attention over every key."""
+        out = self.e.node1("MatMul", self.e.node1("Softmax", scores, axis=-1), v_blocks)
+        return self.close(self.e.node1("Reshape", out, self.e.const([0, 0, -1, self.value_width])), dense_rows, label)
+
+    def attend_with_columns(self, k_blocks: str, v_blocks: str, bias: str, columns, label: str) -> str:
+        """Each query block over its band (`k_blocks`, `bias`) and its strided `columns` under one
+        softmax, one block per `Loop` iteration, so the band's scores stay linear in the length; the
+        columns' scores and weighted values (S x nb) are computed for all blocks at once. `columns`:
+        scores (B,H,nb,block,nb) and values (B,H,block,nb,Dv), see strided_columns."""
         e = self.e
-        if columns is None:
-            out = e.node1("MatMul", e.node1("Softmax", scores, axis=-1), v_blocks)
-        else:
-            column_scores, column_values = columns
-            width = e.node1("Shape", scores, start=4, end=5)
-            probs = e.node1("Softmax", e.node1("Concat", scores, column_scores, axis=-1), axis=-1)
-            out = e.node1("MatMul", e.node1("Slice", probs, e.const([0]), width, e.const([4])), v_blocks)
-            by_offset = e.node1("Transpose", e.node1("Slice", probs, width, e.const([2 ** 62]), e.const([4])),
-                                perm=[0, 1, 3, 2, 4])  # (B,H,block,nb,nb)
-            strided = e.node1("Transpose", e.node1("MatMul", by_offset, column_values), perm=[0, 1, 3, 2, 4])
-            out = e.node1("Add", out, strided)
-        return self.close(e.node1("Reshape", out, e.const([0, 0, -1, self.value_width])), dense_rows, label)
+        self.unfused("strided columns (one softmax over two key sets)")
+        column_scores, column_values = columns
+
+        def one_block(index):
+            def this_block(x):
+                return e.node1("Gather", x, index, axis=2)
+
+            band = e.node1("Add", self.scores(this_block(self.q_blocks), this_block(k_blocks), rank=4),
+                           this_block(bias))  # (B,H,block,W)
+            width = e.node1("Shape", band, start=3, end=4)
+            probs = e.node1("Softmax", e.node1("Concat", band, this_block(column_scores), axis=-1), axis=-1)
+            out = e.node1("MatMul", e.node1("Slice", probs, e.const([0]), width, e.const([3])), this_block(v_blocks))
+            return [out, e.node1("Slice", probs, width, e.const([2 ** 62]), e.const([3]))]
+
+        band_out, column_probs = e.loop(self.blocks, one_block, "StridedBlocks", results=2)  # (nb, B,H,block, Dv|nb)
+        by_offset = e.node1("Transpose", column_probs, perm=[1, 2, 3, 0, 4])  # (B,H,block,nb,nb)
+        strided = e.node1("Transpose", e.node1("MatMul", by_offset, column_values), perm=[0, 1, 3, 2, 4])
+        out = e.node1("Add", e.node1("Transpose", band_out, perm=[1, 2, 0, 3, 4]), strided)  # (B,H,nb,block,Dv)
+        return self.close(e.node1("Reshape", out, e.const([0, 0, -1, self.value_width])), 0, label)
 
     def close(self, out: str, dense_rows: int, label: str) -> str:
         """(B,H,S',Dv) on whole blocks -> (B,H,S,Dv): the padding sliced off, the first
@@ -242,14 +255,17 @@ def banded_attention(e, attrs, inputs, types, label):
         k_blocks = e.node1("Concat", per_block(grid.k, grid.width), k_blocks, axis=grid.axis + 1)
         v_blocks = e.node1("Concat", per_block(grid.v, grid.value_width), v_blocks, axis=grid.axis + 1)
         keys += g
-    columns = strided_columns(grid, attrs["stride_columns"], i) if attrs.get("stride_columns") else None
-    return [grid.attend(k_blocks, v_blocks, keys, bias, g, label or "BandedAttention", columns)]
+    if attrs.get("stride_columns"):
+        columns = strided_columns(grid, attrs["stride_columns"], i)
+        return [grid.attend_with_columns(k_blocks, v_blocks, bias, columns, label or "BandedAttention")]
+    return [grid.attend(k_blocks, v_blocks, keys, bias, g, label or "BandedAttention")]
 
 
 def strided_columns(grid: Blocked, stride: int, i: str):
     """The Sparse Transformer's strided keys beyond the band: with blocks of `stride` positions, query
     (block a, offset r) also sees offset r of every other block (earlier ones when causal). Scores
-    (B,H,nb,block,nb) and values (B,H,block,nb,Dv), by MatMuls over the offset-major layout."""
+    (B,H,nb,block,nb), MASKED where the key block is the query's own, past the end or (causal)
+    ahead, and values (B,H,block,nb,Dv), by MatMuls over the offset-major layout."""
     e = grid.e
 
     def by_offset(x, last):  # (B,H,S,last) -> (B,H,block,nb,last)

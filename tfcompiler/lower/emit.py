@@ -73,14 +73,20 @@ class Emitter:
                                  [helper.make_tensor_value_info(name, kind, []) for name, kind in inputs],
                                  [helper.make_tensor_value_info(name, kind, None) for name, kind in zip(outputs, types)])
 
-    def loop(self, count: str, body, label: str) -> str:
+    def loop(self, count: str, body, label: str, results: int = 1):
         """A `Loop` of `count` (scalar int64) iterations; `body(index)` emits one iteration's nodes and
-        returns its float result, all of the same shape; returns them stacked on a new first axis."""
+        returns its float result (a list of `results` of them), each of the same shape in every
+        iteration; returns them stacked on a new first axis (a list when `results` > 1)."""
         index, keep_going = self.unique("iteration"), self.unique("keep_going")
-        graph = self.branch(lambda: [self.node1("Identity", keep_going), body(index)],
-                            inputs=((index, TensorProto.INT64), (keep_going, TensorProto.BOOL)),
-                            output_types=(TensorProto.BOOL, TensorProto.FLOAT))
-        return self.node1("Loop", count, self.const(True, np.bool_), body=graph, label=label)
+
+        def build():
+            out = body(index)
+            return [self.node1("Identity", keep_going), *(out if results > 1 else [out])]
+
+        graph = self.branch(build, inputs=((index, TensorProto.INT64), (keep_going, TensorProto.BOOL)),
+                            output_types=(TensorProto.BOOL,) + (TensorProto.FLOAT,) * results)
+        outputs = self.node("Loop", [count, self.const(True, np.bool_)], n_outputs=results, body=graph, label=label)
+        return outputs if results > 1 else outputs[0]
 
     def initializer(self, array: np.ndarray, name: str) -> str:
         # weight recipes (seeded weights) stay recipes: the writer draws them straight into the file
