@@ -9,32 +9,17 @@ what the difference is of a whole BERT-base forward (the speed table in RESULTS.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 import yaml
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, helper
+
+from timing import graph_session, round_robin_medians
 
 ROOT = Path(__file__).resolve().parent.parent
 FORWARD_MS = {128: 140.8, 512: 604.0}  # BERT-base, tfcompiler portable (RESULTS.md, session 5)
-
-
-def session(nodes: list, tables: dict) -> ort.InferenceSession:
-    int64 = [helper.make_tensor_value_info(name, TensorProto.INT64, [1, "sequence_length"]) for name in ("ids", "types")]
-    constants = {"zero": np.array(0), "one": np.array(1), "first": np.array([0])}
-    graph = helper.make_graph(nodes, "embeddings", int64, [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
-                              [numpy_helper.from_array(v, k) for k, v in {**tables, **constants}.items()])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)])
-    model.ir_version = 8
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 2
-    options.log_severity_level = 3
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
 
 
 def main() -> None:
@@ -57,7 +42,9 @@ def main() -> None:
     fused = [node("Cast", ["ids"], ["ids32"], to=TensorProto.INT32), node("Cast", ["types"], ["types32"], to=TensorProto.INT32),
              node("EmbedLayerNormalization", ["ids32", "types32", "tokens", "positions", "token_types", "scale", "bias"],
                   ["y", "mask_index"], domain="com.microsoft", epsilon=1e-12)]
-    sessions = [session(standard, tables), session(fused, tables)]
+    ids = [helper.make_tensor_value_info(name, TensorProto.INT64, [1, "sequence_length"]) for name in ("ids", "types")]
+    constants = {**tables, "zero": np.array(0), "one": np.array(1), "first": np.array([0])}
+    sessions = [graph_session(nodes, ids, constants, 17) for nodes in (standard, fused)]
     print(f"Command: `{' '.join(['python', f'benchmarks/{Path(__file__).name}', *sys.argv[1:]])}`\n")
     print("| tokens | Gather + Add + LayerNormalization | EmbedLayerNormalization | difference | of a BERT-base forward |")
     print("| --- | --- | --- | --- | --- |")
@@ -65,13 +52,8 @@ def main() -> None:
         feeds = {"ids": rng.integers(0, model["vocab_size"], (1, length)), "types": rng.integers(0, types, (1, length))}
         outputs = [s.run(None, feeds)[0] for s in sessions]
         assert np.abs(outputs[0] - outputs[1]).max() < 1e-4, "the kernel computes something else"
-        times = [[], []]
-        for _ in range(args.rounds):
-            for s, bucket in zip(sessions, times):
-                start = time.perf_counter()
-                s.run(None, feeds)
-                bucket.append(time.perf_counter() - start)
-        ours, kernel = (statistics.median(t) * 1e6 for t in times)
+        ours, kernel = (seconds * 1e6 for seconds in round_robin_medians(
+            [lambda s=s: s.run(None, feeds) for s in sessions], args.rounds))
         print(f"| {length} | {ours:.0f} µs | {kernel:.0f} µs | {kernel - ours:+.0f} µs | "
               f"{(kernel - ours) / (FORWARD_MS[length] * 10):+.3f}% |")
 

@@ -11,9 +11,7 @@ gate at 0, "from N keys" with the gate as shipped.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +21,7 @@ from tfcompiler import compile_spec, parse_spec
 from tfcompiler.lower import long_inputs
 from tfcompiler.lower.targets import kernels_for
 from tfcompiler.lower.to_onnx import to_onnx
+from timing import round_robin_medians
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -77,15 +76,11 @@ def measure(text: str, length: int, pad: int, ungated: bool, rounds: int) -> tup
     feeds["attention_mask"][:, length - pad:] = 0
     if "token_type_ids" in [i.name for i in sessions[0].get_inputs()]:
         feeds["token_type_ids"] = np.zeros((1, length), np.int64)
-    times = [[], []]
-    for session in sessions:
-        session.run(None, feeds)
-    for _ in range(rounds):
-        for session, bucket in zip(sessions, times):
-            start = time.perf_counter()
-            session.run(None, feeds)
-            bucket.append(time.perf_counter() - start)
-    return statistics.median(times[0]), statistics.median(times[1])
+    runs = [lambda s=s: s.run(None, feeds) for s in sessions]
+    for run in runs:  # warm-up
+        run()
+    used, without = round_robin_medians(runs, rounds)
+    return used, without
 
 
 def main() -> None:

@@ -10,28 +10,16 @@ spinning off), median per variant.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 import yaml
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, helper
+
+from timing import graph_session, round_robin_medians
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def session(nodes: list, inputs: list, constants: dict) -> ort.InferenceSession:
-    graph = helper.make_graph(nodes, "attention", inputs, [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
-                              [numpy_helper.from_array(v, k) for k, v in constants.items()])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 23), helper.make_opsetid("com.microsoft", 1)])
-    model.ir_version = 10
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 2
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
 
 
 def main() -> None:
@@ -56,8 +44,9 @@ def main() -> None:
                   ["y", "present_key", "present_value"], domain="com.microsoft", num_heads=heads,
                   kv_num_heads=kv_heads, do_rotary=1, scale=width ** -0.5)]
     lengths = [info("seqlens_k", TensorProto.INT32, [1]), info("total_length", TensorProto.INT32, [])]
-    sessions = [session(standard, inputs, {**tables, "first": np.array([0]), "zero": np.array(0), "one": np.array(1)}),
-                session(fused, inputs + lengths, tables)]
+    sessions = [graph_session(standard, inputs, {**tables, "first": np.array([0]), "zero": np.array(0),
+                                                 "one": np.array(1)}, 23),
+                graph_session(fused, inputs + lengths, tables, 23)]
     rng = np.random.default_rng(0)
     print(f"Command: `{' '.join(['python', f'benchmarks/{Path(__file__).name}', *sys.argv[1:]])}`\n")
     print("| tokens | RotaryEmbedding x2 + Attention | GroupQueryAttention (do_rotary) | |\n| --- | --- | --- | --- |")
@@ -67,13 +56,8 @@ def main() -> None:
         feeds_fused = {**feeds, "seqlens_k": np.array([tokens - 1], np.int32), "total_length": np.array(tokens, np.int32)}
         outputs = [sessions[0].run(None, feeds)[0], sessions[1].run(None, feeds_fused)[0]]
         assert np.abs(outputs[0] - outputs[1]).max() < 1e-4, "the kernel computes something else"
-        times = [[], []]
-        for _ in range(args.rounds):
-            for s, f, bucket in ((sessions[0], feeds, times[0]), (sessions[1], feeds_fused, times[1])):
-                start = time.perf_counter()
-                s.run(None, f)
-                bucket.append(time.perf_counter() - start)
-        ours, kernel = (statistics.median(t) * 1e6 for t in times)
+        ours, kernel = (seconds * 1e6 for seconds in round_robin_medians(
+            [lambda: sessions[0].run(None, feeds), lambda: sessions[1].run(None, feeds_fused)], args.rounds))
         print(f"| {tokens} | {ours:.0f} µs | {kernel:.0f} µs | kernel {abs(kernel / ours - 1) * 100:.0f}% "
               f"{'slower' if kernel > ours else 'faster'} |", flush=True)
 

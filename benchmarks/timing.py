@@ -1,4 +1,5 @@
-"""What the benchmark scripts share: the median of repeated timed runs."""
+"""What the benchmark scripts share: the median of repeated timed runs, round-robin medians, and a
+session for a small hand-built graph (the kernel comparisons)."""
 from __future__ import annotations
 
 import statistics
@@ -15,3 +16,31 @@ def median_seconds(fn, repeat: int, warm_up: bool = True) -> float:
         fn()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+def round_robin_medians(runs: list, rounds: int) -> list[float]:
+    """Median seconds of each callable, timed in turn `rounds` times, so drift hits them all alike."""
+    times = [[] for _ in runs]
+    for _ in range(rounds):
+        for run, bucket in zip(runs, times):
+            start = time.perf_counter()
+            run()
+            bucket.append(time.perf_counter() - start)
+    return [statistics.median(bucket) for bucket in times]
+
+
+def graph_session(nodes: list, inputs: list, constants: dict, opset: int):
+    """An onnxruntime CPU session (2 intra-op threads, spinning off) for `nodes` with their float
+    output `y`, the standard and com.microsoft domains imported."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = helper.make_graph(nodes, "kernels", inputs, [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                              [numpy_helper.from_array(v, k) for k, v in constants.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset), helper.make_opsetid("com.microsoft", 1)])
+    model.ir_version = 10
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 2
+    options.log_severity_level = 3
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
