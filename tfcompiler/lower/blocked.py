@@ -38,7 +38,7 @@ class Blocked:
         self.axis = 1 if self.fused else 2
         self._sequences: dict[str, str] = {}
         self.s = base._length(e, q, 2)
-        self.pad = e.node1("Mod", e.node1("Sub", e.const(block), e.node1("Mod", self.s, e.const(block))), e.const(block))
+        self.pad = base.padding_to(e, self.s, block)
         self.blocks = e.node1("Div", e.node1("Add", self.s, self.pad), e.const(block))
         self.block_ids = e.node1("Range", e.const(0), self.blocks, e.const(1))  # (nb,)
         self.q_blocks = self.cut(self.padded(q, self.width, e.const(0), self.pad), self.width)
@@ -412,12 +412,13 @@ def _summary_loop(grid: Blocked, k_blocks, v_blocks, k_summaries, v_summaries, o
     if per_block is None:
         own_bias, across_bias = (e.node1("Unsqueeze", x, e.const([0])) for x in (own_bias, across_bias))
 
+    rows = e.node1("Concat", e.node1("Shape", own_bias, start=0, end=1), e.const([stride, 1]), axis=0)
+
     def body(block):
         def this_block(x):
             return e.node1("Gather", x, block, axis=1)
 
         own, across = this_block(own_bias), this_block(across_bias)  # (B|1, stride|1, stride), (B|1, 1, n·summary)
-        rows = e.node1("Concat", e.node1("Shape", own, start=0, end=1), e.const([stride, 1]), axis=0)
         bias = e.node1("Concat", *(e.node1("Expand", x, rows) for x in (own, across)), axis=-1)  # a row per query
         return e.node1("Attention", this_block(grid.q_blocks),
                        e.node1("Concat", this_block(k_blocks), k_summaries, axis=1),

@@ -21,7 +21,7 @@ def lsh_attention(e, attrs, inputs, types, label):
     chunk, rounds = attrs["chunk"], types[2].shape[0]
     width, value_width = types[0].shape[3], types[1].shape[3]
     s = base._length(e, qk, 2)
-    pad = e.node1("Mod", e.node1("Sub", e.const(chunk), e.node1("Mod", s, e.const(chunk))), e.const(chunk))
+    pad = base.padding_to(e, s, chunk)
     padded = e.node1("Add", s, pad)
     zeros = e.const([0, 0])
     amounts4 = e.node1("Concat", zeros, e.const([0]), e.const([0]), zeros, e.node1("Reshape", pad, e.const([1])),

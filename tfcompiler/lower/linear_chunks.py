@@ -24,8 +24,7 @@ def causal_linear_attention(e, q, k, v, gate, eps, widths: tuple[int, int], labe
     features, value_width = widths
     c = CHUNK
     s = base._length(e, q, 2)
-    pad = e.node1("Reshape", e.node1("Mod", e.node1("Sub", e.const(c), e.node1("Mod", s, e.const(c))), e.const(c)),
-                  e.const([1]))
+    pad = e.node1("Reshape", base.padding_to(e, s, c), e.const([1]))
 
     def chunks(x, last):  # (B,H,S[,last]) -> (B,H,n,c[,last]), zero padded
         rank = 3 if last is None else 4

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..ir.ops.nn import MASKED
 from .attention import emit_standard_attention
-from .ops import _length, token_major
+from .ops import _length, padding_to, token_major
 
 # Keys from which these pay on CPU (benchmarks/gate_crossover.py): flash (heads of 64) 2.8% slower at
 # 128 keys, 0.5% at 512, 2.5% faster at 1024, 7.8% at 2048, 1.3x at 4096; causal blocks (width 768,
@@ -97,17 +97,20 @@ def query_blocks(e, attrs, inputs, types) -> list[str]:
                    types[1].with_shape(key_shape[:2] + (keys_axis,) + key_shape[3:]),
                    types[2].with_shape(value_shape[:2] + (keys_axis,) + value_shape[3:]),
                    types[0].with_shape((types[3].shape[0] if bias else 1, 1, "block" if causal else 1, keys_axis))]
-    count = e.node1("Div", e.node1("Add", s, e.const(block - 1)), e.const(block))
-    pad = e.node1("Reshape", e.node1("Sub", e.node1("Mul", count, e.const(block)), s), e.const([1]))
-    padded = e.node1("Pad", q, e.node1("Concat", e.const([0] * 6), pad, e.const([0]), axis=0))
+    pad = padding_to(e, s, block)
+    count = e.node1("Div", e.node1("Add", s, pad), e.const(block))
+    padded = e.node1("Pad", q, e.node1("Concat", e.const([0] * 6), e.node1("Reshape", pad, e.const([1])), e.const([0]),
+                                       axis=0))
+    length = e.node1("Reshape", s, e.const([1]))
 
     def one_block(index):
         start = e.node1("Reshape", e.node1("Mul", index, e.const(block)), e.const([1]))
-        rows = e.node1("Slice", padded, start, e.node1("Add", start, e.const([block])), e.const([2]))
+        stop = e.node1("Add", start, e.const([block]))
+        rows = e.node1("Slice", padded, start, stop, e.const([2]))
         if not causal:
             return emit_standard_attention(e, attrs, [rows, k, v, *bias], block_types[:3] + block_types[3:3 + len(bias)],
                                            "BlockAttention")[0]
-        end = e.node1("Min", e.node1("Add", start, e.const([block])), e.node1("Reshape", s, e.const([1])))
+        end = e.node1("Min", stop, length)
         keys, values = (e.node1("Slice", x, e.const([0]), end, e.const([2])) for x in (k, v))
         i = e.node1("Add", start, e.const(np.arange(block)[:, None]))
         visible = e.node1("LessOrEqual", e.node1("Range", e.const(0), e.node1("Squeeze", end, e.const([0])),
@@ -121,4 +124,4 @@ def query_blocks(e, attrs, inputs, types) -> list[str]:
 
     stacked = e.loop(count, one_block, "QueryBlocks")  # (n, B, H, block, Dv)
     out = e.node1("Reshape", e.node1("Transpose", stacked, perm=[1, 2, 0, 3, 4]), e.const([0, 0, -1, value_shape[3]]))
-    return [e.node1("Slice", out, e.const([0]), e.node1("Reshape", s, e.const([1])), e.const([2]))]
+    return [e.node1("Slice", out, e.const([0]), length, e.const([2]))]

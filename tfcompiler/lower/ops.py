@@ -167,6 +167,11 @@ def gather_rows(e, x: str, rows: str, last: int) -> str:
     return e.node1("GatherElements", x, e.node1("Expand", e.node1("Unsqueeze", rows, e.const([1, 3])), shape), axis=2)
 
 
+def padding_to(e, length: str, size: int) -> str:
+    """The scalar int64 count of positions that pad `length` to a whole number of `size`s."""
+    return e.node1("Mod", e.node1("Sub", e.const(size), e.node1("Mod", length, e.const(size))), e.const(size))
+
+
 def _reduce(e, op_type: str, x: str, axes, keepdims: bool = True, label: str = "") -> str:
     """ReduceX with its axes as an input from opset 18 (ReduceSum from 13), as an attribute before."""
     if op_type == "ReduceSum" and e.opset >= 13 or e.opset >= 18:
@@ -319,7 +324,7 @@ def _compress(e, attrs, inputs, types, label):
     x, weight, bias = inputs
     stride = attrs["stride"]
     t = _length(e, x, 1)
-    pad = e.node1("Mod", e.node1("Sub", e.const(stride), e.node1("Mod", t, e.const(stride))), e.const(stride))
+    pad = padding_to(e, t, stride)
     amounts = e.node1("Concat", e.const([0, 0, 0, 0]), e.node1("Reshape", pad, e.const([1])), e.const([0]), axis=0)
     channels_first = e.node1("Transpose", e.node1("Pad", x, amounts), perm=[0, 2, 1])
     conv = e.node1("Conv", channels_first, weight, bias, group=attrs["groups"], kernel_shape=[stride],

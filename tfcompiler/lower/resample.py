@@ -70,8 +70,7 @@ def shift_right(e, attrs, inputs, types, label):
 def fold_windows(e, attrs, inputs, types, label):
     (x,) = inputs
     size, width = attrs["size"], types[0].shape[2]
-    missing = e.node1("Mod", e.node1("Sub", e.const(size), e.node1("Mod", base._length(e, x, 1), e.const(size))),
-                      e.const(size))
+    missing = base.padding_to(e, base._length(e, x, 1), size)
     pads = e.node1("Concat", e.const([0, 0, 0, 0]), e.node1("Reshape", missing, e.const([1])), e.const([0]), axis=0)
     return [e.node1("Reshape", e.node1("Pad", x, pads), e.const([0, -1, size, width]), label=label or "FoldWindows")]
 
@@ -80,8 +79,7 @@ def fold_grid(e, attrs, inputs, types, label):
     (x,) = inputs
     width, size, rank = attrs["width"], attrs["size"], types[0].rank
     block = width * size
-    missing = e.node1("Mod", e.node1("Sub", e.const(block), e.node1("Mod", base._length(e, x, 1), e.const(block))),
-                      e.const(block))
+    missing = base.padding_to(e, base._length(e, x, 1), block)
     pads = e.node1("Concat", e.const([0] * (rank + 1)), e.node1("Reshape", missing, e.const([1])),
                    e.const([0] * (rank - 2)), axis=0)
     tail = list(types[0].shape[2:])

@@ -62,11 +62,11 @@ def to_onnx(graph: Graph, opset: int = DEFAULT_OPSET, metadata: dict[str, str] |
         roles[name] = "output"
     model = onnx.ModelProto(producer_name="tfcompiler", producer_version=__version__)
     model.opset_import.append(helper.make_opsetid("", opset))
-    for domain in sorted({node.domain for node in every_node(helper.make_graph(e.nodes, "", [], [])) if node.domain}):
+    model.graph.node.extend(e.nodes)
+    for domain in sorted({node.domain for node in every_node(model.graph) if node.domain}):  # subgraphs' too
         model.opset_import.append(helper.make_opsetid(domain, 1))
     model.ir_version = helper.find_min_ir_version_for(list(model.opset_import), ignore_unknown=True)
     model.graph.name = graph.metadata.get("name", "tfcompiler")
-    model.graph.node.extend(e.nodes)
     model.graph.input.extend(inputs)
     model.graph.output.extend(outputs)
     props = {"tfcompiler.version": __version__, "tfcompiler.io_roles": json.dumps(roles, sort_keys=True),
