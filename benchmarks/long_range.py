@@ -59,7 +59,7 @@ DECODERS = ("causal", "causal_ort_cpu")
 TORCH_VARIANTS = ("full", "causal", "sliding_window", "linformer", "performer", "linear")
 
 
-def spec_text(variant: str, layers: int, max_length: int) -> str:
+def spec_text(variant: str, layers: int, max_length: int, ffn_chunk: int = 0) -> str:
     topology = "decoder" if variant in DECODERS else "encoder"
     return f"""
 tfc: 1
@@ -67,7 +67,7 @@ name: lra-{variant}
 topology: {topology}
 model: {{width: {WIDTH}, heads: {HEADS}, ffn_width: {FFN}, vocab_size: 256, max_length: {max_length}}}
 positional: sinusoidal
-block: {{placement: pre, attention: {VARIANTS[variant]}, ffn: {{activation: gelu}}}}
+block: {{placement: pre, attention: {VARIANTS[variant]}, ffn: {{activation: gelu, chunk: {ffn_chunk}}}}}
 {topology}: {{layers: {layers}}}
 head: {{kind: none}}
 """
@@ -209,6 +209,8 @@ def main() -> None:
     parser.add_argument("--no-torch", action="store_true")
     parser.add_argument("--timeout", type=float, default=600)
     parser.add_argument("--opset", type=int, default=23, help="23: the Attention op for full attention")
+    parser.add_argument("--ffn-chunk", type=int, default=0,
+                        help="every variant's FFN by chunks of this many tokens (ffn.chunk; 0: all at once)")
     parser.add_argument("--rounds", type=int, default=1,
                         help="measure the whole table this many times and keep each cell's best median: a burst "
                              "of this VM's noise then spoils one round, not the cell")
@@ -222,7 +224,7 @@ def main() -> None:
         for layers in args.layers:
             for variant in args.variants:
                 paths[layers, variant] = Path(tmp) / f"{variant}-{layers}.onnx"
-                compile_spec(parse_spec(spec_text(variant, layers, max(lengths))), seed=0, opset=args.opset,
+                compile_spec(parse_spec(spec_text(variant, layers, max(lengths), args.ffn_chunk)), seed=0, opset=args.opset,
                              target=TARGETS.get(variant, "portable")).model.save(str(paths[layers, variant]))
         for _ in range(args.rounds):
             for (layers, variant), path in paths.items():

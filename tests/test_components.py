@@ -43,6 +43,20 @@ block: {placement: post, norm: {epsilon: 1e-12}, ffn: {activation: gelu}}
 encoder: {layers: 2}
 head: {kind: pooler}
 """),
+    "bert_like_chunked_ffn": ("encoder", "", """
+input: {kind: tokens, token_types: 3}
+positional: learned
+embedding: {norm: layer_norm, norm_epsilon: 1e-12}
+block: {placement: post, norm: {epsilon: 1e-12}, ffn: {activation: gelu, chunk: 4}}
+encoder: {layers: 2}
+head: {kind: pooler}
+"""),
+    "llama_like_chunked_swiglu": ("decoder", ", kv_heads: 2, bias: false", """
+positional: {kind: rope}
+block: {placement: pre, norm: {kind: rms_norm, epsilon: 1e-6}, ffn: {activation: swiglu, chunk: 3}}
+decoder: {layers: 2}
+head: {kind: lm, tied: false}
+"""),
     "llama_like_decoder_gqa": ("decoder", ", kv_heads: 2, bias: false", """
 positional: none
 block: {placement: pre, norm: {kind: rms_norm, epsilon: 1e-6}, ffn: {activation: swiglu}}

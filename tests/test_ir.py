@@ -127,3 +127,41 @@ def test_interpreter_matches_onnxruntime_on_a_hand_built_graph():
     for opset in (17, 23):
         got = run_onnx(to_onnx(g, opset).serialize(), feeds)["y"]
         np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)
+
+
+def chunked_graph(chunk=3):
+    """x -> chunks_begin -> matmul by a weight -> relu -> chunks_end: a position-wise region."""
+    g, x = graph_with_input(("batch_size", "sequence_length", 8))
+    w = g.add1("param", attrs=dict(name="w", dtype="float32", shape=(8, 8), init="matrix"))
+    g.weights["w"] = np.random.default_rng(0).standard_normal((8, 8)).astype(np.float32)
+    begin = g.add1("chunks_begin", [x], {"chunk": chunk})
+    hidden = g.add1("relu", [g.add1("matmul", [begin, w])])
+    g.outputs["y"] = g.add1("chunks_end", [hidden, begin])
+    return g, x, begin, hidden
+
+
+@pytest.mark.parametrize("length", [1, 3, 7])
+def test_token_chunks_lower_to_a_loop_that_computes_the_region(length):
+    g, *_ = chunked_graph()
+    verify(g)
+    feeds = {"x": np.random.default_rng(length).standard_normal((2, length, 8)).astype(np.float32)}
+    model = to_onnx(g, 17).to_proto()
+    assert [n.op_type for n in model.graph.node].count("Loop") == 1
+    assert "MatMul" not in [n.op_type for n in model.graph.node]  # the region is inside the Loop only
+    np.testing.assert_allclose(run_onnx(model.SerializeToString(), feeds)["y"], evaluate(g, feeds)["y"], atol=1e-6, rtol=0)
+
+
+def test_verify_catches_token_chunks_read_from_outside():
+    g, x, begin, hidden = chunked_graph()
+    g.outputs["leak"] = g.add1("tanh", [hidden])
+    with pytest.raises(VerifyError, match="read outside them"):
+        verify(g)
+
+
+def test_verify_catches_token_chunks_reading_a_computed_value():
+    g, x, begin, hidden = chunked_graph()
+    y = g.outputs["y"]
+    g.outputs["y"] = g.add1("chunks_end", [g.add1("add", [g.inputs_of(y.node)[0], g.add1("tanh", [x])]), begin])
+    g.remove(y.node)
+    with pytest.raises(VerifyError, match="computed outside them"):
+        verify(g)

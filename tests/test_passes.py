@@ -12,6 +12,7 @@ from tfcompiler.build import build_graph
 from tfcompiler.build.weights import init_weights
 from tfcompiler.cli import main
 from tfcompiler.ir import Graph, Value, evaluate, random_feeds, verify
+from tfcompiler.lengths import LONG_FROM
 from tfcompiler.passes import PassError, make_pipeline, run_pipeline
 from tfcompiler.passes.eliminate_common_subexpressions import EliminateCommonSubexpressions
 from tfcompiler.passes.eliminate_dead_code import EliminateDeadCode
@@ -109,6 +110,20 @@ def test_pack_projections_makes_one_matmul_of_those_sharing_an_input(biases):
     after = evaluate(g, feeds)
     for name in before:
         np.testing.assert_allclose(after[name], before[name], rtol=1e-6, atol=1e-6)
+
+
+def test_pack_projections_keeps_long_activations_unpacked_but_packs_inside_token_chunks():
+    """A model whose inputs reach LONG_FROM tokens keeps its Q/K/V projections apart (a split would
+    copy long activations) and still packs the gated FFN's gate and up inside its token chunks."""
+    spec = tiny_spec("decoder", "none").replace("max_length: 32", f"max_length: {LONG_FROM}").replace(
+        "block: {placement: pre}", "block: {placement: pre, ffn: {activation: swiglu, chunk: 4}}")
+    g = build_graph(parse_spec(spec))
+    result = PackProjections().run(g)
+    verify(g)
+    assert result.changed and "gate+up" in result.notes[0] and "query" not in result.notes[0]
+    assert "left 2 group(s) unpacked: inputs reach 1024 tokens" in result.notes[1]
+    short = build_graph(parse_spec(spec.replace(f"max_length: {LONG_FROM}", f"max_length: {LONG_FROM - 1}")))
+    assert "query+key+value" in PackProjections().run(short).notes[0]
 
 
 @pytest.mark.parametrize("kind", ["layer_norm", "rms_norm"])

@@ -2,7 +2,8 @@
 
 Checks: the graph is acyclic; every node's inputs are numbered 0..n-1 with one producer each and
 point at existing outputs; each op's signature and shape rule reproduce the recorded output types;
-params' weights, once given, have the declared shape; graph outputs exist.
+params' weights, once given, have the declared shape; token chunks hold a well-formed region
+(tfcompiler.ir.ops.token_chunks); graph outputs exist.
 """
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import networkx as nx
 
 from .graph import Graph
 from .ops import infer_types
+from .ops.token_chunks import chunk_region
 
 
 class VerifyError(Exception):
@@ -40,6 +42,11 @@ def verify(graph: Graph) -> None:
             weight = graph.weights.get(op.attrs["name"])  # absent until weights are materialised
             if weight is not None and tuple(weight.shape) != tuple(op.attrs["shape"]):
                 raise VerifyError(f"{where}: weight {op.attrs['name']!r} has shape {weight.shape}")
+        if op.type == "chunks_end":
+            try:
+                chunk_region(graph, node)
+            except ValueError as e:
+                raise VerifyError(f"{where}: {e}") from None
     for name, value in graph.outputs.items():
         if value.node not in g or value.port >= len(graph.op(value.node).outputs):
             raise VerifyError(f"output {name!r} points at a missing value")

@@ -15,14 +15,10 @@ from __future__ import annotations
 import numpy as np
 
 from ..ir.ops.nn import MASKED
+from ..lengths import LONG_FROM
 from .attention import emit_standard_attention
 from .ops import _length, padding_to, token_major
 
-# Keys from which these pay on CPU (benchmarks/gate_crossover.py): flash (heads of 64) 2.8% slower at
-# 128 keys, 0.5% at 512, 2.5% faster at 1024, 7.8% at 2048, 1.3x at 4096; causal blocks (width 768,
-# 12 heads) 4.9% slower at 128, even at 512, 5.9% faster at 1024, 15.6% at 2048, 37% at 4096;
-# bidirectional blocks (a padded batch) about even at 1024 and faster from 2048, with memory linear.
-LONG_FROM = 1024
 # Queries per block: at 4096 causal keys 78 ms against 88 ms for 512 and 95 ms for 128 (one
 # attention of width 256, 4 heads)
 QUERY_BLOCK = 256

@@ -391,4 +391,5 @@ EMITTERS = {"silu": _silu, "gelu": _gelu, "cast": _cast, "transpose": _transpose
             "prob_sparse_attention": emit_prob_sparse_attention, "linear_attention": emit_linear_attention,
             "reduce_max": _reduction("ReduceMax"), "reduce_sum": _reduction("ReduceSum"),
             "reduce_mean": _reduction("ReduceMean"), "segment_means": _segment_means,
-            "sequence_conv": _sequence_conv}
+            "sequence_conv": _sequence_conv,
+            "chunks_begin": lambda e, attrs, inputs, types, label: inputs}  # its region is lowered at chunks_end

@@ -10,11 +10,13 @@ from onnx import helper
 
 from ..inspection import every_node
 from ..ir.graph import Graph, Value
+from ..ir.ops.token_chunks import chunk_region
 from ..version import __version__
 from .emit import Emitter
 from .ops import ONNX_DTYPES, emit_op
 from .serialize import LoweredModel
 from .targets import kernels_for
+from .token_chunks import emit_token_chunks
 
 MIN_OPSET, DEFAULT_OPSET, MAX_OPSET = 17, 17, 24
 
@@ -35,25 +37,46 @@ def to_onnx(graph: Graph, opset: int = DEFAULT_OPSET, metadata: dict[str, str] |
     for name, value in graph.outputs.items():
         output_of.setdefault(value, name)
     inputs, roles = [], {}
-    for node in graph.topological():
+    regions = {node: chunk_region(graph, node) for node in graph.by_type("chunks_end")}
+    in_chunks = set().union(*regions.values())
+
+    def lower(node):
+        op = graph.op(node)
+        e.origin = op.origin
+        if op.type == "constant":
+            names[Value(node, 0)] = e.initializer(op.attrs["value"], e.scope_name(op.label or "Constant"))
+            return
+        args = graph.inputs_of(node)
+        if op.type == "chunks_end":  # the region between it and its begin, as a Loop over token blocks
+            begin = args[1]
+            outputs = [emit_token_chunks(e, names[begin], graph.type_of(begin).rank, graph.op(begin.node).attrs["chunk"],
+                                         lambda block: lower_region(regions[node], begin, block, args[0]))]
+        else:
+            outputs = emit_op(e, op, [names[v] for v in args], [graph.type_of(v) for v in args], op.label)
+        for port, out in enumerate(outputs):
+            names[Value(node, port)] = out
+
+    def lower_region(region, begin, block, output):
+        outer, origin = names[begin], e.origin
+        names[begin] = block
+        for node in order:
+            if node in region:
+                lower(node)
+        names[begin], e.origin = outer, origin
+        return names[output]
+
+    order = graph.topological()
+    for node in order:
         op = graph.op(node)
         value = Value(node, 0)
         if op.type == "input":
             names[value] = op.attrs["name"]
             inputs.append(_value_info(op.attrs["name"], op.outputs[0]))
             roles[op.attrs["name"]] = op.attrs.get("role", "")
-            continue
-        if op.type == "param":
+        elif op.type == "param":
             names[value] = e.initializer(graph.weights[op.attrs["name"]], op.attrs["name"])
-            continue
-        e.origin = op.origin
-        if op.type == "constant":
-            names[value] = e.initializer(op.attrs["value"], e.scope_name(op.label or "Constant"))
-            continue
-        args = graph.inputs_of(node)
-        outputs = emit_op(e, op, [names[v] for v in args], [graph.type_of(v) for v in args], op.label)
-        for port, out in enumerate(outputs):
-            names[Value(node, port)] = out
+        elif node not in in_chunks:
+            lower(node)
     outputs = []
     for name, value in graph.outputs.items():
         e.origin = ""

@@ -56,6 +56,10 @@ class Ffn:
                              "the gate; geglu_tanh is T5 v1.1's gated-gelu).",
                              choices=ACTIVATIONS)
     enabled: bool = option(True, doc="false: the block has no FFN sublayer (plain recurrent stacks).")
+    chunk: int = option(0, doc="Tokens per chunk: the FFN runs over blocks of this many tokens one after "
+                        "another (a `Loop`), so its hidden activations never exceed one block's, which "
+                        "bounds the memory of long inputs (Reformer's chunked feed-forward, Hugging Face's "
+                        "`chunk_size_feed_forward`); 0: all tokens at once.", minimum=0)
 
     @property
     def gated(self) -> bool:

@@ -1,0 +1,29 @@
+"""Token chunks on ONNX: a position-wise region (tfcompiler.ir.ops.token_chunks) emitted once as the
+body of a `Loop` over blocks of `chunk` tokens. The input is padded to whole blocks; iteration i
+runs the region on tokens [i·chunk, (i+1)·chunk); the Loop stacks the blocks' outputs, which are put
+back in token order and cut to the input's length. Only one block's hidden activations are live at a
+time, so a 4096-token FFN of width 1024 keeps 1 MiB of them at 256 tokens per chunk instead of 16.
+"""
+from __future__ import annotations
+
+from .ops import _length, padding_to
+
+
+def emit_token_chunks(e, x: str, rank: int, chunk: int, emit_region) -> str:
+    """`emit_region(block)` emits the region's nodes reading `block` (x's tokens of one chunk, axis 1)
+    in place of x and returns its output's name."""
+    s = _length(e, x, 1)
+    pad = padding_to(e, s, chunk)
+    pads = e.node1("Concat", e.const([0] * (rank + 1)), e.node1("Reshape", pad, e.const([1])),
+                   e.const([0] * (rank - 2)), axis=0)
+    padded = e.node1("Pad", x, pads)
+    count = e.node1("Div", e.node1("Add", s, pad), e.const(chunk))
+
+    def one_chunk(index):
+        start = e.node1("Reshape", e.node1("Mul", index, e.const(chunk)), e.const([1]))
+        return emit_region(e.node1("Slice", padded, start, e.node1("Add", start, e.const([chunk])), e.const([1])))
+
+    stacked = e.loop(count, one_chunk, "TokenChunks")  # (chunks, B, chunk, ...)
+    tokens = e.node1("Transpose", stacked, perm=[1, 0] + list(range(2, rank + 1)))
+    merged = e.node1("Reshape", tokens, e.node1("Concat", e.const([0, -1]), e.node1("Shape", tokens, start=3), axis=0))
+    return e.node1("Slice", merged, e.const([0]), e.node1("Reshape", s, e.const([1])), e.const([1]))
