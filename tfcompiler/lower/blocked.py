@@ -15,6 +15,10 @@ from . import ops as base
 from .attention import emit_attention
 from .patterns import OnnxGrid
 
+# Queries per Loop iteration of fused blocked attention: at 4096 tokens (window 128, width 256) one
+# group's keys, bias and scores take about 7 MiB where all blocks at once took about 55 MiB
+GROUP_QUERIES = 512
+
 
 class Blocked:
     """The block grid of one attention: queries, keys and values with key/value heads repeated,
@@ -83,10 +87,10 @@ class Blocked:
             scores = e.node1("Mul", e.node1("Tanh", e.node1("Div", scores, cap)), cap)
         return scores
 
-    def query_positions(self) -> str:
-        """int64 (nb, block, 1): the position of every query on the grid."""
+    def query_positions(self, ids: str | None = None) -> str:
+        """int64 (n, block, 1): the position of every query of blocks `ids` (default: all) on the grid."""
         e = self.e
-        n = e.node1("Unsqueeze", self.block_ids, e.const([1, 2]))
+        n = e.node1("Unsqueeze", self.block_ids if ids is None else ids, e.const([1, 2]))
         return e.node1("Add", e.node1("Mul", n, e.const(self.block)), e.const(np.arange(self.block)[None, :, None]))
 
     def mask_bias(self, i: str, j: str, key_bias: str | None = None, first_key: int = 0) -> str:
@@ -110,27 +114,41 @@ class Blocked:
         else:
             self.e.miss("Attention", f"blocked attention with {why}")
 
-    def attend(self, k_blocks: str, v_blocks: str, keys: int, bias: str, dense_rows: int, label: str) -> str:
-        """Each query block over its `keys` keys with the additive `bias`, back to (B,H,S,Dv). A
-        fused grid runs one `Attention` op over every block (blocks folded into its batch, heads
-        split inside it), so the scores never leave the kernel; otherwise the explicit MatMul /
-        Softmax / MatMul form."""
+    def attend(self, blocks, keys: int, dense_rows: int, label: str) -> str:
+        """Each query block over its `keys` keys, back to (B,H,S,Dv). `blocks(ids)` emits, for the
+        query blocks `ids` (int64 (n,)), their key and value blocks (.., n, keys, ..) in the grid's
+        layout and their additive bias (B|1, 1, n, block, keys). A fused grid takes GROUP_QUERIES
+        queries' blocks per `Loop` iteration, each group through one `Attention` op (its blocks folded
+        into the op's batch, heads split inside it), so only one group's keys, bias and scores are live
+        at a time; otherwise every block at once in the explicit MatMul / Softmax / MatMul form."""
         e = self.e
         if not self.fused:
             self.unfused("a soft-cap (the op caps after the mask)")
+            k_blocks, v_blocks, bias = blocks(self.block_ids)
             scores = e.node1("Add", self.scores(self.q_blocks, k_blocks), bias)
             return self.finish(scores, v_blocks, dense_rows, label)
+        group = max(1, GROUP_QUERIES // self.block)
         batch = e.node1("Shape", self.q, start=0, end=1)
+        expand = e.node1("Concat", batch, e.const([1, 1, 1, 1]), axis=0)
+        last = e.node1("Sub", self.blocks, e.const(1))
 
-        def fold(x, rows, last):  # (B, nb, rows, H·last) -> (B·nb, rows, H·last)
-            return e.node1("Reshape", x, e.const([-1, rows, self.heads * last]))
+        def fold(x, rows, width):  # (B, group, rows, H·width) -> (B·group, rows, H·width)
+            return e.node1("Reshape", x, e.const([-1, rows, self.heads * width]))
 
-        bias = e.node1("Expand", bias, e.node1("Concat", batch, e.const([1, 1, 1, 1]), axis=0))
-        out = e.node1("Attention", fold(self.q_blocks, self.block, self.width), fold(k_blocks, keys, self.width),
-                      fold(v_blocks, keys, self.value_width), e.node1("Reshape", bias, e.const([-1, 1, self.block, keys])),
-                      scale=float(self.attrs["scale"]), q_num_heads=self.heads, kv_num_heads=self.heads)
-        shape = e.node1("Concat", batch, e.const([-1, self.heads, self.value_width]), axis=0)
-        return self.close(e.node1("Transpose", e.node1("Reshape", out, shape), perm=[0, 2, 1, 3]), dense_rows, label)
+        def one_group(index):  # the last group repeats the last block; its rows fall past the end
+            ids = e.node1("Min", e.node1("Add", e.node1("Mul", index, e.const(group)), e.const(np.arange(group))), last)
+            k_blocks, v_blocks, bias = blocks(ids)
+            bias = e.node1("Reshape", e.node1("Expand", bias, expand), e.const([-1, 1, self.block, keys]))
+            out = e.node1("Attention", fold(e.node1("Gather", self.q_blocks, ids, axis=1), self.block, self.width),
+                          fold(k_blocks, keys, self.width), fold(v_blocks, keys, self.value_width), bias,
+                          scale=float(self.attrs["scale"]), q_num_heads=self.heads, kv_num_heads=self.heads)
+            return e.node1("Reshape", out, e.node1("Concat", batch, e.const([group * self.block, -1]), axis=0))
+
+        count = e.node1("Div", e.node1("Add", self.blocks, e.const(group - 1)), e.const(group))
+        stacked = e.loop(count, one_group, "BlockGroups")  # (groups, B, group·block, H·Dv)
+        tokens = e.node1("Transpose", stacked, perm=[1, 0, 2, 3])
+        heads = e.node1("Reshape", tokens, e.node1("Concat", batch, e.const([-1, self.heads, self.value_width]), axis=0))
+        return self.close(e.node1("Transpose", heads, perm=[0, 2, 1, 3]), dense_rows, label)
 
     def finish(self, scores: str, v_blocks: str, dense_rows: int, label: str) -> str:
         """Softmax, weighted values, back to (B, H, S, Dv); the first `dense_rows` queries replaced
@@ -205,42 +223,46 @@ class Blocked:
 
 
 def banded_attention(e, attrs, inputs, types, label):
-    """Keys and values padded by the back and ahead blocks, each query block's span of key blocks
-    taken by one Slice per offset and concatenated; global tokens are extra key columns of every
-    block and dense leading rows."""
+    """Keys and values padded by the back and ahead blocks; each query block's span of key blocks
+    gathered by block id; global tokens are extra key columns of every block and dense leading rows."""
     block, back_blocks, ahead_blocks = attrs["block"], attrs["back_blocks"], attrs["ahead_blocks"]
     g = attrs.get("global_tokens", 0)
     grid = Blocked(e, attrs, inputs, types, block, fused=not attrs.get("stride_columns"))
     span = back_blocks + ahead_blocks + 1
     front, back = e.const(back_blocks * block), e.node1("Add", grid.pad, e.const(ahead_blocks * block))
-
-    spans = e.node1("Add", e.node1("Unsqueeze", grid.block_ids, e.const([1])), e.const(np.arange(span)[None, :]))  # (nb, span): block n sees n .. n+span-1
-
-    def windows(x, axis, last):  # blocks (.., nb+span-1 at axis, block, last) -> (.., nb, span·block, last)
-        picked = e.node1("Gather", x, spans, axis=axis)  # (.., nb, span, block, last)
-        return e.node1("Reshape", picked, e.const([0] * (axis + 1) + [span * block, last]))
-
-    k_blocks, v_blocks = (windows(grid.cut(grid.padded(x, last, front, back), last), grid.axis, grid.row(last))
-                          for x, last in ((grid.k, grid.width), (grid.v, grid.value_width)))
-    key_bias = None
-    if grid.bias:  # key padding (B|1, 1, 1, S) -> (B|1, 1, nb, 1, span·block)
+    k_all, v_all = (grid.cut(grid.padded(x, last, front, back), last)
+                    for x, last in ((grid.k, grid.width), (grid.v, grid.value_width)))
+    key_rows = None
+    if grid.bias:  # key padding (B|1, 1, 1, S) -> (B|1, 1, nb+span-1, block, 1)
         padded = e.node1("Pad", grid.bias[0], grid.bias_pads(front, back), e.const(MASKED, np.float32))
-        key_bias = e.node1("Transpose", windows(e.node1("Reshape", padded, e.const([0, 1, -1, block, 1])), 2, 1),
-                           perm=[0, 1, 2, 4, 3])
-    n = e.node1("Unsqueeze", grid.block_ids, e.const([1, 2]))
-    j = e.node1("Add", e.node1("Mul", e.node1("Sub", n, e.const(back_blocks)), e.const(block)),
-                e.const(np.arange(span * block)[None, None, :]))
-    i = grid.query_positions()
-    bias, keys = grid.mask_bias(i, j, key_bias, first_key=g), span * block
-    if g:  # global keys: g extra key columns for every block
-        def first_g(x, axis):
-            return e.node1("Slice", x, e.const([0]), e.const([g]), e.const([axis]))
+        key_rows = e.node1("Reshape", padded, e.const([0, 1, -1, block, 1]))
 
+    def first_g(x, axis):
+        return e.node1("Slice", x, e.const([0]), e.const([g]), e.const([axis]))
+
+    def band(ids):
+        spans = e.node1("Add", e.node1("Unsqueeze", ids, e.const([1])), e.const(np.arange(span)[None, :]))  # block n sees n .. n+span-1
+
+        def windows(x, axis, last):  # blocks (.., nb+span-1 at axis, block, last) -> (.., n, span·block, last)
+            picked = e.node1("Gather", x, spans, axis=axis)  # (.., n, span, block, last)
+            return e.node1("Reshape", picked, e.const([0] * (axis + 1) + [span * block, last]))
+
+        k_blocks, v_blocks = (windows(x, grid.axis, grid.row(last)) for x, last in ((k_all, grid.width),
+                                                                                   (v_all, grid.value_width)))
+        key_bias = None if key_rows is None else e.node1("Transpose", windows(key_rows, 2, 1), perm=[0, 1, 2, 4, 3])
+        n = e.node1("Unsqueeze", ids, e.const([1, 2]))
+        j = e.node1("Add", e.node1("Mul", e.node1("Sub", n, e.const(back_blocks)), e.const(block)),
+                    e.const(np.arange(span * block)[None, None, :]))
+        i = grid.query_positions(ids)
+        bias = grid.mask_bias(i, j, key_bias, first_key=g)
+        if not g:
+            return k_blocks, v_blocks, bias
+        # global keys: g extra key columns for every block
         def per_block(x, last):  # (B,H,S,last) -> the first g rows for every block, in the grid's layout
-            rows = first_g(grid.sequence(x, last), grid.axis)
-            shape = e.node1("Concat", e.node1("Shape", grid.q_blocks, start=0, end=grid.axis + 1),
+            shape = e.node1("Concat", e.node1("Shape", k_blocks, start=0, end=grid.axis + 1),
                             e.const([g, grid.row(last)]), axis=0)
-            return e.node1("Expand", e.node1("Unsqueeze", rows, e.const([grid.axis])), shape)
+            return e.node1("Expand", e.node1("Unsqueeze", first_g(grid.sequence(x, last), grid.axis),
+                                             e.const([grid.axis])), shape)
 
         columns = e.const(np.arange(g)[None, None, :])
         visible = e.node1("Less", columns, e.node1("Reshape", grid.s, e.const([1, 1, 1])))
@@ -251,14 +273,14 @@ def banded_attention(e, attrs, inputs, types, label):
         global_bias = e.node1("Where", visible, global_key, e.const(MASKED, np.float32))
         global_bias = e.node1("Expand", global_bias,
                               e.node1("Concat", e.node1("Shape", bias, start=0, end=4), e.const([g]), axis=0))
-        bias = e.node1("Concat", global_bias, bias, axis=-1)
-        k_blocks = e.node1("Concat", per_block(grid.k, grid.width), k_blocks, axis=grid.axis + 1)
-        v_blocks = e.node1("Concat", per_block(grid.v, grid.value_width), v_blocks, axis=grid.axis + 1)
-        keys += g
+        return (e.node1("Concat", per_block(grid.k, grid.width), k_blocks, axis=grid.axis + 1),
+                e.node1("Concat", per_block(grid.v, grid.value_width), v_blocks, axis=grid.axis + 1),
+                e.node1("Concat", global_bias, bias, axis=-1))
+
     if attrs.get("stride_columns"):
-        columns = strided_columns(grid, attrs["stride_columns"], i)
-        return [grid.attend_with_columns(k_blocks, v_blocks, bias, columns, label or "BandedAttention")]
-    return [grid.attend(k_blocks, v_blocks, keys, bias, g, label or "BandedAttention")]
+        columns = strided_columns(grid, attrs["stride_columns"], grid.query_positions())
+        return [grid.attend_with_columns(*band(grid.block_ids), columns, label or "BandedAttention")]
+    return [grid.attend(band, span * block + g, g, label or "BandedAttention")]
 
 
 def strided_columns(grid: Blocked, stride: int, i: str):
@@ -304,22 +326,31 @@ def block_sparse_attention(e, attrs, inputs, types, label):
         index, count = e.node1("Concat", index, trailing_columns(grid, index, pattern.trailing), axis=1), \
             count + pattern.trailing
 
-    def gathered(x, last):  # (B,H,S,last) -> (.., nb, K·block, last) in the grid's layout
-        blocks = grid.cut(grid.padded(x, last, e.const(0), tail), last)
-        picked = e.node1("Gather", blocks, index, axis=grid.axis)  # (.., nb, K, block, last)
-        return e.node1("Reshape", picked, e.const([0] * (grid.axis + 1) + [count * block, grid.row(last)]))
-
-    key_bias = None
+    k_all, v_all = (grid.cut(grid.padded(x, last, e.const(0), tail), last)
+                    for x, last in ((grid.k, grid.width), (grid.v, grid.value_width)))
+    key_rows = None
     if grid.bias:
         padded = e.node1("Pad", grid.bias[0], grid.bias_pads(e.const(0), tail), e.const(MASKED, np.float32))
-        key_bias = e.node1("Gather", e.node1("Reshape", padded, e.const([0, 1, -1, block])), index, axis=2)
-        key_bias = e.node1("Reshape", key_bias, e.const([0, 1, 0, 1, count * block]))
-    j = e.node1("Add", e.node1("Mul", e.node1("Unsqueeze", index, e.const([2])), e.const(block)),
-                e.const(np.arange(block)[None, None, :]))  # (nb, K, block)
-    j = e.node1("Reshape", j, e.const([0, 1, count * block]))
-    bias = grid.mask_bias(grid.query_positions(), j, key_bias)
-    out = grid.attend(gathered(grid.k, grid.width), gathered(grid.v, grid.value_width), count * block, bias,
-                      attrs["dense_rows"] * block, "" if pattern.trailing else label or "BlockSparseAttention")
+        key_rows = e.node1("Reshape", padded, e.const([0, 1, -1, block]))
+
+    def gathered(ids):
+        rows = e.node1("Gather", index, ids, axis=0)  # (n, K) key blocks of query blocks `ids`
+
+        def picked(x, last):  # (.., n, K·block, last) in the grid's layout
+            chosen = e.node1("Gather", x, rows, axis=grid.axis)  # (.., n, K, block, last)
+            return e.node1("Reshape", chosen, e.const([0] * (grid.axis + 1) + [count * block, grid.row(last)]))
+
+        key_bias = None
+        if key_rows is not None:
+            key_bias = e.node1("Reshape", e.node1("Gather", key_rows, rows, axis=2), e.const([0, 1, 0, 1, count * block]))
+        j = e.node1("Add", e.node1("Mul", e.node1("Unsqueeze", rows, e.const([2])), e.const(block)),
+                    e.const(np.arange(block)[None, None, :]))  # (n, K, block)
+        j = e.node1("Reshape", j, e.const([0, 1, count * block]))
+        return (picked(k_all, grid.width), picked(v_all, grid.value_width),
+                grid.mask_bias(grid.query_positions(ids), j, key_bias))
+
+    out = grid.attend(gathered, count * block, attrs["dense_rows"] * block,
+                      "" if pattern.trailing else label or "BlockSparseAttention")
     if not pattern.trailing:
         return [out]
     start = e.node1("Reshape", e.node1("Mul", e.node1("Max", e.node1("Sub", grid.blocks, e.const(pattern.trailing)),
