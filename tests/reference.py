@@ -216,35 +216,50 @@ def linearised_attention(q, k, v, key_bias, causal, options, layer: str, head_wi
     return (weights @ v) / (weights.sum(-1, keepdims=True) + eps)
 
 
-def lsh_reference(qk, v, key_bias, options, layer: str, causal: bool):
+def lsh_reference(qk, v, key_bias, options, layer: str, causal: bool, rotations=None):
     """Kitaev et al. 2020, written per query over sets: in each round, position i's bucket is
-    argmax([k_i R; -k_i R]) of its unit key (padding: one more bucket after the others); positions
-    are ranked by (bucket, position) and cut into
-    chunks; i attends the same-bucket positions of its chunk and the chunk before (if any), causal
-    ones only in decoders, itself at score -1e5; rounds weighted by exp(z^r - logsumexp_r z^r). The
-    rotations are the compiled model's recorded constants."""
+    argmax([x_i R; -x_i R]) of its shared query/key vector (padding: one more bucket after the
+    others); positions are ranked by (bucket, position) and cut into chunks; i attends the positions
+    of its chunk and the chunk before: within its round (the paper; the first chunk has none), or,
+    with look_back rolled, in the rounds' ranks laid end to end (round r's ranks after round r-1's,
+    each round padded to whole chunks), the chunk before the first being the very last one; with
+    same_bucket only keys of its bucket; causal ones only in decoders; itself at score -1e5; keys
+    k = x / √(|x|² + d·ε); rounds weighted by exp(z^r - logsumexp_r z^r). `rotations` (H, d, R, n/2),
+    else the compiled model's recorded constants, drawn again from the seed."""
     import zlib
 
     b, h, s, d = qk.shape
-    rng = np.random.default_rng([options.seed, zlib.crc32(layer.encode())])
-    rotations = rng.standard_normal((options.rounds, d, options.buckets // 2))
-    keys = qk / np.linalg.norm(qk, axis=-1, keepdims=True)
+    if rotations is None:
+        rng = np.random.default_rng([options.seed, zlib.crc32(layer.encode())])
+        rotations = np.broadcast_to(rng.standard_normal((options.rounds, d, options.buckets // 2)).transpose(1, 0, 2),
+                                    (h, d, options.rounds, options.buckets // 2))
+    keys = qk / np.sqrt((qk ** 2).sum(-1, keepdims=True) + d * options.key_epsilon)
+    scale = options.scale if options.scale is not None else 1 / math.sqrt(d)
+    chunks = -(-s // options.chunk)  # per round
+    rounds = range(options.rounds)
     out = np.zeros(qk.shape[:3] + (v.shape[-1],))
     for bi in range(b):
         for hi in range(h):
-            results, sums = [], []
-            for r in range(options.rounds):
-                rotated = keys[bi, hi] @ rotations[r]
-                bucket = np.argmax(np.concatenate([rotated, -rotated], -1), -1)
+            bucket, chunk_of = {}, {}  # (round, position) -> its bucket, its chunk among all rounds' chunks
+            for r in rounds:
+                rotated = qk[bi, hi] @ rotations[hi, :, r]
+                ids = np.argmax(np.concatenate([rotated, -rotated], -1), -1)
                 if key_bias is not None:
-                    bucket = np.where(key_bias[bi] != 0, options.buckets, bucket)
-                rank = {p: n for n, p in enumerate(sorted(range(s), key=lambda p: (bucket[p], p)))}
+                    ids = np.where(key_bias[bi] != 0, options.buckets, ids)
+                for rank, p in enumerate(sorted(range(s), key=lambda p: (ids[p], p))):
+                    bucket[r, p], chunk_of[r, p] = ids[p], r * chunks + rank // options.chunk
+            results, sums = [], []
+            for r in rounds:
                 o, z = np.zeros((s, v.shape[-1])), np.zeros(s)
                 for i in range(s):
-                    near = {rank[i] // options.chunk, rank[i] // options.chunk - 1}
-                    seen = [j for j in range(s) if rank[j] // options.chunk in near and bucket[j] == bucket[i]
-                            and (not causal or j <= i)]
-                    scores = np.array([-1e5 if j == i else qk[bi, hi, i] @ keys[bi, hi, j] / math.sqrt(d)
+                    c = chunk_of[r, i]
+                    if options.look_back == "rolled":
+                        near, among = {c, (c - 1) % (options.rounds * chunks)}, rounds
+                    else:
+                        near, among = {c, c - 1}, [r]
+                    seen = [j for r2 in among for j in range(s) if chunk_of[r2, j] in near
+                            and (not options.same_bucket or bucket[r2, j] == bucket[r, i]) and (not causal or j <= i)]
+                    scores = np.array([-1e5 if j == i else qk[bi, hi, i] @ keys[bi, hi, j] * scale
                                        + (0.0 if key_bias is None else key_bias[bi, j]) for j in seen])
                     z[i] = scores.max() + np.log(np.exp(scores - scores.max()).sum())
                     o[i] = np.exp(scores - z[i]) @ v[bi, hi, seen]
@@ -693,7 +708,7 @@ class Reference:
         if type(options).KIND in ("linear", "performer", "rfa"):
             return linearised_attention(q, k, v, key_bias, causal, options, name, m.dh, self.gate)
         if type(options).KIND == "lsh":
-            return lsh_reference(q, v, key_bias, options, name, causal)
+            return lsh_reference(q, v, key_bias, options, name, causal, self.w.get(f"{name}.rotations"))
         if type(options).KIND == "routing":  # the first local_heads attend |i - j| <= window
             local = options.local_heads
             routed = routing_reference(q[:, local:], k[:, local:], v[:, local:], key_bias,
@@ -879,13 +894,28 @@ class Reference:
             past = self.feeds["past_memory_slots"]
             slots = past if past.shape[1] else np.repeat(self.w[f"{name}.memory_slots.initial"], len(x), axis=0)
             encoder = (slots, None)
-        for i in range(len(blocks)):
-            x = self.layer(name, stack, i, x, key_bias, state, encoder)
+        if blocks[0].placement == "reversible":
+            x = self.reversible(name, blocks, x, key_bias, state)
+        else:
+            for i in range(len(blocks)):
+                x = self.layer(name, stack, i, x, key_bias, state, encoder)
         x = self.final_norm(name, stack, blocks, x)
         if slots is not None:
             self.present["present_memory_slots"] = self.write_slots(f"{name}.memory_writer", slots, x, key_bias,
                                                                     stack.memory_slots.forgetting)
         return x, key_bias
+
+    def reversible(self, name, blocks, x, key_bias, state):
+        """Kitaev et al. 2020 (RevNet, Gomez et al. 2017): streams x1 = x2 = the embeddings;
+        y1 = x1 + Attention(LN(x2)), y2 = x2 + FFN(LN(y1)); the output [y1; y2]."""
+        x1 = x2 = x
+        for i, block in enumerate(blocks):
+            p = f"{name}.layers.{i}"
+            h = self.norm(x2, block.norm, f"{p}.attention_norm")
+            x1 = x1 + self.mha(h, h, key_bias, name == "decoder", block, f"{p}.attention", self.spec.positional, name,
+                               state)
+            x2 = x2 + self.ffn(self.norm(x1, block.norm, f"{p}.ffn_norm"), block.ffn, f"{p}.ffn")
+        return np.concatenate([x1, x2], axis=-1)
 
     def write_slots(self, name, slots, h, key_bias, forgetting):
         """Memformer's writer: slot i attends [m_i; H] (its own slot and the real tokens), then either
@@ -1069,7 +1099,7 @@ class Reference:
         return self.linear(windows.reshape(evicted.shape[0], count, rate * evicted.shape[2]), name, bias=True)
 
     def final_norm(self, name, stack, blocks, x):
-        final = stack.final_norm if stack.final_norm is not None else blocks[-1].placement == "pre"
+        final = stack.final_norm if stack.final_norm is not None else blocks[-1].placement in ("pre", "reversible")
         return self.norm(x, blocks[-1].norm, f"{name}.final_norm") if final else x
 
     def hierarchy(self, ids, mask, token_types):

@@ -326,6 +326,23 @@ encoder: {layers: 2}
 block: {attention: {kind: lsh, buckets: 4, rounds: 2, chunk: 6, seed: 1}}
 encoder: {layers: 2}
 """),
+    "reformer_trax_lsh_decoder": ("decoder", "", """
+block: {attention: {kind: lsh, buckets: 4, rounds: 2, chunk: 3, same_bucket: false, look_back: rolled, scale: 1.0,
+                    key_epsilon: 1e-6, rotations: weights}}
+decoder: {layers: 2}
+head: {kind: lm}
+"""),
+    "reversible_lsh_decoder": ("decoder", "", """
+positional: learned
+block: {placement: reversible, attention: {kind: lsh, buckets: 4, rounds: 2, chunk: 4, same_bucket: false,
+        look_back: rolled, scale: 1.0}, ffn: {activation: relu, chunk: 3}}
+decoder: {layers: 2}
+head: {kind: lm, tied: false, bias: true}
+"""),
+    "reformer_trax_lsh_encoder": ("encoder", "", """
+block: {attention: {kind: lsh, buckets: 4, rounds: 3, chunk: 4, same_bucket: false, look_back: rolled}}
+encoder: {layers: 2}
+"""),
     "reformer_lsh_causal_decoder": ("decoder", "", """
 block: {attention: {kind: lsh, buckets: 2, rounds: 3, chunk: 4}}
 decoder: {layers: 2}
@@ -546,6 +563,7 @@ def test_compiled_model_matches_paper_reference(case, opset, weights_dir):
 
 PADDING_CASES = [("bert_like_encoder", 17), ("bert_like_encoder", 23), ("longformer_encoder", 23),
                  ("bigbird_encoder", 23), ("bigbird_first_and_last_global", 23), ("routing_encoder", 17), ("reformer_lsh_encoder", 17),
+                 ("reformer_trax_lsh_encoder", 17),
                  ("clustered_encoder", 17), ("informer_prob_sparse", 17), ("performer_encoder", 17),
                  ("conditional_embeddings", 17), ("conditional_after_first_block", 17)]
 

@@ -54,7 +54,7 @@ def test_unknown_key_suggests_the_closest(tmp_path, capsys):
 
 def test_bad_choice_lists_the_choices(tmp_path, capsys):
     check_fails(tmp_path, capsys, GOOD.replace("placement: pre", "placement: middle"),
-                "spec.yaml:6:", "block.placement: expected one of ['pre', 'post', 'none'], got 'middle'")
+                "spec.yaml:6:", "block.placement: expected one of ['pre', 'post', 'none', 'reversible'], got 'middle'")
 
 
 def test_unknown_kind_suggests_the_closest(tmp_path, capsys):
@@ -149,3 +149,11 @@ def test_rotary_dim_must_fit_the_head(tmp_path, capsys):
 def test_star_paper_update_needs_a_bare_block(tmp_path, capsys):
     text = tiny_spec("encoder").replace("block: {", "block: {attention: {kind: star, update: paper}, ")
     check_fails(tmp_path, capsys, text, "update: paper is the whole satellite update: use it with placement: none")
+
+
+def test_reversible_blocks_need_a_whole_stack_and_an_untied_head(tmp_path, capsys):
+    text = GOOD.replace("block: {placement: pre}", "block: {placement: reversible}").replace(
+        "decoder: {layers: 2}", "decoder:\n  layers: 2\n  overrides:\n    - layers: [1, 1]\n      block: {placement: pre}")
+    check_fails(tmp_path, capsys, text, "every layer of the stack must be reversible, got ['pre', 'reversible']")
+    text = GOOD.replace("block: {placement: pre}", "block: {placement: reversible}")
+    check_fails(tmp_path, capsys, text, "the LM head cannot be tied to the embedding (set head.tied: false)")

@@ -119,7 +119,7 @@ def test_import_rejects_unsupported_model_types(tmp_path, capsys):
     (tmp_path / "m" / "config.json").write_text('{"model_type": "mamba"}')
     assert main(["import-hf", str(tmp_path / "m"), "-o", str(tmp_path / "out")]) == 1
     err = capsys.readouterr().err
-    assert "model_type 'mamba' is not supported" in err and "bert, deberta-v2, funnel, gpt2, llama, longformer, nystromformer, t5" in err
+    assert "model_type 'mamba' is not supported" in err and "bert, deberta-v2, funnel, gpt2, llama, longformer, nystromformer, reformer, t5" in err
     assert "Traceback" not in err
     assert not (tmp_path / "out").exists()
 
@@ -317,3 +317,42 @@ def test_bigbird_block_sparse_attention_matches_transformers(tmp_path, pad):
                      token_type_ids=torch.from_numpy(types))
     real = mask.astype(bool)
     assert_close(got[0][real], want.last_hidden_state.numpy()[real], "last_hidden_state")
+
+
+@pytest.mark.parametrize("decoder, pad, layers", [(True, 0, ["lsh", "lsh"]), (True, 3, ["local", "lsh"]),
+                                                 (False, 3, ["lsh", "lsh"])])
+def test_reformer_matches_transformers(tmp_path, decoder, pad, layers):
+    """ReformerModelWithLMHead (causal) and ReformerModel: reversible blocks of LSH attention (and local
+    attention in the decoder), axial positions, chunked FFN, at whole chunks longer than one chunk
+    (shorter inputs Hugging Face pads or attends in full). Hugging Face draws its rotations from hash_seed on every call; the import draws
+    the same ones. Hugging Face runs in float64 here, its rotations drawn in float32 as the import
+    draws them: in float32 its probabilities, exp(score - logsumexp), of a query that sees only itself
+    (a decoder's first position, at the -1e5 self-mask) sum to 0.998, where ours sum to 1."""
+    from unittest import mock
+
+    config = transformers.ReformerConfig(
+        hidden_size=32, num_attention_heads=2, attention_head_size=16, feed_forward_size=48, vocab_size=60,
+        attn_layers=layers, num_buckets=4, num_hashes=2, lsh_attn_chunk_length=4, local_attn_chunk_length=4,
+        hash_seed=3,
+        is_decoder=decoder, axial_pos_embds=True, axial_pos_shape=(4, 8), axial_pos_embds_dim=(12, 20),
+        max_position_embeddings=32, hidden_act="relu", chunk_size_feed_forward=4, pad_token_id=0,
+        tie_word_embeddings=False)
+    model_class = transformers.ReformerModelWithLMHead if decoder else transformers.ReformerModel
+    model = randomise(model_class(config), seed=4)
+    session = import_and_compile(model, tmp_path)
+    model.double()
+    draw = torch.randn
+
+    def float32_draw(*shape, dtype=None, **kwargs):
+        return draw(*shape, dtype=torch.float32, **kwargs).to(dtype or torch.float32)
+
+    rng = np.random.default_rng(1)
+    for batch, length in [(1, 8), (3, 16)]:
+        ids = rng.integers(0, 60, (batch, length))
+        mask = padded_mask(batch, length, pad)
+        got = session.run(None, {"input_ids": ids, "attention_mask": mask})[0]
+        with torch.no_grad(), mock.patch.object(torch, "randn", float32_draw):
+            out = model(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask), use_cache=False)
+        want = (out.logits if decoder else out.last_hidden_state).numpy()
+        real = mask.astype(bool)  # padded positions' outputs are not defined
+        assert_close(got[real], want[real], f"reformer {batch}x{length}, pad {pad}")

@@ -1,6 +1,7 @@
 """One transformer block: self-attention, optional cross-attention (decoder of an encoder-decoder)
 and FFN, each a residual sublayer with its norm before (pre-norm: x + f(norm(x))) or after
-(post-norm: norm(x + f(x)), the paper's and BERT's placement).
+(post-norm: norm(x + f(x)), the paper's and BERT's placement); or Reformer's reversible block over
+two streams (x1, x2) -> (x1 + attention(norm(x2)), x2 + ffn(norm(y1))).
 
 A block's own `positional` replaces the model's inside its self-attention; if that scheme also acts
 on embeddings (sinusoidal, learned, conditional), it is applied to the block's input."""
@@ -54,6 +55,11 @@ def build_block(ctx, block: Block, spec, x, mask, causal: bool, positions, state
             return attend(ctx, block.attention, spec,
                           Site(h, keys, key_mask, causal, positions, positional, state, recurrent=True))
 
+    if block.placement == "reversible":  # x = (x1, x2): the attention reads x2 into x1, the FFN y1 into x2
+        x1, x2 = x
+        y1 = ctx.op("add", x1, self_attention(build_norm(ctx, x2, block.norm, "attention_norm")), label="Residual")
+        ffn = build_ffn(ctx, build_norm(ctx, y1, block.norm, "ffn_norm"), block.ffn, spec)
+        return y1, ctx.op("add", x2, ffn, label="Residual")
     x = residual(ctx, x, block, "attention", self_attention)
     if encoder is not None:
         memory, memory_mask = encoder

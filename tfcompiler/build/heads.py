@@ -18,7 +18,8 @@ def build_head(ctx, spec, hidden, mask) -> dict:
                 table = ctx.param("", (m.vocab_size, m.width), "embedding", full_name="embeddings.tokens.weight")
                 logits = ctx.op("matmul", hidden, ctx.op("transpose", table, perm=(1, 0)), label="MatMul")
             else:
-                logits = ctx.op("matmul", hidden, ctx.param("weight", (m.width, m.vocab_size), "matrix"),
+                width = ctx.type_of(hidden).shape[-1]  # twice the model's after reversible blocks
+                logits = ctx.op("matmul", hidden, ctx.param("weight", (width, m.vocab_size), "matrix"),
                                 label="MatMul")
             if head.bias:
                 logits = ctx.op("add", logits, ctx.param("bias", (m.vocab_size,), "zeros"))

@@ -50,7 +50,7 @@ def build_final_norm(ctx, stack_name: str, stack, blocks, hidden):
     """The norm after the last block: by default where blocks are pre-norm."""
     final_norm = stack.final_norm
     if final_norm is None:
-        final_norm = bool(blocks) and blocks[-1].placement == "pre"
+        final_norm = bool(blocks) and blocks[-1].placement in ("pre", "reversible")
     if not final_norm:
         return hidden
     with ctx.at(stack_name):
@@ -67,8 +67,14 @@ def build_stack(ctx, spec, stack_name: str, stack, blocks, encoder=None):
         mask = start.mask
         slots = read_slots(ctx, spec, stack_name, stack.memory_slots.count, hidden) if stack.memory_slots else None
         reads = (slots, None) if slots is not None else encoder  # Memformer: every layer reads the slots
+        reversible = bool(blocks) and blocks[0].placement == "reversible"
+        if reversible:  # two streams, both the embeddings
+            hidden = (hidden, hidden)
         for i in range(len(blocks)):
             hidden = build_layer(ctx, spec, stack_name, stack, i, hidden, mask, positions, state, reads)
+        if reversible:
+            with ctx.at(stack_name):
+                hidden = ctx.op("concat", *hidden, axis=-1, label="Streams")
     hidden = build_final_norm(ctx, stack_name, stack, blocks, hidden)
     if stack.memory_slots:
         write_slots(ctx, spec, stack_name, stack.memory_slots, slots, hidden, mask)

@@ -15,11 +15,13 @@ from . import ops as base
 def lsh_attention(e, attrs, inputs, types, label):
     """Per hashing round: buckets (MatMul by the rotations, ArgMax), the sort by (bucket, position)
     as TopK over the whole padded length, GatherElements into sorted order, chunks with the chunk
-    before (Slice/Concat), masked softmax keeping its log-sum-exp, ScatterElements back; rounds
-    combined by a Softmax over their log-sum-exps."""
+    before (Slice/Concat; with look_back "rolled" the last chunk of the round before), masked
+    softmax keeping its log-sum-exp, ScatterElements back; rounds combined by a Softmax over their
+    log-sum-exps."""
     qk, v, rotations, *bias = inputs
-    chunk, rounds = attrs["chunk"], types[2].shape[0]
+    chunk, rounds, half = attrs["chunk"], types[2].shape[2], types[2].shape[3]
     width, value_width = types[0].shape[3], types[1].shape[3]
+    rolled, same_bucket = attrs.get("look_back", "round") == "rolled", attrs.get("same_bucket", True)
     s = base._length(e, qk, 2)
     pad = base.padding_to(e, s, chunk)
     padded = e.node1("Add", s, pad)
@@ -27,55 +29,66 @@ def lsh_attention(e, attrs, inputs, types, label):
     amounts4 = e.node1("Concat", zeros, e.const([0]), e.const([0]), zeros, e.node1("Reshape", pad, e.const([1])),
                        e.const([0]), axis=0)
     amounts3 = e.node1("Concat", zeros, e.const([0]), zeros, e.node1("Reshape", pad, e.const([1])), axis=0)
-    norm = e.node1("Sqrt", base._reduce(e, "ReduceSum", e.node1("Mul", qk, qk), [-1]))
-    keys = e.node1("Div", qk, e.node1("Max", norm, e.const(1e-12, np.float32)))
+    square = base._reduce(e, "ReduceSum", e.node1("Mul", qk, qk), [-1])
+    if attrs.get("key_epsilon"):
+        square = e.node1("Add", square, e.const(width * attrs["key_epsilon"], np.float32))
+    keys = e.node1("Div", qk, e.node1("Max", e.node1("Sqrt", square), e.const(1e-12, np.float32)))
     positions = e.node1("Range", e.const(0), s, e.const(1))
     bias3 = per_head_bias(e, bias[0], qk, s) if bias else None
     padding = e.node1("LessOrEqual", bias3, e.const(MASKED / 2, np.float32)) if bias else None
-    # the first chunk has no chunk before it: the rolled-in keys of its first half are hidden
-    chunk_ids = e.node1("Range", e.const(0), e.node1("Div", padded, e.const(chunk)), e.const(1))
-    first = e.node1("Reshape", e.node1("Equal", chunk_ids, e.const(0)), e.const([-1, 1, 1]))
-    has_chunk_before = e.node1("Not", e.node1("And", first, e.const((np.arange(2 * chunk) < chunk)[None, None], bool)))
-    outputs, sums = [], []
-    for r in range(rounds):
-        rotated = e.node1("MatMul", keys, e.node1("Gather", rotations, e.const(r), axis=0))
+    has_chunk_before = None
+    if not rolled:  # the first chunk has no chunk before it: the rolled-in keys of its first half are hidden
+        chunk_ids = e.node1("Range", e.const(0), e.node1("Div", padded, e.const(chunk)), e.const(1))
+        first = e.node1("Reshape", e.node1("Equal", chunk_ids, e.const(0)), e.const([-1, 1, 1]))
+        has_chunk_before = e.node1("Not", e.node1("And", first, e.const((np.arange(2 * chunk) < chunk)[None, None], bool)))
+
+    def chunks(x, last):  # sorted (B,H,P[,last]) -> (B,H,n,chunk[,last])
+        return e.node1("Reshape", x, e.const([0, 0, -1, chunk] + ([last] if last is not None else [])))
+
+    def sorted_round(r):  # the round's order and its chunks of queries, keys, values, buckets, positions, bias
+        rotated = e.node1("MatMul", qk, e.node1("Gather", rotations, e.const(r), axis=2))  # (B,H,S,n/2)
         bucket = e.node1("ArgMax", e.node1("Concat", rotated, e.node1("Neg", rotated), axis=-1), axis=-1, keepdims=0)
         if padding is not None:  # padding: one more bucket, after the others
-            bucket = e.node1("Where", padding, e.const(2 * types[2].shape[2]), bucket)
+            bucket = e.node1("Where", padding, e.const(2 * half), bucket)
         sort_key = e.node1("Add", e.node1("Mul", bucket, padded), positions)
         sort_key = e.node1("Pad", sort_key, amounts3, e.const(np.iinfo(np.int64).max // 2))
         order = e.node(
             "TopK", [sort_key, e.node1("Reshape", padded, e.const([1]))], n_outputs=2, axis=-1, largest=0, sorted=1)[1]
-        position = e.node1("Where", e.node1("Less", order, s), order, e.const(-1))
 
         def sort(x, last, fill=None):  # (B,H,S[,last]) -> sorted (B,H,P[,last])
             x = e.node1("Pad", x, amounts3 if last is None else amounts4, *([fill] if fill else []))
             return e.node1("GatherElements", x, row_index(e, order, last), axis=2)
 
-        def chunks(x, last):  # sorted (B,H,P[,last]) -> (B,H,n,chunk[,last])
-            shape = [0, 0, -1, chunk] + ([last] if last is not None else [])
-            return e.node1("Reshape", x, e.const(shape))
+        parts = [chunks(sort(qk, width), width), chunks(sort(keys, width), width),
+                 chunks(sort(v, value_width), value_width), chunks(sort(bucket, None, e.const(-1)), None),
+                 chunks(e.node1("Where", e.node1("Less", order, s), order, e.const(-1)), None)]
+        return order, parts + ([chunks(sort(bias3, None), None)] if bias3 is not None else [])
 
-        def with_previous(x):  # (B,H,n,chunk,...) -> (B,H,n,2·chunk,...), the chunk before (rolled)
-            before = e.node1("Concat", e.node1("Slice", x, e.const([-1]), e.const([2 ** 62]), e.const([2])),
-                             e.node1("Slice", x, e.const([0]), e.const([-1]), e.const([2])), axis=2)
-            return e.node1("Concat", before, x, axis=3)
+    def with_previous(x, previous):  # (B,H,n,chunk,...) -> (B,H,n,2·chunk,...): the last chunk of `previous` first
+        before = e.node1("Concat", e.node1("Slice", previous, e.const([-1]), e.const([2 ** 62]), e.const([2])),
+                         e.node1("Slice", x, e.const([0]), e.const([-1]), e.const([2])), axis=2)
+        return e.node1("Concat", before, x, axis=3)
 
-        sq, sk, sv = sort(qk, width), sort(keys, width), sort(v, value_width)
-        sb = sort(bucket, None, e.const(-1))
-        cq = chunks(sq, width)
-        ck, cv = with_previous(chunks(sk, width)), with_previous(chunks(sv, value_width))
-        cb, cp = with_previous(chunks(sb, None)), with_previous(chunks(position, None))
-        scores = e.node1("Mul", e.node1("MatMul", cq, e.node1("Transpose", ck, perm=[0, 1, 2, 4, 3])),
+    def unsort(x, order, last):  # sorted (B,H,P[,last]) -> original order, (B,H,S[,last])
+        back = e.node1("ScatterElements", x, row_index(e, order, last), x, axis=2)
+        return e.node1("Slice", back, e.const([0]), e.node1("Reshape", s, e.const([1])), e.const([2]))
+
+    by_round = [sorted_round(r) for r in range(rounds)]
+    outputs, sums = [], []
+    for r, (order, (cq, ck, cv, cb, cp, *cbias)) in enumerate(by_round):
+        before = by_round[r - 1][1] if rolled else by_round[r][1]  # r - 1 wraps to the last round
+        wk, wv, wb, wp, *wbias = (with_previous(x, y) for x, y in zip((ck, cv, cb, cp, *cbias), before[1:]))
+        scores = e.node1("Mul", e.node1("MatMul", cq, e.node1("Transpose", wk, perm=[0, 1, 2, 4, 3])),
                          e.const(attrs["scale"], np.float32))
-        if bias3 is not None:
-            cbias = with_previous(chunks(sort(bias3, None), None))
-            scores = e.node1("Add", scores, e.node1("Unsqueeze", cbias, e.const([3])))
-        qb = e.node1("Unsqueeze", chunks(sb, None), e.const([4]))
-        qp = e.node1("Unsqueeze", chunks(position, None), e.const([4]))
-        kb, kp = e.node1("Unsqueeze", cb, e.const([3])), e.node1("Unsqueeze", cp, e.const([3]))
-        visible = e.node1("And", e.node1("Equal", kb, qb), e.node1("LessOrEqual", e.const(0), kp))
-        visible = e.node1("And", visible, has_chunk_before)
+        if wbias:
+            scores = e.node1("Add", scores, e.node1("Unsqueeze", wbias[0], e.const([3])))
+        qp, kp = e.node1("Unsqueeze", cp, e.const([4])), e.node1("Unsqueeze", wp, e.const([3]))
+        visible = e.node1("LessOrEqual", e.const(0), kp)
+        if same_bucket:
+            visible = e.node1("And", visible, e.node1("Equal", e.node1("Unsqueeze", wb, e.const([3])),
+                                                      e.node1("Unsqueeze", cb, e.const([4]))))
+        if has_chunk_before is not None:
+            visible = e.node1("And", visible, has_chunk_before)
         if attrs["causal"]:
             visible = e.node1("And", visible, e.node1("LessOrEqual", kp, qp))
         scores = e.node1("Where", visible, scores, e.const(MASKED, np.float32))
@@ -83,16 +96,12 @@ def lsh_attention(e, attrs, inputs, types, label):
         top = base._reduce(e, "ReduceMax", scores, [-1])
         weights = e.node1("Exp", e.node1("Sub", scores, top))
         total = base._reduce(e, "ReduceSum", weights, [-1])
-        out = e.node1("MatMul", e.node1("Div", weights, total), cv)  # (B,H,n,chunk,Dv)
+        out = e.node1("MatMul", e.node1("Div", weights, total), wv)  # (B,H,n,chunk,Dv)
         lse = e.node1("Squeeze", e.node1("Add", e.node1("Log", total), top), e.const([4]))  # (B,H,n,chunk)
-
-        def unsort(x, last):  # sorted (B,H,P[,last]) -> original order, (B,H,S[,last])
-            back = e.node1("ScatterElements", x, row_index(e, order, last), x, axis=2)
-            return e.node1("Slice", back, e.const([0]), e.node1("Reshape", s, e.const([1])), e.const([2]))
-
-        outputs.append(e.node1("Unsqueeze", unsort(e.node1("Reshape", out, e.const([0, 0, -1, value_width])),
+        outputs.append(e.node1("Unsqueeze", unsort(e.node1("Reshape", out, e.const([0, 0, -1, value_width])), order,
                                                    value_width), e.const([0])))
-        sums.append(e.node1("Unsqueeze", unsort(e.node1("Reshape", lse, e.const([0, 0, -1])), None), e.const([0])))
+        sums.append(e.node1("Unsqueeze", unsort(e.node1("Reshape", lse, e.const([0, 0, -1])), order, None),
+                            e.const([0])))
     weights = e.node1("Softmax", e.node1("Concat", *sums, axis=0) if rounds > 1 else sums[0], axis=0)
     stacked = e.node1("Concat", *outputs, axis=0) if rounds > 1 else outputs[0]
     combined = e.node1("Mul", stacked, e.node1("Unsqueeze", weights, e.const([4])))

@@ -167,6 +167,10 @@ def _check_rules(reader: Reader, spec: Spec, root: yaml.Node) -> None:
                                f"'{type(cross).KIND}' cannot attend an encoder: set block.cross_attention "
                                "(e.g. {kind: multi_head})")
                 break
+    for name, stack, blocks in spec.stacks():
+        for problem in reversible_problems(spec, name, stack, blocks):
+            reader.problem(at(name), name, problem)
+            break
     kinds = {"input": spec.input, "positional": spec.positional}
     for name, _, blocks in spec.stacks():
         kinds.update({f"{name}.layers[{i}].block.attention": b.attention for i, b in enumerate(blocks)})
@@ -175,6 +179,26 @@ def _check_rules(reader: Reader, spec: Spec, root: yaml.Node) -> None:
     for path, options in kinds.items():
         for problem in getattr(options, "problems", lambda _: ())(spec):
             reader.problem(at(path.split(".")[0]), path, problem)
+
+
+def reversible_problems(spec, name: str, stack, blocks):
+    """Reformer's two residual streams run a whole one-stack model: every block, plain self-attention and
+    FFN sublayers, and heads that read the streams' concatenation."""
+    placements = {block.placement for block in blocks}
+    if "reversible" not in placements:
+        return
+    if placements != {"reversible"}:
+        yield "reversible blocks carry two streams from the embeddings to the final norm: every layer of the stack " \
+              f"must be reversible, got {sorted(placements)}"
+    if spec.topology not in ("encoder", "decoder"):
+        yield f"reversible blocks need topology 'encoder' or 'decoder', got '{spec.topology}'"
+    if stack.memory or stack.memory_slots or stack.resample is not None:
+        yield "reversible blocks take no segment memory, memory slots or resampling"
+    if any(not block.ffn.enabled or block.positional is not None for block in blocks):
+        yield "reversible blocks need their FFN and the model's positional scheme"
+    if spec.head.kind == "lm" and spec.head.tied:
+        yield "reversible blocks output twice the model width: the LM head cannot be tied to the embedding " \
+              "(set head.tied: false)"
 
 
 def resample_problems(stack, name: str, spec):

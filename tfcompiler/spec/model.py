@@ -72,8 +72,11 @@ class Block:
 
     placement: str = option("pre", doc="Norm before each sublayer (pre) or after the residual "
                             "(post, the paper's and BERT's), or none: no residual and no norm, each "
-                            "sublayer's output is the next one's input (plain RNN stacks).",
-                            choices=("pre", "post", "none"))
+                            "sublayer's output is the next one's input (plain RNN stacks); reversible: "
+                            "Reformer's two residual streams (RevNet; Kitaev et al. 2020), y1 = x1 + "
+                            "attention(norm(x2)), y2 = x2 + ffn(norm(y1)), both starting as the embeddings, "
+                            "the stack's output their concatenation (width 2·model.width) after the final norm.",
+                            choices=("pre", "post", "none", "reversible"))
     norm: Norm = option(Norm(), doc="Norm of each sublayer.")
     attention: Any = option(None, doc="Attention kind and its options.", registry=ATTENTION)
     cross_attention: Any = option(None, doc="The cross-attention's kind and options in a decoder that "

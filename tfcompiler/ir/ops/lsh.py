@@ -1,17 +1,21 @@
 """Reformer's LSH attention (Kitaev et al. 2020) as one canonical op.
 
-lsh_attention(qk (B,H,S,Dh), v (B,H,S,Dv), rotations (rounds, Dh, n/2), key_bias? (B|1,1,1,S)) attrs
-chunk, causal, scale -> (B,H,S,Dv).
+lsh_attention(qk (B,H,S,Dh), v (B,H,S,Dv), rotations (H|1, Dh, rounds, n/2), key_bias? (B|1,1,1,S))
+attrs chunk, causal, scale, same_bucket, look_back ("round" | "rolled"), key_epsilon -> (B,H,S,Dv).
 
-Queries and keys share one projection; keys are the unit-normalised queries. Each hashing round r
-buckets every position by argmax([xR_r; -xR_r]) of its key (padded positions, whose key bias is at
-most MASKED/2, share one more bucket after the others, so they never take a real position's place
-in a chunk), sorts positions by (bucket, position),
-cuts the sorted sequence into chunks of `chunk` and lets each chunk attend itself and the chunk
-before it (the first chunk has none), same-bucket keys only; a position attends itself only when nothing else is visible
-(its score gets -1e5, as Reformer's code does). Rounds are combined by their log-sum-exps:
-o_i = Σ_r exp(z_i^r − logsumexp_r z_i^r) o_i^r. The sequence is padded to whole chunks inside
-the graph (padding positions are never attended). The rotations are fixed when the spec is compiled.
+Queries and keys share one projection; keys are the normalised queries, k = x / √(|x|² + Dh·ε)
+(ε = key_epsilon; trax's and Hugging Face's 1e-6, or 0 for unit keys). Each hashing round r buckets
+every position by argmax([xR_r; -xR_r]) (padded positions, whose key bias is at most MASKED/2,
+share one more bucket after the others, so they never take a real position's place in a chunk),
+sorts positions by (bucket, position) and cuts the sorted sequence into chunks of `chunk`. Each
+chunk attends itself and the chunk before it: with look_back "round" the one before in its own
+round (the first chunk has none, as the paper describes); with "rolled" the rounds' sequences are
+one sequence and the first chunk of a round sees the last chunk of the round before (round 0 the
+last round's), as trax and Hugging Face do. With same_bucket only keys of the query's own bucket
+count (the paper); without it every key of the two chunks (trax, Hugging Face). A position attends
+itself only when nothing else is visible (its score gets -1e5, as Reformer's code does). Rounds are
+combined by their log-sum-exps: o_i = Σ_r exp(z_i^r − logsumexp_r z_i^r) o_i^r. The sequence is padded
+to whole chunks inside the graph (padding positions are never attended).
 """
 from __future__ import annotations
 
@@ -21,52 +25,66 @@ from . import OpTypeError, register
 from .nn import MASKED
 
 SELF_MASK = -1e5
+LOOK_BACK = ("round", "rolled")
 
 
 def _infer(attrs, types):
-    qk, v = types[:2]
+    qk, v, rotations = types[:3]
     if qk.shape[:3] != v.shape[:3]:
         raise OpTypeError(f"lsh attention needs qk and v with the same heads and length: {qk}, {v}")
+    if rotations.rank != 4 or rotations.shape[0] not in (1, qk.shape[1]) or rotations.shape[1] != qk.shape[3]:
+        raise OpTypeError(f"lsh rotations must be (heads or 1, {qk.shape[3]}, rounds, buckets/2), got {rotations}")
+    if attrs.get("look_back", "round") not in LOOK_BACK:
+        raise OpTypeError(f"look_back must be one of {LOOK_BACK}, got {attrs['look_back']!r}")
     return [qk.with_shape(qk.shape[:3] + v.shape[3:])]
 
 
-def buckets_of(keys: np.ndarray, rotations: np.ndarray) -> np.ndarray:
-    """(B,H,S,Dh) keys -> (rounds, B,H,S) bucket ids."""
-    rotated = np.einsum("bhsd,rdn->rbhsn", keys, rotations)
+def buckets_of(x: np.ndarray, rotations: np.ndarray) -> np.ndarray:
+    """(B,H,S,Dh) vectors, (H|1, Dh, rounds, n/2) rotations -> (rounds, B,H,S) bucket ids."""
+    rotated = np.einsum("bhsd,hdrn->rbhsn", x, np.broadcast_to(rotations, (x.shape[1],) + rotations.shape[1:]))
     return np.argmax(np.concatenate([rotated, -rotated], axis=-1), axis=-1)
 
 
-def lsh_attention(qk, v, key_bias, rotations, chunk: int, causal: bool, scale: float):
-    b, h, s, _ = qk.shape
+def lsh_attention(qk, v, key_bias, rotations, chunk: int, causal: bool, scale: float, same_bucket: bool = True,
+                  look_back: str = "round", key_epsilon: float = 0.0):
+    b, h, s, dh = qk.shape
     q = qk.astype(np.float64)
-    k = q / np.maximum(np.linalg.norm(q, axis=-1, keepdims=True), 1e-12)
+    k = q / np.maximum(np.sqrt((q * q).sum(-1, keepdims=True) + dh * key_epsilon), 1e-12)
     v = v.astype(np.float64)
     bias = np.zeros((b, 1, 1, s)) if key_bias is None else np.broadcast_to(key_bias, (b, 1, 1, s))
     padded = -(-s // chunk) * chunk
-    buckets = np.where(bias[:, :, 0] <= MASKED / 2, 2 * rotations.shape[-1], buckets_of(k, rotations))
-    outputs, sums = [], []
+    n = padded // chunk
+    buckets = np.where(bias[:, :, 0] <= MASKED / 2, rotations.shape[-1] * 2, buckets_of(q, rotations))
+    rounds = []  # per round: the order and the sorted chunks of queries, keys, values, buckets, positions, bias
+
+    def chunked(x):  # sorted (B,H|1,P,...) -> (B,H|1,n,chunk,...)
+        return x.reshape((b, x.shape[1], n, chunk) + x.shape[3:])
+
     for bucket in buckets:
         key = np.pad(bucket * padded + np.arange(s), ((0, 0), (0, 0), (0, padded - s)),
                      constant_values=np.iinfo(np.int64).max // 2)  # padding sorts last
         order = np.argsort(key, axis=-1, kind="stable")  # (B,H,P)
-        position = np.where(order < s, order, -1)
-        sq, sk, sv = (np.take_along_axis(np.pad(x, ((0, 0), (0, 0), (0, padded - s), (0, 0))), order[..., None], 2)
-                      for x in (q, k, v))
+        sorted_rows = [np.take_along_axis(np.pad(x, ((0, 0), (0, 0), (0, padded - s), (0, 0))), order[..., None], 2)
+                       for x in (q, k, v)]
         sb = np.take_along_axis(np.pad(bucket, ((0, 0), (0, 0), (0, padded - s)), constant_values=-1), order, -1)
-        sbias = np.take_along_axis(np.pad(bias[:, :, 0], ((0, 0), (0, 0), (0, padded - s))), order, -1)  # (B,H|1,P)
-        n = padded // chunk
-        cq = sq.reshape(b, h, n, chunk, -1)
+        sbias = np.take_along_axis(np.pad(np.broadcast_to(bias[:, :, 0], (b, h, s)), ((0, 0), (0, 0), (0, padded - s))),
+                                   order, -1)
+        rounds.append((order, [chunked(x) for x in (*sorted_rows, sb, np.where(order < s, order, -1), sbias)]))
+    outputs, sums = [], []
+    for r, (order, (cq, ck, cv, cb, cpos, cbias)) in enumerate(rounds):
+        before = rounds[r - 1][1] if look_back == "rolled" else rounds[r][1]  # r - 1 wraps to the last round
 
-        def with_previous(x):  # (B,H,P,...) -> (B,H,n,2·chunk,...): each chunk and the one before
-            x = x.reshape((b, x.shape[1], n, chunk) + x.shape[3:])
-            return np.concatenate([np.roll(x, 1, axis=2), x], axis=3)
+        def with_previous(x, previous):  # (B,H,n,chunk,...) -> (B,H,n,2·chunk,...): each chunk and the one before
+            return np.concatenate([np.concatenate([previous[:, :, -1:], x[:, :, :-1]], axis=2), x], axis=3)
 
-        ck, cv, cb, cpos, cbias = (with_previous(x) for x in (sk, sv, sb, position, np.broadcast_to(sbias, (b, h, padded))))
-        qpos, qb = position.reshape(b, h, n, chunk, 1), sb.reshape(b, h, n, chunk, 1)
-        scores = cq @ np.swapaxes(ck, -1, -2) * scale + cbias[..., None, :]
-        kpos, kb = cpos[..., None, :], cb[..., None, :]
-        visible = (kb == qb) & (kpos >= 0)
-        visible[:, :, 0, :, :chunk] = False  # the first chunk has no chunk before it
+        wk, wv, wb, wpos, wbias = (with_previous(x, y) for x, y in zip((ck, cv, cb, cpos, cbias), before[1:]))
+        scores = cq @ np.swapaxes(wk, -1, -2) * scale + wbias[..., None, :]
+        kpos, qpos = wpos[..., None, :], cpos[..., None]
+        visible = np.broadcast_to(kpos >= 0, scores.shape).copy()
+        if same_bucket:
+            visible &= wb[..., None, :] == cb[..., None]
+        if look_back == "round":
+            visible[:, :, 0, :, :chunk] = False  # the first chunk has no chunk before it
         if causal:
             visible &= kpos <= qpos
         scores = np.where(visible, scores, MASKED)
@@ -74,7 +92,7 @@ def lsh_attention(qk, v, key_bias, rotations, chunk: int, causal: bool, scale: f
         top = scores.max(-1, keepdims=True)
         weights = np.exp(scores - top)
         total = weights.sum(-1, keepdims=True)
-        out = (weights / total) @ cv  # (B,H,n,chunk,Dv)
+        out = (weights / total) @ wv  # (B,H,n,chunk,Dv)
         lse = (np.log(total) + top)[..., 0]
         inverse = np.argsort(order, axis=-1)
         outputs.append(np.take_along_axis(out.reshape(b, h, padded, -1), inverse[..., None], 2)[:, :, :s])
@@ -86,5 +104,6 @@ def lsh_attention(qk, v, key_bias, rotations, chunk: int, causal: bool, scale: f
 
 
 register("lsh_attention", (3, 4), _infer,
-         lambda attrs, qk, v, rotations, bias=None: [lsh_attention(qk, v, bias, rotations, attrs["chunk"],
-                                                                   attrs["causal"], attrs["scale"])])
+         lambda attrs, qk, v, rotations, bias=None: [lsh_attention(
+             qk, v, bias, rotations, attrs["chunk"], attrs["causal"], attrs["scale"], attrs.get("same_bucket", True),
+             attrs.get("look_back", "round"), attrs.get("key_epsilon", 0.0))])
