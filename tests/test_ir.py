@@ -148,7 +148,8 @@ def test_token_chunks_lower_to_a_loop_that_computes_the_region(length):
     model = to_onnx(g, 17).to_proto()
     assert [n.op_type for n in model.graph.node].count("Loop") == 1
     assert "MatMul" not in [n.op_type for n in model.graph.node]  # the region is inside the Loop only
-    np.testing.assert_allclose(run_onnx(model.SerializeToString(), feeds)["y"], evaluate(g, feeds)["y"], atol=1e-6, rtol=0)
+    got = run_onnx(model.SerializeToString(), feeds)["y"]
+    np.testing.assert_allclose(got, evaluate(g, feeds)["y"], atol=1e-6, rtol=0)
 
 
 def test_verify_catches_token_chunks_read_from_outside():

@@ -277,7 +277,8 @@ def test_bigbird_block_sparse_attention_matches_transformers(tmp_path, pad):
     import yaml
     from safetensors.numpy import save_file
 
-    from tfcompiler.importers.hf import Checkpoint, _bert
+    from tfcompiler.importers.hf.checkpoint import Checkpoint
+    from tfcompiler.importers.hf.encoders import bert
     from tfcompiler.ir.patterns import Blocks
 
     block, random_blocks, length = 4, 2, 48  # Hugging Face attends densely up to (5 + 2·random)·block = 36 tokens
@@ -287,7 +288,7 @@ def test_bigbird_block_sparse_attention_matches_transformers(tmp_path, pad):
                                         num_random_blocks=random_blocks, hidden_act="gelu")
     model = randomise(transformers.BigBirdModel(config), seed=9)
     weights = {k: v.detach().numpy() for k, v in model.state_dict().items()}
-    body, ours = _bert(config.to_dict(), Checkpoint(weights, "BigBirdModel"))
+    body, ours = bert(config.to_dict(), Checkpoint(weights, "BigBirdModel"))
     body["block"]["attention"] = {"kind": "bigbird", "block": block, "window_blocks": 3, "global_blocks": 1,
                                   "trailing_global_blocks": 1, "random_blocks": random_blocks, "seed": 11}
     spec = parse_spec(yaml.safe_dump({"tfc": 1, "name": "bigbird", "topology": "encoder", **body}), "bigbird.yaml")

@@ -153,7 +153,8 @@ class Blocked:
 
         stacked = e.loop(count, one_group, "BlockGroups")  # (groups, B, n·block, H·Dv)
         tokens = e.node1("Transpose", stacked, perm=[1, 0, 2, 3])
-        heads = e.node1("Reshape", tokens, e.node1("Concat", batch, e.const([-1, self.heads, self.value_width]), axis=0))
+        by_head = e.node1("Concat", batch, e.const([-1, self.heads, self.value_width]), axis=0)
+        heads = e.node1("Reshape", tokens, by_head)
         return self.close(e.node1("Transpose", heads, perm=[0, 2, 1, 3]), dense_rows, label)
 
     def finish(self, scores: str, v_blocks: str, dense_rows: int, label: str) -> str:
@@ -247,7 +248,8 @@ def banded_attention(e, attrs, inputs, types, label):
         return e.node1("Slice", x, e.const([0]), e.const([g]), e.const([axis]))
 
     def band(ids):
-        spans = e.node1("Add", e.node1("Unsqueeze", ids, e.const([1])), e.const(np.arange(span)[None, :]))  # block n sees n .. n+span-1
+        # block n sees blocks n .. n+span-1
+        spans = e.node1("Add", e.node1("Unsqueeze", ids, e.const([1])), e.const(np.arange(span)[None, :]))
 
         def windows(x, axis, last):  # blocks (.., nb+span-1 at axis, block, last) -> (.., n, span·block, last)
             picked = e.node1("Gather", x, spans, axis=axis)  # (.., n, span, block, last)

@@ -40,7 +40,8 @@ def lsh_attention(e, attrs, inputs, types, label):
     if not rolled:  # the first chunk has no chunk before it: the rolled-in keys of its first half are hidden
         chunk_ids = e.node1("Range", e.const(0), e.node1("Div", padded, e.const(chunk)), e.const(1))
         first = e.node1("Reshape", e.node1("Equal", chunk_ids, e.const(0)), e.const([-1, 1, 1]))
-        has_chunk_before = e.node1("Not", e.node1("And", first, e.const((np.arange(2 * chunk) < chunk)[None, None], bool)))
+        rolled_in = e.const((np.arange(2 * chunk) < chunk)[None, None], bool)
+        has_chunk_before = e.node1("Not", e.node1("And", first, rolled_in))
 
     def chunks(x, last):  # sorted (B,H,P[,last]) -> (B,H,n,chunk[,last])
         return e.node1("Reshape", x, e.const([0, 0, -1, chunk] + ([last] if last is not None else [])))

@@ -33,9 +33,6 @@ def to_onnx(graph: Graph, opset: int = DEFAULT_OPSET, metadata: dict[str, str] |
         raise ValueError(f"opset {opset} is outside the supported {MIN_OPSET}..{MAX_OPSET}")
     e = Emitter(opset, kernels_for(target) if kernels is None else kernels, graph.metadata.get("max_length"))
     names: dict[Value, str] = {}
-    output_of = {}
-    for name, value in graph.outputs.items():
-        output_of.setdefault(value, name)
     inputs, roles = [], {}
     regions = {node: chunk_region(graph, node) for node in graph.by_type("chunks_end")}
     in_chunks = set().union(*regions.values())
@@ -49,7 +46,8 @@ def to_onnx(graph: Graph, opset: int = DEFAULT_OPSET, metadata: dict[str, str] |
         args = graph.inputs_of(node)
         if op.type == "chunks_end":  # the region between it and its begin, as a Loop over token blocks
             begin = args[1]
-            outputs = [emit_token_chunks(e, names[begin], graph.type_of(begin).rank, graph.op(begin.node).attrs["chunk"],
+            chunk = graph.op(begin.node).attrs["chunk"]
+            outputs = [emit_token_chunks(e, names[begin], graph.type_of(begin).rank, chunk,
                                          lambda block: lower_region(regions[node], begin, block, args[0]))]
         else:
             outputs = emit_op(e, op, [names[v] for v in args], [graph.type_of(v) for v in args], op.label)

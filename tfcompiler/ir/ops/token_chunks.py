@@ -36,7 +36,8 @@ register("chunks_end", (2, 2), _end_infer, lambda attrs, y, begin: [y])
 
 
 def chunk_region(graph, end: int) -> set[int]:
-    """The nodes between the chunks_end node `end` and its chunks_begin; a ValueError if the region reads or leaks a value it must not (see the module docstring)."""
+    """The nodes between the chunks_end node `end` and its chunks_begin; a ValueError if the region
+    reads or leaks a value it must not (see the module docstring)."""
     begin = graph.inputs_of(end)[1].node
     if graph.op(begin).type != "chunks_begin":
         raise ValueError(f"chunks_end {end} does not point at a chunks_begin")

@@ -1,0 +1,99 @@
+"""`tfc import-hf`: a Hugging Face model folder (config.json + weights, as ``save_pretrained`` writes
+them) -> a tfcompiler spec and a safetensors file under tfcompiler's canonical names.
+
+Each supported ``model_type`` has one function that reads the config into a spec and names, for every
+canonical weight, the checkpoint tensor it comes from:
+
+- ``bert`` (BertModel, and task models whose keys start with ``bert.``): post-norm encoder, learned
+  positions, token types, embedding LayerNorm, pooler when the checkpoint has one. nn.Linear
+  weights are (out, in), so they are transposed to tfcompiler's (in, out).
+- ``gpt2`` (GPT2Model / GPT2LMHeadModel, keys under ``transformer.``): pre-norm causal decoder,
+  learned positions, final LayerNorm, LM head tied to the token embedding. GPT-2's Conv1D weights
+  are already (in, out); its fused ``c_attn`` is split into query, key and value.
+- ``llama`` (LlamaForCausalLM, keys under ``model.``): pre-norm RMSNorm decoder, half-split rotary
+  positions (default or linear scaling), grouped-query attention, SwiGLU, untied or tied LM head.
+- ``t5`` (T5Model, and the body of T5ForConditionalGeneration): pre-norm RMSNorm encoder-decoder,
+  bucketed relative bias per stack (layer 0's table, shared), unscaled attention, no biases, ReLU
+  or gated-gelu FFN, one shared token embedding. Outputs the decoder's and the encoder's hidden
+  states (the LM head's d_model^-0.5 rescaling is not imported yet).
+- ``deberta-v2`` (DebertaV2Model, v2 and v3 checkpoints): post-norm encoder with disentangled
+  attention (log buckets, relative embeddings with their LayerNorm, share_att_key), embedding
+  LayerNorm. DeBERTa zeroes padded positions after its embeddings; those positions' outputs are
+  not defined by tfcompiler, every other position matches.
+- ``longformer`` (LongformerModel, keys under ``longformer.`` in task models): the BERT layout with
+  RoBERTa's positions (numbered from pad_token_id + 1: the table is cut there, and the one token
+  type 0's embedding folded into it), sliding-window attention of attention_window / 2 keys each side
+  (per layer where they differ), and global attention with its own projections for the positions
+  the ``global_attention_mask`` input marks.
+- ``reformer`` (ReformerModel / ReformerModelWithLMHead): reversible blocks, LSH attention as trax and
+  Hugging Face run it (every bucket in a chunk, look-back rolled across hashing rounds, unscaled
+  scores of unit keys, per-head rotations drawn from ``hash_seed`` with torch), local attention layers
+  of decoders as ``block_local``, axial position embeddings flattened into a learned table, the LM
+  head over both streams.
+
+Weights are read with safetensors; a ``pytorch_model.bin`` needs torch (the ``hf`` extra). One module
+per family (encoders: the BERT family; decoders: GPT-2 and Llama; t5; reformer), and checkpoint for
+what they share.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import yaml
+
+from ...errors import TfcError
+from .checkpoint import Checkpoint, load_tensors
+from .decoders import gpt2, llama
+from .encoders import bert, deberta_v2, funnel, longformer, nystromformer
+from .reformer import reformer
+from .t5 import t5
+
+IMPORTERS: dict[str, tuple[str, Callable]] = {"bert": ("encoder", bert), "gpt2": ("decoder", gpt2),
+                                               "llama": ("decoder", llama), "t5": ("encoder-decoder", t5),
+                                               "deberta-v2": ("encoder", deberta_v2),
+                                               "longformer": ("encoder", longformer),
+                                               "funnel": ("encoder", funnel),
+                                               "nystromformer": ("encoder", nystromformer),
+                                               "reformer": ("decoder", reformer)}  # or encoder: its config says
+
+
+def import_hf(model_dir: str | Path, out_dir: str | Path) -> tuple[Path, Path]:
+    """Write ``out_dir/spec.yaml`` and ``out_dir/weights.safetensors``; returns their paths."""
+    from ...build import build_graph
+    from ...build.weights import check_weights, save_weights
+    from ...spec import parse_spec
+
+    model_dir, out_dir = Path(model_dir), Path(out_dir)
+    try:
+        config = json.loads((model_dir / "config.json").read_text())
+    except (OSError, ValueError) as e:
+        raise TfcError(f"{model_dir / 'config.json'}: cannot read the model config: {e}") from None
+    model_type = config.get("model_type")
+    if model_type not in IMPORTERS:
+        raise TfcError(f"{model_dir}: model_type {model_type!r} is not supported; "
+                       f"supported: {', '.join(sorted(IMPORTERS))}")
+    topology, importer = IMPORTERS[model_type]
+    checkpoint = Checkpoint(load_tensors(model_dir), str(model_dir))
+    body, weights = importer(config, checkpoint)
+    if checkpoint.missing:
+        raise TfcError(f"{model_dir}: checkpoint lacks tensors the model needs:\n" +
+                       "\n".join(f"  {k}" for k in checkpoint.missing))
+    name = config.get("_name_or_path") or model_dir.name
+    spec_dict = {"tfc": 1, "name": Path(str(name)).name or model_type, "topology": topology, **body}
+    text = (f"# Imported by `tfc import-hf` from {model_dir.name} "
+            f"({(config.get('architectures') or [model_type])[0]}).\n"
+            + yaml.safe_dump(spec_dict, sort_keys=False))
+    spec = parse_spec(text, str(out_dir / "spec.yaml"))
+    weights = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in weights.items()}
+    check_weights(build_graph(spec), weights, str(model_dir))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    from ...atomic import atomic_path
+
+    with atomic_path(out_dir / "spec.yaml") as temp:
+        temp.write_text(text, encoding="utf-8")
+    save_weights(weights, str(out_dir / "weights.safetensors"),
+                 metadata={"source": str(model_dir.name), "model_type": model_type})
+    return out_dir / "spec.yaml", out_dir / "weights.safetensors"

@@ -1,0 +1,86 @@
+"""Reformer (ReformerModel / ReformerModelWithLMHead)."""
+from __future__ import annotations
+
+import numpy as np
+
+from ...errors import TfcError
+from .checkpoint import Checkpoint, activation_kind, ffn_section, linear_weights, norm_weights
+
+
+def reformer(config: dict, w: Checkpoint) -> tuple[dict, dict]:
+    """Reformer (ReformerModel / ReformerModelWithLMHead): reversible blocks of LSH attention as the
+    authors' trax code runs it (see tfcompiler.build.attention.lsh) and, in decoders, local attention
+    (`block_local`: a chunk and the chunks before it, causal) where attn_layers says so, axial position embeddings
+    flattened into one learned table, an untied LM head over both streams. Hugging Face draws the
+    rotations on every call as torch.manual_seed(hash_seed); torch.randn(heads, head_width, rounds,
+    buckets / 2), the same for every layer: they are drawn here once, with torch, into each layer's
+    `attention.rotations`."""
+    layers, buckets, decoder = config["attn_layers"], config.get("num_buckets"), bool(config.get("is_decoder"))
+    problems = []
+    if set(layers) - {"lsh", "local"} or "local" in layers and not decoder:
+        problems.append(f"attn_layers {layers}: 'lsh' layers, and 'local' ones in a decoder (Hugging Face's "
+                        "bidirectional local attention looks back only, wrapping round to the last chunk)")
+    if "local" in layers and config.get("local_num_chunks_after", 0) != 0:
+        problems.append("local_num_chunks_after must be 0 in a decoder")
+    if not isinstance(buckets, int):
+        problems.append(f"num_buckets {buckets!r}: only one even number of buckets is supported (Hugging Face sets "
+                        "it from the input length when null, and factorises lists)")
+    if config.get("hash_seed") is None:
+        problems.append("hash_seed is null: Hugging Face draws new rotations on every call; set a hash_seed")
+    if (config.get("lsh_num_chunks_before", 1), config.get("lsh_num_chunks_after", 0)) != (1, 0):
+        problems.append("lsh_num_chunks_before/after must be 1 / 0 (a chunk and the one before it)")
+    if problems:
+        raise TfcError("reformer: " + "; ".join(problems))
+    try:
+        import torch
+    except ImportError:
+        raise TfcError("reformer: its hashing rotations are drawn by torch from hash_seed: pip install "
+                       "'tfcompiler[hf]'") from None
+    width, heads, head_width, rounds = (config["hidden_size"], config["num_attention_heads"],
+                                        config["attention_head_size"], config["num_hashes"])
+    torch.manual_seed(config["hash_seed"])
+    rotations = torch.randn((heads, head_width, rounds, buckets // 2), dtype=torch.float32).numpy()
+    stack = "decoder" if decoder else "encoder"
+    local = {"kind": "block_local", "block": config.get("local_attn_chunk_length", 64),
+             "memory_blocks": config.get("local_num_chunks_before", 1)}
+    overrides = [{"layers": [i, i], "block": {"attention": local}} for i, kind in enumerate(layers) if kind == "local"]
+    spec = {
+        "topology": stack,
+        "model": {"width": width, "heads": heads, "head_width": head_width, "ffn_width": config["feed_forward_size"],
+                  "vocab_size": config["vocab_size"], "max_length": config["max_position_embeddings"]},
+        "positional": "learned",
+        "block": {"placement": "reversible", "norm": {"kind": "layer_norm", "epsilon": config["layer_norm_eps"]},
+                  "attention": {"kind": "lsh", "buckets": buckets, "rounds": rounds,
+                                "chunk": config["lsh_attn_chunk_length"], "rotations": "weights",
+                                "same_bucket": False, "look_back": "rolled", "scale": 1.0, "key_epsilon": 1e-6},
+                  "ffn": ffn_section(config, activation_kind(config["hidden_act"]))},
+        stack: {"layers": len(layers), **({"overrides": overrides} if overrides else {})},
+        "head": {"kind": "lm", "tied": False, "bias": True} if w.has("lm_head.decoder.weight") else {"kind": "none"}}
+    if config.get("axial_pos_embds", True):  # position i·ax1 + j is [w0[i]; w1[j]]
+        shape = tuple(config["axial_pos_shape"])
+        tables = [w(f"embeddings.position_embeddings.weights.{i}") for i in range(len(shape))]
+        positions = np.concatenate([np.broadcast_to(t, shape + t.shape[-1:]) for t in tables], axis=-1)
+        positions = positions.reshape(-1, width)
+    else:
+        positions = w("embeddings.position_embeddings.embedding.weight")
+    weights = {"embeddings.tokens.weight": w("embeddings.word_embeddings.weight"),
+               "embeddings.positions.weight": positions[:config["max_position_embeddings"]],
+               **norm_weights(w, f"{stack}.final_norm", "encoder.layer_norm")}
+    zeros = np.zeros(heads * head_width, np.float32)
+    for i in range(len(layers)):
+        ours, theirs = f"{stack}.layers.{i}", f"encoder.layers.{i}"
+        projections = ("query_key", "value") if layers[i] == "lsh" else ("query", "key", "value")
+        for name in projections:  # Reformer's attention has no biases: ours are zero
+            weights[f"{ours}.attention.{name}.weight"] = w(f"{theirs}.attention.self_attention.{name}.weight").T
+            weights[f"{ours}.attention.{name}.bias"] = zeros
+        weights[f"{ours}.attention.output.weight"] = w(f"{theirs}.attention.output.dense.weight").T
+        weights[f"{ours}.attention.output.bias"] = np.zeros(width, np.float32)
+        if layers[i] == "lsh":
+            weights[f"{ours}.attention.rotations"] = rotations
+        weights.update({**norm_weights(w, f"{ours}.attention_norm", f"{theirs}.attention.layer_norm"),
+                        **norm_weights(w, f"{ours}.ffn_norm", f"{theirs}.feed_forward.layer_norm"),
+                        **linear_weights(w, f"{ours}.ffn.up", f"{theirs}.feed_forward.dense.dense", True),
+                        **linear_weights(w, f"{ours}.ffn.down", f"{theirs}.feed_forward.output.dense", True)})
+    if spec["head"]["kind"] == "lm":
+        weights.update(linear_weights(w, "lm_head", "lm_head.decoder", True))
+    return spec, weights

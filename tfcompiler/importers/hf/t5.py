@@ -1,0 +1,43 @@
+"""T5 (T5Model and the body of T5ForConditionalGeneration)."""
+from __future__ import annotations
+
+
+from ...errors import TfcError
+from .checkpoint import Checkpoint, ffn_section
+
+
+def t5(config: dict, w: Checkpoint) -> tuple[dict, dict]:
+    projection = config.get("feed_forward_proj", "relu")
+    activation = {"relu": "relu", "gated-gelu": "geglu_tanh"}.get(projection)
+    if activation is None:
+        raise TfcError(f"T5 with feed_forward_proj {projection!r} is not supported yet; supported: relu, gated-gelu")
+    eps = config["layer_norm_epsilon"]
+    layers = {"encoder": config["num_layers"], "decoder": config.get("num_decoder_layers") or config["num_layers"]}
+    spec = {
+        "model": {"width": config["d_model"], "heads": config["num_heads"], "head_width": config["d_kv"],
+                  "ffn_width": config["d_ff"], "vocab_size": config["vocab_size"],
+                  "max_length": config.get("n_positions", 512), "bias": False},
+        "positional": {"kind": "t5", "num_buckets": config["relative_attention_num_buckets"],
+                       "max_distance": config.get("relative_attention_max_distance", 128)},
+        "block": {"placement": "pre", "norm": {"kind": "rms_norm", "epsilon": eps},
+                  "attention": {"kind": "multi_head", "scale": 1.0}, "ffn": ffn_section(config, activation)},
+        "encoder": {"layers": layers["encoder"], "final_norm": True},
+        "decoder": {"layers": layers["decoder"], "final_norm": True}}
+    weights = {"embeddings.tokens.weight": w("shared.weight")}
+    attention = {"query": "q", "key": "k", "value": "v", "output": "o"}
+    ffn = {"gate": "wi_0", "up": "wi_1", "down": "wo"} if activation == "geglu_tanh" else {"up": "wi", "down": "wo"}
+    for stack, count in layers.items():
+        weights[f"{stack}.relative_attention_bias.weight"] = \
+            w(f"{stack}.block.0.layer.0.SelfAttention.relative_attention_bias.weight")
+        weights[f"{stack}.final_norm.weight"] = w(f"{stack}.final_layer_norm.weight")
+        sublayers = ["attention"] + (["cross_attention"] if stack == "decoder" else []) + ["ffn"]
+        for i in range(count):
+            ours, theirs = f"{stack}.layers.{i}", f"{stack}.block.{i}.layer"
+            for index, sublayer in enumerate(sublayers):
+                weights[f"{ours}.{sublayer}_norm.weight"] = w(f"{theirs}.{index}.layer_norm.weight")
+                module = {"attention": "SelfAttention", "cross_attention": "EncDecAttention"}.get(sublayer)
+                names = attention if module else ffn
+                for target, source in names.items():
+                    weights[f"{ours}.{sublayer}.{target}.weight"] = \
+                        w(f"{theirs}.{index}.{module or 'DenseReluDense'}.{source}.weight").T
+    return spec, weights
