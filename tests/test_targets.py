@@ -182,3 +182,15 @@ def test_models_shorter_than_the_gate_keep_the_standard_lowering(case, op_type):
         spec = parse_spec(spec_text(case).replace("max_length: 40", f"max_length: {max_length}"))
         ops = {node.op_type for node in every_node(compile_spec(spec, target="ort-cpu").model.proto.graph)}
         assert ("If" in ops) == (op_type in ops) == used
+
+
+def test_explain_names_the_loops_the_lowering_chose(tmp_path, capsys):
+    """Token chunks and blocked attention by groups of queries are standard Loops: --explain counts them."""
+    from conftest import tiny_spec
+    from tfcompiler.cli import main
+
+    spec = tmp_path / "chunked.yaml"
+    spec.write_text(tiny_spec("decoder", "none").replace(
+        "block: {placement: pre}", "block: {placement: pre, ffn: {chunk: 4}, attention: {kind: sliding_window, window: 4}}"))
+    assert main(["compile", str(spec), "-o", str(tmp_path / "m.onnx"), "--opset", "23", "--explain", "-q"]) == 0
+    assert "  loops: 2 BlockGroups, 2 TokenChunks" in capsys.readouterr().out

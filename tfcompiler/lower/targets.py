@@ -102,7 +102,19 @@ def lowering_summary(graph, target: str, missed: dict | None = None) -> str:
         line = f"lowering for {target}: standard ONNX ops only"
     else:
         line = f"lowering for {target}: none of its kernels applies to this model ({', '.join(available)})"
-    return "\n".join([line] + missed_fusions(missed or {}))
+    return "\n".join([line] + loops(graph) + missed_fusions(missed or {}))
+
+
+def loops(graph) -> list[str]:
+    """The standard `Loop`s the lowering chose (token chunks, groups of query blocks, ...), by label."""
+    from collections import Counter
+
+    from ..inspection import every_node
+
+    labels = Counter(node.name.rsplit("/", 1)[-1].split("_")[0] for node in every_node(graph)
+                     if node.op_type == "Loop" and not node.domain)
+    labels = {label: count for label, count in labels.items() if label not in CAPABILITIES}  # counted as kernels
+    return [f"  loops: {', '.join(f'{count} {label}' for label, count in sorted(labels.items()))}"] if labels else []
 
 
 def missed_fusions(missed: dict) -> list[str]:
