@@ -623,3 +623,27 @@ def test_causal_linear_attention_across_chunks(case, weights_dir):
             real = real_positions(feeds, name, got[name].shape)
             scale = max(1.0, float(np.abs(want[real]).max()))
             assert float(np.abs(got[name][real] - want[real]).max()) <= TOLERANCE * scale, (name, length)
+
+
+@pytest.mark.parametrize("kv_heads", [4, 2])
+def test_performer_keys_and_queries_by_chunks(kv_heads, weights_dir, monkeypatch):
+    """Bidirectional FAVOR+ takes keys and queries by chunks of tokens (tfcompiler.lower.favor): with
+    chunks of 4, lengths of one, three (the last partial) chunks and a padded row match the reference."""
+    from tfcompiler.lower import favor
+
+    monkeypatch.setattr(favor, "FAVOR_CHUNK", 4)
+    spec = parse_spec(spec_text("performer_encoder").replace("max_length: 40", f"max_length: 40, kv_heads: {kv_heads}"))
+    weights = random_weights(spec)
+    path = weights_dir / f"performer-chunks-{kv_heads}.safetensors"
+    save_file(weights, str(path))
+    model = compile_spec(spec, weights=str(path), opset=23).model
+    assert [n.name.rsplit("/", 1)[-1] for n in model.proto.graph.node if n.op_type == "Loop"].count("FavorKeys") == 2
+    session = ort.InferenceSession(model.serialize())
+    reference = Reference(spec, weights)
+    for batch, length, pad in [(1, 4, 0), (2, 11, 3)]:
+        feeds = feeds_for(session, batch, length, pad, spec.model.vocab_size, seed=length)
+        got = dict(zip([o.name for o in session.get_outputs()], session.run(None, feeds)))
+        for name, want in reference(feeds).items():
+            real = real_positions(feeds, name, got[name].shape)
+            scale = max(1.0, float(np.abs(want[real]).max()))
+            assert float(np.abs(got[name][real] - want[real]).max()) <= TOLERANCE * scale, (name, length)

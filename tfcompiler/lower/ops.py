@@ -365,6 +365,7 @@ from .attention import (emit_attention, emit_causal_mask, emit_compressed_causal
                         emit_prob_sparse_attention, emit_scores)
 from .recurrent import local_recurrent, recurrent  # noqa: E402
 from .star import star_attention  # noqa: E402
+from .favor import emit_favor_attention  # noqa: E402
 from .quantized import int4_matmul, quantized_matmul  # noqa: E402
 from .resample import (fold_grid, fold_windows, shift_right, shorten, spaced_distance_index, spaced_distances,  # noqa: E402
                        unfold_windows, upsample)
@@ -389,6 +390,7 @@ EMITTERS = {"silu": _silu, "gelu": _gelu, "cast": _cast, "transpose": _transpose
             "fold_grid": fold_grid, "quantized_matmul": quantized_matmul, "int4_matmul": int4_matmul,
             "spaced_distances": spaced_distances, "spaced_distance_index": spaced_distance_index,
             "prob_sparse_attention": emit_prob_sparse_attention, "linear_attention": emit_linear_attention,
+            "favor_attention": emit_favor_attention,
             "reduce_max": _reduction("ReduceMax"), "reduce_sum": _reduction("ReduceSum"),
             "reduce_mean": _reduction("ReduceMean"), "segment_means": _segment_means,
             "sequence_conv": _sequence_conv,

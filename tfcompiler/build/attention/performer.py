@@ -5,9 +5,8 @@ positive orthogonal random features
 
 W (m, Dh) has orthogonal Gaussian blocks with rows scaled to chi-distributed norms; it is drawn
 when the spec is compiled (from `seed` and the layer's path) and stored in the ONNX as a constant,
-so every run uses the same features. Before the exponential, queries subtract their row maximum and
-keys their maximum over the sequence: constants that cancel exactly in the normalised output and
-keep exp from overflowing.
+so every run uses the same features. The canonical `favor_attention` op (tfcompiler.ir.ops.favor)
+computes the features and the linearised attention, so its lowering can take them by chunks.
 """
 from __future__ import annotations
 
@@ -17,7 +16,8 @@ import numpy as np
 
 from ...spec.kinds import ATTENTION
 from ...spec.schema import option
-from .linearised import attend_linear, no_score_positions
+from .linearised import no_score_positions
+from .multi_head import key_padding, output_projection, project
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -42,23 +42,12 @@ def orthogonal_features(features: int, width: int, rng: np.random.Generator) -> 
     return matrix * np.linalg.norm(rng.standard_normal((features, width)), axis=1)[:, None]
 
 
-def favor_features(ctx, x, is_query: bool, matrix: np.ndarray):
-    dh = ctx.type_of(x).shape[-1]
-    with ctx.at("favor"):
-        x = ctx.op("mul", x, ctx.constant(np.float32(dh ** -0.25)))
-        projected = ctx.op("matmul", x, ctx.constant(matrix.T.astype(np.float32)))  # (B,H,S,m)
-        half_norm = ctx.op("mul", ctx.op("reduce_sum", ctx.op("mul", x, x), axes=(-1,)), ctx.constant(0.5))
-        stabiliser = ctx.op("reduce_max", projected, axes=(-1,) if is_query else (2, 3))
-        # exp(p - |x|²/2 - stabiliser) / √m, with every per-row term summed first so the (B,H,S,m)
-        # features take one subtraction and the exponential
-        shift = ctx.op("add", ctx.op("add", half_norm, stabiliser), ctx.constant(np.float32(0.5 * np.log(len(matrix)))))
-        return ctx.op("exp", ctx.op("sub", projected, shift), label="QueryFeatures" if is_query else "KeyFeatures")
-
-
 def build_performer(ctx, options: PerformerOptions, spec, site):
-    rng = ctx.rng(options.seed)
-    matrix = orthogonal_features(options.features, spec.model.dh, rng)
-    return attend_linear(ctx, spec, site, lambda c, x, q: favor_features(c, x, q, matrix), 0.0)
+    matrix = orthogonal_features(options.features, spec.model.dh, ctx.rng(options.seed))
+    query, key, value = project(ctx, spec, site)
+    context = ctx.op("favor_attention", query, key, value, ctx.constant(matrix.astype(np.float32)),
+                     *key_padding(ctx, site), causal=site.causal, label="FavorAttention")
+    return output_projection(ctx, spec, context)
 
 
 ATTENTION.register("performer", PerformerOptions, build_performer)
