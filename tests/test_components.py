@@ -606,6 +606,19 @@ def test_sinusoidal_layouts_differ_and_match_the_formula():
     assert np.allclose(concat[:, :4], inter[:, 0::2]) and np.allclose(concat[:, 4:], inter[:, 1::2])
 
 
+def assert_matches_reference(session, spec, weights, shapes):
+    """Every output at the real positions of each (batch, length, padded) input within TOLERANCE of
+    the reference, relative to its scale."""
+    reference = Reference(spec, weights)
+    for batch, length, pad in shapes:
+        feeds = feeds_for(session, batch, length, pad, spec.model.vocab_size, seed=length)
+        got = dict(zip([o.name for o in session.get_outputs()], session.run(None, feeds)))
+        for name, want in reference(feeds).items():
+            real = real_positions(feeds, name, got[name].shape)
+            scale = max(1.0, float(np.abs(want[real]).max()))
+            assert float(np.abs(got[name][real] - want[real]).max()) <= TOLERANCE * scale, (name, length)
+
+
 @pytest.mark.parametrize("case", ["linear_causal_decoder", "performer_causal_decoder", "rfa_gated_decoder"])
 def test_causal_linear_attention_across_chunks(case, weights_dir):
     """The chunked lowering carries its running sums from chunk to chunk (chunks of 64): lengths of
@@ -615,14 +628,7 @@ def test_causal_linear_attention_across_chunks(case, weights_dir):
     path = weights_dir / f"{case}-chunks.safetensors"
     save_file(weights, str(path))
     session = ort.InferenceSession(compile_spec(spec, weights=str(path)).model.serialize())
-    reference = Reference(spec, weights)
-    for batch, length, pad in [(1, 128, 0), (2, 150, 7)]:
-        feeds = feeds_for(session, batch, length, pad, spec.model.vocab_size, seed=length)
-        got = dict(zip([o.name for o in session.get_outputs()], session.run(None, feeds)))
-        for name, want in reference(feeds).items():
-            real = real_positions(feeds, name, got[name].shape)
-            scale = max(1.0, float(np.abs(want[real]).max()))
-            assert float(np.abs(got[name][real] - want[real]).max()) <= TOLERANCE * scale, (name, length)
+    assert_matches_reference(session, spec, weights, [(1, 128, 0), (2, 150, 7)])
 
 
 @pytest.mark.parametrize("kv_heads", [4, 2])
@@ -639,11 +645,4 @@ def test_performer_keys_and_queries_by_chunks(kv_heads, weights_dir, monkeypatch
     model = compile_spec(spec, weights=str(path), opset=23).model
     assert [n.name.rsplit("/", 1)[-1] for n in model.proto.graph.node if n.op_type == "Loop"].count("FavorKeys") == 2
     session = ort.InferenceSession(model.serialize())
-    reference = Reference(spec, weights)
-    for batch, length, pad in [(1, 4, 0), (2, 11, 3)]:
-        feeds = feeds_for(session, batch, length, pad, spec.model.vocab_size, seed=length)
-        got = dict(zip([o.name for o in session.get_outputs()], session.run(None, feeds)))
-        for name, want in reference(feeds).items():
-            real = real_positions(feeds, name, got[name].shape)
-            scale = max(1.0, float(np.abs(want[real]).max()))
-            assert float(np.abs(got[name][real] - want[real]).max()) <= TOLERANCE * scale, (name, length)
+    assert_matches_reference(session, spec, weights, [(1, 4, 0), (2, 11, 3)])
