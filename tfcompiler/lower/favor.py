@@ -13,7 +13,7 @@ import math
 import numpy as np
 
 from .attention import emit_linear_attention
-from .ops import _length, _reduce, _repeat_heads, padding_to
+from .ops import ONNX_DTYPES, _length, _reduce, _repeat_heads, padding_to
 
 # Tokens per Loop iteration: at 4096 tokens (width 256, 4 heads, 256 features, FFN chunked) a layer
 # peaks at 27 MiB against 67 MiB with the features of all tokens at once, in 64 against 66 ms (27 MiB
@@ -43,7 +43,7 @@ def emit_favor_attention(e, attrs, inputs, types, label):
 
     keep = None
     if bias:  # (B|1,1,1,T) -> (B|1,1,T,1): 1 for a real key
-        keep = e.node1("Transpose", e.node1("Cast", e.node1("Equal", bias[0], e.const(0.0, np.float32)), to=1),
+        keep = e.node1("Transpose", e.node1("Cast", e.node1("Equal", bias[0], e.const(0.0, np.float32)), to=ONNX_DTYPES["float32"]),
                        perm=[0, 1, 3, 2])
     if attrs["causal"]:
         projected = e.node1("MatMul", k, weights)
