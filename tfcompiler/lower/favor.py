@@ -43,8 +43,8 @@ def emit_favor_attention(e, attrs, inputs, types, label):
 
     keep = None
     if bias:  # (B|1,1,1,T) -> (B|1,1,T,1): 1 for a real key
-        keep = e.node1("Transpose", e.node1("Cast", e.node1("Equal", bias[0], e.const(0.0, np.float32)), to=ONNX_DTYPES["float32"]),
-                       perm=[0, 1, 3, 2])
+        real = e.node1("Cast", e.node1("Equal", bias[0], e.const(0.0, np.float32)), to=ONNX_DTYPES["float32"])
+        keep = e.node1("Transpose", real, perm=[0, 1, 3, 2])
     if attrs["causal"]:
         projected = e.node1("MatMul", k, weights)
         phi_k = phi(k, projected, _reduce(e, "ReduceMax", projected, [2, 3]))
