@@ -47,8 +47,14 @@ def to_onnx(graph: Graph, opset: int = DEFAULT_OPSET, metadata: dict[str, str] |
         if op.type == "chunks_end":  # the region between it and its begin, as a Loop over token blocks
             begin = args[1]
             chunk = graph.op(begin.node).attrs["chunk"]
-            outputs = [emit_token_chunks(e, names[begin], graph.type_of(begin).rank, chunk,
-                                         lambda block: lower_region(regions[node], begin, block, args[0]))]
+            rows_int4 = (graph.op(n) for n in regions[node] if graph.op(n).type == "int4_matmul")
+            if any(o.attrs.get("layout") == "rows" for o in rows_int4):
+                e.miss("TokenChunks", "onnxruntime fuses 4-bit DequantizeLinear + MatMul only where the weights are "
+                       "the graph's own, not a Loop body's: the FFN runs whole")
+                outputs = [lower_region(regions[node], begin, names[begin], args[0])]
+            else:
+                outputs = [emit_token_chunks(e, names[begin], graph.type_of(begin).rank, chunk,
+                                             lambda block: lower_region(regions[node], begin, block, args[0]))]
         else:
             outputs = emit_op(e, op, [names[v] for v in args], [graph.type_of(v) for v in args], op.label)
         for port, out in enumerate(outputs):
