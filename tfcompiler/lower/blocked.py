@@ -163,30 +163,29 @@ class Blocked:
         out = self.e.node1("MatMul", self.e.node1("Softmax", scores, axis=-1), v_blocks)
         return self.close(self.e.node1("Reshape", out, self.e.const([0, 0, -1, self.value_width])), dense_rows, label)
 
-    def attend_with_columns(self, k_blocks: str, v_blocks: str, bias: str, columns, label: str) -> str:
-        """Each query block over its band (`k_blocks`, `bias`) and its strided `columns` under one
-        softmax, one block per `Loop` iteration, so the band's scores stay linear in the length; the
-        columns' scores and weighted values (S x nb) are computed for all blocks at once. `columns`:
-        scores (B,H,nb,block,nb) and values (B,H,block,nb,Dv), see strided_columns."""
+    def attend_with_columns(self, blocks, columns, label: str) -> str:
+        """Each query block over its band and its strided columns under one softmax, one block per
+        `Loop` iteration: `blocks(ids)` emits the band's key and value blocks and bias of that block
+        (as for `attend`), `columns` = (column_scores(a), values (B,H,block,nb,Dv)) from
+        strided_columns, so the band's and the columns' scores stay one block's and memory linear."""
         e = self.e
         self.unfused("strided columns (one softmax over two key sets)")
         column_scores, column_values = columns
 
         def one_block(index):
-            def this_block(x):
-                return e.node1("Gather", x, index, axis=2)
-
-            band = e.node1("Add", self.scores(this_block(self.q_blocks), this_block(k_blocks), rank=4),
-                           this_block(bias))  # (B,H,block,W)
+            k_blocks, v_blocks, bias = (e.node1("Squeeze", x, e.const([2]))
+                                        for x in blocks(e.node1("Unsqueeze", index, e.const([0]))))
+            queries = e.node1("Gather", self.q_blocks, index, axis=2)
+            band = e.node1("Add", self.scores(queries, k_blocks, rank=4), bias)  # (B,H,block,W)
             width = e.node1("Shape", band, start=3, end=4)
-            probs = e.node1("Softmax", e.node1("Concat", band, this_block(column_scores), axis=-1), axis=-1)
-            out = e.node1("MatMul", e.node1("Slice", probs, e.const([0]), width, e.const([3])), this_block(v_blocks))
-            return [out, e.node1("Slice", probs, width, e.const([2 ** 62]), e.const([3]))]
+            probs = e.node1("Softmax", e.node1("Concat", band, column_scores(index), axis=-1), axis=-1)
+            out = e.node1("MatMul", e.node1("Slice", probs, e.const([0]), width, e.const([3])), v_blocks)
+            strided = e.node1("Unsqueeze", e.node1("Slice", probs, width, e.const([2 ** 62]), e.const([3])),
+                              e.const([3]))  # (B,H,block,1,nb)
+            return e.node1("Add", out, e.node1("Squeeze", e.node1("MatMul", strided, column_values), e.const([3])))
 
-        band_out, column_probs = e.loop(self.blocks, one_block, "StridedBlocks", results=2)  # (nb, B,H,block, Dv|nb)
-        by_offset = e.node1("Transpose", column_probs, perm=[1, 2, 3, 0, 4])  # (B,H,block,nb,nb)
-        strided = e.node1("Transpose", e.node1("MatMul", by_offset, column_values), perm=[0, 1, 3, 2, 4])
-        out = e.node1("Add", e.node1("Transpose", band_out, perm=[1, 2, 0, 3, 4]), strided)  # (B,H,nb,block,Dv)
+        out = e.loop(self.blocks, one_block, "StridedBlocks")  # (nb, B,H,block,Dv)
+        out = e.node1("Transpose", out, perm=[1, 2, 0, 3, 4])  # (B,H,nb,block,Dv)
         return self.close(e.node1("Reshape", out, e.const([0, 0, -1, self.value_width])), 0, label)
 
     def close(self, out: str, dense_rows: int, label: str) -> str:
@@ -287,36 +286,43 @@ def banded_attention(e, attrs, inputs, types, label):
 
     if attrs.get("stride_columns"):
         columns = strided_columns(grid, attrs["stride_columns"], grid.query_positions())
-        return [grid.attend_with_columns(*band(grid.block_ids), columns, label or "BandedAttention")]
+        return [grid.attend_with_columns(band, columns, label or "BandedAttention")]
     return [grid.attend(band, span * block + g, g, label or "BandedAttention")]
 
 
 def strided_columns(grid: Blocked, stride: int, i: str):
     """The Sparse Transformer's strided keys beyond the band: with blocks of `stride` positions, query
-    (block a, offset r) also sees offset r of every other block (earlier ones when causal). Scores
-    (B,H,nb,block,nb), MASKED where the key block is the query's own, past the end or (causal)
-    ahead, and values (B,H,block,nb,Dv), by MatMuls over the offset-major layout."""
+    (block a, offset r) also sees offset r of every other block (earlier ones when causal). Returns
+    `column_scores(a)`, which emits query block a's scores (B,H,block,nb), MASKED where the key block is
+    the query's own, past the end or (causal) ahead, and the values (B,H,block,nb,Dv) in the
+    offset-major layout that turns both into MatMuls."""
     e = grid.e
 
     def by_offset(x, last):  # (B,H,S,last) -> (B,H,block,nb,last)
         blocks = grid.cut(grid.padded(x, last, e.const(0), grid.pad), last)
         return e.node1("Transpose", blocks, perm=[0, 1, 3, 2, 4])
 
-    queries = e.node1("Transpose", grid.q_blocks, perm=[0, 1, 3, 2, 4])
-    scores = e.node1("Transpose", grid.scores(queries, by_offset(grid.k, grid.width)), perm=[0, 1, 3, 2, 4])
-    if grid.bias:  # (B|1,1,1,S) -> (B|1,1,1,block,nb): key (b, r) for query offset r
+    keys = by_offset(grid.k, grid.width)
+    per_key = None
+    if grid.bias:  # (B|1,1,1,S) -> (B|1,1,block,nb): key (b, r) for query offset r
         padded = e.node1("Pad", grid.bias[0], grid.bias_pads(e.const(0), grid.pad), e.const(MASKED, np.float32))
         per_key = e.node1("Transpose", e.node1("Reshape", padded, e.const([0, 1, -1, stride])), perm=[0, 1, 3, 2])
-        scores = e.node1("Add", scores, e.node1("Unsqueeze", per_key, e.const([2])))
     key_block = e.node1("Unsqueeze", grid.block_ids, e.const([0, 1]))  # (1, 1, nb)
     query_block = e.node1("Div", i, e.const(stride))  # (nb, block, 1)
     j = e.node1("Add", e.node1("Mul", key_block, e.const(stride)), e.node1("Mod", i, e.const(stride)))
     visible = e.node1("And", e.node1("Not", e.node1("Equal", key_block, query_block)),
                       e.node1("Less", j, e.node1("Reshape", grid.s, e.const([1, 1, 1]))))
     if grid.attrs["causal"]:
-        visible = e.node1("And", visible, e.node1("Less", key_block, query_block))
-    scores = e.node1("Where", visible, scores, e.const(MASKED, np.float32))
-    return scores, by_offset(grid.v, grid.value_width)
+        visible = e.node1("And", visible, e.node1("Less", key_block, query_block))  # (nb, block, nb)
+
+    def column_scores(a):  # a: the query block's index (scalar int64)
+        rows = e.node1("Unsqueeze", e.node1("Gather", grid.q_blocks, a, axis=2), e.const([3]))  # (B,H,block,1,d)
+        scores = e.node1("Squeeze", grid.scores(rows, keys), e.const([3]))  # (B,H,block,nb)
+        if per_key is not None:
+            scores = e.node1("Add", scores, per_key)
+        return e.node1("Where", e.node1("Gather", visible, a, axis=0), scores, e.const(MASKED, np.float32))
+
+    return column_scores, by_offset(grid.v, grid.value_width)
 
 
 def block_sparse_attention(e, attrs, inputs, types, label):
@@ -350,7 +356,8 @@ def block_sparse_attention(e, attrs, inputs, types, label):
 
         key_bias = None
         if key_rows is not None:
-            key_bias = e.node1("Reshape", e.node1("Gather", key_rows, rows, axis=2), e.const([0, 1, 0, 1, count * block]))
+            key_bias = e.node1("Gather", key_rows, rows, axis=2)
+            key_bias = e.node1("Reshape", key_bias, e.const([0, 1, 0, 1, count * block]))
         j = e.node1("Add", e.node1("Mul", e.node1("Unsqueeze", rows, e.const([2])), e.const(block)),
                     e.const(np.arange(block)[None, None, :]))  # (n, K, block)
         j = e.node1("Reshape", j, e.const([0, 1, count * block]))
@@ -466,5 +473,6 @@ def _summary_loop(grid: Blocked, k_blocks, v_blocks, k_summaries, v_summaries, o
                        scale=float(grid.attrs["scale"]), q_num_heads=grid.heads, kv_num_heads=grid.heads)
 
     loop = e.loop(grid.blocks, body, "Blocks")  # (n, B, stride, H·Dv)
-    out = e.node1("Reshape", e.node1("Transpose", loop, perm=[1, 0, 2, 3]), e.const([0, -1, grid.heads, grid.value_width]))
+    by_head = e.const([0, -1, grid.heads, grid.value_width])
+    out = e.node1("Reshape", e.node1("Transpose", loop, perm=[1, 0, 2, 3]), by_head)
     return grid.close(e.node1("Transpose", out, perm=[0, 2, 1, 3]), 0, label or "BlockSummaryAttention")
