@@ -170,7 +170,6 @@ def _check_rules(reader: Reader, spec: Spec, root: yaml.Node) -> None:
     for name, stack, blocks in spec.stacks():
         for problem in reversible_problems(spec, name, stack, blocks):
             reader.problem(at(name), name, problem)
-            break
     kinds = {"input": spec.input, "positional": spec.positional}
     for name, _, blocks in spec.stacks():
         kinds.update({f"{name}.layers[{i}].block.attention": b.attention for i, b in enumerate(blocks)})
