@@ -16,7 +16,7 @@ from .emit import Emitter
 from .ops import ONNX_DTYPES, emit_op
 from .serialize import LoweredModel
 from .targets import kernels_for
-from .token_chunks import emit_token_chunks
+from .token_chunks import emit_token_chunks, runs_whole
 
 MIN_OPSET, DEFAULT_OPSET, MAX_OPSET = 17, 17, 24
 
@@ -47,10 +47,9 @@ def to_onnx(graph: Graph, opset: int = DEFAULT_OPSET, metadata: dict[str, str] |
         if op.type == "chunks_end":  # the region between it and its begin, as a Loop over token blocks
             begin = args[1]
             chunk = graph.op(begin.node).attrs["chunk"]
-            rows_int4 = (graph.op(n) for n in regions[node] if graph.op(n).type == "int4_matmul")
-            if any(o.attrs.get("layout") == "rows" for o in rows_int4):
-                e.miss("TokenChunks", "onnxruntime fuses 4-bit DequantizeLinear + MatMul only where the weights are "
-                       "the graph's own, not a Loop body's: the FFN runs whole")
+            reason = runs_whole([graph.op(n) for n in regions[node]])
+            if reason:
+                e.miss("TokenChunks", reason)
                 outputs = [lower_region(regions[node], begin, names[begin], args[0])]
             else:
                 outputs = [emit_token_chunks(e, names[begin], graph.type_of(begin).rank, chunk,

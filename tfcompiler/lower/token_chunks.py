@@ -9,6 +9,16 @@ from __future__ import annotations
 from .ops import _length, padding_to
 
 
+def runs_whole(ops) -> str | None:
+    """Why a region of these IR ops must run unchunked, or None: onnxruntime fuses 4-bit
+    DequantizeLinear + MatMul (the portable int4 layout) only where the weights are the graph's own,
+    and refuses a model whose Loop body reads them from outside."""
+    if any(op.type == "int4_matmul" and op.attrs.get("layout") == "rows" for op in ops):
+        return ("onnxruntime fuses 4-bit DequantizeLinear + MatMul only where the weights are the graph's own, "
+                "not a Loop body's: the FFN runs whole")
+    return None
+
+
 def emit_token_chunks(e, x: str, rank: int, chunk: int, emit_region) -> str:
     """`emit_region(block)` emits the region's nodes reading `block` (x's tokens of one chunk, axis 1)
     in place of x and returns its output's name."""
