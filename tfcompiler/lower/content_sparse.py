@@ -25,10 +25,6 @@ def lsh_attention(e, attrs, inputs, types, label):
     s = base._length(e, qk, 2)
     pad = base.padding_to(e, s, chunk)
     padded = e.node1("Add", s, pad)
-    zeros = e.const([0, 0])
-    amounts4 = e.node1("Concat", zeros, e.const([0]), e.const([0]), zeros, e.node1("Reshape", pad, e.const([1])),
-                       e.const([0]), axis=0)
-    amounts3 = e.node1("Concat", zeros, e.const([0]), zeros, e.node1("Reshape", pad, e.const([1])), axis=0)
     square = base._reduce(e, "ReduceSum", e.node1("Mul", qk, qk), [-1])
     if attrs.get("key_epsilon"):
         square = e.node1("Add", square, e.const(width * attrs["key_epsilon"], np.float32))
@@ -52,12 +48,12 @@ def lsh_attention(e, attrs, inputs, types, label):
         if padding is not None:  # padding: one more bucket, after the others
             bucket = e.node1("Where", padding, e.const(2 * half), bucket)
         sort_key = e.node1("Add", e.node1("Mul", bucket, padded), positions)
-        sort_key = e.node1("Pad", sort_key, amounts3, e.const(np.iinfo(np.int64).max // 2))
+        sort_key = base.pad_end(e, sort_key, pad, 2, 3, e.const(np.iinfo(np.int64).max // 2))
         order = e.node(
             "TopK", [sort_key, e.node1("Reshape", padded, e.const([1]))], n_outputs=2, axis=-1, largest=0, sorted=1)[1]
 
         def sort(x, last, fill=None):  # (B,H,S[,last]) -> sorted (B,H,P[,last])
-            x = e.node1("Pad", x, amounts3 if last is None else amounts4, *([fill] if fill else []))
+            x = base.pad_end(e, x, pad, 2, 3 if last is None else 4, fill)
             return e.node1("GatherElements", x, row_index(e, order, last), axis=2)
 
         parts = [chunks(sort(qk, width), width), chunks(sort(keys, width), width),

@@ -71,7 +71,8 @@ class Emitter:
         types = output_types or [TensorProto.FLOAT] * len(outputs)
         return helper.make_graph(nodes, self.unique("subgraph"),
                                  [helper.make_tensor_value_info(name, kind, []) for name, kind in inputs],
-                                 [helper.make_tensor_value_info(name, kind, None) for name, kind in zip(outputs, types)])
+                                 [helper.make_tensor_value_info(name, kind, None)
+                                  for name, kind in zip(outputs, types)])
 
     def loop(self, count: str, body, label: str, results: int = 1):
         """A `Loop` of `count` (scalar int64) iterations; `body(index)` emits one iteration's nodes and

@@ -13,7 +13,7 @@ import math
 import numpy as np
 
 from .attention import emit_linear_attention
-from .ops import ONNX_DTYPES, _length, _reduce, _repeat_heads, padding_to
+from .ops import ONNX_DTYPES, _length, _reduce, _repeat_heads, block_rows, pad_end, padding_to, unstack_blocks
 
 # Tokens per Loop iteration: at 4096 tokens (width 256, 4 heads, 256 features, FFN chunked) a layer
 # peaks at 27 MiB against 67 MiB with the features of all tokens at once, in 64 against 66 ms (27 MiB
@@ -55,8 +55,7 @@ def emit_favor_attention(e, attrs, inputs, types, label):
                                      feature_types + [types[2]], label or "FavorAttention")
 
     def rows(x, index):  # chunk `index` of x along axis 2 (the last one may be shorter)
-        start = e.node1("Reshape", e.node1("Mul", index, e.const(FAVOR_CHUNK)), e.const([1]))
-        return e.node1("Slice", x, start, e.node1("Add", start, e.const([FAVOR_CHUNK])), e.const([2]))
+        return block_rows(e, x, index, FAVOR_CHUNK, 2)
 
     def chunks(length):
         return e.node1("Div", e.node1("Add", length, e.const(FAVOR_CHUNK - 1)), e.const(FAVOR_CHUNK))
@@ -78,15 +77,11 @@ def emit_favor_attention(e, attrs, inputs, types, label):
     kv, z = (_reduce(e, "ReduceSum", e.node1("Mul", x, rescale), [0], keepdims=False) for x in (kv_parts, z_parts))
 
     s = _length(e, q, 2)  # the queries padded to whole chunks: the Loop stacks equal chunks
-    pad = padding_to(e, s, FAVOR_CHUNK)
-    amounts = e.node1("Concat", e.const([0] * 6), e.node1("Reshape", pad, e.const([1])), e.const([0]), axis=0)
-    q_rows = e.node1("Pad", q, amounts)
+    q_rows = pad_end(e, q, padding_to(e, s, FAVOR_CHUNK), 2, 4)
 
     def query_chunk(index):
         phi_q = query_features(rows(q_rows, index))
         return e.node1("Div", e.node1("MatMul", phi_q, kv), e.node1("MatMul", phi_q, z))
 
     out = e.loop(chunks(s), query_chunk, "FavorQueries")  # (n, B, H, chunk, Dv)
-    out = e.node1("Reshape", e.node1("Transpose", out, perm=[1, 2, 0, 3, 4]), e.const([0, 0, -1, value_width]))
-    return [e.node1("Slice", out, e.const([0]), e.node1("Reshape", s, e.const([1])), e.const([2]),
-                    label=label or "FavorAttention")]
+    return [unstack_blocks(e, out, value_width, s, label or "FavorAttention")]

@@ -24,19 +24,18 @@ def causal_linear_attention(e, q, k, v, gate, eps, widths: tuple[int, int], labe
     features, value_width = widths
     c = CHUNK
     s = base._length(e, q, 2)
-    pad = e.node1("Reshape", base.padding_to(e, s, c), e.const([1]))
+    pad = base.padding_to(e, s, c)
 
     def chunks(x, last):  # (B,H,S[,last]) -> (B,H,n,c[,last]), zero padded
-        rank = 3 if last is None else 4
-        amounts = e.node1("Concat", e.const([0] * (rank + 2)), pad, e.const([0] * (rank - 3)), axis=0)
-        return e.node1("Reshape", e.node1("Pad", x, amounts), e.const([0, 0, -1, c] + ([] if last is None else [last])))
+        padded = base.pad_end(e, x, pad, 2, 3 if last is None else 4)
+        return e.node1("Reshape", padded, e.const([0, 0, -1, c] + ([] if last is None else [last])))
 
     def transpose(x):  # swap the last two axes of a 5-D tensor
         return e.node1("Transpose", x, perm=[0, 1, 2, 4, 3])
 
     qc, kc, vc = chunks(q, features), chunks(k, features), chunks(v, value_width)
     up_to = e.const(np.tril(np.ones((c, c), bool)), bool)  # key j <= query t inside a chunk
-    n = e.node1("Div", e.node1("Add", s, e.node1("Squeeze", pad, e.const([0]))), e.const(c))
+    n = e.node1("Div", e.node1("Add", s, pad), e.const(c))
     blocks = e.node1("Range", e.const(0), n, e.const(1))
     earlier = e.node1("Less", e.node1("Unsqueeze", blocks, e.const([0])), e.node1("Unsqueeze", blocks, e.const([1])))
     if gate is None:

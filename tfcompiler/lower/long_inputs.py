@@ -17,7 +17,7 @@ import numpy as np
 from ..ir.ops.nn import MASKED
 from ..lengths import LONG_FROM
 from .attention import emit_standard_attention
-from .ops import _length, padding_to, token_major
+from .ops import _length, pad_end, padding_to, token_major, unstack_blocks
 
 # Queries per block: at 4096 causal keys 78 ms against 88 ms for 512 and 95 ms for 128 (one
 # attention of width 256, 4 heads)
@@ -42,7 +42,9 @@ def emit_long_input_attention(e, attrs, inputs, types, label) -> list[str] | Non
         return [flash_attention(e, attrs, inputs, types)]
 
     def fallback():
-        return query_blocks(e, attrs, inputs, types) if blocks else emit_standard_attention(e, attrs, inputs, types, label)
+        if blocks:
+            return query_blocks(e, attrs, inputs, types)
+        return emit_standard_attention(e, attrs, inputs, types, label)
 
     long, unpadded = ("long", types[1].shape[2]), ("unpadded", bias[0])  # conditions shared by every layer
     if long not in e.memo:
@@ -95,8 +97,7 @@ def query_blocks(e, attrs, inputs, types) -> list[str]:
                    types[0].with_shape((types[3].shape[0] if bias else 1, 1, "block" if causal else 1, keys_axis))]
     pad = padding_to(e, s, block)
     count = e.node1("Div", e.node1("Add", s, pad), e.const(block))
-    padded = e.node1("Pad", q, e.node1("Concat", e.const([0] * 6), e.node1("Reshape", pad, e.const([1])), e.const([0]),
-                                       axis=0))
+    padded = pad_end(e, q, pad, 2, 4)
     length = e.node1("Reshape", s, e.const([1]))
 
     def one_block(index):
@@ -104,8 +105,8 @@ def query_blocks(e, attrs, inputs, types) -> list[str]:
         stop = e.node1("Add", start, e.const([block]))
         rows = e.node1("Slice", padded, start, stop, e.const([2]))
         if not causal:
-            return emit_standard_attention(e, attrs, [rows, k, v, *bias], block_types[:3] + block_types[3:3 + len(bias)],
-                                           "BlockAttention")[0]
+            row_types = block_types[:3] + block_types[3:3 + len(bias)]
+            return emit_standard_attention(e, attrs, [rows, k, v, *bias], row_types, "BlockAttention")[0]
         end = e.node1("Min", stop, length)
         keys, values = (e.node1("Slice", x, e.const([0]), end, e.const([2])) for x in (k, v))
         i = e.node1("Add", start, e.const(np.arange(block)[:, None]))
@@ -119,5 +120,4 @@ def query_blocks(e, attrs, inputs, types) -> list[str]:
                                        "BlockAttention")[0]
 
     stacked = e.loop(count, one_block, "QueryBlocks")  # (n, B, H, block, Dv)
-    out = e.node1("Reshape", e.node1("Transpose", stacked, perm=[1, 2, 0, 3, 4]), e.const([0, 0, -1, value_shape[3]]))
-    return [e.node1("Slice", out, e.const([0]), length, e.const([2]))]
+    return [unstack_blocks(e, stacked, value_shape[3], s)]

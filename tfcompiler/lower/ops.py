@@ -172,6 +172,28 @@ def padding_to(e, length: str, size: int) -> str:
     return e.node1("Mod", e.node1("Sub", e.const(size), e.node1("Mod", length, e.const(size))), e.const(size))
 
 
+def pad_end(e, x: str, amount: str, axis: int, rank: int, value: str | None = None) -> str:
+    """x (of rank `rank`) with `amount` (scalar int64) more entries at the end of `axis`: zeros, or the
+    scalar `value`."""
+    pads = e.node1("Concat", e.const([0] * (rank + axis)), e.node1("Reshape", amount, e.const([1])),
+                   e.const([0] * (rank - axis - 1)), axis=0)
+    return e.node1("Pad", x, pads, *([value] if value else []))
+
+
+def block_rows(e, x: str, index: str, size: int, axis: int) -> str:
+    """Block `index` (scalar int64, a Loop's iteration) of `size` entries of x along `axis`; the last
+    block is shorter where x does not fill it."""
+    start = e.node1("Reshape", e.node1("Mul", index, e.const(size)), e.const([1]))
+    return e.node1("Slice", x, start, e.node1("Add", start, e.const([size])), e.const([axis]))
+
+
+def unstack_blocks(e, stacked: str, width: int, length: str, label: str = "") -> str:
+    """A Loop's stacked blocks of rows (n, B, H, block, width) -> (B, H, length, width): the blocks
+    back in sequence order, the padding after `length` (scalar int64) cut off."""
+    rows = e.node1("Reshape", e.node1("Transpose", stacked, perm=[1, 2, 0, 3, 4]), e.const([0, 0, -1, width]))
+    return e.node1("Slice", rows, e.const([0]), e.node1("Reshape", length, e.const([1])), e.const([2]), label=label)
+
+
 def _reduce(e, op_type: str, x: str, axes, keepdims: bool = True, label: str = "") -> str:
     """ReduceX with its axes as an input from opset 18 (ReduceSum from 13), as an attribute before."""
     if op_type == "ReduceSum" and e.opset >= 13 or e.opset >= 18:
@@ -190,15 +212,14 @@ def _segment_means(e, attrs, inputs, types, label):
     m, width = attrs["segments"], types[0].shape[3]
     s = _length(e, x, 2)
     length = e.node1("Div", e.node1("Add", s, e.const(m - 1)), e.const(m))
-    pad = e.node1("Reshape", e.node1("Sub", e.node1("Mul", length, e.const(m)), s), e.const([1]))
-    amounts = e.node1("Concat", e.const([0, 0, 0, 0, 0, 0]), pad, e.const([0]), axis=0)
+    pad = e.node1("Sub", e.node1("Mul", length, e.const(m)), s)
     kept = e.node1("Mul", x, keep)
-    sums = _reduce(e, "ReduceSum", e.node1("Reshape", e.node1("Pad", kept, amounts), e.const([0, 0, m, -1, width])),
+    sums = _reduce(e, "ReduceSum", e.node1("Reshape", pad_end(e, kept, pad, 2, 4), e.const([0, 0, m, -1, width])),
                    [3], keepdims=False)
     counts = e.node1("Expand", keep, e.node1("Concat", e.node1("Shape", keep, start=0, end=1),
                                                  e.const([1]), e.node1("Shape", x, start=2, end=3),
                                                  e.const([1]), axis=0))
-    counts = _reduce(e, "ReduceSum", e.node1("Reshape", e.node1("Pad", counts, amounts), e.const([0, 1, m, -1, 1])),
+    counts = _reduce(e, "ReduceSum", e.node1("Reshape", pad_end(e, counts, pad, 2, 4), e.const([0, 1, m, -1, 1])),
                      [3], keepdims=False)
     counts = e.node1("Max", counts, e.const(1.0, np.float32))
     return [e.node1("Div", sums, counts, label=label or "SegmentMeans")]
@@ -324,9 +345,7 @@ def _compress(e, attrs, inputs, types, label):
     x, weight, bias = inputs
     stride = attrs["stride"]
     t = _length(e, x, 1)
-    pad = padding_to(e, t, stride)
-    amounts = e.node1("Concat", e.const([0, 0, 0, 0]), e.node1("Reshape", pad, e.const([1])), e.const([0]), axis=0)
-    channels_first = e.node1("Transpose", e.node1("Pad", x, amounts), perm=[0, 2, 1])
+    channels_first = e.node1("Transpose", pad_end(e, x, padding_to(e, t, stride), 1, 3), perm=[0, 2, 1])
     conv = e.node1("Conv", channels_first, weight, bias, group=attrs["groups"], kernel_shape=[stride],
                    strides=[stride])
     return [e.node1("Transpose", conv, perm=[0, 2, 1], label=label or "Compress")]

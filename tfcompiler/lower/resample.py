@@ -70,9 +70,8 @@ def shift_right(e, attrs, inputs, types, label):
 def fold_windows(e, attrs, inputs, types, label):
     (x,) = inputs
     size, width = attrs["size"], types[0].shape[2]
-    missing = base.padding_to(e, base._length(e, x, 1), size)
-    pads = e.node1("Concat", e.const([0, 0, 0, 0]), e.node1("Reshape", missing, e.const([1])), e.const([0]), axis=0)
-    return [e.node1("Reshape", e.node1("Pad", x, pads), e.const([0, -1, size, width]), label=label or "FoldWindows")]
+    padded = base.pad_end(e, x, base.padding_to(e, base._length(e, x, 1), size), 1, 3)
+    return [e.node1("Reshape", padded, e.const([0, -1, size, width]), label=label or "FoldWindows")]
 
 
 def fold_grid(e, attrs, inputs, types, label):

@@ -6,7 +6,7 @@ time, so a 4096-token FFN of width 1024 keeps 1 MiB of them at 256 tokens per ch
 """
 from __future__ import annotations
 
-from .ops import _length, padding_to
+from .ops import _length, block_rows, pad_end, padding_to
 
 
 def runs_whole(ops) -> str | None:
@@ -24,14 +24,11 @@ def emit_token_chunks(e, x: str, rank: int, chunk: int, emit_region) -> str:
     in place of x and returns its output's name."""
     s = _length(e, x, 1)
     pad = padding_to(e, s, chunk)
-    pads = e.node1("Concat", e.const([0] * (rank + 1)), e.node1("Reshape", pad, e.const([1])),
-                   e.const([0] * (rank - 2)), axis=0)
-    padded = e.node1("Pad", x, pads)
+    padded = pad_end(e, x, pad, 1, rank)
     count = e.node1("Div", e.node1("Add", s, pad), e.const(chunk))
 
     def one_chunk(index):
-        start = e.node1("Reshape", e.node1("Mul", index, e.const(chunk)), e.const([1]))
-        return emit_region(e.node1("Slice", padded, start, e.node1("Add", start, e.const([chunk])), e.const([1])))
+        return emit_region(block_rows(e, padded, index, chunk, 1))
 
     stacked = e.loop(count, one_chunk, "TokenChunks")  # (chunks, B, chunk, ...)
     tokens = e.node1("Transpose", stacked, perm=[1, 0] + list(range(2, rank + 1)))
