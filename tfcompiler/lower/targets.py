@@ -76,12 +76,17 @@ def capability_table() -> str:
     return "\n".join(rows)
 
 
+def label_of(node) -> str:
+    """The label an emitted node's name ends with (`/decoder/layers/0/ffn/TokenChunks_2` -> TokenChunks)."""
+    return node.name.rsplit("/", 1)[-1].split("_")[0]
+
+
 def kernel_of(node) -> str | None:
     """The table entry a node is: a contrib op by its type; a standard op (a lowering strategy the
     table decides, like QueryBlocks' Loop) by the label its name ends with."""
     if node.domain:
         return node.op_type
-    label = node.name.rsplit("/", 1)[-1].split("_")[0]
+    label = label_of(node)
     return label if label in CAPABILITIES and not CAPABILITIES[label].domain else None
 
 
@@ -111,7 +116,7 @@ def loops(graph) -> list[str]:
 
     from ..inspection import every_node
 
-    labels = Counter(node.name.rsplit("/", 1)[-1].split("_")[0] for node in every_node(graph)
+    labels = Counter(label_of(node) for node in every_node(graph)
                      if node.op_type == "Loop" and not node.domain)
     labels = {label: count for label, count in labels.items() if label not in CAPABILITIES}  # counted as kernels
     return [f"  loops: {', '.join(f'{count} {label}' for label, count in sorted(labels.items()))}"] if labels else []
