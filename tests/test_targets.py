@@ -29,8 +29,23 @@ USES = {"LinearAttention": ["linear_causal_decoder", "performer_causal_decoder",
 def test_every_cpu_kernel_has_a_check():
     assert sorted(USES) == sorted(name for name, kernel in CAPABILITIES.items() if CPU in kernel.providers)
     assert kernels_for("portable") == frozenset()
-    skipped = {name for name, kernel in CAPABILITIES.items() if not kernel.pays}
+    skipped = {name for name, kernel in CAPABILITIES.items() if CPU in kernel.slower_on}
     assert skipped and not skipped & kernels_for("ort-cpu") and skipped <= kernels_for("ort-cpu", True)
+    assert skipped <= kernels_for("ort-cuda", precision="fp16")  # measured slower on CPU only
+
+
+def test_cuda_target_uses_only_kernels_its_provider_has_at_the_precision():
+    """onnxruntime's CUDA provider has no fp32-only CPU kernels (LinearAttention, DynamicQuantizeMatMul),
+    and the query-block Loop is a CPU memory strategy."""
+    from tfcompiler.lower.targets import CUDA, fp32_only
+
+    for precision in ("fp32", "fp16", "bf16"):
+        used = kernels_for("ort-cuda", precision=precision)
+        assert used == {name for name, kernel in CAPABILITIES.items() if precision in kernel.dtypes.get(CUDA, ())}
+        assert not used & {"LinearAttention", "DynamicQuantizeMatMul", "QueryBlocks"}
+    assert "TopK" in fp32_only("ort-cuda", "bf16", 23) and "TopK" not in fp32_only("ort-cuda", "fp16", 23)
+    assert "Conv" in fp32_only("ort-cuda", "bf16", 21) and "Conv" not in fp32_only("ort-cuda", "bf16", 22)
+    assert fp32_only("portable", "bf16", 17) == frozenset()  # the standard's own gaps: onnx's schemas
 
 
 @pytest.mark.parametrize("kernel, case", [(kernel, case) for kernel, cases in USES.items() for case in cases])

@@ -37,12 +37,12 @@ def cmd_compile(args) -> int:
     compiled = compile_spec(args.spec, weights=args.weights, seed=args.seed, opset=args.opset,
                             pipeline=args.pipeline, dump_after=set(args.dump_after or ()),
                             check_numerics=args.verify, progress=progress, target=args.target,
-                            quantize=args.quantize)
+                            quantize=args.quantize, dtype=args.dtype)
     if args.explain:
         from .lower.targets import lowering_summary
 
         print(compiled.report.explain())
-        print(lowering_summary(compiled.model.proto.graph, args.target, compiled.model.missed))
+        print(lowering_summary(compiled.model.proto.graph, args.target, compiled.model.missed, args.dtype))
     elif compiled.model.missed:  # never silent, --explain or not
         from .lower.targets import missed_fusions
 
@@ -51,12 +51,12 @@ def cmd_compile(args) -> int:
         print(f"--- IR after {name} ---\n{dump}")
     progress("write")
     files = compiled.model.save(args.output, external_data=True if args.external_data else None)
-    graph = compiled.graph
-    weight_bytes = sum(a.nbytes for a in graph.weights.values())
+    weight_bytes = compiled.model.weight_bytes
     print(f"compiled {compiled.spec.name} ({compiled.spec.topology}, {compiled.parameters:,} parameters, "
           f"{weight_bytes / 2 ** 20:,.1f} MiB of weights) -> "
           f"{', '.join(map(str, files))} [opset {args.opset}, target {args.target}, "
           f"{'' if args.quantize == 'none' else f'quantized {args.quantize}, '}"
+          f"{'' if args.dtype == 'fp32' else f'{args.dtype}, '}"
           f"{len(compiled.model.proto.graph.node)} nodes, {time.perf_counter() - progress.start:.2f}s]")
     return 0
 
@@ -106,11 +106,28 @@ def cmd_inspect(args) -> int:
     return 0
 
 
+def _precision_hint(path: str) -> str:
+    import onnx
+
+    try:
+        props = {p.key: p.value for p in onnx.load(path, load_external_data=False).metadata_props}
+    except Exception:  # noqa: BLE001  (no hint for a file onnx cannot read either)
+        return ""
+    if props.get("tfcompiler.dtype") == "bf16":
+        return ": it computes in bf16, which onnxruntime runs on CUDA only (--device cuda, onnxruntime-gpu)"
+    return ""
+
+
 def cmd_run(args) -> int:
     import numpy as np
     from tfc_runtime import Model, random_inputs
 
-    model = Model(args.model, device=args.device, intra_op_threads=args.threads)
+    try:
+        model = Model(args.model, device=args.device, intra_op_threads=args.threads)
+    except Exception as error:  # onnxruntime's own exceptions: a model its providers here cannot run
+        if isinstance(error, (OSError, ValueError)):
+            raise
+        raise TfcError(f"onnxruntime cannot run {args.model} here ({error}){_precision_hint(args.model)}") from None
     if args.inputs:
         with np.load(args.inputs) as data:
             feeds = dict(data)
@@ -146,8 +163,12 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--seed", type=int, default=0, help="seed of the random initialisation")
     c.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"{MIN_OPSET}..{MAX_OPSET}")
     c.add_argument("--target", default="portable", choices=sorted(TARGETS),
-                   help="portable: standard ONNX ops only; ort-cpu: also onnxruntime's CPU contrib kernels "
-                        "where the capability table allows")
+                   help="portable: standard ONNX ops only; ort-cpu / ort-cuda: also onnxruntime's contrib "
+                        "kernels for that provider where the capability table allows")
+    c.add_argument("--dtype", default="fp32", choices=["fp32", "fp16", "bf16"],
+                   help="what the model computes in: fp16 / bf16 for portable and ort-cuda (weights and "
+                        "activations; positions, buckets and masks stay fp32 until they meet activations; "
+                        "fp16 models take and give fp16, bf16 models fp32)")
     c.add_argument("--quantize", default="none", choices=["none", "int8", "int4"],
                    help="int8: int8 weights (a scale per output column) for the linear maps, activations "
                         "quantized at run time; int4: weight-only 4-bit blocks (portable: --opset 21 or later)")

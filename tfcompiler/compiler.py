@@ -11,7 +11,8 @@ from .ir.graph import Graph
 from .ir.interpret import random_feeds
 from .lower.quantized import INT4_OPSET
 from .lower.serialize import LoweredModel
-from .lower.targets import TARGETS, kernels_for
+from .lower.precision import retype
+from .lower.targets import PRECISIONS, TARGETS, fp32_only, kernels_for
 from .lower.to_onnx import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET, to_onnx
 from .passes.pipeline import QUANTIZE, PipelineReport, make_pipeline, run_pipeline
 from .spec import Spec, load_spec
@@ -48,17 +49,28 @@ class Compiled:
 def compile_spec(spec: Spec | str | Path, weights: str | None = None, seed: int = 0,
                  opset: int = DEFAULT_OPSET, pipeline: str = "default", verify_each: bool = False,
                  dump_after: set[str] = frozenset(), check_numerics: bool = False,
-                 progress=lambda step: None, target: str = "portable", quantize: str = "none") -> Compiled:
+                 progress=lambda step: None, target: str = "portable", quantize: str = "none",
+                 dtype: str = "fp32") -> Compiled:
     """Compile a spec (or a spec file) to an ONNX model. ``weights`` is a safetensors file with
     canonical names; without it weights are initialised from ``seed``. ``check_numerics`` verifies
-    the IR after every pass and evaluates it on small random inputs before and after each one."""
+    the IR after every pass and evaluates it on small random inputs before and after each one.
+    ``dtype`` (fp32, fp16, bf16) is what the model computes in."""
     if not MIN_OPSET <= opset <= MAX_OPSET:
         raise TfcError(f"--opset {opset}: expected {MIN_OPSET}..{MAX_OPSET}")
     if target not in TARGETS:
         raise TfcError(f"--target {target}: expected one of {', '.join(TARGETS)}")
     if quantize not in QUANTIZE:
         raise TfcError(f"--quantize {quantize}: expected one of {', '.join(QUANTIZE)}")
-    int4_layout = "nbits" if "MatMulNBits" in kernels_for(target) else "rows"
+    if dtype not in PRECISIONS[target]:
+        allowed = [name for name, precisions in PRECISIONS.items() if dtype in precisions]
+        computes = ", ".join(sorted(PRECISIONS[target]))
+        raise TfcError(f"--dtype {dtype} is not for --target {target} (it computes in {computes}; "
+                       f"--dtype {dtype} is for --target {' or '.join(allowed)})"
+                       if allowed else f"--dtype {dtype}: expected one of fp32, fp16, bf16")
+    if quantize == "int8" and dtype != "fp32":
+        raise TfcError(f"--quantize int8 quantizes fp32 activations at run time; with --dtype {dtype} use "
+                       "--quantize int4 (weight-only)")
+    int4_layout = "nbits" if "MatMulNBits" in kernels_for(target, precision=dtype) else "rows"
     if quantize == "int4" and int4_layout == "rows" and opset < INT4_OPSET:
         raise TfcError(f"--quantize int4 for --target {target} needs --opset {INT4_OPSET} or later (4-bit "
                        f"DequantizeLinear with blocks), got {opset}; --target ort-cpu runs it at any opset")
@@ -79,6 +91,10 @@ def compile_spec(spec: Spec | str | Path, weights: str | None = None, seed: int 
                 "tfcompiler.topology": spec.topology,
                 "tfcompiler.vocab_size": str(spec.model.vocab_size),
                 "tfcompiler.weights": f"file:{Path(weights).name}" if weights else f"seed:{seed}",
-                "tfcompiler.quantize": quantize}
-    model = to_onnx(graph, opset, metadata, target)
+                "tfcompiler.quantize": quantize, "tfcompiler.dtype": dtype}
+    model = to_onnx(graph, opset, metadata, target, precision=dtype)
+    if dtype != "fp32":
+        progress(dtype)
+        # numpy and onnxruntime's Python API have no bfloat16 arrays: bf16 models take and give fp32
+        model = retype(model, dtype, set(graph.weights), fp32_only(target, dtype, opset), low_io=dtype == "fp16")
     return Compiled(model, graph, report, spec, parameters)

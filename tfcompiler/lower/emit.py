@@ -15,6 +15,7 @@ class Emitter:
     opset: int
     kernels: frozenset = frozenset()  # the dedicated kernels the target allows (tfcompiler.lower.targets)
     max_length: int | None = None  # the spec's longest input, when known: lowerings that pay only beyond it are skipped
+    precision: str = "fp32"  # what the model computes in (lower/precision.py retypes the emitted fp32 graph)
     nodes: list[NodeProto] = field(default_factory=list)
     initializers: list[tuple[str, np.ndarray]] = field(default_factory=list)
     origin: str = ""
@@ -34,6 +35,11 @@ class Emitter:
     def miss_below(self, fused: str, opset: int) -> None:
         """A miss because the standard gained the fused op at `opset`."""
         self.miss(fused, f"opset {self.opset} < {opset} (--opset {opset} has it)")
+
+    def fp32(self, x: str) -> str:
+        """`x` kept in fp32 in a low-precision model (lower/precision.py leaves an explicit Cast of a
+        float tensor to fp32 in place): for sums that overflow fp16, like a norm's squares."""
+        return x if self.precision == "fp32" else self.node1("Cast", x, to=TensorProto.FLOAT, label="ToFloat32")
 
     def unique(self, base: str) -> str:
         self._names[base] += 1

@@ -4,7 +4,7 @@ features give its share of Σ φ(k) vᵀ and Σ φ(k) (summed after the Loop), e
 read them; each key chunk is stabilised by its own maximum and its shares rescaled to the maximum of
 all after the Loop. So the (B,H,S,m) features and projections never exist for the whole sequence.
 Causal, the features are computed whole and the causal linear attention lowering takes them
-(chunked sums, or onnxruntime's LinearAttention).
+(chunked sums, or onnxruntime's LinearAttention). Low-precision models compute it in fp32.
 """
 from __future__ import annotations
 
@@ -23,6 +23,9 @@ FAVOR_CHUNK = 512
 
 def emit_favor_attention(e, attrs, inputs, types, label):
     q, k, v, features, *bias = inputs
+    # in fp16 the features exp(w·k - c) of keys far below the stabiliser c underflow (below e^-17), and
+    # a causal prefix whose keys all do has a zero normaliser: the kernel computes in fp32
+    q, k, v = e.fp32(q), e.fp32(k), e.fp32(v)
     (_, heads, _, width), kv_heads, value_width = types[0].shape, types[1].shape[1], types[2].shape[3]
     m = types[3].shape[0]
     if kv_heads != heads and not attrs["causal"]:

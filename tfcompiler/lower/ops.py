@@ -121,6 +121,7 @@ def _rms_norm(e, attrs, inputs, types, label):
         return [e.node1("RMSNormalization", x, scale, axis=-1, epsilon=attrs["epsilon"],
                         label=label or "RMSNorm")]
     e.miss_below("RMSNormalization", 23)
+    x = e.fp32(x)
     mean = _reduce(e, "ReduceMean", e.node1("Mul", x, x), [-1])
     rms = e.node1("Sqrt", e.node1("Add", mean, e.const(attrs["epsilon"], np.float32)))
     return [e.node1("Mul", e.node1("Div", x, rms), scale, label=label or "RMSNorm")]
@@ -389,7 +390,7 @@ from .quantized import int4_matmul, quantized_matmul  # noqa: E402
 from .resample import (fold_grid, fold_windows, shift_right, shorten, spaced_distance_index, spaced_distances,  # noqa: E402
                        unfold_windows, upsample)
 
-EMITTERS = {"silu": _silu, "gelu": _gelu, "cast": _cast, "transpose": _transpose, "reshape": _reshape,
+EMITTERS = {"keep_fp32": lambda e, attrs, inputs, types, label: [e.fp32(inputs[0])], "silu": _silu, "gelu": _gelu, "cast": _cast, "transpose": _transpose, "reshape": _reshape,
             "gather": _gather, "concat": _concat, "split": _split, "unsqueeze": _unsqueeze, "positions": _positions,
             "softmax": _softmax, "layer_norm": _layer_norm, "rms_norm": _rms_norm, "skip_norm": _skip_norm,
             "padding_bias": emit_padding_bias, "attention": emit_attention, "rope": _rope,

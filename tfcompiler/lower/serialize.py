@@ -51,6 +51,11 @@ def _little_endian(array) -> np.ndarray:
     return np.require(array.astype(array.dtype.newbyteorder("<"), copy=False), requirements="C")
 
 
+def _bytes_of(array: np.ndarray) -> memoryview:
+    """The buffer of a C-contiguous array without a copy (as bytes: bfloat16 has no buffer format)."""
+    return memoryview(array.reshape(-1).view(np.uint8))
+
+
 def _tensor_header(name: str, array, **external) -> onnx.TensorProto:
     """A TensorProto without its payload (``array`` is an array or a weight recipe)."""
     data_type = getattr(array, "tensor_type", None) or helper.np_dtype_to_tensor_dtype(array.dtype)
@@ -107,7 +112,7 @@ class LoweredModel:
             arrays = pool.map(_little_endian, (weight for _, weight in self.initializers))
             for header, array in zip(headers, arrays):
                 yield header
-                yield memoryview(array).cast("B")
+                yield _bytes_of(array)
 
     def save(self, path: str | Path, external_data: bool | None = None) -> list[Path]:
         """Write atomically; returns the files written. ``external_data=None`` decides by size."""
@@ -133,7 +138,7 @@ class LoweredModel:
                     offset = -data.tell() % _EXTERNAL_ALIGNMENT
                     data.write(b"\0" * offset)
                     start = data.tell()
-                    data.write(memoryview(_little_endian(array)).cast("B"))
+                    data.write(_bytes_of(_little_endian(array)))
                     model.graph.initializer.append(_tensor_header(
                         name, array, location=data_path.name, offset=start, length=array.nbytes))
                 os.fsync(data.fileno())

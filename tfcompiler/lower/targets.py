@@ -1,17 +1,22 @@
 """Lowering targets and the capability table that decides which dedicated kernels a target may use.
 
 A target names the runtime the model is for. `portable` uses standard ONNX ops only, for any
-runtime. `ort-cpu` may also use onnxruntime contrib ops whose CPU kernels exist and compute what we
-need; each entry below is one such kernel (or a standard-op strategy that pays on those providers
-only), with the providers on which it was checked against our standard-op lowering
-(tests/test_targets.py runs every CPU entry). A lowering asks `e.can(KERNEL)`; where the answer is
-no, it emits standard ops.
+runtime. `ort-cpu` and `ort-cuda` may also use onnxruntime contrib ops whose kernels exist on their
+provider, at the precision compiled (`--dtype`), and compute what we need; each entry below is one
+such kernel (or a standard-op strategy that pays on those providers only), with the precisions its
+kernel takes on each provider (onnxruntime's docs/OperatorKernels.md, 1.32). CPU entries are checked
+against our standard-op lowering on every test run (tests/test_targets.py); CUDA entries where a GPU
+is present (the same tests skip, saying so, without one). A lowering asks `e.can(KERNEL)`; where the
+answer is no, it emits standard ops. `fp32_only` lists the standard ops a provider has no kernel for
+at a low precision: the precision stage computes them in fp32, as it does the standard ops whose
+schema lacks it.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-CPU = "CPUExecutionProvider"
+CPU, CUDA = "CPUExecutionProvider", "CUDAExecutionProvider"
+FP32, ALL = frozenset({"fp32"}), frozenset({"fp32", "fp16", "bf16"})
 
 
 @dataclass(frozen=True)
@@ -19,60 +24,93 @@ class Kernel:
     domain: str
     op_type: str
     since: str  # the first onnxruntime release with the kernel on those providers
-    providers: frozenset[str]
+    dtypes: dict  # provider -> the precisions (fp32, fp16, bf16) its kernel takes there
     use: str  # what the lowering uses it for
-    pays: bool = True  # False: checked to compute the same but measured slower here, so targets skip it
+    slower_on: frozenset = frozenset()  # providers where it computes the same but measured slower: skipped
+
+    @property
+    def providers(self) -> frozenset[str]:
+        return frozenset(self.dtypes)
 
 
 CAPABILITIES: dict[str, Kernel] = {
-    "LinearAttention": Kernel("com.microsoft", "LinearAttention", "1.32", frozenset({CPU}),
+    "LinearAttention": Kernel("com.microsoft", "LinearAttention", "1.32", {CPU: FP32},
                               "causal linear attention (update_rule linear) and RFA-Gate (gated): the recurrence "
                               "itself, O(F·Dv) state instead of chunked scores"),
-    "MultiHeadAttention": Kernel("com.microsoft", "MultiHeadAttention", "1.17", frozenset({CPU}),
+    "MultiHeadAttention": Kernel("com.microsoft", "MultiHeadAttention", "1.17", {CPU: FP32, CUDA: ALL},
                                  "bidirectional attention without a bias: the CPU kernel's flash attention, memory "
                                  "linear in the length; with a key padding bias, an `If` runs it from 1024 keys "
                                  "whenever the batch holds no padding"),
-    "QueryBlocks": Kernel("", "Loop", "1.0", frozenset({CPU}),
+    "QueryBlocks": Kernel("", "Loop", "1.0", {CPU: FP32},
                           "attention from 1024 keys that flash attention cannot take (causal, or a batch with "
                           "padding): one block of 256 queries per iteration, causal blocks over the keys up to "
                           "their end, so memory stays linear in the length and nothing above the diagonal is "
                           "computed (the CPU `Attention` kernel computes and keeps all S x T scores); an `If` keeps "
                           "shorter inputs on the standard lowering"),
-    "DynamicQuantizeMatMul": Kernel("com.microsoft", "DynamicQuantizeMatMul", "1.10", frozenset({CPU}),
+    "DynamicQuantizeMatMul": Kernel("com.microsoft", "DynamicQuantizeMatMul", "1.10", {CPU: FP32},
                                     "`--quantize int8` linear maps: the activation's quantization and the integer "
                                     "GEMM in one kernel"),
-    "Gelu": Kernel("com.microsoft", "Gelu", "1.10", frozenset({CPU}), "gelu (erf) at any opset"),
-    "FastGelu": Kernel("com.microsoft", "FastGelu", "1.10", frozenset({CPU}), "gelu_tanh (GPT-2's gelu_new)"),
-    "SkipLayerNormalization": Kernel("com.microsoft", "SkipLayerNormalization", "1.10", frozenset({CPU}),
-                                     "skip_norm (a residual sum and its LayerNorm); measured slower than Add + "
+    "Gelu": Kernel("com.microsoft", "Gelu", "1.10", {CPU: FP32, CUDA: ALL}, "gelu (erf) at any opset"),
+    "FastGelu": Kernel("com.microsoft", "FastGelu", "1.10", {CPU: FP32, CUDA: ALL}, "gelu_tanh (GPT-2's gelu_new)"),
+    "SkipLayerNormalization": Kernel("com.microsoft", "SkipLayerNormalization", "1.10", {CPU: FP32, CUDA: ALL},
+                                     "skip_norm (a residual sum and its LayerNorm), on CUDA as onnxruntime's "
+                                     "transformer optimizer fuses it; measured slower than Add + "
                                      "LayerNormalization on CPU (7.2 ms against about 2.6 ms for BERT-base's 24 "
-                                     "pairs, 128 tokens), so not used", pays=False),
+                                     "pairs, 128 tokens), so not used there", slower_on=frozenset({CPU})),
     "SkipSimplifiedLayerNormalization": Kernel("com.microsoft", "SkipSimplifiedLayerNormalization", "1.14",
-                                               frozenset({CPU}), "skip_norm with RMSNorm; measured slower than "
-                                               "Add + RMSNormalization on CPU, so not used", pays=False),
-    "MatMulNBits": Kernel("com.microsoft", "MatMulNBits", "1.17", frozenset({CPU}),
-                          "`--quantize int4` linear maps: 4-bit weights in blocks of 32, fp32 activations"),
+                                               {CPU: FP32, CUDA: ALL}, "skip_norm with RMSNorm, on CUDA; "
+                                               "measured slower than Add + RMSNormalization on CPU, so not used "
+                                               "there", slower_on=frozenset({CPU})),
+    "MatMulNBits": Kernel("com.microsoft", "MatMulNBits", "1.17", {CPU: FP32, CUDA: ALL},
+                          "`--quantize int4` linear maps: 4-bit weights in blocks of 32, activations in the "
+                          "model's precision"),
 }
 
 TARGETS: dict[str, frozenset[str]] = {  # target -> the provider it runs on
     "portable": frozenset(),
     "ort-cpu": frozenset({CPU}),
+    "ort-cuda": frozenset({CUDA}),
 }
+# onnxruntime's CPU provider has fp16 kernels for few ops and inserts a Cast pair around every other
+# node, which is slower than fp32 and no smaller in memory: a half-size file is `--target portable`
+PRECISIONS = {"portable": ALL, "ort-cpu": FP32, "ort-cuda": ALL}
+
+# standard ops whose kernels lack a precision (onnxruntime's docs/OperatorKernels.md at 001d12d: the
+# op's newest CUDA row); a value is the first opset whose kernel has it, None for none
+_CUDA_MISSING = {
+    "fp16": {"Range": None},
+    "bf16": {**dict.fromkeys(["Range", "Equal", "Less", "LessOrEqual", "Greater", "GreaterOrEqual", "Pad", "CumSum",
+                              "Clip", "ArgMax", "Softplus", "MaxPool", "Log", "ReduceMax", "Einsum",
+                              "DequantizeLinear", "Ceil", "TopK", "ReduceMean", "Floor", "Elu", "Sin", "Cos", "Round",
+                              "ReduceL2", "Reciprocal"]),
+             "Conv": 22, "AveragePool": 22, "HardSigmoid": 22},
+}
+def fp32_only(target: str, precision: str, opset: int) -> frozenset[str]:
+    """The op types that compute in fp32 (between Casts) in a `precision` model for `target`, besides
+    those the standard itself lacks the precision for (lower/precision.py asks onnx's schemas)."""
+    if precision == "fp32":
+        return frozenset()
+    missing = _CUDA_MISSING[precision] if CUDA in TARGETS[target] else {}
+    return frozenset(op for op, since in missing.items() if since is None or opset < since)
 
 
-def kernels_for(target: str, measured_slower_too: bool = False) -> frozenset[str]:
-    """The CAPABILITIES keys a target uses (with `measured_slower_too`, also those it skips because
-    they did not pay: tests check that they compute the same)."""
+def kernels_for(target: str, measured_slower_too: bool = False, precision: str = "fp32") -> frozenset[str]:
+    """The CAPABILITIES keys a target uses at `precision` (with `measured_slower_too`, also those it
+    skips because they did not pay: tests check that they compute the same)."""
     providers = TARGETS[target]
     return frozenset(name for name, kernel in CAPABILITIES.items()
-                     if kernel.providers & providers and (kernel.pays or measured_slower_too))
+                     if any(precision in kernel.dtypes[p] and (p not in kernel.slower_on or measured_slower_too)
+                            for p in kernel.providers & providers))
 
 
 def capability_table() -> str:
     """The table as Markdown (README, `tfc targets`)."""
-    rows = ["| kernel | domain | providers | since onnxruntime | used for |", "| --- | --- | --- | --- | --- |"]
-    rows += [f"| `{k.op_type}` | {k.domain or 'ai.onnx'} | {', '.join(sorted(k.providers))} | {k.since} | "
-             f"{k.use if k.pays else '(not used) ' + k.use} |" for k in CAPABILITIES.values()]
+    rows = ["| kernel | domain | providers (precisions) | since onnxruntime | used for |",
+            "| --- | --- | --- | --- | --- |"]
+    for k in CAPABILITIES.values():
+        where = "; ".join(f"{provider.removesuffix('ExecutionProvider')} ({', '.join(sorted(k.dtypes[provider]))})"
+                          + (" not used" if provider in k.slower_on else "") for provider in sorted(k.dtypes))
+        rows.append(f"| `{k.op_type}` | {k.domain or 'ai.onnx'} | {where} | {k.since} | {k.use} |")
     return "\n".join(rows)
 
 
@@ -90,16 +128,17 @@ def kernel_of(node) -> str | None:
     return label if label in CAPABILITIES and not CAPABILITIES[label].domain else None
 
 
-def lowering_summary(graph, target: str, missed: dict | None = None) -> str:
+def lowering_summary(graph, target: str, missed: dict | None = None, precision: str = "fp32") -> str:
     """For `--explain`: which of the capability table's kernels the lowering used, and how often
-    (for a target that has kernels but used none, that none applied), then the fused forms the
-    lowering could not use (`missed_fusions`): never silent."""
+    (for a target that has kernels but used none, that none applied), the Casts a low precision
+    added, then the fused forms and precisions the lowering could not use (`missed_fusions`): never
+    silent."""
     from collections import Counter
 
     from ..inspection import every_node
 
     used = Counter(filter(None, map(kernel_of, every_node(graph))))
-    available = sorted(kernels_for(target))
+    available = sorted(kernels_for(target, precision=precision))
     if used:
         kernels = ", ".join(f"{count} {op}" for op, count in sorted(used.items()))
         line = f"lowering for {target}: {sum(used.values())} dedicated kernel node(s): {kernels}"
@@ -107,7 +146,7 @@ def lowering_summary(graph, target: str, missed: dict | None = None) -> str:
         line = f"lowering for {target}: standard ONNX ops only"
     else:
         line = f"lowering for {target}: none of its kernels applies to this model ({', '.join(available)})"
-    return "\n".join([line] + loops(graph) + missed_fusions(missed or {}))
+    return "\n".join([line] + loops(graph) + precision_casts(graph, precision) + missed_fusions(missed or {}))
 
 
 def loops(graph) -> list[str]:
@@ -120,6 +159,20 @@ def loops(graph) -> list[str]:
                      if node.op_type == "Loop" and not node.domain)
     labels = {label: count for label, count in labels.items() if label not in CAPABILITIES}  # counted as kernels
     return [f"  loops: {', '.join(f'{count} {label}' for label, count in sorted(labels.items()))}"] if labels else []
+
+
+def precision_casts(graph, precision: str) -> list[str]:
+    """For a low-precision model: how many Casts join fp32 index arithmetic and low-precision activations."""
+    from collections import Counter
+
+    from ..inspection import every_node
+
+    if precision == "fp32":
+        return []
+    casts = Counter(label for node in every_node(graph) if node.op_type == "Cast"
+                    for label in [node.name.rsplit("/", 1)[-1]] if label in (f"to_{precision}", "to_fp32"))
+    return [f"  {precision}: activations in {precision}, index arithmetic in fp32; "
+            f"{casts[f'to_{precision}']} Cast(s) down, {casts['to_fp32']} up"]
 
 
 def missed_fusions(missed: dict) -> list[str]:

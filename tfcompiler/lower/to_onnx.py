@@ -26,12 +26,15 @@ def _value_info(name: str, tensor_type) -> onnx.ValueInfoProto:
 
 
 def to_onnx(graph: Graph, opset: int = DEFAULT_OPSET, metadata: dict[str, str] | None = None,
-            target: str = "portable", kernels: frozenset[str] | None = None) -> LoweredModel:
-    """`kernels` overrides the target's choice from the capability table (tests use it to check the
-    kernels the table skips)."""
+            target: str = "portable", kernels: frozenset[str] | None = None,
+            precision: str = "fp32") -> LoweredModel:
+    """The fp32 model, emitted for `precision` (lower/precision.py retypes it after); `kernels`
+    overrides the target's choice from the capability table (tests use it to check the kernels the
+    table skips)."""
     if not MIN_OPSET <= opset <= MAX_OPSET:
         raise ValueError(f"opset {opset} is outside the supported {MIN_OPSET}..{MAX_OPSET}")
-    e = Emitter(opset, kernels_for(target) if kernels is None else kernels, graph.metadata.get("max_length"))
+    e = Emitter(opset, kernels_for(target, precision=precision) if kernels is None else kernels,
+                graph.metadata.get("max_length"), precision)
     names: dict[Value, str] = {}
     inputs, roles = [], {}
     regions = {node: chunk_region(graph, node) for node in graph.by_type("chunks_end")}

@@ -43,6 +43,7 @@ class NystromOptions:
 
 
 def pseudo_inverse(ctx, a, iterations: int, size: int, scale: str = "per_head"):
+    a = ctx.op("keep_fp32", a)  # the iterations lose what a low precision rounds: fp32 in fp16 / bf16 models
     eye = ctx.constant(np.eye(size, dtype=np.float32))
     over = (-1,) if scale == "per_head" else (0, 1, 2, 3)
     columns = ctx.op("reduce_max", ctx.op("reduce_sum", ctx.op("abs", a), axes=(-2,)), axes=over)

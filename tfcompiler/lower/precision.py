@@ -1,0 +1,327 @@
+"""Lower precision: the lowered fp32 model retyped to fp16 or bf16 (`tfc compile --dtype`).
+
+Every float tensor of the lowered graph falls in one of two classes, found by following the data:
+
+- an **activation** depends on a weight or a float input: it is computed in the low precision;
+- **index arithmetic** depends only on integers and constants (positions, ALiBi distances, masks
+  made from `attention_mask`, rows gathered from tables the compiler computed: sinusoids, T5's
+  buckets): it stays fp32 and is cast down where it meets an activation. Positions past 2048 are
+  not integers in fp16, so they must not be computed in 16 bits.
+
+A node computes in the low precision when any of its float inputs is an activation, else in fp32;
+its other float inputs are cast to match (one Cast per tensor and type, placed where the tensor is
+made, so a `Loop` body does not cast an outer tensor on every iteration); float constants get a
+low-precision copy where an activation uses them. Ops the standard's schema (at the model's opset)
+or the target's provider (`targets.fp32_only`) has no low-precision form for compute in fp32
+between Casts, and so do prefix sums along the sequence (`SEQUENTIAL`), whose totals outgrow the
+low precision's step; an explicit Cast of a float tensor to fp32 (`Emitter.fp32`,
+the IR's `keep_fp32`: a decomposed RMS norm's squares, which overflow fp16, Nyström's
+pseudo-inverse iterations, FAVOR+'s exponential features) starts fp32 work that its users continue.
+
+The additive masks change value: fp32's most negative number is -inf in fp16 and bf16, and a row
+of -inf scores is NaN after softmax, so MASKED becomes half the low type's most negative number
+(score + mask stays finite) and its companions (the MASKED / 2 threshold that detects padding,
+LSH's self-mask) keep their order below every score. Any other constant or weight beyond the low
+type's range is an error, never a silent infinity.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from functools import cache
+
+import ml_dtypes
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from ..errors import TfcError
+from ..ir.ops.lsh import SELF_MASK
+from ..ir.ops.nn import MASKED
+from .serialize import LoweredModel
+
+TENSOR_TYPES = {"fp32": TensorProto.FLOAT, "fp16": TensorProto.FLOAT16, "bf16": TensorProto.BFLOAT16}
+NUMPY_TYPES = {"fp16": np.dtype(np.float16), "bf16": np.dtype(ml_dtypes.bfloat16)}
+LOW, WIDE = "low", "wide"  # the two classes of a float tensor
+_CONST = "const"  # a float initializer that is not a weight: its class is its user's
+
+# fp32 value -> its share of the low type's most negative number
+SENTINELS = {float(MASKED): 1 / 2, float(MASKED) / 2: 1 / 4, SELF_MASK: 1 / 8}
+
+# prefix sums along the sequence: a running total of positive terms outgrows fp16's precision (past
+# 4096 its step is 4, so terms under 2 vanish), so they stay fp32
+SEQUENTIAL = frozenset({"CumSum"})
+
+_NOT_FLOAT = {"Shape", "Size", "Equal", "Less", "LessOrEqual", "Greater", "GreaterOrEqual", "And", "Or", "Not",
+              "ArgMax", "ArgMin", "NonZero", "IsNaN", "IsInf", "MatMulInteger"}
+
+
+def float_outputs(node: onnx.NodeProto, input_is_float: list[bool]) -> list[bool]:
+    """Which outputs of a node (not Cast, Loop or If) are float, from its type and its inputs'."""
+    first = bool(input_is_float) and input_is_float[0]
+    kind = node.op_type
+    if kind in _NOT_FLOAT:
+        return [False] * len(node.output)
+    if kind == "TopK":
+        return [first, False]
+    if kind == "DynamicQuantizeLinear":
+        return [False, True, False]
+    if kind in ("Where", "DequantizeLinear"):  # the values / the scale set the output's type
+        return [len(input_is_float) > 1 and input_is_float[1]] * len(node.output)
+    if kind == "ConstantOfShape":
+        value = next((a.t for a in node.attribute if a.name == "value"), None)
+        return [value is None or value.data_type == TensorProto.FLOAT]
+    return [first] * len(node.output)
+
+
+@cache
+def standard_takes(op_type: str, opset: int, type_str: str, positions: tuple[int, ...]) -> bool:
+    """Whether the standard op (its schema at `opset`) takes `type_str` (e.g. "tensor(bfloat16)") at
+    the input positions `positions`."""
+    schema = onnx.defs.get_schema(op_type, opset, "")
+    constraints = {c.type_param_str: set(c.allowed_type_strs) for c in schema.type_constraints}
+    for i in positions:
+        formal = schema.inputs[min(i, len(schema.inputs) - 1)].type_str  # the last may be variadic
+        if type_str not in constraints.get(formal, {formal}):
+            return False
+    return True
+
+
+@dataclass
+class _Scope:
+    """One graph being rewritten: its new node list, the names it defines, the Casts made in it."""
+
+    nodes: list
+    defined: set
+    parent: "_Scope | None" = None
+    casts: dict = field(default_factory=dict)
+
+
+class _Retyper:
+    def __init__(self, model: LoweredModel, precision: str, weights: set[str], fp32_only: frozenset[str],
+                 low_io: bool):
+        self.low_type, self.numpy_type = TENSOR_TYPES[precision], NUMPY_TYPES[precision]
+        self.type_str = f"tensor({onnx.helper.tensor_dtype_to_string(self.low_type).split('.')[-1].lower()})"
+        self.opset = next(o.version for o in model.proto.opset_import if o.domain in ("", "ai.onnx"))
+        self.precision, self.fp32_only, self.low_io = precision, fp32_only, low_io
+        self.masked = float(np.asarray(ml_dtypes.finfo(self.numpy_type).min / 2, self.numpy_type))
+        self.kinds: dict[str, str] = {}
+        self.missed = Counter(model.missed)
+        self.constants: dict[str, np.ndarray] = {}
+        self.low_copies: dict[str, str] = {}
+        self.wide_uses: set[str] = set()
+        self.initializers = []
+        for name, array in model.initializers:
+            if np.dtype(array.dtype) != np.float32:
+                self.initializers.append((name, array))
+            elif name in weights:  # arrays now (a weight out of range is an error before anything is written)
+                self.kinds[name] = LOW
+                self.initializers.append((name, to_low(array, self.numpy_type, name) if isinstance(array, np.ndarray)
+                                          else Converted(array, self.numpy_type, name)))
+            else:
+                self.kinds[name] = _CONST
+                self.constants[name] = self._sentinels(np.asarray(array))
+                self.initializers.append((name, self.constants[name]))
+
+    def _sentinels(self, array: np.ndarray) -> np.ndarray:
+        out = array.copy()
+        for value, share in SENTINELS.items():
+            out[array == np.float32(value)] = self.masked * 2 * share
+        return out
+
+    def type_of(self, kind: str) -> int:
+        return self.low_type if kind == LOW else TensorProto.FLOAT
+
+    # --- values of one class -------------------------------------------------------------------
+    def as_class(self, name: str, kind: str, scope: _Scope) -> str:
+        """`name` (a float tensor) as a tensor of class `kind`: itself, a constant's copy, or a Cast."""
+        have = self.kinds[name]
+        if have == kind:
+            return name
+        if have == _CONST:
+            if kind == WIDE:
+                self.wide_uses.add(name)
+                return name
+            if name not in self.low_copies:
+                self.low_copies[name] = f"{name}/{self.precision}"
+            return self.low_copies[name]
+        home = scope
+        while home.parent is not None and name not in home.defined:
+            home = home.parent
+        if (name, kind) not in home.casts:
+            cast = f"{name}/{'to_' + self.precision if kind == LOW else 'to_fp32'}"
+            home.nodes.append(helper.make_node("Cast", [name], [cast], name=cast, to=self.type_of(kind)))
+            home.defined.add(cast)
+            home.casts[name, kind] = cast
+            self.kinds[cast] = kind
+        return home.casts[name, kind]
+
+    # --- graphs ----------------------------------------------------------------------------------
+    def graph(self, graph: onnx.GraphProto, scope: _Scope) -> None:
+        for node in list(graph.node):
+            if node.op_type == "Loop":
+                self.loop(node, scope)
+            elif node.op_type == "If":
+                self.branches(node, scope)
+            elif node.op_type == "Cast":
+                self.cast(node, scope)
+            else:
+                self.compute(node, scope)
+            scope.nodes.append(node)
+            scope.defined.update(node.output)
+        del graph.node[:]
+        graph.node.extend(scope.nodes)
+
+    def compute(self, node: onnx.NodeProto, scope: _Scope) -> None:
+        floats = [bool(name) and name in self.kinds for name in node.input]
+        low = any(f and self.kinds[name] == LOW for f, name in zip(floats, node.input)) and self.takes_low(node, floats)
+        kind = LOW if low else WIDE
+        for i, name in enumerate(node.input):
+            if floats[i]:
+                node.input[i] = self.as_class(name, kind, scope)
+        for output, is_float in zip(node.output, float_outputs(node, floats)):
+            if is_float and output:
+                self.kinds[output] = kind
+        if node.op_type == "ConstantOfShape" and low:
+            for attribute in node.attribute:
+                if attribute.name == "value" and attribute.t.data_type == TensorProto.FLOAT:
+                    attribute.t.CopyFrom(self.low_tensor(numpy_helper.to_array(attribute.t), node.name))
+
+    def takes_low(self, node: onnx.NodeProto, floats: list[bool]) -> bool:
+        """Whether the node can compute in the low precision; where not, the miss is recorded."""
+        if node.op_type in SEQUENTIAL:
+            self.missed[f"{self.precision} {node.op_type}", "a running sum along the sequence, which outgrows "
+                        "the low precision's step: kept fp32"] += 1
+            return False
+        if node.op_type in self.fp32_only:
+            self.missed[f"{self.precision} {node.op_type}",
+                        "the target's provider has no kernel for it: computed in fp32"] += 1
+            return False
+        positions = tuple(i for i, f in enumerate(floats) if f)
+        if node.domain or standard_takes(node.op_type, self.opset, self.type_str, positions):
+            return True
+        self.missed[f"{self.precision} {node.op_type}", f"the standard's {node.op_type} (opset {self.opset}) "
+                    f"takes no {self.type_str}: computed in fp32"] += 1
+        return False
+
+    def cast(self, node: onnx.NodeProto, scope: _Scope) -> None:
+        """A Cast to fp32 of a float tensor stays an explicit fp32 request; of an integer or a bool
+        it makes index arithmetic (fp32), cast down later only where an activation needs it."""
+        if self.kinds.get(node.input[0]) == _CONST:
+            self.wide_uses.add(node.input[0])
+        to = next(a for a in node.attribute if a.name == "to")
+        if to.i == TensorProto.FLOAT:
+            self.kinds[node.output[0]] = WIDE
+
+    def loop(self, node: onnx.NodeProto, scope: _Scope) -> None:
+        body = next(a.g for a in node.attribute if a.name == "body")
+        carried = len(node.input) - 2
+        for i in range(2, len(node.input)):  # loop-carried floats are activations, in and out
+            if node.input[i] in self.kinds:
+                node.input[i] = self.as_class(node.input[i], LOW, scope)
+                self.kinds[body.input[i].name] = LOW
+                body.input[i].type.tensor_type.elem_type = self.low_type
+        inner = _Scope([], {i.name for i in body.input}, scope)
+        self.graph(body, inner)
+        outputs = list(body.output[1:])
+        for i, value in enumerate(outputs):
+            if value.name not in self.kinds:
+                continue
+            if i < carried:
+                value.name = self.as_class(value.name, LOW, inner)
+            self.kinds[node.output[i]] = self.kinds[value.name]
+            value.type.tensor_type.elem_type = self.type_of(self.kinds[value.name])
+        del body.node[:]
+        body.node.extend(inner.nodes)
+
+    def branches(self, node: onnx.NodeProto, scope: _Scope) -> None:
+        graphs = [a.g for a in node.attribute if a.name in ("then_branch", "else_branch")]
+        scopes = [_Scope([], set(), scope) for _ in graphs]
+        for branch, inner in zip(graphs, scopes):
+            self.graph(branch, inner)
+        for i, output in enumerate(node.output):
+            names = [branch.output[i].name for branch in graphs]
+            if not all(name in self.kinds for name in names):
+                continue
+            kind = LOW if any(self.kinds[name] == LOW for name in names) else WIDE
+            for branch, inner in zip(graphs, scopes):
+                value = branch.output[i]
+                value.name = self.as_class(value.name, kind, inner)
+                value.type.tensor_type.elem_type = self.type_of(kind)
+                del branch.node[:]
+                branch.node.extend(inner.nodes)
+            self.kinds[output] = kind
+
+    def low_tensor(self, array: np.ndarray, name: str) -> onnx.TensorProto:
+        return numpy_helper.from_array(to_low(self._sentinels(array), self.numpy_type, name), name)
+
+    # --- the model -------------------------------------------------------------------------------
+    def model(self, model: LoweredModel) -> LoweredModel:
+        proto = onnx.ModelProto()
+        proto.CopyFrom(model.proto)
+        graph = proto.graph
+        top = _Scope([], {i.name for i in graph.input} | {name for name, _ in self.initializers})
+        for value in graph.input:
+            if value.type.tensor_type.elem_type == TensorProto.FLOAT:
+                self.kinds[value.name] = LOW if self.low_io else WIDE
+                value.type.tensor_type.elem_type = self.type_of(self.kinds[value.name])
+        self.graph(graph, top)
+        want = LOW if self.low_io else WIDE
+        producers = {output: node for node in graph.node for output in node.output}
+        for value in graph.output:
+            if self.kinds.get(value.name, want) != want:  # the output Identity casts instead
+                node = producers[value.name]
+                node.op_type = "Cast"
+                node.attribute.append(helper.make_attribute("to", self.type_of(want)))
+                self.kinds[value.name] = want
+            if value.name in self.kinds:
+                value.type.tensor_type.elem_type = self.type_of(want)
+        initializers = []
+        for name, array in self.initializers:
+            if name not in self.constants or name in self.wide_uses:
+                initializers.append((name, array))
+            if name in self.low_copies:
+                initializers.append((self.low_copies[name], to_low(array, self.numpy_type, name)))
+        return LoweredModel(proto, initializers, dict(self.missed))
+
+
+def to_low(array: np.ndarray, numpy_type: np.dtype, name: str) -> np.ndarray:
+    """`array` in the low type; an error, naming it, if a finite value lies beyond the type's range."""
+    array = np.asarray(array, np.float32)
+    limit = float(ml_dtypes.finfo(numpy_type).max)
+    finite = array[np.isfinite(array)]
+    if finite.size and float(np.abs(finite).max()) > limit:
+        raise TfcError(f"{name}: values up to {float(np.abs(finite).max()):g} do not fit "
+                       f"{numpy_type.name} (largest {limit:g}); compile with --dtype bf16 or fp32")
+    return array.astype(numpy_type)
+
+
+@dataclass(frozen=True)
+class Converted:
+    """A seeded weight's recipe, drawn and converted to the low type when the file is written."""
+
+    array: object
+    dtype: np.dtype
+    name: str
+
+    @property
+    def shape(self):
+        return self.array.shape
+
+    @property
+    def nbytes(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
+
+    def __array__(self, dtype=None, copy=None):
+        out = to_low(np.asarray(self.array), self.dtype, self.name)
+        return out if dtype is None else out.astype(dtype)
+
+
+def retype(model: LoweredModel, precision: str, weights: set[str], fp32_only: frozenset[str] = frozenset(),
+           low_io: bool = True) -> LoweredModel:
+    """The model computed in `precision` (fp16 / bf16); `weights`: the initializers that are weights
+    (activations start from them); `fp32_only`: op types kept in fp32; `low_io`: float inputs and
+    outputs in the low type too (else fp32, cast at the edges)."""
+    if precision == "fp32":
+        return model
+    return _Retyper(model, precision, weights, fp32_only, low_io).model(model)
