@@ -71,8 +71,9 @@ TARGETS: dict[str, frozenset[str]] = {  # target -> the provider it runs on
     "ort-cpu": frozenset({CPU}),
     "ort-cuda": frozenset({CUDA}),
 }
-# onnxruntime's CPU provider has fp16 kernels for few ops and inserts a Cast pair around every other
-# node, which is slower than fp32 and no smaller in memory: a half-size file is `--target portable`
+# the CPU kernels above are fp32, and onnxruntime's CPU provider runs an fp16 model by casting around
+# the nodes it lacks fp16 kernels for: 0-5% slower than fp32 (benchmarks/precision.py); a half-size
+# file is `--target portable --dtype fp16`
 PRECISIONS = {"portable": ALL, "ort-cpu": FP32, "ort-cuda": ALL}
 
 # standard ops whose kernels lack a precision (onnxruntime's docs/OperatorKernels.md at 001d12d: the
