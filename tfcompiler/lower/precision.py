@@ -104,7 +104,7 @@ class _Retyper:
         self.type_str = f"tensor({onnx.helper.tensor_dtype_to_string(self.low_type).split('.')[-1].lower()})"
         self.opset = next(o.version for o in model.proto.opset_import if o.domain in ("", "ai.onnx"))
         self.precision, self.fp32_only, self.low_io = precision, fp32_only, low_io
-        self.masked = float(np.asarray(ml_dtypes.finfo(self.numpy_type).min / 2, self.numpy_type))
+        self.lowest = float(ml_dtypes.finfo(self.numpy_type).min)  # its shares are powers of two: exact
         self.kinds: dict[str, str] = {}
         self.missed = Counter(model.missed)
         self.constants: dict[str, np.ndarray] = {}
@@ -126,7 +126,7 @@ class _Retyper:
     def _sentinels(self, array: np.ndarray) -> np.ndarray:
         out = array.copy()
         for value, share in SENTINELS.items():
-            out[array == np.float32(value)] = self.masked * 2 * share
+            out[array == np.float32(value)] = self.lowest * share
         return out
 
     def type_of(self, kind: str) -> int:
