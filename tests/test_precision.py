@@ -12,6 +12,8 @@ layers of unit-scale activations), bf16 5e-2 (8 bits, ~4e-3 per rounding).
 """
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -246,6 +248,10 @@ def test_cli_compiles_explains_and_runs_low_precision_models(tmp_path, capsys):
     assert "fp16: activations in fp16, index arithmetic in fp32" in capsys.readouterr().out
     assert main(["run", str(fp16)]) == 0
     assert "output last_hidden_state: float16" in capsys.readouterr().out
+    assert main(["inspect", str(fp16), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["metadata"]["tfcompiler.dtype"] == "fp16"
+    assert 2 * report["parameters"] <= report["stored_bytes"] < 2.1 * report["parameters"]  # + int64 shapes
     assert main(["compile", str(spec), "-o", str(bf16), "--dtype", "bf16", "--target", "ort-cuda", "-q"]) == 0
     capsys.readouterr()
     if "CUDAExecutionProvider" not in ort.get_available_providers():

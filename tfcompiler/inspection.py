@@ -65,11 +65,23 @@ def inspect_model(path: str) -> dict:
     return {"opset": [f"{o.domain or 'ai.onnx'}:{o.version}" for o in model.opset_import],
             "ir_version": model.ir_version,
             "parameters": sum(int(np.prod(t.dims)) for t in model.graph.initializer),
+            "stored_bytes": sum(_stored_bytes(t) for t in model.graph.initializer),
             "weight_flops_per_token": _weight_flops(model),
             "ops": dict(sorted(Counter(n.op_type for n in every_node(model.graph)).items())),
             "inputs": {v.name: describe(v) for v in model.graph.input},
             "outputs": {v.name: describe(v) for v in model.graph.output},
             "metadata": {p.key: p.value for p in model.metadata_props}}
+
+
+def _stored_bytes(tensor) -> int:
+    """What an initializer takes in the file: its element count times its type's width (4-bit types
+    pack two to a byte)."""
+    import onnx
+
+    count = int(np.prod(tensor.dims))
+    if tensor.data_type in (onnx.TensorProto.INT4, onnx.TensorProto.UINT4):
+        return (count + 1) // 2
+    return count * onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type).itemsize
 
 
 def _weight_flops(model) -> int:
@@ -105,6 +117,8 @@ def format_report(report: dict) -> str:
                 lines.append(f"  {k}: {json.loads(v) if k.endswith('io_roles') else v}")
         elif key == "parameters":
             lines.append(f"{key}: {value:,} ({value * 4 / 2**20:.1f} MiB in fp32)")
+        elif key == "stored_bytes":
+            lines.append(f"stored: {value / 2**20:.1f} MiB")
         elif key in ("flops_per_token", "weight_flops_per_token"):
             lines.append(f"{key}: {value / 1e6:,.1f} MFLOP")
         else:

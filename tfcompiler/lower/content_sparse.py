@@ -127,7 +127,8 @@ def take_rows(e, x: str, index: str, last: int) -> str:
 
 def add_rows(e, shape: str, index: str, rows: str, last: int | None) -> str:
     """Zeros of `shape` (B,H,S[,last]) with `rows` (B,H,N[,last]) added at `index` (B,H,N), summed in
-    fp32 (a low-precision model's sums over many rows overflow fp16)."""
+    fp32 in a low-precision model (a sum over many rows outgrows fp16's step, and onnxruntime's CPU
+    ScatterElements has no fp16 reduction)."""
     zeros = e.node1("Expand", e.const(0.0, np.float32), shape)
     return e.node1("ScatterElements", zeros, row_index(e, index, last), e.fp32(rows), axis=2, reduction="add")
 

@@ -115,6 +115,10 @@ def _skip_norm(e, attrs, inputs, types, label):
     return [norm(e, attrs, [total, *params], types[:1] + types[2:], label)[0], total]
 
 
+def _keep_fp32(e, attrs, inputs, types, label):
+    return [e.fp32(inputs[0])]
+
+
 def _rms_norm(e, attrs, inputs, types, label):
     x, scale = inputs
     if e.opset >= 23:
@@ -390,7 +394,8 @@ from .quantized import int4_matmul, quantized_matmul  # noqa: E402
 from .resample import (fold_grid, fold_windows, shift_right, shorten, spaced_distance_index, spaced_distances,  # noqa: E402
                        unfold_windows, upsample)
 
-EMITTERS = {"keep_fp32": lambda e, attrs, inputs, types, label: [e.fp32(inputs[0])], "silu": _silu, "gelu": _gelu, "cast": _cast, "transpose": _transpose, "reshape": _reshape,
+EMITTERS = {"keep_fp32": _keep_fp32, "silu": _silu, "gelu": _gelu, "cast": _cast, "transpose": _transpose,
+            "reshape": _reshape,
             "gather": _gather, "concat": _concat, "split": _split, "unsqueeze": _unsqueeze, "positions": _positions,
             "softmax": _softmax, "layer_norm": _layer_norm, "rms_norm": _rms_norm, "skip_norm": _skip_norm,
             "padding_bias": emit_padding_bias, "attention": emit_attention, "rope": _rope,
