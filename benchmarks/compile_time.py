@@ -110,7 +110,8 @@ def main() -> None:
             print(f"| {label} | {value} | |")
     from tfcompiler import compile_spec
 
-    print("\n| encoder layers | parameters | to the ONNX graph (s) | per layer | and the file written (s) | per layer |\n"
+    print("\n| encoder layers | parameters | to the ONNX graph (s) | per layer | and the file written (s) | "
+          "per layer |\n"
           "| --- | --- | --- | --- | --- | --- |")
     with tempfile.TemporaryDirectory() as tmp:
         for layers in args.layers:
@@ -119,7 +120,8 @@ def main() -> None:
             graph_only = median_seconds(lambda: compile_spec(spec), args.repeat)  # weights stay recipes
             seconds = median_seconds(lambda: tfc_in_process(Path(tmp) / "model.onnx", spec), args.repeat)
             parameters = inspect_spec(str(spec), 128)["parameters"]
-            print(f"| {layers} | {parameters / 1e6:.0f}M | {graph_only:.2f} | {graph_only / layers:.4f} | {seconds:.2f} | "
+            print(f"| {layers} | {parameters / 1e6:.0f}M | {graph_only:.2f} | {graph_only / layers:.4f} | "
+                  f"{seconds:.2f} | "
                   f"{seconds / layers:.3f} |")
 
 

@@ -39,14 +39,17 @@ def main() -> None:
                 node("Squeeze", ["n1", "first"], ["n"]), node("Range", ["zero", "n", "one"], ["p"]),
                 node("Gather", ["positions", "p"], ["pe"]), node("Add", ["s1", "pe"], ["s2"]),
                 node("LayerNormalization", ["s2", "scale", "bias"], ["y"], axis=-1, epsilon=1e-12)]
-    fused = [node("Cast", ["ids"], ["ids32"], to=TensorProto.INT32), node("Cast", ["types"], ["types32"], to=TensorProto.INT32),
-             node("EmbedLayerNormalization", ["ids32", "types32", "tokens", "positions", "token_types", "scale", "bias"],
+    fused = [node("Cast", ["ids"], ["ids32"], to=TensorProto.INT32),
+             node("Cast", ["types"], ["types32"], to=TensorProto.INT32),
+             node("EmbedLayerNormalization",
+                  ["ids32", "types32", "tokens", "positions", "token_types", "scale", "bias"],
                   ["y", "mask_index"], domain="com.microsoft", epsilon=1e-12)]
     ids = [helper.make_tensor_value_info(name, TensorProto.INT64, [1, "sequence_length"]) for name in ("ids", "types")]
     constants = {**tables, "zero": np.array(0), "one": np.array(1), "first": np.array([0])}
     sessions = [graph_session(nodes, ids, constants, 17) for nodes in (standard, fused)]
     print(f"Command: `{' '.join(['python', f'benchmarks/{Path(__file__).name}', *sys.argv[1:]])}`\n")
-    print("| tokens | Gather + Add + LayerNormalization | EmbedLayerNormalization | difference | of a BERT-base forward |")
+    print("| tokens | Gather + Add + LayerNormalization | EmbedLayerNormalization | difference | "
+          "of a BERT-base forward |")
     print("| --- | --- | --- | --- | --- |")
     for length in FORWARD_MS:
         feeds = {"ids": rng.integers(0, model["vocab_size"], (1, length)), "types": rng.integers(0, types, (1, length))}

@@ -46,7 +46,8 @@ KERNELS = {  # kernel -> cases: (model, spec, keys, padded positions, ungated)
         ("BERT-base", BERT, 128, 0, True), ("BERT-base", BERT, 512, 0, True), (WIDE, ENCODER, 1024, 0, True),
         (WIDE, ENCODER, 2048, 0, True), ("BERT-base", BERT, 128, 0, False)],
     "QueryBlocks": [
-        ("GPT-2 small", GPT2, 128, 0, True), ("GPT-2 small", GPT2, 512, 0, True), (f"causal, {WIDE}", DECODER, 1024, 0, True),
+        ("GPT-2 small", GPT2, 128, 0, True), ("GPT-2 small", GPT2, 512, 0, True),
+        (f"causal, {WIDE}", DECODER, 1024, 0, True),
         (f"causal, {WIDE}", DECODER, 2048, 0, True), (f"causal, {WIDE}", DECODER, 4096, 0, True),
         (f"padded batch, {WIDE}", ENCODER, 1024, 8, True), (f"padded batch, {WIDE}", ENCODER, 2048, 8, True),
         (f"padded batch, {WIDE}", ENCODER, 4096, 8, True),

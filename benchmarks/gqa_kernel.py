@@ -35,7 +35,8 @@ def main() -> None:
     inputs = [info(name, TensorProto.FLOAT, [1, "sequence_length", n * width])
               for name, n in (("q", heads), ("k", kv_heads), ("v", kv_heads))]
     standard = [node("Shape", ["q"], ["length1"], start=1, end=2), node("Squeeze", ["length1", "first"], ["length"]),
-                node("Range", ["zero", "length", "one"], ["range"]), node("Unsqueeze", ["range", "first"], ["positions"]),
+                node("Range", ["zero", "length", "one"], ["range"]),
+                node("Unsqueeze", ["range", "first"], ["positions"]),
                 node("RotaryEmbedding", ["q", "cos", "sin", "positions"], ["q_rotated"], num_heads=heads),
                 node("RotaryEmbedding", ["k", "cos", "sin", "positions"], ["k_rotated"], num_heads=kv_heads),
                 node("Attention", ["q_rotated", "k_rotated", "v"], ["y"], is_causal=1, q_num_heads=heads,
@@ -53,7 +54,8 @@ def main() -> None:
     for tokens in (128, 512):
         feeds = {name: rng.standard_normal((1, tokens, n * width)).astype(np.float32)
                  for name, n in (("q", heads), ("k", kv_heads), ("v", kv_heads))}
-        feeds_fused = {**feeds, "seqlens_k": np.array([tokens - 1], np.int32), "total_length": np.array(tokens, np.int32)}
+        feeds_fused = {**feeds, "seqlens_k": np.array([tokens - 1], np.int32),
+                       "total_length": np.array(tokens, np.int32)}
         outputs = [sessions[0].run(None, feeds)[0], sessions[1].run(None, feeds_fused)[0]]
         assert np.abs(outputs[0] - outputs[1]).max() < 1e-4, "the kernel computes something else"
         ours, kernel = (seconds * 1e6 for seconds in round_robin_medians(

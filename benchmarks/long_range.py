@@ -224,7 +224,8 @@ def main() -> None:
         for layers in args.layers:
             for variant in args.variants:
                 paths[layers, variant] = Path(tmp) / f"{variant}-{layers}.onnx"
-                compile_spec(parse_spec(spec_text(variant, layers, max(lengths), args.ffn_chunk)), seed=0, opset=args.opset,
+                compile_spec(parse_spec(spec_text(variant, layers, max(lengths), args.ffn_chunk)), seed=0,
+                             opset=args.opset,
                              target=TARGETS.get(variant, "portable")).model.save(str(paths[layers, variant]))
         for _ in range(args.rounds):
             for (layers, variant), path in paths.items():
@@ -277,7 +278,8 @@ def report(results: dict, args, lengths: list[int]) -> str:
                 if line.startswith("model name")), platform.processor())
     lines = [f"Command: `python benchmarks/{Path(__file__).name} {' '.join(sys.argv[1:])}`",
              f"Machine: {platform.machine()}, {cpu}, {os.cpu_count()} cores; onnxruntime 2 intra-op threads, "
-             f"torch 2 threads; ONNX opset {args.opset}, target portable (the *_ort_cpu variants: ort-cpu). Time: best of "
+             f"torch 2 threads; ONNX opset {args.opset}, target portable (the *_ort_cpu variants: ort-cpu). "
+             "Time: best of "
              f"{args.rounds} round(s) of the median of {args.repeat} runs after a warm-up (arena on); "
              "peak memory: one run's, above the resident size after a warm-up, in its own process (arena off, "
              "glibc mmap threshold 64 KiB).", ""]

@@ -217,7 +217,8 @@ def run_model(name: str, targets: list[str], repeat: int, tmp: Path) -> list[dic
                                                               ("portable", "int4")]:
         out = tmp / f"{name}-{target}-{quantize}.onnx"
         start = time.perf_counter()
-        compile_spec(spec_path, weights=str(weights_path), target=target, opset=23, quantize=quantize).model.save(str(out))
+        compile_spec(spec_path, weights=str(weights_path), target=target, opset=23,
+                     quantize=quantize).model.save(str(out))
         compile_seconds = time.perf_counter() - start
         sess = session(str(out))
         output = sess.run(None, feeds_for(sess, ids))[0].astype(np.float64)
@@ -268,7 +269,8 @@ def main() -> None:
                 continue
             speedup = f"{baseline / r['seconds']:.2f}x" if baseline else ""
             gflops = f"{r['gflops']:.1f} ({100 * r['gflops'] / peak:.0f}%)" if "gflops" in r else ""
-            print(f"| {name} ({r['length']} tokens) | {r['path']} | {r['seconds'] * 1000:.1f} ms | {speedup} | {gflops} |")
+            print(f"| {name} ({r['length']} tokens) | {r['path']} | {r['seconds'] * 1000:.1f} ms | "
+                  f"{speedup} | {gflops} |")
     for r in rows:
         if "accuracy" in r:
             print(f"\n{r['model']}: {r['path']}: {r['accuracy']} (vs our fp32 output)")

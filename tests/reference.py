@@ -132,7 +132,8 @@ def sparse_mask(options, s: int, t: int, causal: bool, max_length: int, layer: s
     i - j < l or l | i - j; fixed: same block of l, or j mod l >= l - c; Longformer: window plus the
     leading global tokens' rows and columns; BigBird: window, global (leading, and trailing at the
     input's end) and random blocks (the random layout is the compiled model's recorded constant);
-    Image Transformer local 1-D: the query's block and `memory_blocks` blocks around it; local 2-D: the query's rectangle of the raster-scanned
+    Image Transformer local 1-D: the query's block and `memory_blocks` blocks around it; local 2-D: the
+    query's rectangle of the raster-scanned
     image widened by the memory flange (rows above, below when bidirectional, columns each side)."""
     kind = type(options).KIND
     i, j = relative_positions(s, t)
@@ -161,7 +162,8 @@ def sparse_mask(options, s: int, t: int, causal: bool, max_length: int, layer: s
         from tfcompiler.build.attention.bigbird import bigbird_layout
         layout = bigbird_layout(options, max_length, causal, layer)
         last = (t - 1) // options.block - options.trailing_global_blocks  # the last block that is not global
-        return layout[i // options.block, j // options.block] | (i // options.block > last) | (j // options.block > last)
+        return (layout[i // options.block, j // options.block] | (i // options.block > last)
+                | (j // options.block > last))
     return None
 
 
@@ -303,7 +305,8 @@ def routing_reference(q, k, v, key_bias, centroids, causal: bool):
 def clustered_reference(q, k, v, key_bias, options, layer: str):
     """Vyas et al. 2020, per head over lists: hash bits sign(q·p) (≥ 0 → +1) on the recorded random
     planes; k-means on the real queries' hashes with Hamming distance, centroids starting at the
-    hashes of the real queries numbered ⌊c·n/C⌋ (n of them), bitwise majority updates (+1 on ties, empty clusters unchanged);
+    hashes of the real queries numbered ⌊c·n/C⌋ (n of them), bitwise majority updates (+1 on ties, empty
+    clusters unchanged);
     each cluster's mean real query attends all keys, its members take the result."""
     import zlib
 
@@ -361,11 +364,13 @@ def recurrent_reference(x, key_bias, options, w, carry=None):
                 if options.cell == "rnn":
                     h = np.tanh(a + r) if getattr(options, "nonlinearity", "tanh") == "tanh" else np.maximum(a + r, 0)
                 elif options.cell == "lstm":
-                    i, f, g, o = (a + r)[:hidden], (a + r)[hidden:2 * hidden], (a + r)[2 * hidden:3 * hidden], (a + r)[3 * hidden:]
+                    i, f, g, o = ((a + r)[:hidden], (a + r)[hidden:2 * hidden], (a + r)[2 * hidden:3 * hidden],
+                                  (a + r)[3 * hidden:])
                     c = sigmoid(f) * c + sigmoid(i) * np.tanh(g)
                     h = sigmoid(o) * np.tanh(c)
                 else:
-                    reset, update = sigmoid(a[:hidden] + r[:hidden]), sigmoid(a[hidden:2 * hidden] + r[hidden:2 * hidden])
+                    reset, update = (sigmoid(a[:hidden] + r[:hidden]),
+                                     sigmoid(a[hidden:2 * hidden] + r[hidden:2 * hidden]))
                     candidate = np.tanh(a[2 * hidden:] + reset * r[2 * hidden:])
                     h = (1 - update) * candidate + update * h
                 out[n, t, d] = h
@@ -381,7 +386,8 @@ def recurrent_reference(x, key_bias, options, w, carry=None):
 def informer_attention(q, k, v, key_bias, factor: int, causal: bool = False):
     """Zhou et al. 2021, ProbSparse: M(q_i) = max_j q_i·k_j − Σ_j q_i·k_j / T over U = c·⌈ln T⌉
     sampled keys (evenly spaced over the real keys: the ⌊r·n/U⌋-th of the n unpadded ones, as the
-    compiled model documents); the top u = c·⌈ln S⌉ queries (real ones before padding) attend normally (keys up to them in the masked decoder), the rest output mean(V) over real keys,
+    compiled model documents); the top u = c·⌈ln S⌉ queries (real ones before padding) attend normally
+    (keys up to them in the masked decoder), the rest output mean(V) over real keys,
     or in the decoder Σ_{j ≤ i} v_j over real keys (Informer's V.cumsum)."""
     b, h, s, d = q.shape
     t = k.shape[2]
@@ -478,7 +484,8 @@ def low_rank_attention(q, k, v, key_bias, options, w, layer: str, stack: str):
     if options.pinv_scale == "global":  # Hugging Face's: the largest column sum over the batch and heads
         z = a.swapaxes(-1, -2) / (np.abs(a).sum(-2).max() * np.abs(a).sum(-1).max())
     else:
-        z = a.swapaxes(-1, -2) / (np.abs(a).sum(-2).max(-1)[..., None, None] * np.abs(a).sum(-1).max(-1)[..., None, None])
+        z = a.swapaxes(-1, -2) / (np.abs(a).sum(-2).max(-1)[..., None, None]
+                                  * np.abs(a).sum(-1).max(-1)[..., None, None])
     eye = np.eye(m)
     for _ in range(options.pinv_iterations):
         az = a @ z
@@ -591,7 +598,8 @@ class Reference:
             from tfcompiler.build.attention.multi_head import MultiHeadOptions
             import dataclasses
             plain = dataclasses.replace(block, attention=MultiHeadOptions())
-            points = np.broadcast_to(self.w[f"{name}.inducing_points"], (b,) + self.w[f"{name}.inducing_points"].shape[1:])
+            points = np.broadcast_to(self.w[f"{name}.inducing_points"],
+                                     (b,) + self.w[f"{name}.inducing_points"].shape[1:])
             induced = self.mha(points, memory, key_bias, False, plain, f"{name}.induce")
             return self.mha(x, induced, None, False, plain, f"{name}.broadcast")
         if kind == "longformer" and options.global_input:
@@ -999,7 +1007,8 @@ class Reference:
                 pooled_positions = pool(positions[None], lambda w: w[:, 0])[0]
                 pooled_types = pool(types, lambda w: w[:, 0])
                 state["funnel"].update(queries=(pooled_positions, pooled_types),
-                                       keys=(positions, types) if keys is not None else (pooled_positions, pooled_types))
+                                       keys=((positions, types) if keys is not None
+                                             else (pooled_positions, pooled_types)))
                 x, positions, types, level = pooled, pooled_positions, pooled_types, level + 1
                 if keys is not None:
                     x = self.layer(name, stack, i, x, key_bias, state, keys=keys)

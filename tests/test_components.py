@@ -562,7 +562,8 @@ def test_compiled_model_matches_paper_reference(case, opset, weights_dir):
 
 
 PADDING_CASES = [("bert_like_encoder", 17), ("bert_like_encoder", 23), ("longformer_encoder", 23),
-                 ("bigbird_encoder", 23), ("bigbird_first_and_last_global", 23), ("routing_encoder", 17), ("reformer_lsh_encoder", 17),
+                 ("bigbird_encoder", 23), ("bigbird_first_and_last_global", 23), ("routing_encoder", 17),
+                 ("reformer_lsh_encoder", 17),
                  ("reformer_trax_lsh_encoder", 17),
                  ("clustered_encoder", 17), ("informer_prob_sparse", 17), ("performer_encoder", 17),
                  ("conditional_embeddings", 17), ("conditional_after_first_block", 17)]

@@ -153,7 +153,8 @@ def test_star_paper_update_needs_a_bare_block(tmp_path, capsys):
 
 def test_reversible_blocks_need_a_whole_stack_and_an_untied_head(tmp_path, capsys):
     text = GOOD.replace("block: {placement: pre}", "block: {placement: reversible}").replace(
-        "decoder: {layers: 2}", "decoder:\n  layers: 2\n  overrides:\n    - layers: [1, 1]\n      block: {placement: pre}")
+        "decoder: {layers: 2}",
+        "decoder:\n  layers: 2\n  overrides:\n    - layers: [1, 1]\n      block: {placement: pre}")
     check_fails(tmp_path, capsys, text, "every layer of the stack must be reversible, got ['pre', 'reversible']")
     text = GOOD.replace("block: {placement: pre}", "block: {placement: reversible}")
     check_fails(tmp_path, capsys, text, "the LM head cannot be tied to the embedding (set head.tied: false)")

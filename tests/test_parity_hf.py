@@ -119,7 +119,8 @@ def test_import_rejects_unsupported_model_types(tmp_path, capsys):
     (tmp_path / "m" / "config.json").write_text('{"model_type": "mamba"}')
     assert main(["import-hf", str(tmp_path / "m"), "-o", str(tmp_path / "out")]) == 1
     err = capsys.readouterr().err
-    assert "model_type 'mamba' is not supported" in err and "bert, deberta-v2, funnel, gpt2, llama, longformer, nystromformer, reformer, t5" in err
+    assert ("model_type 'mamba' is not supported" in err
+            and "bert, deberta-v2, funnel, gpt2, llama, longformer, nystromformer, reformer, t5" in err)
     assert "Traceback" not in err
     assert not (tmp_path / "out").exists()
 
@@ -325,7 +326,8 @@ def test_bigbird_block_sparse_attention_matches_transformers(tmp_path, pad):
 def test_reformer_matches_transformers(tmp_path, decoder, pad, layers):
     """ReformerModelWithLMHead (causal) and ReformerModel: reversible blocks of LSH attention (and local
     attention in the decoder), axial positions, chunked FFN, at whole chunks longer than one chunk
-    (shorter inputs Hugging Face pads or attends in full). Hugging Face draws its rotations from hash_seed on every call; the import draws
+    (shorter inputs Hugging Face pads or attends in full). Hugging Face draws its rotations from hash_seed
+    on every call; the import draws
     the same ones. Hugging Face runs in float64 here, its rotations drawn in float32 as the import
     draws them: in float32 its probabilities, exp(score - logsumexp), of a query that sees only itself
     (a decoder's first position, at the -1e5 self-mask) sum to 0.998, where ours sum to 1."""

@@ -50,7 +50,8 @@ def test_torch_recurrent_layers_match(cell, bidirectional, tmp_path):
         for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
             parts = [sd[f"{name}_l{layer}"]] + ([sd[f"{name}_l{layer}_reverse"]] if bidirectional else [])
             weights[f"{stack}.layers.{layer}.attention.{name}"] = np.stack(parts)
-    save_file({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in weights.items()}, str(tmp_path / "w.safetensors"))
+    save_file({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in weights.items()},
+              str(tmp_path / "w.safetensors"))
     session = ort.InferenceSession(compile_spec(spec_for(cell, bidirectional),
                                                 weights=str(tmp_path / "w.safetensors")).model.serialize())
     rng = np.random.default_rng(3)

@@ -82,8 +82,10 @@ model: {{width: {WIDTH}, heads: {heads}, kv_heads: {kv_heads}, head_width: {head
 {stack}: {{layers: {LAYERS}, final_norm: true}}
 head: {{kind: lm, tied: false}}
 """
-    text = text.replace("block: {attention:", "block: {placement: pre, norm: {epsilon: 1e-5}, ffn: {activation: gelu}, attention:")
-    return parse_spec(text.replace("block: {}", "block: {placement: pre, norm: {epsilon: 1e-5}, ffn: {activation: gelu}}"))
+    text = text.replace("block: {attention:",
+                        "block: {placement: pre, norm: {epsilon: 1e-5}, ffn: {activation: gelu}, attention:")
+    return parse_spec(text.replace("block: {}",
+                                   "block: {placement: pre, norm: {epsilon: 1e-5}, ffn: {activation: gelu}}"))
 
 
 def mapped_weights(case: str, model) -> dict[str, np.ndarray]:

@@ -86,8 +86,10 @@ def test_a_memory_as_long_as_the_sequence_equals_one_causal_pass(tmp_path):
 @pytest.mark.parametrize("text, message", [
     (SPEC.format(memory=4, compressed="", positional="sinusoidal", placement="pre", kv=4), "needs a relative scheme"),
     (SPEC.format(memory=4, compressed="", positional="rope", placement="pre", kv=4), "needs a relative scheme"),
-    (SPEC.format(memory=4, compressed="", positional="alibi", placement="pre", kv=4).replace("topology: decoder", "topology: encoder")
-     .replace("decoder: {", "encoder: {").replace("head: {kind: lm}", "head: {kind: none}"), "needs topology 'decoder'"),
+    (SPEC.format(memory=4, compressed="", positional="alibi", placement="pre", kv=4)
+     .replace("topology: decoder", "topology: encoder")
+     .replace("decoder: {", "encoder: {").replace("head: {kind: lm}", "head: {kind: none}"),
+     "needs topology 'decoder'"),
 ])
 def test_memory_needs_a_decoder_with_relative_positions(text, message):
     with pytest.raises(TfcError, match=message):
@@ -123,7 +125,8 @@ def test_recurrent_layers_refuse_what_they_cannot_do(topology, bidirectional, cr
 
 
 def test_state_handover_pairs_cells():
-    text = RECURRENT.format(topology="encoder-decoder", bidirectional="false", cross=", cross_attention: {kind: multi_head}",
+    text = RECURRENT.format(topology="encoder-decoder", bidirectional="false",
+                            cross=", cross_attention: {kind: multi_head}",
                             stacks="encoder: {layers: 1}\ndecoder: {layers: 2, block: {attention: "
                                    "{kind: recurrent, cell: gru, start: encoder}}}")
     with pytest.raises(TfcError, match="2 decoder recurrent layers start from the encoder's, which has 1"):
@@ -168,7 +171,8 @@ def test_stateful_recurrent_layers_carry_their_state(cell, placement, tmp_path):
     assert sorted(got) == sorted(want)
     for name in want:  # padded positions' logits are not defined
         real = mask.astype(bool) if name == "logits" else np.ones(want[name].shape, bool)
-        assert float(np.abs(got[name][real] - want[name][real]).max()) <= 1e-4 * max(1.0, float(np.abs(want[name]).max()))
+        assert (float(np.abs(got[name][real] - want[name][real]).max())
+                <= 1e-4 * max(1.0, float(np.abs(want[name]).max())))
     zeros = {name: np.zeros_like(value) for name, value in states.items()}
     whole = model.run(input_ids=ids[1:], attention_mask=np.ones((1, 6), np.int64),
                       **{n: v[:, 1:] for n, v in zeros.items()})["logits"]
@@ -211,13 +215,16 @@ def test_memformer_slots_are_read_and_rewritten_segment_by_segment(topology, pla
         feeds = {"input_ids": rng.integers(0, 61, (2, length)), "attention_mask": np.ones((2, length), np.int64)}
         feeds["attention_mask"][1, length - 2:] = 0
         if topology == "encoder-decoder":
-            feeds.update(decoder_input_ids=rng.integers(0, 61, (2, 3)), decoder_attention_mask=np.ones((2, 3), np.int64))
+            feeds.update(decoder_input_ids=rng.integers(0, 61, (2, 3)),
+                         decoder_attention_mask=np.ones((2, 3), np.int64))
         got = segments.run(feeds)
         want = reference({**feeds, "past_memory_slots": theirs})
         theirs = want.pop("present_memory_slots")
-        assert np.abs(segments.memories["past_memory_slots"] - theirs).max() <= TOLERANCE * max(1.0, np.abs(theirs).max())
+        assert (np.abs(segments.memories["past_memory_slots"] - theirs).max()
+                <= TOLERANCE * max(1.0, np.abs(theirs).max()))
         for name in want:
-            real = feeds["attention_mask"].astype(bool) if name == "last_hidden_state" else np.ones(want[name].shape, bool)
+            real = (feeds["attention_mask"].astype(bool) if name == "last_hidden_state"
+                    else np.ones(want[name].shape, bool))
             scale = max(1.0, float(np.abs(want[name]).max()))
             assert float(np.abs(got[name][real] - want[name][real]).max()) <= TOLERANCE * scale, (name, length)
     first = model.run({**feeds, "past_memory_slots": np.zeros((2, 0, 32), np.float32)})

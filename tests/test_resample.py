@@ -39,7 +39,8 @@ CASES = {
                                    resample="{shorten_at: [1], upsample_at: 3, stride: 3, queries_only: false, "
                                    "upsampling: linear}"),
     "patch_merging_two_levels": dict(positional="learned", placement="pre", layers=3, head="pooler",
-                                     resample="{shorten_at: [1, 2], queries_only: false, pooling: merge, grid_width: 4}"),
+                                     resample="{shorten_at: [1, 2], queries_only: false, pooling: merge, "
+                                     "grid_width: 4}"),
     "grid_mean_stride_3": dict(positional="sinusoidal", placement="post", layers=2, head="none",
                                resample="{shorten_at: [1], stride: 3, queries_only: false, grid_width: 6}"),
     "funnel_decoder": dict(positional="funnel", placement="post", layers=7, head="none",
@@ -71,7 +72,8 @@ def test_resampled_stack_matches_the_reference(case, tmp_path):
     names = [i.name for i in session.get_inputs()]
     rng = np.random.default_rng(3)
     for batch, length, pad in [(1, 8, 0), (3, 13, 4), (2, 6, 1)]:
-        feeds = {"input_ids": rng.integers(0, 61, (batch, length)), "attention_mask": np.ones((batch, length), np.int64)}
+        feeds = {"input_ids": rng.integers(0, 61, (batch, length)),
+                 "attention_mask": np.ones((batch, length), np.int64)}
         feeds["attention_mask"][0, length - pad:] = 0
         if "token_type_ids" in names:
             feeds["token_type_ids"] = np.concatenate(

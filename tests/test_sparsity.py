@@ -23,7 +23,8 @@ WINDOW = Window(back=3, ahead=3)
 BANDED = [WINDOW, Window(back=4, ahead=0), Window(back=4, ahead=4, dilation=2), Window(back=2, ahead=5),
           Blocks(3, tuple(tuple(abs(a - b) <= 1 for b in range(8)) for a in range(8))),
           WithGlobal(WINDOW, 2), WithGlobal(Window(back=3, ahead=0), 1),
-          Local2D(width=4, rows=2, cols=2, above=1, below=1, side=1), Local2D(width=5, rows=1, cols=3, above=2, below=0, side=1)]
+          Local2D(width=4, rows=2, cols=2, above=1, below=1, side=1),
+          Local2D(width=5, rows=1, cols=3, above=2, below=0, side=1)]
 SPARSIFIED = BANDED + [Fixed(stride=4, summary=2), Fixed(stride=3, summary=2),  # block summaries
                        Strided(3), Strided(5)]  # bands with strided columns
 

@@ -21,9 +21,10 @@ USES = {"LinearAttention": ["linear_causal_decoder", "performer_causal_decoder",
         # checked though the target skips them (measured slower): compiled with them forced on
         "SkipLayerNormalization": ["bert_like_encoder!", "paper_encoder_decoder!"],
         "SkipSimplifiedLayerNormalization": ["llama_like_decoder_gqa!"],
+        # MatMulNBits: tests/test_quantize.py checks both int4 forms against the IR
         "MatMulNBits": [],
         "MultiHeadAttention": ["bert_like_encoder", "rope_interleaved_partial_linear"],
-        "QueryBlocks": ["multi_query_decoder"]}  # MatMulNBits: tests/test_quantize.py checks both int4 forms against the IR
+        "QueryBlocks": ["multi_query_decoder"]}
 
 
 def test_every_cpu_kernel_has_a_check():
@@ -68,7 +69,8 @@ def test_ort_cpu_kernels_compute_what_the_portable_lowering_does(kernel, case):
         session = ort.InferenceSession(model.serialize(), providers=[CPU])
         runs[target] = [session.run(None, feeds_for(session, batch, length, pad, spec.model.vocab_size, seed=length))
                         for batch, length, pad in [(1, 5, 0), (2, 150, 7)]]
-    for (portable, kernel), (batch, length, pad) in zip(zip(runs["portable"], runs["ort-cpu"]), [(1, 5, 0), (2, 150, 7)]):
+    for (portable, kernel), (batch, length, pad) in zip(zip(runs["portable"], runs["ort-cpu"]),
+                                                        [(1, 5, 0), (2, 150, 7)]):
         for a, b in zip(portable, kernel):
             real = slice(None) if not pad else np.s_[1:]  # the padded row's padded tail is undefined
             scale = max(1.0, float(np.abs(a[real]).max()))
@@ -188,7 +190,8 @@ def test_a_contrib_op_only_inside_an_if_is_imported():
     assert "com.microsoft" not in top and "com.microsoft" in {o.domain for o in model.proto.opset_import}
 
 
-@pytest.mark.parametrize("case, op_type", [("bert_like_encoder", "MultiHeadAttention"), ("multi_query_decoder", "Loop")])
+@pytest.mark.parametrize("case, op_type", [("bert_like_encoder", "MultiHeadAttention"),
+                                           ("multi_query_decoder", "Loop")])
 def test_models_shorter_than_the_gate_keep_the_standard_lowering(case, op_type):
     """A model whose inputs never reach LONG_FROM keys gets no `If` (it would only cost)."""
     from tfcompiler.lower.long_inputs import LONG_FROM
@@ -206,6 +209,7 @@ def test_explain_names_the_loops_the_lowering_chose(tmp_path, capsys):
 
     spec = tmp_path / "chunked.yaml"
     spec.write_text(tiny_spec("decoder", "none").replace(
-        "block: {placement: pre}", "block: {placement: pre, ffn: {chunk: 4}, attention: {kind: sliding_window, window: 4}}"))
+        "block: {placement: pre}",
+        "block: {placement: pre, ffn: {chunk: 4}, attention: {kind: sliding_window, window: 4}}"))
     assert main(["compile", str(spec), "-o", str(tmp_path / "m.onnx"), "--opset", "23", "--explain", "-q"]) == 0
     assert "  loops: 2 BlockGroups, 2 TokenChunks" in capsys.readouterr().out

@@ -32,7 +32,8 @@ def inspect_spec(path: str, sequence: int) -> dict:
     compressed = max((stack.compressed_memory.length for _, stack, _ in spec.stacks() if stack.compressed_memory),
                      default=0)
     sizes = {"batch_size": 1, "sequence_length": sequence, "decoder_sequence_length": sequence,
-             "past_memory_length": memory, "past_compressed_length": compressed, "sentences": 1, "sentence_length": sequence}  # documents: one sentence
+             "past_memory_length": memory, "past_compressed_length": compressed,
+             "sentences": 1, "sentence_length": sequence}  # documents: one sentence
     flops = 0
     for node in graph.by_type("matmul"):
         (out,) = graph.op(node).outputs
@@ -87,7 +88,8 @@ def _stored_bytes(tensor) -> int:
 def _weight_flops(model) -> int:
     """2·K·N per token for every MatMul by a (K, N) weight, directly or through a Transpose (a tied
     head) or a DequantizeLinear (int4 on standard ops), and for the quantized ones (MatMulInteger,
-    DynamicQuantizeMatMul: (K, N) int8; MatMulNBits: its K and N attributes). Attention scores depend on the sequence length and are not counted here."""
+    DynamicQuantizeMatMul: (K, N) int8; MatMulNBits: its K and N attributes). Attention scores depend on
+    the sequence length and are not counted here."""
     shapes = {t.name: tuple(t.dims) for t in model.graph.initializer}
     for node in model.graph.node:  # a weight's transpose (a tied head) or dequantized copy (int4)
         if node.op_type in ("Transpose", "DequantizeLinear") and len(shapes.get(node.input[0], ())) == 2:

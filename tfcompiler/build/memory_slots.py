@@ -76,7 +76,8 @@ def gru_cell(ctx, spec, x, state):
                    ctx.param("bias_ih", (1, 3 * d), "zeros"), ctx.param("bias_hh", (1, 3 * d), "zeros")]
         steps = ctx.op("unsqueeze", ctx.op("merge_outer", x), axes=(1,))  # (B·K, 1, D)
         start = ctx.op("unsqueeze", ctx.op("merge_outer", state), axes=(0,))  # (1, B·K, D)
-        _, last = ctx.graph.add("recurrent", (steps, *weights, start), dict(cell="gru", nonlinearity="tanh", masked=False, stateful=True),
+        _, last = ctx.graph.add("recurrent", (steps, *weights, start),
+                                dict(cell="gru", nonlinearity="tanh", masked=False, stateful=True),
                                 origin=ctx.origin, label="ForgetGate")
         last = ctx.op("gather", last, ctx.constant(0, dtype="int64"), axis=0)  # (B·K, D)
         return ctx.op("split_outer", last, state)

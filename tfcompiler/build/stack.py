@@ -24,7 +24,8 @@ def build_embeddings(ctx, spec, stack_name: str, blocks):
         if POSITIONS.builder(spec.positional).embed is not None:
             hidden = POSITIONS.builder(spec.positional).embed(ctx, spec.positional, spec, hidden, positions, start.mask)
         if spec.embedding.norm:
-            hidden = build_norm(ctx, hidden, Norm(kind=spec.embedding.norm, epsilon=spec.embedding.norm_epsilon), "norm")
+            hidden = build_norm(ctx, hidden, Norm(kind=spec.embedding.norm, epsilon=spec.embedding.norm_epsilon),
+                                "norm")
     return start, hidden, positions
 
 

@@ -135,7 +135,8 @@ class Local2D(Pattern):
     side: int
 
     def allowed(self, xp, i, j):
-        ri, ci, rj, cj = xp.floordiv(i, self.width), xp.mod(i, self.width), xp.floordiv(j, self.width), xp.mod(j, self.width)
+        ri, ci, rj, cj = (xp.floordiv(i, self.width), xp.mod(i, self.width),
+                          xp.floordiv(j, self.width), xp.mod(j, self.width))
         top, left = xp.sub(ri, xp.mod(ri, self.rows)), xp.sub(ci, xp.mod(ci, self.cols))  # the block's corner
         rows = xp.and_(xp.le(xp.sub(top, self.above), rj), xp.le(rj, xp.sub(top, 1 - self.rows - self.below)))
         cols = xp.and_(xp.le(xp.sub(left, self.side), cj), xp.le(cj, xp.sub(left, 1 - self.cols - self.side)))

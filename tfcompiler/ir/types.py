@@ -87,7 +87,8 @@ def _size(dim: str, sizes: dict[str, int]) -> int:
             return arithmetic[type(node.op)](value(node.left), value(node.right))
         if isinstance(node, ast.Call) and getattr(node.func, "id", None) in ("min", "max", "ceil", "floor"):
             args = [value(a) for a in node.args]
-            return {"min": min, "max": max, "ceil": lambda x: -(-x // 1), "floor": lambda x: x // 1}[node.func.id](*args)
+            return {"min": min, "max": max, "ceil": lambda x: -(-x // 1),
+                    "floor": lambda x: x // 1}[node.func.id](*args)
         raise KeyError(dim)
 
     return sizes[dim] if dim in sizes else int(value(ast.parse(dim, mode="eval").body))

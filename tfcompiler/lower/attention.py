@@ -192,7 +192,8 @@ def emit_prob_sparse_attention(e, attrs, inputs, types, label):
     measure = e.node1("Sub", _reduce(e, "ReduceMax", sampled, [-1], keepdims=False), total)
     offset = e.node1("Sub", t, s)  # queries sit at the end of the keys
     if bias:  # padded queries rank last
-        queries_real = e.node1("Slice", real, e.node1("Reshape", offset, e.const([1])), e.const([2 ** 62]), e.const([3]))
+        queries_real = e.node1("Slice", real, e.node1("Reshape", offset, e.const([1])), e.const([2 ** 62]),
+                               e.const([3]))
         padded_query = e.node1("Equal", e.node1("Squeeze", queries_real, e.const([2])), e.const(0))  # (B|1, 1, S)
         measure = e.node1("Where", padded_query, e.const(MASKED, np.float32), measure)
     top = e.node(

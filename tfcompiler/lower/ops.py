@@ -19,7 +19,8 @@ ONNX_DTYPES = {"float32": TensorProto.FLOAT, "float64": TensorProto.DOUBLE, "flo
 
 _DIRECT = {"add": "Add", "sub": "Sub", "mul": "Mul", "div": "Div", "pow": "Pow", "neg": "Neg",
            "relu": "Relu", "tanh": "Tanh", "sigmoid": "Sigmoid", "sqrt": "Sqrt", "exp": "Exp",
-           "sin": "Sin", "cos": "Cos", "abs": "Abs", "log": "Log", "elu": "Elu", "equal": "Equal", "less": "Less", "where": "Where",
+           "sin": "Sin", "cos": "Cos", "abs": "Abs", "log": "Log", "elu": "Elu", "equal": "Equal", "less": "Less",
+           "where": "Where",
            "matmul": "MatMul"}
 
 
@@ -138,7 +139,8 @@ def _drop_last(e, attrs, inputs, types, label):
 
 def _leading(e, attrs, inputs, types, label):
     x, like = inputs
-    return [e.node1("Slice", x, e.const([0]), e.node1("Shape", like, start=attrs["like_axis"], end=attrs["like_axis"] + 1),
+    return [e.node1("Slice", x, e.const([0]),
+                    e.node1("Shape", like, start=attrs["like_axis"], end=attrs["like_axis"] + 1),
                     e.const([attrs["axis"]]), label=label or "Leading")]
 
 
@@ -400,7 +402,9 @@ EMITTERS = {"keep_fp32": _keep_fp32, "silu": _silu, "gelu": _gelu, "cast": _cast
             "softmax": _softmax, "layer_norm": _layer_norm, "rms_norm": _rms_norm, "skip_norm": _skip_norm,
             "padding_bias": emit_padding_bias, "attention": emit_attention, "rope": _rope,
             "attention_scores": emit_scores, "causal_mask": emit_causal_mask, "pattern_mask": emit_pattern_mask,
-            "global_pattern_bias": emit_global_pattern_bias, "keep_last": _keep_last, "drop_last": _drop_last, "leading": _leading, "compressed_causal_bias": emit_compressed_causal_bias, "attention_context": emit_context,
+            "global_pattern_bias": emit_global_pattern_bias, "keep_last": _keep_last, "drop_last": _drop_last,
+            "leading": _leading, "compressed_causal_bias": emit_compressed_causal_bias,
+            "attention_context": emit_context,
             "clip": _clip, "einsum": _einsum, "relative_distance": _relative_distance,
             "take_relative": _take_relative, "distance_range": _distance_range,
             "distance_index": _distance_index, "grid_conv": _grid_conv,

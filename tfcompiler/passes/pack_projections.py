@@ -116,12 +116,14 @@ def pack(graph: Graph, group: list[tuple[int, int | None]], made: dict) -> str:
     weights = [graph.inputs_of(m)[1] for m in matmuls]
     widths = [graph.op(w.node).attrs["shape"][1] for w in weights]
     origin = graph.op(matmuls[0]).origin
-    packed = graph.add1("matmul", (x, packed_param(graph, weights, 1, origin, made)), origin=origin, label="PackedMatMul")
+    packed = graph.add1("matmul", (x, packed_param(graph, weights, 1, origin, made)), origin=origin,
+                        label="PackedMatMul")
     with_bias = all(bias is not None for _, bias in group)
     ends = [bias if with_bias else m for m, bias in group]
     if with_bias:
         biases = [next(v for v in graph.inputs_of(b) if v.node != m) for m, b in group]
-        packed = graph.add1("add", (packed, packed_param(graph, biases, 0, origin, made)), origin=origin, label="PackedBias")
+        packed = graph.add1("add", (packed, packed_param(graph, biases, 0, origin, made)), origin=origin,
+                            label="PackedBias")
     rank = graph.type_of(packed).rank
     pieces = graph.add("split", (packed,), dict(axis=rank - 1, sizes=tuple(widths)), origin=origin,
                        label="SplitProjections")

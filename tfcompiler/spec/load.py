@@ -112,7 +112,8 @@ def _check_rules(reader: Reader, spec: Spec, root: yaml.Node) -> None:
         present = getattr(spec, stack) is not None
         if present != (stack in wanted):
             reader.problem(at(stack) if present else at("topology"), stack,
-                           f"topology '{spec.topology}' {'has no' if present else 'needs a' + 'n' * (stack[0] in 'aeiou')} "
+                           f"topology '{spec.topology}' "
+                           f"{'has no' if present else 'needs a' + 'n' * (stack[0] in 'aeiou')} "
                            f"`{stack}` section")
     if spec.head.kind in ("pooler", "classifier") and not spec.bidirectional:
         reader.problem(at("head.kind"), "head.kind", f"'{spec.head.kind}' needs topology 'encoder' or 'hierarchical'")

@@ -27,7 +27,7 @@ from .priors import AdaptiveSpan, adaptive_span_bias, gaussian_bias, window_bias
 
 @dataclass(frozen=True, kw_only=True)
 class MultiHeadOptions:
-    """Scaled dot-product attention over query heads and key/value heads (multi-head, multi-query, grouped-query: see `model.kv_heads`)."""
+    """Scaled dot-product attention over query heads and key/value heads (`model.kv_heads`: MQA, GQA)."""
 
     scale: float | None = option(None, doc="Score scale. Default 1/√head_width (T5 uses 1).",
                                  minimum=0.0)

@@ -47,7 +47,8 @@ def pseudo_inverse(ctx, a, iterations: int, size: int, scale: str = "per_head"):
     eye = ctx.constant(np.eye(size, dtype=np.float32))
     over = (-1,) if scale == "per_head" else (0, 1, 2, 3)
     columns = ctx.op("reduce_max", ctx.op("reduce_sum", ctx.op("abs", a), axes=(-2,)), axes=over)
-    rows = ctx.op("reduce_max", ctx.op("reduce_sum", ctx.op("abs", a), axes=(-1,)), axes=(-2,) if scale == "per_head" else over)
+    rows = ctx.op("reduce_max", ctx.op("reduce_sum", ctx.op("abs", a), axes=(-1,)),
+                  axes=(-2,) if scale == "per_head" else over)
     z = ctx.op("div", ctx.op("transpose", a, perm=(0, 1, 3, 2)), ctx.op("mul", columns, rows))
     for _ in range(iterations):
         az = ctx.op("matmul", a, z)

@@ -83,7 +83,8 @@ def emit_attention(ctx, parts: AttentionParts, pre_mix=None, post_mix=None, carr
     if not explicit:
         biases = parts.position_biases + parts.mask_biases
         hiding = parts.hiding + len(parts.mask_biases)
-        inputs = [parts.query, parts.key, parts.value] + ([_sum(ctx, biases, "AttentionBias", hiding)] if biases else [])
+        inputs = ([parts.query, parts.key, parts.value]
+                  + ([_sum(ctx, biases, "AttentionBias", hiding)] if biases else []))
         pattern = {"pattern": parts.pattern} if parts.pattern is not None else {}
         return ctx.op("attention", *inputs, scale=float(parts.scale), causal=parts.causal,
                       softcap=float(parts.softcap), label="Attention", **pattern), None

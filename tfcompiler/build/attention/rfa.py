@@ -32,7 +32,8 @@ class RfaOptions:
     def problems(self, spec):
         yield from no_score_positions("rfa", spec)
         if self.gate and spec.topology != "decoder":
-            yield f"the rfa gate is a recurrence over past positions: it needs topology 'decoder', got '{spec.topology}'"
+            yield ("the rfa gate is a recurrence over past positions: it needs topology 'decoder', "
+                   f"got '{spec.topology}'")
 
 
 def fourier_features(ctx, x, matrix: np.ndarray):

@@ -57,4 +57,7 @@ def infer_types(name: str, attrs: dict, in_types: list[TensorType]) -> list[Tens
         raise OpTypeError(f"{name}: {e}") from None
 
 
-from . import banded, block_sparse, block_summary, clustered, conv, elementwise, linear, lsh, nn, prob_sparse, quantized, recurrent, relative, resample, rope, routing, segments, sources, star, tensor, token_chunks, favor  # noqa: E402,F401  (registration side effects)
+# (registration side effects)
+from . import (banded, block_sparse, block_summary, clustered, conv, elementwise, linear, lsh, nn,  # noqa: E402,F401
+               prob_sparse, quantized, recurrent, relative, resample, rope, routing, segments, sources,
+               star, tensor, token_chunks, favor)

@@ -53,7 +53,8 @@ def banded_attention(q, k, v, key_bias, scale, causal, softcap, pattern, block, 
     if causal:
         allowed &= j <= i
     bias = np.zeros((1, 1, 1, s)) if key_bias is None else np.broadcast_to(key_bias, (key_bias.shape[0], 1, 1, s))
-    kb = np.pad(bias.astype(np.float64), ((0, 0), (0, 0), (0, 0), (front, back))).reshape(bias.shape[0], 1, nb + span - 1, block)
+    kb = np.pad(bias.astype(np.float64), ((0, 0), (0, 0), (0, 0), (front, back))).reshape(
+        bias.shape[0], 1, nb + span - 1, block)
     scores = scores + np.concatenate([kb[:, :, o:o + nb] for o in range(span)], axis=3)[:, :, :, None, :]
     scores = np.where(allowed, scores, MASKED)
     if g:  # the global keys as extra columns of every block

@@ -6,7 +6,8 @@ key_bias? (B|1,1,1,S)) attrs causal, scale -> (B,H,S,Dv).
 Queries and keys are routed by their unit vectors to C centroids, balanced: centroid c takes the
 w = ⌈S/C⌉ queries and, separately, the w keys with the largest μ_c·x/‖x‖ (ties to the earlier
 position), padded positions scoring MASKED: after every real one, whatever their content, so
-padding never takes a real token's place. Each centroid's queries attend its keys (scaled dot products plus the key bias; keys
+padding never takes a real token's place. Each centroid's queries attend its keys (scaled dot products
+plus the key bias; keys
 whose bias is at most MASKED/2 are padding and hidden, and in a decoder keys after the query).
 A query's output is the mean of its outputs over the centroids that chose it and gave it at least
 one visible key; a query no centroid serves outputs zero. Cost O(C·w²) = O(S²/C) scores.
