@@ -384,7 +384,8 @@ def _take_relative(e, attrs, inputs, types, label):
                     label=label or "TakeRelative")]
 
 
-from .blocked import banded_attention, block_sparse_attention, block_summary_attention  # noqa: E402  (they use the helpers above)
+# the lowerings below use the helpers above
+from .blocked import banded_attention, block_sparse_attention, block_summary_attention  # noqa: E402
 from .content_sparse import clustered_attention, lsh_attention, routing_attention  # noqa: E402
 from .attention import (emit_attention, emit_causal_mask, emit_compressed_causal_bias, emit_context,  # noqa: E402
                         emit_global_pattern_bias, emit_linear_attention, emit_padding_bias, emit_pattern_mask,
@@ -393,8 +394,8 @@ from .recurrent import local_recurrent, recurrent  # noqa: E402
 from .star import star_attention  # noqa: E402
 from .favor import emit_favor_attention  # noqa: E402
 from .quantized import int4_matmul, quantized_matmul  # noqa: E402
-from .resample import (fold_grid, fold_windows, shift_right, shorten, spaced_distance_index, spaced_distances,  # noqa: E402
-                       unfold_windows, upsample)
+from .resample import (fold_grid, fold_windows, shift_right, shorten, spaced_distance_index,  # noqa: E402
+                       spaced_distances, unfold_windows, upsample)
 
 EMITTERS = {"keep_fp32": _keep_fp32, "silu": _silu, "gelu": _gelu, "cast": _cast, "transpose": _transpose,
             "reshape": _reshape,
