@@ -195,6 +195,20 @@ def test_ort_cuda_and_int4_models_in_fp16_compute_what_fp32_does(target, quantiz
                      [o.name for o in fp32.get_outputs()], TOLERANCE["fp16"], (target, length))
 
 
+def test_int4_in_bf16_computes_what_fp32_int4_does(weights_dir):
+    """The 4-bit blocks' scales in bf16 (standard DequantizeLinear at opset 21), on onnx's reference
+    evaluator, against the fp32 int4 model run unoptimised (the exact dequantized product)."""
+    spec, weights = case_weights("bert_like_encoder", weights_dir)
+    exact = ort.SessionOptions()
+    exact.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    fp32 = ort.InferenceSession(compiled(spec, weights, "fp32", 21, quantize="int4").serialize(), exact)
+    proto = compiled(spec, weights, "bf16", 21, quantize="int4").to_proto()
+    onnx.checker.check_model(proto, full_check=True)
+    feeds = feeds_for(fp32, 3, 11, 4, spec.model.vocab_size, seed=11)
+    assert_close(evaluator(proto).run(None, feeds), fp32.run(None, feeds), feeds,
+                 [o.name for o in fp32.get_outputs()], TOLERANCE["bf16"], "int4 bf16")
+
+
 @pytest.mark.skipif("CUDAExecutionProvider" not in ort.get_available_providers(),
                     reason="no CUDA provider here (onnxruntime CPU build or no GPU): the ort-cuda kernels run only "
                            "where an NVIDIA GPU and onnxruntime-gpu are installed")
