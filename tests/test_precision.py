@@ -5,7 +5,7 @@ clear errors.
 
 The truth is the fp32 model on onnxruntime (itself checked against the papers' NumPy references in
 test_components.py), with the same unit-scale weights. fp16 runs on onnxruntime's CPU provider
-(which rounds every node's output to fp16) and on onnx's reference evaluator (fp16 arithmetic
+(which computes most nodes in fp32 between Casts) and on onnx's reference evaluator (fp16 arithmetic
 throughout); bf16 only on the reference evaluator (onnxruntime has no CPU bf16 kernels).
 Tolerances, relative to max(1, |output|): fp16 5e-3 (11-bit mantissa, ~5e-4 per rounding, over two
 layers of unit-scale activations), bf16 5e-2 (8 bits, ~4e-3 per rounding).
