@@ -101,7 +101,7 @@ class _Retyper:
     def __init__(self, model: LoweredModel, precision: str, weights: set[str], fp32_only: frozenset[str],
                  low_io: bool):
         self.low_type, self.numpy_type = TENSOR_TYPES[precision], NUMPY_TYPES[precision]
-        self.type_str = f"tensor({onnx.helper.tensor_dtype_to_string(self.low_type).split('.')[-1].lower()})"
+        self.type_str = f"tensor({self.numpy_type.name})"  # as onnx's schemas write it: tensor(bfloat16)
         self.opset = next(o.version for o in model.proto.opset_import if o.domain in ("", "ai.onnx"))
         self.precision, self.fp32_only, self.low_io = precision, fp32_only, low_io
         self.lowest = float(ml_dtypes.finfo(self.numpy_type).min)  # its shares are powers of two: exact
@@ -158,7 +158,9 @@ class _Retyper:
 
     # --- graphs ----------------------------------------------------------------------------------
     def graph(self, graph: onnx.GraphProto, scope: _Scope) -> None:
-        for node in list(graph.node):
+        """Retype `graph`'s nodes into `scope.nodes`; the caller writes them back (`rewrite`) once its
+        outputs have their Casts too."""
+        for node in graph.node:
             if node.op_type == "Loop":
                 self.loop(node, scope)
             elif node.op_type == "If":
@@ -169,6 +171,9 @@ class _Retyper:
                 self.compute(node, scope)
             scope.nodes.append(node)
             scope.defined.update(node.output)
+
+    @staticmethod
+    def rewrite(graph: onnx.GraphProto, scope: _Scope) -> None:
         del graph.node[:]
         graph.node.extend(scope.nodes)
 
@@ -231,8 +236,7 @@ class _Retyper:
                 value.name = self.as_class(value.name, LOW, inner)
             self.kinds[node.output[i]] = self.kinds[value.name]
             value.type.tensor_type.elem_type = self.type_of(self.kinds[value.name])
-        del body.node[:]
-        body.node.extend(inner.nodes)
+        self.rewrite(body, inner)
 
     def branches(self, node: onnx.NodeProto, scope: _Scope) -> None:
         graphs = [a.g for a in node.attribute if a.name in ("then_branch", "else_branch")]
@@ -248,9 +252,9 @@ class _Retyper:
                 value = branch.output[i]
                 value.name = self.as_class(value.name, kind, inner)
                 value.type.tensor_type.elem_type = self.type_of(kind)
-                del branch.node[:]
-                branch.node.extend(inner.nodes)
             self.kinds[output] = kind
+        for branch, inner in zip(graphs, scopes):
+            self.rewrite(branch, inner)
 
     def low_tensor(self, array: np.ndarray, name: str) -> onnx.TensorProto:
         return numpy_helper.from_array(to_low(self._sentinels(array), self.numpy_type, name), name)
@@ -266,6 +270,7 @@ class _Retyper:
                 self.kinds[value.name] = LOW if self.low_io else WIDE
                 value.type.tensor_type.elem_type = self.type_of(self.kinds[value.name])
         self.graph(graph, top)
+        self.rewrite(graph, top)
         want = LOW if self.low_io else WIDE
         producers = {output: node for node in graph.node for output in node.output}
         for value in graph.output:

@@ -13,7 +13,10 @@ schema lacks it.
 """
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
+
+from ..inspection import every_node
 
 CPU, CUDA = "CPUExecutionProvider", "CUDAExecutionProvider"
 FP32, ALL = frozenset({"fp32"}), frozenset({"fp32", "fp16", "bf16"})
@@ -134,10 +137,6 @@ def lowering_summary(graph, target: str, missed: dict | None = None, precision: 
     (for a target that has kernels but used none, that none applied), the Casts a low precision
     added, then the fused forms and precisions the lowering could not use (`missed_fusions`): never
     silent."""
-    from collections import Counter
-
-    from ..inspection import every_node
-
     used = Counter(filter(None, map(kernel_of, every_node(graph))))
     available = sorted(kernels_for(target, precision=precision))
     if used:
@@ -152,10 +151,6 @@ def lowering_summary(graph, target: str, missed: dict | None = None, precision: 
 
 def loops(graph) -> list[str]:
     """The standard `Loop`s the lowering chose (token chunks, groups of query blocks, ...), by label."""
-    from collections import Counter
-
-    from ..inspection import every_node
-
     labels = Counter(label_of(node) for node in every_node(graph)
                      if node.op_type == "Loop" and not node.domain)
     labels = {label: count for label, count in labels.items() if label not in CAPABILITIES}  # counted as kernels
@@ -164,10 +159,6 @@ def loops(graph) -> list[str]:
 
 def precision_casts(graph, precision: str) -> list[str]:
     """For a low-precision model: how many Casts join fp32 index arithmetic and low-precision activations."""
-    from collections import Counter
-
-    from ..inspection import every_node
-
     if precision == "fp32":
         return []
     casts = Counter(label for node in every_node(graph) if node.op_type == "Cast"
