@@ -159,7 +159,7 @@ def sparse_mask(options, s: int, t: int, causal: bool, max_length: int, layer: s
         below = 0 if causal else hm
         return (rj >= top - hm) & (rj < top + qh + below) & (cj >= left - wm) & (cj < left + qw + wm)
     if kind == "bigbird":
-        from tfcompiler.build.attention.bigbird import bigbird_layout
+        from tfcompiler.builders.attention.bigbird import bigbird_layout
         layout = bigbird_layout(options, max_length, causal, layer)
         last = (t - 1) // options.block - options.trailing_global_blocks  # the last block that is not global
         return (layout[i // options.block, j // options.block] | (i // options.block > last)
@@ -183,7 +183,7 @@ def linearised_attention(q, k, v, key_bias, causal, options, layer: str, head_wi
             return np.where(x > 0, x + 1, np.exp(np.minimum(x, 0)))
         eps = options.eps
     elif kind == "performer":
-        from tfcompiler.build.attention.performer import orthogonal_features
+        from tfcompiler.builders.attention.performer import orthogonal_features
         w = orthogonal_features(options.features, head_width, rng)
 
         def phi(x):
@@ -583,7 +583,7 @@ class Reference:
             x = x + self.w[f"{scope}.token_types.weight"][token_types]
         x = self.add_positions(x, spec.positional, scope, mask)
         if spec.embedding.norm:
-            from tfcompiler.spec.model import Norm
+            from tfcompiler.language.model import Norm
             x = self.norm(x, Norm(kind=spec.embedding.norm), f"{scope}.norm", spec.embedding.norm_epsilon)
         return x
 
@@ -595,7 +595,7 @@ class Reference:
         t = memory.shape[1]
         kind = type(options).KIND
         if kind == "induced":  # Lee et al. 2019: H = MHA(I, X, X), out = MHA(X, H, H)
-            from tfcompiler.build.attention.multi_head import MultiHeadOptions
+            from tfcompiler.builders.attention.multi_head import MultiHeadOptions
             import dataclasses
             plain = dataclasses.replace(block, attention=MultiHeadOptions())
             points = np.broadcast_to(self.w[f"{name}.inducing_points"],
@@ -637,7 +637,7 @@ class Reference:
             k = self.linear(memory, f"{name}.key").reshape(b, t, m.kv, m.dh).transpose(0, 2, 1, 3)
         v = self.linear(memory, f"{name}.value").reshape(b, t, m.kv, m.dh).transpose(0, 2, 1, 3)
         if getattr(options, "qk_norm", None):  # per head, over the head width, before positions
-            from tfcompiler.spec.model import Norm
+            from tfcompiler.language.model import Norm
             norm = Norm(kind=options.qk_norm, epsilon=options.qk_norm_epsilon)
             q, k = self.norm(q, norm, f"{name}.query_norm"), self.norm(k, norm, f"{name}.key_norm")
         self.gate = (self.linear(x, f"{name}.gate").transpose(0, 2, 1)
@@ -650,8 +650,8 @@ class Reference:
         C_i = [h_{i-1}; h_i; h_{i+1}; e_i; s] (neighbours only where they exist and are real); then
         the relay s <- LN(ReLU(MultiAtt(s, [s; H]))) over the satellites' new attention outputs H.
         e is the first layer's input, s starts as the mean of the real e_i."""
-        from tfcompiler.build.attention.multi_head import MultiHeadOptions
-        from tfcompiler.spec.model import Norm
+        from tfcompiler.builders.attention.multi_head import MultiHeadOptions
+        from tfcompiler.language.model import Norm
         import dataclasses
 
         m = self.spec.model
@@ -800,7 +800,7 @@ class Reference:
             index = np.clip(delta + span, 0, 2 * span - 1)
             table = self.w[f"{stack}.relative_embeddings.weight"]
             if positional.norm:
-                from tfcompiler.spec.model import Norm
+                from tfcompiler.language.model import Norm
                 table = self.norm(table, Norm(epsilon=positional.norm_epsilon), f"{stack}.relative_embeddings.norm")
             scale = scale / math.sqrt(1 + len(positional.terms))
             rel_q = self.linear(table, f"{name}.query").reshape(2 * span, m.heads, -1)[index]  # (S, T, H, d)
@@ -864,7 +864,7 @@ class Reference:
         if kind == "conditional":
             return self.position_generator(x, positional, f"{scope}.position_generator", mask)
         if kind == "local_rnn":  # R-Transformer: x + LocalRNN(LN(x)), each position's window of M
-            from tfcompiler.spec.model import Norm
+            from tfcompiler.language.model import Norm
 
             name, window = f"{scope}.local_rnn", positional.window
             normed = self.norm(x, Norm(), f"{name}.norm")
@@ -940,7 +940,7 @@ class Reference:
             context, _ = attention(q.transpose(0, 2, 1, 3), k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3),
                                    1 / math.sqrt(m.dh), bias)
             out[:, i] = self.linear(context.transpose(0, 2, 1, 3).reshape(len(h), -1), f"{name}.attention.output")
-        from tfcompiler.spec.model import Ffn, Norm
+        from tfcompiler.language.model import Ffn, Norm
         if forgetting == "normalize":
             return self.norm(out + self.w[f"{name}.slot_bias"], Norm(), f"{name}.norm")
         g = {k: self.w[f"{name}.gru.{k}"][0] for k in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")}
@@ -959,7 +959,7 @@ class Reference:
         pooled (mean, or the window's states concatenated and projected), in a decoder after shifting
         it right by stride - 1; a window is real if any of it is. The upsampling layer spreads each
         state over its window (repeated, or projected) and adds the states from before the first pooling."""
-        from tfcompiler.spec.model import Resample
+        from tfcompiler.language.model import Resample
 
         resample = stack.resample or Resample(shorten_at=[])
         positions = np.arange(x.shape[1])
@@ -987,7 +987,7 @@ class Reference:
                     else:
                         joined = squares.reshape(squares.shape[0], squares.shape[1], -1)
                         if resample.pooling == "merge":
-                            from tfcompiler.spec.model import Norm
+                            from tfcompiler.language.model import Norm
                             joined = self.norm(joined, Norm(), f"{name}.layers.{i}.shorten.norm")
                         pooled = self.linear(joined, f"{name}.layers.{i}.shorten", bias=resample.pooling == "linear")
                     positions = np.arange(pooled.shape[1])
@@ -1153,7 +1153,7 @@ class Reference:
         """(B, L, D) -> (B, D): a sentence's vector; an empty (padded) sentence gives zeros for mean/last."""
         pooling = self.spec.document.pooling
         if pooling == "attention":
-            from tfcompiler.build.attention.multi_head import MultiHeadOptions
+            from tfcompiler.builders.attention.multi_head import MultiHeadOptions
             plain = dataclasses.replace(self.spec.encoder_blocks[0], attention=MultiHeadOptions())
             query = np.broadcast_to(self.w["document.pooling.query"], (x.shape[0], 1, x.shape[2]))
             return self.mha(query, x, np.where(mask != 0, 0.0, NEG), False, plain, "document.pooling.attention")[:, 0]
@@ -1164,7 +1164,7 @@ class Reference:
         if head.kind == "none":
             return {"last_hidden_state": x}
         if head.kind == "set_pool":  # Lee et al. 2019: PMA_k(Z) = MAB(S, rFF(Z))
-            from tfcompiler.build.attention.multi_head import MultiHeadOptions
+            from tfcompiler.builders.attention.multi_head import MultiHeadOptions
             import dataclasses
             last = self.spec.stacks()[-1][2][-1]
             plain = dataclasses.replace(last, attention=MultiHeadOptions())

@@ -19,8 +19,8 @@ import pytest
 from safetensors.numpy import save_file
 
 from tfcompiler import compile_spec, parse_spec
-from tfcompiler.build import build_graph
-from tfcompiler.build.weights import declared_params
+from tfcompiler.builders import build_graph
+from tfcompiler.builders.weights import declared_params
 
 from reference import Reference
 

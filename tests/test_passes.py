@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, tiny_spec
-from tfcompiler.build import build_graph
-from tfcompiler.build.weights import init_weights
+from tfcompiler.builders import build_graph
+from tfcompiler.builders.weights import init_weights
 from tfcompiler.cli import main
 from tfcompiler.ir import Graph, Value, evaluate, random_feeds, verify
 from tfcompiler.lengths import LONG_FROM
@@ -19,7 +19,7 @@ from tfcompiler.passes.eliminate_dead_code import EliminateDeadCode
 from tfcompiler.passes.fold_constants import FoldConstants
 from tfcompiler.passes.fuse_skip_norm import FuseSkipNorm
 from tfcompiler.passes.pack_projections import PackProjections
-from tfcompiler.spec import load_spec, parse_spec
+from tfcompiler.language import load_spec, parse_spec
 
 PASSES = [FoldConstants, EliminateCommonSubexpressions, PackProjections, FuseSkipNorm, EliminateDeadCode]
 SIZES = {"batch_size": 2, "sequence_length": 6, "decoder_sequence_length": 5}

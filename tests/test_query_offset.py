@@ -12,11 +12,11 @@ from conftest import run_onnx
 from reference import Reference
 from test_components import unit_scale_weights
 from tfcompiler import parse_spec
-from tfcompiler.build.attention.parts import AttentionParts, Site, emit_attention
-from tfcompiler.build.context import Context
-from tfcompiler.build.weights import declared_params
+from tfcompiler.builders.attention.parts import AttentionParts, Site, emit_attention
+from tfcompiler.builders.context import Context
+from tfcompiler.builders.weights import declared_params
 from tfcompiler.lower import to_onnx
-from tfcompiler.spec.kinds import POSITIONS
+from tfcompiler.language.kinds import POSITIONS
 
 HEADS, KV_HEADS, HEAD_WIDTH = 4, 2, 8
 SCHEMES = {

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from reference import deberta_bucket, t5_bucket as reference_t5_bucket
-from tfcompiler.build.positional.deberta import log_bucket
-from tfcompiler.build.positional.t5 import t5_bucket
+from tfcompiler.builders.positional.deberta import log_bucket
+from tfcompiler.builders.positional.t5 import t5_bucket
 
 DISTANCES = np.arange(-4096, 4097)
 

@@ -12,8 +12,8 @@ import pytest
 import yaml
 
 from tfcompiler.cli import main
-from tfcompiler.spec.jsonschema import REGISTRIES, json_schema, markdown_reference, with_reference
-from tfcompiler.spec.model import Spec
+from tfcompiler.language.jsonschema import REGISTRIES, json_schema, markdown_reference, with_reference
+from tfcompiler.language.model import Spec
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = sorted((ROOT / "specs").glob("*.yaml"))
@@ -41,7 +41,7 @@ def test_tfc_schema_prints_json(capsys):
 def test_readme_reference_is_the_generated_one():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert with_reference(readme) == readme, \
-        "README's spec reference is stale: run `python -m tfcompiler.spec.jsonschema README.md`"
+        "README's spec reference is stale: run `python -m tfcompiler.language.jsonschema README.md`"
 
 
 def test_reference_documents_every_field_and_kind():

@@ -87,7 +87,7 @@ def test_banded_numpy_algorithm_is_exact_against_the_dense_formula():
 
 
 def bigbird(causal: bool, global_blocks: int) -> Blocks:
-    from tfcompiler.build.attention.bigbird import BigBirdOptions, bigbird_layout
+    from tfcompiler.builders.attention.bigbird import BigBirdOptions, bigbird_layout
 
     options = BigBirdOptions(block=2, window_blocks=3, global_blocks=global_blocks, random_blocks=1, seed=5)
     layout = bigbird_layout(options, 40, causal, "layer")

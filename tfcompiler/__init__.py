@@ -6,7 +6,7 @@ YAML spec -> typed spec (``spec``) -> NetworkX IR (``ir``, made by ``build``) ->
 from .compiler import Compiled, compile_spec
 from .errors import SpecError, TfcError, WeightsError
 from .ir import Graph
-from .spec import Spec, load_spec, parse_spec
+from .language import Spec, load_spec, parse_spec
 from .version import __version__
 
 __all__ = ["compile_spec", "Compiled", "load_spec", "parse_spec", "Spec", "Graph", "TfcError",

@@ -62,7 +62,7 @@ def cmd_compile(args) -> int:
 
 
 def cmd_check(args) -> int:
-    from .spec import load_spec
+    from .language import load_spec
 
     spec = load_spec(args.spec)
     layers = ", ".join(f"{name} {stack.layers} layers" for name, stack, _ in spec.stacks())
@@ -71,16 +71,16 @@ def cmd_check(args) -> int:
 
 
 def cmd_schema(args) -> int:
-    from .spec.jsonschema import json_schema, markdown_reference
+    from .language.jsonschema import json_schema, markdown_reference
 
     print(markdown_reference() if args.markdown else json.dumps(json_schema(), indent=2))
     return 0
 
 
 def cmd_init_weights(args) -> int:
-    from .build import build_graph
-    from .build.weights import init_weights, save_weights
-    from .spec import load_spec
+    from .builders import build_graph
+    from .builders.weights import init_weights, save_weights
+    from .language import load_spec
 
     spec = load_spec(args.spec)
     weights = init_weights(build_graph(spec), spec.init, args.seed)

@@ -5,8 +5,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from .build import build_graph
-from .build.weights import init_weights, load_weights
+from .builders import build_graph
+from .builders.weights import init_weights, load_weights
 from .ir.graph import Graph
 from .ir.interpret import random_feeds
 from .lower.quantized import INT4_OPSET
@@ -15,7 +15,7 @@ from .lower.precision import retype
 from .lower.targets import PRECISIONS, TARGETS, fp32_only, kernels_for
 from .lower.to_onnx import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET, to_onnx
 from .passes.pipeline import QUANTIZE, PipelineReport, make_pipeline, run_pipeline
-from .spec import Spec, load_spec
+from .language import Spec, load_spec
 from .errors import TfcError
 
 

@@ -21,9 +21,9 @@ def every_node(graph):
 
 
 def inspect_spec(path: str, sequence: int) -> dict:
-    from .build import build_graph
-    from .build.weights import declared_params
-    from .spec import load_spec
+    from .builders import build_graph
+    from .builders.weights import declared_params
+    from .language import load_spec
 
     spec = load_spec(path)
     graph = build_graph(spec)

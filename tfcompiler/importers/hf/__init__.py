@@ -62,9 +62,9 @@ IMPORTERS: dict[str, tuple[str, Callable]] = {"bert": ("encoder", bert), "gpt2":
 
 def import_hf(model_dir: str | Path, out_dir: str | Path) -> tuple[Path, Path]:
     """Write ``out_dir/spec.yaml`` and ``out_dir/weights.safetensors``; returns their paths."""
-    from ...build import build_graph
-    from ...build.weights import check_weights, save_weights
-    from ...spec import parse_spec
+    from ...builders import build_graph
+    from ...builders.weights import check_weights, save_weights
+    from ...language import parse_spec
 
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     try:

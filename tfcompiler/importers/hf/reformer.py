@@ -9,7 +9,7 @@ from .checkpoint import Checkpoint, activation_kind, ffn_section, linear_weights
 
 def reformer(config: dict, w: Checkpoint) -> tuple[dict, dict]:
     """Reformer (ReformerModel / ReformerModelWithLMHead): reversible blocks of LSH attention as the
-    authors' trax code runs it (see tfcompiler.build.attention.lsh) and, in decoders, local attention
+    authors' trax code runs it (see tfcompiler.builders.attention.lsh) and, in decoders, local attention
     (`block_local`: a chunk and the chunks before it, causal) where attn_layers says so, axial position embeddings
     flattened into one learned table, an untied LM head over both streams. Hugging Face draws the
     rotations on every call as torch.manual_seed(hash_seed); torch.randn(heads, head_width, rounds,

@@ -6,7 +6,7 @@ embeddings, ks, vs (B,H,1,·) of the relay, key_bias? (B|1,1,1,S)) attrs scale -
 Satellite i attends a context of five: its ring neighbours i-1 and i+1 (absent at the ends, and
 hidden when padded), itself, its own token embedding e_i and the relay node s: scores and values
 for 5 keys per position, O(S) time and memory. The relay's own update is ordinary attention and
-is built around this op (tfcompiler.build.attention.star).
+is built around this op (tfcompiler.builders.attention.star).
 """
 from __future__ import annotations
 

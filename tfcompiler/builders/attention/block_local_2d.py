@@ -1,0 +1,44 @@
+"""Attention kind `block_local_2d`: local 2-D block attention of the Image Transformer (Parmar et
+al. 2018). Positions are an image in raster-scan order, `row_length` per image row (pixels times
+channels when channels are positions); the image is cut into query blocks of `query_shape`
+(rows, columns), and each block sees the keys of a memory block around it: `memory_flange` (rows,
+columns) more rows above and columns on both sides, and rows below too in bidirectional stacks.
+In decoders the causal mask keeps generation in raster order. The reach is bounded, so the
+sparsity pass lowers it to banded blocks.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ...ir.patterns import Local2D
+from ...language.kinds import ATTENTION
+from ...language.schema import option
+from .multi_head import MultiHeadOptions, build_multi_head
+
+
+@dataclass(frozen=True, kw_only=True)
+class BlockLocal2DOptions(MultiHeadOptions):
+    """Query blocks of an image attending the memory block around them."""
+
+    row_length: int = option(doc="Positions per image row (raster scan).", minimum=1)
+    query_shape: list[int] = option(doc="Query block [rows, columns].")
+    memory_flange: list[int] = option(doc="Memory rows above (and below, bidirectional) and columns on "
+                                            "each side of a query block.")
+
+    def problems(self, spec):
+        yield from MultiHeadOptions.problems(self, spec)
+        if len(self.query_shape) != 2 or min(self.query_shape) < 1:
+            yield f"query_shape must be two positive numbers [rows, columns], got {list(self.query_shape)}"
+        if len(self.memory_flange) != 2 or min(self.memory_flange) < 0:
+            yield f"memory_flange must be two numbers >= 0 [rows, columns], got {list(self.memory_flange)}"
+        elif self.query_shape[1] > self.row_length:
+            yield f"query_shape's {self.query_shape[1]} columns exceed row_length {self.row_length}"
+
+
+def build_block_local_2d(ctx, options: BlockLocal2DOptions, spec, site):
+    (rows, cols), (above, side) = options.query_shape, options.memory_flange
+    pattern = Local2D(options.row_length, rows, cols, above, 0 if site.causal else above, side)
+    return build_multi_head(ctx, options, spec, site, pattern)
+
+
+ATTENTION.register("block_local_2d", BlockLocal2DOptions, build_block_local_2d)

@@ -1,0 +1,38 @@
+"""Attention kind `induced`: induced set attention, the attention core of the Set Transformer's ISAB
+(Lee et al. 2019). `points` learned inducing points first attend the tokens, H = MHA(I, X, X), then
+the tokens attend them, MHA(X, H, H): O(n·m) instead of O(n²). Each hop is a full multi-head
+attention with its own projections (`induce`, `broadcast`); padded tokens are hidden in the first
+hop. The surrounding block supplies the residuals, norms and FFN (the paper's MAB). Bidirectional.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ...language.kinds import ATTENTION
+from ...language.schema import option
+from .lowrank import bidirectional_only
+from .multi_head import MultiHeadOptions, build_multi_head
+from .parts import Site
+
+
+@dataclass(frozen=True, kw_only=True)
+class InducedOptions(MultiHeadOptions):
+    """Attention through learned inducing points (Set Transformer ISAB)."""
+
+    points: int = option(32, doc="m: inducing points.", minimum=1)
+
+    def problems(self, spec):
+        yield from MultiHeadOptions.problems(self, spec)
+        yield from bidirectional_only("induced", spec)
+
+
+def build_induced(ctx, options: InducedOptions, spec, site):
+    points = ctx.param("inducing_points", (1, options.points, spec.model.width), "embedding")
+    points = ctx.op("tile_batch", points, site.x)  # (B, m, D)
+    with ctx.at("induce"):
+        induced = build_multi_head(ctx, options, spec, Site(points, site.memory, site.mask, False, state=site.state))
+    with ctx.at("broadcast"):
+        return build_multi_head(ctx, options, spec, Site(site.x, induced, None, False, state=site.state))
+
+
+ATTENTION.register("induced", InducedOptions, build_induced)

@@ -1,0 +1,32 @@
+"""Attention kind `linear`: linear attention with φ(x) = elu(x) + 1 (Katharopoulos et al. 2020,
+"Transformers are RNNs"), causal (running sums) or bidirectional; time and memory linear in the
+length. `eps` is added to the normaliser as in fast-transformers.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ...language.kinds import ATTENTION
+from ...language.schema import option
+from .linearised import attend_linear, no_score_positions
+
+
+@dataclass(frozen=True, kw_only=True)
+class LinearOptions:
+    """Linear attention with elu + 1 features (Katharopoulos et al. 2020)."""
+
+    eps: float = option(1e-6, doc="Added to the normaliser.", minimum=0.0)
+
+    def problems(self, spec):
+        yield from no_score_positions("linear", spec)
+
+
+def elu_plus_one(ctx, x, is_query):
+    return ctx.op("add", ctx.op("elu", x), ctx.constant(1.0), label="EluPlusOne")
+
+
+def build_linear(ctx, options: LinearOptions, spec, site):
+    return attend_linear(ctx, spec, site, elu_plus_one, options.eps)
+
+
+ATTENTION.register("linear", LinearOptions, build_linear)

@@ -1,0 +1,76 @@
+"""Attention kind `lsh`: Reformer's locality-sensitive-hashing attention (Kitaev et al. 2020).
+Queries and keys share one projection (keys are the normalised queries); each of `rounds` hashing
+rounds buckets positions by random rotations, sorts them by bucket, and attends within chunks of
+`chunk` sorted positions and the chunk before. By default as the paper describes: the first chunk
+of a round has none before it, same-bucket keys only, scores scaled by 1/√Dh. The authors' trax
+code and Hugging Face's port (`same_bucket: false, look_back: rolled, scale: 1, key_epsilon: 1e-6`,
+per-head rotations from the weights: what `tfc import-hf` writes for a Reformer) let a chunk attend
+every key in it and roll its look-back across hashing rounds. Rounds are combined by their
+log-sum-exps (see tfcompiler.ir.ops.lsh).
+Sorting stays inside the graph (TopK over the whole length), so any length works. The rotations
+are drawn when the spec is compiled, from `seed` and the layer's path, and stored as a constant
+shared by the heads; with `rotations: weights` they are a (heads, Dh, rounds, buckets/2) weight.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from ...ir.ops.lsh import LOOK_BACK
+from ...language.kinds import ATTENTION
+from ...language.schema import option
+from .linearised import no_score_positions
+from .multi_head import key_padding, output_projection
+
+
+@dataclass(frozen=True, kw_only=True)
+class LshOptions:
+    """Reformer LSH attention (Kitaev et al. 2020)."""
+
+    self_only: ClassVar[bool] = True  # attends its own sequence only: no cross-attention
+
+    buckets: int = option(32, doc="Hash buckets per round (even).", minimum=2)
+    rounds: int = option(2, doc="Hashing rounds (n_hashes).", minimum=1)
+    chunk: int = option(64, doc="Sorted positions per chunk.", minimum=1)
+    seed: int = option(0, doc="Seed of the random rotations.", minimum=0)
+    rotations: str = option("seeded", doc="seeded: drawn from `seed` when the spec compiles, shared by the heads; "
+                            "weights: the weight `attention.rotations` of shape (heads, head_width, rounds, "
+                            "buckets/2), one set per head (Hugging Face's, drawn from its hash_seed).",
+                            choices=("seeded", "weights"))
+    same_bucket: bool = option(True, doc="Only keys of the query's own bucket count (the paper); false: every "
+                               "key of the chunk and the one before (trax, Hugging Face).")
+    look_back: str = option("round", doc="round: a chunk sees the chunk before it in its own hashing round, the "
+                            "first chunk none (the paper); rolled: the rounds are one sorted sequence and the "
+                            "first chunk of a round sees the last chunk of the round before, round 0 the last "
+                            "round's (trax, Hugging Face).", choices=LOOK_BACK)
+    scale: float | None = option(None, doc="Score scale. Default 1/√head_width (trax and Hugging Face: 1).",
+                                 minimum=0.0)
+    key_epsilon: float = option(0.0, doc="ε of the key normalisation k = x / √(|x|² + head_width·ε) (trax and "
+                                "Hugging Face: 1e-6).", minimum=0.0)
+
+    def problems(self, spec):
+        if self.buckets % 2:
+            yield f"buckets must be even, got {self.buckets}"
+        if spec.model.kv != spec.model.heads:
+            yield "lsh attention shares queries and keys: kv_heads must equal heads"
+        yield from no_score_positions("lsh", spec)
+
+
+def build_lsh(ctx, options: LshOptions, spec, site):
+    m = spec.model
+    shared = ctx.split_heads(ctx.linear(site.x, m.heads * m.dh, "query_key", m.bias), m.heads, m.dh)
+    value = ctx.split_heads(ctx.linear(site.x, m.heads * m.dh, "value", m.bias), m.heads, m.dh)
+    if options.rotations == "weights":
+        rotations = ctx.param("rotations", (m.heads, m.dh, options.rounds, options.buckets // 2), "embedding")
+    else:  # one set for every head
+        drawn = ctx.rng(options.seed).standard_normal((options.rounds, m.dh, options.buckets // 2))
+        rotations = ctx.constant(drawn.transpose(1, 0, 2)[None])
+    inputs = [shared, value, rotations] + key_padding(ctx, site)
+    scale = options.scale if options.scale is not None else m.dh ** -0.5
+    context = ctx.op("lsh_attention", *inputs, chunk=options.chunk, causal=site.causal, scale=float(scale),
+                     same_bucket=options.same_bucket, look_back=options.look_back,
+                     key_epsilon=float(options.key_epsilon), label="LSHAttention")
+    return output_projection(ctx, spec, context)
+
+
+ATTENTION.register("lsh", LshOptions, build_lsh)

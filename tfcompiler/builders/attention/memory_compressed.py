@@ -1,0 +1,67 @@
+"""Attention kind `memory_compressed`: memory-compressed attention (Liu et al. 2018, "Generating
+Wikipedia by Summarizing Long Sequences"). Keys and values are compressed along the sequence by a
+strided convolution (kernel = stride = `compression`, grouped per head), so attention costs
+n·n/s. The projected keys and values of padded tokens are zeroed and the tail is zero-padded to a
+whole stride; a compressed slot is masked when none of its tokens is real. In decoders (the
+paper's T-DMCA) a query sees a slot only once all of the slot's positions are at or before it, and
+a learned null key and value (`null_key`, `null_value`, one per key/value head, as lucidrains'
+implementation has) stand in front of the slots so that the first queries see something.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ...language.kinds import ATTENTION
+from ...language.schema import option
+from .linearised import no_score_positions
+from .multi_head import output_projection, with_leading_real
+from .parts import AttentionParts, emit_attention
+
+
+@dataclass(frozen=True, kw_only=True)
+class MemoryCompressedOptions:
+    """Keys and values compressed by a strided convolution (Liu et al. 2018)."""
+
+    compression: int = option(3, doc="s: kernel and stride of the compressing convolution.", minimum=1)
+
+    def problems(self, spec):
+        yield from no_score_positions("memory_compressed", spec)
+
+
+def build_memory_compressed(ctx, options: MemoryCompressedOptions, spec, site):
+    m = spec.model
+    s = options.compression
+    query = ctx.split_heads(ctx.linear(site.x, m.heads * m.dh, "query", m.bias), m.heads, m.dh)
+    keep, slot_mask = None, None
+    if site.mask is not None:
+        keep = ctx.op("cast", ctx.op("unsqueeze", site.mask, axes=(2,)), dtype="float32")  # (B, T, 1)
+        # a slot is real when any of its tokens is: compress the mask with a max over each stride
+        ones = ctx.constant([[[1.0] * s]])
+        slots = ctx.op("compress", keep, ones, ctx.constant([0.0]), stride=s, groups=1)
+        slot_mask = ctx.op("cast", ctx.op("less", ctx.constant(0.0), ctx.op("reshape", slots, shape=(0, 0))),
+                           dtype="int64")
+    heads = []
+    for name in ("key", "value"):
+        projected = ctx.linear(site.memory, m.kv * m.dh, name, m.bias)
+        if keep is not None:
+            projected = ctx.op("mul", projected, keep)
+        with ctx.at(f"{name}_compression"):
+            weight = ctx.param("weight", (m.kv * m.dh, m.dh, s), "matrix")
+            bias = ctx.param("bias", (m.kv * m.dh,), "zeros")
+            compressed = ctx.op("compress", projected, weight, bias, stride=s, groups=m.kv, label="Compress")
+        compressed = ctx.split_heads(compressed, m.kv, m.dh)
+        if site.causal:  # the null slot in front
+            null = ctx.op("tile_batch", ctx.param(f"null_{name}", (1, m.kv, 1, m.dh), "embedding"), site.x)
+            compressed = ctx.op("concat", null, compressed, axis=2)
+        heads.append(compressed)
+    parts = AttentionParts(query, *heads, scale=m.dh ** -0.5, causal=False)
+    if site.causal:
+        parts.mask_biases.append(ctx.op("compressed_causal_bias", query, heads[0], stride=s, leading=1))
+        slot_mask = with_leading_real(ctx, slot_mask) if slot_mask is not None else None
+    if slot_mask is not None:
+        parts.mask_biases.append(ctx.op("padding_bias", slot_mask))
+    context, _ = emit_attention(ctx, parts)
+    return output_projection(ctx, spec, context)
+
+
+ATTENTION.register("memory_compressed", MemoryCompressedOptions, build_memory_compressed)

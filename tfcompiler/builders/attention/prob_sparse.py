@@ -1,0 +1,37 @@
+"""Attention kind `prob_sparse`: Informer's ProbSparse self-attention (Zhou et al. 2021), encoder
+only the u = factor·⌈ln S⌉ queries with the most peaked score distribution (measured on a sample
+of factor·⌈ln T⌉ keys) attend in full; the others output the mean of the values, or in decoders
+(Informer's masked self-attention) the running sum of the values up to them, the chosen queries
+attending causally. The key sample is evenly spaced rather than random, so the model is
+deterministic (see tfcompiler.ir.ops.prob_sparse).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ...language.kinds import ATTENTION
+from ...language.schema import option
+from .linearised import no_score_positions
+from .multi_head import key_padding, output_projection, project
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProbSparseOptions:
+    """Informer's ProbSparse attention (Zhou et al. 2021)."""
+
+    factor: int = option(5, doc="c: sampled keys c·⌈ln T⌉ and active queries c·⌈ln S⌉.", minimum=1)
+
+    def problems(self, spec):
+        yield from no_score_positions("prob_sparse", spec)
+
+
+def build_prob_sparse(ctx, options: ProbSparseOptions, spec, site):
+    m = spec.model
+    query, key, value = project(ctx, spec, site)
+    inputs = [query, key, value] + key_padding(ctx, site)
+    context = ctx.op("prob_sparse_attention", *inputs, factor=options.factor, scale=float(m.dh ** -0.5),
+                     causal=site.causal, label="ProbSparse")
+    return output_projection(ctx, spec, context)
+
+
+ATTENTION.register("prob_sparse", ProbSparseOptions, build_prob_sparse)

@@ -1,0 +1,113 @@
+"""Attention kind `recurrent`: an RNN, LSTM or GRU layer as the block's sequence mixer, with
+PyTorch's equations and weight layout (tfcompiler.ir.ops.recurrent), lowered to ONNX RNN / LSTM / GRU.
+Bidirectional layers (encoder stacks only) run a backward direction too and concatenate both; each direction
+has width/directions hidden units, so the layer keeps the model width. Padded positions (right
+padding) are skipped, as PyTorch's packed sequences. A plain stacked RNN is blocks of this kind
+with `placement: none` and `ffn: {enabled: false}`; inside ordinary blocks it mixes the sequence
+with residuals, norms and an FFN around it. With `state` (decoders) the layer's state is carried
+between calls: inputs `past_states.K.h` (and `.c` for an LSTM), outputs `present_states.K.h` (`.c`),
+shaped (1, batch, width), K counting the stateful layers from 0 — so a decoder can run a sequence in
+pieces, or token by token (tfc_runtime.Segments carries them); the first call feeds zeros. With
+`start: encoder` (the decoder of an encoder-decoder, Sutskever et al. 2014) the decoder's k-th
+recurrent layer starts from the final state of the encoder's k-th one (a bidirectional layer's two
+directions concatenated), each row's state after its last real token.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+
+from ...ir.ops.recurrent import GATES
+from ...ir.types import BATCH
+from ...language.kinds import ATTENTION
+from ...language.schema import option
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecurrentOptions:
+    """An RNN, LSTM or GRU layer (PyTorch's semantics)."""
+
+    self_only: ClassVar[bool] = True  # attends its own sequence only: no cross-attention
+
+    cell: str = option("lstm", doc="rnn, lstm or gru.", choices=tuple(GATES))
+    bidirectional: bool = option(False, doc="A backward direction too (encoders); outputs concatenated.")
+    nonlinearity: str = option("tanh", doc="The rnn cell's activation.", choices=("tanh", "relu"))
+    state: bool = option(False, doc="Carry the layer's state between calls as inputs past_states.K.h (.c) "
+                         "and outputs present_states.K.h (.c) (decoders).")
+    start: str = option("zeros", doc="The state the layer starts from: zeros, or (the decoder of an "
+                        "encoder-decoder) the final state of the encoder's recurrent layer of the same index "
+                        "among its recurrent layers, both directions concatenated.", choices=("zeros", "encoder"))
+
+    def problems(self, spec):
+        if self.start == "encoder":
+            yield from handover_problems(self, spec)
+        if self.state and spec.topology != "decoder":
+            yield f"a carried state runs a decoder in pieces: it needs topology 'decoder', got '{spec.topology}'"
+        directions = 2 if self.bidirectional else 1
+        if spec.model.width % directions:
+            yield f"a bidirectional layer splits the width in two: width {spec.model.width} is odd"
+
+
+def handover_problems(options: RecurrentOptions, spec):
+    if spec.topology != "encoder-decoder":
+        yield f"start: encoder hands an encoder's state to its decoder: it needs topology 'encoder-decoder', " \
+              f"got '{spec.topology}'"
+        return
+    if options.state:
+        yield "a layer starts from the encoder's state or from past_states, not both"
+    if options.bidirectional:
+        yield "start: encoder is for decoder layers (one direction)"
+    encoder = [b.attention for b in spec.encoder_blocks if getattr(b.attention, "KIND", "") == "recurrent"]
+    decoder = [b.attention for b in spec.decoder_blocks if getattr(b.attention, "KIND", "") == "recurrent"]
+    if len(decoder) > len(encoder):
+        yield f"{len(decoder)} decoder recurrent layers start from the encoder's, which has {len(encoder)}"
+    elif any((e.cell == "lstm") != (d.cell == "lstm") for e, d in zip(encoder, decoder) if d.start == "encoder"):
+        yield "an LSTM hands over a cell state too: start: encoder pairs LSTMs with LSTMs, RNN/GRU with RNN/GRU"
+
+
+def hands_over(spec) -> bool:
+    """Whether a decoder layer starts from the encoder's states."""
+    return any(getattr(b.attention, "start", "zeros") == "encoder" for b in spec.decoder_blocks)
+
+
+def build_recurrent(ctx, options: RecurrentOptions, spec, site):
+    directions = 2 if options.bidirectional else 1
+    hidden, rows = spec.model.width // directions, GATES[options.cell] * (spec.model.width // directions)
+    weights = [ctx.param("weight_ih", (directions, rows, spec.model.width), "matrix"),
+               ctx.param("weight_hh", (directions, rows, hidden), "matrix"),
+               ctx.param("bias_ih", (directions, rows), "zeros"), ctx.param("bias_hh", (directions, rows), "zeros")]
+    mask = [site.mask] if site.mask is not None else []
+    parts = ("h", "c") if options.cell == "lstm" else ("h",)
+    index = site.state["recurrent_layers"] = site.state.get("recurrent_layers", -1) + 1
+    states = []
+    if options.state:
+        layer = site.state["stateful_layers"] = site.state.get("stateful_layers", -1) + 1
+        states = [ctx.input(f"past_states.{layer}.{part}", "float32", (directions, BATCH, hidden),
+                            role="recurrent_state") for part in parts]
+    elif options.start == "encoder":
+        states = [handed_over(ctx, state) for state in ctx.carried["encoder_states"][index][:len(parts)]]
+    elif site.state["stack"] == "encoder" and hands_over(spec):  # from zeros, keeping the final states
+        zeros = ctx.op("tile_batch", ctx.constant(np.zeros((1, directions, hidden), np.float32)), site.x)
+        states = [ctx.op("transpose", zeros, perm=(1, 0, 2))] * len(parts)
+    outputs = ctx.graph.add("recurrent", [site.x, *weights, *mask, *states],
+                            dict(cell=options.cell, nonlinearity=options.nonlinearity, masked=bool(mask),
+                                 stateful=bool(states)), origin=ctx.origin, label=options.cell.upper())
+    if options.state:
+        for part, value in zip(parts, outputs[1:]):
+            ctx.graph.outputs[f"present_states.{layer}.{part}"] = value
+    elif states and site.state["stack"] == "encoder":
+        ctx.carried.setdefault("encoder_states", []).append(outputs[1:])
+    return outputs[0]
+
+
+def handed_over(ctx, state):
+    """An encoder layer's final state (directions, B, H/directions) as one direction (1, B, H)."""
+    directions = ctx.type_of(state).shape[0]
+    pieces = [ctx.op("gather", state, ctx.constant(d, dtype="int64"), axis=0) for d in range(directions)]
+    joined = ctx.op("concat", *pieces, axis=1) if directions > 1 else pieces[0]
+    return ctx.op("unsqueeze", joined, axes=(0,), label="EncoderState")
+
+
+ATTENTION.register("recurrent", RecurrentOptions, build_recurrent)

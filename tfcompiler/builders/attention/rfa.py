@@ -1,0 +1,58 @@
+"""Attention kind `rfa`: random feature attention (Peng et al. 2021). Queries and keys are
+normalised to unit length and mapped by random Fourier features
+
+  φ(x) = √(1/D) [sin(W x), cos(W x)],   W (D, Dh) ~ N(0, σ⁻² I)
+
+so φ(q)·φ(k) approximates the Gaussian kernel exp(-|q - k|² / 2σ²). W is drawn when the spec is
+compiled (from `seed` and the layer's path) and stored as a constant. With `gate` (decoders), the
+running sums forget: g_t = σ(w_g·x_t + b_g) per head, S_t = g_t S_{t-1} + (1 - g_t) φ(k_t) v_tᵀ
+(RFA-Gate); padded positions still gate, which in right-padded batches touches padding only.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ...language.kinds import ATTENTION
+from ...language.schema import option
+from .linearised import attend_linear, no_score_positions
+
+
+@dataclass(frozen=True, kw_only=True)
+class RfaOptions:
+    """Random Fourier feature attention (Peng et al. 2021)."""
+
+    features: int = option(64, doc="D: random frequencies per head (2·D features).", minimum=1)
+    sigma: float = option(1.0, doc="σ: kernel width.", minimum=0.0)
+    seed: int = option(0, doc="Seed of the random frequencies.", minimum=0)
+    eps: float = option(1e-6, doc="Added to the normaliser.", minimum=0.0)
+    gate: bool = option(False, doc="RFA-Gate: a learned forgetting gate per head (decoders).")
+
+    def problems(self, spec):
+        yield from no_score_positions("rfa", spec)
+        if self.gate and spec.topology != "decoder":
+            yield ("the rfa gate is a recurrence over past positions: it needs topology 'decoder', "
+                   f"got '{spec.topology}'")
+
+
+def fourier_features(ctx, x, matrix: np.ndarray):
+    with ctx.at("random_features"):
+        norm = ctx.op("sqrt", ctx.op("reduce_sum", ctx.op("mul", x, x), axes=(-1,)))
+        unit = ctx.op("div", x, ctx.op("add", norm, ctx.constant(np.float32(1e-12))))
+        angles = ctx.op("matmul", unit, ctx.constant(matrix.T.astype(np.float32)))
+        scale = ctx.constant(np.float32(len(matrix) ** -0.5))
+        return ctx.op("mul", ctx.op("concat", ctx.op("sin", angles), ctx.op("cos", angles), axis=-1), scale,
+                      label="FourierFeatures")
+
+
+def build_rfa(ctx, options: RfaOptions, spec, site):
+    rng = ctx.rng(options.seed)
+    matrix = rng.standard_normal((options.features, spec.model.dh)) / options.sigma
+    gate = None
+    if options.gate:  # (B, S, H) -> (B, H, S)
+        gate = ctx.op("transpose", ctx.linear(site.x, spec.model.heads, "gate"), perm=(0, 2, 1))
+    return attend_linear(ctx, spec, site, lambda c, x, q: fourier_features(c, x, matrix), options.eps, gate)
+
+
+ATTENTION.register("rfa", RfaOptions, build_rfa)

@@ -1,0 +1,32 @@
+"""Attention kind `sliding_window`: each token attends the `window` tokens before it (and, in
+bidirectional stacks, after it), optionally only every `dilation`-th of them (local attention;
+Longformer's dilated window, Beltagy et al. 2020). Decoders see only the past side.
+
+The pattern is a static attribute of the attention op: the dense lowering masks it; the
+`sparsify_attention` pass turns it into banded blocks whose cost grows with n·w, not n².
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ...ir.patterns import Window
+from ...language.kinds import ATTENTION
+from ...language.schema import option
+from .multi_head import MultiHeadOptions, build_multi_head
+
+
+@dataclass(frozen=True, kw_only=True)
+class SlidingWindowOptions(MultiHeadOptions):
+    """Local attention over a window of neighbours."""
+
+    window: int = option(doc="Keys on each side a token sees (w: |i - j| <= w).", minimum=1)
+    dilation: int = option(1, doc="See every d-th key of the window (dilated window).", minimum=1)
+
+
+def build_sliding_window(ctx, options: SlidingWindowOptions, spec, site):
+    reach = options.window * options.dilation
+    pattern = Window(back=reach, ahead=0 if site.causal else reach, dilation=options.dilation)
+    return build_multi_head(ctx, options, spec, site, pattern)
+
+
+ATTENTION.register("sliding_window", SlidingWindowOptions, build_sliding_window)

@@ -1,0 +1,29 @@
+"""Spec -> IR: the topology's stacks and head, as a graph whose params carry names and init
+schemes but no values yet (``tfcompiler.builders.weights`` fills them)."""
+from __future__ import annotations
+
+from ..ir.graph import Graph
+from ..language.model import Spec
+from .context import Context
+from .heads import build_head
+from .hierarchy import build_hierarchy
+from .stack import build_stack
+
+
+def build_graph(spec: Spec) -> Graph:
+    ctx = Context()
+    encoder = None
+    outputs = {}
+    if spec.topology == "hierarchical":
+        hidden, mask, outputs["token_hidden_state"] = build_hierarchy(ctx, spec)
+    elif spec.encoder is not None:
+        encoder = build_stack(ctx, spec, "encoder", spec.encoder, spec.encoder_blocks)
+        hidden, mask = encoder
+    if spec.decoder is not None:
+        hidden, mask = build_stack(ctx, spec, "decoder", spec.decoder, spec.decoder_blocks, encoder)
+        if encoder is not None and spec.head.kind == "none":
+            outputs["encoder_last_hidden_state"] = encoder[0]
+    ctx.graph.outputs.update(build_head(ctx, spec, hidden, mask))
+    ctx.graph.outputs.update(outputs)
+    ctx.graph.metadata.update(name=spec.name, topology=spec.topology, max_length=spec.model.max_length)
+    return ctx.graph

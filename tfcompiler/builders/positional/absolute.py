@@ -1,0 +1,91 @@
+"""Absolute positional schemes added to the embeddings: `sinusoidal` (Vaswani et al. 2017, in the
+paper's interleaved layout or tensor2tensor/fairseq's concatenated sin|cos layout),
+`scaled_sinusoidal` (the same table times one learned scalar, initialised to 1/√width: Hua et al.
+2022, x-transformers), `learned` (BERT, GPT-2) and `none`.
+
+The sinusoidal table is built as IR arithmetic on constants; constant folding turns it into one
+constant, so the ONNX holds a (max_length, width) table gathered by position.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ...language.kinds import POSITIONS
+from ...language.schema import option
+from .base import PositionalScheme
+
+
+@dataclass(frozen=True)
+class SinusoidalOptions:
+    """Fixed sinusoids of geometric wavelengths (Vaswani et al. 2017), added to the embeddings."""
+
+    layout: str = option("interleaved", doc="interleaved (sin, cos, sin, ... as in the paper) or "
+                         "concatenated ([sin ... | cos ...], tensor2tensor and fairseq).",
+                         choices=("interleaved", "concatenated"))
+    base: float = option(10000.0, doc="Wavelength base.", minimum=1.0)
+
+    def problems(self, spec):
+        if spec.model.width % 2:
+            yield f"sinusoidal positions need an even width, got {spec.model.width}"
+
+
+@dataclass(frozen=True)
+class ScaledSinusoidalOptions(SinusoidalOptions):
+    """Sinusoids times a learned scalar (Hua et al. 2022; x-transformers' scaled_sinu_pos_emb)."""
+
+    layout: str = option("concatenated", doc="interleaved or concatenated ([sin ... | cos ...], as "
+                         "x-transformers).", choices=("interleaved", "concatenated"))
+
+
+@dataclass(frozen=True)
+class LearnedOptions:
+    """A learned (max_length, width) table added to the embeddings (BERT, GPT-2)."""
+
+
+@dataclass(frozen=True)
+class NoPositions:
+    """No positional signal (for kinds that bring their own, or none at all)."""
+
+
+def sinusoidal_table(ctx, options: SinusoidalOptions, length: int, width: int):
+    """PE[p, 2i] = sin(p / base^(2i/width)), PE[p, 2i+1] = cos(...), in IR ops on constants.
+    Computed in float64 and cast: angles reach max_length radians, where float32 loses ~1e-4."""
+    half = width // 2
+    positions = ctx.constant(np.arange(length)[:, None], dtype="float64")
+    inv_freq = ctx.constant(1.0 / options.base ** (np.arange(half) * 2 / width), dtype="float64")
+    angles = ctx.op("mul", positions, inv_freq)
+    sin, cos = ctx.op("sin", angles), ctx.op("cos", angles)
+    if options.layout == "concatenated":
+        table = ctx.op("concat", sin, cos, axis=-1)
+    else:
+        pairs = ctx.op("concat", ctx.op("unsqueeze", sin, axes=(2,)),
+                       ctx.op("unsqueeze", cos, axes=(2,)), axis=-1)
+        table = ctx.op("reshape", pairs, shape=(length, width))
+    return ctx.op("cast", table, dtype="float32")
+
+
+def build_sinusoidal(ctx, options, spec, hidden, positions, mask):
+    with ctx.at("positions"):
+        table = sinusoidal_table(ctx, options, spec.model.max_length, spec.model.width)
+        return ctx.op("add", hidden, ctx.op("gather", table, positions))
+
+
+def build_scaled_sinusoidal(ctx, options, spec, hidden, positions, mask):
+    with ctx.at("positions"):
+        table = sinusoidal_table(ctx, options, spec.model.max_length, spec.model.width)
+        scale = ctx.param("scale", (1,), f"fill={spec.model.width ** -0.5!r}")
+        return ctx.op("add", hidden, ctx.op("mul", ctx.op("gather", table, positions), scale))
+
+
+def build_learned(ctx, options, spec, hidden, positions, mask):
+    table = ctx.param("positions.weight", (spec.model.max_length, spec.model.width), "embedding")
+    with ctx.at("positions"):
+        return ctx.op("add", hidden, ctx.op("gather", table, positions, label="PositionEmbedding"))
+
+
+POSITIONS.register("sinusoidal", SinusoidalOptions, PositionalScheme(embed=build_sinusoidal))
+POSITIONS.register("scaled_sinusoidal", ScaledSinusoidalOptions, PositionalScheme(embed=build_scaled_sinusoidal))
+POSITIONS.register("learned", LearnedOptions, PositionalScheme(embed=build_learned))
+POSITIONS.register("none", NoPositions, PositionalScheme())

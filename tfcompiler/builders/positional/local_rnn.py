@@ -1,0 +1,39 @@
+"""Positional scheme `local_rnn`: R-Transformer's local RNN (Wang et al. 2019), an implicit
+position signal. Every position runs a short RNN / LSTM / GRU over the `window` positions ending at
+it (zeros before the start) and adds its last state, through the pre-norm residual of the paper's
+code: x + LocalRNN(LayerNorm(x)). As a block's `positional` it acts on that block's input, which
+is where R-Transformer puts it (every layer: local RNN, then attention, then FFN). Causal by
+construction. Lowered to one ONNX RNN node over all windows as a batch.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ...ir.ops.recurrent import GATES
+from ...language.kinds import POSITIONS
+from ...language.model import Norm
+from ...language.schema import option
+from ..norm import build_norm
+from .base import PositionalScheme
+
+
+@dataclass(frozen=True, kw_only=True)
+class LocalRnnOptions:
+    """A short RNN over the last `window` positions, added to the tokens."""
+
+    window: int = option(doc="M: positions each local RNN reads, the current one included.", minimum=1)
+    cell: str = option("gru", doc="rnn, lstm or gru (PyTorch's equations).", choices=tuple(GATES))
+
+
+def local_rnn(ctx, options: LocalRnnOptions, spec, hidden, positions, mask):
+    d, rows = spec.model.width, GATES[options.cell] * spec.model.width
+    with ctx.at("local_rnn"):
+        normed = build_norm(ctx, hidden, Norm(), "norm")
+        weights = [ctx.param("weight_ih", (1, rows, d), "matrix"), ctx.param("weight_hh", (1, rows, d), "matrix"),
+                   ctx.param("bias_ih", (1, rows), "zeros"), ctx.param("bias_hh", (1, rows), "zeros")]
+        local = ctx.op("local_recurrent", normed, *weights, cell=options.cell, window=options.window,
+                       label="LocalRNN")
+        return ctx.op("add", hidden, local, label="Residual")
+
+
+POSITIONS.register("local_rnn", LocalRnnOptions, PositionalScheme(embed=local_rnn))

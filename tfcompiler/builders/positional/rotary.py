@@ -1,0 +1,55 @@
+"""Positional scheme `rope`: rotary position embedding (Su et al. 2021), applied to the queries and
+keys of every self-attention, never to values or to cross-attention.
+
+Layouts: half_split (GPT-NeoX, Llama, Hugging Face) pairs x[i] with x[i + R/2]; interleaved
+(GPT-J, rotary-embedding-torch) pairs x[2i] with x[2i+1]. `rotary_dim` rotates only the first R
+features of each head (partial rotary). Scaling changes the angles, not the op: linear divides
+positions by `factor` (position interpolation, Chen et al. 2023); ntk raises the base to
+base · factor^(R/(R-2)) ("NTK-aware" scaling).
+
+Lowering: the canonical IR `rope` op becomes ONNX RotaryEmbedding from opset 23, and a
+Gather/Slice/Mul/Concat form over constant cos/sin tables below it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ...language.kinds import POSITIONS
+from ...language.schema import option
+from .base import PositionalScheme
+
+
+@dataclass(frozen=True, kw_only=True)
+class RotaryOptions:
+    """Rotary position embedding on queries and keys."""
+
+    layout: str = option("half_split", doc="half_split (Llama, GPT-NeoX) or interleaved (GPT-J).",
+                         choices=("half_split", "interleaved"))
+    base: float = option(10000.0, doc="Wavelength base θ.", minimum=1.0)
+    rotary_dim: int | None = option(None, doc="Features rotated per head (even). Default: the head "
+                                    "width.", minimum=2)
+    scaling: str = option("none", doc="none, linear (positions / factor) or ntk (base scaled).",
+                          choices=("none", "linear", "ntk"))
+    factor: float = option(1.0, doc="Scaling factor for linear and ntk scaling.", minimum=1.0)
+
+    def problems(self, spec):
+        rotary = self.rotary_dim or spec.model.dh
+        if rotary % 2 or rotary > spec.model.dh:
+            yield f"rotary_dim must be even and at most the head width {spec.model.dh}, got {rotary}"
+
+
+def rotate(ctx, options: RotaryOptions, spec, parts, site):
+    rotary = options.rotary_dim or spec.model.dh
+    base = options.base
+    if options.scaling == "ntk":
+        base = base * options.factor ** (rotary / (rotary - 2))
+    attrs = dict(rotary_dim=rotary, base=float(base), interleaved=options.layout == "interleaved",
+                 position_scale=1.0 / options.factor if options.scaling == "linear" else 1.0,
+                 max_positions=spec.model.max_length)
+    parts.query = ctx.op("rope", parts.query, site.positions, label="RotaryQuery", **attrs)
+    key_positions = site.key_positions if site.key_positions is not None else site.positions
+    parts.key = ctx.op("rope", parts.key, key_positions, label="RotaryKey", **attrs)
+    return parts
+
+
+POSITIONS.register("rope", RotaryOptions, PositionalScheme(attend=rotate))
