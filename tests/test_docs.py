@@ -4,15 +4,16 @@ in README.md and docs/ points at a page and a heading that exist."""
 from __future__ import annotations
 
 import re
+import shutil
 from dataclasses import dataclass
 
 import pytest
 
 from conftest import ROOT
-from tfcompiler.docs import PARTS, markers, part_of
+from tfcompiler.builders.attention.multi_head import MultiHeadOptions
+from tfcompiler.docs import PARTS, main, markers, part_of
 from tfcompiler.language.jsonschema import REGISTRIES
 from tfcompiler.language.reference import ROW, kind_row
-from tfcompiler.builders.attention.multi_head import MultiHeadOptions
 
 DOCS = ROOT / "docs"
 PAGES = [ROOT / "README.md", *sorted(DOCS.glob("*.md"))]
@@ -25,6 +26,27 @@ def test_generated_part_is_fresh(page, name):
     text = (DOCS / page).read_text(encoding="utf-8")
     assert part_of(text, name) == PARTS[page][name](), \
         f"docs/{page}'s {name} is stale: run `python -m tfcompiler.docs docs/`"
+
+
+def test_the_generator_rewrites_a_stale_part_and_only_that(tmp_path, capsys):
+    docs = tmp_path / "docs"
+    shutil.copytree(DOCS, docs)
+    targets = docs / "targets.md"
+    fresh = targets.read_text(encoding="utf-8")
+    targets.write_text(fresh.replace("| `Gelu` |", "| `Gelu (old)` |"), encoding="utf-8")
+    assert main([str(docs), "--check"]) == 1
+    assert capsys.readouterr().out == "stale: targets.md:capability-table\n"
+    assert main([str(docs)]) == 0
+    assert targets.read_text(encoding="utf-8") == fresh
+    assert main([str(docs), "--check"]) == 0
+
+
+def test_a_page_without_its_markers_is_named(tmp_path):
+    docs = tmp_path / "docs"
+    shutil.copytree(DOCS, docs)
+    (docs / "targets.md").write_text("# Targets\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="targets.md: expected one <!-- capability-table:start -->"):
+        main([str(docs), "--check"])
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda page: page.name)

@@ -62,7 +62,11 @@ def refresh(docs: Path, check: bool = False) -> list[str]:
         text = new = path.read_text(encoding="utf-8")
         for name, render in parts.items():
             body = render()
-            if part_of(new, name) != body:
+            try:
+                current = part_of(new, name)
+            except ValueError as error:
+                raise ValueError(f"{path}: {error}") from None
+            if current != body:
                 stale.append(f"{page}:{name}")
                 new = with_part(new, name, body)
         if new != text and not check:
