@@ -77,15 +77,6 @@ def test_ort_cpu_kernels_compute_what_the_portable_lowering_does(kernel, case):
             assert float(np.abs(a[real] - b[real]).max()) <= 1e-4 * scale, (case, length)
 
 
-def test_readme_shows_the_capability_table():
-    from conftest import ROOT
-    from tfcompiler.lower.targets import capability_table
-
-    readme = (ROOT / "README.md").read_text()
-    start, end = readme.index("<!-- capability-table:start -->"), readme.index("<!-- capability-table:end -->")
-    assert readme[start:end].split("\n", 1)[1].strip() == capability_table()
-
-
 @pytest.mark.parametrize("target, quantize, expected", [
     ("portable", "none", "standard ONNX ops only"),
     ("ort-cpu", "int8", "DynamicQuantizeMatMul"),

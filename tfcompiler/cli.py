@@ -71,7 +71,8 @@ def cmd_check(args) -> int:
 
 
 def cmd_schema(args) -> int:
-    from .language.jsonschema import json_schema, markdown_reference
+    from .language.jsonschema import json_schema
+    from .language.reference import markdown_reference
 
     print(markdown_reference() if args.markdown else json.dumps(json_schema(), indent=2))
     return 0

@@ -1,6 +1,6 @@
 """The typed spec: every section of the YAML language as a frozen dataclass.
 
-Field docs here are the language reference: ``tfc schema`` and the README's spec reference are
+Field docs here are the language reference: ``tfc schema`` and docs/language.md's reference are
 generated from them.
 """
 from __future__ import annotations

@@ -3,7 +3,7 @@ nodes with their locations, and exported as JSON Schema and as Markdown referenc
 
 A section is a frozen dataclass whose fields are declared with :func:`option`; the field's type
 annotation (int, float, bool, str, a nested section, ``list[Section]``, ``X | None``) and its
-metadata (doc, choices, minimum) drive parsing, error messages, the JSON Schema and the README.
+metadata (doc, choices, minimum) drive parsing, error messages, the JSON Schema and docs/.
 A *kind union* (:class:`KindRegistry`) is a mapping with a ``kind`` key that selects which options
 section parses the rest: attention kinds, positional schemes and input layers register there.
 """

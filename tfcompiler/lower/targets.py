@@ -108,7 +108,7 @@ def kernels_for(target: str, measured_slower_too: bool = False, precision: str =
 
 
 def capability_table() -> str:
-    """The table as Markdown (README, `tfc targets`)."""
+    """The table as Markdown, for docs/targets.md (`python -m tfcompiler.docs docs/` writes it there)."""
     rows = ["| kernel | domain | providers (precisions) | since onnxruntime | used for |",
             "| --- | --- | --- | --- | --- |"]
     for k in CAPABILITIES.values():

@@ -26,6 +26,11 @@ from .multi_head import MultiHeadOptions, build_multi_head
 class BigBirdOptions(MultiHeadOptions):
     """Window, global and random blocks."""
 
+    PAPER = "Zaheer et al. 2020"
+    COMPUTES = ("window, global (leading; trailing at the input's end, as Hugging Face's) and random blocks; the "
+                "random layout drawn at compile time from `seed`")
+    LOWERING = "key blocks gathered by a constant index + dense global rows"
+
     block: int = option(64, doc="Block size b.", minimum=1)
     window_blocks: int = option(3, doc="Blocks around the query block it sees (odd: centred).", minimum=1)
     global_blocks: int = option(1, doc="Leading blocks with global attention.", minimum=0)

@@ -19,6 +19,10 @@ from .multi_head import MultiHeadOptions, build_multi_head
 class BlockLocalOptions(MultiHeadOptions):
     """Query blocks attending their own and neighbouring memory blocks."""
 
+    PAPER = "Image Transformer local 1-D (Parmar et al. 2018)"
+    COMPUTES = "query blocks see their own and `memory_blocks` neighbouring blocks"
+    LOWERING = "banded blocks"
+
     block: int = option(doc="Query block length (positions, in raster-scan order).", minimum=1)
     memory_blocks: int = option(1, doc="Neighbouring blocks each query block sees on each side.", minimum=0)
 

@@ -20,6 +20,10 @@ from .multi_head import MultiHeadOptions, build_multi_head
 class BlockLocal2DOptions(MultiHeadOptions):
     """Query blocks of an image attending the memory block around them."""
 
+    PAPER = "Image Transformer local 2-D"
+    COMPUTES = "raster-scanned image cut into `query_shape` rectangles, each seeing its `memory_flange`"
+    LOWERING = "banded blocks"
+
     row_length: int = option(doc="Positions per image row (raster scan).", minimum=1)
     query_shape: list[int] = option(doc="Query block [rows, columns].")
     memory_flange: list[int] = option(doc="Memory rows above (and below, bidirectional) and columns on "

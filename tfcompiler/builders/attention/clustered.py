@@ -19,6 +19,11 @@ from .multi_head import key_padding, output_projection, project
 class ClusteredOptions:
     """Clustered attention (Vyas et al. 2020)."""
 
+    PAPER = "Vyas et al. 2020"
+    COMPUTES = ("queries hashed by frozen hyperplanes, Hamming k-means seeded by evenly spaced real queries, one "
+                "attention per cluster")
+    LOWERING = "`clustered_attention`: one-hot MatMuls, O(S·C)"
+
     clusters: int = option(100, doc="C: query clusters.", minimum=1)
     bits: int = option(32, doc="Hash bits (random hyperplanes).", minimum=1)
     iterations: int = option(10, doc="Lloyd iterations of the Hamming k-means.", minimum=0)

@@ -23,6 +23,10 @@ from .multi_head import MultiHeadOptions, attend
 class CollaborativeOptions(MultiHeadOptions):
     """Shared query/key projections with a learned mixing vector per head (Cordonnier et al. 2020)."""
 
+    PAPER = "Cordonnier et al. 2020"
+    COMPUTES = "one query/key projection shared by the heads, a learned mixing vector per head"
+    LOWERING = "as `multi_head`, the shared keys broadcast to every head"
+
     shared_width: int | None = option(None, doc="D̃: width of the shared query/key projection. "
                                       "Default: model.width.", minimum=1)
 

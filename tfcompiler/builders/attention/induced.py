@@ -19,6 +19,11 @@ from .parts import Site
 class InducedOptions(MultiHeadOptions):
     """Attention through learned inducing points (Set Transformer ISAB)."""
 
+    PAPER = "Set Transformer ISAB (Lee et al. 2019)"
+    COMPUTES = ("learned inducing points attend the tokens, the tokens attend them (PMA pooling: `head: {kind: "
+                "set_pool}`)")
+    LOWERING = "two attentions over m points"
+
     points: int = option(32, doc="m: inducing points.", minimum=1)
 
     def problems(self, spec):

@@ -15,6 +15,10 @@ from .linearised import attend_linear, no_score_positions
 class LinearOptions:
     """Linear attention with elu + 1 features (Katharopoulos et al. 2020)."""
 
+    PAPER = "Katharopoulos et al. 2020"
+    COMPUTES = "elu+1 feature maps, causal or bidirectional"
+    LOWERING = "`linear_attention`: MatMul; causal in chunks of 64 (exact, memory O(n·64), no per-position F×Dv state)"
+
     eps: float = option(1e-6, doc="Added to the normaliser.", minimum=0.0)
 
     def problems(self, spec):

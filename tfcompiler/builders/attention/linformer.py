@@ -21,6 +21,10 @@ from .parts import AttentionParts, emit_attention
 class LinformerOptions:
     """Keys and values projected along the sequence (Wang et al. 2020)."""
 
+    PAPER = "Wang et al. 2020"
+    COMPUTES = "K, V projected along the sequence (sharing none / key_value / layerwise)"
+    LOWERING = "MatMul + attention over k keys"
+
     projected_length: int = option(256, doc="k: rows of the projected keys and values.", minimum=1)
     share: str = option("none", doc="none, key_value (E = F) or layerwise (one E = F per stack).",
                         choices=("none", "key_value", "layerwise"))

@@ -22,6 +22,11 @@ from .multi_head import MultiHeadOptions, attention_context, build_multi_head, o
 class LongformerOptions(MultiHeadOptions):
     """Sliding window plus global tokens."""
 
+    PAPER = "Beltagy et al. 2020"
+    COMPUTES = ("window + global tokens: the leading `global_tokens`, or the `global_attention_mask` input with "
+                "separate global projections (`global_input`, Hugging Face's layout)")
+    LOWERING = "banded blocks + global rows/columns; dense masked with the input mask"
+
     window: int = option(doc="Keys on each side a token sees (Longformer's w/2).", minimum=1)
     dilation: int = option(1, doc="See every d-th key of the window.", minimum=1)
     global_tokens: int = option(1, doc="Leading tokens with global attention (static).", minimum=0)

@@ -27,6 +27,13 @@ from .multi_head import key_padding, output_projection
 class LshOptions:
     """Reformer LSH attention (Kitaev et al. 2020)."""
 
+    PAPER = "Reformer (Kitaev et al. 2020)"
+    COMPUTES = ("shared QK, `rounds` hashings into `buckets` by frozen random rotations (padding in one more bucket, "
+                "last), chunks of sorted positions and the chunk before; the paper's same-bucket keys within a round, "
+                "or trax's and Hugging Face's every key with the look-back rolled across rounds (`same_bucket`, "
+                "`look_back`, `scale`, `key_epsilon`, per-head `rotations: weights`)")
+    LOWERING = "`lsh_attention`: TopK sort, GatherElements, ScatterElements"
+
     self_only: ClassVar[bool] = True  # attends its own sequence only: no cross-attention
 
     buckets: int = option(32, doc="Hash buckets per round (even).", minimum=2)

@@ -22,6 +22,11 @@ from .parts import AttentionParts, emit_attention
 class MemoryCompressedOptions:
     """Keys and values compressed by a strided convolution (Liu et al. 2018)."""
 
+    PAPER = "Liu et al. 2018"
+    COMPUTES = ("keys and values shortened by a strided convolution; in decoders causal over whole slots behind a "
+                "learned null key")
+    LOWERING = "`Conv` + attention over S/s keys"
+
     compression: int = option(3, doc="s: kernel and stride of the compressing convolution.", minimum=1)
 
     def problems(self, spec):

@@ -29,6 +29,13 @@ from .priors import AdaptiveSpan, adaptive_span_bias, gaussian_bias, window_bias
 class MultiHeadOptions:
     """Scaled dot-product attention over query heads and key/value heads (`model.kv_heads`: MQA, GQA)."""
 
+    PAPER = "Vaswani et al. 2017; multi-query Shazeer 2019; grouped-query Ainslie et al. 2023"
+    COMPUTES = ("scaled dot-product attention over `heads` query heads and `model.kv_heads` key/value heads, with the "
+                "multi-head options (qk_norm, softcap, talking heads, residual scores, spans, adaptive span, Gaussian "
+                "prior)")
+    LOWERING = ("the fused `Attention` (opset 23) or MatMul/Softmax/MatMul; explicit scores for talking heads and "
+                "residual scores")
+
     scale: float | None = option(None, doc="Score scale. Default 1/√head_width (T5 uses 1).",
                                  minimum=0.0)
     qk_norm: str | None = option(None, doc="Normalise each head's queries and keys over the head "

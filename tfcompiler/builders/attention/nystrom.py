@@ -25,6 +25,10 @@ from .multi_head import output_projection, project
 class NystromOptions:
     """Nyström approximation of softmax attention with segment-mean landmarks (Xiong et al. 2021)."""
 
+    PAPER = "Xiong et al. 2021"
+    COMPUTES = "segment-mean landmarks, Newton–Schulz pseudo-inverse, value convolution"
+    LOWERING = "MatMul chain, `Conv`"
+
     landmarks: int = option(64, doc="m: landmarks (segments).", minimum=1)
     pinv_iterations: int = option(6, doc="Newton–Schulz iterations of the pseudo-inverse.", minimum=1)
     conv_kernel: int = option(33, doc="Depth-wise convolution of the values along the sequence, added "

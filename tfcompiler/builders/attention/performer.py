@@ -24,6 +24,12 @@ from .multi_head import key_padding, output_projection, project
 class PerformerOptions:
     """FAVOR+ positive orthogonal random features (Choromanski et al. 2021)."""
 
+    PAPER = "Choromanski et al. 2021"
+    COMPUTES = "FAVOR+ positive orthogonal random features (constants fixed at compile time)"
+    LOWERING = ("`favor_attention`: bidirectional, keys then queries by chunks of 512 tokens in `Loop`s (each key "
+                "chunk stabilised by its own maximum, rescaled after), so the (S, m) features never exist whole; "
+                "causal, the features whole and `linear_attention`'s causal lowering")
+
     features: int = option(64, doc="m: random features per head.", minimum=1)
     seed: int = option(0, doc="Seed of the random features.", minimum=0)
 

@@ -19,6 +19,11 @@ from .multi_head import key_padding, output_projection, project
 class ProbSparseOptions:
     """Informer's ProbSparse attention (Zhou et al. 2021)."""
 
+    PAPER = "Informer (Zhou et al. 2021)"
+    COMPUTES = ("the c·⌈ln S⌉ most peaked queries attend, the rest output mean(V) (decoders: causal, running sums of "
+                "V); deterministic sample of the real keys, padded queries ranked last")
+    LOWERING = "`prob_sparse_attention`: TopK, ScatterElements"
+
     factor: int = option(5, doc="c: sampled keys c·⌈ln T⌉ and active queries c·⌈ln S⌉.", minimum=1)
 
     def problems(self, spec):

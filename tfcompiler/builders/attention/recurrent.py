@@ -29,6 +29,12 @@ from ...language.schema import option
 class RecurrentOptions:
     """An RNN, LSTM or GRU layer (PyTorch's semantics)."""
 
+    PAPER = "Elman 1990; LSTM (Hochreiter & Schmidhuber 1997); GRU (Cho et al. 2014)"
+    COMPUTES = ("an RNN, LSTM or GRU as the sequence mixer (PyTorch's equations and weight layout), optionally "
+                "bidirectional or stateful")
+    LOWERING = ("ONNX `RNN` / `LSTM` / `GRU` (gates reordered, `linear_before_reset` for the GRU, padding as "
+                "`sequence_lens`)")
+
     self_only: ClassVar[bool] = True  # attends its own sequence only: no cross-attention
 
     cell: str = option("lstm", doc="rnn, lstm or gru.", choices=tuple(GATES))

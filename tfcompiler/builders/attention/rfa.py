@@ -23,6 +23,10 @@ from .linearised import attend_linear, no_score_positions
 class RfaOptions:
     """Random Fourier feature attention (Peng et al. 2021)."""
 
+    PAPER = "Peng et al. 2021"
+    COMPUTES = "random Fourier features on unit q, k; `gate` for RFA-Gate's forgetting recurrence (decoders)"
+    LOWERING = "`linear_attention`"
+
     features: int = option(64, doc="D: random frequencies per head (2·D features).", minimum=1)
     sigma: float = option(1.0, doc="σ: kernel width.", minimum=0.0)
     seed: int = option(0, doc="Seed of the random frequencies.", minimum=0)

@@ -21,6 +21,11 @@ from .multi_head import MultiHeadOptions, attention_context, key_padding, output
 class RoutingOptions:
     """Routing Transformer attention (Roy et al. 2021)."""
 
+    PAPER = "Routing Transformer (Roy et al. 2021)"
+    COMPUTES = ("queries and keys routed to learned `centroids`, each taking ⌈S/C⌉ (padding ranked after every real "
+                "position); `local_heads` attend a window instead")
+    LOWERING = "`routing_attention`: TopK, GatherElements, ScatterElements(add)"
+
     clusters: int = option(4, doc="C: centroids; each takes ⌈S/C⌉ queries and keys.", minimum=1)
     local_heads: int = option(0, doc="Heads that attend a local window instead of routing (the first ones).",
                               minimum=0)

@@ -19,6 +19,10 @@ from .multi_head import MultiHeadOptions, build_multi_head
 class SlidingWindowOptions(MultiHeadOptions):
     """Local attention over a window of neighbours."""
 
+    PAPER = "local / Longformer's dilated window"
+    COMPUTES = "keys within `window` (every `dilation`-th)"
+    LOWERING = "banded blocks (sparsity pass), O(n·w)"
+
     window: int = option(doc="Keys on each side a token sees (w: |i - j| <= w).", minimum=1)
     dilation: int = option(1, doc="See every d-th key of the window (dilated window).", minimum=1)
 

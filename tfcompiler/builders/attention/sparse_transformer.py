@@ -21,6 +21,11 @@ from .multi_head import MultiHeadOptions, build_multi_head
 class SparseTransformerOptions(MultiHeadOptions):
     """Strided or fixed factorised sparse attention (Child et al. 2019)."""
 
+    PAPER = "Child et al. 2019"
+    COMPUTES = "strided or fixed factorised pattern"
+    LOWERING = ("fixed: each block with every block's summary keys, O(n·(l + n·c/l)); strided: banded blocks of l + "
+                "the keys at the query's offset in every other block, O(n·(3l + n/l))")
+
     pattern: str = option("strided", doc="strided or fixed.", choices=("strided", "fixed"))
     stride: int = option(doc="l: the stride or block length (about √n in the paper).", minimum=1)
     summary: int = option(1, doc="c: summary positions per block (fixed pattern).", minimum=1)

@@ -28,6 +28,11 @@ from .parts import Site
 class StarOptions:
     """Star-Transformer attention: ring neighbours, the token's embedding and a relay node."""
 
+    PAPER = "Star-Transformer (Guo et al. 2019)"
+    COMPUTES = ("ring neighbours, the token's embedding and a relay node that attends every token between layers; "
+                "`update: paper` makes the satellites' update the paper's LayerNorm(ReLU(·)) on bare blocks")
+    LOWERING = "`star_attention`: five keys per token, O(n)"
+
     self_only: ClassVar[bool] = True  # attends its own sequence only: no cross-attention
     update: str = option("block", doc="The satellites' update: block (the attention output goes through the "
                          "block's residual, norm and FFN) or paper (LayerNorm(ReLU(·)) alone, with placement: none "

@@ -18,6 +18,10 @@ from .base import StackInput
 class TokenOptions:
     """Token ids looked up in an embedding table, with optional segment (token type) ids."""
 
+    PAPER = "Vaswani et al. 2017; BERT's segments"
+    COMPUTES = "token ids (and segment ids, with `token_types`) looked up in embedding tables"
+    LOWERING = "`Gather`"
+
     token_types: int = option(0, doc="Token-type (segment) vocabulary; 0 means no `token_type_ids` "
                               "input.", minimum=0)
 

@@ -21,6 +21,10 @@ from .base import PositionalScheme
 class SinusoidalOptions:
     """Fixed sinusoids of geometric wavelengths (Vaswani et al. 2017), added to the embeddings."""
 
+    PAPER = "Vaswani et al. 2017"
+    COMPUTES = "fixed table (interleaved or [sin|cos])"
+    LOWERING = "a folded constant table, `Gather`"
+
     layout: str = option("interleaved", doc="interleaved (sin, cos, sin, ... as in the paper) or "
                          "concatenated ([sin ... | cos ...], tensor2tensor and fairseq).",
                          choices=("interleaved", "concatenated"))
@@ -35,6 +39,10 @@ class SinusoidalOptions:
 class ScaledSinusoidalOptions(SinusoidalOptions):
     """Sinusoids times a learned scalar (Hua et al. 2022; x-transformers' scaled_sinu_pos_emb)."""
 
+    PAPER = "Hua et al. 2022"
+    COMPUTES = "the fixed sinusoidal table × a learned scalar"
+    LOWERING = "a folded constant table, `Gather`"
+
     layout: str = option("concatenated", doc="interleaved or concatenated ([sin ... | cos ...], as "
                          "x-transformers).", choices=("interleaved", "concatenated"))
 
@@ -43,10 +51,18 @@ class ScaledSinusoidalOptions(SinusoidalOptions):
 class LearnedOptions:
     """A learned (max_length, width) table added to the embeddings (BERT, GPT-2)."""
 
+    PAPER = "BERT, GPT-2"
+    COMPUTES = "learned table"
+    LOWERING = "`Gather`"
+
 
 @dataclass(frozen=True)
 class NoPositions:
     """No positional signal (for kinds that bring their own, or none at all)."""
+
+    PAPER = ""
+    COMPUTES = "no positions"
+    LOWERING = ""
 
 
 def sinusoidal_table(ctx, options: SinusoidalOptions, length: int, width: int):

@@ -23,6 +23,10 @@ from .base import PositionalScheme
 class AlibiOptions:
     """Linear distance penalties on attention scores, one slope per head."""
 
+    PAPER = "Press et al. 2022"
+    COMPUTES = "−m_h·distance bias, any head count, causal or symmetric"
+    LOWERING = "Range/Sub/Abs/Mul"
+
     form: str = option("causal", doc="causal: -m·(i-j), for decoders; symmetric: -m·|i-j|, for "
                        "bidirectional encoders.", choices=("causal", "symmetric"))
 

@@ -21,6 +21,10 @@ from .base import PositionalScheme
 class ConditionalOptions:
     """A depth-wise convolution over the token grid, added to the tokens."""
 
+    PAPER = "Chu et al. 2021 (CPVT)"
+    COMPUTES = "x + depth-wise k×k conv of the tokens on a grid (padded tokens read as zeros)"
+    LOWERING = "`Conv` with group = width"
+
     grid_width: int = option(doc="Tokens per grid row (the sequence, minus class tokens, must fill "
                              "whole rows).", minimum=1)
     kernel: int = option(3, doc="Odd kernel size k of the k×k depth-wise convolution.", minimum=1)

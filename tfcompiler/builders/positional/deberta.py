@@ -29,6 +29,10 @@ from .distance import bucket_index, heads_first
 class DebertaOptions:
     """Disentangled content-to-position and position-to-content attention."""
 
+    PAPER = "He et al. 2021"
+    COMPUTES = "content→position and position→content terms, log buckets, 1/√(3d)"
+    LOWERING = "`Einsum` + `GatherElements` into the attention bias"
+
     position_buckets: int = option(256, doc="Log buckets of the distance (0: plain clipping).", minimum=0)
     max_relative_positions: int | None = option(None, doc="Largest distance the buckets span. "
                                                 "Default: model.max_length.", minimum=2)

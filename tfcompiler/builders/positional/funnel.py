@@ -28,6 +28,11 @@ CLS_TYPE = 2
 class FunnelOptions:
     """Funnel Transformer relative positions (and segments) at every pooling level."""
 
+    PAPER = "Dai et al. 2020 (Funnel Transformer)"
+    COMPUTES = ("Transformer-XL's terms with distances counted in input tokens at every pooling level, plus the "
+                "segment term over `token_type_ids` ([CLS] = type 2)")
+    LOWERING = "as `transformer_xl`, at each level's spacing; the segment term `Einsum` + `Equal` of the token types"
+
     base: float = option(10000.0, doc="Wavelength base of R.", minimum=1.0)
     segments: bool = option(True, doc="Add the segment term: reads `token_type_ids` (0 and 1 the two "
                             "segments, 2 the [CLS] token).")

@@ -21,6 +21,11 @@ from .base import PositionalScheme
 class LocalRnnOptions:
     """A short RNN over the last `window` positions, added to the tokens."""
 
+    PAPER = "R-Transformer (Wang et al. 2019)"
+    COMPUTES = ("x + LocalRNN(LN(x)): each token plus the last state of a short RNN over the `window` positions "
+                "ending at it")
+    LOWERING = "one ONNX `RNN` / `LSTM` / `GRU` node, all windows as one batch"
+
     window: int = option(doc="M: positions each local RNN reads, the current one included.", minimum=1)
     cell: str = option("gru", doc="rnn, lstm or gru (PyTorch's equations).", choices=tuple(GATES))
 

@@ -23,6 +23,10 @@ from .base import PositionalScheme
 class MusicOptions:
     """Learned per-head embeddings of the distance to each past key."""
 
+    PAPER = "Huang et al. 2018"
+    COMPUTES = "per-head learned vector per past distance, causal"
+    LOWERING = "`Einsum` + `GatherElements` (the skew)"
+
     max_distance: int | None = option(None, doc="L: distances learned. Default: model.max_length.",
                                       minimum=1)
 

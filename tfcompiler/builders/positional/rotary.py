@@ -23,6 +23,10 @@ from .base import PositionalScheme
 class RotaryOptions:
     """Rotary position embedding on queries and keys."""
 
+    PAPER = "Su et al. 2021"
+    COMPUTES = "rotates q and k: half-split or interleaved, partial `rotary_dim`, linear / NTK scaling"
+    LOWERING = "`RotaryEmbedding` at opset 23, Gather/Slice/Mul/Concat below"
+
     layout: str = option("half_split", doc="half_split (Llama, GPT-NeoX) or interleaved (GPT-J).",
                          choices=("half_split", "interleaved"))
     base: float = option(10000.0, doc="Wavelength base θ.", minimum=1.0)

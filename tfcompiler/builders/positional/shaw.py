@@ -25,6 +25,10 @@ from .distance import bucket_index
 class ShawOptions:
     """Learned key (and value) vectors per clipped relative distance."""
 
+    PAPER = "Shaw et al. 2018"
+    COMPUTES = "learned key (and value) vectors per clipped distance"
+    LOWERING = "q·aᴷ per distance + `GatherElements`; value term `Einsum` on the probabilities"
+
     max_distance: int = option(16, doc="k: distances are clipped to [-k, k].", minimum=1)
     value_term: bool = option(True, doc="Also add the value vectors a^V (the paper's eq. 3).")
 

@@ -25,6 +25,10 @@ from .distance import bucket_index
 class T5Options:
     """A learned bias per head and relative-distance bucket, shared by a stack's layers."""
 
+    PAPER = "Raffel et al. 2020"
+    COMPUTES = "learned bias per head and log bucket, one table per stack shared by its layers"
+    LOWERING = "Clip + Gather of a compile-time bucket table (contrib `RelativePositionBias` is CUDA-only)"
+
     num_buckets: int = option(32, doc="Distance buckets (halved per direction in encoders).", minimum=2)
     max_distance: int = option(128, doc="Distances from here on share the last bucket.", minimum=2)
 

@@ -25,6 +25,10 @@ from .distance import heads_first
 class TransformerXLOptions:
     """Sinusoidal relative positions with learned content and position biases u, v."""
 
+    PAPER = "Dai et al. 2019"
+    COMPUTES = "(q+u)·k + (q+v)·W_R R_{i−j}"
+    LOWERING = "sinusoids of the distances that occur, `Einsum`, `GatherElements` (the relative shift)"
+
     base: float = option(10000.0, doc="Wavelength base of R.", minimum=1.0)
 
     def problems(self, spec):
