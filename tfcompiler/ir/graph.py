@@ -148,8 +148,12 @@ class Graph:
         old = self.op(node)
         new = self.add(op_type, self.inputs_of(node) if inputs is None else inputs, attrs, old.origin,
                        old.label if label is None else label, old.rewritten_by)
-        if len(new) < len(old.outputs):
-            raise GraphError(f"{op_type} has {len(new)} outputs, {old.type} had {len(old.outputs)}", old.origin)
+        misfits = [f"{old.type} output {port} is {t}, {op_type}'s is "
+                   f"{self.type_of(new[port]) if port < len(new) else 'missing'}"
+                   for port, t in enumerate(old.outputs) if port >= len(new) or self.type_of(new[port]) != t]
+        if misfits:  # refused before any use moved
+            self.remove(new[0].node)
+            raise GraphError(f"cannot replace: {'; '.join(misfits)}", old.origin)
         for port in range(len(old.outputs)):
             self.replace_all_uses(Value(node, port), new[port])
         self.remove(node)

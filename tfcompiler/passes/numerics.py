@@ -1,8 +1,9 @@
 """The pipeline's numeric check (``tfc compile --verify``): the IR is evaluated on small random
 inputs before the first pass and after each one (NumPy interpreter), and a pass whose outputs move
-fails. The failure names the output that moved most and the first node, in topological order, that
-both the graph before and after the pass hold and whose value moved (where the breakage shows
-first); when none did, the node that now produces the output."""
+fails. The failure names the output that moved most and where it moved first: the first node, in
+topological order, that the graph holds before and after the pass and whose value moved — or the
+node the pass made that it reads, the likelier culprit; when none moved, the node that now produces
+the output."""
 from __future__ import annotations
 
 import numpy as np
@@ -70,7 +71,8 @@ class NumericCheck:
         for value in values:
             key = str(value)
             if was[key].shape != now[key].shape or error(was[key], now[key]) > limit:
-                return located(after, value.node)
+                made = [v.node for v in after.inputs_of(value.node) if v.node not in before.nx_graph]
+                return located(after, made[0] if made else value.node)  # the pass's own node, if it reads one
         return ""
 
 
