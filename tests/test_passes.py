@@ -15,7 +15,7 @@ from tfcompiler.builders.weights import init_weights
 from tfcompiler.cli import main
 from tfcompiler.ir import Graph, Value, evaluate, random_feeds, verify
 from tfcompiler.lengths import LONG_FROM
-from tfcompiler.ir.patterns import Window
+from tfcompiler.ir.patterns import Blocks, Window
 from tfcompiler.passes import PassError, PassResult, make_pipeline, run_pipeline
 from tfcompiler.passes.eliminate_common_subexpressions import EliminateCommonSubexpressions
 from tfcompiler.passes.eliminate_dead_code import EliminateDeadCode
@@ -227,6 +227,25 @@ def test_sparsify_attention_replaces_a_windowed_attention_and_marks_it():
     assert g.op(band).attrs["block"] == 2 and g.op(band).attrs["ahead_blocks"] == 0  # causal: no keys ahead
     assert marked(g, "sparsify_attention") == {"banded_attention": 1} and g.op(band).label == "BandedAttention"
     np.testing.assert_allclose(evaluate(g, feeds)["y"], before["y"], atol=1e-6, rtol=0)
+
+
+def test_sparsify_attention_says_why_each_rewrite_does_not_match():
+    """Cross-attention (queries and keys of different lengths) keeps the dense masked form; the note
+    gives every rewrite of the pattern's type its reason, and the graph is unchanged."""
+    g = Graph()
+    q = g.add1("input", attrs=dict(name="q", dtype="float32", role="q", shape=("batch_size", 2, "sequence_length", 4)))
+    k, v = (g.add1("input", attrs=dict(name=n, dtype="float32", role=n, shape=("batch_size", 2, "memory_length", 4)))
+            for n in "kv")
+    layout = tuple(tuple(abs(a - b) <= 1 for b in range(6)) for a in range(6))
+    for layer in range(2):
+        attrs = dict(scale=0.5, causal=False, softcap=0.0, pattern=Blocks(2, layout))
+        g.outputs[f"y{layer}"] = g.add1("attention", [q, k, v], attrs, origin=f"decoder.layers.{layer}.cross_attention")
+    before = g.describe()
+    result = SparsifyAttention().run(g)
+    assert not result.changed and g.describe() == before
+    assert result.notes == ["decoder.layers.0..1.cross_attention: Blocks(block=2, 6x6 layout) stays dense masked "
+                            "(gathered key blocks: keys and queries differ in length; "
+                            "banded blocks: keys and queries differ in length)"]
 
 
 @pytest.mark.parametrize("pass_class, word", [(FoldConstants, "nothing to fold"),

@@ -24,6 +24,7 @@ from __future__ import annotations
 from ..ir.graph import Graph
 from .base import ContractError, Pass, PassResult, located
 from .matching import Match
+from .report import span
 from .sparse_rewrites import REWRITES, Rewrite
 
 
@@ -48,20 +49,21 @@ class SparsifyAttention(Pass):
     description = "compute static sparse attention patterns without the dense scores"
 
     def rewrite(self, graph: Graph) -> PassResult:
-        notes, changed = [], False
+        notes: dict[str, list[str]] = {}  # what happened -> the origins it happened at, in graph order
+        changed = False
         for node in sparse_attentions(graph):
             op = graph.op(node)
-            where, pattern = op.origin or located(graph, node), op.attrs["pattern"]
+            pattern, where = op.attrs["pattern"], op.origin or located(graph, node)
             rewrite, match = first_match(graph, node)
             if rewrite is None:
-                notes.append(f"{where}: {pattern.brief()} stays dense masked ({'; '.join(match)})")
-                continue
-            graph.replace(node, rewrite.op, attrs=dict(op.attrs, **match.bound["attrs"]), label=rewrite.label)
-            notes.append(f"{where}: {rewrite.describe(pattern, match)}")
-            changed = True
+                note = f"{pattern.brief()} stays dense masked ({'; '.join(match)})"
+            else:
+                graph.replace(node, rewrite.op, attrs=dict(op.attrs, **match.bound["attrs"]), label=rewrite.label)
+                note, changed = rewrite.describe(pattern, match), True
+            notes.setdefault(note, []).append(where)
         if not notes:
-            notes.append("nothing to do: no attention has a sparse pattern")
-        return PassResult(graph, changed, notes)
+            return PassResult(graph, False, ["nothing to do: no attention has a sparse pattern"])
+        return PassResult(graph, changed, [f"{span(where)}: {note}" for note, where in notes.items()])
 
     def ensures(self, graph: Graph) -> None:
         for node in sparse_attentions(graph):
