@@ -1,5 +1,7 @@
-"""Each pass: a structural test on a tiny hand-built graph, a no-op test (unchanged graph, a note
-saying why), and a numeric test on real blocks (IR before vs after on random inputs, verify())."""
+"""Each pass: a structural test on a tiny hand-built graph (what changed: which nodes, which
+rewritten marks), a no-op test (unchanged graph, a note saying why), and a numeric test (IR before vs
+after on random inputs, verify()); the default pipeline on every shipped spec. The contract itself
+(order checks, requires/ensures, located errors, --explain) is in test_pass_contract.py."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,12 +15,15 @@ from tfcompiler.builders.weights import init_weights
 from tfcompiler.cli import main
 from tfcompiler.ir import Graph, Value, evaluate, random_feeds, verify
 from tfcompiler.lengths import LONG_FROM
-from tfcompiler.passes import PassError, make_pipeline, run_pipeline
+from tfcompiler.ir.patterns import Blocks, Window
+from tfcompiler.passes import PassError, PassResult, make_pipeline, run_pipeline
 from tfcompiler.passes.eliminate_common_subexpressions import EliminateCommonSubexpressions
 from tfcompiler.passes.eliminate_dead_code import EliminateDeadCode
 from tfcompiler.passes.fold_constants import FoldConstants
 from tfcompiler.passes.fuse_skip_norm import FuseSkipNorm
 from tfcompiler.passes.pack_projections import PackProjections
+from tfcompiler.passes.quantize_weights import QuantizeWeights
+from tfcompiler.passes.sparsify_attention import SparsifyAttention
 from tfcompiler.language import load_spec, parse_spec
 
 PASSES = [FoldConstants, EliminateCommonSubexpressions, PackProjections, FuseSkipNorm, EliminateDeadCode]
@@ -32,45 +37,72 @@ def op_counts(graph: Graph) -> dict[str, int]:
     return counts
 
 
+def marked(graph: Graph, pass_name: str) -> dict[str, int]:
+    """Op counts of the nodes that record ``pass_name`` in rewritten_by."""
+    return op_counts_of(graph, [n for n in graph.nodes() if pass_name in graph.op(n).rewritten_by])
+
+
+def op_counts_of(graph: Graph, nodes) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for node in nodes:
+        counts[graph.op(node).type] = counts.get(graph.op(node).type, 0) + 1
+    return counts
+
+
 def small_graph():
     """y = relu(x) * (2 + 3), plus a duplicate relu(x) and a dead tanh."""
     g = Graph()
     x = g.add1("input", attrs=dict(name="x", dtype="float32", shape=("batch_size", 4), role="x"))
     two = g.add1("constant", attrs={"value": np.float32(2.0) * np.ones(4, np.float32)})
     three = g.add1("constant", attrs={"value": np.float32(3.0) * np.ones(4, np.float32)})
-    a, b = g.add1("relu", [x]), g.add1("relu", [x])
+    a, b = g.add1("relu", [x], origin="block.relu"), g.add1("relu", [x], origin="block.copy")
     g.add1("tanh", [x])
-    g.outputs["y"] = g.add1("mul", [g.add1("add", [a, b]), g.add1("add", [two, three])])
+    g.outputs["y"] = g.add1("mul", [g.add1("add", [a, b]), g.add1("add", [two, three], origin="block.bias")])
     return g
+
+
+def small_feeds():
+    return {"x": np.random.default_rng(0).standard_normal((2, 4)).astype(np.float32)}
 
 
 def test_fold_constants_evaluates_constant_subgraphs():
     g = small_graph()
+    before = evaluate(g, small_feeds())
     result = FoldConstants().run(g)
-    assert result.changed and "folded 1 node" in result.notes[0]
+    assert result.changed and "folded 1 node(s) at block.bias" in result.notes[0]
     verify(g)
+    assert op_counts(g) == {"input": 1, "constant": 3, "relu": 2, "tanh": 1, "add": 1, "mul": 1}
     (fold,) = [n for n in g.nodes() if "fold_constants" in g.op(n).rewritten_by]
     np.testing.assert_array_equal(g.op(fold).attrs["value"], np.full(4, 5.0, np.float32))
+    assert g.op(fold).origin == "block.bias" and marked(g, "fold_constants") == {"constant": 1}
+    np.testing.assert_array_equal(evaluate(g, small_feeds())["y"], before["y"])
 
 
 def test_cse_merges_identical_nodes():
     g = small_graph()
+    before = evaluate(g, small_feeds())
     result = EliminateCommonSubexpressions().run(g)
-    assert result.changed and "1 relu" in result.notes[0]
+    assert result.changed and "1 relu" in result.notes[0] and "from block.copy" in result.notes[0]
     assert op_counts(g)["relu"] == 1
     (add,) = [n for n in g.nodes() if g.op(n).type == "add" and
               g.op(g.inputs_of(n)[0].node).type == "relu"]
     assert g.inputs_of(add)[0] == g.inputs_of(add)[1]  # add(relu, relu) reads the one relu twice
+    (kept,) = g.by_type("relu")
+    assert g.op(kept).origin == "block.relu" and marked(g, "eliminate_common_subexpressions") == {"relu": 1}
     verify(g)
+    np.testing.assert_array_equal(evaluate(g, small_feeds())["y"], before["y"])
 
 
 def test_dead_code_removes_what_no_output_needs_but_keeps_inputs():
     g = small_graph()
     g.add1("input", attrs=dict(name="unused", dtype="float32", shape=(1,), role="x"))
+    before = evaluate(g, small_feeds() | {"unused": np.zeros(1, np.float32)})
     result = EliminateDeadCode().run(g)
     assert result.changed and "1 tanh" in result.notes[0]
-    assert "tanh" not in op_counts(g) and op_counts(g)["input"] == 2
+    assert op_counts(g) == {"input": 2, "constant": 2, "relu": 2, "add": 2, "mul": 1}
+    assert marked(g, "eliminate_dead_code") == {}  # it only removes
     verify(g)
+    np.testing.assert_array_equal(evaluate(g, small_feeds() | {"unused": np.zeros(1, np.float32)})["y"], before["y"])
 
 
 def projections_graph(biases: bool):
@@ -105,6 +137,9 @@ def test_pack_projections_makes_one_matmul_of_those_sharing_an_input(biases):
     assert result.changed and "query+key+value (8 columns" in result.notes[0]
     assert op_counts(g)["matmul"] == 2 and op_counts(g)["split"] == 1
     assert op_counts(g).get("add", 0) == (1 if biases else 0)
+    packed_params = 2 if biases else 1  # the packed weight (and bias); the alone matmul stays unmarked
+    assert marked(g, "pack_projections") == {"matmul": 1, "split": 1, "param": packed_params} | (
+        {"add": 1} if biases else {})
     (packed,) = [n for n in g.by_type("param") if "+" in g.op(n).attrs["name"]][:1]
     assert g.op(packed).attrs["shape"] == (4, 8)
     after = evaluate(g, feeds)
@@ -134,7 +169,7 @@ def test_fuse_skip_norm_joins_a_residual_sum_and_its_norm(kind):
     scale = g.add1("param", attrs=dict(name="scale", dtype="float32", shape=(4,), init="ones"))
     bias = g.add1("param", attrs=dict(name="bias", dtype="float32", shape=(4,), init="zeros"))
     total = g.add1("add", [a, b])
-    g.outputs["y"] = g.add1(kind, [total, scale], attrs={"epsilon": 1e-5})
+    g.outputs["y"] = g.add1(kind, [total, scale], attrs={"epsilon": 1e-5}, origin="block.norm")
     g.outputs["z"] = g.add1("mul", [total, g.add1("constant", attrs={"value": np.float32(2.0)})])
     g.outputs["w"] = g.add1(kind, [g.add1("add", [a, bias]), scale], attrs={"epsilon": 1e-5})
     g.weights = {"scale": 1 + np.arange(4, dtype=np.float32), "bias": np.ones(4, np.float32)}
@@ -142,17 +177,83 @@ def test_fuse_skip_norm_joins_a_residual_sum_and_its_norm(kind):
     before = evaluate(g, feeds)
     result = FuseSkipNorm().run(g)
     verify(g)
-    assert result.changed and "fused 1 residual" in result.notes[0]
+    assert result.changed and "fused 1 residual" in result.notes[0] and "at block.norm" in result.notes[0]
     assert op_counts(g)["skip_norm"] == 1 and op_counts(g)["add"] == 1 and op_counts(g)[kind] == 1
+    assert "left 1 norm(s): its input is a broadcast add" in result.notes[1]  # w = norm(a + bias)
+    (fused,) = g.by_type("skip_norm")
+    assert g.op(fused).origin == "block.norm" and marked(g, "fuse_skip_norm") == {"skip_norm": 1}
+    assert g.outputs["y"] == Value(fused, 0) and g.inputs_of(g.outputs["z"].node)[0] == Value(fused, 1)
     after = evaluate(g, feeds)
     for name in before:
         np.testing.assert_array_equal(after[name], before[name])
 
 
+def test_quantize_weights_replaces_weight_matmuls_and_marks_them():
+    """x @ W (W a 2-D param) becomes quantized_matmul with int8 values and scales; x @ x stays."""
+    g = Graph()
+    x = g.add1("input", attrs=dict(name="x", dtype="float32", shape=("batch_size", 4), role="x"))
+    w = g.add1("param", attrs=dict(name="proj.weight", dtype="float32", shape=(4, 4), init="matrix"))
+    y = g.add1("matmul", [x, w], origin="block.proj", label="Proj")
+    g.outputs["y"] = g.add1("matmul", [y, g.add1("transpose", [x], attrs={"perm": (1, 0)})])
+    g.weights = {"proj.weight": np.random.default_rng(0).standard_normal((4, 4)).astype(np.float32)}
+    feeds = {"x": np.random.default_rng(1).standard_normal((3, 4)).astype(np.float32)}
+    before = evaluate(g, feeds)
+    result = QuantizeWeights(8).run(g)
+    EliminateDeadCode().run(g)
+    verify(g)
+    assert result.changed and "quantized 1 linear map(s)" in result.notes[0] and "at block.proj" in result.notes[0]
+    assert "left 1 matmul(s): its right operand is not a 2-D float32 weight" in result.notes[1]
+    (q,) = g.by_type("quantized_matmul")
+    assert g.op(q).origin == "block.proj" and g.op(q).label == "Proj"
+    assert marked(g, "quantize_weights") == {"quantized_matmul": 1, "param": 2}
+    assert [g.op(n).attrs["name"] for n in g.by_type("param")] == ["proj.weight.int8", "proj.weight.scale"]
+    after = evaluate(g, feeds)["y"]
+    assert np.linalg.norm(after - before["y"]) <= QuantizeWeights.BUDGETS[8] * np.linalg.norm(before["y"])
+
+
+def test_sparsify_attention_replaces_a_windowed_attention_and_marks_it():
+    g = Graph()
+    q, k, v = (g.add1("input", attrs=dict(name=n, dtype="float32", role=n,
+                                          shape=("batch_size", 2, "sequence_length", 4))) for n in "qkv")
+    attrs = dict(scale=0.5, causal=True, softcap=0.0, pattern=Window(back=2, ahead=2))
+    g.outputs["y"] = g.add1("attention", [q, k, v], attrs, origin="decoder.layers.0.attention", label="Attn")
+    feeds = {n: np.random.default_rng(i).standard_normal((1, 2, 7, 4)).astype(np.float32) for i, n in enumerate("qkv")}
+    before = evaluate(g, feeds)
+    result = SparsifyAttention().run(g)
+    verify(g)
+    assert result.changed and result.notes[0].startswith("decoder.layers.0.attention: Window(")
+    (band,) = g.by_type("banded_attention")
+    assert op_counts(g) == {"input": 3, "banded_attention": 1}
+    assert g.op(band).attrs["block"] == 2 and g.op(band).attrs["ahead_blocks"] == 0  # causal: no keys ahead
+    assert marked(g, "sparsify_attention") == {"banded_attention": 1} and g.op(band).label == "BandedAttention"
+    np.testing.assert_allclose(evaluate(g, feeds)["y"], before["y"], atol=1e-6, rtol=0)
+
+
+def test_sparsify_attention_says_why_each_rewrite_does_not_match():
+    """Cross-attention (queries and keys of different lengths) keeps the dense masked form; the note
+    gives every rewrite of the pattern's type its reason, and the graph is unchanged."""
+    g = Graph()
+    q = g.add1("input", attrs=dict(name="q", dtype="float32", role="q", shape=("batch_size", 2, "sequence_length", 4)))
+    k, v = (g.add1("input", attrs=dict(name=n, dtype="float32", role=n, shape=("batch_size", 2, "memory_length", 4)))
+            for n in "kv")
+    layout = tuple(tuple(abs(a - b) <= 1 for b in range(6)) for a in range(6))
+    for layer in range(2):
+        attrs = dict(scale=0.5, causal=False, softcap=0.0, pattern=Blocks(2, layout))
+        g.outputs[f"y{layer}"] = g.add1("attention", [q, k, v], attrs, origin=f"decoder.layers.{layer}.cross_attention")
+    before = g.describe()
+    result = SparsifyAttention().run(g)
+    assert not result.changed and g.describe() == before
+    assert result.notes == ["decoder.layers.0..1.cross_attention: Blocks(block=2, 6x6 layout) stays dense masked "
+                            "(gathered key blocks: keys and queries differ in length; "
+                            "banded blocks: keys and queries differ in length)"]
+
+
 @pytest.mark.parametrize("pass_class, word", [(FoldConstants, "nothing to fold"),
                                               (EliminateCommonSubexpressions, "nothing to merge"),
+                                              (SparsifyAttention, "no attention has a sparse pattern"),
                                               (PackProjections, "nothing to pack"),
                                               (FuseSkipNorm, "nothing to fuse"),
+                                              (QuantizeWeights, "nothing to quantize"),
                                               (EliminateDeadCode, "nothing to remove")])
 def test_a_pass_with_nothing_to_do_leaves_the_graph_unchanged(pass_class, word):
     g = Graph()
@@ -161,7 +262,7 @@ def test_a_pass_with_nothing_to_do_leaves_the_graph_unchanged(pass_class, word):
     before = g.describe()
     result = pass_class().run(g)
     assert not result.changed and word in result.notes[0]
-    assert g.describe() == before
+    assert g.describe() == before and not marked(g, pass_class.name)
 
 
 def built(spec_text: str):
@@ -196,25 +297,35 @@ def test_pipeline_finds_work_on_a_real_model():
 
 @pytest.mark.parametrize("path", sorted((ROOT / "specs").glob("*.yaml")), ids=lambda p: p.stem)
 def test_default_pipeline_verifies_on_every_shipped_spec(path: Path):
+    """Verified after each pass; at the end every pass's promise still holds (a later pass undid none),
+    and every node a pass made or marked keeps a spec origin (errors and ONNX names point at it)."""
     graph = build_graph(load_spec(path))  # structure only: full-size weights are not needed
-    graph, report = run_pipeline(graph, make_pipeline(), verify_each=True)
-    assert len(report.records) == len(make_pipeline())
+    passes = make_pipeline()
+    graph, report = run_pipeline(graph, passes, verify_each=True)
+    for p in passes:
+        p.ensures(graph)
+    unlocated = [graph.op(n) for n in graph.nodes() if graph.op(n).rewritten_by and not graph.op(n).origin]
+    assert not unlocated, unlocated[:3]
+    for record in report.records:  # what the report says it did is what the graph shows
+        assert record.changed == (bool(record.rewrites) or record.nodes_after != record.nodes_before), record
 
 
 def test_numeric_check_names_a_pass_that_changes_results():
+    """The failure names the pass, the output, and the node the pass made that the first moved value reads."""
     class Breaks(FoldConstants):
         name = "breaks_things"
 
-        def run(self, graph):
+        def rewrite(self, graph):
             (relu,) = graph.by_type("relu")
-            graph.replace_all_uses(Value(relu, 0), graph.add1("tanh", graph.inputs_of(relu)))
-            return super().run(graph)
+            graph.replace(relu, "tanh")
+            return PassResult(graph, True, ["replaced relu by tanh"])
 
     g = Graph()
     x = g.add1("input", attrs=dict(name="x", dtype="float32", shape=(3,), role="x"))
-    g.outputs["y"] = g.add1("relu", [x])
-    with pytest.raises(PassError, match="breaks_things.*moved"):
+    g.outputs["y"] = g.add1("neg", [g.add1("relu", [x], origin="decoder.layers.3.ffn")], origin="decoder.output")
+    with pytest.raises(PassError, match="breaks_things.*moved") as error:
         run_pipeline(g, [Breaks()], check_feeds={"x": np.array([-1.0, 0.5, 2.0], np.float32)})
+    assert str(error.value).startswith("pass breaks_things failed at /decoder/layers/3/ffn: output 'y' moved by ")
 
 
 def test_explain_prints_every_pass_and_its_note(tmp_path, capsys):
@@ -226,3 +337,7 @@ def test_explain_prints_every_pass_and_its_note(tmp_path, capsys):
     assert "eliminate_common_subexpressions: changed" in out and "merged" in out
     assert "pack_projections: changed" in out and "query+key+value" in out
     assert "eliminate_dead_code: changed" in out  # the packed projections' own weights
+    # per pass, the nodes it made or marked, counted by op type over a span of spec origins
+    assert ("rewrote 4 skip_norm at decoder.final_norm, decoder.layers.1.attention_norm, "
+            "decoder.layers.0..1.ffn_norm") in out
+    assert "rewrote 2 split at decoder.layers.0..1.attention.query" in out

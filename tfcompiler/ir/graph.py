@@ -5,12 +5,16 @@ A node is a frozen :class:`Op` record (type, attributes, output types, origin). 
 Graph inputs are ``input`` nodes, weights are ``param`` nodes whose arrays live in
 ``Graph.weights``, and graph outputs are an ordered name -> :class:`Value` map.
 
-Passes never touch the NetworkX object: they use :meth:`Graph.add`, :meth:`Graph.replace_all_uses`
-and :meth:`Graph.remove`, which keep ports and types consistent.
+Passes never touch the NetworkX object: they use :meth:`Graph.add`, :meth:`Graph.replace`,
+:meth:`Graph.replace_all_uses` and :meth:`Graph.remove`, which keep ports and types consistent. Inside
+``with graph.rewriting(pass_name)`` every node those helpers make records the pass in its
+``rewritten_by`` (the pass runner opens it), so a rewrite is marked on the nodes without each pass
+remembering to; a failed edit raises :class:`GraphError`, which names the node's spec origin.
 """
 from __future__ import annotations
 
 import itertools
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Mapping, NamedTuple
 
@@ -39,6 +43,25 @@ class Op:
     rewritten_by: tuple[str, ...] = ()
     label: str = ""
 
+    @property
+    def where(self) -> str:
+        return scope(self.origin)
+
+
+def scope(origin: str) -> str:
+    """A spec origin as the scope of its ONNX node names (``decoder.layers.3.attention`` ->
+    ``/decoder/layers/3/attention``), where a user finds it in Netron; "the graph" for no origin."""
+    return "/" + "/".join(origin.split(".")) if origin else "the graph"
+
+
+class GraphError(ValueError):
+    """A graph edit or check that failed at a node: ``message`` says what, ``origin`` is the node's spec
+    path ("" when no node is to blame), so a pass failure can say where."""
+
+    def __init__(self, message: str, origin: str = ""):
+        super().__init__(message)
+        self.message, self.origin = message, origin
+
 
 @dataclass
 class Graph:
@@ -47,18 +70,26 @@ class Graph:
     weights: dict[str, np.ndarray] = field(default_factory=dict)
     metadata: dict[str, str] = field(default_factory=dict)
     _ids: Iterable[int] = field(default_factory=itertools.count, repr=False)
+    _rewriter: str = field(default="", repr=False)  # the pass whose rewrites are being marked
 
     # --- construction -------------------------------------------------------------------------
     def add(self, op_type: str, inputs: Iterable[Value] = (), attrs: Mapping[str, Any] | None = None,
             origin: str = "", label: str = "", rewritten_by: tuple[str, ...] = ()) -> list[Value]:
-        """Add a node; its output types come from the op's shape rule. Returns its output values."""
+        """Add a node; its output types come from the op's shape rule. Returns its output values.
+        Inside :meth:`rewriting` the node records that pass after ``rewritten_by`` (its history)."""
         from .ops import infer_types
 
         inputs = list(inputs)
         attrs = dict(attrs or {})
-        outputs = infer_types(op_type, attrs, [self.type_of(v) for v in inputs])
+        try:
+            outputs = infer_types(op_type, attrs, [self.type_of(v) for v in inputs])
+        except ValueError as e:  # the shape rule's own error type, told where
+            e.origin = getattr(e, "origin", "") or origin
+            raise
+        if self._rewriter and self._rewriter not in rewritten_by:
+            rewritten_by = tuple(rewritten_by) + (self._rewriter,)
         node = next(self._ids)
-        self.nx_graph.add_node(node, op=Op(op_type, attrs, tuple(outputs), origin, rewritten_by, label))
+        self.nx_graph.add_node(node, op=Op(op_type, attrs, tuple(outputs), origin, tuple(rewritten_by), label))
         for dst_input, value in enumerate(inputs):
             self.nx_graph.add_edge(value.node, node, src_output=value.port, dst_input=dst_input)
         return [Value(node, port) for port in range(len(outputs))]
@@ -100,9 +131,37 @@ class Graph:
         return [n for n in self.topological() if self.op(n).type == op_type]
 
     # --- rewriting ----------------------------------------------------------------------------
+    @contextmanager
+    def rewriting(self, pass_name: str):
+        """Mark every node made or marked inside as rewritten by ``pass_name``."""
+        outer, self._rewriter = self._rewriter, pass_name
+        try:
+            yield self
+        finally:
+            self._rewriter = outer
+
+    def replace(self, node: int, op_type: str, inputs: Iterable[Value] | None = None,
+                attrs: Mapping[str, Any] | None = None, label: str | None = None) -> list[Value]:
+        """Put a new op in ``node``'s place: its origin, its label unless given, its inputs unless
+        given, its rewrite history (plus the current pass); every use of the old outputs moves to the
+        new node's outputs of the same port, and the old node goes. Returns the new outputs."""
+        old = self.op(node)
+        new = self.add(op_type, self.inputs_of(node) if inputs is None else inputs, attrs, old.origin,
+                       old.label if label is None else label, old.rewritten_by)
+        misfits = [f"{old.type} output {port} is {t}, {op_type}'s is "
+                   f"{self.type_of(new[port]) if port < len(new) else 'missing'}"
+                   for port, t in enumerate(old.outputs) if port >= len(new) or self.type_of(new[port]) != t]
+        if misfits:  # refused before any use moved
+            self.remove(new[0].node)
+            raise GraphError(f"cannot replace: {'; '.join(misfits)}", old.origin)
+        for port in range(len(old.outputs)):
+            self.replace_all_uses(Value(node, port), new[port])
+        self.remove(node)
+        return new
+
     def replace_all_uses(self, old: Value, new: Value) -> None:
         if self.type_of(old) != self.type_of(new):
-            raise ValueError(f"cannot replace {self.type_of(old)} with {self.type_of(new)}")
+            raise GraphError(f"cannot replace {self.type_of(old)} with {self.type_of(new)}", self.op(old.node).origin)
         for dst, dst_input in self.users(old):
             self._rewire(dst, dst_input, new)
         for name, value in self.outputs.items():
@@ -119,14 +178,17 @@ class Graph:
         """Delete a node; with ``safe`` it must have no users and feed no graph output."""
         if safe:
             if self.nx_graph.out_degree(node) or any(v.node == node for v in self.outputs.values()):
-                raise ValueError(f"node {node} ({self.op(node).type}) is still used")
+                raise GraphError(f"node {node} ({self.op(node).type}) is still used", self.op(node).origin)
         if self.op(node).type == "param":
             self.weights.pop(self.op(node).attrs["name"], None)
         self.nx_graph.remove_node(node)
 
-    def mark_rewritten(self, node: int, pass_name: str) -> None:
-        op = self.op(node)
-        self.nx_graph.nodes[node]["op"] = replace(op, rewritten_by=op.rewritten_by + (pass_name,))
+    def mark_rewritten(self, node: int, pass_name: str | None = None) -> None:
+        """Record that a pass rewrote ``node`` in place (kept it for others, say); by default the pass
+        of the enclosing :meth:`rewriting`."""
+        op, pass_name = self.op(node), pass_name or self._rewriter
+        if pass_name and pass_name not in op.rewritten_by:
+            self.nx_graph.nodes[node]["op"] = replace(op, rewritten_by=op.rewritten_by + (pass_name,))
 
     def copy(self) -> "Graph":
         """A copy sharing the (immutable) op records and weight arrays."""

@@ -71,12 +71,13 @@ class Pattern:
         j = np.arange(t)[None, :]
         return np.broadcast_to(self.allowed(NumpyGrid(t), i, j), (s, t))
 
-    def density(self, s: int, causal: bool) -> float:
-        """Fraction of the (S, S) scores the pattern keeps (with causality), for --explain."""
-        m = self.mask(s, s)
-        if causal:
-            m = m & np.tril(np.ones((s, s), bool))
-        return float(m.mean())
+    def without_global(self) -> tuple["Pattern", int]:
+        """(the pattern under its global tokens, their count): (self, 0) but for WithGlobal."""
+        return self, 0
+
+    def brief(self) -> str:
+        """The pattern in a line, for --explain."""
+        return str(self)
 
 
 @dataclass(frozen=True)
@@ -160,6 +161,9 @@ class WithGlobal(Pattern):
         glob = xp.or_(xp.lt(i, self.tokens), xp.lt(j, self.tokens))
         return xp.or_(self.base.allowed(xp, i, j), glob)
 
+    def without_global(self):
+        return self.base, self.tokens
+
 
 @dataclass(frozen=True)
 class Blocks(Pattern):
@@ -171,6 +175,9 @@ class Blocks(Pattern):
     block: int
     layout: tuple[tuple[bool, ...], ...]
     trailing: int = 0
+
+    def brief(self) -> str:  # by its size, not its table
+        return f"Blocks(block={self.block}, {len(self.layout)}x{len(self.layout)} layout)"
 
     def allowed(self, xp, i, j):
         table = np.asarray(self.layout, bool)

@@ -1,5 +1,6 @@
 """Passes: graph rewrites with a tiny contract (``run(graph) -> PassResult``), one per file."""
-from .base import Pass, PassError, PassResult
-from .pipeline import PIPELINES, make_pipeline, run_pipeline
+from .base import ContractError, Pass, PassError, PassResult
+from .pipeline import PIPELINES, OrderError, make_pipeline, run_pipeline
 
-__all__ = ["Pass", "PassError", "PassResult", "PIPELINES", "make_pipeline", "run_pipeline"]
+__all__ = ["ContractError", "OrderError", "Pass", "PassError", "PassResult", "PIPELINES", "make_pipeline",
+           "run_pipeline"]

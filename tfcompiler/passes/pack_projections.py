@@ -26,7 +26,9 @@ from ..ir.graph import Graph, Value
 from ..ir.ops.token_chunks import chunk_region
 from ..ir.recipes import Recipe
 from ..lengths import LONG_FROM
-from .base import Pass, PassResult
+from .base import ContractError, Pass, PassResult
+from .eliminate_common_subexpressions import duplicates
+from .report import span
 
 
 @dataclass(frozen=True)
@@ -46,20 +48,15 @@ class PackedWeight(Recipe):
 class PackProjections(Pass):
     name = "pack_projections"
     description = "one MatMul for the projections that share an input"
+    after = {"eliminate_common_subexpressions": "projections group by the value they read, and equal values "
+                                                "are one value only once merged"}
+    before = {"eliminate_dead_code": "the unpacked weights are left dead for it"}
 
-    def run(self, graph: Graph) -> PassResult:
+    def rewrite(self, graph: Graph) -> PassResult:
         notes, packed, left = [], {}, 0
-        long = graph.metadata.get("max_length", 0) >= LONG_FROM
-        chunked = set().union(*(chunk_region(graph, end) | {graph.inputs_of(end)[1].node}
-                                for end in graph.by_type("chunks_end")))
-        for node in graph.topological():
-            if node not in graph.nx_graph:
-                continue
-            for port in range(len(graph.op(node).outputs)):
-                group = projections_of(graph, Value(node, port))
-                if len(group) < 2:
-                    continue
-                if long and node not in chunked:
+        for group, keep in list(groups(graph)):
+            if all(m in graph.nx_graph for m, _ in group):
+                if keep:
                     left += 1
                 else:
                     notes.append(pack(graph, group, packed))
@@ -67,8 +64,35 @@ class PackProjections(Pass):
                 f"{LONG_FROM} a packed group's split holds one more long activation)"] if left else []
         if not notes:
             return PassResult(graph, False, kept or ["nothing to pack: no input feeds two or more weight projections"])
+        kinds = {what: [origin for origin, w in notes if w == what] for what in dict.fromkeys(w for _, w in notes)}
         return PassResult(graph, True, [f"packed {len(notes)} group(s) of projections: "
-                                        + "; ".join(notes[:3]) + (" ..." if len(notes) > 3 else "")] + kept)
+                                        + "; ".join(f"{what} at {span(at)}" for what, at in kinds.items())] + kept)
+
+    def requires(self, graph: Graph) -> None:
+        """Equal values that feed projections are one value (CSE's promise), or their groups would split."""
+        readers = [n for n in graph.topological() if any(projections_of(graph, Value(n, p))
+                                                          for p in range(len(graph.op(n).outputs)))]
+        for first, later in duplicates(graph, readers):
+            raise ContractError(f"{graph.op(later).type} feeds weight projections and computes the same value as "
+                                f"node {first}: merge equal values first", graph.op(later).origin)
+
+    def ensures(self, graph: Graph) -> None:
+        for group, keep in groups(graph):
+            if not keep:
+                raise ContractError(f"{len(group)} projections still read one input", graph.op(group[0][0]).origin)
+
+
+def groups(graph: Graph):
+    """(group, keep) for every value read by two or more weight projections: the group as
+    projections_of gives it; keep when the model's inputs reach LONG_FROM tokens outside token chunks."""
+    long = graph.metadata.get("max_length", 0) >= LONG_FROM
+    chunked = set().union(*(chunk_region(graph, end) | {graph.inputs_of(end)[1].node}
+                            for end in graph.by_type("chunks_end")))
+    for node in graph.topological():
+        for port in range(len(graph.op(node).outputs)):
+            group = projections_of(graph, Value(node, port))
+            if len(group) >= 2:
+                yield group, long and node not in chunked
 
 
 def _param(graph: Graph, value: Value, rank: int):
@@ -110,7 +134,8 @@ def packed_param(graph: Graph, params: list[Value], axis: int, origin: str, made
     return made[tuple(params)]
 
 
-def pack(graph: Graph, group: list[tuple[int, int | None]], made: dict) -> str:
+def pack(graph: Graph, group: list[tuple[int, int | None]], made: dict) -> tuple[str, str]:
+    """Pack one group; returns (its origin, what it packed)."""
     matmuls = [m for m, _ in group]
     x = graph.inputs_of(matmuls[0])[0]
     weights = [graph.inputs_of(m)[1] for m in matmuls]
@@ -134,4 +159,4 @@ def pack(graph: Graph, group: list[tuple[int, int | None]], made: dict) -> str:
             graph.remove(bias)
         graph.remove(m)
     names = [graph.op(w.node).attrs["name"].rsplit(".", 2)[-2] for w in weights]
-    return f"{origin}: {'+'.join(names)} ({sum(widths)} columns{', with biases' if with_bias else ''})"
+    return origin, f"{'+'.join(names)} ({sum(widths)} columns{', with biases' if with_bias else ''})"

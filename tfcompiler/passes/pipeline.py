@@ -1,133 +1,117 @@
-"""The named pass pipelines and the runner: per-pass timing, change counts, notes for --explain,
-optional verification and IR dumps after each pass."""
+"""The named pass pipelines and the runner: per-pass timing, change counts, notes and rewrites for
+--explain, optional verification, numeric checks and IR dumps after each pass.
+
+The order of a pipeline is checked, not implied: each pass declares the passes it must run after
+(``after``) or before (``before``) when both are present, with the reason, and ``make_pipeline`` and
+``run_pipeline`` refuse an order that breaks one (:class:`OrderError`). The runner also holds each
+pass to its report: a pass that says it changed nothing must leave the node set and every node's
+marks as they were and say why in a note; one that says it changed the graph must have.
+"""
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from collections import Counter
 
-import numpy as np
-
-from ..ir.graph import Graph
-from ..ir.interpret import evaluate
-from ..ir.verify import VerifyError, verify
-from .base import Pass, PassError
+from ..ir.graph import Graph, scope
+from ..ir.verify import verify
+from .base import Pass, PassError, located
 from .eliminate_common_subexpressions import EliminateCommonSubexpressions
 from .eliminate_dead_code import EliminateDeadCode
 from .fold_constants import FoldConstants
 from .fuse_skip_norm import FuseSkipNorm
+from .numerics import NumericCheck
 from .pack_projections import PackProjections
 from .quantize_weights import QuantizeWeights
+from .report import PassRecord, PipelineReport
 from .sparsify_attention import SparsifyAttention
 
-# Folding first exposes equal constants to CSE; sparsity needs the final attention inputs; packing
-# needs CSE's shared inputs; dead code last sweeps what the others left behind.
-PIPELINES: dict[str, list] = {
+PIPELINES: dict[str, list[type[Pass]]] = {
     "default": [FoldConstants, EliminateCommonSubexpressions, SparsifyAttention, PackProjections,
                 FuseSkipNorm, EliminateDeadCode],
     "none": [],
 }
-
-
-@dataclass
-class PassRecord:
-    name: str
-    changed: bool
-    notes: list[str]
-    seconds: float
-    nodes_before: int
-    nodes_after: int
-
-
-@dataclass
-class PipelineReport:
-    records: list[PassRecord] = field(default_factory=list)
-    dumps: dict[str, str] = field(default_factory=dict)
-
-    def explain(self) -> str:
-        lines = []
-        for r in self.records:
-            status = "changed" if r.changed else "unchanged"
-            lines.append(f"{r.name}: {status}, {r.nodes_before} -> {r.nodes_after} nodes, "
-                         f"{r.seconds * 1000:.1f} ms")
-            lines.extend(f"  {note}" for note in r.notes)
-        return "\n".join(lines)
-
-
-def _compare(pass_name: str, expected: dict, actual: dict, tolerance: float, budget: float = 0.0) -> str:
-    """Every output within `tolerance` of the IR before the pipeline, relative to the output's scale
-    (max(1, its largest magnitude): a pass may reassociate sums, as one packed GEMM does); after a
-    pass that changes numbers on purpose, within `budget` instead: relative RMS error
-    ‖after - before‖ / ‖before‖."""
-    worst, relative = 0.0, 0.0
-    for name, want in expected.items():
-        got = actual[name]
-        if got.shape != want.shape:
-            raise PassError(pass_name, name, f"output shape changed from {want.shape} to {got.shape}")
-        difference = got.astype(np.float64) - want
-        scale = max(1.0, float(np.max(np.abs(want), initial=0.0)))
-        worst = max(worst, float(np.max(np.abs(difference), initial=0.0)) / scale)
-        norm = float(np.linalg.norm(want))
-        relative = max(relative, float(np.linalg.norm(difference)) / norm if norm else 0.0)
-    if budget:
-        if relative > budget:
-            raise PassError(pass_name, "", f"outputs moved by {relative:.3g} relative RMS (budget {budget:g})")
-        return f"numerics checked: outputs within {relative:.3g} relative RMS of the IR before the pipeline " \
-               f"(budget {budget:g})"
-    if worst > tolerance:
-        raise PassError(pass_name, "", f"outputs moved by {worst:.3g} of their scale (tolerance {tolerance:g})")
-    return f"numerics checked: outputs within {worst:.3g} of their scale of the IR before the pipeline"
-
-
 QUANTIZE = {"none": None, "int8": 8, "int4": 4}  # --quantize -> bits
 
 
+class OrderError(ValueError):
+    """A pipeline runs a pass before one it must follow (or after one it must precede)."""
+
+
+def check_order(passes: list[Pass]) -> None:
+    """Refuse an order that breaks a pass's ``after`` or ``before`` declaration."""
+    names = [p.name for p in passes]
+    for i, p in enumerate(passes):
+        for other, why in p.after.items():
+            if other in names[i + 1:]:
+                raise OrderError(f"pipeline {' -> '.join(names)}: {p.name} must run after {other} ({why})")
+        for other, why in p.before.items():
+            if other in names[:i]:
+                raise OrderError(f"pipeline {' -> '.join(names)}: {p.name} must run before {other} ({why})")
+
+
+def place(passes: list[Pass], extra: Pass) -> list[Pass]:
+    """``passes`` with ``extra`` as late as its declarations allow: before the first pass it must
+    precede, so it sees every other rewrite (check_order then checks the passes it must follow)."""
+    ends = [i for i, p in enumerate(passes) if p.name in extra.before or extra.name in p.after]
+    at = min(ends, default=len(passes))
+    return passes[:at] + [extra] + passes[at:]
+
+
 def make_pipeline(name: str = "default", quantize: str = "none", int4_layout: str = "nbits") -> list[Pass]:
-    """The named pipeline; with `quantize`, its quantization pass before dead-code elimination (after
-    packing, so packed projections are quantized as one); `int4_layout` as the target runs them
-    (tfcompiler.passes.quantize_weights)."""
+    """The named pipeline; with `quantize`, its quantization pass placed by its declarations (after
+    packing, so packed projections are quantized as one; before dead-code elimination, which drops
+    the float weights); `int4_layout` as the target runs them (tfcompiler.passes.quantize_weights)."""
     passes = [cls() for cls in PIPELINES[name]]
     if QUANTIZE[quantize] is not None:
-        at = next((i for i, p in enumerate(passes) if isinstance(p, EliminateDeadCode)), len(passes))
-        passes.insert(at, QuantizeWeights(QUANTIZE[quantize], int4_layout))
+        passes = place(passes, QuantizeWeights(QUANTIZE[quantize], int4_layout))
+    check_order(passes)
     return passes
 
 
 def run_pipeline(graph: Graph, passes: list[Pass], verify_each: bool = False,
                  dump_after: set[str] = frozenset(), check_feeds: dict | None = None,
                  tolerance: float = 1e-5) -> tuple[Graph, PipelineReport]:
-    """Run ``passes`` in order. ``verify_each`` runs ``verify()`` after every pass; ``check_feeds``
-    also evaluates the IR on those inputs before the first pass and after each one, and fails the
-    pass whose outputs move by more than ``tolerance``."""
+    """Run ``passes`` in order (once check_order accepts it). ``verify_each`` runs ``verify()`` after
+    every pass; ``check_feeds`` also evaluates the IR on those inputs before the first pass and after
+    each one, and fails the pass whose outputs move by more than ``tolerance`` (tfcompiler.passes.numerics).
+    A failure is a PassError naming the pass and the scope of the node at fault."""
+    check_order(passes)
     report = PipelineReport()
-    drawn: dict = {}
-
-    def run(graph):  # seeded weights are drawn once for all the evaluations
-        for name, w in graph.weights.items():
-            if (name, id(w)) not in drawn:
-                drawn[name, id(w)] = np.asarray(w)
-        return evaluate(graph, check_feeds, {name: drawn[name, id(w)] for name, w in graph.weights.items()})
-
-    expected = run(graph) if check_feeds is not None else None
-    budget = 0.0
+    numerics = NumericCheck(graph, check_feeds, tolerance) if check_feeds is not None else None
     for p in passes:
-        # a pass that changes numbers on purpose (quantization) sets an accuracy budget for itself and after
-        budget = max(budget, getattr(p, "budget", 0.0))
-        before = len(graph.nodes())
+        marks = {n: graph.op(n).rewritten_by for n in graph.nodes()}
+        before = graph.copy() if numerics else None
         try:
-            p.requires(graph)
             start = time.perf_counter()
             result = p.run(graph)
             seconds = time.perf_counter() - start
-            p.ensures(result.graph)
             if verify_each:
                 verify(result.graph)
-        except (VerifyError, ValueError) as e:
-            raise PassError(p.name, "", str(e)) from e
+        except ValueError as e:  # GraphError (verify's, a contract's) and shape rules' errors carry the origin
+            origin = getattr(e, "origin", "")
+            raise PassError(p.name, scope(origin) if origin else "", getattr(e, "message", str(e))) from e
         graph = result.graph
-        if expected is not None:
-            result.notes.append(_compare(p.name, expected, run(graph), tolerance, budget))
-        report.records.append(PassRecord(p.name, result.changed, result.notes, seconds, before,
-                                         len(graph.nodes())))
+        rewrites = Counter((graph.op(n).type, graph.op(n).origin) for n in graph.nodes()
+                           if p.name in graph.op(n).rewritten_by and p.name not in marks.get(n, ()))
+        _hold_to_report(p, result.changed, result.notes, graph, marks, rewrites)
+        if numerics:
+            result.notes.append(numerics.check(p, before, graph))
+        report.records.append(PassRecord(p.name, result.changed, result.notes, seconds, len(marks),
+                                         len(graph.nodes()), rewrites))
         if p.name in dump_after or "all" in dump_after:
             report.dumps[p.name] = graph.describe()
     return graph, report
+
+
+def _hold_to_report(p: Pass, changed: bool, notes: list[str], graph: Graph, marks: dict, rewrites: Counter) -> None:
+    """A pass's ``changed`` and notes must tell what it did to the graph."""
+    added = [n for n in graph.nodes() if n not in marks]
+    removed = len(marks) + len(added) - len(graph.nodes())
+    if changed and not (added or removed or rewrites):
+        raise PassError(p.name, "", "it reported a change but left the graph as it was")
+    if not changed and (added or removed or rewrites):
+        where = located(graph, added[0]) if added else ""
+        raise PassError(p.name, where, f"it reported no change but added {len(added)} node(s), removed {removed} "
+                                       f"and marked {sum(rewrites.values())}")
+    if not changed and not notes:
+        raise PassError(p.name, "", "it changed nothing and did not say why")

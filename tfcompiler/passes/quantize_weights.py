@@ -34,9 +34,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..ir.graph import Graph, Value
+from ..ir.graph import Graph
 from ..ir.recipes import Recipe
-from .base import Pass, PassResult
+from .base import ContractError, Pass, PassResult
+from .matching import Match, misses
+from .report import span
 
 LEVELS = 63  # the largest int8 magnitude
 BLOCK = 32  # int4 rows per scale
@@ -109,9 +111,23 @@ def quantize_int4(weight: np.ndarray, layout: str = "nbits") -> tuple[np.ndarray
     return (codes[..., 0::2] | (codes[..., 1::2] << 4)).astype(np.uint8), scales
 
 
+def quantizable(graph: Graph, node: int) -> Match:
+    """A matmul whose right operand is a 2-D float32 param or its transpose: binds that param's op
+    and whether it is transposed."""
+    w = graph.inputs_of(node)[1]
+    op, transposed = graph.op(w.node), False
+    if op.type == "transpose" and tuple(op.attrs["perm"]) == (1, 0):
+        op, transposed = graph.op(graph.inputs_of(w.node)[0].node), True
+    if op.type != "param" or len(op.attrs["shape"]) != 2 or op.attrs["dtype"] != "float32":
+        return Match.fail("its right operand is not a 2-D float32 weight")
+    return Match.of(param=op, transposed=transposed)
+
+
 class QuantizeWeights(Pass):
     name = "quantize_weights"
     description = "int8 weights for the linear maps, activations quantized at run time (or int4, weight-only)"
+    after = {"pack_projections": "a packed projection is quantized as one weight"}
+    before = {"eliminate_dead_code": "the float weights are left dead for it"}
 
     def __init__(self, bits: int = 8, layout: str = "nbits"):
         self.bits, self.layout = bits, layout  # layout: of int4 codes (see quantize_int4)
@@ -120,15 +136,14 @@ class QuantizeWeights(Pass):
     # rounding alone moves a random-weight BERT-base about 25% (real weights are smoother)
     BUDGETS = {8: 0.1, 4: 0.5}
 
-    def run(self, graph: Graph) -> PassResult:
-        count, saved, made = 0, 0, {}
+    def rewrite(self, graph: Graph) -> PassResult:
+        count, saved, made, origins, failed = 0, 0, {}, [], []
         for node in graph.by_type("matmul"):
-            x, w = graph.inputs_of(node)
-            op, transposed = graph.op(w.node), False
-            if op.type == "transpose" and tuple(op.attrs["perm"]) == (1, 0):
-                op, transposed = graph.op(graph.inputs_of(w.node)[0].node), True
-            if op.type != "param" or len(op.attrs["shape"]) != 2 or op.attrs["dtype"] != "float32":
+            match = quantizable(graph, node)
+            if not match:
+                failed.append((graph.op(node).origin, match.reason))
                 continue
+            op, transposed = match.bound["param"], match.bound["transposed"]
             name, shape = op.attrs["name"], tuple(op.attrs["shape"])[::-1 if transposed else 1]
             weight = graph.weights.get(name)
             suffix = ".T" if transposed else ""
@@ -152,16 +167,21 @@ class QuantizeWeights(Pass):
                     saved -= int(np.prod(part_shape)) * np.dtype(dtype).itemsize
                 made[name, transposed] = params
                 saved += 4 * k * n
-            params = made[name, transposed]
             op_type, attrs = ("quantized_matmul", {}) if self.bits == 8 else \
                 ("int4_matmul", dict(k=k, n=n, block=BLOCK, layout=self.layout))
-            out = graph.add1(op_type, (x, *params), attrs, origin=graph.op(node).origin,
-                             label=graph.op(node).label or "QuantizedMatMul")
-            graph.replace_all_uses(Value(node, 0), out)
-            graph.remove(node)
+            origins.append(graph.op(node).origin)
+            graph.replace(node, op_type, (graph.inputs_of(node)[0], *made[name, transposed]), attrs,
+                          label=graph.op(node).label or "QuantizedMatMul")
             count += 1
         if not count:
-            return PassResult(graph, False, ["nothing to quantize: no matmul has a 2-D weight"])
+            return PassResult(graph, False, ["nothing to quantize: no matmul has a 2-D weight"]
+                              + misses(failed, "matmul(s)"))
         kind = "int8 weights with a scale per column" if self.bits == 8 else "int4 weights in blocks of 32"
         return PassResult(graph, True, [f"quantized {count} linear map(s) to {kind}: "
-                                        f"{saved / 2 ** 20:.1f} MiB less weight data"])
+                                        f"{saved / 2 ** 20:.1f} MiB less weight data (at {span(origins)})"]
+                          + misses(failed, "matmul(s)"))
+
+    def ensures(self, graph: Graph) -> None:
+        for node in graph.by_type("matmul"):
+            if quantizable(graph, node):
+                raise ContractError("a matmul with a float weight is left unquantized", graph.op(node).origin)
