@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..patterns import NumpyGrid
-from . import OpTypeError, register
+from .registry import OpTypeError, register
 from .nn import MASKED, _attention_infer, _softmax
 
 

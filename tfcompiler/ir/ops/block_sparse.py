@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..patterns import NumpyGrid
-from . import register
+from .registry import register
 from .banded import _dense_rows, _infer
 from .nn import MASKED, _softmax
 

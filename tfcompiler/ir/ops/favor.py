@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import OpTypeError, register
+from .registry import OpTypeError, register
 from .linear import linear_attention
 
 

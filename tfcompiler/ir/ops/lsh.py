@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import OpTypeError, register
+from .registry import OpTypeError, register
 from .nn import MASKED
 
 SELF_MASK = -1e5

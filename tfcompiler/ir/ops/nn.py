@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..types import TensorType, broadcast_shapes
-from . import OpTypeError, register
+from .registry import OpTypeError, register
 
 MASKED = np.finfo(np.float32).min  # the additive bias of a masked key (HF convention, never -inf)
 

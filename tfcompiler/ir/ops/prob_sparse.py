@@ -18,7 +18,7 @@ import math
 
 import numpy as np
 
-from . import register
+from .registry import register
 from .nn import MASKED, _attention_infer, _softmax, rows_of, spaced_real
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import register
+from .registry import register
 from .nn import MASKED, _attention_infer, _softmax
 
 
