@@ -1,4 +1,4 @@
-"""The IR's op set: each op's signature, shape rule and NumPy semantics, in one registry.
+"""The IR's op set: each op's signature, shape rule and NumPy semantics, in one registry (registry.py).
 
 An :class:`OpDef` says how many inputs an op takes, how its output types follow from its input types
 and attributes (the shape rule, checked by ``verify``), and how it computes (the NumPy interpreter,
