@@ -166,3 +166,18 @@ def test_verify_catches_token_chunks_reading_a_computed_value():
     g.remove(y.node)
     with pytest.raises(VerifyError, match="computed outside them"):
         verify(g)
+
+
+def test_every_ir_op_has_exactly_one_onnx_lowering():
+    """Each lowering module registers the IR ops it lowers (tfcompiler.lower.registry): every op but
+    the sources and chunks_end (to_onnx handles those itself) has a lowering, and none lowers an op
+    the IR lacks."""
+    from tfcompiler.ir.ops import REGISTRY
+    from tfcompiler.lower.registry import DIRECT, EMITTERS, register
+
+    lowered = set(EMITTERS) | set(DIRECT)
+    assert not set(EMITTERS) & set(DIRECT)
+    assert set(REGISTRY) - lowered == {"input", "param", "constant", "chunks_end"}
+    assert lowered <= set(REGISTRY)
+    with pytest.raises(ValueError, match="two lowerings"):
+        register("rope", EMITTERS["rope"])

@@ -9,15 +9,9 @@ from pathlib import Path
 import numpy as np
 
 from .ir.types import concrete_shape
+from .lower.walk import every_node
 
-
-def every_node(graph):
-    """The nodes of an ONNX graph and of its subgraphs (`If` branches), depth first."""
-    for node in graph.node:
-        yield node
-        for attribute in node.attribute:
-            for sub in ([attribute.g] if attribute.HasField("g") else []) + list(attribute.graphs):
-                yield from every_node(sub)
+__all__ = ["every_node", "format_report", "inspect_model", "inspect_path", "inspect_spec"]
 
 
 def inspect_spec(path: str, sequence: int) -> dict:

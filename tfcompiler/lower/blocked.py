@@ -11,9 +11,10 @@ from __future__ import annotations
 import numpy as np
 
 from ..ir.ops.nn import MASKED
-from . import ops as base
 from .attention import emit_attention
+from .common import length_of, padding_to, reduce, repeat_heads, token_major
 from .patterns import OnnxGrid
+from .registry import lowers
 
 # Most queries per Loop iteration of fused blocked attention. One layer, width 256, FFN chunked, 4096
 # tokens: the sliding window (128) peaks at 40 MiB against 95 MiB for all blocks at once (36 MiB for
@@ -36,14 +37,14 @@ class Blocked:
         self.heads, kv_heads = types[0].shape[1], types[1].shape[1]
         self.width, self.value_width = types[0].shape[3], types[2].shape[3]
         if kv_heads != self.heads:
-            k = base._repeat_heads(e, k, self.heads // kv_heads, self.heads, self.width)
-            v = base._repeat_heads(e, v, self.heads // kv_heads, self.heads, self.value_width)
+            k = repeat_heads(e, k, self.heads // kv_heads, self.heads, self.width)
+            v = repeat_heads(e, v, self.heads // kv_heads, self.heads, self.value_width)
         self.q, self.k, self.v, self.bias, self.types = q, k, v, bias, types
         self.fused = fused and e.opset >= 23 and not attrs.get("softcap")
         self.axis = 1 if self.fused else 2
         self._sequences: dict[str, str] = {}
-        self.s = base._length(e, q, 2)
-        self.pad = base.padding_to(e, self.s, block)
+        self.s = length_of(e, q, 2)
+        self.pad = padding_to(e, self.s, block)
         self.blocks = e.node1("Div", e.node1("Add", self.s, self.pad), e.const(block))
         self.block_ids = e.node1("Range", e.const(0), self.blocks, e.const(1))  # (nb,)
         self.q_blocks = self.cut(self.padded(q, self.width, e.const(0), self.pad), self.width)
@@ -57,7 +58,7 @@ class Blocked:
         if not self.fused:
             return x
         if x not in self._sequences:
-            self._sequences[x] = base.token_major(self.e, x, self.heads, last)
+            self._sequences[x] = token_major(self.e, x, self.heads, last)
         return self._sequences[x]
 
     def padded(self, x: str, last: int, before: str, after: str) -> str:
@@ -228,6 +229,7 @@ class Blocked:
                               [rows_type, types[0], value_type, *bias_types], "DenseRows")[0]
 
 
+@lowers("banded_attention")
 def banded_attention(e, attrs, inputs, types, label):
     """Keys and values padded by the back and ahead blocks; each query block's span of key blocks
     gathered by block id; global tokens are extra key columns of every block and dense leading rows."""
@@ -325,6 +327,7 @@ def strided_columns(grid: Blocked, stride: int, i: str):
     return column_scores, by_offset(grid.v, grid.value_width)
 
 
+@lowers("block_sparse_attention")
 def block_sparse_attention(e, attrs, inputs, types, label):
     """Keys, values and key bias cut into blocks with one empty (masked) block appended; each query
     block's K key blocks gathered by the constant table (entries past the input's block count, and
@@ -380,11 +383,12 @@ def trailing_columns(grid: Blocked, index: str, trailing: int) -> str:
     e = grid.e
     extra = e.node1("Add", e.node1("Sub", grid.blocks, e.const(trailing)), e.const(np.arange(trailing)))  # (t,)
     same = e.node1("Equal", e.node1("Unsqueeze", index, e.const([2])), e.node1("Reshape", extra, e.const([1, 1, -1])))
-    seen = base._reduce(e, "ReduceMax", e.node1("Cast", same, to=6), [1], keepdims=False)  # (nb, t), int32
+    seen = reduce(e, "ReduceMax", e.node1("Cast", same, to=6), [1], keepdims=False)  # (nb, t), int32
     redirect = e.node1("Or", e.node1("Cast", seen, to=9), e.node1("Less", extra, e.const(0)))
     return e.node1("Where", redirect, grid.blocks, e.node1("Unsqueeze", extra, e.const([0])))
 
 
+@lowers("block_summary_attention")
 def block_summary_attention(e, attrs, inputs, types, label):
     """Each query block's own keys (the blocks themselves) and the summary keys of every block (the
     last `summary` positions of each, shared by all queries) under one softmax. A fused grid takes

@@ -9,9 +9,11 @@ from __future__ import annotations
 import numpy as np
 
 from ..ir.ops.nn import MASKED
-from . import ops as base
+from .common import gather_rows, length_of, pad_end, padding_to, reduce, repeat_heads, spaced_real
+from .registry import lowers
 
 
+@lowers("lsh_attention")
 def lsh_attention(e, attrs, inputs, types, label):
     """Per hashing round: buckets (MatMul by the rotations, ArgMax), the sort by (bucket, position)
     as TopK over the whole padded length, GatherElements into sorted order, chunks with the chunk
@@ -22,10 +24,10 @@ def lsh_attention(e, attrs, inputs, types, label):
     chunk, rounds, half = attrs["chunk"], types[2].shape[2], types[2].shape[3]
     width, value_width = types[0].shape[3], types[1].shape[3]
     rolled, same_bucket = attrs.get("look_back", "round") == "rolled", attrs.get("same_bucket", True)
-    s = base._length(e, qk, 2)
-    pad = base.padding_to(e, s, chunk)
+    s = length_of(e, qk, 2)
+    pad = padding_to(e, s, chunk)
     padded = e.node1("Add", s, pad)
-    square = base._reduce(e, "ReduceSum", e.node1("Mul", qk, qk), [-1])
+    square = reduce(e, "ReduceSum", e.node1("Mul", qk, qk), [-1])
     if attrs.get("key_epsilon"):
         square = e.node1("Add", square, e.const(width * attrs["key_epsilon"], np.float32))
     keys = e.node1("Div", qk, e.node1("Max", e.node1("Sqrt", square), e.const(1e-12, np.float32)))
@@ -48,12 +50,12 @@ def lsh_attention(e, attrs, inputs, types, label):
         if padding is not None:  # padding: one more bucket, after the others
             bucket = e.node1("Where", padding, e.const(2 * half), bucket)
         sort_key = e.node1("Add", e.node1("Mul", bucket, padded), positions)
-        sort_key = base.pad_end(e, sort_key, pad, 2, 3, e.const(np.iinfo(np.int64).max // 2))
+        sort_key = pad_end(e, sort_key, pad, 2, 3, e.const(np.iinfo(np.int64).max // 2))
         order = e.node(
             "TopK", [sort_key, e.node1("Reshape", padded, e.const([1]))], n_outputs=2, axis=-1, largest=0, sorted=1)[1]
 
         def sort(x, last, fill=None):  # (B,H,S[,last]) -> sorted (B,H,P[,last])
-            x = base.pad_end(e, x, pad, 2, 3 if last is None else 4, fill)
+            x = pad_end(e, x, pad, 2, 3 if last is None else 4, fill)
             return e.node1("GatherElements", x, row_index(e, order, last), axis=2)
 
         parts = [chunks(sort(qk, width), width), chunks(sort(keys, width), width),
@@ -90,9 +92,9 @@ def lsh_attention(e, attrs, inputs, types, label):
             visible = e.node1("And", visible, e.node1("LessOrEqual", kp, qp))
         scores = e.node1("Where", visible, scores, e.const(MASKED, np.float32))
         scores = e.node1("Where", e.node1("Equal", kp, qp), e.const(-1e5, np.float32), scores)
-        top = base._reduce(e, "ReduceMax", scores, [-1])
+        top = reduce(e, "ReduceMax", scores, [-1])
         weights = e.node1("Exp", e.node1("Sub", scores, top))
-        total = base._reduce(e, "ReduceSum", weights, [-1])
+        total = reduce(e, "ReduceSum", weights, [-1])
         out = e.node1("MatMul", e.node1("Div", weights, total), wv)  # (B,H,n,chunk,Dv)
         lse = e.node1("Squeeze", e.node1("Add", e.node1("Log", total), top), e.const([4]))  # (B,H,n,chunk)
         outputs.append(e.node1("Unsqueeze", unsort(e.node1("Reshape", out, e.const([0, 0, -1, value_width])), order,
@@ -102,7 +104,7 @@ def lsh_attention(e, attrs, inputs, types, label):
     weights = e.node1("Softmax", e.node1("Concat", *sums, axis=0) if rounds > 1 else sums[0], axis=0)
     stacked = e.node1("Concat", *outputs, axis=0) if rounds > 1 else outputs[0]
     combined = e.node1("Mul", stacked, e.node1("Unsqueeze", weights, e.const([4])))
-    return [base._reduce(e, "ReduceSum", combined, [0], keepdims=False, label=label or "LSHAttention")]
+    return [reduce(e, "ReduceSum", combined, [0], keepdims=False, label=label or "LSHAttention")]
 
 
 def row_index(e, index: str, last: int | None) -> str:
@@ -133,6 +135,7 @@ def add_rows(e, shape: str, index: str, rows: str, last: int | None) -> str:
     return e.node1("ScatterElements", zeros, row_index(e, index, last), e.fp32(rows), axis=2, reduction="add")
 
 
+@lowers("routing_attention")
 def routing_attention(e, attrs, inputs, types, label):
     """Routing by TopK of the unit vectors' centroid scores, the chosen rows gathered per centroid,
     masked softmax within each centroid, outputs and serve counts added back with
@@ -141,16 +144,16 @@ def routing_attention(e, attrs, inputs, types, label):
     heads, kv_heads, clusters = types[0].shape[1], types[1].shape[1], types[3].shape[1]
     width, value_width = types[0].shape[3], types[2].shape[3]
     if kv_heads != heads:
-        k = base._repeat_heads(e, k, heads // kv_heads, heads, width)
-        v = base._repeat_heads(e, v, heads // kv_heads, heads, value_width)
-    s = base._length(e, q, 2)
+        k = repeat_heads(e, k, heads // kv_heads, heads, width)
+        v = repeat_heads(e, v, heads // kv_heads, heads, value_width)
+    s = length_of(e, q, 2)
     window = e.node1("Reshape", e.node1("Div", e.node1("Add", s, e.const(clusters - 1)), e.const(clusters)),
                      e.const([1]))
     to_centroids = e.node1("Transpose", centroids, perm=[0, 2, 1])
     padded = e.node1("LessOrEqual", bias[0], e.const(MASKED / 2, np.float32)) if bias else None
 
     def route(x):  # (B,H,S,D) -> (B,H,C·w): each centroid's positions, best first, padding last
-        norm = e.node1("Sqrt", base._reduce(e, "ReduceSum", e.node1("Mul", x, x), [-1]))
+        norm = e.node1("Sqrt", reduce(e, "ReduceSum", e.node1("Mul", x, x), [-1]))
         unit = e.node1("Div", x, e.node1("Max", norm, e.const(1e-12, np.float32)))
         scores = e.node1("Transpose", e.node1("MatMul", unit, to_centroids), perm=[0, 1, 3, 2])
         if padded is not None:
@@ -181,7 +184,7 @@ def routing_attention(e, attrs, inputs, types, label):
         out, served = e.node1("MatMul", e.node1("Softmax", scores, axis=-1), values), None
     else:
         scores = e.node1("Where", visible, scores, e.const(MASKED, np.float32))
-        served = e.node1("Cast", e.node1("Greater", base._reduce(e, "ReduceMax", scores, [-1]),
+        served = e.node1("Cast", e.node1("Greater", reduce(e, "ReduceMax", scores, [-1]),
                                          e.const(MASKED / 2, np.float32)), to=1)  # (B,H,C,w,1)
         out = e.node1("Mul", e.node1("MatMul", e.node1("Softmax", scores, axis=-1), values), served)
     rows = e.node1("Reshape", out, e.const([0, 0, -1, value_width]))
@@ -194,6 +197,7 @@ def routing_attention(e, attrs, inputs, types, label):
     return [e.node1("Div", total, count, label=label or "RoutingAttention")]
 
 
+@lowers("clustered_attention")
 def clustered_attention(e, attrs, inputs, types, label):
     """Hashes by MatMul and a sign, the Hamming k-means unrolled (MatMul agreements, ArgMax, one-hot
     memberships, MatMul votes), mean cluster queries by MatMul, one attention per cluster, and each
@@ -203,19 +207,19 @@ def clustered_attention(e, attrs, inputs, types, label):
     width, value_width = types[0].shape[3], types[2].shape[3]
     clusters, iterations = attrs["clusters"], attrs["iterations"]
     if kv_heads != heads:
-        k = base._repeat_heads(e, k, heads // kv_heads, heads, width)
-        v = base._repeat_heads(e, v, heads // kv_heads, heads, value_width)
+        k = repeat_heads(e, k, heads // kv_heads, heads, width)
+        v = repeat_heads(e, v, heads // kv_heads, heads, value_width)
     one, minus_one = e.const(1.0, np.float32), e.const(-1.0, np.float32)
     hashes = e.node1("Where", e.node1("GreaterOrEqual", e.node1("MatMul", q, planes), e.const(0.0, np.float32)),
                      one, minus_one)  # (B,H,S,bits)
     real = (e.node1("Cast", e.node1("Greater", e.node1("Transpose", bias[0], perm=[0, 1, 3, 2]),
                                     e.const(MASKED / 2, np.float32)), to=1) if bias else None)  # (B|1,1,S,1)
     if real is None:
-        starts = e.node1("Div", e.node1("Mul", e.const(np.arange(clusters)), base._length(e, q, 2)), e.const(clusters))
+        starts = e.node1("Div", e.node1("Mul", e.const(np.arange(clusters)), length_of(e, q, 2)), e.const(clusters))
         centroids = e.node1("Gather", hashes, starts, axis=2)  # (B,H,C,bits)
     else:  # evenly spaced real queries
-        starts = base.spaced_real(e, e.node1("Cast", e.node1("Squeeze", real, e.const([1, 3])), to=7), clusters)
-        centroids = base.gather_rows(e, hashes, starts, types[3].shape[1])  # (B,H,C,bits)
+        starts = spaced_real(e, e.node1("Cast", e.node1("Squeeze", real, e.const([1, 3])), to=7), clusters)
+        centroids = gather_rows(e, hashes, starts, types[3].shape[1])  # (B,H,C,bits)
     ids = e.const(np.arange(clusters))
 
     def assign(centroids):  # -> (B,H,S,C) one-hot nearest centroid, the first of equals
@@ -230,11 +234,11 @@ def clustered_attention(e, attrs, inputs, types, label):
         members = real_members(assign(centroids))
         votes = e.node1("MatMul", e.node1("Transpose", members, perm=[0, 1, 3, 2]), hashes)  # (B,H,C,bits)
         majority = e.node1("Where", e.node1("GreaterOrEqual", votes, e.const(0.0, np.float32)), one, minus_one)
-        counts = e.node1("Transpose", base._reduce(e, "ReduceSum", members, [2]), perm=[0, 1, 3, 2])  # (B,H,C,1)
+        counts = e.node1("Transpose", reduce(e, "ReduceSum", members, [2]), perm=[0, 1, 3, 2])  # (B,H,C,1)
         centroids = e.node1("Where", e.node1("Greater", counts, e.const(0.0, np.float32)), majority, centroids)
     assignment = assign(centroids)
     members = real_members(assignment)
-    counts = e.node1("Transpose", base._reduce(e, "ReduceSum", members, [2]), perm=[0, 1, 3, 2])
+    counts = e.node1("Transpose", reduce(e, "ReduceSum", members, [2]), perm=[0, 1, 3, 2])
     cluster_queries = e.node1("Div", e.node1("MatMul", e.node1("Transpose", members, perm=[0, 1, 3, 2]), q),
                               e.node1("Max", counts, one))  # (B,H,C,Dh)
     scores = e.node1("Mul", e.node1("MatMul", cluster_queries, e.node1("Transpose", k, perm=[0, 1, 3, 2])),

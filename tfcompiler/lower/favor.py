@@ -12,8 +12,9 @@ import math
 
 import numpy as np
 
-from .attention import emit_linear_attention
-from .ops import ONNX_DTYPES, _length, _reduce, _repeat_heads, block_rows, pad_end, padding_to, unstack_blocks
+from .common import ONNX_DTYPES, block_rows, length_of, pad_end, padding_to, reduce, repeat_heads, unstack_blocks
+from .linear_attention import emit_linear_attention
+from .registry import lowers
 
 # Tokens per Loop iteration: at 4096 tokens (width 256, 4 heads, 256 features, FFN chunked) a layer
 # peaks at 27 MiB against 67 MiB with the features of all tokens at once, in 64 against 66 ms (27 MiB
@@ -21,6 +22,7 @@ from .ops import ONNX_DTYPES, _length, _reduce, _repeat_heads, block_rows, pad_e
 FAVOR_CHUNK = 512
 
 
+@lowers("favor_attention")
 def emit_favor_attention(e, attrs, inputs, types, label):
     q, k, v, features, *bias = inputs
     # in fp16 the features exp(w·k - c) of keys far below the stabiliser c underflow (below e^-17), and
@@ -29,20 +31,20 @@ def emit_favor_attention(e, attrs, inputs, types, label):
     (_, heads, _, width), kv_heads, value_width = types[0].shape, types[1].shape[1], types[2].shape[3]
     m = types[3].shape[0]
     if kv_heads != heads and not attrs["causal"]:
-        k = _repeat_heads(e, k, heads // kv_heads, heads, width)
-        v = _repeat_heads(e, v, heads // kv_heads, heads, value_width)
+        k = repeat_heads(e, k, heads // kv_heads, heads, width)
+        v = repeat_heads(e, v, heads // kv_heads, heads, value_width)
     # x' = x / Dh^¼ folded into the weights, (Dh, m), and into the half squared norm
     weights = e.node1("Mul", e.node1("Transpose", features, perm=[1, 0]), e.const(width ** -0.25, np.float32))
 
     def phi(x, projected, stabiliser):  # exp(W x' - |x'|²/2 - c) / √m for x (.., Dh)
         half_norm = e.const(0.5 / math.sqrt(width), np.float32)
-        shift = e.node1("Mul", _reduce(e, "ReduceSum", e.node1("Mul", x, x), [-1]), half_norm)
+        shift = e.node1("Mul", reduce(e, "ReduceSum", e.node1("Mul", x, x), [-1]), half_norm)
         shift = e.node1("Add", e.node1("Add", shift, stabiliser), e.const(0.5 * math.log(m), np.float32))
         return e.node1("Exp", e.node1("Sub", projected, shift))
 
     def query_features(x):
         projected = e.node1("MatMul", x, weights)
-        return phi(x, projected, _reduce(e, "ReduceMax", projected, [-1]))
+        return phi(x, projected, reduce(e, "ReduceMax", projected, [-1]))
 
     keep = None
     if bias:  # (B|1,1,1,T) -> (B|1,1,T,1): 1 for a real key
@@ -50,7 +52,7 @@ def emit_favor_attention(e, attrs, inputs, types, label):
         keep = e.node1("Transpose", real, perm=[0, 1, 3, 2])
     if attrs["causal"]:
         projected = e.node1("MatMul", k, weights)
-        phi_k = phi(k, projected, _reduce(e, "ReduceMax", projected, [2, 3]))
+        phi_k = phi(k, projected, reduce(e, "ReduceMax", projected, [2, 3]))
         if keep is not None:
             phi_k = e.node1("Mul", phi_k, keep)
         feature_types = [types[i].with_shape(types[i].shape[:3] + (m,)) for i in (0, 1)]
@@ -68,18 +70,18 @@ def emit_favor_attention(e, attrs, inputs, types, label):
     def key_chunk(index):  # its share of Σ φ(k) vᵀ (B,H,m,Dv) and of Σ φ(k) (B,H,m,1), and c_j (B,H,1,1)
         chunk = rows(k, index)
         projected = e.node1("MatMul", chunk, weights)
-        local_max = _reduce(e, "ReduceMax", projected, [2, 3])
+        local_max = reduce(e, "ReduceMax", projected, [2, 3])
         phi_k = phi(chunk, projected, local_max)
         if keep is not None:
             phi_k = e.node1("Mul", phi_k, rows(keep, index))
         phi_t = e.node1("Transpose", phi_k, perm=[0, 1, 3, 2])
-        return [e.node1("MatMul", phi_t, rows(v, index)), _reduce(e, "ReduceSum", phi_t, [3]), local_max]
+        return [e.node1("MatMul", phi_t, rows(v, index)), reduce(e, "ReduceSum", phi_t, [3]), local_max]
 
-    kv_parts, z_parts, maxima = e.loop(chunks(_length(e, k, 2)), key_chunk, "FavorKeys", results=3)
-    rescale = e.node1("Exp", e.node1("Sub", maxima, _reduce(e, "ReduceMax", maxima, [0])))  # (n, B,H,1,1)
-    kv, z = (_reduce(e, "ReduceSum", e.node1("Mul", x, rescale), [0], keepdims=False) for x in (kv_parts, z_parts))
+    kv_parts, z_parts, maxima = e.loop(chunks(length_of(e, k, 2)), key_chunk, "FavorKeys", results=3)
+    rescale = e.node1("Exp", e.node1("Sub", maxima, reduce(e, "ReduceMax", maxima, [0])))  # (n, B,H,1,1)
+    kv, z = (reduce(e, "ReduceSum", e.node1("Mul", x, rescale), [0], keepdims=False) for x in (kv_parts, z_parts))
 
-    s = _length(e, q, 2)  # the queries padded to whole chunks: the Loop stacks equal chunks
+    s = length_of(e, q, 2)  # the queries padded to whole chunks: the Loop stacks equal chunks
     q_rows = pad_end(e, q, padding_to(e, s, FAVOR_CHUNK), 2, 4)
 
     def query_chunk(index):

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import ops as base
+from .common import length_of, pad_end, padding_to, reduce
 
 CHUNK = 64
 
@@ -23,11 +23,11 @@ def causal_linear_attention(e, q, k, v, gate, eps, widths: tuple[int, int], labe
     """q, k (B,H,S,F), v (B,H,S,Dv), gate logits (B,H,S) or None -> (B,H,S,Dv)."""
     features, value_width = widths
     c = CHUNK
-    s = base._length(e, q, 2)
-    pad = base.padding_to(e, s, c)
+    s = length_of(e, q, 2)
+    pad = padding_to(e, s, c)
 
     def chunks(x, last):  # (B,H,S[,last]) -> (B,H,n,c[,last]), zero padded
-        padded = base.pad_end(e, x, pad, 2, 3 if last is None else 4)
+        padded = pad_end(e, x, pad, 2, 3 if last is None else 4)
         return e.node1("Reshape", padded, e.const([0, 0, -1, c] + ([] if last is None else [last])))
 
     def transpose(x):  # swap the last two axes of a 5-D tensor
@@ -62,11 +62,11 @@ def causal_linear_attention(e, q, k, v, gate, eps, widths: tuple[int, int], labe
         entry_decay = e.node1("Unsqueeze", e.node1("Exp", running), e.const([4]))  # chunk start to t
     scores = e.node1("Mul", e.node1("MatMul", qc, transpose(kc)), weights)  # (B,H,n,c,c)
     numerator = e.node1("MatMul", scores, vc)
-    denominator = base._reduce(e, "ReduceSum", scores, [-1])
+    denominator = reduce(e, "ReduceSum", scores, [-1])
     states = e.node1("MatMul", transpose(summed_keys), vc)  # (B,H,n,F,Dv)
     states = e.node1("Reshape", e.node1("MatMul", carried, e.node1("Reshape", states, e.const([0, 0, 0, -1]))),
                      e.const([0, 0, 0, features, value_width]))
-    normalisers = e.node1("MatMul", carried, base._reduce(e, "ReduceSum", summed_keys, [3], keepdims=False))
+    normalisers = e.node1("MatMul", carried, reduce(e, "ReduceSum", summed_keys, [3], keepdims=False))
     from_before = e.node1("MatMul", qc, states)
     before_total = e.node1("MatMul", qc, e.node1("Unsqueeze", normalisers, e.const([4])))
     if entry_decay is not None:

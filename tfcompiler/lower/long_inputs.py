@@ -16,8 +16,8 @@ import numpy as np
 
 from ..ir.ops.nn import MASKED
 from ..lengths import LONG_FROM
-from .attention import emit_standard_attention
-from .ops import _length, pad_end, padding_to, token_major, unstack_blocks
+from .common import length_of, pad_end, padding_to, token_major, unstack_blocks
+from .dense_attention import emit_standard_attention
 
 # Queries per block: at 4096 causal keys 78 ms against 88 ms for 512 and 95 ms for 128 (one
 # attention of width 256, 4 heads)
@@ -48,7 +48,7 @@ def emit_long_input_attention(e, attrs, inputs, types, label) -> list[str] | Non
 
     long, unpadded = ("long", types[1].shape[2]), ("unpadded", bias[0])  # conditions shared by every layer
     if long not in e.memo:
-        e.memo[long] = e.node1("GreaterOrEqual", _length(e, k, 2), e.const(LONG_FROM), label="LongInput")
+        e.memo[long] = e.node1("GreaterOrEqual", length_of(e, k, 2), e.const(LONG_FROM), label="LongInput")
     if flash and unpadded not in e.memo:
         e.memo[unpadded] = e.node1("Equal", e.node1("ReduceMax", e.node1("Abs", bias[0]), keepdims=0),
                                    e.const(0.0, np.float32), label="NoPadding")
@@ -88,7 +88,7 @@ def query_blocks(e, attrs, inputs, types) -> list[str]:
     through the standard lowering: over every key with the key bias, or, causal, over the keys up
     to its end with the causal and key mask of its rows."""
     q, k, v, *bias = inputs
-    block, s, causal = QUERY_BLOCK, _length(e, q, 2), attrs["causal"]
+    block, s, causal = QUERY_BLOCK, length_of(e, q, 2), attrs["causal"]
     (b, heads, _, width), key_shape, value_shape = types[0].shape, types[1].shape, types[2].shape
     keys_axis = "keys" if causal else key_shape[2]
     block_types = [types[0].with_shape((b, heads, "block", width)),

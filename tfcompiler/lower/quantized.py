@@ -8,9 +8,12 @@ from __future__ import annotations
 import numpy as np
 from onnx import TensorProto
 
+from .registry import lowers
+
 INT4_OPSET = 21  # DequantizeLinear with 4-bit data and blocks
 
 
+@lowers("quantized_matmul")
 def quantized_matmul(e, attrs, inputs, types, label):
     x, w, scale = inputs
     if e.can("DynamicQuantizeMatMul"):
@@ -22,6 +25,7 @@ def quantized_matmul(e, attrs, inputs, types, label):
     return [e.node1("Mul", e.node1("Cast", product, to=1), scaled, label=label or "QuantizedMatMul")]
 
 
+@lowers("int4_matmul")
 def int4_matmul(e, attrs, inputs, types, label):
     x, packed, scales = inputs
     if attrs.get("layout") == "rows":

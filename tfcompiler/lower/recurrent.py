@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import ops as base
+from .common import length_of, reduce
+from .registry import lowers
 
 ONNX_ORDER = {"rnn": [0], "lstm": [0, 3, 1, 2], "gru": [1, 0, 2]}  # PyTorch gate block per ONNX gate
 
@@ -34,6 +35,7 @@ def run_cell(e, attrs, sequence_major: str, weights: list, lengths: str, directi
                   n_outputs=3 if cell == "lstm" else 2, label=label or cell.upper(), **options)
 
 
+@lowers("recurrent")
 def recurrent(e, attrs, inputs, types, label):
     x, *weights = inputs[:5]
     masked = bool(attrs.get("masked"))
@@ -41,7 +43,7 @@ def recurrent(e, attrs, inputs, types, label):
     directions, _, hidden = types[2].shape
     lengths = ""
     if mask:
-        lengths = e.node1("Cast", base._reduce(e, "ReduceSum", mask[0], [1], keepdims=False), to=6)  # int32
+        lengths = e.node1("Cast", reduce(e, "ReduceSum", mask[0], [1], keepdims=False), to=6)  # int32
     states, *finals = run_cell(e, attrs, e.node1("Transpose", x, perm=[1, 0, 2]), weights, lengths, directions,
                                hidden, label, initial)  # (S, dirs, B, H)
     batch_major = e.node1("Transpose", states, perm=[2, 0, 1, 3])
@@ -49,12 +51,13 @@ def recurrent(e, attrs, inputs, types, label):
     return [out] + (finals if initial else [])
 
 
+@lowers("local_recurrent")
 def local_recurrent(e, attrs, inputs, types, label):
     """Windows of the last `window` positions (Pad at the front, one Slice per offset, Concat), one
     cell run over all of them as a batch of B·S short sequences, its final state per window."""
     x, *weights = inputs
     window, width, hidden = attrs["window"], types[0].shape[2], types[2].shape[2]
-    s = e.node1("Reshape", base._length(e, x, 1), e.const([1]))
+    s = e.node1("Reshape", length_of(e, x, 1), e.const([1]))
     padded = e.node1("Pad", x, e.const([0, window - 1, 0, 0, 0, 0]))
     steps = [e.node1("Unsqueeze", e.node1("Slice", padded, e.const([offset]), e.node1("Add", s, e.const([offset])),
                                           e.const([1])), e.const([0]))

@@ -4,11 +4,13 @@ padding is counted), or a strided Slice; upsampling by Expand on a new axis and 
 relative distances by Range."""
 from __future__ import annotations
 
-from . import ops as base
+from .common import ONNX_DTYPES, length_of, pad_end, padding_to
+from .registry import lowers
 
 BIG = 2 ** 62
 
 
+@lowers("shorten")
 def shorten(e, attrs, inputs, types, label):
     (x,) = inputs
     stride, rank = attrs["stride"], types[0].rank
@@ -33,10 +35,11 @@ def shorten(e, attrs, inputs, types, label):
         pooled = e.node1("Neg", e.node1("MaxPool", e.node1("Neg", channels_last), **pool))
     out = e.node1("Squeeze", pooled, e.const([1])) if rank == 2 else e.node1("Transpose", pooled, perm=[0, 2, 1])
     if dtype != "float32":
-        out = e.node1("Cast", out, to=base.ONNX_DTYPES[dtype])
+        out = e.node1("Cast", out, to=ONNX_DTYPES[dtype])
     return [e.node1("Identity", out, label=label or "Shorten")]
 
 
+@lowers("upsample")
 def upsample(e, attrs, inputs, types, label):
     x, like = inputs
     stride, width = attrs["stride"], types[0].shape[2]
@@ -49,7 +52,7 @@ def upsample(e, attrs, inputs, types, label):
                        e.const([0, -1, width]))
     # the last window may be cut short by the input length: zeros fill it, then the cut to length
     filled = e.node1("Pad", repeated, e.const([0, 0, 0, 0, stride, 0]))
-    wanted = base._length(e, like, 1)
+    wanted = length_of(e, like, 1)
     if first is not None:
         wanted = e.node1("Sub", wanted, e.const(1))
     out = e.node1("Slice", filled, e.const([0]), e.node1("Reshape", wanted, e.const([1])), e.const([1]))
@@ -58,27 +61,30 @@ def upsample(e, attrs, inputs, types, label):
     return [e.node1("Identity", out, label=label or "Upsample")]
 
 
+@lowers("shift_right")
 def shift_right(e, attrs, inputs, types, label):
     (x,) = inputs
     pads = [0] * types[0].rank * 2
     pads[1] = attrs["count"]
     padded = e.node1("Pad", x, e.const(pads))
-    return [e.node1("Slice", padded, e.const([0]), e.node1("Reshape", base._length(e, x, 1), e.const([1])),
+    return [e.node1("Slice", padded, e.const([0]), e.node1("Reshape", length_of(e, x, 1), e.const([1])),
                     e.const([1]), label=label or "ShiftRight")]
 
 
+@lowers("fold_windows")
 def fold_windows(e, attrs, inputs, types, label):
     (x,) = inputs
     size, width = attrs["size"], types[0].shape[2]
-    padded = base.pad_end(e, x, base.padding_to(e, base._length(e, x, 1), size), 1, 3)
+    padded = pad_end(e, x, padding_to(e, length_of(e, x, 1), size), 1, 3)
     return [e.node1("Reshape", padded, e.const([0, -1, size, width]), label=label or "FoldWindows")]
 
 
+@lowers("fold_grid")
 def fold_grid(e, attrs, inputs, types, label):
     (x,) = inputs
     width, size, rank = attrs["width"], attrs["size"], types[0].rank
     block = width * size
-    missing = base.padding_to(e, base._length(e, x, 1), block)
+    missing = padding_to(e, length_of(e, x, 1), block)
     pads = e.node1("Concat", e.const([0] * (rank + 1)), e.node1("Reshape", missing, e.const([1])),
                    e.const([0] * (rank - 2)), axis=0)
     tail = list(types[0].shape[2:])
@@ -88,16 +94,18 @@ def fold_grid(e, attrs, inputs, types, label):
     return [e.node1("Reshape", squares, e.const([0, -1, size * size] + tail), label=label or "FoldGrid")]
 
 
+@lowers("unfold_windows")
 def unfold_windows(e, attrs, inputs, types, label):
     x, like = inputs
     row = e.node1("Reshape", x, e.const([0, -1, types[0].shape[3]]))
-    return [e.node1("Slice", row, e.const([0]), e.node1("Reshape", base._length(e, like, 1), e.const([1])),
+    return [e.node1("Slice", row, e.const([0]), e.node1("Reshape", length_of(e, like, 1), e.const([1])),
                     e.const([1]), label=label or "UnfoldWindows")]
 
 
+@lowers("spaced_distances")
 def spaced_distances(e, attrs, inputs, types, label):
     ratio, unit, offset = attrs["ratio"], attrs["unit"], attrs["offset"]
-    s, t = base._length(e, inputs[0], 2), base._length(e, inputs[1], 2)
+    s, t = length_of(e, inputs[0], 2), length_of(e, inputs[1], 2)
     start = e.node1("Sub", e.const(1 + offset * (1 - ratio)), t)
     stop = e.node1("Add", e.node1("Mul", e.node1("Sub", s, e.const(1)), e.const(ratio)),
                    e.const(1 + offset * (1 - ratio)))
@@ -105,8 +113,9 @@ def spaced_distances(e, attrs, inputs, types, label):
     return [e.node1("Mul", n, e.const(unit), label=label or "SpacedDistances")]
 
 
+@lowers("spaced_distance_index")
 def spaced_distance_index(e, attrs, inputs, types, label):
-    s, t = base._length(e, inputs[0], 2), base._length(e, inputs[1], 2)
+    s, t = length_of(e, inputs[0], 2), length_of(e, inputs[1], 2)
     rows = e.node1("Unsqueeze", e.node1("Mul", e.node1("Range", e.const(0), s, e.const(1)), e.const(attrs["ratio"])),
                    e.const([1]))
     columns = e.node1("Unsqueeze", e.node1("Range", e.const(0), t, e.const(1)), e.const([0]))

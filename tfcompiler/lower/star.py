@@ -7,12 +7,14 @@ from __future__ import annotations
 import numpy as np
 
 from ..ir.ops.nn import MASKED
-from . import ops as base
+from .common import length_of
+from .registry import lowers
 
 
+@lowers("star_attention")
 def star_attention(e, attrs, inputs, types, label):
     q, k, v, ke, ve, ks, vs, *bias = inputs
-    s = base._length(e, q, 2)
+    s = length_of(e, q, 2)
     end, rest = e.node1("Reshape", s, e.const([1])), e.const([2 ** 62])
 
     def neighbours(x, pads, fill=None):  # -> (previous, next) along axis 2

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
-from ..inspection import every_node
+from .walk import every_node
 
 CPU, CUDA = "CPUExecutionProvider", "CUDAExecutionProvider"
 FP32, ALL = frozenset({"fp32"}), frozenset({"fp32", "fp16", "bf16"})

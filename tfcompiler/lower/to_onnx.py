@@ -8,15 +8,16 @@ import json
 import onnx
 from onnx import helper
 
-from ..inspection import every_node
 from ..ir.graph import Graph, Value
 from ..ir.ops.token_chunks import chunk_region
 from ..version import __version__
+from .common import ONNX_DTYPES
 from .emit import Emitter
-from .ops import ONNX_DTYPES, emit_op
+from .registry import emit_op
 from .serialize import LoweredModel
 from .targets import kernels_for
 from .token_chunks import emit_token_chunks, runs_whole
+from .walk import every_node
 
 MIN_OPSET, DEFAULT_OPSET, MAX_OPSET = 17, 17, 24
 

@@ -6,7 +6,8 @@ time, so a 4096-token FFN of width 1024 keeps 1 MiB of them at 256 tokens per ch
 """
 from __future__ import annotations
 
-from .ops import _length, block_rows, pad_end, padding_to
+from .common import block_rows, length_of, pad_end, padding_to
+from .registry import register
 
 
 def runs_whole(ops) -> str | None:
@@ -22,7 +23,7 @@ def runs_whole(ops) -> str | None:
 def emit_token_chunks(e, x: str, rank: int, chunk: int, emit_region) -> str:
     """`emit_region(block)` emits the region's nodes reading `block` (x's tokens of one chunk, axis 1)
     in place of x and returns its output's name."""
-    s = _length(e, x, 1)
+    s = length_of(e, x, 1)
     pad = padding_to(e, s, chunk)
     padded = pad_end(e, x, pad, 1, rank)
     count = e.node1("Div", e.node1("Add", s, pad), e.const(chunk))
@@ -34,3 +35,7 @@ def emit_token_chunks(e, x: str, rank: int, chunk: int, emit_region) -> str:
     tokens = e.node1("Transpose", stacked, perm=[1, 0] + list(range(2, rank + 1)))
     merged = e.node1("Reshape", tokens, e.node1("Concat", e.const([0, -1]), e.node1("Shape", tokens, start=3), axis=0))
     return e.node1("Slice", merged, e.const([0]), e.node1("Reshape", s, e.const([1])), e.const([1]))
+
+
+# chunks_begin only marks where a region starts: the region is lowered at its chunks_end (lower/to_onnx.py)
+register("chunks_begin", lambda e, attrs, inputs, types, label: inputs)

@@ -18,15 +18,15 @@ from __future__ import annotations
 import numpy as np
 
 from ..patterns import NumpyGrid
-from . import OpTypeError, register
-from .nn import MASKED, _attention_infer, _softmax
+from .nn import MASKED, attention_infer, softmax
+from .registry import OpTypeError, register
 
 
-def _infer(attrs, types):
+def banded_infer(attrs, types):
     q, k = types[:2]
     if q.shape[2] != k.shape[2]:
         raise OpTypeError(f"banded attention needs as many keys as queries: {q}, {k}")
-    return _attention_infer(attrs, types)
+    return attention_infer(attrs, types)
 
 
 def banded_attention(q, k, v, key_bias, scale, causal, softcap, pattern, block, back_blocks, ahead_blocks,
@@ -77,16 +77,16 @@ def banded_attention(q, k, v, key_bias, scale, causal, softcap, pattern, block, 
         a, r, kb = np.arange(nb)[:, None, None], np.arange(block)[None, :, None], np.arange(nb)[None, None, :]
         visible = (kb != a) & (kb * block + r < s) & ((kb < a) if causal else True)
         band_width = scores.shape[-1]
-        probs = _softmax(np.concatenate([scores, np.where(visible, columns, MASKED)], axis=-1))
+        probs = softmax(np.concatenate([scores, np.where(visible, columns, MASKED)], axis=-1))
         out = probs[..., :band_width] @ values + np.swapaxes(np.swapaxes(probs[..., band_width:], 2, 3) @ vt, 2, 3)
         return out.reshape(b, h, nb * block, -1)[:, :, :s].astype(q.dtype)
-    out = (_softmax(scores) @ values).reshape(b, h, nb * block, -1)[:, :, :s]
+    out = (softmax(scores) @ values).reshape(b, h, nb * block, -1)[:, :, :s]
     if g:  # the global queries as dense rows
-        out[:, :, :g] = _dense_rows(q[:, :, :g], k, v, bias, scale, softcap, causal)
+        out[:, :, :g] = dense_attention_rows(q[:, :, :g], k, v, bias, scale, softcap, causal)
     return out.astype(q.dtype)
 
 
-def _dense_rows(q, k, v, bias, scale, softcap, causal):
+def dense_attention_rows(q, k, v, bias, scale, softcap, causal):
     """The first g queries over every key (j <= i when causal)."""
     scores = q.astype(np.float64) @ np.swapaxes(k, -1, -2) * scale
     if softcap:
@@ -95,10 +95,10 @@ def _dense_rows(q, k, v, bias, scale, softcap, causal):
     if causal:
         g, s = scores.shape[-2:]
         scores = np.where(np.arange(s)[None, :] <= np.arange(g)[:, None], scores, MASKED)
-    return _softmax(scores) @ v
+    return softmax(scores) @ v
 
 
-register("banded_attention", (3, 4), _infer,
+register("banded_attention", (3, 4), banded_infer,
          lambda attrs, q, k, v, bias=None: [banded_attention(
              q, k, v, bias, attrs["scale"], attrs["causal"], attrs.get("softcap", 0.0), attrs["pattern"],
              attrs["block"], attrs["back_blocks"], attrs["ahead_blocks"], attrs.get("global_tokens", 0),

@@ -17,9 +17,9 @@ from __future__ import annotations
 import numpy as np
 
 from ..patterns import NumpyGrid
-from . import register
-from .banded import _dense_rows, _infer
-from .nn import MASKED, _softmax
+from .banded import banded_infer, dense_attention_rows
+from .nn import MASKED, softmax
+from .registry import register
 
 
 def block_sparse_attention(q, k, v, key_bias, scale, causal, softcap, pattern, table, dense_rows):
@@ -51,13 +51,13 @@ def block_sparse_attention(q, k, v, key_bias, scale, causal, softcap, pattern, t
     if causal:
         allowed &= j <= i
     scores = np.where(allowed, scores, MASKED)
-    out = (_softmax(scores) @ values).reshape(b, h, nb * block, -1)[:, :, :s]
+    out = (softmax(scores) @ values).reshape(b, h, nb * block, -1)[:, :, :s]
     rows = min(dense_rows * block, s)
     if rows:
-        out[:, :, :rows] = _dense_rows(q[:, :, :rows], k, v, bias, scale, softcap, causal)
+        out[:, :, :rows] = dense_attention_rows(q[:, :, :rows], k, v, bias, scale, softcap, causal)
     start = max(nb - pattern.trailing, 0) * block
     if pattern.trailing:  # never causal (the pass leaves causal trailing blocks dense)
-        out[:, :, start:] = _dense_rows(q[:, :, start:], k, v, bias, scale, softcap, False)
+        out[:, :, start:] = dense_attention_rows(q[:, :, start:], k, v, bias, scale, softcap, False)
     return out.astype(q.dtype)
 
 
@@ -77,7 +77,7 @@ def layout_table(layout) -> tuple[tuple[int, ...], ...]:
     return tuple(tuple(int(x) for x in r) + (-1,) * (width - len(r)) for r in rows)
 
 
-register("block_sparse_attention", (3, 4), _infer,
+register("block_sparse_attention", (3, 4), banded_infer,
          lambda attrs, q, k, v, bias=None: [block_sparse_attention(
              q, k, v, bias, attrs["scale"], attrs["causal"], attrs.get("softcap", 0.0), attrs["pattern"],
              attrs["table"], attrs["dense_rows"])])

@@ -14,15 +14,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import OpTypeError, register
-from .nn import MASKED, _attention_infer, _softmax
+from .nn import MASKED, attention_infer, softmax
+from .registry import OpTypeError, register
 
 
 def _infer(attrs, types):
     q, k = types[:2]
     if q.shape[2] != k.shape[2]:
         raise OpTypeError(f"block-summary attention needs as many keys as queries: {q}, {k}")
-    return _attention_infer(attrs, types)
+    return attention_infer(attrs, types)
 
 
 def block_summary_attention(q, k, v, key_bias, scale, causal, softcap, stride, summary):
@@ -51,7 +51,7 @@ def block_summary_attention(q, k, v, key_bias, scale, causal, softcap, stride, s
     if causal:
         own_ok, across_ok = own_ok & (own_j <= i), across_ok & (summary_j <= i)
     scores = np.concatenate([np.where(own_ok, own, MASKED), np.where(across_ok, across, MASKED)], axis=-1)
-    probs = _softmax(scores)
+    probs = softmax(scores)
     out = probs[..., :stride] @ vb + probs[..., stride:] @ vs[:, :, None]
     return out.reshape(b, h, n * stride, -1)[:, :, :s].astype(q.dtype)
 

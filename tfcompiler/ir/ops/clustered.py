@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import OpTypeError, register
-from .nn import MASKED, _attention_infer, _softmax, rows_of, spaced_real
+from .nn import MASKED, attention_infer, softmax, rows_of, spaced_real
+from .registry import OpTypeError, register
 
 
 def hamming_clusters(hashes: np.ndarray, real: np.ndarray, clusters: int, iterations: int) -> np.ndarray:
@@ -48,7 +48,7 @@ def clustered_attention(q, k, v, planes, key_bias, clusters: int, iterations: in
     members = assignment * real
     centroid_queries = (np.swapaxes(members, -1, -2) @ q.astype(np.float64)) / np.maximum(
         members.sum(2)[..., None], 1)  # (B,H,C,Dh)
-    out = _softmax(centroid_queries @ np.swapaxes(k, -1, -2) * scale + bias) @ v  # (B,H,C,Dv)
+    out = softmax(centroid_queries @ np.swapaxes(k, -1, -2) * scale + bias) @ v  # (B,H,C,Dv)
     return (assignment @ out).astype(np.float32)
 
 
@@ -58,7 +58,7 @@ def _infer(attrs, types):
         raise OpTypeError(f"clustered attention is self-attention: {q}, {k}")
     if planes.shape[0] != q.shape[3]:
         raise OpTypeError(f"hash planes {planes} do not fit query heads {q}")
-    return _attention_infer(attrs, [q, k, v, *bias])
+    return attention_infer(attrs, [q, k, v, *bias])
 
 
 register("clustered_attention", (4, 5), _infer,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import OpTypeError, register
+from .registry import OpTypeError, register
 
 
 def _infer(attrs, types):

@@ -6,7 +6,7 @@ import math
 import numpy as np
 
 from ..types import TensorType, broadcast_shapes, numpy_dtype
-from . import OpTypeError, register
+from .registry import OpTypeError, register
 
 _erf = np.frompyfunc(math.erf, 1, 1)
 

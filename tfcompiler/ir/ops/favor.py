@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import OpTypeError, register
 from .linear import linear_attention
+from .registry import OpTypeError, register
 
 
 def _infer(attrs, types):

@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import OpTypeError, register
 from .nn import MASKED
+from .registry import OpTypeError, register
 
 SELF_MASK = -1e5
 LOOK_BACK = ("round", "rolled")

@@ -9,12 +9,12 @@ from __future__ import annotations
 import numpy as np
 
 from ..types import TensorType, broadcast_shapes
-from . import OpTypeError, register
+from .registry import OpTypeError, register
 
 MASKED = np.finfo(np.float32).min  # the additive bias of a masked key (HF convention, never -inf)
 
 
-def _softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
+def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
     shifted = x - x.max(axis=axis, keepdims=True)
     e = np.exp(shifted)
     return e / e.sum(axis=axis, keepdims=True)
@@ -68,7 +68,7 @@ def _skip_norm(attrs, x, skip, *params):
     return [*norm(attrs, total, *params), total]
 
 
-def _attention_infer(attrs, types):
+def attention_infer(attrs, types):
     """q (B,H,S,Dh), k (B,Hkv,T,Dh), v (B,Hkv,T,Dv), optional additive bias broadcastable to
     (B,H,S,T) -> (B,H,S,Dv). H must be a multiple of Hkv (grouped-query)."""
     q, k, v, *bias = types
@@ -114,7 +114,7 @@ def attention_reference(q, k, v, bias=None, scale=None, causal=False, softcap=0.
         scores = causal_mask(scores)
     if pattern is not None:
         scores = np.where(pattern.mask(*scores.shape[-2:]), scores, MASKED)
-    return attention_context(_softmax(scores), v).astype(q.dtype)
+    return attention_context(softmax(scores), v).astype(q.dtype)
 
 
 def _scores_infer(attrs, types):
@@ -178,7 +178,7 @@ def _global_pattern_infer(attrs, types):
 
 
 register("softmax", (1, 1), lambda attrs, t: [t[0]],
-         lambda attrs, x: [_softmax(x, attrs.get("axis", -1)).astype(x.dtype)])
+         lambda attrs, x: [softmax(x, attrs.get("axis", -1)).astype(x.dtype)])
 # layer_norm(x, scale, bias?) attrs epsilon; normalises the last axis
 register("layer_norm", (2, 3), _norm_infer, _layer_norm)
 # skip_norm(x, skip, scale, bias?) attrs kind (layer_norm | rms_norm), epsilon -> (norm(x + skip), x + skip):
@@ -188,7 +188,7 @@ register("skip_norm", (3, 4), _skip_norm_infer, _skip_norm)
 register("rms_norm", (2, 2), _norm_infer, _rms_norm)
 # attention(q, k, v, bias?) attrs scale (float), causal (bool), softcap (float, 0 = none),
 # pattern (a static sparse Pattern, or absent: dense)
-register("attention", (3, 4), _attention_infer,
+register("attention", (3, 4), attention_infer,
          lambda attrs, q, k, v, bias=None: [attention_reference(q, k, v, bias, attrs["scale"],
                                                                 attrs.get("causal", False),
                                                                 attrs.get("softcap", 0.0),

@@ -18,8 +18,8 @@ import math
 
 import numpy as np
 
-from . import register
-from .nn import MASKED, _attention_infer, _softmax, rows_of, spaced_real
+from .nn import MASKED, attention_infer, softmax, rows_of, spaced_real
+from .registry import register
 
 
 def sample_count(factor: int, length: int) -> int:
@@ -47,10 +47,10 @@ def prob_sparse_attention(q, k, v, key_bias, factor: int, scale: float, causal: 
         scores = scores + key_bias
     if causal:
         scores = np.where(np.arange(t) > top[..., None] + (t - s), MASKED, scores)
-    np.put_along_axis(out, top[..., None], _softmax(scores) @ v, axis=2)
+    np.put_along_axis(out, top[..., None], softmax(scores) @ v, axis=2)
     return out.astype(np.float32)
 
 
-register("prob_sparse_attention", (3, 4), _attention_infer,
+register("prob_sparse_attention", (3, 4), attention_infer,
          lambda attrs, q, k, v, bias=None: [prob_sparse_attention(q, k, v, bias, attrs["factor"], attrs["scale"],
                                                                 attrs.get("causal", False))])

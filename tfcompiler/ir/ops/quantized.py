@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..types import TensorType
-from . import OpTypeError, register
+from .registry import OpTypeError, register
 
 
 def quantize_activation(x: np.ndarray) -> tuple[np.ndarray, np.float32, np.uint8]:

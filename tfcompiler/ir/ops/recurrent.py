@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..types import TensorType
-from . import OpTypeError, register
+from .registry import OpTypeError, register
 
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..types import TensorType
-from . import OpTypeError, register
+from .registry import OpTypeError, register
 
 
 def relative_distance(s: int, t: int) -> np.ndarray:

@@ -32,7 +32,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..types import TensorType
-from . import OpTypeError, register
+from .registry import OpTypeError, register
 
 
 def shortened_length(n, stride: int, separate_cls: bool, truncate: bool):

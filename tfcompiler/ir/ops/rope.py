@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import OpTypeError, register
+from .registry import OpTypeError, register
 
 
 def rope_angles(positions: np.ndarray, rotary_dim: int, base: float, position_scale: float) -> np.ndarray:

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import register
-from .nn import MASKED, _attention_infer, _softmax
+from .nn import MASKED, attention_infer, softmax
+from .registry import register
 
 
 def routed(x: np.ndarray, centroids: np.ndarray, padded: np.ndarray) -> np.ndarray:
@@ -48,7 +48,7 @@ def routing_attention(q, k, v, centroids, key_bias, causal: bool, scale: float):
     if causal:
         visible = visible & (keys[..., None, :] <= queries[..., :, None])
     served = visible.any(-1)  # (B,H,C,w)
-    out = _softmax(np.where(visible, scores, MASKED)) @ take(v, keys) * served[..., None]
+    out = softmax(np.where(visible, scores, MASKED)) @ take(v, keys) * served[..., None]
     total, count = np.zeros((b, h, s, v.shape[-1])), np.zeros((b, h, s))
     for c in range(queries.shape[2]):  # a query appears at most once per centroid
         np.put_along_axis(total, queries[:, :, c, :, None],
@@ -59,7 +59,7 @@ def routing_attention(q, k, v, centroids, key_bias, causal: bool, scale: float):
 
 def _infer(attrs, types):
     q, k, v, centroids, *bias = types
-    return _attention_infer(attrs, [q, k, v, *bias])
+    return attention_infer(attrs, [q, k, v, *bias])
 
 
 register("routing_attention", (4, 5), _infer,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..types import TensorType, dtype_of
-from . import register
+from .registry import register
 
 
 def _declared(attrs, _):

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import OpTypeError, register
-from .nn import MASKED, _softmax
+from .nn import MASKED, softmax
+from .registry import OpTypeError, register
 
 
 def _infer(attrs, types):
@@ -41,7 +41,7 @@ def star_attention(q, k, v, ke, ve, ks, vs, key_bias, scale: float):
     ring = np.pad(bias, ((0, 0), (0, 0), (1, 1)), constant_values=MASKED)  # ends: no neighbour
     zero = np.zeros_like(bias)
     scores = scores + np.stack([ring[..., :s], zero, ring[..., 2:], zero, zero], axis=-1)
-    return np.einsum("bhsn,bhsnd->bhsd", _softmax(scores), values).astype(np.float32)
+    return np.einsum("bhsn,bhsnd->bhsd", softmax(scores), values).astype(np.float32)
 
 
 register("star_attention", (7, 8), _infer,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..types import TensorType, broadcast_shapes
-from . import OpTypeError, register
+from .registry import OpTypeError, register
 
 
 def _matmul_infer(attrs, types):

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import networkx as nx
 
-from . import OpTypeError, register
+from .registry import OpTypeError, register
 
 
 def _begin_infer(attrs, types):

@@ -1,0 +1,32 @@
+"""ONNX lowering of canonical linearised attention (tfcompiler.ir.ops.linear): bidirectional by
+MatMul and ReduceSum; causal (gated or not) by onnxruntime's LinearAttention kernel where the target
+allows it (lower/ort_kernels.py), else in chunks (lower/linear_chunks.py)."""
+from __future__ import annotations
+
+import numpy as np
+
+from .common import reduce, repeat_heads
+from .linear_chunks import causal_linear_attention
+from .ort_kernels import recurrent_linear_attention
+from .registry import lowers
+
+
+@lowers("linear_attention")
+def emit_linear_attention(e, attrs, inputs, types, label):
+    """Bidirectional: phi_q (phi_kᵀ v) / (phi_q Σ phi_k): MatMul and ReduceSum, O(S·F·Dv).
+    Causal (gated or not): onnxruntime's LinearAttention kernel where the target allows it, else in
+    chunks (tfcompiler.lower.linear_chunks)."""
+    q, k, v, *gate = inputs
+    heads, kv_heads = types[0].shape[1], types[1].shape[1]
+    if kv_heads != heads:
+        k = repeat_heads(e, k, heads // kv_heads, heads, types[1].shape[3])
+        v = repeat_heads(e, v, heads // kv_heads, heads, types[2].shape[3])
+    eps = e.const(attrs.get("eps", 0.0), np.float32)
+    if attrs["causal"]:
+        widths = (types[0].shape[3], types[2].shape[3])
+        if e.can("LinearAttention"):
+            return [recurrent_linear_attention(e, q, k, v, gate[0] if gate else None, eps, widths, heads, label)]
+        return [causal_linear_attention(e, q, k, v, gate[0] if gate else None, eps, widths, label)]
+    numerator = e.node1("MatMul", q, e.node1("MatMul", e.node1("Transpose", k, perm=[0, 1, 3, 2]), v))
+    denominator = e.node1("MatMul", q, e.node1("Transpose", reduce(e, "ReduceSum", k, [2]), perm=[0, 1, 3, 2]))
+    return [e.node1("Div", numerator, e.node1("Add", denominator, eps), label=label or "LinearAttention")]

@@ -1,0 +1,59 @@
+"""ONNX lowering of the attention masks and biases (tfcompiler.ir.ops.nn): key padding, causality,
+sparse patterns and global tokens, and the compressed-memory causal bias, each built from Range
+position grids so it holds for any length, and made once per pair of lengths where layers share it."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..ir.ops.nn import MASKED
+from .common import length_of
+from .dense_attention import emit_hide_future
+from .patterns import pattern_allowed
+from .registry import lowers
+
+
+@lowers("padding_bias")
+def emit_padding_bias(e, attrs, inputs, types, label):
+    padded = e.node1("Equal", inputs[0], e.const(0))
+    bias = e.node1("Where", padded, e.const(MASKED, np.float32), e.const(0.0, np.float32))
+    return [e.node1("Unsqueeze", bias, e.const([1, 2]), label=label or "PaddingBias")]
+
+
+@lowers("causal_mask")
+def emit_causal_mask(e, attrs, inputs, types, label):
+    return [emit_hide_future(e, inputs[0], ("causal", types[0].shape[2], types[0].shape[3]), label)]
+
+
+@lowers("pattern_mask")
+def emit_pattern_mask(e, attrs, inputs, types, label):
+    (scores,) = inputs
+    allowed = pattern_allowed(e, attrs["pattern"], lambda: (length_of(e, scores, 2), length_of(e, scores, 3)),
+                              (types[0].shape[2], types[0].shape[3]))
+    return [e.node1("Where", allowed, scores, e.const(MASKED, np.float32), label=label or "SparsePattern")]
+
+
+@lowers("global_pattern_bias")
+def emit_global_pattern_bias(e, attrs, inputs, types, label):
+    (chosen,) = inputs
+    s = length_of(e, chosen, 1)
+    allowed = pattern_allowed(e, attrs["pattern"], lambda: (s, s), (types[0].shape[1], types[0].shape[1]))
+    chosen = e.node1("Cast", chosen, to=9)  # bool (B, S)
+    allowed = e.node1("Or", e.node1("Unsqueeze", allowed, e.const([0])), e.node1("Unsqueeze", chosen, e.const([1])))
+    if attrs["rows_see_all"]:
+        allowed = e.node1("Or", allowed, e.node1("Unsqueeze", chosen, e.const([2])))
+    return [e.node1("Where", e.node1("Unsqueeze", allowed, e.const([1])), e.const(0.0, np.float32),
+                    e.const(MASKED, np.float32), label=label or "GlobalPatternBias")]
+
+
+@lowers("compressed_causal_bias")
+def emit_compressed_causal_bias(e, attrs, inputs, types, label):
+    q, k = inputs
+    stride = attrs["stride"]
+    rows = e.node1("Unsqueeze", e.node1("Range", e.const(0), length_of(e, q, 2), e.const(1)), e.const([1]))
+    slot = e.node1("Sub", e.node1("Unsqueeze", e.node1("Range", e.const(0), length_of(e, k, 2), e.const(1)),
+                                  e.const([0])), e.const(attrs["leading"]))
+    visible = e.node1("Or", e.node1("Less", slot, e.const(0)),
+                      e.node1("LessOrEqual", e.node1("Add", e.node1("Mul", slot, e.const(stride)), e.const(stride - 1)),
+                              rows))
+    return [e.node1("Where", visible, e.const(0.0, np.float32), e.const(MASKED, np.float32),
+                    label=label or "CompressedCausal")]
