@@ -23,7 +23,8 @@ from tfcompiler.builders import build_graph
 from tfcompiler.builders.weights import declared_params
 from tfcompiler.language.kinds import ATTENTION, INPUTS, POSITIONS
 
-from reference import Reference
+import references
+from references import Reference
 
 TOLERANCE = 1e-4
 SHAPES = [(1, 5, 0), (3, 11, 4)]  # (batch, length, padded positions at the end of the first row)
@@ -264,6 +265,14 @@ def test_every_kind_has_an_example(registry):
     assert not missing, f"{registry.name} kinds without an example spec (register(..., examples=...)): {missing}"
 
 
+@pytest.mark.parametrize("registry, tested", [(INPUTS, references.INPUTS), (POSITIONS, references.POSITIONS),
+                                             (ATTENTION, references.ATTENTION)],
+                         ids=[registry.name for registry in REGISTRIES])
+def test_every_kind_has_a_reference(registry, tested):
+    """Each kind the compiler registers has its NumPy reference (tests/references/), and no other."""
+    assert sorted(tested.kinds) == sorted(registry.kinds)
+
+
 def kinds_used(section, registry) -> set[str]:
     """The kinds of `registry` anywhere in a parsed spec (its sections, lists and blocks)."""
     if isinstance(section, (list, tuple)):
@@ -322,7 +331,7 @@ def test_causal_decoder_ignores_the_future():
 
 def test_sinusoidal_layouts_differ_and_match_the_formula():
     """Interleaved (paper) and concatenated (tensor2tensor) tables are the formula's two layouts."""
-    from reference import sinusoidal_table
+    from references import sinusoidal_table
 
     inter, concat = sinusoidal_table(10, 8, "interleaved"), sinusoidal_table(10, 8, "concatenated")
     assert np.allclose(inter[3, 0], np.sin(3.0)) and np.allclose(inter[3, 1], np.cos(3.0))

@@ -94,7 +94,7 @@ class Reference(Resampled, Hierarchy, Memory):
         x = self.embed(name, ids, token_types, mask)
         key_bias = None if mask is None else np.where(mask != 0, 0.0, NEG)
         state = {}
-        if stack.resample is not None or type(self.spec.positional).KIND == "funnel":
+        if stack.resample is not None or POSITIONS[self.spec.positional].level_positions:
             return self.resampled(name, stack, blocks, x, mask, token_types, state)
         slots = None
         if stack.memory_slots:  # Memformer: the carried slots, or the learned ones at the first segment

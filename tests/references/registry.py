@@ -28,11 +28,11 @@ class Registry:
         """The reference of a parsed options section, by its kind."""
         kind = type(options).KIND
         if kind not in self.kinds:
-            raise KeyError(f"no NumPy reference for {self.name} kind {kind!r} (add tests/references/{self.name}/)")
+            raise KeyError(f"no NumPy reference for {self.name} kind {kind!r} (tests/references/: a module per kind)")
         return self.kinds[kind]
 
 
-INPUTS = Registry("inputs")
+INPUTS = Registry("input")
 POSITIONS = Registry("positional")
 ATTENTION = Registry("attention")
 

@@ -52,9 +52,10 @@ class KindRegistry:
 
     def register(self, kind: str, options: type, builder=None, examples: dict[str, str] | None = None) -> None:
         """Add a kind: its options section (parsed from the spec), the function that builds it and
-        its example specs, {name: YAML} — the sections a small model needs to use the kind (its
-        `topology`, any `model` keys beyond the sizes, its stacks and blocks); the component tests
-        compile each one against the kind's NumPy reference (tests/test_components.py)."""
+        its example specs, {name: YAML} — the sections a small model needs to use the kind: a
+        `topology:` line, an optional one-line `model: {...}` of keys beyond the sizes, then its
+        stacks, blocks and head; the component tests compile each one against the kind's NumPy
+        reference (tests/test_components.py)."""
         if kind in self.kinds:
             raise ValueError(f"{self.name} kind {kind!r} registered twice")
         options.KIND = kind

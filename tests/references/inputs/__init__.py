@@ -1,2 +1,1 @@
-"""NumPy references of the input layers, one module per kind; importing the package registers them."""
-from . import tokens  # noqa: F401
+"""NumPy references of the input layers, one module per kind; the package imports them all."""

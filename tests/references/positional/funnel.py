@@ -14,6 +14,8 @@ from .transformer_xl import relative_term
 
 @POSITIONS.register("funnel")
 class Funnel(Scheme):
+    level_positions = True
+
     def attend(self, ref, options, logits, site):
         name, funnel = site.name, site.state["funnel"]
         (pq, tq), (pk, tk) = funnel["queries"], funnel["keys"]
