@@ -48,14 +48,20 @@ class KindRegistry:
     default: str
     kinds: dict[str, type] = dataclasses.field(default_factory=dict)
     builders: dict[str, Any] = dataclasses.field(default_factory=dict)
+    examples: dict[str, dict[str, str]] = dataclasses.field(default_factory=dict)
 
-    def register(self, kind: str, options: type, builder=None) -> None:
-        """Add a kind: its options section (parsed from the spec) and the function that builds it."""
+    def register(self, kind: str, options: type, builder=None, examples: dict[str, str] | None = None) -> None:
+        """Add a kind: its options section (parsed from the spec), the function that builds it and
+        its example specs, {name: YAML} — the sections a small model needs to use the kind: a
+        `topology:` line, an optional one-line `model: {...}` of keys beyond the sizes, then its
+        stacks, blocks and head; the component tests compile each one against the kind's NumPy
+        reference (tests/test_components.py)."""
         if kind in self.kinds:
             raise ValueError(f"{self.name} kind {kind!r} registered twice")
         options.KIND = kind
         self.kinds[kind] = options
         self.builders[kind] = builder
+        self.examples[kind] = dict(examples or {})
 
     def builder(self, options):
         return self.builders[kind_of(options)]

@@ -65,4 +65,16 @@ def build_bigbird(ctx, options: BigBirdOptions, spec, site):
     return build_multi_head(ctx, options, spec, site, pattern)
 
 
-ATTENTION.register("bigbird", BigBirdOptions, build_bigbird)
+ATTENTION.register("bigbird", BigBirdOptions, build_bigbird, examples={
+    "bigbird_encoder": """
+topology: encoder
+block: {attention: {kind: bigbird, block: 2, window_blocks: 3, global_blocks: 1, random_blocks: 2, seed: 7}}
+encoder: {layers: 2}
+""",
+    "bigbird_first_and_last_global": """
+topology: encoder
+block: {attention: {kind: bigbird, block: 2, window_blocks: 3, global_blocks: 1, trailing_global_blocks: 1,
+                    random_blocks: 2, seed: 7}}
+encoder: {layers: 2}
+""",
+})

@@ -36,4 +36,11 @@ def build_block_local(ctx, options: BlockLocalOptions, spec, site):
     return build_multi_head(ctx, options, spec, site, pattern)
 
 
-ATTENTION.register("block_local", BlockLocalOptions, build_block_local)
+ATTENTION.register("block_local", BlockLocalOptions, build_block_local, examples={
+    "image_transformer_local_1d": """
+topology: decoder
+block: {attention: {kind: block_local, block: 4, memory_blocks: 1}}
+decoder: {layers: 2}
+head: {kind: lm}
+""",
+})

@@ -45,4 +45,17 @@ def build_block_local_2d(ctx, options: BlockLocal2DOptions, spec, site):
     return build_multi_head(ctx, options, spec, site, pattern)
 
 
-ATTENTION.register("block_local_2d", BlockLocal2DOptions, build_block_local_2d)
+ATTENTION.register("block_local_2d", BlockLocal2DOptions, build_block_local_2d, examples={
+    "image_local_2d_encoder": """
+topology: encoder
+block: {attention: {kind: block_local_2d, row_length: 4, query_shape: [2, 2], memory_flange: [1, 1]}}
+encoder: {layers: 2}
+""",
+    "image_local_2d_decoder": """
+topology: decoder
+model: {kv_heads: 2}
+block: {attention: {kind: block_local_2d, row_length: 3, query_shape: [1, 2], memory_flange: [2, 1]}}
+decoder: {layers: 2}
+head: {kind: lm}
+""",
+})

@@ -44,4 +44,11 @@ def build_clustered(ctx, options: ClusteredOptions, spec, site):
     return output_projection(ctx, spec, context)
 
 
-ATTENTION.register("clustered", ClusteredOptions, build_clustered)
+ATTENTION.register("clustered", ClusteredOptions, build_clustered, examples={
+    "clustered_encoder": """
+topology: encoder
+model: {kv_heads: 2}
+block: {attention: {kind: clustered, clusters: 3, bits: 6, iterations: 3, seed: 2}}
+encoder: {layers: 2}
+""",
+})

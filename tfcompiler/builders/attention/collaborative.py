@@ -48,4 +48,12 @@ def build_collaborative(ctx, options: CollaborativeOptions, spec, site):
     return attend(ctx, options, spec, site, query, key, value)
 
 
-ATTENTION.register("collaborative", CollaborativeOptions, build_collaborative)
+ATTENTION.register("collaborative", CollaborativeOptions, build_collaborative, examples={
+    "collaborative_heads": """
+topology: decoder
+positional: rope
+block: {attention: {kind: collaborative, shared_width: 12}}
+decoder: {layers: 2}
+head: {kind: lm}
+""",
+})

@@ -40,4 +40,11 @@ def build_induced(ctx, options: InducedOptions, spec, site):
         return build_multi_head(ctx, options, spec, Site(site.x, induced, None, False, state=site.state))
 
 
-ATTENTION.register("induced", InducedOptions, build_induced)
+ATTENTION.register("induced", InducedOptions, build_induced, examples={
+    "induced_set_attention": """
+topology: encoder
+model: {kv_heads: 2}
+block: {attention: {kind: induced, points: 3}}
+encoder: {layers: 2}
+""",
+})

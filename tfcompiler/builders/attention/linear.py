@@ -33,4 +33,18 @@ def build_linear(ctx, options: LinearOptions, spec, site):
     return attend_linear(ctx, spec, site, elu_plus_one, options.eps)
 
 
-ATTENTION.register("linear", LinearOptions, build_linear)
+ATTENTION.register("linear", LinearOptions, build_linear, examples={
+    "linear_causal_decoder": """
+topology: decoder
+model: {kv_heads: 2}
+block: {attention: {kind: linear}}
+decoder: {layers: 2}
+head: {kind: lm}
+""",
+    "linear_bidirectional_encoder": """
+topology: encoder
+positional: sinusoidal
+block: {attention: {kind: linear, eps: 1e-4}}
+encoder: {layers: 2}
+""",
+})

@@ -55,4 +55,20 @@ def build_linformer(ctx, options: LinformerOptions, spec, site):
     return output_projection(ctx, spec, context)
 
 
-ATTENTION.register("linformer", LinformerOptions, build_linformer)
+ATTENTION.register("linformer", LinformerOptions, build_linformer, examples={
+    "linformer_encoder": """
+topology: encoder
+model: {kv_heads: 2}
+block: {attention: {kind: linformer, projected_length: 6}}
+encoder: {layers: 2}
+""",
+    "linformer_shared_layerwise": """
+topology: encoder
+block: {attention: {kind: linformer, projected_length: 4, share: layerwise}}
+encoder:
+  layers: 2
+  overrides:
+    - layers: [1, 1]
+      block: {attention: {kind: linformer, projected_length: 4, share: key_value}}
+""",
+})

@@ -58,4 +58,16 @@ def build_longformer(ctx, options: LongformerOptions, spec, site):
     return output_projection(ctx, spec, context)
 
 
-ATTENTION.register("longformer", LongformerOptions, build_longformer)
+ATTENTION.register("longformer", LongformerOptions, build_longformer, examples={
+    "longformer_encoder": """
+topology: encoder
+block: {attention: {kind: longformer, window: 2, global_tokens: 2}}
+encoder: {layers: 2}
+""",
+    "longformer_global_input": """
+topology: encoder
+model: {kv_heads: 2}
+block: {attention: {kind: longformer, window: 2, global_tokens: 0, global_input: true}}
+encoder: {layers: 2}
+""",
+})

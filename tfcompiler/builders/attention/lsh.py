@@ -80,4 +80,28 @@ def build_lsh(ctx, options: LshOptions, spec, site):
     return output_projection(ctx, spec, context)
 
 
-ATTENTION.register("lsh", LshOptions, build_lsh)
+ATTENTION.register("lsh", LshOptions, build_lsh, examples={
+    "reformer_lsh_encoder": """
+topology: encoder
+block: {attention: {kind: lsh, buckets: 4, rounds: 2, chunk: 6, seed: 1}}
+encoder: {layers: 2}
+""",
+    "reformer_trax_lsh_decoder": """
+topology: decoder
+block: {attention: {kind: lsh, buckets: 4, rounds: 2, chunk: 3, same_bucket: false, look_back: rolled, scale: 1.0,
+                    key_epsilon: 1e-6, rotations: weights}}
+decoder: {layers: 2}
+head: {kind: lm}
+""",
+    "reformer_trax_lsh_encoder": """
+topology: encoder
+block: {attention: {kind: lsh, buckets: 4, rounds: 3, chunk: 4, same_bucket: false, look_back: rolled}}
+encoder: {layers: 2}
+""",
+    "reformer_lsh_causal_decoder": """
+topology: decoder
+block: {attention: {kind: lsh, buckets: 2, rounds: 3, chunk: 4}}
+decoder: {layers: 2}
+head: {kind: lm}
+""",
+})

@@ -69,4 +69,18 @@ def build_memory_compressed(ctx, options: MemoryCompressedOptions, spec, site):
     return output_projection(ctx, spec, context)
 
 
-ATTENTION.register("memory_compressed", MemoryCompressedOptions, build_memory_compressed)
+ATTENTION.register("memory_compressed", MemoryCompressedOptions, build_memory_compressed, examples={
+    "memory_compressed_encoder": """
+topology: encoder
+model: {kv_heads: 2}
+block: {attention: {kind: memory_compressed, compression: 3}}
+encoder: {layers: 2}
+""",
+    "memory_compressed_decoder": """
+topology: decoder
+model: {kv_heads: 2}
+block: {attention: {kind: memory_compressed, compression: 3}}
+decoder: {layers: 2}
+head: {kind: lm}
+""",
+})

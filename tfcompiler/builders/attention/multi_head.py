@@ -135,4 +135,51 @@ def attention_context(ctx, options: MultiHeadOptions, spec, site: Site, query, k
     return context
 
 
-ATTENTION.register("multi_head", MultiHeadOptions, build_multi_head)
+ATTENTION.register("multi_head", MultiHeadOptions, build_multi_head, examples={
+    "qk_norm_softcap_rope": """
+topology: decoder
+model: {kv_heads: 2}
+positional: {kind: rope}
+block: {attention: {kind: multi_head, qk_norm: rms_norm, softcap: 2.0}}
+decoder: {layers: 2}
+head: {kind: lm}
+""",
+    "qk_layer_norm_encoder": """
+topology: encoder
+block: {attention: {qk_norm: layer_norm, qk_norm_epsilon: 1e-5, softcap: 5.0}}
+encoder: {layers: 1}
+""",
+    "talking_heads_residual_alibi": """
+topology: decoder
+positional: alibi
+block: {attention: {talking_heads: both, residual_scores: true}}
+decoder: {layers: 3}
+head: {kind: lm}
+""",
+    "talking_heads_pre_encoder": """
+topology: encoder
+block: {attention: {talking_heads: pre}}
+encoder: {layers: 2}
+""",
+    "multi_scale_spans": """
+topology: encoder
+block: {attention: {span: [1, 2, 4, 8]}}
+encoder:
+  layers: 2
+  overrides:
+    - layers: [1, 1]
+      block: {attention: {span: [3]}}
+""",
+    "adaptive_span_decoder": """
+topology: decoder
+block: {attention: {adaptive_span: {max_span: 4, ramp: 2}}}
+decoder: {layers: 2}
+head: {kind: lm}
+""",
+    "gaussian_prior_encoder": """
+topology: encoder
+positional: none
+block: {attention: {gaussian_prior: true}}
+encoder: {layers: 2}
+""",
+})

@@ -89,4 +89,21 @@ def build_nystrom(ctx, options: NystromOptions, spec, site):
     return output_projection(ctx, spec, context)
 
 
-ATTENTION.register("nystrom", NystromOptions, build_nystrom)
+ATTENTION.register("nystrom", NystromOptions, build_nystrom, examples={
+    "nystrom_encoder": """
+topology: encoder
+block: {attention: {kind: nystrom, landmarks: 4, conv_kernel: 3}}
+encoder: {layers: 2}
+""",
+    "nystrom_global_pinv_scale": """
+topology: encoder
+block: {attention: {kind: nystrom, landmarks: 4, conv_kernel: 5, pinv_scale: global}}
+encoder: {layers: 1}
+""",
+    "nystrom_gqa_no_conv": """
+topology: encoder
+model: {kv_heads: 2}
+block: {attention: {kind: nystrom, landmarks: 3, pinv_iterations: 8, conv_kernel: 0}}
+encoder: {layers: 2}
+""",
+})

@@ -56,4 +56,16 @@ def build_performer(ctx, options: PerformerOptions, spec, site):
     return output_projection(ctx, spec, context)
 
 
-ATTENTION.register("performer", PerformerOptions, build_performer)
+ATTENTION.register("performer", PerformerOptions, build_performer, examples={
+    "performer_encoder": """
+topology: encoder
+block: {attention: {kind: performer, features: 24, seed: 3}}
+encoder: {layers: 2}
+""",
+    "performer_causal_decoder": """
+topology: decoder
+block: {attention: {kind: performer, features: 16}}
+decoder: {layers: 2}
+head: {kind: lm}
+""",
+})

@@ -39,4 +39,17 @@ def build_prob_sparse(ctx, options: ProbSparseOptions, spec, site):
     return output_projection(ctx, spec, context)
 
 
-ATTENTION.register("prob_sparse", ProbSparseOptions, build_prob_sparse)
+ATTENTION.register("prob_sparse", ProbSparseOptions, build_prob_sparse, examples={
+    "informer_prob_sparse": """
+topology: encoder
+model: {kv_heads: 2}
+block: {attention: {kind: prob_sparse, factor: 1}}
+encoder: {layers: 2}
+""",
+    "informer_prob_sparse_decoder": """
+topology: decoder
+block: {attention: {kind: prob_sparse, factor: 1}}
+decoder: {layers: 2}
+head: {kind: lm}
+""",
+})

@@ -116,4 +116,48 @@ def handed_over(ctx, state):
     return ctx.op("unsqueeze", joined, axes=(0,), label="EncoderState")
 
 
-ATTENTION.register("recurrent", RecurrentOptions, build_recurrent)
+ATTENTION.register("recurrent", RecurrentOptions, build_recurrent, examples={
+    "lstm_bidirectional_stack": """
+topology: encoder
+positional: none
+block: {placement: none, attention: {kind: recurrent, cell: lstm, bidirectional: true}, ffn: {enabled: false}}
+encoder: {layers: 2}
+""",
+    "gru_decoder_in_blocks": """
+topology: decoder
+block: {placement: pre, attention: {kind: recurrent, cell: gru}}
+decoder: {layers: 2}
+head: {kind: lm}
+""",
+    "rnn_relu_decoder": """
+topology: decoder
+positional: none
+block: {placement: none, attention: {kind: recurrent, cell: rnn, nonlinearity: relu}, ffn: {enabled: false}}
+decoder: {layers: 2}
+head: {kind: lm}
+""",
+    "lstm_seq2seq_with_attention": """
+topology: encoder-decoder
+positional: none
+block: {placement: post, attention: {kind: recurrent, cell: lstm}, cross_attention: {kind: multi_head}}
+encoder: {layers: 2, block: {attention: {kind: recurrent, cell: lstm, bidirectional: true}}}
+decoder: {layers: 2}
+head: {kind: lm}
+""",
+    "lstm_seq2seq_state_handover": """
+topology: encoder-decoder
+positional: none
+block: {placement: none, ffn: {enabled: false}, cross_attention: {kind: multi_head}}
+encoder: {layers: 2, block: {attention: {kind: recurrent, cell: lstm, bidirectional: true}}}
+decoder: {layers: 2, block: {attention: {kind: recurrent, cell: lstm, start: encoder}}}
+head: {kind: lm}
+""",
+    "gru_seq2seq_state_handover_one_layer": """
+topology: encoder-decoder
+positional: none
+block: {placement: pre, attention: {kind: recurrent, cell: gru}, cross_attention: {kind: multi_head}}
+encoder: {layers: 2}
+decoder: {layers: 1, block: {attention: {kind: recurrent, cell: gru, start: encoder}}}
+head: {kind: lm}
+""",
+})

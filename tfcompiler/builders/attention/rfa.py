@@ -59,4 +59,17 @@ def build_rfa(ctx, options: RfaOptions, spec, site):
     return attend_linear(ctx, spec, site, lambda c, x, q: fourier_features(c, x, matrix), options.eps, gate)
 
 
-ATTENTION.register("rfa", RfaOptions, build_rfa)
+ATTENTION.register("rfa", RfaOptions, build_rfa, examples={
+    "rfa_encoder": """
+topology: encoder
+block: {attention: {kind: rfa, features: 32, sigma: 0.7}}
+encoder: {layers: 2}
+""",
+    "rfa_gated_decoder": """
+topology: decoder
+model: {kv_heads: 2}
+block: {attention: {kind: rfa, features: 8, gate: true, seed: 3}}
+decoder: {layers: 2}
+head: {kind: lm}
+""",
+})

@@ -60,4 +60,17 @@ def build_routing(ctx, options: RoutingOptions, spec, site):
     return output_projection(ctx, spec, context)
 
 
-ATTENTION.register("routing", RoutingOptions, build_routing)
+ATTENTION.register("routing", RoutingOptions, build_routing, examples={
+    "routing_encoder": """
+topology: encoder
+model: {kv_heads: 2}
+block: {attention: {kind: routing, clusters: 3}}
+encoder: {layers: 2}
+""",
+    "routing_causal_decoder": """
+topology: decoder
+block: {attention: {kind: routing, clusters: 2, local_heads: 2, window: 3}}
+decoder: {layers: 2}
+head: {kind: lm}
+""",
+})

@@ -33,4 +33,18 @@ def build_sliding_window(ctx, options: SlidingWindowOptions, spec, site):
     return build_multi_head(ctx, options, spec, site, pattern)
 
 
-ATTENTION.register("sliding_window", SlidingWindowOptions, build_sliding_window)
+ATTENTION.register("sliding_window", SlidingWindowOptions, build_sliding_window, examples={
+    "sliding_window_decoder": """
+topology: decoder
+model: {kv_heads: 2}
+positional: rope
+block: {attention: {kind: sliding_window, window: 3}}
+decoder: {layers: 2}
+head: {kind: lm}
+""",
+    "dilated_window_encoder": """
+topology: encoder
+block: {attention: {kind: sliding_window, window: 2, dilation: 2}}
+encoder: {layers: 2}
+""",
+})

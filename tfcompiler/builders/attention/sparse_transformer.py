@@ -41,4 +41,16 @@ def build_sparse_transformer(ctx, options: SparseTransformerOptions, spec, site)
     return build_multi_head(ctx, options, spec, site, pattern)
 
 
-ATTENTION.register("sparse_transformer", SparseTransformerOptions, build_sparse_transformer)
+ATTENTION.register("sparse_transformer", SparseTransformerOptions, build_sparse_transformer, examples={
+    "sparse_transformer_strided": """
+topology: decoder
+block: {attention: {kind: sparse_transformer, stride: 3}}
+decoder: {layers: 2}
+head: {kind: lm}
+""",
+    "sparse_transformer_fixed": """
+topology: encoder
+block: {attention: {kind: sparse_transformer, pattern: fixed, stride: 4, summary: 2}}
+encoder: {layers: 2}
+""",
+})

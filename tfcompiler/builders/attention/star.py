@@ -79,4 +79,15 @@ def build_star(ctx, options: StarOptions, spec, site):
     return satellites
 
 
-ATTENTION.register("star", StarOptions, build_star)
+ATTENTION.register("star", StarOptions, build_star, examples={
+    "star_transformer_paper": """
+topology: encoder
+block: {placement: none, attention: {kind: star, update: paper}, ffn: {enabled: false}}
+encoder: {layers: 2}
+""",
+    "star_transformer": """
+topology: encoder
+block: {attention: {kind: star}}
+encoder: {layers: 3}
+""",
+})

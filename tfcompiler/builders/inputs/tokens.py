@@ -51,4 +51,11 @@ def build_tokens(ctx, options: TokenOptions, spec, stack_name: str) -> StackInpu
     return StackInput(hidden=hidden, mask=mask, ids=ids)
 
 
-INPUTS.register("tokens", TokenOptions, build_tokens)
+INPUTS.register("tokens", TokenOptions, build_tokens, examples={
+    "token_types_encoder": """
+topology: encoder
+input: {kind: tokens, token_types: 3}
+encoder: {layers: 1}
+head: {kind: pooler}
+""",
+})

@@ -101,7 +101,37 @@ def build_learned(ctx, options, spec, hidden, positions, mask):
         return ctx.op("add", hidden, ctx.op("gather", table, positions, label="PositionEmbedding"))
 
 
-POSITIONS.register("sinusoidal", SinusoidalOptions, PositionalScheme(embed=build_sinusoidal))
-POSITIONS.register("scaled_sinusoidal", ScaledSinusoidalOptions, PositionalScheme(embed=build_scaled_sinusoidal))
-POSITIONS.register("learned", LearnedOptions, PositionalScheme(embed=build_learned))
-POSITIONS.register("none", NoPositions, PositionalScheme())
+POSITIONS.register("sinusoidal", SinusoidalOptions, PositionalScheme(embed=build_sinusoidal), examples={
+    "sinusoidal_concatenated_encoder": """
+topology: encoder
+positional: {kind: sinusoidal, layout: concatenated, base: 100}
+encoder: {layers: 1}
+""",
+})
+
+POSITIONS.register("scaled_sinusoidal", ScaledSinusoidalOptions, PositionalScheme(embed=build_scaled_sinusoidal),
+                   examples={
+    "scaled_sinusoidal_decoder": """
+topology: decoder
+positional: scaled_sinusoidal
+decoder: {layers: 2}
+head: {kind: lm}
+""",
+})
+
+POSITIONS.register("learned", LearnedOptions, PositionalScheme(embed=build_learned), examples={
+    "learned_positions_decoder": """
+topology: decoder
+positional: learned
+decoder: {layers: 1}
+head: {kind: lm}
+""",
+})
+
+POSITIONS.register("none", NoPositions, PositionalScheme(), examples={
+    "no_positions_encoder": """
+topology: encoder
+positional: none
+encoder: {layers: 1}
+""",
+})

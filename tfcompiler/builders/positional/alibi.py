@@ -50,4 +50,18 @@ def bias(ctx, options: AlibiOptions, spec, parts, site):
         return parts.add_bias(ctx.op("mul", ctx.constant(slopes), distance, label="ALiBi"))
 
 
-POSITIONS.register("alibi", AlibiOptions, PositionalScheme(attend=bias))
+POSITIONS.register("alibi", AlibiOptions, PositionalScheme(attend=bias), examples={
+    "alibi_causal_decoder": """
+topology: decoder
+model: {kv_heads: 2}
+positional: {kind: alibi}
+decoder: {layers: 2}
+head: {kind: lm}
+""",
+    "alibi_symmetric_six_heads": """
+topology: encoder
+model: {heads: 6, head_width: 8}
+positional: {kind: alibi, form: symmetric}
+encoder: {layers: 2}
+""",
+})

@@ -50,4 +50,19 @@ def generate(ctx, options: ConditionalOptions, spec, hidden, positions, mask):
         return ctx.op("add", hidden, conv)
 
 
-POSITIONS.register("conditional", ConditionalOptions, PositionalScheme(embed=generate))
+POSITIONS.register("conditional", ConditionalOptions, PositionalScheme(embed=generate), examples={
+    "conditional_after_first_block": """
+topology: encoder
+positional: none
+encoder:
+  layers: 3
+  overrides:
+    - layers: [1, 1]
+      block: {positional: {kind: conditional, grid_width: 2, class_tokens: 1}}
+""",
+    "conditional_embeddings": """
+topology: encoder
+positional: {kind: conditional, grid_width: 2, kernel: 5, class_tokens: 1}
+encoder: {layers: 1}
+""",
+})

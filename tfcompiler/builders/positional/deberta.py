@@ -96,4 +96,17 @@ def deberta(ctx, options: DebertaOptions, spec, parts, site):
     return parts.add_bias(ctx.op("mul", total, ctx.constant(np.float32(parts.scale))))
 
 
-POSITIONS.register("deberta", DebertaOptions, PositionalScheme(attend=deberta))
+POSITIONS.register("deberta", DebertaOptions, PositionalScheme(attend=deberta), examples={
+    "deberta_encoder": """
+topology: encoder
+positional: {kind: deberta, position_buckets: 8, max_relative_positions: 10}
+embedding: {norm: layer_norm, norm_epsilon: 1e-7}
+block: {placement: post, norm: {epsilon: 1e-7}}
+encoder: {layers: 2}
+""",
+    "deberta_unbucketed_c2p": """
+topology: encoder
+positional: {kind: deberta, position_buckets: 0, max_relative_positions: 4, terms: [c2p], norm: false}
+encoder: {layers: 2}
+""",
+})

@@ -106,4 +106,12 @@ def without_cls(ctx, parts):
     return ctx.op("mul", rows, not_first(parts.key))
 
 
-POSITIONS.register("funnel", FunnelOptions, PositionalScheme(attend=funnel))
+POSITIONS.register("funnel", FunnelOptions, PositionalScheme(attend=funnel), examples={
+    "funnel_encoder": """
+topology: encoder
+input: {kind: tokens, token_types: 3}
+positional: funnel
+block: {placement: post}
+encoder: {layers: 3, resample: {shorten_at: [1], upsample_at: 2, separate_cls: true}}
+""",
+})

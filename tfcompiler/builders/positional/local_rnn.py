@@ -41,4 +41,19 @@ def local_rnn(ctx, options: LocalRnnOptions, spec, hidden, positions, mask):
         return ctx.op("add", hidden, local, label="Residual")
 
 
-POSITIONS.register("local_rnn", LocalRnnOptions, PositionalScheme(embed=local_rnn))
+POSITIONS.register("local_rnn", LocalRnnOptions, PositionalScheme(embed=local_rnn), examples={
+    "r_transformer_decoder": """
+topology: decoder
+model: {kv_heads: 2}
+positional: none
+block: {positional: {kind: local_rnn, window: 3, cell: gru}}
+decoder: {layers: 2}
+head: {kind: lm}
+""",
+    "r_transformer_lstm_encoder": """
+topology: encoder
+positional: none
+block: {positional: {kind: local_rnn, window: 4, cell: lstm}}
+encoder: {layers: 2}
+""",
+})

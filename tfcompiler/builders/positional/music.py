@@ -49,4 +49,11 @@ def music(ctx, options: MusicOptions, spec, parts, site):
     return parts
 
 
-POSITIONS.register("music", MusicOptions, PositionalScheme(attend=music))
+POSITIONS.register("music", MusicOptions, PositionalScheme(attend=music), examples={
+    "music_decoder": """
+topology: decoder
+positional: {kind: music, max_distance: 6}
+decoder: {layers: 2}
+head: {kind: lm}
+""",
+})

@@ -56,4 +56,25 @@ def rotate(ctx, options: RotaryOptions, spec, parts, site):
     return parts
 
 
-POSITIONS.register("rope", RotaryOptions, PositionalScheme(attend=rotate))
+POSITIONS.register("rope", RotaryOptions, PositionalScheme(attend=rotate), examples={
+    "rope_half_split_gqa": """
+topology: decoder
+model: {kv_heads: 2, bias: false}
+positional: {kind: rope, base: 500}
+block: {norm: {kind: rms_norm}, ffn: {activation: swiglu}}
+decoder: {layers: 2}
+head: {kind: lm, tied: false}
+""",
+    "rope_interleaved_partial_linear": """
+topology: encoder
+positional: {kind: rope, layout: interleaved, rotary_dim: 6, scaling: linear, factor: 4}
+encoder: {layers: 2}
+""",
+    "rope_ntk_encoder_decoder": """
+topology: encoder-decoder
+positional: {kind: rope, scaling: ntk, factor: 8, base: 100}
+encoder: {layers: 1}
+decoder: {layers: 1}
+head: {kind: lm}
+""",
+})

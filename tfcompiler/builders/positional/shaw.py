@@ -51,4 +51,17 @@ def shaw(ctx, options: ShawOptions, spec, parts, site):
     return parts
 
 
-POSITIONS.register("shaw", ShawOptions, PositionalScheme(attend=shaw))
+POSITIONS.register("shaw", ShawOptions, PositionalScheme(attend=shaw), examples={
+    "shaw_decoder_gqa": """
+topology: decoder
+model: {kv_heads: 2}
+positional: {kind: shaw, max_distance: 3}
+decoder: {layers: 2}
+head: {kind: lm}
+""",
+    "shaw_encoder_keys_only": """
+topology: encoder
+positional: {kind: shaw, max_distance: 2, value_term: false}
+encoder: {layers: 2}
+""",
+})

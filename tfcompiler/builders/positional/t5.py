@@ -65,4 +65,13 @@ def t5_bias(ctx, options: T5Options, spec, parts, site):
     return parts.add_bias(site.state[key])
 
 
-POSITIONS.register("t5", T5Options, PositionalScheme(attend=t5_bias))
+POSITIONS.register("t5", T5Options, PositionalScheme(attend=t5_bias), examples={
+    "t5_encoder_decoder": """
+topology: encoder-decoder
+model: {bias: false, head_width: 6}
+positional: {kind: t5, num_buckets: 8, max_distance: 12}
+block: {norm: {kind: rms_norm, epsilon: 1e-6}, attention: {scale: 1.0}, ffn: {activation: relu}}
+encoder: {layers: 2}
+decoder: {layers: 2}
+""",
+})

@@ -71,4 +71,17 @@ def transformer_xl(ctx, options: TransformerXLOptions, spec, parts, site):
     return relative_attention(ctx, spec, parts, options.base, distances, index)
 
 
-POSITIONS.register("transformer_xl", TransformerXLOptions, PositionalScheme(attend=transformer_xl))
+POSITIONS.register("transformer_xl", TransformerXLOptions, PositionalScheme(attend=transformer_xl), examples={
+    "transformer_xl_decoder": """
+topology: decoder
+positional: {kind: transformer_xl}
+decoder: {layers: 2}
+head: {kind: lm}
+""",
+    "transformer_xl_encoder": """
+topology: encoder
+model: {head_width: 6}
+positional: {kind: transformer_xl, base: 100}
+encoder: {layers: 2}
+""",
+})

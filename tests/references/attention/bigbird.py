@@ -1,0 +1,43 @@
+"""Attention kind `bigbird` (Zaheer et al. 2020): blocks of b tokens; a query block sees the
+`window_blocks` blocks around it, the global blocks (leading ones, and the input's last
+`trailing_global_blocks`, which also see everything) and `random_blocks` random blocks.
+
+The random blocks are drawn at compile time and stored only inside the ONNX layout constant, so this
+file re-derives them from the algorithm tfcompiler documents (builders/attention/bigbird.py's
+docstring and `seed` option): over the blocks of model.max_length, row by row, the blocks the row
+does not see yet (in a decoder only blocks up to its own) are sampled without replacement by
+``numpy.random.default_rng([seed, crc32(layer path)]).choice``.
+"""
+from __future__ import annotations
+
+import zlib
+
+import numpy as np
+
+from ..formulas import relative_positions
+from ..registry import ATTENTION
+from .multi_head import MultiHead
+
+
+def block_layout(options, max_length: int, causal: bool, layer: str):
+    """bool (blocks, blocks) over max_length: query block a sees key block b."""
+    count = -(-max_length // options.block)
+    rows, cols = np.indices((count, count))
+    seen = np.abs(rows - cols) <= options.window_blocks // 2
+    seen |= (np.minimum(rows, cols) < options.global_blocks)
+    seen |= np.maximum(rows, cols) >= count - options.trailing_global_blocks  # where max_length puts them
+    draw = np.random.default_rng([options.seed, zlib.crc32(layer.encode())])
+    for a in range(count):
+        candidates = [b for b in range(count) if not seen[a, b] and (b <= a or not causal)]
+        if candidates and options.random_blocks:
+            seen[a, draw.choice(candidates, size=min(options.random_blocks, len(candidates)), replace=False)] = True
+    return seen
+
+
+@ATTENTION.register("bigbird")
+class BigBird(MultiHead):
+    def allowed(self, ref, options, s, t, site):
+        i, j = relative_positions(s, t)
+        a, b = i // options.block, j // options.block
+        last = (t - 1) // options.block - options.trailing_global_blocks  # the last block that is not global
+        return block_layout(options, ref.spec.model.max_length, site.causal, site.name)[a, b] | (a > last) | (b > last)

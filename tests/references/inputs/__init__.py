@@ -1,0 +1,1 @@
+"""NumPy references of the input layers, one module per kind; the package imports them all."""

@@ -1,0 +1,63 @@
+"""Memories carried between segments, for ``Reference``: Transformer-XL's segment memory (Dai et al.
+2019) with the Compressive Transformer's compressed memory (Rae et al. 2019), and Memformer's memory
+slots and their writer (Wu et al. 2022)."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .formulas import LAYER_NORM, attention, sigmoid
+
+
+class Memory:
+    def remember(self, stack, i, past, x, name):
+        """Layer i's keys beyond its input: [compressed; memory] from the feeds; records the present
+        memories — the last `memory` states of [memory; x], and the compressed ones with the evicted
+        states compressed."""
+        combined = np.concatenate([past, x], axis=1)
+        self.present[f"present_memories.{i}"] = combined[:, -stack.memory:]
+        if stack.compressed_memory is None:
+            return past
+        compressed = self.feeds[f"past_compressed_memories.{i}"]
+        evicted = self.compress(combined[:, :max(0, combined.shape[1] - stack.memory)], stack.compressed_memory, name)
+        self.present[f"present_compressed_memories.{i}"] = np.concatenate(
+            [compressed, evicted], axis=1)[:, -stack.compressed_memory.length:]
+        return np.concatenate([compressed, past], axis=1)
+
+    def compress(self, evicted, options, name):
+        """The Compressive Transformer's f_c over windows of `rate` evicted states (the last window
+        zero-filled): their mean, or a 1-D convolution with kernel = stride = rate."""
+        rate = options.rate
+        count = -(-evicted.shape[1] // rate)
+        padded = np.zeros((evicted.shape[0], count * rate, evicted.shape[2]))
+        padded[:, :evicted.shape[1]] = evicted
+        windows = padded.reshape(evicted.shape[0], count, rate, evicted.shape[2])
+        if options.function == "mean":
+            return windows.mean(2)
+        return self.linear(windows.reshape(evicted.shape[0], count, rate * evicted.shape[2]), name, bias=True)
+
+    def write_slots(self, name, slots, h, key_bias, forgetting):
+        """Memformer's writer: slot i attends [m_i; H] (its own slot and the real tokens), then either
+        torch.nn.GRUCell(input = that, state = m_i) and a pre-norm GELU feed-forward sublayer (gru), or
+        LayerNorm(that + a learned bias of slot i) (normalize: biased memory normalisation)."""
+        m = self.spec.model
+        out = np.zeros_like(slots)
+        for i in range(slots.shape[1]):
+            keys = np.concatenate([slots[:, i:i + 1], h], axis=1)
+            bias = None if key_bias is None else np.concatenate([np.zeros((len(h), 1)), key_bias], axis=1)
+            q = self.linear(slots[:, i:i + 1], f"{name}.attention.query").reshape(len(h), 1, m.heads, m.dh)
+            k = self.linear(keys, f"{name}.attention.key").reshape(len(h), -1, m.heads, m.dh)
+            v = self.linear(keys, f"{name}.attention.value").reshape(len(h), -1, m.heads, m.dh)
+            context, _ = attention(q.transpose(0, 2, 1, 3), k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3),
+                                   1 / math.sqrt(m.dh), bias)
+            out[:, i] = self.linear(context.transpose(0, 2, 1, 3).reshape(len(h), -1), f"{name}.attention.output")
+        if forgetting == "normalize":
+            return self.norm(out + self.w[f"{name}.slot_bias"], LAYER_NORM, f"{name}.norm")
+        g = {k: self.w[f"{name}.gru.{k}"][0] for k in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")}
+        gi, gh = out @ g["weight_ih"].T + g["bias_ih"], slots @ g["weight_hh"].T + g["bias_hh"]
+        d = m.width
+        r, z = sigmoid(gi[..., :d] + gh[..., :d]), sigmoid(gi[..., d:2 * d] + gh[..., d:2 * d])
+        n = np.tanh(gi[..., 2 * d:] + r * gh[..., 2 * d:])
+        kept = (1 - z) * n + z * slots
+        return kept + self.ffn(self.norm(kept, LAYER_NORM, f"{name}.ffn_norm"), "gelu", f"{name}.ffn")
