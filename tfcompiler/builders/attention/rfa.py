@@ -14,13 +14,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ...language.kinds import ATTENTION
+from ...language.kinds import ATTENTION, AttentionKind
 from ...language.schema import option
 from .linearised import attend_linear, no_score_positions
 
 
 @dataclass(frozen=True, kw_only=True)
-class RfaOptions:
+class RfaOptions(AttentionKind):
     """Random Fourier feature attention (Peng et al. 2021)."""
 
     features: int = option(64, doc="D: random frequencies per head (2·D features).", minimum=1)
@@ -29,7 +29,7 @@ class RfaOptions:
     eps: float = option(1e-6, doc="Added to the normaliser.", minimum=0.0)
     gate: bool = option(False, doc="RFA-Gate: a learned forgetting gate per head (decoders).")
 
-    def problems(self, spec):
+    def problems(self, spec, where):
         yield from no_score_positions("rfa", spec)
         if self.gate and spec.topology != "decoder":
             yield ("the rfa gate is a recurrence over past positions: it needs topology 'decoder', "
