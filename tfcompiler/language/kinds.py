@@ -18,13 +18,10 @@ ATTENTION = KindRegistry("attention", "How a block's tokens attend to each other
 class InputKind(Section):
     """Options of an input layer."""
 
-    KIND: ClassVar[str]  # its name, set by the registry
-
 
 class PositionalKind(Section):
     """Options of a positional scheme."""
 
-    KIND: ClassVar[str]
     # Positions count from the start of each call's segment (absolute tables, rotary angles), so the
     # states a segment memory carries over would collide with the new ones: only schemes that see
     # distances between queries and keys (or no positions at all) declare False.
@@ -34,6 +31,5 @@ class PositionalKind(Section):
 class AttentionKind(Section):
     """Options of an attention kind."""
 
-    KIND: ClassVar[str]
     # It mixes its own sequence only and cannot be a decoder's cross-attention over the encoder.
     self_only: ClassVar[bool] = False

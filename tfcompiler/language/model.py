@@ -243,6 +243,7 @@ class Stack(Section):
 
     @staticmethod
     def _memory_position_problems(spec, blocks):
+        """Memory states keep their old positions: the first layer whose scheme restarts them (kinds.py)."""
         for i, block in enumerate(blocks):
             scheme = block.positional if block.positional is not None else spec.positional
             if scheme.numbers_from_segment_start:

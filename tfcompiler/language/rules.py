@@ -5,7 +5,7 @@ Every section of the language (the fixed ones in ``model.py`` and each kind's op
 ``problems(spec, where)``: it yields a message (reported at the section's own path) or an :class:`At`
 (reported at one of its keys). ``where`` says where the section sits — its path and the sections
 around it — so one options class can judge itself in each place it is used. The loader calls
-:func:`walk` and reports each problem at the YAML node of its path; no rule lives in the loader.
+:func:`problems` and reports each at the YAML node of its path; no rule lives in the loader.
 
 What the rules and the compiler ask of a kind is declared as a class attribute (see ``kinds.py``
 for the kinds' own), never probed; ``refuses_low_precision`` here is one any section may declare.
@@ -16,6 +16,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import ClassVar, Iterator
 
+from ..errors import TfcError
 from .schema import join
 
 
@@ -51,6 +52,7 @@ class At:
 class Section:
     """Base of every spec section: no rules until it states some, no parts beyond its fields."""
 
+    KIND: ClassVar[str] = ""  # a kind's name (its registry sets it); "" for the fixed sections
     # Why computing in fp16 / bf16 is refused (a measured reason), or None: it computes in them
     # within their rounding. compile_spec refuses such a --dtype, naming the section's path.
     refuses_low_precision: ClassVar[str | None] = None
@@ -93,8 +95,17 @@ def problems(spec) -> Iterator[tuple[str, str, str]]:
                 yield where.path, where.path, problem
 
 
-def low_precision_refusals(spec) -> Iterator[tuple[str, Section]]:
+def low_precision_refusals(spec) -> list[tuple[str, Section]]:
     """(path, section) for each section that refuses to compute in fp16 / bf16."""
-    for section, where in walk(spec):
-        if section.refuses_low_precision:
-            yield where.path, section
+    return [(where.path, section) for section, where in walk(spec) if section.refuses_low_precision]
+
+
+def check_precision(spec, dtype: str) -> None:
+    """Raise a TfcError naming the first section (path and kind) that refuses to compute in ``dtype``."""
+    refusals = low_precision_refusals(spec) if dtype != "fp32" else []
+    if refusals:
+        path, section = refusals[0]
+        more = f" (and {len(refusals) - 1} more like it)" if len(refusals) > 1 else ""
+        kind = f"'{section.KIND}' " if section.KIND else ""
+        raise TfcError(f"{spec.source or '<spec>'}: {path}{more}: --dtype {dtype} is refused: {kind}"
+                       f"{section.refuses_low_precision}; compile it with --dtype fp32")
