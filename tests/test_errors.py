@@ -158,3 +158,26 @@ def test_reversible_blocks_need_a_whole_stack_and_an_untied_head(tmp_path, capsy
     check_fails(tmp_path, capsys, text, "every layer of the stack must be reversible, got ['pre', 'reversible']")
     text = GOOD.replace("block: {placement: pre}", "block: {placement: reversible}")
     check_fails(tmp_path, capsys, text, "the LM head cannot be tied to the embedding (set head.tied: false)")
+
+
+def test_every_kind_states_its_rules_through_its_registry_base():
+    """The loader's walk calls problems(spec, where) on every section and reads what a kind declares
+    (self_only, numbers_from_segment_start, refuses_low_precision) without probing: each kind derives
+    from its registry's base, which gives the defaults."""
+    from tfcompiler.language.kinds import ATTENTION, INPUTS, POSITIONS, AttentionKind, InputKind, PositionalKind
+
+    for registry, base in ((ATTENTION, AttentionKind), (POSITIONS, PositionalKind), (INPUTS, InputKind)):
+        assert registry.kinds and all(issubclass(options, base) for options in registry.kinds.values())
+
+
+def test_a_layers_own_positional_scheme_is_checked_at_the_layer(tmp_path, capsys):
+    text = GOOD.replace("decoder: {layers: 2}", "decoder:\n  layers: 2\n  overrides:\n    - layers: [1, 1]\n"
+                        "      block: {positional: {kind: rope, rotary_dim: 9}}")
+    check_fails(tmp_path, capsys, text, "spec.yaml:8:3: decoder.layers[1].block.positional: rotary_dim must be "
+                "even and at most the head width 8, got 9")
+
+
+def test_an_interleaved_document_stack_without_an_encoder_is_a_located_error(tmp_path, capsys):
+    text = GOOD.replace("topology: decoder", "topology: hierarchical").replace(
+        "decoder: {layers: 2}", "document: {layers: 2, interleaved: true}").replace("kind: lm", "kind: pooler")
+    check_fails(tmp_path, capsys, text, "spec.yaml:3:11: encoder: topology 'hierarchical' needs an `encoder` section")

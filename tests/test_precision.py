@@ -25,10 +25,12 @@ from test_components import BASE, CASES, feeds_for, random_weights, real_positio
 from tfcompiler import compile_spec, parse_spec
 from tfcompiler.errors import TfcError
 from tfcompiler.inspection import every_node
+from tfcompiler.language.rules import low_precision_refusals
 
 TOLERANCE = {"fp16": 5e-3, "bf16": 5e-2}
 # RFA's normaliser φ(q)·Σφ(k) sums sin/cos features of both signs and comes near zero, so rounding
-# the features is amplified without bound (the fp32 model itself is checked in test_components.py)
+# the features is amplified without bound (the fp32 model itself is checked in test_components.py); the
+# kind declares it (refuses_low_precision) and compile_spec refuses fp16/bf16 for it (tested below)
 ILL_CONDITIONED = {"rfa_encoder", "rfa_gated_decoder"}
 # recurrent nets with unit-scale random weights are chaotic (an LSTM turns a 1e-3 change of its
 # input into 4e-2 over 13 steps, in any precision): these take the compiler's seeded initialisation
@@ -241,6 +243,29 @@ def test_weights_beyond_fp16_are_an_error(tmp_path):
     with pytest.raises(TfcError, match=f"{name}: values up to 100000 do not fit float16"):
         compiled(spec, tmp_path / "w.safetensors", "fp16")
     compiled(spec, tmp_path / "w.safetensors", "bf16").serialize()  # bf16 has fp32's range
+
+
+def test_ill_conditioned_kinds_refuse_low_precision(tmp_path, capsys):
+    """A kind that declares itself ill-conditioned in low precision (RFA) refuses --dtype fp16 and bf16,
+    naming the layer, the kind and the reason, and writes nothing; the cases it refuses are exactly the
+    ones the comparison above leaves out."""
+    from tfcompiler.cli import main
+
+    assert {case for case in CASES if low_precision_refusals(parse_spec(spec_text(case)))} == ILL_CONDITIONED
+    spec = parse_spec(spec_text("rfa_encoder"), "rfa.yaml")
+    for dtype in ("fp16", "bf16"):
+        with pytest.raises(TfcError, match=rf"^rfa.yaml: encoder.layers\[0\].block.attention \(and 1 more like it\): "
+                                           rf"--dtype {dtype} is refused: 'rfa' is ill-conditioned in low precision: "
+                                           "its normaliser .* compile it with --dtype fp32$"):
+            compile_spec(spec, dtype=dtype)
+    path, out = tmp_path / "rfa.yaml", tmp_path / "rfa.onnx"
+    path.write_text(spec_text("rfa_gated_decoder"))
+    assert main(["compile", str(path), "-o", str(out), "--dtype", "fp16", "-q"]) == 1
+    err = capsys.readouterr().err
+    assert f"error: {path}: decoder.layers[0].block.attention (and 1 more like it): --dtype fp16 is refused: " \
+           "'rfa' is ill-conditioned" in err
+    assert "Traceback" not in err and sorted(p.name for p in tmp_path.iterdir()) == ["rfa.yaml"]
+    assert main(["compile", str(path), "-o", str(out), "-q"]) == 0 and out.exists()  # fp32 compiles
 
 
 @pytest.mark.parametrize("options, message", [

@@ -16,6 +16,7 @@ from .lower.targets import PRECISIONS, TARGETS, fp32_only, kernels_for
 from .lower.to_onnx import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET, to_onnx
 from .passes.pipeline import QUANTIZE, PipelineReport, make_pipeline, run_pipeline
 from .language import Spec, load_spec
+from .language.rules import check_precision
 from .errors import TfcError
 
 
@@ -76,6 +77,7 @@ def compile_spec(spec: Spec | str | Path, weights: str | None = None, seed: int 
                        f"DequantizeLinear with blocks), got {opset}; --target ort-cpu runs it at any opset")
     if not isinstance(spec, Spec):
         spec = load_spec(spec)
+    check_precision(spec, dtype)  # kinds ill-conditioned in fp16 / bf16 refuse them
     progress("build")
     graph = build_graph(spec)
     progress("weights")

@@ -1,8 +1,35 @@
 """The spec's kind registries: input layers, positional schemes and attention kinds. Each variant
-registers its options section and builder from its own file in ``tfcompiler.builders``."""
+registers its options section and builder from its own file in ``tfcompiler.builders``; its options
+class derives from its registry's base below, which declares what rules may ask of any kind of the
+registry (a kind overrides the class attributes that differ, as a class attribute or a property)."""
+from __future__ import annotations
+
+from typing import ClassVar
+
+from .rules import Section
 from .schema import KindRegistry
 
 INPUTS = KindRegistry("input", "What the model reads: the input layer that makes the first hidden "
                       "states.", default="tokens")
 POSITIONS = KindRegistry("positional", "How positions enter the model.", default="learned")
 ATTENTION = KindRegistry("attention", "How a block's tokens attend to each other.", default="multi_head")
+
+
+class InputKind(Section):
+    """Options of an input layer."""
+
+
+class PositionalKind(Section):
+    """Options of a positional scheme."""
+
+    # Positions count from the start of each call's segment (absolute tables, rotary angles), so the
+    # states a segment memory carries over would collide with the new ones: only schemes that see
+    # distances between queries and keys (or no positions at all) declare False.
+    numbers_from_segment_start: ClassVar[bool] = True
+
+
+class AttentionKind(Section):
+    """Options of an attention kind."""
+
+    # It mixes its own sequence only and cannot be a decoder's cross-attention over the encoder.
+    self_only: ClassVar[bool] = False

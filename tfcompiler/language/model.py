@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .kinds import ATTENTION, INPUTS, POSITIONS
+from .rules import At, Section, Where
 from .schema import option
 
 ACTIVATIONS = ("relu", "gelu", "gelu_tanh", "silu", "swiglu", "geglu", "geglu_tanh")
@@ -17,7 +18,7 @@ STACKS = ("encoder", "document", "decoder")
 
 
 @dataclass(frozen=True, kw_only=True)
-class Dims:
+class Dims(Section):
     """Model sizes shared by every stack."""
 
     width: int = option(doc="Model width D (hidden size).", minimum=1)
@@ -38,9 +39,15 @@ class Dims:
     def dh(self) -> int:
         return self.head_width or self.width // self.heads
 
+    def problems(self, spec, where: Where):
+        if self.head_width is None and self.width % self.heads:
+            yield At("heads", f"width {self.width} is not divisible by {self.heads} heads (set head_width to decouple)")
+        if self.heads % self.kv:
+            yield At("kv_heads", f"{self.heads} heads are not divisible by {self.kv} key/value heads")
+
 
 @dataclass(frozen=True, kw_only=True)
-class Norm:
+class Norm(Section):
     """A normalisation layer."""
 
     kind: str = option("layer_norm", doc="Normalisation.", choices=NORMS)
@@ -48,7 +55,7 @@ class Norm:
 
 
 @dataclass(frozen=True, kw_only=True)
-class Ffn:
+class Ffn(Section):
     """The position-wise feed-forward network."""
 
     activation: str = option("gelu", doc="relu, gelu (erf), gelu_tanh, silu, or the gated "
@@ -67,7 +74,7 @@ class Ffn:
 
 
 @dataclass(frozen=True, kw_only=True)
-class Block:
+class Block(Section):
     """One transformer block: attention and FFN sublayers with residuals and norms."""
 
     placement: str = option("pre", doc="Norm before each sublayer (pre) or after the residual "
@@ -88,9 +95,16 @@ class Block:
                              "model's `positional`.", registry=POSITIONS, inherits=True)
     ffn: Ffn = option(Ffn(), doc="Feed-forward network.")
 
+    def problems(self, spec, where: Where):
+        if spec.topology == "encoder-decoder" and where.stack == "decoder":
+            cross = self.cross_attention if self.cross_attention is not None else self.attention
+            if cross.self_only:
+                yield At("cross_attention", f"'{cross.KIND}' cannot attend an encoder: set block.cross_attention "
+                         "(e.g. {kind: multi_head})")
+
 
 @dataclass(frozen=True, kw_only=True)
-class Override:
+class Override(Section):
     """Settings for a range of layers, merged over the stack's block."""
 
     layers: list[int] = option(doc="[first, last]: the inclusive, 0-based range of layers.")
@@ -98,7 +112,7 @@ class Override:
 
 
 @dataclass(frozen=True, kw_only=True)
-class CompressedMemory:
+class CompressedMemory(Section):
     """The Compressive Transformer's second memory: what falls out of the segment memory, compressed."""
 
     length: int = option(doc="Compressed states kept per layer.", minimum=1)
@@ -109,7 +123,7 @@ class CompressedMemory:
 
 
 @dataclass(frozen=True, kw_only=True)
-class MemorySlots:
+class MemorySlots(Section):
     """Memformer's external memory."""
 
     count: int = option(doc="Memory slots K.", minimum=1)
@@ -121,7 +135,7 @@ class MemorySlots:
 
 
 @dataclass(frozen=True, kw_only=True)
-class Resample:
+class Resample(Section):
     """A stack whose length changes: Funnel Transformer's query pooling and upsampling decoder, or an
     Hourglass (shorten, run the inner layers, upsample)."""
 
@@ -153,9 +167,34 @@ class Resample:
     truncate: bool = option(False, doc="With separate_cls: the last token is dropped before pooling, "
                             "so each pooling halves the length exactly (Funnel's truncate_seq).")
 
+    def problems(self, spec, where: Where):
+        stack, name = where.owner, where.stack
+        if spec.topology not in ("encoder", "decoder"):
+            yield f"pooling and upsampling need topology 'encoder' or 'decoder', got '{spec.topology}'"
+        if name == "decoder" and self.queries_only:
+            yield "a decoder pools the whole sequence after a causal shift: set queries_only: false"
+        if self.separate_cls and (self.pooling, self.upsampling) != ("mean", "repeat"):
+            yield "separate_cls keeps [CLS] out of mean pooling and repeat upsampling only"
+        if stack.memory or stack.memory_slots:
+            yield "a stack with a memory cannot change length"
+        if self.grid_width is not None:
+            levels = len(self.shorten_at)
+            if self.grid_width % self.stride ** levels:
+                yield f"grid_width {self.grid_width} must be divisible by stride^poolings = {self.stride ** levels}"
+            if self.queries_only or self.upsample_at is not None or self.separate_cls or name != "encoder":
+                yield "grid pooling (patch merging) is for encoders, with queries_only: false and no upsampling"
+        points = sorted(self.shorten_at)
+        if not points or points != sorted(set(points)) or not 0 < points[0] or points[-1] >= stack.layers:
+            yield f"shorten_at needs distinct layers in 1..{stack.layers - 1}, got {self.shorten_at}"
+        elif self.upsample_at is not None and not points[-1] < self.upsample_at < stack.layers:
+            yield f"upsample_at must come after the last pooling ({points[-1]}) and before {stack.layers}, " \
+                  f"got {self.upsample_at}"
+        if self.truncate and not self.separate_cls:
+            yield "truncate only applies with separate_cls (it drops the token [CLS] pushes out of the windows)"
+
 
 @dataclass(frozen=True, kw_only=True)
-class Stack:
+class Stack(Section):
     """A stack of blocks (the encoder or the decoder)."""
 
     layers: int = option(doc="Number of blocks.", minimum=0)
@@ -183,6 +222,55 @@ class Stack:
                         partial_of=Block)
     overrides: list[Override] = option([], doc="Per-layer settings, later entries win.")
 
+    def parts(self, spec, where: Where):
+        """Its fields, then the resolved block of each layer (``encoder.layers[3].block``)."""
+        yield from super().parts(spec, where)
+        for i, block in enumerate(spec.blocks_of(where.path)):
+            yield f"layers[{i}].block", block
+
+    def problems(self, spec, where: Where):
+        name, blocks = where.path, spec.blocks_of(where.path)
+        if self.compressed_memory is not None and not self.memory:
+            yield At("compressed_memory", "a compressed memory holds what leaves the segment memory: set `memory` too")
+        if self.memory_slots and (name != "encoder" or spec.topology not in ("encoder", "encoder-decoder")):
+            yield At("memory_slots", "memory slots are read and written by an encoder: they need the encoder of "
+                     "topology 'encoder' or 'encoder-decoder'")
+        if self.memory and (name != "decoder" or spec.topology != "decoder"):
+            yield At("memory", "segment memory needs topology 'decoder'")
+        elif self.memory:
+            yield from self._memory_position_problems(spec, blocks)
+        yield from self._reversible_problems(spec, blocks)
+
+    @staticmethod
+    def _memory_position_problems(spec, blocks):
+        """Memory states keep their old positions: the first layer whose scheme restarts them (kinds.py)."""
+        for i, block in enumerate(blocks):
+            scheme = block.positional if block.positional is not None else spec.positional
+            if scheme.numbers_from_segment_start:
+                yield At("memory", f"layer {i}'s positional '{scheme.KIND}' numbers positions from each segment's "
+                         "start; segment memory needs a relative scheme (transformer_xl, t5, alibi, shaw, music, "
+                         "deberta) or none")
+                return
+
+    def _reversible_problems(self, spec, blocks):
+        """Reformer's two residual streams run a whole one-stack model: every block, plain self-attention
+        and FFN sublayers, and heads that read the streams' concatenation."""
+        placements = {block.placement for block in blocks}
+        if "reversible" not in placements:
+            return
+        if placements != {"reversible"}:
+            yield "reversible blocks carry two streams from the embeddings to the final norm: every layer of the " \
+                  f"stack must be reversible, got {sorted(placements)}"
+        if spec.topology not in ("encoder", "decoder"):
+            yield f"reversible blocks need topology 'encoder' or 'decoder', got '{spec.topology}'"
+        if self.memory or self.memory_slots or self.resample is not None:
+            yield "reversible blocks take no segment memory, memory slots or resampling"
+        if any(not block.ffn.enabled or block.positional is not None for block in blocks):
+            yield "reversible blocks need their FFN and the model's positional scheme"
+        if spec.head.kind == "lm" and spec.head.tied:
+            yield "reversible blocks output twice the model width: the LM head cannot be tied to the embedding " \
+                  "(set head.tied: false)"
+
 
 @dataclass(frozen=True, kw_only=True)
 class Document(Stack):
@@ -198,9 +286,16 @@ class Document(Stack):
                                "sentence before encoder layer i+1 (both stacks have the same number of "
                                "layers). false: HIBERT, the whole encoder first, then the document stack.")
 
+    def problems(self, spec, where: Where):
+        yield from super().problems(spec, where)
+        # (without an encoder the topology rule already speaks)
+        if self.interleaved and spec.encoder is not None and self.layers != spec.encoder.layers:
+            yield At("layers", f"an interleaved document stack runs beside the encoder layer by layer: it needs "
+                     f"{spec.encoder.layers} layers, got {self.layers}")
+
 
 @dataclass(frozen=True, kw_only=True)
-class Embedding:
+class Embedding(Section):
     """How token embeddings are scaled, normalised and shared."""
 
     scale: bool | float = option(False, doc="Multiply token embeddings by √width (true) or by this "
@@ -213,7 +308,7 @@ class Embedding:
 
 
 @dataclass(frozen=True, kw_only=True)
-class Head:
+class Head(Section):
     """What the model outputs."""
 
     kind: str = option("none", doc="none: last_hidden_state only; pooler: adds pooler_output "
@@ -229,9 +324,16 @@ class Head:
     pooling: str = option("first", doc="What the pooler reads: the first token ([CLS], BERT), the mean "
                           "of the real tokens, or the last real token.", choices=("first", "mean", "last"))
 
+    def problems(self, spec, where: Where):
+        if self.kind in ("pooler", "classifier") and not spec.bidirectional:
+            yield At("kind", f"'{self.kind}' needs topology 'encoder' or 'hierarchical'")
+        if self.kind == "lm" and spec.topology == "hierarchical":
+            yield At("kind", "a hierarchical model outputs sentence vectors, not tokens: "
+                     "use none, pooler, classifier or set_pool")
+
 
 @dataclass(frozen=True, kw_only=True)
-class Init:
+class Init(Section):
     """How `--seed` initialises weights."""
 
     scheme: str = option("normal", doc="normal(0, std) for matrices and embeddings (BERT, GPT-2), or "
@@ -241,7 +343,7 @@ class Init:
 
 
 @dataclass(frozen=True, kw_only=True)
-class Spec:
+class Spec(Section):
     """A whole model."""
 
     tfc: int = option(doc="Spec language version; this is version 1.", choices=(1,))
@@ -271,6 +373,20 @@ class Spec:
         """(name, Stack, blocks) for each stack present, in the order they run."""
         return [(name, getattr(self, name), getattr(self, f"{name}_blocks")) for name in STACKS
                 if getattr(self, name) is not None]
+
+    def blocks_of(self, stack: str) -> tuple:
+        """The resolved blocks of a stack, one per layer."""
+        return getattr(self, f"{stack}_blocks")
+
+    def problems(self, spec, where: Where):
+        wanted = {"encoder": ("encoder",), "decoder": ("decoder",), "encoder-decoder": ("encoder", "decoder"),
+                  "hierarchical": ("encoder", "document")}[self.topology]
+        for stack in STACKS:
+            present = getattr(self, stack) is not None
+            if present != (stack in wanted):
+                yield At(stack, f"topology '{self.topology}' "
+                         f"{'has no' if present else 'needs a' + 'n' * (stack[0] in 'aeiou')} `{stack}` section",
+                         located=None if present else "topology")
 
     @property
     def bidirectional(self) -> bool:

@@ -39,9 +39,9 @@ def option(default=REQUIRED, doc: str = "", choices: tuple | None = None, minimu
 
 @dataclass
 class KindRegistry:
-    """Kinds selectable by a ``kind:`` key, each with its own options section. An options section
-    may define ``problems(spec)`` yielding messages for rules that need the whole spec (the loader
-    reports them at the section)."""
+    """Kinds selectable by a ``kind:`` key, each with its own options section, which derives from the
+    registry's base in kinds.py and may define ``problems(spec, where)`` for rules that need the
+    whole spec (rules.py; the loader reports them at the section's path)."""
 
     name: str
     doc: str

@@ -29,8 +29,8 @@ class BlockLocal2DOptions(MultiHeadOptions):
     memory_flange: list[int] = option(doc="Memory rows above (and below, bidirectional) and columns on "
                                             "each side of a query block.")
 
-    def problems(self, spec):
-        yield from MultiHeadOptions.problems(self, spec)
+    def problems(self, spec, where):
+        yield from MultiHeadOptions.problems(self, spec, where)
         if len(self.query_shape) != 2 or min(self.query_shape) < 1:
             yield f"query_shape must be two positive numbers [rows, columns], got {list(self.query_shape)}"
         if len(self.memory_flange) != 2 or min(self.memory_flange) < 0:

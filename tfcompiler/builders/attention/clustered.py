@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ...language.kinds import ATTENTION
+from ...language.kinds import ATTENTION, AttentionKind
 from ...language.schema import option
 from .lowrank import bidirectional_only
 from .multi_head import key_padding, output_projection, project
 
 
 @dataclass(frozen=True, kw_only=True)
-class ClusteredOptions:
+class ClusteredOptions(AttentionKind):
     """Clustered attention (Vyas et al. 2020)."""
 
     PAPER = "Vyas et al. 2020"
@@ -29,7 +29,7 @@ class ClusteredOptions:
     iterations: int = option(10, doc="Lloyd iterations of the Hamming k-means.", minimum=0)
     seed: int = option(0, doc="Seed of the hyperplanes.", minimum=0)
 
-    def problems(self, spec):
+    def problems(self, spec, where):
         yield from bidirectional_only("clustered", spec)
 
 

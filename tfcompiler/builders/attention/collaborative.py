@@ -30,8 +30,8 @@ class CollaborativeOptions(MultiHeadOptions):
     shared_width: int | None = option(None, doc="D̃: width of the shared query/key projection. "
                                       "Default: model.width.", minimum=1)
 
-    def problems(self, spec):
-        yield from MultiHeadOptions.problems(self, spec)
+    def problems(self, spec, where):
+        yield from MultiHeadOptions.problems(self, spec, where)
         if spec.model.kv != spec.model.heads:
             yield "collaborative attention has one value head per query head: kv_heads must equal heads"
 

@@ -26,8 +26,8 @@ class InducedOptions(MultiHeadOptions):
 
     points: int = option(32, doc="m: inducing points.", minimum=1)
 
-    def problems(self, spec):
-        yield from MultiHeadOptions.problems(self, spec)
+    def problems(self, spec, where):
+        yield from MultiHeadOptions.problems(self, spec, where)
         yield from bidirectional_only("induced", spec)
 
 

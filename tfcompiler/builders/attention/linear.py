@@ -6,13 +6,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ...language.kinds import ATTENTION
+from ...language.kinds import ATTENTION, AttentionKind
 from ...language.schema import option
 from .linearised import attend_linear, no_score_positions
 
 
 @dataclass(frozen=True, kw_only=True)
-class LinearOptions:
+class LinearOptions(AttentionKind):
     """Linear attention with elu + 1 features (Katharopoulos et al. 2020)."""
 
     PAPER = "Katharopoulos et al. 2020"
@@ -21,7 +21,7 @@ class LinearOptions:
 
     eps: float = option(1e-6, doc="Added to the normaliser.", minimum=0.0)
 
-    def problems(self, spec):
+    def problems(self, spec, where):
         yield from no_score_positions("linear", spec)
 
 

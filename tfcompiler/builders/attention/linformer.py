@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ...language.kinds import ATTENTION
+from ...language.kinds import ATTENTION, AttentionKind
 from ...language.schema import option
 from .lowrank import bidirectional_only, key_weights
 from .multi_head import output_projection, project
@@ -18,7 +18,7 @@ from .parts import AttentionParts, emit_attention
 
 
 @dataclass(frozen=True, kw_only=True)
-class LinformerOptions:
+class LinformerOptions(AttentionKind):
     """Keys and values projected along the sequence (Wang et al. 2020)."""
 
     PAPER = "Wang et al. 2020"
@@ -29,7 +29,7 @@ class LinformerOptions:
     share: str = option("none", doc="none, key_value (E = F) or layerwise (one E = F per stack).",
                         choices=("none", "key_value", "layerwise"))
 
-    def problems(self, spec):
+    def problems(self, spec, where):
         yield from bidirectional_only("linformer", spec)
 
 

@@ -33,8 +33,8 @@ class LongformerOptions(MultiHeadOptions):
     global_input: bool = option(False, doc="Global positions from the `global_attention_mask` input "
                                 "(1 = global), with separate global projections, as Hugging Face's Longformer.")
 
-    def problems(self, spec):
-        yield from MultiHeadOptions.problems(self, spec)
+    def problems(self, spec, where):
+        yield from MultiHeadOptions.problems(self, spec, where)
         if self.global_input and self.global_tokens:
             yield "global_input replaces global_tokens: set global_tokens: 0"
 

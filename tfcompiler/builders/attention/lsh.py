@@ -17,14 +17,14 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from ...ir.ops.lsh import LOOK_BACK
-from ...language.kinds import ATTENTION
+from ...language.kinds import ATTENTION, AttentionKind
 from ...language.schema import option
 from .linearised import no_score_positions
 from .multi_head import key_padding, output_projection
 
 
 @dataclass(frozen=True, kw_only=True)
-class LshOptions:
+class LshOptions(AttentionKind):
     """Reformer LSH attention (Kitaev et al. 2020)."""
 
     PAPER = "Reformer (Kitaev et al. 2020)"
@@ -55,7 +55,7 @@ class LshOptions:
     key_epsilon: float = option(0.0, doc="ε of the key normalisation k = x / √(|x|² + head_width·ε) (trax and "
                                 "Hugging Face: 1e-6).", minimum=0.0)
 
-    def problems(self, spec):
+    def problems(self, spec, where):
         if self.buckets % 2:
             yield f"buckets must be even, got {self.buckets}"
         if spec.model.kv != spec.model.heads:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ...language.kinds import ATTENTION
+from ...language.kinds import ATTENTION, AttentionKind
 from ...language.schema import option
 from .linearised import no_score_positions
 from .multi_head import output_projection, with_leading_real
@@ -19,7 +19,7 @@ from .parts import AttentionParts, emit_attention
 
 
 @dataclass(frozen=True, kw_only=True)
-class MemoryCompressedOptions:
+class MemoryCompressedOptions(AttentionKind):
     """Keys and values compressed by a strided convolution (Liu et al. 2018)."""
 
     PAPER = "Liu et al. 2018"
@@ -29,7 +29,7 @@ class MemoryCompressedOptions:
 
     compression: int = option(3, doc="s: kernel and stride of the compressing convolution.", minimum=1)
 
-    def problems(self, spec):
+    def problems(self, spec, where):
         yield from no_score_positions("memory_compressed", spec)
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ...language.kinds import ATTENTION, POSITIONS
+from ...language.kinds import ATTENTION, POSITIONS, AttentionKind
 from ...language.model import Norm
 from ...language.schema import option
 from ..norm import build_norm
@@ -26,7 +26,7 @@ from .priors import AdaptiveSpan, adaptive_span_bias, gaussian_bias, window_bias
 
 
 @dataclass(frozen=True, kw_only=True)
-class MultiHeadOptions:
+class MultiHeadOptions(AttentionKind):
     """Scaled dot-product attention over query heads and key/value heads (`model.kv_heads`: MQA, GQA)."""
 
     PAPER = "Vaswani et al. 2017; multi-query Shazeer 2019; grouped-query Ainslie et al. 2023"
@@ -56,7 +56,7 @@ class MultiHeadOptions:
     gaussian_prior: bool = option(False, doc="Add -w_h·(i - j)² with a learned w_h per head "
                                   "(Gaussian Transformer).")
 
-    def problems(self, spec):
+    def problems(self, spec, where):
         if self.span is not None and len(self.span) not in (1, spec.model.heads):
             yield f"span needs 1 or {spec.model.heads} (one per head) values, got {len(self.span)}"
         if self.span is not None and min(self.span, default=0) < 0:

@@ -15,14 +15,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ...language.kinds import ATTENTION
+from ...language.kinds import ATTENTION, AttentionKind
 from ...language.schema import option
 from .lowrank import bidirectional_only, key_weights
 from .multi_head import output_projection, project
 
 
 @dataclass(frozen=True, kw_only=True)
-class NystromOptions:
+class NystromOptions(AttentionKind):
     """Nyström approximation of softmax attention with segment-mean landmarks (Xiong et al. 2021)."""
 
     PAPER = "Xiong et al. 2021"
@@ -38,7 +38,7 @@ class NystromOptions:
                              "NystromformerModel; a sample's output then depends on its batch mates).",
                              choices=("per_head", "global"))
 
-    def problems(self, spec):
+    def problems(self, spec, where):
         yield from bidirectional_only("nystrom", spec)
         if self.conv_kernel and self.conv_kernel % 2 == 0:
             yield f"conv_kernel must be odd or 0, got {self.conv_kernel}"

@@ -14,14 +14,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ...language.kinds import ATTENTION
+from ...language.kinds import ATTENTION, AttentionKind
 from ...language.schema import option
 from .linearised import no_score_positions
 from .multi_head import key_padding, output_projection, project
 
 
 @dataclass(frozen=True, kw_only=True)
-class PerformerOptions:
+class PerformerOptions(AttentionKind):
     """FAVOR+ positive orthogonal random features (Choromanski et al. 2021)."""
 
     PAPER = "Choromanski et al. 2021"
@@ -33,7 +33,7 @@ class PerformerOptions:
     features: int = option(64, doc="m: random features per head.", minimum=1)
     seed: int = option(0, doc="Seed of the random features.", minimum=0)
 
-    def problems(self, spec):
+    def problems(self, spec, where):
         yield from no_score_positions("performer", spec)
 
 

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ...language.kinds import ATTENTION
+from ...language.kinds import ATTENTION, AttentionKind
 from ...language.schema import option
 from .linearised import no_score_positions
 from .multi_head import key_padding, output_projection, project
 
 
 @dataclass(frozen=True, kw_only=True)
-class ProbSparseOptions:
+class ProbSparseOptions(AttentionKind):
     """Informer's ProbSparse attention (Zhou et al. 2021)."""
 
     PAPER = "Informer (Zhou et al. 2021)"
@@ -26,7 +26,7 @@ class ProbSparseOptions:
 
     factor: int = option(5, doc="c: sampled keys c·⌈ln T⌉ and active queries c·⌈ln S⌉.", minimum=1)
 
-    def problems(self, spec):
+    def problems(self, spec, where):
         yield from no_score_positions("prob_sparse", spec)
 
 

@@ -21,12 +21,12 @@ import numpy as np
 
 from ...ir.ops.recurrent import GATES
 from ...ir.types import BATCH
-from ...language.kinds import ATTENTION
+from ...language.kinds import ATTENTION, AttentionKind
 from ...language.schema import option
 
 
 @dataclass(frozen=True, kw_only=True)
-class RecurrentOptions:
+class RecurrentOptions(AttentionKind):
     """An RNN, LSTM or GRU layer (PyTorch's semantics)."""
 
     PAPER = "Elman 1990; LSTM (Hochreiter & Schmidhuber 1997); GRU (Cho et al. 2014)"
@@ -46,7 +46,11 @@ class RecurrentOptions:
                         "encoder-decoder) the final state of the encoder's recurrent layer of the same index "
                         "among its recurrent layers, both directions concatenated.", choices=("zeros", "encoder"))
 
-    def problems(self, spec):
+    def problems(self, spec, where):
+        if self.start == "encoder" and where.stack == "encoder":
+            yield "start: encoder is for the decoder's layers (they start from the encoder's states)"
+        if self.bidirectional and where.stack == "decoder":
+            yield "a bidirectional layer sees the future: only encoder stacks can have one"
         if self.start == "encoder":
             yield from handover_problems(self, spec)
         if self.state and spec.topology != "decoder":
@@ -65,8 +69,8 @@ def handover_problems(options: RecurrentOptions, spec):
         yield "a layer starts from the encoder's state or from past_states, not both"
     if options.bidirectional:
         yield "start: encoder is for decoder layers (one direction)"
-    encoder = [b.attention for b in spec.encoder_blocks if getattr(b.attention, "KIND", "") == "recurrent"]
-    decoder = [b.attention for b in spec.decoder_blocks if getattr(b.attention, "KIND", "") == "recurrent"]
+    encoder = [b.attention for b in spec.encoder_blocks if isinstance(b.attention, RecurrentOptions)]
+    decoder = [b.attention for b in spec.decoder_blocks if isinstance(b.attention, RecurrentOptions)]
     if len(decoder) > len(encoder):
         yield f"{len(decoder)} decoder recurrent layers start from the encoder's, which has {len(encoder)}"
     elif any((e.cell == "lstm") != (d.cell == "lstm") for e, d in zip(encoder, decoder) if d.start == "encoder"):
@@ -75,7 +79,8 @@ def handover_problems(options: RecurrentOptions, spec):
 
 def hands_over(spec) -> bool:
     """Whether a decoder layer starts from the encoder's states."""
-    return any(getattr(b.attention, "start", "zeros") == "encoder" for b in spec.decoder_blocks)
+    return any(isinstance(b.attention, RecurrentOptions) and b.attention.start == "encoder"
+               for b in spec.decoder_blocks)
 
 
 def build_recurrent(ctx, options: RecurrentOptions, spec, site):

@@ -11,14 +11,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ...ir.patterns import Window
-from ...language.kinds import ATTENTION
+from ...language.kinds import ATTENTION, AttentionKind
 from ...language.schema import option
 from .linearised import no_score_positions
 from .multi_head import MultiHeadOptions, attention_context, key_padding, output_projection, project
 
 
 @dataclass(frozen=True, kw_only=True)
-class RoutingOptions:
+class RoutingOptions(AttentionKind):
     """Routing Transformer attention (Roy et al. 2021)."""
 
     PAPER = "Routing Transformer (Roy et al. 2021)"
@@ -31,7 +31,7 @@ class RoutingOptions:
                               minimum=0)
     window: int = option(256, doc="Keys back (and ahead, in encoders) the local heads see.", minimum=1)
 
-    def problems(self, spec):
+    def problems(self, spec, where):
         yield from no_score_positions("routing", spec)
         if self.local_heads >= spec.model.heads:
             yield f"local_heads must leave routing heads: {self.local_heads} of {spec.model.heads}"

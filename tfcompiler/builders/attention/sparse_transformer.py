@@ -30,8 +30,8 @@ class SparseTransformerOptions(MultiHeadOptions):
     stride: int = option(doc="l: the stride or block length (about √n in the paper).", minimum=1)
     summary: int = option(1, doc="c: summary positions per block (fixed pattern).", minimum=1)
 
-    def problems(self, spec):
-        yield from MultiHeadOptions.problems(self, spec)
+    def problems(self, spec, where):
+        yield from MultiHeadOptions.problems(self, spec, where)
         if self.summary > self.stride:
             yield f"summary ({self.summary}) must be at most the stride ({self.stride})"
 

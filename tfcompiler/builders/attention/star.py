@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from ...language.kinds import ATTENTION
+from ...language.kinds import ATTENTION, AttentionKind
 from ...language.model import Norm
 from ...language.schema import option
 from ..norm import build_norm
@@ -25,7 +25,7 @@ from .parts import Site
 
 
 @dataclass(frozen=True, kw_only=True)
-class StarOptions:
+class StarOptions(AttentionKind):
     """Star-Transformer attention: ring neighbours, the token's embedding and a relay node."""
 
     PAPER = "Star-Transformer (Guo et al. 2019)"
@@ -38,7 +38,7 @@ class StarOptions:
                          "block's residual, norm and FFN) or paper (LayerNorm(ReLU(·)) alone, with placement: none "
                          "and ffn: {enabled: false}).", choices=("block", "paper"))
 
-    def problems(self, spec):
+    def problems(self, spec, where):
         yield from bidirectional_only("star", spec)
         if self.update == "paper" and any(block.attention is self and (block.placement != "none" or block.ffn.enabled)
                                           for _, _, blocks in spec.stacks() for block in blocks):

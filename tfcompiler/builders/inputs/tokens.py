@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ...language.kinds import INPUTS
+from ...language.kinds import INPUTS, InputKind
 from ...language.schema import option
 from .base import StackInput
 
 
 @dataclass(frozen=True)
-class TokenOptions:
+class TokenOptions(InputKind):
     """Token ids looked up in an embedding table, with optional segment (token type) ids."""
 
     PAPER = "Vaswani et al. 2017; BERT's segments"

@@ -9,16 +9,17 @@ constant, so the ONNX holds a (max_length, width) table gathered by position.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
-from ...language.kinds import POSITIONS
+from ...language.kinds import POSITIONS, PositionalKind
 from ...language.schema import option
 from .base import PositionalScheme
 
 
 @dataclass(frozen=True)
-class SinusoidalOptions:
+class SinusoidalOptions(PositionalKind):
     """Fixed sinusoids of geometric wavelengths (Vaswani et al. 2017), added to the embeddings."""
 
     PAPER = "Vaswani et al. 2017"
@@ -30,7 +31,7 @@ class SinusoidalOptions:
                          choices=("interleaved", "concatenated"))
     base: float = option(10000.0, doc="Wavelength base.", minimum=1.0)
 
-    def problems(self, spec):
+    def problems(self, spec, where):
         if spec.model.width % 2:
             yield f"sinusoidal positions need an even width, got {spec.model.width}"
 
@@ -48,7 +49,7 @@ class ScaledSinusoidalOptions(SinusoidalOptions):
 
 
 @dataclass(frozen=True)
-class LearnedOptions:
+class LearnedOptions(PositionalKind):
     """A learned (max_length, width) table added to the embeddings (BERT, GPT-2)."""
 
     PAPER = "BERT, GPT-2"
@@ -57,12 +58,13 @@ class LearnedOptions:
 
 
 @dataclass(frozen=True)
-class NoPositions:
+class NoPositions(PositionalKind):
     """No positional signal (for kinds that bring their own, or none at all)."""
 
     PAPER = ""
     COMPUTES = "no positions"
     LOWERING = ""
+    numbers_from_segment_start: ClassVar[bool] = False  # nothing to collide
 
 
 def sinusoidal_table(ctx, options: SinusoidalOptions, length: int, width: int):

@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
-from ...language.kinds import POSITIONS
+from ...language.kinds import POSITIONS, PositionalKind
 from ...language.schema import option
 from .base import PositionalScheme
 
 
 @dataclass(frozen=True, kw_only=True)
-class AlibiOptions:
+class AlibiOptions(PositionalKind):
     """Linear distance penalties on attention scores, one slope per head."""
 
     PAPER = "Press et al. 2022"
@@ -29,6 +30,8 @@ class AlibiOptions:
 
     form: str = option("causal", doc="causal: -m·(i-j), for decoders; symmetric: -m·|i-j|, for "
                        "bidirectional encoders.", choices=("causal", "symmetric"))
+
+    numbers_from_segment_start: ClassVar[bool] = False  # positions enter as query-key distances
 
 
 def alibi_slopes(heads: int) -> list[float]:

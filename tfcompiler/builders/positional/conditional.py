@@ -12,13 +12,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ...language.kinds import POSITIONS
+from ...language.kinds import POSITIONS, PositionalKind
 from ...language.schema import option
 from .base import PositionalScheme
 
 
 @dataclass(frozen=True, kw_only=True)
-class ConditionalOptions:
+class ConditionalOptions(PositionalKind):
     """A depth-wise convolution over the token grid, added to the tokens."""
 
     PAPER = "Chu et al. 2021 (CPVT)"
@@ -30,7 +30,7 @@ class ConditionalOptions:
     kernel: int = option(3, doc="Odd kernel size k of the k×k depth-wise convolution.", minimum=1)
     class_tokens: int = option(0, doc="Leading tokens outside the grid (left unchanged).", minimum=0)
 
-    def problems(self, spec):
+    def problems(self, spec, where):
         if self.kernel % 2 == 0:
             yield f"kernel must be odd, got {self.kernel}"
 

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
-from ...language.kinds import POSITIONS
+from ...language.kinds import POSITIONS, PositionalKind
 from ...language.model import Norm
 from ...language.schema import option
 from ..norm import build_norm
@@ -26,7 +27,7 @@ from .distance import bucket_index, heads_first
 
 
 @dataclass(frozen=True, kw_only=True)
-class DebertaOptions:
+class DebertaOptions(PositionalKind):
     """Disentangled content-to-position and position-to-content attention."""
 
     PAPER = "He et al. 2021"
@@ -41,11 +42,13 @@ class DebertaOptions:
     norm: bool = option(True, doc="LayerNorm on the relative embeddings (norm_rel_ebd).")
     norm_epsilon: float = option(1e-7, doc="Epsilon of that LayerNorm.", minimum=0.0)
 
-    def problems(self, spec):
+    def problems(self, spec, where):
         if spec.model.kv != spec.model.heads:
             yield "deberta attention projects relative embeddings with the key projection: kv_heads must equal heads"
         if not self.terms or set(self.terms) - {"c2p", "p2c"} or len(set(self.terms)) != len(self.terms):
             yield f"terms must be c2p and/or p2c, got {self.terms}"
+
+    numbers_from_segment_start: ClassVar[bool] = False  # positions enter as query-key distances
 
 
 def log_bucket(d: np.ndarray, buckets: int, max_position: int) -> np.ndarray:

@@ -13,10 +13,11 @@ first. With the stack's separate_cls, c_ij = 0 drops both terms wherever i or j 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 
 from ...ir.types import BATCH, SEQUENCE
-from ...language.kinds import POSITIONS
+from ...language.kinds import POSITIONS, PositionalKind
 from ...language.schema import option
 from .base import PositionalScheme
 from .transformer_xl import relative_attention
@@ -25,7 +26,7 @@ CLS_TYPE = 2
 
 
 @dataclass(frozen=True, kw_only=True)
-class FunnelOptions:
+class FunnelOptions(PositionalKind):
     """Funnel Transformer relative positions (and segments) at every pooling level."""
 
     PAPER = "Dai et al. 2020 (Funnel Transformer)"
@@ -37,11 +38,13 @@ class FunnelOptions:
     segments: bool = option(True, doc="Add the segment term: reads `token_type_ids` (0 and 1 the two "
                             "segments, 2 the [CLS] token).")
 
-    def problems(self, spec):
+    def problems(self, spec, where):
         if spec.model.width % 2:
             yield f"funnel positions need an even width, got {spec.model.width}"
         if spec.topology != "encoder":
             yield f"funnel positions are bidirectional: they need topology 'encoder', got '{spec.topology}'"
+
+    numbers_from_segment_start: ClassVar[bool] = False  # positions enter as query-key distances
 
 
 def funnel(ctx, options: FunnelOptions, spec, parts, site):

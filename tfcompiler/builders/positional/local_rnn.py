@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ...ir.ops.recurrent import GATES
-from ...language.kinds import POSITIONS
+from ...language.kinds import POSITIONS, PositionalKind
 from ...language.model import Norm
 from ...language.schema import option
 from ..norm import build_norm
@@ -18,7 +18,7 @@ from .base import PositionalScheme
 
 
 @dataclass(frozen=True, kw_only=True)
-class LocalRnnOptions:
+class LocalRnnOptions(PositionalKind):
     """A short RNN over the last `window` positions, added to the tokens."""
 
     PAPER = "R-Transformer (Wang et al. 2019)"

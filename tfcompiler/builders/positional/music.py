@@ -11,16 +11,17 @@ Distances past L - 1 share E_r[L - 1].
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
-from ...language.kinds import POSITIONS
+from ...language.kinds import POSITIONS, PositionalKind
 from ...language.schema import option
 from .base import PositionalScheme
 
 
 @dataclass(frozen=True, kw_only=True)
-class MusicOptions:
+class MusicOptions(PositionalKind):
     """Learned per-head embeddings of the distance to each past key."""
 
     PAPER = "Huang et al. 2018"
@@ -30,9 +31,11 @@ class MusicOptions:
     max_distance: int | None = option(None, doc="L: distances learned. Default: model.max_length.",
                                       minimum=1)
 
-    def problems(self, spec):
+    def problems(self, spec, where):
         if spec.topology != "decoder":
             yield f"music relative attention is causal: it needs topology 'decoder', got '{spec.topology}'"
+
+    numbers_from_segment_start: ClassVar[bool] = False  # positions enter as query-key distances
 
 
 def music(ctx, options: MusicOptions, spec, parts, site):

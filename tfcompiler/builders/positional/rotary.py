@@ -14,13 +14,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ...language.kinds import POSITIONS
+from ...language.kinds import POSITIONS, PositionalKind
 from ...language.schema import option
 from .base import PositionalScheme
 
 
 @dataclass(frozen=True, kw_only=True)
-class RotaryOptions:
+class RotaryOptions(PositionalKind):
     """Rotary position embedding on queries and keys."""
 
     PAPER = "Su et al. 2021"
@@ -36,7 +36,7 @@ class RotaryOptions:
                           choices=("none", "linear", "ntk"))
     factor: float = option(1.0, doc="Scaling factor for linear and ntk scaling.", minimum=1.0)
 
-    def problems(self, spec):
+    def problems(self, spec, where):
         rotary = self.rotary_dim or spec.model.dh
         if rotary % 2 or rotary > spec.model.dh:
             yield f"rotary_dim must be even and at most the head width {spec.model.dh}, got {rotary}"

@@ -12,17 +12,18 @@ attention to the explicit form and adds Σ_j α_ij a^V_ij = α (B,H,S,T) · a^V[
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
-from ...language.kinds import POSITIONS
+from ...language.kinds import POSITIONS, PositionalKind
 from ...language.schema import option
 from .base import PositionalScheme
 from .distance import bucket_index
 
 
 @dataclass(frozen=True, kw_only=True)
-class ShawOptions:
+class ShawOptions(PositionalKind):
     """Learned key (and value) vectors per clipped relative distance."""
 
     PAPER = "Shaw et al. 2018"
@@ -31,6 +32,8 @@ class ShawOptions:
 
     max_distance: int = option(16, doc="k: distances are clipped to [-k, k].", minimum=1)
     value_term: bool = option(True, doc="Also add the value vectors a^V (the paper's eq. 3).")
+
+    numbers_from_segment_start: ClassVar[bool] = False  # positions enter as query-key distances
 
 
 def shaw(ctx, options: ShawOptions, spec, parts, site):

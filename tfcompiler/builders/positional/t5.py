@@ -12,17 +12,18 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
-from ...language.kinds import POSITIONS
+from ...language.kinds import POSITIONS, PositionalKind
 from ...language.schema import option
 from .base import PositionalScheme
 from .distance import bucket_index
 
 
 @dataclass(frozen=True, kw_only=True)
-class T5Options:
+class T5Options(PositionalKind):
     """A learned bias per head and relative-distance bucket, shared by a stack's layers."""
 
     PAPER = "Raffel et al. 2020"
@@ -31,6 +32,8 @@ class T5Options:
 
     num_buckets: int = option(32, doc="Distance buckets (halved per direction in encoders).", minimum=2)
     max_distance: int = option(128, doc="Distances from here on share the last bucket.", minimum=2)
+
+    numbers_from_segment_start: ClassVar[bool] = False  # positions enter as query-key distances
 
 
 def t5_bucket(n: np.ndarray, bidirectional: bool, num_buckets: int, max_distance: int) -> np.ndarray:

@@ -12,17 +12,18 @@ upper triangle.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
-from ...language.kinds import POSITIONS
+from ...language.kinds import POSITIONS, PositionalKind
 from ...language.schema import option
 from .base import PositionalScheme
 from .distance import heads_first
 
 
 @dataclass(frozen=True, kw_only=True)
-class TransformerXLOptions:
+class TransformerXLOptions(PositionalKind):
     """Sinusoidal relative positions with learned content and position biases u, v."""
 
     PAPER = "Dai et al. 2019"
@@ -31,9 +32,11 @@ class TransformerXLOptions:
 
     base: float = option(10000.0, doc="Wavelength base of R.", minimum=1.0)
 
-    def problems(self, spec):
+    def problems(self, spec, where):
         if spec.model.width % 2:
             yield f"transformer_xl positions need an even width, got {spec.model.width}"
+
+    numbers_from_segment_start: ClassVar[bool] = False  # positions enter as query-key distances
 
 
 def relative_sinusoids(ctx, distances, width: int, base: float):
