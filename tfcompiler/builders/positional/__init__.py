@@ -1,3 +1,4 @@
-"""Positional schemes (the `positional` registry), one file per family."""
-from . import (absolute, alibi, conditional, deberta, funnel, local_rnn, music, rotary, shaw, t5,  # noqa: F401
-               transformer_xl)
+"""Positional schemes (the `positional` registry), one file per family: each registers itself."""
+from ..kind_modules import import_kind_modules
+
+import_kind_modules(__name__, __path__)
