@@ -227,6 +227,16 @@ def test_a_number_equal_to_a_mask_stays_that_number(source, value):
         np.testing.assert_array_equal(held.astype(np.float32), np.float32(value).astype(low_type).astype(np.float32))
         assert not low.masks
 
+
+def test_a_mask_lowered_for_another_precision_is_an_internal_error(weights_dir):
+    """The retyper converts the recorded masks as they are: one made for fp32 (-3.4e38, -inf in fp16)
+    means the lowering was not told the precision, and it says so instead of writing an infinity."""
+    spec, weights = case_weights("bert_like_encoder", weights_dir)
+    graph = compile_spec(spec, weights=str(weights), opset=17).graph
+    with pytest.raises(ValueError, match=r"mask /constants/float32_scalar holds -3\.40282e\+38, not a fp16 mask: "
+                                         "the model was lowered for another precision"):
+        retype(to_onnx(graph, 17), "fp16", set(graph.weights))
+
 def test_ops_without_a_low_precision_form_run_in_fp32_and_are_reported(weights_dir):
     spec, weights = case_weights("conditional_embeddings", weights_dir)
     missed = compiled(spec, weights, "bf16", opset=17).missed

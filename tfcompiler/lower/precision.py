@@ -122,9 +122,11 @@ class _Retyper:
     def checked_mask(self, name: str, array: np.ndarray) -> np.ndarray:
         """A recorded mask, which the lowering made for this precision: exact in the low type."""
         array = np.asarray(array)
-        if not np.array_equal(array.astype(self.numpy_type).astype(np.float32), array):
+        with np.errstate(over="ignore"):  # an fp32 mask is -inf in the low type: the case reported below
+            exact = np.array_equal(array.astype(self.numpy_type).astype(np.float32), array)
+        if not exact:
             raise ValueError(f"mask {name} holds {array.min():g}, not a {self.precision} mask: the model was "
-                                 f"lowered for another precision (to_onnx(..., precision={self.precision!r}))")
+                             f"lowered for another precision (to_onnx(..., precision={self.precision!r}))")
         return array
 
     def type_of(self, kind: str) -> int:
