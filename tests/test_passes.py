@@ -78,6 +78,25 @@ def test_fold_constants_evaluates_constant_subgraphs():
     np.testing.assert_array_equal(evaluate(g, small_feeds())["y"], before["y"])
 
 
+
+def test_fold_constants_keeps_a_mask_typed():
+    """A bias made from the IR's mask_value stays a `where` over the mask until lowering (a folded
+    table would be plain numbers, which a low-precision model could not tell from a mask); its
+    constant condition still folds."""
+    g = Graph()
+    x = g.add1("input", attrs=dict(name="x", dtype="float32", shape=("batch_size", 4), role="x"))
+    span = g.add1("constant", attrs={"value": np.float32(2.0)})
+    distance = g.add1("constant", attrs={"value": np.arange(4, dtype=np.float32)})
+    outside = g.add1("less", [span, distance], origin="block.span")
+    bias = g.add1("where", [outside, g.add1("mask_value", []), g.add1("constant", attrs={"value": np.float32(0)})])
+    g.outputs["y"] = g.add1("add", [x, bias])
+    before = evaluate(g, small_feeds())
+    result = FoldConstants().run(g)
+    assert result.changed and "folded 1 node(s) at block.span" in result.notes[0]
+    verify(g)
+    assert op_counts(g) == {"input": 1, "constant": 4, "mask_value": 1, "where": 1, "add": 1}
+    np.testing.assert_array_equal(evaluate(g, small_feeds())["y"], before["y"])
+
 def test_cse_merges_identical_nodes():
     g = small_graph()
     before = evaluate(g, small_feeds())

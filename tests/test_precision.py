@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 
+import ml_dtypes
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -25,7 +26,12 @@ from test_components import BASE, CASES, feeds_for, random_weights, real_positio
 from tfcompiler import compile_spec, parse_spec
 from tfcompiler.errors import TfcError
 from tfcompiler.inspection import every_node
+from tfcompiler.ir import Graph
+from tfcompiler.ir.ops.lsh import SELF_MASK
+from tfcompiler.ir.ops.nn import MASKED
 from tfcompiler.language.rules import low_precision_refusals
+from tfcompiler.lower import to_onnx
+from tfcompiler.lower.precision import NUMPY_TYPES, retype
 
 TOLERANCE = {"fp16": 5e-3, "bf16": 5e-2}
 # RFA's normaliser φ(q)·Σφ(k) sums sin/cos features of both signs and comes near zero, so rounding
@@ -163,6 +169,73 @@ def test_masks_stay_finite_and_padded_rows_are_not_nan(weights_dir):
     feeds = feeds_for(session, 2, 6, 6, spec.model.vocab_size, seed=1)  # the first row all padding
     assert all(not np.isnan(out).any() for out in session.run(None, feeds))
 
+
+
+# fp32's masks (the IR's reference values) -> their shares of a low type's most negative number
+MASK_SHARES = {float(MASKED): 1 / 2, float(MASKED) / 2: 1 / 4, SELF_MASK: 1 / 8}
+
+
+@pytest.mark.parametrize("case, masks, from_ir", [("bert_like_encoder", {float(MASKED)}, False),
+                                                   ("reformer_lsh_encoder", set(MASK_SHARES), False),
+                                                   ("multi_scale_spans", {float(MASKED)}, True),
+                                                   ("adaptive_span_decoder", {float(MASKED)}, True)])
+def test_masks_are_typed_constants_of_the_models_precision(case, masks, from_ir, weights_dir):
+    """The lowering emits each mask (padding, LSH's padding threshold and self-mask, the IR's span
+    masks and the floor of two of them) in the model's precision and records it by name: fp32's
+    values, or their shares of the low type's most negative number (-inf would make a fully masked
+    row NaN), in the same order."""
+    spec, weights = case_weights(case, weights_dir)
+    for dtype in ("fp32", "fp16", "bf16"):
+        model = compiled(spec, weights, dtype)
+        held = {name: np.asarray(a).astype(np.float32) for name, a in model.initializers if name in model.masks}
+        assert held.keys() == model.masks, dtype  # every recorded mask is an initializer of the model
+        lowest = float(ml_dtypes.finfo(NUMPY_TYPES[dtype]).min) if dtype != "fp32" else None
+        expected = {value if lowest is None else lowest * MASK_SHARES[value] for value in masks}
+        assert {float(v) for v in held.values()} == expected, dtype
+        nodes = list(every_node(model.proto.graph))
+        assert {name for node in nodes for name in node.input if name in model.masks} == model.masks  # all read
+        floors = [node.input[1] for node in nodes if node.name.endswith("/MaskFloor")]
+        assert all(bound in model.masks for bound in floors), dtype
+        if from_ir:  # the builder's mask_value, and the floor of a span and the padding mask
+            assert floors and any("span/Constant" in name for name in model.masks), dtype
+
+
+@pytest.mark.parametrize("value", sorted(MASK_SHARES))
+@pytest.mark.parametrize("source", ["weight", "constant"])
+def test_a_number_equal_to_a_mask_stays_that_number(source, value):
+    """Only the recorded masks are masks: a weight or constant that equals fp32's mask, threshold or
+    self-mask is a number, kept (rounded) by bf16 where its range holds it and refused by name where
+    not (fp16 holds none of them), never turned into a low-precision mask."""
+    g = Graph()
+    x = g.add1("input", attrs=dict(name="x", dtype="float32", shape=("batch_size", 4), role="x"))
+    if source == "weight":
+        number = g.add1("param", attrs=dict(name="w", dtype="float32", shape=(4,), init="zeros"))
+        g.weights["w"] = np.full(4, value, np.float32)
+    else:
+        number = g.add1("constant", attrs={"value": np.full(4, value, np.float32)}, label="Number")
+    g.outputs["y"] = g.add1("mul", [x, number])
+    lowered = to_onnx(g, 17)
+    assert not lowered.masks
+    for dtype, low_type in NUMPY_TYPES.items():
+        if abs(value) > float(ml_dtypes.finfo(low_type).max):
+            with pytest.raises(TfcError, match=f"{'w' if source == 'weight' else '/Number'}: values up to "
+                                               f".* do not fit {low_type.name}"):
+                retype(lowered, dtype, set(g.weights))
+            continue
+        low = retype(lowered, dtype, set(g.weights))
+        (held,) = [np.asarray(a) for _, a in low.initializers if np.asarray(a).dtype == low_type]
+        np.testing.assert_array_equal(held.astype(np.float32), np.float32(value).astype(low_type).astype(np.float32))
+        assert not low.masks
+
+
+def test_a_mask_lowered_for_another_precision_is_an_internal_error(weights_dir):
+    """The retyper converts the recorded masks as they are: one made for fp32 (-3.4e38, -inf in fp16)
+    means the lowering was not told the precision, and it says so instead of writing an infinity."""
+    spec, weights = case_weights("bert_like_encoder", weights_dir)
+    graph = compile_spec(spec, weights=str(weights), opset=17).graph
+    with pytest.raises(ValueError, match=r"mask /constants/float32_scalar holds -3\.40282e\+38, not a fp16 mask: "
+                                         "the model was lowered for another precision"):
+        retype(to_onnx(graph, 17), "fp16", set(graph.weights))
 
 def test_ops_without_a_low_precision_form_run_in_fp32_and_are_reported(weights_dir):
     spec, weights = case_weights("conditional_embeddings", weights_dir)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..ir.ops.nn import MASKED
 from .attention import emit_attention
 from .common import length_of, padding_to, reduce, repeat_heads, token_major
 from .patterns import OnnxGrid
@@ -97,14 +96,14 @@ class Blocked:
 
     def mask_bias(self, i: str, j: str, key_bias: str | None = None, first_key: int = 0) -> str:
         """The additive float bias (B|1, 1, nb, block, K) of query i and key j: `key_bias`
-        (B|1, 1, nb, 1, K) or 0 where the pattern allows the key, MASKED outside it, before
+        (B|1, 1, nb, 1, K) or 0 where the pattern allows the key, the mask outside it, before
         `first_key`, past the end and (causal) ahead. One bias, so the scores take one Add."""
         e, grid = self.e, OnnxGrid(self.e, self.s)
         allowed = self.attrs["pattern"].allowed(grid, i, j)
         allowed = grid.and_(allowed, grid.and_(grid.le(first_key, j), grid.lt(j, self.s)))
         if self.attrs["causal"]:
             allowed = grid.and_(allowed, grid.le(j, i))
-        masked = e.const(MASKED, np.float32)
+        masked = e.mask()
         if key_bias is not None:
             return e.node1("Where", allowed, key_bias, masked)
         return e.node1("Unsqueeze", e.node1("Where", allowed, e.const(0.0, np.float32), masked), e.const([0, 1]))
@@ -215,7 +214,7 @@ class Blocked:
         future = e.node1("Less", e.const(np.arange(rows)[:, None]),
                          e.node1("Unsqueeze", e.node1("Range", e.const(0), self.s, e.const(1)), e.const([0])))
         future = e.node1("Slice", future, e.const([0]), e.node1("Reshape", self.s, e.const([1])), e.const([0]))
-        hide = e.node1("Where", future, e.const(MASKED, np.float32), e.const(0.0, np.float32))
+        hide = e.node1("Where", future, e.mask(), e.const(0.0, np.float32))
         return self.dense_rows(q_rows, "dense_rows", [e.node1("Add", self.bias[0], hide) if self.bias else hide],
                                [types[0].with_shape((1, 1, "dense_rows", types[0].shape[2]))])
 
@@ -242,7 +241,7 @@ def banded_attention(e, attrs, inputs, types, label):
                     for x, last in ((grid.k, grid.width), (grid.v, grid.value_width)))
     key_rows = None
     if grid.bias:  # key padding (B|1, 1, 1, S) -> (B|1, 1, nb+span-1, block, 1)
-        padded = e.node1("Pad", grid.bias[0], grid.bias_pads(front, back), e.const(MASKED, np.float32))
+        padded = e.node1("Pad", grid.bias[0], grid.bias_pads(front, back), e.mask())
         key_rows = e.node1("Reshape", padded, e.const([0, 1, -1, block, 1]))
 
     def first_g(x, axis):
@@ -279,7 +278,7 @@ def banded_attention(e, attrs, inputs, types, label):
             visible = e.node1("And", visible, e.node1("LessOrEqual", columns, i))
         global_key = e.node1("Unsqueeze", first_g(grid.bias[0], 3), e.const([2])) if grid.bias \
             else e.const(0.0, np.float32)
-        global_bias = e.node1("Where", visible, global_key, e.const(MASKED, np.float32))
+        global_bias = e.node1("Where", visible, global_key, e.mask())
         global_bias = e.node1("Expand", global_bias,
                               e.node1("Concat", e.node1("Shape", bias, start=0, end=4), e.const([g]), axis=0))
         return (e.node1("Concat", per_block(grid.k, grid.width), k_blocks, axis=grid.axis + 1),
@@ -295,7 +294,7 @@ def banded_attention(e, attrs, inputs, types, label):
 def strided_columns(grid: Blocked, stride: int, i: str):
     """The Sparse Transformer's strided keys beyond the band: with blocks of `stride` positions, query
     (block a, offset r) also sees offset r of every other block (earlier ones when causal). Returns
-    `column_scores(a)`, which emits query block a's scores (B,H,block,nb), MASKED where the key block is
+    `column_scores(a)`, which emits query block a's scores (B,H,block,nb), the mask where the key block is
     the query's own, past the end or (causal) ahead, and the values (B,H,block,nb,Dv) in the
     offset-major layout that turns both into MatMuls."""
     e = grid.e
@@ -307,7 +306,7 @@ def strided_columns(grid: Blocked, stride: int, i: str):
     keys = by_offset(grid.k, grid.width)
     per_key = None
     if grid.bias:  # (B|1,1,1,S) -> (B|1,1,block,nb): key (b, r) for query offset r
-        padded = e.node1("Pad", grid.bias[0], grid.bias_pads(e.const(0), grid.pad), e.const(MASKED, np.float32))
+        padded = e.node1("Pad", grid.bias[0], grid.bias_pads(e.const(0), grid.pad), e.mask())
         per_key = e.node1("Transpose", e.node1("Reshape", padded, e.const([0, 1, -1, stride])), perm=[0, 1, 3, 2])
     key_block = e.node1("Unsqueeze", grid.block_ids, e.const([0, 1]))  # (1, 1, nb)
     query_block = e.node1("Div", i, e.const(stride))  # (nb, block, 1)
@@ -322,7 +321,7 @@ def strided_columns(grid: Blocked, stride: int, i: str):
         scores = e.node1("Squeeze", grid.scores(rows, keys), e.const([3]))  # (B,H,block,nb)
         if per_key is not None:
             scores = e.node1("Add", scores, per_key)
-        return e.node1("Where", e.node1("Gather", visible, a, axis=0), scores, e.const(MASKED, np.float32))
+        return e.node1("Where", e.node1("Gather", visible, a, axis=0), scores, e.mask())
 
     return column_scores, by_offset(grid.v, grid.value_width)
 
@@ -347,7 +346,7 @@ def block_sparse_attention(e, attrs, inputs, types, label):
                     for x, last in ((grid.k, grid.width), (grid.v, grid.value_width)))
     key_rows = None
     if grid.bias:
-        padded = e.node1("Pad", grid.bias[0], grid.bias_pads(e.const(0), tail), e.const(MASKED, np.float32))
+        padded = e.node1("Pad", grid.bias[0], grid.bias_pads(e.const(0), tail), e.mask())
         key_rows = e.node1("Reshape", padded, e.const([0, 1, -1, block]))
 
     def gathered(ids):
@@ -408,7 +407,7 @@ def block_summary_attention(e, attrs, inputs, types, label):
     k_summaries, v_summaries = summaries(k_blocks, grid.width), summaries(v_blocks, grid.value_width)
     per_block = None  # the key bias, (B|1, 1, n, stride)
     if grid.bias:
-        padded = e.node1("Pad", grid.bias[0], grid.bias_pads(e.const(0), grid.pad), e.const(MASKED, np.float32))
+        padded = e.node1("Pad", grid.bias[0], grid.bias_pads(e.const(0), grid.pad), e.mask())
         per_block = e.node1("Reshape", padded, e.const([0, 1, -1, stride]))
     i = grid.query_positions()  # (n, stride, 1)
     own_j = e.node1("Transpose", i, perm=[0, 2, 1])
@@ -434,7 +433,7 @@ def block_summary_attention(e, attrs, inputs, types, label):
         own = e.node1("Add", own, e.node1("Unsqueeze", per_block, e.const([3])))
         across = e.node1("Add", across, e.node1("Reshape", e.node1(
             "Slice", per_block, e.const([first]), e.const([stride]), e.const([3])), e.const([0, 1, 1, 1, -1])))
-    masked = e.const(MASKED, np.float32)
+    masked = e.mask()
     scores = e.node1("Concat", e.node1("Where", own_ok, own, masked), e.node1("Where", across_ok, across, masked),
                      axis=-1)
     probs = e.node1("Softmax", scores, axis=-1)
@@ -452,7 +451,7 @@ def _summary_loop(grid: Blocked, k_blocks, v_blocks, k_summaries, v_summaries, o
     shared summary keys concatenated, the block's rows of the two masks (computed once, outside:
     O(S·stride) and O(n²·summary)) concatenated into its bias, one `Attention` op."""
     e, stride = grid.e, grid.block
-    masked = e.const(MASKED, np.float32)
+    masked = e.mask()
     own_key = e.const(0.0, np.float32) if per_block is None else \
         e.node1("Reshape", per_block, e.const([0, -1, 1, stride]))  # (B|1, n, 1, stride)
     across_key = e.const(0.0, np.float32) if per_block is None else e.node1("Reshape", e.node1(

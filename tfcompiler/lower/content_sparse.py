@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..ir.ops.nn import MASKED
 from .common import gather_rows, length_of, pad_end, padding_to, reduce, repeat_heads, spaced_real
 from .registry import lowers
 
@@ -33,7 +32,7 @@ def lsh_attention(e, attrs, inputs, types, label):
     keys = e.node1("Div", qk, e.node1("Max", e.node1("Sqrt", square), e.const(1e-12, np.float32)))
     positions = e.node1("Range", e.const(0), s, e.const(1))
     bias3 = per_head_bias(e, bias[0], qk, s) if bias else None
-    padding = e.node1("LessOrEqual", bias3, e.const(MASKED / 2, np.float32)) if bias else None
+    padding = e.node1("LessOrEqual", bias3, e.mask_threshold()) if bias else None
     has_chunk_before = None
     if not rolled:  # the first chunk has no chunk before it: the rolled-in keys of its first half are hidden
         chunk_ids = e.node1("Range", e.const(0), e.node1("Div", padded, e.const(chunk)), e.const(1))
@@ -90,8 +89,8 @@ def lsh_attention(e, attrs, inputs, types, label):
             visible = e.node1("And", visible, has_chunk_before)
         if attrs["causal"]:
             visible = e.node1("And", visible, e.node1("LessOrEqual", kp, qp))
-        scores = e.node1("Where", visible, scores, e.const(MASKED, np.float32))
-        scores = e.node1("Where", e.node1("Equal", kp, qp), e.const(-1e5, np.float32), scores)
+        scores = e.node1("Where", visible, scores, e.mask())
+        scores = e.node1("Where", e.node1("Equal", kp, qp), e.self_mask(), scores)
         top = reduce(e, "ReduceMax", scores, [-1])
         weights = e.node1("Exp", e.node1("Sub", scores, top))
         total = reduce(e, "ReduceSum", weights, [-1])
@@ -150,14 +149,14 @@ def routing_attention(e, attrs, inputs, types, label):
     window = e.node1("Reshape", e.node1("Div", e.node1("Add", s, e.const(clusters - 1)), e.const(clusters)),
                      e.const([1]))
     to_centroids = e.node1("Transpose", centroids, perm=[0, 2, 1])
-    padded = e.node1("LessOrEqual", bias[0], e.const(MASKED / 2, np.float32)) if bias else None
+    padded = e.node1("LessOrEqual", bias[0], e.mask_threshold()) if bias else None
 
     def route(x):  # (B,H,S,D) -> (B,H,C·w): each centroid's positions, best first, padding last
         norm = e.node1("Sqrt", reduce(e, "ReduceSum", e.node1("Mul", x, x), [-1]))
         unit = e.node1("Div", x, e.node1("Max", norm, e.const(1e-12, np.float32)))
         scores = e.node1("Transpose", e.node1("MatMul", unit, to_centroids), perm=[0, 1, 3, 2])
         if padded is not None:
-            scores = e.node1("Where", padded, e.const(MASKED, np.float32), scores)
+            scores = e.node1("Where", padded, e.mask(), scores)
         chosen = e.node("TopK", [scores, window], n_outputs=2, axis=-1, largest=1, sorted=1)[1]
         return e.node1("Reshape", chosen, e.const([0, 0, -1]))
 
@@ -174,7 +173,7 @@ def routing_attention(e, attrs, inputs, types, label):
                                                              axis=2), None),
                            e.const([3]))  # (B,H,C,1,w)
         scores = e.node1("Add", scores, key_bias)
-        visible = e.node1("Greater", key_bias, e.const(MASKED / 2, np.float32))
+        visible = e.node1("Greater", key_bias, e.mask_threshold())
     if attrs["causal"]:
         ahead = e.node1("LessOrEqual", e.node1("Unsqueeze", per_centroid(keys, None), e.const([3])),
                         e.node1("Unsqueeze", per_centroid(queries, None), e.const([4])))
@@ -183,9 +182,9 @@ def routing_attention(e, attrs, inputs, types, label):
     if visible is None:
         out, served = e.node1("MatMul", e.node1("Softmax", scores, axis=-1), values), None
     else:
-        scores = e.node1("Where", visible, scores, e.const(MASKED, np.float32))
+        scores = e.node1("Where", visible, scores, e.mask())
         served = e.node1("Cast", e.node1("Greater", reduce(e, "ReduceMax", scores, [-1]),
-                                         e.const(MASKED / 2, np.float32)), to=1)  # (B,H,C,w,1)
+                                         e.mask_threshold()), to=1)  # (B,H,C,w,1)
         out = e.node1("Mul", e.node1("MatMul", e.node1("Softmax", scores, axis=-1), values), served)
     rows = e.node1("Reshape", out, e.const([0, 0, -1, value_width]))
     sequence = e.node1("Shape", q, start=0, end=3)
@@ -213,7 +212,7 @@ def clustered_attention(e, attrs, inputs, types, label):
     hashes = e.node1("Where", e.node1("GreaterOrEqual", e.node1("MatMul", q, planes), e.const(0.0, np.float32)),
                      one, minus_one)  # (B,H,S,bits)
     real = (e.node1("Cast", e.node1("Greater", e.node1("Transpose", bias[0], perm=[0, 1, 3, 2]),
-                                    e.const(MASKED / 2, np.float32)), to=1) if bias else None)  # (B|1,1,S,1)
+                                    e.mask_threshold()), to=1) if bias else None)  # (B|1,1,S,1)
     if real is None:
         starts = e.node1("Div", e.node1("Mul", e.const(np.arange(clusters)), length_of(e, q, 2)), e.const(clusters))
         centroids = e.node1("Gather", hashes, starts, axis=2)  # (B,H,C,bits)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..ir.ops.nn import MASKED
 from .common import length_of, repeat_heads
 from .patterns import pattern_allowed
 from .registry import lowers
@@ -37,10 +36,10 @@ def emit_standard_attention(e, attrs, inputs, types, label):
     if attrs.get("pattern") is not None:  # dense lowering of a sparse pattern: a mask bias
         allowed = pattern_allowed(e, attrs["pattern"], lambda: (length_of(e, q, 2), length_of(e, k, 2)),
                                   (types[0].shape[2], types[1].shape[2]))
-        masked = e.node1("Where", allowed, e.const(0.0, np.float32), e.const(MASKED, np.float32),
+        masked = e.node1("Where", allowed, e.const(0.0, np.float32), e.mask(),
                          label="SparsePattern")
         if bias:
-            masked = e.node1("Max", e.node1("Add", bias[0], masked), e.const(MASKED, np.float32))
+            masked = e.node1("Max", e.node1("Add", bias[0], masked), e.mask())
         bias = [masked]
         types = list(types[:3]) + [types[0].with_shape((1, 1) + types[0].shape[2:3] + types[1].shape[2:3])]
     same_length = types[0].shape[2] == types[1].shape[2]
@@ -48,7 +47,7 @@ def emit_standard_attention(e, attrs, inputs, types, label):
     if e.opset >= 23:
         if attrs["causal"] and not same_length:  # is_causal is top-left aligned without a cache
             allowed = emit_causal_allowed(e, q, k, lengths)
-            masked = e.node1("Where", allowed, e.const(0.0, np.float32), e.const(MASKED, np.float32))
+            masked = e.node1("Where", allowed, e.const(0.0, np.float32), e.mask())
             bias = [e.node1("Add", bias[0], masked)] if bias else [masked]
         elif bias and types[3].shape[2] == 1:  # ORT's kernel wants the mask's query axis spelled out
             rows = e.node1("Concat", e.const([1, 1]), e.node1("Shape", q, start=2, end=3), e.const([1]), axis=0)
@@ -82,7 +81,7 @@ def emit_scores(e, attrs, inputs, types, label="Scores"):
 
 def emit_hide_future(e, scores: str, lengths: tuple, label: str = "") -> str:
     allowed = emit_causal_allowed(e, scores, scores, lengths, key_axis=3)
-    return e.node1("Where", allowed, scores, e.const(MASKED, np.float32), label=label or "Causal")
+    return e.node1("Where", allowed, scores, e.mask(), label=label or "Causal")
 
 
 @lowers("attention_context")

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from onnx import GraphProto, NodeProto, TensorProto, helper
 
+from .mask_values import MASK, SELF, THRESHOLD, mask_value
+
 
 @dataclass
 class Emitter:
@@ -21,6 +23,7 @@ class Emitter:
     origin: str = ""
     memo: dict = field(default_factory=dict)  # tensors shared across nodes (e.g. the causal mask)
     missed: Counter = field(default_factory=Counter)  # (fused form, why not) -> how many ops missed it
+    masks: set = field(default_factory=set)  # the initializers made by mask(), mask_threshold(), self_mask()
     _names: Counter = field(default_factory=Counter)
     _constants: dict = field(default_factory=dict)
 
@@ -40,6 +43,27 @@ class Emitter:
         """`x` kept in fp32 in a low-precision model (lower/precision.py leaves an explicit Cast of a
         float tensor to fp32 in place): for sums that overflow fp16, like a norm's squares."""
         return x if self.precision == "fp32" else self.node1("Cast", x, to=TensorProto.FLOAT, label="ToFloat32")
+
+    def mask(self, name: str | None = None) -> str:
+        """The additive bias of a masked key, of the model's precision (lower/mask_values.py): the
+        shared scalar constant, or a fresh initializer `name` (the IR's mask_value nodes, named as
+        its constants are)."""
+        return self._mask(MASK, name)
+
+    def mask_threshold(self) -> str:
+        """Half the mask: a key bias at or below it marks a padded key."""
+        return self._mask(THRESHOLD)
+
+    def self_mask(self) -> str:
+        """LSH's bias of a query's own key: above the mask and the threshold, below every score."""
+        return self._mask(SELF)
+
+    def _mask(self, kind: str, name: str | None = None) -> str:
+        """Masks are typed constants: recorded by name (LoweredModel.masks), never found by value."""
+        value = mask_value(kind, self.precision)
+        name = self.const(value, np.float32) if name is None else self.initializer(value, name)
+        self.masks.add(name)
+        return name
 
     def unique(self, base: str) -> str:
         self._names[base] += 1

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..ir.ops.nn import MASKED
 from ..lengths import LONG_FROM
 from .common import length_of, pad_end, padding_to, token_major, unstack_blocks
 from .dense_attention import emit_standard_attention
@@ -113,7 +112,7 @@ def query_blocks(e, attrs, inputs, types) -> list[str]:
         visible = e.node1("LessOrEqual", e.node1("Range", e.const(0), e.node1("Squeeze", end, e.const([0])),
                                                   e.const(1)), i)  # (block, keys)
         key_bias = e.node1("Slice", bias[0], e.const([0]), end, e.const([3])) if bias else e.const(0.0, np.float32)
-        mask = e.node1("Where", visible, key_bias, e.const(MASKED, np.float32))  # (B|1, 1, block, keys)
+        mask = e.node1("Where", visible, key_bias, e.mask())  # (B|1, 1, block, keys)
         if not bias:
             mask = e.node1("Unsqueeze", mask, e.const([0, 1]))
         return emit_standard_attention(e, {**attrs, "causal": False}, [rows, keys, values, mask], block_types,

@@ -18,11 +18,12 @@ low precision's step; an explicit Cast of a float tensor to fp32 (`Emitter.fp32`
 the IR's `keep_fp32`: a decomposed RMS norm's squares, which overflow fp16, Nyström's
 pseudo-inverse iterations, FAVOR+'s exponential features) starts fp32 work that its users continue.
 
-The additive masks change value: fp32's most negative number is -inf in fp16 and bf16, and a row
-of -inf scores is NaN after softmax, so MASKED becomes half the low type's most negative number
-(score + mask stays finite) and its companions (the MASKED / 2 threshold that detects padding,
-LSH's self-mask) keep their order below every score. Any other constant or weight beyond the low
-type's range is an error, never a silent infinity.
+The masks are typed constants, never found by value: the lowering emitted them already in the
+model's precision (lower/mask_values.py: shares of the low type's most negative number, since fp32's
+is -inf there and a row of -inf scores is NaN after softmax) and recorded their names
+(`LoweredModel.masks`), and they are converted as they are; a recorded mask the low type does not
+hold exactly was lowered for another precision, an internal error. Any other constant or weight
+beyond the low type's range is an error, never a silent infinity.
 """
 from __future__ import annotations
 
@@ -36,17 +37,12 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from ..errors import TfcError
-from ..ir.ops.lsh import SELF_MASK
-from ..ir.ops.nn import MASKED
 from .serialize import LoweredModel
 
 TENSOR_TYPES = {"fp32": TensorProto.FLOAT, "fp16": TensorProto.FLOAT16, "bf16": TensorProto.BFLOAT16}
 NUMPY_TYPES = {"fp16": np.dtype(np.float16), "bf16": np.dtype(ml_dtypes.bfloat16)}
 LOW, WIDE = "low", "wide"  # the two classes of a float tensor
 _CONST = "const"  # a float initializer that is not a weight: its class is its user's
-
-# fp32 value -> its share of the low type's most negative number
-SENTINELS = {float(MASKED): 1 / 2, float(MASKED) / 2: 1 / 4, SELF_MASK: 1 / 8}
 
 # prefix sums along the sequence: a running total of positive terms outgrows fp16's precision (past
 # 4096 its step is 4, so terms under 2 vanish), so they stay fp32
@@ -104,13 +100,13 @@ class _Retyper:
         self.type_str = f"tensor({self.numpy_type.name})"  # as onnx's schemas write it: tensor(bfloat16)
         self.opset = next(o.version for o in model.proto.opset_import if o.domain in ("", "ai.onnx"))
         self.precision, self.fp32_only, self.low_io = precision, fp32_only, low_io
-        self.lowest = float(ml_dtypes.finfo(self.numpy_type).min)  # its shares are powers of two: exact
         self.kinds: dict[str, str] = {}
         self.missed = Counter(model.missed)
         self.constants: dict[str, np.ndarray] = {}
         self.low_copies: dict[str, str] = {}
         self.wide_uses: set[str] = set()
         self.initializers = []
+        self.masks = model.masks
         for name, array in model.initializers:
             if np.dtype(array.dtype) != np.float32:
                 self.initializers.append((name, array))
@@ -120,14 +116,18 @@ class _Retyper:
                                           else Converted(array, self.numpy_type, name)))
             else:
                 self.kinds[name] = _CONST
-                self.constants[name] = self._sentinels(np.asarray(array))
+                self.constants[name] = self.checked_mask(name, array) if name in self.masks else np.asarray(array)
                 self.initializers.append((name, self.constants[name]))
 
-    def _sentinels(self, array: np.ndarray) -> np.ndarray:
-        out = array.copy()
-        for value, share in SENTINELS.items():
-            out[array == np.float32(value)] = self.lowest * share
-        return out
+    def checked_mask(self, name: str, array: np.ndarray) -> np.ndarray:
+        """A recorded mask, which the lowering made for this precision: exact in the low type."""
+        array = np.asarray(array)
+        with np.errstate(over="ignore"):  # an fp32 mask is -inf in the low type: the case reported below
+            exact = np.array_equal(array.astype(self.numpy_type).astype(np.float32), array)
+        if not exact:
+            raise ValueError(f"mask {name} holds {array.min():g}, not a {self.precision} mask: the model was "
+                             f"lowered for another precision (to_onnx(..., precision={self.precision!r}))")
+        return array
 
     def type_of(self, kind: str) -> int:
         return self.low_type if kind == LOW else TensorProto.FLOAT
@@ -257,7 +257,7 @@ class _Retyper:
             self.rewrite(branch, inner)
 
     def low_tensor(self, array: np.ndarray, name: str) -> onnx.TensorProto:
-        return numpy_helper.from_array(to_low(self._sentinels(array), self.numpy_type, name), name)
+        return numpy_helper.from_array(to_low(array, self.numpy_type, name), name)
 
     # --- the model -------------------------------------------------------------------------------
     def model(self, model: LoweredModel) -> LoweredModel:
@@ -287,7 +287,9 @@ class _Retyper:
                 initializers.append((name, array))
             if name in self.low_copies:
                 initializers.append((self.low_copies[name], to_low(array, self.numpy_type, name)))
-        return LoweredModel(proto, initializers, dict(self.missed))
+        masks = {copy for name, copy in self.low_copies.items() if name in self.masks}
+        kept = {name for name, _ in initializers}
+        return LoweredModel(proto, initializers, dict(self.missed), frozenset(masks | (self.masks & kept)))
 
 
 def to_low(array: np.ndarray, numpy_type: np.dtype, name: str) -> np.ndarray:

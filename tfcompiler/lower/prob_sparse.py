@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..ir.ops.nn import MASKED
 from .common import ONNX_DTYPES, gather_rows, length_of, reduce, repeat_heads, spaced_real
 from .registry import lowers
 
@@ -13,7 +12,7 @@ from .registry import lowers
 @lowers("prob_sparse_attention")
 def emit_prob_sparse_attention(e, attrs, inputs, types, label):
     """Sample counts from the lengths (Log/Ceil), the evenly spaced sample of the real keys (CumSum,
-    ArgMax, GatherElements), the measure (ReduceMax/ReduceSum; padded queries at MASKED), TopK of
+    ArgMax, GatherElements), the measure (ReduceMax/ReduceSum; padded queries at the mask), TopK of
     the queries, their rows attended in full (GatherElements), scattered (ScatterElements) over the
     mean of the real values (their running sum, CumSum, when causal)."""
     q, k, v, *bias = inputs
@@ -44,7 +43,7 @@ def emit_prob_sparse_attention(e, attrs, inputs, types, label):
         queries_real = e.node1("Slice", real, e.node1("Reshape", offset, e.const([1])), e.const([2 ** 62]),
                                e.const([3]))
         padded_query = e.node1("Equal", e.node1("Squeeze", queries_real, e.const([2])), e.const(0))  # (B|1, 1, S)
-        measure = e.node1("Where", padded_query, e.const(MASKED, np.float32), measure)
+        measure = e.node1("Where", padded_query, e.mask(), measure)
     top = e.node(
         "TopK", [measure, e.node1("Reshape", count(s), e.const([1]))], n_outputs=2, axis=-1, largest=1, sorted=1)[1]
     rows = e.node1("Concat", e.node1("Shape", top), e.const([width]), axis=0)
@@ -59,7 +58,7 @@ def emit_prob_sparse_attention(e, attrs, inputs, types, label):
     if attrs.get("causal"):
         after = e.node1("Greater", e.node1("Range", e.const(0), t, e.const(1)),
                         e.node1("Unsqueeze", e.node1("Add", top, offset), e.const([3])))
-        scores = e.node1("Where", after, e.const(MASKED, np.float32), scores)
+        scores = e.node1("Where", after, e.mask(), scores)
     updates = e.node1("MatMul", e.node1("Softmax", scores, axis=-1), v)
     keep_t = e.node1("Transpose", keep, perm=[0, 1, 3, 2])  # (B|1, 1, T, 1)
     full = e.node1("Concat", e.node1("Shape", q, start=0, end=3), e.const([value_width]), axis=0)

@@ -75,6 +75,7 @@ class LoweredModel:
     proto: onnx.ModelProto
     initializers: list[tuple[str, object]]  # arrays, or weight recipes with shape/dtype/fill
     missed: dict = field(default_factory=dict)  # (fused form, why not) -> ops lowered without it
+    masks: frozenset = frozenset()  # the initializers that are masks, of the model's precision (lower/mask_values.py)
 
     @property
     def weight_bytes(self) -> int:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..ir.ops.nn import MASKED
 from .common import length_of
 from .registry import lowers
 
@@ -34,7 +33,7 @@ def star_attention(e, attrs, inputs, types, label):
     key_bias = (e.node1("Squeeze", bias[0], e.const([2])) if bias else  # (B|1, 1, S)
                 e.node1("Expand", e.const(np.zeros((1, 1, 1)), np.float32),
                         e.node1("Concat", e.const([1, 1]), end, axis=0)))
-    previous, following = neighbours(key_bias, [0, 0, 1, 0, 0, 1], e.const(MASKED, np.float32))
+    previous, following = neighbours(key_bias, [0, 0, 1, 0, 0, 1], e.mask())
     zero = e.node1("Mul", key_bias, e.const(0.0, np.float32))
     ring = e.node1("Concat", *(e.node1("Unsqueeze", part, e.const([3]))
                                for part in (previous, zero, following, zero, zero)), axis=3)

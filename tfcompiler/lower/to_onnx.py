@@ -103,4 +103,4 @@ def to_onnx(graph: Graph, opset: int = DEFAULT_OPSET, metadata: dict[str, str] |
              "tfcompiler.target": target}
     props.update(metadata or {})
     helper.set_model_props(model, props)
-    return LoweredModel(model, e.initializers, dict(e.missed))
+    return LoweredModel(model, e.initializers, dict(e.missed), frozenset(e.masks))

@@ -13,8 +13,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from ...ir.ops.nn import MASKED
-
 
 @dataclass
 class Site:
@@ -68,7 +66,7 @@ def _sum(ctx, values, label, hiding: int = 0):
     for v in values[1:]:
         out = ctx.op("add", out, v, label=label)
     if hiding >= 2:
-        out = ctx.op("clip", out, low=float(MASKED), label="MaskFloor")
+        out = ctx.op("mask_floor", out, label="MaskFloor")
     return out
 
 
@@ -100,7 +98,7 @@ def emit_attention(ctx, parts: AttentionParts, pre_mix=None, post_mix=None, carr
     if parts.mask_biases:
         scores = ctx.op("add", scores, _sum(ctx, parts.mask_biases, "MaskBias"), label="AddMask")
     if parts.hiding + len(parts.mask_biases) >= 2:
-        scores = ctx.op("clip", scores, low=float(MASKED), label="MaskFloor")
+        scores = ctx.op("mask_floor", scores, label="MaskFloor")
     if parts.causal:
         scores = ctx.op("causal_mask", scores, label="Causal")
     if parts.pattern is not None:

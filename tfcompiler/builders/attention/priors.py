@@ -15,7 +15,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ...ir.ops.nn import MASKED
 from ...language.schema import option
 
 
@@ -41,7 +40,7 @@ def window_bias(ctx, parts, windows: list[int], heads: int):
     spans = windows * heads if len(windows) == 1 else windows
     with ctx.at("span"):
         outside = ctx.op("less", ctx.constant(_per_head(spans)), _distance(ctx, parts))
-        return ctx.op("where", outside, ctx.constant(MASKED), ctx.constant(0.0), label="RestrictedSpan")
+        return ctx.op("where", outside, ctx.op("mask_value"), ctx.constant(0.0), label="RestrictedSpan")
 
 
 def adaptive_span_bias(ctx, parts, span: AdaptiveSpan, heads: int):
@@ -52,7 +51,7 @@ def adaptive_span_bias(ctx, parts, span: AdaptiveSpan, heads: int):
         soft = ctx.op("div", ctx.op("sub", ctx.op("add", z, ramp), _distance(ctx, parts)), ramp)
         soft = ctx.op("clip", soft, low=0.0, high=1.0, label="SoftMask")
         return ctx.op("where", ctx.op("less", ctx.constant(0.0), soft), ctx.op("log", soft),
-                      ctx.constant(MASKED), label="AdaptiveSpan")
+                      ctx.op("mask_value"), label="AdaptiveSpan")
 
 
 def gaussian_bias(ctx, parts, heads: int):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 # each op module registers its ops on import
 from . import (banded, block_sparse, block_summary, clustered, conv, elementwise, favor, linear, lsh,  # noqa: F401
-               nn, prob_sparse, quantized, recurrent, relative, resample, rope, routing, segments, sources,
+               masks, nn, prob_sparse, quantized, recurrent, relative, resample, rope, routing, segments, sources,
                star, tensor, token_chunks)
 from .registry import REGISTRY, OpDef, OpTypeError, infer_types, op_def, register
 
