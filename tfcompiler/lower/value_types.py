@@ -14,20 +14,13 @@ op on the longest chain of them, each a few milliseconds on a full-size model.
 """
 from __future__ import annotations
 
-from typing import Iterable, Iterator
+from typing import Iterable
 
 import numpy as np
 import onnx
 from onnx import helper
 
-
-def graphs(graph: onnx.GraphProto) -> Iterator[onnx.GraphProto]:
-    """`graph` and its subgraphs (Loop bodies, If branches), nested ones included."""
-    yield graph
-    for node in graph.node:
-        for attribute in node.attribute:
-            if attribute.type == onnx.AttributeProto.GRAPH:
-                yield from graphs(attribute.g)
+from .walk import graphs
 
 
 def value_types(proto: onnx.ModelProto, initializers: Iterable[tuple[str, object]],

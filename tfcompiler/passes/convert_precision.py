@@ -28,7 +28,8 @@ from onnx import TensorProto
 
 from ..lower.precision import TENSOR_TYPES, retyper
 from ..lower.serialize import LoweredModel
-from ..lower.value_types import graphs, value_types
+from ..lower.value_types import value_types
+from ..lower.walk import every_node, graphs
 from .base import ContractError
 from .precision_numerics import check_precision_numerics
 from .report import PassRecord, PipelineReport
@@ -129,12 +130,9 @@ def convert_precision(model: LoweredModel, precision: str, weights: set[str], fp
     seconds = time.perf_counter() - start
     if check_sizes is not None:
         result.notes.append(check_precision_numerics(p.name, model, result.model, precision, check_sizes))
-    report.records.append(PassRecord(p.name, result.changed, result.notes, seconds, _node_count(model),
-                                     _node_count(result.model)))
+    nodes = [sum(1 for _ in every_node(m.proto.graph)) for m in (model, result.model)]
+    report.records.append(PassRecord(p.name, result.changed, result.notes, seconds, *nodes))
     if p.name in dump_after or "all" in dump_after:
         report.dumps[p.name] = onnx.printer.to_text(result.model.proto.graph)
     return result.model
 
-
-def _node_count(model: LoweredModel) -> int:
-    return sum(len(graph.node) for graph in graphs(model.proto.graph))
