@@ -13,9 +13,10 @@ from ..lower.serialize import LoweredModel
 from .base import PassError
 from .numerics import _rms_error
 
-# fp16's step is 2^-11 of a value; summed over a full-size model's layers the outputs stay within
-# a few 1e-3 of fp32 relative RMS (measured: benchmarks of the shipped specs, seeded weights)
-BUDGET = {"fp16": 2e-2}
+# fp16 rounds each value by up to 2^-11; measured on the shipped specs (seeded weights, batch 2, the
+# IR check's lengths) the outputs stay within 1e-3 relative RMS of fp32, star-transformer's within
+# 3e-3: about 3x headroom over the worst
+BUDGET = {"fp16": 1e-2}
 
 
 def check_precision_numerics(name: str, fp32: LoweredModel, low: LoweredModel, precision: str,
