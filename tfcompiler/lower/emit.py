@@ -17,7 +17,7 @@ class Emitter:
     opset: int
     kernels: frozenset = frozenset()  # the dedicated kernels the target allows (tfcompiler.lower.targets)
     max_length: int | None = None  # the spec's longest input, when known: lowerings that pay only beyond it are skipped
-    precision: str = "fp32"  # what the model computes in (lower/precision.py retypes the emitted fp32 graph)
+    precision: str = "fp32"  # what the model computes in (passes/convert_precision.py retypes the emitted fp32 graph)
     nodes: list[NodeProto] = field(default_factory=list)
     initializers: list[tuple[str, np.ndarray]] = field(default_factory=list)
     origin: str = ""
