@@ -31,7 +31,12 @@ from tfcompiler.ir.ops.lsh import SELF_MASK
 from tfcompiler.ir.ops.nn import MASKED
 from tfcompiler.language.rules import low_precision_refusals
 from tfcompiler.lower import to_onnx
+from tfcompiler.lower import precision
 from tfcompiler.lower.precision import NUMPY_TYPES, retype
+from tfcompiler.lower.value_types import value_types
+from tfcompiler.passes import convert_precision, precision_numerics
+from tfcompiler.passes.base import ContractError, PassError
+from tfcompiler.passes.convert_precision import ConvertPrecision
 
 TOLERANCE = {"fp16": 5e-3, "bf16": 5e-2}
 # RFA's normaliser φ(q)·Σφ(k) sums sin/cos features of both signs and comes near zero, so rounding
@@ -373,3 +378,81 @@ def test_cli_compiles_explains_and_runs_low_precision_models(tmp_path, capsys):
     assert main(["compile", str(spec), "-o", str(tmp_path / "x.onnx"), "--dtype", "fp16", "--target", "ort-cpu"]) == 1
     assert "--dtype fp16 is not for --target ort-cpu" in capsys.readouterr().err
     assert not (tmp_path / "x.onnx").exists()
+
+
+def small_lowered():
+    """A unit-scale two-layer encoder lowered for fp16 (the fp32 graph the precision pass takes)."""
+    spec = parse_spec(spec_text("bert_like_encoder"), "bert.yaml")
+    compiled_spec = compile_spec(spec, opset=17)
+    graph = compiled_spec.graph
+    return to_onnx(graph, 17, precision="fp16"), set(graph.weights)
+
+
+def test_the_precision_pass_requires_an_fp32_model():
+    lowered, weights = small_lowered()
+    low = ConvertPrecision("fp16", weights).run(lowered).model
+    for precision_name in ("fp16", "bf16"):
+        with pytest.raises(ContractError, match="convert_precision requires an fp32 model: initializer .* is float16"):
+            ConvertPrecision(precision_name, weights).run(low)
+
+
+def test_the_precision_pass_ensures_types_its_ops_take(monkeypatch):
+    """A retyper that forgets a Cast where an fp32 tensor meets an activation leaves a node whose
+    inputs disagree: onnx's strict type inference, in the pass's ensures, names it."""
+    lowered, weights = small_lowered()
+    result = ConvertPrecision("fp16", weights).run(lowered)  # the real one keeps its promise
+    assert result.changed and "Cast(s) to fp16" in result.notes[0]
+    monkeypatch.setattr(precision._Retyper, "as_class", lambda self, name, kind, scope: name)
+    with pytest.raises(ContractError, match="convert_precision left a node whose inputs its op does not take"):
+        ConvertPrecision("fp16", weights).run(lowered)
+
+
+def test_the_precision_pass_ensures_every_weight_is_converted(monkeypatch):
+    """A retyper that does not know the weights computes everything in fp32: a consistent model, but
+    not the one promised."""
+    lowered, weights = small_lowered()
+    real = convert_precision.retyper
+    monkeypatch.setattr(convert_precision, "retyper", lambda model, p, weights, *rest: real(model, p, set(), *rest))
+    with pytest.raises(ContractError, match="convert_precision left weight .* in fp32"):
+        ConvertPrecision("fp16", weights).run(lowered)
+
+
+def test_the_block_list_is_data_with_reasons():
+    """An op on the block list (here as if the provider had no fp16 Softmax) computes in fp32 between
+    Casts, and the pass's notes say how many and why."""
+    lowered, weights = small_lowered()
+    p = ConvertPrecision("fp16", weights, frozenset({"Softmax"}))
+    assert p.blocked == {"Softmax": "the target's provider has no kernel for it: computed in fp32",
+                         "CumSum": "a running sum along the sequence, which outgrows the low precision's step: "
+                                   "kept fp32"}
+    result = p.run(lowered)
+    assert any(note.startswith("kept fp32: 2 Softmax (the target's provider has no kernel") for note in result.notes)
+    graph = result.model.proto.graph
+    types = value_types(result.model.proto, result.model.initializers)
+    softmax = [node for node in graph.node if node.op_type == "Softmax"]
+    assert len(softmax) == 2 and all(types.get(node.output[0]) == onnx.TensorProto.FLOAT for node in softmax)
+
+
+def test_explain_shows_the_precision_pass_and_verify_checks_it(tmp_path, capsys, monkeypatch):
+    from tfcompiler.cli import main
+
+    spec = tmp_path / "bert.yaml"
+    spec.write_text(spec_text("bert_like_encoder"))
+    out = str(tmp_path / "m.onnx")
+    assert main(["compile", str(spec), "-o", out, "--dtype", "fp16", "--explain", "--verify", "-q"]) == 0
+    text = capsys.readouterr().out
+    assert "convert_precision: changed" in text
+    assert "node(s) compute in fp16" in text and "inputs and outputs in fp16" in text
+    checked = [line for line in text.splitlines() if "numerics checked on onnxruntime CPU" in line]
+    assert len(checked) == 1 and float(checked[0].split("within ")[1].split()[0]) < 5e-3
+    assert main(["compile", str(spec), "-o", out, "--dtype", "bf16", "--target", "ort-cuda", "--explain",
+                 "--verify", "-q", "--dump-after", "convert_precision"]) == 0
+    text = capsys.readouterr().out
+    assert "inputs and outputs in fp32" in text and "numerics checked structurally only" in text
+    dump = text.split("--- IR after convert_precision ---")[1]
+    assert f"Cast <to: int = {onnx.TensorProto.BFLOAT16}>" in dump
+    assert main(["compile", str(spec), "-o", out, "--dump-after", "convert_precision", "-q"]) == 1
+    assert "--dump-after convert_precision: that pass runs with --dtype fp16 or bf16 only" in capsys.readouterr().err
+    monkeypatch.setitem(precision_numerics.BUDGET, "fp16", 1e-9)  # the check can fail
+    with pytest.raises(PassError, match="pass convert_precision failed at output .* relative RMS from the fp32 model"):
+        compile_spec(parse_spec(spec_text("bert_like_encoder")), dtype="fp16", check_numerics=True)

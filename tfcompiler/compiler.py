@@ -11,9 +11,9 @@ from .ir.graph import Graph
 from .ir.interpret import random_feeds
 from .lower.quantized import INT4_OPSET
 from .lower.serialize import LoweredModel
-from .lower.precision import retype
 from .lower.targets import PRECISIONS, TARGETS, fp32_only, kernels_for
 from .lower.to_onnx import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET, to_onnx
+from .passes.convert_precision import ConvertPrecision, convert_precision
 from .passes.pipeline import QUANTIZE, PipelineReport, make_pipeline, run_pipeline
 from .language import Spec, load_spec
 from .language.rules import check_precision
@@ -75,6 +75,8 @@ def compile_spec(spec: Spec | str | Path, weights: str | None = None, seed: int 
     if quantize == "int4" and int4_layout == "rows" and opset < INT4_OPSET:
         raise TfcError(f"--quantize int4 for --target {target} needs --opset {INT4_OPSET} or later (4-bit "
                        f"DequantizeLinear with blocks), got {opset}; --target ort-cpu runs it at any opset")
+    if ConvertPrecision.name in dump_after and dtype == "fp32":
+        raise TfcError(f"--dump-after {ConvertPrecision.name}: that pass runs with --dtype fp16 or bf16 only")
     if not isinstance(spec, Spec):
         spec = load_spec(spec)
     check_precision(spec, dtype)  # kinds ill-conditioned in fp16 / bf16 refuse them
@@ -97,6 +99,6 @@ def compile_spec(spec: Spec | str | Path, weights: str | None = None, seed: int 
     model = to_onnx(graph, opset, metadata, target, precision=dtype)
     if dtype != "fp32":
         progress(dtype)
-        # numpy and onnxruntime's Python API have no bfloat16 arrays: bf16 models take and give fp32
-        model = retype(model, dtype, set(graph.weights), fp32_only(target, dtype, opset), low_io=dtype == "fp16")
+        model = convert_precision(model, dtype, set(graph.weights), fp32_only(target, dtype, opset), report,
+                                  dump_after, check_sizes(graph) if check_numerics else None)
     return Compiled(model, graph, report, spec, parameters)

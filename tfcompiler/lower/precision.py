@@ -11,12 +11,12 @@ Every float tensor of the lowered graph falls in one of two classes, found by fo
 A node computes in the low precision when any of its float inputs is an activation, else in fp32;
 its other float inputs are cast to match (one Cast per tensor and type, placed where the tensor is
 made, so a `Loop` body does not cast an outer tensor on every iteration); float constants get a
-low-precision copy where an activation uses them. Ops the standard's schema (at the model's opset)
-or the target's provider (`targets.fp32_only`) has no low-precision form for compute in fp32
-between Casts, and so do prefix sums along the sequence (`SEQUENTIAL`), whose totals outgrow the
-low precision's step; an explicit Cast of a float tensor to fp32 (`Emitter.fp32`,
-the IR's `keep_fp32`: a decomposed RMS norm's squares, which overflow fp16, Nyström's
-pseudo-inverse iterations, FAVOR+'s exponential features) starts fp32 work that its users continue.
+low-precision copy where an activation uses them. Ops on the block list (`blocked`: op type ->
+why it stays fp32, the pass's data: passes/convert_precision.py) and ops the standard's schema (at
+the model's opset) has no low-precision form for compute in fp32 between Casts. A region that must
+compute in fp32 is declared by an explicit Cast of a float tensor to fp32 in the lowered graph, made
+by `Emitter.fp32` (the IR's `keep_fp32` lowers to it): it starts fp32 work that its users continue.
+Which tensors are float is read from their types (`types`: lower/value_types.py), not from op types.
 
 The masks are typed constants, never found by value: the lowering emitted them already in the
 model's precision (lower/mask_values.py: shares of the low type's most negative number, since fp32's
@@ -30,6 +30,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from functools import cache
+from typing import Mapping
 
 import ml_dtypes
 import numpy as np
@@ -38,37 +39,12 @@ from onnx import TensorProto, helper, numpy_helper
 
 from ..errors import TfcError
 from .serialize import LoweredModel
+from .value_types import value_types
 
 TENSOR_TYPES = {"fp32": TensorProto.FLOAT, "fp16": TensorProto.FLOAT16, "bf16": TensorProto.BFLOAT16}
 NUMPY_TYPES = {"fp16": np.dtype(np.float16), "bf16": np.dtype(ml_dtypes.bfloat16)}
 LOW, WIDE = "low", "wide"  # the two classes of a float tensor
 _CONST = "const"  # a float initializer that is not a weight: its class is its user's
-
-# prefix sums along the sequence: a running total of positive terms outgrows fp16's precision (past
-# 4096 its step is 4, so terms under 2 vanish), so they stay fp32
-SEQUENTIAL = frozenset({"CumSum"})
-
-_NOT_FLOAT = {"Shape", "Size", "Equal", "Less", "LessOrEqual", "Greater", "GreaterOrEqual", "And", "Or", "Not",
-              "ArgMax", "ArgMin", "NonZero", "IsNaN", "IsInf", "MatMulInteger"}
-
-
-def float_outputs(node: onnx.NodeProto, input_is_float: list[bool]) -> list[bool]:
-    """Which outputs of a node (not Cast, Loop or If) are float, from its type and its inputs'."""
-    first = bool(input_is_float) and input_is_float[0]
-    kind = node.op_type
-    if kind in _NOT_FLOAT:
-        return [False] * len(node.output)
-    if kind == "TopK":
-        return [first, False]
-    if kind == "DynamicQuantizeLinear":
-        return [False, True, False]
-    if kind in ("Where", "DequantizeLinear"):  # the values / the scale set the output's type
-        return [len(input_is_float) > 1 and input_is_float[1]] * len(node.output)
-    if kind == "ConstantOfShape":
-        value = next((a.t for a in node.attribute if a.name == "value"), None)
-        return [value is None or value.data_type == TensorProto.FLOAT]
-    return [first] * len(node.output)
-
 
 @cache
 def standard_takes(op_type: str, opset: int, type_str: str, positions: tuple[int, ...]) -> bool:
@@ -94,14 +70,18 @@ class _Scope:
 
 
 class _Retyper:
-    def __init__(self, model: LoweredModel, precision: str, weights: set[str], fp32_only: frozenset[str],
-                 low_io: bool):
+    def __init__(self, model: LoweredModel, precision: str, weights: set[str], blocked: Mapping[str, str],
+                 low_io: bool, types: Mapping[str, int]):
         self.low_type, self.numpy_type = TENSOR_TYPES[precision], NUMPY_TYPES[precision]
         self.type_str = f"tensor({self.numpy_type.name})"  # as onnx's schemas write it: tensor(bfloat16)
         self.opset = next(o.version for o in model.proto.opset_import if o.domain in ("", "ai.onnx"))
-        self.precision, self.fp32_only, self.low_io = precision, fp32_only, low_io
+        self.precision, self.blocked, self.low_io, self.types = precision, blocked, low_io, types
         self.kinds: dict[str, str] = {}
         self.missed = Counter(model.missed)
+        self.kept = Counter()  # (op type, why) -> nodes kept fp32
+        self.computed = Counter()  # LOW / WIDE -> nodes with a float input that compute in that class
+        self.inserted = Counter()  # LOW / WIDE -> Casts inserted to that class
+        self.fp32_casts = 0  # explicit Casts of a float tensor to fp32 (Emitter.fp32) met
         self.constants: dict[str, np.ndarray] = {}
         self.low_copies: dict[str, str] = {}
         self.wide_uses: set[str] = set()
@@ -153,6 +133,7 @@ class _Retyper:
             home.nodes.append(helper.make_node("Cast", [name], [cast], name=cast, to=self.type_of(kind)))
             home.defined.add(cast)
             home.casts[name, kind] = cast
+            self.inserted[kind] += 1
             self.kinds[cast] = kind
         return home.casts[name, kind]
 
@@ -184,8 +165,10 @@ class _Retyper:
         for i, name in enumerate(node.input):
             if floats[i]:
                 node.input[i] = self.as_class(name, kind, scope)
-        for output, is_float in zip(node.output, float_outputs(node, floats)):
-            if is_float and output:
+        if any(floats):
+            self.computed[kind] += 1
+        for output in node.output:
+            if output and self.types.get(output) == TensorProto.FLOAT:
                 self.kinds[output] = kind
         if node.op_type == "ConstantOfShape" and low:
             for attribute in node.attribute:
@@ -194,19 +177,14 @@ class _Retyper:
 
     def takes_low(self, node: onnx.NodeProto, floats: list[bool]) -> bool:
         """Whether the node can compute in the low precision; where not, the miss is recorded."""
-        if node.op_type in SEQUENTIAL:
-            self.missed[f"{self.precision} {node.op_type}", "a running sum along the sequence, which outgrows "
-                        "the low precision's step: kept fp32"] += 1
-            return False
-        if node.op_type in self.fp32_only:
-            self.missed[f"{self.precision} {node.op_type}",
-                        "the target's provider has no kernel for it: computed in fp32"] += 1
-            return False
+        why = self.blocked.get(node.op_type)
         positions = tuple(i for i, f in enumerate(floats) if f)
-        if node.domain or standard_takes(node.op_type, self.opset, self.type_str, positions):
+        if why is None and not node.domain and not standard_takes(node.op_type, self.opset, self.type_str, positions):
+            why = f"the standard's {node.op_type} (opset {self.opset}) takes no {self.type_str}: computed in fp32"
+        if why is None:
             return True
-        self.missed[f"{self.precision} {node.op_type}", f"the standard's {node.op_type} (opset {self.opset}) "
-                    f"takes no {self.type_str}: computed in fp32"] += 1
+        self.missed[f"{self.precision} {node.op_type}", why] += 1
+        self.kept[node.op_type, why] += 1
         return False
 
     def cast(self, node: onnx.NodeProto, scope: _Scope) -> None:
@@ -217,6 +195,7 @@ class _Retyper:
         to = next(a for a in node.attribute if a.name == "to")
         if to.i == TensorProto.FLOAT:
             self.kinds[node.output[0]] = WIDE
+            self.fp32_casts += node.input[0] in self.kinds
 
     def loop(self, node: onnx.NodeProto, scope: _Scope) -> None:
         body = next(a.g for a in node.attribute if a.name == "body")
@@ -324,11 +303,17 @@ class Converted:
         return out if dtype is None else out.astype(dtype)
 
 
-def retype(model: LoweredModel, precision: str, weights: set[str], fp32_only: frozenset[str] = frozenset(),
+def retype(model: LoweredModel, precision: str, weights: set[str], blocked: Mapping[str, str] = {},
            low_io: bool = True) -> LoweredModel:
     """The model computed in `precision` (fp16 / bf16); `weights`: the initializers that are weights
-    (activations start from them); `fp32_only`: op types kept in fp32; `low_io`: float inputs and
-    outputs in the low type too (else fp32, cast at the edges)."""
-    if precision == "fp32":
-        return model
-    return _Retyper(model, precision, weights, fp32_only, low_io).model(model)
+    (activations start from them); `blocked`: op types kept in fp32, each with the reason; `low_io`:
+    float inputs and outputs in the low type too (else fp32, cast at the edges). The pass around it,
+    with its block list, checks and notes: passes/convert_precision.py."""
+    return retyper(model, precision, weights, blocked, low_io).model(model) if precision != "fp32" else model
+
+
+def retyper(model: LoweredModel, precision: str, weights: set[str], blocked: Mapping[str, str] = {},
+            low_io: bool = True) -> _Retyper:
+    """The retyper of `model`, its float tensors typed by onnx's inference; `.model(model)` retypes, and
+    it then holds what it did (`computed`, `kept`, `inserted`, `fp32_casts`, `low_copies`)."""
+    return _Retyper(model, precision, weights, blocked, low_io, value_types(model.proto, model.initializers))

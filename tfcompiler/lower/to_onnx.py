@@ -29,9 +29,9 @@ def _value_info(name: str, tensor_type) -> onnx.ValueInfoProto:
 def to_onnx(graph: Graph, opset: int = DEFAULT_OPSET, metadata: dict[str, str] | None = None,
             target: str = "portable", kernels: frozenset[str] | None = None,
             precision: str = "fp32") -> LoweredModel:
-    """The fp32 model, emitted for `precision` (lower/precision.py retypes it after); `kernels`
-    overrides the target's choice from the capability table (tests use it to check the kernels the
-    table skips)."""
+    """The fp32 model, emitted for `precision` (the precision pass, passes/convert_precision.py,
+    retypes it after); `kernels` overrides the target's choice from the capability table (tests use
+    it to check the kernels the table skips)."""
     if not MIN_OPSET <= opset <= MAX_OPSET:
         raise ValueError(f"opset {opset} is outside the supported {MIN_OPSET}..{MAX_OPSET}")
     e = Emitter(opset, kernels_for(target, precision=precision) if kernels is None else kernels,

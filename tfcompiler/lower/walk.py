@@ -1,6 +1,7 @@
 """Walking an ONNX graph with its subgraphs (`If` branches, `Loop` bodies): the lowering uses it
 for the opsets its subgraphs need, the capability report (lower/targets.py) and `tfc inspect` to
-count what was emitted."""
+count what was emitted, the precision pass (passes/convert_precision.py) to type and check every
+graph."""
 from __future__ import annotations
 
 
@@ -9,5 +10,19 @@ def every_node(graph):
     for node in graph.node:
         yield node
         for attribute in node.attribute:
-            for sub in ([attribute.g] if attribute.HasField("g") else []) + list(attribute.graphs):
+            for sub in _subgraphs(attribute):
                 yield from every_node(sub)
+
+
+def graphs(graph):
+    """An ONNX graph and its subgraphs (`If` branches, `Loop` bodies), nested ones included, each
+    before the subgraphs of its nodes."""
+    yield graph
+    for node in graph.node:
+        for attribute in node.attribute:
+            for sub in _subgraphs(attribute):
+                yield from graphs(sub)
+
+
+def _subgraphs(attribute):
+    return ([attribute.g] if attribute.HasField("g") else []) + list(attribute.graphs)

@@ -61,7 +61,8 @@ for _name, _fn in {"equal": np.equal, "less": np.less}.items():
     register(_name, (2, 2), _binary("bool"), lambda attrs, a, b, fn=_fn: [fn(a, b)])
 
 # an identity that asks a low-precision model (tfc compile --dtype) to compute what follows from it in fp32:
-# numerically fragile steps, like the Newton-Schulz iterations of a pseudo-inverse
+# numerically fragile steps, like the Newton-Schulz iterations of a pseudo-inverse. It lowers to
+# Emitter.fp32 (lower/emit.py), the one fp32 mechanism, which says what the precision pass does with it
 register("keep_fp32", (1, 1), _unary, lambda attrs, x: [x])
 register("neg", (1, 1), _unary, _keep_dtype(lambda attrs, x: -x))
 register("relu", (1, 1), _float_unary, _keep_dtype(lambda attrs, x: np.maximum(x, 0)))
