@@ -34,9 +34,9 @@ from tfcompiler.lower import to_onnx
 from tfcompiler.lower import precision
 from tfcompiler.lower.precision import NUMPY_TYPES, retype
 from tfcompiler.lower.value_types import value_types
-from tfcompiler.passes import convert_precision, precision_numerics
+from tfcompiler.lower import convert_precision, precision_numerics
 from tfcompiler.passes.base import ContractError, PassError
-from tfcompiler.passes.convert_precision import ConvertPrecision
+from tfcompiler.lower.convert_precision import ConvertPrecision
 
 TOLERANCE = {"fp16": 5e-3, "bf16": 5e-2}
 # RFA's normaliser φ(q)·Σφ(k) sums sin/cos features of both signs and comes near zero, so rounding

@@ -13,7 +13,7 @@ from .lower.quantized import INT4_OPSET
 from .lower.serialize import LoweredModel
 from .lower.targets import PRECISIONS, TARGETS, fp32_only, kernels_for
 from .lower.to_onnx import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET, to_onnx
-from .passes.convert_precision import ConvertPrecision, convert_precision
+from .lower.convert_precision import ConvertPrecision, convert_precision
 from .passes.pipeline import QUANTIZE, PipelineReport, make_pipeline, run_pipeline
 from .language import Spec, load_spec
 from .language.rules import check_precision

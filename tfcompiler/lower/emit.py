@@ -17,7 +17,7 @@ class Emitter:
     opset: int
     kernels: frozenset = frozenset()  # the dedicated kernels the target allows (tfcompiler.lower.targets)
     max_length: int | None = None  # the spec's longest input, when known: lowerings that pay only beyond it are skipped
-    precision: str = "fp32"  # what the model computes in (passes/convert_precision.py retypes the emitted fp32 graph)
+    precision: str = "fp32"  # what the model computes in (lower/convert_precision.py retypes the emitted fp32 graph)
     nodes: list[NodeProto] = field(default_factory=list)
     initializers: list[tuple[str, np.ndarray]] = field(default_factory=list)
     origin: str = ""
@@ -42,7 +42,7 @@ class Emitter:
     def fp32(self, x: str) -> str:
         """`x` in fp32 in a low-precision model: the one way to declare a region that must compute in
         fp32 (sums that overflow fp16, like a norm's squares). It is an explicit Cast of the float
-        tensor to fp32, which the precision pass (passes/convert_precision.py) keeps, computing its
+        tensor to fp32, which the precision pass (lower/convert_precision.py) keeps, computing its
         users in fp32 until they meet an activation; builders ask for it with the IR's keep_fp32."""
         return x if self.precision == "fp32" else self.node1("Cast", x, to=TensorProto.FLOAT, label="ToFloat32")
 

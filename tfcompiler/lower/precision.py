@@ -12,7 +12,7 @@ A node computes in the low precision when any of its float inputs is an activati
 its other float inputs are cast to match (one Cast per tensor and type, placed where the tensor is
 made, so a `Loop` body does not cast an outer tensor on every iteration); float constants get a
 low-precision copy where an activation uses them. Ops on the block list (`blocked`: op type ->
-why it stays fp32, the pass's data: passes/convert_precision.py) and ops the standard's schema (at
+why it stays fp32, the pass's data: lower/convert_precision.py) and ops the standard's schema (at
 the model's opset) has no low-precision form for compute in fp32 between Casts. A region that must
 compute in fp32 is declared by an explicit Cast of a float tensor to fp32 in the lowered graph, made
 by `Emitter.fp32` (the IR's `keep_fp32` lowers to it): it starts fp32 work that its users continue.
@@ -308,7 +308,7 @@ def retype(model: LoweredModel, precision: str, weights: set[str], blocked: Mapp
     """The model computed in `precision` (fp16 / bf16); `weights`: the initializers that are weights
     (activations start from them); `blocked`: op types kept in fp32, each with the reason; `low_io`:
     float inputs and outputs in the low type too (else fp32, cast at the edges). The pass around it,
-    with its block list, checks and notes: passes/convert_precision.py."""
+    with its block list, checks and notes: lower/convert_precision.py."""
     return retyper(model, precision, weights, blocked, low_io).model(model) if precision != "fp32" else model
 
 

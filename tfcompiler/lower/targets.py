@@ -8,7 +8,7 @@ kernel takes on each provider (onnxruntime's docs/OperatorKernels.md, 1.32). CPU
 against our standard-op lowering on every test run (tests/test_targets.py); CUDA entries where a GPU
 is present (the same tests skip, saying so, without one). A lowering asks `e.can(KERNEL)`; where the
 answer is no, it emits standard ops. `fp32_only` lists the standard ops a provider has no kernel for
-at a low precision: they join the precision pass's block list (passes/convert_precision.py), which
+at a low precision: they join the precision pass's block list (lower/convert_precision.py), which
 computes them in fp32, as it does the standard ops whose schema lacks it.
 """
 from __future__ import annotations

@@ -29,7 +29,7 @@ def _value_info(name: str, tensor_type) -> onnx.ValueInfoProto:
 def to_onnx(graph: Graph, opset: int = DEFAULT_OPSET, metadata: dict[str, str] | None = None,
             target: str = "portable", kernels: frozenset[str] | None = None,
             precision: str = "fp32") -> LoweredModel:
-    """The fp32 model, emitted for `precision` (the precision pass, passes/convert_precision.py,
+    """The fp32 model, emitted for `precision` (the precision pass, lower/convert_precision.py,
     retypes it after); `kernels` overrides the target's choice from the capability table (tests use
     it to check the kernels the table skips)."""
     if not MIN_OPSET <= opset <= MAX_OPSET:

@@ -1,6 +1,6 @@
 """The element type of every value of a lowered model, main graph and subgraphs, from onnx's type inference.
 
-The precision pass (passes/convert_precision.py) asks which tensors are float, and its promise is
+The precision pass (lower/convert_precision.py) asks which tensors are float, and its promise is
 checked by asking whether every node's inputs agree with what its op takes: both are onnx's
 ``shape_inference.infer_shapes`` (strict off to type a graph, on to check one). The model's proto
 holds no weight payloads, so the initializers are declared to it as typed inputs; inference types

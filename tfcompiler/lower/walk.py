@@ -1,6 +1,6 @@
 """Walking an ONNX graph with its subgraphs (`If` branches, `Loop` bodies): the lowering uses it
 for the opsets its subgraphs need, the capability report (lower/targets.py) and `tfc inspect` to
-count what was emitted, the precision pass (passes/convert_precision.py) to type and check every
+count what was emitted, the precision pass (lower/convert_precision.py) to type and check every
 graph."""
 from __future__ import annotations
 

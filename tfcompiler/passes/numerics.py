@@ -21,7 +21,7 @@ def _max_error(want: np.ndarray, got: np.ndarray) -> float:
     return float(np.max(np.abs(got - want), initial=0.0)) / scale
 
 
-def _rms_error(want: np.ndarray, got: np.ndarray) -> float:
+def rms_error(want: np.ndarray, got: np.ndarray) -> float:
     """Relative RMS error ‖got - want‖ / ‖want‖ (0 for a zero value)."""
     want, got = np.asarray(want, np.float64), np.asarray(got, np.float64)
     norm = float(np.linalg.norm(want))
@@ -45,7 +45,7 @@ class NumericCheck:
     def check(self, p: Pass, before: Graph, after: Graph) -> str:
         """The note for --explain; raises PassError when an output moved too far."""
         self.budget = max(self.budget, getattr(p, "budget", 0.0))
-        error, limit = (_rms_error, self.budget) if self.budget else (_max_error, self.tolerance)
+        error, limit = (rms_error, self.budget) if self.budget else (_max_error, self.tolerance)
         actual = self.evaluate(after)
         for name, want in self.expected.items():
             if actual[name].shape != want.shape:

@@ -26,13 +26,13 @@ import numpy as np
 import onnx
 from onnx import TensorProto
 
-from ..lower.precision import TENSOR_TYPES, retyper
-from ..lower.serialize import LoweredModel
-from ..lower.value_types import value_types
-from ..lower.walk import every_node, graphs
-from .base import ContractError
+from ..passes.base import ContractError
+from ..passes.report import PassRecord, PipelineReport
+from .precision import TENSOR_TYPES, retyper
 from .precision_numerics import check_precision_numerics
-from .report import PassRecord, PipelineReport
+from .serialize import LoweredModel
+from .value_types import value_types
+from .walk import every_node, graphs
 
 # op type -> why it stays fp32 in every low-precision model. A running total of positive terms
 # outgrows fp16's precision: past 4096 its step is 4, so terms under 2 vanish

@@ -9,9 +9,9 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from ..lower.serialize import LoweredModel
-from .base import PassError
-from .numerics import _rms_error
+from ..passes.base import PassError
+from ..passes.numerics import rms_error
+from .serialize import LoweredModel
 
 # fp16 rounds each value by up to 2^-11; measured on the shipped specs (seeded weights, batch 2, the
 # IR check's lengths) the outputs stay within 1e-3 relative RMS of fp32, star-transformer's within
@@ -37,7 +37,7 @@ def check_precision_numerics(name: str, fp32: LoweredModel, low: LoweredModel, p
         want, got = (Model(str(path), session_options=quiet) for path in paths)
         feeds = random_inputs(got, batch=sizes["batch_size"], sequence=sizes["sequence_length"], sizes=sizes)
         expected, actual = want.run(feeds), got.run(feeds)
-    errors = {output: _rms_error(expected[output], actual[output]) for output in expected}
+    errors = {output: rms_error(expected[output], actual[output]) for output in expected}
     worst = max(errors, key=errors.get, default=None)
     error, budget = errors.get(worst, 0.0), BUDGET[precision]
     if error > budget:
