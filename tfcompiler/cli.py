@@ -31,7 +31,7 @@ class Progress:
 
 
 def cmd_compile(args) -> int:
-    from .compiler import compile_spec
+    from .compiler import compile_spec, verify_verdict
 
     progress = Progress(args.quiet)
     compiled = compile_spec(args.spec, weights=args.weights, seed=args.seed, opset=args.opset,
@@ -42,6 +42,8 @@ def cmd_compile(args) -> int:
         from .lower.targets import lowering_summary
 
         print(compiled.report.explain())
+        if compiled.numerics:
+            print(f"numerics, on a shrunk copy of the spec:\n{compiled.numerics.report.explain()}")
         print(lowering_summary(compiled.model.proto.graph, args.target, compiled.model.missed, args.dtype))
     elif compiled.model.missed:  # never silent, --explain or not
         from .lower.targets import missed_fusions
@@ -49,6 +51,8 @@ def cmd_compile(args) -> int:
         print("lowered without a fused form:\n" + "\n".join(missed_fusions(compiled.model.missed)), file=sys.stderr)
     for name, dump in compiled.report.dumps.items():
         print(f"--- IR after {name} ---\n{dump}")
+    if args.verify:
+        print(verify_verdict(compiled))
     progress("write")
     files = compiled.model.save(args.output, external_data=True if args.external_data else None)
     weight_bytes = compiled.model.weight_bytes
@@ -177,7 +181,8 @@ def parser() -> argparse.ArgumentParser:
                    help="weights in OUT.onnx.data (automatic over 2 GB)")
     c.add_argument("--pipeline", default="default", choices=["default", "none"])
     c.add_argument("--verify", action="store_true",
-                   help="verify the IR after every pass and check its numerics on random inputs")
+                   help="verify the IR after every pass and check its numerics on random inputs (on a shrunk "
+                        "copy of the spec above 1M seeded parameters: same kinds and options, toy sizes)")
     c.add_argument("--dump-after", action="append", metavar="PASS",
                    help="print the IR after this pass ('all' for every pass)")
     c.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
