@@ -69,6 +69,8 @@ def shrink_data(data: dict) -> dict:
     for name in ("encoder", "decoder", "document"):
         if isinstance(data.get(name), dict):
             _shrink_stack(data[name], shared)
+            if (data[name].get("resample") or {}).get("grid_width"):
+                data[name]["resample"]["grid_width"] //= grid
     _walk(data, old, new, grid)
     if isinstance(data.get("name"), str):
         data["name"] = f"{data['name']}-shrunk"
