@@ -67,6 +67,15 @@ def verify_verdict(compiled: Compiled) -> str:
             f"{where}: outputs within {worst:.3g} of the IR before the pipeline")
 
 
+def shrunk_copy(spec: Spec) -> Spec | None:
+    """The spec's shrunk copy; None for a spec that is not a file, or one the shrinker cannot keep valid
+    (its numerics are then checked on the model itself)."""
+    try:
+        return shrink_spec(spec)
+    except (OSError, TfcError):
+        return None
+
+
 def compile_spec(spec: Spec | str | Path, weights: str | None = None, seed: int = 0,
                  opset: int = DEFAULT_OPSET, pipeline: str = "default", verify_each: bool = False,
                  dump_after: set[str] = frozenset(), check_numerics: bool = False,
@@ -103,14 +112,14 @@ def compile_spec(spec: Spec | str | Path, weights: str | None = None, seed: int 
     graph.weights = load_weights(graph, weights) if weights else init_weights(graph, spec.init, seed)
     parameters = sum(int(w.size) for w in graph.weights.values())
     progress("passes")
-    shrunk = check_numerics and parameters > NUMERICS_FULL_UP_TO and not weights and Path(spec.source).is_file()
-    feeds = random_feeds(graph, check_sizes(graph), pad_last=1) if check_numerics and not shrunk else None
+    small = shrunk_copy(spec) if check_numerics and parameters > NUMERICS_FULL_UP_TO and not weights else None
+    feeds = random_feeds(graph, check_sizes(graph), pad_last=1) if check_numerics and small is None else None
     graph, report = run_pipeline(graph, make_pipeline(pipeline, quantize, int4_layout), verify_each or check_numerics,
                                  dump_after, feeds)
-    if shrunk:
+    if small is not None:
         progress("numerics on a shrunk copy")
-        numerics = compile_spec(shrink_spec(spec), seed=seed, opset=opset, pipeline=pipeline, check_numerics=True,
-                                target=target, quantize=quantize, dtype=dtype)
+        small = compile_spec(small, seed=seed, opset=opset, pipeline=pipeline, check_numerics=True, target=target,
+                             quantize=quantize, dtype=dtype)
     progress("lower")
     metadata = {"tfcompiler.spec_name": spec.name, "tfcompiler.spec_sha256": spec.sha256,
                 **length_rules_metadata(graph),
@@ -123,4 +132,4 @@ def compile_spec(spec: Spec | str | Path, weights: str | None = None, seed: int 
         progress(dtype)
         # numpy and onnxruntime's Python API have no bfloat16 arrays: bf16 models take and give fp32
         model = retype(model, dtype, set(graph.weights), fp32_only(target, dtype, opset), low_io=dtype == "fp16")
-    return Compiled(model, graph, report, spec, parameters, numerics if shrunk else None)
+    return Compiled(model, graph, report, spec, parameters, small)

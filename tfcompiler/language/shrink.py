@@ -117,7 +117,7 @@ def _boundaries(stack) -> set[int]:
     if not isinstance(stack, dict):
         return set()
     points = {0, stack["layers"]}
-    for override in stack.get("overrides") or ():
+    for override in _overrides(stack):
         first, last = override["layers"]
         points |= {first, last + 1}
     resample = stack.get("resample")
@@ -126,6 +126,10 @@ def _boundaries(stack) -> set[int]:
         if resample.get("upsample_at") is not None:
             points.add(resample["upsample_at"])
     return points
+
+
+def _overrides(stack: dict) -> list[dict]:
+    return [o for o in stack.get("overrides") or () if isinstance(o, dict)]  # the loader skips empty entries
 
 
 def _shrink_stack(stack: dict, shared: set[int]) -> None:
@@ -140,7 +144,7 @@ def _shrink_stack(stack: dict, shared: set[int]) -> None:
         return start[layer]
 
     stack["layers"] = sum(keep)
-    for override in stack.get("overrides") or ():
+    for override in _overrides(stack):
         first, last = override["layers"]
         override["layers"] = [renumber(first), renumber(last + 1) - 1]
     resample = stack.get("resample")
