@@ -31,7 +31,15 @@ def tiny_spec(topology="decoder", positional="learned", placement="pre", head="l
                        stacks=stacks)
 
 
-def run_onnx(model_bytes: bytes, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def onnx_runner(model_bytes: bytes):
+    """feeds -> {output name: array} on one onnxruntime session: a model run at several lengths loads once."""
     session = ort.InferenceSession(model_bytes)
     names = [o.name for o in session.get_outputs()]
-    return dict(zip(names, session.run(None, {i.name: feeds[i.name] for i in session.get_inputs()})))
+
+    def run(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return dict(zip(names, session.run(None, {i.name: feeds[i.name] for i in session.get_inputs()})))
+    return run
+
+
+def run_onnx(model_bytes: bytes, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return onnx_runner(model_bytes)(feeds)
