@@ -1,7 +1,8 @@
 """Every shipped spec at full size: its IR verified after every pass, lowered to a model the ONNX checker
 accepts with no initializer written twice, inspected, and run once on onnxruntime; every pass's numerics
 evaluated on the spec's shrunk copy (what `tfc compile --verify` does above NUMERICS_FULL_UP_TO
-parameters), with the passes that change the graph the ones the spec implies, at both sizes."""
+parameters), with the passes that change the graph the ones the spec implies, and the same decisions,
+IR ops and ONNX ops at both sizes."""
 from __future__ import annotations
 
 import re
@@ -13,10 +14,12 @@ import pytest
 from conftest import ROOT, tiny_spec
 from tfcompiler.builders import build_graph
 from tfcompiler.cli import main
-from tfcompiler.compiler import NUMERICS_FULL_UP_TO, compile_spec
+from tfcompiler.compiler import NUMERICS_FULL_UP_TO, compile_spec, verify_verdict
+from tfcompiler.inspection import every_node
 from tfcompiler.ir import verify
 from tfcompiler.language.schema import kind_of
 from tfcompiler.lengths import LONG_FROM
+from tfcompiler.lower.targets import lowering_summary
 from tfcompiler.passes import make_pipeline
 from tfc_runtime import Model, random_inputs
 
@@ -53,6 +56,10 @@ def op_types(graph) -> set[str]:
     return {graph.op(node).type for node in graph.nodes()}
 
 
+def onnx_op_types(model) -> set[str]:
+    return {node.op_type for node in every_node(model.proto.graph)}
+
+
 @pytest.mark.parametrize("path", SPECS, ids=[p.stem for p in SPECS])
 def test_shipped_spec_compiles_checks_and_runs(path, tmp_path, capsys):
     compiled = compile_spec(path, check_numerics=True)  # verifies the IR after every pass
@@ -67,6 +74,9 @@ def test_shipped_spec_compiles_checks_and_runs(path, tmp_path, capsys):
     # the shrunk copy makes the same decisions, fold and dead code included, and ends in the same ops
     assert changed(checked.report) == changed(compiled.report)
     assert op_types(checked.graph) == op_types(compiled.graph)
+    assert onnx_op_types(checked.model) == onnx_op_types(compiled.model)  # lowered alike, long-input forms too
+    assert verify_verdict(compiled).startswith("verified: ")  # what --verify and --explain print
+    assert lowering_summary(compiled.model.proto.graph, "portable", compiled.model.missed, "fp32")
 
     out = tmp_path / f"{path.stem}.onnx"
     compiled.model.save(out, external_data=True)  # the checker and the initializer names need no payloads
