@@ -5,9 +5,10 @@
 structure and the passes' decisions, and makes every size small:
 
 - every kind, option, norm, activation, placement, head, input and topology stays as written;
-- heads keep their query / key-value ratio (grouped-query stays grouped, multi-query stays multi-query),
-  at most 4 query heads (2 key-value heads); head width 8 (16 with one head); the width follows;
-  ffn_width keeps its ratio to the width; the vocabulary at most 64 tokens;
+- heads: at most 4 (a divisor of the original, so per-head lists thin out evenly); grouped-query and
+  multi-query models keep their query heads per key-value head, over at most 2 key-value heads; head
+  width 8 (16 with one head), the width heads x head width; ffn_width keeps its ratio to the width;
+  the vocabulary at most 64 tokens;
 - max_length stays on its side of LONG_FROM (the length from which the compiler lowers for long inputs
   and packs projections only inside token chunks): 64 below, LONG_FROM from there;
 - layers: each run of layers that share one block (between overrides, poolings and upsamplings)
@@ -175,8 +176,7 @@ def _grid_values(data) -> list[int]:
 
 
 def _grid_factor(data) -> int:
-    """The largest power of two that divides every grid value and leaves each at least 2 (1 for a
-    pooled grid's innermost width)."""
+    """The largest power of two that divides every grid value and leaves each at least 2."""
     values = _grid_values(data)
     factor = 1
     while values and all(v % (2 * factor) == 0 and v // (2 * factor) >= 2 for v in values):
