@@ -10,6 +10,7 @@ import yaml
 from conftest import ROOT
 from tfcompiler.builders import build_graph
 from tfcompiler.builders.weights import declared_params
+from tfcompiler.cli import main
 from tfcompiler.language import load_spec, parse_spec
 from tfcompiler.language.shrink import shrink_data, shrink_spec, shrink_text
 
@@ -87,3 +88,13 @@ def test_options_that_scale_with_positions_and_heads_shrink():
     nystrom = shrunk("nystromformer")["block"]["attention"]
     assert nystrom["landmarks"] == 4 and nystrom["conv_kernel"] == 3  # odd stays odd
     assert shrunk("reformer-lm")["block"]["ffn"]["chunk"] == 2
+
+
+def test_tfc_shrink_prints_the_shrunk_spec(tmp_path, capsys):
+    path = ROOT / "specs" / "llama-style.yaml"
+    assert main(["shrink", str(path)]) == 0
+    assert yaml.safe_load(capsys.readouterr().out) == shrink_data(yaml.safe_load(path.read_text()))
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(path.read_text().replace("heads: 8", "heads: 7"))
+    assert main(["shrink", str(bad)]) == 1  # located on the user's file, not on the copy
+    assert "bad.yaml:" in capsys.readouterr().err

@@ -1,4 +1,4 @@
-"""The `tfc` command line: compile, check, schema, init-weights, import-hf, inspect, run.
+"""The `tfc` command line: compile, check, shrink, schema, init-weights, import-hf, inspect, run.
 
 User errors (a bad spec, mismatched weights, an unwritable path) print one clear message and exit 1;
 usage errors exit 2; anything else is an internal error, reported without a traceback unless
@@ -11,6 +11,7 @@ import json
 import os
 import sys
 import time
+from pathlib import Path
 
 from .errors import TfcError
 from .lower.targets import TARGETS
@@ -71,6 +72,17 @@ def cmd_check(args) -> int:
     spec = load_spec(args.spec)
     layers = ", ".join(f"{name} {stack.layers} layers" for name, stack, _ in spec.stacks())
     print(f"{args.spec}: ok ({spec.name}: {spec.topology}, {layers})")
+    return 0
+
+
+def cmd_shrink(args) -> int:
+    from .language import load_spec, parse_spec
+    from .language.shrink import shrink_text
+
+    load_spec(args.spec)  # a spec's own problems are reported where it has them
+    text = shrink_text(Path(args.spec).read_text(encoding="utf-8"))
+    parse_spec(text, f"{args.spec} (shrunk)")
+    print(text, end="")
     return 0
 
 
@@ -191,6 +203,11 @@ def parser() -> argparse.ArgumentParser:
     c = sub.add_parser("check", help="validate a spec")
     c.add_argument("spec")
     c.set_defaults(func=cmd_check)
+
+    c = sub.add_parser("shrink", help="print the spec at toy size: every kind and option kept (what --verify "
+                                      "checks numerics on for large specs)")
+    c.add_argument("spec")
+    c.set_defaults(func=cmd_shrink)
 
     c = sub.add_parser("schema", help="print the JSON Schema of the spec language")
     c.add_argument("--markdown", action="store_true", help="the reference as Markdown instead")

@@ -48,7 +48,7 @@ GRID = ("row_length", "grid_width")  # and the lists query_shape, memory_flange
 
 def shrink_text(text: str) -> str:
     """The YAML of a valid spec -> the YAML of its shrunk copy."""
-    return yaml.safe_dump(shrink_data(yaml.safe_load(text)), sort_keys=False, width=120)
+    return yaml.safe_dump(shrink_data(yaml.safe_load(text)), sort_keys=False, default_flow_style=None, width=120)
 
 
 def shrink_spec(spec: Spec | str | Path) -> Spec:
@@ -59,7 +59,7 @@ def shrink_spec(spec: Spec | str | Path) -> Spec:
 
 def shrink_data(data: dict) -> dict:
     """The parsed YAML of a valid spec -> that of its shrunk copy (a new mapping)."""
-    data = yaml.safe_load(yaml.safe_dump(data))  # a deep copy
+    data = yaml.safe_load(yaml.safe_dump(data, sort_keys=False))  # a deep copy, in the same order
     model = data["model"]
     old = _Sizes(model)
     _shrink_model(model)
