@@ -26,7 +26,9 @@ from tfcompiler.passes import make_pipeline
 from tfc_runtime import Model, random_inputs
 
 SPECS = sorted((ROOT / "specs").glob("*.yaml"))
-TOLERANCE = 1e-5  # of the outputs' scale: run_pipeline's own, so a pass over it would have failed the compile
+# of the outputs' scale: a tenth of run_pipeline's own 1e-5 (over that the compile fails). The passes are exact
+# but for a packed GEMM's order of summation, whose fp32 rounding at width <= 64 stays far below 1e-6
+TOLERANCE = 1e-6
 # attention kinds whose pattern has a bounded reach or few key blocks: the sparsity pass rewrites them
 SPARSE_KINDS = {"sliding_window", "longformer", "bigbird", "block_local", "block_local_2d", "sparse_transformer"}
 
