@@ -5,9 +5,7 @@ parameters), with the passes that change the graph the ones the spec implies, an
 IR ops and ONNX ops at both sizes."""
 from __future__ import annotations
 
-import os
 import re
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import onnx
@@ -15,6 +13,7 @@ import pytest
 
 from conftest import ROOT, tiny_spec
 from tfcompiler.builders import build_graph
+from tfcompiler.builders.weights import materialize
 from tfcompiler.cli import main
 from tfcompiler.compiler import NUMERICS_FULL_UP_TO, compile_spec, verify_verdict
 from tfcompiler.inspection import every_node
@@ -65,10 +64,10 @@ def onnx_op_types(model) -> set[str]:
 
 
 def draw_weights(model) -> None:
-    """The seeded weights drawn on every core (the external-data writer draws them one by one)."""
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        arrays = list(pool.map(np.asarray, [weight for _, weight in model.initializers]))
-    model.initializers[:] = [(name, array) for (name, _), array in zip(model.initializers, arrays)]
+    """The seeded weights drawn on every core (the external-data writer draws them one by one); keyed by
+    position, so a name written twice stays twice."""
+    arrays = materialize(dict(enumerate(weight for _, weight in model.initializers)))
+    model.initializers[:] = [(name, arrays[i]) for i, (name, _) in enumerate(model.initializers)]
 
 
 @pytest.mark.parametrize("path", SPECS, ids=[p.stem for p in SPECS])
