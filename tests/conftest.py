@@ -1,11 +1,15 @@
 """Shared test helpers: tiny specs and running compiled models on onnxruntime."""
 from __future__ import annotations
 
+import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
+import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # tests import `reference` as a plain module
 
@@ -31,7 +35,30 @@ def tiny_spec(topology="decoder", positional="learned", placement="pre", head="l
                        stacks=stacks)
 
 
-def run_onnx(model_bytes: bytes, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def onnx_runner(model_bytes: bytes):
+    """feeds -> {output name: array} on one onnxruntime session: a model run at several lengths loads once."""
     session = ort.InferenceSession(model_bytes)
     names = [o.name for o in session.get_outputs()]
-    return dict(zip(names, session.run(None, {i.name: feeds[i.name] for i in session.get_inputs()})))
+
+    def run(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return dict(zip(names, session.run(None, {i.name: feeds[i.name] for i in session.get_inputs()})))
+    return run
+
+
+def run_onnx(model_bytes: bytes, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return onnx_runner(model_bytes)(feeds)
+
+
+@pytest.fixture
+def memory_path(tmp_path):
+    """A folder in memory (tmpfs) where the machine has one, else tmp_path: full-size models write
+    hundreds of MB, and the external-data writer syncs its file to disk."""
+    shm = Path("/dev/shm")
+    if not (shm.is_dir() and os.access(shm, os.W_OK)):
+        yield tmp_path
+        return
+    folder = Path(tempfile.mkdtemp(prefix="tfc-test-", dir=shm))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

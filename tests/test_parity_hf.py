@@ -38,6 +38,20 @@ def import_and_compile(model, tmp_path):
     return ort.InferenceSession(str(tmp_path / "model.onnx"))
 
 
+@pytest.fixture(scope="module")
+def imported(tmp_path_factory):
+    """key, make_model -> (torch model, onnxruntime session, folder of model.onnx), made once per key: the
+    cases that differ only in their padding share one model and one session."""
+    made = {}
+
+    def get(key, make_model):
+        if key not in made:
+            model, folder = make_model(), tmp_path_factory.mktemp("hf")
+            made[key] = model, import_and_compile(model, folder), folder
+        return made[key]
+    return get
+
+
 def padded_mask(batch: int, length: int, pad: int) -> np.ndarray:
     mask = np.ones((batch, length), np.int64)
     if pad:
@@ -51,16 +65,15 @@ def assert_close(got, want, what):
 
 
 @pytest.mark.parametrize("pad, chunk", [(0, 0), (3, 0), (3, 3)])
-def test_bert_matches_transformers(tmp_path, pad, chunk):
+def test_bert_matches_transformers(imported, pad, chunk):
     """chunk: Hugging Face's chunk_size_feed_forward, imported as the FFN's token chunks (a Loop). Its
     chunking needs the length to be a multiple of the chunk size (ours pads the last chunk), so at
     13 tokens the torch model takes its FFN whole: the same numbers."""
     config = transformers.BertConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
                                      intermediate_size=128, vocab_size=100, max_position_embeddings=64,
                                      type_vocab_size=2, attn_implementation="eager", chunk_size_feed_forward=chunk)
-    model = randomise(transformers.BertModel(config), seed=0)
-    session = import_and_compile(model, tmp_path)
-    loops = [node.op_type for node in onnx.load(tmp_path / "model.onnx").graph.node].count("Loop")
+    model, session, folder = imported(("bert", chunk), lambda: randomise(transformers.BertModel(config), seed=0))
+    loops = [node.op_type for node in onnx.load(folder / "model.onnx").graph.node].count("Loop")
     assert loops == (2 if chunk else 0)
     rng = np.random.default_rng(0)
     for batch, length in SHAPES:
@@ -78,11 +91,10 @@ def test_bert_matches_transformers(tmp_path, pad, chunk):
 
 
 @pytest.mark.parametrize("pad", [0, 3])
-def test_gpt2_matches_transformers(tmp_path, pad):
+def test_gpt2_matches_transformers(imported, pad):
     config = transformers.GPT2Config(n_embd=64, n_layer=2, n_head=4, vocab_size=100, n_positions=64,
                                      bos_token_id=0, eos_token_id=0, attn_implementation="eager")
-    model = randomise(transformers.GPT2LMHeadModel(config), seed=1)
-    session = import_and_compile(model, tmp_path)
+    model, session, _ = imported("gpt2", lambda: randomise(transformers.GPT2LMHeadModel(config), seed=1))
     rng = np.random.default_rng(1)
     for batch, length in SHAPES:
         ids = rng.integers(0, 100, (batch, length))
@@ -190,14 +202,13 @@ def test_deberta_v2_matches_transformers(tmp_path, buckets):
 
 
 @pytest.mark.parametrize("pad", [0, 3])
-def test_longformer_matches_transformers(tmp_path, pad):
+def test_longformer_matches_transformers(imported, pad):
     """Sliding window, global tokens from the global_attention_mask input with their own projections;
     lengths that are and are not a multiple of the window (Hugging Face pads to one inside)."""
     config = transformers.LongformerConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
                                            intermediate_size=128, vocab_size=100, max_position_embeddings=80,
                                            attention_window=[4, 8], pad_token_id=1, attn_implementation="eager")
-    model = randomise(transformers.LongformerModel(config), seed=4)
-    session = import_and_compile(model, tmp_path)
+    model, session, _ = imported("longformer", lambda: randomise(transformers.LongformerModel(config), seed=4))
     rng = np.random.default_rng(4)
     for batch, length in [(1, 12), (3, 13)]:
         ids = rng.integers(2, 100, (batch, length))
@@ -214,15 +225,14 @@ def test_longformer_matches_transformers(tmp_path, pad):
 
 
 @pytest.mark.parametrize("model_class, pad", [("FunnelModel", 0), ("FunnelModel", 3), ("FunnelBaseModel", 3)])
-def test_funnel_matches_transformers(tmp_path, model_class, pad):
+def test_funnel_matches_transformers(imported, model_class, pad):
     """Query pooling by mean with [CLS] kept apart and the last token truncated, the key mask pooled by
     its minimum, relative positions in tokens at every level, the segment term with [CLS] (type 2) in
     both segments, and (FunnelModel) the upsampling decoder with the first block's residual; even and
     odd lengths."""
     config = transformers.FunnelConfig(vocab_size=100, block_sizes=[2, 1, 2], num_decoder_layers=2, d_model=32,
                                        n_head=4, d_head=6, d_inner=48, hidden_act="gelu_new")
-    model = randomise(getattr(transformers, model_class)(config), seed=5)
-    session = import_and_compile(model, tmp_path)
+    model, session, _ = imported(model_class, lambda: randomise(getattr(transformers, model_class)(config), seed=5))
     rng = np.random.default_rng(5)
     for batch, length in [(1, 12), (3, 13)]:
         ids = rng.integers(0, 100, (batch, length))

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import run_onnx
+from conftest import onnx_runner
 from reference import Reference
 from test_components import unit_scale_weights
 from tfcompiler import parse_spec
@@ -72,15 +72,15 @@ def test_scheme_holds_when_keys_outnumber_queries(scheme, causal):
     graph.weights.update(unit_scale_weights(declared_params(graph)))
     block = spec.decoder_blocks[0]
     rng = np.random.default_rng(0)
+    reference = Reference(spec, graph.weights)
     for opset in (17, 23):
-        model = to_onnx(graph, opset).serialize()
+        run = onnx_runner(to_onnx(graph, opset).serialize())  # one session for every length
         for s, t in LENGTHS:
             feeds = {"query": rng.standard_normal((2, HEADS, s, HEAD_WIDTH)).astype(np.float32),
                      "key": rng.standard_normal((2, kv_heads, t, HEAD_WIDTH)).astype(np.float32),
                      "value": rng.standard_normal((2, kv_heads, t, HEAD_WIDTH)).astype(np.float32),
                      "positions": np.arange(t - s, t)[None]}
-            got = run_onnx(model, feeds)["context"]
-            reference = Reference(spec, graph.weights)
+            got = run(feeds)["context"]
             want = reference.attend(*(feeds[n].astype(np.float64) for n in ("query", "key", "value")),
                                     None, causal, block.attention, "decoder.layers.0.attention",
                                     spec.positional, "decoder", {})

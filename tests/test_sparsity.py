@@ -11,7 +11,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from conftest import run_onnx
+from conftest import onnx_runner
 from tfcompiler.ir import Graph, evaluate, verify
 from tfcompiler.ir.ops.banded import banded_attention
 from tfcompiler.ir.ops.nn import MASKED, attention_reference
@@ -63,15 +63,15 @@ def test_sparsified_attention_equals_dense_masked_attention(pattern, causal, bia
     kinds = [graph.op(n).type for n in graph.nodes()]
     assert sum(kinds.count(k) for k in ("banded_attention", "block_sparse_attention", "block_summary_attention")) == 1
     verify(graph)
+    runners = {opset: onnx_runner(to_onnx(graph, opset).serialize()) for opset in (17, 23)}
     for length in (1, 5, 12, 13):
         x = feeds(length)
         if not bias:
             del x["bias"]
         want = attention_reference(x["q"], x["k"], x["v"], x.get("bias"), 0.35, causal, 0.0, pattern)
         np.testing.assert_allclose(evaluate(graph, x)["y"], want, atol=1e-6, rtol=0)
-        for opset in (17, 23):
-            got = run_onnx(to_onnx(graph, opset).serialize(), x)["y"]
-            np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)
+        for run in runners.values():
+            np.testing.assert_allclose(run(x)["y"], want, atol=1e-5, rtol=0)
 
 
 def test_banded_numpy_algorithm_is_exact_against_the_dense_formula():
@@ -103,12 +103,13 @@ def test_block_layouts_gather_their_key_blocks_and_equal_dense(causal, global_bl
     assert result.changed and "gathered key blocks" in result.notes[0], result.notes
     assert [graph.op(n).type for n in graph.nodes()].count("block_sparse_attention") == 1
     verify(graph)
+    runners = {opset: onnx_runner(to_onnx(graph, opset).serialize()) for opset in (17, 23)}
     for length in (1, 7, 12, 13):
         x = feeds(length)
         want = attention_reference(x["q"], x["k"], x["v"], x["bias"], 0.35, causal, 0.0, pattern)
         np.testing.assert_allclose(evaluate(graph, x)["y"], want, atol=1e-6, rtol=0)
-        for opset in (17, 23):
-            np.testing.assert_allclose(run_onnx(to_onnx(graph, opset).serialize(), x)["y"], want, atol=1e-5, rtol=0)
+        for run in runners.values():
+            np.testing.assert_allclose(run(x)["y"], want, atol=1e-5, rtol=0)
 
 
 @pytest.mark.parametrize("pattern, causal, why", [
@@ -121,10 +122,11 @@ def test_unbounded_patterns_stay_dense_and_say_why(pattern, causal, why):
     result = SparsifyAttention().run(graph)
     assert not result.changed and why in result.notes[0]
     assert graph.describe() == before
+    run = onnx_runner(to_onnx(graph, 17).serialize())
     for length in (5, 12, 13):  # the dense masked form (trailing blocks: global wherever the input ends)
         x = feeds(length)
         want = attention_reference(x["q"], x["k"], x["v"], x["bias"], 0.35, causal, 0.0, pattern)
-        np.testing.assert_allclose(run_onnx(to_onnx(graph, 17).serialize(), x)["y"], want, atol=1e-5, rtol=0)
+        np.testing.assert_allclose(run(x)["y"], want, atol=1e-5, rtol=0)
 
 
 def test_a_graph_without_patterns_is_left_unchanged():

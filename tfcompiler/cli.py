@@ -1,4 +1,4 @@
-"""The `tfc` command line: compile, check, schema, init-weights, import-hf, inspect, run.
+"""The `tfc` command line: compile, check, shrink, schema, init-weights, import-hf, inspect, run.
 
 User errors (a bad spec, mismatched weights, an unwritable path) print one clear message and exit 1;
 usage errors exit 2; anything else is an internal error, reported without a traceback unless
@@ -11,6 +11,7 @@ import json
 import os
 import sys
 import time
+from pathlib import Path
 
 from .errors import TfcError
 from .lower.targets import TARGETS
@@ -31,7 +32,7 @@ class Progress:
 
 
 def cmd_compile(args) -> int:
-    from .compiler import compile_spec
+    from .compiler import compile_spec, verify_verdict
 
     progress = Progress(args.quiet)
     compiled = compile_spec(args.spec, weights=args.weights, seed=args.seed, opset=args.opset,
@@ -42,6 +43,8 @@ def cmd_compile(args) -> int:
         from .lower.targets import lowering_summary
 
         print(compiled.report.explain())
+        if compiled.numerics:
+            print(f"numerics, on a shrunk copy of the spec:\n{compiled.numerics.report.explain()}")
         print(lowering_summary(compiled.model.proto.graph, args.target, compiled.model.missed, args.dtype))
     elif compiled.model.missed:  # never silent, --explain or not
         from .lower.targets import missed_fusions
@@ -49,6 +52,8 @@ def cmd_compile(args) -> int:
         print("lowered without a fused form:\n" + "\n".join(missed_fusions(compiled.model.missed)), file=sys.stderr)
     for name, dump in compiled.report.dumps.items():
         print(f"--- IR after {name} ---\n{dump}")
+    if args.verify:
+        print(verify_verdict(compiled))
     progress("write")
     files = compiled.model.save(args.output, external_data=True if args.external_data else None)
     weight_bytes = compiled.model.weight_bytes
@@ -67,6 +72,17 @@ def cmd_check(args) -> int:
     spec = load_spec(args.spec)
     layers = ", ".join(f"{name} {stack.layers} layers" for name, stack, _ in spec.stacks())
     print(f"{args.spec}: ok ({spec.name}: {spec.topology}, {layers})")
+    return 0
+
+
+def cmd_shrink(args) -> int:
+    from .language import load_spec, parse_spec
+    from .language.shrink import shrink_text
+
+    load_spec(args.spec)  # a spec's own problems are reported where it has them
+    text = shrink_text(Path(args.spec).read_text(encoding="utf-8"))
+    parse_spec(text, f"{args.spec} (shrunk)")
+    print(text, end="")
     return 0
 
 
@@ -178,7 +194,8 @@ def parser() -> argparse.ArgumentParser:
                    help="weights in OUT.onnx.data (automatic over 2 GB)")
     c.add_argument("--pipeline", default="default", choices=["default", "none"])
     c.add_argument("--verify", action="store_true",
-                   help="verify the IR after every pass and check its numerics on random inputs")
+                   help="verify the IR after every pass and check its numerics on random inputs (on a shrunk "
+                        "copy of the spec above 1M seeded parameters: same kinds and options, toy sizes)")
     c.add_argument("--dump-after", action="append", metavar="PASS",
                    help="print the IR after this pass ('all' for every pass)")
     c.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
@@ -187,6 +204,11 @@ def parser() -> argparse.ArgumentParser:
     c = sub.add_parser("check", help="validate a spec")
     c.add_argument("spec")
     c.set_defaults(func=cmd_check)
+
+    c = sub.add_parser("shrink", help="print the spec at toy size: every kind and option kept (what --verify "
+                                      "checks numerics on for large specs)")
+    c.add_argument("spec")
+    c.set_defaults(func=cmd_shrink)
 
     c = sub.add_parser("schema", help="print the JSON Schema of the spec language")
     c.add_argument("--markdown", action="store_true", help="the reference as Markdown instead")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from .lower.convert_precision import ConvertPrecision, convert_precision
 from .passes.pipeline import QUANTIZE, PipelineReport, make_pipeline, run_pipeline
 from .language import Spec, load_spec
 from .language.rules import check_precision
+from .language.shrink import shrink_spec
 from .errors import TfcError
 
 
@@ -38,6 +40,12 @@ def length_rules_metadata(graph) -> dict[str, str]:
     return {"tfcompiler.length_rules": json.dumps({a: list(r) for a, r in sorted(rules.items())})} if rules else {}
 
 
+# `check_numerics` evaluates the IR before and after every pass in NumPy (minutes at 100M parameters):
+# above this many seeded parameters it verifies the model's IR after every pass and evaluates a shrunk
+# copy of the spec (tfcompiler.language.shrink: every kind and option, toy sizes) instead
+NUMERICS_FULL_UP_TO = 1_000_000
+
+
 @dataclass
 class Compiled:
     model: LoweredModel
@@ -45,6 +53,28 @@ class Compiled:
     report: PipelineReport
     spec: Spec
     parameters: int = 0  # the spec's parameters (before packing or quantizing rewrote the weights)
+    numerics: Compiled | None = None  # the shrunk copy whose numerics `check_numerics` evaluated, if it did
+
+
+def verify_verdict(compiled: Compiled) -> str:
+    """What `check_numerics` checked, in a line: the model's IR after every pass, and where each pass's
+    outputs were compared with the IR before the pipeline (the model itself, or its shrunk copy)."""
+    checked = compiled.numerics or compiled
+    notes = [note for record in checked.report.records for note in record.notes if note.startswith("numerics")]
+    worst = max((float(re.search(r"within (\S+)", note).group(1)) for note in notes), default=0.0)
+    where = (f"a shrunk copy of the spec ({checked.spec.model.width} wide, {checked.parameters:,} parameters)"
+             if compiled.numerics else "the model itself")
+    return (f"verified: the IR after each of {len(compiled.report.records)} passes; numerics of each pass on "
+            f"{where}: outputs within {worst:.3g} of the IR before the pipeline")
+
+
+def shrunk_copy(spec: Spec) -> Spec | None:
+    """The spec's shrunk copy; None for a spec that is not a file, or one the shrinker cannot keep valid
+    (its numerics are then checked on the model itself)."""
+    try:
+        return shrink_spec(spec)
+    except (OSError, TfcError):
+        return None
 
 
 def compile_spec(spec: Spec | str | Path, weights: str | None = None, seed: int = 0,
@@ -86,9 +116,14 @@ def compile_spec(spec: Spec | str | Path, weights: str | None = None, seed: int 
     graph.weights = load_weights(graph, weights) if weights else init_weights(graph, spec.init, seed)
     parameters = sum(int(w.size) for w in graph.weights.values())
     progress("passes")
-    feeds = random_feeds(graph, check_sizes(graph), pad_last=1) if check_numerics else None
+    small = shrunk_copy(spec) if check_numerics and parameters > NUMERICS_FULL_UP_TO and not weights else None
+    feeds = random_feeds(graph, check_sizes(graph), pad_last=1) if check_numerics and small is None else None
     graph, report = run_pipeline(graph, make_pipeline(pipeline, quantize, int4_layout), verify_each or check_numerics,
                                  dump_after, feeds)
+    if small is not None:
+        progress("numerics on a shrunk copy")
+        small = compile_spec(small, seed=seed, opset=opset, pipeline=pipeline, check_numerics=True, target=target,
+                             quantize=quantize, dtype=dtype)
     progress("lower")
     metadata = {"tfcompiler.spec_name": spec.name, "tfcompiler.spec_sha256": spec.sha256,
                 **length_rules_metadata(graph),
@@ -101,4 +136,4 @@ def compile_spec(spec: Spec | str | Path, weights: str | None = None, seed: int 
         progress(dtype)
         model = convert_precision(model, dtype, set(graph.weights), fp32_only(target, dtype, opset), report,
                                   dump_after, check_sizes(graph) if check_numerics else None)
-    return Compiled(model, graph, report, spec, parameters)
+    return Compiled(model, graph, report, spec, parameters, small)
