@@ -443,8 +443,10 @@ def test_explain_shows_the_precision_pass_and_verify_checks_it(tmp_path, capsys,
     text = capsys.readouterr().out
     assert "convert_precision: changed" in text
     assert "node(s) compute in fp16" in text and "inputs and outputs in fp16" in text
-    checked = [line for line in text.splitlines() if "numerics checked on onnxruntime CPU" in line]
+    checked = [line for line in text.splitlines() if line.strip().startswith("numerics checked on onnxruntime CPU")]
     assert len(checked) == 1 and float(checked[0].split("within ")[1].split()[0]) < 5e-3
+    verdict = [line for line in text.splitlines() if line.startswith("verified: ")]
+    assert len(verdict) == 1 and verdict[0].endswith(f"convert_precision: {checked[0].strip()}")
     assert main(["compile", str(spec), "-o", out, "--dtype", "bf16", "--target", "ort-cuda", "--explain",
                  "--verify", "-q", "--dump-after", "convert_precision"]) == 0
     text = capsys.readouterr().out

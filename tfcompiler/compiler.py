@@ -57,15 +57,23 @@ class Compiled:
 
 
 def verify_verdict(compiled: Compiled) -> str:
-    """What `check_numerics` checked, in a line: the model's IR after every pass, and where each pass's
-    outputs were compared with the IR before the pipeline (the model itself, or its shrunk copy)."""
+    """What `check_numerics` checked, in a line: the model's IR after every pass, where each IR pass's
+    outputs were compared with the IR before the pipeline (the model itself, or its shrunk copy), and,
+    with --dtype, how the precision pass's model was compared with the fp32 one."""
+    def ir_records(report):
+        return [record for record in report.records if record.name != ConvertPrecision.name]
+
     checked = compiled.numerics or compiled
-    notes = [note for record in checked.report.records for note in record.notes if note.startswith("numerics")]
+    notes = [note for record in ir_records(checked.report) for note in record.notes
+             if note.startswith("numerics checked:")]
     worst = max((float(re.search(r"within (\S+)", note).group(1)) for note in notes), default=0.0)
     where = (f"a shrunk copy of the spec ({checked.spec.model.width} wide, {checked.parameters:,} parameters)"
              if compiled.numerics else "the model itself")
-    return (f"verified: the IR after each of {len(compiled.report.records)} passes; numerics of each pass on "
-            f"{where}: outputs within {worst:.3g} of the IR before the pipeline")
+    precision = [note for record in compiled.report.records if record.name == ConvertPrecision.name
+                 for note in record.notes if note.startswith("numerics checked")]
+    return (f"verified: the IR after each of {len(ir_records(compiled.report))} passes; numerics of each pass on "
+            f"{where}: outputs within {worst:.3g} of the IR before the pipeline"
+            + "".join(f"; {ConvertPrecision.name}: {note}" for note in precision))
 
 
 def shrunk_copy(spec: Spec) -> Spec | None:
