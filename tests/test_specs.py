@@ -1,4 +1,5 @@
-"""Every shipped spec at full size: its IR verified after every pass, lowered to a model the ONNX checker
+"""Every shipped spec at full size: its IR verified after every pass (every pass's promise still holding at
+the end, every rewritten node located, each pass's record what the graph shows), lowered to a model the ONNX checker
 accepts with no initializer written twice, inspected, and run once on onnxruntime; every pass's numerics
 evaluated on the spec's shrunk copy (what `tfc compile --verify` does above NUMERICS_FULL_UP_TO
 parameters), with the passes that change the graph the ones the spec implies, and the same decisions,
@@ -81,6 +82,13 @@ def test_shipped_spec_compiles_checks_and_runs(path, memory_path, capsys):
     assert max(worst_differences(checked.report)) <= TOLERANCE
     implied = implied_changes(spec)
     assert {name: changed(compiled.report)[name] for name in implied} == implied
+    for p in make_pipeline():  # at the end every pass's promise still holds: a later pass undid none
+        p.ensures(compiled.graph)
+    graph = compiled.graph  # every node a pass made or marked keeps a spec origin (errors, ONNX names)
+    unlocated = [graph.op(n) for n in graph.nodes() if graph.op(n).rewritten_by and not graph.op(n).origin]
+    assert not unlocated, unlocated[:3]
+    for record in compiled.report.records:  # what the report says a pass did is what the graph shows
+        assert record.changed == (bool(record.rewrites) or record.nodes_after != record.nodes_before), record
     # the shrunk copy makes the same decisions, fold and dead code included, and ends in the same ops
     assert changed(checked.report) == changed(compiled.report)
     assert op_types(checked.graph) == op_types(compiled.graph)
