@@ -1,6 +1,6 @@
 """Each pass: a structural test on a tiny hand-built graph (what changed: which nodes, which
 rewritten marks), a no-op test (unchanged graph, a note saying why), and a numeric test (IR before vs
-after on random inputs, verify()); the default pipeline on every shipped spec. The contract itself
+after on random inputs, verify()); the default pipeline on every shipped spec is in test_specs.py. The contract itself
 (order checks, requires/ensures, located errors, --explain) is in test_pass_contract.py."""
 from __future__ import annotations
 
