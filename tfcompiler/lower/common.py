@@ -31,6 +31,13 @@ def repeat_heads(e, x: str, group: int, heads: int, width: int) -> str:
     return e.node1("Reshape", x, e.const([0, heads, -1, width]))
 
 
+def for_query_heads(e, x: str, x_type, heads: int) -> str:
+    """A (B, Hkv, T, D) key or value tensor with one head per query head: itself when Hkv = heads,
+    else each key/value head repeated for the query heads it serves."""
+    kv_heads = x_type.shape[1]
+    return x if kv_heads == heads else repeat_heads(e, x, heads // kv_heads, heads, x_type.shape[3])
+
+
 def token_major(e, x: str, heads: int, last: int) -> str:
     """(B, H, S, last) -> (B, S, H·last), the layout the projections made (onnxruntime cancels the
     Transpose with the one that split the heads)."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .common import length_of, repeat_heads
+from .common import for_query_heads, length_of
 from .patterns import pattern_allowed
 from .registry import lowers
 
@@ -68,9 +68,7 @@ def emit_standard_attention(e, attrs, inputs, types, label):
 @lowers("attention_scores")
 def emit_scores(e, attrs, inputs, types, label="Scores"):
     q, k = inputs
-    heads, kv_heads = types[0].shape[1], types[1].shape[1]
-    if kv_heads != heads:
-        k = repeat_heads(e, k, heads // kv_heads, heads, types[1].shape[3])
+    k = for_query_heads(e, k, types[1], types[0].shape[1])
     scores = e.node1("MatMul", q, e.node1("Transpose", k, perm=[0, 1, 3, 2]))
     scores = e.node1("Mul", scores, e.const(attrs["scale"], np.float32), label=label)
     if attrs.get("softcap"):
@@ -87,7 +85,5 @@ def emit_hide_future(e, scores: str, lengths: tuple, label: str = "") -> str:
 @lowers("attention_context")
 def emit_context(e, attrs, inputs, types, label="Context"):
     probs, v = inputs
-    heads, kv_heads = types[0].shape[1], types[1].shape[1]
-    if kv_heads != heads:
-        v = repeat_heads(e, v, heads // kv_heads, heads, types[1].shape[3])
+    v = for_query_heads(e, v, types[1], types[0].shape[1])
     return [e.node1("MatMul", probs, v, label=label or "Context")]

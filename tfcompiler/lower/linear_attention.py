@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .common import reduce, repeat_heads
+from .common import for_query_heads, reduce
 from .linear_chunks import causal_linear_attention
 from .ort_kernels import recurrent_linear_attention
 from .registry import lowers
@@ -17,10 +17,8 @@ def emit_linear_attention(e, attrs, inputs, types, label):
     Causal (gated or not): onnxruntime's LinearAttention kernel where the target allows it, else in
     chunks (tfcompiler.lower.linear_chunks)."""
     q, k, v, *gate = inputs
-    heads, kv_heads = types[0].shape[1], types[1].shape[1]
-    if kv_heads != heads:
-        k = repeat_heads(e, k, heads // kv_heads, heads, types[1].shape[3])
-        v = repeat_heads(e, v, heads // kv_heads, heads, types[2].shape[3])
+    heads = types[0].shape[1]
+    k, v = for_query_heads(e, k, types[1], heads), for_query_heads(e, v, types[2], heads)
     eps = e.const(attrs.get("eps", 0.0), np.float32)
     if attrs["causal"]:
         widths = (types[0].shape[3], types[2].shape[3])
