@@ -1,4 +1,4 @@
 """Attention kinds (the `attention` registry), one file per kind: each registers itself."""
-from ..kind_modules import import_kind_modules
+from ...submodules import import_submodules
 
-import_kind_modules(__name__, __path__)
+import_submodules(__name__, __path__)

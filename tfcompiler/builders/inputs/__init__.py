@@ -1,5 +1,5 @@
 """Input layers (the `input` registry): token ids now; patches, spectrogram frames and continuous
 vectors register here later, each in its own file (each registers itself)."""
-from ..kind_modules import import_kind_modules
+from ...submodules import import_submodules
 
-import_kind_modules(__name__, __path__)
+import_submodules(__name__, __path__)

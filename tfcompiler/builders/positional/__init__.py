@@ -1,4 +1,4 @@
 """Positional schemes (the `positional` registry), one file per family: each registers itself."""
-from ..kind_modules import import_kind_modules
+from ...submodules import import_submodules
 
-import_kind_modules(__name__, __path__)
+import_submodules(__name__, __path__)

@@ -7,10 +7,9 @@ in ``tfcompiler.lower``.
 """
 from __future__ import annotations
 
-# each op module registers its ops on import
-from . import (banded, block_sparse, block_summary, clustered, conv, elementwise, favor, linear, lsh,  # noqa: F401
-               masks, nn, prob_sparse, quantized, recurrent, relative, resample, rope, routing, segments, sources,
-               star, tensor, token_chunks)
+from ...submodules import import_submodules
 from .registry import REGISTRY, OpDef, OpTypeError, infer_types, op_def, register
+
+import_submodules(__name__, __path__)  # each op module registers its ops on import
 
 __all__ = ["REGISTRY", "OpDef", "OpTypeError", "infer_types", "op_def", "register"]
