@@ -2,7 +2,9 @@
 parameters; heads keep their ratio, layers their runs, 2-D grids their proportions."""
 from __future__ import annotations
 
+import dataclasses
 import math
+from pathlib import Path
 
 import pytest
 import yaml
@@ -98,3 +100,36 @@ def test_tfc_shrink_prints_the_shrunk_spec(tmp_path, capsys):
     bad.write_text(path.read_text().replace("heads: 8", "heads: 7"))
     assert main(["shrink", str(bad)]) == 1  # located on the user's file, not on the copy
     assert "bad.yaml:" in capsys.readouterr().err
+
+
+def test_a_kind_option_shrinks_by_the_rule_it_declares_not_by_its_name():
+    from dataclasses import dataclass
+
+    from tfcompiler.language import shrink
+    from tfcompiler.language.kinds import ATTENTION, INPUTS, POSITIONS, AttentionKind
+    from tfcompiler.language.schema import option
+    from tfcompiler.language.shrink_rules import cap, grid
+
+    @dataclass(frozen=True, kw_only=True)
+    class ThrowawayOptions(AttentionKind):
+        reach: int = option(64, doc="Keys each side.", minimum=1, shrink=cap(3))
+        width: int = option(64, doc="Grid row length.", minimum=1, shrink=grid)
+        seed: int = option(7, doc="Kept as written.")
+
+    ATTENTION.register("throwaway", ThrowawayOptions)
+    try:
+        data = yaml.safe_load((ROOT / "specs" / "bert-base.yaml").read_text())
+        data["block"]["attention"] = {"kind": "throwaway", "reach": 100, "width": 32, "seed": 100}
+        data["encoder"]["overrides"] = [{"layers": [1, 1], "block": {"attention": {"kind": "throwaway", "reach": 2}}}]
+        small = shrink_data(data)
+        # 32 is the only grid: the largest power of two leaving it >= 2 is 16
+        assert small["block"]["attention"] == {"kind": "throwaway", "reach": 3, "width": 2, "seed": 100}
+        assert small["encoder"]["overrides"][0]["block"]["attention"] == {"kind": "throwaway", "reach": 2}
+    finally:
+        for table in (ATTENTION.kinds, ATTENTION.builders, ATTENTION.examples):
+            del table["throwaway"]
+    # and the shrinker names no option of any kind: each declares its rule on its field
+    source = Path(shrink.__file__).read_text()
+    declared = {f.name for registry in (ATTENTION, POSITIONS, INPUTS) for cls in registry.kinds.values()
+                for f in dataclasses.fields(cls) if f.metadata.get("shrink")}
+    assert declared and not [name for name in declared if f'"{name}"' in source or f"'{name}'" in source]

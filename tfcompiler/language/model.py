@@ -11,6 +11,7 @@ from typing import Any
 from .kinds import ATTENTION, INPUTS, POSITIONS
 from .rules import At, Section, Where
 from .schema import option
+from .shrink_rules import cap, pooled_grid
 
 ACTIVATIONS = ("relu", "gelu", "gelu_tanh", "silu", "swiglu", "geglu", "geglu_tanh")
 NORMS = ("layer_norm", "rms_norm")
@@ -66,7 +67,7 @@ class Ffn(Section):
     chunk: int = option(0, doc="Tokens per chunk: the FFN runs over blocks of this many tokens one after "
                         "another (a `Loop`), so its hidden activations never exceed one block's, which "
                         "bounds the memory of long inputs (Reformer's chunked feed-forward, Hugging Face's "
-                        "`chunk_size_feed_forward`); 0: all tokens at once.", minimum=0)
+                        "`chunk_size_feed_forward`); 0: all tokens at once.", minimum=0, shrink=cap(2))
 
     @property
     def gated(self) -> bool:
@@ -115,7 +116,7 @@ class Override(Section):
 class CompressedMemory(Section):
     """The Compressive Transformer's second memory: what falls out of the segment memory, compressed."""
 
-    length: int = option(doc="Compressed states kept per layer.", minimum=1)
+    length: int = option(doc="Compressed states kept per layer.", minimum=1, shrink=cap(2))
     rate: int = option(3, doc="Evicted states per compressed state.", minimum=1)
     function: str = option("conv", doc="How a window of evicted states becomes one: a learned 1-D "
                            "convolution with kernel = stride = rate (the paper's best), or their mean.",
@@ -126,7 +127,7 @@ class CompressedMemory(Section):
 class MemorySlots(Section):
     """Memformer's external memory."""
 
-    count: int = option(doc="Memory slots K.", minimum=1)
+    count: int = option(doc="Memory slots K.", minimum=1, shrink=cap(4))
     forgetting: str = option("gru", doc="How a written slot replaces the old one: gru, a GRU cell gates the "
                              "old slot against the written one and a feed-forward sublayer follows (the public "
                              "implementation's writer); normalize, the written slot plus a learned per-slot "
@@ -158,7 +159,7 @@ class Resample(Section):
     grid_width: int | None = option(None, doc="The tokens are a raster-scan grid this many wide: windows are "
                                     "stride×stride squares (patch merging) and each pooling makes the grid "
                                     "stride times narrower and shorter. Encoders, queries_only false, no "
-                                    "upsampling.", minimum=1)
+                                    "upsampling.", minimum=1, shrink=pooled_grid)
     upsampling: str = option("repeat", doc="Back to full length: each state repeated over its window, "
                              "or linear: projected to one state per position of its window (Hourglass).",
                              choices=("repeat", "linear"))
@@ -204,7 +205,7 @@ class Stack(Section):
                          "`memory` states that entered it in earlier segments, given as inputs "
                          "`past_memories.N` (batch, past_memory_length, width) and returned updated as "
                          "`present_memories.N`. Decoders, with a relative positional scheme or none.",
-                         minimum=0)
+                         minimum=0, shrink=cap(4))
     compressed_memory: CompressedMemory | None = option(None, doc="Compressive Transformer: the states "
                                                         "that leave the `memory`, compressed, kept as a further "
                                                         "state `past_compressed_memories.N` -> "

@@ -4,7 +4,8 @@
 110M parameters) that takes minutes. The shrunk copy keeps everything that decides the graph's
 structure and the passes' decisions, and makes every size small:
 
-- every kind, option, norm, activation, placement, head, input and topology stays as written;
+- every kind, norm, activation, placement, head, input and topology stays as written, and every option
+  that declares no shrink rule;
 - heads: at most 4 (a divisor of the original, so per-head lists thin out evenly); grouped-query and
   multi-query models keep their query heads per key-value head, over at most 2 key-value heads; head
   width 8 (16 with one head), the width heads x head width; ffn_width keeps its ratio to the width;
@@ -14,20 +15,24 @@ structure and the passes' decisions, and makes every size small:
 - layers: each run of layers that share one block (between overrides, poolings and upsamplings)
   keeps two (so a layer still follows one like it: residual scores, shared tables and masks, what
   common-subexpression elimination merges); overrides, shorten_at and upsample_at are renumbered;
-- options that scale with positions (windows, blocks, chunks, strides, landmarks, projected lengths,
-  inducing points, clusters, random features, buckets and distances, spans, memories, memory slots)
-  are capped small, so short check inputs still cross them; the 2-D grid options (row_length,
-  query_shape, memory_flange, grid widths) are divided by one power of two that keeps their ratios,
-  so pooled grids still match the rows of the layers after them;
-- options that scale with the heads or the head width (per-head spans, local_heads, rotary_dim,
-  shared_width) follow them.
+- every other option shrinks by the rule its field declares (``option(shrink=...)``, rules from
+  shrink_rules.py), wherever the option is written: options that scale with positions (windows, blocks,
+  chunks, strides, landmarks, buckets, distances, spans, memories, memory slots) are capped small, so
+  short check inputs still cross them; the 2-D grid options are divided by one power of two that keeps
+  their ratios, so pooled grids still match the rows of the layers after them; options that scale with
+  the heads, the head width or the width follow them. This module names no option of any kind: a kind
+  declares its rules in its own file.
 
 It works on the YAML's data, so the result is a spec file a user can read (`shrink_text`), and the
-loader validates it like any other.
+loader validates it like any other. The data is walked with the schema: each mapping is read as the
+section it parses into (a kind union's mapping as its `kind:`'s options, or the registry's default
+kind; a block override as a Block), and each field's rule applied to the value written there.
 """
 from __future__ import annotations
 
-import math
+import dataclasses
+import types
+import typing
 from pathlib import Path
 
 import yaml
@@ -35,15 +40,10 @@ import yaml
 from ..lengths import LONG_FROM
 from .load import parse_spec
 from .model import Spec
+from .schema import KindRegistry
+from .shrink_rules import Scale, Sizes
 
 MAX_HEADS, MAX_KV_HEADS, HEAD_WIDTH, VOCAB, SHORT_LENGTH = 4, 2, 8, 64, 64
-KIND_SECTIONS = ("input", "positional", "attention", "cross_attention")  # kind unions, at any level
-
-# options of kind sections (and their nested sections) capped to a small number of positions or entries
-CAPS = {"window": 2, "block": 2, "chunk": 4, "stride": 2, "landmarks": 4, "projected_length": 4, "points": 4,
-        "clusters": 4, "features": 8, "buckets": 4, "num_buckets": 8, "max_distance": 16, "position_buckets": 8,
-        "max_relative_positions": 16, "max_span": 8, "ramp": 4, "compression": 3}
-GRID = ("row_length", "grid_width")  # and the lists query_shape, memory_flange
 
 
 def shrink_text(text: str) -> str:
@@ -61,30 +61,22 @@ def shrink_data(data: dict) -> dict:
     """The parsed YAML of a valid spec -> that of its shrunk copy (a new mapping)."""
     data = yaml.safe_load(yaml.safe_dump(data, sort_keys=False))  # a deep copy, in the same order
     model = data["model"]
-    old = _Sizes(model)
+    old = _sizes(model)
     _shrink_model(model)
-    new = _Sizes(model)
-    grid = _grid_factor(data)
+    scale = Scale(old, _sizes(model), _grid_factor(data))  # the grids as written, before layers are renumbered
     interleaved = isinstance(data.get("document"), dict) and data["document"].get("interleaved")
     shared = _boundaries(data.get("encoder")) | _boundaries(data.get("document")) if interleaved else set()
     for name in ("encoder", "decoder", "document"):
         if isinstance(data.get(name), dict):
             _shrink_stack(data[name], shared)
-            if (data[name].get("resample") or {}).get("grid_width"):
-                data[name]["resample"]["grid_width"] //= grid
-    _walk(data, old, new, grid)
+    _shrink_options(data, scale)
     if isinstance(data.get("name"), str):
         data["name"] = f"{data['name']}-shrunk"
     return data
 
 
-class _Sizes:
-    """What scales with the model's sizes: heads and head width."""
-
-    def __init__(self, model: dict):
-        self.heads = model["heads"]
-        self.head_width = model.get("head_width") or model["width"] // model["heads"]
-        self.width = model["width"]
+def _sizes(model: dict) -> Sizes:
+    return Sizes(model["heads"], model.get("head_width") or model["width"] // model["heads"], model["width"])
 
 
 def _largest_divisor(n: int, at_most: int) -> int:
@@ -153,90 +145,67 @@ def _shrink_stack(stack: dict, shared: set[int]) -> None:
         resample["shorten_at"] = [renumber(p) for p in resample["shorten_at"]]
         if resample.get("upsample_at") is not None:
             resample["upsample_at"] = renumber(resample["upsample_at"])
-    if stack.get("memory"):
-        stack["memory"] = min(stack["memory"], 4)
-    if isinstance(stack.get("compressed_memory"), dict):
-        stack["compressed_memory"]["length"] = min(stack["compressed_memory"]["length"], 2)
-    if isinstance(stack.get("memory_slots"), dict):
-        stack["memory_slots"]["count"] = min(stack["memory_slots"]["count"], 4)
 
 
-# --- options ----------------------------------------------------------------------------------------
-def _grid_values(data) -> list[int]:
-    """Every 2-D grid option of the spec's kind sections, and each pooled grid's innermost width."""
-    values = []
-    for options in _kind_sections(data):
-        values += [options[key] for key in GRID if isinstance(options.get(key), int)]
-        values += [v for key in ("query_shape", "memory_flange") for v in options.get(key) or () if v]
-    for name in ("encoder", "decoder", "document"):
-        resample = (data.get(name) or {}).get("resample") or {}
-        if resample.get("grid_width"):
-            values.append(resample["grid_width"] // resample.get("stride", 2) ** len(resample["shorten_at"]))
-    return values
+# --- options ---------------------------------------------------------------------------------------
+def _sections(data: dict, cls: type):
+    """(mapping, section class) for a mapping that parses into ``cls`` and every mapping written in it."""
+    yield data, cls
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if isinstance(data.get(f.name), (dict, list)):
+            yield from _value_sections(data[f.name], hints[f.name], f.metadata)
 
 
-def _grid_factor(data) -> int:
+def _value_sections(value, hint, meta):
+    """The sections a field's value holds: a kind union's options, a block override, a nested section
+    (optional or not) or a list of sections."""
+    registry, partial = meta.get("registry"), meta.get("partial_of")
+    if isinstance(registry, KindRegistry):
+        if isinstance(value, dict) and value.get("kind", registry.default) in registry.kinds:
+            yield from _sections(value, registry.kinds[value.get("kind", registry.default)])
+        return
+    if partial is not None:
+        if isinstance(value, dict):
+            yield from _sections(value, partial)
+        return
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        for option in typing.get_args(hint):
+            yield from _value_sections(value, option, {})
+    elif typing.get_origin(hint) is list and isinstance(value, list):
+        (item,) = typing.get_args(hint)
+        for entry in value:
+            yield from _value_sections(entry, item, {})
+    elif dataclasses.is_dataclass(hint) and isinstance(value, dict):
+        yield from _sections(value, hint)
+
+
+def _rules(cls: type):
+    """(field name, shrink rule) of every field of a section that declares one."""
+    return [(f.name, f.metadata["shrink"]) for f in dataclasses.fields(cls) if f.metadata.get("shrink")]
+
+
+def _written(section: dict, key: str) -> bool:
+    value = section.get(key)
+    return value is not None and not isinstance(value, bool)
+
+
+def _grid_factor(data: dict) -> int:
     """The largest power of two that divides every grid value and leaves each at least 2."""
-    values = _grid_values(data)
+    values = [v for section, cls in _sections(data, Spec) for key, rule in _rules(cls)
+              if rule.grid_values is not None and _written(section, key)
+              for v in rule.grid_values(section[key], section)]
     factor = 1
     while values and all(v % (2 * factor) == 0 and v // (2 * factor) >= 2 for v in values):
         factor *= 2
     return factor
 
 
-def _kind_sections(node, in_kind: bool = False):
-    """Every kind section's mapping (and the mappings nested in it), wherever it is written."""
-    if isinstance(node, dict):
-        if in_kind:
-            yield node
-        for key, value in node.items():
-            yield from _kind_sections(value, in_kind or key in KIND_SECTIONS)
-    elif isinstance(node, list):
-        for value in node:
-            yield from _kind_sections(value, in_kind)
-
-
-def _walk(data, old: _Sizes, new: _Sizes, grid: int) -> None:
-    for options in _kind_sections(data):
-        for key, value in list(options.items()):
-            options[key] = _option(key, value, old, new, grid)
-        if "summary" in options and "stride" in options:  # the fixed pattern's summary fits in its stride
-            options["summary"] = min(options["summary"], options["stride"])
-    for ffn in _sections_named(data, "ffn"):
-        if ffn.get("chunk"):
-            ffn["chunk"] = min(ffn["chunk"], 2)
-
-
-def _sections_named(node, name: str):
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key == name and isinstance(value, dict):
-                yield value
-            else:
-                yield from _sections_named(value, name)
-    elif isinstance(node, list):
-        for value in node:
-            yield from _sections_named(value, name)
-
-
-def _option(key: str, value, old: _Sizes, new: _Sizes, grid: int):
-    if isinstance(value, bool) or value is None:
-        return value
-    if key in CAPS and isinstance(value, int):
-        return min(value, CAPS[key])
-    if key in GRID and isinstance(value, int):
-        return value // grid
-    if key in ("query_shape", "memory_flange") and isinstance(value, list):
-        return [v // grid for v in value]
-    if key == "conv_kernel" and isinstance(value, int):
-        return min(value, 3)  # odd stays odd, 0 (none) stays 0
-    if key == "span" and isinstance(value, list):  # one span for all heads, or one per head
-        spans = value[::old.heads // new.heads] if len(value) == old.heads > 1 else value
-        return [min(v, 4) for v in spans]
-    if key == "local_heads" and isinstance(value, int) and value:
-        return min(max(1, value * new.heads // old.heads), new.heads - 1)
-    if key == "rotary_dim" and isinstance(value, int):
-        return max(2, 2 * round(value * new.head_width / old.head_width / 2))
-    if key == "shared_width" and isinstance(value, int):
-        return max(1, math.ceil(value * new.width / old.width))
-    return value
+def _shrink_options(data: dict, scale: Scale) -> None:
+    """Apply every declared rule to the option written in each section; late rules (which read the
+    section's other, already shrunk, options) last."""
+    for section, cls in list(_sections(data, Spec)):
+        rules = _rules(cls)
+        for key, rule in [r for r in rules if not r[1].late] + [r for r in rules if r[1].late]:
+            if _written(section, key):
+                section[key] = rule.apply(section[key], section, scale)

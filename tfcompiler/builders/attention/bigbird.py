@@ -19,6 +19,7 @@ import numpy as np
 from ...ir.patterns import Blocks
 from ...language.kinds import ATTENTION
 from ...language.schema import option
+from ...language.shrink_rules import cap
 from .multi_head import MultiHeadOptions, build_multi_head
 
 
@@ -31,7 +32,7 @@ class BigBirdOptions(MultiHeadOptions):
                 "random layout drawn at compile time from `seed`")
     LOWERING = "key blocks gathered by a constant index + dense global rows"
 
-    block: int = option(64, doc="Block size b.", minimum=1)
+    block: int = option(64, doc="Block size b.", minimum=1, shrink=cap(2))
     window_blocks: int = option(3, doc="Blocks around the query block it sees (odd: centred).", minimum=1)
     global_blocks: int = option(1, doc="Leading blocks with global attention.", minimum=0)
     trailing_global_blocks: int = option(0, doc="The input's last blocks with global attention, wherever its length "

@@ -12,6 +12,7 @@ import numpy as np
 from ...ir.patterns import Blocks
 from ...language.kinds import ATTENTION
 from ...language.schema import option
+from ...language.shrink_rules import cap
 from .multi_head import MultiHeadOptions, build_multi_head
 
 
@@ -23,7 +24,7 @@ class BlockLocalOptions(MultiHeadOptions):
     COMPUTES = "query blocks see their own and `memory_blocks` neighbouring blocks"
     LOWERING = "banded blocks"
 
-    block: int = option(doc="Query block length (positions, in raster-scan order).", minimum=1)
+    block: int = option(doc="Query block length (positions, in raster-scan order).", minimum=1, shrink=cap(2))
     memory_blocks: int = option(1, doc="Neighbouring blocks each query block sees on each side.", minimum=0)
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from ...ir.patterns import Local2D
 from ...language.kinds import ATTENTION
 from ...language.schema import option
+from ...language.shrink_rules import grid
 from .multi_head import MultiHeadOptions, build_multi_head
 
 
@@ -24,10 +25,10 @@ class BlockLocal2DOptions(MultiHeadOptions):
     COMPUTES = "raster-scanned image cut into `query_shape` rectangles, each seeing its `memory_flange`"
     LOWERING = "banded blocks"
 
-    row_length: int = option(doc="Positions per image row (raster scan).", minimum=1)
-    query_shape: list[int] = option(doc="Query block [rows, columns].")
+    row_length: int = option(doc="Positions per image row (raster scan).", minimum=1, shrink=grid)
+    query_shape: list[int] = option(doc="Query block [rows, columns].", shrink=grid)
     memory_flange: list[int] = option(doc="Memory rows above (and below, bidirectional) and columns on "
-                                            "each side of a query block.")
+                                            "each side of a query block.", shrink=grid)
 
     def problems(self, spec, where):
         yield from MultiHeadOptions.problems(self, spec, where)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from ...language.kinds import ATTENTION, AttentionKind
 from ...language.schema import option
+from ...language.shrink_rules import cap
 from .lowrank import bidirectional_only
 from .multi_head import key_padding, output_projection, project
 
@@ -24,7 +25,7 @@ class ClusteredOptions(AttentionKind):
                 "attention per cluster")
     LOWERING = "`clustered_attention`: one-hot MatMuls, O(S·C)"
 
-    clusters: int = option(100, doc="C: query clusters.", minimum=1)
+    clusters: int = option(100, doc="C: query clusters.", minimum=1, shrink=cap(4))
     bits: int = option(32, doc="Hash bits (random hyperplanes).", minimum=1)
     iterations: int = option(10, doc="Lloyd iterations of the Hamming k-means.", minimum=0)
     seed: int = option(0, doc="Seed of the hyperplanes.", minimum=0)

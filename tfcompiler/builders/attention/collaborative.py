@@ -16,6 +16,7 @@ import numpy as np
 
 from ...language.kinds import ATTENTION
 from ...language.schema import option
+from ...language.shrink_rules import with_width
 from .multi_head import MultiHeadOptions, attend
 
 
@@ -28,7 +29,7 @@ class CollaborativeOptions(MultiHeadOptions):
     LOWERING = "as `multi_head`, the shared keys broadcast to every head"
 
     shared_width: int | None = option(None, doc="D̃: width of the shared query/key projection. "
-                                      "Default: model.width.", minimum=1)
+                                      "Default: model.width.", minimum=1, shrink=with_width)
 
     def problems(self, spec, where):
         yield from MultiHeadOptions.problems(self, spec, where)

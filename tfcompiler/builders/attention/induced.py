@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from ...language.kinds import ATTENTION
 from ...language.schema import option
+from ...language.shrink_rules import cap
 from .lowrank import bidirectional_only
 from .multi_head import MultiHeadOptions, build_multi_head
 from .parts import Site
@@ -24,7 +25,7 @@ class InducedOptions(MultiHeadOptions):
                 "set_pool}`)")
     LOWERING = "two attentions over m points"
 
-    points: int = option(32, doc="m: inducing points.", minimum=1)
+    points: int = option(32, doc="m: inducing points.", minimum=1, shrink=cap(4))
 
     def problems(self, spec, where):
         yield from MultiHeadOptions.problems(self, spec, where)

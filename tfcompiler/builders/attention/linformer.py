@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from ...language.kinds import ATTENTION, AttentionKind
 from ...language.schema import option
+from ...language.shrink_rules import cap
 from .lowrank import bidirectional_only, key_weights
 from .multi_head import output_projection, project
 from .parts import AttentionParts, emit_attention
@@ -25,7 +26,7 @@ class LinformerOptions(AttentionKind):
     COMPUTES = "K, V projected along the sequence (sharing none / key_value / layerwise)"
     LOWERING = "MatMul + attention over k keys"
 
-    projected_length: int = option(256, doc="k: rows of the projected keys and values.", minimum=1)
+    projected_length: int = option(256, doc="k: rows of the projected keys and values.", minimum=1, shrink=cap(4))
     share: str = option("none", doc="none, key_value (E = F) or layerwise (one E = F per stack).",
                         choices=("none", "key_value", "layerwise"))
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from ...ir.patterns import Window, WithGlobal
 from ...language.kinds import ATTENTION
 from ...language.schema import option
+from ...language.shrink_rules import cap
 from .multi_head import MultiHeadOptions, attention_context, build_multi_head, output_projection, project
 
 
@@ -27,7 +28,7 @@ class LongformerOptions(MultiHeadOptions):
                 "separate global projections (`global_input`, Hugging Face's layout)")
     LOWERING = "banded blocks + global rows/columns; dense masked with the input mask"
 
-    window: int = option(doc="Keys on each side a token sees (Longformer's w/2).", minimum=1)
+    window: int = option(doc="Keys on each side a token sees (Longformer's w/2).", minimum=1, shrink=cap(2))
     dilation: int = option(1, doc="See every d-th key of the window.", minimum=1)
     global_tokens: int = option(1, doc="Leading tokens with global attention (static).", minimum=0)
     global_input: bool = option(False, doc="Global positions from the `global_attention_mask` input "

@@ -19,6 +19,7 @@ from typing import ClassVar
 from ...ir.ops.lsh import LOOK_BACK
 from ...language.kinds import ATTENTION, AttentionKind
 from ...language.schema import option
+from ...language.shrink_rules import cap
 from .linearised import no_score_positions
 from .multi_head import key_padding, output_projection
 
@@ -36,9 +37,9 @@ class LshOptions(AttentionKind):
 
     self_only: ClassVar[bool] = True  # attends its own sequence only: no cross-attention
 
-    buckets: int = option(32, doc="Hash buckets per round (even).", minimum=2)
+    buckets: int = option(32, doc="Hash buckets per round (even).", minimum=2, shrink=cap(4))
     rounds: int = option(2, doc="Hashing rounds (n_hashes).", minimum=1)
-    chunk: int = option(64, doc="Sorted positions per chunk.", minimum=1)
+    chunk: int = option(64, doc="Sorted positions per chunk.", minimum=1, shrink=cap(4))
     seed: int = option(0, doc="Seed of the random rotations.", minimum=0)
     rotations: str = option("seeded", doc="seeded: drawn from `seed` when the spec compiles, shared by the heads; "
                             "weights: the weight `attention.rotations` of shape (heads, head_width, rounds, "

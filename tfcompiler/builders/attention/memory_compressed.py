@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from ...language.kinds import ATTENTION, AttentionKind
 from ...language.schema import option
+from ...language.shrink_rules import cap
 from .linearised import no_score_positions
 from .multi_head import output_projection, with_leading_real
 from .parts import AttentionParts, emit_attention
@@ -27,7 +28,7 @@ class MemoryCompressedOptions(AttentionKind):
                 "learned null key")
     LOWERING = "`Conv` + attention over S/s keys"
 
-    compression: int = option(3, doc="s: kernel and stride of the compressing convolution.", minimum=1)
+    compression: int = option(3, doc="s: kernel and stride of the compressing convolution.", minimum=1, shrink=cap(3))
 
     def problems(self, spec, where):
         yield from no_score_positions("memory_compressed", spec)

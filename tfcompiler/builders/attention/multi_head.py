@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from ...language.kinds import ATTENTION, POSITIONS, AttentionKind
 from ...language.model import Norm
 from ...language.schema import option
+from ...language.shrink_rules import per_head
 from ..norm import build_norm
 from .parts import AttentionParts, Site, emit_attention
 from .priors import AdaptiveSpan, adaptive_span_bias, gaussian_bias, window_bias
@@ -50,7 +51,8 @@ class MultiHeadOptions(AttentionKind):
     residual_scores: bool = option(False, doc="Add the previous self-attention layer's pre-softmax "
                                    "scores to this layer's (RealFormer).")
     span: list[int] | None = option(None, doc="Restricted spans: keys with |i - j| > span are "
-                                    "hidden; one span for every head or one per head (multi-scale).")
+                                    "hidden; one span for every head or one per head (multi-scale).",
+                                    shrink=per_head(cap=4))
     adaptive_span: AdaptiveSpan | None = option(None, doc="A learned soft span per head "
                                                 "(Sukhbaatar et al. 2019).")
     gaussian_prior: bool = option(False, doc="Add -w_h·(i - j)² with a learned w_h per head "

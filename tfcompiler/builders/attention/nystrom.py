@@ -17,6 +17,7 @@ import numpy as np
 
 from ...language.kinds import ATTENTION, AttentionKind
 from ...language.schema import option
+from ...language.shrink_rules import cap, odd_cap
 from .lowrank import bidirectional_only, key_weights
 from .multi_head import output_projection, project
 
@@ -29,10 +30,10 @@ class NystromOptions(AttentionKind):
     COMPUTES = "segment-mean landmarks, Newton–Schulz pseudo-inverse, value convolution"
     LOWERING = "MatMul chain, `Conv`"
 
-    landmarks: int = option(64, doc="m: landmarks (segments).", minimum=1)
+    landmarks: int = option(64, doc="m: landmarks (segments).", minimum=1, shrink=cap(4))
     pinv_iterations: int = option(6, doc="Newton–Schulz iterations of the pseudo-inverse.", minimum=1)
     conv_kernel: int = option(33, doc="Depth-wise convolution of the values along the sequence, added "
-                              "to the output (odd; 0: none).", minimum=0)
+                              "to the output (odd; 0: none).", minimum=0, shrink=odd_cap(3))
     pinv_scale: str = option("per_head", doc="Z₀'s scale: the largest column and row sums of each sample's "
                              "head (per_head), or over the whole batch and all heads (global: Hugging Face's "
                              "NystromformerModel; a sample's output then depends on its batch mates).",

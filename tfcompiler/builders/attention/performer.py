@@ -16,6 +16,7 @@ import numpy as np
 
 from ...language.kinds import ATTENTION, AttentionKind
 from ...language.schema import option
+from ...language.shrink_rules import cap
 from .linearised import no_score_positions
 from .multi_head import key_padding, output_projection, project
 
@@ -30,7 +31,7 @@ class PerformerOptions(AttentionKind):
                 "chunk stabilised by its own maximum, rescaled after), so the (S, m) features never exist whole; "
                 "causal, the features whole and `linear_attention`'s causal lowering")
 
-    features: int = option(64, doc="m: random features per head.", minimum=1)
+    features: int = option(64, doc="m: random features per head.", minimum=1, shrink=cap(8))
     seed: int = option(0, doc="Seed of the random features.", minimum=0)
 
     def problems(self, spec, where):

@@ -16,14 +16,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from ...language.schema import option
+from ...language.shrink_rules import cap
 
 
 @dataclass(frozen=True, kw_only=True)
 class AdaptiveSpan:
     """A learned soft span per head (Sukhbaatar et al. 2019)."""
 
-    max_span: int = option(doc="Largest span S; the learned z_h = S · clamp(p_h, 0, 1).", minimum=1)
-    ramp: int = option(32, doc="Width R of the soft ramp from 1 to 0.", minimum=1)
+    max_span: int = option(doc="Largest span S; the learned z_h = S · clamp(p_h, 0, 1).", minimum=1, shrink=cap(8))
+    ramp: int = option(32, doc="Width R of the soft ramp from 1 to 0.", minimum=1, shrink=cap(4))
 
 
 def _distance(ctx, parts):

@@ -17,6 +17,7 @@ import numpy as np
 
 from ...language.kinds import ATTENTION, AttentionKind
 from ...language.schema import option
+from ...language.shrink_rules import cap
 from .linearised import attend_linear, no_score_positions
 
 
@@ -28,7 +29,7 @@ class RfaOptions(AttentionKind):
     COMPUTES = "random Fourier features on unit q, k; `gate` for RFA-Gate's forgetting recurrence (decoders)"
     LOWERING = "`linear_attention`"
 
-    features: int = option(64, doc="D: random frequencies per head (2·D features).", minimum=1)
+    features: int = option(64, doc="D: random frequencies per head (2·D features).", minimum=1, shrink=cap(8))
     sigma: float = option(1.0, doc="σ: kernel width.", minimum=0.0)
     seed: int = option(0, doc="Seed of the random frequencies.", minimum=0)
     eps: float = option(1e-6, doc="Added to the normaliser.", minimum=0.0)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from ...ir.patterns import Window
 from ...language.kinds import ATTENTION, AttentionKind
 from ...language.schema import option
+from ...language.shrink_rules import cap, with_heads
 from .linearised import no_score_positions
 from .multi_head import MultiHeadOptions, attention_context, key_padding, output_projection, project
 
@@ -26,10 +27,10 @@ class RoutingOptions(AttentionKind):
                 "position); `local_heads` attend a window instead")
     LOWERING = "`routing_attention`: TopK, GatherElements, ScatterElements(add)"
 
-    clusters: int = option(4, doc="C: centroids; each takes ⌈S/C⌉ queries and keys.", minimum=1)
+    clusters: int = option(4, doc="C: centroids; each takes ⌈S/C⌉ queries and keys.", minimum=1, shrink=cap(4))
     local_heads: int = option(0, doc="Heads that attend a local window instead of routing (the first ones).",
-                              minimum=0)
-    window: int = option(256, doc="Keys back (and ahead, in encoders) the local heads see.", minimum=1)
+                              minimum=0, shrink=with_heads)
+    window: int = option(256, doc="Keys back (and ahead, in encoders) the local heads see.", minimum=1, shrink=cap(2))
 
     def problems(self, spec, where):
         yield from no_score_positions("routing", spec)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from ...ir.patterns import Window
 from ...language.kinds import ATTENTION
 from ...language.schema import option
+from ...language.shrink_rules import cap
 from .multi_head import MultiHeadOptions, build_multi_head
 
 
@@ -23,7 +24,7 @@ class SlidingWindowOptions(MultiHeadOptions):
     COMPUTES = "keys within `window` (every `dilation`-th)"
     LOWERING = "banded blocks (sparsity pass), O(n·w)"
 
-    window: int = option(doc="Keys on each side a token sees (w: |i - j| <= w).", minimum=1)
+    window: int = option(doc="Keys on each side a token sees (w: |i - j| <= w).", minimum=1, shrink=cap(2))
     dilation: int = option(1, doc="See every d-th key of the window (dilated window).", minimum=1)
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from ...ir.patterns import Fixed, Strided
 from ...language.kinds import ATTENTION
 from ...language.schema import option
+from ...language.shrink_rules import at_most, cap
 from .multi_head import MultiHeadOptions, build_multi_head
 
 
@@ -27,8 +28,8 @@ class SparseTransformerOptions(MultiHeadOptions):
                 "the keys at the query's offset in every other block, O(n·(3l + n/l))")
 
     pattern: str = option("strided", doc="strided or fixed.", choices=("strided", "fixed"))
-    stride: int = option(doc="l: the stride or block length (about √n in the paper).", minimum=1)
-    summary: int = option(1, doc="c: summary positions per block (fixed pattern).", minimum=1)
+    stride: int = option(doc="l: the stride or block length (about √n in the paper).", minimum=1, shrink=cap(2))
+    summary: int = option(1, doc="c: summary positions per block (fixed pattern).", minimum=1, shrink=at_most("stride"))
 
     def problems(self, spec, where):
         yield from MultiHeadOptions.problems(self, spec, where)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from ...language.kinds import POSITIONS, PositionalKind
 from ...language.schema import option
+from ...language.shrink_rules import grid
 from .base import PositionalScheme
 
 
@@ -26,7 +27,7 @@ class ConditionalOptions(PositionalKind):
     LOWERING = "`Conv` with group = width"
 
     grid_width: int = option(doc="Tokens per grid row (the sequence, minus class tokens, must fill "
-                             "whole rows).", minimum=1)
+                             "whole rows).", minimum=1, shrink=grid)
     kernel: int = option(3, doc="Odd kernel size k of the k×k depth-wise convolution.", minimum=1)
     class_tokens: int = option(0, doc="Leading tokens outside the grid (left unchanged).", minimum=0)
 

@@ -21,6 +21,7 @@ import numpy as np
 from ...language.kinds import POSITIONS, PositionalKind
 from ...language.model import Norm
 from ...language.schema import option
+from ...language.shrink_rules import cap
 from ..norm import build_norm
 from .base import PositionalScheme
 from .distance import bucket_index, heads_first
@@ -34,9 +35,10 @@ class DebertaOptions(PositionalKind):
     COMPUTES = "content→position and position→content terms, log buckets, 1/√(3d)"
     LOWERING = "`Einsum` + `GatherElements` into the attention bias"
 
-    position_buckets: int = option(256, doc="Log buckets of the distance (0: plain clipping).", minimum=0)
+    position_buckets: int = option(256, doc="Log buckets of the distance (0: plain clipping).", minimum=0,
+                                   shrink=cap(8))
     max_relative_positions: int | None = option(None, doc="Largest distance the buckets span. "
-                                                "Default: model.max_length.", minimum=2)
+                                                "Default: model.max_length.", minimum=2, shrink=cap(16))
     terms: list[str] = option(["c2p", "p2c"], doc="Position terms: c2p (content to position) and/or "
                               "p2c (position to content).")
     norm: bool = option(True, doc="LayerNorm on the relative embeddings (norm_rel_ebd).")

@@ -13,6 +13,7 @@ from ...ir.ops.recurrent import GATES
 from ...language.kinds import POSITIONS, PositionalKind
 from ...language.model import Norm
 from ...language.schema import option
+from ...language.shrink_rules import cap
 from ..norm import build_norm
 from .base import PositionalScheme
 
@@ -26,7 +27,7 @@ class LocalRnnOptions(PositionalKind):
                 "ending at it")
     LOWERING = "one ONNX `RNN` / `LSTM` / `GRU` node, all windows as one batch"
 
-    window: int = option(doc="M: positions each local RNN reads, the current one included.", minimum=1)
+    window: int = option(doc="M: positions each local RNN reads, the current one included.", minimum=1, shrink=cap(2))
     cell: str = option("gru", doc="rnn, lstm or gru (PyTorch's equations).", choices=tuple(GATES))
 
 

@@ -17,6 +17,7 @@ import numpy as np
 
 from ...language.kinds import POSITIONS, PositionalKind
 from ...language.schema import option
+from ...language.shrink_rules import cap
 from .base import PositionalScheme
 
 
@@ -29,7 +30,7 @@ class MusicOptions(PositionalKind):
     LOWERING = "`Einsum` + `GatherElements` (the skew)"
 
     max_distance: int | None = option(None, doc="L: distances learned. Default: model.max_length.",
-                                      minimum=1)
+                                      minimum=1, shrink=cap(16))
 
     def problems(self, spec, where):
         if spec.topology != "decoder":

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from ...language.kinds import POSITIONS, PositionalKind
 from ...language.schema import option
+from ...language.shrink_rules import with_head_width
 from .base import PositionalScheme
 
 
@@ -31,7 +32,7 @@ class RotaryOptions(PositionalKind):
                          choices=("half_split", "interleaved"))
     base: float = option(10000.0, doc="Wavelength base θ.", minimum=1.0)
     rotary_dim: int | None = option(None, doc="Features rotated per head (even). Default: the head "
-                                    "width.", minimum=2)
+                                    "width.", minimum=2, shrink=with_head_width)
     scaling: str = option("none", doc="none, linear (positions / factor) or ntk (base scaled).",
                           choices=("none", "linear", "ntk"))
     factor: float = option(1.0, doc="Scaling factor for linear and ntk scaling.", minimum=1.0)

@@ -18,6 +18,7 @@ import numpy as np
 
 from ...language.kinds import POSITIONS, PositionalKind
 from ...language.schema import option
+from ...language.shrink_rules import cap
 from .base import PositionalScheme
 from .distance import bucket_index
 
@@ -30,7 +31,7 @@ class ShawOptions(PositionalKind):
     COMPUTES = "learned key (and value) vectors per clipped distance"
     LOWERING = "q·aᴷ per distance + `GatherElements`; value term `Einsum` on the probabilities"
 
-    max_distance: int = option(16, doc="k: distances are clipped to [-k, k].", minimum=1)
+    max_distance: int = option(16, doc="k: distances are clipped to [-k, k].", minimum=1, shrink=cap(16))
     value_term: bool = option(True, doc="Also add the value vectors a^V (the paper's eq. 3).")
 
     numbers_from_segment_start: ClassVar[bool] = False  # positions enter as query-key distances

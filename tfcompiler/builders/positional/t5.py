@@ -18,6 +18,7 @@ import numpy as np
 
 from ...language.kinds import POSITIONS, PositionalKind
 from ...language.schema import option
+from ...language.shrink_rules import cap
 from .base import PositionalScheme
 from .distance import bucket_index
 
@@ -30,8 +31,8 @@ class T5Options(PositionalKind):
     COMPUTES = "learned bias per head and log bucket, one table per stack shared by its layers"
     LOWERING = "Clip + Gather of a compile-time bucket table (contrib `RelativePositionBias` is CUDA-only)"
 
-    num_buckets: int = option(32, doc="Distance buckets (halved per direction in encoders).", minimum=2)
-    max_distance: int = option(128, doc="Distances from here on share the last bucket.", minimum=2)
+    num_buckets: int = option(32, doc="Distance buckets (halved per direction in encoders).", minimum=2, shrink=cap(8))
+    max_distance: int = option(128, doc="Distances from here on share the last bucket.", minimum=2, shrink=cap(16))
 
     numbers_from_segment_start: ClassVar[bool] = False  # positions enter as query-key distances
 
