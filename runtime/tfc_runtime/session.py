@@ -23,6 +23,16 @@ class Port:
     role: str
 
 
+def quiet_session(path: str, options: ort.SessionOptions, providers: list[str]) -> ort.InferenceSession:
+    """An onnxruntime session, without the warning onnxruntime prints for an input that has a default
+    value (a decoder's `logits_to_keep`): that is how ONNX spells an optional input."""
+    ort.set_default_logger_severity(3)
+    try:
+        return ort.InferenceSession(path, options, providers=providers)
+    finally:
+        ort.set_default_logger_severity(2)
+
+
 class Model:
     """``Model("bert.onnx", device="cuda")``: falls back to CPU, with a warning, when CUDA is absent."""
 
@@ -38,7 +48,7 @@ class Model:
         options = session_options or ort.SessionOptions()
         if intra_op_threads:
             options.intra_op_num_threads = intra_op_threads
-        self.session = ort.InferenceSession(str(path), options, providers=providers)
+        self.session = quiet_session(str(path), options, providers)
         meta = self.session.get_modelmeta().custom_metadata_map
         self.metadata = dict(meta)
         roles = json.loads(meta.get("tfcompiler.io_roles", "{}"))
@@ -80,9 +90,11 @@ def random_inputs(model: Model, batch: int = 1, sequence: int = 8, seed: int = 0
     for port in model.inputs:
         shape = [d if isinstance(d, int) else sizes.get(d, batch if "batch" in str(d) else sequence)
                  for d in port.shape]
-        if port.role in ("memory", "recurrent_state"):  # recurrence starts empty, from zero states
+        if port.role in ("memory", "recurrent_state", "past_key", "past_value"):  # empty caches, zero states
             shape = [0 if str(axis).startswith("past_") else size for axis, size in zip(port.shape, shape)]
             feeds[port.name] = np.zeros(shape, port.dtype)
+        elif port.role == "position_ids":
+            feeds[port.name] = np.tile(np.arange(shape[-1], dtype=port.dtype), (shape[0], 1))
         elif port.role == "padding_mask":
             feeds[port.name] = np.ones(shape, port.dtype)
         elif port.role == "global_mask":  # Longformer's convention: the first token ([CLS]) global
