@@ -27,7 +27,7 @@ class LocalRnnOptions(PositionalKind):
     COMPUTES = ("x + LocalRNN(LN(x)): each token plus the last state of a short RNN over the `window` positions "
                 "ending at it")
     LOWERING = "one ONNX `RNN` / `LSTM` / `GRU` node, all windows as one batch"
-    no_cache_because: ClassVar[str] = "its recurrence runs over each window of earlier embeddings anew at every position"
+    no_cache_because: ClassVar[str] = "its recurrence reads each window of earlier embeddings anew at every step"
 
     window: int = option(doc="M: positions each local RNN reads, the current one included.", minimum=1, shrink=cap(2))
     cell: str = option("gru", doc="rnn, lstm or gru (PyTorch's equations).", choices=tuple(GATES))
