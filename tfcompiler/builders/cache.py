@@ -32,8 +32,11 @@ def why_no_cache(spec) -> str:
     if spec.decoder is None:
         return f"a {spec.topology} model has no decoder"
     for name, stack, _ in spec.stacks():
-        carried = [what for what, present in (("a segment memory", stack.memory), ("pooling", stack.resample),
-                                              ("memory slots", stack.memory_slots)) if present]
+        if stack.memory:
+            return (f"its {name}'s segment memory is what it carries from call to call (past_memories.N -> "
+                    "present_memories.N, Transformer-XL's recurrence over segments)")
+        carried = [what for what, present in (("pooling", stack.resample), ("memory slots", stack.memory_slots))
+                   if present]
         if carried:
             return f"its {name} carries {carried[0]} between positions, which has no incremental form yet"
     if type(spec.input).no_cache_because:
