@@ -33,16 +33,20 @@ def hf_positions(mask: np.ndarray) -> np.ndarray:
 
 
 class Cached:
-    """A cached model on onnxruntime: ``run(ids, mask, positions, past)`` -> (logits, present)."""
+    """A cached model on onnxruntime: ``run(ids, mask, positions, past)`` -> (logits, present), the
+    present keys and values and the layers' fixed-size states named as the next call's inputs."""
 
     def __init__(self, model):
         self.session = ort.InferenceSession(model.serialize())
         self.names = [o.name for o in self.session.get_outputs()]
         self.pasts = [i for i in self.session.get_inputs() if i.name.startswith("past_key_values.")]
+        self.states = [i for i in self.session.get_inputs() if i.name.startswith("past_state.")]
         self.inputs = {i.name for i in self.session.get_inputs()}
 
     def empty(self, batch: int) -> dict[str, np.ndarray]:
-        return {i.name: np.zeros((batch, i.shape[1], 0, i.shape[3]), np.float32) for i in self.pasts}
+        """No past keys and values, zero states (B, *the state's own shape)."""
+        return {**{i.name: np.zeros((batch, i.shape[1], 0, i.shape[3]), np.float32) for i in self.pasts},
+                **{i.name: np.zeros((batch, *i.shape[1:]), np.float32) for i in self.states}}
 
     def run(self, ids, mask, positions, past, keep: int | None = None):
         feeds = {"input_ids": ids, "attention_mask": mask, **past}
@@ -52,6 +56,8 @@ class Cached:
             feeds["logits_to_keep"] = np.array(keep, np.int64)
         out = dict(zip(self.names, self.session.run(None, feeds)))
         present = {name.replace("present.", "past_key_values."): out[name] for name in out if name.startswith("present.")}
+        present.update({name.replace("present_state.", "past_state."): out[name] for name in out
+                        if name.startswith("present_state.")})
         return out["logits"], present
 
 
@@ -60,15 +66,15 @@ def close(got, want, label: str) -> None:
     assert error <= 1e-4 * max(1.0, float(np.abs(want).max())), f"{label}: {error}"
 
 
-def check_cached(spec, opset: int) -> None:
+def check_cached(spec, opset: int, target: str = "portable") -> None:
     reason = why_no_cache(spec)
-    compiled = compile_spec(spec, opset=opset)
+    compiled = compile_spec(spec, opset=opset, target=target)
     inputs = {i.name for i in compiled.model.proto.graph.input}
     if reason:  # no incremental form: the forward-only graph, and the reason in its metadata
         assert not any(name.startswith("past_key_values.") for name in inputs), reason
         assert dict((p.key, p.value) for p in compiled.model.proto.metadata_props)["tfcompiler.cache"] == f"none: {reason}"
         return
-    forward = ort.InferenceSession(compile_spec(spec, opset=opset, cache=False).model.serialize())
+    forward = ort.InferenceSession(compile_spec(spec, opset=opset, cache=False, target=target).model.serialize())
     cached = Cached(compiled.model)
     length = sum(CHUNKS)
     ids = np.random.default_rng(7).integers(0, spec.model.vocab_size, (2, length))
@@ -99,7 +105,8 @@ def check_cached(spec, opset: int) -> None:
     stepped = np.concatenate(pieces, axis=1)
     close(stepped[0], padded[0], "by chunks")
     close(stepped[1, PADDING:], padded[1, PADDING:], "by chunks, a left-padded row")
-    assert all(value.shape[2] == length for value in past.values())
+    assert all(value.shape[2] == length for name, value in past.items() if name.startswith("past_key_values."))
+    assert all(past[i.name].shape == (2, *i.shape[1:]) for i in cached.states)
 
     last, _ = cached.run(ids, ones, hf_positions(ones), cached.empty(2), keep=1)
     assert last.shape[1] == 1
@@ -115,6 +122,14 @@ def test_cached_decoder_computes_the_forward(case, opset):
 @pytest.mark.parametrize("path", DECODER_SPECS, ids=[p.stem for p in DECODER_SPECS])
 def test_shipped_decoder_caches_or_says_why(path):
     check_cached(spec_of(path), 23)
+
+
+@pytest.mark.parametrize("case", ["linear_causal_decoder", "performer_causal_decoder", "rfa_gated_decoder"])
+def test_linear_states_through_onnxruntimes_kernel(case):
+    """On ort-cpu the running sums go through com.microsoft LinearAttention's past and present state."""
+    check_cached(spec_of(case), 23, target="ort-cpu")
+    ops = {node.op_type for node in compile_spec(spec_of(case), target="ort-cpu").model.proto.graph.node}
+    assert "LinearAttention" in ops
 
 
 def test_kinds_without_an_incremental_form_say_why():

@@ -35,6 +35,8 @@ class RfaOptions(AttentionKind):
     eps: float = option(1e-6, doc="Added to the normaliser.", minimum=0.0)
     gate: bool = option(False, doc="RFA-Gate: a learned forgetting gate per head (decoders).")
 
+    no_cache_because: ClassVar[str] = ""  # causal: its (gated) running sums are the state (past_state.N.*)
+
     def problems(self, spec, where):
         yield from no_score_positions("rfa", spec)
         if self.gate and spec.topology != "decoder":
