@@ -82,7 +82,9 @@ def check_cached(spec, opset: int, target: str = "portable") -> None:
 
     # the whole input at once is the forward-only graph
     whole, _ = cached.run(ids, ones, hf_positions(ones), cached.empty(2))
-    (want,) = forward.run(["logits"], {"input_ids": ids, "attention_mask": ones})
+    stateful = {i.name: np.zeros((i.shape[0], 2, i.shape[2]), np.float32)  # `state: true` without a cache
+                for i in forward.get_inputs() if i.name.startswith("past_states.")}
+    (want,) = forward.run(["logits"], {"input_ids": ids, "attention_mask": ones, **stateful})
     close(whole, want, "one call with an empty cache")
 
     # left padding: the second row's real tokens shifted right by PADDING
