@@ -55,9 +55,8 @@ class Cached:
         if keep is not None:
             feeds["logits_to_keep"] = np.array(keep, np.int64)
         out = dict(zip(self.names, self.session.run(None, feeds)))
-        present = {name.replace("present.", "past_key_values."): out[name] for name in out if name.startswith("present.")}
-        present.update({name.replace("present_state.", "past_state."): out[name] for name in out
-                        if name.startswith("present_state.")})
+        present = {name.replace("present.", "past_key_values.").replace("present_state.", "past_state."): out[name]
+                   for name in out if name.startswith(("present.", "present_state."))}
         return out["logits"], present
 
 
@@ -72,7 +71,8 @@ def check_cached(spec, opset: int, target: str = "portable") -> None:
     inputs = {i.name for i in compiled.model.proto.graph.input}
     if reason:  # no incremental form: the forward-only graph, and the reason in its metadata
         assert not any(name.startswith("past_key_values.") for name in inputs), reason
-        assert dict((p.key, p.value) for p in compiled.model.proto.metadata_props)["tfcompiler.cache"] == f"none: {reason}"
+        metadata = dict((p.key, p.value) for p in compiled.model.proto.metadata_props)
+        assert metadata["tfcompiler.cache"] == f"none: {reason}"
         return
     forward = ort.InferenceSession(compile_spec(spec, opset=opset, cache=False, target=target).model.serialize())
     cached = Cached(compiled.model)

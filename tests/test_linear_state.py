@@ -74,8 +74,8 @@ def linear_graph(gated: bool) -> Graph:
     def read(name, shape):
         return g.add1("input", attrs=dict(name=name, dtype="float32", shape=shape, role=name))
 
-    q, k, v = read("q", ("batch_size", H, "sequence_length", F)), read("k", ("batch_size", HKV, "sequence_length", F)), \
-        read("v", ("batch_size", HKV, "sequence_length", DV))
+    q, k, v = (read(name, ("batch_size", heads, "sequence_length", width))
+               for name, heads, width in (("q", H, F), ("k", HKV, F), ("v", HKV, DV)))
     gate = [read("gate", ("batch_size", H, "sequence_length"))] if gated else []
     past = [read("kv_sum", ("batch_size", H, F, DV)), read("k_sum", ("batch_size", H, F))]
     out, kv_sum, k_sum = g.add("linear_attention", [q, k, v, *gate, *past], dict(causal=True, eps=1e-6, stateful=True))

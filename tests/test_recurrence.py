@@ -177,7 +177,8 @@ def test_stateful_recurrent_layers_carry_their_state(cell, placement, tmp_path):
                 <= 1e-4 * max(1.0, float(np.abs(want[name]).max())))
     compile_spec(spec, weights=str(tmp_path / "w.safetensors")).model.save(str(tmp_path / "cached.onnx"))
     cached = Model(str(tmp_path / "cached.onnx")).run(
-        input_ids=ids, attention_mask=mask, **{f"past_state.{name[12:]}": value.transpose(1, 0, 2) for name, value in states.items()})
+        input_ids=ids, attention_mask=mask,
+        **{f"past_state.{name[len('past_states.'):]}": value.transpose(1, 0, 2) for name, value in states.items()})
     want = {name.replace("present_states.", "present_state."): value if name == "logits" else value.transpose(1, 0, 2)
             for name, value in want.items()}
     assert sorted(cached) == sorted(want)

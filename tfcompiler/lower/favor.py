@@ -59,7 +59,8 @@ def emit_favor_attention(e, attrs, inputs, types, label):
             last_max = e.node1("Unsqueeze", past[2], e.const([2, 3]))
             stabiliser = e.node1("Max", stabiliser, last_max)
             rescale = e.node1("Exp", e.node1("Sub", last_max, stabiliser))
-            past = [e.node1("Mul", past[0], rescale), e.node1("Mul", past[1], e.node1("Squeeze", rescale, e.const([3])))]
+            past = [e.node1("Mul", past[0], rescale),
+                    e.node1("Mul", past[1], e.node1("Squeeze", rescale, e.const([3])))]
         phi_k = phi(k, projected, stabiliser)
         if keep is not None:
             phi_k = e.node1("Mul", phi_k, keep)
