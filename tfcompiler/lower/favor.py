@@ -30,6 +30,7 @@ def emit_favor_attention(e, attrs, inputs, types, label):
     # in fp16 the features exp(w·k - c) of keys far below the stabiliser c underflow (below e^-17), and
     # a causal prefix whose keys all do has a zero normaliser: the kernel computes in fp32
     q, k, v = e.fp32(q), e.fp32(k), e.fp32(v)
+    past = [e.fp32(x) for x in past]  # the sums too, or adding them would bring the region back to fp16
     (_, heads, _, width), kv_heads, value_width = types[0].shape, types[1].shape[1], types[2].shape[3]
     m = types[3].shape[0]
     if kv_heads != heads and (past or not attrs["causal"]):
