@@ -9,9 +9,9 @@ into one F x Dv state, and the states reach later chunks through an n x n matrix
 (strictly lower triangular; exp of differences of running log-gate sums, never of the sums
 themselves, so nothing overflows), decayed to each position by exp(L_t). All without a loop:
 MatMul, CumSum, Exp. From past sums (a decoder's cache) every chunk also receives them, decayed by
-the gates since the call's start, and the sums after the last position are returned too; the gate
-logits then pad the last chunk with a large value, whose steps keep the sums (σ = 1) and admit
-nothing.
+the gates since the call's start, and the sums after the last position are returned too; chunks are
+then min(S, 64) long, so a decoding step computes its one position, and the gate logits pad the last
+chunk with a large value, whose steps keep the sums (σ = 1) and admit nothing.
 """
 from __future__ import annotations
 
@@ -27,20 +27,31 @@ def causal_linear_attention(e, q, k, v, gate, eps, widths: tuple[int, int], labe
     """q, k (B,H,S,F), v (B,H,S,Dv), gate logits (B,H,S) or None -> (B,H,S,Dv); from ``past`` sums
     [S (B,H,F,Dv), z (B,H,F)], (output, S, z) with the sums after the last position."""
     features, value_width = widths
-    c = CHUNK
     s = length_of(e, q, 2)
-    pad = padding_to(e, s, c)
+    tril = np.tril(np.ones((CHUNK, CHUNK), bool))  # key j <= query t inside a chunk
+    if past:  # a decoding step computes its own positions, not a chunk of 64: chunks of min(S, 64)
+        c = e.node1("Max", e.node1("Min", s, e.const(CHUNK)), e.const(1))
+        pad = e.node1("Mod", e.node1("Sub", c, e.node1("Mod", s, c)), c)
+        c_1d = e.node1("Reshape", c, e.const([1]))
+    else:
+        c = CHUNK
+        pad = padding_to(e, s, c)
 
     def chunks(x, last, value=None):  # (B,H,S[,last]) -> (B,H,n,c[,last]), padded with zeros or `value`
         padded = pad_end(e, x, pad, 2, 3 if last is None else 4, value)
-        return e.node1("Reshape", padded, e.const([0, 0, -1, c] + ([] if last is None else [last])))
+        tail = [] if last is None else [last]
+        shape = e.node1("Concat", e.const([0, 0, -1]), c_1d, *([e.const(tail)] if tail else []), axis=0) if past \
+            else e.const([0, 0, -1, c] + tail)
+        return e.node1("Reshape", padded, shape)
 
     def transpose(x):  # swap the last two axes of a 5-D tensor
         return e.node1("Transpose", x, perm=[0, 1, 2, 4, 3])
 
     qc, kc, vc = chunks(q, features), chunks(k, features), chunks(v, value_width)
-    up_to = e.const(np.tril(np.ones((c, c), bool)), bool)  # key j <= query t inside a chunk
-    n = e.node1("Div", e.node1("Add", s, pad), e.const(c))
+    up_to = e.const(tril, bool)
+    if past:
+        up_to = e.node1("Slice", up_to, e.const([0, 0]), e.node1("Concat", c_1d, c_1d, axis=0), e.const([0, 1]))
+    n = e.node1("Div", e.node1("Add", s, pad), c if past else e.const(c))
     blocks = e.node1("Range", e.const(0), n, e.const(1))
     earlier = e.node1("Less", e.node1("Unsqueeze", blocks, e.const([0])), e.node1("Unsqueeze", blocks, e.const([1])))
     if gate is None:
