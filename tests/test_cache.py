@@ -4,6 +4,7 @@ over the whole input, token by token, with the prompt fed in chunks, and in left
 A decoder without an incremental form says why and has no cache inputs."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +43,18 @@ class Cached:
         self.pasts = [i for i in self.session.get_inputs() if i.name.startswith("past_key_values.")]
         self.states = [i for i in self.session.get_inputs() if i.name.startswith("past_state.")]
         self.inputs = {i.name for i in self.session.get_inputs()}
+
+    def past_length(self, past: dict[str, np.ndarray]) -> int:
+        """The keys the past holds (the mask covers them and the new tokens; a model that carries only
+        fixed-size states reads the new tokens' part of it)."""
+        keys = [value for name, value in past.items() if name.startswith("past_key_values.")]
+        return keys[0].shape[2] if keys else 0
+
+    def bound(self, name: str) -> float:
+        """The most keys the layer's cache keeps (a sliding window's), from the present's symbolic length."""
+        dim = next(o for o in self.session.get_outputs() if o.name == name.replace("past_key_values.", "present."))
+        match = re.fullmatch(r"min\(.*,(\d+)\)", str(dim.shape[2]))
+        return int(match.group(1)) if match else np.inf
 
     def empty(self, batch: int) -> dict[str, np.ndarray]:
         """No past keys and values, zero states (B, *the state's own shape)."""
@@ -101,13 +114,15 @@ def check_cached(spec, opset: int, target: str = "portable") -> None:
     past, pieces, start = cached.empty(2), [], 0
     for size in CHUNKS:
         end = start + size
-        logits, past = cached.run(padded_ids[:, start:end], mask[:, :end], positions[:, start:end], past)
+        logits, past = cached.run(padded_ids[:, start:end], mask[:, end - cached.past_length(past) - size:end],
+                                  positions[:, start:end], past)
         pieces.append(logits)
         start = end
     stepped = np.concatenate(pieces, axis=1)
     close(stepped[0], padded[0], "by chunks")
     close(stepped[1, PADDING:], padded[1, PADDING:], "by chunks, a left-padded row")
-    assert all(value.shape[2] == length for name, value in past.items() if name.startswith("past_key_values."))
+    keys = {name: value for name, value in past.items() if name.startswith("past_key_values.")}
+    assert all(value.shape[2] == min(length, cached.bound(name)) for name, value in keys.items())
     assert all(past[i.name].shape == (2, *i.shape[1:]) for i in cached.states)
 
     last, _ = cached.run(ids, ones, hf_positions(ones), cached.empty(2), keep=1)
@@ -134,9 +149,44 @@ def test_linear_states_through_onnxruntimes_kernel(case):
     assert "LinearAttention" in ops
 
 
-def test_kinds_without_an_incremental_form_say_why():
-    reasons = {case: why_no_cache(spec_of(case)) for case in DECODER_CASES}
-    assert reasons["rope_half_split_gqa"] == ""
-    assert "lsh" in reasons["lsh_decoder"] if "lsh_decoder" in reasons else True
-    assert all(reason == "" or "decoder" in reason or "'" in reason for reason in reasons.values()), reasons
-    assert "encoder-decoder" in why_no_cache(spec_of("rope_ntk_encoder_decoder"))
+def test_content_based_kinds_say_what_depends_on_the_whole_input():
+    """Their reason is their own, not the generic one of a kind whose incremental form is not written."""
+    from tfcompiler.language.kinds import ATTENTION, AttentionKind
+
+    for kind in ("lsh", "routing", "prob_sparse", "memory_compressed"):
+        assert ATTENTION.kinds[kind].no_cache_because not in ("", AttentionKind.no_cache_because), kind
+
+
+def test_decoders_without_an_incremental_form_say_why():
+    """The shipped decoders built on dense or pattern attention cache; the others name what stops them."""
+    reasons = {path.stem: why_no_cache(spec_of(path)) for path in DECODER_SPECS}
+    cached = {"adaptive-span-decoder", "alibi-decoder", "gpt2-small", "image-transformer", "image-transformer-2d",
+              "llama-style", "music-transformer", "sliding-window-decoder", "sparse-transformer",
+              "talking-heads-realformer", "linear-transformer", "lstm-lm"}
+    assert {name for name, reason in reasons.items() if not reason} >= cached
+    assert "segment memory" in reasons["transformer-xl-decoder"] and "pooling" in reasons["hourglass-lm"]
+    assert "'local_rnn'" in reasons["r-transformer"]
+    assert "hash buckets" in reasons["reformer-lm"] and "centroid" in reasons["routing-transformer"]
+    assert "slots" in reasons["t-dmca"]
+    assert "encoder-decoder" in why_no_cache(spec_of(ROOT / "specs" / "t5-small.yaml"))
+
+
+def test_sliding_window_cache_stays_the_window_over_a_long_run():
+    """Steps far past the window: the cache never grows beyond it, and the last logits are the
+    forward-only graph's over the whole sequence."""
+    from conftest import tiny_spec
+
+    text = tiny_spec("decoder", "rope").replace("max_length: 32", "max_length: 160").replace(
+        "block: {placement: pre}", "block: {placement: pre, attention: {kind: sliding_window, window: 6}}")
+    spec = parse_spec(text, "window.yaml")
+    cached = Cached(compile_spec(spec).model)
+    ids = np.random.default_rng(3).integers(0, spec.model.vocab_size, (1, 150))
+    past, logits = cached.empty(1), []
+    for t in range(ids.shape[1]):
+        held = cached.past_length(past)
+        step, past = cached.run(ids[:, t:t + 1], np.ones((1, held + 1), np.int64), np.array([[t]]), past)
+        logits.append(step)
+        assert all(value.shape[2] == min(t + 1, 6) for value in past.values())
+    forward = ort.InferenceSession(compile_spec(spec, cache=False).model.serialize())
+    (want,) = forward.run(["logits"], {"input_ids": ids, "attention_mask": np.ones_like(ids)})
+    close(np.concatenate(logits, axis=1), want, "150 steps through a window of 6")

@@ -60,15 +60,18 @@ class LayerCache:
     index: int
     presents: dict = field(default_factory=dict)
 
-    def extend(self, ctx, key: Value, value: Value) -> tuple[Value, Value]:
-        """New keys and values (B, Hkv, S, Dh) -> the past ones followed by them (B, Hkv, P+S, Dh)."""
+    def extend(self, ctx, key: Value, value: Value, keep: int | None = None) -> tuple[Value, Value]:
+        """New keys and values (B, Hkv, S, Dh) -> the past ones followed by them (B, Hkv, P+S, Dh);
+        the present keeps only the last `keep` of them when later queries can reach no further back (a
+        sliding window), so the cache stays that size however long generation runs."""
         extended = []
         for name, new in (("key", key), ("value", value)):
             _, heads, _, width = ctx.type_of(new).shape
             past = ctx.input(f"past_key_values.{self.index}.{name}", "float32", (BATCH, heads, PAST, width),
                              role=f"past_{name}")
             both = ctx.op("concat", past, new, axis=2, label=f"Cache{name.title()}")
-            self.presents[f"present.{self.index}.{name}"] = both
+            kept = both if keep is None else ctx.op("keep_last", both, axis=2, count=keep, label="Window")
+            self.presents[f"present.{self.index}.{name}"] = kept
             extended.append(both)
         return extended[0], extended[1]
 

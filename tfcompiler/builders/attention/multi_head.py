@@ -121,7 +121,10 @@ def attention_context(ctx, options: MultiHeadOptions, spec, site: Site, query, k
     scheme = POSITIONS.builder(site.positional) if site.positional is not None else None
     if scheme is not None and scheme.rotate is not None:
         parts = scheme.rotate(ctx, site.positional, spec, parts, site)
-    parts.key, parts.value = site.extend(ctx, parts.key, parts.value)
+    bound = pattern.distance_bound() if pattern is not None and site.causal else None
+    if options.residual_scores:  # the next layer adds these scores: its keys must be as many
+        bound = None
+    parts.key, parts.value = site.extend(ctx, parts.key, parts.value, keep=bound)
     if scheme is not None and scheme.attend is not None:
         parts = scheme.attend(ctx, site.positional, spec, parts, site)
     if options.span is not None:

@@ -33,9 +33,10 @@ class Site:
     levels: tuple[int, int] = (0, 0)  # poolings between the tokens and the queries, and the keys (Funnel)
     cache: Any = None  # a decoder's LayerCache: the keys are the past ones followed by x's own
 
-    def extend(self, ctx, key, value):
-        """The keys and values attended: the cached past ones, then the new ones."""
-        return self.cache.extend(ctx, key, value) if self.cache is not None else (key, value)
+    def extend(self, ctx, key, value, keep: int | None = None):
+        """The keys and values attended: the cached past ones, then the new ones (the cache keeps the
+        last `keep` when later queries reach no further)."""
+        return self.cache.extend(ctx, key, value, keep) if self.cache is not None else (key, value)
 
     def own_mask(self, ctx):
         """The padding mask (B, S) of x's own tokens, or None: with a cache the mask covers the past
