@@ -42,12 +42,13 @@ def run_cell(e, attrs, sequence_major: str, weights: list, lengths: str, directi
 def real_first(e, mask: str) -> tuple[str, str]:
     """mask (B, S) -> where each position goes when a row's real tokens move to its front in order
     (their rank among the real ones; the pads' after them), (B, S) int64, and the real counts (B,)."""
-    real = e.node1("Cast", e.node1("Not", e.node1("Equal", mask, e.const(0))), to=7)  # int64 0/1
+    is_real = e.node1("Not", e.node1("Equal", mask, e.const(0)))
+    real = e.node1("Cast", is_real, to=7)  # int64 0/1
     count = reduce(e, "ReduceSum", real, [1])  # (B, 1)
     rank_real = e.node1("Sub", e.node1("CumSum", real, e.const(1)), e.const(1))
     rank_pad = e.node1("Add", count, e.node1("Sub", e.node1("CumSum", e.node1("Sub", e.const(1), real), e.const(1)),
                                              e.const(1)))
-    places = e.node1("Where", e.node1("Cast", real, to=9), rank_real, rank_pad)
+    places = e.node1("Where", is_real, rank_real, rank_pad)
     return places, e.node1("Squeeze", count, e.const([1]))
 
 

@@ -1,19 +1,19 @@
 """Attention kind `recurrent`: an RNN, LSTM or GRU layer as the block's sequence mixer, with
 PyTorch's equations and weight layout (tfcompiler.ir.ops.recurrent), lowered to ONNX RNN / LSTM / GRU.
-Bidirectional layers (encoder stacks only) run a backward direction too and concatenate both; each direction
-has width/directions hidden units, so the layer keeps the model width. Padded positions (right
-padding) are skipped, as PyTorch's packed sequences. A plain stacked RNN is blocks of this kind
-with `placement: none` and `ffn: {enabled: false}`; inside ordinary blocks it mixes the sequence
-with residuals, norms and an FFN around it. Padding can be anywhere: a padded step leaves the state
-as it is. In a decoder compiled with a cache (tfcompiler.builders.cache) every recurrent layer carries
-its state between calls as the cache's fixed-size states: `past_state.N.h` (and `.c` for an LSTM),
-(batch, 1, width), N the decoder layer, zeros before the first call, `present_state.N.h` (`.c`) after it,
-so generation feeds one token per step. Without a cache (--no-cache), `state` gives the layer the same
-carried state by its own names: inputs `past_states.K.h` (`.c`), outputs `present_states.K.h` (`.c`),
-shaped (1, batch, width), K counting the stateful layers from 0 (tfc_runtime.Segments carries them). With
-`start: encoder` (the decoder of an encoder-decoder, Sutskever et al. 2014) the decoder's k-th
-recurrent layer starts from the final state of the encoder's k-th one (a bidirectional layer's two
-directions concatenated), each row's state after its last real token.
+Bidirectional layers (encoder stacks only) run a backward direction too and concatenate both; each
+direction has width/directions hidden units, so the layer keeps the model width. Padded positions are
+skipped wherever they are (a padded step leaves the state as it is; right padding as PyTorch's packed
+sequences). A plain stacked RNN is blocks of this kind with `placement: none` and `ffn: {enabled:
+false}`; inside ordinary blocks it mixes the sequence with residuals, norms and an FFN around it.
+In a decoder compiled with a cache (tfcompiler.builders.cache) every recurrent layer carries its
+state between calls as the cache's fixed-size states: `past_state.N.h` (and `.c` for an LSTM),
+(batch, 1, width), N the decoder layer, zeros before the first call, `present_state.N.h` (`.c`) after
+it, so generation feeds one token per step. Without a cache (--no-cache), `state` gives the layer the
+same carried state by its own names: inputs `past_states.K.h` (`.c`), outputs `present_states.K.h`
+(`.c`), shaped (1, batch, width), K counting the stateful layers from 0 (tfc_runtime.Segments carries
+them). With `start: encoder` (the decoder of an encoder-decoder, Sutskever et al. 2014) the decoder's
+k-th recurrent layer starts from the final state of the encoder's k-th one (a bidirectional layer's
+two directions concatenated), each row's state after its last real token.
 """
 from __future__ import annotations
 
