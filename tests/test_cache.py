@@ -222,7 +222,9 @@ def check_two_models(spec) -> None:
     encoded = dict(zip(names, encoder.run(None, {"input_ids": source, "attention_mask": source_mask})))
     cross = {name.replace("present.", "past_key_values."): value for name, value in encoded.items()
              if name.startswith("present.")}
-    past, pieces, start = decoder.empty(2), [], 0
+    first = {name.replace("present_state.", "past_state."): value for name, value in encoded.items()
+             if name.startswith("present_state.")}  # recurrent layers that start from the encoder's states
+    past, pieces, start = {**decoder.empty(2), **first}, [], 0
     for size in CHUNKS:
         end = start + size
         steps = np.tile(np.arange(start, end), (2, 1))

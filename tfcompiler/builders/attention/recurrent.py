@@ -123,6 +123,24 @@ def build_recurrent(ctx, options: RecurrentOptions, spec, site):
     return outputs[0]
 
 
+def handed_over_states(ctx, spec) -> dict:
+    """The encoder model's outputs for a decoder model (tfcompiler.builders.seq2seq): each `start:
+    encoder` decoder layer i's first state, `present_state.{i}.decoder.h` (`.c`) (B, 1, H), which the
+    caller feeds as that layer's past_state in the decoder model's first call."""
+    outputs, k = {}, -1
+    for i, block in enumerate(spec.decoder_blocks):
+        if not isinstance(block.attention, RecurrentOptions):
+            continue
+        k += 1
+        if block.attention.start == "encoder":
+            parts = ("h", "c") if block.attention.cell == "lstm" else ("h",)
+            with ctx.at("decoder", "layers", i, "attention"):
+                for part, state in zip(parts, ctx.carried["encoder_states"][k]):
+                    outputs[f"present_state.{i}.decoder.{part}"] = ctx.op("transpose", handed_over(ctx, state),
+                                                                          perm=(1, 0, 2))
+    return outputs
+
+
 def handed_over(ctx, state):
     """An encoder layer's final state (directions, B, H/directions) as one direction (1, B, H)."""
     directions = ctx.type_of(state).shape[0]
