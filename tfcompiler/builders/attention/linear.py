@@ -23,6 +23,7 @@ class LinearOptions(AttentionKind):
     eps: float = option(1e-6, doc="Added to the normaliser.", minimum=0.0)
 
     no_cache_because: ClassVar[str] = ""  # causal: its running sums are the state (past_state.N.*)
+    cached_as: ClassVar[str] = "the running sums Σφ(k)vᵀ, Σφ(k) (`past_state.N.kv_sum`, `.k_sum`): O(1) a step"
 
     def problems(self, spec, where):
         yield from no_score_positions("linear", spec)

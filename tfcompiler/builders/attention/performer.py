@@ -39,6 +39,8 @@ class PerformerOptions(AttentionKind):
     seed: int = option(0, doc="Seed of the random features.", minimum=0)
 
     no_cache_because: ClassVar[str] = ""  # causal: running sums and their stabiliser (past_state.N.*)
+    cached_as: ClassVar[str] = ("the running sums and the keys' stabiliser they are summed under "
+                                "(`past_state.N.kv_sum`, `.k_sum`, `.k_max`): O(1) a step")
 
     def problems(self, spec, where):
         yield from no_score_positions("performer", spec)

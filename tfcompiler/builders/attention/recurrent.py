@@ -40,6 +40,7 @@ class RecurrentOptions(AttentionKind):
 
     self_only: ClassVar[bool] = True  # attends its own sequence only: no cross-attention
     no_cache_because: ClassVar[str] = ""  # its h (and c) are the state (past_state.N.h)
+    cached_as: ClassVar[str] = "its state (`past_state.N.h`, and `.c` for an LSTM): O(1) a step"
 
     cell: str = option("lstm", doc="rnn, lstm or gru.", choices=tuple(GATES))
     bidirectional: bool = option(False, doc="A backward direction too (encoders); outputs concatenated.")

@@ -38,6 +38,7 @@ class RfaOptions(AttentionKind):
     gate: bool = option(False, doc="RFA-Gate: a learned forgetting gate per head (decoders).")
 
     no_cache_because: ClassVar[str] = ""  # causal: its (gated) running sums are the state (past_state.N.*)
+    cached_as: ClassVar[str] = "the (gated) running sums (`past_state.N.kv_sum`, `.k_sum`): O(1) a step"
 
     def problems(self, spec, where):
         yield from no_score_positions("rfa", spec)
