@@ -97,11 +97,12 @@ class LayerCache:
     def state(self, ctx, name: str, shape: tuple) -> Value:
         """A fixed-size state the layer carries from step to step (running sums of linear attention):
         the input `past_state.{i}.{name}`, zeros before the first call; give the new one to `update`."""
-        return ctx.input(f"past_state.{self.index}.{name}", "float32", (BATCH,) + tuple(shape), role="state")
+        return ctx.input(f"past_state.{self.index}{self.suffix}.{name}", "float32", (BATCH,) + tuple(shape),
+                         role="state")
 
     def update(self, name: str, value: Value) -> None:
         """The state after this call: the output `present_state.{i}.{name}`."""
-        self.presents[f"present_state.{self.index}.{name}"] = value
+        self.presents[f"present_state.{self.index}{self.suffix}.{name}"] = value
 
 
 @dataclass

@@ -3,6 +3,7 @@ reads the source once and gives, besides its states, every decoder layer's cross
 values; the decoder model reads them and keeps its own self-attention cache, a step at a time.
 
     encoder_model:  input_ids, attention_mask -> last_hidden_state, present.{i}.encoder.key / .value
+                    [, present_state.{i}.decoder.h / .c: a `start: encoder` recurrent layer's first state]
     decoder_model:  input_ids, attention_mask (B, P+S), [position_ids], encoder_attention_mask,
                     past_key_values.{i}.encoder.key / .value, past_key_values.{i}.decoder.key / .value
                     -> logits, present.{i}.decoder.key / .value
@@ -14,6 +15,7 @@ from __future__ import annotations
 from ..ir.graph import Graph
 from ..ir.types import BATCH
 from .attention.multi_head import keys_and_values
+from .attention.recurrent import handed_over_states
 from .cache import ENCODER_SEQUENCE, DecoderCache
 from .context import Context
 from .heads import build_head
@@ -31,6 +33,7 @@ def build_encoder_model(spec) -> Graph:
         with ctx.at("decoder", "layers", i, "cross_attention"):
             key, value = keys_and_values(ctx, cross, spec, hidden)
         ctx.graph.outputs.update({f"present.{i}.encoder.key": key, f"present.{i}.encoder.value": value})
+    ctx.graph.outputs.update(handed_over_states(ctx, spec))
     return ctx.graph
 
 

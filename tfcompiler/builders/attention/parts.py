@@ -39,6 +39,13 @@ class Site:
         last `keep` when later queries reach no further)."""
         return self.cache.extend(ctx, key, value, keep) if self.cache is not None else (key, value)
 
+    def own_mask(self, ctx):
+        """The padding mask (B, S) of x's own tokens, or None: with a cache the mask covers the past
+        keys too, and a layer that carries a fixed-size state reads only the new tokens'."""
+        if self.cache is None or self.mask is None:
+            return self.mask
+        return ctx.op("trailing", self.mask, self.x, axis=1, like_axis=1, label="NewTokensMask")
+
     @property
     def is_self(self) -> bool:
         return self.memory is self.x or self.recurrent
