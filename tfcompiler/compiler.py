@@ -144,7 +144,9 @@ def compile_spec(spec: Spec | str | Path, weights: str | None = None, seed: int 
                 "tfcompiler.cache": "kv" if not graph.metadata["no_cache"] else f"none: {graph.metadata['no_cache']}",
                 "tfcompiler.left_padding": why_left_padding_shifts(spec) or "exact",
                 "tfcompiler.weights": f"file:{Path(weights).name}" if weights else f"seed:{seed}",
-                "tfcompiler.quantize": quantize, "tfcompiler.dtype": dtype}
+                "tfcompiler.quantize": quantize, "tfcompiler.dtype": dtype,
+                **({"tfcompiler.generation": json.dumps(spec.generation.settings(), sort_keys=True)}
+                   if spec.generation else {})}
     model = to_onnx(graph, opset, metadata, target, precision=dtype)
     if dtype != "fp32":
         progress(dtype)
