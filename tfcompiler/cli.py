@@ -132,8 +132,8 @@ def cmd_init_weights(args) -> int:
 def cmd_import_hf(args) -> int:
     from .importers.hf import import_hf
 
-    spec_path, weights_path = import_hf(args.model_dir, args.output)
-    print(f"imported {args.model_dir} -> {spec_path}, {weights_path}")
+    files = import_hf(args.model_dir, args.output)
+    print(f"imported {args.model_dir} -> {', '.join(map(str, files))}")
     return 0
 
 
@@ -250,7 +250,8 @@ def parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("import-hf", help="turn a Hugging Face model folder into a spec and weights")
     c.add_argument("model_dir")
-    c.add_argument("-o", "--output", required=True, help="folder for spec.yaml and weights.safetensors")
+    c.add_argument("-o", "--output", required=True,
+                   help="folder for spec.yaml, weights.safetensors and the checkpoint's tokenizer files")
     c.set_defaults(func=cmd_import_hf)
 
     c = sub.add_parser("inspect", help="parameters, FLOPs, ops and I/O of a spec or a model")
