@@ -187,6 +187,19 @@ def test_generation_ids_outside_the_vocabulary_are_located(tmp_path, capsys):
         capsys.readouterr().err
 
 
+def test_the_generation_ids_shrink_with_the_vocabulary():
+    """--verify checks numerics on a shrunk copy (64 tokens): ids beyond it wrap into it, so the copy stays valid."""
+    from tfcompiler.language import parse_spec
+    from tfcompiler.language.shrink import shrink_text
+
+    text = GPT2_LIKE.replace("vocab_size: 50", "vocab_size: 500") + "generation: {eos_token_id: [7, 260], " \
+        "bos_token_id: 499, pad_token_id: 0, max_new_tokens: 100}\n"
+    shrunk = parse_spec(shrink_text(text))
+    assert shrunk.model.vocab_size == 64
+    assert shrunk.generation.settings() == {"eos_token_id": [7, 260 % 64], "bos_token_id": 499 % 64,
+                                            "pad_token_id": 0, "max_new_tokens": 100}
+
+
 # --- tfc import-hf ------------------------------------------------------------------------------------
 def save_tiny_gpt2(folder: Path, generation_config: dict | None = None):
     """A two-layer GPT-2 from a config (random weights) and a word-level tokenizer, both saved as
