@@ -16,7 +16,7 @@ present grows by the new tokens at each call rather than being written into a ma
 
 A decoder-only model with a KV cache has that form unless it carries more between calls (the
 fixed-size layer states of linear attention, ``past_state.N.*``) or takes inputs genai does not feed;
-:func:`genai_config` then gives no config and says why.
+:func:`why_not` says which.
 """
 from __future__ import annotations
 
@@ -29,37 +29,49 @@ MODEL_TYPE = "decoder"
 PROVIDERS = {"ort-cuda": [{"cuda": {}}]}
 
 
-def genai_config(compiled, state: dict, filename: str) -> tuple[dict | None, str]:
-    """(the config, "") for a model onnxruntime-genai can run from ``filename``, else (None, why not).
-    ``state``: past input -> {present, shape, dtype}, as generation.json records it."""
+def why_not(compiled, state: dict) -> str:
+    """"" when onnxruntime-genai can run the compiled model, else why it cannot. ``state``: past input ->
+    {present, shape, dtype}, as generation.json records it."""
     spec, proto = compiled.spec, compiled.model.proto
     metadata = {prop.key: prop.value for prop in proto.metadata_props}
     if spec.topology != "decoder":
-        return None, f"it runs decoder-only models, this one is {spec.topology}"
+        return f"it runs decoder-only models, this one is {spec.topology}"
     if metadata["tfcompiler.cache"] != "kv":
-        return None, f"it runs decoders with a KV cache, this one has {metadata['tfcompiler.cache']}"
-    if "logits" not in {output.name for output in proto.graph.output}:
-        return None, f"it reads the logits of an LM head, this model's head is '{spec.head.kind}'"
+        return f"it runs decoders with a KV cache, this one has {metadata['tfcompiler.cache']}"
     defaults = {name for name, _ in compiled.model.initializers}
     for port in proto.graph.input:
         if port.name not in FED | defaults and not PAST_KEY.fullmatch(port.name):
             carried = f" (carried from call to call as {state[port.name]['present']})" if port.name in state else ""
-            return None, f"it feeds input_ids, attention_mask, position_ids and past keys and values only, not " \
-                         f"{port.name}{carried}"
-    caches = {name: entry for name, entry in state.items() if PAST_KEY.fullmatch(name)}
-    layers = sorted({int(PAST_KEY.fullmatch(name).group(1)) for name in caches})
-    heads_and_widths = {(entry["shape"][1], entry["shape"][3]) for entry in caches.values()}  # (B, Hkv, P, Dh)
-    presents = {entry["present"] for entry in caches.values()}
-    if len(caches) != 2 * len(layers) or layers != list(range(len(layers))) or len(heads_and_widths) != 1 \
-            or presents != {f"present.{i}.{part}" for i in layers for part in ("key", "value")}:
-        return None, "it needs a key and a value cache of one shape for each layer 0..N-1"
-    (kv_heads, head_size), = heads_and_widths
+            return f"it feeds input_ids, attention_mask, position_ids and past keys and values only, not " \
+                   f"{port.name}{carried}"
+    layers = _layers(state)
+    if layers != list(range(len(layers))) or len(_heads_and_widths(state)) != 1:
+        return "it needs a key and a value cache of one shape for each layer 0..N-1"
+    return ""
+
+
+def _layers(state: dict) -> list[int]:
+    """The layers with a past key or value, in order."""
+    return sorted({int(PAST_KEY.fullmatch(name).group(1)) for name in state if PAST_KEY.fullmatch(name)})
+
+
+def _heads_and_widths(state: dict) -> set[tuple[int, int]]:
+    """(Hkv, Dh) of each past key and value (B, Hkv, P, Dh)."""
+    return {(entry["shape"][1], entry["shape"][3]) for name, entry in state.items() if PAST_KEY.fullmatch(name)}
+
+
+def genai_config(compiled, state: dict, filename: str) -> dict:
+    """The genai_config.json of a model that onnxruntime-genai can run (`why_not` is "") from ``filename``."""
+    spec, proto = compiled.spec, compiled.model.proto
+    target = next(prop.value for prop in proto.metadata_props if prop.key == "tfcompiler.target")
+    (kv_heads, head_size), = _heads_and_widths(state)
+    inputs = {port.name for port in proto.graph.input}
     decoder = {
         "filename": filename, "session_options": {"log_id": "onnxruntime-genai",
-                                                  "provider_options": PROVIDERS.get(metadata["tfcompiler.target"], [])},
+                                                  "provider_options": PROVIDERS.get(target, [])},
         "hidden_size": spec.model.width, "head_size": head_size, "num_attention_heads": spec.model.heads,
-        "num_key_value_heads": kv_heads, "num_hidden_layers": len(layers),
-        "inputs": {**{name: name for name in FED if name in {port.name for port in proto.graph.input}},
+        "num_key_value_heads": kv_heads, "num_hidden_layers": len(_layers(state)),
+        "inputs": {**{name: name for name in FED & inputs},
                    "past_key_names": "past_key_values.%d.key", "past_value_names": "past_key_values.%d.value"},
         "outputs": {"logits": "logits", "present_key_names": "present.%d.key",
                     "present_value_names": "present.%d.value"}}
@@ -68,4 +80,4 @@ def genai_config(compiled, state: dict, filename: str) -> tuple[dict | None, str
              "decoder": decoder, **{key: value for key, value in ids.items() if key.endswith("_token_id")}}
     search = {"do_sample": False, "num_beams": 1, "max_length": spec.model.max_length,
               "past_present_share_buffer": False}
-    return {"model": model, "search": search}, ""
+    return {"model": model, "search": search}

@@ -25,7 +25,7 @@ import numpy as np
 from onnx import helper
 
 from .errors import OutputError, TfcError
-from .genai_config import genai_config
+from .genai_config import genai_config, why_not
 
 MODEL = "model.onnx"
 GENERATION = "generation.json"
@@ -93,11 +93,11 @@ def _write(compiled, stage: Path, external_data: bool | None, tokenizer: list[Pa
     generation = generation_json(compiled)
     if generation is not None:
         files.append(_write_json(stage / GENERATION, generation))
-        config, why_not = genai_config(compiled, generation["state"], MODEL)
-        if config is not None:
-            files.append(_write_json(stage / GENAI, config))
+        reason = why_not(compiled, generation["state"])
+        if reason:
+            notes.append(f"no {GENAI}: onnxruntime-genai cannot run this model ({reason})")
         else:
-            notes.append(f"no {GENAI}: onnxruntime-genai cannot run this model ({why_not})")
+            files.append(_write_json(stage / GENAI, genai_config(compiled, generation["state"], MODEL)))
     for source in tokenizer:
         shutil.copyfile(source, stage / source.name)
         files.append(stage / source.name)
