@@ -174,6 +174,18 @@ def test_an_error_while_writing_leaves_the_folder_as_it_was(tmp_path, capsys, mo
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "spec.yaml"]
 
 
+def test_a_failing_model_write_names_the_file_in_the_folder(tmp_path, capsys, monkeypatch):
+    from tfcompiler.errors import OutputError
+    from tfcompiler.lower.serialize import LoweredModel
+
+    def full(self, path, external_data=None):  # as atomic_path reports a full disk
+        raise OutputError(f"{path}: cannot write: No space left on device")
+    monkeypatch.setattr(LoweredModel, "save", full)
+    assert compile_to(tmp_path, GPT2_LIKE, f"{tmp_path}/new/") == 1
+    assert f"{tmp_path}/new/model.onnx: cannot write: No space left on device" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["spec.yaml"]
+
+
 def test_a_missing_tokenizer_folder_is_a_located_error(tmp_path, capsys):
     assert compile_to(tmp_path, GPT2_LIKE + "tokenizer: nowhere\n", f"{tmp_path}/m/") == 1
     err = capsys.readouterr().err

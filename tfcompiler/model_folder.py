@@ -80,6 +80,8 @@ def write_model_folder(compiled, folder: str | Path, external_data: bool | None 
             os.umask(umask)
             os.chmod(stage, 0o777 & ~umask)  # mkdtemp makes 0700; the folder should look like any new one
             os.replace(stage, folder)
+    except OutputError as e:  # the model's own writer names the staged file: name the one it stands for
+        raise OutputError(str(e).replace(str(stage), str(folder))) from None
     except OSError as e:
         raise OutputError(f"{folder}: cannot write: {e.strerror}") from None
     finally:
