@@ -250,7 +250,7 @@ def test_import_hf_carries_the_ids_and_tokenizer_into_the_model_folder(tmp_path)
     assert json.loads(metadata(folder / "model.onnx")["tfcompiler.generation"])["eos_token_id"] == [2, 5]
 
 
-def test_import_hf_without_a_tokenizer_or_with_negative_ids(tmp_path):
+def test_import_hf_without_a_tokenizer_or_with_negative_ids_or_a_broken_generation_config(tmp_path, capsys):
     transformers = pytest.importorskip("transformers")
     config = transformers.GPT2Config(vocab_size=64, n_positions=32, n_embd=16, n_layer=1, n_head=2,
                                       bos_token_id=1, eos_token_id=2, pad_token_id=-1)  # old Llama's "no pad"
@@ -260,6 +260,10 @@ def test_import_hf_without_a_tokenizer_or_with_negative_ids(tmp_path):
     assert "generation:\n  eos_token_id: 2\n  bos_token_id: 1\n" in spec_text
     assert "pad_token_id" not in spec_text and "tokenizer:" not in spec_text
     assert sorted(p.name for p in (tmp_path / "imported").iterdir()) == ["spec.yaml", "weights.safetensors"]
+    (tmp_path / "hf" / "generation_config.json").write_text("{")
+    assert main(["import-hf", str(tmp_path / "hf"), "-o", str(tmp_path / "again")]) == 1
+    assert f"{tmp_path / 'hf' / 'generation_config.json'}: cannot read the generation config" in capsys.readouterr().err
+    assert not (tmp_path / "again").exists()
 
 
 # --- onnxruntime-genai --------------------------------------------------------------------------------
