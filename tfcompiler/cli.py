@@ -33,7 +33,9 @@ class Progress:
 
 def cmd_compile(args) -> int:
     from .compiler import compile_spec, verify_verdict
+    from .model_folder import folder_output, write_model_folder
 
+    folder = folder_output(args.output)  # before compiling: a bad -o fails at once
     progress = Progress(args.quiet)
     compiled = compile_spec(args.spec, weights=args.weights, seed=args.seed, opset=args.opset,
                             pipeline=args.pipeline, dump_after=set(args.dump_after or ()),
@@ -58,7 +60,14 @@ def cmd_compile(args) -> int:
     if args.verify:
         print(verify_verdict(compiled))
     progress("write")
-    files = compiled.model.save(args.output, external_data=True if args.external_data else None)
+    external_data = True if args.external_data else None
+    if folder is None:
+        files = compiled.model.save(args.output, external_data=external_data)
+    else:
+        written = write_model_folder(compiled, folder, external_data)
+        files = written.files
+        for note in written.notes:
+            print(note, file=sys.stderr)
     weight_bytes = compiled.model.weight_bytes
     print(f"compiled {compiled.spec.name} ({compiled.spec.topology}, {compiled.parameters:,} parameters, "
           f"{weight_bytes / 2 ** 20:,.1f} MiB of weights) -> "
@@ -123,8 +132,8 @@ def cmd_init_weights(args) -> int:
 def cmd_import_hf(args) -> int:
     from .importers.hf import import_hf
 
-    spec_path, weights_path = import_hf(args.model_dir, args.output)
-    print(f"imported {args.model_dir} -> {spec_path}, {weights_path}")
+    files = import_hf(args.model_dir, args.output)
+    print(f"imported {args.model_dir} -> {', '.join(map(str, files))}")
     return 0
 
 
@@ -188,7 +197,10 @@ def parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("compile", help="compile a spec to an ONNX model")
     c.add_argument("spec")
-    c.add_argument("-o", "--output", required=True, help="the .onnx file to write")
+    c.add_argument("-o", "--output", required=True,
+                   help="the .onnx file to write, or a model folder (a trailing slash, or an existing folder): "
+                        "model.onnx, generation.json, genai_config.json where onnxruntime-genai runs the model, "
+                        "and the spec's tokenizer files")
     c.add_argument("--weights", help="safetensors file with tfcompiler's canonical names")
     c.add_argument("--seed", type=int, default=0, help="seed of the random initialisation")
     c.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"{MIN_OPSET}..{MAX_OPSET}")
@@ -238,7 +250,8 @@ def parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("import-hf", help="turn a Hugging Face model folder into a spec and weights")
     c.add_argument("model_dir")
-    c.add_argument("-o", "--output", required=True, help="folder for spec.yaml and weights.safetensors")
+    c.add_argument("-o", "--output", required=True,
+                   help="folder for spec.yaml, weights.safetensors and the checkpoint's tokenizer files")
     c.set_defaults(func=cmd_import_hf)
 
     c = sub.add_parser("inspect", help="parameters, FLOPs, ops and I/O of a spec or a model")

@@ -147,7 +147,9 @@ def compile_spec(spec: Spec | str | Path, weights: str | None = None, seed: int 
                 "tfcompiler.left_padding": why_left_padding_shifts(spec) or "exact",
                 **({"tfcompiler.part": part} if part else {}),
                 "tfcompiler.weights": f"file:{Path(weights).name}" if weights else f"seed:{seed}",
-                "tfcompiler.quantize": quantize, "tfcompiler.dtype": dtype}
+                "tfcompiler.quantize": quantize, "tfcompiler.dtype": dtype,
+                **({"tfcompiler.generation": json.dumps(spec.generation.settings(), sort_keys=True)}
+                   if spec.generation else {})}
     model = to_onnx(graph, opset, metadata, target, precision=dtype)
     if dtype != "fp32":
         progress(dtype)
