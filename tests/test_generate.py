@@ -1,0 +1,304 @@
+"""The generate loop of the deploy runtime (tfc_runtime.Generator): greedy decoding equals the argmax of
+a full forward step by step; a KV cache (kept in onnxruntime) gives the fallback's tokens; left-padded
+rows equal the rows alone; end-of-sequence, min_new_tokens and every logits processor behave as
+Hugging Face transformers' own; seeded sampling is reproducible and draws the softmax's frequencies;
+`tfc generate` prints JSON and clear errors."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from conftest import tiny_spec
+from kv_toy import VOCAB, toy_decoder
+from tfc_runtime import Generator, Model, random_inputs
+from tfc_runtime.generation_logits import Choice, pick, process
+
+from tfcompiler import compile_spec, parse_spec
+from tfcompiler.cli import main
+
+LLAMA = """\
+tfc: 1
+name: tiny-llama
+topology: decoder
+model: {width: 32, heads: 4, kv_heads: 2, ffn_width: 48, vocab_size: 50, max_length: 32, bias: false}
+positional: {kind: rope, layout: half_split, base: 10000}
+block: {placement: pre, norm: {kind: rms_norm, epsilon: 1e-5}, ffn: {activation: swiglu}}
+decoder: {layers: 2}
+head: {kind: lm, tied: false}
+"""
+SPECS = {"gpt2-like": tiny_spec(), "llama-like": LLAMA}
+PROMPTS = [[3, 4, 5, 6, 7], [8, 9], [10, 11, 12]]
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    """Path per name: the compiled tiny specs and the hand-written toy decoder (cached, windowed, with a
+    running state; each with its uncached twin)."""
+    folder, paths = tmp_path_factory.mktemp("generate"), {}
+    for name, text in SPECS.items():
+        paths[name] = folder / f"{name}.onnx"
+        compile_spec(parse_spec(text)).model.save(paths[name])
+    for name, options in {"toy": {}, "toy-window": {"window": 3}, "toy-state": {"state": True}}.items():
+        for cache in (True, False):
+            paths[name + ("" if cache else "-full")] = folder / f"{name}-{cache}.onnx"
+            paths[name + ("" if cache else "-full")].write_bytes(toy_decoder(cache, **options))
+    return paths
+
+
+def reference_greedy(path, prompts: list[list[int]], steps: int) -> np.ndarray:
+    """Left-pad, then `steps` times: the whole sequence through onnxruntime, argmax of the last logits."""
+    session = ort.InferenceSession(str(path))
+    width = max(map(len, prompts))
+    ids = np.array([[0] * (width - len(p)) + p for p in prompts], np.int64)
+    mask = np.array([[0] * (width - len(p)) + [1] * len(p) for p in prompts], np.int64)
+    for _ in range(steps):
+        feeds = {"input_ids": ids, "attention_mask": mask,
+                 "position_ids": np.where(mask == 0, 1, mask.cumsum(1) - 1)}
+        for i in session.get_inputs():  # empty pasts: the cached form recomputes everything too
+            if i.name.startswith("past_"):
+                shape = [len(ids) if "batch" in str(d) else 0 if isinstance(d, str) else d for d in i.shape]
+                feeds[i.name] = np.zeros(shape, np.float32)
+        logits = session.run(["logits"], {i.name: feeds[i.name] for i in session.get_inputs()})[0]
+        ids = np.concatenate([ids, logits[:, -1].argmax(-1)[:, None]], axis=1)
+        mask = np.concatenate([mask, np.ones_like(mask[:, :1])], axis=1)
+    return ids
+
+
+@pytest.mark.parametrize("name", ["gpt2-like", "llama-like", "toy", "toy-window", "toy-state-full"])
+def test_greedy_is_the_argmax_of_the_full_forward_step_by_step(models, name):
+    out = Generator(models[name]).generate(PROMPTS, max_new_tokens=6)
+    np.testing.assert_array_equal(out, reference_greedy(models[name], PROMPTS, 6))
+
+
+@pytest.mark.parametrize("name", ["toy", "toy-window", "toy-state"])
+def test_the_cache_gives_the_fallbacks_tokens(models, name):
+    cached, full = Generator(models[name]), Generator(models[name + "-full"])
+    assert cached.cached and not full.cached
+    first = cached.generate(PROMPTS, max_new_tokens=12)
+    np.testing.assert_array_equal(first, full.generate(PROMPTS, max_new_tokens=12))
+    np.testing.assert_array_equal(first, cached.generate(PROMPTS, max_new_tokens=12, use_cache=False))
+
+
+@pytest.mark.parametrize("name", ["toy", "toy-window", "toy-full"])
+def test_left_padded_rows_equal_the_rows_alone(models, name):
+    generator = Generator(models[name])
+    batch = generator.generate(PROMPTS, max_new_tokens=8)
+    width = max(map(len, PROMPTS))
+    for row, prompt in zip(batch, PROMPTS):
+        alone = generator.generate([prompt], max_new_tokens=8)[0]
+        np.testing.assert_array_equal(row[width - len(prompt):], alone)
+
+
+def test_the_repetition_penalty_leaves_the_padding_out(models):
+    generator = Generator(models["toy"])
+    alone = generator.generate([[8, 9]], max_new_tokens=4, repetition_penalty=1000.0)
+    pad = int(alone[0, 2])  # penalized in the padded row, were the padding counted as seen
+    batch = generator.generate([[8, 9], [3, 4, 5]], max_new_tokens=4, repetition_penalty=1000.0, pad_token_id=pad)
+    np.testing.assert_array_equal(batch[0], [pad] + alone[0].tolist())
+
+
+def test_an_array_with_a_mask_is_left_padded_inside(models):
+    generator = Generator(models["toy"])
+    right = np.array([[8, 9, 0, 0, 0], [3, 4, 5, 6, 7]])
+    mask = np.array([[1, 1, 0, 0, 0], [1, 1, 1, 1, 1]])
+    out = generator.generate(right, attention_mask=mask, max_new_tokens=4, pad_token_id=0)
+    np.testing.assert_array_equal(out, generator.generate([[8, 9], [3, 4, 5, 6, 7]], max_new_tokens=4,
+                                                          pad_token_id=0))
+    assert out[0, :3].tolist() == [0, 0, 0]
+
+
+def test_end_of_sequence_stops_each_row_and_pads_it(models):
+    generator = Generator(models["toy"])
+    free = generator.generate(PROMPTS, max_new_tokens=10)
+    eos = int(free[0, 5 + 2])  # row 0's third new token
+    out = generator.generate(PROMPTS, max_new_tokens=10, eos_token_id=eos, pad_token_id=1)
+    ends = []
+    for row, free_row in zip(out[:, 5:], free[:, 5:]):
+        hits = np.flatnonzero(free_row == eos)
+        end = hits[0] + 1 if hits.size else 10
+        ends.append(end)
+        np.testing.assert_array_equal(row[:end], free_row[:end])  # the same tokens up to its end ...
+        assert (row[end:] == 1).all()  # ... then padding
+    assert out.shape[1] == 5 + max(ends) and ends[0] == 3  # stops when every row has ended
+
+
+def test_every_row_ending_stops_early_and_pad_defaults_to_eos(models):
+    generator = Generator(models["toy"])
+    first = generator.generate([[3, 4]], max_new_tokens=1)[0, -1]
+    out = generator.generate([[3, 4]], max_new_tokens=10, eos_token_id=[int(first), 99])
+    assert out.tolist() == [[3, 4, first]]
+    result = generator.generate([[3, 4], [5]], max_new_tokens=3, eos_token_id=int(first),
+                                return_dict_in_generate=True)
+    assert result.rows()[0] == [3, 4, first]  # cut after its end of sequence, padding gone
+    assert result.sequences[0, 3:].tolist() == [first] * (result.sequences.shape[1] - 3)
+
+
+def test_min_new_tokens_forbids_the_end_until_then(models):
+    generator = Generator(models["toy"])
+    first = int(generator.generate([[3, 4]], max_new_tokens=1)[0, -1])
+    out = generator.generate([[3, 4]], max_new_tokens=6, min_new_tokens=3, eos_token_id=first)
+    assert first not in out[0, 2:5].tolist()
+    assert out.shape[1] <= 2 + 6
+
+
+def test_a_streamer_gets_the_prompt_then_each_step(models):
+    class Recorder:
+        def __init__(self):
+            self.calls, self.ended = [], False
+
+        def put(self, ids):
+            self.calls.append(np.array(ids))
+
+        def end(self):
+            self.ended = True
+
+    recorder = Recorder()
+    out = Generator(models["toy"]).generate(PROMPTS, max_new_tokens=4, streamer=recorder)
+    assert recorder.ended and len(recorder.calls) == 5
+    np.testing.assert_array_equal(np.concatenate([recorder.calls[0]] + [c[:, None] for c in recorder.calls[1:]], 1),
+                                  out)
+
+
+def test_max_length_caps_the_total_and_refuses_longer_prompts(models):
+    generator = Generator(models["toy"])
+    assert generator.generate(PROMPTS, max_new_tokens=10, max_length=7).shape == (3, 7)
+    with pytest.raises(ValueError, match="more than the model's max_length 4"):
+        generator.generate(PROMPTS, max_length=4)
+
+
+def test_a_model_folder_gives_its_special_tokens(models, tmp_path):
+    (tmp_path / "model.onnx").write_bytes(models["toy"].read_bytes())
+    free = Generator(tmp_path).generate([[3, 4]], max_new_tokens=4)
+    (tmp_path / "generation.json").write_text(json.dumps({"eos_token_id": int(free[0, 3])}))
+    assert Generator(tmp_path).generate([[3, 4]], max_new_tokens=4).tolist() == [free[0, :4].tolist()]
+
+
+# --- the logits processors against Hugging Face transformers' own -----------------------------------------
+
+def hf_processors(choice: Choice, prompt_width: int, padding: list[int], eos: list[int]):
+    transformers = pytest.importorskip("transformers")
+    import torch
+    from transformers.generation import logits_process as lp
+
+    processors = []
+    if choice.repetition_penalty != 1.0:
+        processors.append(lp.RepetitionPenaltyLogitsProcessor(choice.repetition_penalty,
+                                                              prompt_ignore_length=torch.tensor(padding)))
+    if choice.min_new_tokens:
+        processors.append(lp.MinNewTokensLengthLogitsProcessor(prompt_width, choice.min_new_tokens, eos))
+    if choice.do_sample:
+        if choice.temperature != 1.0:
+            processors.append(lp.TemperatureLogitsWarper(choice.temperature))
+        if choice.top_k:
+            processors.append(lp.TopKLogitsWarper(choice.top_k))
+        if choice.top_p < 1.0:
+            processors.append(lp.TopPLogitsWarper(choice.top_p))
+    return transformers.LogitsProcessorList(processors)
+
+
+@pytest.mark.parametrize("choice", [
+    Choice(repetition_penalty=1.7), Choice(repetition_penalty=0.6), Choice(min_new_tokens=3),
+    Choice(do_sample=True, temperature=0.7, top_k=0), Choice(do_sample=True, top_k=5),
+    Choice(do_sample=True, top_k=0, top_p=0.8), Choice(do_sample=True, top_k=0, top_p=0.0),
+    Choice(do_sample=True, temperature=1.3, top_k=7, top_p=0.6, repetition_penalty=1.2, min_new_tokens=9),
+], ids=repr)
+def test_processors_match_transformers(choice):
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(0)
+    scores = (rng.standard_normal((4, 40)) * 3).astype(np.float32)
+    ids = rng.integers(0, 40, (4, 9))
+    padding = [0, 2, 5, 1]  # left padding of each row's prompt (6 columns), then 3 generated tokens
+    seen = np.zeros(scores.shape, bool)
+    for row, pad in zip(range(4), padding):
+        seen[row, ids[row, pad:]] = True
+    eos = np.array([ids[0, 7], 39])
+    ours = process(scores, choice, seen, new_tokens=3, eos=eos)
+    theirs = hf_processors(choice, 6, padding, eos.tolist())(torch.tensor(ids), torch.tensor(scores)).numpy()
+    np.testing.assert_array_equal(np.isinf(ours), np.isinf(theirs))
+    np.testing.assert_allclose(ours, theirs, rtol=1e-6, atol=1e-6)
+    filters = choice.min_new_tokens > 3 or (choice.do_sample and (choice.top_k > 0 or choice.top_p < 1))
+    assert bool(np.isinf(ours).any()) == filters  # the comparison saw some filtering where there is some
+
+
+def test_seeded_sampling_is_reproducible_and_draws_the_softmax(models):
+    generator = Generator(models["toy"])
+    options = dict(max_new_tokens=8, do_sample=True, top_k=0)
+    first = generator.generate(PROMPTS, seed=7, **options)
+    np.testing.assert_array_equal(first, generator.generate(PROMPTS, seed=7, **options))
+    assert not np.array_equal(first, generator.generate(PROMPTS, seed=8, **options))
+
+    logits = np.log(np.array([[0.4, 0.25, 0.15, 0.1, 0.06, 0.04]], np.float32))
+    draws = pick(np.repeat(logits, 20000, axis=0), np.random.default_rng(0))
+    counts, expected = np.bincount(draws, minlength=6), 20000 * np.exp(logits[0])
+    chi_square = float(((counts - expected) ** 2 / expected).sum())
+    assert chi_square < 30, (counts, expected)  # 5 degrees of freedom: p < 2e-5 of a false alarm
+    kept = pick(np.repeat(process(logits, Choice(do_sample=True, top_k=2), None, 0, np.array([])), 2000, 0),
+                np.random.default_rng(1))
+    assert set(np.unique(kept)) == {0, 1}
+
+
+# --- bad input, the runtime's model wrapper, the CLI ------------------------------------------------------
+
+@pytest.mark.parametrize("prompts, options, message", [
+    ([[3, 4], []], {}, r"input_ids\[1\]: the prompt is empty"),
+    ([3, 4], {}, r"input_ids\[0\]: expected a list of token ids"),
+    ("3 4", {}, "input_ids: expected a list of token-id lists"),
+    ([[3, VOCAB]], {}, r"token 23 is outside the vocabulary \[0, 23\)"),
+    ([[3, 4.5]], {}, "expected a list of token ids"),
+    (np.array([[3, 4]]), {"attention_mask": np.array([[1, 2]])}, "attention_mask: expected 0s and 1s"),
+    ([[3]], {"temperature": 0}, "temperature: expected a number > 0"),
+    ([[3]], {"top_p": 1.5}, r"top_p: expected a number in \[0, 1\]"),
+    ([[3]], {"top_k": -1}, "top_k: expected an integer >= 0"),
+    ([[3]], {"max_new_tokens": 0}, "max_new_tokens: expected an integer >= 1"),
+    ([[3]], {"eos_token_id": "2"}, "eos_token_id: expected a token id"),
+    ([[3]], {"streamer": object()}, "streamer: expected an object with put"),
+    ([[3]], {"top_q": 0.5}, "unknown option 'top_q'; did you mean 'top_p'"),
+])
+def test_bad_input_is_a_clear_value_error(models, prompts, options, message):
+    with pytest.raises(ValueError, match=message):
+        Generator(models["toy"]).generate(prompts, **options)
+
+
+def test_an_encoder_is_refused(tmp_path):
+    compile_spec(parse_spec(tiny_spec("encoder", head="lm"))).model.save(tmp_path / "encoder.onnx")
+    with pytest.raises(ValueError, match="needs a decoder-only model; this one is encoder"):
+        Generator(tmp_path / "encoder.onnx")
+
+
+def test_random_inputs_start_a_cached_model_empty(models):
+    model = Model(models["toy"])
+    feeds = random_inputs(model, batch=2, sequence=5)
+    assert feeds["past_key_values.0.key"].shape == (2, 1, 0, 8) and feeds["attention_mask"].shape == (2, 5)
+    np.testing.assert_array_equal(feeds["position_ids"], [[0, 1, 2, 3, 4]] * 2)
+    assert model.run(feeds)["logits"].shape == (2, 5, VOCAB)
+    last = model.run(feeds, logits_to_keep=np.array(1))
+    assert last["logits"].shape == (2, 1, VOCAB) and last["present.0.key"].shape == (2, 1, 5, 8)
+
+
+def test_cli_prints_json_rows(models, capsys):
+    assert main(["generate", str(models["toy"]), "--input-ids", json.dumps(PROMPTS), "--max-new-tokens", "3",
+                 "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    expected = Generator(models["toy"]).generate(PROMPTS, max_new_tokens=3, return_dict_in_generate=True).rows()
+    assert out["sequences"] == expected and [len(r) for r in expected] == [8, 5, 6]
+    assert out["tokens_per_second"] > 0
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--input-ids", "[[3, 4"], "--input-ids: not valid JSON"),
+    (["--input-ids", "[[3, 99]]"], "token 99 is outside the vocabulary"),
+    (["--prompt", "hello"], "--prompt needs a tokenizer"),
+    (["--input-ids", "[[3]]", "--temperature", "-1", "--do-sample"], "temperature: expected a number > 0"),
+])
+def test_cli_errors_are_one_line(models, capsys, argv, message):
+    assert main(["generate", str(models["toy"]), *argv]) == 1
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and err.count("\n") == 1
+
+
+def test_cli_unknown_model_file(tmp_path, capsys):
+    assert main(["generate", str(tmp_path / "none.onnx"), "--input-ids", "[[1]]"]) == 1
+    assert "no such model file or folder" in capsys.readouterr().err
