@@ -31,8 +31,10 @@ def toy_decoder(cache: bool, window: int | None = None, state: bool = False, kee
                "wv": rng.standard_normal((WIDTH, WIDTH)), "wo": rng.standard_normal((WIDTH, VOCAB))}
     inits = [_const(n, w.astype(np.float32)) for n, w in weights.items()]
     inits += [_const("scale", np.float32(WIDTH ** -0.5)), _const("neg", np.float32(-1e9)), _const("one", np.int64(1)),
-              _const("zero", np.int64(0)), _const("two", np.int64(2)), _const("axis1", np.array([1])), _const("big", np.array([_BIG])),
-              _const("last_axis", np.array([-1]))]
+              _const("zero", np.int64(0)), _const("two", np.int64(2)), _const("axis1", np.array([1])),
+              _const("big", np.array([_BIG])), _const("last_axis", np.array([-1]))]
+    if cache and window:
+        inits.append(_const("axis2", np.array([2])))
     n = helper.make_node
     nodes = [n("Gather", ["embed", "input_ids"], ["tok"]), n("Gather", ["positions", "position_ids"], ["pos"]),
              n("Add", ["tok", "pos"], ["x"])]
@@ -52,7 +54,7 @@ def toy_decoder(cache: bool, window: int | None = None, state: bool = False, kee
             nodes.append(n("Concat", [past, f"{w}_new"], [f"{w}_all"], axis=2))
             kept = f"{w}_all"
             if window:  # a bounded cache keeps its window only
-                inits += [_const(f"{w}_start", np.array([-window]))] + ([_const("axis2", np.array([2]))] if w == "k" else [])
+                inits.append(_const(f"{w}_start", np.array([-window])))
                 nodes.append(n("Slice", [f"{w}_all", f"{w}_start", "big", "axis2"], [f"{w}_kept"]))
                 kept = f"{w}_kept"
             nodes.append(n("Identity", [kept], [f"present.0.{role}"]))

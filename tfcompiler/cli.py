@@ -195,7 +195,8 @@ def _tokenizer(folder: Path):
     try:
         from tokenizers import Tokenizer
     except ImportError:
-        raise TfcError("--prompt needs the `tokenizers` package (pip install tokenizers), or give --input-ids") from None
+        raise TfcError("--prompt needs the `tokenizers` package (pip install tokenizers); or give --input-ids") \
+            from None
     return Tokenizer.from_file(str(path))
 
 
