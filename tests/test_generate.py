@@ -302,3 +302,27 @@ def test_cli_errors_are_one_line(models, capsys, argv, message):
 def test_cli_unknown_model_file(tmp_path, capsys):
     assert main(["generate", str(tmp_path / "none.onnx"), "--input-ids", "[[1]]"]) == 1
     assert "no such model file or folder" in capsys.readouterr().err
+
+
+def test_cli_prompt_text_through_the_folders_tokenizer(models, tmp_path, capsys):
+    tokenizers = pytest.importorskip("tokenizers")
+    words = {f"w{i}": i for i in range(VOCAB)}
+    tokenizer = tokenizers.Tokenizer(tokenizers.models.WordLevel(words, unk_token="w0"))
+    tokenizer.pre_tokenizer = tokenizers.pre_tokenizers.Whitespace()
+    tokenizer.decoder = tokenizers.decoders.WordPiece()  # joins words with spaces
+    tokenizer.save(str(tmp_path / "tokenizer.json"))
+    (tmp_path / "model.onnx").write_bytes(models["toy"].read_bytes())
+    assert main(["generate", str(tmp_path), "--prompt", "w3 w4 w5", "--max-new-tokens", "2", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    expected = Generator(models["toy"]).generate([[3, 4, 5]], max_new_tokens=2)[0].tolist()
+    assert out["sequences"] == [expected] and out["texts"] == [" ".join(f"w{i}" for i in expected)]
+
+
+def test_the_terminal_view_streams_new_tokens(capsys):
+    from tfcompiler.cli import _TokenEcho
+
+    echo = _TokenEcho(None)
+    for ids in ([[3, 4]], [11], [12]):
+        echo.put(np.array(ids))
+    echo.end()
+    assert capsys.readouterr().out == "11 12\n"

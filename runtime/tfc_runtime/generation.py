@@ -160,9 +160,10 @@ class Generator:
                 seen[np.arange(batch)[inside], chosen[inside]] = True
             if streamer is not None:
                 streamer.put(chosen.copy())
-            unfinished &= ~np.isin(chosen, eos_ids)
-            if not unfinished.any():
-                break
+            if eos:
+                unfinished &= ~np.isin(chosen, eos_ids)
+                if not unfinished.any():
+                    break
         seconds = time.perf_counter() - start
         if streamer is not None:
             streamer.end()

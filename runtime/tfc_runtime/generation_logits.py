@@ -3,7 +3,8 @@
 repetition penalty, min new tokens, then, when sampling, temperature, top-k and top-p — and the pick:
 argmax (greedy) or a draw from the softmax with a seeded `numpy.random.Generator`.
 
-Scores are float32 [B, V], as Hugging Face processes them; every function returns a new array."""
+Scores are float32 [B, V], as Hugging Face processes them; every function returns a new array. Top-p
+and the draw look at the tokens still possible only (-inf elsewhere adds nothing to a softmax)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -26,8 +27,9 @@ class Choice:
 def repetition_penalty(scores: np.ndarray, seen: np.ndarray, penalty: float) -> np.ndarray:
     """CTRL's penalty on every token a row has seen (`seen`: bool [B, V], its prompt without the
     padding plus what it generated): a negative score is multiplied, a positive one divided."""
-    penalized = np.where(scores < 0, scores * np.float32(penalty), scores / np.float32(penalty))
-    return np.where(seen, penalized, scores)
+    out, hit = scores.copy(), scores[seen]
+    out[seen] = np.where(hit < 0, hit * np.float32(penalty), hit / np.float32(penalty))
+    return out
 
 
 def forbid(scores: np.ndarray, token_ids: np.ndarray) -> np.ndarray:
@@ -47,14 +49,18 @@ def top_k(scores: np.ndarray, k: int) -> np.ndarray:
 def top_p(scores: np.ndarray, p: float) -> np.ndarray:
     """Nucleus filtering: drops the least likely tokens whose probabilities sum to at most 1 - p,
     keeping at least the most likely one."""
-    order = np.argsort(scores, axis=-1, kind="stable")  # ascending, as Hugging Face sorts
-    ascending = np.take_along_axis(scores, order, axis=-1)
-    cumulative = np.cumsum(softmax(ascending), axis=-1, dtype=np.float32)
-    drop_sorted = cumulative <= np.float32(1 - p)
-    drop_sorted[:, -1] = False
-    drop = np.empty_like(drop_sorted)
-    np.put_along_axis(drop, order, drop_sorted, axis=-1)
-    return np.where(drop, np.float32(-np.inf), scores)
+    out = scores.copy()
+    for row, columns in zip(out, candidates(scores)):
+        order = columns[np.argsort(row[columns], kind="stable")]  # ascending, ties by column: Hugging Face's sort
+        cumulative = np.cumsum(softmax(row[order]), dtype=np.float32)
+        row[order[:-1][cumulative[:-1] <= np.float32(1 - p)]] = -np.inf
+    return out
+
+
+def candidates(scores: np.ndarray) -> list[np.ndarray]:
+    """Each row's columns that can still be chosen (not -inf), in column order: after top-k, a few
+    dozen of a vocabulary of tens of thousands, so top-p and the draw sort and sum only those."""
+    return [np.flatnonzero(row > -np.inf) for row in scores]
 
 
 def softmax(scores: np.ndarray) -> np.ndarray:
@@ -83,7 +89,10 @@ def pick(scores: np.ndarray, rng: np.random.Generator | None) -> np.ndarray:
     """The next token of each row: argmax without a generator, else one draw from softmax(scores)."""
     if rng is None:
         return scores.argmax(axis=-1)
-    cumulative = np.cumsum(softmax(scores.astype(np.float64)), axis=-1)
-    # inverse transform: the first token whose cumulative probability exceeds a uniform draw
-    draws = rng.random(len(scores))[:, None] * cumulative[:, -1:]
-    return np.minimum((cumulative <= draws).sum(axis=-1), scores.shape[-1] - 1)
+    chosen = np.empty(len(scores), np.int64)
+    for r, (row, columns) in enumerate(zip(scores, candidates(scores))):
+        cumulative = np.cumsum(softmax(row[columns].astype(np.float64)))
+        # inverse transform: the first token whose cumulative probability exceeds a uniform draw
+        chosen[r] = columns[min(np.searchsorted(cumulative, rng.random() * cumulative[-1], side="right"),
+                                len(columns) - 1)]
+    return chosen
