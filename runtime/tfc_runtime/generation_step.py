@@ -11,7 +11,6 @@ The mask fed covers the past and the new tokens: its last P + S columns of the m
 the length the previous call's cache came back with (a sliding-window cache keeps fewer than all)."""
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 
@@ -131,30 +130,22 @@ class CachedSteps:
 
 
 class FullSteps:
-    """The exact fallback: each call runs the whole sequence, left-padded to a length the model accepts."""
+    """The exact fallback: each call runs the whole left-padded sequence from empty pasts."""
 
     def __init__(self, model: Model, layout: Layout, batch: int):
         self.session, self.layout = model.session, layout
         self.initial = {c.past: np.zeros(initial_shape(c, batch), c.dtype) for c in layout.carried}
         if layout.keeps_logits:
             self.initial[LOGITS_TO_KEEP] = np.array(1, np.int64)
-        axis = {p.name: p.shape for p in model.inputs}[layout.tokens][-1]
-        rules = json.loads(model.metadata.get("tfcompiler.length_rules", "{}"))
-        self.rule = rules.get(axis) if isinstance(axis, str) else None
         self.run_seconds = 0.0
 
     def __call__(self, tokens: np.ndarray, mask: np.ndarray, positions: np.ndarray) -> np.ndarray:
-        extra = 0
-        if self.rule:  # e.g. a length that is a multiple of a bucket: more left padding, masked out
-            offset, step = self.rule
-            extra = offset + step * max(0, -(-(tokens.shape[1] - offset) // step)) - tokens.shape[1]
-        pad = ((0, 0), (extra, 0))
         layout, feeds = self.layout, dict(self.initial)
-        feeds[layout.tokens] = np.pad(tokens, pad)
+        feeds[layout.tokens] = tokens
         if layout.mask:
-            feeds[layout.mask] = np.pad(mask, pad)
+            feeds[layout.mask] = mask
         if layout.positions:
-            feeds[layout.positions] = np.pad(positions, pad, constant_values=1)
+            feeds[layout.positions] = positions
         start = time.perf_counter()
         logits = self.session.run(["logits"], feeds)[0]
         self.run_seconds += time.perf_counter() - start
