@@ -110,7 +110,8 @@ class Generator:
                  **unknown):
         """Hugging Face's `generate` for a decoder-only model (see the module docstring); with
         `return_dict_in_generate` a `Generation` (sequences, per-row results, timings) instead of the array.
-        `use_cache=False` recomputes every step even on a model with a cache."""
+        `max_length` caps prompt + new tokens (default: the model's, if it states one) and `max_new_tokens`
+        the new ones: the tighter wins. `use_cache=False` recomputes every step even on a model with a cache."""
         check.reject_unknown(unknown, OPTIONS)
         choice = check.choice(do_sample, temperature, top_k, top_p, repetition_penalty, min_new_tokens)
         check.check_count(max_new_tokens, "max_new_tokens", 1)
@@ -125,30 +126,34 @@ class Generator:
         pad = eos[0] if pad is None and eos else pad  # Hugging Face's default
         check.token_list(pad, "pad_token_id")
         prompts = check.left_padded(input_ids, attention_mask, 0 if pad is None else pad, self.vocab)
-        batch, width = prompts.ids.shape
         limit = max_length or self.config.get("max_length")
+        width = prompts.ids.shape[1]
         if limit and width > limit:
             raise ValueError(f"input_ids: the prompt has {width} tokens, more than the model's max_length {limit}")
-        total = width + (min(max_new_tokens, limit - width) if limit else max_new_tokens)
+        steps = CachedSteps if use_cache and self.cached else FullSteps
+        rng = np.random.default_rng(seed) if choice.do_sample else None
+        result = self._decode(steps, prompts, min(max_new_tokens, limit - width) if limit else max_new_tokens,
+                              choice, rng, eos, pad, streamer)
+        return result if return_dict_in_generate else result.sequences
 
+    def _decode(self, steps_kind, prompts: check.Prompts, new: int, choice, rng, eos: tuple[int, ...], pad,
+                streamer) -> Generation:
+        """Hugging Face's sampling loop (`GenerationMixin._sample`), one model call a token."""
+        (batch, width), total = prompts.ids.shape, prompts.ids.shape[1] + new
         tokens = np.zeros((batch, total), np.int64)
         tokens[:, :width] = prompts.ids
         mask = np.ones((batch, total), np.int64)
         mask[:, :width] = prompts.mask
         positions = np.where(mask == 0, 1, np.cumsum(mask, axis=1) - 1)  # Hugging Face's, for left padding
-        steps = (CachedSteps if use_cache and self.cached else FullSteps)(self.model, self.layout, batch)
-        rng = np.random.default_rng(seed) if choice.do_sample else None
+        steps = steps_kind(self.model, self.layout, batch)
         eos_ids, unfinished, seen = np.array(eos, np.int64), np.ones(batch, bool), None
         if streamer is not None:
             streamer.put(prompts.ids.copy())
         start, first, t = time.perf_counter(), 0.0, width
         while t < total:
             logits = steps(tokens[:, :t], mask[:, :t], positions[:, :t])
-            if choice.repetition_penalty != 1.0 and seen is None:  # the prompts' tokens, padding left out
-                seen = np.zeros(logits.shape, bool)
-                rows, cols = np.nonzero(prompts.mask)
-                inside = prompts.ids[rows, cols] < logits.shape[1]
-                seen[rows[inside], prompts.ids[rows, cols][inside]] = True
+            if choice.repetition_penalty != 1.0:
+                seen = seen if seen is not None else seen_tokens(prompts, logits.shape[1])
             chosen = pick(process(logits, choice, seen, t - width, eos_ids), rng)
             if eos:  # rows that ended get padding
                 chosen = np.where(unfinished, chosen, pad)
@@ -167,5 +172,13 @@ class Generator:
         seconds = time.perf_counter() - start
         if streamer is not None:
             streamer.end()
-        result = Generation(tokens[:, :t].copy(), prompts.mask, eos, seconds, first, steps.run_seconds, t - width)
-        return result if return_dict_in_generate else result.sequences
+        return Generation(tokens[:, :t].copy(), prompts.mask, eos, seconds, first, steps.run_seconds, t - width)
+
+
+def seen_tokens(prompts: check.Prompts, vocab: int) -> np.ndarray:
+    """bool [B, V]: the tokens of each prompt, its padding left out (Hugging Face's `prompt_ignore_length`)."""
+    seen = np.zeros((len(prompts.ids), vocab), bool)
+    rows, cols = np.nonzero(prompts.mask)
+    ids = prompts.ids[rows, cols]
+    seen[rows[ids < vocab], ids[ids < vocab]] = True
+    return seen
