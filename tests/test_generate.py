@@ -326,3 +326,35 @@ def test_the_terminal_view_streams_new_tokens(capsys):
         echo.put(np.array(ids))
     echo.end()
     assert capsys.readouterr().out == "11 12\n"
+
+
+# --- against Hugging Face's own generate, on an imported GPT-2 --------------------------------------------
+
+@pytest.mark.parametrize("options", [{}, {"repetition_penalty": 1.3, "min_new_tokens": 4}])
+def test_greedy_generation_matches_transformers(tmp_path, options):
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    from test_parity_hf import import_and_compile, randomise
+
+    config = transformers.GPT2Config(n_embd=32, n_layer=2, n_head=4, vocab_size=60, n_positions=64,
+                                     attn_implementation="eager")
+    hf = randomise(transformers.GPT2LMHeadModel(config), seed=3)
+    import_and_compile(hf, tmp_path)
+    generator = Generator(tmp_path / "model.onnx")
+    # left padding needs positions from the mask, which only a model with a position_ids input takes
+    prompts = [[3, 4, 5, 6], [7, 8, 9, 10]] if generator.layout.positions is None else [[3, 4, 5, 6], [7, 8]]
+    padded = [[0] * (4 - len(p)) + p for p in prompts]
+    mask = [[0] * (4 - len(p)) + [1] * len(p) for p in prompts]
+
+    def theirs(eos):
+        with torch.no_grad():
+            return hf.generate(torch.tensor(padded), attention_mask=torch.tensor(mask), max_new_tokens=10,
+                               do_sample=False, num_beams=1, eos_token_id=eos, pad_token_id=1, **options).numpy()
+
+    free = theirs(None)
+    eos = int(free[0, 4 + 5])  # row 0 ends at its sixth new token (min_new_tokens allowing)
+    want = theirs(eos)
+    assert (want[0, 4 + 6:] == 1).all() and want.shape[1] <= 14
+    got = generator.generate(prompts, max_new_tokens=10, eos_token_id=eos, pad_token_id=1, **options)
+    np.testing.assert_array_equal(got[:, 4:], want[:, 4:])
+    np.testing.assert_array_equal(generator.generate(prompts, max_new_tokens=10, **options)[:, 4:], free[:, 4:])
