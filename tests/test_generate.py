@@ -223,6 +223,19 @@ def test_processors_match_transformers(choice):
     assert bool(np.isinf(ours).any()) == filters  # the comparison saw some filtering where there is some
 
 
+@pytest.mark.parametrize("k", [1, 7, 300, 1000])
+def test_top_k_keeps_ties_and_matches_transformers_on_a_large_vocabulary(k):
+    torch = pytest.importorskip("torch")
+    from transformers.generation.logits_process import TopKLogitsWarper
+
+    rng = np.random.default_rng(k)
+    scores = np.concatenate([rng.integers(0, 40, (2, 1000)), rng.standard_normal((1, 1000))]).astype(np.float32)
+    ours = process(scores, Choice(do_sample=True, top_k=k), None, 0, np.array([]))
+    theirs = TopKLogitsWarper(k)(None, torch.tensor(scores)).numpy()
+    np.testing.assert_array_equal(ours, theirs)
+    assert (np.isfinite(ours).sum(1)[:2] > k).any() or k == 1000  # ties at the k-th score were kept
+
+
 def test_seeded_sampling_is_reproducible_and_draws_the_softmax(models):
     generator = Generator(models["toy"])
     options = dict(max_new_tokens=8, do_sample=True, top_k=0)
