@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 
@@ -15,6 +16,7 @@ from conftest import tiny_spec
 from kv_toy import VOCAB, toy_decoder
 from tfc_runtime import Generator, Model, random_inputs
 from tfc_runtime.generation_logits import Choice, pick, process
+from tfc_runtime.generation_step import present_of
 
 from tfcompiler import compile_spec, parse_spec
 from tfcompiler.cli import main
@@ -273,6 +275,23 @@ def test_seeded_sampling_is_reproducible_and_draws_the_softmax(models):
 def test_bad_input_is_a_clear_value_error(models, prompts, options, message):
     with pytest.raises(ValueError, match=message):
         Generator(models["toy"]).generate(prompts, **options)
+
+
+def test_each_past_is_fed_by_its_present():
+    pairs = {"past_key_values.3.key": "present.3.key", "past_key_values.0.value": "present.0.value",
+             "past_state.2.s": "present_state.2.s", "past_memories.1": "present_memories.1",
+             "past_states.0.h": "present_states.0.h"}
+    assert {past: present_of(past) for past in pairs} == pairs
+
+
+def test_a_past_without_its_present_is_refused(models, tmp_path):
+    model = onnx.load(str(models["toy"]))
+    for node in model.graph.node:
+        node.output[:] = ["kept_value" if o == "present.0.value" else o for o in node.output]
+    next(o for o in model.graph.output if o.name == "present.0.value").name = "kept_value"
+    onnx.save(model, tmp_path / "unpaired.onnx")
+    with pytest.raises(ValueError, match=r"inputs \['past_key_values.0.value'\] have no `present` output"):
+        Generator(tmp_path / "unpaired.onnx")
 
 
 def test_an_encoder_is_refused(tmp_path):

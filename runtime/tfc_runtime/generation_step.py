@@ -66,11 +66,10 @@ class Layout:
                         for p in model.inputs if p.role in CARRIED or p.name.startswith("past_"))
         unpaired = [c.past for c in carried if c.present not in outputs]
         others = [p.name for p in model.inputs if p.name not in {tokens, mask, positions, *(c.past for c in carried)}]
-        if unpaired or others:
-            raise ValueError(f"cannot generate with this model: "
-                             + (f"inputs {unpaired} have no `present` output to feed them; " if unpaired else "")
-                             + (f"inputs {others} are not generation inputs (token ids, mask, positions, pasts)"
-                                if others else ""))
+        problems = ([f"inputs {unpaired} have no `present` output to feed them"] if unpaired else []) + \
+            ([f"inputs {others} are not generation inputs (token ids, mask, positions, pasts)"] if others else [])
+        if problems:
+            raise ValueError(f"cannot generate with this model: {'; '.join(problems)}")
         shape = {p.name: p.shape for p in model.inputs}
         covers_past = mask is not None and shape[mask][-1] != shape[tokens][-1]
         return cls(tokens, mask, positions, carried, any(p.name == LOGITS_TO_KEEP for p in model.overridable),
@@ -79,13 +78,12 @@ class Layout:
 
 def initial_shape(carried: Carried, batch: int) -> list[int]:
     """A carried value before the first token: the past axes (`past_...`) empty, the batch axes sized."""
-    def size(axis) -> int:
-        if isinstance(axis, int):
-            return axis
-        if str(axis).startswith("past_") or "batch" in str(axis):
-            return 0 if str(axis).startswith("past_") else batch
-        raise ValueError(f"input {carried.past}: cannot size its axis {axis!r} before the first token")
-    return [size(axis) for axis in carried.shape]
+    shape = []
+    for axis in carried.shape:
+        if not isinstance(axis, int) and not str(axis).startswith("past_") and "batch" not in str(axis):
+            raise ValueError(f"input {carried.past}: cannot size its axis {axis!r} before the first token")
+        shape.append(axis if isinstance(axis, int) else 0 if str(axis).startswith("past_") else batch)
+    return shape
 
 
 class CachedSteps:
