@@ -35,6 +35,23 @@ def tiny_spec(topology="decoder", positional="learned", placement="pre", head="l
                        stacks=stacks)
 
 
+NUMPY_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(int64)": np.int64}
+
+
+def whole_input(session: ort.InferenceSession, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Feeds plus what a decoder compiled with a KV cache also takes to read its whole input in one
+    call: an empty past, and positions counted from the first column, as a forward without
+    position_ids counts them in Hugging Face and as a model without a cache does."""
+    feeds = dict(feeds)
+    for port in session.get_inputs():
+        if port.name.startswith("past_key_values."):
+            batch = len(feeds["input_ids"])
+            feeds.setdefault(port.name, np.zeros((batch, port.shape[1], 0, port.shape[3]), NUMPY_TYPES[port.type]))
+        elif port.name == "position_ids":
+            feeds.setdefault(port.name, np.tile(np.arange(feeds["input_ids"].shape[1]), (len(feeds["input_ids"]), 1)))
+    return feeds
+
+
 def onnx_runner(model_bytes: bytes):
     """feeds -> {output name: array} on one onnxruntime session: a model run at several lengths loads once."""
     session = ort.InferenceSession(model_bytes)

@@ -8,6 +8,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 
+from conftest import whole_input
 from tfcompiler import compile_spec, parse_spec
 from tfcompiler.cli import main
 
@@ -99,7 +100,7 @@ def test_gpt2_matches_transformers(imported, pad):
     for batch, length in SHAPES:
         ids = rng.integers(0, 100, (batch, length))
         mask = padded_mask(batch, length, pad)
-        (got,) = session.run(None, {"input_ids": ids, "attention_mask": mask})
+        (got,) = session.run(["logits"], whole_input(session, {"input_ids": ids, "attention_mask": mask}))
         with torch.no_grad():
             want = model(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask)).logits.numpy()
         # Padded positions too: both add the float32 minimum to padded keys, so even rows whose
@@ -120,7 +121,7 @@ def test_llama_matches_transformers(tmp_path, scaling):
     for batch, length in SHAPES:
         ids = rng.integers(0, 100, (batch, length))
         mask = np.ones((batch, length), np.int64)
-        (got,) = session.run(None, {"input_ids": ids, "attention_mask": mask})
+        (got,) = session.run(["logits"], whole_input(session, {"input_ids": ids, "attention_mask": mask}))
         with torch.no_grad():
             want = model(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask)).logits.numpy()
         assert_close(got, want, f"logits {batch}x{length}")

@@ -24,6 +24,7 @@ import onnxruntime as ort
 import pytest
 from safetensors.numpy import save_file
 
+from conftest import whole_input
 from tfcompiler import compile_spec, parse_spec
 
 torch = pytest.importorskip("torch")
@@ -132,7 +133,7 @@ def test_x_transformers_matches(case, tmp_path):
     rng = np.random.default_rng(0)
     for length in (7, 12):
         ids = rng.integers(0, VOCAB, (2, length))
-        (got,) = session.run(["logits"], {"input_ids": ids, "attention_mask": np.ones_like(ids)})
+        (got,) = session.run(["logits"], whole_input(session, {"input_ids": ids, "attention_mask": np.ones_like(ids)}))
         with torch.no_grad():
             want = model(torch.from_numpy(ids)).numpy()
         error = float(np.abs(got - want).max())

@@ -56,7 +56,9 @@ def build_attention(spec, causal: bool):
                 key_positions=ctx.op("positions", k, axis=2))
     with ctx.at("decoder", "layers", 0, "attention"):
         parts = AttentionParts(q, k, v, scale=HEAD_WIDTH ** -0.5, causal=causal)
-        parts = POSITIONS.builder(spec.positional).attend(ctx, spec.positional, spec, parts, site)
+        scheme = POSITIONS.builder(spec.positional)
+        for step in (scheme.rotate, scheme.attend):  # rotary acts on new keys, biases on all of them
+            parts = step(ctx, spec.positional, spec, parts, site) if step is not None else parts
         ctx.graph.outputs["context"] = emit_attention(ctx, parts)[0]
     return ctx.graph
 

@@ -39,7 +39,9 @@ model = Model({str(tmp_path / "tiny.onnx")!r})
 out = model.run(random_inputs(model, batch=2, sequence=5))
 assert out["logits"].shape == (2, 5, 20), out["logits"].shape
 assert model.metadata["tfcompiler.spec_name"] == "tiny"
-assert {{p.name: p.role for p in model.inputs}} == {{"input_ids": "token_ids", "attention_mask": "padding_mask"}}
+roles = {{p.name: p.role for p in model.inputs}}
+assert roles == {{"input_ids": "token_ids", "attention_mask": "padding_mask", "position_ids": "position_ids",
+                 "past_key_values.0.key": "past_key", "past_key_values.0.value": "past_value"}}, roles
 print("ok")
 """
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)

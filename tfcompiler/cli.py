@@ -38,15 +38,18 @@ def cmd_compile(args) -> int:
     compiled = compile_spec(args.spec, weights=args.weights, seed=args.seed, opset=args.opset,
                             pipeline=args.pipeline, dump_after=set(args.dump_after or ()),
                             check_numerics=args.verify, progress=progress, target=args.target,
-                            quantize=args.quantize, dtype=args.dtype)
+                            quantize=args.quantize, dtype=args.dtype, cache=args.cache)
     if args.explain:
+        print(cache_summary(compiled))
         from .lower.targets import lowering_summary
 
         print(compiled.report.explain())
         if compiled.numerics:
             print(f"numerics, on a shrunk copy of the spec:\n{compiled.numerics.report.explain()}")
         print(lowering_summary(compiled.model.proto.graph, args.target, compiled.model.missed, args.dtype))
-    elif compiled.model.missed:  # never silent, --explain or not
+    elif compiled.spec.decoder is not None and args.cache and compiled.graph.metadata["no_cache"]:
+        print(cache_summary(compiled), file=sys.stderr)
+    if not args.explain and compiled.model.missed:  # never silent, --explain or not
         from .lower.targets import missed_fusions
 
         print("lowered without a fused form:\n" + "\n".join(missed_fusions(compiled.model.missed)), file=sys.stderr)
@@ -64,6 +67,16 @@ def cmd_compile(args) -> int:
           f"{'' if args.dtype == 'fp32' else f'{args.dtype}, '}"
           f"{len(compiled.model.proto.graph.node)} nodes, {time.perf_counter() - progress.start:.2f}s]")
     return 0
+
+
+def cache_summary(compiled) -> str:
+    """One line on the model's KV cache, or why it has none and what generation does instead."""
+    presents = [name for name in compiled.graph.outputs if name.startswith("present.")]
+    if presents:
+        return (f"cache: past_key_values.N.key/value -> present.N.key/value for {len(presents) // 2} layers, "
+                "position_ids from the attention mask")
+    return (f"cache: none ({compiled.graph.metadata['no_cache']}); generation recomputes the whole sequence at every "
+            "step")
 
 
 def cmd_check(args) -> int:
@@ -270,6 +283,9 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--quantize", default="none", choices=["none", "int8", "int4"],
                    help="int8: int8 weights (a scale per output column) for the linear maps, activations "
                         "quantized at run time; int4: weight-only 4-bit blocks (portable: --opset 21 or later)")
+    c.add_argument("--no-cache", dest="cache", action="store_false",
+                   help="a decoder without its KV cache: one forward over the whole input (by default a decoder "
+                        "takes past_key_values.N.key/value and position_ids and gives present.N.key/value)")
     c.add_argument("--explain", action="store_true", help="print what each pass did")
     c.add_argument("--external-data", action="store_true",
                    help="weights in OUT.onnx.data (automatic over 2 GB)")

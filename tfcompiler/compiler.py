@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .builders import build_graph
+from .builders.cache import why_left_padding_shifts
 from .builders.weights import init_weights, load_weights
 from .ir.graph import Graph
 from .ir.interpret import random_feeds
@@ -24,6 +25,7 @@ from .errors import TfcError
 
 # small enough for the NumPy interpreter on a full-size model, long enough for masks and causality
 CHECK_SIZES = {"batch_size": 2, "sequence_length": 5, "decoder_sequence_length": 4, "past_memory_length": 3,
+               "past_sequence_length": 3,
                "past_compressed_length": 2, "sentences": 3, "sentence_length": 4}
 
 
@@ -89,11 +91,12 @@ def compile_spec(spec: Spec | str | Path, weights: str | None = None, seed: int 
                  opset: int = DEFAULT_OPSET, pipeline: str = "default", verify_each: bool = False,
                  dump_after: set[str] = frozenset(), check_numerics: bool = False,
                  progress=lambda step: None, target: str = "portable", quantize: str = "none",
-                 dtype: str = "fp32") -> Compiled:
+                 dtype: str = "fp32", cache: bool = True) -> Compiled:
     """Compile a spec (or a spec file) to an ONNX model. ``weights`` is a safetensors file with
     canonical names; without it weights are initialised from ``seed``. ``check_numerics`` verifies
     the IR after every pass and evaluates it on small random inputs before and after each one.
-    ``dtype`` (fp32, fp16, bf16) is what the model computes in."""
+    ``dtype`` (fp32, fp16, bf16) is what the model computes in. With ``cache`` a decoder that has an
+    exact incremental form compiles with KV-cache inputs and outputs (tfcompiler.builders.cache)."""
     if not MIN_OPSET <= opset <= MAX_OPSET:
         raise TfcError(f"--opset {opset}: expected {MIN_OPSET}..{MAX_OPSET}")
     if target not in TARGETS:
@@ -119,7 +122,7 @@ def compile_spec(spec: Spec | str | Path, weights: str | None = None, seed: int 
         spec = load_spec(spec)
     check_precision(spec, dtype)  # kinds ill-conditioned in fp16 / bf16 refuse them
     progress("build")
-    graph = build_graph(spec)
+    graph = build_graph(spec, cache)
     progress("weights")
     graph.weights = load_weights(graph, weights) if weights else init_weights(graph, spec.init, seed)
     parameters = sum(int(w.size) for w in graph.weights.values())
@@ -131,12 +134,15 @@ def compile_spec(spec: Spec | str | Path, weights: str | None = None, seed: int 
     if small is not None:
         progress("numerics on a shrunk copy")
         small = compile_spec(small, seed=seed, opset=opset, pipeline=pipeline, check_numerics=True, target=target,
-                             quantize=quantize, dtype=dtype)
+                             quantize=quantize, dtype=dtype, cache=cache)
     progress("lower")
     metadata = {"tfcompiler.spec_name": spec.name, "tfcompiler.spec_sha256": spec.sha256,
                 **length_rules_metadata(graph),
                 "tfcompiler.topology": spec.topology,
                 "tfcompiler.vocab_size": str(spec.model.vocab_size),
+                "tfcompiler.max_length": str(spec.model.max_length),
+                "tfcompiler.cache": "kv" if not graph.metadata["no_cache"] else f"none: {graph.metadata['no_cache']}",
+                "tfcompiler.left_padding": why_left_padding_shifts(spec) or "exact",
                 "tfcompiler.weights": f"file:{Path(weights).name}" if weights else f"seed:{seed}",
                 "tfcompiler.quantize": quantize, "tfcompiler.dtype": dtype}
     model = to_onnx(graph, opset, metadata, target, precision=dtype)

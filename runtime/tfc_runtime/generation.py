@@ -84,9 +84,6 @@ class Generator:
                  session_options: ort.SessionOptions | None = None):
         file, config = model_files(path)
         self.folder = file.parent
-        if session_options is None:  # a decoder's overridable `logits_to_keep` draws an expected warning
-            session_options = ort.SessionOptions()
-            session_options.log_severity_level = 3
         self.model = Model(file, device, intra_op_threads, session_options)
         meta = self.model.metadata
         if meta.get("tfcompiler.topology", "decoder") != "decoder":

@@ -26,6 +26,16 @@ class Port:
     role: str
 
 
+def quiet_session(path: str, options: ort.SessionOptions, providers: list[str]) -> ort.InferenceSession:
+    """An onnxruntime session, without the warning onnxruntime prints for an input that has a default
+    value (a decoder's `logits_to_keep`): that is how ONNX spells an optional input."""
+    ort.set_default_logger_severity(3)
+    try:
+        return ort.InferenceSession(path, options, providers=providers)
+    finally:
+        ort.set_default_logger_severity(2)
+
+
 class Model:
     """``Model("bert.onnx", device="cuda")``: falls back to CPU, with a warning, when CUDA is absent."""
 
@@ -41,7 +51,7 @@ class Model:
         options = session_options or ort.SessionOptions()
         if intra_op_threads:
             options.intra_op_num_threads = intra_op_threads
-        self.session = ort.InferenceSession(str(path), options, providers=providers)
+        self.session = quiet_session(str(path), options, providers)
         meta = self.session.get_modelmeta().custom_metadata_map
         self.metadata = dict(meta)
         roles = json.loads(meta.get("tfcompiler.io_roles", "{}"))

@@ -24,13 +24,14 @@ def residual(ctx, x, block: Block, name: str, sublayer):
 
 
 def build_block(ctx, block: Block, spec, x, mask, causal: bool, positions, state: dict, encoder=None,
-                memory=None, unpooled=None, levels=(0, 0)):
+                memory=None, unpooled=None, levels=(0, 0), cache=None):
     """x (B, S, D); mask (B, S) or None (of the keys); positions (1, S) of the tokens; ``state`` is
     shared by the stack's blocks (residual scores, biases computed once per stack); encoder =
     (hidden, mask) for cross-attention, or None; memory = (states (B, M, D) that entered this block in
     earlier segments, their mask (B, M)) for Transformer-XL recurrence, or None; unpooled = the
     full-length input (B, T, D) that a pooling layer's queries x attend (Funnel), and levels = how
-    many poolings the queries and the keys are from the tokens."""
+    many poolings the queries and the keys are from the tokens; cache = the self-attention's
+    LayerCache (tfcompiler.builders.cache) in a decoder compiled for incremental decoding."""
     attend = ATTENTION.builder(block.attention)
     positional = block.positional if block.positional is not None else spec.positional
     if block.positional is not None and POSITIONS.builder(positional).embed is not None:
@@ -45,7 +46,7 @@ def build_block(ctx, block: Block, spec, x, mask, causal: bool, positions, state
         if memory is None:
             with ctx.at("attention"):
                 return attend(ctx, block.attention, spec,
-                              Site(h, h, mask, causal, positions, positional, state, levels=levels))
+                              Site(h, h, mask, causal, positions, positional, state, levels=levels, cache=cache))
         states, memory_mask = memory  # keys: the earlier states, normalised as x is, then x's own
         if block.placement == "pre":
             states = build_norm(ctx, states, block.norm, "attention_norm")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import zlib
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -19,6 +20,7 @@ class Context:
     inputs: dict[str, Value] = field(default_factory=dict)
     params: dict[str, Value] = field(default_factory=dict)
     carried: dict[str, list] = field(default_factory=dict)  # what a later stack reads from an earlier one
+    cache: Any = None  # the decoder's KV cache (tfcompiler.builders.cache.DecoderCache) when it has one
 
     # --- naming -------------------------------------------------------------------------------
     @contextmanager

@@ -14,6 +14,8 @@ def build_head(ctx, spec, hidden, mask) -> dict:
     head, m = spec.head, spec.model
     if head.kind == "lm":
         with ctx.at("lm_head"):
+            if ctx.cache:  # generation reads the last position's logits only
+                hidden = ctx.op("last_count", hidden, ctx.cache.logits_to_keep(ctx), axis=1, label="LogitsToKeep")
             if head.tied:
                 table = ctx.param("", (m.vocab_size, m.width), "embedding", full_name="embeddings.tokens.weight")
                 logits = ctx.op("matmul", hidden, ctx.op("transpose", table, perm=(1, 0)), label="MatMul")

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 from ..ir.graph import Graph
 from ..language.model import Spec
+from .cache import DecoderCache, why_no_cache
 from .context import Context
 from .heads import build_head
 from .hierarchy import build_hierarchy
 from .stack import build_stack
 
 
-def build_graph(spec: Spec) -> Graph:
-    ctx = Context()
+def build_graph(spec: Spec, cache: bool = False) -> Graph:
+    """``cache``: a decoder-only model with an exact incremental form gets KV-cache inputs and outputs
+    (tfcompiler.builders.cache); `graph.metadata["no_cache"]` says why another has none."""
+    no_cache = why_no_cache(spec) if cache else "not asked for"
+    ctx = Context(cache=DecoderCache(spec.model.max_length) if not no_cache else None)
     encoder = None
     outputs = {}
     if spec.topology == "hierarchical":
@@ -25,5 +29,8 @@ def build_graph(spec: Spec) -> Graph:
             outputs["encoder_last_hidden_state"] = encoder[0]
     ctx.graph.outputs.update(build_head(ctx, spec, hidden, mask))
     ctx.graph.outputs.update(outputs)
-    ctx.graph.metadata.update(name=spec.name, topology=spec.topology, max_length=spec.model.max_length)
+    if ctx.cache:
+        ctx.graph.outputs.update(ctx.cache.presents())
+    ctx.graph.metadata.update(name=spec.name, topology=spec.topology, max_length=spec.model.max_length,
+                              no_cache=no_cache)
     return ctx.graph

@@ -16,10 +16,11 @@ def embeddings_scope(spec, stack_name: str) -> str:
 
 def build_embeddings(ctx, spec, stack_name: str, blocks):
     """The input layer and the positions of the embeddings: (StackInput, hidden (B, S, D),
-    positions (1, S) or None when no scheme reads them)."""
+    positions (1, S), or (B, S) read from `position_ids` with a cache, or None when no scheme reads them)."""
     with ctx.at(embeddings_scope(spec, stack_name)):
         start = INPUTS.builder(spec.input)(ctx, spec.input, spec, stack_name)
-        positions = stack_positions(spec, blocks, lambda: ctx.op("positions", start.ids, axis=1))
+        positions = stack_positions(spec, blocks, lambda: ctx.cache.position_ids(ctx) if ctx.cache
+                                    else ctx.op("positions", start.ids, axis=1))
         hidden = start.hidden
         if POSITIONS.builder(spec.positional).embed is not None:
             hidden = POSITIONS.builder(spec.positional).embed(ctx, spec.positional, spec, hidden, positions, start.mask)
@@ -32,7 +33,7 @@ def build_embeddings(ctx, spec, stack_name: str, blocks):
 def stack_positions(spec, blocks, make):
     """`make()` when the model's scheme or a block's own scheme reads positions, else None."""
     scheme = POSITIONS.builder(spec.positional)
-    used = scheme.embed or scheme.attend or any(b.positional is not None for b in blocks)
+    used = scheme.embed or scheme.rotate or scheme.attend or any(b.positional is not None for b in blocks)
     return make() if used else None
 
 
@@ -43,8 +44,9 @@ def build_layer(ctx, spec, stack_name: str, stack, layer: int, hidden, mask, pos
     block = getattr(spec, f"{stack_name}_blocks")[layer]
     with ctx.at(stack_name, "layers", layer):
         memory = segment_memory(ctx, spec, stack, layer, hidden) if stack.memory else None
+        cache = ctx.cache.layer(layer) if ctx.cache else None
         return build_block(ctx, block, spec, hidden, mask, stack_name == "decoder", positions, state, encoder, memory,
-                           **pooling)
+                           cache=cache, **pooling)
 
 
 def build_final_norm(ctx, stack_name: str, stack, blocks, hidden):

@@ -18,9 +18,9 @@ def evaluate(graph: Graph, feeds: dict[str, np.ndarray], weights: dict | None = 
         op = graph.op(node)
         if op.type == "input":
             name = op.attrs["name"]
-            if name not in feeds:
+            if name not in feeds and "default" not in op.attrs:
                 raise KeyError(f"missing input {name!r}")
-            results = [np.asarray(feeds[name])]
+            results = [np.asarray(feeds.get(name, op.attrs.get("default")), dtype=op.attrs["dtype"])]
         elif op.type == "param":
             results = [np.asarray(weights[op.attrs["name"]])]  # draws a seeded weight
         else:
@@ -40,6 +40,8 @@ def random_feeds(graph: Graph, sizes: dict[str, int], seed: int = 0,
     feeds = {}
     for node in graph.graph_inputs():
         attrs = graph.op(node).attrs
+        if "default" in attrs:
+            continue
         shape = concrete_shape(attrs["shape"], sizes)
         dtype = numpy_dtype(attrs["dtype"])
         if attrs.get("role") == "padding_mask":

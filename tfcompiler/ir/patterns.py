@@ -65,6 +65,11 @@ class Pattern:
         """(back, ahead): the largest i - j and j - i it allows, or None when unbounded."""
         return None
 
+    def distance_bound(self) -> int | None:
+        """The largest i - j it allows where whether i sees j depends on i - j alone, else None: a
+        causal query then needs only that many keys behind it (a KV cache keeps no more)."""
+        return None
+
     def mask(self, s: int, t: int) -> np.ndarray:
         """The bool (S, T) mask on NumPy."""
         i = np.arange(t - s, t)[:, None]
@@ -95,6 +100,9 @@ class Window(Pattern):
 
     def reach(self):
         return (self.back, self.ahead)
+
+    def distance_bound(self):
+        return self.back
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,10 @@ ATTENTION = KindRegistry("attention", "How a block's tokens attend to each other
 class InputKind(Section):
     """Options of an input layer."""
 
+    # Why a decoder reading this input cannot be decoded incrementally (tfcompiler.builders.cache),
+    # or "" when its states depend on each token alone.
+    no_cache_because: ClassVar[str] = "its incremental form is not written yet"
+
 
 class PositionalKind(Section):
     """Options of a positional scheme."""
@@ -26,6 +30,9 @@ class PositionalKind(Section):
     # states a segment memory carries over would collide with the new ones: only schemes that see
     # distances between queries and keys (or no positions at all) declare False.
     numbers_from_segment_start: ClassVar[bool] = True
+    # Why its numbers cannot be computed a step at a time from a KV cache (tfcompiler.builders.cache),
+    # or "" when each new token's positions and biases depend on its position and the keys' alone.
+    no_cache_because: ClassVar[str] = ""
 
 
 class AttentionKind(Section):
@@ -33,3 +40,10 @@ class AttentionKind(Section):
 
     # It mixes its own sequence only and cannot be a decoder's cross-attention over the encoder.
     self_only: ClassVar[bool] = False
+    # Why it has no exact incremental form over a cache of past keys and values
+    # (tfcompiler.builders.cache), or "" when a new query needs only the past keys and values: a
+    # decoder with such a kind compiles without a cache and generation recomputes the prefix.
+    no_cache_because: ClassVar[str] = "its incremental form is not written yet"
+    # Why a left-padded row computes other numbers than the row alone (a pattern counted from the
+    # input's first column), or "" when padding only hides keys: generation then runs such rows one by one.
+    left_padding_shifts: ClassVar[str] = ""

@@ -62,6 +62,14 @@ def keep_last(e, attrs, inputs, types, label):
                     label=label or "KeepLast")]
 
 
+@lowers("last_count")
+def last_count(e, attrs, inputs, types, label):
+    """Slice from -count: -0 is the start, so a count of 0 keeps everything."""
+    x, count = inputs
+    start = e.node1("Neg", e.node1("Reshape", count, e.const([1])))
+    return [e.node1("Slice", x, start, e.const([2 ** 62]), e.const([attrs["axis"]]), label=label or "LastCount")]
+
+
 @lowers("tile_batch")
 def tile_batch(e, attrs, inputs, types, label):
     x, like = inputs

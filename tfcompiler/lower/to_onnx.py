@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import onnx
 from onnx import helper
 
@@ -80,6 +81,8 @@ def to_onnx(graph: Graph, opset: int = DEFAULT_OPSET, metadata: dict[str, str] |
             names[value] = op.attrs["name"]
             inputs.append(_value_info(op.attrs["name"], op.outputs[0]))
             roles[op.attrs["name"]] = op.attrs.get("role", "")
+            if "default" in op.attrs:  # an initializer of its name: onnxruntime's value when the caller gives none
+                e.initializers.append((op.attrs["name"], np.asarray(op.attrs["default"], dtype=op.attrs["dtype"])))
         elif op.type == "param":
             names[value] = e.initializer(graph.weights[op.attrs["name"]], op.attrs["name"])
         elif node not in in_chunks:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
@@ -31,6 +32,7 @@ class BigBirdOptions(MultiHeadOptions):
     COMPUTES = ("window, global (leading; trailing at the input's end, as Hugging Face's) and random blocks; the "
                 "random layout drawn at compile time from `seed`")
     LOWERING = "key blocks gathered by a constant index + dense global rows"
+    no_cache_because: ClassVar[str] = "its random blocks are drawn for the whole length: a row changes with it"
 
     block: int = option(64, doc="Block size b.", minimum=1, shrink=cap(2))
     window_blocks: int = option(3, doc="Blocks around the query block it sees (odd: centred).", minimum=1)

@@ -6,6 +6,7 @@ stacks). In decoders the causal mask keeps generation autoregressive within the 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
@@ -23,6 +24,7 @@ class BlockLocalOptions(MultiHeadOptions):
     PAPER = "Image Transformer local 1-D (Parmar et al. 2018)"
     COMPUTES = "query blocks see their own and `memory_blocks` neighbouring blocks"
     LOWERING = "banded blocks"
+    left_padding_shifts: ClassVar[str] = "its blocks start at multiples of `block` from the first column"
 
     block: int = option(doc="Query block length (positions, in raster-scan order).", minimum=1, shrink=cap(2))
     memory_blocks: int = option(1, doc="Neighbouring blocks each query block sees on each side.", minimum=0)

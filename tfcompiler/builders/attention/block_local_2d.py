@@ -9,6 +9,7 @@ sparsity pass lowers it to banded blocks.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from ...ir.patterns import Local2D
 from ...language.kinds import ATTENTION
@@ -24,6 +25,7 @@ class BlockLocal2DOptions(MultiHeadOptions):
     PAPER = "Image Transformer local 2-D"
     COMPUTES = "raster-scanned image cut into `query_shape` rectangles, each seeing its `memory_flange`"
     LOWERING = "banded blocks"
+    left_padding_shifts: ClassVar[str] = "its 2-D blocks are counted from the first column"
 
     row_length: int = option(doc="Positions per image row (raster scan).", minimum=1, shrink=grid)
     query_shape: list[int] = option(doc="Query block [rows, columns].", shrink=grid)

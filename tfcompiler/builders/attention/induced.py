@@ -7,6 +7,7 @@ hop. The surrounding block supplies the residuals, norms and FFN (the paper's MA
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from ...language.kinds import ATTENTION
 from ...language.schema import option
@@ -24,6 +25,9 @@ class InducedOptions(MultiHeadOptions):
     COMPUTES = ("learned inducing points attend the tokens, the tokens attend them (PMA pooling: `head: {kind: "
                 "set_pool}`)")
     LOWERING = "two attentions over m points"
+    no_cache_because: ClassVar[str] = (
+        "its inducing points summarise the whole set, so every output changes with a new"
+        "element")
 
     points: int = option(32, doc="m: inducing points.", minimum=1, shrink=cap(4))
 

@@ -10,7 +10,7 @@ from .multi_head import output_projection, project
 def no_score_positions(kind: str, spec):
     """problems(): a positional scheme that acts on scores has nothing to act on here."""
     scheme = POSITIONS.builder(spec.positional)
-    if scheme.attend is not None:
+    if scheme.attend is not None or scheme.rotate is not None:
         yield (f"{kind} attention has no scores for positional '{type(spec.positional).KIND}' to act on; "
                "use an embedding scheme (learned, sinusoidal, ...)")
 

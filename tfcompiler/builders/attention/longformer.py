@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import ClassVar
 
 from ...ir.patterns import Window, WithGlobal
 from ...language.kinds import ATTENTION
@@ -27,6 +28,7 @@ class LongformerOptions(MultiHeadOptions):
     COMPUTES = ("window + global tokens: the leading `global_tokens`, or the `global_attention_mask` input with "
                 "separate global projections (`global_input`, Hugging Face's layout)")
     LOWERING = "banded blocks + global rows/columns; dense masked with the input mask"
+    no_cache_because: ClassVar[str] = "its global tokens attend every key, later ones included"
 
     window: int = option(doc="Keys on each side a token sees (Longformer's w/2).", minimum=1, shrink=cap(2))
     dilation: int = option(1, doc="See every d-th key of the window.", minimum=1)

@@ -16,6 +16,7 @@ unless talking heads, residual scores or a value term need the explicit scores.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from ...language.kinds import ATTENTION, POSITIONS, AttentionKind
 from ...language.model import Norm
@@ -36,6 +37,7 @@ class MultiHeadOptions(AttentionKind):
                 "prior)")
     LOWERING = ("the fused `Attention` (opset 23) or MatMul/Softmax/MatMul; explicit scores for talking heads and "
                 "residual scores")
+    no_cache_because: ClassVar[str] = ""  # a new query reads past keys and values only
 
     scale: float | None = option(None, doc="Score scale. Default 1/√head_width (T5 uses 1).",
                                  minimum=0.0)
@@ -117,6 +119,12 @@ def attention_context(ctx, options: MultiHeadOptions, spec, site: Site, query, k
         parts.mask_biases.append(ctx.op("padding_bias", site.mask))
     parts.mask_biases.extend(masks)
     scheme = POSITIONS.builder(site.positional) if site.positional is not None else None
+    if scheme is not None and scheme.rotate is not None:
+        parts = scheme.rotate(ctx, site.positional, spec, parts, site)
+    bound = pattern.distance_bound() if pattern is not None and site.causal else None
+    if options.residual_scores:  # the next layer adds these scores: its keys must be as many
+        bound = None
+    parts.key, parts.value = site.extend(ctx, parts.key, parts.value, keep=bound)
     if scheme is not None and scheme.attend is not None:
         parts = scheme.attend(ctx, site.positional, spec, parts, site)
     if options.span is not None:

@@ -31,6 +31,12 @@ class Site:
     key_positions: Any = None  # (1, T) when the keys are not the queries' own tokens (a memory)
     recurrent: bool = False  # keys are earlier segments' states followed by x itself (Transformer-XL)
     levels: tuple[int, int] = (0, 0)  # poolings between the tokens and the queries, and the keys (Funnel)
+    cache: Any = None  # a decoder's LayerCache: the keys are the past ones followed by x's own
+
+    def extend(self, ctx, key, value, keep: int | None = None):
+        """The keys and values attended: the cached past ones, then the new ones (the cache keeps the
+        last `keep` when later queries reach no further)."""
+        return self.cache.extend(ctx, key, value, keep) if self.cache is not None else (key, value)
 
     @property
     def is_self(self) -> bool:

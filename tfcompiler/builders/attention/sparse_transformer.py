@@ -10,6 +10,7 @@ In decoders the causal mask removes the future half.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from ...ir.patterns import Fixed, Strided
 from ...language.kinds import ATTENTION
@@ -26,6 +27,7 @@ class SparseTransformerOptions(MultiHeadOptions):
     COMPUTES = "strided or fixed factorised pattern"
     LOWERING = ("fixed: each block with every block's summary keys, O(n·(l + n·c/l)); strided: banded blocks of l + "
                 "the keys at the query's offset in every other block, O(n·(3l + n/l))")
+    left_padding_shifts: ClassVar[str] = "its fixed blocks are counted from the first column"
 
     pattern: str = option("strided", doc="strided or fixed.", choices=("strided", "fixed"))
     stride: int = option(doc="l: the stride or block length (about √n in the paper).", minimum=1, shrink=cap(2))

@@ -8,7 +8,9 @@ per row before the lookup.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
+from ...ir.types import BATCH
 from ...language.kinds import INPUTS, InputKind
 from ...language.schema import option
 from .base import StackInput
@@ -21,6 +23,7 @@ class TokenOptions(InputKind):
     PAPER = "Vaswani et al. 2017; BERT's segments"
     COMPUTES = "token ids (and segment ids, with `token_types`) looked up in embedding tables"
     LOWERING = "`Gather`"
+    no_cache_because: ClassVar[str] = ""  # a token's embedding is its own
 
     token_types: int = option(0, doc="Token-type (segment) vocabulary; 0 means no `token_type_ids` "
                               "input.", minimum=0)
@@ -30,12 +33,12 @@ def build_tokens(ctx, options: TokenOptions, spec, stack_name: str) -> StackInpu
     names = StackInput.input_names(spec, stack_name)
     d = spec.model.width
 
-    def read(name, role, **attrs):
-        value = ctx.input(names.prefix + name, "int64", names.shape, role=role, **attrs)
+    def read(name, role, shape=names.shape, **attrs):
+        value = ctx.input(names.prefix + name, "int64", shape, role=role, **attrs)
         return ctx.op("merge_outer", value, label="OneSentencePerRow") if names.documents else value
 
     ids = read("input_ids", "token_ids", range=spec.model.vocab_size)
-    mask = read("attention_mask", "padding_mask")
+    mask = read("attention_mask", "padding_mask", (BATCH, ctx.cache.mask_axis) if ctx.cache else names.shape)
     shared = spec.topology != "encoder-decoder" or spec.embedding.shared
     table = ctx.param("tokens.weight", (spec.model.vocab_size, d), "embedding",
                       full_name="embeddings.tokens.weight" if shared else None)

@@ -11,6 +11,7 @@ Lowered to ONNX Conv with group = width (see grid_conv).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from ...language.kinds import POSITIONS, PositionalKind
 from ...language.schema import option
@@ -25,6 +26,7 @@ class ConditionalOptions(PositionalKind):
     PAPER = "Chu et al. 2021 (CPVT)"
     COMPUTES = "x + depth-wise k×k conv of the tokens on a grid (padded tokens read as zeros)"
     LOWERING = "`Conv` with group = width"
+    no_cache_because: ClassVar[str] = "its convolution reads the neighbouring embeddings of every position"
 
     grid_width: int = option(doc="Tokens per grid row (the sequence, minus class tokens, must fill "
                              "whole rows).", minimum=1, shrink=grid)

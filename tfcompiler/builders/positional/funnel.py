@@ -33,6 +33,7 @@ class FunnelOptions(PositionalKind):
     COMPUTES = ("Transformer-XL's terms with distances counted in input tokens at every pooling level, plus the "
                 "segment term over `token_type_ids` ([CLS] = type 2)")
     LOWERING = "as `transformer_xl`, at each level's spacing; the segment term `Einsum` + `Equal` of the token types"
+    no_cache_because: ClassVar[str] = "its distances are between pooled positions of the whole sequence"
 
     base: float = option(10000.0, doc="Wavelength base of R.", minimum=1.0)
     segments: bool = option(True, doc="Add the segment term: reads `token_type_ids` (0 and 1 the two "

@@ -8,6 +8,7 @@ construction. Lowered to one ONNX RNN node over all windows as a batch.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from ...ir.ops.recurrent import GATES
 from ...language.kinds import POSITIONS, PositionalKind
@@ -26,6 +27,7 @@ class LocalRnnOptions(PositionalKind):
     COMPUTES = ("x + LocalRNN(LN(x)): each token plus the last state of a short RNN over the `window` positions "
                 "ending at it")
     LOWERING = "one ONNX `RNN` / `LSTM` / `GRU` node, all windows as one batch"
+    no_cache_because: ClassVar[str] = "its recurrence reads each window of earlier embeddings anew at every step"
 
     window: int = option(doc="M: positions each local RNN reads, the current one included.", minimum=1, shrink=cap(2))
     cell: str = option("gru", doc="rnn, lstm or gru (PyTorch's equations).", choices=tuple(GATES))

@@ -57,7 +57,7 @@ def rotate(ctx, options: RotaryOptions, spec, parts, site):
     return parts
 
 
-POSITIONS.register("rope", RotaryOptions, PositionalScheme(attend=rotate), examples={
+POSITIONS.register("rope", RotaryOptions, PositionalScheme(rotate=rotate), examples={
     "rope_half_split_gqa": """
 topology: decoder
 model: {kv_heads: 2, bias: false}

@@ -151,6 +151,16 @@ register("drop_last", (1, 1), lambda attrs, t: [t[0].with_shape(
              t[0].shape[:attrs["axis"]] + (_dropped(t[0].shape[attrs["axis"]], attrs["count"]),)
              + t[0].shape[attrs["axis"] + 1:])],
          lambda attrs, x: [np.take(x, np.arange(max(x.shape[attrs["axis"]] - attrs["count"], 0)), axis=attrs["axis"])])
+def _last_count(x, count, axis: int):
+    count = int(count)
+    return np.take(x, np.arange(x.shape[axis] - count if 0 < count < x.shape[axis] else 0, x.shape[axis]), axis=axis)
+
+
+# last_count(x, count) attrs axis: the last `count` (an int64 scalar) entries along axis; all when count is 0
+# or exceeds them (Hugging Face's logits_to_keep)
+register("last_count", (2, 2), lambda attrs, t: [t[0].with_shape(
+             t[0].shape[:attrs["axis"]] + (f"kept_{t[0].shape[attrs['axis']]}",) + t[0].shape[attrs["axis"] + 1:])],
+         lambda attrs, x, count: [_last_count(x, count, attrs["axis"])])
 # keep_last(x) attrs axis, count: the last `count` entries along axis (all of them when there are fewer)
 register("keep_last", (1, 1), lambda attrs, t: [t[0].with_shape(
              t[0].shape[:attrs["axis"]] + (_kept(t[0].shape[attrs["axis"]], attrs["count"]),)

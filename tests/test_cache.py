@@ -1,0 +1,162 @@
+"""A decoder compiled with its KV cache computes what its forward-only graph computes: in one call
+over the whole input, token by token, with the prompt fed in chunks, and in left-padded batches
+(positions from the mask), for every decoder example of every kind and every shipped decoder spec.
+A decoder without an incremental form says why and has no cache inputs."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from conftest import ROOT
+from test_components import CASES, spec_text
+from tfcompiler import compile_spec, parse_spec
+from tfcompiler.builders.cache import why_left_padding_shifts, why_no_cache
+from tfcompiler.language.shrink import shrink_spec
+
+DECODER_CASES = sorted(case for case, (topology, _, _) in CASES.items() if topology == "decoder")
+DECODER_SPECS = sorted(path for path in (ROOT / "specs").glob("*.yaml") if "topology: decoder" in path.read_text())
+CHUNKS = (4, 1, 3, 1)  # a prompt of 4, a step, a chunk of 3, a step
+PADDING = 3  # the second row's leading pads
+
+
+def spec_of(case) -> object:
+    return shrink_spec(case) if isinstance(case, Path) else parse_spec(spec_text(case), f"{case}.yaml")
+
+
+def hf_positions(mask: np.ndarray) -> np.ndarray:
+    """Hugging Face's position_ids for a left-padded batch: counted from each row's first real token."""
+    positions = np.cumsum(mask, axis=-1) - 1
+    return np.where(mask == 0, 1, positions)
+
+
+class Cached:
+    """A cached model on onnxruntime: ``run(ids, mask, positions, past)`` -> (logits, present)."""
+
+    def __init__(self, model):
+        self.session = ort.InferenceSession(model.serialize())
+        self.names = [o.name for o in self.session.get_outputs()]
+        self.pasts = [i for i in self.session.get_inputs() if i.name.startswith("past_key_values.")]
+        self.inputs = {i.name for i in self.session.get_inputs()}
+
+    def past_length(self, past: dict[str, np.ndarray]) -> int:
+        """The keys the past holds (the mask covers them and the new tokens)."""
+        return next(iter(past.values())).shape[2] if past else 0
+
+    def bound(self, name: str) -> float:
+        """The most keys the layer's cache keeps (a sliding window's), from the present's symbolic length."""
+        dim = next(o for o in self.session.get_outputs() if o.name == name.replace("past_key_values.", "present."))
+        match = re.fullmatch(r"min\(.*,(\d+)\)", str(dim.shape[2]))
+        return int(match.group(1)) if match else np.inf
+
+    def empty(self, batch: int) -> dict[str, np.ndarray]:
+        return {i.name: np.zeros((batch, i.shape[1], 0, i.shape[3]), np.float32) for i in self.pasts}
+
+    def run(self, ids, mask, positions, past, keep: int | None = None):
+        feeds = {"input_ids": ids, "attention_mask": mask, **past}
+        if "position_ids" in self.inputs:  # only schemes that read positions take them
+            feeds["position_ids"] = positions
+        if keep is not None:
+            feeds["logits_to_keep"] = np.array(keep, np.int64)
+        out = dict(zip(self.names, self.session.run(None, feeds)))
+        present = {name.replace("present.", "past_key_values."): out[name] for name in out if name.startswith("present.")}
+        return out["logits"], present
+
+
+def close(got, want, label: str) -> None:
+    error = float(np.abs(got - want).max())
+    assert error <= 1e-4 * max(1.0, float(np.abs(want).max())), f"{label}: {error}"
+
+
+def check_cached(spec, opset: int) -> None:
+    reason = why_no_cache(spec)
+    compiled = compile_spec(spec, opset=opset)
+    inputs = {i.name for i in compiled.model.proto.graph.input}
+    if reason:  # no incremental form: the forward-only graph, and the reason in its metadata
+        assert not any(name.startswith("past_key_values.") for name in inputs), reason
+        assert dict((p.key, p.value) for p in compiled.model.proto.metadata_props)["tfcompiler.cache"] == f"none: {reason}"
+        return
+    forward = ort.InferenceSession(compile_spec(spec, opset=opset, cache=False).model.serialize())
+    cached = Cached(compiled.model)
+    length = sum(CHUNKS)
+    ids = np.random.default_rng(7).integers(0, spec.model.vocab_size, (2, length))
+    ones = np.ones_like(ids)
+
+    # the whole input at once is the forward-only graph
+    whole, _ = cached.run(ids, ones, hf_positions(ones), cached.empty(2))
+    (want,) = forward.run(["logits"], {"input_ids": ids, "attention_mask": ones})
+    close(whole, want, "one call with an empty cache")
+
+    # left padding: the second row's real tokens shifted right by PADDING
+    padded_ids = ids.copy()
+    padded_ids[1, PADDING:] = ids[1, :length - PADDING]
+    mask = ones.copy()
+    mask[1, :PADDING] = 0
+    positions = hf_positions(mask)
+    padded, _ = cached.run(padded_ids, mask, positions, cached.empty(2))
+    if not why_left_padding_shifts(spec):  # else generation runs rows one by one
+        close(padded[1, PADDING:], whole[1, :length - PADDING], "a left-padded row")
+
+    # the prompt then steps and chunks, with the padded batch
+    past, pieces, start = cached.empty(2), [], 0
+    for size in CHUNKS:
+        end = start + size
+        logits, past = cached.run(padded_ids[:, start:end], mask[:, end - cached.past_length(past) - size:end],
+                                  positions[:, start:end], past)
+        pieces.append(logits)
+        start = end
+    stepped = np.concatenate(pieces, axis=1)
+    close(stepped[0], padded[0], "by chunks")
+    close(stepped[1, PADDING:], padded[1, PADDING:], "by chunks, a left-padded row")
+    assert all(value.shape[2] == min(length, cached.bound(name)) for name, value in past.items())
+
+    last, _ = cached.run(ids, ones, hf_positions(ones), cached.empty(2), keep=1)
+    assert last.shape[1] == 1
+    close(last, whole[:, -1:], "logits_to_keep=1")
+
+
+@pytest.mark.parametrize("opset", [17, 23])
+@pytest.mark.parametrize("case", DECODER_CASES)
+def test_cached_decoder_computes_the_forward(case, opset):
+    check_cached(spec_of(case), opset)
+
+
+@pytest.mark.parametrize("path", DECODER_SPECS, ids=[p.stem for p in DECODER_SPECS])
+def test_shipped_decoder_caches_or_says_why(path):
+    check_cached(spec_of(path), 23)
+
+
+def test_decoders_without_an_incremental_form_say_why():
+    """The shipped decoders built on dense or pattern attention cache; the others name what stops them."""
+    reasons = {path.stem: why_no_cache(spec_of(path)) for path in DECODER_SPECS}
+    cached = {"adaptive-span-decoder", "alibi-decoder", "gpt2-small", "image-transformer", "image-transformer-2d",
+              "llama-style", "music-transformer", "sliding-window-decoder", "sparse-transformer",
+              "talking-heads-realformer"}
+    assert {name for name, reason in reasons.items() if not reason} >= cached
+    assert "segment memory" in reasons["transformer-xl-decoder"] and "pooling" in reasons["hourglass-lm"]
+    assert "'local_rnn'" in reasons["r-transformer"]
+    assert "encoder-decoder" in why_no_cache(spec_of(ROOT / "specs" / "t5-small.yaml"))
+
+
+def test_sliding_window_cache_stays_the_window_over_a_long_run():
+    """Steps far past the window: the cache never grows beyond it, and the last logits are the
+    forward-only graph's over the whole sequence."""
+    from conftest import tiny_spec
+
+    text = tiny_spec("decoder", "rope").replace("max_length: 32", "max_length: 160").replace(
+        "block: {placement: pre}", "block: {placement: pre, attention: {kind: sliding_window, window: 6}}")
+    spec = parse_spec(text, "window.yaml")
+    cached = Cached(compile_spec(spec).model)
+    ids = np.random.default_rng(3).integers(0, spec.model.vocab_size, (1, 150))
+    past, logits = cached.empty(1), []
+    for t in range(ids.shape[1]):
+        held = cached.past_length(past)
+        step, past = cached.run(ids[:, t:t + 1], np.ones((1, held + 1), np.int64), np.array([[t]]), past)
+        logits.append(step)
+        assert all(value.shape[2] == min(t + 1, 6) for value in past.values())
+    forward = ort.InferenceSession(compile_spec(spec, cache=False).model.serialize())
+    (want,) = forward.run(["logits"], {"input_ids": ids, "attention_mask": np.ones_like(ids)})
+    close(np.concatenate(logits, axis=1), want, "150 steps through a window of 6")

@@ -1,0 +1,111 @@
+"""The KV cache of a decoder compiled for incremental decoding, with the names and layout Hugging
+Face, Optimum and onnxruntime-genai use: one graph serves the prompt (an empty past) and every step.
+
+    input_ids (B, S), attention_mask (B, P+S), position_ids (B, S),
+    past_key_values.{i}.key / .value (B, Hkv, P, Dh)
+      -> logits, present.{i}.key / .value (B, Hkv, P+S, Dh)
+
+Each self-attention appends its new keys and values (rotated, for rotary positions) to the past
+ones; attention, causality and relative positions already align the queries with the end of the
+keys. Positions come from `position_ids`, which the caller derives from the mask (``cumsum - 1``),
+so left-padded rows count from their first real token. `logits_to_keep` (an input with a default,
+0 = every position) lets generation compute the LM head only for the last position.
+
+A decoder has this form when its input, every positional scheme and every attention kind of its
+stack declares it (`no_cache_because` empty, tfcompiler.language.kinds) and its stack carries
+nothing else between positions (segment memory, pooling, memory slots); otherwise it compiles
+without a cache and :func:`why_no_cache` says why.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..ir.graph import Value
+from ..ir.types import BATCH, SEQUENCE
+
+PAST = "past_sequence_length"
+
+
+def why_no_cache(spec) -> str:
+    """"" when the spec's decoder has an exact incremental form, else the reason it has none."""
+    if spec.topology != "decoder":
+        return f"a {spec.topology} model has no decoder-only cache (it compiles as one forward graph)"
+    stack = spec.decoder
+    carried = [what for what, present in (("a segment memory", stack.memory), ("pooling", stack.resample),
+                                          ("memory slots", stack.memory_slots)) if present]
+    if carried:
+        return f"its decoder carries {carried[0]} between positions, which has no incremental form yet"
+    if type(spec.input).no_cache_because:
+        return f"input '{type(spec.input).KIND}': {type(spec.input).no_cache_because}"
+    for i, block in enumerate(spec.decoder_blocks):
+        positional = block.positional if block.positional is not None else spec.positional
+        for what, options in (("attention", block.attention), ("positional", positional)):
+            if type(options).no_cache_because:
+                return f"decoder layer {i} {what} '{type(options).KIND}': {type(options).no_cache_because}"
+    return ""
+
+
+def why_left_padding_shifts(spec) -> str:
+    """"" when a left-padded row computes what the row alone does, else why not."""
+    for i, block in enumerate(spec.stacks()[-1][2]):
+        if type(block.attention).left_padding_shifts:
+            return f"layer {i} attention '{type(block.attention).KIND}': {type(block.attention).left_padding_shifts}"
+    return ""
+
+
+@dataclass
+class LayerCache:
+    """One self-attention's past and present keys and values."""
+
+    index: int
+    presents: dict = field(default_factory=dict)
+
+    def extend(self, ctx, key: Value, value: Value, keep: int | None = None) -> tuple[Value, Value]:
+        """New keys and values (B, Hkv, S, Dh) -> the past ones followed by them (B, Hkv, P+S, Dh);
+        the present keeps only the last `keep` of them when later queries can reach no further back (a
+        sliding window), so the cache stays that size however long generation runs."""
+        extended = []
+        for name, new in (("key", key), ("value", value)):
+            _, heads, _, width = ctx.type_of(new).shape
+            past = ctx.input(f"past_key_values.{self.index}.{name}", "float32", (BATCH, heads, PAST, width),
+                             role=f"past_{name}")
+            both = ctx.op("concat", past, new, axis=2, label=f"Cache{name.title()}")
+            kept = both if keep is None else ctx.op("keep_last", both, axis=2, count=keep, label="Window")
+            self.presents[f"present.{self.index}.{name}"] = kept
+            extended.append(both)
+        return extended[0], extended[1]
+
+    def state(self, ctx, name: str, shape: tuple) -> Value:
+        """A fixed-size state the layer carries from step to step (running sums of linear attention):
+        the input `past_state.{i}.{name}`, zeros before the first call; give the new one to `update`."""
+        return ctx.input(f"past_state.{self.index}.{name}", "float32", (BATCH,) + tuple(shape), role="state")
+
+    def update(self, name: str, value: Value) -> None:
+        """The state after this call: the output `present_state.{i}.{name}`."""
+        self.presents[f"present_state.{self.index}.{name}"] = value
+
+
+@dataclass
+class DecoderCache:
+    """The cache inputs of a decoder-only model and the present outputs its layers add."""
+
+    max_length: int
+    layers: dict[int, LayerCache] = field(default_factory=dict)
+
+    @property
+    def mask_axis(self) -> str:
+        """The attention mask covers the past and the new tokens (the keys)."""
+        return f"{PAST}+{SEQUENCE}"
+
+    def layer(self, index: int) -> LayerCache:
+        return self.layers.setdefault(index, LayerCache(index))
+
+    def position_ids(self, ctx) -> Value:
+        return ctx.input("position_ids", "int64", (BATCH, SEQUENCE), role="position_ids", range=self.max_length)
+
+    def logits_to_keep(self, ctx) -> Value:
+        """How many last positions the LM head computes: 0 (the default) for all of them."""
+        return ctx.input("logits_to_keep", "int64", (), role="logits_to_keep", default=0)
+
+    def presents(self) -> dict[str, Value]:
+        return {name: value for index in sorted(self.layers) for name, value in self.layers[index].presents.items()}
