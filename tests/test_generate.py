@@ -31,18 +31,21 @@ block: {placement: pre, norm: {kind: rms_norm, epsilon: 1e-5}, ffn: {activation:
 decoder: {layers: 2}
 head: {kind: lm, tied: false}
 """
-SPECS = {"gpt2-like": tiny_spec(), "llama-like": LLAMA}
+WINDOW = LLAMA.replace("name: tiny-llama", "name: tiny-window").replace(
+    "block: {", "block: {attention: {kind: sliding_window, window: 3}, ")
+SPECS = {"gpt2-like": tiny_spec(), "llama-like": LLAMA, "llama-window": WINDOW}
 PROMPTS = [[3, 4, 5, 6, 7], [8, 9], [10, 11, 12]]
 
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     """Path per name: the compiled tiny specs and the hand-written toy decoder (cached, windowed, with a
-    running state; each with its uncached twin)."""
+    running state), each with its uncached twin (`NAME-full`: compiled --no-cache)."""
     folder, paths = tmp_path_factory.mktemp("generate"), {}
     for name, text in SPECS.items():
-        paths[name] = folder / f"{name}.onnx"
-        compile_spec(parse_spec(text)).model.save(paths[name])
+        for cache in (True, False):
+            paths[name + ("" if cache else "-full")] = folder / f"{name}-{cache}.onnx"
+            compile_spec(parse_spec(text), cache=cache).model.save(paths[name + ("" if cache else "-full")])
     for name, options in {"toy": {}, "toy-window": {"window": 3}, "toy-state": {"state": True}}.items():
         for cache in (True, False):
             paths[name + ("" if cache else "-full")] = folder / f"{name}-{cache}.onnx"
@@ -51,40 +54,45 @@ def models(tmp_path_factory):
 
 
 def reference_greedy(path, prompts: list[list[int]], steps: int) -> np.ndarray:
-    """Left-pad, then `steps` times: the whole sequence through onnxruntime, argmax of the last logits."""
+    """Each row alone, `steps` times: its whole sequence through onnxruntime, argmax of the last logits;
+    then the rows left-padded with 0s into one array."""
     session = ort.InferenceSession(str(path))
-    width = max(map(len, prompts))
-    ids = np.array([[0] * (width - len(p)) + p for p in prompts], np.int64)
-    mask = np.array([[0] * (width - len(p)) + [1] * len(p) for p in prompts], np.int64)
-    for _ in range(steps):
-        feeds = {"input_ids": ids, "attention_mask": mask,
-                 "position_ids": np.where(mask == 0, 1, mask.cumsum(1) - 1)}
-        for i in session.get_inputs():  # empty pasts: the cached form recomputes everything too
-            if i.name.startswith("past_"):
-                shape = [len(ids) if "batch" in str(d) else 0 if isinstance(d, str) else d for d in i.shape]
-                feeds[i.name] = np.zeros(shape, np.float32)
-        logits = session.run(["logits"], {i.name: feeds[i.name] for i in session.get_inputs()})[0]
-        ids = np.concatenate([ids, logits[:, -1].argmax(-1)[:, None]], axis=1)
-        mask = np.concatenate([mask, np.ones_like(mask[:, :1])], axis=1)
-    return ids
+    rows = []
+    for prompt in prompts:
+        ids = np.array([prompt], np.int64)
+        for _ in range(steps):
+            feeds = {"input_ids": ids, "attention_mask": np.ones_like(ids), "position_ids": np.arange(ids.shape[1])[None]}
+            for i in session.get_inputs():  # empty pasts: the cached form recomputes everything too
+                if i.name.startswith("past_"):
+                    feeds[i.name] = np.zeros([1 if "batch" in str(d) else 0 if isinstance(d, str) else d
+                                              for d in i.shape], np.float32)
+            logits = session.run(["logits"], {i.name: feeds[i.name] for i in session.get_inputs()})[0]
+            ids = np.concatenate([ids, logits[:, -1:].argmax(-1)], axis=1)
+        rows.append(ids[0])
+    width = max(map(len, rows))
+    return np.array([[0] * (width - len(row)) + row.tolist() for row in rows])
 
 
-@pytest.mark.parametrize("name", ["gpt2-like", "llama-like", "toy", "toy-window", "toy-state-full"])
+@pytest.mark.parametrize("name", ["gpt2-like", "llama-like", "llama-window", "gpt2-like-full", "toy", "toy-window",
+                                  "toy-state-full"])
 def test_greedy_is_the_argmax_of_the_full_forward_step_by_step(models, name):
     out = Generator(models[name]).generate(PROMPTS, max_new_tokens=6)
     np.testing.assert_array_equal(out, reference_greedy(models[name], PROMPTS, 6))
 
 
-@pytest.mark.parametrize("name", ["toy", "toy-window", "toy-state"])
-def test_the_cache_gives_the_fallbacks_tokens(models, name):
+@pytest.mark.parametrize("name", ["gpt2-like", "llama-like", "llama-window", "toy", "toy-window", "toy-state"])
+def test_the_cache_gives_the_fallbacks_tokens_and_logits(models, name):
     cached, full = Generator(models[name]), Generator(models[name + "-full"])
     assert cached.cached and not full.cached
-    first = cached.generate(PROMPTS, max_new_tokens=12)
-    np.testing.assert_array_equal(first, full.generate(PROMPTS, max_new_tokens=12))
-    np.testing.assert_array_equal(first, cached.generate(PROMPTS, max_new_tokens=12, use_cache=False))
+    options = dict(max_new_tokens=12, output_logits=True, return_dict_in_generate=True)
+    fast = cached.generate(PROMPTS, **options)
+    for slow in (full.generate(PROMPTS, **options), cached.generate(PROMPTS, use_cache=False, **options)):
+        np.testing.assert_array_equal(fast.sequences, slow.sequences)
+        np.testing.assert_allclose(np.stack(fast.logits), np.stack(slow.logits), rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("name", ["toy", "toy-window", "toy-full"])
+@pytest.mark.parametrize("name", ["gpt2-like", "llama-like", "llama-window", "gpt2-like-full", "toy", "toy-window",
+                                  "toy-full"])
 def test_left_padded_rows_equal_the_rows_alone(models, name):
     generator = Generator(models[name])
     batch = generator.generate(PROMPTS, max_new_tokens=8)

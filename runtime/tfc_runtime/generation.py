@@ -24,7 +24,8 @@ from .session import Model
 
 MODEL_FILES = ("model.onnx", "decoder_model.onnx")  # in a model folder, the first that exists
 OPTIONS = ["max_new_tokens", "min_new_tokens", "do_sample", "temperature", "top_k", "top_p", "repetition_penalty",
-           "eos_token_id", "pad_token_id", "seed", "streamer", "max_length", "use_cache", "return_dict_in_generate"]
+           "eos_token_id", "pad_token_id", "seed", "streamer", "max_length", "use_cache", "return_dict_in_generate",
+           "output_logits"]
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,7 @@ class Generation:
     first_token_seconds: float  # the prompt's call and the first choice
     run_seconds: float  # inside onnxruntime
     steps: int
+    logits: tuple[np.ndarray, ...] = ()  # with output_logits: each step's raw logits, float32 [B, V]
 
     def rows(self) -> list[list[int]]:
         """Each row: its prompt without padding, then its new tokens up to and with its end-of-sequence."""
@@ -104,11 +106,12 @@ class Generator:
                  do_sample: bool = False, temperature: float = 1.0, top_k: int = 50, top_p: float = 1.0,
                  repetition_penalty: float = 1.0, eos_token_id=None, pad_token_id=None, seed=None,
                  streamer=None, max_length=None, use_cache: bool = True, return_dict_in_generate: bool = False,
-                 **unknown):
+                 output_logits: bool = False, **unknown):
         """Hugging Face's `generate` for a decoder-only model (see the module docstring); with
         `return_dict_in_generate` a `Generation` (sequences, per-row results, timings) instead of the array.
         `max_length` caps prompt + new tokens (default: the model's, if it states one) and `max_new_tokens`
-        the new ones: the tighter wins. `use_cache=False` recomputes every step even on a model with a cache."""
+        the new ones: the tighter wins. `use_cache=False` recomputes every step even on a model with a cache;
+        `output_logits` keeps each step's raw logits in the `Generation`."""
         check.reject_unknown(unknown, OPTIONS)
         choice = check.choice(do_sample, temperature, top_k, top_p, repetition_penalty, min_new_tokens)
         check.check_count(max_new_tokens, "max_new_tokens", 1)
@@ -130,11 +133,11 @@ class Generator:
         steps = CachedSteps if use_cache and self.cached else FullSteps
         rng = np.random.default_rng(seed) if choice.do_sample else None
         result = self._decode(steps, prompts, min(max_new_tokens, limit - width) if limit else max_new_tokens,
-                              choice, rng, eos, pad, streamer)
+                              choice, rng, eos, pad, streamer, output_logits)
         return result if return_dict_in_generate else result.sequences
 
     def _decode(self, steps_kind, prompts: check.Prompts, new: int, choice, rng, eos: tuple[int, ...], pad,
-                streamer) -> Generation:
+                streamer, output_logits: bool) -> Generation:
         """Hugging Face's sampling loop (`GenerationMixin._sample`), one model call a token."""
         (batch, width), total = prompts.ids.shape, prompts.ids.shape[1] + new
         tokens = np.zeros((batch, total), np.int64)
@@ -143,12 +146,14 @@ class Generator:
         mask[:, :width] = prompts.mask
         positions = np.where(mask == 0, 1, np.cumsum(mask, axis=1) - 1)  # Hugging Face's, for left padding
         steps = steps_kind(self.model, self.layout, batch)
-        eos_ids, unfinished, seen = np.array(eos, np.int64), np.ones(batch, bool), None
+        eos_ids, unfinished, seen, kept = np.array(eos, np.int64), np.ones(batch, bool), None, []
         if streamer is not None:
             streamer.put(prompts.ids.copy())
         start, first, t = time.perf_counter(), 0.0, width
         while t < total:
             logits = steps(tokens[:, :t], mask[:, :t], positions[:, :t])
+            if output_logits:
+                kept.append(logits.copy())
             if choice.repetition_penalty != 1.0:
                 seen = seen if seen is not None else seen_tokens(prompts, logits.shape[1])
             chosen = pick(process(logits, choice, seen, t - width, eos_ids), rng)
@@ -169,7 +174,8 @@ class Generator:
         seconds = time.perf_counter() - start
         if streamer is not None:
             streamer.end()
-        return Generation(tokens[:, :t].copy(), prompts.mask, eos, seconds, first, steps.run_seconds, t - width)
+        return Generation(tokens[:, :t].copy(), prompts.mask, eos, seconds, first, steps.run_seconds, t - width,
+                          tuple(kept))
 
 
 def seen_tokens(prompts: check.Prompts, vocab: int) -> np.ndarray:

@@ -128,17 +128,32 @@ class CachedSteps:
 
 
 class FullSteps:
-    """The exact fallback: each call runs the whole left-padded sequence from empty pasts."""
+    """The exact fallback: each call runs the whole sequence from empty pasts. A model that cannot take
+    left padding exactly (no `position_ids` input: positions count from the first column; or
+    `tfcompiler.left_padding` says what shifts) runs each group of equally long prompts without padding."""
 
     def __init__(self, model: Model, layout: Layout, batch: int):
         self.session, self.layout = model.session, layout
-        self.initial = {c.past: np.zeros(initial_shape(c, batch), c.dtype) for c in layout.carried}
-        if layout.keeps_logits:
-            self.initial[LOGITS_TO_KEEP] = np.array(1, np.int64)
+        self.unpadded = layout.positions is None or model.metadata.get("tfcompiler.left_padding", "exact") != "exact"
         self.run_seconds = 0.0
 
     def __call__(self, tokens: np.ndarray, mask: np.ndarray, positions: np.ndarray) -> np.ndarray:
-        layout, feeds = self.layout, dict(self.initial)
+        if not self.unpadded:
+            return self.run(tokens, mask, positions)
+        padding = mask.argmax(axis=1)  # left padding: the first real column
+        groups = [np.flatnonzero(padding == p) for p in np.unique(padding)]
+        logits = [self.run(tokens[rows, p:], mask[rows, p:], positions[rows, p:])
+                  for rows, p in zip(groups, np.unique(padding))]
+        out = np.empty((len(tokens), logits[0].shape[1]), np.float32)
+        for rows, values in zip(groups, logits):
+            out[rows] = values
+        return out
+
+    def run(self, tokens: np.ndarray, mask: np.ndarray, positions: np.ndarray) -> np.ndarray:
+        layout = self.layout
+        feeds = {c.past: np.zeros(initial_shape(c, len(tokens)), c.dtype) for c in layout.carried}
+        if layout.keeps_logits:
+            feeds[LOGITS_TO_KEEP] = np.array(1, np.int64)
         feeds[layout.tokens] = tokens
         if layout.mask:
             feeds[layout.mask] = mask
