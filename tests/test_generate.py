@@ -61,7 +61,8 @@ def reference_greedy(path, prompts: list[list[int]], steps: int) -> np.ndarray:
     for prompt in prompts:
         ids = np.array([prompt], np.int64)
         for _ in range(steps):
-            feeds = {"input_ids": ids, "attention_mask": np.ones_like(ids), "position_ids": np.arange(ids.shape[1])[None]}
+            feeds = {"input_ids": ids, "attention_mask": np.ones_like(ids),
+                     "position_ids": np.arange(ids.shape[1])[None]}
             for i in session.get_inputs():  # empty pasts: the cached form recomputes everything too
                 if i.name.startswith("past_"):
                     feeds[i.name] = np.zeros([1 if "batch" in str(d) else 0 if isinstance(d, str) else d
