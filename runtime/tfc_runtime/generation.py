@@ -61,7 +61,8 @@ class Generation:
 
 
 def model_files(path) -> tuple[Path, dict]:
-    """The .onnx file and the generation config beside it (`generation.json`; {} if none)."""
+    """The .onnx file (a folder's `model.onnx` or `decoder_model.onnx`, or the file given) and the
+    generation config in its folder (`generation.json`; {} if none)."""
     path = Path(path)
     if path.is_dir():
         found = [path / name for name in MODEL_FILES if (path / name).is_file()]
@@ -132,11 +133,11 @@ class Generator:
             raise ValueError(f"input_ids: the prompt has {width} tokens, more than the model's max_length {limit}")
         steps = CachedSteps if use_cache and self.cached else FullSteps
         rng = np.random.default_rng(seed) if choice.do_sample else None
-        result = self._decode(steps, prompts, min(max_new_tokens, limit - width) if limit else max_new_tokens,
-                              choice, rng, eos, pad, streamer, output_logits)
+        result = self._decode(steps, prompts, new=min(max_new_tokens, limit - width) if limit else max_new_tokens,
+                              choice=choice, rng=rng, eos=eos, pad=pad, streamer=streamer, output_logits=output_logits)
         return result if return_dict_in_generate else result.sequences
 
-    def _decode(self, steps_kind, prompts: check.Prompts, new: int, choice, rng, eos: tuple[int, ...], pad,
+    def _decode(self, steps_kind, prompts: check.Prompts, *, new: int, choice, rng, eos: tuple[int, ...], pad,
                 streamer, output_logits: bool) -> Generation:
         """Hugging Face's sampling loop (`GenerationMixin._sample`), one model call a token."""
         (batch, width), total = prompts.ids.shape, prompts.ids.shape[1] + new
