@@ -228,8 +228,8 @@ def real_positions(feeds, output: str, shape) -> np.ndarray:
     (a span or window that only reaches padding) and whose output is then arbitrary."""
     prefix = "decoder_" if "decoder_input_ids" in feeds and not output.startswith("encoder") else ""
     mask = feeds.get(f"{prefix}attention_mask")
-    if output.startswith("present.") and mask is not None:  # cached keys and values (B, H, T, Dh)
-        return np.broadcast_to((mask != 0)[:, None, :, None], shape)
+    if output.startswith("present.") and mask is not None:  # cached keys and values (B, H, T, Dh): the last T
+        return np.broadcast_to((mask[:, mask.shape[1] - shape[2]:] != 0)[:, None, :, None], shape)
     if mask is None or len(shape) < 2 or shape[1] != mask.shape[1]:
         return np.ones(shape, bool)
     return np.broadcast_to((mask != 0).reshape(mask.shape + (1,) * (len(shape) - 2)), shape)

@@ -32,6 +32,7 @@ class Site:
     recurrent: bool = False  # keys are earlier segments' states followed by x itself (Transformer-XL)
     levels: tuple[int, int] = (0, 0)  # poolings between the tokens and the queries, and the keys (Funnel)
     cache: Any = None  # a decoder's LayerCache: the keys are the past ones followed by x's own
+    cross_kv: Any = None  # (keys, values) of a cross-attention that the encoder model computed, memory None
 
     def extend(self, ctx, key, value, keep: int | None = None):
         """The keys and values attended: the cached past ones, then the new ones (the cache keeps the
