@@ -305,7 +305,8 @@ def test_a_past_without_its_present_is_refused(models, tmp_path):
 
 def test_an_encoder_is_refused(tmp_path):
     compile_spec(parse_spec(tiny_spec("encoder", head="lm"))).model.save(tmp_path / "encoder.onnx")
-    with pytest.raises(ValueError, match="needs a decoder-only model; this one is encoder"):
+    with pytest.raises(ValueError, match="needs a decoder-only model, or an encoder-decoder's folder .*; this one "
+                                         "is encoder"):
         Generator(tmp_path / "encoder.onnx")
 
 
@@ -399,3 +400,44 @@ def test_greedy_generation_matches_transformers(tmp_path, options):
     got = generator.generate(prompts, max_new_tokens=10, eos_token_id=eos, pad_token_id=1, **options)
     np.testing.assert_array_equal(got[:, 4:], want[:, 4:])
     np.testing.assert_array_equal(generator.generate(prompts, max_new_tokens=10, **options)[:, 4:], free[:, 4:])
+
+
+# --- an encoder-decoder: two models in one folder ---------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def seq2seq(tmp_path_factory):
+    """A folder with the tiny encoder-decoder's encoder and decoder models (and its start token), and the
+    one-graph model, which recomputes everything from the source and the whole decoder sequence."""
+    folder = tmp_path_factory.mktemp("seq2seq")
+    spec = parse_spec(tiny_spec("encoder-decoder"))
+    for part in ("encoder", "decoder"):
+        compile_spec(spec, part=part).model.save(folder / f"{part}_model.onnx")
+    (folder / "generation.json").write_text(json.dumps({"decoder_start_token_id": 1}))
+    compile_spec(spec).model.save(folder.parent / "whole.onnx")
+    return folder, folder.parent / "whole.onnx"
+
+
+def test_an_encoder_decoder_generates_the_one_graph_models_argmax(seq2seq):
+    folder, whole = seq2seq
+    sources = [[3, 4, 5, 6, 7], [8, 9], [10, 11, 12]]
+    result = Generator(folder).generate(sources, max_new_tokens=6, return_dict_in_generate=True, output_logits=True)
+    session = ort.InferenceSession(str(whole))
+    for row, source in enumerate(sources):  # the reference: each source alone, its whole target each step
+        target = np.array([[1]])
+        for step in range(6):
+            (logits,) = session.run(["logits"], {"input_ids": np.array([source]),
+                                                 "attention_mask": np.ones((1, len(source)), np.int64),
+                                                 "decoder_input_ids": target,
+                                                 "decoder_attention_mask": np.ones_like(target)})
+            np.testing.assert_allclose(result.logits[step][row], logits[0, -1], rtol=1e-4, atol=1e-4)
+            target = np.concatenate([target, logits[:, -1:].argmax(-1)], axis=1)
+        np.testing.assert_array_equal(result.sequences[row], target[0])
+
+
+def test_an_encoder_decoder_without_its_cache_gives_the_same(seq2seq):
+    generator = Generator(seq2seq[0])
+    sources = [[3, 4, 5, 6, 7], [8, 9]]
+    np.testing.assert_array_equal(generator.generate(sources, max_new_tokens=5),
+                                  generator.generate(sources, max_new_tokens=5, use_cache=False))
+    with pytest.raises(ValueError, match="decoder_start_token_id: expected a token id"):
+        generator.generate(sources, decoder_start_token_id="1")

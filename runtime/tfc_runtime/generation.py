@@ -19,13 +19,14 @@ import onnxruntime as ort
 
 from . import generation_inputs as check
 from .generation_logits import pick, process
+from .generation_seq2seq import DECODER_FILE, ENCODER_FILE, encoded, start_tokens
 from .generation_step import CachedSteps, FullSteps, Layout
 from .session import Model
 
 MODEL_FILES = ("model.onnx", "decoder_model.onnx")  # in a model folder, the first that exists
 OPTIONS = ["max_new_tokens", "min_new_tokens", "do_sample", "temperature", "top_k", "top_p", "repetition_penalty",
            "eos_token_id", "pad_token_id", "seed", "streamer", "max_length", "use_cache", "return_dict_in_generate",
-           "output_logits"]
+           "output_logits", "decoder_start_token_id"]
 
 
 @dataclass(frozen=True)
@@ -60,22 +61,26 @@ class Generation:
         return self.new_tokens / self.seconds if self.seconds > 0 else 0.0
 
 
-def model_files(path) -> tuple[Path, dict]:
-    """The .onnx file (a folder's `model.onnx` or `decoder_model.onnx`, or the file given) and the
-    generation config in its folder (`generation.json`; {} if none)."""
+def model_files(path) -> tuple[Path, Path | None, dict]:
+    """The .onnx file (a folder's `model.onnx` or `decoder_model.onnx`, or the file given), the encoder
+    model beside a `decoder_model.onnx` (an encoder-decoder's folder) or None, and the generation config
+    in the folder (`generation.json`; {} if none)."""
     path = Path(path)
     if path.is_dir():
-        found = [path / name for name in MODEL_FILES if (path / name).is_file()]
-        if not found:
-            raise FileNotFoundError(f"{path}: a model folder needs {' or '.join(MODEL_FILES)}")
-        model, folder = found[0], path
+        if (path / ENCODER_FILE).is_file() and (path / DECODER_FILE).is_file():
+            model, encoder, folder = path / DECODER_FILE, path / ENCODER_FILE, path
+        else:
+            found = [path / name for name in MODEL_FILES if (path / name).is_file()]
+            if not found:
+                raise FileNotFoundError(f"{path}: a model folder needs {' or '.join(MODEL_FILES)}")
+            model, encoder, folder = found[0], None, path
     elif path.is_file():
-        model, folder = path, path.parent
+        model, encoder, folder = path, None, path.parent
     else:
         raise FileNotFoundError(f"{path}: no such model file or folder")
     config = folder / "generation.json"
     try:
-        return model, json.loads(config.read_text(encoding="utf-8")) if config.is_file() else {}
+        return model, encoder, json.loads(config.read_text(encoding="utf-8")) if config.is_file() else {}
     except json.JSONDecodeError as error:
         raise ValueError(f"{config}: not valid JSON ({error})") from None
 
@@ -85,14 +90,20 @@ class Generator:
 
     def __init__(self, path, device: str = "cpu", intra_op_threads: int | None = None,
                  session_options: ort.SessionOptions | None = None):
-        file, config = model_files(path)
+        file, encoder, config = model_files(path)
         self.folder = file.parent
         self.model = Model(file, device, intra_op_threads, session_options)
+        self.encoder = Model(encoder, device, intra_op_threads, session_options) if encoder else None
         meta = self.model.metadata
-        if meta.get("tfcompiler.topology", "decoder") != "decoder":
-            raise ValueError(f"{file}: generation needs a decoder-only model; this one is "
-                             f"{meta['tfcompiler.topology']}")
+        topology = meta.get("tfcompiler.topology", "decoder")
+        if topology != "decoder" and self.encoder is None:
+            raise ValueError(f"{file}: generation needs a decoder-only model, or an encoder-decoder's folder with "
+                             f"{ENCODER_FILE} and {DECODER_FILE}; this one is {topology}")
         self.layout = Layout.of(self.model)
+        if bool(self.layout.given) != bool(self.encoder):
+            raise ValueError(f"{file}: its inputs {list(self.layout.given)} come from an encoder model, but there "
+                             f"is no {ENCODER_FILE} beside it" if self.layout.given else
+                             f"{file}: the decoder model takes nothing from {ENCODER_FILE}")
         self.config = {**json.loads(meta.get("tfcompiler.generation") or "{}"), **config}
         if "max_length" not in self.config and meta.get("tfcompiler.max_length"):
             self.config["max_length"] = int(meta["tfcompiler.max_length"])
@@ -107,8 +118,9 @@ class Generator:
                  do_sample: bool = False, temperature: float = 1.0, top_k: int = 50, top_p: float = 1.0,
                  repetition_penalty: float = 1.0, eos_token_id=None, pad_token_id=None, seed=None,
                  streamer=None, max_length=None, use_cache: bool = True, return_dict_in_generate: bool = False,
-                 output_logits: bool = False, **unknown):
-        """Hugging Face's `generate` for a decoder-only model (see the module docstring); with
+                 output_logits: bool = False, decoder_start_token_id=None, **unknown):
+        """Hugging Face's `generate` for a decoder-only model (see the module docstring), or for an
+        encoder-decoder (input_ids are the source; the sequences start with `decoder_start_token_id`); with
         `return_dict_in_generate` a `Generation` (sequences, per-row results, timings) instead of the array.
         `max_length` caps prompt + new tokens (default: the model's, if it states one) and `max_new_tokens`
         the new ones: the tighter wins. `use_cache=False` recomputes every step even on a model with a cache;
@@ -128,16 +140,25 @@ class Generator:
         check.token_list(pad, "pad_token_id")
         prompts = check.left_padded(input_ids, attention_mask, 0 if pad is None else pad, self.vocab)
         limit = max_length or self.config.get("max_length")
+        if limit and prompts.ids.shape[1] > limit:
+            raise ValueError(f"input_ids: the prompt has {prompts.ids.shape[1]} tokens, more than the model's "
+                             f"max_length {limit}")
+        given = {}
+        if self.encoder is not None:  # the source, encoded once; the decoder starts from its start token
+            given = encoded(self.encoder, self.layout.given, prompts)
+            start = decoder_start_token_id if decoder_start_token_id is not None else \
+                self.config.get("decoder_start_token_id", self.config.get("bos_token_id"))
+            check.token_list(start, "decoder_start_token_id")
+            prompts = start_tokens(len(prompts.ids), start)
         width = prompts.ids.shape[1]
-        if limit and width > limit:
-            raise ValueError(f"input_ids: the prompt has {width} tokens, more than the model's max_length {limit}")
-        steps = CachedSteps if use_cache and self.cached else FullSteps
+        steps = (CachedSteps if use_cache and self.cached else FullSteps)(self.model, self.layout, len(prompts.ids),
+                                                                            given)
         rng = np.random.default_rng(seed) if choice.do_sample else None
         result = self._decode(steps, prompts, new=min(max_new_tokens, limit - width) if limit else max_new_tokens,
                               choice=choice, rng=rng, eos=eos, pad=pad, streamer=streamer, output_logits=output_logits)
         return result if return_dict_in_generate else result.sequences
 
-    def _decode(self, steps_kind, prompts: check.Prompts, *, new: int, choice, rng, eos: tuple[int, ...], pad,
+    def _decode(self, steps, prompts: check.Prompts, *, new: int, choice, rng, eos: tuple[int, ...], pad,
                 streamer, output_logits: bool) -> Generation:
         """Hugging Face's sampling loop (`GenerationMixin._sample`), one model call a token."""
         (batch, width), total = prompts.ids.shape, prompts.ids.shape[1] + new
@@ -146,7 +167,6 @@ class Generator:
         mask = np.ones((batch, total), np.int64)
         mask[:, :width] = prompts.mask
         positions = np.where(mask == 0, 1, np.cumsum(mask, axis=1) - 1)  # Hugging Face's, for left padding
-        steps = steps_kind(self.model, self.layout, batch)
         eos_ids, unfinished, seen, kept = np.array(eos, np.int64), np.ones(batch, bool), None, []
         if streamer is not None:
             streamer.put(prompts.ids.copy())

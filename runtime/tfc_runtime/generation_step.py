@@ -5,7 +5,9 @@ logits from it.
 (KV caches `past_key_values.N.key`, running states `past_state.N.*`, memories, RNN states) stay
 onnxruntime `OrtValue`s bound with IO binding, so a step is one `run` and only the logits come back to
 NumPy. `FullSteps` is the exact fallback for models without carried inputs (compiled `--no-cache`):
-every step recomputes the whole left-padded sequence from empty pasts.
+every step recomputes the whole left-padded sequence from empty pasts. An encoder-decoder's decoder
+model also takes what its encoder model gave (cross-attention keys and values, the source's mask): the
+same values at every step.
 
 The mask fed covers the past and the new tokens: its last P + S columns of the mask history, P being
 the length the previous call's cache came back with (a sliding-window cache keeps fewer than all)."""
@@ -20,6 +22,8 @@ import onnxruntime as ort
 from .session import CARRIED, Model
 
 LOGITS_TO_KEEP = "logits_to_keep"
+# an encoder-decoder's decoder model takes what the encoder model gave, the same at every step
+GIVEN_ROLES = ("cross_key", "cross_value", "encoder_mask")
 
 
 def present_of(past: str) -> str:
@@ -47,6 +51,7 @@ class Layout:
     mask: str | None
     positions: str | None
     carried: tuple[Carried, ...]
+    given: tuple[str, ...]  # from an encoder model: cross-attention keys and values, the source's mask
     keeps_logits: bool  # has the overridable `logits_to_keep`
     mask_covers_past: bool
 
@@ -61,19 +66,23 @@ class Layout:
         if tokens is None or "logits" not in outputs:
             raise ValueError(f"generation needs a model that takes token ids and returns `logits`; this one takes "
                              f"{[p.name for p in model.inputs]} and returns {sorted(outputs)}")
+        given = tuple(p.name for p in model.inputs if p.role in GIVEN_ROLES or (
+            not p.role and (p.name == "encoder_attention_mask" or ".encoder." in p.name)))
         carried = tuple(Carried(p.name, present_of(p.name), p.shape, p.dtype,
                                 p.role in ("past_key", "past_value") or p.name.startswith("past_key_values."))
-                        for p in model.inputs if p.role in CARRIED or p.name.startswith("past_"))
+                        for p in model.inputs
+                        if p.name not in given and (p.role in CARRIED or p.name.startswith("past_")))
         unpaired = [c.past for c in carried if c.present not in outputs]
-        others = [p.name for p in model.inputs if p.name not in {tokens, mask, positions, *(c.past for c in carried)}]
+        others = [p.name for p in model.inputs
+                  if p.name not in {tokens, mask, positions, *given, *(c.past for c in carried)}]
         problems = ([f"inputs {unpaired} have no `present` output to feed them"] if unpaired else []) + \
             ([f"inputs {others} are not generation inputs (token ids, mask, positions, pasts)"] if others else [])
         if problems:
             raise ValueError(f"cannot generate with this model: {'; '.join(problems)}")
         shape = {p.name: p.shape for p in model.inputs}
         covers_past = mask is not None and shape[mask][-1] != shape[tokens][-1]
-        return cls(tokens, mask, positions, carried, any(p.name == LOGITS_TO_KEEP for p in model.overridable),
-                   covers_past)
+        return cls(tokens, mask, positions, carried, given,
+                   any(p.name == LOGITS_TO_KEEP for p in model.overridable), covers_past)
 
 
 def initial_shape(carried: Carried, batch: int) -> list[int]:
@@ -89,7 +98,7 @@ def initial_shape(carried: Carried, batch: int) -> list[int]:
 class CachedSteps:
     """Prefill with the prompt, then one token a call; the carried values never leave onnxruntime."""
 
-    def __init__(self, model: Model, layout: Layout, batch: int):
+    def __init__(self, model: Model, layout: Layout, batch: int, given: dict[str, np.ndarray]):
         self.session, self.layout = model.session, layout
         self.device = "cuda" if model.providers[0] == "CUDAExecutionProvider" else "cpu"
         self.outputs = [p.name for p in model.outputs]
@@ -99,6 +108,8 @@ class CachedSteps:
                        for c in layout.carried}
         if layout.keeps_logits:  # the LM head runs on the last position only; bound once, for every call
             self.binding.bind_ortvalue_input(LOGITS_TO_KEEP, ort.OrtValue.ortvalue_from_numpy(np.array(1, np.int64)))
+        for name, value in given.items():  # the same at every step: bound once too
+            self.binding.bind_ortvalue_input(name, ort.OrtValue.ortvalue_from_numpy(value, self.device))
         self.fed = 0  # columns of the sequence already in the cache
         self.run_seconds = 0.0
 
@@ -132,26 +143,27 @@ class FullSteps:
     left padding exactly (no `position_ids` input: positions count from the first column; or
     `tfcompiler.left_padding` says what shifts) runs each group of equally long prompts without padding."""
 
-    def __init__(self, model: Model, layout: Layout, batch: int):
-        self.session, self.layout = model.session, layout
+    def __init__(self, model: Model, layout: Layout, batch: int, given: dict[str, np.ndarray]):
+        self.session, self.layout, self.given = model.session, layout, given
         self.unpadded = layout.positions is None or model.metadata.get("tfcompiler.left_padding", "exact") != "exact"
         self.run_seconds = 0.0
 
     def __call__(self, tokens: np.ndarray, mask: np.ndarray, positions: np.ndarray) -> np.ndarray:
         if not self.unpadded:
-            return self.run(tokens, mask, positions)
+            return self.run(tokens, mask, positions, self.given)
         padding = mask.argmax(axis=1)  # left padding: the first real column
         groups = [np.flatnonzero(padding == p) for p in np.unique(padding)]
-        logits = [self.run(tokens[rows, p:], mask[rows, p:], positions[rows, p:])
+        logits = [self.run(tokens[rows, p:], mask[rows, p:], positions[rows, p:],
+                           {name: value[rows] for name, value in self.given.items()})
                   for rows, p in zip(groups, np.unique(padding))]
         out = np.empty((len(tokens), logits[0].shape[1]), np.float32)
         for rows, values in zip(groups, logits):
             out[rows] = values
         return out
 
-    def run(self, tokens: np.ndarray, mask: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    def run(self, tokens: np.ndarray, mask: np.ndarray, positions: np.ndarray, given: dict) -> np.ndarray:
         layout = self.layout
-        feeds = {c.past: np.zeros(initial_shape(c, len(tokens)), c.dtype) for c in layout.carried}
+        feeds = {c.past: np.zeros(initial_shape(c, len(tokens)), c.dtype) for c in layout.carried} | given
         if layout.keeps_logits:
             feeds[LOGITS_TO_KEEP] = np.array(1, np.int64)
         feeds[layout.tokens] = tokens
