@@ -340,7 +340,8 @@ def parser() -> argparse.ArgumentParser:
     c.set_defaults(func=cmd_run)
 
     c = sub.add_parser("generate", help="generate tokens with a compiled decoder (greedy or sampled)")
-    c.add_argument("model", help="an .onnx file, or a model folder (model.onnx, generation.json, tokenizer.json)")
+    c.add_argument("model", help="an .onnx file, or a model folder: model.onnx (or an encoder-decoder's "
+                                 "encoder_model.onnx and decoder_model.onnx), generation.json, tokenizer.json")
     c.add_argument("--input-ids", help="prompts as JSON token ids, e.g. '[[5, 6, 7], [8, 9]]'")
     c.add_argument("--prompt", action="append", help="a prompt as text (needs tokenizer.json in the model folder "
                                                       "and the tokenizers package); repeat it for a batch")
