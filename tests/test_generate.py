@@ -33,7 +33,9 @@ head: {kind: lm, tied: false}
 """
 WINDOW = LLAMA.replace("name: tiny-llama", "name: tiny-window").replace(
     "block: {", "block: {attention: {kind: sliding_window, window: 3}, ")
-SPECS = {"gpt2-like": tiny_spec(), "llama-like": LLAMA, "llama-window": WINDOW}
+BLOCKS = LLAMA.replace("name: tiny-llama", "name: tiny-blocks").replace(
+    "block: {", "block: {attention: {kind: block_local, block: 2}, ")  # blocks counted from the first column
+SPECS = {"gpt2-like": tiny_spec(), "llama-like": LLAMA, "llama-window": WINDOW, "llama-blocks": BLOCKS}
 PROMPTS = [[3, 4, 5, 6, 7], [8, 9], [10, 11, 12]]
 
 
@@ -92,8 +94,8 @@ def test_the_cache_gives_the_fallbacks_tokens_and_logits(models, name):
         np.testing.assert_allclose(np.stack(fast.logits), np.stack(slow.logits), rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("name", ["gpt2-like", "llama-like", "llama-window", "gpt2-like-full", "toy", "toy-window",
-                                  "toy-full"])
+@pytest.mark.parametrize("name", ["gpt2-like", "llama-like", "llama-window", "gpt2-like-full", "llama-blocks",
+                                  "llama-blocks-full", "toy", "toy-window", "toy-full"])
 def test_left_padded_rows_equal_the_rows_alone(models, name):
     generator = Generator(models[name])
     batch = generator.generate(PROMPTS, max_new_tokens=8)

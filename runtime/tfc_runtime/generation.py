@@ -20,7 +20,7 @@ import onnxruntime as ort
 from . import generation_inputs as check
 from .generation_logits import pick, process
 from .generation_seq2seq import DECODER_FILE, ENCODER_FILE, encoded, start_tokens
-from .generation_step import CachedSteps, FullSteps, Layout
+from .generation_step import CachedSteps, FullSteps, Grouped, Layout
 from .session import Model
 
 MODEL_FILES = ("model.onnx", "decoder_model.onnx")  # in a model folder, the first that exists
@@ -151,12 +151,22 @@ class Generator:
             check.token_list(start, "decoder_start_token_id")
             prompts = start_tokens(len(prompts.ids), start)
         width = prompts.ids.shape[1]
-        steps = (CachedSteps if use_cache and self.cached else FullSteps)(self.model, self.layout, len(prompts.ids),
-                                                                            given)
+        steps = self._steps(use_cache, prompts, given)
         rng = np.random.default_rng(seed) if choice.do_sample else None
         result = self._decode(steps, prompts, new=min(max_new_tokens, limit - width) if limit else max_new_tokens,
                               choice=choice, rng=rng, eos=eos, pad=pad, streamer=streamer, output_logits=output_logits)
         return result if return_dict_in_generate else result.sequences
+
+    def _steps(self, use_cache: bool, prompts: check.Prompts, given: dict):
+        """The model calls: with the cache if it has one, in groups of equal padding if it cannot take
+        left padding exactly (see `Grouped`)."""
+        kind = CachedSteps if use_cache and self.cached else FullSteps
+        exact = self.model.metadata.get("tfcompiler.left_padding", "exact") == "exact" and (
+            kind is CachedSteps or self.layout.positions is not None)
+        padding = prompts.ids.shape[1] - prompts.lengths
+        if exact or len(set(padding)) == 1:
+            return kind(self.model, self.layout, len(prompts.ids), given)
+        return Grouped(lambda batch, part: kind(self.model, self.layout, batch, part), padding, given)
 
     def _decode(self, steps, prompts: check.Prompts, *, new: int, choice, rng, eos: tuple[int, ...], pad,
                 streamer, output_logits: bool) -> Generation:

@@ -139,31 +139,15 @@ class CachedSteps:
 
 
 class FullSteps:
-    """The exact fallback: each call runs the whole sequence from empty pasts. A model that cannot take
-    left padding exactly (no `position_ids` input: positions count from the first column; or
-    `tfcompiler.left_padding` says what shifts) runs each group of equally long prompts without padding."""
+    """The exact fallback: each call runs the whole left-padded sequence from empty pasts."""
 
     def __init__(self, model: Model, layout: Layout, batch: int, given: dict[str, np.ndarray]):
         self.session, self.layout, self.given = model.session, layout, given
-        self.unpadded = layout.positions is None or model.metadata.get("tfcompiler.left_padding", "exact") != "exact"
         self.run_seconds = 0.0
 
     def __call__(self, tokens: np.ndarray, mask: np.ndarray, positions: np.ndarray) -> np.ndarray:
-        if not self.unpadded:
-            return self.run(tokens, mask, positions, self.given)
-        padding = mask.argmax(axis=1)  # left padding: the first real column
-        groups = [np.flatnonzero(padding == p) for p in np.unique(padding)]
-        logits = [self.run(tokens[rows, p:], mask[rows, p:], positions[rows, p:],
-                           {name: value[rows] for name, value in self.given.items()})
-                  for rows, p in zip(groups, np.unique(padding))]
-        out = np.empty((len(tokens), logits[0].shape[1]), np.float32)
-        for rows, values in zip(groups, logits):
-            out[rows] = values
-        return out
-
-    def run(self, tokens: np.ndarray, mask: np.ndarray, positions: np.ndarray, given: dict) -> np.ndarray:
         layout = self.layout
-        feeds = {c.past: np.zeros(initial_shape(c, len(tokens)), c.dtype) for c in layout.carried} | given
+        feeds = {c.past: np.zeros(initial_shape(c, len(tokens)), c.dtype) for c in layout.carried} | self.given
         if layout.keeps_logits:
             feeds[LOGITS_TO_KEEP] = np.array(1, np.int64)
         feeds[layout.tokens] = tokens
@@ -175,3 +159,27 @@ class FullSteps:
         logits = self.session.run(["logits"], feeds)[0]
         self.run_seconds += time.perf_counter() - start
         return logits[:, -1].astype(np.float32, copy=False)
+
+
+class Grouped:
+    """For a model that cannot take left padding exactly (`tfcompiler.left_padding` says what shifts, or a
+    forward-only graph counts positions from the first column): the rows run in groups of equal padding,
+    unpadded, each group with its own steps (and cache)."""
+
+    def __init__(self, make, padding: np.ndarray, given: dict[str, np.ndarray]):
+        """make(batch, given) -> steps; padding: each row's left padding."""
+        self.groups = [(np.flatnonzero(padding == p), int(p)) for p in np.unique(padding)]
+        self.steps = [make(len(rows), {name: value[rows] for name, value in given.items()})
+                      for rows, _ in self.groups]
+
+    @property
+    def run_seconds(self) -> float:
+        return sum(steps.run_seconds for steps in self.steps)
+
+    def __call__(self, tokens: np.ndarray, mask: np.ndarray, positions: np.ndarray) -> np.ndarray:
+        out = None
+        for (rows, pad), steps in zip(self.groups, self.steps):
+            logits = steps(tokens[rows, pad:], mask[rows, pad:], positions[rows, pad:])
+            out = np.empty((len(tokens), logits.shape[1]), np.float32) if out is None else out
+            out[rows] = logits
+        return out
