@@ -372,21 +372,29 @@ def test_the_terminal_view_streams_new_tokens(capsys):
     assert capsys.readouterr().out == "11 12\n"
 
 
-# --- against Hugging Face's own generate, on an imported GPT-2 --------------------------------------------
+# --- against Hugging Face's own generate, on an imported GPT-2 and Llama ----------------------------------
 
-@pytest.mark.parametrize("options", [{}, {"repetition_penalty": 1.3, "min_new_tokens": 4}])
-def test_greedy_generation_matches_transformers(tmp_path, options):
+def hf_model(kind: str, transformers):
+    if kind == "gpt2":
+        return transformers.GPT2LMHeadModel(transformers.GPT2Config(
+            n_embd=32, n_layer=2, n_head=4, vocab_size=60, n_positions=64, attn_implementation="eager"))
+    return transformers.LlamaForCausalLM(transformers.LlamaConfig(
+        hidden_size=32, intermediate_size=48, num_attention_heads=4, num_key_value_heads=2, num_hidden_layers=2,
+        vocab_size=60, max_position_embeddings=64, attn_implementation="eager"))
+
+
+@pytest.mark.parametrize("kind, options", [("gpt2", {}), ("gpt2", {"repetition_penalty": 1.3, "min_new_tokens": 4}),
+                                           ("llama", {})])
+def test_greedy_generation_matches_transformers(tmp_path, kind, options):
     torch = pytest.importorskip("torch")
     transformers = pytest.importorskip("transformers")
     from test_parity_hf import import_and_compile, randomise
 
-    config = transformers.GPT2Config(n_embd=32, n_layer=2, n_head=4, vocab_size=60, n_positions=64,
-                                     attn_implementation="eager")
-    hf = randomise(transformers.GPT2LMHeadModel(config), seed=3)
+    hf = randomise(hf_model(kind, transformers), seed=3)
     import_and_compile(hf, tmp_path)
     generator = Generator(tmp_path / "model.onnx")
-    # left padding needs positions from the mask, which only a model with a position_ids input takes
-    prompts = [[3, 4, 5, 6], [7, 8, 9, 10]] if generator.layout.positions is None else [[3, 4, 5, 6], [7, 8]]
+    assert generator.cached and generator.layout.positions
+    prompts = [[3, 4, 5, 6], [7, 8]]
     padded = [[0] * (4 - len(p)) + p for p in prompts]
     mask = [[0] * (4 - len(p)) + [1] * len(p) for p in prompts]
 
