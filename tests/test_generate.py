@@ -12,7 +12,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from conftest import tiny_spec
+from conftest import ROOT, tiny_spec
 from kv_toy import VOCAB, toy_decoder
 from tfc_runtime import Generator, Model, random_inputs
 from tfc_runtime.generation_logits import Choice, pick, process
@@ -111,6 +111,20 @@ def test_the_repetition_penalty_leaves_the_padding_out(models):
     pad = int(alone[0, 2])  # penalized in the padded row, were the padding counted as seen
     batch = generator.generate([[8, 9], [3, 4, 5]], max_new_tokens=4, repetition_penalty=1000.0, pad_token_id=pad)
     np.testing.assert_array_equal(batch[0], [pad] + alone[0].tolist())
+
+
+@pytest.mark.parametrize("name", ["lstm-lm", "transformer-xl-decoder"])
+def test_a_model_that_carries_more_than_a_cache_recomputes(name, tmp_path):
+    """Its recurrent state or segment memory is no exact incremental form (`tfcompiler.cache` says why): each
+    step recomputes the whole sequence, so padded rows equal the rows alone."""
+    from tfcompiler.language.shrink import shrink_text
+
+    compile_spec(parse_spec(shrink_text((ROOT / "specs" / f"{name}.yaml").read_text()))).model.save(tmp_path / "m.onnx")
+    generator = Generator(tmp_path / "m.onnx")
+    assert generator.layout.carried and not generator.cached
+    batch = generator.generate(PROMPTS, max_new_tokens=6)
+    for row, prompt in zip(batch, PROMPTS):
+        np.testing.assert_array_equal(row[5 - len(prompt):], generator.generate([prompt], max_new_tokens=6)[0])
 
 
 def test_an_array_with_a_mask_is_left_padded_inside(models):

@@ -111,8 +111,10 @@ class Generator:
 
     @property
     def cached(self) -> bool:
-        """Whether the model carries a cache or state from call to call (else each step recomputes)."""
-        return bool(self.layout.carried)
+        """Whether a step feeds only the new token and what the last call carried (else it recomputes the
+        whole sequence). A tfcompiler model says so (`tfcompiler.cache`: `kv`, or why not: a segment
+        memory or a recurrent state it carries is not an exact incremental form of its forward graph)."""
+        return bool(self.layout.carried) and self.model.metadata.get("tfcompiler.cache", "kv") == "kv"
 
     def generate(self, input_ids, attention_mask=None, max_new_tokens: int = 20, min_new_tokens: int = 0,
                  do_sample: bool = False, temperature: float = 1.0, top_k: int = 50, top_p: float = 1.0,
