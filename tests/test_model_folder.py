@@ -118,11 +118,11 @@ def test_two_compiles_give_the_same_bytes(tmp_path):
 def test_no_genai_config_where_genai_cannot_run_the_model_and_the_reason_is_printed(tmp_path, capsys):
     assert compile_to(tmp_path, STATEFUL_LSTM, f"{tmp_path}/lin/") == 0
     assert sorted(p.name for p in (tmp_path / "lin").iterdir()) == ["generation.json", "model.onnx"]
-    assert "no genai_config.json: onnxruntime-genai cannot run this model (it runs decoders with a KV cache, " \
-        "this one has none: " in capsys.readouterr().err
-    state = json.loads((tmp_path / "lin" / "generation.json").read_text())["state"]
-    assert state == {f"past_states.{i}.{part}": {"present": f"present_states.{i}.{part}", "dtype": "float32",
-                                                 "shape": [1, "batch_size", 32]} for i in range(2) for part in "ch"}
+    assert "no genai_config.json: onnxruntime-genai cannot run this model (it feeds input_ids, attention_mask, " \
+        "position_ids and past keys and values only, not past_state.0.h" in capsys.readouterr().err
+    state = json.loads((tmp_path / "lin" / "generation.json").read_text())["state"]  # the LSTM's h and c
+    assert state == {f"past_state.{i}.{part}": {"present": f"present_state.{i}.{part}", "dtype": "float32",
+                                                "shape": ["batch_size", 1, 32]} for i in range(2) for part in "ch"}
     assert compile_to(tmp_path, ENCODER, f"{tmp_path}/enc/") == 0  # no LM head over a decoder: the model alone
     assert sorted(p.name for p in (tmp_path / "enc").iterdir()) == ["model.onnx"]
 

@@ -32,15 +32,46 @@ class Progress:
 
 
 def cmd_compile(args) -> int:
-    from .compiler import compile_spec, verify_verdict
+    from .builders.cache import why_no_cache
+    from .builders.seq2seq import PARTS
+    from .compiler import compile_spec
+    from .language import load_spec
     from .model_folder import folder_output, write_model_folder
 
     folder = folder_output(args.output)  # before compiling: a bad -o fails at once
     progress = Progress(args.quiet)
-    compiled = compile_spec(args.spec, weights=args.weights, seed=args.seed, opset=args.opset,
+
+    def compile_part(part=None):
+        return compile_spec(spec, weights=args.weights, seed=args.seed, opset=args.opset,
                             pipeline=args.pipeline, dump_after=set(args.dump_after or ()),
                             check_numerics=args.verify, progress=progress, target=args.target,
-                            quantize=args.quantize, dtype=args.dtype, cache=args.cache)
+                            quantize=args.quantize, dtype=args.dtype, cache=args.cache, part=part)
+
+    spec = load_spec(args.spec)
+    if folder is not None and args.cache and spec.encoder is not None and not why_no_cache(spec):
+        compiled = {part: compile_part(part) for part in PARTS}  # an encoder-decoder generates as two models
+        for part, model in compiled.items():
+            report_compile(args, model, f"{part} model" if args.explain else "")
+        return finish_compile(args, compiled["decoder"], write_model_folder(compiled, folder, external_data(args)),
+                              progress)
+    compiled = compile_part()
+    report_compile(args, compiled)
+    if folder is None:
+        return finish_compile(args, compiled, compiled.model.save(args.output, external_data=external_data(args)),
+                              progress)
+    return finish_compile(args, compiled, write_model_folder(compiled, folder, external_data(args)), progress)
+
+
+def external_data(args) -> bool | None:
+    return True if args.external_data else None
+
+
+def report_compile(args, compiled, title: str = "") -> None:
+    """What --explain, --dump-after and --verify print, and the cache's and missed fusions' notes."""
+    from .compiler import verify_verdict
+
+    if title:
+        print(f"--- {title} ---")
     if args.explain:
         print(cache_summary(compiled))
         from .lower.targets import lowering_summary
@@ -49,7 +80,8 @@ def cmd_compile(args) -> int:
         if compiled.numerics:
             print(f"numerics, on a shrunk copy of the spec:\n{compiled.numerics.report.explain()}")
         print(lowering_summary(compiled.model.proto.graph, args.target, compiled.model.missed, args.dtype))
-    elif compiled.spec.decoder is not None and args.cache and compiled.graph.metadata["no_cache"]:
+    elif (compiled.spec.decoder is not None and args.cache and compiled.graph.metadata["no_cache"]
+          and "part" not in compiled.graph.metadata):
         print(cache_summary(compiled), file=sys.stderr)
     if not args.explain and compiled.model.missed:  # never silent, --explain or not
         from .lower.targets import missed_fusions
@@ -59,15 +91,13 @@ def cmd_compile(args) -> int:
         print(f"--- IR after {name} ---\n{dump}")
     if args.verify:
         print(verify_verdict(compiled))
-    progress("write")
-    external_data = True if args.external_data else None
-    if folder is None:
-        files = compiled.model.save(args.output, external_data=external_data)
-    else:
-        written = write_model_folder(compiled, folder, external_data)
-        files = written.files
-        for note in written.notes:
-            print(note, file=sys.stderr)
+
+
+def finish_compile(args, compiled, written, progress) -> int:
+    """Say what was written: the files (a model folder's notes on stderr), sizes and timings."""
+    files = getattr(written, "files", written)
+    for note in getattr(written, "notes", ()):
+        print(note, file=sys.stderr)
     weight_bytes = compiled.model.weight_bytes
     print(f"compiled {compiled.spec.name} ({compiled.spec.topology}, {compiled.parameters:,} parameters, "
           f"{weight_bytes / 2 ** 20:,.1f} MiB of weights) -> "
@@ -80,6 +110,8 @@ def cmd_compile(args) -> int:
 
 def cache_summary(compiled) -> str:
     """One line on the model's KV cache, or why it has none and what generation does instead."""
+    if compiled.graph.metadata.get("part") == "encoder":
+        return "cache: the encoder model runs once per source and gives present.N.encoder.key/value to the decoder"
     presents = [name for name in compiled.graph.outputs if name.startswith("present.")]
     if presents:
         return (f"cache: past_key_values.N.key/value -> present.N.key/value for {len(presents) // 2} layers, "

@@ -1,6 +1,7 @@
 """The model folder that `tfc compile SPEC -o DIR/` writes and the runtime loads as one thing:
 
-    DIR/model.onnx            the model (and model.onnx.data, its weights, when they go to external data)
+    DIR/model.onnx            the model (and model.onnx.data, its weights, when they go to external data);
+                              an encoder-decoder's two: encoder_model.onnx, decoder_model.onnx
     DIR/generation.json       for an LM head over a decoder: the spec's `generation` ids, max_length,
                               the cache (metadata tfcompiler.cache) and the tensors each call hands to
                               the next, {past input: {present output, shape (symbolic axes), dtype}}
@@ -28,10 +29,11 @@ from .errors import OutputError, TfcError
 from .genai_config import genai_config, why_not
 
 MODEL = "model.onnx"
+PART_FILES = {"encoder": "encoder_model.onnx", "decoder": "decoder_model.onnx"}
 GENERATION = "generation.json"
 GENAI = "genai_config.json"
 # what a model folder of an earlier compile may hold that this one must not leave behind, stale
-OWNED = (MODEL, MODEL + ".data", GENERATION, GENAI)
+OWNED = tuple(name + suffix for name in (MODEL, *PART_FILES.values()) for suffix in ("", ".data")) + (GENERATION, GENAI)
 # Hugging Face's tokenizer files: the fast tokenizer, its settings, and the slow tokenizers' vocabularies
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
                    "chat_template.jinja", "vocab.json", "merges.txt", "vocab.txt", "tokenizer.model",
@@ -57,8 +59,12 @@ def folder_output(output: str) -> Path | None:
 
 
 def write_model_folder(compiled, folder: str | Path, external_data: bool | None = None) -> Written:
-    """Write the model folder of ``compiled`` at ``folder`` atomically (see the module docstring)."""
+    """Write the model folder of ``compiled`` at ``folder`` atomically (see the module docstring):
+    one Compiled, or an encoder-decoder's {"encoder": Compiled, "decoder": Compiled}."""
     folder = Path(folder)
+    models = {PART_FILES[part]: model for part, model in compiled.items()} if isinstance(compiled, dict) \
+        else {MODEL: compiled}
+    compiled = models.get(PART_FILES["decoder"], compiled)  # what generation reads
     tokenizer = tokenizer_files(compiled.spec)  # a missing tokenizer fails before anything is written
     parent = folder if folder.is_dir() else folder.parent
     if not parent.is_dir():
@@ -68,7 +74,7 @@ def write_model_folder(compiled, folder: str | Path, external_data: bool | None 
     except OSError as e:
         raise OutputError(f"{folder}: cannot write: {e.strerror}") from None
     try:
-        written = _write(compiled, stage, external_data, tokenizer)
+        written = _write(models, stage, external_data, tokenizer)
         names = [path.name for path in written.files]
         if folder.is_dir():
             for name in names:  # one rename each: a file is the old one or the new one, never a mix
@@ -89,8 +95,10 @@ def write_model_folder(compiled, folder: str | Path, external_data: bool | None 
     return Written([folder / name for name in names], written.notes)
 
 
-def _write(compiled, stage: Path, external_data: bool | None, tokenizer: list[Path]) -> Written:
-    files = compiled.model.save(stage / MODEL, external_data=external_data)
+def _write(models: dict, stage: Path, external_data: bool | None, tokenizer: list[Path]) -> Written:
+    files = [path for name, model in models.items()
+             for path in model.model.save(stage / name, external_data=external_data)]
+    compiled = models.get(PART_FILES["decoder"]) or models[MODEL]
     notes = []
     generation = generation_json(compiled)
     if generation is not None:

@@ -24,6 +24,7 @@ def build_graph(spec: Spec, cache: bool = False, part: str | None = None) -> Gra
             raise ValueError(f"part {part!r}: only an encoder-decoder has parts, {' and '.join(PARTS)}")
         graph = build_encoder_model(spec) if part == "encoder" else build_decoder_model(spec)
         graph.metadata.update(name=f"{spec.name}-{part}", topology=spec.topology, max_length=spec.model.max_length,
+                              part=part,
                               no_cache="" if part == "decoder" else "the encoder reads its input once")
         return graph
     ctx = Context(cache=DecoderCache(spec.model.max_length) if not no_cache else None)

@@ -345,13 +345,15 @@ class Generation(Section):
     bos_token_id: int | None = option(None, doc="The token that begins a sequence.", minimum=0, shrink=token_id)
     pad_token_id: int | None = option(None, doc="The token that fills the rows of a batch shorter than the "
                                       "longest (the attention mask hides it).", minimum=0, shrink=token_id)
+    decoder_start_token_id: int | None = option(None, doc="The token an encoder-decoder's decoder starts from "
+                                                "(T5: the padding token).", minimum=0, shrink=token_id)
     max_new_tokens: int | None = option(None, doc="How many tokens generation adds by default. Absent: until "
                                         "an end token or the model's max_length.", minimum=1)
 
     def problems(self, spec, where: Where):
         if spec.decoder is None:
             yield f"`generation` needs a decoder: topology '{spec.topology}' does not generate tokens"
-        for key in ("eos_token_id", "bos_token_id", "pad_token_id"):
+        for key in ("eos_token_id", "bos_token_id", "pad_token_id", "decoder_start_token_id"):
             ids = getattr(self, key)
             for token in ids if isinstance(ids, list) else [] if ids is None else [ids]:
                 if not 0 <= token < spec.model.vocab_size:

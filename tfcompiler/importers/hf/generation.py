@@ -12,11 +12,13 @@ from pathlib import Path
 from ...errors import TfcError
 from ...model_folder import TOKENIZER_FILES
 
-IDS = ("eos_token_id", "bos_token_id", "pad_token_id")
+IDS = ("eos_token_id", "bos_token_id", "pad_token_id", "decoder_start_token_id")
 
 
-def generation_section(model_dir: Path, config: dict) -> dict:
-    """The spec's `generation` section ({} when the checkpoint names no token), ids in IDS order."""
+def generation_section(model_dir: Path, config: dict, vocab_size: int | None = None) -> dict:
+    """The spec's `generation` section ({} when the checkpoint names no token), ids in IDS order. An id
+    outside the vocabulary can never be generated or read (GPT-2's config keeps 50256 whatever its
+    vocabulary): transformers warns and goes on, so it is left out."""
     path = model_dir / "generation_config.json"
     try:
         generation = json.loads(path.read_text()) if path.is_file() else {}
@@ -26,8 +28,8 @@ def generation_section(model_dir: Path, config: dict) -> dict:
     for key in IDS:
         value = generation.get(key) if generation.get(key) is not None else config.get(key)
         if isinstance(value, list):
-            value = [token for token in value if _is_token(token)] or None
-        elif not _is_token(value):
+            value = [token for token in value if _is_token(token, vocab_size)] or None
+        elif not _is_token(value, vocab_size):
             value = None
         if value is not None:
             section[key] = value
@@ -36,8 +38,8 @@ def generation_section(model_dir: Path, config: dict) -> dict:
     return section
 
 
-def _is_token(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+def _is_token(value, vocab_size: int | None = None) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < (vocab_size or value + 1)
 
 
 def tokenizer_files(model_dir: Path) -> list[Path]:
