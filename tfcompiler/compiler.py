@@ -144,7 +144,7 @@ def compile_spec(spec: Spec | str | Path, weights: str | None = None, seed: int 
                 "tfcompiler.vocab_size": str(spec.model.vocab_size),
                 "tfcompiler.max_length": str(spec.model.max_length),
                 "tfcompiler.cache": "kv" if not graph.metadata["no_cache"] else f"none: {graph.metadata['no_cache']}",
-                "tfcompiler.left_padding": why_left_padding_shifts(spec) or "exact",
+                "tfcompiler.left_padding": why_left_padding_shifts(spec, not graph.metadata["no_cache"]) or "exact",
                 **({"tfcompiler.part": part} if part else {}),
                 "tfcompiler.weights": f"file:{Path(weights).name}" if weights else f"seed:{seed}",
                 "tfcompiler.quantize": quantize, "tfcompiler.dtype": dtype,

@@ -56,8 +56,11 @@ SEPARATE_MODELS = ("an encoder-decoder model generates as two models, an encoder
                    "compile it to a folder (-o DIR/)")
 
 
-def why_left_padding_shifts(spec) -> str:
-    """"" when a left-padded row computes what the row alone does, else why not."""
+def why_left_padding_shifts(spec, cached: bool = True) -> str:
+    """"" when a left-padded row computes what the row alone does, else why not. A model without the
+    cache's `position_ids` counts positions from the first column, pads included."""
+    if not cached:
+        return "compiled without a cache, it counts positions from the first column, pads included"
     for i, block in enumerate(spec.stacks()[-1][2]):
         if type(block.attention).left_padding_shifts:
             return f"layer {i} attention '{type(block.attention).KIND}': {type(block.attention).left_padding_shifts}"
