@@ -468,3 +468,33 @@ def test_an_encoder_decoder_without_its_cache_gives_the_same(seq2seq):
                                   generator.generate(sources, max_new_tokens=5, use_cache=False))
     with pytest.raises(ValueError, match="decoder_start_token_id: expected a token id"):
         generator.generate(sources, decoder_start_token_id="1")
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_greedy_t5_generation_matches_transformers(tmp_path, tied):
+    """T5ForConditionalGeneration imported with its LM head (tied: the decoder's output scaled by
+    d_model^-0.5), compiled to a folder of two models: the same greedy tokens as transformers' generate
+    for sources of different lengths, starting from decoder_start_token_id."""
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    from test_parity_hf import randomise
+
+    config = transformers.T5Config(d_model=32, d_kv=8, d_ff=48, num_layers=2, num_decoder_layers=2, num_heads=4,
+                                   vocab_size=60, relative_attention_num_buckets=8, relative_attention_max_distance=10,
+                                   decoder_start_token_id=0, pad_token_id=0, eos_token_id=None,
+                                   tie_word_embeddings=tied, feed_forward_proj="relu" if tied else "gated-gelu",
+                                   attn_implementation="eager")
+    hf = randomise(transformers.T5ForConditionalGeneration(config), seed=4)
+    hf.save_pretrained(tmp_path / "hf")
+    assert main(["import-hf", str(tmp_path / "hf"), "-o", str(tmp_path / "imported")]) == 0
+    assert main(["compile", str(tmp_path / "imported" / "spec.yaml"), "--weights",
+                 str(tmp_path / "imported" / "weights.safetensors"), "-o", f"{tmp_path}/t5/", "-q"]) == 0
+    files = {p.name for p in (tmp_path / "t5").iterdir()}
+    assert {"encoder_model.onnx", "decoder_model.onnx", "generation.json"} <= files
+    sources = [[3, 4, 5, 6, 7], [8, 9]]
+    padded = np.array([s + [0] * (5 - len(s)) for s in sources])
+    with torch.no_grad():
+        want = hf.generate(torch.tensor(padded), attention_mask=torch.tensor((padded != 0) * 1), max_new_tokens=8,
+                           do_sample=False, num_beams=1).numpy()
+    got = Generator(tmp_path / "t5").generate(sources, max_new_tokens=8)
+    np.testing.assert_array_equal(got, want)

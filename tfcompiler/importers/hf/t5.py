@@ -1,4 +1,6 @@
-"""T5 (T5Model and the body of T5ForConditionalGeneration)."""
+"""T5: T5Model, and T5ForConditionalGeneration with its LM head. A head tied to the embedding reads
+the decoder's output scaled by d_model^-0.5 (Hugging Face's T5): the scale is folded into the
+decoder's final RMSNorm weight, which only the head reads."""
 from __future__ import annotations
 
 
@@ -40,4 +42,11 @@ def t5(config: dict, w: Checkpoint) -> tuple[dict, dict]:
                 for target, source in names.items():
                     weights[f"{ours}.{sublayer}.{target}.weight"] = \
                         w(f"{theirs}.{index}.{module or 'DenseReluDense'}.{source}.weight").T
+    if w.has("lm_head.weight") or "T5ForConditionalGeneration" in (config.get("architectures") or []):
+        tied = config.get("tie_word_embeddings", True)
+        spec["head"] = {"kind": "lm", "tied": tied}
+        if tied:
+            weights["decoder.final_norm.weight"] = weights["decoder.final_norm.weight"] * config["d_model"] ** -0.5
+        else:
+            weights["lm_head.weight"] = w("lm_head.weight").T
     return spec, weights
