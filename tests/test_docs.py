@@ -110,5 +110,6 @@ def test_relative_links_resolve(page):
 def test_readme_keeps_the_quick_start_commands():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert ("python3 -m venv .venv && . .venv/bin/activate && pip install -e . && tfc compile "
-            "specs/gpt2-small.yaml -o gpt2.onnx --explain && tfc run gpt2.onnx") in readme
+            "specs/gpt2-small.yaml -o gpt2/ --explain && tfc generate gpt2/ --input-ids '[[464, 3290, 318], "
+            "[40, 1842]]' --max-new-tokens 16") in readme
     assert 'python3 -m venv .venv && . .venv/bin/activate && pip install -e ".[test]" && python -m pytest' in readme
