@@ -28,15 +28,23 @@ def _rope_tables(e, attrs) -> tuple[str, str]:
     return e.memo[key]
 
 
+def _per_row(e, x: str, positions: str) -> str:
+    """(1, S) positions -> (B, S), made once for every rope that reads them."""
+    key = ("positions per row", positions)
+    if key not in e.memo:
+        batch_and_length = e.node1("Concat", e.node1("Shape", x, start=0, end=1),
+                                   e.node1("Shape", x, start=2, end=3), axis=0)
+        e.memo[key] = e.node1("Expand", positions, batch_and_length)
+    return e.memo[key]
+
+
 @lowers("rope")
 def rope(e, attrs, inputs, types, label):
     x, positions = inputs
     cos, sin = _rope_tables(e, attrs)
     r, width = attrs["rotary_dim"], types[0].shape[3]
     if e.opset >= 23:
-        batch_and_length = e.node1("Concat", e.node1("Shape", x, start=0, end=1),
-                                   e.node1("Shape", x, start=2, end=3), axis=0)
-        position_ids = e.node1("Expand", positions, batch_and_length)
+        position_ids = positions if types[1].shape[0] != 1 else _per_row(e, x, positions)  # (B, S) as it wants
         return [e.node1("RotaryEmbedding", x, cos, sin, position_ids, interleaved=int(attrs["interleaved"]),
                         rotary_embedding_dim=r if r < width else 0, label=label or "Rotary")]
     e.miss_below("RotaryEmbedding", 23)
