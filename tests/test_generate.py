@@ -498,3 +498,22 @@ def test_greedy_t5_generation_matches_transformers(tmp_path, tied):
                            do_sample=False, num_beams=1).numpy()
     got = Generator(tmp_path / "t5").generate(sources, max_new_tokens=8)
     np.testing.assert_array_equal(got, want)
+
+
+def test_a_model_run_names_the_inputs_whose_shapes_disagree(models):
+    """Wrong past shapes, or a mask that does not cover the past and the new tokens: a ValueError naming
+    the inputs and axes, before onnxruntime sees them."""
+    from tfc_runtime import Model, random_inputs
+
+    model = Model(models["gpt2-like"])
+    feeds = random_inputs(model, batch=1, sequence=4)
+    past = next(p for p in model.inputs if p.name.startswith("past_key_values."))
+    heads = past.shape[1]
+    wrong = {past.name: np.zeros((1, heads + 1, 0, past.shape[3]), np.float32)}
+    with pytest.raises(ValueError, match=rf"{past.name}: axis 1 must be {heads}"):
+        model.run({**feeds, **wrong})
+    longer = {past.name: np.zeros((1, heads, 2, past.shape[3]), np.float32)}
+    with pytest.raises(ValueError, match=r"\(past_sequence_length\) is 0, but past_key_values.0.key has"):
+        model.run({**feeds, **longer})
+    with pytest.raises(ValueError, match=r"attention_mask: axis 1 \(past_sequence_length\+sequence_length\) must be 4"):
+        model.run({**feeds, "attention_mask": np.ones((1, 5), np.int64)})

@@ -76,8 +76,37 @@ class Model:
                              f"it takes {[p.name for p in self.inputs]}{optional}")
         arrays = {p.name: np.asarray(feeds[p.name], dtype=p.dtype) for p in self.inputs + self.overridable
                   if p.name in feeds}
+        check_shapes(self.inputs, arrays)
         values = self.session.run(None, arrays)
         return {p.name: v for p, v in zip(self.outputs, values)}
+
+
+def check_shapes(ports: list[Port], arrays: dict[str, np.ndarray]) -> None:
+    """Every input's rank and fixed sizes, and every named axis one size wherever it appears, a derived
+    axis (`past_sequence_length+sequence_length`, the mask of a cached decoder) the sum of its parts:
+    a ValueError that names the inputs and axes, not onnxruntime's first complaint."""
+    sizes: dict[str, tuple[int, str]] = {}
+    for port in ports:
+        shape, name = arrays[port.name].shape, port.name
+        if len(shape) != len(port.shape):
+            raise ValueError(f"{name}: expected {len(port.shape)} axes {list(port.shape)}, got shape {list(shape)}")
+        for axis, (want, got) in enumerate(zip(port.shape, shape)):
+            if isinstance(want, int) and want != got:
+                raise ValueError(f"{name}: axis {axis} must be {want} (shape {list(port.shape)}), got shape "
+                                 f"{list(shape)}")
+            if isinstance(want, str) and "+" not in want:
+                seen = sizes.setdefault(want, (got, name))
+                if seen[0] != got:
+                    raise ValueError(f"{name}: axis {axis} ({want}) is {got}, but {seen[1]} has {want} = {seen[0]}")
+    for port in ports:
+        for axis, want in enumerate(port.shape):
+            parts = str(want).split("+") if isinstance(want, str) and "+" in want else []
+            if parts and all(part in sizes for part in parts):
+                total, got = sum(sizes[part][0] for part in parts), arrays[port.name].shape[axis]
+                if got != total:
+                    raise ValueError(f"{port.name}: axis {axis} ({want}) must be {total} ("
+                                     + " + ".join(f"{sizes[part][0]} {part} of {sizes[part][1]}" for part in parts)
+                                     + f"), got {got}")
 
 
 def random_inputs(model: Model, batch: int = 1, sequence: int = 8, seed: int = 0,
