@@ -517,3 +517,13 @@ def test_a_model_run_names_the_inputs_whose_shapes_disagree(models):
         model.run({**feeds, **longer})
     with pytest.raises(ValueError, match=r"attention_mask: axis 1 \(past_sequence_length\+sequence_length\) must be 4"):
         model.run({**feeds, "attention_mask": np.ones((1, 5), np.int64)})
+
+
+def test_a_prompt_longer_than_a_prefill_chunk_enters_the_cache_in_chunks(models, monkeypatch):
+    """Chunked prefill gives the tokens of one whole-prompt call."""
+    from tfc_runtime import generation_step
+
+    generator = Generator(models["llama-like"])
+    whole = generator.generate(PROMPTS, max_new_tokens=4)
+    monkeypatch.setattr(generation_step, "PREFILL_CHUNK", 2)
+    np.testing.assert_array_equal(Generator(models["llama-like"]).generate(PROMPTS, max_new_tokens=4), whole)

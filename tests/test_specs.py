@@ -43,8 +43,10 @@ def implied_changes(spec) -> dict[str, bool]:
             # a decoder with a KV cache keeps its patterns as masks: its keys are the past and the new
             # tokens, never a square block (the generator prefills long prompts in chunks)
             "sparsify_attention": bool(kinds & SPARSE_KINDS) and bool(why_no_cache(spec)),
-            # every shipped spec has projections that read one input (q/k/v); long models pack none of them
-            "pack_projections": spec.model.max_length < LONG_FROM,
+            # every shipped spec has projections that read one input (q/k/v); long models pack none of them,
+            # but for a decoder with a KV cache (its generation reads long prompts in chunks)
+            "pack_projections": spec.model.max_length < LONG_FROM or (
+                spec.topology == "decoder" and kinds != {"recurrent"} and not why_no_cache(spec)),
             "fuse_skip_norm": any(b.placement != "none" for b in blocks)}  # residual sums the norms read
 
 

@@ -22,6 +22,9 @@ import onnxruntime as ort
 from .session import CARRIED, Model
 
 LOGITS_TO_KEEP = "logits_to_keep"
+# A long prompt enters the cache this many tokens a call: the scores and activations stay a chunk's
+# (the compiler packs a cached decoder's projections counting on it), and the logits are the same
+PREFILL_CHUNK = 512
 # an encoder-decoder's decoder model takes what the encoder model gave, the same at every step
 GIVEN_ROLES = ("cross_key", "cross_value", "encoder_mask")
 
@@ -118,6 +121,13 @@ class CachedSteps:
         return max(grown) if grown else self.fed
 
     def __call__(self, tokens: np.ndarray, mask: np.ndarray, positions: np.ndarray) -> np.ndarray:
+        while tokens.shape[1] - self.fed > PREFILL_CHUNK:
+            end = self.fed + PREFILL_CHUNK
+            self.step(tokens[:, :end], mask[:, :end], positions[:, :end])
+        return self.step(tokens, mask, positions)
+
+    def step(self, tokens: np.ndarray, mask: np.ndarray, positions: np.ndarray) -> np.ndarray:
+        """One call: the columns of `tokens` after those already fed, the mask's last past + new columns."""
         layout, binding, new = self.layout, self.binding, slice(self.fed, tokens.shape[1])
         binding.bind_cpu_input(layout.tokens, np.ascontiguousarray(tokens[:, new]))
         if layout.mask:

@@ -14,7 +14,11 @@ The split copies its pieces, so a packed group holds one more copy of its output
 In a model whose inputs reach LONG_FROM tokens that copy is a long activation (4096 tokens, width
 256: linear attention's peak 27 -> 43 MiB with Q/K/V packed), and packing measured no faster on
 CPU (BERT-base: even at 1 and 128 tokens, 1.9% slower at 512), so such models pack only inside
-token chunks (tfcompiler.ir.ops.token_chunks), where the copy is one chunk's.
+token chunks (tfcompiler.ir.ops.token_chunks), where the copy is one chunk's. A decoder with a KV
+cache packs whatever its length: its generation steps read each weight once per token, and a packed
+group is one matrix-vector product where three small ones each paid their threads' start (llama-style
+decoding: the key and value projections are 512 x 128), while generation reads long prompts in chunks
+(tfc_runtime's generator: 512 tokens at a time), so no activation is long.
 """
 from __future__ import annotations
 
@@ -85,7 +89,7 @@ class PackProjections(Pass):
 def groups(graph: Graph):
     """(group, keep) for every value read by two or more weight projections: the group as
     projections_of gives it; keep when the model's inputs reach LONG_FROM tokens outside token chunks."""
-    long = graph.metadata.get("max_length", 0) >= LONG_FROM
+    long = graph.metadata.get("max_length", 0) >= LONG_FROM and graph.metadata.get("no_cache") != ""
     chunked = set().union(*(chunk_region(graph, end) | {graph.inputs_of(end)[1].node}
                             for end in graph.by_type("chunks_end")))
     for node in graph.topological():
