@@ -45,7 +45,8 @@ class Worker:
     """A decode_worker.py process: one request line in, one answer line out."""
 
     def __init__(self, kind: str, path: Path, python: str = sys.executable):
-        paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p] + [str(ROOT), str(ROOT / "runtime")]
+        paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+        paths += [str(ROOT), str(ROOT / "runtime")]
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths), "TOKENIZERS_PARALLELISM": "false",
                "OMP_NUM_THREADS": "2"}
         self.log = tempfile.TemporaryFile("w+")  # its warnings, read back only when it dies
