@@ -109,8 +109,8 @@ class Ours:
         worker = self
 
         class Noted(cached):  # keeps the last steps object, to read its cache's size after the loop
-            def __init__(self, *args):
-                super().__init__(*args)
+            def __init__(self, *args, **kwargs):
+                super().__init__(*args, **kwargs)
                 worker.steps = self
 
         generation.CachedSteps = Noted
