@@ -40,13 +40,15 @@ NUMPY_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tens
 
 def whole_input(session: ort.InferenceSession, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Feeds plus what a decoder compiled with a KV cache also takes to read its whole input in one
-    call: an empty past, and positions counted from the first column, as a forward without
-    position_ids counts them in Hugging Face and as a model without a cache does."""
+    call: an empty past, zero layer states, and positions counted from the first column, as a forward
+    without position_ids counts them in Hugging Face and as a model without a cache does."""
     feeds = dict(feeds)
     for port in session.get_inputs():
         if port.name.startswith("past_key_values."):
             batch = len(feeds["input_ids"])
             feeds.setdefault(port.name, np.zeros((batch, port.shape[1], 0, port.shape[3]), NUMPY_TYPES[port.type]))
+        elif port.name.startswith("past_state."):
+            feeds.setdefault(port.name, np.zeros((len(feeds["input_ids"]), *port.shape[1:]), NUMPY_TYPES[port.type]))
         elif port.name == "position_ids":
             feeds.setdefault(port.name, np.tile(np.arange(feeds["input_ids"].shape[1]), (len(feeds["input_ids"]), 1)))
     return feeds

@@ -14,6 +14,7 @@ import pytest
 from conftest import ROOT
 from test_components import CASES, spec_text
 from tfcompiler import compile_spec, parse_spec
+from tfcompiler.builders import build_graph
 from tfcompiler.builders.cache import why_left_padding_shifts, why_no_cache
 from tfcompiler.language.shrink import shrink_spec
 
@@ -34,17 +35,23 @@ def hf_positions(mask: np.ndarray) -> np.ndarray:
 
 
 class Cached:
-    """A cached model on onnxruntime: ``run(ids, mask, positions, past)`` -> (logits, present)."""
+    """A cached model on onnxruntime: ``run(ids, mask, positions, past)`` -> (logits, present), the
+    present keys and values and the layers' fixed-size states named as the next call's inputs."""
 
     def __init__(self, model):
         self.session = ort.InferenceSession(model.serialize())
         self.names = [o.name for o in self.session.get_outputs()]
-        self.pasts = [i for i in self.session.get_inputs() if i.name.startswith("past_key_values.")]
+        self.pasts = [i for i in self.session.get_inputs()
+                      if i.name.startswith("past_key_values.") and ".encoder." not in i.name]
+        self.states = [i for i in self.session.get_inputs() if i.name.startswith("past_state.")]
         self.inputs = {i.name for i in self.session.get_inputs()}
 
     def past_length(self, past: dict[str, np.ndarray]) -> int:
-        """The keys the past holds (the mask covers them and the new tokens)."""
-        return next(iter(past.values())).shape[2] if past else 0
+        """The keys the past holds (the mask covers them and the new tokens; a model that carries only
+        fixed-size states reads the new tokens' part of it)."""
+        keys = [value for name, value in past.items()
+                if name.startswith("past_key_values.") and ".encoder." not in name]
+        return keys[0].shape[2] if keys else 0
 
     def bound(self, name: str) -> float:
         """The most keys the layer's cache keeps (a sliding window's), from the present's symbolic length."""
@@ -53,7 +60,9 @@ class Cached:
         return int(match.group(1)) if match else np.inf
 
     def empty(self, batch: int) -> dict[str, np.ndarray]:
-        return {i.name: np.zeros((batch, i.shape[1], 0, i.shape[3]), np.float32) for i in self.pasts}
+        """No past keys and values, zero states (B, *the state's own shape)."""
+        return {**{i.name: np.zeros((batch, i.shape[1], 0, i.shape[3]), np.float32) for i in self.pasts},
+                **{i.name: np.zeros((batch, *i.shape[1:]), np.float32) for i in self.states}}
 
     def run(self, ids, mask, positions, past, keep: int | None = None):
         feeds = {"input_ids": ids, "attention_mask": mask, **past}
@@ -62,8 +71,9 @@ class Cached:
         if keep is not None:
             feeds["logits_to_keep"] = np.array(keep, np.int64)
         out = dict(zip(self.names, self.session.run(None, feeds)))
-        present = {name.replace("present.", "past_key_values."): out[name] for name in out if name.startswith("present.")}
-        return out["logits"], present
+        present = {name.replace("present.", "past_key_values.").replace("present_state.", "past_state."): value
+                   for name, value in out.items() if name.startswith(("present.", "present_state."))}
+        return out[self.names[0]], present  # logits, or a decoder's last_hidden_state without an LM head
 
 
 def close(got, want, label: str) -> None:
@@ -71,15 +81,16 @@ def close(got, want, label: str) -> None:
     assert error <= 1e-4 * max(1.0, float(np.abs(want).max())), f"{label}: {error}"
 
 
-def check_cached(spec, opset: int) -> None:
+def check_cached(spec, opset: int, target: str = "portable") -> None:
     reason = why_no_cache(spec)
-    compiled = compile_spec(spec, opset=opset)
+    compiled = compile_spec(spec, opset=opset, target=target)
     inputs = {i.name for i in compiled.model.proto.graph.input}
     if reason:  # no incremental form: the forward-only graph, and the reason in its metadata
         assert not any(name.startswith("past_key_values.") for name in inputs), reason
-        assert dict((p.key, p.value) for p in compiled.model.proto.metadata_props)["tfcompiler.cache"] == f"none: {reason}"
+        metadata = {p.key: p.value for p in compiled.model.proto.metadata_props}
+        assert metadata["tfcompiler.cache"] == f"none: {reason}"
         return
-    forward = ort.InferenceSession(compile_spec(spec, opset=opset, cache=False).model.serialize())
+    forward = ort.InferenceSession(compile_spec(spec, opset=opset, cache=False, target=target).model.serialize())
     cached = Cached(compiled.model)
     length = sum(CHUNKS)
     ids = np.random.default_rng(7).integers(0, spec.model.vocab_size, (2, length))
@@ -87,7 +98,9 @@ def check_cached(spec, opset: int) -> None:
 
     # the whole input at once is the forward-only graph
     whole, _ = cached.run(ids, ones, hf_positions(ones), cached.empty(2))
-    (want,) = forward.run(["logits"], {"input_ids": ids, "attention_mask": ones})
+    stateful = {i.name: np.zeros((i.shape[0], 2, i.shape[2]), np.float32)  # `state: true` without a cache
+                for i in forward.get_inputs() if i.name.startswith("past_states.")}
+    (want,) = forward.run(["logits"], {"input_ids": ids, "attention_mask": ones, **stateful})
     close(whole, want, "one call with an empty cache")
 
     # left padding: the second row's real tokens shifted right by PADDING
@@ -111,7 +124,9 @@ def check_cached(spec, opset: int) -> None:
     stepped = np.concatenate(pieces, axis=1)
     close(stepped[0], padded[0], "by chunks")
     close(stepped[1, PADDING:], padded[1, PADDING:], "by chunks, a left-padded row")
-    assert all(value.shape[2] == min(length, cached.bound(name)) for name, value in past.items())
+    keys = {name: value for name, value in past.items() if name.startswith("past_key_values.")}
+    assert all(value.shape[2] == min(length, cached.bound(name)) for name, value in keys.items())
+    assert all(past[i.name].shape == (2, *i.shape[1:]) for i in cached.states)
 
     last, _ = cached.run(ids, ones, hf_positions(ones), cached.empty(2), keep=1)
     assert last.shape[1] == 1
@@ -129,16 +144,35 @@ def test_shipped_decoder_caches_or_says_why(path):
     check_cached(spec_of(path), 23)
 
 
+@pytest.mark.parametrize("case", ["linear_causal_decoder", "performer_causal_decoder", "rfa_gated_decoder"])
+def test_linear_states_through_onnxruntimes_kernel(case):
+    """On ort-cpu the running sums go through com.microsoft LinearAttention's past and present state."""
+    check_cached(spec_of(case), 23, target="ort-cpu")
+    ops = {node.op_type for node in compile_spec(spec_of(case), target="ort-cpu").model.proto.graph.node}
+    assert "LinearAttention" in ops
+
+
+def test_content_based_kinds_say_what_depends_on_the_whole_input():
+    """Their reason is their own, not the generic one of a kind whose incremental form is not written."""
+    from tfcompiler.language.kinds import ATTENTION, AttentionKind
+
+    for kind in ("lsh", "routing", "prob_sparse", "memory_compressed"):
+        assert ATTENTION.kinds[kind].no_cache_because not in ("", AttentionKind.no_cache_because), kind
+
+
 def test_decoders_without_an_incremental_form_say_why():
     """The shipped decoders built on dense or pattern attention cache; the others name what stops them."""
     reasons = {path.stem: why_no_cache(spec_of(path)) for path in DECODER_SPECS}
     cached = {"adaptive-span-decoder", "alibi-decoder", "gpt2-small", "image-transformer", "image-transformer-2d",
               "llama-style", "music-transformer", "sliding-window-decoder", "sparse-transformer",
-              "talking-heads-realformer"}
+              "talking-heads-realformer", "linear-transformer", "lstm-lm"}
     assert {name for name, reason in reasons.items() if not reason} >= cached
     assert "segment memory" in reasons["transformer-xl-decoder"] and "pooling" in reasons["hourglass-lm"]
     assert "'local_rnn'" in reasons["r-transformer"]
-    assert "encoder-decoder" in why_no_cache(spec_of(ROOT / "specs" / "t5-small.yaml"))
+    assert "hash buckets" in reasons["reformer-lm"] and "centroid" in reasons["routing-transformer"]
+    assert "slots" in reasons["t-dmca"]
+    t5 = spec_of(ROOT / "specs" / "t5-small.yaml")
+    assert why_no_cache(t5) == "" and "folder" in build_graph(t5, cache=True).metadata["no_cache"]
 
 
 def test_sliding_window_cache_stays_the_window_over_a_long_run():
@@ -160,3 +194,53 @@ def test_sliding_window_cache_stays_the_window_over_a_long_run():
     forward = ort.InferenceSession(compile_spec(spec, cache=False).model.serialize())
     (want,) = forward.run(["logits"], {"input_ids": ids, "attention_mask": np.ones_like(ids)})
     close(np.concatenate(logits, axis=1), want, "150 steps through a window of 6")
+
+
+SEQ2SEQ_CASES = sorted(case for case, (topology, _, _) in CASES.items() if topology == "encoder-decoder")
+
+
+def check_two_models(spec) -> None:
+    """The encoder model once, then the decoder model by chunks and steps with its cache, computes the
+    one-graph forward's logits; the one-graph compile says it has no cache and why."""
+    reason = why_no_cache(spec)
+    whole = compile_spec(spec)
+    assert not any(i.name.startswith("past_key_values.") for i in whole.model.proto.graph.input)
+    if reason:
+        return
+    assert "folder" in whole.graph.metadata["no_cache"]
+    forward = ort.InferenceSession(compile_spec(spec, cache=False).model.serialize())
+    encoder = ort.InferenceSession(compile_spec(spec, part="encoder").model.serialize())
+    decoder = Cached(compile_spec(spec, part="decoder").model)
+    rng = np.random.default_rng(5)
+    source, target = rng.integers(0, spec.model.vocab_size, (2, 7)), rng.integers(0, spec.model.vocab_size, (2, 9))
+    source_mask = np.ones_like(source)
+    source_mask[1, -2:] = 0  # a shorter source
+    feeds = {"input_ids": source, "attention_mask": source_mask, "decoder_input_ids": target,
+             "decoder_attention_mask": np.ones_like(target)}
+    (want,) = forward.run([decoder.names[0]], feeds)
+    names = [o.name for o in encoder.get_outputs()]
+    encoded = dict(zip(names, encoder.run(None, {"input_ids": source, "attention_mask": source_mask})))
+    cross = {name.replace("present.", "past_key_values."): value for name, value in encoded.items()
+             if name.startswith("present.")}
+    first = {name.replace("present_state.", "past_state."): value for name, value in encoded.items()
+             if name.startswith("present_state.")}  # recurrent layers that start from the encoder's states
+    past, pieces, start = {**decoder.empty(2), **first}, [], 0
+    for size in CHUNKS:
+        end = start + size
+        steps = np.tile(np.arange(start, end), (2, 1))
+        logits, past = decoder.run(target[:, start:end], np.ones((2, end), np.int64), steps,
+                                   {**past, **cross, "encoder_attention_mask": source_mask})
+        past = {name: value for name, value in past.items() if ".decoder." in name}
+        pieces.append(logits)
+        start = end
+    close(np.concatenate(pieces, axis=1), want, "encoder model, then the decoder model by chunks")
+
+
+SEQ2SEQ_SPECS = sorted(path for path in (ROOT / "specs").glob("*.yaml")
+                       if "topology: encoder-decoder" in path.read_text())
+
+
+@pytest.mark.parametrize("case", SEQ2SEQ_CASES + SEQ2SEQ_SPECS,
+                         ids=SEQ2SEQ_CASES + [path.stem for path in SEQ2SEQ_SPECS])
+def test_encoder_decoder_generates_with_two_models(case):
+    check_two_models(spec_of(case))

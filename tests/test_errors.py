@@ -121,10 +121,11 @@ def test_unreadable_weights_file(tmp_path, capsys):
     assert code == 1 and "cannot read safetensors weights" in err
 
 
-@pytest.mark.parametrize("target", ["missing-dir/out.onnx", "."])
+# (an existing folder is a model folder to write into: tests/test_model_folder.py)
+@pytest.mark.parametrize("target", ["missing-dir/out.onnx", "missing-dir/model/", "spec.yaml/"])
 def test_unwritable_output_leaves_nothing_behind(tmp_path, capsys, target):
     spec = write(tmp_path, GOOD)
-    code, err = run_cli(capsys, "compile", str(spec), "-o", str(tmp_path / target), "-q")
+    code, err = run_cli(capsys, "compile", str(spec), "-o", f"{tmp_path}/{target}", "-q")  # (a Path drops the /)
     assert code == 1 and "cannot write" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["spec.yaml"]
 

@@ -150,12 +150,14 @@ head: {{kind: lm}}
 @pytest.mark.parametrize("cell, placement", [("lstm", "none"), ("gru", "pre"), ("rnn", "post")])
 def test_stateful_recurrent_layers_carry_their_state(cell, placement, tmp_path):
     """From given states the compiled layers match the reference's recurrence, and fed token by
-    token through `Segments` a decoder gives what one pass over the whole sequence gives."""
+    token through `Segments` a decoder gives what one pass over the whole sequence gives. `state`
+    names the states itself in a model compiled without a cache; with one (the default) the same
+    states are the cache's past_state.N.* (B, 1, H) and give the same numbers."""
     ffn = ", ffn: {enabled: false}" if placement == "none" else ""
     spec = parse_spec(STATEFUL.format(cell=cell, placement=placement, ffn=ffn), "stateful.yaml")
     weights = random_weights(spec)
     save_file(weights, str(tmp_path / "w.safetensors"))
-    compiled = compile_spec(spec, weights=str(tmp_path / "w.safetensors"))
+    compiled = compile_spec(spec, weights=str(tmp_path / "w.safetensors"), cache=False)
     path = tmp_path / "stateful.onnx"
     compiled.model.save(str(path))
     model = Model(str(path))
@@ -173,6 +175,17 @@ def test_stateful_recurrent_layers_carry_their_state(cell, placement, tmp_path):
         real = mask.astype(bool) if name == "logits" else np.ones(want[name].shape, bool)
         assert (float(np.abs(got[name][real] - want[name][real]).max())
                 <= 1e-4 * max(1.0, float(np.abs(want[name]).max())))
+    compile_spec(spec, weights=str(tmp_path / "w.safetensors")).model.save(str(tmp_path / "cached.onnx"))
+    cached = Model(str(tmp_path / "cached.onnx")).run(
+        input_ids=ids, attention_mask=mask,
+        **{f"past_state.{name[len('past_states.'):]}": value.transpose(1, 0, 2) for name, value in states.items()})
+    want = {name.replace("present_states.", "present_state."): value if name == "logits" else value.transpose(1, 0, 2)
+            for name, value in want.items()}
+    assert sorted(cached) == sorted(want)
+    for name in want:
+        real = mask.astype(bool) if name == "logits" else np.ones(want[name].shape, bool)
+        assert (float(np.abs(cached[name][real] - want[name][real]).max())
+                <= 1e-4 * max(1.0, float(np.abs(want[name]).max()))), name
     zeros = {name: np.zeros_like(value) for name, value in states.items()}
     whole = model.run(input_ids=ids[1:], attention_mask=np.ones((1, 6), np.int64),
                       **{n: v[:, 1:] for n, v in zeros.items()})["logits"]
@@ -230,3 +243,60 @@ def test_memformer_slots_are_read_and_rewritten_segment_by_segment(topology, pla
     first = model.run({**feeds, "past_memory_slots": np.zeros((2, 0, 32), np.float32)})
     output = "logits" if topology == "encoder-decoder" else "last_hidden_state"
     assert np.abs(first[output] - got[output]).max() > 1e-3  # the slots carry the earlier segments
+
+
+def recurrent_graph(cell: str, directions: int):
+    """x (B, S, 4), a mask and (forward only) initial states -> the recurrent op's outputs."""
+    from tfcompiler.ir import Graph
+
+    g = Graph()
+    gates, hidden = {"rnn": 1, "lstm": 4, "gru": 3}[cell], 3
+    x = g.add1("input", attrs=dict(name="x", dtype="float32", shape=("batch_size", "sequence_length", 4), role="x"))
+    mask = g.add1("input", attrs=dict(name="mask", dtype="int64", shape=("batch_size", "sequence_length"),
+                                      role="padding_mask"))
+    shapes = {"weight_ih": (directions, gates * hidden, 4), "weight_hh": (directions, gates * hidden, hidden),
+              "bias_ih": (directions, gates * hidden), "bias_hh": (directions, gates * hidden)}
+    rng = np.random.default_rng(3)
+    weights = []
+    for name, shape in shapes.items():
+        weights.append(g.add1("param", attrs=dict(name=name, dtype="float32", shape=shape, init="matrix")))
+        g.weights[name] = rng.standard_normal(shape).astype(np.float32)
+    states = [g.add1("input", attrs=dict(name=f"{part}0", dtype="float32", shape=(1, "batch_size", hidden), role="x"))
+              for part in (("h", "c") if cell == "lstm" else ("h",))] if directions == 1 else []
+    outputs = g.add("recurrent", [x, *weights, mask, *states],
+                    dict(cell=cell, nonlinearity="tanh", masked=True, stateful=bool(states)))
+    g.outputs.update(zip(["y", "h_n", "c_n"], outputs))
+    return g
+
+
+@pytest.mark.parametrize("cell, directions", [("lstm", 1), ("gru", 1), ("rnn", 1), ("lstm", 2)])
+def test_padding_anywhere_leaves_the_state_as_it_is(cell, directions):
+    """A recurrent layer steps over real tokens only, wherever the pads are: a left-padded row computes
+    what the row alone does from the same state, a row of pads only keeps its state, and the lowering
+    (real tokens moved to the front, then back) computes the NumPy semantics."""
+    from conftest import run_onnx
+    from tfcompiler.ir import evaluate
+    from tfcompiler.lower import to_onnx
+
+    graph = recurrent_graph(cell, directions)
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((4, 6, 4)).astype(np.float32)
+    x[1, 2:], x[2, 1:4] = x[0, :4], x[0, :3]  # row 1: row 0's first 4 after 2 pads; row 2: pads in between
+    mask = np.ones((4, 6), np.int64)
+    mask[1, :2], mask[2, 0], mask[2, 4:], mask[3] = 0, 0, 0, 0
+    feeds = {"x": x, "mask": mask}
+    if directions == 1:  # rows 0-2 start from the same state
+        start = rng.standard_normal((1, 4, 3)).astype(np.float32)
+        start[:, 1:3] = start[:, :1]
+        feeds.update({"h0": start, "c0": 2 * start} if cell == "lstm" else {"h0": start})
+    want = evaluate(graph, feeds)
+    got = run_onnx(to_onnx(graph, 17).serialize(), feeds)
+    for name in want:
+        assert float(np.abs(got[name] - want[name]).max()) <= 1e-5, name
+    forward = want["y"][..., :3]  # the backward direction sees each row's own future
+    np.testing.assert_allclose(forward[1, 2:], forward[0, :4], atol=1e-6)
+    assert not want["y"][1, :2].any() and not want["y"][3].any()
+    if directions == 1:
+        np.testing.assert_allclose(forward[2, 1:4], forward[0, :3], atol=1e-6)
+        np.testing.assert_allclose(want["h_n"][0, 2], want["y"][0, 2], atol=1e-6)
+        np.testing.assert_allclose(want["h_n"][:, 3], feeds["h0"][:, 3])  # no real token: the state as given

@@ -1,4 +1,4 @@
-"""The `tfc` command line: compile, check, shrink, schema, init-weights, import-hf, inspect, run.
+"""The `tfc` command line: compile, check, shrink, schema, init-weights, import-hf, inspect, run, generate.
 
 User errors (a bad spec, mismatched weights, an unwritable path) print one clear message and exit 1;
 usage errors exit 2; anything else is an internal error, reported without a traceback unless
@@ -33,7 +33,9 @@ class Progress:
 
 def cmd_compile(args) -> int:
     from .compiler import compile_spec, verify_verdict
+    from .model_folder import folder_output, write_model_folder
 
+    folder = folder_output(args.output)  # before compiling: a bad -o fails at once
     progress = Progress(args.quiet)
     compiled = compile_spec(args.spec, weights=args.weights, seed=args.seed, opset=args.opset,
                             pipeline=args.pipeline, dump_after=set(args.dump_after or ()),
@@ -58,7 +60,14 @@ def cmd_compile(args) -> int:
     if args.verify:
         print(verify_verdict(compiled))
     progress("write")
-    files = compiled.model.save(args.output, external_data=True if args.external_data else None)
+    external_data = True if args.external_data else None
+    if folder is None:
+        files = compiled.model.save(args.output, external_data=external_data)
+    else:
+        written = write_model_folder(compiled, folder, external_data)
+        files = written.files
+        for note in written.notes:
+            print(note, file=sys.stderr)
     weight_bytes = compiled.model.weight_bytes
     print(f"compiled {compiled.spec.name} ({compiled.spec.topology}, {compiled.parameters:,} parameters, "
           f"{weight_bytes / 2 ** 20:,.1f} MiB of weights) -> "
@@ -123,8 +132,8 @@ def cmd_init_weights(args) -> int:
 def cmd_import_hf(args) -> int:
     from .importers.hf import import_hf
 
-    spec_path, weights_path = import_hf(args.model_dir, args.output)
-    print(f"imported {args.model_dir} -> {spec_path}, {weights_path}")
+    files = import_hf(args.model_dir, args.output)
+    print(f"imported {args.model_dir} -> {', '.join(map(str, files))}")
     return 0
 
 
@@ -182,13 +191,97 @@ def cmd_run(args) -> int:
     return 0
 
 
+class _TokenEcho:
+    """A streamer (Hugging Face's put/end protocol) that prints one row's new tokens as they come."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer, self.ids, self.shown, self.prompt_seen = tokenizer, [], "", False
+
+    def put(self, ids) -> None:
+        if not self.prompt_seen:  # the first call hands over the prompt
+            self.prompt_seen = True
+            return
+        self.ids.append(int(ids[0]))
+        text = self.tokenizer.decode(self.ids) if self.tokenizer else " ".join(map(str, self.ids))
+        print(text[len(self.shown):] if text.startswith(self.shown) else f" {text}", end="", flush=True)
+        self.shown = text
+
+    def end(self) -> None:
+        print(flush=True)
+
+
+def _tokenizer(folder: Path):
+    path = folder / "tokenizer.json"
+    if not path.is_file():
+        raise TfcError(f"--prompt needs a tokenizer: no {path} (give --input-ids instead)")
+    try:
+        from tokenizers import Tokenizer
+    except ImportError:
+        raise TfcError("--prompt needs the `tokenizers` package (pip install tokenizers); or give --input-ids") \
+            from None
+    return Tokenizer.from_file(str(path))
+
+
+def _input_ids(text: str) -> list[list[int]]:
+    try:
+        ids = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise TfcError(f"--input-ids: not valid JSON ({error}); expected e.g. '[[5, 6, 7], [8, 9]]'") from None
+    return [ids] if isinstance(ids, list) and ids and all(isinstance(t, int) for t in ids) else ids
+
+
+def cmd_generate(args) -> int:
+    from tfc_runtime import Generator
+
+    if (args.input_ids is None) == (args.prompt is None):
+        raise TfcError("give the prompt as --input-ids '[[5, 6, 7]]' or as --prompt TEXT (one of the two)")
+    try:
+        generator = Generator(args.model, device=args.device, intra_op_threads=args.threads)
+    except (OSError, ValueError) as error:
+        raise TfcError(str(error)) from None
+    except Exception as error:  # noqa: BLE001  (onnxruntime's own exceptions: a file it cannot load or run)
+        raise TfcError(f"onnxruntime cannot run {args.model} here ({error})") from None
+    tokenizer = _tokenizer(generator.folder) if args.prompt is not None else None
+    prompts = [tokenizer.encode(text).ids for text in args.prompt] if tokenizer else _input_ids(args.input_ids)
+    echo = _TokenEcho(tokenizer) if not args.json and len(prompts) == 1 and sys.stdout.isatty() else None
+    options = {"do_sample": args.do_sample, "temperature": args.temperature, "top_k": args.top_k,
+               "top_p": args.top_p, "seed": args.seed, "repetition_penalty": args.repetition_penalty}
+    try:
+        result = generator.generate(prompts, max_new_tokens=args.max_new_tokens, min_new_tokens=args.min_new_tokens,
+                                    eos_token_id=args.eos_token_id, streamer=echo, return_dict_in_generate=True,
+                                    **options)
+    except ValueError as error:
+        raise TfcError(str(error)) from None
+    rows = result.rows()
+    if args.json:
+        out = {"sequences": rows, "tokens_per_second": round(result.tokens_per_second, 3)}
+        if tokenizer:
+            out["texts"] = [tokenizer.decode(row) for row in rows]
+        print(json.dumps(out))
+        return 0
+    if echo is None:
+        for r, (row, length) in enumerate(zip(rows, result.prompt_mask.sum(axis=1))):
+            prompt, new = row[:length], row[length:]
+            shown = (f"{tokenizer.decode(prompt)!r} -> {tokenizer.decode(new)!r}" if tokenizer
+                     else f"{prompt} -> {new}")
+            print(f"[{r}] {shown}")
+    print(f"{result.new_tokens} new tokens in {result.seconds:.3f} s ({result.tokens_per_second:.1f} tokens/s, "
+          f"first after {result.first_token_seconds * 1e3:.1f} ms), "
+          f"{'KV cache' if generator.cached else 'recomputing each step'} on {generator.model.providers[0]}",
+          file=sys.stderr)
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tfc", description="Compile transformer specs (YAML) to ONNX.")
     sub = p.add_subparsers(dest="command", required=True)
 
     c = sub.add_parser("compile", help="compile a spec to an ONNX model")
     c.add_argument("spec")
-    c.add_argument("-o", "--output", required=True, help="the .onnx file to write")
+    c.add_argument("-o", "--output", required=True,
+                   help="the .onnx file to write, or a model folder (a trailing slash, or an existing folder): "
+                        "model.onnx, generation.json, genai_config.json where onnxruntime-genai runs the model, "
+                        "and the spec's tokenizer files")
     c.add_argument("--weights", help="safetensors file with tfcompiler's canonical names")
     c.add_argument("--seed", type=int, default=0, help="seed of the random initialisation")
     c.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"{MIN_OPSET}..{MAX_OPSET}")
@@ -238,7 +331,8 @@ def parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("import-hf", help="turn a Hugging Face model folder into a spec and weights")
     c.add_argument("model_dir")
-    c.add_argument("-o", "--output", required=True, help="folder for spec.yaml and weights.safetensors")
+    c.add_argument("-o", "--output", required=True,
+                   help="folder for spec.yaml, weights.safetensors and the checkpoint's tokenizer files")
     c.set_defaults(func=cmd_import_hf)
 
     c = sub.add_parser("inspect", help="parameters, FLOPs, ops and I/O of a spec or a model")
@@ -257,6 +351,26 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     c.add_argument("--threads", type=int, help="onnxruntime intra-op threads")
     c.set_defaults(func=cmd_run)
+
+    c = sub.add_parser("generate", help="generate tokens with a compiled decoder (greedy or sampled)")
+    c.add_argument("model", help="an .onnx file, or a model folder: model.onnx (or an encoder-decoder's "
+                                 "encoder_model.onnx and decoder_model.onnx), generation.json, tokenizer.json")
+    c.add_argument("--input-ids", help="prompts as JSON token ids, e.g. '[[5, 6, 7], [8, 9]]'")
+    c.add_argument("--prompt", action="append", help="a prompt as text (needs tokenizer.json in the model folder "
+                                                      "and the tokenizers package); repeat it for a batch")
+    c.add_argument("--max-new-tokens", type=int, default=32)
+    c.add_argument("--min-new-tokens", type=int, default=0)
+    c.add_argument("--do-sample", action="store_true", help="sample (default: greedy)")
+    c.add_argument("--temperature", type=float, default=1.0)
+    c.add_argument("--top-k", type=int, default=50)
+    c.add_argument("--top-p", type=float, default=1.0)
+    c.add_argument("--seed", type=int, help="seed of the sampling")
+    c.add_argument("--repetition-penalty", type=float, default=1.0)
+    c.add_argument("--eos-token-id", type=int, help="default: the model's (generation.json or its metadata)")
+    c.add_argument("--json", action="store_true", help='print {"sequences": [...], "tokens_per_second": ...}')
+    c.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    c.add_argument("--threads", type=int, help="onnxruntime intra-op threads")
+    c.set_defaults(func=cmd_generate)
     return p
 
 

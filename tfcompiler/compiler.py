@@ -91,12 +91,13 @@ def compile_spec(spec: Spec | str | Path, weights: str | None = None, seed: int 
                  opset: int = DEFAULT_OPSET, pipeline: str = "default", verify_each: bool = False,
                  dump_after: set[str] = frozenset(), check_numerics: bool = False,
                  progress=lambda step: None, target: str = "portable", quantize: str = "none",
-                 dtype: str = "fp32", cache: bool = True) -> Compiled:
+                 dtype: str = "fp32", cache: bool = True, part: str | None = None) -> Compiled:
     """Compile a spec (or a spec file) to an ONNX model. ``weights`` is a safetensors file with
     canonical names; without it weights are initialised from ``seed``. ``check_numerics`` verifies
     the IR after every pass and evaluates it on small random inputs before and after each one.
     ``dtype`` (fp32, fp16, bf16) is what the model computes in. With ``cache`` a decoder that has an
-    exact incremental form compiles with KV-cache inputs and outputs (tfcompiler.builders.cache)."""
+    exact incremental form compiles with KV-cache inputs and outputs (tfcompiler.builders.cache); an
+    encoder-decoder does as two models, ``part`` "encoder" and "decoder" (tfcompiler.builders.seq2seq)."""
     if not MIN_OPSET <= opset <= MAX_OPSET:
         raise TfcError(f"--opset {opset}: expected {MIN_OPSET}..{MAX_OPSET}")
     if target not in TARGETS:
@@ -122,9 +123,10 @@ def compile_spec(spec: Spec | str | Path, weights: str | None = None, seed: int 
         spec = load_spec(spec)
     check_precision(spec, dtype)  # kinds ill-conditioned in fp16 / bf16 refuse them
     progress("build")
-    graph = build_graph(spec, cache)
+    graph = build_graph(spec, cache, part)
     progress("weights")
-    graph.weights = load_weights(graph, weights) if weights else init_weights(graph, spec.init, seed)
+    whole = build_graph(spec) if part else None
+    graph.weights = load_weights(graph, weights, whole) if weights else init_weights(graph, spec.init, seed)
     parameters = sum(int(w.size) for w in graph.weights.values())
     progress("passes")
     small = shrunk_copy(spec) if check_numerics and parameters > NUMERICS_FULL_UP_TO and not weights else None
@@ -134,7 +136,7 @@ def compile_spec(spec: Spec | str | Path, weights: str | None = None, seed: int 
     if small is not None:
         progress("numerics on a shrunk copy")
         small = compile_spec(small, seed=seed, opset=opset, pipeline=pipeline, check_numerics=True, target=target,
-                             quantize=quantize, dtype=dtype, cache=cache)
+                             quantize=quantize, dtype=dtype, cache=cache, part=part)
     progress("lower")
     metadata = {"tfcompiler.spec_name": spec.name, "tfcompiler.spec_sha256": spec.sha256,
                 **length_rules_metadata(graph),
@@ -143,8 +145,11 @@ def compile_spec(spec: Spec | str | Path, weights: str | None = None, seed: int 
                 "tfcompiler.max_length": str(spec.model.max_length),
                 "tfcompiler.cache": "kv" if not graph.metadata["no_cache"] else f"none: {graph.metadata['no_cache']}",
                 "tfcompiler.left_padding": why_left_padding_shifts(spec) or "exact",
+                **({"tfcompiler.part": part} if part else {}),
                 "tfcompiler.weights": f"file:{Path(weights).name}" if weights else f"seed:{seed}",
-                "tfcompiler.quantize": quantize, "tfcompiler.dtype": dtype}
+                "tfcompiler.quantize": quantize, "tfcompiler.dtype": dtype,
+                **({"tfcompiler.generation": json.dumps(spec.generation.settings(), sort_keys=True)}
+                   if spec.generation else {})}
     model = to_onnx(graph, opset, metadata, target, precision=dtype)
     if dtype != "fp32":
         progress(dtype)

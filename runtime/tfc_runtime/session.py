@@ -1,5 +1,6 @@
 """A compiled model on onnxruntime: provider choice with fallback, the model's metadata (version,
-spec hash, I/O roles) and named inputs in, named outputs out."""
+spec hash, I/O roles) and named inputs in, named outputs out. Overridable initializers (a decoder's
+`logits_to_keep`) are optional inputs: fed when given, their stored default otherwise."""
 from __future__ import annotations
 
 import json
@@ -11,6 +12,8 @@ import onnxruntime as ort
 
 _PROVIDERS = {"cpu": ["CPUExecutionProvider"],
               "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"]}
+# input roles whose values a call returns for the next call (as `present...`): they start empty or at zero
+CARRIED = ("past_key", "past_value", "memory", "recurrent_state", "state")
 _NUMPY_TYPES = {"tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(float)": np.float32,
                 "tensor(float16)": np.float16, "tensor(bool)": np.bool_, "tensor(double)": np.float64}
 
@@ -54,6 +57,8 @@ class Model:
         roles = json.loads(meta.get("tfcompiler.io_roles", "{}"))
         self.inputs = [Port(i.name, _NUMPY_TYPES.get(i.type, np.float32), tuple(i.shape),
                             roles.get(i.name, "")) for i in self.session.get_inputs()]
+        self.overridable = [Port(i.name, _NUMPY_TYPES.get(i.type, np.float32), tuple(i.shape), "overridable")
+                            for i in self.session.get_overridable_initializers()]
         self.outputs = [Port(o.name, _NUMPY_TYPES.get(o.type, np.float32), tuple(o.shape), "output")
                         for o in self.session.get_outputs()]
 
@@ -64,11 +69,13 @@ class Model:
     def run(self, feeds: dict[str, np.ndarray] | None = None, **named) -> dict[str, np.ndarray]:
         feeds = {**(feeds or {}), **named}
         missing = [p.name for p in self.inputs if p.name not in feeds]
-        unknown = sorted(set(feeds) - {p.name for p in self.inputs})
+        unknown = sorted(set(feeds) - {p.name for p in self.inputs + self.overridable})
         if missing or unknown:
+            optional = f" (optional: {[p.name for p in self.overridable]})" if self.overridable else ""
             raise ValueError(f"inputs do not fit the model: missing {missing}, unknown {unknown}; "
-                             f"it takes {[p.name for p in self.inputs]}")
-        arrays = {p.name: np.asarray(feeds[p.name], dtype=p.dtype) for p in self.inputs}
+                             f"it takes {[p.name for p in self.inputs]}{optional}")
+        arrays = {p.name: np.asarray(feeds[p.name], dtype=p.dtype) for p in self.inputs + self.overridable
+                  if p.name in feeds}
         values = self.session.run(None, arrays)
         return {p.name: v for p, v in zip(self.outputs, values)}
 
@@ -79,24 +86,32 @@ def random_inputs(model: Model, batch: int = 1, sequence: int = 8, seed: int = 0
     global where the model takes a global attention mask.
     Dynamic axes take ``sizes[axis]``, else ``batch`` for batch axes and ``sequence`` for the rest;
     an axis the model restricts to offset + k·step (``tfcompiler.length_rules``) is rounded up to
-    the next length it accepts."""
+    the next length it accepts. What a call carries to the next (KV caches, memories, states) starts
+    empty or at zero, so positions count from 0 and a mask over past + new tokens covers the new ones."""
     rng = np.random.default_rng(seed)
     sizes = dict(sizes or {})
     for axis, (offset, step) in json.loads(model.metadata.get("tfcompiler.length_rules", "{}")).items():
         wanted = sizes.get(axis, sequence)
         sizes[axis] = offset + step * max(1, -(-(wanted - offset) // step))
     vocab = int(model.metadata.get("tfcompiler.vocab_size", 2))
+
+    def shape_of(port: Port) -> list[int]:
+        return [d if isinstance(d, int) else sizes.get(d, batch if "batch" in str(d) else sequence)
+                for d in port.shape]
+    tokens = next((p for p in model.inputs if p.role == "token_ids"), None)
+    cached = any(p.role in ("past_key", "past_value") for p in model.inputs)
     feeds = {}
     for port in model.inputs:
-        shape = [d if isinstance(d, int) else sizes.get(d, batch if "batch" in str(d) else sequence)
-                 for d in port.shape]
-        if port.role in ("memory", "recurrent_state", "past_key", "past_value"):  # empty caches, zero states
+        shape = shape_of(port)
+        if port.role in CARRIED:  # recurrence starts empty, from zero states
             shape = [0 if str(axis).startswith("past_") else size for axis, size in zip(port.shape, shape)]
             feeds[port.name] = np.zeros(shape, port.dtype)
-        elif port.role == "position_ids":
-            feeds[port.name] = np.tile(np.arange(shape[-1], dtype=port.dtype), (shape[0], 1))
         elif port.role == "padding_mask":
+            if cached and tokens is not None:  # past + new tokens, and the past is empty
+                shape[-1] = shape_of(tokens)[-1]
             feeds[port.name] = np.ones(shape, port.dtype)
+        elif port.role == "position_ids":
+            feeds[port.name] = np.broadcast_to(np.arange(shape[-1], dtype=port.dtype), shape).copy()
         elif port.role == "global_mask":  # Longformer's convention: the first token ([CLS]) global
             feeds[port.name] = np.zeros(shape, port.dtype)
             feeds[port.name][:, :1] = 1

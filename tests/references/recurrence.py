@@ -9,19 +9,20 @@ from .formulas import sigmoid
 
 def recurrence(x, key_bias, cell: str, nonlinearity: str, w, carry=None):
     """Gate rows i,f,g,o and r,z,n; the GRU's reset after W_hn h + b_hn: each sequence runs over its
-    real tokens only, the backward direction from its last one; padded positions are zero. `w`: the
-    stacked weight_ih, weight_hh, bias_ih, bias_hh (a leading axis per direction). `carry`:
+    real tokens only, wherever its padding is, the backward direction from its last one; padded
+    positions are zero. `w`: the stacked weight_ih, weight_hh, bias_ih, bias_hh (a leading axis per
+    direction). `carry`:
     {"h": (dirs, B, H)[, "c"]} initial states ({} for zeros), replaced by the states after the last
     real tokens."""
     b, s, _ = x.shape
     directions, hidden = w["weight_hh"].shape[0], w["weight_hh"].shape[2]
     out, finals = np.zeros((b, s, directions, hidden)), {}
     for n in range(b):
-        length = s if key_bias is None else int((key_bias[n] == 0).sum())
+        real = np.arange(s) if key_bias is None else np.flatnonzero(np.reshape(key_bias[n], -1) == 0)
         for d in range(directions):
             h = np.zeros(hidden) if not carry else carry["h"][d, n].astype(np.float64)
             c = np.zeros(hidden) if not carry or "c" not in carry else carry["c"][d, n].astype(np.float64)
-            for t in (range(length) if d == 0 else range(length - 1, -1, -1)):
+            for t in (real if d == 0 else real[::-1]):
                 a = w["weight_ih"][d] @ x[n, t] + w["bias_ih"][d]
                 r = w["weight_hh"][d] @ h + w["bias_hh"][d]
                 if cell == "rnn":

@@ -69,7 +69,9 @@ def build_block(ctx, block: Block, spec, x, mask, causal: bool, positions, state
 
         def cross_attention(h):
             with ctx.at("cross_attention"):
-                return ATTENTION.builder(cross)(ctx, cross, spec, Site(h, memory, memory_mask, False, state=state))
+                computed = cache.cross(ctx, spec) if memory is None else None  # by the encoder model
+                return ATTENTION.builder(cross)(ctx, cross, spec, Site(h, memory, memory_mask, False, state=state,
+                                                                      cross_kv=computed))
 
         x = residual(ctx, x, block, "cross_attention", cross_attention)
     if not block.ffn.enabled:

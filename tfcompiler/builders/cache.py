@@ -24,17 +24,21 @@ from ..ir.graph import Value
 from ..ir.types import BATCH, SEQUENCE
 
 PAST = "past_sequence_length"
+ENCODER_SEQUENCE = "encoder_sequence_length"
 
 
 def why_no_cache(spec) -> str:
     """"" when the spec's decoder has an exact incremental form, else the reason it has none."""
-    if spec.topology != "decoder":
-        return f"a {spec.topology} model has no decoder-only cache (it compiles as one forward graph)"
-    stack = spec.decoder
-    carried = [what for what, present in (("a segment memory", stack.memory), ("pooling", stack.resample),
-                                          ("memory slots", stack.memory_slots)) if present]
-    if carried:
-        return f"its decoder carries {carried[0]} between positions, which has no incremental form yet"
+    if spec.decoder is None:
+        return f"a {spec.topology} model has no decoder"
+    for name, stack, _ in spec.stacks():
+        if stack.memory:
+            return (f"its {name}'s segment memory is what it carries from call to call (past_memories.N -> "
+                    "present_memories.N, Transformer-XL's recurrence over segments)")
+        carried = [what for what, present in (("pooling", stack.resample), ("memory slots", stack.memory_slots))
+                   if present]
+        if carried:
+            return f"its {name} carries {carried[0]} between positions, which has no incremental form yet"
     if type(spec.input).no_cache_because:
         return f"input '{type(spec.input).KIND}': {type(spec.input).no_cache_because}"
     for i, block in enumerate(spec.decoder_blocks):
@@ -42,7 +46,14 @@ def why_no_cache(spec) -> str:
         for what, options in (("attention", block.attention), ("positional", positional)):
             if type(options).no_cache_because:
                 return f"decoder layer {i} {what} '{type(options).KIND}': {type(options).no_cache_because}"
+        cross = block.cross_attention if block.cross_attention is not None else block.attention
+        if spec.encoder is not None and type(cross).KIND != "multi_head":
+            return f"decoder layer {i} cross-attention '{type(cross).KIND}': only multi_head's keys are cached"
     return ""
+
+
+SEPARATE_MODELS = ("an encoder-decoder model generates as two models, an encoder and a decoder with the cache: "
+                   "compile it to a folder (-o DIR/)")
 
 
 def why_left_padding_shifts(spec) -> str:
@@ -55,10 +66,18 @@ def why_left_padding_shifts(spec) -> str:
 
 @dataclass
 class LayerCache:
-    """One self-attention's past and present keys and values."""
+    """One self-attention's past and present keys and values (`.decoder` names them in the decoder
+    model of an encoder-decoder, as Optimum does)."""
 
     index: int
+    suffix: str = ""
     presents: dict = field(default_factory=dict)
+
+    def cross(self, ctx, spec) -> tuple[Value, Value]:
+        """The cross-attention's keys and values (B, Hkv, T, Dh), which the encoder model computed."""
+        shape = (BATCH, spec.model.kv, ENCODER_SEQUENCE, spec.model.dh)
+        return tuple(ctx.input(f"past_key_values.{self.index}.encoder.{name}", "float32", shape, role=f"cross_{name}")
+                     for name in ("key", "value"))
 
     def extend(self, ctx, key: Value, value: Value, keep: int | None = None) -> tuple[Value, Value]:
         """New keys and values (B, Hkv, S, Dh) -> the past ones followed by them (B, Hkv, P+S, Dh);
@@ -67,22 +86,23 @@ class LayerCache:
         extended = []
         for name, new in (("key", key), ("value", value)):
             _, heads, _, width = ctx.type_of(new).shape
-            past = ctx.input(f"past_key_values.{self.index}.{name}", "float32", (BATCH, heads, PAST, width),
-                             role=f"past_{name}")
+            past = ctx.input(f"past_key_values.{self.index}{self.suffix}.{name}", "float32",
+                             (BATCH, heads, PAST, width), role=f"past_{name}")
             both = ctx.op("concat", past, new, axis=2, label=f"Cache{name.title()}")
             kept = both if keep is None else ctx.op("keep_last", both, axis=2, count=keep, label="Window")
-            self.presents[f"present.{self.index}.{name}"] = kept
+            self.presents[f"present.{self.index}{self.suffix}.{name}"] = kept
             extended.append(both)
         return extended[0], extended[1]
 
     def state(self, ctx, name: str, shape: tuple) -> Value:
         """A fixed-size state the layer carries from step to step (running sums of linear attention):
         the input `past_state.{i}.{name}`, zeros before the first call; give the new one to `update`."""
-        return ctx.input(f"past_state.{self.index}.{name}", "float32", (BATCH,) + tuple(shape), role="state")
+        return ctx.input(f"past_state.{self.index}{self.suffix}.{name}", "float32", (BATCH,) + tuple(shape),
+                         role="state")
 
     def update(self, name: str, value: Value) -> None:
         """The state after this call: the output `present_state.{i}.{name}`."""
-        self.presents[f"present_state.{self.index}.{name}"] = value
+        self.presents[f"present_state.{self.index}{self.suffix}.{name}"] = value
 
 
 @dataclass
@@ -90,6 +110,7 @@ class DecoderCache:
     """The cache inputs of a decoder-only model and the present outputs its layers add."""
 
     max_length: int
+    suffix: str = ""  # ".decoder" in an encoder-decoder's decoder model
     layers: dict[int, LayerCache] = field(default_factory=dict)
 
     @property
@@ -98,7 +119,7 @@ class DecoderCache:
         return f"{PAST}+{SEQUENCE}"
 
     def layer(self, index: int) -> LayerCache:
-        return self.layers.setdefault(index, LayerCache(index))
+        return self.layers.setdefault(index, LayerCache(index, self.suffix))
 
     def position_ids(self, ctx) -> Value:
         return ctx.input("position_ids", "int64", (BATCH, SEQUENCE), role="position_ids", range=self.max_length)

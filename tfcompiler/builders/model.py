@@ -4,17 +4,28 @@ from __future__ import annotations
 
 from ..ir.graph import Graph
 from ..language.model import Spec
-from .cache import DecoderCache, why_no_cache
+from .cache import SEPARATE_MODELS, DecoderCache, why_no_cache
 from .context import Context
 from .heads import build_head
 from .hierarchy import build_hierarchy
+from .seq2seq import PARTS, build_decoder_model, build_encoder_model
 from .stack import build_stack
 
 
-def build_graph(spec: Spec, cache: bool = False) -> Graph:
+def build_graph(spec: Spec, cache: bool = False, part: str | None = None) -> Graph:
     """``cache``: a decoder-only model with an exact incremental form gets KV-cache inputs and outputs
-    (tfcompiler.builders.cache); `graph.metadata["no_cache"]` says why another has none."""
+    (tfcompiler.builders.cache); `graph.metadata["no_cache"]` says why another has none. ``part``:
+    the encoder or the decoder model of an encoder-decoder compiled for generation (builders.seq2seq)."""
     no_cache = why_no_cache(spec) if cache else "not asked for"
+    if not no_cache and spec.encoder is not None:
+        no_cache = SEPARATE_MODELS
+    if part is not None:
+        if spec.topology != "encoder-decoder" or part not in PARTS:
+            raise ValueError(f"part {part!r}: only an encoder-decoder has parts, {' and '.join(PARTS)}")
+        graph = build_encoder_model(spec) if part == "encoder" else build_decoder_model(spec)
+        graph.metadata.update(name=f"{spec.name}-{part}", topology=spec.topology, max_length=spec.model.max_length,
+                              no_cache="" if part == "decoder" else "the encoder reads its input once")
+        return graph
     ctx = Context(cache=DecoderCache(spec.model.max_length) if not no_cache else None)
     encoder = None
     outputs = {}

@@ -74,11 +74,12 @@ def materialize(weights: dict, threads: int | None = None) -> dict[str, np.ndarr
         return dict(zip(weights, pool.map(np.asarray, weights.values())))
 
 
-def check_weights(graph: Graph, weights: dict[str, np.ndarray], source: str) -> None:
-    """Raise one WeightsError that lists every missing, unexpected and misshapen name."""
+def check_weights(graph: Graph, weights: dict[str, np.ndarray], source: str, whole: Graph | None = None) -> None:
+    """Raise one WeightsError that lists every missing, unexpected and misshapen name; ``whole``: the
+    one-graph model of which ``graph`` is a part (weights of its other part are expected too)."""
     declared = declared_params(graph)
     missing = [n for n in declared if n not in weights]
-    unexpected = sorted(n for n in weights if n not in declared)
+    unexpected = sorted(n for n in weights if n not in declared_params(whole or graph))
     misshapen = [f"{n}: expected {list(declared[n][0])}, got {list(weights[n].shape)}"
                  for n in declared if n in weights and tuple(weights[n].shape) != declared[n][0]]
     wrong_dtype = [f"{n}: expected float32, got {weights[n].dtype}"
@@ -94,7 +95,7 @@ def check_weights(graph: Graph, weights: dict[str, np.ndarray], source: str) -> 
                            "\n  (`tfc init-weights SPEC -o W.safetensors` writes the expected names)")
 
 
-def load_weights(graph: Graph, path: str) -> dict[str, np.ndarray]:
+def load_weights(graph: Graph, path: str, whole: Graph | None = None) -> dict[str, np.ndarray]:
     from safetensors import SafetensorError
     from safetensors.numpy import load_file
 
@@ -102,8 +103,9 @@ def load_weights(graph: Graph, path: str) -> dict[str, np.ndarray]:
         weights = load_file(path)
     except (OSError, SafetensorError) as e:
         raise WeightsError(f"{path}: cannot read safetensors weights: {e}") from None
-    check_weights(graph, weights, path)
-    return weights
+    check_weights(graph, weights, path, whole)
+    declared = declared_params(graph)
+    return {name: array for name, array in weights.items() if name in declared}
 
 
 def save_weights(weights: dict[str, np.ndarray], path: str, metadata: dict | None = None) -> None:

@@ -44,6 +44,8 @@ class AttentionKind(Section):
     # (tfcompiler.builders.cache), or "" when a new query needs only the past keys and values: a
     # decoder with such a kind compiles without a cache and generation recomputes the prefix.
     no_cache_because: ClassVar[str] = "its incremental form is not written yet"
+    # What a step carries from the earlier ones when it has an incremental form (docs/variants.md).
+    cached_as: ClassVar[str] = "past keys and values (`past_key_values.N`)"
     # Why a left-padded row computes other numbers than the row alone (a pattern counted from the
     # input's first column), or "" when padding only hides keys: generation then runs such rows one by one.
     left_padding_shifts: ClassVar[str] = ""

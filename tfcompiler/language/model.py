@@ -5,13 +5,13 @@ generated from them.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from .kinds import ATTENTION, INPUTS, POSITIONS
 from .rules import At, Section, Where
 from .schema import option
-from .shrink_rules import cap, pooled_grid
+from .shrink_rules import cap, pooled_grid, token_id
 
 ACTIVATIONS = ("relu", "gelu", "gelu_tanh", "silu", "swiglu", "geglu", "geglu_tanh")
 NORMS = ("layer_norm", "rms_norm")
@@ -334,6 +334,35 @@ class Head(Section):
 
 
 @dataclass(frozen=True, kw_only=True)
+class Generation(Section):
+    """Token ids and defaults for generating text. A compiled model carries them in its metadata
+    (`tfcompiler.generation`, JSON) and `tfc compile -o DIR/` writes them to DIR/generation.json (and
+    genai_config.json); `tfc import-hf` takes them from the checkpoint's generation_config.json or
+    config.json."""
+
+    eos_token_id: int | list[int] | None = option(None, doc="The token that ends a sequence, or a list of "
+                                                  "them: generation stops at any of them.", shrink=token_id)
+    bos_token_id: int | None = option(None, doc="The token that begins a sequence.", minimum=0, shrink=token_id)
+    pad_token_id: int | None = option(None, doc="The token that fills the rows of a batch shorter than the "
+                                      "longest (the attention mask hides it).", minimum=0, shrink=token_id)
+    max_new_tokens: int | None = option(None, doc="How many tokens generation adds by default. Absent: until "
+                                        "an end token or the model's max_length.", minimum=1)
+
+    def problems(self, spec, where: Where):
+        if spec.decoder is None:
+            yield f"`generation` needs a decoder: topology '{spec.topology}' does not generate tokens"
+        for key in ("eos_token_id", "bos_token_id", "pad_token_id"):
+            ids = getattr(self, key)
+            for token in ids if isinstance(ids, list) else [] if ids is None else [ids]:
+                if not 0 <= token < spec.model.vocab_size:
+                    yield At(key, f"token {token} is not in the vocabulary [0, {spec.model.vocab_size})")
+
+    def settings(self) -> dict:
+        """The fields that are set, by name (what `tfcompiler.generation` and generation.json record)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
+
+
+@dataclass(frozen=True, kw_only=True)
 class Init(Section):
     """How `--seed` initialises weights."""
 
@@ -362,6 +391,11 @@ class Spec(Section):
     decoder: Stack | None = option(None, doc="The decoder stack (decoder and encoder-decoder).")
     document: Document | None = option(None, doc="The document stack (hierarchical).")
     head: Head = option(Head(), doc="Output head.")
+    generation: Generation | None = option(None, doc="Token ids and defaults for generating text.")
+    tokenizer: str | None = option(None, doc="The folder of the model's tokenizer files (tokenizer.json, "
+                                   "tokenizer_config.json, special_tokens_map.json, vocabularies), relative to "
+                                   "the spec's folder: `tfc compile -o DIR/` copies them into the model folder. "
+                                   "`tfc import-hf` copies a checkpoint's next to the spec it writes, as `.`.")
     init: Init = option(Init(), doc="Initialisation for --seed.")
     # Filled by the loader: the resolved blocks of each stack, one per layer.
     encoder_blocks: tuple = field(default=(), compare=False, repr=False)

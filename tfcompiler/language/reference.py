@@ -102,13 +102,23 @@ def kind_row(options: type) -> tuple[str, str, str]:
     return tuple(own[name] for name in ROW)
 
 
+def generation_cell(options: type) -> str:
+    """How a decoder with this kind generates (tfcompiler.builders.cache): step by step from what it
+    carries, or by recomputing the whole sequence, and why."""
+    if options.no_cache_because:
+        return f"recomputes the sequence at each step: {options.no_cache_because}"
+    carried = getattr(options, "cached_as", "")
+    return f"step by step, carrying {carried}" if carried else "step by step"
+
+
 def variant_table(registry: KindRegistry) -> str:
     """One row per kind of ``registry``: paper, what it computes, ONNX lowering; the kind links to
     its options below the table."""
     _registered()
-    rows = [f"| `{registry.name}` kind | paper | what it computes | ONNX lowering |", "| --- | --- | --- | --- |"]
+    rows = [f"| `{registry.name}` kind | paper | what it computes | ONNX lowering | generation |",
+            "| --- | --- | --- | --- | --- |"]
     for kind, options in sorted(registry.kinds.items()):
-        cells = " | ".join(_cell(text) for text in kind_row(options))
+        cells = " | ".join(_cell(text) for text in kind_row(options) + (generation_cell(options),))
         rows.append(f"| [`{kind}`](#{kind}) | {cells} |")
     return "\n".join(rows) + "\n"
 

@@ -150,6 +150,9 @@ class Reader:
                 return None
             if len(options) == 1:
                 return self.value(options[0], f, node, path)
+            lists = [option for option in options if typing.get_origin(option) is list]
+            if lists and isinstance(node, yaml.SequenceNode):  # `eos_token_id: int | list[int]` given a list
+                return self.value(lists[0], f, node, path)
             return self.scalar_union(options, meta, node, path)
         if origin is list:
             (item,) = typing.get_args(hint)
@@ -200,6 +203,8 @@ class Reader:
         """A field like ``scale: bool | float``: the first type the scalar satisfies wins."""
         value = yaml.SafeLoader(b"").construct_object(node) if isinstance(node, yaml.ScalarNode) else None
         for hint in options:
+            if typing.get_origin(hint) is list:  # a list is a sequence node, never this scalar (see `value`)
+                continue
             if isinstance(value, hint) and not (hint in (int, float) and isinstance(value, bool)):
                 return value
             if hint is float and isinstance(value, int) and not isinstance(value, bool):
@@ -240,6 +245,8 @@ def describe(node: yaml.Node) -> str:
 
 def type_words(hint, meta) -> str:
     minimum = meta.get("minimum") if meta else None
+    if typing.get_origin(hint) is list:
+        return "a list"
     base = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(hint, str(hint))
     if minimum is not None:
         base += f" >= {minimum:g}" if hint is float else f" >= {int(minimum)}"

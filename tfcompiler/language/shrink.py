@@ -76,7 +76,8 @@ def shrink_data(data: dict) -> dict:
 
 
 def _sizes(model: dict) -> Sizes:
-    return Sizes(model["heads"], model.get("head_width") or model["width"] // model["heads"], model["width"])
+    return Sizes(model["heads"], model.get("head_width") or model["width"] // model["heads"], model["width"],
+                 model["vocab_size"])
 
 
 def _largest_divisor(n: int, at_most: int) -> int:

@@ -18,11 +18,12 @@ from typing import Any, Callable
 
 @dataclass(frozen=True)
 class Sizes:
-    """What options scale with: heads, head width and model width."""
+    """What options scale with: heads, head width, model width and the vocabulary."""
 
     heads: int
     head_width: int
     width: int
+    vocab_size: int
 
 
 @dataclass(frozen=True)
@@ -105,3 +106,6 @@ with_head_width = Rule("with_head_width", lambda value, section, scale: max(
 # a width beside the model's: the same share of the shrunk width, rounded up
 with_width = Rule("with_width", lambda value, section, scale: max(
     1, math.ceil(value * scale.new.width / scale.old.width)))
+# a token id (or a list of them): kept where the shrunk vocabulary still holds it, else wrapped into it
+token_id = Rule("token_id", lambda value, section, scale: [v % scale.new.vocab_size for v in value]
+                if isinstance(value, list) else value % scale.new.vocab_size)

@@ -4,7 +4,8 @@ features give its share of Σ φ(k) vᵀ and Σ φ(k) (summed after the Loop), e
 read them; each key chunk is stabilised by its own maximum and its shares rescaled to the maximum of
 all after the Loop. So the (B,H,S,m) features and projections never exist for the whole sequence.
 Causal, the features are computed whole and the causal linear attention lowering takes them
-(chunked sums, or onnxruntime's LinearAttention). Low-precision models compute it in fp32.
+(chunked sums, or onnxruntime's LinearAttention); stateful (a decoder's cache), per query head, the keys
+stabilised by the running maximum and the past sums rescaled to it. Low-precision models compute it in fp32.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import math
 
 import numpy as np
 
+from ..ir.ops.favor import EMPTY, split_inputs
 from .common import ONNX_DTYPES, block_rows, length_of, pad_end, padding_to, reduce, repeat_heads, unstack_blocks
 from .linear_attention import emit_linear_attention
 from .registry import lowers
@@ -24,13 +26,14 @@ FAVOR_CHUNK = 512
 
 @lowers("favor_attention")
 def emit_favor_attention(e, attrs, inputs, types, label):
-    q, k, v, features, *bias = inputs
+    (q, k, v, features), bias, past = split_inputs(attrs, inputs)
     # in fp16 the features exp(w·k - c) of keys far below the stabiliser c underflow (below e^-17), and
     # a causal prefix whose keys all do has a zero normaliser: the kernel computes in fp32
     q, k, v = e.fp32(q), e.fp32(k), e.fp32(v)
+    past = [e.fp32(x) for x in past]  # the sums too, or adding them would bring the region back to fp16
     (_, heads, _, width), kv_heads, value_width = types[0].shape, types[1].shape[1], types[2].shape[3]
     m = types[3].shape[0]
-    if kv_heads != heads and not attrs["causal"]:
+    if kv_heads != heads and (past or not attrs["causal"]):
         k = repeat_heads(e, k, heads // kv_heads, heads, width)
         v = repeat_heads(e, v, heads // kv_heads, heads, value_width)
     # x' = x / Dh^¼ folded into the weights, (Dh, m), and into the half squared norm
@@ -52,12 +55,24 @@ def emit_favor_attention(e, attrs, inputs, types, label):
         keep = e.node1("Transpose", real, perm=[0, 1, 3, 2])
     if attrs["causal"]:
         projected = e.node1("MatMul", k, weights)
-        phi_k = phi(k, projected, reduce(e, "ReduceMax", projected, [2, 3]))
+        stabiliser = reduce(e, "ReduceMax", projected, [2, 3])  # (B,H,1,1)
+        if past:  # the running maximum; the past sums rescaled to it
+            last_max = e.node1("Unsqueeze", past[2], e.const([2, 3]))
+            stabiliser = e.node1("Max", stabiliser, last_max)
+            rescale = e.node1("Exp", e.node1("Sub", last_max, stabiliser))
+            past = [e.node1("Mul", past[0], rescale),
+                    e.node1("Mul", past[1], e.node1("Squeeze", rescale, e.const([3])))]
+        phi_k = phi(k, projected, stabiliser)
         if keep is not None:
             phi_k = e.node1("Mul", phi_k, keep)
-        feature_types = [types[i].with_shape(types[i].shape[:3] + (m,)) for i in (0, 1)]
-        return emit_linear_attention(e, {"causal": True, "eps": 0.0}, [query_features(q), phi_k, v],
-                                     feature_types + [types[2]], label or "FavorAttention")
+        key_heads = heads if past else kv_heads  # stateful, the keys and values were repeated per query head
+        key_types = [t.with_shape(t.shape[:1] + (key_heads,) + t.shape[2:3] + last) for t, last in
+                     ((types[1], (m,)), (types[2], types[2].shape[3:]))]
+        out = emit_linear_attention(e, {"causal": True, "eps": EMPTY, "stateful": bool(past)},
+                                    [query_features(q), phi_k, v, *past],
+                                    [types[0].with_shape(types[0].shape[:3] + (m,))] + key_types,
+                                    label or "FavorAttention")
+        return out + ([e.node1("Squeeze", stabiliser, e.const([2, 3]))] if past else [])
 
     def rows(x, index):  # chunk `index` of x along axis 2 (the last one may be shorter)
         return block_rows(e, x, index, FAVOR_CHUNK, 2)

@@ -2,8 +2,12 @@
 layout onnxruntime's CPU kernels take, with a Transpose either side):
 PyTorch's gate rows reordered for ONNX (LSTM i,f,g,o -> i,o,f,c; GRU r,z,n -> z,r,h) by a Gather on
 the weights (constant, so onnxruntime folds it once), the two biases concatenated, the GRU's reset
-applied after the recurrent product (`linear_before_reset=1`, PyTorch's), the real lengths from the
-padding mask as `sequence_lens`."""
+applied after the recurrent product (`linear_before_reset=1`, PyTorch's). With a padding mask each row's
+real tokens are first moved to its front, in order (ScatterElements to their rank among the real ones,
+the pads after them), the cell runs over them (`sequence_lens`), and the outputs go back to the tokens'
+places (GatherElements): so padding can be anywhere (a left-padded row starts from the initial state
+at its first real token), and a padded position outputs zeros. A row without a real token keeps its
+initial state (ONNX's cells would return zeros)."""
 from __future__ import annotations
 
 import numpy as np
@@ -35,6 +39,24 @@ def run_cell(e, attrs, sequence_major: str, weights: list, lengths: str, directi
                   n_outputs=3 if cell == "lstm" else 2, label=label or cell.upper(), **options)
 
 
+def real_first(e, mask: str) -> tuple[str, str]:
+    """mask (B, S) -> where each position goes when a row's real tokens move to its front in order
+    (their rank among the real ones; the pads' after them), (B, S) int64, and the real counts (B,)."""
+    is_real = e.node1("Not", e.node1("Equal", mask, e.const(0)))
+    real = e.node1("Cast", is_real, to=7)  # int64 0/1
+    count = reduce(e, "ReduceSum", real, [1])  # (B, 1)
+    rank_real = e.node1("Sub", e.node1("CumSum", real, e.const(1)), e.const(1))
+    rank_pad = e.node1("Add", count, e.node1("Sub", e.node1("CumSum", e.node1("Sub", e.const(1), real), e.const(1)),
+                                             e.const(1)))
+    places = e.node1("Where", is_real, rank_real, rank_pad)
+    return places, e.node1("Squeeze", count, e.const([1]))
+
+
+def along_rows(e, places: str, like: str) -> str:
+    """places (B, S) as indices for (B, S, W) tensors like `like`."""
+    return e.node1("Expand", e.node1("Unsqueeze", places, e.const([2])), e.node1("Shape", like))
+
+
 @lowers("recurrent")
 def recurrent(e, attrs, inputs, types, label):
     x, *weights = inputs[:5]
@@ -43,11 +65,18 @@ def recurrent(e, attrs, inputs, types, label):
     directions, _, hidden = types[2].shape
     lengths = ""
     if mask:
-        lengths = e.node1("Cast", reduce(e, "ReduceSum", mask[0], [1], keepdims=False), to=6)  # int32
+        places, count = real_first(e, mask[0])
+        x = e.node1("ScatterElements", x, along_rows(e, places, x), x, axis=1, label="RealTokensFirst")
+        lengths = e.node1("Cast", count, to=6)  # int32
     states, *finals = run_cell(e, attrs, e.node1("Transpose", x, perm=[1, 0, 2]), weights, lengths, directions,
                                hidden, label, initial)  # (S, dirs, B, H)
     batch_major = e.node1("Transpose", states, perm=[2, 0, 1, 3])
     out = e.node1("Reshape", batch_major, e.const([0, 0, directions * hidden]), label="MergeDirections")
+    if mask:
+        out = e.node1("GatherElements", out, along_rows(e, places, out), axis=1, label="BackInPlace")
+        if initial:  # (1, B, 1): a row with no real token keeps its state
+            empty = e.node1("Unsqueeze", e.node1("Equal", count, e.const(0)), e.const([0, 2]))
+            finals = [e.node1("Where", empty, start, final) for start, final in zip(initial, finals)]
     return [out] + (finals if initial else [])
 
 

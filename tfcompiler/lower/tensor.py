@@ -56,6 +56,13 @@ def leading(e, attrs, inputs, types, label):
                     e.const([attrs["axis"]]), label=label or "Leading")]
 
 
+@lowers("trailing")
+def trailing(e, attrs, inputs, types, label):
+    x, like = inputs
+    start = e.node1("Neg", e.node1("Shape", like, start=attrs["like_axis"], end=attrs["like_axis"] + 1))
+    return [e.node1("Slice", x, start, e.const([2 ** 62]), e.const([attrs["axis"]]), label=label or "Trailing")]
+
+
 @lowers("keep_last")
 def keep_last(e, attrs, inputs, types, label):
     return [e.node1("Slice", inputs[0], e.const([-attrs["count"]]), e.const([2 ** 62]), e.const([attrs["axis"]]),

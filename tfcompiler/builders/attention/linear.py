@@ -5,6 +5,7 @@ length. `eps` is added to the normaliser as in fast-transformers.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from ...language.kinds import ATTENTION, AttentionKind
 from ...language.schema import option
@@ -20,6 +21,9 @@ class LinearOptions(AttentionKind):
     LOWERING = "`linear_attention`: MatMul; causal in chunks of 64 (exact, memory O(n·64), no per-position F×Dv state)"
 
     eps: float = option(1e-6, doc="Added to the normaliser.", minimum=0.0)
+
+    no_cache_because: ClassVar[str] = ""  # causal: its running sums are the state (past_state.N.*)
+    cached_as: ClassVar[str] = "the running sums Σφ(k)vᵀ, Σφ(k) (`past_state.N.kv_sum`, `.k_sum`): O(1) a step"
 
     def problems(self, spec, where):
         yield from no_score_positions("linear", spec)

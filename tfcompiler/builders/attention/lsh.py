@@ -36,6 +36,8 @@ class LshOptions(AttentionKind):
     LOWERING = "`lsh_attention`: TopK sort, GatherElements, ScatterElements"
 
     self_only: ClassVar[bool] = True  # attends its own sequence only: no cross-attention
+    no_cache_because: ClassVar[str] = ("its hash buckets are sorted and chunked over the whole sequence, so a new "
+                                       "token changes earlier tokens' chunks")
 
     buckets: int = option(32, doc="Hash buckets per round (even).", minimum=2, shrink=cap(4))
     rounds: int = option(2, doc="Hashing rounds (n_hashes).", minimum=1)

@@ -10,6 +10,7 @@ implementation has) stand in front of the slots so that the first queries see so
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from ...language.kinds import ATTENTION, AttentionKind
 from ...language.schema import option
@@ -27,6 +28,10 @@ class MemoryCompressedOptions(AttentionKind):
     COMPUTES = ("keys and values shortened by a strided convolution; in decoders causal over whole slots behind a "
                 "learned null key")
     LOWERING = "`Conv` + attention over S/s keys"
+
+    no_cache_because: ClassVar[str] = ("its slots compress every `compression` positions counted from the first "
+                                       "column: a step would need the unfinished slot's keys beside the finished "
+                                       "slots, a two-part cache not written yet")
 
     compression: int = option(3, doc="s: kernel and stride of the compressing convolution.", minimum=1, shrink=cap(3))
 

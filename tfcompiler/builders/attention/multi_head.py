@@ -88,18 +88,28 @@ def project(ctx, spec, site: Site):
     """Queries (B,H,S,Dh), keys and values (B,Hkv,T,Dh) of the site."""
     m = spec.model
     query = ctx.split_heads(ctx.linear(site.x, m.heads * m.dh, "query", m.bias), m.heads, m.dh)
-    key = ctx.split_heads(ctx.linear(site.memory, m.kv * m.dh, "key", m.bias), m.kv, m.dh)
-    value = ctx.split_heads(ctx.linear(site.memory, m.kv * m.dh, "value", m.bias), m.kv, m.dh)
-    return query, key, value
+    return (query,) + keys_and_values(ctx, MultiHeadOptions(), spec, site.memory)
+
+
+def keys_and_values(ctx, options: MultiHeadOptions, spec, memory):
+    """Keys and values (B, Hkv, T, Dh) of what an attention reads, the keys normalised as its options
+    say: an encoder-decoder's encoder model computes them once for the decoder's cross-attentions."""
+    m = spec.model
+    key = ctx.split_heads(ctx.linear(memory, m.kv * m.dh, "key", m.bias), m.kv, m.dh)
+    value = ctx.split_heads(ctx.linear(memory, m.kv * m.dh, "value", m.bias), m.kv, m.dh)
+    if options.qk_norm:
+        key = build_norm(ctx, key, Norm(kind=options.qk_norm, epsilon=options.qk_norm_epsilon), "key_norm", bias=False)
+    return key, value
 
 
 def build_multi_head(ctx, options: MultiHeadOptions, spec, site: Site, pattern=None):
     """``pattern``: a static sparse pattern for the position-based sparse kinds (self-attention)."""
-    query, key, value = project(ctx, spec, site)
+    m = spec.model
+    query = ctx.split_heads(ctx.linear(site.x, m.heads * m.dh, "query", m.bias), m.heads, m.dh)
     if options.qk_norm:
         norm = Norm(kind=options.qk_norm, epsilon=options.qk_norm_epsilon)
         query = build_norm(ctx, query, norm, "query_norm", bias=False)
-        key = build_norm(ctx, key, norm, "key_norm", bias=False)
+    key, value = site.cross_kv if site.cross_kv is not None else keys_and_values(ctx, options, spec, site.memory)
     return attend(ctx, options, spec, site, query, key, value, pattern)
 
 

@@ -32,11 +32,19 @@ class Site:
     recurrent: bool = False  # keys are earlier segments' states followed by x itself (Transformer-XL)
     levels: tuple[int, int] = (0, 0)  # poolings between the tokens and the queries, and the keys (Funnel)
     cache: Any = None  # a decoder's LayerCache: the keys are the past ones followed by x's own
+    cross_kv: Any = None  # (keys, values) of a cross-attention that the encoder model computed, memory None
 
     def extend(self, ctx, key, value, keep: int | None = None):
         """The keys and values attended: the cached past ones, then the new ones (the cache keeps the
         last `keep` when later queries reach no further)."""
         return self.cache.extend(ctx, key, value, keep) if self.cache is not None else (key, value)
+
+    def own_mask(self, ctx):
+        """The padding mask (B, S) of x's own tokens, or None: with a cache the mask covers the past
+        keys too, and a layer that carries a fixed-size state reads only the new tokens'."""
+        if self.cache is None or self.mask is None:
+            return self.mask
+        return ctx.op("trailing", self.mask, self.x, axis=1, like_axis=1, label="NewTokensMask")
 
     @property
     def is_self(self) -> bool:

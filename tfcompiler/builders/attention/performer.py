@@ -7,18 +7,22 @@ W (m, Dh) has orthogonal Gaussian blocks with rows scaled to chi-distributed nor
 when the spec is compiled (from `seed` and the layer's path) and stored in the ONNX as a constant,
 so every run uses the same features. The canonical `favor_attention` op (tfcompiler.ir.ops.favor)
 computes the features and the linearised attention, so its lowering can take them by chunks.
+Causal in a decoder compiled with a cache, the layer's state is the running sums (per query head)
+`kv_sum` (B, H, m, Dv) and `k_sum` (B, H, m) with `k_max` (B, H), the keys' stabiliser they were
+summed under (tfcompiler.builders.attention.linearised).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
 from ...language.kinds import ATTENTION, AttentionKind
 from ...language.schema import option
 from ...language.shrink_rules import cap
-from .linearised import no_score_positions
-from .multi_head import key_padding, output_projection, project
+from .linearised import SUMS, no_score_positions, past_states, present_states
+from .multi_head import output_projection, project
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -33,6 +37,10 @@ class PerformerOptions(AttentionKind):
 
     features: int = option(64, doc="m: random features per head.", minimum=1, shrink=cap(8))
     seed: int = option(0, doc="Seed of the random features.", minimum=0)
+
+    no_cache_because: ClassVar[str] = ""  # causal: running sums and their stabiliser (past_state.N.*)
+    cached_as: ClassVar[str] = ("the running sums and the keys' stabiliser they are summed under "
+                                "(`past_state.N.kv_sum`, `.k_sum`, `.k_max`): O(1) a step")
 
     def problems(self, spec, where):
         yield from no_score_positions("performer", spec)
@@ -52,9 +60,15 @@ def orthogonal_features(features: int, width: int, rng: np.random.Generator) -> 
 def build_performer(ctx, options: PerformerOptions, spec, site):
     matrix = orthogonal_features(options.features, spec.model.dh, ctx.rng(options.seed))
     query, key, value = project(ctx, spec, site)
-    context = ctx.op("favor_attention", query, key, value, ctx.constant(matrix.astype(np.float32)),
-                     *key_padding(ctx, site), causal=site.causal, label="FavorAttention")
-    return output_projection(ctx, spec, context)
+    mask = site.own_mask(ctx)
+    heads, m = spec.model.heads, options.features
+    past = past_states(ctx, site, {"kv_sum": (heads, m, spec.model.dh), "k_sum": (heads, m), "k_max": (heads,)})
+    outputs = ctx.graph.add("favor_attention", [query, key, value, ctx.constant(matrix.astype(np.float32)),
+                                                *([ctx.op("padding_bias", mask)] if mask is not None else []), *past],
+                            dict(causal=site.causal, **({"stateful": True} if past else {})), origin=ctx.origin,
+                            label="FavorAttention")
+    present_states(site, SUMS + ("k_max",), outputs[1:])
+    return output_projection(ctx, spec, outputs[0])
 
 
 ATTENTION.register("performer", PerformerOptions, build_performer, examples={

@@ -8,6 +8,7 @@ deterministic (see tfcompiler.ir.ops.prob_sparse).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from ...language.kinds import ATTENTION, AttentionKind
 from ...language.schema import option
@@ -23,6 +24,10 @@ class ProbSparseOptions(AttentionKind):
     COMPUTES = ("the c·⌈ln S⌉ most peaked queries attend, the rest output mean(V) (decoders: causal, running sums of "
                 "V); deterministic sample of the real keys, padded queries ranked last")
     LOWERING = "`prob_sparse_attention`: TopK, ScatterElements"
+
+    no_cache_because: ClassVar[str] = ("the queries that attend in full are the factor·⌈ln S⌉ most peaked of the "
+                                       "whole input's, measured on a sample spread over all its keys, so a new token "
+                                       "changes earlier tokens' outputs")
 
     factor: int = option(5, doc="c: sampled keys c·⌈ln T⌉ and active queries c·⌈ln S⌉.", minimum=1)
 

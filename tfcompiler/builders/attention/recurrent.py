@@ -1,16 +1,19 @@
 """Attention kind `recurrent`: an RNN, LSTM or GRU layer as the block's sequence mixer, with
 PyTorch's equations and weight layout (tfcompiler.ir.ops.recurrent), lowered to ONNX RNN / LSTM / GRU.
-Bidirectional layers (encoder stacks only) run a backward direction too and concatenate both; each direction
-has width/directions hidden units, so the layer keeps the model width. Padded positions (right
-padding) are skipped, as PyTorch's packed sequences. A plain stacked RNN is blocks of this kind
-with `placement: none` and `ffn: {enabled: false}`; inside ordinary blocks it mixes the sequence
-with residuals, norms and an FFN around it. With `state` (decoders) the layer's state is carried
-between calls: inputs `past_states.K.h` (and `.c` for an LSTM), outputs `present_states.K.h` (`.c`),
-shaped (1, batch, width), K counting the stateful layers from 0 — so a decoder can run a sequence in
-pieces, or token by token (tfc_runtime.Segments carries them); the first call feeds zeros. With
-`start: encoder` (the decoder of an encoder-decoder, Sutskever et al. 2014) the decoder's k-th
-recurrent layer starts from the final state of the encoder's k-th one (a bidirectional layer's two
-directions concatenated), each row's state after its last real token.
+Bidirectional layers (encoder stacks only) run a backward direction too and concatenate both; each
+direction has width/directions hidden units, so the layer keeps the model width. Padded positions are
+skipped wherever they are (a padded step leaves the state as it is; right padding as PyTorch's packed
+sequences). A plain stacked RNN is blocks of this kind with `placement: none` and `ffn: {enabled:
+false}`; inside ordinary blocks it mixes the sequence with residuals, norms and an FFN around it.
+In a decoder compiled with a cache (tfcompiler.builders.cache) every recurrent layer carries its
+state between calls as the cache's fixed-size states: `past_state.N.h` (and `.c` for an LSTM),
+(batch, 1, width), N the decoder layer, zeros before the first call, `present_state.N.h` (`.c`) after
+it, so generation feeds one token per step. Without a cache (--no-cache), `state` gives the layer the
+same carried state by its own names: inputs `past_states.K.h` (`.c`), outputs `present_states.K.h`
+(`.c`), shaped (1, batch, width), K counting the stateful layers from 0 (tfc_runtime.Segments carries
+them). With `start: encoder` (the decoder of an encoder-decoder, Sutskever et al. 2014) the decoder's
+k-th recurrent layer starts from the final state of the encoder's k-th one (a bidirectional layer's
+two directions concatenated), each row's state after its last real token.
 """
 from __future__ import annotations
 
@@ -36,10 +39,13 @@ class RecurrentOptions(AttentionKind):
                 "`sequence_lens`)")
 
     self_only: ClassVar[bool] = True  # attends its own sequence only: no cross-attention
+    no_cache_because: ClassVar[str] = ""  # its h (and c) are the state (past_state.N.h)
+    cached_as: ClassVar[str] = "its state (`past_state.N.h`, and `.c` for an LSTM): O(1) a step"
 
     cell: str = option("lstm", doc="rnn, lstm or gru.", choices=tuple(GATES))
     bidirectional: bool = option(False, doc="A backward direction too (encoders); outputs concatenated.")
     nonlinearity: str = option("tanh", doc="The rnn cell's activation.", choices=("tanh", "relu"))
+    # with a cache every recurrent layer carries its state as past_state.N.h (.c); `state` names it for --no-cache
     state: bool = option(False, doc="Carry the layer's state between calls as inputs past_states.K.h (.c) "
                          "and outputs present_states.K.h (.c) (decoders).")
     start: str = option("zeros", doc="The state the layer starts from: zeros, or (the decoder of an "
@@ -89,11 +95,13 @@ def build_recurrent(ctx, options: RecurrentOptions, spec, site):
     weights = [ctx.param("weight_ih", (directions, rows, spec.model.width), "matrix"),
                ctx.param("weight_hh", (directions, rows, hidden), "matrix"),
                ctx.param("bias_ih", (directions, rows), "zeros"), ctx.param("bias_hh", (directions, rows), "zeros")]
-    mask = [site.mask] if site.mask is not None else []
+    mask = [site.own_mask(ctx)] if site.mask is not None else []
     parts = ("h", "c") if options.cell == "lstm" else ("h",)
     index = site.state["recurrent_layers"] = site.state.get("recurrent_layers", -1) + 1
     states = []
-    if options.state:
+    if site.cache is not None:  # (B, 1, H) <-> (1, B, H), the cell's layout with its one direction
+        states = [ctx.op("transpose", site.cache.state(ctx, part, (1, hidden)), perm=(1, 0, 2)) for part in parts]
+    elif options.state:
         layer = site.state["stateful_layers"] = site.state.get("stateful_layers", -1) + 1
         states = [ctx.input(f"past_states.{layer}.{part}", "float32", (directions, BATCH, hidden),
                             role="recurrent_state") for part in parts]
@@ -105,12 +113,33 @@ def build_recurrent(ctx, options: RecurrentOptions, spec, site):
     outputs = ctx.graph.add("recurrent", [site.x, *weights, *mask, *states],
                             dict(cell=options.cell, nonlinearity=options.nonlinearity, masked=bool(mask),
                                  stateful=bool(states)), origin=ctx.origin, label=options.cell.upper())
-    if options.state:
+    if site.cache is not None:
+        for part, value in zip(parts, outputs[1:]):
+            site.cache.update(part, ctx.op("transpose", value, perm=(1, 0, 2)))
+    elif options.state:
         for part, value in zip(parts, outputs[1:]):
             ctx.graph.outputs[f"present_states.{layer}.{part}"] = value
     elif states and site.state["stack"] == "encoder":
         ctx.carried.setdefault("encoder_states", []).append(outputs[1:])
     return outputs[0]
+
+
+def handed_over_states(ctx, spec) -> dict:
+    """The encoder model's outputs for a decoder model (tfcompiler.builders.seq2seq): each `start:
+    encoder` decoder layer i's first state, `present_state.{i}.decoder.h` (`.c`) (B, 1, H), which the
+    caller feeds as that layer's past_state in the decoder model's first call."""
+    outputs, k = {}, -1
+    for i, block in enumerate(spec.decoder_blocks):
+        if not isinstance(block.attention, RecurrentOptions):
+            continue
+        k += 1
+        if block.attention.start == "encoder":
+            parts = ("h", "c") if block.attention.cell == "lstm" else ("h",)
+            with ctx.at("decoder", "layers", i, "attention"):
+                for part, state in zip(parts, ctx.carried["encoder_states"][k]):
+                    outputs[f"present_state.{i}.decoder.{part}"] = ctx.op("transpose", handed_over(ctx, state),
+                                                                          perm=(1, 0, 2))
+    return outputs
 
 
 def handed_over(ctx, state):

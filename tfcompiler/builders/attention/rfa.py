@@ -6,7 +6,9 @@ normalised to unit length and mapped by random Fourier features
 so φ(q)·φ(k) approximates the Gaussian kernel exp(-|q - k|² / 2σ²). W is drawn when the spec is
 compiled (from `seed` and the layer's path) and stored as a constant. With `gate` (decoders), the
 running sums forget: g_t = σ(w_g·x_t + b_g) per head, S_t = g_t S_{t-1} + (1 - g_t) φ(k_t) v_tᵀ
-(RFA-Gate); padded positions still gate, which in right-padded batches touches padding only.
+(RFA-Gate); padded positions still gate, which in right-padded batches touches padding only and in
+left-padded ones the zero sums before the first real token. In a decoder compiled with a cache the
+(gated) sums are the layer's state (tfcompiler.builders.attention.linearised).
 """
 from __future__ import annotations
 
@@ -34,6 +36,9 @@ class RfaOptions(AttentionKind):
     seed: int = option(0, doc="Seed of the random frequencies.", minimum=0)
     eps: float = option(1e-6, doc="Added to the normaliser.", minimum=0.0)
     gate: bool = option(False, doc="RFA-Gate: a learned forgetting gate per head (decoders).")
+
+    no_cache_because: ClassVar[str] = ""  # causal: its (gated) running sums are the state (past_state.N.*)
+    cached_as: ClassVar[str] = "the (gated) running sums (`past_state.N.kv_sum`, `.k_sum`): O(1) a step"
 
     def problems(self, spec, where):
         yield from no_score_positions("rfa", spec)

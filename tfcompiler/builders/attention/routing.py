@@ -9,6 +9,7 @@ in encoders; the sparsity pass lowers them to banded blocks), the rest route.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from ...ir.patterns import Window
 from ...language.kinds import ATTENTION, AttentionKind
@@ -26,6 +27,9 @@ class RoutingOptions(AttentionKind):
     COMPUTES = ("queries and keys routed to learned `centroids`, each taking ⌈S/C⌉ (padding ranked after every real "
                 "position); `local_heads` attend a window instead")
     LOWERING = "`routing_attention`: TopK, GatherElements, ScatterElements(add)"
+
+    no_cache_because: ClassVar[str] = ("each centroid takes the ⌈S/C⌉ nearest of the whole sequence's queries and "
+                                       "keys, so a new token changes which tokens earlier ones attend")
 
     clusters: int = option(4, doc="C: centroids; each takes ⌈S/C⌉ queries and keys.", minimum=1, shrink=cap(4))
     local_heads: int = option(0, doc="Heads that attend a local window instead of routing (the first ones).",

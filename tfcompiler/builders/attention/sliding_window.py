@@ -8,6 +8,7 @@ The pattern is a static attribute of the attention op: the dense lowering masks 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from ...ir.patterns import Window
 from ...language.kinds import ATTENTION
@@ -23,6 +24,7 @@ class SlidingWindowOptions(MultiHeadOptions):
     PAPER = "local / Longformer's dilated window"
     COMPUTES = "keys within `window` (every `dilation`-th)"
     LOWERING = "banded blocks (sparsity pass), O(n·w)"
+    cached_as: ClassVar[str] = "the last `window` × `dilation` keys and values, however long it runs"
 
     window: int = option(doc="Keys on each side a token sees (w: |i - j| <= w).", minimum=1, shrink=cap(2))
     dilation: int = option(1, doc="See every d-th key of the window (dilated window).", minimum=1)

@@ -34,8 +34,10 @@ class StackInput:
     ids: Value
 
     @staticmethod
-    def input_names(spec, stack_name: str) -> InputNames:
-        if spec.topology == "encoder-decoder" and stack_name == "decoder":
+    def input_names(spec, stack_name: str, own_model: bool = False) -> InputNames:
+        """``own_model``: the stack is a model of its own (the decoder model of an encoder-decoder
+        compiled for generation), whose inputs take the plain names."""
+        if spec.topology == "encoder-decoder" and stack_name == "decoder" and not own_model:
             return InputNames("decoder_", (DECODER_SEQUENCE,))
         if spec.topology == "hierarchical":
             return InputNames("", (SENTENCES, SENTENCE_LENGTH))

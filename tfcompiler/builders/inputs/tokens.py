@@ -30,7 +30,7 @@ class TokenOptions(InputKind):
 
 
 def build_tokens(ctx, options: TokenOptions, spec, stack_name: str) -> StackInput:
-    names = StackInput.input_names(spec, stack_name)
+    names = StackInput.input_names(spec, stack_name, own_model=ctx.cache is not None)
     d = spec.model.width
 
     def read(name, role, shape=names.shape, **attrs):

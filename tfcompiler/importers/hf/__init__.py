@@ -31,13 +31,18 @@ canonical weight, the checkpoint tensor it comes from:
   of decoders as ``block_local``, axial position embeddings flattened into a learned table, the LM
   head over both streams.
 
+Generation's token ids (generation_config.json, else config.json) become the spec's `generation`
+section for models with a decoder, and the checkpoint's tokenizer files are copied next to the spec,
+which names them (`tokenizer: .`) so that `tfc compile -o DIR/` puts them in the model folder.
+
 Weights are read with safetensors; a ``pytorch_model.bin`` needs torch (the ``hf`` extra). One module
-per family (encoders: the BERT family; decoders: GPT-2 and Llama; t5; reformer), and checkpoint for
-what they share.
+per family (encoders: the BERT family; decoders: GPT-2 and Llama; t5; reformer), checkpoint for
+what they share, and generation for the ids and tokenizer files.
 """
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Callable
 
@@ -47,6 +52,7 @@ import yaml
 from ...errors import TfcError
 from .checkpoint import Checkpoint, load_tensors
 from .decoders import gpt2, llama
+from .generation import generation_section, tokenizer_files
 from .encoders import bert, deberta_v2, funnel, longformer, nystromformer
 from .reformer import reformer
 from .t5 import t5
@@ -60,8 +66,9 @@ IMPORTERS: dict[str, tuple[str, Callable]] = {"bert": ("encoder", bert), "gpt2":
                                                "reformer": ("decoder", reformer)}  # or encoder: its config says
 
 
-def import_hf(model_dir: str | Path, out_dir: str | Path) -> tuple[Path, Path]:
-    """Write ``out_dir/spec.yaml`` and ``out_dir/weights.safetensors``; returns their paths."""
+def import_hf(model_dir: str | Path, out_dir: str | Path) -> list[Path]:
+    """Write ``out_dir/spec.yaml``, ``out_dir/weights.safetensors`` and the checkpoint's tokenizer files;
+    returns their paths."""
     from ...builders import build_graph
     from ...builders.weights import check_weights, save_weights
     from ...language import parse_spec
@@ -83,6 +90,12 @@ def import_hf(model_dir: str | Path, out_dir: str | Path) -> tuple[Path, Path]:
                        "\n".join(f"  {k}" for k in checkpoint.missing))
     name = config.get("_name_or_path") or model_dir.name
     spec_dict = {"tfc": 1, "name": Path(str(name)).name or model_type, "topology": topology, **body}
+    generation = generation_section(model_dir, config) if "decoder" in spec_dict else {}  # models that generate
+    if generation:
+        spec_dict["generation"] = generation
+    tokenizer = tokenizer_files(model_dir)
+    if tokenizer:
+        spec_dict["tokenizer"] = "."
     text = (f"# Imported by `tfc import-hf` from {model_dir.name} "
             f"({(config.get('architectures') or [model_type])[0]}).\n"
             + yaml.safe_dump(spec_dict, sort_keys=False))
@@ -92,8 +105,11 @@ def import_hf(model_dir: str | Path, out_dir: str | Path) -> tuple[Path, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     from ...atomic import atomic_path
 
+    for source in tokenizer:  # before the spec that names them
+        with atomic_path(out_dir / source.name) as temp:
+            shutil.copyfile(source, temp)
     with atomic_path(out_dir / "spec.yaml") as temp:
         temp.write_text(text, encoding="utf-8")
     save_weights(weights, str(out_dir / "weights.safetensors"),
                  metadata={"source": str(model_dir.name), "model_type": model_type})
-    return out_dir / "spec.yaml", out_dir / "weights.safetensors"
+    return [out_dir / "spec.yaml", out_dir / "weights.safetensors"] + [out_dir / source.name for source in tokenizer]

@@ -13,9 +13,10 @@ state after its last real token (the backward direction's after the first).
         c_t = f c_{t-1} + i g, h_t = o tanh(c_t)
   gru:  r, z = σ(W_ir x + b_ir + W_hr h + b_hr), σ(...); n = tanh(W_in x + b_in + r (W_hn h + b_hn));
         h_t = (1 - z) n + z h_{t-1}   (rows r, z, n; the reset applied after W_hn, as PyTorch)
-States start at zero. With a mask (right padding), each sequence runs over its real length only,
-the backward direction from its last real token, and padded positions output zeros (PyTorch's
-packed sequences).
+States start at zero. With a mask, each sequence runs over its real tokens only, wherever its
+padding is (a padded step leaves the state as it is, so a left-padded row starts from h0 at its first
+real token), the backward direction from its last real token, and padded positions output zeros
+(PyTorch's packed sequences, for right padding). A row without a real token keeps h0 (and c0).
 
 local_recurrent(x (B,S,D), weight_ih, weight_hh, bias_ih, bias_hh (one direction)) attrs cell,
 nonlinearity, window -> (B,S,H): R-Transformer's local RNN (Wang et al. 2019): position t's output
@@ -53,7 +54,7 @@ def recurrent(x, w_ih, w_hh, b_ih, b_hh, mask, cell: str, nonlinearity: str = "t
     """Returns (outputs, h_n, c_n)."""
     b, s, _ = x.shape
     dirs, hidden = w_ih.shape[0], w_hh.shape[2]
-    lengths = np.full(b, s) if mask is None else (mask != 0).sum(1)
+    real = [np.arange(s) if mask is None else np.flatnonzero(mask[n] != 0) for n in range(b)]
     out = np.zeros((b, s, dirs, hidden))
     h_n, c_n = np.zeros((dirs, b, hidden)), np.zeros((dirs, b, hidden))
     x = x.astype(np.float64)
@@ -61,8 +62,7 @@ def recurrent(x, w_ih, w_hh, b_ih, b_hh, mask, cell: str, nonlinearity: str = "t
         for n in range(b):
             h = np.zeros(hidden) if h0 is None else h0[d, n].astype(np.float64)
             c = np.zeros(hidden) if c0 is None else c0[d, n].astype(np.float64)
-            steps = range(lengths[n]) if d == 0 else reversed(range(lengths[n]))
-            for t in steps:
+            for t in real[n] if d == 0 else real[n][::-1]:
                 h, c = _step(cell, nonlinearity, x[n, t], h, c, w_ih[d], w_hh[d], b_ih[d], b_hh[d])
                 out[n, t, d] = h
             h_n[d, n], c_n[d, n] = h, c

@@ -135,6 +135,12 @@ register("positions", (1, 1), _positions_infer, _positions_eval)
 register("leading", (2, 2), lambda attrs, t: [t[0].with_shape(
              t[0].shape[:attrs["axis"]] + (t[1].shape[attrs["like_axis"]],) + t[0].shape[attrs["axis"] + 1:])],
          lambda attrs, x, like: [np.take(x, np.arange(like.shape[attrs["like_axis"]]), axis=attrs["axis"])])
+# trailing(x, like) attrs axis, like_axis: the last like.shape[like_axis] entries of x along axis (a cached
+# decoder's mask, which covers the past and the new tokens, cut to the new ones)
+register("trailing", (2, 2), lambda attrs, t: [t[0].with_shape(
+             t[0].shape[:attrs["axis"]] + (t[1].shape[attrs["like_axis"]],) + t[0].shape[attrs["axis"] + 1:])],
+         lambda attrs, x, like: [np.take(x, np.arange(x.shape[attrs["axis"]] - like.shape[attrs["like_axis"]],
+                                                      x.shape[attrs["axis"]]), axis=attrs["axis"])])
 def _dropped(dim, count: int):
     return max(dim - count, 0) if isinstance(dim, int) else f"max({dim}-{count},0)"
 

@@ -1,0 +1,44 @@
+"""An encoder-decoder generates as two models (Optimum's folder layout): `encoder_model.onnx` reads the
+source once and returns every decoder layer's cross-attention keys and values (`present.N.encoder.key`);
+`decoder_model.onnx` takes them as `past_key_values.N.encoder.key` (the one pairing rule, `present_of`)
+with the source's mask, the same at every step, and keeps its own cache. The decoder starts from
+`decoder_start_token_id`, as Hugging Face's `generate` does for an encoder-decoder. Sources are padded
+on the right, as encoder tokenizers pad (an encoder's positions count from the first column)."""
+from __future__ import annotations
+
+import numpy as np
+
+from .generation_inputs import Prompts
+from .generation_step import present_of
+from .session import Model
+
+ENCODER_FILE, DECODER_FILE = "encoder_model.onnx", "decoder_model.onnx"
+
+
+def encoded(encoder: Model, given: tuple[str, ...], source: Prompts) -> dict[str, np.ndarray]:
+    """The decoder model's `given` inputs for this source: the encoder's outputs, and the source's mask."""
+    roles = {p.role: p.name for p in encoder.inputs}
+    if set(roles) != {"token_ids", "padding_mask"}:
+        raise ValueError(f"the encoder model takes {[p.name for p in encoder.inputs]}; generation feeds it token "
+                         "ids and their mask only")
+    source = right_padded(source)
+    outputs = encoder.run({roles["token_ids"]: source.ids, roles["padding_mask"]: source.mask})
+    missing = [present_of(name) for name in given if name.startswith("past_") and present_of(name) not in outputs]
+    if missing:
+        raise ValueError(f"the encoder model does not return {missing}, which the decoder model takes")
+    return {name: outputs[present_of(name)] if name.startswith("past_") else source.mask for name in given}
+
+
+def right_padded(prompts: Prompts) -> Prompts:
+    ids, mask = np.zeros_like(prompts.ids), np.zeros_like(prompts.mask)
+    for row, length in enumerate(prompts.lengths):
+        ids[row, :length], mask[row, :length] = prompts.ids[row, prompts.ids.shape[1] - length:], 1
+    return Prompts(ids, mask)
+
+
+def start_tokens(batch: int, start) -> Prompts:
+    """Every row's decoder prompt: the start token alone."""
+    if start is None:
+        raise ValueError("decoder_start_token_id: an encoder-decoder needs one (give it, or put it or "
+                         "bos_token_id in generation.json)")
+    return Prompts(np.full((batch, 1), start, np.int64), np.ones((batch, 1), np.int64))
