@@ -32,7 +32,8 @@ def checkpoint(name: str, folder: Path, quick: bool) -> dict:
     from tokenizers import Tokenizer, models, pre_tokenizers
 
     if name == "gpt2":
-        config = (transformers.GPT2Config(n_layer=2, n_embd=128, n_head=2, vocab_size=1000) if quick
+        config = (transformers.GPT2Config(n_layer=2, n_embd=128, n_head=2, vocab_size=1000, bos_token_id=2,
+                                                  eos_token_id=2) if quick
                   else transformers.GPT2Config())
         model_class, layers, kv_heads, head = (transformers.GPT2LMHeadModel, config.n_layer, config.n_head,
                                                config.n_embd // config.n_head)
@@ -89,7 +90,7 @@ def build_contenders(name: str, tmp: Path, quick: bool) -> tuple[dict, dict]:
     genai, info["genai_note"] = genai_model(folder / "hf", folder / "genai")
     if genai:
         contenders["(b) onnxruntime-genai"] = ("genai", genai, genai_python())
-    spec, weights = import_hf(folder / "hf", folder / "imported")
+    spec, weights = import_hf(folder / "hf", folder / "imported")[:2]
     variants = {"(c) tfcompiler": {}, "(c) tfcompiler --target ort-cpu": {"target": "ort-cpu"},
                 "(c) tfcompiler --opset 23": {"opset": 23},
                 "(d) tfcompiler --no-cache (recompute)": {"cache": False}}

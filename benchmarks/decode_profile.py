@@ -122,7 +122,7 @@ def main(argv=None) -> int:
         for name in args.models.split(","):
             folder = Path(tmp) / name
             info = checkpoint(name, folder / "hf", quick=False)
-            spec, weights = import_hf(folder / "hf", folder / "imported")
+            spec, weights = import_hf(folder / "hf", folder / "imported")[:2]
             print(f"\n## {name} ({info['parameters'] / 1e6:.1f}M parameters)")
             for target in ("portable", "ort-cpu"):
                 path = folder / f"{target}.onnx"
