@@ -17,7 +17,9 @@ machine's memory bandwidth measured here (a large NumPy copy, bytes read + writt
 several). Then batch 8 (tokens/s over all rows) and a sliding-window decoder (window 64) generating
 1K..16K tokens: peak RSS and the cache it carries.
 
-    python benchmarks/decode.py [--quick] [--models gpt2,llama] [--rounds 5] [--json OUT]
+    python benchmarks/decode.py [--quick] [--models gpt2,llama] [--rounds 5] [--no-window] [--json OUT]
+
+Where the time goes when a target is missed: benchmarks/decode_profile.py.
 """
 from __future__ import annotations
 
