@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .common import for_query_heads, length_of
+from .common import length_of
 from .patterns import pattern_allowed
 from .registry import lowers
 
@@ -65,11 +65,24 @@ def emit_standard_attention(e, attrs, inputs, types, label):
     return emit_context(e, attrs, [probs, v], [types[0], types[2]], label or "Attention")
 
 
+def by_key_heads(e, x: str, heads: int, kv_heads: int) -> str:
+    """(B, H, S, N) -> (B, Hkv, G·S, N): the query heads a key/value head serves as its rows, so
+    grouped-query attention multiplies each key/value head once instead of copying it G times (at
+    each decoding step that copy would be the whole cache). Query head h is (h // G, h % G)."""
+    return x if kv_heads == heads else e.node1("Reshape", x, e.const([0, kv_heads, -1, 0]))
+
+
+def by_query_heads(e, x: str, heads: int, kv_heads: int) -> str:
+    """by_key_heads undone: (B, Hkv, G·S, N) -> (B, H, S, N)."""
+    return x if kv_heads == heads else e.node1("Reshape", x, e.const([0, heads, -1, 0]))
+
+
 @lowers("attention_scores")
 def emit_scores(e, attrs, inputs, types, label="Scores"):
     q, k = inputs
-    k = for_query_heads(e, k, types[1], types[0].shape[1])
-    scores = e.node1("MatMul", q, e.node1("Transpose", k, perm=[0, 1, 3, 2]))
+    heads, kv_heads = types[0].shape[1], types[1].shape[1]
+    scores = e.node1("MatMul", by_key_heads(e, q, heads, kv_heads), e.node1("Transpose", k, perm=[0, 1, 3, 2]))
+    scores = by_query_heads(e, scores, heads, kv_heads)
     scores = e.node1("Mul", scores, e.const(attrs["scale"], np.float32), label=label)
     if attrs.get("softcap"):
         cap = e.const(attrs["softcap"], np.float32)
@@ -85,5 +98,6 @@ def emit_hide_future(e, scores: str, lengths: tuple, label: str = "") -> str:
 @lowers("attention_context")
 def emit_context(e, attrs, inputs, types, label="Context"):
     probs, v = inputs
-    v = for_query_heads(e, v, types[1], types[0].shape[1])
-    return [e.node1("MatMul", probs, v, label=label or "Context")]
+    heads, kv_heads = types[0].shape[1], types[1].shape[1]
+    context = e.node1("MatMul", by_key_heads(e, probs, heads, kv_heads), v, label=label or "Context")
+    return [by_query_heads(e, context, heads, kv_heads)]
