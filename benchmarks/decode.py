@@ -179,26 +179,25 @@ def print_model(result: dict, args) -> None:
     if result["genai_note"]:
         print(f"\n(b) onnxruntime-genai: {result['genai_note']}")
     print(f"\nBatch 1, {args.prompt}-token prompt, {args.new} new tokens, median of {args.rounds} rounds:\n")
-    print("| contender | decode tokens/s | % of bound | first token | peak RSS | outside run | same tokens as (c) |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
-    for label, r in result["batch1"].items():
-        if "error" in r:
-            print(f"| {label} | failed: {r['error']} | | | | | |")
-            continue
-        outside = (f"{r['outside_run_ms_per_step']:.2f} ms/step ({100 * r['outside_run_share']:.1f}%)"
-                   if "outside_run_share" in r else "")
-        print(f"| {label} | {r['decode_tokens_per_s']:.1f} | {100 * r['bound_share']:.0f}% | "
-              f"{r['first_token_ms']:.1f} ms | {r['rss_peak_mib']:.0f} MiB | {outside} | "
-              f"{'yes' if r['same_tokens_as_c'] else 'no'} |")
+    table(("contender", "decode tokens/s", "% of bound", "first token", "peak RSS", "outside run",
+           "same tokens as (c)"), result["batch1"], lambda r: (
+        f"{r['decode_tokens_per_s']:.1f}", f"{100 * r['bound_share']:.0f}%", f"{r['first_token_ms']:.1f} ms",
+        f"{r['rss_peak_mib']:.0f} MiB",
+        f"{r['outside_run_ms_per_step']:.2f} ms/step ({100 * r['outside_run_share']:.1f}%)"
+        if "outside_run_share" in r else "", "yes" if r["same_tokens_as_c"] else "no"))
     print("\nBatch 8 (tokens/s over all rows, whole loop):\n")
-    print("| contender | tokens/s | decode tokens/s | % of bound | first token | peak RSS |")
-    print("| --- | --- | --- | --- | --- | --- |")
-    for label, r in result["batch8"].items():
-        if "error" in r:
-            print(f"| {label} | failed: {r['error']} | | | | |")
-            continue
-        print(f"| {label} | {r['tokens_per_s']:.1f} | {r['decode_tokens_per_s']:.1f} | {100 * r['bound_share']:.0f}% | "
-              f"{r['first_token_ms']:.1f} ms | {r['rss_peak_mib']:.0f} MiB |")
+    table(("contender", "tokens/s", "decode tokens/s", "% of bound", "first token", "peak RSS"), result["batch8"],
+          lambda r: (f"{r['tokens_per_s']:.1f}", f"{r['decode_tokens_per_s']:.1f}", f"{100 * r['bound_share']:.0f}%",
+                     f"{r['first_token_ms']:.1f} ms", f"{r['rss_peak_mib']:.0f} MiB"))
+
+
+def table(columns: tuple, rows: dict, cells) -> None:
+    """A markdown table of {label: result}: `cells(result)` after the label, or the failure."""
+    print("| " + " | ".join(columns) + " |")
+    print("|" + " --- |" * len(columns))
+    for label, r in rows.items():
+        row = [f"failed: {r['error']}"] + [""] * (len(columns) - 2) if "error" in r else list(cells(r))
+        print("| " + " | ".join([label, *row]) + " |")
 
 
 def print_targets(results: list[dict]) -> None:
