@@ -113,16 +113,16 @@ def test_the_repetition_penalty_leaves_the_padding_out(models):
     np.testing.assert_array_equal(batch[0], [pad] + alone[0].tolist())
 
 
-@pytest.mark.parametrize("name, cached", [("lstm-lm", True), ("transformer-xl-decoder", False)])
-def test_carried_states_step_and_segment_memories_recompute(name, cached, tmp_path):
-    """Recurrent layers carry their states (past_state.N.h) a step at a time; a segment memory is no exact
-    incremental form (`tfcompiler.cache` says why), so each step recomputes the whole sequence. Either way
-    padded rows equal the rows alone."""
+@pytest.mark.parametrize("name", ["lstm-lm", "transformer-xl-decoder", "compressive-transformer"])
+def test_carried_states_and_segment_memories_step(name, tmp_path):
+    """Recurrent layers carry their states (past_state.N.h) a step at a time, segment memories a segment
+    (here a token) at a time (tests/test_recurrence.py checks those against their reference); padded
+    rows equal the rows alone (a memory's batch runs in groups of equal padding)."""
     from tfcompiler.language.shrink import shrink_text
 
     compile_spec(parse_spec(shrink_text((ROOT / "specs" / f"{name}.yaml").read_text()))).model.save(tmp_path / "m.onnx")
     generator = Generator(tmp_path / "m.onnx")
-    assert generator.layout.carried and generator.cached == cached
+    assert generator.layout.carried and generator.cached
     batch = generator.generate(PROMPTS, max_new_tokens=6)
     for row, prompt in zip(batch, PROMPTS):
         np.testing.assert_array_equal(row[5 - len(prompt):], generator.generate([prompt], max_new_tokens=6)[0])
@@ -431,12 +431,14 @@ def test_greedy_generation_matches_transformers(tmp_path, kind, options):
 
 # --- an encoder-decoder: two models in one folder ---------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def seq2seq(tmp_path_factory):
+@pytest.fixture(scope="module", params=["plain", "memory_slots"])
+def seq2seq(tmp_path_factory, request):
     """A folder with the tiny encoder-decoder's encoder and decoder models (and its start token), and the
-    one-graph model, which recomputes everything from the source and the whole decoder sequence."""
+    one-graph model, which recomputes everything from the source and the whole decoder sequence; with
+    Memformer's slots in the encoder too (a source is a first segment: the learned slots)."""
     folder = tmp_path_factory.mktemp("seq2seq")
-    spec = parse_spec(tiny_spec("encoder-decoder"))
+    slots = ", memory_slots: {count: 3, forgetting: gru}" if request.param == "memory_slots" else ""
+    spec = parse_spec(tiny_spec("encoder-decoder").replace("encoder: {layers: 2", "encoder: {layers: 2" + slots))
     for part in ("encoder", "decoder"):
         compile_spec(spec, part=part).model.save(folder / f"{part}_model.onnx")
     (folder / "generation.json").write_text(json.dumps({"decoder_start_token_id": 1}))
@@ -449,10 +451,11 @@ def test_an_encoder_decoder_generates_the_one_graph_models_argmax(seq2seq):
     sources = [[3, 4, 5, 6, 7], [8, 9], [10, 11, 12]]
     result = Generator(folder).generate(sources, max_new_tokens=6, return_dict_in_generate=True, output_logits=True)
     session = ort.InferenceSession(str(whole))
+    slots = {i.name: np.zeros((1, 0, 32), np.float32) for i in session.get_inputs() if i.name == "past_memory_slots"}
     for row, source in enumerate(sources):  # the reference: each source alone, its whole target each step
         target = np.array([[1]])
         for step in range(6):
-            (logits,) = session.run(["logits"], {"input_ids": np.array([source]),
+            (logits,) = session.run(["logits"], {**slots, "input_ids": np.array([source]),
                                                  "attention_mask": np.ones((1, len(source)), np.int64),
                                                  "decoder_input_ids": target,
                                                  "decoder_attention_mask": np.ones_like(target)})

@@ -11,7 +11,7 @@ from safetensors.numpy import save_file
 
 from reference import Reference
 from test_components import TOLERANCE, random_weights
-from tfc_runtime import Model, Segments
+from tfc_runtime import Generator, Model, Segments
 from tfcompiler import compile_spec, parse_spec
 from tfcompiler.errors import TfcError
 
@@ -43,7 +43,8 @@ def compiled(case: str, memory: int, tmp_path):
 
 
 def empty_memories(batch: int, compressed: bool = False):
-    names = ("past_memories", "past_compressed_memories") if compressed else ("past_memories",)
+    names = ("past_memories", "past_compressed_memories", "past_pending_memories") if compressed else \
+        ("past_memories",)
     return {f"{name}.{i}": np.zeros((batch, 0, 32), np.float32) for name in names for i in range(2)}
 
 
@@ -81,6 +82,36 @@ def test_a_memory_as_long_as_the_sequence_equals_one_causal_pass(tmp_path):
     alone = segments.model.run(input_ids=ids[:, 4:8], attention_mask=np.ones((2, 4), np.int64),
                                **empty_memories(2))["logits"]
     assert np.abs(alone - whole[:, 4:8]).max() > 1e-3  # the memory carries context
+
+
+@pytest.mark.parametrize("case", ["transformer_xl_pre", "compressive_conv", "compressive_mean_post"])
+def test_generation_feeds_each_token_as_a_segment(case, tmp_path):
+    """Generation carries the memories (`tfcompiler.cache` = memory): the prompt is a segment, then each
+    new token, as the NumPy reference of the recurrence computes it; while the sequence before a call
+    fits in the memory that is the whole sequence's forward (the recomputing fallback)."""
+    spec, weights, _, model = compiled(case, 5, tmp_path)
+    model.model.save(str(tmp_path / "m.onnx"))
+    generator = Generator(tmp_path / "m.onnx")
+    assert generator.cached and generator.model.metadata["tfcompiler.cache"] == "memory"
+    prompt = [7, 3, 44]
+    stepped = generator.generate([prompt], max_new_tokens=9, return_dict_in_generate=True, output_logits=True)
+    recomputed = generator.generate([prompt], max_new_tokens=9, use_cache=False, return_dict_in_generate=True,
+                                    output_logits=True)
+    reference, memories = Reference(spec, weights), empty_memories(1, compressed="compressed" in CASES[case])
+    sequence, pended = stepped.sequences[0].tolist(), False
+    for step, (start, stop) in enumerate([(0, 3)] + [(t, t + 1) for t in range(3, 11)]):
+        segment = np.array([sequence[start:stop]])
+        want = reference({"input_ids": segment, "attention_mask": np.ones_like(segment), **memories})
+        np.testing.assert_allclose(stepped.logits[step][0], want["logits"][0, -1], atol=TOLERANCE, rtol=0)
+        memories = {n.replace("present", "past"): v for n, v in want.items() if n.startswith("present")}
+        pended = pended or memories.get("past_pending_memories.0", np.zeros((1, 0))).shape[1] > 0
+        if start <= 5:  # everything before the call is in the memory
+            np.testing.assert_allclose(stepped.logits[step], recomputed.logits[step], atol=TOLERANCE, rtol=0)
+    if "compressed" in CASES[case]:
+        assert memories["past_compressed_memories.0"].shape[1] > 0 and pended
+    assert np.abs(stepped.logits[-1] - generator.generate(  # past the memory, the context is bounded
+        [sequence[:-1]], max_new_tokens=1, use_cache=False, return_dict_in_generate=True,
+        output_logits=True).logits[0]).max() > 1e-3
 
 
 @pytest.mark.parametrize("text, message", [

@@ -116,6 +116,12 @@ def cache_summary(compiled) -> str:
     if presents:
         return (f"cache: past_key_values.N.key/value -> present.N.key/value for {len(presents) // 2} layers, "
                 "position_ids from the attention mask")
+    if {p.key: p.value for p in compiled.model.proto.metadata_props}.get("tfcompiler.cache") == "memory":
+        carried = sorted({name.split(".")[0][len("present_"):] for name in compiled.graph.outputs
+                          if name.startswith("present_")})
+        return (f"cache: the segment memories ({', '.join(f'past_{x}.N -> present_{x}.N' for x in carried)}); "
+                f"generation feeds one token a call, every "
+                f"layer attending the last {compiled.spec.decoder.memory} states that entered it")
     return (f"cache: none ({compiled.graph.metadata['no_cache']}); generation recomputes the whole sequence at every "
             "step")
 

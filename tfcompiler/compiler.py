@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .builders import build_graph
-from .builders.cache import why_left_padding_shifts
+from .builders.cache import cache_form, why_left_padding_shifts
 from .builders.weights import init_weights, load_weights
 from .ir.graph import Graph
 from .ir.interpret import random_feeds
@@ -26,7 +26,7 @@ from .errors import TfcError
 # small enough for the NumPy interpreter on a full-size model, long enough for masks and causality
 CHECK_SIZES = {"batch_size": 2, "sequence_length": 5, "decoder_sequence_length": 4, "past_memory_length": 3,
                "past_sequence_length": 3,
-               "past_compressed_length": 2, "sentences": 3, "sentence_length": 4}
+               "past_compressed_length": 2, "past_pending_length": 1, "sentences": 3, "sentence_length": 4}
 
 
 def check_sizes(graph) -> dict[str, int]:
@@ -143,7 +143,7 @@ def compile_spec(spec: Spec | str | Path, weights: str | None = None, seed: int 
                 "tfcompiler.topology": spec.topology,
                 "tfcompiler.vocab_size": str(spec.model.vocab_size),
                 "tfcompiler.max_length": str(spec.model.max_length),
-                "tfcompiler.cache": "kv" if not graph.metadata["no_cache"] else f"none: {graph.metadata['no_cache']}",
+                "tfcompiler.cache": cache_form(spec, graph.metadata["no_cache"]),
                 "tfcompiler.left_padding": why_left_padding_shifts(spec, not graph.metadata["no_cache"]) or "exact",
                 **({"tfcompiler.part": part} if part else {}),
                 "tfcompiler.weights": f"file:{Path(weights).name}" if weights else f"seed:{seed}",

@@ -27,6 +27,7 @@ def inspect_spec(path: str, sequence: int) -> dict:
                      default=0)
     sizes = {"batch_size": 1, "sequence_length": sequence, "decoder_sequence_length": sequence,
              "past_memory_length": memory, "past_compressed_length": compressed,
+             "past_pending_length": 0,
              "sentences": 1, "sentence_length": sequence}  # documents: one sentence
     flops = 0
     for node in graph.by_type("matmul"):

@@ -4,7 +4,8 @@ new tokens, rows that ended (end-of-sequence) padded after it — with the same 
 (greedy or seeded sampling, temperature, top-k, top-p, repetition penalty, min new tokens, a streamer).
 
 A model with a KV cache (or other carried state) decodes one token a call with the cache kept in
-onnxruntime (`generation_step.CachedSteps`); one without recomputes the whole sequence each step
+onnxruntime (`generation_step.CachedSteps`; a Transformer-XL's memories the same way, each token a
+segment); one without recomputes the whole sequence each step
 (`FullSteps`), the exact fallback. Special token ids come from the model folder's `generation.json`,
 then from the model's `tfcompiler.generation` metadata."""
 from __future__ import annotations
@@ -112,9 +113,9 @@ class Generator:
     @property
     def cached(self) -> bool:
         """Whether a step feeds only the new token and what the last call carried (else it recomputes the
-        whole sequence). A tfcompiler model says so (`tfcompiler.cache`: `kv`, or why not: a segment
-        memory or a recurrent state it carries is not an exact incremental form of its forward graph)."""
-        return bool(self.layout.carried) and self.model.metadata.get("tfcompiler.cache", "kv") == "kv"
+        whole sequence). A tfcompiler model says so (`tfcompiler.cache`: `kv`; `memory`, a segment memory
+        that each token enters as a segment of its own; or why not)."""
+        return bool(self.layout.carried) and self.model.metadata.get("tfcompiler.cache", "kv") in ("kv", "memory")
 
     def generate(self, input_ids, attention_mask=None, max_new_tokens: int = 20, min_new_tokens: int = 0,
                  do_sample: bool = False, temperature: float = 1.0, top_k: int = 50, top_p: float = 1.0,

@@ -3,7 +3,8 @@ source once and returns every decoder layer's cross-attention keys and values (`
 `decoder_model.onnx` takes them as `past_key_values.N.encoder.key` (the one pairing rule, `present_of`)
 with the source's mask, the same at every step, and keeps its own cache. The decoder starts from
 `decoder_start_token_id`, as Hugging Face's `generate` does for an encoder-decoder. Sources are padded
-on the right, as encoder tokenizers pad (an encoder's positions count from the first column)."""
+on the right, as encoder tokenizers pad (an encoder's positions count from the first column). An encoder
+with memory slots (Memformer) reads the source as a first segment: from its learned slots."""
 from __future__ import annotations
 
 import numpy as np
@@ -17,12 +18,13 @@ ENCODER_FILE, DECODER_FILE = "encoder_model.onnx", "decoder_model.onnx"
 
 def encoded(encoder: Model, given: tuple[str, ...], source: Prompts) -> dict[str, np.ndarray]:
     """The decoder model's `given` inputs for this source: the encoder's outputs, and the source's mask."""
-    roles = {p.role: p.name for p in encoder.inputs}
+    roles = {p.role: p.name for p in encoder.inputs if p.role != "memory"}
     if set(roles) != {"token_ids", "padding_mask"}:
         raise ValueError(f"the encoder model takes {[p.name for p in encoder.inputs]}; generation feeds it token "
-                         "ids and their mask only")
+                         "ids, their mask and empty memories only")
     source = right_padded(source)
-    outputs = encoder.run({roles["token_ids"]: source.ids, roles["padding_mask"]: source.mask})
+    first = {p.name: np.zeros((len(source.ids), 0, p.shape[-1]), p.dtype) for p in encoder.inputs if p.role == "memory"}
+    outputs = encoder.run({roles["token_ids"]: source.ids, roles["padding_mask"]: source.mask, **first})
     missing = [present_of(name) for name in given if name.startswith("past_") and present_of(name) not in outputs]
     if missing:
         raise ValueError(f"the encoder model does not return {missing}, which the decoder model takes")

@@ -12,30 +12,30 @@ from .formulas import LAYER_NORM, attention, sigmoid
 
 class Memory:
     def remember(self, stack, i, past, x, name):
-        """Layer i's keys beyond its input: [compressed; memory] from the feeds; records the present
-        memories — the last `memory` states of [memory; x], and the compressed ones with the evicted
-        states compressed."""
+        """Layer i's keys beyond its input: [compressed; pending; memory] from the feeds; records the
+        present memories — the last `memory` states of [memory; x], and the evicted states (after the
+        pending ones) compressed window by window, a partial last window pending."""
         combined = np.concatenate([past, x], axis=1)
         self.present[f"present_memories.{i}"] = combined[:, -stack.memory:]
         if stack.compressed_memory is None:
             return past
-        compressed = self.feeds[f"past_compressed_memories.{i}"]
-        evicted = self.compress(combined[:, :max(0, combined.shape[1] - stack.memory)], stack.compressed_memory, name)
+        compressed, pending = (self.feeds[f"past_{kind}_memories.{i}"] for kind in ("compressed", "pending"))
+        evicted = np.concatenate([pending, combined[:, :max(0, combined.shape[1] - stack.memory)]], axis=1)
+        whole = evicted.shape[1] - evicted.shape[1] % stack.compressed_memory.rate
         self.present[f"present_compressed_memories.{i}"] = np.concatenate(
-            [compressed, evicted], axis=1)[:, -stack.compressed_memory.length:]
-        return np.concatenate([compressed, past], axis=1)
+            [compressed, self.compress(evicted[:, :whole], stack.compressed_memory, name)],
+            axis=1)[:, -stack.compressed_memory.length:]
+        self.present[f"present_pending_memories.{i}"] = evicted[:, whole:]
+        return np.concatenate([compressed, pending, past], axis=1)
 
     def compress(self, evicted, options, name):
-        """The Compressive Transformer's f_c over windows of `rate` evicted states (the last window
-        zero-filled): their mean, or a 1-D convolution with kernel = stride = rate."""
+        """The Compressive Transformer's f_c over windows of `rate` evicted states: their mean, or a 1-D
+        convolution with kernel = stride = rate."""
         rate = options.rate
-        count = -(-evicted.shape[1] // rate)
-        padded = np.zeros((evicted.shape[0], count * rate, evicted.shape[2]))
-        padded[:, :evicted.shape[1]] = evicted
-        windows = padded.reshape(evicted.shape[0], count, rate, evicted.shape[2])
+        windows = evicted.reshape(evicted.shape[0], evicted.shape[1] // rate, rate, evicted.shape[2])
         if options.function == "mean":
             return windows.mean(2)
-        return self.linear(windows.reshape(evicted.shape[0], count, rate * evicted.shape[2]), name, bias=True)
+        return self.linear(windows.reshape(evicted.shape[0], -1, rate * evicted.shape[2]), name, bias=True)
 
     def write_slots(self, name, slots, h, key_bias, forgetting):
         """Memformer's writer: slot i attends [m_i; H] (its own slot and the real tokens), then either

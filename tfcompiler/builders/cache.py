@@ -15,6 +15,12 @@ A decoder has this form when its input, every positional scheme and every attent
 stack declares it (`no_cache_because` empty, tfcompiler.language.kinds) and its stack carries
 nothing else between positions (segment memory, pooling, memory slots); otherwise it compiles
 without a cache and :func:`why_no_cache` says why.
+
+A decoder with a segment memory (Transformer-XL, the Compressive Transformer) carries its memories
+instead (`tfcompiler.cache` = `memory`): generation feeds the prompt as one segment, then each new
+token as a segment of its own, every layer attending the last `memory` states that entered it (and
+the compressed ones), Transformer-XL's evaluation (Dai et al. 2019, section 3.2). That equals the
+forward over the whole sequence while the sequence before each call fits in the memory.
 """
 from __future__ import annotations
 
@@ -31,12 +37,14 @@ def why_no_cache(spec) -> str:
     """"" when the spec's decoder has an exact incremental form, else the reason it has none."""
     if spec.decoder is None:
         return f"a {spec.topology} model has no decoder"
+    if spec.decoder.memory:
+        return ("its decoder's segment memory is what it carries from call to call (past_memories.N -> "
+                "present_memories.N, Transformer-XL's recurrence over segments)")
     for name, stack, _ in spec.stacks():
-        if stack.memory:
-            return (f"its {name}'s segment memory is what it carries from call to call (past_memories.N -> "
-                    "present_memories.N, Transformer-XL's recurrence over segments)")
-        carried = [what for what, present in (("pooling", stack.resample), ("memory slots", stack.memory_slots))
-                   if present]
+        # an encoder's slots are read once per source, by the encoder model; its pooling would shorten the
+        # source mask the decoder model is given
+        carried = [what for what, present in (("pooling", stack.resample),
+                                              ("memory slots", stack.memory_slots and name == "decoder")) if present]
         if carried:
             return f"its {name} carries {carried[0]} between positions, which has no incremental form yet"
     if type(spec.input).no_cache_because:
@@ -52,6 +60,17 @@ def why_no_cache(spec) -> str:
     return ""
 
 
+def cache_form(spec, no_cache: str) -> str:
+    """The model's `tfcompiler.cache`: `kv`; `memory` (a decoder-only model generating through its
+    segment memories); else `none: ` and why."""
+    if not no_cache:
+        return "kv"
+    asked = no_cache != NOT_ASKED
+    return "memory" if asked and spec.encoder is None and spec.decoder is not None and spec.decoder.memory else \
+        f"none: {no_cache}"
+
+
+NOT_ASKED = "not asked for"
 SEPARATE_MODELS = ("an encoder-decoder model generates as two models, an encoder and a decoder with the cache: "
                    "compile it to a folder (-o DIR/)")
 
@@ -59,6 +78,8 @@ SEPARATE_MODELS = ("an encoder-decoder model generates as two models, an encoder
 def why_left_padding_shifts(spec, cached: bool = True) -> str:
     """"" when a left-padded row computes what the row alone does, else why not. A model without the
     cache's `position_ids` counts positions from the first column, pads included."""
+    if spec.decoder is not None and spec.decoder.memory:
+        return "a row's padding enters its segment memory, which later calls attend"
     if not cached:
         return "compiled without a cache, it counts positions from the first column, pads included"
     for i, block in enumerate(spec.stacks()[-1][2]):

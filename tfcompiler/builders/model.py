@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..ir.graph import Graph
 from ..language.model import Spec
-from .cache import SEPARATE_MODELS, DecoderCache, why_no_cache
+from .cache import NOT_ASKED, SEPARATE_MODELS, DecoderCache, why_no_cache
 from .context import Context
 from .heads import build_head
 from .hierarchy import build_hierarchy
@@ -16,7 +16,7 @@ def build_graph(spec: Spec, cache: bool = False, part: str | None = None) -> Gra
     """``cache``: a decoder-only model with an exact incremental form gets KV-cache inputs and outputs
     (tfcompiler.builders.cache); `graph.metadata["no_cache"]` says why another has none. ``part``:
     the encoder or the decoder model of an encoder-decoder compiled for generation (builders.seq2seq)."""
-    no_cache = why_no_cache(spec) if cache else "not asked for"
+    no_cache = why_no_cache(spec) if cache else NOT_ASKED
     if not no_cache and spec.encoder is not None:
         no_cache = SEPARATE_MODELS
     if part is not None:

@@ -76,7 +76,7 @@ def _size(dim: str, sizes: dict[str, int]) -> int:
     import operator
 
     arithmetic = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
-                  ast.FloorDiv: operator.floordiv, ast.Div: operator.truediv}
+                  ast.FloorDiv: operator.floordiv, ast.Div: operator.truediv, ast.Mod: operator.mod}
 
     def value(node) -> int:
         if isinstance(node, ast.Name):

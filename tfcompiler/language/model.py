@@ -210,7 +210,8 @@ class Stack(Section):
                                                         "that leave the `memory`, compressed, kept as a further "
                                                         "state `past_compressed_memories.N` -> "
                                                         "`present_compressed_memories.N` that every layer also "
-                                                        "attends. Needs `memory`.")
+                                                        "attends (with `past_pending_memories.N`, evicted states "
+                                                        "short of a window). Needs `memory`.")
     memory_slots: MemorySlots | None = option(None, doc="Memformer: memory slots (learned at the start) that "
                                               "every layer reads through a cross-attention sublayer and a memory "
                                               "writer rewrites after the last layer, given as input "

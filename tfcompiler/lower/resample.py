@@ -79,6 +79,26 @@ def fold_windows(e, attrs, inputs, types, label):
     return [e.node1("Reshape", padded, e.const([0, -1, size, width]), label=label or "FoldWindows")]
 
 
+def whole_length(e, x: str, size: int) -> str:
+    """int64 [1]: how many of x's entries along axis 1 fill whole windows of `size`."""
+    length = length_of(e, x, 1)
+    return e.node1("Reshape", e.node1("Sub", length, e.node1("Mod", length, e.const(size))), e.const([1]))
+
+
+@lowers("whole_windows")
+def whole_windows(e, attrs, inputs, types, label):
+    (x,) = inputs
+    return [e.node1("Slice", x, e.const([0]), whole_length(e, x, attrs["size"]), e.const([1]),
+                    label=label or "WholeWindows")]
+
+
+@lowers("window_remainder")
+def window_remainder(e, attrs, inputs, types, label):
+    (x,) = inputs
+    return [e.node1("Slice", x, whole_length(e, x, attrs["size"]), e.const([BIG]), e.const([1]),
+                    label=label or "WindowRemainder")]
+
+
 @lowers("fold_grid")
 def fold_grid(e, attrs, inputs, types, label):
     (x,) = inputs

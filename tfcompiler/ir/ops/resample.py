@@ -14,6 +14,9 @@ shift_right(x (B, S, ...)) attrs count -> (B, S, ...): `count` zeros in front, t
   entries dropped (Hourglass's causal shift: a window of the shifted sequence ends at its first token).
 fold_windows(x (B, S, D)) attrs size -> (B, ceil(S/size), size, D): consecutive windows, the last
   one zero-filled.
+whole_windows(x (B, S, ...)) attrs size -> (B, S - S mod size, ...): the entries that fill whole windows;
+  window_remainder(x) -> (B, S mod size, ...): the ones after them (the Compressive Transformer's
+  evicted states still short of a window).
 fold_grid(x (B, S[, D])) attrs width, size -> (B, S', size², [D]): x a raster-scan grid `width` wide
   (zero rows fill the last block of rows), cut in size×size squares, each square's entries column
   by column (Swin's patch-merging order: (0,0), (1,0), (0,1), (1,1) for size 2); S' squares in
@@ -40,7 +43,12 @@ def shortened_length(n, stride: int, separate_cls: bool, truncate: bool):
     extra = int(separate_cls and not truncate)  # [CLS] doubled and nothing dropped
     if isinstance(n, int):
         return -(-(n + extra) // stride)
-    return f"ceil(({n}+1)/{stride})" if extra else f"ceil({n}/{stride})"
+    return f"ceil(({n}+1)/{stride})" if extra else f"ceil({_grouped(n)}/{stride})"
+
+
+def _grouped(n: str) -> str:
+    """A symbolic length as one term of a larger expression."""
+    return n if n.isidentifier() else f"({n})"
 
 
 def _windows(attrs, x):
@@ -100,6 +108,14 @@ def _fold_infer(attrs, types):
     return [x.with_shape((x.shape[0], count, attrs["size"], x.shape[2]))]
 
 
+def _remainder(n, size: int):
+    return n % size if isinstance(n, int) else f"{_grouped(n)}%{size}"
+
+
+def _whole(n, size: int):
+    return n - n % size if isinstance(n, int) else f"{_grouped(n)}-{_remainder(n, size)}"
+
+
 def grid_length(n, width: int, size: int):
     rows = width * size
     return -(-n // rows) * (width // size) if isinstance(n, int) else f"ceil({n}/{rows})*{width // size}"
@@ -140,6 +156,12 @@ register("shorten", (1, 1), _shorten_infer, _shorten)
 register("upsample", (2, 2), lambda attrs, t: [t[0].with_shape(t[1].shape[:2] + t[0].shape[2:])], _upsample)
 register("shift_right", (1, 1), lambda attrs, t: [t[0]], _shift_right)
 register("fold_windows", (1, 1), _fold_infer, _fold_windows)
+register("whole_windows", (1, 1), lambda attrs, t: [t[0].with_shape(
+    (t[0].shape[0], _whole(t[0].shape[1], attrs["size"])) + t[0].shape[2:])],
+         lambda attrs, x: [x[:, :_whole(x.shape[1], attrs["size"])]])
+register("window_remainder", (1, 1), lambda attrs, t: [t[0].with_shape(
+    (t[0].shape[0], _remainder(t[0].shape[1], attrs["size"])) + t[0].shape[2:])],
+         lambda attrs, x: [x[:, _whole(x.shape[1], attrs["size"]):]])
 register("fold_grid", (1, 1), _fold_grid_infer, _fold_grid)
 register("unfold_windows", (2, 2), lambda attrs, t: [t[0].with_shape(t[1].shape[:2] + t[0].shape[3:])],
          lambda attrs, x, like: [x.reshape(x.shape[0], -1, x.shape[3])[:, :like.shape[1]]])
