@@ -14,6 +14,7 @@ Greedy everywhere, every row makes exactly `new` tokens (min_new_tokens = max_ne
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 
@@ -100,7 +101,7 @@ class Ours:
         options.log_severity_level = 3
         options.inter_op_num_threads = 1
         # idle workers must not spin while another contender runs
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.add_session_config_entry("session.intra_op.allow_spinning", os.environ.get("TFC_BENCH_SPIN", "0"))
         self.generator = Generator(path, intra_op_threads=THREADS, session_options=options)
         self.vocab = self.generator.vocab
         self.steps = None

@@ -152,6 +152,25 @@ def test_linear_states_through_onnxruntimes_kernel(case):
     assert "LinearAttention" in ops
 
 
+GROUPED_CASES = ["llama_like_decoder_gqa", "multi_query_decoder", "learned_positions_decoder", "scaled_sinusoidal_decoder",
+                 "interleaved_partial_rope"]
+
+
+@pytest.mark.parametrize("opset", [17, 23])
+@pytest.mark.parametrize("case", GROUPED_CASES)
+def test_cached_attention_through_onnxruntimes_grouped_query_kernel(case, opset):
+    """On ort-cpu each cached self-attention is one GroupQueryAttention (rotary before it), and the model
+    says its presents may share the pasts' buffers."""
+    spec = parse_spec(spec_text("rope_half_split_gqa").replace(
+        "positional: {kind: rope, base: 500}", "positional: {kind: rope, layout: interleaved, rotary_dim: 6, "
+        "scaling: linear, factor: 4}"), "partial.yaml") if case == "interleaved_partial_rope" else spec_of(case)
+    check_cached(spec, opset, target="ort-cpu")
+    model = compile_spec(spec, opset=opset, target="ort-cpu").model.proto
+    ops = [node.op_type for node in model.graph.node]
+    assert ops.count("GroupQueryAttention") == spec.decoder.layers
+    assert {p.key: p.value for p in model.metadata_props}["tfcompiler.cache_buffer"] == "shared"
+
+
 def test_content_based_kinds_say_what_depends_on_the_whole_input():
     """Their reason is their own, not the generic one of a kind whose incremental form is not written."""
     from tfcompiler.language.kinds import ATTENTION, AttentionKind

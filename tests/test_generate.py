@@ -48,6 +48,8 @@ def models(tmp_path_factory):
         for cache in (True, False):
             paths[name + ("" if cache else "-full")] = folder / f"{name}-{cache}.onnx"
             compile_spec(parse_spec(text), cache=cache).model.save(paths[name + ("" if cache else "-full")])
+    paths["llama-like-ort"] = folder / "llama-ort.onnx"  # GroupQueryAttention: presents share the pasts' buffers
+    compile_spec(parse_spec(LLAMA), target="ort-cpu").model.save(paths["llama-like-ort"])
     for name, options in {"toy": {}, "toy-window": {"window": 3}, "toy-state": {"state": True}}.items():
         for cache in (True, False):
             paths[name + ("" if cache else "-full")] = folder / f"{name}-{cache}.onnx"
@@ -76,8 +78,8 @@ def reference_greedy(path, prompts: list[list[int]], steps: int) -> np.ndarray:
     return np.array([[0] * (width - len(row)) + row.tolist() for row in rows])
 
 
-@pytest.mark.parametrize("name", ["gpt2-like", "llama-like", "llama-window", "gpt2-like-full", "toy", "toy-window",
-                                  "toy-state-full"])
+@pytest.mark.parametrize("name", ["gpt2-like", "llama-like", "llama-window", "gpt2-like-full", "llama-like-ort", "toy",
+                                  "toy-window", "toy-state-full"])
 def test_greedy_is_the_argmax_of_the_full_forward_step_by_step(models, name):
     out = Generator(models[name]).generate(PROMPTS, max_new_tokens=6)
     np.testing.assert_array_equal(out, reference_greedy(models[name], PROMPTS, 6))
@@ -95,7 +97,7 @@ def test_the_cache_gives_the_fallbacks_tokens_and_logits(models, name):
 
 
 @pytest.mark.parametrize("name", ["gpt2-like", "llama-like", "llama-window", "gpt2-like-full", "llama-blocks",
-                                  "llama-blocks-full", "toy", "toy-window", "toy-full"])
+                                  "llama-blocks-full", "llama-like-ort", "toy", "toy-window", "toy-full"])
 def test_left_padded_rows_equal_the_rows_alone(models, name):
     generator = Generator(models[name])
     batch = generator.generate(PROMPTS, max_new_tokens=8)
@@ -103,6 +105,25 @@ def test_left_padded_rows_equal_the_rows_alone(models, name):
     for row, prompt in zip(batch, PROMPTS):
         alone = generator.generate([prompt], max_new_tokens=8)[0]
         np.testing.assert_array_equal(row[width - len(prompt):], alone)
+
+
+def test_a_shared_cache_buffer_gives_the_growing_caches_logits(models, monkeypatch):
+    """GroupQueryAttention appends into one preallocated buffer per past, bound once as past and present;
+    prompts read in chunks (PREFILL_CHUNK made small) and left-padded rows give the portable model's logits."""
+    import tfc_runtime.generation_step as step
+
+    made = []
+    monkeypatch.setattr(step, "PREFILL_CHUNK", 2)
+    monkeypatch.setattr(step.CachedSteps, "__init__", lambda self, *args, _init=step.CachedSteps.__init__: (
+        _init(self, *args), made.append(self))[0])
+    options = dict(max_new_tokens=7, output_logits=True, return_dict_in_generate=True)
+    shared = Generator(models["llama-like-ort"]).generate(PROMPTS, **options)
+    assert made[0].shared == {f"present.{i}.{kind}" for i in range(2) for kind in ("key", "value")}
+    assert made[0].outputs == [] and made[0].values["present.0.key"].shape()[2] == 5 + 7  # the prompt + new tokens
+    growing = Generator(models["llama-like"]).generate(PROMPTS, **options)
+    assert not made[1].shared
+    np.testing.assert_array_equal(shared.sequences, growing.sequences)
+    np.testing.assert_allclose(np.stack(shared.logits), np.stack(growing.logits), rtol=1e-4, atol=1e-4)
 
 
 def test_the_repetition_penalty_leaves_the_padding_out(models):

@@ -63,7 +63,7 @@ def test_quantization_is_placed_by_its_declarations():
     """As late as allowed: after packing (and every other rewrite), before dead-code elimination."""
     names = [p.name for p in make_pipeline("default", "int8")]
     assert names == ["fold_constants", "eliminate_common_subexpressions", "sparsify_attention", "pack_projections",
-                     "fuse_skip_norm", "quantize_weights", "eliminate_dead_code"]
+                     "fuse_skip_norm", "fuse_cached_attention", "quantize_weights", "eliminate_dead_code"]
     assert [p.name for p in make_pipeline("none", "int4")] == ["quantize_weights"]
 
 

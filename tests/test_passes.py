@@ -18,13 +18,15 @@ from tfcompiler.passes import PassError, PassResult, make_pipeline, run_pipeline
 from tfcompiler.passes.eliminate_common_subexpressions import EliminateCommonSubexpressions
 from tfcompiler.passes.eliminate_dead_code import EliminateDeadCode
 from tfcompiler.passes.fold_constants import FoldConstants
+from tfcompiler.passes.fuse_cached_attention import FuseCachedAttention
 from tfcompiler.passes.fuse_skip_norm import FuseSkipNorm
 from tfcompiler.passes.pack_projections import PackProjections
 from tfcompiler.passes.quantize_weights import QuantizeWeights
 from tfcompiler.passes.sparsify_attention import SparsifyAttention
 from tfcompiler.language import parse_spec
 
-PASSES = [FoldConstants, EliminateCommonSubexpressions, PackProjections, FuseSkipNorm, EliminateDeadCode]
+PASSES = [FoldConstants, EliminateCommonSubexpressions, PackProjections, FuseSkipNorm, FuseCachedAttention,
+          EliminateDeadCode]
 SIZES = {"batch_size": 2, "sequence_length": 6, "decoder_sequence_length": 5}
 
 
@@ -270,6 +272,7 @@ def test_sparsify_attention_says_why_each_rewrite_does_not_match():
                                               (SparsifyAttention, "no attention has a sparse pattern"),
                                               (PackProjections, "nothing to pack"),
                                               (FuseSkipNorm, "nothing to fuse"),
+                                              (FuseCachedAttention, "nothing to fuse"),
                                               (QuantizeWeights, "nothing to quantize"),
                                               (EliminateDeadCode, "nothing to remove")])
 def test_a_pass_with_nothing_to_do_leaves_the_graph_unchanged(pass_class, word):
@@ -306,10 +309,42 @@ def test_pass_preserves_numerics_on_real_blocks(pass_class, topology, positional
 def test_pipeline_finds_work_on_a_real_model():
     graph = built(tiny_spec("encoder-decoder", "sinusoidal"))
     graph, report = run_pipeline(graph, make_pipeline(), verify_each=True)
-    # table folded, masks merged, no sparse pattern, projections packed, residuals fused, old params dropped
-    assert [r.changed for r in report.records] == [True, True, False, True, True, True]
+    # table folded, masks merged, no sparse pattern, projections packed, residuals fused, no cache, old params dropped
+    assert [r.changed for r in report.records] == [True, True, False, True, True, False, True]
     assert "padding_bias" in report.records[1].notes[0]
     assert len(graph.by_type("padding_bias")) == 2  # one per stack's mask input
+
+
+CACHED = """
+tfc: 1
+name: cached
+topology: decoder
+model: {width: 32, heads: 4, kv_heads: 2, ffn_width: 48, vocab_size: 50, max_length: 32, bias: false}
+positional: {kind: rope, layout: interleaved, rotary_dim: 6}
+block: {placement: pre, norm: {kind: rms_norm}, ffn: {activation: swiglu}ATTENTION}
+decoder: {layers: 2}
+head: {kind: lm, tied: false}
+"""
+
+
+@pytest.mark.parametrize("attention, fused", [("", 2), (", attention: {kind: sliding_window, window: 3}", 0)])
+def test_fuse_cached_attention_takes_the_whole_chain_or_says_why_not(attention, fused):
+    """A cached decoder's split heads, rotation, cache append, attention and merge become one op with the
+    same numbers; a sliding window's patterned attention is not the chain, and the pass says so."""
+    spec = parse_spec(CACHED.replace("ATTENTION", attention))
+    graph = build_graph(spec, cache=True)
+    graph.weights = init_weights(graph, spec.init, seed=0)
+    graph = PackProjections().run(graph).graph
+    feeds = random_feeds(graph, {**SIZES, "past_sequence_length": 3}, seed=2, pad_last=2)
+    before = evaluate(graph, feeds)
+    result = FuseCachedAttention().run(graph)
+    verify(result.graph)
+    assert len(result.graph.by_type("cached_attention")) == fused and result.changed == bool(fused)
+    assert ("fused 2 cached attention chain(s) at decoder.layers.0..1.attention" in result.notes[0] if fused else
+            "not dense causal attention" in " ".join(result.notes))
+    after = evaluate(result.graph, feeds)
+    for name in before:
+        np.testing.assert_allclose(after[name], before[name], rtol=1e-5, atol=1e-6)
 
 
 def test_numeric_check_names_a_pass_that_changes_results():

@@ -23,6 +23,8 @@ USES = {"LinearAttention": ["linear_causal_decoder", "performer_causal_decoder",
         "SkipSimplifiedLayerNormalization": ["llama_like_decoder_gqa!"],
         # MatMulNBits: tests/test_quantize.py checks both int4 forms against the IR
         "MatMulNBits": [],
+        # a cached decoder's: tests/test_cache.py checks it step by step, in chunks and left-padded
+        "GroupQueryAttention": [],
         "MultiHeadAttention": ["bert_like_encoder", "rope_interleaved_partial_linear"],
         "QueryBlocks": ["multi_query_decoder"]}
 

@@ -154,22 +154,23 @@ class Generator:
             check.token_list(start, "decoder_start_token_id")
             prompts = start_tokens(len(prompts.ids), start)
         width = prompts.ids.shape[1]
-        steps = self._steps(use_cache, prompts, given)
+        new = min(max_new_tokens, limit - width) if limit else max_new_tokens
+        steps = self._steps(use_cache, prompts, given, capacity=width + new)
         rng = np.random.default_rng(seed) if choice.do_sample else None
-        result = self._decode(steps, prompts, new=min(max_new_tokens, limit - width) if limit else max_new_tokens,
+        result = self._decode(steps, prompts, new=new,
                               choice=choice, rng=rng, eos=eos, pad=pad, streamer=streamer, output_logits=output_logits)
         return result if return_dict_in_generate else result.sequences
 
-    def _steps(self, use_cache: bool, prompts: check.Prompts, given: dict):
-        """The model calls: with the cache if it has one, in groups of equal padding if it cannot take
-        left padding exactly (see `Grouped`)."""
+    def _steps(self, use_cache: bool, prompts: check.Prompts, given: dict, capacity: int):
+        """The model calls: with the cache if it has one (`capacity` positions, where its kernel appends in
+        place), in groups of equal padding if it cannot take left padding exactly (see `Grouped`)."""
         kind = CachedSteps if use_cache and self.cached else FullSteps
         exact = self.model.metadata.get("tfcompiler.left_padding", "exact") == "exact" and (
             kind is CachedSteps or self.layout.positions is not None)
         padding = prompts.ids.shape[1] - prompts.lengths
         if exact or len(set(padding)) == 1:
-            return kind(self.model, self.layout, len(prompts.ids), given)
-        return Grouped(lambda batch, part: kind(self.model, self.layout, batch, part), padding, given)
+            return kind(self.model, self.layout, len(prompts.ids), given, capacity)
+        return Grouped(lambda batch, part: kind(self.model, self.layout, batch, part, capacity), padding, given)
 
     def _decode(self, steps, prompts: check.Prompts, *, new: int, choice, rng, eos: tuple[int, ...], pad,
                 streamer, output_logits: bool) -> Generation:

@@ -99,18 +99,40 @@ def initial_shape(carried: Carried, batch: int) -> list[int]:
 
 
 class CachedSteps:
-    """Prefill with the prompt, then one token a call; the carried values never leave onnxruntime."""
+    """Prefill with the prompt, then one token a call; the carried values never leave onnxruntime.
 
-    def __init__(self, model: Model, layout: Layout, batch: int, given: dict[str, np.ndarray]):
+    A model whose cache kernel appends in place (`tfcompiler.cache_buffer: shared`, onnxruntime's
+    GroupQueryAttention) gets one buffer per past of `capacity` positions, bound once as both the past
+    input and the present output: a step then copies no cache and binds only the new tokens, the
+    mask and the positions (the logits too go to one buffer, when the model keeps only the last)."""
+
+    def __init__(self, model: Model, layout: Layout, batch: int, given: dict[str, np.ndarray],
+                 capacity: int | None = None):
         self.session, self.layout = model.session, layout
         self.device = "cuda" if model.providers[0] == "CUDAExecutionProvider" else "cpu"
-        self.outputs = [p.name for p in model.outputs]
         self.binding = self.session.io_binding()
-        self.values = {c.present: ort.OrtValue.ortvalue_from_numpy(np.zeros(initial_shape(c, batch), c.dtype),
-                                                                   self.device)
-                       for c in layout.carried}
+        shared = capacity is not None and model.metadata.get("tfcompiler.cache_buffer") == "shared"
+        self.shared = {c.present for c in layout.carried if c.grows} if shared else set()
+        self.values = {}
+        for c in layout.carried:
+            shape = initial_shape(c, batch)
+            if c.present in self.shared:
+                shape[2] = capacity
+            self.values[c.present] = ort.OrtValue.ortvalue_from_numpy(np.zeros(shape, c.dtype), self.device)
+            if c.present in self.shared:  # bound once: get_outputs() lists them first, in this order
+                self.binding.bind_ortvalue_input(c.past, self.values[c.present])
+                self.binding.bind_ortvalue_output(c.present, self.values[c.present])
+        self.logits = None
         if layout.keeps_logits:  # the LM head runs on the last position only; bound once, for every call
             self.binding.bind_ortvalue_input(LOGITS_TO_KEEP, ort.OrtValue.ortvalue_from_numpy(np.array(1, np.int64)))
+            if self.shared:
+                vocab = next(p.shape[-1] for p in model.outputs if p.name == "logits")
+                self.logits = ort.OrtValue.ortvalue_from_numpy(np.zeros((batch, 1, vocab), np.float32))
+                self.binding.bind_ortvalue_output("logits", self.logits)
+        self.outputs = [p.name for p in model.outputs if p.name not in self.shared and
+                        (self.logits is None or p.name != "logits")]
+        self.bound = [c.present for c in layout.carried if c.present in self.shared] + \
+            (["logits"] if self.logits is not None else []) + self.outputs
         for name, value in given.items():  # the same at every step: bound once too
             self.binding.bind_ortvalue_input(name, ort.OrtValue.ortvalue_from_numpy(value, self.device))
         self.fed = 0  # columns of the sequence already in the cache
@@ -118,7 +140,7 @@ class CachedSteps:
 
     def past_length(self) -> int:
         grown = [self.values[c.present].shape()[2] for c in self.layout.carried if c.grows]
-        return max(grown) if grown else self.fed
+        return max(grown) if grown and not self.shared else self.fed
 
     def __call__(self, tokens: np.ndarray, mask: np.ndarray, positions: np.ndarray) -> np.ndarray:
         while tokens.shape[1] - self.fed > PREFILL_CHUNK:
@@ -136,22 +158,26 @@ class CachedSteps:
         if layout.positions:
             binding.bind_cpu_input(layout.positions, np.ascontiguousarray(positions[:, new]))
         for c in layout.carried:
-            binding.bind_ortvalue_input(c.past, self.values[c.present])
+            if c.present not in self.shared:
+                binding.bind_ortvalue_input(c.past, self.values[c.present])
         for name in self.outputs:  # unallocated each call: onnxruntime sizes them (the past grows)
             binding.bind_output(name, "cpu" if name == "logits" else self.device)
         start = time.perf_counter()
         self.session.run_with_iobinding(binding)
         self.run_seconds += time.perf_counter() - start
-        values = dict(zip(self.outputs, binding.get_outputs()))
-        self.values = {c.present: values[c.present] for c in layout.carried}
+        if self.outputs:
+            values = dict(zip(self.bound, binding.get_outputs()))
+            self.values.update((c.present, values[c.present]) for c in layout.carried if c.present in values)
         self.fed = tokens.shape[1]
-        return values["logits"].numpy()[:, -1].astype(np.float32, copy=False)
+        logits = self.logits if self.logits is not None else values["logits"]
+        return logits.numpy()[:, -1].astype(np.float32, copy=False)
 
 
 class FullSteps:
     """The exact fallback: each call runs the whole left-padded sequence from empty pasts."""
 
-    def __init__(self, model: Model, layout: Layout, batch: int, given: dict[str, np.ndarray]):
+    def __init__(self, model: Model, layout: Layout, batch: int, given: dict[str, np.ndarray],
+                 capacity: int | None = None):
         self.session, self.layout, self.given = model.session, layout, given
         self.run_seconds = 0.0
 

@@ -64,6 +64,11 @@ CAPABILITIES: dict[str, Kernel] = {
                                                {CPU: FP32, CUDA: ALL}, "skip_norm with RMSNorm, on CUDA; "
                                                "measured slower than Add + RMSNormalization on CPU, so not used "
                                                "there", slower_on=frozenset({CPU})),
+    "GroupQueryAttention": Kernel("com.microsoft", "GroupQueryAttention", "1.32", {CPU: FP32},
+                                  "a cached decoder's self-attention (cached_attention): the cache append and "
+                                  "causal attention over grouped heads in one kernel, in place into a preallocated "
+                                  "cache when past and present share a buffer; rotary positions by com.microsoft "
+                                  "RotaryEmbedding before it"),
     "MatMulNBits": Kernel("com.microsoft", "MatMulNBits", "1.17", {CPU: FP32, CUDA: ALL},
                           "`--quantize int4` linear maps: 4-bit weights in blocks of 32, activations in the "
                           "model's precision"),

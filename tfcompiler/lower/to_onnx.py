@@ -88,11 +88,19 @@ def to_onnx(graph: Graph, opset: int = DEFAULT_OPSET, metadata: dict[str, str] |
         elif node not in in_chunks:
             lower(node)
     outputs = []
+    producers = {out: node for node in e.nodes for out in node.output}
+    renamed = {}
     for name, value in graph.outputs.items():
-        e.origin = ""
-        e.node("Identity", [names[value]], outputs=[name], label=f"output/{name}")
+        tensor = names[value]
+        if tensor in producers and tensor not in renamed:  # the node writes the output itself: no copy
+            node = producers[tensor]
+            node.output[list(node.output).index(tensor)] = renamed[tensor] = name
+        else:  # a graph input, an initializer, or a value already given another output's name
+            e.origin = ""
+            e.node("Identity", [renamed.get(tensor, tensor)], outputs=[name], label=f"output/{name}")
         outputs.append(_value_info(name, graph.type_of(value)))
         roles[name] = "output"
+    rename_inputs(e.nodes, renamed)
     model = onnx.ModelProto(producer_name="tfcompiler", producer_version=__version__)
     model.opset_import.append(helper.make_opsetid("", opset))
     model.graph.node.extend(e.nodes)
@@ -107,3 +115,14 @@ def to_onnx(graph: Graph, opset: int = DEFAULT_OPSET, metadata: dict[str, str] |
     props.update(metadata or {})
     helper.set_model_props(model, props)
     return LoweredModel(model, e.initializers, dict(e.missed), frozenset(e.masks))
+
+
+def rename_inputs(nodes, renamed: dict[str, str]) -> None:
+    """Point every input (subgraphs' too: they read outer tensors by name) at the tensor's new name."""
+    for node in nodes:
+        for i, name in enumerate(node.input):
+            if name in renamed:
+                node.input[i] = renamed[name]
+        for attribute in node.attribute:
+            for subgraph in [attribute.g] if attribute.HasField("g") else list(attribute.graphs):
+                rename_inputs(subgraph.node, renamed)

@@ -18,6 +18,7 @@ from .base import Pass, PassError, located
 from .eliminate_common_subexpressions import EliminateCommonSubexpressions
 from .eliminate_dead_code import EliminateDeadCode
 from .fold_constants import FoldConstants
+from .fuse_cached_attention import FuseCachedAttention
 from .fuse_skip_norm import FuseSkipNorm
 from .numerics import NumericCheck
 from .pack_projections import PackProjections
@@ -27,7 +28,7 @@ from .sparsify_attention import SparsifyAttention
 
 PIPELINES: dict[str, list[type[Pass]]] = {
     "default": [FoldConstants, EliminateCommonSubexpressions, SparsifyAttention, PackProjections,
-                FuseSkipNorm, EliminateDeadCode],
+                FuseSkipNorm, FuseCachedAttention, EliminateDeadCode],
     "none": [],
 }
 QUANTIZE = {"none": None, "int8": 8, "int4": 4}  # --quantize -> bits
