@@ -152,8 +152,8 @@ def test_linear_states_through_onnxruntimes_kernel(case):
     assert "LinearAttention" in ops
 
 
-GROUPED_CASES = ["llama_like_decoder_gqa", "multi_query_decoder", "learned_positions_decoder", "scaled_sinusoidal_decoder",
-                 "interleaved_partial_rope"]
+GROUPED_CASES = ["llama_like_decoder_gqa", "multi_query_decoder", "learned_positions_decoder",
+                 "scaled_sinusoidal_decoder", "interleaved_partial_rope"]
 
 
 @pytest.mark.parametrize("opset", [17, 23])

@@ -18,7 +18,11 @@ from .registry import emit_op
 from .serialize import LoweredModel
 from .targets import kernels_for
 from .token_chunks import emit_token_chunks, runs_whole
-from .walk import every_node
+from .walk import every_node, rename_inputs
+
+# kernels that name graph outputs themselves (no Identity after them): GroupQueryAttention's present
+# must be the caller's bound buffer for its in-place append (tfcompiler.cache_buffer)
+WRITES_OUTPUTS = {"GroupQueryAttention"}
 
 MIN_OPSET, DEFAULT_OPSET, MAX_OPSET = 17, 17, 24
 
@@ -92,10 +96,10 @@ def to_onnx(graph: Graph, opset: int = DEFAULT_OPSET, metadata: dict[str, str] |
     renamed = {}
     for name, value in graph.outputs.items():
         tensor = names[value]
-        if tensor in producers and tensor not in renamed:  # the node writes the output itself: no copy
-            node = producers[tensor]
-            node.output[list(node.output).index(tensor)] = renamed[tensor] = name
-        else:  # a graph input, an initializer, or a value already given another output's name
+        writer = producers.get(tensor)
+        if writer is not None and writer.op_type in WRITES_OUTPUTS and tensor not in renamed:
+            writer.output[list(writer.output).index(tensor)] = renamed[tensor] = name
+        else:
             e.origin = ""
             e.node("Identity", [renamed.get(tensor, tensor)], outputs=[name], label=f"output/{name}")
         outputs.append(_value_info(name, graph.type_of(value)))
@@ -116,13 +120,3 @@ def to_onnx(graph: Graph, opset: int = DEFAULT_OPSET, metadata: dict[str, str] |
     helper.set_model_props(model, props)
     return LoweredModel(model, e.initializers, dict(e.missed), frozenset(e.masks))
 
-
-def rename_inputs(nodes, renamed: dict[str, str]) -> None:
-    """Point every input (subgraphs' too: they read outer tensors by name) at the tensor's new name."""
-    for node in nodes:
-        for i, name in enumerate(node.input):
-            if name in renamed:
-                node.input[i] = renamed[name]
-        for attribute in node.attribute:
-            for subgraph in [attribute.g] if attribute.HasField("g") else list(attribute.graphs):
-                rename_inputs(subgraph.node, renamed)
