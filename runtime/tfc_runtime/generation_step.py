@@ -139,8 +139,10 @@ class CachedSteps:
         self.run_seconds = 0.0
 
     def past_length(self) -> int:
+        if self.shared:  # the buffers' length is their capacity; what is filled is what was fed
+            return self.fed
         grown = [self.values[c.present].shape()[2] for c in self.layout.carried if c.grows]
-        return max(grown) if grown and not self.shared else self.fed
+        return max(grown) if grown else self.fed
 
     def __call__(self, tokens: np.ndarray, mask: np.ndarray, positions: np.ndarray) -> np.ndarray:
         while tokens.shape[1] - self.fed > PREFILL_CHUNK:
