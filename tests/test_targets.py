@@ -37,6 +37,16 @@ def test_every_cpu_kernel_has_a_check():
     assert skipped <= kernels_for("ort-cuda", precision="fp16")  # measured slower on CPU only
 
 
+def test_a_cached_decoder_uses_the_kernels_that_pay_at_one_token():
+    """SkipSimplifiedLayerNormalization measured slower over a prompt on CPU but faster at one token: a
+    decoder compiled with a KV cache uses it on ort-cpu, its forward-only twin does not."""
+    spec = parse_spec(spec_text("llama_like_decoder_gqa"), "llama.yaml")
+    for cache in (True, False):
+        ops = {node.op_type for node in compile_spec(spec, target="ort-cpu", cache=cache).model.proto.graph.node}
+        assert ("SkipSimplifiedLayerNormalization" in ops) == cache
+    assert "SkipSimplifiedLayerNormalization" in kernels_for("ort-cpu", decoding=True) - kernels_for("ort-cpu")
+
+
 def test_cuda_target_uses_only_kernels_its_provider_has_at_the_precision():
     """onnxruntime's CUDA provider has no fp32-only CPU kernels (LinearAttention, DynamicQuantizeMatMul),
     and the query-block Loop is a CPU memory strategy."""

@@ -39,7 +39,8 @@ def to_onnx(graph: Graph, opset: int = DEFAULT_OPSET, metadata: dict[str, str] |
     it to check the kernels the table skips)."""
     if not MIN_OPSET <= opset <= MAX_OPSET:
         raise ValueError(f"opset {opset} is outside the supported {MIN_OPSET}..{MAX_OPSET}")
-    e = Emitter(opset, kernels_for(target, precision=precision) if kernels is None else kernels,
+    decoding = graph.metadata.get("no_cache") == ""  # a decoder with a KV cache: its steps are one token each
+    e = Emitter(opset, kernels_for(target, precision=precision, decoding=decoding) if kernels is None else kernels,
                 graph.metadata.get("max_length"), precision)
     names: dict[Value, str] = {}
     inputs, roles = [], {}
