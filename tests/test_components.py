@@ -394,3 +394,28 @@ def test_performer_keys_and_queries_by_chunks(kv_heads, weights_dir, monkeypatch
     assert [n.name.rsplit("/", 1)[-1] for n in model.proto.graph.node if n.op_type == "Loop"].count("FavorKeys") == 2
     session = ort.InferenceSession(model.serialize())
     assert_matches_reference(session, spec, weights, [(1, 4, 0), (2, 11, 3)])
+
+
+@pytest.mark.parametrize("scale", ["per_head", "global"])
+def test_nystrom_segments_without_a_real_key_are_no_landmarks(scale, weights_dir):
+    """Xiong et al.'s landmarks are means of real tokens: a segment of padding only (32 tokens, 8 landmarks,
+    4 trailing pads) or past the end (9 tokens, 8 landmarks: segments of 2) is none, and no query attends
+    it (the reference leaves it out). With per-head Z₀ the padded row is the row alone and its unpadded
+    batch mate is what it is alone."""
+    case = f"nystrom-{scale}"
+    spec = parse_spec(spec_text("nystrom_encoder").replace("landmarks: 4", f"landmarks: 8, pinv_scale: {scale}"),
+                      f"{case}.yaml")
+    weights = random_weights(spec)
+    save_file(weights, str(weights_dir / f"{case}.safetensors"))
+    session = ort.InferenceSession(compile_spec(spec, weights=str(weights_dir / f"{case}.safetensors")).model
+                                   .serialize())
+    assert_matches_reference(session, spec, weights, [(2, 32, 4), (2, 9, 0), (1, 9, 3)])
+    if scale == "per_head":
+        ids = np.random.default_rng(3).integers(0, spec.model.vocab_size, (2, 32))
+        mask = np.ones_like(ids)
+        mask[0, 28:] = 0
+        (both,) = session.run(["last_hidden_state"], {"input_ids": ids, "attention_mask": mask})
+        for row, length in ((0, 28), (1, 32)):
+            alone = ids[row:row + 1, :length]
+            (want,) = session.run(["last_hidden_state"], {"input_ids": alone, "attention_mask": np.ones_like(alone)})
+            np.testing.assert_allclose(both[row, :length], want[0], atol=TOLERANCE, rtol=0)

@@ -7,7 +7,11 @@ pinv by `pinv_iterations` Newton–Schulz steps Z ← ¼ Z (13I − AZ (15I − 
 Z₀ = Aᵀ / (max column sum · max row sum), the maxima taken per sample and head (a batch-wide maximum
 would make a sample's output depend on its batch mates). Any length works: segments are
 ceil(S/m) long, the last ones short (lucidrains instead pads the front to a multiple of m).
-Padded keys are masked in the last softmax and left out of the landmarks. Bidirectional only.
+Padded keys are masked in the last softmax and left out of the landmarks. A segment with no real key
+(all padding, or past the end when S is not a multiple of m) is no landmark: no query attends it
+and its row and column of softmax(Q̃ K̃ᵀ) are the identity's, so the pseudo-inverse is the real
+landmarks' one (Newton–Schulz keeps the block structure, and the identity's column sums of 1 never
+exceed a softmax block's largest) and the result is the real landmarks' alone. Bidirectional only.
 """
 from __future__ import annotations
 
@@ -64,6 +68,16 @@ def pseudo_inverse(ctx, a, iterations: int, size: int, scale: str = "per_head"):
     return z
 
 
+def real_landmarks(ctx, key, keep, count: int):
+    """(B, 1, m, 1) 1.0 for the segments holding a real key, and the (B, 1, 1, m) bias that masks the others."""
+    first = ctx.constant([0], dtype="int64")
+    position = ctx.op("gather", ctx.op("gather", key, first, axis=1), first, axis=3)  # (B, 1, T, 1)
+    real = ctx.op("mul", ctx.op("add", ctx.op("mul", position, ctx.constant(0.0)), ctx.constant(1.0)), keep)
+    filled = ctx.op("segment_means", real, real, segments=count, label="FilledSegments")
+    as_mask = ctx.op("cast", ctx.op("reshape", filled, shape=(0, count)), dtype="int64")  # (B, m)
+    return filled, ctx.op("padding_bias", as_mask)
+
+
 def build_nystrom(ctx, options: NystromOptions, spec, site):
     m = spec.model
     query, key, value = project(ctx, spec, site)
@@ -77,8 +91,12 @@ def build_nystrom(ctx, options: NystromOptions, spec, site):
             scores = ctx.op("attention_scores", a, b, scale=scale, softcap=0.0)
             return ctx.op("softmax", scores if bias is None else ctx.op("add", scores, bias), axis=-1)
 
-        kernel1 = softmax_scores(query, k_marks)  # (B, H, S, m)
-        kernel2 = softmax_scores(q_marks, k_marks)  # (B, H, m, m)
+        filled, empty_bias = real_landmarks(ctx, key, keep, options.landmarks)
+        kernel1 = softmax_scores(query, k_marks, empty_bias)  # (B, H, S, m)
+        kernel2 = softmax_scores(q_marks, k_marks, empty_bias)  # (B, H, m, m)
+        identity = ctx.op("mul", ctx.constant(np.eye(options.landmarks, dtype=np.float32)),
+                          ctx.op("sub", ctx.constant(1.0), filled))
+        kernel2 = ctx.op("add", ctx.op("mul", kernel2, filled), identity, label="RealLandmarks")
         padding = ctx.op("padding_bias", site.mask) if site.mask is not None else None
         kernel3 = softmax_scores(q_marks, key, padding)  # (B, H, m, T)
         mixed = ctx.op("attention_context", kernel3, value)  # (B, H, m, Dv)
