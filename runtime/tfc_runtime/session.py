@@ -9,6 +9,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import onnxruntime as ort
+from onnxruntime.capi.onnxruntime_pybind11_state import InvalidArgument as _InvalidArgument
+
+from .input_checks import Limits, as_array, check_lengths, check_shapes, check_values
 
 _PROVIDERS = {"cpu": ["CPUExecutionProvider"],
               "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"]}
@@ -59,6 +62,7 @@ class Model:
                             roles.get(i.name, "")) for i in self.session.get_inputs()]
         self.overridable = [Port(i.name, _NUMPY_TYPES.get(i.type, np.float32), tuple(i.shape), "overridable")
                             for i in self.session.get_overridable_initializers()]
+        self.limits = Limits.from_metadata(self.metadata)
         self.outputs = [Port(o.name, _NUMPY_TYPES.get(o.type, np.float32), tuple(o.shape), "output")
                         for o in self.session.get_outputs()]
 
@@ -67,6 +71,9 @@ class Model:
         return self.session.get_providers()
 
     def run(self, feeds: dict[str, np.ndarray] | None = None, **named) -> dict[str, np.ndarray]:
+        """Named inputs in, named outputs out. Inputs that do not fit the model (names, types, shapes, ids
+        outside the vocabulary, masks other than 0/1, lengths over max_length) raise ValueError naming
+        the input and the position (tfc_runtime.input_checks)."""
         feeds = {**(feeds or {}), **named}
         missing = [p.name for p in self.inputs if p.name not in feeds]
         unknown = sorted(set(feeds) - {p.name for p in self.inputs + self.overridable})
@@ -74,39 +81,17 @@ class Model:
             optional = f" (optional: {[p.name for p in self.overridable]})" if self.overridable else ""
             raise ValueError(f"inputs do not fit the model: missing {missing}, unknown {unknown}; "
                              f"it takes {[p.name for p in self.inputs]}{optional}")
-        arrays = {p.name: np.asarray(feeds[p.name], dtype=p.dtype) for p in self.inputs + self.overridable
+        arrays = {p.name: as_array(p, feeds[p.name]) for p in self.inputs + self.overridable
                   if p.name in feeds}
         check_shapes(self.inputs, arrays)
-        values = self.session.run(None, arrays)
+        check_lengths(self.inputs, arrays, self.limits)
+        check_values(self.inputs, arrays, self.limits)
+        try:
+            values = self.session.run(None, arrays)
+        except _InvalidArgument as error:  # what the metadata does not bound (a segment id past its table)
+            raise ValueError("onnxruntime refused these inputs: "
+                             + str(error).split("INVALID_ARGUMENT : ")[-1].split("\n")[0]) from None
         return {p.name: v for p, v in zip(self.outputs, values)}
-
-
-def check_shapes(ports: list[Port], arrays: dict[str, np.ndarray]) -> None:
-    """Every input's rank and fixed sizes, and every named axis one size wherever it appears, a derived
-    axis (`past_sequence_length+sequence_length`, the mask of a cached decoder) the sum of its parts:
-    a ValueError that names the inputs and axes, not onnxruntime's first complaint."""
-    sizes: dict[str, tuple[int, str]] = {}
-    for port in ports:
-        shape, name = arrays[port.name].shape, port.name
-        if len(shape) != len(port.shape):
-            raise ValueError(f"{name}: expected {len(port.shape)} axes {list(port.shape)}, got shape {list(shape)}")
-        for axis, (want, got) in enumerate(zip(port.shape, shape)):
-            if isinstance(want, int) and want != got:
-                raise ValueError(f"{name}: axis {axis} must be {want} (shape {list(port.shape)}), got shape "
-                                 f"{list(shape)}")
-            if isinstance(want, str) and "+" not in want:
-                seen = sizes.setdefault(want, (got, name))
-                if seen[0] != got:
-                    raise ValueError(f"{name}: axis {axis} ({want}) is {got}, but {seen[1]} has {want} = {seen[0]}")
-    for port in ports:
-        for axis, want in enumerate(port.shape):
-            parts = str(want).split("+") if isinstance(want, str) and "+" in want else []
-            if parts and all(part in sizes for part in parts):
-                total, got = sum(sizes[part][0] for part in parts), arrays[port.name].shape[axis]
-                if got != total:
-                    raise ValueError(f"{port.name}: axis {axis} ({want}) must be {total} ("
-                                     + " + ".join(f"{sizes[part][0]} {part} of {sizes[part][1]}" for part in parts)
-                                     + f"), got {got}")
 
 
 def random_inputs(model: Model, batch: int = 1, sequence: int = 8, seed: int = 0,
@@ -115,14 +100,22 @@ def random_inputs(model: Model, batch: int = 1, sequence: int = 8, seed: int = 0
     global where the model takes a global attention mask.
     Dynamic axes take ``sizes[axis]``, else ``batch`` for batch axes and ``sequence`` for the rest;
     an axis the model restricts to offset + k·step (``tfcompiler.length_rules``) is rounded up to
-    the next length it accepts. What a call carries to the next (KV caches, memories, states) starts
-    empty or at zero, so positions count from 0 and a mask over past + new tokens covers the new ones."""
+    the next length it accepts (down, where up would pass max_length). What a call carries to the next
+    (KV caches, memories, states) starts empty or at zero, so positions count from 0 and a mask over
+    past + new tokens covers the new ones. A count below 1 or a negative seed raises ValueError."""
+    for name, value, least in (("batch", batch, 1), ("sequence", sequence, 1), ("seed", seed, 0),
+                               *((f"sizes[{axis!r}]", size, 0) for axis, size in (sizes or {}).items())):
+        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < least:
+            raise ValueError(f"{name}: expected an integer >= {least}, got {value!r}")
     rng = np.random.default_rng(seed)
     sizes = dict(sizes or {})
-    for axis, (offset, step) in json.loads(model.metadata.get("tfcompiler.length_rules", "{}")).items():
-        wanted = sizes.get(axis, sequence)
-        sizes[axis] = offset + step * max(1, -(-(wanted - offset) // step))
-    vocab = int(model.metadata.get("tfcompiler.vocab_size", 2))
+    longest = model.limits.max_length
+    for axis, (offset, step) in (model.limits.length_rules or {}).items():
+        k = max(1, -(-(sizes.get(axis, sequence) - offset) // step))
+        if longest is not None and k > 1 and offset + step * k > longest:
+            k -= 1
+        sizes[axis] = offset + step * k
+    vocab = model.limits.vocab_size or 2
 
     def shape_of(port: Port) -> list[int]:
         return [d if isinstance(d, int) else sizes.get(d, batch if "batch" in str(d) else sequence)

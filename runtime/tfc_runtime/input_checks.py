@@ -1,0 +1,124 @@
+"""What `Model.run` takes, checked against the model before onnxruntime sees it: types, shapes, and the
+values the model's metadata bounds (token ids in the vocabulary, masks of 0s and 1s, positions and
+lengths within `max_length`, the lengths a position grid accepts). Gather wraps a negative id and a cast
+truncates a mask of 0.5, both silently; onnxruntime's own complaint names a node, not an input. So each
+check raises ValueError naming the input, the row and position, and what was expected."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import numpy as np
+
+# inputs that hold one entry per token: their axes after the batch count tokens (or sentences)
+TOKEN_ROLES = ("token_ids", "padding_mask", "encoder_mask", "global_mask", "position_ids", "token_type_ids")
+MASK_ROLES = {"padding_mask": "1 for a token, 0 for padding", "encoder_mask": "1 for a token, 0 for padding",
+              "global_mask": "1 for a global token, 0 for the others"}
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What the model's metadata states about its inputs (None where it states nothing)."""
+
+    vocab_size: int | None = None
+    max_length: int | None = None
+    length_rules: dict | None = None  # axis -> (offset, step): lengths offset + k·step, k >= 1
+
+    @classmethod
+    def from_metadata(cls, metadata: dict[str, str]) -> Limits:
+        def number(key):
+            value = metadata.get(key, "")
+            return int(value) if value.isdigit() else None
+        rules = {axis: tuple(rule) for axis, rule in json.loads(metadata.get("tfcompiler.length_rules", "{}")).items()}
+        return cls(number("tfcompiler.vocab_size"), number("tfcompiler.max_length"), rules)
+
+
+def _at(array: np.ndarray, bad: np.ndarray) -> tuple[str, object]:
+    """The first offending element: its index as `[0, 3]` and its value."""
+    index = tuple(int(i) for i in np.argwhere(bad)[0])
+    return f"[{', '.join(map(str, index))}]", array[index].item()
+
+
+def as_array(port, value) -> np.ndarray:
+    """``value`` as the input's dtype, refusing what a cast would change: a fraction, NaN or a string
+    fed to an integer input (a mask of 0.5 would become 0), text fed to a float one."""
+    array, dtype = np.asarray(value), np.dtype(port.dtype)
+    if dtype.kind in "iu" and array.dtype.kind == "f":
+        bad = ~np.isfinite(array) | (array != np.round(array))
+        if bad.any():
+            where, got = _at(array, bad)
+            expected = f"0 or 1 ({MASK_ROLES[port.role]})" if port.role in MASK_ROLES else f"an integer ({dtype})"
+            raise ValueError(f"{port.name}{where}: expected {expected}, got {got}")
+    elif array.dtype.kind not in "biuf":
+        raise ValueError(f"{port.name}: expected numbers ({dtype}), got {array.dtype} values")
+    return array.astype(dtype, copy=False)
+
+
+def check_shapes(ports: list, arrays: dict[str, np.ndarray]) -> None:
+    """Every input's rank and fixed sizes, and every named axis one size wherever it appears, a derived
+    axis (`past_sequence_length+sequence_length`, the mask of a cached decoder) the sum of its parts:
+    a ValueError that names the inputs and axes, not onnxruntime's first complaint."""
+    sizes: dict[str, tuple[int, str]] = {}
+    for port in ports:
+        shape, name = arrays[port.name].shape, port.name
+        if len(shape) != len(port.shape):
+            raise ValueError(f"{name}: expected {len(port.shape)} axes {list(port.shape)}, got shape {list(shape)}")
+        for axis, (want, got) in enumerate(zip(port.shape, shape)):
+            if isinstance(want, int) and want != got:
+                raise ValueError(f"{name}: axis {axis} must be {want} (shape {list(port.shape)}), got shape "
+                                 f"{list(shape)}")
+            if isinstance(want, str) and "+" not in want:
+                seen = sizes.setdefault(want, (got, name))
+                if seen[0] != got:
+                    raise ValueError(f"{name}: axis {axis} ({want}) is {got}, but {seen[1]} has {want} = {seen[0]}")
+    for port in ports:
+        for axis, want in enumerate(port.shape):
+            parts = str(want).split("+") if isinstance(want, str) and "+" in want else []
+            if parts and all(part in sizes for part in parts):
+                total, got = sum(sizes[part][0] for part in parts), arrays[port.name].shape[axis]
+                if got != total:
+                    raise ValueError(f"{port.name}: axis {axis} ({want}) must be {total} ("
+                                     + " + ".join(f"{sizes[part][0]} {part} of {sizes[part][1]}" for part in parts)
+                                     + f"), got {got}")
+
+
+def check_lengths(ports: list, arrays: dict[str, np.ndarray], limits: Limits) -> None:
+    """Per-token inputs: no empty axis, no axis past the batch longer than `max_length` (the positional
+    tables' and the generator's bound), and each axis a position grid restricts at a length it accepts."""
+    for port in ports:
+        if port.role not in TOKEN_ROLES:
+            continue
+        shape = arrays[port.name].shape
+        for axis, (label, size) in enumerate(zip(port.shape, shape)):
+            named = f"{port.name}: axis {axis} ({label})"
+            if size == 0:
+                raise ValueError(f"{named} is 0 (shape {list(shape)}): give at least one "
+                                 + ("row" if axis == 0 else "token"))
+            if axis and limits.max_length is not None and size > limits.max_length:
+                raise ValueError(f"{named} is {size}, over the model's max_length {limits.max_length}")
+            offset, step = (limits.length_rules or {}).get(label, (None, None))
+            if step and (size < offset + step or (size - offset) % step):
+                below = offset + step * max(1, (size - offset) // step)
+                raise ValueError(f"{named} is {size}; the model takes {offset} + {step}·k for k >= 1 "
+                                 f"(the nearest: {below} or {below + step})")
+
+
+def check_values(ports: list, arrays: dict[str, np.ndarray], limits: Limits) -> None:
+    """Ids within the vocabulary, masks of 0s and 1s, positions within `max_length`, segment ids >= 0."""
+    for port in ports:
+        array = arrays[port.name]
+        if port.role == "token_ids" and limits.vocab_size is not None:
+            bad = (array < 0) | (array >= limits.vocab_size)
+            expected = f"a token id in the vocabulary [0, {limits.vocab_size})"
+        elif port.role in MASK_ROLES:
+            bad, expected = (array != 0) & (array != 1), f"0 or 1 ({MASK_ROLES[port.role]})"
+        elif port.role == "position_ids" and limits.max_length is not None:
+            bad = (array < 0) | (array >= limits.max_length)
+            expected = f"a position in [0, {limits.max_length}) (max_length {limits.max_length})"
+        elif port.role == "token_type_ids":
+            bad, expected = array < 0, "a segment id >= 0"
+        else:
+            continue
+        if bad.any():
+            where, got = _at(array, bad)
+            raise ValueError(f"{port.name}{where}: expected {expected}, got {got}")
