@@ -158,3 +158,98 @@ def test_cuda_falls_back_to_cpu_with_a_warning(spec, tmp_path):
         model = Model(str(tmp_path / "m.onnx"), device="cuda")
     assert model.providers == ["CPUExecutionProvider"]
     assert any("CUDAExecutionProvider is not available" in str(w.message) for w in caught)
+
+
+@pytest.fixture
+def decoder(tmp_path):
+    """A tiny decoder (vocabulary 50, max_length 32) compiled with its KV cache."""
+    path = tmp_path / "tiny.yaml"
+    path.write_text(tiny_spec("decoder"))
+    compile_to(path, tmp_path / "d.onnx")
+    return tmp_path / "d.onnx"
+
+
+def decoder_feeds(**changes) -> dict[str, np.ndarray]:
+    feeds = {"input_ids": np.array([[5, 6, 7]]), "attention_mask": np.ones((1, 3), np.int64),
+             "position_ids": np.arange(3)[None],
+             **{f"past_key_values.{i}.{k}": np.zeros((1, 4, 0, 8), np.float32) for i in range(2)
+                for k in ("key", "value")}}
+    return {**feeds, **changes}
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--sequence", "33"], "random inputs of --batch 1 --sequence 33: input_ids: axis 1 (sequence_length) is 33, "
+                           "over the model's max_length 32"),
+    (["--sequence", "-5"], "argument --sequence: expected an integer >= 1, got '-5'"),
+    (["--sequence", "0"], "argument --sequence: expected an integer >= 1, got '0'"),
+    (["--batch", "0"], "argument --batch: expected an integer >= 1, got '0'"),
+    (["--seed", "-1"], "argument --seed: expected an integer >= 0, got '-1'"),
+])
+def test_run_refuses_bad_arguments(decoder, capsys, flags, message):
+    try:
+        code = main(["run", str(decoder), "--repeat", "0", *flags])
+    except SystemExit as usage:  # argparse's own exit, for a value an argument's type refuses
+        code = usage.code
+    assert code == 2
+    captured = capsys.readouterr()
+    assert f"tfc run: error: {message}" in captured.err and "Traceback" not in captured.err
+    assert captured.out == ""
+
+
+@pytest.mark.parametrize("write, message", [
+    (lambda path: np.savez(path, ids=np.zeros((1, 3), np.int64)),
+     "inputs do not fit the model: missing ['input_ids', 'attention_mask', 'position_ids'"),
+    (lambda path: path.write_text("input_ids: [5, 6, 7]"), "not an .npz of named arrays (neither an .npz nor an "
+                                                           ".npy file)"),
+    (lambda path: np.savez(path, **decoder_feeds(input_ids=np.array([[5, 50, 7]]))),
+     "input_ids[0, 1]: expected a token id in the vocabulary [0, 50), got 50"),
+    (lambda path: np.savez(path, **decoder_feeds(input_ids=np.array([[5, 6, -1]]))),
+     "input_ids[0, 2]: expected a token id in the vocabulary [0, 50), got -1"),
+    (lambda path: np.savez(path, **decoder_feeds(attention_mask=np.array([[1, 0.5, 1]]))),
+     "attention_mask[0, 1]: expected 0 or 1 (1 for a token, 0 for padding), got 0.5"),
+    (lambda path: np.savez(path, **decoder_feeds(attention_mask=np.array([[1, 1, 3]]))),
+     "attention_mask[0, 2]: expected 0 or 1 (1 for a token, 0 for padding), got 3"),
+])
+def test_run_refuses_inputs_files_that_do_not_fit(decoder, tmp_path, capsys, write, message):
+    write(tmp_path / "x.npz")
+    assert main(["run", str(decoder), "--inputs", str(tmp_path / "x.npz"), "--repeat", "0"]) == 2
+    captured = capsys.readouterr()
+    assert f"tfc run: error: --inputs {tmp_path / 'x.npz'}: {message}" in captured.err, captured.err
+    assert captured.out == ""
+
+
+def test_run_at_the_limits_still_runs(decoder, tmp_path, capsys):
+    assert main(["run", str(decoder), "--sequence", "32", "--batch", "1", "--repeat", "0"]) == 0
+    assert "output logits: float32[1, 32, 50]" in capsys.readouterr().out
+    np.savez(tmp_path / "x.npz", **decoder_feeds(input_ids=np.array([[0, 49, 7]]),
+                                                 attention_mask=np.array([[0.0, 1.0, 1.0]])))
+    assert main(["run", str(decoder), "--inputs", str(tmp_path / "x.npz"), "--repeat", "0"]) == 0
+    assert "output logits: float32[1, 3, 50]" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--dump-after", "fuse_skipnorm"], "--dump-after fuse_skipnorm: no such pass; did you mean fuse_skip_norm? "
+                                        "(passes: convert_precision, eliminate_common_subexpressions,"),
+    (["--dump-after", "fold_constants", "--pipeline", "none"],
+     "--dump-after fold_constants: that pass does not run with these flags (no pass runs with --pipeline none)"),
+    (["--dump-after", "all", "--pipeline", "none"], "--dump-after all: no pass runs with --pipeline none"),
+    (["--dump-after", "quantize_weights"], "--dump-after quantize_weights: that pass runs with --quantize int8 or "
+                                           "int4 only"),
+])
+def test_dump_after_a_pass_that_does_not_run_is_an_error(spec, tmp_path, capsys, flags, message):
+    assert main(["compile", str(spec), "-o", str(tmp_path / "m.onnx"), "-q", *flags]) == 1
+    assert f"error: {message}" in capsys.readouterr().err
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_dump_after_a_pass_that_runs_prints_its_ir(spec, tmp_path, capsys):
+    compile_to(spec, tmp_path / "m.onnx", "--dump-after", "fold_constants", "--dump-after", "eliminate_dead_code")
+    out = capsys.readouterr().out
+    assert "--- IR after fold_constants ---" in out and "--- IR after eliminate_dead_code ---" in out
+
+
+@pytest.mark.skipif("CUDAExecutionProvider" in ort.get_available_providers(), reason="CUDA is present")
+def test_cli_says_the_cuda_fallback_in_one_line(decoder, capsys):
+    assert main(["run", str(decoder), "--device", "cuda", "--repeat", "0"]) == 0
+    err = capsys.readouterr().err
+    assert err == "tfc: warning: CUDAExecutionProvider is not available; running on CPU\n"

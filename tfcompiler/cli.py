@@ -1,16 +1,19 @@
 """The `tfc` command line: compile, check, shrink, schema, init-weights, import-hf, inspect, run, generate.
 
 User errors (a bad spec, mismatched weights, an unwritable path) print one clear message and exit 1;
-usage errors exit 2; anything else is an internal error, reported without a traceback unless
-TFC_DEBUG=1, and exits 3.
+usage errors (a bad flag value; `tfc run` inputs that do not fit the model) exit 2; anything else is
+an internal error, reported without a traceback unless TFC_DEBUG=1, and exits 3. The runtime's
+warnings (CUDA absent) print as one `tfc: warning: ...` line each.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 
 from .errors import TfcError
@@ -38,6 +41,7 @@ def cmd_compile(args) -> int:
     from .language import load_spec
     from .model_folder import folder_output, write_model_folder
 
+    check_dump_after(args.dump_after or (), args.pipeline, args.quantize, args.dtype)
     folder = folder_output(args.output)  # before compiling: a bad -o fails at once
     progress = Progress(args.quiet)
 
@@ -60,6 +64,34 @@ def cmd_compile(args) -> int:
         return finish_compile(args, compiled, compiled.model.save(args.output, external_data=external_data(args)),
                               progress)
     return finish_compile(args, compiled, write_model_folder(compiled, folder, external_data(args)), progress)
+
+
+def check_dump_after(names, pipeline: str, quantize: str, dtype: str) -> None:
+    """Refuse a --dump-after that would print nothing: a name no pass has (with a did-you-mean), a pass
+    this pipeline does not run, or 'all' where no pass runs (compile_spec judges convert_precision, the
+    one pass the --dtype decides)."""
+    import difflib
+
+    from .lower.convert_precision import ConvertPrecision
+    from .passes.pipeline import PIPELINES, make_pipeline
+    from .passes.quantize_weights import QuantizeWeights
+
+    known = sorted({cls.name for passes in PIPELINES.values() for cls in passes}
+                   | {QuantizeWeights.name, ConvertPrecision.name})
+    running = [p.name for p in make_pipeline(pipeline, quantize)] + ([ConvertPrecision.name] if dtype != "fp32"
+                                                                     else [])
+    runs = f"the passes that run: {', '.join(running)}" if running else f"no pass runs with --pipeline {pipeline}"
+    for name in names:
+        if name == "all" and not running:
+            raise TfcError(f"--dump-after all: {runs}")
+        if name not in known + ["all"]:
+            near = difflib.get_close_matches(name, known, n=1)
+            raise TfcError(f"--dump-after {name}: no such pass" + (f"; did you mean {near[0]}?" if near else "")
+                           + f" (passes: {', '.join(known)}, or all)")
+        if name == QuantizeWeights.name and quantize == "none":
+            raise TfcError(f"--dump-after {name}: that pass runs with --quantize int8 or int4 only")
+        if name not in running and name not in ("all", ConvertPrecision.name):
+            raise TfcError(f"--dump-after {name}: that pass does not run with these flags ({runs})")
 
 
 def external_data(args) -> bool | None:
@@ -195,22 +227,80 @@ def _precision_hint(path: str) -> str:
     return ""
 
 
+@contextlib.contextmanager
+def warnings_as_lines():
+    """Warnings raised inside (the runtime's fall back from CUDA to CPU) as one `tfc: warning: ...` line
+    each on stderr, without Python's file, line and source echo; the Python API still warns as usual."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            yield
+        finally:
+            for seen in dict.fromkeys(str(w.message) for w in caught):
+                print(f"tfc: warning: {seen}", file=sys.stderr)
+
+
+def usage_error(command: str, message: str) -> int:
+    """Bad arguments found after parsing, reported as argparse reports its own: exit 2."""
+    print(f"tfc {command}: error: {message}", file=sys.stderr)
+    return 2
+
+
+def count(least: int):
+    """An argparse type: an integer >= least."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < least:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {least}, got {text!r}")
+        return value
+    return parse
+
+
+def load_npz(path: str) -> dict:
+    """The named arrays of an .npz file; a ValueError saying what the file is instead."""
+    import zipfile
+
+    import numpy as np
+
+    unreadable = (OSError, ValueError, EOFError, zipfile.BadZipFile)  # np.load's ways of saying "not arrays"
+    try:
+        data = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise ValueError("no such file") from None
+    except unreadable as error:  # numpy reads anything else as a pickle, which it refuses to load
+        detail = "neither an .npz nor an .npy file" if "pickle" in str(error) else str(error)
+        raise ValueError(f"not an .npz of named arrays ({detail})") from None
+    if not isinstance(data, np.lib.npyio.NpzFile):
+        raise ValueError("a single array (.npy); give an .npz of named arrays (numpy.savez(path, input_ids=...))")
+    with data:
+        try:
+            return dict(data)
+        except unreadable as error:
+            raise ValueError(f"cannot read its arrays ({error})") from None
+
+
 def cmd_run(args) -> int:
     import numpy as np
     from tfc_runtime import Model, random_inputs
 
     try:
-        model = Model(args.model, device=args.device, intra_op_threads=args.threads)
+        with warnings_as_lines():
+            model = Model(args.model, device=args.device, intra_op_threads=args.threads)
     except Exception as error:  # onnxruntime's own exceptions: a model its providers here cannot run
         if isinstance(error, (OSError, ValueError)):
             raise
         raise TfcError(f"onnxruntime cannot run {args.model} here ({error}){_precision_hint(args.model)}") from None
-    if args.inputs:
-        with np.load(args.inputs) as data:
-            feeds = dict(data)
-    else:
-        feeds = random_inputs(model, batch=args.batch, sequence=args.sequence, seed=args.seed)
-    outputs = model.run(feeds)
+    source = (f"--inputs {args.inputs}" if args.inputs
+              else f"random inputs of --batch {args.batch} --sequence {args.sequence}")
+    try:
+        feeds = load_npz(args.inputs) if args.inputs else random_inputs(model, batch=args.batch,
+                                                                        sequence=args.sequence, seed=args.seed)
+        outputs = model.run(feeds)
+    except ValueError as error:  # the inputs do not fit the model: names, shapes, ids, masks, lengths
+        return usage_error("run", f"{source}: {error}")
     times = []
     for _ in range(args.repeat):
         start = time.perf_counter()
@@ -274,7 +364,8 @@ def cmd_generate(args) -> int:
     if (args.input_ids is None) == (args.prompt is None):
         raise TfcError("give the prompt as --input-ids '[[5, 6, 7]]' or as --prompt TEXT (one of the two)")
     try:
-        generator = Generator(args.model, device=args.device, intra_op_threads=args.threads)
+        with warnings_as_lines():
+            generator = Generator(args.model, device=args.device, intra_op_threads=args.threads)
     except (OSError, ValueError) as error:
         raise TfcError(str(error)) from None
     except Exception as error:  # noqa: BLE001  (onnxruntime's own exceptions: a file it cannot load or run)
@@ -382,12 +473,12 @@ def parser() -> argparse.ArgumentParser:
     c = sub.add_parser("run", help="run a compiled model on onnxruntime")
     c.add_argument("model")
     c.add_argument("--inputs", help=".npz of named inputs (default: random)")
-    c.add_argument("--batch", type=int, default=1)
-    c.add_argument("--sequence", type=int, default=16)
-    c.add_argument("--seed", type=int, default=0)
-    c.add_argument("--repeat", type=int, default=10, help="timed runs after a warm-up")
+    c.add_argument("--batch", type=count(1), default=1)
+    c.add_argument("--sequence", type=count(1), default=16)
+    c.add_argument("--seed", type=count(0), default=0)
+    c.add_argument("--repeat", type=count(0), default=10, help="timed runs after a warm-up")
     c.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    c.add_argument("--threads", type=int, help="onnxruntime intra-op threads")
+    c.add_argument("--threads", type=count(1), help="onnxruntime intra-op threads")
     c.set_defaults(func=cmd_run)
 
     c = sub.add_parser("generate", help="generate tokens with a compiled decoder (greedy or sampled)")
