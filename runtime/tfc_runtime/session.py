@@ -63,6 +63,8 @@ class Model:
         self.overridable = [Port(i.name, _NUMPY_TYPES.get(i.type, np.float32), tuple(i.shape), "overridable")
                             for i in self.session.get_overridable_initializers()]
         self.limits = Limits.from_metadata(self.metadata)
+        self._quiet = ort.RunOptions()
+        self._quiet.log_severity_level = 4  # an input it refuses is raised by `run`; its own log line is noise
         self.outputs = [Port(o.name, _NUMPY_TYPES.get(o.type, np.float32), tuple(o.shape), "output")
                         for o in self.session.get_outputs()]
 
@@ -87,7 +89,7 @@ class Model:
         check_lengths(self.inputs, arrays, self.limits)
         check_values(self.inputs, arrays, self.limits)
         try:
-            values = self.session.run(None, arrays)
+            values = self.session.run(None, arrays, self._quiet)
         except _InvalidArgument as error:  # what the metadata does not bound (a segment id past its table)
             raise ValueError("onnxruntime refused these inputs: "
                              + str(error).split("INVALID_ARGUMENT : ")[-1].split("\n")[0]) from None
