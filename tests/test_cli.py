@@ -250,6 +250,8 @@ def test_dump_after_a_pass_that_runs_prints_its_ir(spec, tmp_path, capsys):
 
 @pytest.mark.skipif("CUDAExecutionProvider" in ort.get_available_providers(), reason="CUDA is present")
 def test_cli_says_the_cuda_fallback_in_one_line(decoder, capsys):
+    line = "tfc: warning: CUDAExecutionProvider is not available; running on CPU\n"
     assert main(["run", str(decoder), "--device", "cuda", "--repeat", "0"]) == 0
-    err = capsys.readouterr().err
-    assert err == "tfc: warning: CUDAExecutionProvider is not available; running on CPU\n"
+    assert capsys.readouterr().err == line  # no file:line prefix, no echoed source line
+    assert main(["generate", str(decoder), "--input-ids", "[[5, 6]]", "--max-new-tokens", "2", "--device", "cuda"]) == 0
+    assert capsys.readouterr().err.startswith(line)
