@@ -9,10 +9,9 @@ from pathlib import Path
 import yaml
 
 from ..errors import Problem, SpecError
-from . import rules
+from . import rules, size
 from .model import STACKS, Block, Spec
 from .schema import Reader
-from .size import estimate, physical_memory, too_big
 from .yaml_tree import compose, decode
 
 
@@ -85,7 +84,7 @@ def _layer_segments(reader: Reader, spec: Spec, name: str, stack) -> list[tuple[
 def _check_size(reader: Reader, spec: Spec, segments: dict[str, list], at) -> None:
     """Refuse, before any layer is built or weight allocated, a spec whose weights cannot fit in this
     machine's memory (tfcompiler.language.size), at the field that drives the size."""
-    found = too_big(estimate(spec, segments), physical_memory())
+    found = size.too_big(size.estimate(spec, segments), size.physical_memory())
     if found:
         path, message = found
         reader.problem(at(path), path, message)

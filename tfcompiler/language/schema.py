@@ -193,7 +193,10 @@ class Reader:
                 pass
         if hint is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
-        if not isinstance(value, hint) or (hint is int and isinstance(value, bool)) or not finite(value):
+        if not finite(value):
+            self.problem(node, path, f"expected {type_words(hint, meta)}, got {node.value}")
+            return None
+        if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
             self.problem(node, path, f"expected {type_words(hint, meta)}, got {describe(node)}")
             return None
         choices = meta.get("choices")
