@@ -198,7 +198,8 @@ def fails_in_every_command(tmp_path, capsys, path, *expected: str) -> None:
 
 
 @pytest.mark.parametrize("field, value, expected", [
-    ("decoder: {layers: 2}", "decoder: {layers: -1}", "spec.yaml:7:19: decoder.layers: expected an integer >= 0, got -1"),
+    ("decoder: {layers: 2}", "decoder: {layers: -1}",
+     "spec.yaml:7:19: decoder.layers: expected an integer >= 0, got -1"),
     ("heads: 4", "heads: 0", "spec.yaml:4:27: model.heads: expected an integer >= 1, got 0"),
     ("heads: 4", "heads: 4, kv_heads: -2", "model.kv_heads: expected an integer >= 1, got -2"),
     ("decoder: {layers: 2}", "decoder: {layers: 2, memory: -1}", "decoder.memory: expected an integer >= 0, got -1")])

@@ -104,7 +104,8 @@ def test_a_deep_stack_is_parsed_once_per_run_of_layers():
 
     text = (ROOT / "specs" / "gpt2-small.yaml").read_text()
     stack = yaml.safe_load(text)["decoder"]
-    overrides = "".join(f"\n    - layers: [{i}, {10 * i}]\n      block: {{ffn: {{activation: relu}}}}" for i in range(1, 20))
+    overrides = "".join(f"\n    - layers: [{i}, {10 * i}]\n      block: {{ffn: {{activation: relu}}}}"
+                        for i in range(1, 20))
     deep = text.replace(f"layers: {stack['layers']}", "layers: 1000000000\n  overrides:" + overrides, 1)
     assert deep != text
     start = time.perf_counter()

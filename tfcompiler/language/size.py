@@ -24,7 +24,8 @@ class Size:
 
     @property
     def parameters(self) -> int:
-        return self.embeddings + self.positions + self.head + sum(parameters for _, parameters, _ in self.stacks.values())
+        layers = sum(parameters for _, parameters, _ in self.stacks.values())
+        return self.embeddings + self.positions + self.head + layers
 
     @property
     def bytes(self) -> int:
@@ -59,6 +60,18 @@ def layer_parameters(dims, block, cross: bool) -> int:
     return attention + ffn + norms
 
 
+def stack_extras(stack, dims) -> int:
+    """Per layer, what a stack's memories add: a compressed memory's convolution over `rate` states, and
+    (counted at every layer, as a bound) Memformer's slots with the GRU and attention that write them."""
+    width, extra = dims.width, 0
+    compressed, slots = getattr(stack, "compressed_memory", None), getattr(stack, "memory_slots", None)
+    if compressed is not None:
+        extra += compressed.rate * width * width + width
+    if slots is not None:
+        extra += 2 * slots.count * width + 6 * width * (width + 1) + attention_parameters(dims)
+    return extra
+
+
 def estimate(spec, segments: dict[str, list]) -> Size:
     """The size of ``spec`` whose stacks' layers are ``segments[stack]``: runs (count, Block) as the
     loader resolves them (a Block may be None where it did not parse: the defaults are counted)."""
@@ -71,7 +84,8 @@ def estimate(spec, segments: dict[str, list]) -> Size:
     stacks = {}
     for name, stack, _ in spec.stacks():
         cross = name == "decoder" and spec.encoder is not None
-        runs = [(count, layer_parameters(dims, block, cross)) for count, block in segments.get(name, ())]
+        extra = stack_extras(stack, dims)
+        runs = [(count, layer_parameters(dims, block, cross) + extra) for count, block in segments.get(name, ())]
         stacks[name] = (stack.layers, sum(count * per_layer for count, per_layer in runs),
                         max((per_layer for _, per_layer in runs), default=0))
         head += 2 * width  # the stack's final norm
@@ -91,6 +105,7 @@ def too_big(size: Size, memory: int) -> tuple[str, str] | None:
         parts[key] = parts.get(key, 0) + parameters
     path = max(parts, key=parts.get)
     where = ", ".join([f"embeddings and head {size.embeddings + size.positions + size.head:,}"] +
-                      [f"{name} {layers:,} layers x {per_layer:,}" for name, (layers, _, per_layer) in size.stacks.items()])
+                      [f"{name} {layers:,} layers x {per_layer:,}"
+                       for name, (layers, _, per_layer) in size.stacks.items()])
     return path, (f"the weights would take about {size.parameters:,} parameters, {size.bytes / GIB:,.1f} GiB in fp32 "
                   f"({where}): more than this machine's {memory / GIB:,.1f} GiB of memory")
