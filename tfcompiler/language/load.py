@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+from itertools import chain, repeat
 from pathlib import Path
 
 import yaml
@@ -38,7 +39,7 @@ def parse_spec(text: str, file: str = "<spec>") -> Spec:
         if not reader.problems:
             _check_size(reader, spec, segments, _locator(root))
         if not reader.problems:
-            blocks = {name: tuple(block for count, block in runs for block in [block] * count)
+            blocks = {name: tuple(chain.from_iterable(repeat(block, count) for count, block in runs))
                       for name, runs in segments.items()}
             spec = dataclasses.replace(spec, **{f"{name}_blocks": blocks.get(name, ()) for name in STACKS},
                                        source=file, sha256=hashlib.sha256(text.encode()).hexdigest())
