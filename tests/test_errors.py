@@ -182,3 +182,105 @@ def test_an_interleaved_document_stack_without_an_encoder_is_a_located_error(tmp
     text = GOOD.replace("topology: decoder", "topology: hierarchical").replace(
         "decoder: {layers: 2}", "document: {layers: 2, interleaved: true}").replace("kind: lm", "kind: pooler")
     check_fails(tmp_path, capsys, text, "spec.yaml:3:11: encoder: topology 'hierarchical' needs an `encoder` section")
+
+
+# --- hostile specs: every one a located error, in well under a second, whatever it asks for -----------------
+def fails_in_every_command(tmp_path, capsys, path, *expected: str) -> None:
+    """check, compile and inspect all refuse ``path`` with the same located message."""
+    out = tmp_path / "out.onnx"
+    for args in (["check", str(path)], ["compile", str(path), "-o", str(out), "-q"], ["inspect", str(path)]):
+        code, err = run_cli(capsys, *args)
+        assert code == 1, (args, err)
+        for fragment in expected:
+            assert fragment in err, f"{args[0]}: {fragment!r} not in {err!r}"
+        assert err.count("spec.yaml:") == 1, err  # one message, no follow-on ones
+    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]
+
+
+@pytest.mark.parametrize("field, value, expected", [
+    ("decoder: {layers: 2}", "decoder: {layers: -1}",
+     "spec.yaml:7:19: decoder.layers: expected an integer >= 0, got -1"),
+    ("heads: 4", "heads: 0", "spec.yaml:4:27: model.heads: expected an integer >= 1, got 0"),
+    ("heads: 4", "heads: 4, kv_heads: -2", "model.kv_heads: expected an integer >= 1, got -2"),
+    ("decoder: {layers: 2}", "decoder: {layers: 2, memory: -1}", "decoder.memory: expected an integer >= 0, got -1")])
+def test_a_negative_count_is_a_located_error(tmp_path, capsys, field, value, expected):
+    """A field that fails its minimum is left out of its section (not kept as None), so nothing after the
+    check reads it: `layers: -1` was an internal error when the loader expanded range(None) layers."""
+    fails_in_every_command(tmp_path, capsys, write(tmp_path, GOOD.replace(field, value)), expected)
+
+
+@pytest.mark.parametrize("value", [".nan", ".inf", "-.inf", "1e999"])
+def test_a_float_option_must_be_finite(tmp_path, capsys, value):
+    text = GOOD.replace("block: {placement: pre}", f"block: {{placement: pre, norm: {{epsilon: {value}}}}}")
+    fails_in_every_command(tmp_path, capsys, write(tmp_path, text),
+                           "spec.yaml:6:", f"block.norm.epsilon: expected a finite number >= 0, got {value}\n")
+
+
+def test_a_float_or_bool_option_must_be_finite(tmp_path, capsys):
+    text = GOOD.replace("head: {kind: lm}", "embedding: {scale: .nan}\nhead: {kind: lm}")
+    fails_in_every_command(tmp_path, capsys, write(tmp_path, text), "embedding.scale: expected true or false or a "
+                           "finite number, got number '.nan'")
+
+
+@pytest.mark.parametrize("replace, value, where, driver", [
+    ("vocab_size: 50", "vocab_size: 1000000000000", "spec.yaml:4:", "model.vocab_size"),
+    ("decoder: {layers: 2}", "decoder: {layers: 1000000000}", "spec.yaml:7:", "decoder.layers"),
+    ("width: 32", "width: 1048576", "spec.yaml:4:", "model.width"),
+    ("max_length: 32", "max_length: 1000000000000", "spec.yaml:4:", "model.max_length")])
+def test_a_model_too_big_for_this_machine_is_refused_at_once(tmp_path, capsys, replace, value, where, driver):
+    """The size comes from the typed spec alone, before a layer is expanded or a weight allocated: a billion
+    layers are refused as fast as two (they used to run for minutes, or die of a MemoryError)."""
+    import time
+
+    from tfcompiler.language.size import GIB, physical_memory
+
+    start = time.perf_counter()
+    fails_in_every_command(tmp_path, capsys, write(tmp_path, GOOD.replace(replace, value)), f"{where}",
+                           f"{driver}: the weights would take about ", " GiB in fp32",
+                           f"more than this machine's {physical_memory() / GIB:,.1f} GiB of memory")
+    assert time.perf_counter() - start < 3 * 3  # three commands (a few ms each here, but the machine is shared)
+
+
+def test_the_size_check_uses_the_machines_memory(tmp_path, capsys, monkeypatch):
+    """The same spec passes with memory to spare and is refused without: the check is weights vs memory."""
+    from tfcompiler.language import size
+
+    path = write(tmp_path, GOOD)
+    assert run_cli(capsys, "check", str(path))[0] == 0
+    monkeypatch.setattr(size, "physical_memory", lambda: 100_000)  # 25,000 parameters; the tiny spec has 26,272
+    code, err = run_cli(capsys, "check", str(path))
+    assert code == 1 and "decoder.layers: the weights would take about" in err and "0.0 GiB of memory" in err
+
+
+@pytest.mark.parametrize("data, expected", [
+    ("name: caf\xe9\n".encode("latin-1"), "spec.yaml:1:10: the spec is not UTF-8 text: byte 0xe9"),
+    (bytes(range(256)), "spec.yaml:2:118: the spec is not UTF-8 text: byte 0x80"),
+    (b"tfc: 1\nname: \x00\n", "spec.yaml:2:7: character U+0000 is not allowed in YAML"),
+    (b"[" * 10000 + b"]" * 10000, "spec.yaml:1:65: the YAML nests deeper than 64 levels"),
+    (b"a: " + b"{b: " * 10000 + b"1" + b"}" * 10000, "spec.yaml:1:256: the YAML nests deeper than 64 levels"),
+    (b"- tfc: 1\n- name: x\n", "spec.yaml:1:1: expected a mapping of sections (tfc:, name:, topology:, model:, ...), "
+                               "got a list"),
+    (b"just words", "spec.yaml:1:1: expected a mapping of sections"),
+])
+def test_a_file_that_is_no_spec_is_one_located_error(tmp_path, capsys, data, expected):
+    path = tmp_path / "spec.yaml"
+    path.write_bytes(data)
+    fails_in_every_command(tmp_path, capsys, path, expected)
+
+
+def test_weights_that_are_not_finite_are_named(tmp_path, capsys):
+    spec = write(tmp_path, GOOD)
+    weights = tmp_path / "w.safetensors"
+    assert main(["init-weights", str(spec), "-o", str(weights)]) == 0
+    from safetensors.numpy import load_file
+
+    tensors = load_file(str(weights))
+    tensors["decoder.layers.0.attention.query.weight"][0, :3] = np.nan
+    tensors["decoder.final_norm.weight"][1] = -np.inf
+    save_file(tensors, str(weights))
+    out = tmp_path / "out.onnx"
+    code, err = run_cli(capsys, "compile", str(spec), "-o", str(out), "--weights", str(weights), "-q")
+    assert code == 1 and not out.exists()
+    assert "not finite (2):" in err
+    assert "decoder.layers.0.attention.query.weight: 3 NaN of 1,024 values" in err
+    assert "decoder.final_norm.weight: 1 -inf of 32 values" in err

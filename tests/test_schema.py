@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import typing
 from pathlib import Path
 
@@ -74,3 +75,40 @@ def test_schema_rejects_what_the_loader_rejects(validator):
     spec["model"]["widht"] = 3
     with pytest.raises(jsonschema.ValidationError):
         validator.validate(spec)
+
+
+@pytest.mark.parametrize("path", SPECS, ids=[p.stem for p in SPECS])
+def test_the_size_estimate_bounds_the_built_models_parameters(path):
+    """The loader refuses a spec too big for this machine from a formula over the typed spec
+    (tfcompiler.language.size); it must never count fewer parameters than the graph declares (else a model
+    that cannot fit would slip through) and not so many more that one that fits would be refused."""
+    from tfcompiler.builders import build_graph
+    from tfcompiler.builders.weights import declared_params
+    from tfcompiler.language import load_spec
+    from tfcompiler.language.size import estimate
+
+    spec = load_spec(path)
+    built = sum(math.prod(shape) for shape, _ in declared_params(build_graph(spec)).values())
+    runs = {name: [(1, block) for block in blocks] for name, _, blocks in spec.stacks()}
+    estimated = estimate(spec, runs).parameters
+    assert built <= estimated <= 2 * built, (built, estimated)
+
+
+def test_a_deep_stack_is_parsed_once_per_run_of_layers():
+    """Nothing before the size check grows with the layers: a billion layers with overrides are refused
+    (or accepted) in the time of two."""
+    import time
+
+    from tfcompiler.errors import SpecError
+    from tfcompiler.language import parse_spec
+
+    text = (ROOT / "specs" / "gpt2-small.yaml").read_text()
+    stack = yaml.safe_load(text)["decoder"]
+    overrides = "".join(f"\n    - layers: [{i}, {10 * i}]\n      block: {{ffn: {{activation: relu}}}}"
+                        for i in range(1, 20))
+    deep = text.replace(f"layers: {stack['layers']}", "layers: 1000000000\n  overrides:" + overrides, 1)
+    assert deep != text
+    start = time.perf_counter()
+    with pytest.raises(SpecError, match="decoder.layers: the weights would take about"):
+        parse_spec(deep, "deep.yaml")
+    assert time.perf_counter() - start < 1.0

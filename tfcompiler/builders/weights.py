@@ -1,5 +1,5 @@
 """Weights for a built graph: seeded initialisation, or a safetensors file with tfcompiler's
-canonical names (checked all at once: missing, unexpected and misshapen names in one error).
+canonical names (checked all at once: missing, unexpected, misshapen and non-finite weights in one error).
 
 Canonical names follow the spec path (``encoder.layers.3.attention.query.weight``); matrices are
 stored (in_features, out_features) so they lower to MatMul without a transpose.
@@ -75,8 +75,9 @@ def materialize(weights: dict, threads: int | None = None) -> dict[str, np.ndarr
 
 
 def check_weights(graph: Graph, weights: dict[str, np.ndarray], source: str, whole: Graph | None = None) -> None:
-    """Raise one WeightsError that lists every missing, unexpected and misshapen name; ``whole``: the
-    one-graph model of which ``graph`` is a part (weights of its other part are expected too)."""
+    """Raise one WeightsError that lists every missing, unexpected and misshapen name, and every weight
+    that holds a NaN or an infinity; ``whole``: the one-graph model of which ``graph`` is a part (weights
+    of its other part are expected too)."""
     declared = declared_params(graph)
     missing = [n for n in declared if n not in weights]
     unexpected = sorted(n for n in weights if n not in declared_params(whole or graph))
@@ -84,15 +85,24 @@ def check_weights(graph: Graph, weights: dict[str, np.ndarray], source: str, who
                  for n in declared if n in weights and tuple(weights[n].shape) != declared[n][0]]
     wrong_dtype = [f"{n}: expected float32, got {weights[n].dtype}"
                    for n in declared if n in weights and weights[n].dtype != np.float32]
+    not_finite = [f"{n}: {non_finite(weights[n])}" for n in declared
+                  if n in weights and weights[n].dtype.kind == "f" and not np.isfinite(weights[n]).all()]
     lines = []
     for title, names in (("missing", missing), ("unexpected", unexpected), ("wrong shape", misshapen),
-                         ("wrong dtype", wrong_dtype)):
+                         ("wrong dtype", wrong_dtype), ("not finite", not_finite)):
         if names:
             lines.append(f"  {title} ({len(names)}):")
             lines.extend(f"    {n}" for n in names)
     if lines:
         raise WeightsError(f"{source}: weights do not fit the spec\n" + "\n".join(lines) +
                            "\n  (`tfc init-weights SPEC -o W.safetensors` writes the expected names)")
+
+
+def non_finite(array: np.ndarray) -> str:
+    """What is not finite in ``array``, in words: a model would output NaN from the first call."""
+    counts = {"NaN": int(np.isnan(array).sum()), "+inf": int(np.isposinf(array).sum()),
+              "-inf": int(np.isneginf(array).sum())}
+    return ", ".join(f"{count:,} {what}" for what, count in counts.items() if count) + f" of {array.size:,} values"
 
 
 def load_weights(graph: Graph, path: str, whole: Graph | None = None) -> dict[str, np.ndarray]:

@@ -4,55 +4,57 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+from itertools import chain, repeat
 from pathlib import Path
 
 import yaml
 
 from ..errors import Problem, SpecError
-from . import rules
+from . import rules, size
 from .model import STACKS, Block, Spec
 from .schema import Reader
+from .yaml_tree import compose, decode
 
 
 def load_spec(path: str | Path) -> Spec:
     """Read and validate a spec file."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except OSError as e:
         raise SpecError([Problem(str(path), 1, 1, "", f"cannot read the spec: {e.strerror}")]) from None
-    return parse_spec(text, str(path))
+    return parse_spec(decode(data, str(path)), str(path))
 
 
 def parse_spec(text: str, file: str = "<spec>") -> Spec:
-    """Parse and validate spec text; ``file`` names it in messages."""
+    """Parse and validate spec text; ``file`` names it in messages. Nothing before the size check is
+    linear in a stack's layers, so a spec too big for this machine is refused at once."""
     from .. import builders  # noqa: F401  (the build modules register the spec's kinds)
 
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.MarkedYAMLError as e:
-        mark = e.problem_mark or e.context_mark
-        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        raise SpecError([Problem(file, line, col, "", f"malformed YAML: {e.problem or e}")]) from None
-    if root is None:
-        raise SpecError([Problem(file, 1, 1, "", "the spec is empty")])
+    root = compose(text, file)
     reader = Reader(file)
     spec = reader.section(Spec, root, "")
     if spec is not None:
-        blocks = {name: _layer_blocks(reader, spec, name, stack) for name, stack, _ in spec.stacks()}
-        spec = dataclasses.replace(spec, **{f"{name}_blocks": blocks.get(name, ()) for name in STACKS}, source=file,
-                                   sha256=hashlib.sha256(text.encode()).hexdigest())
+        segments = {name: _layer_segments(reader, spec, name, stack) for name, stack, _ in spec.stacks()}
         if not reader.problems:
+            _check_size(reader, spec, segments, _locator(root))
+        if not reader.problems:
+            blocks = {name: tuple(chain.from_iterable(repeat(block, count) for count, block in runs))
+                      for name, runs in segments.items()}
+            spec = dataclasses.replace(spec, **{f"{name}_blocks": blocks.get(name, ()) for name in STACKS},
+                                       source=file, sha256=hashlib.sha256(text.encode()).hexdigest())
             _check_rules(reader, spec, root)
     if reader.problems:
         raise SpecError(_unique(reader.problems))
     return spec
 
 
-def _layer_blocks(reader: Reader, spec: Spec, name: str, stack) -> tuple[Block, ...]:
-    """One Block per layer: top-level block, then the stack's block, then matching overrides.
-    Each partial block is checked on its own first, so a problem is reported at the path where it
-    was written (`block.ffn`, `encoder.overrides[0].block.ffn`), not at the first layer it reaches."""
+def _layer_segments(reader: Reader, spec: Spec, name: str, stack) -> list[tuple[int, Block]]:
+    """The stack's layers as runs (count, Block): top-level block, then the stack's block, then the
+    overrides that cover the run; one parsed Block per run of layers that the same overrides cover, so
+    a deep stack costs no more than a shallow one. Each partial block is checked on its own first, so a
+    problem is reported at the path where it was written (`block.ffn`, `encoder.overrides[0].block.ffn`),
+    not at the first layer it reaches."""
     reader.section(Block, spec.block, "block")
     reader.section(Block, stack.block, f"{name}.block")
     overrides = []
@@ -69,14 +71,24 @@ def _layer_blocks(reader: Reader, spec: Spec, name: str, stack) -> tuple[Block, 
             continue
         overrides.append(override)
     base = merge_nodes(spec.block, stack.block)
-    blocks = []
-    for layer in range(stack.layers):
+    cuts = sorted({0, stack.layers} | {o.layers[0] for o in overrides} | {o.layers[1] + 1 for o in overrides})
+    runs = []
+    for first, end in zip(cuts, cuts[1:]):
         node = base
         for override in overrides:
-            if override.layers[0] <= layer <= override.layers[1]:
+            if override.layers[0] <= first <= override.layers[1]:
                 node = merge_nodes(node, override.block)
-        blocks.append(reader.section(Block, node, f"{name}.layers[{layer}].block"))
-    return tuple(blocks)
+        runs.append((end - first, reader.section(Block, node, f"{name}.layers[{first}].block")))
+    return runs
+
+
+def _check_size(reader: Reader, spec: Spec, segments: dict[str, list], at) -> None:
+    """Refuse, before any layer is built or weight allocated, a spec whose weights cannot fit in this
+    machine's memory (tfcompiler.language.size), at the field that drives the size."""
+    found = size.too_big(size.estimate(spec, segments), size.physical_memory())
+    if found:
+        path, message = found
+        reader.problem(at(path), path, message)
 
 
 def merge_nodes(base: yaml.Node | None, over: yaml.Node | None) -> yaml.Node | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from dataclasses import MISSING, dataclass
@@ -96,7 +97,14 @@ class Reader:
             if key not in fields:
                 self.problem(key_node, join(path, key), f"unknown key{did_you_mean(key, fields)}")
                 continue
-            values[key] = self.value(hints[key], fields[key], value_node, join(path, key))
+            before = len(self.problems)
+            value = self.value(hints[key], fields[key], value_node, join(path, key))
+            if value is None and len(self.problems) > before:
+                # A field that failed to parse is left out, so that no section holds a None its type
+                # does not allow: an optional field keeps its default, and a section missing a
+                # required one is no section (None), as when the key is absent.
+                continue
+            values[key] = value
         for name, f in fields.items():
             if name in given:
                 continue
@@ -185,6 +193,9 @@ class Reader:
                 pass
         if hint is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
+        if not finite(value):
+            self.problem(node, path, f"expected {type_words(hint, meta)}, got {node.value}")
+            return None
         if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
             self.problem(node, path, f"expected {type_words(hint, meta)}, got {describe(node)}")
             return None
@@ -205,7 +216,7 @@ class Reader:
         for hint in options:
             if typing.get_origin(hint) is list:  # a list is a sequence node, never this scalar (see `value`)
                 continue
-            if isinstance(value, hint) and not (hint in (int, float) and isinstance(value, bool)):
+            if isinstance(value, hint) and not (hint in (int, float) and isinstance(value, bool)) and finite(value):
                 return value
             if hint is float and isinstance(value, int) and not isinstance(value, bool):
                 return float(value)
@@ -222,6 +233,11 @@ def kind_of(options) -> str:
 # --- words ------------------------------------------------------------------------------------------
 def join(path: str, key) -> str:
     return f"{path}.{key}" if path else str(key)
+
+
+def finite(value) -> bool:
+    """False for a float that is NaN or infinite (`.nan`, `.inf`, `1e999`): no option means one."""
+    return not isinstance(value, float) or math.isfinite(value)
 
 
 def is_null(node: yaml.Node) -> bool:
@@ -247,7 +263,7 @@ def type_words(hint, meta) -> str:
     minimum = meta.get("minimum") if meta else None
     if typing.get_origin(hint) is list:
         return "a list"
-    base = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(hint, str(hint))
+    base = {int: "an integer", float: "a finite number", bool: "true or false", str: "a string"}.get(hint, str(hint))
     if minimum is not None:
         base += f" >= {minimum:g}" if hint is float else f" >= {int(minimum)}"
     return base
