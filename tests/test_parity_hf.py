@@ -152,6 +152,46 @@ def test_import_lists_missing_tensors(tmp_path, capsys):
     assert "h.0.ln_2.weight" in capsys.readouterr().err
 
 
+def _gpt2_checkpoint(folder):
+    """A tiny GPT2LMHeadModel saved to folder; returns the safetensors path and its tensors."""
+    from safetensors.numpy import load_file
+
+    config = transformers.GPT2Config(n_embd=32, n_layer=1, n_head=4, vocab_size=50, n_positions=16,
+                                     bos_token_id=0, eos_token_id=0)
+    transformers.GPT2LMHeadModel(config).save_pretrained(folder)
+    path = folder / "model.safetensors"
+    return path, load_file(str(path))
+
+
+def test_import_refuses_tensors_it_cannot_place(tmp_path, capsys):
+    """A tensor the importer reads nowhere (here a task head it does not know) fails the import, named
+    with its shape, and nothing is written."""
+    from safetensors.numpy import save_file
+
+    path, tensors = _gpt2_checkpoint(tmp_path / "hf")
+    tensors["score.weight"] = np.ones((3, 32), np.float32)
+    save_file(tensors, str(path))
+    assert main(["import-hf", str(tmp_path / "hf"), "-o", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert "1 checkpoint tensor(s) of GPT2LMHeadModel have no place" in err and "score.weight [3, 32]" in err
+    assert "Traceback" not in err and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("same", [True, False])
+def test_import_accepts_tied_copies_and_buffers_only_when_redundant(tmp_path, capsys, same):
+    """Older checkpoints store a tied LM head a second time, and buffers (GPT-2's causal mask): the
+    copy is skipped when it equals the embedding, and named when it does not (then it is not tied)."""
+    from safetensors.numpy import save_file
+
+    path, tensors = _gpt2_checkpoint(tmp_path / "hf")
+    tensors["lm_head.weight"] = tensors["transformer.wte.weight"] + (0 if same else 1)
+    tensors["transformer.h.0.attn.bias"] = np.tril(np.ones((1, 1, 16, 16), np.float32))
+    save_file(tensors, str(path))
+    assert main(["import-hf", str(tmp_path / "hf"), "-o", str(tmp_path / "out")]) == (0 if same else 1)
+    err = capsys.readouterr().err
+    assert ("lm_head.weight [50, 32]" in err) != same and "attn.bias" not in err
+
+
 @pytest.mark.parametrize("feed_forward", ["relu", "gated-gelu"])
 def test_t5_matches_transformers(tmp_path, feed_forward):
     """Encoder-decoder with bucketed relative bias (bidirectional in the encoder, causal in the

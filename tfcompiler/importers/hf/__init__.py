@@ -88,6 +88,12 @@ def import_hf(model_dir: str | Path, out_dir: str | Path) -> list[Path]:
     if checkpoint.missing:
         raise TfcError(f"{model_dir}: checkpoint lacks tensors the model needs:\n" +
                        "\n".join(f"  {k}" for k in checkpoint.missing))
+    unplaced = checkpoint.unplaced()
+    if unplaced:
+        architecture = (config.get("architectures") or [model_type])[0]
+        raise TfcError(f"{model_dir}: {len(unplaced)} checkpoint tensor(s) of {architecture} have no place in the "
+                       "imported model (a task head or layer the importer does not read); nothing was written:\n" +
+                       "\n".join(f"  {k} {list(checkpoint.tensors[k].shape)}" for k in unplaced))
     name = config.get("_name_or_path") or model_dir.name
     spec_dict = {"tfc": 1, "name": Path(str(name)).name or model_type, "topology": topology, **body}
     generation = (generation_section(model_dir, config, spec_dict["model"]["vocab_size"])

@@ -1,35 +1,70 @@
 """The pieces every Hugging Face importer shares: the checkpoint's tensors (looked up with or without a
-task model's prefix, the missing ones remembered), activations, and the weights of norms, linear maps
-and the common attention-output / FFN layout under tfcompiler's canonical names."""
+task model's prefix, the missing ones remembered, the placed ones counted so that none is dropped
+unseen), activations, and the weights of norms, linear maps and the common attention-output / FFN
+layout under tfcompiler's canonical names."""
 from __future__ import annotations
 
 from pathlib import Path
+
+import re
 
 import numpy as np
 
 from ...errors import TfcError
 
-PREFIXES = ("", "bert.", "transformer.", "model.", "longformer.", "reformer.")
+PREFIXES = ("", "bert.", "transformer.", "model.", "longformer.", "reformer.", "funnel.", "deberta.",
+            "nystromformer.")
+# Tensors transformers saves that are not parameters: each is recomputed from the config by the
+# compiled model, so it is recognised by name (and only these names) instead of being imported.
+BUFFERS = {r"(^|\.)embeddings\.position_ids$": "position numbers 0..max_length-1 (BERT family)",
+           r"(^|\.)embeddings\.token_type_ids$": "default token types, all zero (BERT family)",
+           r"(^|\.)rotary_emb\.inv_freq$": "rotary frequencies, from the config's rope settings (Llama)",
+           r"(^|\.)h\.\d+\.attn\.(masked_)?bias$": "GPT-2's causal mask and its fill value"}
+BUFFER = re.compile("|".join(BUFFERS))
 ACTIVATIONS = {"gelu": "gelu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh",
                 "relu": "relu", "silu": "silu", "swish": "silu"}
 
 
 class Checkpoint:
     """A checkpoint's tensors, looked up with or without the task model's prefix; every tensor that
-    is asked for and missing is remembered, so one error can list them all."""
+    is asked for and missing is remembered, so one error can list them all, and every one read is
+    marked placed, so that `unplaced` can list the rest."""
 
     def __init__(self, tensors: dict[str, np.ndarray], source: str):
         self.tensors, self.source, self.missing = tensors, source, []
+        self.placed: set[str] = set()
+        self.copies: dict[str, str] = {}
 
     def __call__(self, key: str) -> np.ndarray:
-        for prefix in PREFIXES:
-            if prefix + key in self.tensors:
-                return self.tensors[prefix + key].astype(np.float32)
-        self.missing.append(key)
-        return np.zeros((0,), np.float32)
+        found = self.find(key)
+        if found is None:
+            self.missing.append(key)
+            return np.zeros((0,), np.float32)
+        self.placed.add(found)
+        return self.tensors[found].astype(np.float32)
+
+    def find(self, key: str) -> str | None:
+        """The checkpoint's own name for ``key`` (with the task model's prefix, if any), or None."""
+        return next((prefix + key for prefix in PREFIXES if prefix + key in self.tensors), None)
 
     def has(self, key: str) -> bool:
-        return any(prefix + key in self.tensors for prefix in PREFIXES)
+        return self.find(key) is not None
+
+    def tied(self, copy: str, original: str) -> None:
+        """``copy``, where the checkpoint has it, is a second stored copy of ``original`` (a head tied to
+        the embedding, as older checkpoints save it): not imported, but only if it holds the same numbers."""
+        self.copies[copy] = original
+
+    def unplaced(self) -> list[str]:
+        """The tensors the import did not place, less the known buffers and the tied copies equal to
+        their original (a copy that differs is listed: the model it came from does not tie them)."""
+        redundant = set()
+        for copy, original in self.copies.items():
+            ours, theirs = self.find(copy), self.find(original)
+            if ours and theirs and np.array_equal(self.tensors[ours], self.tensors[theirs]):
+                redundant.add(ours)
+        return sorted(key for key in self.tensors
+                      if key not in self.placed and key not in redundant and not BUFFER.search(key))
 
 
 def load_tensors(model_dir: Path) -> dict[str, np.ndarray]:

@@ -24,6 +24,7 @@ def gpt2(config: dict, w: Checkpoint) -> tuple[dict, dict]:
         "head": {"kind": "lm", "tied": True}}
     weights = {"embeddings.tokens.weight": w("wte.weight"), "embeddings.positions.weight": w("wpe.weight"),
                **norm_weights(w, "decoder.final_norm", "ln_f")}
+    w.tied("lm_head.weight", "wte.weight")
     for i in range(config["n_layer"]):
         ours, theirs = f"decoder.layers.{i}", f"h.{i}"
         qkv_weight, qkv_bias = w(f"{theirs}.attn.c_attn.weight"), w(f"{theirs}.attn.c_attn.bias")
@@ -71,6 +72,7 @@ def llama(config: dict, w: Checkpoint) -> tuple[dict, dict]:
                "decoder.final_norm.weight": w("norm.weight")}
     if not tied:
         weights["lm_head.weight"] = w("lm_head.weight").T
+    w.tied("lm_head.weight", "embed_tokens.weight")
     projections = {"attention.query": "self_attn.q_proj", "attention.key": "self_attn.k_proj",
                    "attention.value": "self_attn.v_proj", "attention.output": "self_attn.o_proj",
                    "ffn.gate": "mlp.gate_proj", "ffn.up": "mlp.up_proj", "ffn.down": "mlp.down_proj"}

@@ -55,7 +55,8 @@ def deberta_v2(config: dict, w: Checkpoint) -> tuple[dict, dict]:
             raise TfcError(f"DeBERTa-v2 with {flag}={config[flag]!r} is not supported yet")
     if config.get("embedding_size", config["hidden_size"]) != config["hidden_size"]:
         raise TfcError("DeBERTa-v2 with embedding_size != hidden_size is not supported yet")
-    if not config.get("relative_attention") or not config.get("share_att_key", True):
+    # transformers reads a missing share_att_key as false (separate pos_key_proj / pos_query_proj)
+    if not config.get("relative_attention") or not config.get("share_att_key", False):
         raise TfcError("DeBERTa-v2 is supported with relative_attention=true and share_att_key=true")
     eps, layers = config["layer_norm_eps"], config["num_hidden_layers"]
     norm_rel = "layer_norm" in [x.strip() for x in str(config.get("norm_rel_ebd", "none")).split("|")]

@@ -83,4 +83,5 @@ def reformer(config: dict, w: Checkpoint) -> tuple[dict, dict]:
                         **linear_weights(w, f"{ours}.ffn.down", f"{theirs}.feed_forward.output.dense", True)})
     if spec["head"]["kind"] == "lm":
         weights.update(linear_weights(w, "lm_head", "lm_head.decoder", True))
+        w.tied("lm_head.bias", "lm_head.decoder.bias")
     return spec, weights

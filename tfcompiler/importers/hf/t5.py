@@ -26,6 +26,8 @@ def t5(config: dict, w: Checkpoint) -> tuple[dict, dict]:
         "encoder": {"layers": layers["encoder"], "final_norm": True},
         "decoder": {"layers": layers["decoder"], "final_norm": True}}
     weights = {"embeddings.tokens.weight": w("shared.weight")}
+    for copy in ("encoder.embed_tokens.weight", "decoder.embed_tokens.weight", "lm_head.weight"):
+        w.tied(copy, "shared.weight")  # lm_head: when tie_word_embeddings (else it is imported below)
     attention = {"query": "q", "key": "k", "value": "v", "output": "o"}
     ffn = {"gate": "wi_0", "up": "wi_1", "down": "wo"} if activation == "geglu_tanh" else {"up": "wi", "down": "wo"}
     for stack, count in layers.items():
