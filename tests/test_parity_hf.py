@@ -192,6 +192,60 @@ def test_import_accepts_tied_copies_and_buffers_only_when_redundant(tmp_path, ca
     assert ("lm_head.weight [50, 32]" in err) != same and "attn.bias" not in err
 
 
+SMALL_ENCODER = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
+                     vocab_size=100)
+
+
+@pytest.mark.parametrize("family, make", [
+    ("bert", lambda: transformers.BertForSequenceClassification(transformers.BertConfig(
+        **SMALL_ENCODER, max_position_embeddings=64, type_vocab_size=2, num_labels=3, attn_implementation="eager"))),
+    ("longformer", lambda: transformers.LongformerForSequenceClassification(transformers.LongformerConfig(
+        **SMALL_ENCODER, max_position_embeddings=80, attention_window=4, pad_token_id=1, num_labels=3,
+        attn_implementation="eager"))),
+    ("funnel", lambda: transformers.FunnelForSequenceClassification(transformers.FunnelConfig(
+        vocab_size=100, block_sizes=[1, 2], d_model=32, n_head=4, d_head=8, d_inner=48, num_labels=3)))])
+@pytest.mark.parametrize("pad", [0, 3])
+def test_sequence_classification_matches_transformers(imported, family, make, pad):
+    """*ForSequenceClassification: the task head (a dense layer and tanh over the first token, then the
+    labels' linear map) imported as the `classifier` head with num_labels, its logits against the torch
+    model's, with and without padding."""
+    model, session, folder = imported(("classify", family), lambda: randomise(make(), seed=7))
+    assert [o.name for o in session.get_outputs()] == ["logits"]
+    rng = np.random.default_rng(7)
+    for batch, length in [(1, 12), (3, 13)]:
+        feeds = {"input_ids": rng.integers(2, 100, (batch, length)), "attention_mask": padded_mask(batch, length, pad)}
+        if "token_type_ids" in [i.name for i in session.get_inputs()]:
+            feeds["token_type_ids"] = rng.integers(0, 2, (batch, length))
+        theirs = dict(feeds)
+        if family == "longformer":  # the global token: Hugging Face's default for classification is [CLS]
+            feeds["global_attention_mask"] = np.zeros_like(feeds["input_ids"])
+            feeds["global_attention_mask"][:, 0] = 1
+        (got,) = session.run(["logits"], whole_input(session, feeds))
+        with torch.no_grad():
+            want = model(**{k: torch.from_numpy(v) for k, v in theirs.items()}).logits.numpy()
+        assert got.shape == (batch, 3)
+        assert_close(got, want, f"{family} logits {batch}x{length}, pad {pad}")
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: transformers.BertForTokenClassification(transformers.BertConfig(**SMALL_ENCODER)),
+     "classifier.weight [2, 64]"),
+    (lambda: transformers.BertForQuestionAnswering(transformers.BertConfig(**SMALL_ENCODER)),
+     "qa_outputs.weight [2, 64]"),
+    (lambda: transformers.BertForMultipleChoice(transformers.BertConfig(**SMALL_ENCODER)),
+     "BertForMultipleChoice: multiple-choice heads"),
+    (lambda: transformers.NystromformerForSequenceClassification(transformers.NystromformerConfig(
+        **SMALL_ENCODER, num_landmarks=4, segment_means_seq_len=16)), "applies hidden_act='gelu_new'"),
+    (lambda: transformers.GPT2ForSequenceClassification(transformers.GPT2Config(
+        n_embd=32, n_layer=1, n_head=4, vocab_size=50, n_positions=16)), "score.weight [2, 32]")])
+def test_import_refuses_task_heads_it_cannot_express(tmp_path, capsys, make, message):
+    make().save_pretrained(tmp_path / "hf")
+    assert main(["import-hf", str(tmp_path / "hf"), "-o", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert message in err and str(tmp_path / "hf") in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize("feed_forward", ["relu", "gated-gelu"])
 def test_t5_matches_transformers(tmp_path, feed_forward):
     """Encoder-decoder with bucketed relative bias (bidirectional in the encoder, causal in the

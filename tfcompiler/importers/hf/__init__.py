@@ -53,6 +53,7 @@ from ...errors import TfcError
 from .checkpoint import Checkpoint, load_tensors
 from .decoders import gpt2, llama
 from .generation import generation_section, tokenizer_files
+from .heads import architecture, refuse_multiple_choice
 from .encoders import bert, deberta_v2, funnel, longformer, nystromformer
 from .reformer import reformer
 from .t5 import t5
@@ -84,15 +85,21 @@ def import_hf(model_dir: str | Path, out_dir: str | Path) -> list[Path]:
                        f"supported: {', '.join(sorted(IMPORTERS))}")
     topology, importer = IMPORTERS[model_type]
     checkpoint = Checkpoint(load_tensors(model_dir), str(model_dir))
-    body, weights = importer(config, checkpoint)
+    try:
+        refuse_multiple_choice(config)
+        body, weights = importer(config, checkpoint)
+    except TfcError as e:
+        raise TfcError(f"{model_dir / 'config.json'}: {e}") from None
+    except KeyError as e:  # a setting the family's config always has
+        raise TfcError(f"{model_dir / 'config.json'}: {model_type} config lacks {e}") from None
     if checkpoint.missing:
         raise TfcError(f"{model_dir}: checkpoint lacks tensors the model needs:\n" +
                        "\n".join(f"  {k}" for k in checkpoint.missing))
     unplaced = checkpoint.unplaced()
     if unplaced:
-        architecture = (config.get("architectures") or [model_type])[0]
-        raise TfcError(f"{model_dir}: {len(unplaced)} checkpoint tensor(s) of {architecture} have no place in the "
-                       "imported model (a task head or layer the importer does not read); nothing was written:\n" +
+        raise TfcError(f"{model_dir}: {len(unplaced)} checkpoint tensor(s) of {architecture(config)} have no place "
+                       "in the imported model (a task head or layer the importer does not read); "
+                       "nothing was written:\n" +
                        "\n".join(f"  {k} {list(checkpoint.tensors[k].shape)}" for k in unplaced))
     name = config.get("_name_or_path") or model_dir.name
     spec_dict = {"tfc": 1, "name": Path(str(name)).name or model_type, "topology": topology, **body}
@@ -104,7 +111,7 @@ def import_hf(model_dir: str | Path, out_dir: str | Path) -> list[Path]:
     if tokenizer:
         spec_dict["tokenizer"] = "."
     text = (f"# Imported by `tfc import-hf` from {model_dir.name} "
-            f"({(config.get('architectures') or [model_type])[0]}).\n"
+            f"({architecture(config)}).\n"
             + yaml.safe_dump(spec_dict, sort_keys=False))
     spec = parse_spec(text, str(out_dir / "spec.yaml"))
     weights = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in weights.items()}

@@ -6,6 +6,7 @@ import numpy as np
 
 from ...errors import TfcError
 from .checkpoint import Checkpoint, activation_kind, ffn_section, linear_weights, norm_weights, output_and_ffn
+from .heads import architecture, refuse_activation, sequence_classifier
 
 
 def bert_layer(w: Checkpoint, ours: str, theirs: str, projection: str) -> dict:
@@ -44,7 +45,10 @@ def bert(config: dict, w: Checkpoint) -> tuple[dict, dict]:
     for i in range(config["num_hidden_layers"]):
         ours, theirs = f"encoder.layers.{i}", f"encoder.layer.{i}"
         weights.update(bert_layer(w, ours, theirs, "{}"))
-    if has_pooler:
+    if has_pooler and w.has("classifier.weight"):  # BertForSequenceClassification: pooler, then classifier
+        spec["head"], head = sequence_classifier(w, "pooler.dense", "classifier")
+        weights.update(head)
+    elif has_pooler:
         weights.update(linear_weights(w, "pooler.dense", "pooler.dense", True))
     return spec, weights
 
@@ -82,6 +86,10 @@ def deberta_v2(config: dict, w: Checkpoint) -> tuple[dict, dict]:
     for i in range(layers):
         ours, theirs = f"encoder.layers.{i}", f"encoder.layer.{i}"
         weights.update(bert_layer(w, ours, theirs, "{}_proj"))
+    if w.has("pooler.dense.weight") and w.has("classifier.weight"):  # ContextPooler: first token, dense, activation
+        refuse_activation(architecture(config), "pooler_hidden_act", config.get("pooler_hidden_act", "gelu"))
+        spec["head"], head = sequence_classifier(w, "pooler.dense", "classifier")
+        weights.update(head)
     return spec, weights
 
 
@@ -111,6 +119,9 @@ def longformer(config: dict, w: Checkpoint) -> tuple[dict, dict]:
         for name in ("query", "key", "value"):
             weights.update(linear_weights(w, f"encoder.layers.{i}.attention.{name}_global",
                                            f"encoder.layer.{i}.attention.self.{name}_global", True))
+    if w.has("classifier.out_proj.weight"):  # LongformerClassificationHead: first token, dense, tanh, out_proj
+        spec["head"], head = sequence_classifier(w, "classifier.dense", "classifier.out_proj")
+        weights.update(head)
     return spec, weights
 
 
@@ -124,6 +135,8 @@ def nystromformer(config: dict, w: Checkpoint) -> tuple[dict, dict]:
                        "plus the value convolution in Hugging Face; that combination is not supported yet")
     spec, weights = bert(config, w)
     weights["embeddings.positions.weight"] = w("embeddings.position_embeddings.weight")[2:]
+    if w.has("classifier.out_proj.weight"):  # its head: first token, dense, hidden_act, out_proj
+        refuse_activation(architecture(config), "hidden_act", config["hidden_act"])
     conv = config.get("conv_kernel_size") or 0
     spec["block"]["attention"] = {"kind": "nystrom", "landmarks": landmarks, "pinv_iterations": 6,
                                   "conv_kernel": conv, "pinv_scale": "global"}
@@ -175,4 +188,7 @@ def funnel(config: dict, w: Checkpoint) -> tuple[dict, dict]:
         weights[f"{relative}.position.weight"] = kernel.reshape(kernel.shape[0], -1)
         weights.update(output_and_ffn(w, ours, True, f"{source}.attention.post_proj", f"{source}.attention.layer_norm",
                                        f"{source}.ffn.linear_1", f"{source}.ffn.linear_2", f"{source}.ffn.layer_norm"))
+    if w.has("classifier.linear_out.weight"):  # FunnelClassificationHead: first token, dense, tanh, linear_out
+        spec["head"], head = sequence_classifier(w, "classifier.linear_hidden", "classifier.linear_out")
+        weights.update(head)
     return spec, weights
