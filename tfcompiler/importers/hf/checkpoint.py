@@ -34,6 +34,7 @@ class Checkpoint:
         self.tensors, self.source, self.missing = tensors, source, []
         self.placed: set[str] = set()
         self.copies: dict[str, str] = {}
+        self.unread: set[str] = set()
 
     def __call__(self, key: str) -> np.ndarray:
         found = self.find(key)
@@ -55,10 +56,16 @@ class Checkpoint:
         the embedding, as older checkpoints save it): not imported, but only if it holds the same numbers."""
         self.copies[copy] = original
 
+    def never_read(self, key: str) -> None:
+        """``key`` is a parameter the source model stores but its forward pass never reads."""
+        found = self.find(key)
+        if found:
+            self.unread.add(found)
+
     def unplaced(self) -> list[str]:
         """The tensors the import did not place, less the known buffers and the tied copies equal to
         their original (a copy that differs is listed: the model it came from does not tie them)."""
-        redundant = set()
+        redundant = set(self.unread)
         for copy, original in self.copies.items():
             ours, theirs = self.find(copy), self.find(original)
             if ours and theirs and np.array_equal(self.tensors[ours], self.tensors[theirs]):

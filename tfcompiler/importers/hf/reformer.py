@@ -83,5 +83,6 @@ def reformer(config: dict, w: Checkpoint) -> tuple[dict, dict]:
                         **linear_weights(w, f"{ours}.ffn.down", f"{theirs}.feed_forward.output.dense", True)})
     if spec["head"]["kind"] == "lm":
         weights.update(linear_weights(w, "lm_head", "lm_head.decoder", True))
-        w.tied("lm_head.bias", "lm_head.decoder.bias")
+        # transformers 4 tied ReformerOnlyLMHead.bias to decoder.bias; 5 keeps both and reads only the decoder's
+        w.never_read("lm_head.bias")
     return spec, weights
