@@ -227,17 +227,53 @@ def test_sequence_classification_matches_transformers(imported, family, make, pa
         assert_close(got, want, f"{family} logits {batch}x{length}, pad {pad}")
 
 
+SMALL_LLAMA = dict(hidden_size=64, intermediate_size=96, num_attention_heads=4, num_key_value_heads=2,
+                   num_hidden_layers=2, vocab_size=100, max_position_embeddings=64, attn_implementation="eager")
+SMALL_GPT2 = dict(n_embd=64, n_layer=2, n_head=4, vocab_size=100, n_positions=64, attn_implementation="eager")
+
+
+@pytest.mark.parametrize("name, make", [
+    ("bert-tokens", lambda: transformers.BertForTokenClassification(transformers.BertConfig(
+        **SMALL_ENCODER, max_position_embeddings=64, num_labels=5, attn_implementation="eager"))),
+    ("bert-qa", lambda: transformers.BertForQuestionAnswering(transformers.BertConfig(
+        **SMALL_ENCODER, max_position_embeddings=64, attn_implementation="eager"))),
+    ("gpt2-tokens", lambda: transformers.GPT2ForTokenClassification(transformers.GPT2Config(
+        **SMALL_GPT2, num_labels=5))),
+    ("llama-tokens", lambda: transformers.LlamaForTokenClassification(transformers.LlamaConfig(
+        **SMALL_LLAMA, num_labels=5))),
+    ("llama-qa", lambda: transformers.LlamaForQuestionAnswering(transformers.LlamaConfig(**SMALL_LLAMA)))])
+def test_token_heads_match_transformers(imported, name, make):
+    """*ForTokenClassification (logits per token: the `token_classifier` head) and *ForQuestionAnswering
+    (start and end logits per token: the `span` head), compared at the real positions of a padded batch."""
+    model, session, _ = imported(("tokens", name), lambda: randomise(make(), seed=8))
+    outputs = [o.name for o in session.get_outputs() if not o.name.startswith("present.")]  # a decoder's cache
+    assert outputs == (["start_logits", "end_logits"] if name.endswith("qa") else ["logits"])
+    rng = np.random.default_rng(8)
+    for batch, length in SHAPES:
+        feeds = {"input_ids": rng.integers(2, 100, (batch, length)), "attention_mask": padded_mask(batch, length, 3)}
+        if "token_type_ids" in [i.name for i in session.get_inputs()]:
+            feeds["token_type_ids"] = rng.integers(0, 2, (batch, length))
+        got = dict(zip(outputs, session.run(outputs, whole_input(session, feeds))))
+        with torch.no_grad():
+            want = model(**{k: torch.from_numpy(v) for k, v in feeds.items()})
+        real = feeds["attention_mask"].astype(bool)
+        for output in outputs:
+            assert got[output].shape == tuple(getattr(want, output).shape)
+            assert_close(got[output][real], getattr(want, output).numpy()[real], f"{name} {output} {batch}x{length}")
+
+
 @pytest.mark.parametrize("make, message", [
-    (lambda: transformers.BertForTokenClassification(transformers.BertConfig(**SMALL_ENCODER)),
-     "classifier.weight [2, 64]"),
-    (lambda: transformers.BertForQuestionAnswering(transformers.BertConfig(**SMALL_ENCODER)),
-     "qa_outputs.weight [2, 64]"),
+    (lambda: transformers.LlamaForSequenceClassification(transformers.LlamaConfig(**SMALL_LLAMA)),
+     "scores the last real token"),
+    (lambda: transformers.T5ForQuestionAnswering(transformers.T5Config(
+        d_model=32, d_kv=8, d_ff=48, num_layers=1, num_heads=4, vocab_size=50, decoder_start_token_id=0)),
+     "qa_outputs.weight [2, 32]"),
     (lambda: transformers.BertForMultipleChoice(transformers.BertConfig(**SMALL_ENCODER)),
      "BertForMultipleChoice: multiple-choice heads"),
     (lambda: transformers.NystromformerForSequenceClassification(transformers.NystromformerConfig(
         **SMALL_ENCODER, num_landmarks=4, segment_means_seq_len=16)), "applies hidden_act='gelu_new'"),
     (lambda: transformers.GPT2ForSequenceClassification(transformers.GPT2Config(
-        n_embd=32, n_layer=1, n_head=4, vocab_size=50, n_positions=16)), "score.weight [2, 32]")])
+        n_embd=32, n_layer=1, n_head=4, vocab_size=50, n_positions=16)), "scores the last real token")])
 def test_import_refuses_task_heads_it_cannot_express(tmp_path, capsys, make, message):
     make().save_pretrained(tmp_path / "hf")
     assert main(["import-hf", str(tmp_path / "hf"), "-o", str(tmp_path / "out")]) == 1

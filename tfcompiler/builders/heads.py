@@ -1,6 +1,7 @@
 """Output heads: hidden states only, a pooler (dense + tanh over the first token, as BERT), a
-classifier on the pooler, a language-model head (tied to the token embedding or its own), or the
-Set Transformer's pooling by multi-head attention."""
+classifier on the pooler, a language-model head (tied to the token embedding or its own), per-token
+heads (a token classifier; answer spans' start and end logits), or the Set Transformer's pooling by
+multi-head attention."""
 from __future__ import annotations
 
 from .attention.multi_head import MultiHeadOptions, build_multi_head
@@ -28,6 +29,14 @@ def build_head(ctx, spec, hidden, mask) -> dict:
         return {"logits": logits}
     if head.kind == "none":
         return {"last_hidden_state": hidden}
+    if head.kind == "token_classifier":
+        with ctx.at("classifier"):
+            return {"logits": ctx.linear(hidden, head.labels, "")}
+    if head.kind == "span":
+        with ctx.at("span"):
+            both = ctx.linear(hidden, 2, "")  # (B, S, 2): each token's start and end logits
+            return {name: ctx.op("gather", both, ctx.constant(i, dtype="int64"), axis=2, label=label)
+                    for i, (name, label) in enumerate((("start_logits", "Start"), ("end_logits", "End")))}
     if head.kind == "set_pool":
         return {"last_hidden_state": hidden, "pooler_output": set_pool(ctx, spec, hidden, mask)}
     with ctx.at("pooler"):

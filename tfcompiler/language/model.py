@@ -317,11 +317,14 @@ class Head(Section):
                        "(dense + tanh over the first token); classifier: pooler + linear to "
                        "`labels` logits; lm: a language-model head producing logits over the "
                        "vocabulary; set_pool: the Set Transformer's pooling by multi-head attention "
-                       "(PMA): `seeds` learned vectors attend the outputs, pooler_output (B, seeds, D).",
-                       choices=("none", "pooler", "classifier", "lm", "set_pool"))
+                       "(PMA): `seeds` learned vectors attend the outputs, pooler_output (B, seeds, D); "
+                       "token_classifier: a linear map of every token to `labels` logits (B, S, labels); span: "
+                       "extractive question answering, start_logits and end_logits (B, S) from one linear map "
+                       "of every token.",
+                       choices=("none", "pooler", "classifier", "lm", "set_pool", "token_classifier", "span"))
     tied: bool = option(True, doc="The LM head reuses the token embedding matrix.")
     bias: bool = option(False, doc="A bias on the LM head.")
-    labels: int = option(2, doc="Classifier outputs.", minimum=1)
+    labels: int = option(2, doc="Classifier outputs (classifier, token_classifier).", minimum=1)
     seeds: int = option(1, doc="set_pool: pooled vectors (PMA's k).", minimum=1)
     pooling: str = option("first", doc="What the pooler reads: the first token ([CLS], BERT), the mean "
                           "of the real tokens, or the last real token.", choices=("first", "mean", "last"))
@@ -329,6 +332,8 @@ class Head(Section):
     def problems(self, spec, where: Where):
         if self.kind in ("pooler", "classifier") and not spec.bidirectional:
             yield At("kind", f"'{self.kind}' needs topology 'encoder' or 'hierarchical'")
+        if self.kind in ("token_classifier", "span") and spec.topology not in ("encoder", "decoder"):
+            yield At("kind", f"'{self.kind}' labels the tokens of one stack: it needs topology 'encoder' or 'decoder'")
         if self.kind == "lm" and spec.topology == "hierarchical":
             yield At("kind", "a hierarchical model outputs sentence vectors, not tokens: "
                      "use none, pooler, classifier or set_pool")

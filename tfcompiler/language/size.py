@@ -80,6 +80,7 @@ def estimate(spec, segments: dict[str, list]) -> Size:
     embeddings = tables * dims.vocab_size * width + 4 * width
     head = {"lm": 0 if spec.head.tied else dims.vocab_size * (width + 1),
             "pooler": width * (width + 1), "classifier": width * (width + 1) + (width + 1) * spec.head.labels,
+            "token_classifier": (width + 1) * spec.head.labels, "span": (width + 1) * 2,
             "set_pool": spec.head.seeds * width + attention_parameters(dims) + 2 * width}.get(spec.head.kind, 0)
     stacks = {}
     for name, stack, _ in spec.stacks():

@@ -104,7 +104,8 @@ def import_hf(model_dir: str | Path, out_dir: str | Path) -> list[Path]:
     name = config.get("_name_or_path") or model_dir.name
     spec_dict = {"tfc": 1, "name": Path(str(name)).name or model_type, "topology": topology, **body}
     generation = (generation_section(model_dir, config, spec_dict["model"]["vocab_size"])
-                  if "decoder" in spec_dict else {})  # models that generate
+                  if "decoder" in spec_dict and body.get("head", {}).get("kind") not in ("token_classifier", "span")
+                  else {})  # models that generate
     if generation:
         spec_dict["generation"] = generation
     tokenizer = tokenizer_files(model_dir)

@@ -6,7 +6,7 @@ import numpy as np
 
 from ...errors import TfcError
 from .checkpoint import Checkpoint, activation_kind, ffn_section, linear_weights, norm_weights, output_and_ffn
-from .heads import architecture, refuse_activation, sequence_classifier
+from .heads import architecture, refuse_activation, sequence_classifier, token_head, with_head
 
 
 def bert_layer(w: Checkpoint, ours: str, theirs: str, projection: str) -> dict:
@@ -50,6 +50,8 @@ def bert(config: dict, w: Checkpoint) -> tuple[dict, dict]:
         weights.update(head)
     elif has_pooler:
         weights.update(linear_weights(w, "pooler.dense", "pooler.dense", True))
+    else:
+        with_head(spec, weights, token_head(w, config))
     return spec, weights
 
 
@@ -90,6 +92,8 @@ def deberta_v2(config: dict, w: Checkpoint) -> tuple[dict, dict]:
         refuse_activation(architecture(config), "pooler_hidden_act", config.get("pooler_hidden_act", "gelu"))
         spec["head"], head = sequence_classifier(w, "pooler.dense", "classifier")
         weights.update(head)
+    else:
+        with_head(spec, weights, token_head(w, config))
     return spec, weights
 
 
@@ -191,4 +195,6 @@ def funnel(config: dict, w: Checkpoint) -> tuple[dict, dict]:
     if w.has("classifier.linear_out.weight"):  # FunnelClassificationHead: first token, dense, tanh, linear_out
         spec["head"], head = sequence_classifier(w, "classifier.linear_hidden", "classifier.linear_out")
         weights.update(head)
+    else:
+        with_head(spec, weights, token_head(w, config))
     return spec, weights

@@ -5,6 +5,7 @@ import numpy as np
 
 from ...errors import TfcError
 from .checkpoint import Checkpoint, activation_kind, ffn_section, linear_weights, norm_weights
+from .heads import token_head, with_head
 
 
 def reformer(config: dict, w: Checkpoint) -> tuple[dict, dict]:
@@ -81,6 +82,7 @@ def reformer(config: dict, w: Checkpoint) -> tuple[dict, dict]:
                         **norm_weights(w, f"{ours}.ffn_norm", f"{theirs}.feed_forward.layer_norm"),
                         **linear_weights(w, f"{ours}.ffn.up", f"{theirs}.feed_forward.dense.dense", True),
                         **linear_weights(w, f"{ours}.ffn.down", f"{theirs}.feed_forward.output.dense", True)})
+    with_head(spec, weights, token_head(w, config))  # ReformerForQuestionAnswering: over both streams
     if spec["head"]["kind"] == "lm":
         weights.update(linear_weights(w, "lm_head", "lm_head.decoder", True))
         # transformers 4 tied ReformerOnlyLMHead.bias to decoder.bias; 5 keeps both and reads only the decoder's
