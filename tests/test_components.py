@@ -125,6 +125,15 @@ block: {placement: post}
 encoder: {layers: 1}
 head: {kind: classifier, labels: 3, pooling: mean}
 """),
+    "token_classifier": ("encoder", "", """
+block: {placement: post}
+encoder: {layers: 1}
+head: {kind: token_classifier, labels: 5}
+"""),
+    "span_decoder": ("decoder", "", """
+decoder: {layers: 1}
+head: {kind: span}
+"""),
     "last_token_pooler": ("encoder", "", """
 block: {placement: pre}
 encoder: {layers: 1}
@@ -419,3 +428,15 @@ def test_nystrom_segments_without_a_real_key_are_no_landmarks(scale, weights_dir
             alone = ids[row:row + 1, :length]
             (want,) = session.run(["last_hidden_state"], {"input_ids": alone, "attention_mask": np.ones_like(alone)})
             np.testing.assert_allclose(both[row, :length], want[0], atol=TOLERANCE, rtol=0)
+
+
+@pytest.mark.parametrize("kind", ["token_classifier", "span"])
+def test_per_token_heads_need_one_stack(kind):
+    """An encoder-decoder's tokens are the decoder's, read with the encoder's: a per-token head there
+    is refused at the head's kind, not built over one of them silently."""
+    from tfcompiler.errors import SpecError
+
+    text = spec_text("span_decoder").replace("decoder: {layers: 1}", "encoder: {layers: 1}\ndecoder: {layers: 1}")
+    text = text.replace("topology: decoder", "topology: encoder-decoder").replace("kind: span", f"kind: {kind}")
+    with pytest.raises(SpecError, match=f"head.kind: '{kind}' labels the tokens of one stack"):
+        parse_spec(text, "x.yaml")

@@ -183,6 +183,11 @@ class Reference(Resampled, Hierarchy, Memory):
             matrix = self.w["embeddings.tokens.weight"].T if head.tied else self.w["lm_head.weight"]
             logits = x @ matrix
             return {"logits": logits + self.w["lm_head.bias"] if head.bias else logits}
+        if head.kind == "token_classifier":
+            return {"logits": self.linear(x, "classifier", bias=True)}
+        if head.kind == "span":  # each token's answer-start and answer-end logits
+            both = self.linear(x, "span", bias=True)
+            return {"start_logits": both[..., 0], "end_logits": both[..., 1]}
         read = pooled_rows(x, np.ones(x.shape[:2]) if mask is None else mask, head.pooling)
         pooled = np.tanh(self.linear(read, "pooler.dense", bias=True))
         if head.kind == "pooler":
