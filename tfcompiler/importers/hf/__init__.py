@@ -12,10 +12,9 @@ canonical weight, the checkpoint tensor it comes from:
   are already (in, out); its fused ``c_attn`` is split into query, key and value.
 - ``llama`` (LlamaForCausalLM, keys under ``model.``): pre-norm RMSNorm decoder, half-split rotary
   positions (default or linear scaling), grouped-query attention, SwiGLU, untied or tied LM head.
-- ``t5`` (T5Model, and the body of T5ForConditionalGeneration): pre-norm RMSNorm encoder-decoder,
-  bucketed relative bias per stack (layer 0's table, shared), unscaled attention, no biases, ReLU
-  or gated-gelu FFN, one shared token embedding. Outputs the decoder's and the encoder's hidden
-  states (the LM head's d_model^-0.5 rescaling is not imported yet).
+- ``t5`` (T5Model, T5ForConditionalGeneration): pre-norm RMSNorm encoder-decoder, bucketed relative
+  bias per stack (layer 0's table, shared), unscaled attention, no biases, ReLU or gated-gelu FFN,
+  one shared token embedding; the LM head when the checkpoint has one (see t5.py).
 - ``deberta-v2`` (DebertaV2Model, v2 and v3 checkpoints): post-norm encoder with disentangled
   attention (log buckets, relative embeddings with their LayerNorm, share_att_key), embedding
   LayerNorm. DeBERTa zeroes padded positions after its embeddings; those positions' outputs are
@@ -30,6 +29,13 @@ canonical weight, the checkpoint tensor it comes from:
   scores of unit keys, per-head rotations drawn from ``hash_seed`` with torch), local attention layers
   of decoders as ``block_local``, axial position embeddings flattened into a learned table, the LM
   head over both streams.
+
+Task heads (heads.py): sequence classification as the `classifier` head (BERT, Longformer, Funnel;
+DeBERTa-v2 when its pooler's activation is tanh), token classification as `token_classifier` and
+question answering as `span` (every family but T5), with num_labels from the checkpoint. Every
+checkpoint tensor is placed, or recognised as a buffer transformers saves (position_ids, rotary
+inv_freq, GPT-2's masks), a tied copy equal to its original, or a parameter the model never reads;
+any other fails the import, naming each tensor and its shape, before anything is written.
 
 Generation's token ids (generation_config.json, else config.json) become the spec's `generation`
 section for models with a decoder, and the checkpoint's tokenizer files are copied next to the spec,
