@@ -31,11 +31,12 @@ canonical weight, the checkpoint tensor it comes from:
   head over both streams.
 
 Task heads (heads.py): sequence classification as the `classifier` head (BERT, Longformer, Funnel;
-DeBERTa-v2 when its pooler's activation is tanh), token classification as `token_classifier` and
-question answering as `span` (every family but T5), with num_labels from the checkpoint. Every
-checkpoint tensor is placed, or recognised as a buffer transformers saves (position_ids, rotary
-inv_freq, GPT-2's masks), a tied copy equal to its original, or a parameter the model never reads;
-any other fails the import, naming each tensor and its shape, before anything is written.
+DeBERTa-v2 when its pooler's activation is tanh), token classification as `token_classifier` (every
+family; T5's with its encoder alone) and question answering as `span` (every family but T5, whose QA
+head reads the decoder), with num_labels from the checkpoint. Every checkpoint tensor is placed, or
+recognised as a buffer transformers saves (position_ids, rotary inv_freq, GPT-2's masks), a tied
+copy equal to its original, or a parameter the model never reads; any other fails the import,
+naming each tensor and its shape, before anything is written.
 
 Generation's token ids (generation_config.json, else config.json) become the spec's `generation`
 section for models with a decoder, and the checkpoint's tokenizer files are copied next to the spec,

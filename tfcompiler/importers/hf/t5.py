@@ -1,11 +1,13 @@
-"""T5: T5Model, and T5ForConditionalGeneration with its LM head. A head tied to the embedding reads
-the decoder's output scaled by d_model^-0.5 (Hugging Face's T5): the scale is folded into the
-decoder's final RMSNorm weight, which only the head reads."""
+"""T5: T5Model, T5ForConditionalGeneration with its LM head, and the encoder alone (T5EncoderModel,
+T5ForTokenClassification with its per-token classifier). A head tied to the embedding reads the
+decoder's output scaled by d_model^-0.5 (Hugging Face's T5): the scale is folded into the decoder's
+final RMSNorm weight, which only the head reads."""
 from __future__ import annotations
 
 
 from ...errors import TfcError
 from .checkpoint import Checkpoint, ffn_section
+from .heads import architecture, token_head, with_head
 
 
 def t5(config: dict, w: Checkpoint) -> tuple[dict, dict]:
@@ -15,6 +17,8 @@ def t5(config: dict, w: Checkpoint) -> tuple[dict, dict]:
         raise TfcError(f"T5 with feed_forward_proj {projection!r} is not supported yet; supported: relu, gated-gelu")
     eps = config["layer_norm_epsilon"]
     layers = {"encoder": config["num_layers"], "decoder": config.get("num_decoder_layers") or config["num_layers"]}
+    if not w.has("decoder.final_layer_norm.weight"):  # the encoder alone
+        del layers["decoder"]
     spec = {
         "model": {"width": config["d_model"], "heads": config["num_heads"], "head_width": config["d_kv"],
                   "ffn_width": config["d_ff"], "vocab_size": config["vocab_size"],
@@ -23,8 +27,9 @@ def t5(config: dict, w: Checkpoint) -> tuple[dict, dict]:
                        "max_distance": config.get("relative_attention_max_distance", 128)},
         "block": {"placement": "pre", "norm": {"kind": "rms_norm", "epsilon": eps},
                   "attention": {"kind": "multi_head", "scale": 1.0}, "ffn": ffn_section(config, activation)},
-        "encoder": {"layers": layers["encoder"], "final_norm": True},
-        "decoder": {"layers": layers["decoder"], "final_norm": True}}
+        **{stack: {"layers": count, "final_norm": True} for stack, count in layers.items()}}
+    if "decoder" not in layers:
+        spec["topology"] = "encoder"
     weights = {"embeddings.tokens.weight": w("shared.weight")}
     for copy in ("encoder.embed_tokens.weight", "decoder.embed_tokens.weight", "lm_head.weight"):
         w.tied(copy, "shared.weight")  # lm_head: when tie_word_embeddings (else it is imported below)
@@ -44,6 +49,12 @@ def t5(config: dict, w: Checkpoint) -> tuple[dict, dict]:
                 for target, source in names.items():
                     weights[f"{ours}.{sublayer}.{target}.weight"] = \
                         w(f"{theirs}.{index}.{module or 'DenseReluDense'}.{source}.weight").T
+    head = token_head(w, config)
+    if head is not None and "decoder" in layers:
+        raise TfcError(f"{architecture(config)}: its {head[0]['kind']} head reads the decoder's output; "
+                       "tfcompiler's per-token heads label the tokens of one stack (an encoder or a decoder)")
+    if with_head(spec, weights, head):  # T5ForTokenClassification: the encoder alone
+        return spec, weights
     if w.has("lm_head.weight") or "T5ForConditionalGeneration" in (config.get("architectures") or []):
         tied = config.get("tie_word_embeddings", True)
         spec["head"] = {"kind": "lm", "tied": tied}
