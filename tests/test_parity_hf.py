@@ -194,6 +194,10 @@ def test_import_accepts_tied_copies_and_buffers_only_when_redundant(tmp_path, ca
 
 SMALL_ENCODER = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
                      vocab_size=100)
+SMALL_DEBERTA = dict(**SMALL_ENCODER, max_position_embeddings=64, relative_attention=True, position_buckets=8,
+                     max_relative_positions=12, norm_rel_ebd="layer_norm", share_att_key=True,
+                     pos_att_type=["p2c", "c2p"], position_biased_input=False, type_vocab_size=0,
+                     attn_implementation="eager")
 
 
 @pytest.mark.parametrize("family, make", [
@@ -203,7 +207,9 @@ SMALL_ENCODER = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
         **SMALL_ENCODER, max_position_embeddings=80, attention_window=4, pad_token_id=1, num_labels=3,
         attn_implementation="eager"))),
     ("funnel", lambda: transformers.FunnelForSequenceClassification(transformers.FunnelConfig(
-        vocab_size=100, block_sizes=[1, 2], d_model=32, n_head=4, d_head=8, d_inner=48, num_labels=3)))])
+        vocab_size=100, block_sizes=[1, 2], d_model=32, n_head=4, d_head=8, d_inner=48, num_labels=3))),
+    ("deberta", lambda: transformers.DebertaV2ForSequenceClassification(transformers.DebertaV2Config(
+        **SMALL_DEBERTA, pooler_hidden_act="tanh", num_labels=3)))])
 @pytest.mark.parametrize("pad", [0, 3])
 def test_sequence_classification_matches_transformers(imported, family, make, pad):
     """*ForSequenceClassification: the task head (a dense layer and tanh over the first token, then the
@@ -242,6 +248,7 @@ SMALL_GPT2 = dict(n_embd=64, n_layer=2, n_head=4, vocab_size=100, n_positions=64
     ("llama-tokens", lambda: transformers.LlamaForTokenClassification(transformers.LlamaConfig(
         **SMALL_LLAMA, num_labels=5))),
     ("llama-qa", lambda: transformers.LlamaForQuestionAnswering(transformers.LlamaConfig(**SMALL_LLAMA))),
+    ("deberta-qa", lambda: transformers.DebertaV2ForQuestionAnswering(transformers.DebertaV2Config(**SMALL_DEBERTA))),
     ("t5-tokens", lambda: transformers.T5ForTokenClassification(transformers.T5Config(
         d_model=64, d_kv=12, d_ff=96, num_layers=2, num_heads=4, vocab_size=100, relative_attention_num_buckets=8,
         relative_attention_max_distance=10, num_labels=5, attn_implementation="eager")))])
@@ -272,6 +279,8 @@ def test_token_heads_match_transformers(imported, name, make):
     (lambda: transformers.T5ForQuestionAnswering(transformers.T5Config(
         d_model=32, d_kv=8, d_ff=48, num_layers=1, num_heads=4, vocab_size=50, decoder_start_token_id=0)),
      "T5ForQuestionAnswering: its span head reads the decoder's output"),
+    (lambda: transformers.DebertaV2ForSequenceClassification(transformers.DebertaV2Config(**SMALL_DEBERTA)),
+     "applies pooler_hidden_act='gelu' after the dense layer"),
     (lambda: transformers.BertForMultipleChoice(transformers.BertConfig(**SMALL_ENCODER)),
      "BertForMultipleChoice: multiple-choice heads"),
     (lambda: transformers.NystromformerForSequenceClassification(transformers.NystromformerConfig(
