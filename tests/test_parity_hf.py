@@ -192,6 +192,21 @@ def test_import_accepts_tied_copies_and_buffers_only_when_redundant(tmp_path, ca
     assert ("lm_head.weight [50, 32]" in err) != same and "attn.bias" not in err
 
 
+def test_import_accepts_t5s_unread_cross_attention_bias(tmp_path):
+    """The original T5 checkpoints store a relative bias for the first cross-attention layer that T5
+    never reads (and transformers ignores on load): recognised by its name, not imported."""
+    from safetensors.numpy import load_file, save_file
+
+    config = transformers.T5Config(d_model=32, d_kv=8, d_ff=48, num_layers=1, num_heads=4, vocab_size=50,
+                                   relative_attention_num_buckets=8, decoder_start_token_id=0)
+    transformers.T5Model(config).save_pretrained(tmp_path / "hf")
+    path = tmp_path / "hf" / "model.safetensors"
+    tensors = load_file(str(path))
+    tensors["decoder.block.0.layer.1.EncDecAttention.relative_attention_bias.weight"] = np.ones((8, 4), np.float32)
+    save_file(tensors, str(path))
+    assert main(["import-hf", str(tmp_path / "hf"), "-o", str(tmp_path / "out")]) == 0
+
+
 SMALL_ENCODER = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
                      vocab_size=100)
 SMALL_DEBERTA = dict(**SMALL_ENCODER, max_position_embeddings=64, relative_attention=True, position_buckets=8,

@@ -107,7 +107,9 @@ def import_hf(model_dir: str | Path, out_dir: str | Path) -> list[Path]:
         raise TfcError(f"{model_dir}: {len(unplaced)} checkpoint tensor(s) of {architecture(config)} have no place "
                        "in the imported model (a task head or layer the importer does not read); "
                        "nothing was written:\n" +
-                       "\n".join(f"  {k} {list(checkpoint.tensors[k].shape)}" for k in unplaced))
+                       "\n".join(f"  {k} {list(checkpoint.tensors[k].shape)}" for k in unplaced) +
+                       "\n(to import the model without its head, save the base model alone: "
+                       "transformers.AutoModel.from_pretrained(DIR).save_pretrained(NEW_DIR))")
     name = config.get("_name_or_path") or model_dir.name
     spec_dict = {"tfc": 1, "name": Path(str(name)).name or model_type, "topology": topology, **body}
     generation = (generation_section(model_dir, config, spec_dict["model"]["vocab_size"])

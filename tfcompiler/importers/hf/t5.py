@@ -33,6 +33,8 @@ def t5(config: dict, w: Checkpoint) -> tuple[dict, dict]:
     weights = {"embeddings.tokens.weight": w("shared.weight")}
     for copy in ("encoder.embed_tokens.weight", "decoder.embed_tokens.weight", "lm_head.weight"):
         w.tied(copy, "shared.weight")  # lm_head: when tie_word_embeddings (else it is imported below)
+    # the original T5 checkpoints carry a relative bias for the first cross-attention, which T5 never reads
+    w.never_read("decoder.block.0.layer.1.EncDecAttention.relative_attention_bias.weight")
     attention = {"query": "q", "key": "k", "value": "v", "output": "o"}
     ffn = {"gate": "wi_0", "up": "wi_1", "down": "wo"} if activation == "geglu_tanh" else {"up": "wi", "down": "wo"}
     for stack, count in layers.items():
