@@ -30,6 +30,7 @@ from ..ir.graph import Value
 from ..ir.types import BATCH, SEQUENCE
 
 PAST = "past_sequence_length"
+GENERATING_HEADS = ("lm", "none")  # next-token logits, or the hidden states a caller's own head reads
 ENCODER_SEQUENCE = "encoder_sequence_length"
 
 
@@ -37,6 +38,8 @@ def why_no_cache(spec) -> str:
     """"" when the spec's decoder has an exact incremental form, else the reason it has none."""
     if spec.decoder is None:
         return f"a {spec.topology} model has no decoder"
+    if spec.head.kind not in GENERATING_HEADS:
+        return f"its `{spec.head.kind}` head scores the input's positions: there is no next token to generate"
     if spec.decoder.memory:
         return ("its decoder's segment memory is what it carries from call to call (past_memories.N -> "
                 "present_memories.N, Transformer-XL's recurrence over segments)")
