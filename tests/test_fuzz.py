@@ -22,6 +22,7 @@ import math
 import os
 import re
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -237,7 +238,11 @@ def feeds_change(draw, names: list[str]):
         value, where = draw(st.sampled_from(ODD_VALUES)), draw(st.integers(0, 10 ** 6))
 
         def set_value(array):
-            array = array.astype(np.float64 if isinstance(value, float) else array.dtype).copy()
+            try:  # a type that holds both: -1 in a uint8 array is an int16 array
+                dtype = np.float64 if isinstance(value, float) else np.result_type(array, np.min_scalar_type(value))
+            except TypeError:  # text: no numeric type holds both
+                dtype = object
+            array = array.astype(dtype)
             if array.size:
                 array.flat[where % array.size] = value
             return array
@@ -275,7 +280,6 @@ def _reshape(array: np.ndarray, how: str) -> np.ndarray:
 
 @settings(FUZZ, max_examples=60 * SCALE)
 @given(data=st.data())
-@pytest.mark.filterwarnings("error::RuntimeWarning")  # a cast NumPy warns of would change the value
 @pytest.mark.parametrize("name", ["gpt2-small", "bert-base"])
 def test_run_returns_outputs_or_a_value_error_naming_an_input(models, name, data):
     from tfc_runtime import random_inputs
@@ -283,10 +287,14 @@ def test_run_returns_outputs_or_a_value_error_naming_an_input(models, name, data
     model = models[name]
     names = [p.name for p in model.inputs]
     feeds = random_inputs(model, batch=data.draw(st.integers(1, 3)), sequence=data.draw(st.integers(1, 9)))
-    for change in data.draw(st.lists(feeds_change(names), min_size=1, max_size=3)):
-        feeds = change(feeds)
+    with warnings.catch_warnings():  # the changes' own casts (complex to int, NaN to int) may warn
+        warnings.simplefilter("ignore")
+        for change in data.draw(st.lists(feeds_change(names), min_size=1, max_size=3)):
+            feeds = change(feeds)
     try:
-        outputs = model.run(feeds)
+        with warnings.catch_warnings():  # a cast NumPy warns of inside `run` would change the value
+            warnings.simplefilter("error", RuntimeWarning)
+            outputs = model.run(feeds)
     except ValueError as error:
         assert any(n in str(error) for n in names) or SEGMENT_TABLE in str(error), str(error)
     else:
