@@ -11,7 +11,8 @@ specs (shrunk) and the tests' tiny ones, never end in an internal error.
   ValueError naming an input, never another exception.
 
 Derandomized (the same examples on every run, no example database) and bounded: the file runs in well
-under a minute on two cores. Each bug the fuzzer found stays as an explicit @example.
+under a minute on two cores; TFC_FUZZ_SCALE=N runs N times the examples. Each bug the fuzzer found
+stays as an explicit test with the message it gets now (FOUND, and the run-input tests at the end).
 """
 from __future__ import annotations
 
@@ -28,14 +29,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import ROOT, tiny_spec
 from tfcompiler.cli import main
 from tfcompiler.language.shrink import shrink_text
 
-# TFC_FUZZ_SCALE=20 runs twenty times the examples, for a deeper search by hand than CI's budget allows
+# TFC_FUZZ_SCALE=20 runs twenty times the examples: a deeper search by hand than CI's budget allows
 SCALE = int(os.environ.get("TFC_FUZZ_SCALE", "1"))
 FUZZ = settings(derandomize=True, database=None, deadline=5000, print_blob=False,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -89,7 +90,7 @@ def _parent(data, path):
 
 
 @st.composite
-def mutated_spec(draw, values=PLAIN, raw=RAW, text_level=True) -> bytes:
+def mutated_spec(draw, values=PLAIN, raw=RAW, text_level=True, numbers=st.integers() | st.floats()) -> bytes:
     """A shipped or tiny spec with one to three mutations of its data, then maybe one of its text."""
     data = yaml.safe_load(draw(st.sampled_from(BASES)))
     fragments = []
@@ -101,8 +102,7 @@ def mutated_spec(draw, values=PLAIN, raw=RAW, text_level=True) -> bytes:
         parent, key = _parent(data, path), path[-1]
         action = draw(st.sampled_from(["value", "value", "value", "raw", "delete", "unknown"]))
         if action == "value":
-            parent[key] = copy.deepcopy(draw(st.one_of(st.sampled_from(values), st.integers(), st.floats(),
-                                                       st.text(max_size=8))))
+            parent[key] = copy.deepcopy(draw(st.one_of(st.sampled_from(values), numbers, st.text(max_size=8))))
         elif action == "raw":
             fragments.append(draw(st.sampled_from(raw)))
             parent[key] = f"RAW{len(fragments) - 1}RAW"
@@ -192,7 +192,8 @@ def test_check_never_fails_inside(data):
 
 
 @settings(FUZZ, max_examples=40 * SCALE)
-@given(mutated_spec(values=SMALL, raw=RAW[:16], text_level=False))
+# small numbers only: a spec that fits in memory but takes gigabytes is a valid one, and slow to compile
+@given(mutated_spec(values=SMALL, raw=RAW[:16], text_level=False, numbers=st.integers(-2, 70)))
 def test_compile_never_fails_inside_nor_leaves_a_partial_file(data):
     with tempfile.TemporaryDirectory() as tmp:
         path, out = Path(tmp) / "spec.yaml", Path(tmp) / "out.onnx"
@@ -321,3 +322,13 @@ def test_ids_past_the_integer_range_are_refused_not_wrapped(models, value, got):
     with pytest.raises(ValueError, match=rf"^input_ids\[0, 0\]: expected an integer \(int64\), "
                                          rf"got {re.escape(got)}$"):
         model.run(feeds)
+
+
+@pytest.mark.xfail(strict=True, reason="found by the fuzzer, not fixed: an option that sizes an op's tables is not in "
+                                       "the size estimate, so check passes and compile dies of a MemoryError (exit 3)")
+def test_an_option_sized_past_memory_is_refused_by_check(tmp_path):
+    path = tmp_path / "spec.yaml"
+    path.write_text(tiny_spec("encoder").replace("block: {placement: pre}",
+                                                 "block: {attention: {kind: clustered, clusters: 169374400}}"))
+    code, err = run_cli("check", str(path))
+    assert code == 1 and "block.attention.clusters" in err, err
