@@ -165,6 +165,9 @@ FOUND = [
     (_tiny_with("positional: !custom 3"), "cannot read '3' as !custom: could not determine a constructor"),
     (_tiny_with("positional: !!python/object/apply:os.system [echo]"),
      "tag !!python/object/apply:os.system is not allowed"),
+    # a rule that read the columns of a one-number query_shape: IndexError
+    (_tiny_with("block: {attention: {kind: block_local_2d, row_length: 4, query_shape: [2], memory_flange: [0, 0]}}"),
+     "query_shape must be two positive numbers [rows, columns], got [2]"),
     # a chain of 2,000 aliases nests 2,000 deep once expanded: a RecursionError in merging the blocks
     (_tiny_with(f"x: {_alias_chain(2000, 1)}\nblock: {{attention: *a1999}}\ndecoder: {{layers: 2, block: "
                 "{attention: *a1999}}"), "the YAML nests deeper than 64 levels (its aliases expanded)"),
