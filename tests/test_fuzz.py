@@ -162,6 +162,7 @@ FOUND = [
     (_tiny_with("block: {attention: [1, 2]}"), "block.attention: expected a mapping, got a list"),
     (_tiny_with("positional: {kind: [a]}"), "positional.kind: expected one of ['alibi', "),
     (_tiny_with("tfc: !!int 1.5"), "spec.yaml:8:6: cannot read '1.5' as !!int"),
+    (_tiny_with("tfc: !!int"), "spec.yaml:8:6: cannot read '' as !!int: it is no !!int value"),
     (_tiny_with("positional: !custom 3"), "cannot read '3' as !custom: could not determine a constructor"),
     (_tiny_with("positional: !!python/object/apply:os.system [echo]"),
      "tag !!python/object/apply:os.system is not allowed"),

@@ -97,8 +97,9 @@ def _check_tree(root: yaml.Node, file: str) -> None:
         else:
             try:
                 constructor.construct_object(node)
-            except (yaml.YAMLError, ValueError, TypeError, OverflowError) as e:
-                reason = getattr(e, "problem", None) or str(e)
+            except Exception as e:  # noqa: BLE001  (PyYAML's constructors raise what they meet: `!!int` with no
+                # digits is an IndexError, `!!int 1.5` a ValueError, an unknown tag a ConstructorError)
+                reason = getattr(e, "problem", None) or f"it is no {_tag(node)} value"
                 problems.append(_at(file, node, f"cannot read {node.value!r} as {_tag(node)}: {reason}"))
     if problems:
         raise SpecError(sorted(problems, key=lambda p: (p.line, p.column)))
