@@ -40,11 +40,22 @@ def _at(array: np.ndarray, bad: np.ndarray) -> tuple[str, object]:
 
 
 def as_array(port, value) -> np.ndarray:
-    """``value`` as the input's dtype, refusing what a cast would change: a fraction, NaN or a string
-    fed to an integer input (a mask of 0.5 would become 0), text fed to a float one."""
-    array, dtype = np.asarray(value), np.dtype(port.dtype)
-    if dtype.kind in "iu" and array.dtype.kind == "f":
-        bad = ~np.isfinite(array) | (array != np.round(array))
+    """``value`` as the input's dtype, refusing what is no array (ragged lists) and what a cast would change:
+    a fraction, NaN, a string or a number past the integer type's range fed to an integer input (a mask of
+    0.5 would become 0, an id of 1e30 or 2**64 - 1 would wrap), text fed to a float one."""
+    dtype = np.dtype(port.dtype)
+    try:
+        array = np.asarray(value)
+    except (ValueError, TypeError) as error:  # ragged nested lists: NumPy's message names no input
+        raise ValueError(f"{port.name}: expected an array of numbers ({dtype}), got {type(value).__name__} that "
+                         f"NumPy cannot read as one ({str(error).split('.')[0]})") from None
+    if dtype.kind in "iu" and array.dtype.kind in "fiu":
+        info = np.iinfo(dtype)
+        with np.errstate(invalid="ignore"):  # NaN compares False: it is caught as not finite
+            # (a float compares with max + 1: max itself rounds up to 2**63, which a cast would wrap)
+            bad = (array < info.min) | (array >= float(info.max) + 1 if array.dtype.kind == "f" else array > info.max)
+            if array.dtype.kind == "f":
+                bad |= ~np.isfinite(array) | (array != np.round(array))
         if bad.any():
             where, got = _at(array, bad)
             expected = f"0 or 1 ({MASK_ROLES[port.role]})" if port.role in MASK_ROLES else f"an integer ({dtype})"

@@ -125,7 +125,13 @@ class Reader:
             kind, rest = node.value, None
         else:
             entries = self.mapping(node, path)
+            if not isinstance(node, yaml.MappingNode):  # a list: `mapping` said so; it has no options to read
+                return None
             kind_entry = entries.pop("kind", None)
+            if kind_entry and not isinstance(kind_entry[1], yaml.ScalarNode):  # its value would be a list of nodes
+                self.problem(kind_entry[1], join(path, "kind"),
+                             f"expected one of {sorted(registry.kinds)}, got {describe(kind_entry[1])}")
+                return None
             kind = kind_entry[1].value if kind_entry else registry.default
             rest = yaml.MappingNode("tag:yaml.org,2002:map",
                                     [(k, v) for k, v in node.value if k.value != "kind"],

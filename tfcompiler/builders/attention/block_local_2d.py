@@ -38,7 +38,7 @@ class BlockLocal2DOptions(MultiHeadOptions):
             yield f"query_shape must be two positive numbers [rows, columns], got {list(self.query_shape)}"
         if len(self.memory_flange) != 2 or min(self.memory_flange) < 0:
             yield f"memory_flange must be two numbers >= 0 [rows, columns], got {list(self.memory_flange)}"
-        elif self.query_shape[1] > self.row_length:
+        elif len(self.query_shape) == 2 and self.query_shape[1] > self.row_length:  # ([2] is refused above)
             yield f"query_shape's {self.query_shape[1]} columns exceed row_length {self.row_length}"
 
 
