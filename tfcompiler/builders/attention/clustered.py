@@ -32,6 +32,9 @@ class ClusteredOptions(AttentionKind):
 
     def problems(self, spec, where):
         yield from bidirectional_only("clustered", spec)
+        if self.clusters > spec.model.max_length:  # its centroid tables are sized by it, before any query
+            yield (f"clusters ({self.clusters:,}) must be at most model.max_length ({spec.model.max_length:,}): "
+                   "a cluster groups queries, and there are no more queries than positions")
 
 
 def build_clustered(ctx, options: ClusteredOptions, spec, site):
