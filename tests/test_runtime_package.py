@@ -149,8 +149,8 @@ encoder:
 
 
 def test_segment_ids_past_their_table_are_a_value_error(tmp_path):
-    """The metadata does not state the segment vocabulary: a negative id is caught before the run, one
-    past the table by onnxruntime, and both come back as ValueError naming the input or its lookup."""
+    """The metadata states each integer input's range (`tfcompiler.io_ranges`): a negative segment id and
+    one past the table are caught before the run, naming the input and position."""
     from tfcompiler import compile_spec, parse_spec
     from tfc_runtime import Model, random_inputs
 
@@ -160,8 +160,8 @@ encoder: {layers: 1}""").replace("head: {kind: lm}", "head: {kind: pooler}")
     compile_spec(parse_spec(spec)).model.save(tmp_path / "types.onnx")
     model = Model(str(tmp_path / "types.onnx"))
     feeds = random_inputs(model, batch=1, sequence=4)
-    with pytest.raises(ValueError, match=r"token_type_ids\[0, 1\]: expected a segment id >= 0, got -1"):
+    with pytest.raises(ValueError, match=r"token_type_ids\[0, 1\]: expected a segment id in \[0, 2\), got -1"):
         model.run({**feeds, "token_type_ids": np.array([[0, -1, 0, 0]])})
-    with pytest.raises(ValueError, match=r"onnxruntime refused these inputs: .*TokenTypeEmbedding.*idx=2"):
+    with pytest.raises(ValueError, match=r"token_type_ids\[0, 2\]: expected a segment id in \[0, 2\), got 2"):
         model.run({**feeds, "token_type_ids": np.array([[0, 1, 2, 0]])})
     model.run({**feeds, "token_type_ids": np.array([[0, 1, 1, 0]])})

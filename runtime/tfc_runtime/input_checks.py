@@ -23,6 +23,7 @@ class Limits:
     vocab_size: int | None = None
     max_length: int | None = None
     length_rules: dict | None = None  # axis -> (offset, step): lengths offset + k·step, k >= 1
+    ranges: dict | None = None  # input -> n: its values lie in [0, n) (tfcompiler.io_ranges)
 
     @classmethod
     def from_metadata(cls, metadata: dict[str, str]) -> Limits:
@@ -30,7 +31,8 @@ class Limits:
             value = metadata.get(key, "")
             return int(value) if value.isdigit() else None
         rules = {axis: tuple(rule) for axis, rule in json.loads(metadata.get("tfcompiler.length_rules", "{}")).items()}
-        return cls(number("tfcompiler.vocab_size"), number("tfcompiler.max_length"), rules)
+        ranges = json.loads(metadata.get("tfcompiler.io_ranges", "{}"))
+        return cls(number("tfcompiler.vocab_size"), number("tfcompiler.max_length"), rules, ranges)
 
 
 def _at(array: np.ndarray, bad: np.ndarray) -> tuple[str, object]:
@@ -115,7 +117,8 @@ def check_lengths(ports: list, arrays: dict[str, np.ndarray], limits: Limits) ->
 
 
 def check_values(ports: list, arrays: dict[str, np.ndarray], limits: Limits) -> None:
-    """Ids within the vocabulary, masks of 0s and 1s, positions within `max_length`, segment ids >= 0."""
+    """Ids within the vocabulary, masks of 0s and 1s, positions within `max_length`, segment ids within
+    their table (>= 0 where the model does not say its size)."""
     for port in ports:
         array = arrays[port.name]
         if port.role == "token_ids" and limits.vocab_size is not None:
@@ -127,7 +130,9 @@ def check_values(ports: list, arrays: dict[str, np.ndarray], limits: Limits) -> 
             bad = (array < 0) | (array >= limits.max_length)
             expected = f"a position in [0, {limits.max_length}) (max_length {limits.max_length})"
         elif port.role == "token_type_ids":
-            bad, expected = array < 0, "a segment id >= 0"
+            types = (limits.ranges or {}).get(port.name)
+            bad = (array < 0) | (array >= types) if types else array < 0
+            expected = f"a segment id in [0, {types})" if types else "a segment id >= 0"
         else:
             continue
         if bad.any():

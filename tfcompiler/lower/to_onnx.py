@@ -43,7 +43,7 @@ def to_onnx(graph: Graph, opset: int = DEFAULT_OPSET, metadata: dict[str, str] |
     e = Emitter(opset, kernels_for(target, precision=precision, decoding=decoding) if kernels is None else kernels,
                 graph.metadata.get("max_length"), precision)
     names: dict[Value, str] = {}
-    inputs, roles = [], {}
+    inputs, roles, ranges = [], {}, {}
     regions = {node: chunk_region(graph, node) for node in graph.by_type("chunks_end")}
     in_chunks = set().union(*regions.values())
 
@@ -86,6 +86,8 @@ def to_onnx(graph: Graph, opset: int = DEFAULT_OPSET, metadata: dict[str, str] |
             names[value] = op.attrs["name"]
             inputs.append(_value_info(op.attrs["name"], op.outputs[0]))
             roles[op.attrs["name"]] = op.attrs.get("role", "")
+            if "range" in op.attrs:  # an integer input's values: [0, range) (ids, segments, positions)
+                ranges[op.attrs["name"]] = op.attrs["range"]
             if "default" in op.attrs:  # an initializer of its name: onnxruntime's value when the caller gives none
                 e.initializers.append((op.attrs["name"], np.asarray(op.attrs["default"], dtype=op.attrs["dtype"])))
         elif op.type == "param":
@@ -116,6 +118,7 @@ def to_onnx(graph: Graph, opset: int = DEFAULT_OPSET, metadata: dict[str, str] |
     model.graph.input.extend(inputs)
     model.graph.output.extend(outputs)
     props = {"tfcompiler.version": __version__, "tfcompiler.io_roles": json.dumps(roles, sort_keys=True),
+             **({"tfcompiler.io_ranges": json.dumps(ranges, sort_keys=True)} if ranges else {}),
              "tfcompiler.target": target}
     props.update(metadata or {})
     helper.set_model_props(model, props)
