@@ -378,3 +378,16 @@ def test_explain_prints_every_pass_and_its_note(tmp_path, capsys):
     assert ("rewrote 4 skip_norm at decoder.final_norm, decoder.layers.1.attention_norm, "
             "decoder.layers.0..1.ffn_norm") in out
     assert "rewrote 2 split at decoder.layers.0..1.attention.query" in out
+
+
+def test_compile_spec_refuses_a_dump_after_that_would_print_nothing():
+    """The Python API checks --dump-after's names as the CLI does."""
+    from tfcompiler import compile_spec
+    from tfcompiler.errors import TfcError
+
+    spec = parse_spec(tiny_spec("decoder"))
+    with pytest.raises(TfcError, match="no such pass; did you mean fold_constants"):
+        compile_spec(spec, dump_after={"fold_constant"})
+    with pytest.raises(TfcError, match="does not run with these flags"):
+        compile_spec(spec, dump_after={"fold_constants"}, pipeline="none")
+    assert "fold_constants" in compile_spec(spec, dump_after={"fold_constants"}).report.dumps

@@ -37,7 +37,7 @@ class Progress:
 def cmd_compile(args) -> int:
     from .builders.cache import why_no_cache
     from .builders.seq2seq import PARTS
-    from .compiler import compile_spec
+    from .compiler import check_dump_after, compile_spec
     from .language import load_spec
     from .model_folder import folder_output, write_model_folder
 
@@ -64,34 +64,6 @@ def cmd_compile(args) -> int:
         return finish_compile(args, compiled, compiled.model.save(args.output, external_data=external_data(args)),
                               progress)
     return finish_compile(args, compiled, write_model_folder(compiled, folder, external_data(args)), progress)
-
-
-def check_dump_after(names, pipeline: str, quantize: str, dtype: str) -> None:
-    """Refuse a --dump-after that would print nothing: a name no pass has (with a did-you-mean), a pass
-    this pipeline does not run, or 'all' where no pass runs (compile_spec judges convert_precision, the
-    one pass the --dtype decides)."""
-    import difflib
-
-    from .lower.convert_precision import ConvertPrecision
-    from .passes.pipeline import PIPELINES, make_pipeline
-    from .passes.quantize_weights import QuantizeWeights
-
-    known = sorted({cls.name for passes in PIPELINES.values() for cls in passes}
-                   | {QuantizeWeights.name, ConvertPrecision.name})
-    running = [p.name for p in make_pipeline(pipeline, quantize)] + ([ConvertPrecision.name] if dtype != "fp32"
-                                                                     else [])
-    runs = f"the passes that run: {', '.join(running)}" if running else f"no pass runs with --pipeline {pipeline}"
-    for name in names:
-        if name == "all" and not running:
-            raise TfcError(f"--dump-after all: {runs}")
-        if name not in known + ["all"]:
-            near = difflib.get_close_matches(name, known, n=1)
-            raise TfcError(f"--dump-after {name}: no such pass" + (f"; did you mean {near[0]}?" if near else "")
-                           + f" (passes: {', '.join(known)}, or all)")
-        if name == QuantizeWeights.name and quantize == "none":
-            raise TfcError(f"--dump-after {name}: that pass runs with --quantize int8 or int4 only")
-        if name not in running and name not in ("all", ConvertPrecision.name):
-            raise TfcError(f"--dump-after {name}: that pass does not run with these flags ({runs})")
 
 
 def external_data(args) -> bool | None:

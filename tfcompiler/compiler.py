@@ -16,7 +16,8 @@ from .lower.serialize import LoweredModel
 from .lower.targets import PRECISIONS, TARGETS, fp32_only, kernels_for
 from .lower.to_onnx import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET, to_onnx
 from .lower.convert_precision import ConvertPrecision, convert_precision
-from .passes.pipeline import QUANTIZE, PipelineReport, make_pipeline, run_pipeline
+from .passes.pipeline import PIPELINES, QUANTIZE, PipelineReport, make_pipeline, run_pipeline
+from .passes.quantize_weights import QuantizeWeights
 from .language import Spec, load_spec
 from .language.rules import check_precision
 from .language.shrink import shrink_spec
@@ -117,6 +118,7 @@ def compile_spec(spec: Spec | str | Path, weights: str | None = None, seed: int 
     if quantize == "int4" and int4_layout == "rows" and opset < INT4_OPSET:
         raise TfcError(f"--quantize int4 for --target {target} needs --opset {INT4_OPSET} or later (4-bit "
                        f"DequantizeLinear with blocks), got {opset}; --target ort-cpu runs it at any opset")
+    check_dump_after(dump_after, pipeline, quantize, dtype)
     if ConvertPrecision.name in dump_after and dtype == "fp32":
         raise TfcError(f"--dump-after {ConvertPrecision.name}: that pass runs with --dtype fp16 or bf16 only")
     if not isinstance(spec, Spec):
@@ -166,3 +168,28 @@ def appends_in_place(graph) -> bool:
     presents = {o.name for o in graph.output if o.name.startswith("present.")}
     written = {name for node in graph.node if node.op_type == "GroupQueryAttention" for name in node.output[1:3]}
     return bool(presents) and presents <= written
+
+
+def check_dump_after(names, pipeline: str, quantize: str, dtype: str) -> None:
+    """Refuse a --dump-after that would print nothing: a name no pass has (with a did-you-mean), a pass
+    this pipeline does not run, or 'all' where no pass runs (compile_spec judges convert_precision, the
+    one pass the --dtype decides)."""
+    import difflib
+
+    
+    known = sorted({cls.name for passes in PIPELINES.values() for cls in passes}
+                   | {QuantizeWeights.name, ConvertPrecision.name})
+    running = [p.name for p in make_pipeline(pipeline, quantize)] + ([ConvertPrecision.name] if dtype != "fp32"
+                                                                     else [])
+    runs = f"the passes that run: {', '.join(running)}" if running else f"no pass runs with --pipeline {pipeline}"
+    for name in names:
+        if name == "all" and not running:
+            raise TfcError(f"--dump-after all: {runs}")
+        if name not in known + ["all"]:
+            near = difflib.get_close_matches(name, known, n=1)
+            raise TfcError(f"--dump-after {name}: no such pass" + (f"; did you mean {near[0]}?" if near else "")
+                           + f" (passes: {', '.join(known)}, or all)")
+        if name == QuantizeWeights.name and quantize == "none":
+            raise TfcError(f"--dump-after {name}: that pass runs with --quantize int8 or int4 only")
+        if name not in running and name not in ("all", ConvertPrecision.name):
+            raise TfcError(f"--dump-after {name}: that pass does not run with these flags ({runs})")
