@@ -174,7 +174,12 @@ def test_import_refuses_tensors_it_cannot_place(tmp_path, capsys):
     assert main(["import-hf", str(tmp_path / "hf"), "-o", str(tmp_path / "out")]) == 1
     err = capsys.readouterr().err
     assert "1 checkpoint tensor(s) of GPT2LMHeadModel have no place" in err and "score.weight [3, 32]" in err
-    assert "Traceback" not in err and not (tmp_path / "out").exists()
+    assert "Traceback" not in err and not (tmp_path / "out").exists() and "--drop-unplaced" in err
+    # asked for, the import leaves them out and lists them
+    assert main(["import-hf", str(tmp_path / "hf"), "-o", str(tmp_path / "out"), "--drop-unplaced"]) == 0
+    err = capsys.readouterr().err
+    assert "left out 1 checkpoint tensor(s) the model does not read (--drop-unplaced):\n  score.weight [3, 32]" in err
+    assert (tmp_path / "out" / "spec.yaml").is_file()
 
 
 @pytest.mark.parametrize("same", [True, False])

@@ -174,7 +174,11 @@ def cmd_init_weights(args) -> int:
 def cmd_import_hf(args) -> int:
     from .importers.hf import import_hf
 
-    files = import_hf(args.model_dir, args.output)
+    dropped = [] if args.drop_unplaced else None
+    files = import_hf(args.model_dir, args.output, dropped)
+    if dropped:
+        print(f"left out {len(dropped)} checkpoint tensor(s) the model does not read (--drop-unplaced):\n"
+              + "\n".join(f"  {name}" for name in dropped), file=sys.stderr)
     print(f"imported {args.model_dir} -> {', '.join(map(str, files))}")
     return 0
 
@@ -434,6 +438,9 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("model_dir")
     c.add_argument("-o", "--output", required=True,
                    help="folder for spec.yaml, weights.safetensors and the checkpoint's tokenizer files")
+    c.add_argument("--drop-unplaced", action="store_true",
+                   help="leave out (and list) the checkpoint tensors the model does not read, e.g. a masked-LM "
+                        "head, instead of failing")
     c.set_defaults(func=cmd_import_hf)
 
     c = sub.add_parser("inspect", help="parameters, FLOPs, ops and I/O of a spec or a model")

@@ -74,9 +74,10 @@ IMPORTERS: dict[str, tuple[str, Callable]] = {"bert": ("encoder", bert), "gpt2":
                                                "reformer": ("decoder", reformer)}  # or encoder: its config says
 
 
-def import_hf(model_dir: str | Path, out_dir: str | Path) -> list[Path]:
+def import_hf(model_dir: str | Path, out_dir: str | Path, dropped: list[str] | None = None) -> list[Path]:
     """Write ``out_dir/spec.yaml``, ``out_dir/weights.safetensors`` and the checkpoint's tokenizer files;
-    returns their paths."""
+    returns their paths. A checkpoint tensor the model does not read fails the import, unless `dropped`
+    is a list: it then receives their names (with shapes) and the import goes on without them."""
     from ...builders import build_graph
     from ...builders.weights import check_weights, save_weights
     from ...language import parse_spec
@@ -103,12 +104,14 @@ def import_hf(model_dir: str | Path, out_dir: str | Path) -> list[Path]:
         raise TfcError(f"{model_dir}: checkpoint lacks tensors the model needs:\n" +
                        "\n".join(f"  {k}" for k in checkpoint.missing))
     unplaced = checkpoint.unplaced()
-    if unplaced:
+    if unplaced and dropped is not None:
+        dropped.extend(f"{k} {list(checkpoint.tensors[k].shape)}" for k in unplaced)
+    elif unplaced:
         raise TfcError(f"{model_dir}: {len(unplaced)} checkpoint tensor(s) of {architecture(config)} have no place "
                        "in the imported model (a task head or layer the importer does not read); "
                        "nothing was written:\n" +
                        "\n".join(f"  {k} {list(checkpoint.tensors[k].shape)}" for k in unplaced) +
-                       "\n(to import the model without its head, save the base model alone: "
+                       "\n(to import the model without them, pass --drop-unplaced, or save the base model alone: "
                        "transformers.AutoModel.from_pretrained(DIR).save_pretrained(NEW_DIR))")
     name = config.get("_name_or_path") or model_dir.name
     spec_dict = {"tfc": 1, "name": Path(str(name)).name or model_type, "topology": topology, **body}
