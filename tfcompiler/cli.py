@@ -372,9 +372,16 @@ def cmd_generate(args) -> int:
             print(f"[{r}] {shown}")
     print(f"{result.new_tokens} new tokens in {result.seconds:.3f} s ({result.tokens_per_second:.1f} tokens/s, "
           f"first after {result.first_token_seconds * 1e3:.1f} ms), "
-          f"{'KV cache' if generator.cached else 'recomputing each step'} on {generator.model.providers[0]}",
+          f"{carried_by(generator)} on {generator.model.providers[0]}",
           file=sys.stderr)
     return 0
+
+
+def carried_by(generator) -> str:
+    """What a step carries, for the summary line: the KV cache, the segment memories, or nothing."""
+    if not generator.cached:
+        return "recomputing each step"
+    return "segment memories" if generator.model.metadata.get("tfcompiler.cache") == "memory" else "KV cache"
 
 
 def parser() -> argparse.ArgumentParser:
