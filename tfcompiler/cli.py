@@ -120,7 +120,7 @@ def cache_summary(compiled) -> str:
     if presents:
         return (f"cache: past_key_values.N.key/value -> present.N.key/value for {len(presents) // 2} layers, "
                 "position_ids from the attention mask")
-    if {p.key: p.value for p in compiled.model.proto.metadata_props}.get("tfcompiler.cache") == "memory":
+    if compiled.model.metadata.get("tfcompiler.cache") == "memory":
         carried = sorted({name.split(".")[0][len("present_"):] for name in compiled.graph.outputs
                           if name.startswith("present_")})
         return (f"cache: the segment memories ({', '.join(f'past_{x}.N -> present_{x}.N' for x in carried)}); "

@@ -157,17 +157,7 @@ def compile_spec(spec: Spec | str | Path, weights: str | None = None, seed: int 
         progress(dtype)
         model = convert_precision(model, dtype, set(graph.weights), fp32_only(target, dtype, opset), report,
                                   dump_after, check_sizes(graph) if check_numerics else None)
-    if appends_in_place(model.proto.graph):
-        model.proto.metadata_props.add(key="tfcompiler.cache_buffer", value="shared")
     return Compiled(model, graph, report, spec, parameters, small)
-
-
-def appends_in_place(graph) -> bool:
-    """Whether every present key and value comes out of GroupQueryAttention, which appends in place when
-    the caller binds a past and its present to one buffer (the runtime's `tfcompiler.cache_buffer`)."""
-    presents = {o.name for o in graph.output if o.name.startswith("present.")}
-    written = {name for node in graph.node if node.op_type == "GroupQueryAttention" for name in node.output[1:3]}
-    return bool(presents) and presents <= written
 
 
 def check_dump_after(names, pipeline: str, quantize: str, dtype: str) -> None:

@@ -32,14 +32,13 @@ PROVIDERS = {"ort-cuda": [{"cuda": {}}]}
 def why_not(compiled, state: dict) -> str:
     """"" when onnxruntime-genai can run the compiled model, else why it cannot. ``state``: past input ->
     {present, shape, dtype}, as generation.json records it."""
-    spec, proto = compiled.spec, compiled.model.proto
-    metadata = {prop.key: prop.value for prop in proto.metadata_props}
+    spec, metadata = compiled.spec, compiled.model.metadata
     if spec.topology != "decoder":
         return f"it runs decoder-only models, this one is {spec.topology}"
     if metadata["tfcompiler.cache"] != "kv":
         return f"it runs decoders with a KV cache, this one has {metadata['tfcompiler.cache']}"
     defaults = {name for name, _ in compiled.model.initializers}
-    for port in proto.graph.input:
+    for port in compiled.model.proto.graph.input:
         if port.name not in FED | defaults and not PAST_KEY.fullmatch(port.name):
             carried = f" (carried from call to call as {state[port.name]['present']})" if port.name in state else ""
             return f"it feeds input_ids, attention_mask, position_ids and past keys and values only, not " \
@@ -63,7 +62,7 @@ def _heads_and_widths(state: dict) -> set[tuple[int, int]]:
 def genai_config(compiled, state: dict, filename: str) -> dict:
     """The genai_config.json of a model that onnxruntime-genai can run (`why_not` is "") from ``filename``."""
     spec, proto = compiled.spec, compiled.model.proto
-    target = next(prop.value for prop in proto.metadata_props if prop.key == "tfcompiler.target")
+    target = compiled.model.metadata["tfcompiler.target"]
     (kv_heads, head_size), = _heads_and_widths(state)
     inputs = {port.name for port in proto.graph.input}
     decoder = {

@@ -124,7 +124,7 @@ def generation_json(compiled) -> dict | None:
     spec, graph = compiled.spec, compiled.model.proto.graph
     if spec.decoder is None or spec.head.kind != "lm":
         return None
-    metadata = {prop.key: prop.value for prop in compiled.model.proto.metadata_props}
+    metadata = compiled.model.metadata
     outputs = {port.name for port in graph.output}
     state = {}
     for port in graph.input:

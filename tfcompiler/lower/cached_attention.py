@@ -14,7 +14,7 @@ from __future__ import annotations
 from onnx import TensorProto
 
 from ..ir.ops import infer_types
-from .positions import _rope_tables
+from .positions import rope_tables
 from .registry import EMITTERS, lowers
 
 HEADS_FIRST = [0, 2, 1, 3]
@@ -31,7 +31,7 @@ def group_query_attention(e, attrs, inputs, types, label):
     q, k, v, past_key, past_value, bias, *positions = inputs
     if attrs["rope"] is not None:
         rope = dict(attrs["rope"])
-        cos, sin = _rope_tables(e, rope)
+        cos, sin = rope_tables(e, rope)
         width = types[3].shape[3]
 
         def rotate(x, heads, name):

@@ -18,7 +18,7 @@ def positions(e, attrs, inputs, types, label):
     return [e.node1("Unsqueeze", positions, e.const([0]), label=label or "Positions")]
 
 
-def _rope_tables(e, attrs) -> tuple[str, str]:
+def rope_tables(e, attrs) -> tuple[str, str]:
     """cos and sin of every angle, (max_positions, R/2), made once per distinct rope setting."""
     key = ("rope", attrs["rotary_dim"], attrs["base"], attrs.get("position_scale", 1.0), attrs["max_positions"])
     if key not in e.memo:
@@ -41,7 +41,7 @@ def _per_row(e, x: str, positions: str) -> str:
 @lowers("rope")
 def rope(e, attrs, inputs, types, label):
     x, positions = inputs
-    cos, sin = _rope_tables(e, attrs)
+    cos, sin = rope_tables(e, attrs)
     r, width = attrs["rotary_dim"], types[0].shape[3]
     if e.opset >= 23:
         position_ids = positions if types[1].shape[0] != 1 else _per_row(e, x, positions)  # (B, S) as it wants

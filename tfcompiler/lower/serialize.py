@@ -78,6 +78,11 @@ class LoweredModel:
     masks: frozenset = frozenset()  # the initializers that are masks, of the model's precision (lower/mask_values.py)
 
     @property
+    def metadata(self) -> dict[str, str]:
+        """The model's metadata_props as a dict (tfcompiler.cache, tfcompiler.target, ...)."""
+        return {prop.key: prop.value for prop in self.proto.metadata_props}
+
+    @property
     def weight_bytes(self) -> int:
         return sum(a.nbytes for _, a in self.initializers)
 

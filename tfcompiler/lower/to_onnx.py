@@ -120,6 +120,9 @@ def to_onnx(graph: Graph, opset: int = DEFAULT_OPSET, metadata: dict[str, str] |
     props = {"tfcompiler.version": __version__, "tfcompiler.io_roles": json.dumps(roles, sort_keys=True),
              **({"tfcompiler.io_ranges": json.dumps(ranges, sort_keys=True)} if ranges else {}),
              "tfcompiler.target": target}
+    presents = [name for name in graph.outputs if name.startswith("present.")]
+    if presents and set(presents) <= set(renamed.values()):  # every one written by a kernel that can append
+        props["tfcompiler.cache_buffer"] = "shared"  # in place, into a buffer the caller binds as past and present
     props.update(metadata or {})
     helper.set_model_props(model, props)
     return LoweredModel(model, e.initializers, dict(e.missed), frozenset(e.masks))

@@ -48,7 +48,7 @@ def match_cached_attention(graph: Graph, node: int) -> Match:
     rope_q, query = rotated(graph, q)
     rope_k, key = rotated(graph, news[0])
     value = split_from(graph, news[1])
-    if rope_q != rope_k or None in (query, key, value):
+    if rope_q != rope_k or None in (query, key, value) or query[1] != key[1]:
         return Match.fail("its queries and keys are not split heads rotated alike")
     output = merged_by(graph, Value(node, 0))
     if output is None:
