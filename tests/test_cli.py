@@ -78,6 +78,23 @@ def test_seeded_and_init_weights_compile_to_identical_bytes(spec, tmp_path):
     assert strip(seeded) == strip(given)
 
 
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_half_precision_weights_widen_exactly(spec, tmp_path, dtype):
+    torch = pytest.importorskip("torch")
+    from safetensors.numpy import load_file
+    from safetensors.torch import save_file as save_torch
+
+    assert main(["init-weights", str(spec), "-o", str(tmp_path / "w.safetensors")]) == 0
+    halves = {name: torch.from_numpy(array).to(getattr(torch, dtype))
+              for name, array in load_file(str(tmp_path / "w.safetensors")).items()}
+    save_torch(halves, str(tmp_path / "half.safetensors"))
+    save_torch({name: half.float() for name, half in halves.items()}, str(tmp_path / "widened.safetensors"))
+    strip = lambda b: onnx.load_from_string(b).graph.SerializeToString()  # noqa: E731
+    half = compile_to(spec, tmp_path / "a.onnx", "--weights", str(tmp_path / "half.safetensors"))
+    widened = compile_to(spec, tmp_path / "b.onnx", "--weights", str(tmp_path / "widened.safetensors"))
+    assert strip(half) == strip(widened)
+
+
 def test_compiling_is_deterministic(spec, tmp_path):
     first = compile_to(spec, tmp_path / "a.onnx", "--seed", "1")
     second = compile_to(spec, tmp_path / "b.onnx", "--seed", "1")

@@ -1,5 +1,6 @@
 """Weights for a built graph: seeded initialisation, or a safetensors file with tfcompiler's
-canonical names (checked all at once: missing, unexpected, misshapen and non-finite weights in one error).
+canonical names (checked all at once: missing, unexpected, misshapen and non-finite weights in one error);
+float16 and bfloat16 files widen to float32 exactly as they are read.
 
 Canonical names follow the spec path (``encoder.layers.3.attention.query.weight``); matrices are
 stored (in_features, out_features) so they lower to MatMul without a transpose.
@@ -107,10 +108,11 @@ def non_finite(array: np.ndarray) -> str:
 
 def load_weights(graph: Graph, path: str, whole: Graph | None = None) -> dict[str, np.ndarray]:
     from safetensors import SafetensorError
-    from safetensors.numpy import load_file
+
+    from ..tensor_files import read_tensors
 
     try:
-        weights = load_file(path)
+        weights = read_tensors(path)
     except (OSError, SafetensorError) as e:
         raise WeightsError(f"{path}: cannot read safetensors weights: {e}") from None
     check_weights(graph, weights, path, whole)

@@ -75,13 +75,13 @@ class Checkpoint:
 
 
 def load_tensors(model_dir: Path) -> dict[str, np.ndarray]:
-    from safetensors.numpy import load_file
+    from ...tensor_files import read_tensors
 
     shards = sorted(model_dir.glob("*.safetensors"))
     if shards:
         tensors = {}
         for shard in shards:
-            tensors.update(load_file(str(shard)))
+            tensors.update(read_tensors(shard))
         return tensors
     binary = model_dir / "pytorch_model.bin"
     if not binary.exists():
