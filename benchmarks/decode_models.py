@@ -95,10 +95,10 @@ def build_contenders(name: str, tmp: Path, quick: bool) -> tuple[dict, dict]:
         contenders["(b) onnxruntime-genai"] = ("genai", genai, genai_python())
     spec, weights = import_hf(folder / "hf", folder / "imported")[:2]
     variants = {HEADLINE: {"target": "ort-cpu"}, PORTABLE: {},
-                "(c) tfcompiler --target ort-cpu --opset 23": {"target": "ort-cpu", "opset": 23},
+                "(c) tfcompiler --target ort-cpu --opset 17": {"target": "ort-cpu", "opset": 17},
                 "(d) tfcompiler --no-cache (recompute)": {"cache": False}}
     if quick:  # the same code paths as (c)
-        del variants[PORTABLE], variants["(c) tfcompiler --target ort-cpu --opset 23"]
+        del variants[PORTABLE], variants["(c) tfcompiler --target ort-cpu --opset 17"]
     for i, (label, flags) in enumerate(variants.items()):
         path = folder / f"tfc-{i}.onnx"
         compile_spec(spec, weights=str(weights), **flags).model.save(str(path))

@@ -72,8 +72,13 @@ def test_hierarchy_matches_the_reference(case, tmp_path):
         feeds = documents(*shape, seed, CASES[case]["types"])
         got, want = run(session, feeds), Reference(spec, weights)(feeds)
         assert sorted(got) == sorted(want)
+        # A sentence of padding alone attends to no real token: its states are not defined (the
+        # opset-23 Attention kernel gives zeros where the decomposed softmax averages every key).
+        real = feeds["attention_mask"].any(-1)
         for name in want:
             assert got[name].shape == want[name].shape, name
+            if got[name].shape[:2] == real.shape:  # per sentence, or per token of each sentence
+                got[name], want[name] = got[name][real], want[name][real]
             scale = max(1.0, float(np.abs(want[name]).max()))
             assert float(np.abs(got[name] - want[name]).max()) <= TOLERANCE * scale, (name, shape)
 

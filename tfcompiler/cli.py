@@ -18,7 +18,7 @@ from pathlib import Path
 
 from .errors import TfcError
 from .lower.targets import TARGETS
-from .lower.to_onnx import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET
+from .lower.to_onnx import MAX_OPSET, MIN_OPSET
 
 
 class Progress:
@@ -56,10 +56,12 @@ def cmd_compile(args) -> int:
         compiled = {part: compile_part(part) for part in PARTS}  # an encoder-decoder generates as two models
         for part, model in compiled.items():
             report_compile(args, model, f"{part} model" if args.explain else "")
+        progress("write")
         return finish_compile(args, compiled["decoder"], write_model_folder(compiled, folder, external_data(args)),
                               progress)
     compiled = compile_part()
     report_compile(args, compiled)
+    progress("write")  # a large model's weights take a while to write: say so before, not after
     if folder is None:
         return finish_compile(args, compiled, compiled.model.save(args.output, external_data=external_data(args)),
                               progress)
@@ -71,7 +73,8 @@ def external_data(args) -> bool | None:
 
 
 def report_compile(args, compiled, title: str = "") -> None:
-    """What --explain, --dump-after and --verify print, and the cache's and missed fusions' notes."""
+    """What --explain, --dump-after and --verify print, and the cache's and missed fusions' notes (on
+    stderr, which -q silences)."""
     from .compiler import verify_verdict
 
     if title:
@@ -84,10 +87,10 @@ def report_compile(args, compiled, title: str = "") -> None:
         if compiled.numerics:
             print(f"numerics, on a shrunk copy of the spec:\n{compiled.numerics.report.explain()}")
         print(lowering_summary(compiled.model.proto.graph, args.target, compiled.model.missed, args.dtype))
-    elif (compiled.spec.decoder is not None and args.cache and compiled.graph.metadata["no_cache"]
+    elif (not args.quiet and compiled.spec.decoder is not None and args.cache and compiled.graph.metadata["no_cache"]
           and "part" not in compiled.graph.metadata):
         print(cache_summary(compiled), file=sys.stderr)
-    if not args.explain and compiled.model.missed:  # never silent, --explain or not
+    if not (args.explain or args.quiet) and compiled.model.missed:  # --explain's summary says it too
         from .lower.targets import missed_fusions
 
         print("lowered without a fused form:\n" + "\n".join(missed_fusions(compiled.model.missed)), file=sys.stderr)
@@ -100,12 +103,12 @@ def report_compile(args, compiled, title: str = "") -> None:
 def finish_compile(args, compiled, written, progress) -> int:
     """Say what was written: the files (a model folder's notes on stderr), sizes and timings."""
     files = getattr(written, "files", written)
-    for note in getattr(written, "notes", ()):
+    for note in () if args.quiet else getattr(written, "notes", ()):
         print(note, file=sys.stderr)
     weight_bytes = compiled.model.weight_bytes
     print(f"compiled {compiled.spec.name} ({compiled.spec.topology}, {compiled.parameters:,} parameters, "
           f"{weight_bytes / 2 ** 20:,.1f} MiB of weights) -> "
-          f"{', '.join(map(str, files))} [opset {args.opset}, target {args.target}, "
+          f"{', '.join(map(str, files))} [opset {compiled.model.opset}, target {args.target}, "
           f"{'' if args.quantize == 'none' else f'quantized {args.quantize}, '}"
           f"{'' if args.dtype == 'fp32' else f'{args.dtype}, '}"
           f"{len(compiled.model.proto.graph.node)} nodes, {time.perf_counter() - progress.start:.2f}s]")
@@ -396,7 +399,8 @@ def parser() -> argparse.ArgumentParser:
                         "and the spec's tokenizer files")
     c.add_argument("--weights", help="safetensors file with tfcompiler's canonical names")
     c.add_argument("--seed", type=int, default=0, help="seed of the random initialisation")
-    c.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"{MIN_OPSET}..{MAX_OPSET}")
+    c.add_argument("--opset", type=int, help=f"{MIN_OPSET}..{MAX_OPSET} (default: the newest the installed "
+                   "onnxruntime runs)")
     c.add_argument("--target", default="portable", choices=sorted(TARGETS),
                    help="portable: standard ONNX ops only; ort-cpu / ort-cuda: also onnxruntime's contrib "
                         "kernels for that provider where the capability table allows")
@@ -419,7 +423,8 @@ def parser() -> argparse.ArgumentParser:
                         "copy of the spec above 1M seeded parameters: same kinds and options, toy sizes)")
     c.add_argument("--dump-after", action="append", metavar="PASS",
                    help="print the IR after this pass ('all' for every pass)")
-    c.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    c.add_argument("-q", "--quiet", action="store_true",
+                   help="no progress lines nor notes on stderr (the result line and errors stay)")
     c.set_defaults(func=cmd_compile)
 
     c = sub.add_parser("check", help="validate a spec")

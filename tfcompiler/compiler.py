@@ -14,7 +14,7 @@ from .ir.interpret import random_feeds
 from .lower.quantized import INT4_OPSET
 from .lower.serialize import LoweredModel
 from .lower.targets import PRECISIONS, TARGETS, fp32_only, kernels_for
-from .lower.to_onnx import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET, to_onnx
+from .lower.to_onnx import MAX_OPSET, MIN_OPSET, default_opset, to_onnx
 from .lower.convert_precision import ConvertPrecision, convert_precision
 from .passes.pipeline import PIPELINES, QUANTIZE, PipelineReport, make_pipeline, run_pipeline
 from .passes.quantize_weights import QuantizeWeights
@@ -89,7 +89,7 @@ def shrunk_copy(spec: Spec) -> Spec | None:
 
 
 def compile_spec(spec: Spec | str | Path, weights: str | None = None, seed: int = 0,
-                 opset: int = DEFAULT_OPSET, pipeline: str = "default", verify_each: bool = False,
+                 opset: int | None = None, pipeline: str = "default", verify_each: bool = False,
                  dump_after: set[str] = frozenset(), check_numerics: bool = False,
                  progress=lambda step: None, target: str = "portable", quantize: str = "none",
                  dtype: str = "fp32", cache: bool = True, part: str | None = None) -> Compiled:
@@ -98,7 +98,9 @@ def compile_spec(spec: Spec | str | Path, weights: str | None = None, seed: int 
     the IR after every pass and evaluates it on small random inputs before and after each one.
     ``dtype`` (fp32, fp16, bf16) is what the model computes in. With ``cache`` a decoder that has an
     exact incremental form compiles with KV-cache inputs and outputs (tfcompiler.builders.cache); an
-    encoder-decoder does as two models, ``part`` "encoder" and "decoder" (tfcompiler.builders.seq2seq)."""
+    encoder-decoder does as two models, ``part`` "encoder" and "decoder" (tfcompiler.builders.seq2seq).
+    ``opset`` None: the newest the installed onnxruntime runs (lower/runtime_opset.py)."""
+    opset = default_opset() if opset is None else opset
     if not MIN_OPSET <= opset <= MAX_OPSET:
         raise TfcError(f"--opset {opset}: expected {MIN_OPSET}..{MAX_OPSET}")
     if target not in TARGETS:

@@ -6,8 +6,8 @@ lowering is its own file and no import list names it.
 """
 from ..submodules import import_submodules
 from .serialize import LoweredModel
-from .to_onnx import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET, to_onnx
+from .to_onnx import MAX_OPSET, MIN_OPSET, default_opset, to_onnx
 
 import_submodules(__name__, __path__)  # each lowering module registers the IR ops it lowers
 
-__all__ = ["to_onnx", "LoweredModel", "DEFAULT_OPSET", "MIN_OPSET", "MAX_OPSET"]
+__all__ = ["to_onnx", "LoweredModel", "default_opset", "MIN_OPSET", "MAX_OPSET"]

@@ -83,6 +83,11 @@ class LoweredModel:
         return {prop.key: prop.value for prop in self.proto.metadata_props}
 
     @property
+    def opset(self) -> int:
+        """The standard (default-domain) opset the model is stamped with."""
+        return next(entry.version for entry in self.proto.opset_import if entry.domain in ("", "ai.onnx"))
+
+    @property
     def weight_bytes(self) -> int:
         return sum(a.nbytes for _, a in self.initializers)
 

@@ -15,6 +15,7 @@ from ..version import __version__
 from .common import ONNX_DTYPES
 from .emit import Emitter
 from .registry import emit_op
+from .runtime_opset import newest_runtime_opset
 from .serialize import LoweredModel
 from .targets import kernels_for
 from .token_chunks import emit_token_chunks, runs_whole
@@ -24,19 +25,25 @@ from .walk import every_node, rename_inputs
 # must be the caller's bound buffer for its in-place append (tfcompiler.cache_buffer)
 WRITES_OUTPUTS = {"GroupQueryAttention"}
 
-MIN_OPSET, DEFAULT_OPSET, MAX_OPSET = 17, 17, 24
+MIN_OPSET, MAX_OPSET = 17, 24
+
+
+def default_opset() -> int:
+    """--opset's default: the newest opset in MIN_OPSET..MAX_OPSET the installed onnxruntime runs."""
+    return newest_runtime_opset(MIN_OPSET, MAX_OPSET)
 
 
 def _value_info(name: str, tensor_type) -> onnx.ValueInfoProto:
     return helper.make_tensor_value_info(name, ONNX_DTYPES[tensor_type.dtype], list(tensor_type.shape))
 
 
-def to_onnx(graph: Graph, opset: int = DEFAULT_OPSET, metadata: dict[str, str] | None = None,
+def to_onnx(graph: Graph, opset: int | None = None, metadata: dict[str, str] | None = None,
             target: str = "portable", kernels: frozenset[str] | None = None,
             precision: str = "fp32") -> LoweredModel:
     """The fp32 model, emitted for `precision` (the precision pass, lower/convert_precision.py,
     retypes it after); `kernels` overrides the target's choice from the capability table (tests use
-    it to check the kernels the table skips)."""
+    it to check the kernels the table skips); `opset` None: default_opset()."""
+    opset = default_opset() if opset is None else opset
     if not MIN_OPSET <= opset <= MAX_OPSET:
         raise ValueError(f"opset {opset} is outside the supported {MIN_OPSET}..{MAX_OPSET}")
     decoding = graph.metadata.get("no_cache") == ""  # a decoder with a KV cache: its steps are one token each
