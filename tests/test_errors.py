@@ -284,3 +284,48 @@ def test_weights_that_are_not_finite_are_named(tmp_path, capsys):
     assert "not finite (2):" in err
     assert "decoder.layers.0.attention.query.weight: 3 NaN of 1,024 values" in err
     assert "decoder.final_norm.weight: 1 -inf of 32 values" in err
+
+
+def test_a_table_past_memory_is_refused_naming_its_weight(tmp_path, capsys):
+    """The loader's estimate counts the main tables; the built graph's declared weights are exact, so a
+    kind's or an input's own table (here a billion token types) is refused before it is drawn."""
+    spec = write(tmp_path, GOOD.replace("block: {placement: pre}",
+                                        "input: {kind: tokens, token_types: 1000000000}\nblock: {placement: pre}"))
+    out = tmp_path / "out.onnx"
+    for command in (["compile", str(spec), "-o", str(out), "-q"], ["init-weights", str(spec), "-o", str(out)]):
+        code, err = run_cli(capsys, *command)
+        assert code == 1 and not out.exists(), err
+        assert "embeddings.token_types.weight: the weights would take 119.2 GiB in fp32" in err
+        assert "[1000000000, 32]" in err
+
+
+def test_a_count_of_positions_past_max_length_is_located(tmp_path, capsys):
+    spec = write(tmp_path, GOOD.replace("block: {placement: pre}",
+                                        "block: {placement: pre, attention: {kind: sliding_window, window: 1000000}}"))
+    code, err = run_cli(capsys, "check", str(spec))
+    assert code == 1
+    assert (f"{spec}:7:10: decoder.layers[0].block.attention.window: counts positions: expected at most "
+            "model.max_length (32), got 1,000,000") in err, err
+
+
+def test_a_graph_past_the_node_limit_stops_at_the_entry_being_built(tmp_path, capsys, monkeypatch):
+    import tfcompiler.limits as limits
+
+    monkeypatch.setattr(limits, "NODE_LIMIT", 60)  # a tiny decoder passes it in its first layer
+    spec = write(tmp_path, GOOD)
+    code, err = run_cli(capsys, "compile", str(spec), "-o", str(tmp_path / "o.onnx"))
+    assert code == 1 and "error: decoder.layers." in err and "the graph passes 60 nodes" in err, err
+    assert not (tmp_path / "o.onnx").exists()
+
+
+def test_memory_running_out_while_building_names_the_entry(tmp_path, capsys, monkeypatch):
+    from tfcompiler.builders.attention import performer
+
+    def out_of_memory(*args):
+        raise MemoryError
+
+    monkeypatch.setattr(performer, "orthogonal_features", out_of_memory)
+    spec = write(tmp_path, tiny_spec("encoder", head="pooler").replace(
+        "block: {placement: pre}", "block: {placement: pre, attention: {kind: performer}}"))
+    code, err = run_cli(capsys, "compile", str(spec), "-o", str(tmp_path / "o.onnx"))
+    assert code == 1 and "encoder.layers.0.attention: out of memory while building it" in err, err

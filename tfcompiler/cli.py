@@ -163,11 +163,14 @@ def cmd_schema(args) -> int:
 
 def cmd_init_weights(args) -> int:
     from .builders import build_graph
-    from .builders.weights import init_weights, save_weights
+    from .builders.weights import declared_params, init_weights, save_weights
     from .language import load_spec
+    from .limits import check_weight_bytes
 
     spec = load_spec(args.spec)
-    weights = init_weights(build_graph(spec), spec.init, args.seed)
+    graph = build_graph(spec)
+    check_weight_bytes(declared_params(graph))
+    weights = init_weights(graph, spec.init, args.seed)
     save_weights(weights, args.output, metadata={"tfcompiler.spec_sha256": spec.sha256})
     print(f"wrote {len(weights)} tensors ({sum(w.size for w in weights.values()):,} parameters) "
           f"to {args.output}")
@@ -503,6 +506,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except MemoryError:  # what tfcompiler.limits did not foresee: still the spec's or the input's size
+        print(f"error: tfc {args.command} ran out of memory: a size in the spec or the input asks for more than "
+              "this machine has", file=sys.stderr)
+        return 1
     except Exception as e:  # noqa: BLE001  (the last line of defence against tracebacks)
         if os.environ.get("TFC_DEBUG"):
             raise

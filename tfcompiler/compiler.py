@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .builders import build_graph
 from .builders.cache import cache_form, why_left_padding_shifts
-from .builders.weights import init_weights, load_weights
+from .builders.weights import declared_params, init_weights, load_weights
 from .ir.graph import Graph
 from .ir.interpret import random_feeds
 from .lower.quantized import INT4_OPSET
@@ -22,6 +22,7 @@ from .language import Spec, load_spec
 from .language.rules import check_precision
 from .language.shrink import shrink_spec
 from .errors import TfcError
+from .limits import check_weight_bytes
 
 
 # small enough for the NumPy interpreter on a full-size model, long enough for masks and causality
@@ -128,6 +129,7 @@ def compile_spec(spec: Spec | str | Path, weights: str | None = None, seed: int 
     check_precision(spec, dtype)  # kinds ill-conditioned in fp16 / bf16 refuse them
     progress("build")
     graph = build_graph(spec, cache, part)
+    check_weight_bytes(declared_params(graph))
     progress("weights")
     whole = build_graph(spec) if part else None
     graph.weights = load_weights(graph, weights, whole) if weights else init_weights(graph, spec.init, seed)

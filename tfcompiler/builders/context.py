@@ -11,6 +11,7 @@ import numpy as np
 
 from ..ir.graph import Graph, Value
 from ..ir.types import TensorType
+from ..limits import check_node_count, out_of_memory_at
 
 
 @dataclass
@@ -29,7 +30,8 @@ class Context:
         names = [str(n) for n in names if n != ""]
         self.scope.extend(names)
         try:
-            yield
+            with out_of_memory_at(lambda: self.origin, "building"):  # the innermost entry names it
+                yield
         finally:
             del self.scope[len(self.scope) - len(names):]
 
@@ -48,6 +50,7 @@ class Context:
 
     # --- emitting -------------------------------------------------------------------------------
     def op(self, op_type: str, *inputs: Value, label: str = "", **attrs) -> Value:
+        check_node_count(len(self.graph.nx_graph), self.origin)
         return self.graph.add1(op_type, inputs, attrs, origin=self.origin, label=label)
 
     def type_of(self, value: Value) -> TensorType:

@@ -34,7 +34,8 @@ def _type_words(hint, meta) -> str:
     if meta.get("choices"):
         return " \\| ".join(f"`{c}`" for c in meta["choices"])
     words = SCALARS[hint]
-    return f"{words} ≥ {meta['minimum']:g}" if meta.get("minimum") is not None else words
+    words = f"{words} ≥ {meta['minimum']:g}" if meta.get("minimum") is not None else words
+    return f"{words}, ≤ `model.max_length`" if meta.get("positions") else words
 
 
 def _cell(text: str) -> str:

@@ -13,6 +13,7 @@ for the kinds' own), never probed; ``refuses_low_precision`` here is one any sec
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from dataclasses import dataclass
 from typing import ClassVar, Iterator
 
@@ -87,12 +88,23 @@ def problems(spec) -> Iterator[tuple[str, str, str]]:
     """(path, located, message) for every rule the spec breaks: ``located`` is the spec path whose
     YAML node the problem points at."""
     for section, where in walk(spec):
-        for problem in section.problems(spec, where):
+        for problem in itertools.chain(past_the_positions(section, spec), section.problems(spec, where)):
             if isinstance(problem, At):
                 path = join(where.path, problem.key)
                 yield path, problem.located or path, problem.message
             else:
                 yield where.path, where.path, problem
+
+
+def past_the_positions(section: Section, spec) -> Iterator[At]:
+    """A field that counts positions (``option(positions=True)``) past model.max_length: nothing longer
+    than the longest sequence changes what the model computes, and its tables and index constants are
+    sized by it before any input arrives."""
+    longest = spec.model.max_length
+    for field in dataclasses.fields(section):
+        value = getattr(section, field.name)
+        if field.metadata.get("positions") and isinstance(value, int) and value > longest:
+            yield At(field.name, f"counts positions: expected at most model.max_length ({longest:,}), got {value:,}")
 
 
 def low_precision_refusals(spec) -> list[tuple[str, Section]]:

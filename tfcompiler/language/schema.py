@@ -26,15 +26,16 @@ REQUIRED = MISSING
 
 def option(default=REQUIRED, doc: str = "", choices: tuple | None = None, minimum: float | None = None,
            registry: "KindRegistry | None" = None, partial_of: type | None = None, inherits: bool = False,
-           shrink=None):
+           shrink=None, positions: bool = False):
     """Declare a spec field: its default (omit for required), documentation and value rules.
     With ``registry`` the field is a kind union parsed by that registry (absent: the registry's
     default kind, or None with ``inherits``, for a setting taken from elsewhere); with
     ``partial_of`` it is a mapping of that section's keys kept as YAML for the loader to merge
     (block overrides); ``shrink`` is how the option shrinks to toy size, a rule from shrink_rules.py
-    (absent: it stays as written)."""
+    (absent: it stays as written); ``positions``: the field counts positions (a window, a block, a
+    projected length), so it is at most ``model.max_length`` (rules.py checks it)."""
     meta = {"doc": doc, "choices": choices, "minimum": minimum, "registry": registry,
-            "partial_of": partial_of, "inherits": inherits, "shrink": shrink}
+            "partial_of": partial_of, "inherits": inherits, "shrink": shrink, "positions": positions}
     if isinstance(default, (list, dict)):
         return dataclasses.field(default_factory=lambda: type(default)(default), metadata=meta)
     return dataclasses.field(default=default, metadata=meta)

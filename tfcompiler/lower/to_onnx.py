@@ -11,6 +11,7 @@ from onnx import helper
 
 from ..ir.graph import Graph, Value
 from ..ir.ops.token_chunks import chunk_region
+from ..limits import out_of_memory_at
 from ..version import __version__
 from .common import ONNX_DTYPES
 from .emit import Emitter
@@ -85,22 +86,27 @@ def to_onnx(graph: Graph, opset: int | None = None, metadata: dict[str, str] | N
         names[begin], e.origin = outer, origin
         return names[output]
 
+    def lower_all(order):
+        """Every node, in order: inputs and weights by name, the rest through `lower`."""
+        for node in order:
+            op = graph.op(node)
+            value = Value(node, 0)
+            if op.type == "input":
+                names[value] = op.attrs["name"]
+                inputs.append(_value_info(op.attrs["name"], op.outputs[0]))
+                roles[op.attrs["name"]] = op.attrs.get("role", "")
+                if "range" in op.attrs:  # an integer input's values: [0, range) (ids, segments, positions)
+                    ranges[op.attrs["name"]] = op.attrs["range"]
+                if "default" in op.attrs:  # an initializer of its name: onnxruntime's value when the caller gives none
+                    e.initializers.append((op.attrs["name"], np.asarray(op.attrs["default"], dtype=op.attrs["dtype"])))
+            elif op.type == "param":
+                names[value] = e.initializer(graph.weights[op.attrs["name"]], op.attrs["name"])
+            elif node not in in_chunks:
+                lower(node)
+
     order = graph.topological()
-    for node in order:
-        op = graph.op(node)
-        value = Value(node, 0)
-        if op.type == "input":
-            names[value] = op.attrs["name"]
-            inputs.append(_value_info(op.attrs["name"], op.outputs[0]))
-            roles[op.attrs["name"]] = op.attrs.get("role", "")
-            if "range" in op.attrs:  # an integer input's values: [0, range) (ids, segments, positions)
-                ranges[op.attrs["name"]] = op.attrs["range"]
-            if "default" in op.attrs:  # an initializer of its name: onnxruntime's value when the caller gives none
-                e.initializers.append((op.attrs["name"], np.asarray(op.attrs["default"], dtype=op.attrs["dtype"])))
-        elif op.type == "param":
-            names[value] = e.initializer(graph.weights[op.attrs["name"]], op.attrs["name"])
-        elif node not in in_chunks:
-            lower(node)
+    with out_of_memory_at(lambda: e.origin, "lowering"):
+        lower_all(order)
     outputs = []
     producers = {out: node for node in e.nodes for out in node.output}
     renamed = {}

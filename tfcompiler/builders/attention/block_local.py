@@ -26,7 +26,8 @@ class BlockLocalOptions(MultiHeadOptions):
     LOWERING = "banded blocks"
     left_padding_shifts: ClassVar[str] = "its blocks start at multiples of `block` from the first column"
 
-    block: int = option(doc="Query block length (positions, in raster-scan order).", minimum=1, shrink=cap(2))
+    block: int = option(doc="Query block length (positions, in raster-scan order).",
+                        minimum=1, shrink=cap(2), positions=True)
     memory_blocks: int = option(1, doc="Neighbouring blocks each query block sees on each side.", minimum=0)
 
 

@@ -27,7 +27,7 @@ class BlockLocal2DOptions(MultiHeadOptions):
     LOWERING = "banded blocks"
     left_padding_shifts: ClassVar[str] = "its 2-D blocks are counted from the first column"
 
-    row_length: int = option(doc="Positions per image row (raster scan).", minimum=1, shrink=grid)
+    row_length: int = option(doc="Positions per image row (raster scan).", minimum=1, shrink=grid, positions=True)
     query_shape: list[int] = option(doc="Query block [rows, columns].", shrink=grid)
     memory_flange: list[int] = option(doc="Memory rows above (and below, bidirectional) and columns on "
                                             "each side of a query block.", shrink=grid)

@@ -30,9 +30,10 @@ class LongformerOptions(MultiHeadOptions):
     LOWERING = "banded blocks + global rows/columns; dense masked with the input mask"
     no_cache_because: ClassVar[str] = "its global tokens attend every key, later ones included"
 
-    window: int = option(doc="Keys on each side a token sees (Longformer's w/2).", minimum=1, shrink=cap(2))
-    dilation: int = option(1, doc="See every d-th key of the window.", minimum=1)
-    global_tokens: int = option(1, doc="Leading tokens with global attention (static).", minimum=0)
+    window: int = option(doc="Keys on each side a token sees (Longformer's w/2).",
+                         minimum=1, shrink=cap(2), positions=True)
+    dilation: int = option(1, doc="See every d-th key of the window.", minimum=1, positions=True)
+    global_tokens: int = option(1, doc="Leading tokens with global attention (static).", minimum=0, positions=True)
     global_input: bool = option(False, doc="Global positions from the `global_attention_mask` input "
                                 "(1 = global), with separate global projections, as Hugging Face's Longformer.")
 

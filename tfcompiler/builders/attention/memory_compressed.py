@@ -33,7 +33,8 @@ class MemoryCompressedOptions(AttentionKind):
                                        "column: a step would need the unfinished slot's keys beside the finished "
                                        "slots, a two-part cache not written yet")
 
-    compression: int = option(3, doc="s: kernel and stride of the compressing convolution.", minimum=1, shrink=cap(3))
+    compression: int = option(3, doc="s: kernel and stride of the compressing convolution.",
+                              minimum=1, shrink=cap(3), positions=True)
 
     def problems(self, spec, where):
         yield from no_score_positions("memory_compressed", spec)

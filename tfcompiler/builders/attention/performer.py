@@ -49,11 +49,8 @@ class PerformerOptions(AttentionKind):
 def orthogonal_features(features: int, width: int, rng: np.random.Generator) -> np.ndarray:
     """(features, width): stacked orthogonal blocks (QR of Gaussian matrices), rows rescaled to
     the norms of Gaussian vectors, as in the paper's ORF construction."""
-    blocks = []
-    for _ in range(-(-features // width)):
-        q, _ = np.linalg.qr(rng.standard_normal((width, width)))
-        blocks.append(q.T)
-    matrix = np.concatenate(blocks)[:features]
+    q, _ = np.linalg.qr(rng.standard_normal((-(-features // width), width, width)))  # one QR per block, at once
+    matrix = q.transpose(0, 2, 1).reshape(-1, width)[:features]
     return matrix * np.linalg.norm(rng.standard_normal((features, width)), axis=1)[:, None]
 
 

@@ -26,8 +26,9 @@ class SlidingWindowOptions(MultiHeadOptions):
     LOWERING = "banded blocks (sparsity pass), O(n·w)"
     cached_as: ClassVar[str] = "the last `window` × `dilation` keys and values, however long it runs"
 
-    window: int = option(doc="Keys on each side a token sees (w: |i - j| <= w).", minimum=1, shrink=cap(2))
-    dilation: int = option(1, doc="See every d-th key of the window (dilated window).", minimum=1)
+    window: int = option(doc="Keys on each side a token sees (w: |i - j| <= w).",
+                         minimum=1, shrink=cap(2), positions=True)
+    dilation: int = option(1, doc="See every d-th key of the window (dilated window).", minimum=1, positions=True)
 
 
 def build_sliding_window(ctx, options: SlidingWindowOptions, spec, site):

@@ -29,7 +29,8 @@ class LocalRnnOptions(PositionalKind):
     LOWERING = "one ONNX `RNN` / `LSTM` / `GRU` node, all windows as one batch"
     no_cache_because: ClassVar[str] = "its recurrence reads each window of earlier embeddings anew at every step"
 
-    window: int = option(doc="M: positions each local RNN reads, the current one included.", minimum=1, shrink=cap(2))
+    window: int = option(doc="M: positions each local RNN reads, the current one included.",
+                         minimum=1, shrink=cap(2), positions=True)
     cell: str = option("gru", doc="rnn, lstm or gru (PyTorch's equations).", choices=tuple(GATES))
 
 
