@@ -35,6 +35,7 @@ import yaml
 from safetensors.numpy import save_file
 
 from tfcompiler import compile_spec, parse_spec
+from tfcompiler.errors import SpecError
 
 torch = pytest.importorskip("torch")
 nystrom_attention = pytest.importorskip("nystrom_attention")
@@ -158,3 +159,17 @@ def transformers_output(model, ids, mask, types) -> np.ndarray:
         additive = (1.0 - mask[:, None, None, :].float()) * torch.finfo(torch.float32).min
         states = model.embeddings(input_ids=ids, token_type_ids=types)
         return model.encoder(states, attention_mask=additive).last_hidden_state.numpy()
+
+
+def test_lucidrains_empty_landmarks_need_a_value_head_per_query_head():
+    """lucidrains' module has as many value heads as query heads: its uniform rows are refused beside
+    grouped key/value heads, at the attention's place in the spec, before anything is built."""
+    with pytest.raises(SpecError, match="block.attention: empty_landmarks: uniform is lucidrains' convention"):
+        parse_spec(f"""
+tfc: 1
+name: grouped
+topology: encoder
+model: {{width: 32, heads: 4, kv_heads: 2, ffn_width: 32, vocab_size: 10, max_length: 16}}
+block: {{attention: {{kind: nystrom, landmarks: 4, conv_kernel: 0, {LUCIDRAINS}}}}}
+encoder: {{layers: 1}}
+""", "grouped.yaml")

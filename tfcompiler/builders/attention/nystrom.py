@@ -104,8 +104,9 @@ def build_nystrom(ctx, options: NystromOptions, spec, site):
     m = spec.model
     query, key, value = project(ctx, spec, site)
     scale = float(m.dh ** -0.5)
+    # mask_padding: keys (Hugging Face) keeps every position in the landmarks and the convolution
     keep = key_weights(ctx, site.mask if options.mask_padding == "everywhere" else None)
-    # the default's attributes are the op's defaults, left unwritten
+    # `front` only where set: a default spec's IR, and so its ONNX bytes, stay as they were
     segments = {"segments": options.landmarks, **({"front": True} if options.segments == "front" else {})}
     uniform = options.empty_landmarks == "uniform"
     with ctx.at("nystrom"):
