@@ -1,6 +1,7 @@
 """Parity of the `nystrom` attention kind with lucidrains' nystrom-attention (`NystromAttention`, the
 `nystrom-attention` test extra) and Hugging Face's NystromformerModel (through `tfc import-hf`), each
-with the same weights, fp32 on onnxruntime, padded batches included.
+with the same weights, fp32 on onnxruntime (lucidrains' cases through the IR's NumPy interpreter too),
+padded batches included.
 
 lucidrains' module is compared bare: a spec of one block with no residual, norm or FFN (`placement:
 none`, `ffn: {enabled: false}`), no positions and no final norm computes exactly the attention sublayer
@@ -36,6 +37,7 @@ from safetensors.numpy import save_file
 
 from tfcompiler import compile_spec, parse_spec
 from tfcompiler.errors import SpecError
+from tfcompiler.ir.interpret import evaluate
 
 torch = pytest.importorskip("torch")
 nystrom_attention = pytest.importorskip("nystrom_attention")
@@ -89,9 +91,10 @@ def lucidrains_weights(module, x) -> dict[str, np.ndarray]:
 
 
 def compiled_bare(conventions: str, weights: dict, path):
+    """The onnxruntime session of the bare spec, and its IR (whose NumPy interpreter is checked too)."""
     save_file(weights, str(path))
-    spec = bare_spec(conventions, len(weights["embeddings.tokens.weight"]))
-    return ort.InferenceSession(compile_spec(spec, weights=str(path)).model.serialize())
+    compiled = compile_spec(bare_spec(conventions, len(weights["embeddings.tokens.weight"])), weights=str(path))
+    return ort.InferenceSession(compiled.model.serialize()), compiled.graph
 
 
 def assert_close(got, want, what):
@@ -122,13 +125,14 @@ def test_lucidrains_nystrom_attention_matches(case, tmp_path):
         want = module(torch.from_numpy(x), mask=torch.from_numpy(mask.astype(bool)) if masked else None).numpy()
     weights = lucidrains_weights(module, x)
     feeds = {"input_ids": np.arange(batch * length).reshape(batch, length), "attention_mask": mask}
-    (got,) = compiled_bare(LUCIDRAINS, weights, tmp_path / "w.safetensors").run(["last_hidden_state"], feeds)
+    session, graph = compiled_bare(LUCIDRAINS, weights, tmp_path / "w.safetensors")
+    (got,) = session.run(["last_hidden_state"], feeds)
     real = mask.astype(bool)
     assert_close(got[real], want[real], f"lucidrains {case}")
+    assert_close(evaluate(graph, feeds)["last_hidden_state"][real], want[real], f"lucidrains {case}, IR")
     if case == "not_a_multiple":  # the paper's conventions (the defaults) are another attention here
-        (paper,) = compiled_bare("pinv_scale: per_head", weights, tmp_path / "w.safetensors").run(["last_hidden_state"],
-                                                                                            feeds)
-        assert float(np.abs(paper - want).max()) > 1e-2
+        session, _ = compiled_bare("pinv_scale: per_head", weights, tmp_path / "w.safetensors")
+        assert float(np.abs(session.run(["last_hidden_state"], feeds)[0] - want).max()) > 1e-2
 
 
 HF_CONFIG = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128, vocab_size=100,
