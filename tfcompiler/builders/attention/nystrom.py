@@ -6,12 +6,17 @@ segments of the queries and keys, over real tokens only):
 pinv by `pinv_iterations` Newton–Schulz steps Z ← ¼ Z (13I − AZ (15I − AZ (7I − AZ))) from
 Z₀ = Aᵀ / (max column sum · max row sum), the maxima taken per sample and head (a batch-wide maximum
 would make a sample's output depend on its batch mates). Any length works: segments are
-ceil(S/m) long, the last ones short (lucidrains instead pads the front to a multiple of m).
+ceil(S/m) long, the last ones short (lucidrains instead pads the front to a multiple of m: `segments`).
 Padded keys are masked in the last softmax and left out of the landmarks. A segment with no real key
 (all padding, or past the end when S is not a multiple of m) is no landmark: no query attends it
 and its row and column of softmax(Q̃ K̃ᵀ) are the identity's, so the pseudo-inverse is the real
 landmarks' one (Newton–Schulz keeps the block structure, and the identity's column sums of 1 never
 exceed a softmax block's largest) and the result is the real landmarks' alone. Bidirectional only.
+
+The public implementations differ in three conventions, each an option (the defaults are the above):
+lucidrains' nystrom-attention pads the front (`segments: front`) and gives an empty segment a uniform
+row (`empty_landmarks: uniform`) with a global Z₀ scale; Hugging Face's NystromformerModel has the
+global scale and masks padding only as keys of the last softmax (`mask_padding: keys`).
 """
 from __future__ import annotations
 
@@ -42,6 +47,20 @@ class NystromOptions(AttentionKind):
                              "head (per_head), or over the whole batch and all heads (global: Hugging Face's "
                              "NystromformerModel; a sample's output then depends on its batch mates).",
                              choices=("per_head", "global"))
+    segments: str = option("tail", doc="Where segments fall when m does not divide the length S: ⌈S/m⌉ "
+                           "tokens each from the first token, the last ones short or empty (tail), or as if the "
+                           "sequence were padded at the front to m·⌈S/m⌉, the first ones short or empty (front: "
+                           "lucidrains' nystrom-attention).", choices=("tail", "front"))
+    empty_landmarks: str = option("masked", doc="A segment with no real token (padding only, or none when m does "
+                                  "not divide the length): no landmark (masked: no query attends it, the pseudo-"
+                                  "inverse is the real landmarks'), or, as lucidrains' nystrom-attention, a landmark "
+                                  "whose row of softmax(Q̃K̃ᵀ) is 1/m throughout and whose value is the real tokens' "
+                                  "sum over m·⌈S/m⌉ (uniform); either way no query attends it.",
+                                  choices=("masked", "uniform"))
+    mask_padding: str = option("everywhere", doc="Where padded tokens are left out: the landmarks, the value "
+                               "convolution and the keys of softmax(Q̃Kᵀ) (everywhere), or those keys only "
+                               "(keys: Hugging Face's NystromformerModel, whose landmarks average padding in and whose "
+                               "convolution reads it).", choices=("everywhere", "keys"))
 
     def problems(self, spec, where):
         yield from bidirectional_only("nystrom", spec)
@@ -49,6 +68,8 @@ class NystromOptions(AttentionKind):
             yield f"conv_kernel must be odd or 0, got {self.conv_kernel}"
         if self.conv_kernel and spec.model.kv != spec.model.heads:
             yield "the nystrom value convolution is per head: kv_heads must equal heads (or conv_kernel: 0)"
+        if self.empty_landmarks == "uniform" and spec.model.kv != spec.model.heads:
+            yield "empty_landmarks: uniform is lucidrains' convention, for as many key/value heads as heads"
 
 
 def pseudo_inverse(ctx, a, iterations: int, size: int, scale: str = "per_head"):
@@ -68,12 +89,13 @@ def pseudo_inverse(ctx, a, iterations: int, size: int, scale: str = "per_head"):
     return z
 
 
-def real_landmarks(ctx, key, keep, count: int):
+def real_landmarks(ctx, key, keep, segments: dict):
     """(B, 1, m, 1) 1.0 for the segments holding a real key, and the (B, 1, 1, m) bias that masks the others."""
+    count = segments["segments"]
     first = ctx.constant([0], dtype="int64")
     position = ctx.op("gather", ctx.op("gather", key, first, axis=1), first, axis=3)  # (B, 1, T, 1)
     real = ctx.op("mul", ctx.op("add", ctx.op("mul", position, ctx.constant(0.0)), ctx.constant(1.0)), keep)
-    filled = ctx.op("segment_means", real, real, segments=count, label="FilledSegments")
+    filled = ctx.op("segment_means", real, real, **segments, label="FilledSegments")
     as_mask = ctx.op("cast", ctx.op("reshape", filled, shape=(0, count)), dtype="int64")  # (B, m)
     return filled, ctx.op("padding_bias", as_mask)
 
@@ -82,24 +104,32 @@ def build_nystrom(ctx, options: NystromOptions, spec, site):
     m = spec.model
     query, key, value = project(ctx, spec, site)
     scale = float(m.dh ** -0.5)
-    keep = key_weights(ctx, site.mask)
+    # mask_padding: keys (Hugging Face) keeps every position in the landmarks and the convolution
+    keep = key_weights(ctx, site.mask if options.mask_padding == "everywhere" else None)
+    # `front` only where set: a default spec's IR, and so its ONNX bytes, stay as they were
+    segments = {"segments": options.landmarks, **({"front": True} if options.segments == "front" else {})}
+    uniform = options.empty_landmarks == "uniform"
     with ctx.at("nystrom"):
-        q_marks = ctx.op("segment_means", query, keep, segments=options.landmarks, label="QueryLandmarks")
-        k_marks = ctx.op("segment_means", key, keep, segments=options.landmarks, label="KeyLandmarks")
+        q_marks = ctx.op("segment_means", query, keep, **segments, label="QueryLandmarks")
+        k_marks = ctx.op("segment_means", key, keep, **segments, label="KeyLandmarks")
 
         def softmax_scores(a, b, bias=None):
             scores = ctx.op("attention_scores", a, b, scale=scale, softcap=0.0)
             return ctx.op("softmax", scores if bias is None else ctx.op("add", scores, bias), axis=-1)
 
-        filled, empty_bias = real_landmarks(ctx, key, keep, options.landmarks)
+        filled, empty_bias = real_landmarks(ctx, key, keep, segments)
         kernel1 = softmax_scores(query, k_marks, empty_bias)  # (B, H, S, m)
         kernel2 = softmax_scores(q_marks, k_marks, empty_bias)  # (B, H, m, m)
-        identity = ctx.op("mul", ctx.constant(np.eye(options.landmarks, dtype=np.float32)),
-                          ctx.op("sub", ctx.constant(1.0), filled))
-        kernel2 = ctx.op("add", ctx.op("mul", kernel2, filled), identity, label="RealLandmarks")
+        fill = ctx.constant(1.0 / options.landmarks if uniform else np.eye(options.landmarks, dtype=np.float32))
+        empty = ctx.op("sub", ctx.constant(1.0), filled)
+        fill = ctx.op("mul", fill, empty)  # the empty segments' rows: the identity's, or 1/m throughout
+        kernel2 = ctx.op("add", ctx.op("mul", kernel2, filled), fill, label="RealLandmarks")
         padding = ctx.op("padding_bias", site.mask) if site.mask is not None else None
         kernel3 = softmax_scores(q_marks, key, padding)  # (B, H, m, T)
         mixed = ctx.op("attention_context", kernel3, value)  # (B, H, m, Dv)
+        if uniform:  # an empty landmark's row of kernel3 weighs the m·⌈T/m⌉ positions alike, padding as zeros
+            spread = ctx.op("reduce_mean", ctx.op("segment_means", value, keep, **segments, over="all"), axes=(2,))
+            mixed = ctx.op("add", ctx.op("mul", mixed, filled), ctx.op("mul", spread, empty), label="EmptyLandmarks")
         pinv = pseudo_inverse(ctx, kernel2, options.pinv_iterations, options.landmarks, options.pinv_scale)
         context = ctx.op("matmul", kernel1, ctx.op("matmul", pinv, mixed), label="Nystrom")
         if options.conv_kernel:
@@ -117,6 +147,27 @@ encoder: {layers: 2}
     "nystrom_global_pinv_scale": """
 topology: encoder
 block: {attention: {kind: nystrom, landmarks: 4, conv_kernel: 5, pinv_scale: global}}
+encoder: {layers: 1}
+""",
+    "nystrom_lucidrains": """
+topology: encoder
+block: {attention: {kind: nystrom, landmarks: 4, conv_kernel: 3, segments: front, empty_landmarks: uniform,
+                    pinv_scale: global}}
+encoder: {layers: 1}
+""",
+    "nystrom_front_segments": """
+topology: encoder
+block: {attention: {kind: nystrom, landmarks: 4, conv_kernel: 3, segments: front}}
+encoder: {layers: 1}
+""",
+    "nystrom_uniform_empty_landmarks": """
+topology: encoder
+block: {attention: {kind: nystrom, landmarks: 4, conv_kernel: 0, empty_landmarks: uniform}}
+encoder: {layers: 1}
+""",
+    "nystrom_hf_padding": """
+topology: encoder
+block: {attention: {kind: nystrom, landmarks: 4, conv_kernel: 5, pinv_scale: global, mask_padding: keys}}
 encoder: {layers: 1}
 """,
     "nystrom_gqa_no_conv": """

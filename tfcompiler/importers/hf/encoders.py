@@ -132,7 +132,10 @@ def longformer(config: dict, w: Checkpoint) -> tuple[dict, dict]:
 def nystromformer(config: dict, w: Checkpoint) -> tuple[dict, dict]:
     """NystromformerModel. Hugging Face takes landmarks only at exactly segment_means_seq_len tokens;
     the compiled model takes any length and equals it at that one. Positions are numbered from 2
-    (RoBERTa's convention; the table has max_position_embeddings + 2 rows)."""
+    (RoBERTa's convention; the table has max_position_embeddings + 2 rows). Its Z₀ scale spans the
+    batch (pinv_scale: global; its per-head option, inv_coeff_init_option, fails in transformers
+    itself) and it masks padding only as keys of the last softmax (mask_padding: keys): padded
+    batches equal it too."""
     landmarks, length = config["num_landmarks"], config["segment_means_seq_len"]
     if landmarks == length:
         raise TfcError(f"Nystromformer with num_landmarks == segment_means_seq_len ({length}) runs plain attention "
@@ -143,7 +146,7 @@ def nystromformer(config: dict, w: Checkpoint) -> tuple[dict, dict]:
         refuse_activation(architecture(config), "hidden_act", config["hidden_act"])
     conv = config.get("conv_kernel_size") or 0
     spec["block"]["attention"] = {"kind": "nystrom", "landmarks": landmarks, "pinv_iterations": 6,
-                                  "conv_kernel": conv, "pinv_scale": "global"}
+                                  "conv_kernel": conv, "pinv_scale": "global", "mask_padding": "keys"}
     if conv:
         for i in range(config["num_hidden_layers"]):
             weights[f"encoder.layers.{i}.attention.nystrom.conv.weight"] = \

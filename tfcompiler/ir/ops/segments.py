@@ -1,8 +1,10 @@
 """Ops of the low-rank attention kinds (Linformer, Nyströmformer).
 
-segment_means(x (B,H,S,D), keep (B,1,S,1)) attrs segments m -> (B,H,m,D): the sequence cut into m
-  segments of ceil(S/m) positions (the last ones short or empty), each the mean of its kept
-  positions (0 where none is kept): Nyströmformer's landmarks for any length.
+segment_means(x (B,H,S,D), keep (B,1,S,1)) attrs segments m, front, over -> (B,H,m,D): the sequence cut
+  into m segments of ceil(S/m) positions, the last ones short or empty (or, with front, as if padded at
+  the front to m·ceil(S/m): the first ones short or empty), each the mean of its kept positions (0 where
+  none is kept), or with over: all, its kept positions' sum over ceil(S/m): Nyströmformer's landmarks
+  for any length.
 sequence_conv(x (B,H,S,D), weight (H,1,k,1)) -> (B,H,S,D): per-head convolution along the sequence,
   zero padded, 'same' length (Nyströmformer's depth-wise residual on the values).
 """
@@ -13,12 +15,14 @@ import numpy as np
 from .registry import OpTypeError, register
 
 
-def segment_means(x, keep, segments: int):
+def segment_means(x, keep, segments: int, front: bool = False, over: str = "kept"):
     b, h, s, d = x.shape
     length = -(-s // segments)
-    pad = segments * length - s
-    x = np.pad(x.astype(np.float64) * keep, ((0, 0), (0, 0), (0, pad), (0, 0))).reshape(b, h, segments, length, d)
-    counts = np.pad(np.broadcast_to(keep, (b, 1, s, 1)).astype(np.float64), ((0, 0), (0, 0), (0, pad), (0, 0)))
+    pad = (0, 0), (0, 0), ((segments * length - s, 0) if front else (0, segments * length - s)), (0, 0)
+    x = np.pad(x.astype(np.float64) * keep, pad).reshape(b, h, segments, length, d)
+    if over == "all":
+        return x.sum(axis=3) / length
+    counts = np.pad(np.broadcast_to(keep, (b, 1, s, 1)).astype(np.float64), pad)
     counts = counts.reshape(b, 1, segments, length, 1).sum(axis=3)
     return x.sum(axis=3) / np.maximum(counts, 1.0)
 
@@ -46,5 +50,6 @@ def _conv_infer(attrs, types):
 
 
 register("segment_means", (2, 2), _means_infer,
-         lambda attrs, x, keep: [segment_means(x, keep, attrs["segments"]).astype(x.dtype)])
+         lambda attrs, x, keep: [segment_means(x, keep, attrs["segments"], attrs.get("front", False),
+                                               attrs.get("over", "kept")).astype(x.dtype)])
 register("sequence_conv", (2, 2), _conv_infer, lambda attrs, x, w: [sequence_conv(x, w)])
