@@ -139,6 +139,20 @@ block: {placement: pre}
 encoder: {layers: 1}
 head: {kind: pooler, pooling: last}
 """),
+    "masked_lm_head": ("encoder", "", """
+block: {placement: post, norm: {epsilon: 1e-12}}
+encoder: {layers: 1}
+head: {kind: lm, bias: true, transform: gelu}
+"""),
+    "gelu_pooler_classifier": ("encoder", "", """
+block: {placement: post}
+encoder: {layers: 1}
+head: {kind: classifier, labels: 3, activation: gelu_tanh}
+"""),
+    "decoder_last_token_score": ("decoder", "", """
+decoder: {layers: 1}
+head: {kind: classifier, labels: 3, pooling: last, dense: false}
+"""),
     "per_layer_overrides": ("decoder", "", """
 block: {placement: pre}
 decoder:
@@ -315,6 +329,22 @@ def test_every_example_uses_its_kind(registry):
             spec = parse_spec(spec_text(name), f"{name}.yaml")
             used = kinds_used([spec, *(block for _, _, blocks in spec.stacks() for block in blocks)], registry)
             assert kind in used, f"{registry.name} example {name!r} does not use kind {kind!r}: {sorted(used)}"
+
+
+@pytest.mark.parametrize("case", ["last_token_pooler", "decoder_last_token_score"])
+def test_last_token_heads_read_left_padded_rows(case, weights_dir):
+    """pooling: last reads the rightmost real token wherever the padding is: left-padded rows (as
+    decoders batch prompts) against the reference, which takes the last position the mask marks."""
+    spec, path, reference, _ = prepared(case, weights_dir)
+    session = ort.InferenceSession(compile_spec(spec, weights=str(path)).model.serialize())
+    feeds = feeds_for(session, 3, 9, 0, spec.model.vocab_size, seed=5)
+    feeds["attention_mask"][0, :4] = 0  # left padding
+    feeds["attention_mask"][1, 7:] = 0  # right padding
+    output = session.get_outputs()[-1].name
+    (got,), want = session.run([output], feeds), reference(feeds)[output]
+    assert np.abs(got - want).max() <= TOLERANCE * max(1.0, float(np.abs(want).max()))
+    feeds["attention_mask"][0, 4:] = 0  # a row without real tokens takes the same (its output is not defined)
+    assert np.isfinite(session.run([output], feeds)[0]).all()
 
 
 PADDING_CASES = [("bert_like_encoder", 17), ("bert_like_encoder", 23), ("longformer_encoder", 23),
