@@ -229,16 +229,23 @@ SMALL_DEBERTA = dict(**SMALL_ENCODER, max_position_embeddings=64, relative_atten
     ("funnel", lambda: transformers.FunnelForSequenceClassification(transformers.FunnelConfig(
         vocab_size=100, block_sizes=[1, 2], d_model=32, n_head=4, d_head=8, d_inner=48, num_labels=3))),
     ("deberta", lambda: transformers.DebertaV2ForSequenceClassification(transformers.DebertaV2Config(
-        **SMALL_DEBERTA, pooler_hidden_act="tanh", num_labels=3)))])
+        **SMALL_DEBERTA, pooler_hidden_act="tanh", num_labels=3))),
+    # the pooler's activation from the config: DeBERTa-v2's default gelu, Nyströmformer's hidden_act
+    ("deberta-gelu", lambda: transformers.DebertaV2ForSequenceClassification(transformers.DebertaV2Config(
+        **SMALL_DEBERTA, num_labels=3))),
+    ("nystromformer", lambda: transformers.NystromformerForSequenceClassification(transformers.NystromformerConfig(
+        **SMALL_ENCODER, max_position_embeddings=66, num_landmarks=4, segment_means_seq_len=16, num_labels=3)))])
 @pytest.mark.parametrize("pad", [0, 3])
 def test_sequence_classification_matches_transformers(imported, family, make, pad):
-    """*ForSequenceClassification: the task head (a dense layer and tanh over the first token, then the
-    labels' linear map) imported as the `classifier` head with num_labels, its logits against the torch
-    model's, with and without padding."""
+    """*ForSequenceClassification: the task head (a dense layer and an activation over the first token,
+    then the labels' linear map) imported as the `classifier` head with num_labels, its logits against
+    the torch model's, with and without padding (Nyströmformer at the one length Hugging Face takes
+    landmarks at)."""
     model, session, folder = imported(("classify", family), lambda: randomise(make(), seed=7))
     assert [o.name for o in session.get_outputs()] == ["logits"]
     rng = np.random.default_rng(7)
-    for batch, length in [(1, 12), (3, 13)]:
+    for batch, length in [(1, 16), (3, 16)] if family == "nystromformer" else [(1, 12), (3, 13)]:
+        pad = 0 if family == "nystromformer" else pad  # Hugging Face's Nyströmformer fails on a padded mask
         feeds = {"input_ids": rng.integers(2, 100, (batch, length)), "attention_mask": padded_mask(batch, length, pad)}
         if "token_type_ids" in [i.name for i in session.get_inputs()]:
             feeds["token_type_ids"] = rng.integers(0, 2, (batch, length))
@@ -293,26 +300,95 @@ def test_token_heads_match_transformers(imported, name, make):
 
 
 @pytest.mark.parametrize("make, message", [
-    (lambda: transformers.LlamaForSequenceClassification(transformers.LlamaConfig(**SMALL_LLAMA)),
-     "scores the last real token"),
     # T5's question answering reads the decoder's output: the span head is for one stack
     (lambda: transformers.T5ForQuestionAnswering(transformers.T5Config(
         d_model=32, d_kv=8, d_ff=48, num_layers=1, num_heads=4, vocab_size=50, decoder_start_token_id=0)),
      "T5ForQuestionAnswering: its span head reads the decoder's output"),
-    (lambda: transformers.DebertaV2ForSequenceClassification(transformers.DebertaV2Config(**SMALL_DEBERTA)),
-     "applies pooler_hidden_act='gelu' after the dense layer"),
+    (lambda: transformers.DebertaV2ForSequenceClassification(transformers.DebertaV2Config(
+        **SMALL_DEBERTA, pooler_hidden_size=32)), "pooler_hidden_size != hidden_size"),
     (lambda: transformers.BertForMultipleChoice(transformers.BertConfig(**SMALL_ENCODER)),
-     "BertForMultipleChoice: multiple-choice heads"),
-    (lambda: transformers.NystromformerForSequenceClassification(transformers.NystromformerConfig(
-        **SMALL_ENCODER, num_landmarks=4, segment_means_seq_len=16)), "applies hidden_act='gelu_new'"),
-    (lambda: transformers.GPT2ForSequenceClassification(transformers.GPT2Config(
-        n_embd=32, n_layer=1, n_head=4, vocab_size=50, n_positions=16)), "scores the last real token")])
+     "BertForMultipleChoice: multiple-choice heads")])
 def test_import_refuses_task_heads_it_cannot_express(tmp_path, capsys, make, message):
     make().save_pretrained(tmp_path / "hf")
     assert main(["import-hf", str(tmp_path / "hf"), "-o", str(tmp_path / "out")]) == 1
     err = capsys.readouterr().err
     assert message in err and str(tmp_path / "hf") in err and "Traceback" not in err
     assert not (tmp_path / "out").exists()
+
+
+MASKED_LMS = {
+    "bert": lambda: transformers.BertForMaskedLM(transformers.BertConfig(
+        **SMALL_ENCODER, max_position_embeddings=64, type_vocab_size=2, attn_implementation="eager")),
+    "bert-untied": lambda: transformers.BertForMaskedLM(transformers.BertConfig(
+        **SMALL_ENCODER, max_position_embeddings=64, hidden_act="gelu_new", tie_word_embeddings=False,
+        attn_implementation="eager")),
+    "nystromformer": lambda: transformers.NystromformerForMaskedLM(transformers.NystromformerConfig(
+        **SMALL_ENCODER, max_position_embeddings=66, num_landmarks=4, segment_means_seq_len=16)),
+    "deberta": lambda: transformers.DebertaV2ForMaskedLM(transformers.DebertaV2Config(**SMALL_DEBERTA)),
+    "deberta-legacy-false": lambda: transformers.DebertaV2ForMaskedLM(transformers.DebertaV2Config(
+        **SMALL_DEBERTA, legacy=False, hidden_act="relu")),
+    # RoBERTa's head applies gelu whatever hidden_act is
+    "longformer": lambda: transformers.LongformerForMaskedLM(transformers.LongformerConfig(
+        **SMALL_ENCODER, max_position_embeddings=80, attention_window=4, pad_token_id=1, hidden_act="relu",
+        attn_implementation="eager")),
+    "funnel": lambda: transformers.FunnelForMaskedLM(transformers.FunnelConfig(
+        vocab_size=100, block_sizes=[1, 2], num_decoder_layers=1, d_model=32, n_head=4, d_head=8, d_inner=48))}
+
+
+@pytest.mark.parametrize("family", sorted(MASKED_LMS))
+def test_masked_lm_matches_transformers(imported, family):
+    """*ForMaskedLM: the `lm` head with the transform (dense, the config's activation, LayerNorm) and the
+    vocabulary map tied to the word embeddings (or its own, untied) plus its bias; Funnel's map alone.
+    logits (B, S, vocab) at the real positions of a padded batch (Nyströmformer: unpadded, at its
+    landmark length)."""
+    model, session, _ = imported(("masked-lm", family), lambda: randomise(MASKED_LMS[family](), seed=10))
+    assert [o.name for o in session.get_outputs()] == ["logits"]
+    rng = np.random.default_rng(10)
+    for batch, length in [(1, 16), (3, 16)] if family == "nystromformer" else SHAPES:
+        feeds = {"input_ids": rng.integers(2, 100, (batch, length)),
+                 "attention_mask": padded_mask(batch, length, 0 if family == "nystromformer" else 3)}
+        ours = dict(feeds)
+        if "token_type_ids" in [i.name for i in session.get_inputs()]:
+            feeds["token_type_ids"] = ours["token_type_ids"] = np.zeros_like(feeds["input_ids"])
+        if family == "longformer":  # no global token: Hugging Face's default for masked LM
+            ours["global_attention_mask"] = np.zeros_like(feeds["input_ids"])
+        (got,) = session.run(["logits"], ours)
+        with torch.no_grad():
+            want = model(**{k: torch.from_numpy(v) for k, v in feeds.items()}).logits.numpy()
+        assert got.shape == want.shape == (batch, length, 100)
+        real = feeds["attention_mask"].astype(bool)
+        assert_close(got[real], want[real], f"{family} logits {batch}x{length}")
+
+
+@pytest.mark.parametrize("family, make", [
+    ("gpt2", lambda: transformers.GPT2ForSequenceClassification(transformers.GPT2Config(
+        **SMALL_GPT2, num_labels=3, pad_token_id=0))),
+    ("llama", lambda: transformers.LlamaForSequenceClassification(transformers.LlamaConfig(
+        **SMALL_LLAMA, num_labels=3, pad_token_id=0)))])
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_decoder_sequence_classification_matches_transformers(imported, family, make, side):
+    """A decoder's *ForSequenceClassification: `score` (no bias) at the last real token, imported as the
+    `classifier` head with `dense: false` and `pooling: last`, compiled without a cache. Hugging Face
+    takes the rightmost token that is not pad_token_id, the compiled model the rightmost position the
+    attention mask marks: the same token in right- and left-padded batches whose padding is
+    pad_token_id (and no real token is)."""
+    model, session, folder = imported(("decoder-classify", family), lambda: randomise(make(), seed=11))
+    assert [o.name for o in session.get_outputs()] == ["logits"]
+    assert [i.name for i in session.get_inputs()] == ["input_ids", "attention_mask"]
+    spec = (folder / "imported" / "spec.yaml").read_text()
+    assert "generation:" not in spec and "dense: false" in spec and "pooling: last" in spec
+    rng = np.random.default_rng(11)
+    for batch, length in SHAPES:
+        ids = rng.integers(1, 100, (batch, length))
+        mask = np.ones((batch, length), np.int64)
+        for row, pad in enumerate([3, 0, 5][:batch]):
+            padded = slice(length - pad, length) if side == "right" else slice(0, pad)
+            mask[row, padded], ids[row, padded] = 0, 0
+        (got,) = session.run(["logits"], {"input_ids": ids, "attention_mask": mask})
+        with torch.no_grad():
+            want = model(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask)).logits.numpy()
+        assert got.shape == (batch, 3)
+        assert_close(got, want, f"{family} logits {batch}x{length}, {side} padding")
 
 
 @pytest.mark.parametrize("feed_forward", ["relu", "gated-gelu"])

@@ -79,6 +79,7 @@ def import_hf(model_dir: str | Path, out_dir: str | Path, dropped: list[str] | N
     returns their paths. A checkpoint tensor the model does not read fails the import, unless `dropped`
     is a list: it then receives their names (with shapes) and the import goes on without them."""
     from ...builders import build_graph
+    from ...builders.cache import GENERATING_HEADS
     from ...builders.weights import check_weights, save_weights
     from ...language import parse_spec
 
@@ -116,7 +117,7 @@ def import_hf(model_dir: str | Path, out_dir: str | Path, dropped: list[str] | N
     name = config.get("_name_or_path") or model_dir.name
     spec_dict = {"tfc": 1, "name": Path(str(name)).name or model_type, "topology": topology, **body}
     generation = (generation_section(model_dir, config, spec_dict["model"]["vocab_size"])
-                  if "decoder" in spec_dict and body.get("head", {}).get("kind") not in ("token_classifier", "span")
+                  if "decoder" in spec_dict and body.get("head", {}).get("kind", "none") in GENERATING_HEADS
                   else {})  # models that generate
     if generation:
         spec_dict["generation"] = generation
