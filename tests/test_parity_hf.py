@@ -307,7 +307,11 @@ def test_token_heads_match_transformers(imported, name, make):
     (lambda: transformers.DebertaV2ForSequenceClassification(transformers.DebertaV2Config(
         **SMALL_DEBERTA, pooler_hidden_size=32)), "pooler_hidden_size != hidden_size"),
     (lambda: transformers.BertForMultipleChoice(transformers.BertConfig(**SMALL_ENCODER)),
-     "BertForMultipleChoice: multiple-choice heads")])
+     "BertForMultipleChoice: multiple-choice heads"),
+    (lambda: transformers.ReformerForSequenceClassification(transformers.ReformerConfig(
+        hidden_size=32, num_attention_heads=2, attention_head_size=16, feed_forward_size=48, vocab_size=60,
+        attn_layers=["lsh"], num_buckets=4, hash_seed=3, is_decoder=True, axial_pos_shape=(4, 8),
+        axial_pos_embds_dim=(12, 20), max_position_embeddings=32)), "which has seen only itself")])
 def test_import_refuses_task_heads_it_cannot_express(tmp_path, capsys, make, message):
     make().save_pretrained(tmp_path / "hf")
     assert main(["import-hf", str(tmp_path / "hf"), "-o", str(tmp_path / "out")]) == 1
@@ -571,10 +575,14 @@ def test_bigbird_block_sparse_attention_matches_transformers(tmp_path, pad):
     assert_close(got[0][real], want.last_hidden_state.numpy()[real], "last_hidden_state")
 
 
-@pytest.mark.parametrize("decoder, pad, layers", [(True, 0, ["lsh", "lsh"]), (True, 3, ["local", "lsh"]),
-                                                 (False, 3, ["lsh", "lsh"])])
-def test_reformer_matches_transformers(tmp_path, decoder, pad, layers):
-    """ReformerModelWithLMHead (causal) and ReformerModel: reversible blocks of LSH attention (and local
+@pytest.mark.parametrize("model_class, pad, layers", [
+    ("ReformerModelWithLMHead", 0, ["lsh", "lsh"]), ("ReformerModelWithLMHead", 3, ["local", "lsh"]),
+    ("ReformerModel", 3, ["lsh", "lsh"]), ("ReformerForSequenceClassification", 3, ["lsh", "lsh"]),
+    ("ReformerForQuestionAnswering", 3, ["lsh", "lsh"])])
+def test_reformer_matches_transformers(tmp_path, model_class, pad, layers):
+    """ReformerModelWithLMHead (causal), ReformerModel and its sequence classifier (dense from both
+    streams of the first token, tanh, out_proj: the `classifier` head) and question answering (over both
+    streams: the `span` head): reversible blocks of LSH attention (and local
     attention in the decoder), axial positions, chunked FFN, at whole chunks longer than one chunk
     (shorter inputs Hugging Face pads or attends in full). Hugging Face draws its rotations from hash_seed
     on every call; the import draws
@@ -583,15 +591,15 @@ def test_reformer_matches_transformers(tmp_path, decoder, pad, layers):
     (a decoder's first position, at the -1e5 self-mask) sum to 0.998, where ours sum to 1."""
     from unittest import mock
 
+    decoder = model_class == "ReformerModelWithLMHead"
     config = transformers.ReformerConfig(
         hidden_size=32, num_attention_heads=2, attention_head_size=16, feed_forward_size=48, vocab_size=60,
         attn_layers=layers, num_buckets=4, num_hashes=2, lsh_attn_chunk_length=4, local_attn_chunk_length=4,
         hash_seed=3,
         is_decoder=decoder, axial_pos_embds=True, axial_pos_shape=(4, 8), axial_pos_embds_dim=(12, 20),
         max_position_embeddings=32, hidden_act="relu", chunk_size_feed_forward=4, pad_token_id=0,
-        tie_word_embeddings=False)
-    model_class = transformers.ReformerModelWithLMHead if decoder else transformers.ReformerModel
-    model = randomise(model_class(config), seed=4)
+        tie_word_embeddings=False, num_labels=2 if model_class.endswith("Answering") else 3)
+    model = randomise(getattr(transformers, model_class)(config), seed=4)
     session = import_and_compile(model, tmp_path)
     model.double()
     draw = torch.randn
@@ -603,9 +611,13 @@ def test_reformer_matches_transformers(tmp_path, decoder, pad, layers):
     for batch, length in [(1, 8), (3, 16)]:
         ids = rng.integers(0, 60, (batch, length))
         mask = padded_mask(batch, length, pad)
-        got = session.run(None, {"input_ids": ids, "attention_mask": mask})[0]
+        outputs = [o.name for o in session.get_outputs()]
+        got = session.run(None, {"input_ids": ids, "attention_mask": mask})
         with torch.no_grad(), mock.patch.object(torch, "randn", float32_draw):
             out = model(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask), use_cache=False)
-        want = (out.logits if decoder else out.last_hidden_state).numpy()
-        real = mask.astype(bool)  # padded positions' outputs are not defined
-        assert_close(got[real], want[real], f"reformer {batch}x{length}, pad {pad}")
+        for name, ours in zip(outputs, got):
+            want = getattr(out, name).numpy()
+            assert ours.shape == want.shape
+            # padded positions' outputs are not defined
+            real = mask.astype(bool) if want.shape[:2] == mask.shape else np.ones(want.shape[:1], bool)
+            assert_close(ours[real], want[real], f"{model_class} {name} {batch}x{length}, pad {pad}")
