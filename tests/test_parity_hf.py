@@ -300,10 +300,6 @@ def test_token_heads_match_transformers(imported, name, make):
 
 
 @pytest.mark.parametrize("make, message", [
-    # T5's question answering reads the decoder's output: the span head is for one stack
-    (lambda: transformers.T5ForQuestionAnswering(transformers.T5Config(
-        d_model=32, d_kv=8, d_ff=48, num_layers=1, num_heads=4, vocab_size=50, decoder_start_token_id=0)),
-     "T5ForQuestionAnswering: its span head reads the decoder's output"),
     (lambda: transformers.DebertaV2ForSequenceClassification(transformers.DebertaV2Config(
         **SMALL_DEBERTA, pooler_hidden_size=32)), "pooler_hidden_size != hidden_size"),
     (lambda: transformers.BertForMultipleChoice(transformers.BertConfig(**SMALL_ENCODER)),
@@ -393,6 +389,40 @@ def test_decoder_sequence_classification_matches_transformers(imported, family, 
             want = model(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask)).logits.numpy()
         assert got.shape == (batch, 3)
         assert_close(got, want, f"{family} logits {batch}x{length}, {side} padding")
+
+
+@pytest.mark.parametrize("model_class", ["T5ForSequenceClassification", "T5ForQuestionAnswering"])
+def test_t5_task_heads_match_transformers(imported, model_class):
+    """T5's sequence classifier (dense, tanh, out_proj at the eos) and question answering read the decoder,
+    which Hugging Face feeds the input shifted right when given no decoder input: the compiled model is
+    fed that shifted input and decoder_attention_mask = attention_mask, in a right-padded batch whose rows
+    end with their eos (Hugging Face's classifier reads the last eos, ours the last real position)."""
+    config = transformers.T5Config(d_model=64, d_kv=12, d_ff=96, num_layers=2, num_heads=4, vocab_size=100,
+                                   relative_attention_num_buckets=8, relative_attention_max_distance=10,
+                                   decoder_start_token_id=0, pad_token_id=0, eos_token_id=1, num_labels=3,
+                                   attn_implementation="eager")
+    if model_class.endswith("Answering"):
+        config.num_labels = 2
+    model, session, _ = imported(("t5", model_class), lambda: randomise(getattr(transformers, model_class)(config),
+                                                                         seed=12))
+    outputs = [o.name for o in session.get_outputs()]
+    assert outputs == (["logits"] if model_class.endswith("Classification") else ["start_logits", "end_logits"])
+    rng = np.random.default_rng(12)
+    for batch, length in SHAPES:
+        ids, mask = rng.integers(2, 100, (batch, length)), padded_mask(batch, length, 3)
+        ends = mask.sum(1) - 1
+        ids[np.arange(batch), ends] = 1  # eos closes each row; pad (0) after it
+        ids[mask == 0] = 0
+        shifted = np.concatenate([np.zeros((batch, 1), ids.dtype), ids[:, :-1]], axis=1)
+        got = session.run(outputs, {"input_ids": ids, "attention_mask": mask, "decoder_input_ids": shifted,
+                                    "decoder_attention_mask": mask})
+        with torch.no_grad():
+            want = model(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask))
+        for name, ours in zip(outputs, got):
+            theirs = getattr(want, name).numpy()
+            assert ours.shape == theirs.shape
+            real = mask.astype(bool) if theirs.ndim == 2 and theirs.shape == mask.shape else slice(None)
+            assert_close(ours[real], theirs[real], f"{model_class} {name} {batch}x{length}")
 
 
 @pytest.mark.parametrize("feed_forward", ["relu", "gated-gelu"])

@@ -321,7 +321,8 @@ class Head(Section):
                        "(PMA): `seeds` learned vectors attend the outputs, pooler_output (B, seeds, D); "
                        "token_classifier: a linear map of every token to `labels` logits (B, S, labels); span: "
                        "extractive question answering, start_logits and end_logits (B, S) from one linear map "
-                       "of every token.",
+                       "of every token (an encoder-decoder's: of the decoder's tokens, as T5's). Over a causal "
+                       "stack (a decoder, an encoder-decoder), pooler and classifier read the last real token.",
                        choices=("none", "pooler", "classifier", "lm", "set_pool", "token_classifier", "span"))
     tied: bool = option(True, doc="The LM head reuses the token embedding matrix.")
     bias: bool = option(False, doc="A bias on the LM head.")
@@ -350,8 +351,11 @@ class Head(Section):
                                    ("transform", self.transform is not None, ("lm",))):
             if value and self.kind not in kinds:
                 yield At(name, f"'{name}' is an option of the {' and '.join(kinds)} head, not of '{self.kind}'")
-        if self.kind in ("token_classifier", "span") and spec.topology not in ("encoder", "decoder"):
-            yield At("kind", f"'{self.kind}' labels the tokens of one stack: it needs topology 'encoder' or 'decoder'")
+        # an encoder-decoder's span head reads the decoder's tokens: T5 answers over its input shifted right
+        spans = ("encoder", "decoder", "encoder-decoder") if self.kind == "span" else ("encoder", "decoder")
+        if self.kind in ("token_classifier", "span") and spec.topology not in spans:
+            yield At("kind", f"'{self.kind}' labels the tokens of one stack: it needs topology "
+                     f"{', '.join(repr(t) for t in spans[:-1])} or {spans[-1]!r}")
         if self.kind == "lm" and spec.topology == "hierarchical":
             yield At("kind", "a hierarchical model outputs sentence vectors, not tokens: "
                      "use none, pooler, classifier or set_pool")
