@@ -30,13 +30,17 @@ canonical weight, the checkpoint tensor it comes from:
   of decoders as ``block_local``, axial position embeddings flattened into a learned table, the LM
   head over both streams.
 
-Task heads (heads.py): sequence classification as the `classifier` head (BERT, Longformer, Funnel;
-DeBERTa-v2 when its pooler's activation is tanh), token classification as `token_classifier` (every
-family; T5's with its encoder alone) and question answering as `span` (every family but T5, whose QA
-head reads the decoder), with num_labels from the checkpoint. Every checkpoint tensor is placed, or
-recognised as a buffer transformers saves (position_ids, rotary inv_freq, GPT-2's masks), a tied
-copy equal to its original, or a parameter the model never reads; any other fails the import,
-naming each tensor and its shape, before anything is written.
+Task heads (heads.py), with num_labels from the checkpoint: sequence classification as the
+`classifier` head (BERT, Longformer, Funnel, Reformer encoders: dense and tanh over the first token;
+DeBERTa-v2 and Nyströmformer with their pooler's activation; GPT-2 and Llama: `score` at the last
+real token, `dense: false`; T5: over the decoder at its last real token), masked language modelling as
+the `lm` head with a `transform` and a bias (BERT, Nyströmformer, DeBERTa-v2, Longformer; Funnel's
+without a transform), token classification as `token_classifier` (every family; T5's with its encoder
+alone) and question answering as `span` (every family; T5's over the decoder). Multiple-choice heads are
+refused by name. Every checkpoint tensor is placed, or recognised as a buffer transformers saves
+(position_ids, rotary inv_freq, GPT-2's masks), a tied copy equal to its original, or a parameter the
+model never reads; any other fails the import, naming each tensor and its shape, before anything is
+written.
 
 Generation's token ids (generation_config.json, else config.json) become the spec's `generation`
 section for models with a decoder, and the checkpoint's tokenizer files are copied next to the spec,
