@@ -357,6 +357,23 @@ def test_last_token_heads_read_left_padded_rows(case, weights_dir):
     assert np.isfinite(session.run([output], feeds)[0]).all()
 
 
+@pytest.mark.parametrize("case, change, message", [
+    ("decoder_last_token_score", ("pooling: last", "pooling: first"),
+     "head.pooling: 'classifier' over a causal stack reads its last real token"),
+    ("masked_lm_head", ("kind: lm", "kind: span"), "head.transform: 'transform' is an option of the lm head"),
+    ("gelu_pooler_classifier", ("kind: classifier", "kind: lm"),
+     "head.activation: 'activation' is an option of the pooler and classifier head"),
+    ("last_token_pooler", ("pooling: last", "pooling: last, dense: false"),
+     "head.dense: 'dense' is an option of the classifier head")])
+def test_head_options_refused_where_they_mean_nothing(case, change, message):
+    """A head option another kind reads, or a first-token pooler over a causal stack (that token has
+    seen only itself), is a located error rather than a head that silently ignores it."""
+    from tfcompiler.errors import SpecError
+
+    with pytest.raises(SpecError, match=message):
+        parse_spec(spec_text(case).replace(*change), "x.yaml")
+
+
 PADDING_CASES = [("bert_like_encoder", 17), ("bert_like_encoder", 23), ("longformer_encoder", 23),
                  ("bigbird_encoder", 23), ("bigbird_first_and_last_global", 23), ("routing_encoder", 17),
                  ("reformer_lsh_encoder", 17),
