@@ -304,6 +304,9 @@ def test_token_heads_match_transformers(imported, name, make):
         **SMALL_DEBERTA, pooler_hidden_size=32)), "pooler_hidden_size != hidden_size"),
     (lambda: transformers.BertForMultipleChoice(transformers.BertConfig(**SMALL_ENCODER)),
      "BertForMultipleChoice: multiple-choice heads"),
+    # the prediction head of a masked LM, over a causal stack: not a masked LM
+    (lambda: transformers.BertLMHeadModel(transformers.BertConfig(**SMALL_ENCODER, is_decoder=True)),
+     "BERT with is_decoder=true"),
     (lambda: transformers.ReformerForSequenceClassification(transformers.ReformerConfig(
         hidden_size=32, num_attention_heads=2, attention_head_size=16, feed_forward_size=48, vocab_size=60,
         attn_layers=["lsh"], num_buckets=4, hash_seed=3, is_decoder=True, axial_pos_shape=(4, 8),

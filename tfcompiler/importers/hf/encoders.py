@@ -24,6 +24,8 @@ def bert_layer(w: Checkpoint, ours: str, theirs: str, projection: str) -> dict:
 def bert(config: dict, w: Checkpoint) -> tuple[dict, dict]:
     if config.get("position_embedding_type", "absolute") != "absolute":
         raise TfcError("BERT with relative position embeddings is not supported yet")
+    if config.get("is_decoder"):  # BertLMHeadModel: its LM head would import over a bidirectional encoder
+        raise TfcError("BERT with is_decoder=true (causal attention: BertLMHeadModel) is not supported yet")
     eps = config["layer_norm_eps"]
     has_pooler = w.has("pooler.dense.weight")
     spec = {
