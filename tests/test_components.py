@@ -139,6 +139,30 @@ block: {placement: pre}
 encoder: {layers: 1}
 head: {kind: pooler, pooling: last}
 """),
+    "masked_lm_head": ("encoder", "", """
+block: {placement: post, norm: {epsilon: 1e-12}}
+encoder: {layers: 1}
+head: {kind: lm, bias: true, transform: gelu}
+"""),
+    "gelu_pooler_classifier": ("encoder", "", """
+block: {placement: post}
+encoder: {layers: 1}
+head: {kind: classifier, labels: 3, activation: gelu_tanh}
+"""),
+    "decoder_last_token_score": ("decoder", "", """
+decoder: {layers: 1}
+head: {kind: classifier, labels: 3, pooling: last, dense: false}
+"""),
+    "span_encoder_decoder": ("encoder-decoder", "", """
+encoder: {layers: 1}
+decoder: {layers: 1}
+head: {kind: span}
+"""),
+    "encoder_decoder_classifier": ("encoder-decoder", "", """
+encoder: {layers: 1}
+decoder: {layers: 1}
+head: {kind: classifier, labels: 3, pooling: last}
+"""),
     "per_layer_overrides": ("decoder", "", """
 block: {placement: pre}
 decoder:
@@ -317,6 +341,39 @@ def test_every_example_uses_its_kind(registry):
             assert kind in used, f"{registry.name} example {name!r} does not use kind {kind!r}: {sorted(used)}"
 
 
+@pytest.mark.parametrize("case", ["last_token_pooler", "decoder_last_token_score"])
+def test_last_token_heads_read_left_padded_rows(case, weights_dir):
+    """pooling: last reads the rightmost real token wherever the padding is: left-padded rows (as
+    decoders batch prompts) against the reference, which takes the last position the mask marks."""
+    spec, path, reference, _ = prepared(case, weights_dir)
+    session = ort.InferenceSession(compile_spec(spec, weights=str(path)).model.serialize())
+    feeds = feeds_for(session, 3, 9, 0, spec.model.vocab_size, seed=5)
+    feeds["attention_mask"][0, :4] = 0  # left padding
+    feeds["attention_mask"][1, 7:] = 0  # right padding
+    output = session.get_outputs()[-1].name
+    (got,), want = session.run([output], feeds), reference(feeds)[output]
+    assert np.abs(got - want).max() <= TOLERANCE * max(1.0, float(np.abs(want).max()))
+    feeds["attention_mask"][0, 4:] = 0  # a row without real tokens takes the same (its output is not defined)
+    assert np.isfinite(session.run([output], feeds)[0]).all()
+
+
+@pytest.mark.parametrize("case, change, message", [
+    ("decoder_last_token_score", ("pooling: last", "pooling: first"),
+     "head.pooling: 'classifier' over a causal stack reads its last real token"),
+    ("masked_lm_head", ("kind: lm", "kind: span"), "head.transform: 'transform' is an option of the lm head"),
+    ("gelu_pooler_classifier", ("kind: classifier", "kind: lm"),
+     "head.activation: 'activation' is an option of the pooler and classifier head"),
+    ("last_token_pooler", ("pooling: last", "pooling: last, dense: false"),
+     "head.dense: 'dense' is an option of the classifier head")])
+def test_head_options_refused_where_they_mean_nothing(case, change, message):
+    """A head option another kind reads, or a first-token pooler over a causal stack (that token has
+    seen only itself), is a located error rather than a head that silently ignores it."""
+    from tfcompiler.errors import SpecError
+
+    with pytest.raises(SpecError, match=message):
+        parse_spec(spec_text(case).replace(*change), "x.yaml")
+
+
 PADDING_CASES = [("bert_like_encoder", 17), ("bert_like_encoder", 23), ("longformer_encoder", 23),
                  ("bigbird_encoder", 23), ("bigbird_first_and_last_global", 23), ("routing_encoder", 17),
                  ("reformer_lsh_encoder", 17),
@@ -430,13 +487,12 @@ def test_nystrom_segments_without_a_real_key_are_no_landmarks(scale, weights_dir
             np.testing.assert_allclose(both[row, :length], want[0], atol=TOLERANCE, rtol=0)
 
 
-@pytest.mark.parametrize("kind", ["token_classifier", "span"])
-def test_per_token_heads_need_one_stack(kind):
-    """An encoder-decoder's tokens are the decoder's, read with the encoder's: a per-token head there
-    is refused at the head's kind, not built over one of them silently."""
+def test_token_classifier_needs_one_stack():
+    """An encoder-decoder's tokens are the decoder's, read with the encoder's: a token classifier there
+    is refused at the head's kind, not built over one of them silently (the span head reads the decoder's,
+    as T5's question answering does: the spine case span_encoder_decoder)."""
     from tfcompiler.errors import SpecError
 
-    text = spec_text("span_decoder").replace("decoder: {layers: 1}", "encoder: {layers: 1}\ndecoder: {layers: 1}")
-    text = text.replace("topology: decoder", "topology: encoder-decoder").replace("kind: span", f"kind: {kind}")
-    with pytest.raises(SpecError, match=f"head.kind: '{kind}' labels the tokens of one stack"):
+    text = spec_text("span_encoder_decoder").replace("kind: span", "kind: token_classifier")
+    with pytest.raises(SpecError, match="head.kind: 'token_classifier' labels the tokens of one stack"):
         parse_spec(text, "x.yaml")

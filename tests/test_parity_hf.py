@@ -229,16 +229,23 @@ SMALL_DEBERTA = dict(**SMALL_ENCODER, max_position_embeddings=64, relative_atten
     ("funnel", lambda: transformers.FunnelForSequenceClassification(transformers.FunnelConfig(
         vocab_size=100, block_sizes=[1, 2], d_model=32, n_head=4, d_head=8, d_inner=48, num_labels=3))),
     ("deberta", lambda: transformers.DebertaV2ForSequenceClassification(transformers.DebertaV2Config(
-        **SMALL_DEBERTA, pooler_hidden_act="tanh", num_labels=3)))])
+        **SMALL_DEBERTA, pooler_hidden_act="tanh", num_labels=3))),
+    # the pooler's activation from the config: DeBERTa-v2's default gelu, Nyströmformer's hidden_act
+    ("deberta-gelu", lambda: transformers.DebertaV2ForSequenceClassification(transformers.DebertaV2Config(
+        **SMALL_DEBERTA, num_labels=3))),
+    ("nystromformer", lambda: transformers.NystromformerForSequenceClassification(transformers.NystromformerConfig(
+        **SMALL_ENCODER, max_position_embeddings=66, num_landmarks=4, segment_means_seq_len=16, num_labels=3)))])
 @pytest.mark.parametrize("pad", [0, 3])
 def test_sequence_classification_matches_transformers(imported, family, make, pad):
-    """*ForSequenceClassification: the task head (a dense layer and tanh over the first token, then the
-    labels' linear map) imported as the `classifier` head with num_labels, its logits against the torch
-    model's, with and without padding."""
+    """*ForSequenceClassification: the task head (a dense layer and an activation over the first token,
+    then the labels' linear map) imported as the `classifier` head with num_labels, its logits against
+    the torch model's, with and without padding (Nyströmformer at the one length Hugging Face takes
+    landmarks at)."""
     model, session, folder = imported(("classify", family), lambda: randomise(make(), seed=7))
     assert [o.name for o in session.get_outputs()] == ["logits"]
     rng = np.random.default_rng(7)
-    for batch, length in [(1, 12), (3, 13)]:
+    for batch, length in [(1, 16), (3, 16)] if family == "nystromformer" else [(1, 12), (3, 13)]:
+        pad = 0 if family == "nystromformer" else pad  # Hugging Face's Nyströmformer fails on a padded mask
         feeds = {"input_ids": rng.integers(2, 100, (batch, length)), "attention_mask": padded_mask(batch, length, pad)}
         if "token_type_ids" in [i.name for i in session.get_inputs()]:
             feeds["token_type_ids"] = rng.integers(0, 2, (batch, length))
@@ -293,26 +300,132 @@ def test_token_heads_match_transformers(imported, name, make):
 
 
 @pytest.mark.parametrize("make, message", [
-    (lambda: transformers.LlamaForSequenceClassification(transformers.LlamaConfig(**SMALL_LLAMA)),
-     "scores the last real token"),
-    # T5's question answering reads the decoder's output: the span head is for one stack
-    (lambda: transformers.T5ForQuestionAnswering(transformers.T5Config(
-        d_model=32, d_kv=8, d_ff=48, num_layers=1, num_heads=4, vocab_size=50, decoder_start_token_id=0)),
-     "T5ForQuestionAnswering: its span head reads the decoder's output"),
-    (lambda: transformers.DebertaV2ForSequenceClassification(transformers.DebertaV2Config(**SMALL_DEBERTA)),
-     "applies pooler_hidden_act='gelu' after the dense layer"),
+    (lambda: transformers.DebertaV2ForSequenceClassification(transformers.DebertaV2Config(
+        **SMALL_DEBERTA, pooler_hidden_size=32)), "pooler_hidden_size != hidden_size"),
     (lambda: transformers.BertForMultipleChoice(transformers.BertConfig(**SMALL_ENCODER)),
      "BertForMultipleChoice: multiple-choice heads"),
-    (lambda: transformers.NystromformerForSequenceClassification(transformers.NystromformerConfig(
-        **SMALL_ENCODER, num_landmarks=4, segment_means_seq_len=16)), "applies hidden_act='gelu_new'"),
-    (lambda: transformers.GPT2ForSequenceClassification(transformers.GPT2Config(
-        n_embd=32, n_layer=1, n_head=4, vocab_size=50, n_positions=16)), "scores the last real token")])
+    # the prediction head of a masked LM, over a causal stack: not a masked LM
+    (lambda: transformers.BertLMHeadModel(transformers.BertConfig(**SMALL_ENCODER, is_decoder=True)),
+     "BERT with is_decoder=true"),
+    (lambda: transformers.ReformerForSequenceClassification(transformers.ReformerConfig(
+        hidden_size=32, num_attention_heads=2, attention_head_size=16, feed_forward_size=48, vocab_size=60,
+        attn_layers=["lsh"], num_buckets=4, hash_seed=3, is_decoder=True, axial_pos_shape=(4, 8),
+        axial_pos_embds_dim=(12, 20), max_position_embeddings=32)), "which has seen only itself")])
 def test_import_refuses_task_heads_it_cannot_express(tmp_path, capsys, make, message):
     make().save_pretrained(tmp_path / "hf")
     assert main(["import-hf", str(tmp_path / "hf"), "-o", str(tmp_path / "out")]) == 1
     err = capsys.readouterr().err
     assert message in err and str(tmp_path / "hf") in err and "Traceback" not in err
     assert not (tmp_path / "out").exists()
+
+
+MASKED_LMS = {
+    "bert": lambda: transformers.BertForMaskedLM(transformers.BertConfig(
+        **SMALL_ENCODER, max_position_embeddings=64, type_vocab_size=2, attn_implementation="eager")),
+    "bert-untied": lambda: transformers.BertForMaskedLM(transformers.BertConfig(
+        **SMALL_ENCODER, max_position_embeddings=64, hidden_act="gelu_new", tie_word_embeddings=False,
+        attn_implementation="eager")),
+    "nystromformer": lambda: transformers.NystromformerForMaskedLM(transformers.NystromformerConfig(
+        **SMALL_ENCODER, max_position_embeddings=66, num_landmarks=4, segment_means_seq_len=16)),
+    "deberta": lambda: transformers.DebertaV2ForMaskedLM(transformers.DebertaV2Config(**SMALL_DEBERTA)),
+    "deberta-legacy-false": lambda: transformers.DebertaV2ForMaskedLM(transformers.DebertaV2Config(
+        **SMALL_DEBERTA, legacy=False, hidden_act="relu")),
+    # RoBERTa's head applies gelu whatever hidden_act is
+    "longformer": lambda: transformers.LongformerForMaskedLM(transformers.LongformerConfig(
+        **SMALL_ENCODER, max_position_embeddings=80, attention_window=4, pad_token_id=1, hidden_act="relu",
+        attn_implementation="eager")),
+    "funnel": lambda: transformers.FunnelForMaskedLM(transformers.FunnelConfig(
+        vocab_size=100, block_sizes=[1, 2], num_decoder_layers=1, d_model=32, n_head=4, d_head=8, d_inner=48))}
+
+
+@pytest.mark.parametrize("family", sorted(MASKED_LMS))
+def test_masked_lm_matches_transformers(imported, family):
+    """*ForMaskedLM: the `lm` head with the transform (dense, the config's activation, LayerNorm) and the
+    vocabulary map tied to the word embeddings (or its own, untied) plus its bias; Funnel's map alone.
+    logits (B, S, vocab) at the real positions of a padded batch (Nyströmformer: unpadded, at its
+    landmark length)."""
+    model, session, _ = imported(("masked-lm", family), lambda: randomise(MASKED_LMS[family](), seed=10))
+    assert [o.name for o in session.get_outputs()] == ["logits"]
+    rng = np.random.default_rng(10)
+    for batch, length in [(1, 16), (3, 16)] if family == "nystromformer" else SHAPES:
+        feeds = {"input_ids": rng.integers(2, 100, (batch, length)),
+                 "attention_mask": padded_mask(batch, length, 0 if family == "nystromformer" else 3)}
+        ours = dict(feeds)
+        if "token_type_ids" in [i.name for i in session.get_inputs()]:
+            feeds["token_type_ids"] = ours["token_type_ids"] = np.zeros_like(feeds["input_ids"])
+        if family == "longformer":  # no global token: Hugging Face's default for masked LM
+            ours["global_attention_mask"] = np.zeros_like(feeds["input_ids"])
+        (got,) = session.run(["logits"], ours)
+        with torch.no_grad():
+            want = model(**{k: torch.from_numpy(v) for k, v in feeds.items()}).logits.numpy()
+        assert got.shape == want.shape == (batch, length, 100)
+        real = feeds["attention_mask"].astype(bool)
+        assert_close(got[real], want[real], f"{family} logits {batch}x{length}")
+
+
+@pytest.mark.parametrize("family, make", [
+    ("gpt2", lambda: transformers.GPT2ForSequenceClassification(transformers.GPT2Config(
+        **SMALL_GPT2, num_labels=3, pad_token_id=0))),
+    ("llama", lambda: transformers.LlamaForSequenceClassification(transformers.LlamaConfig(
+        **SMALL_LLAMA, num_labels=3, pad_token_id=0)))])
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_decoder_sequence_classification_matches_transformers(imported, family, make, side):
+    """A decoder's *ForSequenceClassification: `score` (no bias) at the last real token, imported as the
+    `classifier` head with `dense: false` and `pooling: last`, compiled without a cache. Hugging Face
+    takes the rightmost token that is not pad_token_id, the compiled model the rightmost position the
+    attention mask marks: the same token in right- and left-padded batches whose padding is
+    pad_token_id (and no real token is)."""
+    model, session, folder = imported(("decoder-classify", family), lambda: randomise(make(), seed=11))
+    assert [o.name for o in session.get_outputs()] == ["logits"]
+    assert [i.name for i in session.get_inputs()] == ["input_ids", "attention_mask"]
+    spec = (folder / "imported" / "spec.yaml").read_text()
+    assert "generation:" not in spec and "dense: false" in spec and "pooling: last" in spec
+    rng = np.random.default_rng(11)
+    for batch, length in SHAPES:
+        ids = rng.integers(1, 100, (batch, length))
+        mask = np.ones((batch, length), np.int64)
+        for row, pad in enumerate([3, 0, 5][:batch]):
+            padded = slice(length - pad, length) if side == "right" else slice(0, pad)
+            mask[row, padded], ids[row, padded] = 0, 0
+        (got,) = session.run(["logits"], {"input_ids": ids, "attention_mask": mask})
+        with torch.no_grad():
+            want = model(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask)).logits.numpy()
+        assert got.shape == (batch, 3)
+        assert_close(got, want, f"{family} logits {batch}x{length}, {side} padding")
+
+
+@pytest.mark.parametrize("model_class", ["T5ForSequenceClassification", "T5ForQuestionAnswering"])
+def test_t5_task_heads_match_transformers(imported, model_class):
+    """T5's sequence classifier (dense, tanh, out_proj at the eos) and question answering read the decoder,
+    which Hugging Face feeds the input shifted right when given no decoder input: the compiled model is
+    fed that shifted input and decoder_attention_mask = attention_mask, in a right-padded batch whose rows
+    end with their eos (Hugging Face's classifier reads the last eos, ours the last real position)."""
+    config = transformers.T5Config(d_model=64, d_kv=12, d_ff=96, num_layers=2, num_heads=4, vocab_size=100,
+                                   relative_attention_num_buckets=8, relative_attention_max_distance=10,
+                                   decoder_start_token_id=0, pad_token_id=0, eos_token_id=1, num_labels=3,
+                                   attn_implementation="eager")
+    if model_class.endswith("Answering"):
+        config.num_labels = 2
+    model, session, _ = imported(("t5", model_class), lambda: randomise(getattr(transformers, model_class)(config),
+                                                                         seed=12))
+    outputs = [o.name for o in session.get_outputs()]
+    assert outputs == (["logits"] if model_class.endswith("Classification") else ["start_logits", "end_logits"])
+    rng = np.random.default_rng(12)
+    for batch, length in SHAPES:
+        ids, mask = rng.integers(2, 100, (batch, length)), padded_mask(batch, length, 3)
+        ends = mask.sum(1) - 1
+        ids[np.arange(batch), ends] = 1  # eos closes each row; pad (0) after it
+        ids[mask == 0] = 0
+        shifted = np.concatenate([np.zeros((batch, 1), ids.dtype), ids[:, :-1]], axis=1)
+        got = session.run(outputs, {"input_ids": ids, "attention_mask": mask, "decoder_input_ids": shifted,
+                                    "decoder_attention_mask": mask})
+        with torch.no_grad():
+            want = model(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask))
+        for name, ours in zip(outputs, got):
+            theirs = getattr(want, name).numpy()
+            assert ours.shape == theirs.shape
+            real = mask.astype(bool) if theirs.ndim == 2 and theirs.shape == mask.shape else slice(None)
+            assert_close(ours[real], theirs[real], f"{model_class} {name} {batch}x{length}")
 
 
 @pytest.mark.parametrize("feed_forward", ["relu", "gated-gelu"])
@@ -495,10 +608,14 @@ def test_bigbird_block_sparse_attention_matches_transformers(tmp_path, pad):
     assert_close(got[0][real], want.last_hidden_state.numpy()[real], "last_hidden_state")
 
 
-@pytest.mark.parametrize("decoder, pad, layers", [(True, 0, ["lsh", "lsh"]), (True, 3, ["local", "lsh"]),
-                                                 (False, 3, ["lsh", "lsh"])])
-def test_reformer_matches_transformers(tmp_path, decoder, pad, layers):
-    """ReformerModelWithLMHead (causal) and ReformerModel: reversible blocks of LSH attention (and local
+@pytest.mark.parametrize("model_class, pad, layers", [
+    ("ReformerModelWithLMHead", 0, ["lsh", "lsh"]), ("ReformerModelWithLMHead", 3, ["local", "lsh"]),
+    ("ReformerModel", 3, ["lsh", "lsh"]), ("ReformerForSequenceClassification", 3, ["lsh", "lsh"]),
+    ("ReformerForQuestionAnswering", 3, ["lsh", "lsh"])])
+def test_reformer_matches_transformers(tmp_path, model_class, pad, layers):
+    """ReformerModelWithLMHead (causal), ReformerModel and its sequence classifier (dense from both
+    streams of the first token, tanh, out_proj: the `classifier` head) and question answering (over both
+    streams: the `span` head): reversible blocks of LSH attention (and local
     attention in the decoder), axial positions, chunked FFN, at whole chunks longer than one chunk
     (shorter inputs Hugging Face pads or attends in full). Hugging Face draws its rotations from hash_seed
     on every call; the import draws
@@ -507,15 +624,15 @@ def test_reformer_matches_transformers(tmp_path, decoder, pad, layers):
     (a decoder's first position, at the -1e5 self-mask) sum to 0.998, where ours sum to 1."""
     from unittest import mock
 
+    decoder = model_class == "ReformerModelWithLMHead"
     config = transformers.ReformerConfig(
         hidden_size=32, num_attention_heads=2, attention_head_size=16, feed_forward_size=48, vocab_size=60,
         attn_layers=layers, num_buckets=4, num_hashes=2, lsh_attn_chunk_length=4, local_attn_chunk_length=4,
         hash_seed=3,
         is_decoder=decoder, axial_pos_embds=True, axial_pos_shape=(4, 8), axial_pos_embds_dim=(12, 20),
         max_position_embeddings=32, hidden_act="relu", chunk_size_feed_forward=4, pad_token_id=0,
-        tie_word_embeddings=False)
-    model_class = transformers.ReformerModelWithLMHead if decoder else transformers.ReformerModel
-    model = randomise(model_class(config), seed=4)
+        tie_word_embeddings=False, num_labels=2 if model_class.endswith("Answering") else 3)
+    model = randomise(getattr(transformers, model_class)(config), seed=4)
     session = import_and_compile(model, tmp_path)
     model.double()
     draw = torch.randn
@@ -527,9 +644,13 @@ def test_reformer_matches_transformers(tmp_path, decoder, pad, layers):
     for batch, length in [(1, 8), (3, 16)]:
         ids = rng.integers(0, 60, (batch, length))
         mask = padded_mask(batch, length, pad)
-        got = session.run(None, {"input_ids": ids, "attention_mask": mask})[0]
+        outputs = [o.name for o in session.get_outputs()]
+        got = session.run(None, {"input_ids": ids, "attention_mask": mask})
         with torch.no_grad(), mock.patch.object(torch, "randn", float32_draw):
             out = model(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask), use_cache=False)
-        want = (out.logits if decoder else out.last_hidden_state).numpy()
-        real = mask.astype(bool)  # padded positions' outputs are not defined
-        assert_close(got[real], want[real], f"reformer {batch}x{length}, pad {pad}")
+        for name, ours in zip(outputs, got):
+            want = getattr(out, name).numpy()
+            assert ours.shape == want.shape
+            # padded positions' outputs are not defined
+            real = mask.astype(bool) if want.shape[:2] == mask.shape else np.ones(want.shape[:1], bool)
+            assert_close(ours[real], want[real], f"{model_class} {name} {batch}x{length}, pad {pad}")

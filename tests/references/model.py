@@ -180,6 +180,9 @@ class Reference(Resampled, Hierarchy, Memory):
             pooled = self.norm(h + self.ffn(h, activation, "pooler.output.ffn"), norm, "pooler.output_norm")
             return {"last_hidden_state": x, "pooler_output": pooled}
         if head.kind == "lm":
+            if head.transform:  # a masked LM's (BERT's cls.predictions.transform): dense, activation, norm
+                dense = ACTIVATIONS[head.transform](self.linear(x, "lm_head.transform.dense", bias=True))
+                x = self.norm(dense, self.spec.stacks()[-1][2][-1].norm, "lm_head.transform.norm")
             matrix = self.w["embeddings.tokens.weight"].T if head.tied else self.w["lm_head.weight"]
             logits = x @ matrix
             return {"logits": logits + self.w["lm_head.bias"] if head.bias else logits}
@@ -188,8 +191,10 @@ class Reference(Resampled, Hierarchy, Memory):
         if head.kind == "span":  # each token's answer-start and answer-end logits
             both = self.linear(x, "span", bias=True)
             return {"start_logits": both[..., 0], "end_logits": both[..., 1]}
-        read = pooled_rows(x, np.ones(x.shape[:2]) if mask is None else mask, head.pooling)
-        pooled = np.tanh(self.linear(read, "pooler.dense", bias=True))
+        pooled = pooled_rows(x, np.ones(x.shape[:2]) if mask is None else mask, head.pooling)
+        if head.dense:  # BERT's pooler (or DeBERTa's, another activation); without: a decoder's score
+            activation = np.tanh if head.activation == "tanh" else ACTIVATIONS[head.activation]
+            pooled = activation(self.linear(pooled, "pooler.dense", bias=True))
         if head.kind == "pooler":
             return {"last_hidden_state": x, "pooler_output": pooled}
         return {"logits": self.linear(pooled, "classifier", bias=True)}

@@ -10,16 +10,21 @@ _ACTIVATION = {"relu": ("relu", {}), "gelu": ("gelu", {}), "gelu_tanh": ("gelu",
                "geglu_tanh": ("gelu", {"approximate": "tanh"})}
 
 
+def activate(ctx, x, activation: str):
+    """x through the named activation (a gated kind's: the one on its gate)."""
+    op, attrs = _ACTIVATION[activation]
+    return ctx.op(op, x, label="Activation", **attrs)
+
+
 def build_ffn(ctx, x, ffn: Ffn, spec):
     m = spec.model
-    op, attrs = _ACTIVATION[ffn.activation]
     with ctx.at("ffn"):
         if ffn.chunk:
             begin = x = ctx.op("chunks_begin", x, chunk=ffn.chunk, label="TokenChunks")
         if ffn.gated:
-            gate = ctx.op(op, ctx.linear(x, m.ffn_width, "gate", m.bias), label="Activation", **attrs)
+            gate = activate(ctx, ctx.linear(x, m.ffn_width, "gate", m.bias), ffn.activation)
             hidden = ctx.op("mul", gate, ctx.linear(x, m.ffn_width, "up", m.bias), label="Gate")
         else:
-            hidden = ctx.op(op, ctx.linear(x, m.ffn_width, "up", m.bias), label="Activation", **attrs)
+            hidden = activate(ctx, ctx.linear(x, m.ffn_width, "up", m.bias), ffn.activation)
         y = ctx.linear(hidden, m.width, "down", m.bias)
         return ctx.op("chunks_end", y, begin, label="TokenChunks") if ffn.chunk else y

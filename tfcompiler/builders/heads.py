@@ -1,12 +1,13 @@
-"""Output heads: hidden states only, a pooler (dense + tanh over the first token, as BERT), a
-classifier on the pooler, a language-model head (tied to the token embedding or its own), per-token
-heads (a token classifier; answer spans' start and end logits), or the Set Transformer's pooling by
-multi-head attention."""
+"""Output heads: hidden states only, a pooler (dense + tanh over the first token, as BERT; another
+activation, another token), a classifier on the pooler (or on the pooled token alone: a decoder's
+last-token score), a language-model head (tied to the token embedding or its own; a masked LM's with
+its dense + activation + norm transform first), per-token heads (a token classifier; answer spans'
+start and end logits), or the Set Transformer's pooling by multi-head attention."""
 from __future__ import annotations
 
 from .attention.multi_head import MultiHeadOptions, build_multi_head
 from .attention.parts import Site
-from .ffn import build_ffn
+from .ffn import activate, build_ffn
 from .norm import build_norm
 
 
@@ -17,6 +18,10 @@ def build_head(ctx, spec, hidden, mask) -> dict:
         with ctx.at("lm_head"):
             if ctx.cache:  # generation reads the last position's logits only
                 hidden = ctx.op("last_count", hidden, ctx.cache.logits_to_keep(ctx), axis=1, label="LogitsToKeep")
+            if head.transform:  # a masked LM's: dense, activation, the stack's norm (BERT's LayerNorm)
+                with ctx.at("transform"):
+                    hidden = activate(ctx, ctx.linear(hidden, m.width, "dense"), head.transform)
+                    hidden = build_norm(ctx, hidden, spec.stacks()[-1][2][-1].norm, "norm")
             if head.tied:
                 table = ctx.param("", (m.vocab_size, m.width), "embedding", full_name="embeddings.tokens.weight")
                 logits = ctx.op("matmul", hidden, ctx.op("transpose", table, perm=(1, 0)), label="MatMul")
@@ -40,8 +45,10 @@ def build_head(ctx, spec, hidden, mask) -> dict:
     if head.kind == "set_pool":
         return {"last_hidden_state": hidden, "pooler_output": set_pool(ctx, spec, hidden, mask)}
     with ctx.at("pooler"):
-        pooled = ctx.op("tanh", ctx.linear(pool(ctx, hidden, head.pooling, mask),
-                                           m.width, "dense"))
+        pooled = pool(ctx, hidden, head.pooling, mask)
+        if head.dense:  # BERT's pooler; a decoder's `score` reads the token itself
+            dense = ctx.linear(pooled, m.width, "dense")
+            pooled = ctx.op("tanh", dense) if head.activation == "tanh" else activate(ctx, dense, head.activation)
     if head.kind == "pooler":
         return {"last_hidden_state": hidden, "pooler_output": pooled}
     with ctx.at("classifier"):
@@ -49,16 +56,18 @@ def build_head(ctx, spec, hidden, mask) -> dict:
 
 
 def pool(ctx, hidden, pooling: str, mask):
-    """(B, S, D) -> (B, D): the first token, the mean of the real tokens, or the last real one
-    (right padding), read through the padding mask (B, S)."""
+    """(B, S, D) -> (B, D): the first token, the mean of the real tokens, or the last real one (the
+    rightmost position the padding mask (B, S) marks), read through that mask."""
     if pooling == "first" or mask is None and pooling == "last":
         index = 0 if pooling == "first" else -1
         return ctx.op("gather", hidden, ctx.constant(index, dtype="int64"), axis=1,
                       label="FirstToken" if index == 0 else "LastToken")
     weights = ctx.op("cast", mask, dtype="float32")  # (B, S)
-    if pooling == "last":  # a one-hot row at sum(mask) - 1
-        last = ctx.op("sub", ctx.op("reduce_sum", mask, axes=(1,), keepdims=True), ctx.constant(1, dtype="int64"))
-        weights = ctx.op("cast", ctx.op("equal", ctx.op("positions", mask, axis=1), last), dtype="float32")
+    if pooling == "last":  # one-hot at the rightmost marked position, whichever side the padding is on
+        positions = ctx.op("positions", mask, axis=1)
+        last = ctx.op("reduce_max", ctx.op("mul", positions, mask), axes=(1,), keepdims=True)
+        # times the mask: a row with no marked position pools to zeros, not to its first token
+        weights = ctx.op("mul", weights, ctx.op("cast", ctx.op("equal", positions, last), dtype="float32"))
     elif mask is None:
         return ctx.op("reduce_mean", hidden, axes=(1,), keepdims=False, label="MeanPool")
     total = ctx.op("matmul", ctx.op("unsqueeze", weights, axes=(1,)), hidden)  # (B, 1, D)

@@ -13,7 +13,8 @@ from .rules import At, Section, Where
 from .schema import option
 from .shrink_rules import cap, pooled_grid, token_id
 
-ACTIVATIONS = ("relu", "gelu", "gelu_tanh", "silu", "swiglu", "geglu", "geglu_tanh")
+PLAIN_ACTIVATIONS = ("relu", "gelu", "gelu_tanh", "silu")  # one input: what a head's dense layer may apply
+ACTIVATIONS = PLAIN_ACTIVATIONS + ("swiglu", "geglu", "geglu_tanh")
 NORMS = ("layer_norm", "rms_norm")
 STACKS = ("encoder", "document", "decoder")
 
@@ -314,26 +315,48 @@ class Head(Section):
     """What the model outputs."""
 
     kind: str = option("none", doc="none: last_hidden_state only; pooler: adds pooler_output "
-                       "(dense + tanh over the first token); classifier: pooler + linear to "
-                       "`labels` logits; lm: a language-model head producing logits over the "
-                       "vocabulary; set_pool: the Set Transformer's pooling by multi-head attention "
-                       "(PMA): `seeds` learned vectors attend the outputs, pooler_output (B, seeds, D); "
+                       "(dense + `activation` over the `pooling` token); classifier: pooler + linear to "
+                       "`labels` logits (B, labels); lm: a language-model head producing logits over the "
+                       "vocabulary (masked LM: with a `transform`); set_pool: the Set Transformer's pooling by "
+                       "multi-head attention (PMA): `seeds` learned vectors attend the outputs, pooler_output "
+                       "(B, seeds, D); "
                        "token_classifier: a linear map of every token to `labels` logits (B, S, labels); span: "
                        "extractive question answering, start_logits and end_logits (B, S) from one linear map "
-                       "of every token.",
+                       "of every token (an encoder-decoder's: of the decoder's tokens, as T5's). Over a causal "
+                       "stack (a decoder, an encoder-decoder), pooler and classifier read the last real token.",
                        choices=("none", "pooler", "classifier", "lm", "set_pool", "token_classifier", "span"))
     tied: bool = option(True, doc="The LM head reuses the token embedding matrix.")
     bias: bool = option(False, doc="A bias on the LM head.")
     labels: int = option(2, doc="Classifier outputs (classifier, token_classifier).", minimum=1)
     seeds: int = option(1, doc="set_pool: pooled vectors (PMA's k).", minimum=1)
     pooling: str = option("first", doc="What the pooler reads: the first token ([CLS], BERT), the mean "
-                          "of the real tokens, or the last real token.", choices=("first", "mean", "last"))
+                          "of the real tokens, or the last real token (the rightmost position the attention "
+                          "mask marks: right or left padding).", choices=("first", "mean", "last"))
+    activation: str = option("tanh", doc="pooler, classifier: the activation after the pooler's dense layer: "
+                             "tanh (BERT) or another (DeBERTa-v2's pooler_hidden_act).",
+                             choices=("tanh",) + PLAIN_ACTIVATIONS)
+    dense: bool = option(True, doc="classifier: a dense layer and `activation` over the pooled token before the "
+                         "labels' map (BERT's pooler); false: the labels' map reads the pooled token itself "
+                         "(GPT-2's and Llama's `score`).")
+    transform: str | None = option(None, doc="lm: a dense layer, this activation and the last block's norm before "
+                                   "the vocabulary map (the masked-LM heads' transform: BERT's "
+                                   "`cls.predictions.transform`, RoBERTa's `lm_head.dense` and `layer_norm`); "
+                                   "absent: the map reads the hidden states.", choices=PLAIN_ACTIVATIONS)
 
     def problems(self, spec, where: Where):
-        if self.kind in ("pooler", "classifier") and not spec.bidirectional:
-            yield At("kind", f"'{self.kind}' needs topology 'encoder' or 'hierarchical'")
-        if self.kind in ("token_classifier", "span") and spec.topology not in ("encoder", "decoder"):
-            yield At("kind", f"'{self.kind}' labels the tokens of one stack: it needs topology 'encoder' or 'decoder'")
+        if self.kind in ("pooler", "classifier") and not spec.bidirectional and self.pooling != "last":
+            yield At("pooling", f"'{self.kind}' over a causal stack reads its last real token (pooling: last): "
+                     "no other has seen the whole input")
+        for name, value, kinds in (("activation", self.activation != "tanh", ("pooler", "classifier")),
+                                   ("dense", not self.dense, ("classifier",)),
+                                   ("transform", self.transform is not None, ("lm",))):
+            if value and self.kind not in kinds:
+                yield At(name, f"'{name}' is an option of the {' and '.join(kinds)} head, not of '{self.kind}'")
+        # an encoder-decoder's span head reads the decoder's tokens: T5 answers over its input shifted right
+        spans = ("encoder", "decoder", "encoder-decoder") if self.kind == "span" else ("encoder", "decoder")
+        if self.kind in ("token_classifier", "span") and spec.topology not in spans:
+            yield At("kind", f"'{self.kind}' labels the tokens of one stack: it needs topology "
+                     f"{', '.join(repr(t) for t in spans[:-1])} or {spans[-1]!r}")
         if self.kind == "lm" and spec.topology == "hierarchical":
             yield At("kind", "a hierarchical model outputs sentence vectors, not tokens: "
                      "use none, pooler, classifier or set_pool")

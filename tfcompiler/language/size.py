@@ -78,8 +78,10 @@ def estimate(spec, segments: dict[str, list]) -> Size:
     dims, width = spec.model, spec.model.width
     tables = 2 if spec.encoder is not None and spec.decoder is not None and not spec.embedding.shared else 1
     embeddings = tables * dims.vocab_size * width + 4 * width
-    head = {"lm": 0 if spec.head.tied else dims.vocab_size * (width + 1),
-            "pooler": width * (width + 1), "classifier": width * (width + 1) + (width + 1) * spec.head.labels,
+    dense = width * (width + 1)  # a pooler's or an LM transform's dense layer
+    head = {"lm": (0 if spec.head.tied else dims.vocab_size * (width + 1))
+            + (dense + 2 * width if spec.head.transform else 0),
+            "pooler": dense, "classifier": dense * spec.head.dense + (width + 1) * spec.head.labels,
             "token_classifier": (width + 1) * spec.head.labels, "span": (width + 1) * 2,
             "set_pool": spec.head.seeds * width + attention_parameters(dims) + 2 * width}.get(spec.head.kind, 0)
     stacks = {}

@@ -30,13 +30,17 @@ canonical weight, the checkpoint tensor it comes from:
   of decoders as ``block_local``, axial position embeddings flattened into a learned table, the LM
   head over both streams.
 
-Task heads (heads.py): sequence classification as the `classifier` head (BERT, Longformer, Funnel;
-DeBERTa-v2 when its pooler's activation is tanh), token classification as `token_classifier` (every
-family; T5's with its encoder alone) and question answering as `span` (every family but T5, whose QA
-head reads the decoder), with num_labels from the checkpoint. Every checkpoint tensor is placed, or
-recognised as a buffer transformers saves (position_ids, rotary inv_freq, GPT-2's masks), a tied
-copy equal to its original, or a parameter the model never reads; any other fails the import,
-naming each tensor and its shape, before anything is written.
+Task heads (heads.py), with num_labels from the checkpoint: sequence classification as the
+`classifier` head (BERT, Longformer, Funnel, Reformer encoders: dense and tanh over the first token;
+DeBERTa-v2 and Nyströmformer with their pooler's activation; GPT-2 and Llama: `score` at the last
+real token, `dense: false`; T5: over the decoder at its last real token), masked language modelling as
+the `lm` head with a `transform` and a bias (BERT, Nyströmformer, DeBERTa-v2, Longformer; Funnel's
+without a transform), token classification as `token_classifier` (every family; T5's with its encoder
+alone) and question answering as `span` (every family; T5's over the decoder). Multiple-choice heads are
+refused by name. Every checkpoint tensor is placed, or recognised as a buffer transformers saves
+(position_ids, rotary inv_freq, GPT-2's masks), a tied copy equal to its original, or a parameter the
+model never reads; any other fails the import, naming each tensor and its shape, before anything is
+written.
 
 Generation's token ids (generation_config.json, else config.json) become the spec's `generation`
 section for models with a decoder, and the checkpoint's tokenizer files are copied next to the spec,
@@ -79,6 +83,7 @@ def import_hf(model_dir: str | Path, out_dir: str | Path, dropped: list[str] | N
     returns their paths. A checkpoint tensor the model does not read fails the import, unless `dropped`
     is a list: it then receives their names (with shapes) and the import goes on without them."""
     from ...builders import build_graph
+    from ...builders.cache import GENERATING_HEADS
     from ...builders.weights import check_weights, save_weights
     from ...language import parse_spec
 
@@ -116,7 +121,7 @@ def import_hf(model_dir: str | Path, out_dir: str | Path, dropped: list[str] | N
     name = config.get("_name_or_path") or model_dir.name
     spec_dict = {"tfc": 1, "name": Path(str(name)).name or model_type, "topology": topology, **body}
     generation = (generation_section(model_dir, config, spec_dict["model"]["vocab_size"])
-                  if "decoder" in spec_dict and body.get("head", {}).get("kind") not in ("token_classifier", "span")
+                  if "decoder" in spec_dict and body.get("head", {}).get("kind", "none") in GENERATING_HEADS
                   else {})  # models that generate
     if generation:
         spec_dict["generation"] = generation

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from ...errors import TfcError
 from .checkpoint import Checkpoint, activation_kind, ffn_section, norm_weights, output_and_ffn
-from .heads import refuse_last_token_classifier, token_head, with_head
+from .heads import last_token_classifier, token_head, with_head
 
 
 def gpt2(config: dict, w: Checkpoint) -> tuple[dict, dict]:
-    refuse_last_token_classifier(config)
     for flag in ("scale_attn_by_inverse_layer_idx", "reorder_and_upcast_attn", "add_cross_attention"):
         if config.get(flag):
             raise TfcError(f"GPT-2 with {flag}=true is not supported yet")
@@ -27,7 +26,8 @@ def gpt2(config: dict, w: Checkpoint) -> tuple[dict, dict]:
     weights = {"embeddings.tokens.weight": w("wte.weight"), "embeddings.positions.weight": w("wpe.weight"),
                **norm_weights(w, "decoder.final_norm", "ln_f")}
     w.tied("lm_head.weight", "wte.weight")
-    with_head(spec, weights, token_head(w, config))  # GPT2ForTokenClassification / ForQuestionAnswering
+    # GPT2ForTokenClassification / ForQuestionAnswering / ForSequenceClassification
+    with_head(spec, weights, token_head(w, config) or last_token_classifier(w, config))
     for i in range(config["n_layer"]):
         ours, theirs = f"decoder.layers.{i}", f"h.{i}"
         qkv_weight, qkv_bias = w(f"{theirs}.attn.c_attn.weight"), w(f"{theirs}.attn.c_attn.bias")
@@ -54,7 +54,6 @@ def rope_settings(config: dict) -> dict:
 
 
 def llama(config: dict, w: Checkpoint) -> tuple[dict, dict]:
-    refuse_last_token_classifier(config)
     bias = bool(config.get("attention_bias", False))
     if bias != bool(config.get("mlp_bias", False)):
         raise TfcError("Llama with attention_bias != mlp_bias is not supported yet")
@@ -74,8 +73,8 @@ def llama(config: dict, w: Checkpoint) -> tuple[dict, dict]:
         "head": {"kind": "lm", "tied": tied}}
     weights = {"embeddings.tokens.weight": w("embed_tokens.weight"),
                "decoder.final_norm.weight": w("norm.weight")}
-    # Llama's token classification and question answering have their head in place of the LM head
-    if not with_head(spec, weights, token_head(w, config)) and not tied:
+    # Llama's token and sequence classification and question answering have their head in place of the LM head
+    if not with_head(spec, weights, token_head(w, config) or last_token_classifier(w, config)) and not tied:
         weights["lm_head.weight"] = w("lm_head.weight").T
     w.tied("lm_head.weight", "embed_tokens.weight")
     projections = {"attention.query": "self_attn.q_proj", "attention.key": "self_attn.k_proj",

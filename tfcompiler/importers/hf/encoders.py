@@ -6,7 +6,7 @@ import numpy as np
 
 from ...errors import TfcError
 from .checkpoint import Checkpoint, activation_kind, ffn_section, linear_weights, norm_weights, output_and_ffn
-from .heads import architecture, refuse_activation, sequence_classifier, token_head, with_head
+from .heads import masked_lm, sequence_classifier, token_head, with_head
 
 
 def bert_layer(w: Checkpoint, ours: str, theirs: str, projection: str) -> dict:
@@ -24,6 +24,8 @@ def bert_layer(w: Checkpoint, ours: str, theirs: str, projection: str) -> dict:
 def bert(config: dict, w: Checkpoint) -> tuple[dict, dict]:
     if config.get("position_embedding_type", "absolute") != "absolute":
         raise TfcError("BERT with relative position embeddings is not supported yet")
+    if config.get("is_decoder"):  # BertLMHeadModel: its LM head would import over a bidirectional encoder
+        raise TfcError("BERT with is_decoder=true (causal attention: BertLMHeadModel) is not supported yet")
     eps = config["layer_norm_eps"]
     has_pooler = w.has("pooler.dense.weight")
     spec = {
@@ -50,8 +52,8 @@ def bert(config: dict, w: Checkpoint) -> tuple[dict, dict]:
         weights.update(head)
     elif has_pooler:
         weights.update(linear_weights(w, "pooler.dense", "pooler.dense", True))
-    else:
-        with_head(spec, weights, token_head(w, config))
+    else:  # also Nyströmformer's and Longformer's (their importers start from this one)
+        with_head(spec, weights, token_head(w, config) or masked_lm(w, config))
     return spec, weights
 
 
@@ -89,11 +91,13 @@ def deberta_v2(config: dict, w: Checkpoint) -> tuple[dict, dict]:
         ours, theirs = f"encoder.layers.{i}", f"encoder.layer.{i}"
         weights.update(bert_layer(w, ours, theirs, "{}_proj"))
     if w.has("pooler.dense.weight") and w.has("classifier.weight"):  # ContextPooler: first token, dense, activation
-        refuse_activation(architecture(config), "pooler_hidden_act", config.get("pooler_hidden_act", "gelu"))
-        spec["head"], head = sequence_classifier(w, "pooler.dense", "classifier")
+        if config.get("pooler_hidden_size", config["hidden_size"]) != config["hidden_size"]:
+            raise TfcError("DeBERTa-v2 with pooler_hidden_size != hidden_size is not supported yet")
+        spec["head"], head = sequence_classifier(w, "pooler.dense", "classifier",
+                                                 config.get("pooler_hidden_act", "gelu"))
         weights.update(head)
     else:
-        with_head(spec, weights, token_head(w, config))
+        with_head(spec, weights, token_head(w, config) or masked_lm(w, config))
     return spec, weights
 
 
@@ -143,7 +147,8 @@ def nystromformer(config: dict, w: Checkpoint) -> tuple[dict, dict]:
     spec, weights = bert(config, w)
     weights["embeddings.positions.weight"] = w("embeddings.position_embeddings.weight")[2:]
     if w.has("classifier.out_proj.weight"):  # its head: first token, dense, hidden_act, out_proj
-        refuse_activation(architecture(config), "hidden_act", config["hidden_act"])
+        spec["head"], head = sequence_classifier(w, "classifier.dense", "classifier.out_proj", config["hidden_act"])
+        weights.update(head)
     conv = config.get("conv_kernel_size") or 0
     spec["block"]["attention"] = {"kind": "nystrom", "landmarks": landmarks, "pinv_iterations": 6,
                                   "conv_kernel": conv, "pinv_scale": "global", "mask_padding": "keys"}
@@ -199,5 +204,5 @@ def funnel(config: dict, w: Checkpoint) -> tuple[dict, dict]:
         spec["head"], head = sequence_classifier(w, "classifier.linear_hidden", "classifier.linear_out")
         weights.update(head)
     else:
-        with_head(spec, weights, token_head(w, config))
+        with_head(spec, weights, token_head(w, config) or masked_lm(w, config))
     return spec, weights

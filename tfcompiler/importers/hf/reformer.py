@@ -1,11 +1,11 @@
-"""Reformer (ReformerModel / ReformerModelWithLMHead)."""
+"""Reformer (ReformerModel / ReformerModelWithLMHead, and its sequence classifier and question answering)."""
 from __future__ import annotations
 
 import numpy as np
 
 from ...errors import TfcError
 from .checkpoint import Checkpoint, activation_kind, ffn_section, linear_weights, norm_weights
-from .heads import token_head, with_head
+from .heads import sequence_classifier, token_head, with_head
 
 
 def reformer(config: dict, w: Checkpoint) -> tuple[dict, dict]:
@@ -82,6 +82,13 @@ def reformer(config: dict, w: Checkpoint) -> tuple[dict, dict]:
                         **norm_weights(w, f"{ours}.ffn_norm", f"{theirs}.feed_forward.layer_norm"),
                         **linear_weights(w, f"{ours}.ffn.up", f"{theirs}.feed_forward.dense.dense", True),
                         **linear_weights(w, f"{ours}.ffn.down", f"{theirs}.feed_forward.output.dense", True)})
+    if w.has("classifier.out_proj.weight"):  # ReformerForSequenceClassification: both streams of the first token
+        if decoder:
+            raise TfcError("ReformerForSequenceClassification with is_decoder=true classifies the first token of a "
+                           "causal stack, which has seen only itself; tfcompiler's classifier over a causal stack "
+                           "reads the last real token (import it with is_decoder=false)")
+        spec["head"], head = sequence_classifier(w, "classifier.dense", "classifier.out_proj")
+        weights.update(head)
     with_head(spec, weights, token_head(w, config))  # ReformerForQuestionAnswering: over both streams
     if spec["head"]["kind"] == "lm":
         weights.update(linear_weights(w, "lm_head", "lm_head.decoder", True))

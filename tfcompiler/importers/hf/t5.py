@@ -1,13 +1,21 @@
 """T5: T5Model, T5ForConditionalGeneration with its LM head, and the encoder alone (T5EncoderModel,
 T5ForTokenClassification with its per-token classifier). A head tied to the embedding reads the
 decoder's output scaled by d_model^-0.5 (Hugging Face's T5): the scale is folded into the decoder's
-final RMSNorm weight, which only the head reads."""
+final RMSNorm weight, which only the head reads.
+
+T5ForQuestionAnswering (the `span` head) and T5ForSequenceClassification (the `classifier` head:
+dense, tanh, out_proj, at the last real token) read the decoder, which Hugging Face feeds the input
+shifted right (decoder_start_token_id, then input_ids but the last) when it is given no decoder
+input. The compiled model takes decoder_input_ids like any encoder-decoder: the caller feeds that
+shifted input, with decoder_attention_mask equal to attention_mask (right padding). Hugging Face's
+classifier reads the last eos token of input_ids; the compiled one the last real decoder position, which
+is the same where every row ends with its eos (as T5's tokenizer writes it)."""
 from __future__ import annotations
 
 
 from ...errors import TfcError
 from .checkpoint import Checkpoint, ffn_section
-from .heads import architecture, token_head, with_head
+from .heads import architecture, sequence_classifier, token_head, with_head
 
 
 def t5(config: dict, w: Checkpoint) -> tuple[dict, dict]:
@@ -52,10 +60,14 @@ def t5(config: dict, w: Checkpoint) -> tuple[dict, dict]:
                     weights[f"{ours}.{sublayer}.{target}.weight"] = \
                         w(f"{theirs}.{index}.{module or 'DenseReluDense'}.{source}.weight").T
     head = token_head(w, config)
-    if head is not None and "decoder" in layers:
+    if head is not None and "decoder" in layers and head[0]["kind"] != "span":
         raise TfcError(f"{architecture(config)}: its {head[0]['kind']} head reads the decoder's output; "
-                       "tfcompiler's per-token heads label the tokens of one stack (an encoder or a decoder)")
-    if with_head(spec, weights, head):  # T5ForTokenClassification: the encoder alone
+                       "tfcompiler's token classifier labels the tokens of one stack (an encoder or a decoder)")
+    if w.has("classification_head.out_proj.weight"):  # T5ForSequenceClassification: at the decoder's eos
+        head = sequence_classifier(w, "classification_head.dense", "classification_head.out_proj")
+        head[0]["pooling"] = "last"
+    # T5ForTokenClassification (the encoder alone), T5ForQuestionAnswering, T5ForSequenceClassification
+    if with_head(spec, weights, head):
         return spec, weights
     if w.has("lm_head.weight") or "T5ForConditionalGeneration" in (config.get("architectures") or []):
         tied = config.get("tie_word_embeddings", True)
