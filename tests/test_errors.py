@@ -316,6 +316,11 @@ def test_a_graph_past_the_node_limit_stops_at_the_entry_being_built(tmp_path, ca
     code, err = run_cli(capsys, "compile", str(spec), "-o", str(tmp_path / "o.onnx"))
     assert code == 1 and "error: decoder.layers." in err and "the graph passes 60 nodes" in err, err
     assert not (tmp_path / "o.onnx").exists()
+    monkeypatch.setattr(limits, "NODE_LIMIT", 10 ** 6)
+    monkeypatch.setattr(limits, "ONNX_NODE_LIMIT", 20)  # the lowering of a two-layer decoder passes it
+    code, err = run_cli(capsys, "compile", str(spec), "-o", str(tmp_path / "o.onnx"))
+    assert code == 1 and "error: decoder." in err and "the ONNX graph passes 20 nodes" in err, err
+    assert not (tmp_path / "o.onnx").exists()
 
 
 def test_memory_running_out_while_building_names_the_entry(tmp_path, capsys, monkeypatch):

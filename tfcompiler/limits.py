@@ -3,8 +3,9 @@ table of a billion rows, a loop unrolled a billion times). The loader refuses wh
 (language/size.py, the kinds' own rules); these bounds catch the rest while the graph is built, naming
 the spec entry that asked for it, instead of a MemoryError or a build that never ends:
 
-- nodes: a build stops past NODE_LIMIT IR nodes. The largest shipped spec has about 1,500 and a
-  400-layer decoder about 14,000, so only a size past any real model reaches it, within seconds;
+- nodes: a build stops past NODE_LIMIT IR nodes and a lowering past ONNX_NODE_LIMIT ONNX nodes (an
+  op whose iterations unroll). The largest shipped spec has about 1,500 IR nodes and a 400-layer
+  decoder about 14,000, so only a size past any real model reaches them, within seconds;
 - memory: an allocation that fails while a spec entry is built (a random table, an index constant)
   or lowered is reported at that entry;
 - weights: once the graph is built, its declared weights' bytes are exact; more than this machine's
@@ -22,15 +23,18 @@ from .errors import TfcError
 from .language.size import FP32_BYTES, GIB, physical_memory
 
 NODE_LIMIT = 500_000
+ONNX_NODE_LIMIT = 2_000_000  # an IR op lowers to up to tens of ONNX nodes (a loop an op unrolls: more)
 
 
 class TooLarge(TfcError):
     """A spec whose graph or weights cannot be built on this machine."""
 
 
-def check_node_count(nodes: int, origin: str) -> None:
-    if nodes > NODE_LIMIT:
-        raise TooLarge(f"{origin or 'the model'}: the graph passes {NODE_LIMIT:,} nodes while this entry is built: "
+def check_node_count(nodes: int, origin: str, onnx: bool = False) -> None:
+    """Past the IR's (or with ``onnx``, the ONNX graph's) node limit, a TooLarge at ``origin``."""
+    limit, graph = (ONNX_NODE_LIMIT, "ONNX graph") if onnx else (NODE_LIMIT, "graph")
+    if nodes > limit:
+        raise TooLarge(f"{origin or 'the model'}: the {graph} passes {limit:,} nodes while this entry is made: "
                        "a size or count in the spec (layers, iterations, a window) is past any model that can run")
 
 

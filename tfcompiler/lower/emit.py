@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from onnx import GraphProto, NodeProto, TensorProto, helper
 
+from ..limits import check_node_count
 from .mask_values import MASK, SELF, THRESHOLD, mask_value
 
 
@@ -25,6 +26,7 @@ class Emitter:
     missed: Counter = field(default_factory=Counter)  # (fused form, why not) -> how many ops missed it
     masks: set = field(default_factory=set)  # the initializers made by mask(), mask_threshold(), self_mask()
     _names: Counter = field(default_factory=Counter)
+    _emitted: int = 0  # nodes emitted so far, subgraphs' included (tfcompiler.limits bounds it)
     _constants: dict = field(default_factory=dict)
 
     def can(self, kernel: str) -> bool:
@@ -79,6 +81,8 @@ class Emitter:
     def node(self, op_type: str, inputs: list[str], n_outputs: int = 1, label: str = "",
              domain: str = "", outputs: list[str] | None = None, **attrs) -> list[str]:
         """Add one node; returns its output tensor names."""
+        self._emitted += 1
+        check_node_count(self._emitted, self.origin, onnx=True)
         name = self.scope_name(label or op_type)
         outputs = outputs or [f"{name}_output_{i}" for i in range(n_outputs)]
         self.nodes.append(helper.make_node(op_type, inputs, outputs, name=name, domain=domain or None,
