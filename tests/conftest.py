@@ -43,14 +43,15 @@ def whole_input(session: ort.InferenceSession, feeds: dict[str, np.ndarray]) -> 
     call: an empty past, zero layer states, and positions counted from the first column, as a forward
     without position_ids counts them in Hugging Face and as a model without a cache does."""
     feeds = dict(feeds)
+    source = feeds.get("input_ids", feeds.get("inputs_embeds"))  # token ids (B, S) or vectors (B, S, F)
+    batch, length = source.shape[:2] if source is not None else (None, None)
     for port in session.get_inputs():
         if port.name.startswith("past_key_values."):
-            batch = len(feeds["input_ids"])
             feeds.setdefault(port.name, np.zeros((batch, port.shape[1], 0, port.shape[3]), NUMPY_TYPES[port.type]))
         elif port.name.startswith("past_state."):
-            feeds.setdefault(port.name, np.zeros((len(feeds["input_ids"]), *port.shape[1:]), NUMPY_TYPES[port.type]))
+            feeds.setdefault(port.name, np.zeros((batch, *port.shape[1:]), NUMPY_TYPES[port.type]))
         elif port.name == "position_ids":
-            feeds.setdefault(port.name, np.tile(np.arange(feeds["input_ids"].shape[1]), (len(feeds["input_ids"]), 1)))
+            feeds.setdefault(port.name, np.tile(np.arange(length), (batch, 1)))
     return feeds
 
 

@@ -41,6 +41,7 @@ class RecurrentOptions(AttentionKind):
     self_only: ClassVar[bool] = True  # attends its own sequence only: no cross-attention
     no_cache_because: ClassVar[str] = ""  # its h (and c) are the state (past_state.N.h)
     cached_as: ClassVar[str] = "its state (`past_state.N.h`, and `.c` for an LSTM): O(1) a step"
+    reads_any_width: ClassVar[bool] = True  # weight_ih follows what enters the layer (input vectors of F)
 
     cell: str = option("lstm", doc="rnn, lstm or gru.", choices=tuple(GATES))
     bidirectional: bool = option(False, doc="A backward direction too (encoders); outputs concatenated.")
@@ -92,7 +93,8 @@ def hands_over(spec) -> bool:
 def build_recurrent(ctx, options: RecurrentOptions, spec, site):
     directions = 2 if options.bidirectional else 1
     hidden, rows = spec.model.width // directions, GATES[options.cell] * (spec.model.width // directions)
-    weights = [ctx.param("weight_ih", (directions, rows, spec.model.width), "matrix"),
+    inputs = ctx.type_of(site.x).shape[-1]  # the width, or F where input vectors enter the first layer
+    weights = [ctx.param("weight_ih", (directions, rows, inputs), "matrix"),
                ctx.param("weight_hh", (directions, rows, hidden), "matrix"),
                ctx.param("bias_ih", (directions, rows), "zeros"), ctx.param("bias_hh", (directions, rows), "zeros")]
     mask = [site.own_mask(ctx)] if site.mask is not None else []
