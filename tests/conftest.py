@@ -38,6 +38,18 @@ def tiny_spec(topology="decoder", positional="learned", placement="pre", head="l
 NUMPY_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(int64)": np.int64}
 
 
+def random_source(spec, rng: np.random.Generator, batch: int, length: int) -> np.ndarray:
+    """A random input for the spec's input layer: token ids (B, S), or float vectors (B, S, F)."""
+    if type(spec.input).reads_tokens:
+        return rng.integers(0, spec.model.vocab_size, (batch, length))
+    return rng.standard_normal((batch, length, spec.input.width(spec))).astype(np.float32)
+
+
+def source_name(source: np.ndarray, prefix: str = "") -> str:
+    """The graph input that reads `source`: `input_ids`, or `inputs_embeds` for vectors (Hugging Face's names)."""
+    return prefix + ("inputs_embeds" if source.dtype.kind == "f" else "input_ids")
+
+
 def whole_input(session: ort.InferenceSession, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Feeds plus what a decoder compiled with a KV cache also takes to read its whole input in one
     call: an empty past, zero layer states, and positions counted from the first column, as a forward
