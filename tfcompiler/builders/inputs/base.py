@@ -28,7 +28,8 @@ class InputNames:
 @dataclass(frozen=True)
 class StackInput:
     """The first hidden states (B, S, D), the padding mask (B, S) and the value positions are
-    counted along (the ids). Documents come folded: B·sentences rows of one sentence each."""
+    counted along (the ids, or the vectors (B, S, F)). Documents come folded: B·sentences rows of one
+    sentence each."""
 
     hidden: Value
     mask: Value | None
