@@ -137,3 +137,13 @@ def test_the_size_estimate_counts_the_input_layer(text):
     params = declared_params(build_graph(spec))
     assert spec.input.parameters(spec) == sum(math.prod(shape) for name, (shape, _) in params.items()
                                               if name.startswith("embeddings.vectors."))
+
+
+def test_the_compile_summary_says_a_vectors_model_does_not_generate(tmp_path, capsys):
+    from tfcompiler.cli import main
+
+    text = edited(SPEC, {"topology: decoder": "topology: encoder-decoder",
+                         "decoder: {layers: 2}": "encoder: {layers: 1}\ndecoder: {layers: 1}"})
+    (tmp_path / "spec.yaml").write_text(text)
+    assert main(["compile", str(tmp_path / "spec.yaml"), "-o", str(tmp_path / "model.onnx"), "-q"]) == 0
+    assert "input 'vectors' feeds no token ids back, so the model does not generate" in capsys.readouterr().err
