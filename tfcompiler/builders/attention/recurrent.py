@@ -13,9 +13,10 @@ same carried state by its own names: inputs `past_states.K.h` (`.c`), outputs `p
 (`.c`), shaped (directions, batch, width/directions), K counting the stateful layers from 0
 (tfc_runtime.Segments carries them). They are torch's h0 / c0 and h_n / c_n of the layer, each row's
 after its last real token (the backward direction's after its first), so `state` serves an encoder
-too, bidirectional layers included: its states in and out of one call. With `start: encoder` (the decoder of an encoder-decoder, Sutskever et al. 2014) the decoder's
-k-th recurrent layer starts from the final state of the encoder's k-th one (a bidirectional layer's
-two directions concatenated), each row's state after its last real token.
+too, bidirectional layers included: its states in and out of one call. With `start: encoder` (the
+decoder of an encoder-decoder, Sutskever et al. 2014) the decoder's k-th recurrent layer starts from
+the final state of the encoder's k-th one (a bidirectional layer's two directions concatenated), each
+row's state after its last real token.
 """
 from __future__ import annotations
 
