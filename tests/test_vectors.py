@@ -55,7 +55,11 @@ def edited(text: str, changes: dict[str, str]) -> str:
     ({**RECURRENT, "positional: none": "positional: learned"},
      ["input.linear: vectors of width 7 enter the first layer as they are: they take no positions added at the "
       "embeddings (set positional: none, got 'learned')"]),
-], ids=["tied_lm_head", "generation", "hierarchical", "first_layer_not_recurrent", "positions_at_the_embeddings"])
+    ({**RECURRENT, "decoder: {layers: 2}": "decoder: {layers: 2, memory: 2}"},
+     ["input.linear: vectors of width 7 (not the width 32) enter decoder layer 0 as they are: it must be a recurrent "
+      "layer with placement: none, no positions, in a stack with no memory or memory slots"]),
+], ids=["tied_lm_head", "generation", "hierarchical", "first_layer_not_recurrent", "positions_at_the_embeddings",
+        "segment_memory"])
 def test_what_vectors_cannot_do_is_a_located_error(tmp_path, capsys, changes, expected):
     check_fails(tmp_path, capsys, edited(SPEC, changes), *expected)
 

@@ -66,10 +66,11 @@ class VectorOptions(InputKind):
         for name, stack, blocks in spec.stacks():
             first = blocks[0] if blocks else None
             if first is None or first.placement != "none" or not type(first.attention).reads_any_width \
-                    or first.positional is not None and type(first.positional).KIND != "none" or stack.memory_slots:
+                    or first.positional is not None and type(first.positional).KIND != "none" \
+                    or stack.memory or stack.memory_slots:  # memories are as wide as the model
                 yield At("linear", f"vectors of width {self.width(spec)} (not the width {spec.model.width}) enter "
                          f"{name} layer 0 as they are: it must be a recurrent layer with placement: none, no "
-                         "positions and no memory slots")
+                         "positions, in a stack with no memory or memory slots")
 
 
 def build_vectors(ctx, options: VectorOptions, spec, stack_name: str) -> StackInput:
