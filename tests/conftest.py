@@ -38,19 +38,32 @@ def tiny_spec(topology="decoder", positional="learned", placement="pre", head="l
 NUMPY_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(int64)": np.int64}
 
 
+def random_source(spec, rng: np.random.Generator, batch: int, length: int) -> np.ndarray:
+    """A random input for the spec's input layer: token ids (B, S), or float vectors (B, S, F)."""
+    if type(spec.input).reads_tokens:
+        return rng.integers(0, spec.model.vocab_size, (batch, length))
+    return rng.standard_normal((batch, length, spec.input.width(spec))).astype(np.float32)
+
+
+def source_name(source: np.ndarray, prefix: str = "") -> str:
+    """The graph input that reads `source`: `input_ids`, or `inputs_embeds` for vectors (Hugging Face's names)."""
+    return prefix + ("inputs_embeds" if source.dtype.kind == "f" else "input_ids")
+
+
 def whole_input(session: ort.InferenceSession, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Feeds plus what a decoder compiled with a KV cache also takes to read its whole input in one
     call: an empty past, zero layer states, and positions counted from the first column, as a forward
     without position_ids counts them in Hugging Face and as a model without a cache does."""
     feeds = dict(feeds)
+    source = feeds.get("input_ids", feeds.get("inputs_embeds"))  # token ids (B, S) or vectors (B, S, F)
+    batch, length = source.shape[:2] if source is not None else (None, None)
     for port in session.get_inputs():
         if port.name.startswith("past_key_values."):
-            batch = len(feeds["input_ids"])
             feeds.setdefault(port.name, np.zeros((batch, port.shape[1], 0, port.shape[3]), NUMPY_TYPES[port.type]))
         elif port.name.startswith("past_state."):
-            feeds.setdefault(port.name, np.zeros((len(feeds["input_ids"]), *port.shape[1:]), NUMPY_TYPES[port.type]))
+            feeds.setdefault(port.name, np.zeros((batch, *port.shape[1:]), NUMPY_TYPES[port.type]))
         elif port.name == "position_ids":
-            feeds.setdefault(port.name, np.tile(np.arange(feeds["input_ids"].shape[1]), (len(feeds["input_ids"]), 1)))
+            feeds.setdefault(port.name, np.tile(np.arange(length), (batch, 1)))
     return feeds
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, random_source, source_name
 from test_components import CASES, spec_text
 from tfcompiler import compile_spec, parse_spec
 from tfcompiler.builders import build_graph
@@ -36,7 +36,8 @@ def hf_positions(mask: np.ndarray) -> np.ndarray:
 
 class Cached:
     """A cached model on onnxruntime: ``run(ids, mask, positions, past)`` -> (logits, present), the
-    present keys and values and the layers' fixed-size states named as the next call's inputs."""
+    present keys and values and the layers' fixed-size states named as the next call's inputs; ``ids``
+    are token ids, or float vectors for a model that reads them."""
 
     def __init__(self, model):
         self.session = ort.InferenceSession(model.serialize())
@@ -65,7 +66,7 @@ class Cached:
                 **{i.name: np.zeros((batch, *i.shape[1:]), np.float32) for i in self.states}}
 
     def run(self, ids, mask, positions, past, keep: int | None = None):
-        feeds = {"input_ids": ids, "attention_mask": mask, **past}
+        feeds = {source_name(ids): ids, "attention_mask": mask, **past}
         if "position_ids" in self.inputs:  # only schemes that read positions take them
             feeds["position_ids"] = positions
         if keep is not None:
@@ -93,14 +94,14 @@ def check_cached(spec, opset: int, target: str = "portable") -> None:
     forward = ort.InferenceSession(compile_spec(spec, opset=opset, cache=False, target=target).model.serialize())
     cached = Cached(compiled.model)
     length = sum(CHUNKS)
-    ids = np.random.default_rng(7).integers(0, spec.model.vocab_size, (2, length))
-    ones = np.ones_like(ids)
+    ids = random_source(spec, np.random.default_rng(7), 2, length)
+    ones = np.ones(ids.shape[:2], np.int64)
 
     # the whole input at once is the forward-only graph
     whole, _ = cached.run(ids, ones, hf_positions(ones), cached.empty(2))
     stateful = {i.name: np.zeros((i.shape[0], 2, i.shape[2]), np.float32)  # `state: true` without a cache
                 for i in forward.get_inputs() if i.name.startswith("past_states.")}
-    (want,) = forward.run(["logits"], {"input_ids": ids, "attention_mask": ones, **stateful})
+    (want,) = forward.run(["logits"], {source_name(ids): ids, "attention_mask": ones, **stateful})
     close(whole, want, "one call with an empty cache")
 
     # left padding: the second row's real tokens shifted right by PADDING
@@ -231,16 +232,16 @@ def check_two_models(spec) -> None:
     encoder = ort.InferenceSession(compile_spec(spec, part="encoder").model.serialize())
     decoder = Cached(compile_spec(spec, part="decoder").model)
     rng = np.random.default_rng(5)
-    source, target = rng.integers(0, spec.model.vocab_size, (2, 7)), rng.integers(0, spec.model.vocab_size, (2, 9))
-    source_mask = np.ones_like(source)
+    source, target = random_source(spec, rng, 2, 7), random_source(spec, rng, 2, 9)
+    source_mask = np.ones(source.shape[:2], np.int64)
     source_mask[1, -2:] = 0  # a shorter source
     slots = {i.name: np.zeros((2, 0, i.shape[2]), np.float32)  # Memformer's encoder: the learned slots first
              for i in encoder.get_inputs() if i.name == "past_memory_slots"}
-    feeds = {"input_ids": source, "attention_mask": source_mask, "decoder_input_ids": target,
-             "decoder_attention_mask": np.ones_like(target), **slots}
+    feeds = {source_name(source): source, "attention_mask": source_mask, source_name(target, "decoder_"): target,
+             "decoder_attention_mask": np.ones(target.shape[:2], np.int64), **slots}
     (want,) = forward.run([decoder.names[0]], feeds)
     names = [o.name for o in encoder.get_outputs()]
-    encoded = dict(zip(names, encoder.run(None, {"input_ids": source, "attention_mask": source_mask, **slots})))
+    encoded = dict(zip(names, encoder.run(None, {source_name(source): source, "attention_mask": source_mask, **slots})))
     cross = {name.replace("present.", "past_key_values."): value for name, value in encoded.items()
              if name.startswith("present.")}
     first = {name.replace("present_state.", "past_state."): value for name, value in encoded.items()

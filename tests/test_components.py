@@ -251,6 +251,10 @@ def feeds_for(session: ort.InferenceSession, batch: int, length: int, pad: int, 
             feeds[i.name] = (rng.random((batch, n)) < 0.3).astype(np.int64)
         elif i.name.endswith("token_type_ids"):
             feeds[i.name] = rng.integers(0, 3, (batch, n))
+        elif i.type == "tensor(float)" and i.name.endswith("inputs_embeds"):  # vectors (B, S, F)
+            feeds[i.name] = rng.standard_normal((batch, n, i.shape[-1])).astype(np.float32)
+        elif i.name.startswith("past_states."):  # a recurrent layer's first state (directions, B, H)
+            feeds[i.name] = rng.standard_normal((i.shape[0], batch, i.shape[2])).astype(np.float32)
         elif not i.name.startswith(("past_key_values.", "past_state.")) and i.name != "position_ids":
             feeds[i.name] = rng.integers(0, vocab, (batch, n))
     return whole_input(session, feeds)

@@ -287,16 +287,22 @@ def test_weights_that_are_not_finite_are_named(tmp_path, capsys):
 
 
 def test_a_table_past_memory_is_refused_naming_its_weight(tmp_path, capsys):
-    """The loader's estimate counts the main tables; the built graph's declared weights are exact, so a
-    kind's or an input's own table (here a billion token types) is refused before it is drawn."""
+    """The loader's estimate counts the main tables (a billion token types: at check time); the built
+    graph's declared weights are exact, so a kind's own table (Linformer's projection of a billion rows)
+    is refused before it is drawn."""
     spec = write(tmp_path, GOOD.replace("block: {placement: pre}",
                                         "input: {kind: tokens, token_types: 1000000000}\nblock: {placement: pre}"))
+    code, err = run_cli(capsys, "check", str(spec))
+    assert code == 1 and "model.vocab_size: the weights would take about 32,000,0" in err, err
+    spec = write(tmp_path, tiny_spec("encoder", head="pooler").replace(
+        "block: {placement: pre}",
+        "block: {placement: pre, attention: {kind: linformer, projected_length: 1000000000}}"))
     out = tmp_path / "out.onnx"
     for command in (["compile", str(spec), "-o", str(out), "-q"], ["init-weights", str(spec), "-o", str(out)]):
         code, err = run_cli(capsys, *command)
         assert code == 1 and not out.exists(), err
-        assert "embeddings.token_types.weight: the weights would take 119.2 GiB in fp32" in err
-        assert "[1000000000, 32]" in err
+        assert "encoder.layers.0.attention.key_projection: the weights would take 476.8 GiB in fp32" in err, err
+        assert "[1000000000, 32] (119.2 GiB)" in err, err
 
 
 def test_a_count_of_positions_past_max_length_is_located(tmp_path, capsys):

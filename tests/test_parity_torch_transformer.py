@@ -1,6 +1,8 @@
 """Parity with torch.nn.Transformer (post-norm encoder-decoder, the paper's architecture): the same
-random weights mapped onto tfcompiler's canonical names, the same token embedding (scaled by √d),
-sinusoidal positions and tied output projection around it, with causal and padding masks."""
+random weights mapped onto tfcompiler's canonical names, with causal and padding masks, padded batches.
+Around it either the same token embedding (scaled by √d), sinusoidal positions and tied output
+projection, or nothing at all: src and tgt vectors (input `vectors`) straight into nn.Transformer, or
+through a torch.nn.Linear of their own, plus sinusoidal positions."""
 from __future__ import annotations
 
 import math
@@ -50,9 +52,13 @@ class Seq2Seq(torch.nn.Module):
 
 
 def canonical_weights(model: Seq2Seq) -> dict[str, np.ndarray]:
-    """nn.Transformer's parameters under tfcompiler's names ((in, out) matrices)."""
+    """The token embedding and nn.Transformer's parameters under tfcompiler's names ((in, out) matrices)."""
     p = {k: v.detach().numpy() for k, v in model.state_dict().items()}
-    out = {"embeddings.tokens.weight": p["embed.weight"]}
+    return transformer_weights(p, {"embeddings.tokens.weight": p["embed.weight"]})
+
+
+def transformer_weights(p: dict[str, np.ndarray], out: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """``out`` plus the parameters of ``p``'s `transformer.*` (an nn.Transformer) under tfcompiler's names."""
 
     def attention(ours, theirs):
         for part, name in enumerate(("query", "key", "value")):
@@ -82,32 +88,116 @@ def canonical_weights(model: Seq2Seq) -> dict[str, np.ndarray]:
     return {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in out.items()}
 
 
-def test_torch_transformer_matches(tmp_path):
-    torch.manual_seed(0)
-    model = Seq2Seq().eval()
-    with torch.no_grad():  # random norms and biases too
+def randomise_vectors(model: torch.nn.Module) -> None:
+    """Random norm scales and biases too (torch starts them at 1 and 0), so a dropped one cannot hide."""
+    with torch.no_grad():
         for name, param in model.named_parameters():
             if param.dim() == 1:
                 param.copy_((1.0 if name.endswith("weight") else 0.0) + 0.2 * torch.randn(param.shape))
+
+
+def torch_outputs(model, *inputs):
+    """The module's outputs as NumPy, off torch's fast path (which zeroes padded encoder outputs)."""
+    fastpath = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        with torch.no_grad():
+            outputs = model(*(torch.from_numpy(x) for x in inputs))
+    finally:
+        torch.backends.mha.set_fastpath_enabled(fastpath)
+    return [out.numpy() for out in outputs] if isinstance(outputs, tuple) else outputs.numpy()
+
+
+def padded_masks(batch: int, src_len: int, tgt_len: int, pad: int):
+    """All ones, but the first source row and the second target row end in `pad` padded positions."""
+    src_mask, tgt_mask = np.ones((batch, src_len), np.int64), np.ones((batch, tgt_len), np.int64)
+    if pad:
+        src_mask[0, -pad:] = 0
+        tgt_mask[1, -pad:] = 0
+    return src_mask, tgt_mask
+
+
+def assert_close(got, want, real, case):
+    """Within 1e-4 relative to the output's scale at the real positions (`real`, (B, S))."""
+    error = float(np.abs(got[real] - want[real]).max())
+    assert error <= 1e-4 * max(1.0, float(np.abs(want[real]).max())), (case, error)
+
+
+def test_torch_transformer_matches(tmp_path):
+    torch.manual_seed(0)
+    model = Seq2Seq().eval()
+    randomise_vectors(model)
     save_file(canonical_weights(model), str(tmp_path / "w.safetensors"))
     compiled = compile_spec(parse_spec(SPEC), weights=str(tmp_path / "w.safetensors"))
     session = ort.InferenceSession(compiled.model.serialize())
     rng = np.random.default_rng(0)
     for batch, src_len, tgt_len, pad in [(1, 7, 5, 0), (3, 12, 9, 3)]:
         src, tgt = rng.integers(0, VOCAB, (batch, src_len)), rng.integers(0, VOCAB, (batch, tgt_len))
-        src_mask, tgt_mask = np.ones((batch, src_len), np.int64), np.ones((batch, tgt_len), np.int64)
-        if pad:
-            src_mask[0, -pad:] = 0
-            tgt_mask[1, -pad:] = 0
+        src_mask, tgt_mask = padded_masks(batch, src_len, tgt_len, pad)
         (got,) = session.run(None, {"input_ids": src, "attention_mask": src_mask,
                                     "decoder_input_ids": tgt, "decoder_attention_mask": tgt_mask})
-        fastpath = torch.backends.mha.get_fastpath_enabled()
-        torch.backends.mha.set_fastpath_enabled(False)  # the fast path zeroes padded encoder outputs
-        try:
-            with torch.no_grad():
-                want = model(torch.from_numpy(src), torch.from_numpy(tgt), torch.from_numpy(src_mask).bool(),
-                             torch.from_numpy(tgt_mask).bool()).numpy()
-        finally:
-            torch.backends.mha.set_fastpath_enabled(fastpath)
+        want = torch_outputs(model, src, tgt, src_mask.astype(bool), tgt_mask.astype(bool))
         error = float(np.abs(got - want).max())
         assert error <= 1e-4 * max(1.0, float(np.abs(want).max())), (batch, src_len, tgt_len, error)
+
+
+class VectorSeq2Seq(torch.nn.Module):
+    """nn.Transformer on float src and tgt vectors: as they are (features 0), or each through a torch.nn.Linear
+    of its own from `features` to the width, plus the sinusoidal table."""
+
+    def __init__(self, features: int):
+        super().__init__()
+        self.features = features
+        self.transformer = torch.nn.Transformer(D, HEADS, LAYERS, LAYERS, FFN, dropout=0.0, batch_first=True)
+        if features:
+            self.src_in, self.tgt_in = torch.nn.Linear(features, D), torch.nn.Linear(features, D)
+            self.register_buffer("pe", torch.tensor(sinusoidal_table(MAX_LENGTH, D), dtype=torch.float32))
+
+    def forward(self, src, tgt, src_mask, tgt_mask):
+        if self.features:
+            src, tgt = (linear(x) + self.pe[: x.shape[1]] for linear, x in ((self.src_in, src), (self.tgt_in, tgt)))
+        causal = torch.ones(tgt.shape[1], tgt.shape[1], dtype=torch.bool).triu(1)  # True = hidden
+        memory = self.transformer.encoder(src, src_key_padding_mask=~src_mask.bool())
+        out = self.transformer.decoder(tgt, memory, tgt_mask=causal, tgt_key_padding_mask=~tgt_mask.bool(),
+                                       memory_key_padding_mask=~src_mask.bool())
+        return memory, out
+
+
+def vector_spec(features: int):
+    embedded = f"features: {features}" if features else ""
+    positional = "{kind: sinusoidal, layout: interleaved}" if features else "none"
+    return parse_spec(SPEC.replace("embedding: {scale: true, shared: true}", "embedding: {shared: false}")
+                      .replace("head: {kind: lm, tied: true}", "head: {kind: none}")
+                      .replace("positional: {kind: sinusoidal, layout: interleaved}",
+                               f"input: {{kind: vectors, {embedded}}}\npositional: {positional}"))
+
+
+@pytest.mark.parametrize("features", [0, 5], ids=["bare_vectors", "linear_embedding_and_positions"])
+def test_torch_transformer_on_vectors_matches(features, tmp_path):
+    """src and tgt are float vectors (inputs_embeds, decoder_inputs_embeds): nn.Transformer alone, or each
+    side's own torch.nn.Linear (vectors.weight = its weight transposed) and sinusoidal positions first."""
+    torch.manual_seed(1 + features)
+    model = VectorSeq2Seq(features).eval()
+    randomise_vectors(model)
+    p = {k: v.detach().numpy() for k, v in model.state_dict().items()}
+    start = {}
+    if features:
+        for stack, linear in (("encoder", "src_in"), ("decoder", "tgt_in")):
+            start[f"{stack}.embeddings.vectors.weight"] = p[f"{linear}.weight"].T
+            start[f"{stack}.embeddings.vectors.bias"] = p[f"{linear}.bias"]
+    save_file(transformer_weights(p, start), str(tmp_path / "w.safetensors"))
+    session = ort.InferenceSession(compile_spec(vector_spec(features), weights=str(tmp_path / "w.safetensors"))
+                                   .model.serialize())
+    rng = np.random.default_rng(features)
+    width = features or D
+    for batch, src_len, tgt_len, pad in [(1, 7, 5, 0), (3, 12, 9, 3)]:
+        src = rng.standard_normal((batch, src_len, width)).astype(np.float32)
+        tgt = rng.standard_normal((batch, tgt_len, width)).astype(np.float32)
+        src_mask, tgt_mask = padded_masks(batch, src_len, tgt_len, pad)
+        got = dict(zip([o.name for o in session.get_outputs()], session.run(None, {
+            "inputs_embeds": src, "attention_mask": src_mask, "decoder_inputs_embeds": tgt,
+            "decoder_attention_mask": tgt_mask})))
+        memory, out = torch_outputs(model, src, tgt, src_mask, tgt_mask)
+        case = (features, batch, src_len, tgt_len)
+        assert_close(got["encoder_last_hidden_state"], memory, src_mask.astype(bool), case)
+        assert_close(got["last_hidden_state"], out, tgt_mask.astype(bool), case)

@@ -66,6 +66,10 @@ class Layout:
         tokens, mask, positions = find("token_ids", "input_ids"), find("padding_mask", "attention_mask"), \
             find("position_ids", "position_ids")
         outputs = {p.name for p in model.outputs}
+        vectors = [p.name for p in model.inputs if p.role == "vectors"]
+        if vectors:
+            raise ValueError(f"cannot generate with this model: it reads vectors ({', '.join(vectors)}), and "
+                             "generation feeds back the token ids it picks; run it a call at a time with Model.run")
         if tokens is None or "logits" not in outputs:
             raise ValueError(f"generation needs a model that takes token ids and returns `logits`; this one takes "
                              f"{[p.name for p in model.inputs]} and returns {sorted(outputs)}")

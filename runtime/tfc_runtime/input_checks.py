@@ -10,8 +10,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-# inputs that hold one entry per token: their axes after the batch count tokens (or sentences)
-TOKEN_ROLES = ("token_ids", "padding_mask", "encoder_mask", "global_mask", "position_ids", "token_type_ids")
+# inputs that hold one entry per token: their named axes after the batch count tokens (or sentences); a
+# vector's own axis, of fixed size (F), counts features
+TOKEN_ROLES = ("token_ids", "padding_mask", "encoder_mask", "global_mask", "position_ids", "token_type_ids",
+               "vectors")
 MASK_ROLES = {"padding_mask": "1 for a token, 0 for padding", "encoder_mask": "1 for a token, 0 for padding",
               "global_mask": "1 for a global token, 0 for the others"}
 
@@ -103,6 +105,8 @@ def check_lengths(ports: list, arrays: dict[str, np.ndarray], limits: Limits) ->
             continue
         shape = arrays[port.name].shape
         for axis, (label, size) in enumerate(zip(port.shape, shape)):
+            if isinstance(label, int):  # a vector's features: check_shapes holds it to its size
+                continue
             named = f"{port.name}: axis {axis} ({label})"
             if size == 0:
                 raise ValueError(f"{named} is 0 (shape {list(shape)}): give at least one "
@@ -118,7 +122,7 @@ def check_lengths(ports: list, arrays: dict[str, np.ndarray], limits: Limits) ->
 
 def check_values(ports: list, arrays: dict[str, np.ndarray], limits: Limits) -> None:
     """Ids within the vocabulary, masks of 0s and 1s, positions within `max_length`, segment ids within
-    their table (>= 0 where the model does not say its size)."""
+    their table (>= 0 where the model does not say its size), input vectors finite."""
     for port in ports:
         array = arrays[port.name]
         if port.role == "token_ids" and limits.vocab_size is not None:
@@ -129,6 +133,8 @@ def check_values(ports: list, arrays: dict[str, np.ndarray], limits: Limits) -> 
         elif port.role == "position_ids" and limits.max_length is not None:
             bad = (array < 0) | (array >= limits.max_length)
             expected = f"a position in [0, {limits.max_length}) (max_length {limits.max_length})"
+        elif port.role == "vectors":  # a NaN or an infinity would spread through attention to every position
+            bad, expected = ~np.isfinite(array), "a finite number"
         elif port.role == "token_type_ids":
             types = (limits.ranges or {}).get(port.name)
             bad = (array < 0) | (array >= types) if types else array < 0

@@ -122,7 +122,7 @@ def random_inputs(model: Model, batch: int = 1, sequence: int = 8, seed: int = 0
     def shape_of(port: Port) -> list[int]:
         return [d if isinstance(d, int) else sizes.get(d, batch if "batch" in str(d) else sequence)
                 for d in port.shape]
-    tokens = next((p for p in model.inputs if p.role == "token_ids"), None)
+    tokens = next((p for p in model.inputs if p.role in ("token_ids", "vectors")), None)  # (B, S[, F])
     cached = any(p.role in ("past_key", "past_value") for p in model.inputs)
     feeds = {}
     for port in model.inputs:
@@ -132,7 +132,7 @@ def random_inputs(model: Model, batch: int = 1, sequence: int = 8, seed: int = 0
             feeds[port.name] = np.zeros(shape, port.dtype)
         elif port.role == "padding_mask":
             if cached and tokens is not None:  # past + new tokens, and the past is empty
-                shape[-1] = shape_of(tokens)[-1]
+                shape[-1] = shape_of(tokens)[1]
             feeds[port.name] = np.ones(shape, port.dtype)
         elif port.role == "position_ids":
             feeds[port.name] = np.broadcast_to(np.arange(shape[-1], dtype=port.dtype), shape).copy()

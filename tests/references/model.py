@@ -211,13 +211,15 @@ class Reference(Resampled, Hierarchy, Memory):
             hidden, mask, outputs["token_hidden_state"] = self.hierarchy(
                 feeds["input_ids"], feeds["attention_mask"], feeds.get("token_type_ids"))
         elif spec.encoder is not None:
-            hidden, bias = self.stack("encoder", spec.encoder, spec.encoder_blocks, feeds["input_ids"],
+            source = INPUTS[spec.input].source(feeds, "")  # token ids or vectors
+            hidden, bias = self.stack("encoder", spec.encoder, spec.encoder_blocks, source,
                                       feeds.get("attention_mask"), feeds.get("token_type_ids"))
             encoder = (hidden, bias)
         if spec.decoder is not None:
             prefix = "decoder_" if spec.encoder is not None else ""
             mask = feeds.get(f"{prefix}attention_mask")
-            hidden, _ = self.stack("decoder", spec.decoder, spec.decoder_blocks, feeds[f"{prefix}input_ids"],
+            source = INPUTS[spec.input].source(feeds, prefix)
+            hidden, _ = self.stack("decoder", spec.decoder, spec.decoder_blocks, source,
                                    feeds.get(f"{prefix}attention_mask"), feeds.get(f"{prefix}token_type_ids"),
                                    encoder)
             if encoder is not None and spec.head.kind == "none":

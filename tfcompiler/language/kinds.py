@@ -21,6 +21,13 @@ class InputKind(Section):
     # Why a decoder reading this input cannot be decoded incrementally (tfcompiler.builders.cache),
     # or "" when its states depend on each token alone.
     no_cache_because: ClassVar[str] = "its incremental form is not written yet"
+    # The input is token ids looked up in `embeddings.tokens.weight`: an LM head can tie to that table,
+    # and generation can feed back the tokens it picks.
+    reads_tokens: ClassVar[bool] = False
+
+    def parameters(self, spec) -> int:
+        """Its weights' count, from the spec alone (tfcompiler.language.size): an estimate that errs high."""
+        return 0
 
 
 class PositionalKind(Section):
@@ -49,3 +56,7 @@ class AttentionKind(Section):
     # Why a left-padded row computes other numbers than the row alone (a pattern counted from the
     # input's first column), or "" when padding only hides keys: generation then runs such rows one by one.
     left_padding_shifts: ClassVar[str] = ""
+    # Its input projection takes the width of what enters it (a recurrent layer's weight_ih is (directions,
+    # gates·H, input width), torch's input_size): as a stack's first layer with `placement: none` it reads
+    # input vectors of another width than the model's.
+    reads_any_width: ClassVar[bool] = False

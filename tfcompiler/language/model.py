@@ -357,6 +357,9 @@ class Head(Section):
         if self.kind in ("token_classifier", "span") and spec.topology not in spans:
             yield At("kind", f"'{self.kind}' labels the tokens of one stack: it needs topology "
                      f"{', '.join(repr(t) for t in spans[:-1])} or {spans[-1]!r}")
+        if self.kind == "lm" and self.tied and not type(spec.input).reads_tokens:
+            yield At("tied", f"input '{type(spec.input).KIND}' has no token table for the LM head to reuse: set "
+                     "head.tied: false (the head's own matrix, lm_head.weight)")
         if self.kind == "lm" and spec.topology == "hierarchical":
             yield At("kind", "a hierarchical model outputs sentence vectors, not tokens: "
                      "use none, pooler, classifier or set_pool")
@@ -382,6 +385,8 @@ class Generation(Section):
     def problems(self, spec, where: Where):
         if spec.decoder is None:
             yield f"`generation` needs a decoder: topology '{spec.topology}' does not generate tokens"
+        if not type(spec.input).reads_tokens:
+            yield f"`generation` feeds back the token ids it picks, and input '{type(spec.input).KIND}' reads none"
         for key in ("eos_token_id", "bos_token_id", "pad_token_id", "decoder_start_token_id"):
             ids = getattr(self, key)
             for token in ids if isinstance(ids, list) else [] if ids is None else [ids]:

@@ -106,6 +106,8 @@ def kind_row(options: type) -> tuple[str, str, str]:
 def generation_cell(options: type) -> str:
     """How a decoder with this kind generates (tfcompiler.builders.cache): step by step from what it
     carries, or by recomputing the whole sequence, and why."""
+    if not getattr(options, "reads_tokens", True):  # an input kind (only they declare it) that is no token ids
+        return "none: no token ids to feed back (a decoder still steps through its KV cache, a call at a time)"
     if options.no_cache_because:
         return f"recomputes the sequence at each step: {options.no_cache_because}"
     carried = getattr(options, "cached_as", "")

@@ -109,3 +109,7 @@ with_width = Rule("with_width", lambda value, section, scale: max(
 # a token id (or a list of them): kept where the shrunk vocabulary still holds it, else wrapped into it
 token_id = Rule("token_id", lambda value, section, scale: [v % scale.new.vocab_size for v in value]
                 if isinstance(value, list) else value % scale.new.vocab_size)
+# an input's feature count beside the model's width: the shrunk width where it is the width (no projection),
+# else at most 8, below every shrunk width (16 and up), so the projection stays
+input_features = Rule("input_features", lambda value, section, scale: scale.new.width if value == scale.old.width
+                      else min(value, 8))

@@ -17,7 +17,7 @@ GIB = 1 << 30
 class Size:
     """Estimated parameters, by the part of the spec that drives them."""
 
-    embeddings: int  # the token tables and the embedding norm: driven by model.vocab_size
+    embeddings: int  # the input layer (token tables: driven by model.vocab_size) and the embedding norm
     positions: int  # a position table (counted whatever the scheme): driven by model.max_length
     head: int  # the output head (an untied LM head is vocab_size x width too) and the stacks' final norms
     stacks: dict[str, tuple[int, int, int]]  # stack name -> (layers, parameters, parameters of its largest layer)
@@ -76,8 +76,7 @@ def estimate(spec, segments: dict[str, list]) -> Size:
     """The size of ``spec`` whose stacks' layers are ``segments[stack]``: runs (count, Block) as the
     loader resolves them (a Block may be None where it did not parse: the defaults are counted)."""
     dims, width = spec.model, spec.model.width
-    tables = 2 if spec.encoder is not None and spec.decoder is not None and not spec.embedding.shared else 1
-    embeddings = tables * dims.vocab_size * width + 4 * width
+    embeddings = spec.input.parameters(spec) + 4 * width
     dense = width * (width + 1)  # a pooler's or an LM transform's dense layer
     head = {"lm": (0 if spec.head.tied else dims.vocab_size * (width + 1))
             + (dense + 2 * width if spec.head.transform else 0),

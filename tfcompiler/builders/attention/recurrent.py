@@ -10,10 +10,13 @@ state between calls as the cache's fixed-size states: `past_state.N.h` (and `.c`
 (batch, 1, width), N the decoder layer, zeros before the first call, `present_state.N.h` (`.c`) after
 it, so generation feeds one token per step. Without a cache (--no-cache), `state` gives the layer the
 same carried state by its own names: inputs `past_states.K.h` (`.c`), outputs `present_states.K.h`
-(`.c`), shaped (1, batch, width), K counting the stateful layers from 0 (tfc_runtime.Segments carries
-them). With `start: encoder` (the decoder of an encoder-decoder, Sutskever et al. 2014) the decoder's
-k-th recurrent layer starts from the final state of the encoder's k-th one (a bidirectional layer's
-two directions concatenated), each row's state after its last real token.
+(`.c`), shaped (directions, batch, width/directions), K counting the stateful layers from 0
+(tfc_runtime.Segments carries them). They are torch's h0 / c0 and h_n / c_n of the layer, each row's
+after its last real token (the backward direction's after its first), so `state` serves an encoder
+too, bidirectional layers included: its states in and out of one call. With `start: encoder` (the
+decoder of an encoder-decoder, Sutskever et al. 2014) the decoder's k-th recurrent layer starts from
+the final state of the encoder's k-th one (a bidirectional layer's two directions concatenated), each
+row's state after its last real token.
 """
 from __future__ import annotations
 
@@ -41,13 +44,16 @@ class RecurrentOptions(AttentionKind):
     self_only: ClassVar[bool] = True  # attends its own sequence only: no cross-attention
     no_cache_because: ClassVar[str] = ""  # its h (and c) are the state (past_state.N.h)
     cached_as: ClassVar[str] = "its state (`past_state.N.h`, and `.c` for an LSTM): O(1) a step"
+    reads_any_width: ClassVar[bool] = True  # weight_ih follows what enters the layer (input vectors of F)
 
     cell: str = option("lstm", doc="rnn, lstm or gru.", choices=tuple(GATES))
     bidirectional: bool = option(False, doc="A backward direction too (encoders); outputs concatenated.")
     nonlinearity: str = option("tanh", doc="The rnn cell's activation.", choices=("tanh", "relu"))
     # with a cache every recurrent layer carries its state as past_state.N.h (.c); `state` names it for --no-cache
-    state: bool = option(False, doc="Carry the layer's state between calls as inputs past_states.K.h (.c) "
-                         "and outputs present_states.K.h (.c) (decoders).")
+    state: bool = option(False, doc="The layer's first state as inputs past_states.K.h (.c) and its last as "
+                         "outputs present_states.K.h (.c), (directions, batch, hidden): torch's h0 / c0 and h_n / "
+                         "c_n, each row's after its last real token; a decoder carries them from call to call. "
+                         "Topology encoder or decoder.")
     start: str = option("zeros", doc="The state the layer starts from: zeros, or (the decoder of an "
                         "encoder-decoder) the final state of the encoder's recurrent layer of the same index "
                         "among its recurrent layers, both directions concatenated.", choices=("zeros", "encoder"))
@@ -59,8 +65,9 @@ class RecurrentOptions(AttentionKind):
             yield "a bidirectional layer sees the future: only encoder stacks can have one"
         if self.start == "encoder":
             yield from handover_problems(self, spec)
-        if self.state and spec.topology != "decoder":
-            yield f"a carried state runs a decoder in pieces: it needs topology 'decoder', got '{spec.topology}'"
+        if self.state and spec.topology not in ("encoder", "decoder"):
+            yield f"a layer's states in and out (past_states.K, present_states.K) are a one-stack model's: it needs " \
+                  f"topology 'encoder' or 'decoder', got '{spec.topology}'"
         directions = 2 if self.bidirectional else 1
         if spec.model.width % directions:
             yield f"a bidirectional layer splits the width in two: width {spec.model.width} is odd"
@@ -92,7 +99,8 @@ def hands_over(spec) -> bool:
 def build_recurrent(ctx, options: RecurrentOptions, spec, site):
     directions = 2 if options.bidirectional else 1
     hidden, rows = spec.model.width // directions, GATES[options.cell] * (spec.model.width // directions)
-    weights = [ctx.param("weight_ih", (directions, rows, spec.model.width), "matrix"),
+    inputs = ctx.type_of(site.x).shape[-1]  # the width, or F where input vectors enter the first layer
+    weights = [ctx.param("weight_ih", (directions, rows, inputs), "matrix"),
                ctx.param("weight_hh", (directions, rows, hidden), "matrix"),
                ctx.param("bias_ih", (directions, rows), "zeros"), ctx.param("bias_hh", (directions, rows), "zeros")]
     mask = [site.own_mask(ctx)] if site.mask is not None else []
@@ -155,6 +163,13 @@ ATTENTION.register("recurrent", RecurrentOptions, build_recurrent, examples={
 topology: encoder
 positional: none
 block: {placement: none, attention: {kind: recurrent, cell: lstm, bidirectional: true}, ffn: {enabled: false}}
+encoder: {layers: 2}
+""",
+    "lstm_bidirectional_states_in_and_out": """
+topology: encoder
+positional: none
+block: {placement: none, attention: {kind: recurrent, cell: lstm, bidirectional: true, state: true},
+        ffn: {enabled: false}}
 encoder: {layers: 2}
 """,
     "gru_decoder_in_blocks": """

@@ -1,4 +1,5 @@
-"""What an input layer hands to its stack, and the I/O names each stack uses."""
+"""What an input layer hands to its stack, the I/O names each stack uses, and what every input kind
+makes alike: the padding mask and the embedding scale."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -27,7 +28,8 @@ class InputNames:
 @dataclass(frozen=True)
 class StackInput:
     """The first hidden states (B, S, D), the padding mask (B, S) and the value positions are
-    counted along (the ids). Documents come folded: B·sentences rows of one sentence each."""
+    counted along (the ids, or the vectors (B, S, F)). Documents come folded: B·sentences rows of one
+    sentence each."""
 
     hidden: Value
     mask: Value | None
@@ -42,3 +44,18 @@ class StackInput:
         if spec.topology == "hierarchical":
             return InputNames("", (SENTENCES, SENTENCE_LENGTH))
         return InputNames("", (SEQUENCE,))
+
+
+def padding_mask(ctx, names: InputNames) -> Value:
+    """`attention_mask` (B, S), 1 for a real position; with a cache it covers the past ones too (B, P+S)."""
+    shape = (BATCH, ctx.cache.mask_axis) if ctx.cache else names.shape
+    return ctx.input(names.prefix + "attention_mask", "int64", shape, role="padding_mask")
+
+
+def scaled(ctx, spec, hidden: Value) -> Value:
+    """The embeddings times √width (`embedding.scale: true`) or the given factor."""
+    scale = spec.embedding.scale
+    if scale is False:
+        return hidden
+    factor = spec.model.width ** 0.5 if scale is True else float(scale)
+    return ctx.op("mul", hidden, ctx.constant(factor), label="EmbeddingScale")

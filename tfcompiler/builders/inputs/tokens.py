@@ -13,7 +13,7 @@ from typing import ClassVar
 from ...ir.types import BATCH
 from ...language.kinds import INPUTS, InputKind
 from ...language.schema import option
-from .base import StackInput
+from .base import StackInput, scaled
 
 
 @dataclass(frozen=True)
@@ -24,9 +24,14 @@ class TokenOptions(InputKind):
     COMPUTES = "token ids (and segment ids, with `token_types`) looked up in embedding tables"
     LOWERING = "`Gather`"
     no_cache_because: ClassVar[str] = ""  # a token's embedding is its own
+    reads_tokens: ClassVar[bool] = True
 
     token_types: int = option(0, doc="Token-type (segment) vocabulary; 0 means no `token_type_ids` "
                               "input.", minimum=0)
+
+    def parameters(self, spec) -> int:
+        tables = 2 if spec.encoder is not None and spec.decoder is not None and not spec.embedding.shared else 1
+        return (tables * spec.model.vocab_size + self.token_types) * spec.model.width
 
 
 def build_tokens(ctx, options: TokenOptions, spec, stack_name: str) -> StackInput:
@@ -43,10 +48,7 @@ def build_tokens(ctx, options: TokenOptions, spec, stack_name: str) -> StackInpu
     table = ctx.param("tokens.weight", (spec.model.vocab_size, d), "embedding",
                       full_name="embeddings.tokens.weight" if shared else None)
     hidden = ctx.op("gather", table, ids, label="TokenEmbedding")
-    scale = spec.embedding.scale
-    if scale is not False:
-        factor = d ** 0.5 if scale is True else float(scale)
-        hidden = ctx.op("mul", hidden, ctx.constant(factor), label="EmbeddingScale")
+    hidden = scaled(ctx, spec, hidden)
     if options.token_types:
         types = read("token_type_ids", "token_type_ids", range=options.token_types)
         table = ctx.param("token_types.weight", (options.token_types, d), "embedding")
