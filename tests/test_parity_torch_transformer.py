@@ -201,3 +201,47 @@ def test_torch_transformer_on_vectors_matches(features, tmp_path):
         case = (features, batch, src_len, tgt_len)
         assert_close(got["encoder_last_hidden_state"], memory, src_mask.astype(bool), case)
         assert_close(got["last_hidden_state"], out, tgt_mask.astype(bool), case)
+
+
+BARE_MODULE = f"""
+tfc: 1
+name: bare-attention
+topology: {{topology}}
+model: {{{{width: {D}, heads: {HEADS}, ffn_width: {D}, vocab_size: 1, max_length: {MAX_LENGTH}}}}}
+input: {{{{kind: vectors}}}}
+positional: none
+block: {{{{placement: none, ffn: {{{{enabled: false}}}}}}}}
+{{topology}}: {{{{layers: 1, final_norm: false}}}}
+head: {{{{kind: none}}}}
+"""
+
+
+@pytest.mark.parametrize("topology", ["encoder", "decoder"])
+def test_a_bare_module_spec_is_torch_multihead_attention(topology, tmp_path):
+    """A spec of one attention sublayer alone (vectors in as they are, no residual, norm, FFN, positions
+    or head) maps a module-level checkpoint 1:1: torch.nn.MultiheadAttention's self-attention, with its
+    key padding mask and, for a decoder, its causal mask."""
+    torch.manual_seed(3)
+    module = torch.nn.MultiheadAttention(D, HEADS, batch_first=True).eval()
+    randomise_vectors(module)
+    p = {k: v.detach().numpy() for k, v in module.state_dict().items()}
+    ours = f"{topology}.layers.0.attention"
+    weights = {f"{ours}.output.weight": p["out_proj.weight"].T, f"{ours}.output.bias": p["out_proj.bias"]}
+    for part, name in enumerate(("query", "key", "value")):
+        rows = slice(part * D, (part + 1) * D)
+        weights[f"{ours}.{name}.weight"] = p["in_proj_weight"][rows].T
+        weights[f"{ours}.{name}.bias"] = p["in_proj_bias"][rows]
+    save_file({k: np.ascontiguousarray(v) for k, v in weights.items()}, str(tmp_path / "w.safetensors"))
+    spec = parse_spec(BARE_MODULE.format(topology=topology))
+    session = ort.InferenceSession(compile_spec(spec, weights=str(tmp_path / "w.safetensors"), cache=False)
+                                   .model.serialize())
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((3, 11, D)).astype(np.float32)
+    mask = np.ones((3, 11), np.int64)
+    mask[0, -4:] = 0
+    causal = torch.ones(11, 11, dtype=torch.bool).triu(1) if topology == "decoder" else None
+    with torch.no_grad():
+        want, _ = module(*(torch.from_numpy(x),) * 3, key_padding_mask=torch.from_numpy(mask == 0),
+                         attn_mask=causal, need_weights=False)
+    (got,) = session.run(None, {"inputs_embeds": x, "attention_mask": mask})
+    assert_close(got, want.numpy(), mask.astype(bool), topology)
