@@ -3,6 +3,7 @@
 the tokens attend them, MHA(X, H, H): O(n·m) instead of O(n²). Each hop is a full multi-head
 attention with its own projections (`induce`, `broadcast`); padded tokens are hidden in the first
 hop. The surrounding block supplies the residuals, norms and FFN (the paper's MAB). Bidirectional.
+With `latents_output` the induced points H are an output too, as isab-pytorch's ISAB returns them.
 """
 from __future__ import annotations
 
@@ -30,6 +31,10 @@ class InducedOptions(MultiHeadOptions):
         "element")
 
     points: int = option(32, doc="m: inducing points.", minimum=1, shrink=cap(4))
+    latents_output: bool = option(False, doc="Also output the inducing points after their first hop, H = "
+                                  "MHA(I, X, X) (batch, points, width), as `induced_latents.N` for the stack's N-th "
+                                  "induced layer (counted from 0): what isab-pytorch's ISAB returns beside its "
+                                  "output.")
 
     def problems(self, spec, where):
         yield from MultiHeadOptions.problems(self, spec, where)
@@ -41,6 +46,9 @@ def build_induced(ctx, options: InducedOptions, spec, site):
     points = ctx.op("tile_batch", points, site.x)  # (B, m, D)
     with ctx.at("induce"):
         induced = build_multi_head(ctx, options, spec, Site(points, site.memory, site.mask, False, state=site.state))
+    if options.latents_output:
+        index = site.state["induced_layers"] = site.state.get("induced_layers", -1) + 1
+        ctx.graph.outputs[f"induced_latents.{index}"] = induced
     with ctx.at("broadcast"):
         return build_multi_head(ctx, options, spec, Site(site.x, induced, None, False, state=site.state))
 
@@ -50,6 +58,11 @@ ATTENTION.register("induced", InducedOptions, build_induced, examples={
 topology: encoder
 model: {kv_heads: 2}
 block: {attention: {kind: induced, points: 3}}
+encoder: {layers: 2}
+""",
+    "induced_latents_output": """
+topology: encoder
+block: {attention: {kind: induced, points: 3, latents_output: true}}
 encoder: {layers: 2}
 """,
 })
