@@ -23,10 +23,10 @@ from typing import ClassVar
 
 import numpy as np
 
+from ...ir.ops.favor import PAPER_CONVENTIONS
 from ...language.kinds import ATTENTION, AttentionKind
 from ...language.schema import option
 from ...language.shrink_rules import cap
-from ...ir.ops.favor import PAPER_CONVENTIONS
 from .linearised import SUMS, no_score_positions, past_states, present_states
 from .multi_head import output_projection, project
 
@@ -115,8 +115,7 @@ def build_performer(ctx, options: PerformerOptions, spec, site):
     outputs = ctx.graph.add("favor_attention", [query, key, value, matrix,
                                                 *([ctx.op("padding_bias", mask)] if mask is not None else []), *past],
                             dict(causal=site.causal, **options.favor_attrs(), **({"stateful": True} if past else {})),
-                            origin=ctx.origin,
-                            label="FavorAttention")
+                            origin=ctx.origin, label="FavorAttention")
     present_states(site, SUMS + ("k_max",), outputs[1:])
     return output_projection(ctx, spec, outputs[0])
 
