@@ -145,7 +145,8 @@ def test_shipped_decoder_caches_or_says_why(path):
     check_cached(spec_of(path), 23)
 
 
-@pytest.mark.parametrize("case", ["linear_causal_decoder", "performer_causal_decoder", "rfa_gated_decoder"])
+@pytest.mark.parametrize("case", ["linear_causal_decoder", "performer_causal_decoder", "rfa_gated_decoder",
+                                  "performer_padded_keys_decoder"])
 def test_linear_states_through_onnxruntimes_kernel(case):
     """On ort-cpu the running sums go through com.microsoft LinearAttention's past and present state."""
     check_cached(spec_of(case), 23, target="ort-cpu")

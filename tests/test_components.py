@@ -449,16 +449,18 @@ def test_causal_linear_attention_across_chunks(case, weights_dir):
     assert_matches_reference(session, spec, weights, [(1, 128, 0), (2, 150, 7)])
 
 
+@pytest.mark.parametrize("case", ["performer_encoder", "performer_conventions_encoder"])
 @pytest.mark.parametrize("kv_heads", [4, 2])
-def test_performer_keys_and_queries_by_chunks(kv_heads, weights_dir, monkeypatch):
+def test_performer_keys_and_queries_by_chunks(kv_heads, case, weights_dir, monkeypatch):
     """Bidirectional FAVOR+ takes keys and queries by chunks of tokens (tfcompiler.lower.favor): with
-    chunks of 4, lengths of one, three (the last partial) chunks and a padded row match the reference."""
+    chunks of 4, lengths of one, three (the last partial) chunks and a padded row match the reference
+    (with performer-pytorch's conventions too: ε after each chunk's own stabiliser would be wrong)."""
     from tfcompiler.lower import favor
 
     monkeypatch.setattr(favor, "FAVOR_CHUNK", 4)
-    spec = parse_spec(spec_text("performer_encoder").replace("max_length: 40", f"max_length: 40, kv_heads: {kv_heads}"))
+    spec = parse_spec(spec_text(case).replace("max_length: 40", f"max_length: 40, kv_heads: {kv_heads}"))
     weights = random_weights(spec)
-    path = weights_dir / f"performer-chunks-{kv_heads}.safetensors"
+    path = weights_dir / f"{case}-chunks-{kv_heads}.safetensors"
     save_file(weights, str(path))
     model = compile_spec(spec, weights=str(path), opset=23).model
     assert [n.name.rsplit("/", 1)[-1] for n in model.proto.graph.node if n.op_type == "Loop"].count("FavorKeys") == 2

@@ -55,8 +55,8 @@ def why_no_cache(spec) -> str:
     for i, block in enumerate(spec.decoder_blocks):
         positional = block.positional if block.positional is not None else spec.positional
         for what, options in (("attention", block.attention), ("positional", positional)):
-            if type(options).no_cache_because:
-                return f"decoder layer {i} {what} '{type(options).KIND}': {type(options).no_cache_because}"
+            if options.no_cache_because:  # the instance's: an option may rule a cache out (performer's ε)
+                return f"decoder layer {i} {what} '{type(options).KIND}': {options.no_cache_because}"
         cross = block.cross_attention if block.cross_attention is not None else block.attention
         if spec.encoder is not None and type(cross).KIND != "multi_head":
             return f"decoder layer {i} cross-attention '{type(cross).KIND}': only multi_head's keys are cached"
@@ -86,8 +86,8 @@ def why_left_padding_shifts(spec, cached: bool = True) -> str:
     if not cached:
         return "compiled without a cache, it counts positions from the first column, pads included"
     for i, block in enumerate(spec.stacks()[-1][2]):
-        if type(block.attention).left_padding_shifts:
-            return f"layer {i} attention '{type(block.attention).KIND}': {type(block.attention).left_padding_shifts}"
+        if block.attention.left_padding_shifts:  # the instance's: an option may make padding count (performer's)
+            return f"layer {i} attention '{type(block.attention).KIND}': {block.attention.left_padding_shifts}"
     return ""
 
 

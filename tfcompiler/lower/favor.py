@@ -6,6 +6,10 @@ all after the Loop. So the (B,H,S,m) features and projections never exist for th
 Causal, the features are computed whole and the causal linear attention lowering takes them
 (chunked sums, or onnxruntime's LinearAttention); stateful (a decoder's cache), per query head, the keys
 stabilised by the running maximum and the past sums rescaled to it. Low-precision models compute it in fp32.
+The conventions (tfcompiler.ir.ops.favor): the kernel ε is added to the whole features, and bidirectionally,
+the chunks' features being stabilised each by its own maximum, as ε Σ v and ε T after the Loop; with padded
+keys in the normaliser their values are zeroed instead of their features; the normaliser's δ is added to
+Σ φ(k) bidirectionally, and causal, it starts the running key sum (zeros else).
 """
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ import math
 
 import numpy as np
 
-from ..ir.ops.favor import EMPTY, split_inputs
+from ..ir.ops.favor import EMPTY, PAPER_CONVENTIONS, split_inputs
 from .common import ONNX_DTYPES, block_rows, length_of, pad_end, padding_to, reduce, repeat_heads, unstack_blocks
 from .linear_attention import emit_linear_attention
 from .registry import lowers
@@ -27,6 +31,7 @@ FAVOR_CHUNK = 512
 @lowers("favor_attention")
 def emit_favor_attention(e, attrs, inputs, types, label):
     (q, k, v, features), bias, past = split_inputs(attrs, inputs)
+    epsilon, padded_keys, delta = (attrs.get(name, paper) for name, paper in PAPER_CONVENTIONS.items())
     # in fp16 the features exp(w·k - c) of keys far below the stabiliser c underflow (below e^-17), and
     # a causal prefix whose keys all do has a zero normaliser: the kernel computes in fp32
     q, k, v = e.fp32(q), e.fp32(k), e.fp32(v)
@@ -45,14 +50,19 @@ def emit_favor_attention(e, attrs, inputs, types, label):
         shift = e.node1("Add", e.node1("Add", shift, stabiliser), e.const(0.5 * math.log(m), np.float32))
         return e.node1("Exp", e.node1("Sub", projected, shift))
 
+    def with_epsilon(phi_x):  # + ε/√m, the kernel ε after the stabiliser
+        return e.node1("Add", phi_x, e.const(epsilon / math.sqrt(m), np.float32)) if epsilon else phi_x
+
     def query_features(x):
         projected = e.node1("MatMul", x, weights)
-        return phi(x, projected, reduce(e, "ReduceMax", projected, [-1]))
+        return with_epsilon(phi(x, projected, reduce(e, "ReduceMax", projected, [-1])))
 
     keep = None
     if bias:  # (B|1,1,1,T) -> (B|1,1,T,1): 1 for a real key
         real = e.node1("Cast", e.node1("Equal", bias[0], e.const(0.0, np.float32)), to=ONNX_DTYPES["float32"])
         keep = e.node1("Transpose", real, perm=[0, 1, 3, 2])
+    if keep is not None and padded_keys == "normaliser":  # values dropped, features still counted in Σ φ(k)
+        v, keep = e.node1("Mul", v, keep), None
     if attrs["causal"]:
         projected = e.node1("MatMul", k, weights)
         stabiliser = reduce(e, "ReduceMax", projected, [2, 3])  # (B,H,1,1)
@@ -62,9 +72,14 @@ def emit_favor_attention(e, attrs, inputs, types, label):
             rescale = e.node1("Exp", e.node1("Sub", last_max, stabiliser))
             past = [e.node1("Mul", past[0], rescale),
                     e.node1("Mul", past[1], e.node1("Squeeze", rescale, e.const([3])))]
-        phi_k = phi(k, projected, stabiliser)
+        phi_k = with_epsilon(phi(k, projected, stabiliser))
         if keep is not None:
             phi_k = e.node1("Mul", phi_k, keep)
+        if delta:  # δ starts the running key sum, the past sums of the one call (never a cache's: see the op)
+            phi_k, v, kv_heads = (repeat_heads(e, phi_k, heads // kv_heads, heads, m),
+                                  repeat_heads(e, v, heads // kv_heads, heads, value_width), heads)
+            past = zero_sums(e, q, heads, m, value_width)
+            past[1] = e.node1("Add", past[1], e.const(delta, np.float32))
         key_heads = heads if past else kv_heads  # stateful, the keys and values were repeated per query head
         key_types = [t.with_shape(t.shape[:1] + (key_heads,) + t.shape[2:3] + last) for t, last in
                      ((types[1], (m,)), (types[2], types[2].shape[3:]))]
@@ -72,7 +87,9 @@ def emit_favor_attention(e, attrs, inputs, types, label):
                                     [query_features(q), phi_k, v, *past],
                                     [types[0].with_shape(types[0].shape[:3] + (m,))] + key_types,
                                     label or "FavorAttention")
-        return out + ([e.node1("Squeeze", stabiliser, e.const([2, 3]))] if past else [])
+        if not attrs.get("stateful"):
+            return out[:1]
+        return out + [e.node1("Squeeze", stabiliser, e.const([2, 3]))]
 
     def rows(x, index):  # chunk `index` of x along axis 2 (the last one may be shorter)
         return block_rows(e, x, index, FAVOR_CHUNK, 2)
@@ -95,6 +112,15 @@ def emit_favor_attention(e, attrs, inputs, types, label):
     kv_parts, z_parts, maxima = e.loop(chunks(length_of(e, k, 2)), key_chunk, "FavorKeys", results=3)
     rescale = e.node1("Exp", e.node1("Sub", maxima, reduce(e, "ReduceMax", maxima, [0])))  # (n, B,H,1,1)
     kv, z = (reduce(e, "ReduceSum", e.node1("Mul", x, rescale), [0], keepdims=False) for x in (kv_parts, z_parts))
+    if epsilon:  # each key's ε/√m on every feature: ε/√m Σ v to Σ φ(k) vᵀ, ε/√m (keys counted) to Σ φ(k)
+        share = e.const(epsilon / math.sqrt(m), np.float32)
+        counted = reduce(e, "ReduceSum", keep, [2]) if keep is not None else e.node1(
+            "Cast", length_of(e, k, 2), to=ONNX_DTYPES["float32"])
+        real_values = v if keep is None else e.node1("Mul", v, keep)
+        kv = e.node1("Add", kv, e.node1("Mul", reduce(e, "ReduceSum", real_values, [2]), share))
+        z = e.node1("Add", z, e.node1("Mul", counted, share))
+    if delta:
+        z = e.node1("Add", z, e.const(delta, np.float32))
 
     s = length_of(e, q, 2)  # the queries padded to whole chunks: the Loop stacks equal chunks
     q_rows = pad_end(e, q, padding_to(e, s, FAVOR_CHUNK), 2, 4)
@@ -105,3 +131,10 @@ def emit_favor_attention(e, attrs, inputs, types, label):
 
     out = e.loop(chunks(s), query_chunk, "FavorQueries")  # (n, B, H, chunk, Dv)
     return [unstack_blocks(e, out, value_width, s, label or "FavorAttention")]
+
+
+def zero_sums(e, q, heads: int, m: int, value_width: int) -> list:
+    """Zero running sums Σ φ(k) vᵀ (B,H,m,Dv) and Σ φ(k) (B,H,m) for the batch of q."""
+    batch = e.node1("Shape", q, start=0, end=1)
+    return [e.node1("ConstantOfShape", e.node1("Concat", batch, e.const(list(shape)), axis=0))
+            for shape in ((heads, m, value_width), (heads, m))]
