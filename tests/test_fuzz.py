@@ -16,11 +16,8 @@ stays as an explicit test with the message it gets now (FOUND, and the run-input
 """
 from __future__ import annotations
 
-import contextlib
 import copy
-import io
 import math
-import os
 import re
 import tempfile
 import warnings
@@ -29,17 +26,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import ROOT, tiny_spec
-from tfcompiler.cli import main
+from fuzzing import FUZZ, SCALE, assert_clean, run_cli
 from tfcompiler.language.shrink import shrink_text
-
-# TFC_FUZZ_SCALE=20 runs twenty times the examples: a deeper search by hand than CI's budget allows
-SCALE = int(os.environ.get("TFC_FUZZ_SCALE", "1"))
-FUZZ = settings(derandomize=True, database=None, deadline=5000, print_blob=False,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 BASES = [shrink_text(path.read_text(encoding="utf-8")) for path in sorted((ROOT / "specs").glob("*.yaml"))] + [
     tiny_spec(topology, positional) for topology in ("decoder", "encoder", "encoder-decoder")
@@ -134,19 +126,6 @@ def _text_mutation(draw, data: bytes) -> bytes:
     if action == "duplicate_line":  # a key given twice, at the top level or inside a block
         return b"\n".join(lines[:line + 1] + lines[line:])
     return b"\n".join(lines[:line] + [b"  " + lines[line]] + lines[line + 1:])
-
-
-def run_cli(*args: str) -> tuple[int, str]:
-    err = io.StringIO()
-    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-        code = main(list(args))
-    return code, err.getvalue()
-
-
-def assert_clean(code: int, err: str) -> None:
-    event(f"exit {code}")  # --hypothesis-show-statistics: how many examples got how far
-    assert code in (0, 1, 2), f"exit {code}: {err[-2000:]}"
-    assert "Traceback" not in err, err[-2000:]
 
 
 def _tiny_with(lines: str) -> bytes:
