@@ -1,7 +1,6 @@
 """What every fuzz test of issue 20 shares: its budget (derandomized hypothesis settings; TFC_FUZZ_SCALE=N
-runs N times the examples), the CLI run in-process, and the verdict on one case: exit 0, 1 or 2 (never 3,
-the internal error), no traceback, the worker's peak memory kept under a bound, and no file left behind
-by a command that failed."""
+runs N times the examples), the CLI run in-process under a memory bound, and the verdict on one case: exit 0,
+1 or 2 (never 3, the internal error), no traceback, and no file left behind by a command that failed."""
 from __future__ import annotations
 
 import contextlib
@@ -11,6 +10,7 @@ import resource
 from pathlib import Path
 
 from hypothesis import HealthCheck, event, settings
+from hypothesis.control import currently_in_test_context
 
 from tfcompiler.cli import main
 
@@ -18,32 +18,45 @@ from tfcompiler.cli import main
 SCALE = int(os.environ.get("TFC_FUZZ_SCALE", "1"))
 FUZZ = settings(derandomize=True, database=None, deadline=5000, print_blob=False,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-# A case may not lift the worker's peak resident memory past this (a tiny model compiles in ~300 MiB; a
-# case that allocates what its input asks for without a bound would reach gigabytes)
-PEAK_MEMORY = 3 << 30
+# What one case may map beyond what the process held before it: a command that allocates what its input asks
+# for without a bound (a batch of 2**31 rows, a table of 10**12 entries) meets a MemoryError here, which tfc
+# would report as an internal error, instead of taking the machine's memory
+HEADROOM = 4 << 30
 
 
-def peak_memory() -> int:
-    """This process's peak resident memory in bytes so far (Linux counts KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+@contextlib.contextmanager
+def memory_bound(headroom: int = HEADROOM):
+    """Lower this process's address-space limit to its present size plus ``headroom`` for the block (Linux;
+    elsewhere no bound), and restore it after."""
+    status = Path("/proc/self/status")
+    if not status.exists():
+        yield
+        return
+    size = next(int(line.split()[1]) * 1024 for line in status.read_text().splitlines() if line.startswith("VmSize:"))
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    bound = size + headroom if hard == resource.RLIM_INFINITY else min(size + headroom, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (bound, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
 
 
-def run_cli(*args: str) -> tuple[int, str]:
-    """`tfc ARGS` in this process: its exit code (argparse's own exits too) and its stderr."""
+def run_cli(*args: str, headroom: int = HEADROOM) -> tuple[int, str]:
+    """`tfc ARGS` in this process under the memory bound: its exit code (argparse's own exits too) and its
+    stderr."""
     err = io.StringIO()
-    before = peak_memory()
-    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()), memory_bound(headroom):
         try:
             code = main(list(args))
         except SystemExit as exit_:  # argparse: 2 for a usage error, 0 for --help
             code = exit_.code if isinstance(exit_.code, int) else 1
-    after = peak_memory()
-    assert after <= max(before, PEAK_MEMORY), f"tfc {' '.join(args)[:300]}: peak memory {after / 2 ** 30:.1f} GiB"
     return code, err.getvalue()
 
 
 def assert_clean(code: int, err: str) -> None:
-    event(f"exit {code}")  # --hypothesis-show-statistics: how many examples got how far
+    if currently_in_test_context():  # --hypothesis-show-statistics: how many examples got how far
+        event(f"exit {code}")
     assert code in (0, 1, 2), f"exit {code}: {err[-2000:]}"
     assert "Traceback" not in err, err[-2000:]
 
