@@ -63,7 +63,7 @@ def documents(schema: dict, integers=small_integers, text=st.text(max_size=6)) -
         if kind == "integer":
             return integers(node.get("minimum"))
         if kind == "number":
-            return st.floats(min_value=node.get("minimum"), allow_nan=False, allow_infinity=False, width=32)
+            return st.floats(min_value=node.get("minimum"), allow_nan=False, allow_infinity=False)
         if kind == "string":
             return st.from_regex(node["pattern"], fullmatch=True) if "pattern" in node else text
         return {"boolean": st.booleans(), "null": st.none()}[kind]
@@ -87,4 +87,4 @@ def documents(schema: dict, integers=small_integers, text=st.text(max_size=6)) -
         return st.one_of(branches)
 
     root = {k: v for k, v in schema.items() if k != "$defs"}
-    return draw_for(root)
+    return st.deferred(lambda: draw_for(root))  # deferred: a short repr (hypothesis warns of a 200 kB one)

@@ -113,25 +113,39 @@ def test_a_float_option_in_a_union_reads_exponent_text_as_the_number(tmp_path):
     """YAML 1.1 reads `1e-5` (no dot) as a string; `epsilon: 1e-5` was read as the number but
     `embedding: {scale: 1e-5}` (true, false or a number) was refused, though the schema allows it."""
     path = tmp_path / "spec.yaml"
-    path.write_text(tiny_spec() + "embedding: {scale: 1e-5}\n")
+    path.write_text(tiny_spec() + "embedding: {scale: 1e-5}\n")  # tiny_spec has no `embedding`
     assert run_cli("check", str(path)) == (0, "")
     path.write_text(tiny_spec() + "embedding: {scale: 1e999}\n")
     code, err = run_cli("check", str(path))
     assert code == 1 and "embedding.scale: expected true or false or a finite number, got string '1e999'" in err
 
 
-@pytest.mark.parametrize("section, required, message", [
-    ("positional: {kind: conditional}", "grid_width: 4", "positional.grid_width: missing required key 'grid_width'"),
-    ("block: {attention: {kind: sliding_window}}", "window: 4",
-     "block.attention.window: missing required key 'window'")])
-def test_the_schema_requires_the_options_the_loader_requires(tmp_path, section, required, message):
+@pytest.mark.parametrize("line, without, given, message", [
+    ("positional: learned", "positional: {kind: conditional}", "positional: {kind: conditional, grid_width: 4}",
+     "positional.grid_width: missing required key 'grid_width'"),
+    ("block: {placement: pre}", "block: {attention: {kind: sliding_window}}",
+     "block: {attention: {kind: sliding_window, window: 4}}", "block.attention.window: missing required key 'window'")])
+def test_the_schema_requires_the_options_the_loader_requires(tmp_path, line, without, given, message):
     """A kind's options without a default were optional in the schema: an editor passed what check refused."""
     jsonschema = pytest.importorskip("jsonschema")
     validator = jsonschema.Draft202012Validator(SCHEMA)
     path = tmp_path / "spec.yaml"
-    path.write_text(tiny_spec() + section + "\n")
+    path.write_text(tiny_spec().replace(line, without))
     code, err = run_cli("check", str(path))
     assert code == 1 and message in err, err
     assert not validator.is_valid(yaml.safe_load(path.read_text()))
-    given = section.replace("}", f", {required}}}", 1)
-    assert validator.is_valid(yaml.safe_load(tiny_spec() + given))
+    path.write_text(tiny_spec().replace(line, given))
+    assert run_cli("check", str(path)) == (0, "")
+    assert validator.is_valid(yaml.safe_load(path.read_text()))
+
+
+def test_an_encoder_with_too_few_t5_buckets_is_refused_by_check(tmp_path):
+    """Found by this fuzz: an encoder halves T5's buckets per direction; with fewer than 2 in each the bucket
+    table divided by zero in compile (a decoder's 2 buckets still compile)."""
+    path = tmp_path / "spec.yaml"
+    path.write_text(tiny_spec("encoder", "{kind: t5, num_buckets: 3}"))
+    code, err = run_cli("check", str(path))
+    assert code == 1 and ("spec.yaml:5:37: positional.num_buckets: an encoder halves the buckets per direction and "
+                          "needs 2 in each: expected at least 4, got 3") in err, err
+    path.write_text(tiny_spec("decoder", "{kind: t5, num_buckets: 2}"))
+    assert run_cli("compile", str(path), "-o", str(tmp_path / "out.onnx"), "-q")[0] == 0
