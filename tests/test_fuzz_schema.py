@@ -149,3 +149,16 @@ def test_an_encoder_with_too_few_t5_buckets_is_refused_by_check(tmp_path):
                           "needs 2 in each: expected at least 4, got 3") in err, err
     path.write_text(tiny_spec("decoder", "{kind: t5, num_buckets: 2}"))
     assert run_cli("compile", str(path), "-o", str(tmp_path / "out.onnx"), "-q")[0] == 0
+
+
+@pytest.mark.parametrize("line, message", [
+    ("init: {std: 1.0e300}", "init.std: expected a finite number >= 0, got 1.0e300 (past float32's range, 3.4e38)"),
+    ("block: {norm: {epsilon: 1.0e39}}",
+     "block.norm.epsilon: expected a finite number >= 0, got 1.0e39 (past float32's range, 3.4e38)")])
+def test_a_float_past_float32s_range_is_refused(tmp_path, line, message):
+    """Found by this fuzz (NumPy's overflow warnings in compile): finite in the YAML, such a float became inf
+    in the model's weights or attributes."""
+    path = tmp_path / "spec.yaml"
+    path.write_text(tiny_spec().replace("block: {placement: pre}\n", "") + line + "\n")
+    code, err = run_cli("check", str(path))
+    assert code == 1 and message in err, err

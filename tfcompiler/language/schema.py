@@ -197,7 +197,8 @@ class Reader:
         if hint is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         if not finite(value):
-            self.problem(node, path, f"expected {type_words(hint, meta)}, got {node.value}")
+            past = " (past float32's range, 3.4e38)" if math.isfinite(value) else ""
+            self.problem(node, path, f"expected {type_words(hint, meta)}, got {node.value}{past}")
             return None
         if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
             self.problem(node, path, f"expected {type_words(hint, meta)}, got {describe(node)}")
@@ -240,9 +241,14 @@ def join(path: str, key) -> str:
     return f"{path}.{key}" if path else str(key)
 
 
+# Models compute in float32 (or narrower): a larger option would be infinite there
+FLOAT32_MAX = 3.4028234663852886e38
+
+
 def finite(value) -> bool:
-    """False for a float that is NaN or infinite (`.nan`, `.inf`, `1e999`): no option means one."""
-    return not isinstance(value, float) or math.isfinite(value)
+    """False for a float that is NaN or infinite (`.nan`, `.inf`, `1e999`), or past float32's range (`1e39`,
+    infinite in the model): no option means one."""
+    return not isinstance(value, float) or (math.isfinite(value) and abs(value) <= FLOAT32_MAX)
 
 
 def number_text(value):
