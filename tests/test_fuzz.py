@@ -10,9 +10,11 @@ specs (shrunk) and the tests' tiny ones, never end in an internal error.
   out-of-range ids, masks of odd values, missing and extra inputs): `Model.run` returns outputs or raises
   ValueError naming an input, never another exception.
 
-Derandomized (the same examples on every run, no example database) and bounded: the file runs in well
-under a minute on two cores; TFC_FUZZ_SCALE=N runs N times the examples. Each bug the fuzzer found
-stays as an explicit test with the message it gets now (FOUND, and the run-input tests at the end).
+Derandomized (the same examples on every run, no example database) and bounded (tests/fuzzing.py: the
+budget, the memory bound, the verdict); TFC_FUZZ_SCALE=N runs N times the examples. Each bug the fuzzer
+found stays as an explicit test with the message it gets now (FOUND, and the run-input tests at the end).
+Its siblings fuzz specs drawn from the JSON Schema, weights files and command lines (test_fuzz_schema.py,
+test_fuzz_weights.py, test_fuzz_cli.py); docs/bad-input.md tables what each bad input gets.
 """
 from __future__ import annotations
 
