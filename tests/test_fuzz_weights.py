@@ -203,3 +203,15 @@ def test_what_is_not_a_safetensors_file_is_refused_cleanly(tiny, tmp_path, name)
     code, err = compile_with(spec, path, out)
     assert code == 1 and f"error: {path}: " in err, err
     assert files_in(out) == []
+
+
+def test_float8_weights_are_refused_cleanly(tiny, tmp_path):
+    """Found by this fuzz: NumPy has no float8 type, and safetensors' NumPy reader failed on such a tensor with
+    an AttributeError (an internal error)."""
+    spec, weights = tiny
+    tensors = {name: ("F32", array) for name, array in weights.items()}
+    tensors["decoder.final_norm.weight"] = ("F8_E4M3", weights["decoder.final_norm.weight"])
+    path = tmp_path / "w.safetensors"
+    path.write_bytes(safetensors_bytes(tensors))
+    code, err = compile_with(spec, path, tmp_path)
+    assert code == 1 and "wrong dtype (1):\n    decoder.final_norm.weight: expected float32, got F8_E4M3" in err, err
