@@ -11,6 +11,7 @@ minutes and gigabytes) and large --repeat counts (run N times, as asked).
 """
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
@@ -24,21 +25,31 @@ from hypothesis import strategies as st
 
 from conftest import tiny_spec
 from fuzzing import FUZZ, SCALE, assert_clean, files_in, run_cli
+from tfcompiler.cli import parser
 
-FLAGS = {
-    "compile": ["-o", "--output", "--weights", "--seed", "--opset", "--target", "--dtype", "--quantize", "--no-cache",
-                "--explain", "--external-data", "--pipeline", "--verify", "--dump-after", "-q", "--quiet"],
-    "check": [],
-    "shrink": [],
-    "schema": ["--markdown"],
-    "init-weights": ["-o", "--output", "--seed"],
-    "import-hf": ["-o", "--output", "--drop-unplaced"],
-    "inspect": ["--sequence", "--json"],
-    "run": ["--inputs", "--batch", "--sequence", "--seed", "--repeat", "--device", "--threads"],
-    "generate": ["--input-ids", "--prompt", "--max-new-tokens", "--min-new-tokens", "--do-sample", "--temperature",
-                 "--top-k", "--top-p", "--seed", "--repetition-penalty", "--eos-token-id", "--json", "--device",
-                 "--threads"],
-}
+
+def _subcommands() -> dict[str, list[argparse.Action]]:
+    """Each subcommand's flags, read from tfc's own parser: a flag added there is fuzzed without a change here."""
+    commands = next(a for a in parser()._actions if isinstance(a, argparse._SubParsersAction)).choices
+    return {name: [a for a in sub._actions if a.option_strings and not isinstance(a, argparse._HelpAction)]
+            for name, sub in commands.items()}
+
+
+def _kind(action: argparse.Action) -> str:
+    """What a flag's values are: none (a switch), a choice, a path, JSON, text or a number."""
+    if action.nargs == 0:
+        return "switch"
+    if action.choices or action.dest == "dump_after":  # pass names, checked after parsing
+        return "choice"
+    if action.dest in ("output", "weights", "inputs"):
+        return "path"
+    return {"input_ids": "json", "prompt": "text"}.get(action.dest, "number" if action.type else "text")
+
+
+ACTIONS = _subcommands()
+FLAGS = {name: [flag for action in actions for flag in action.option_strings] for name, actions in ACTIONS.items()}
+KINDS = {flag: _kind(action) for actions in ACTIONS.values() for action in actions for flag in action.option_strings}
+SWITCHES = {flag for flag, kind in KINDS.items() if kind == "switch"}
 ANY_FLAG = sorted({flag for flags in FLAGS.values() for flag in flags})
 UNKNOWN = ["--sequense", "--weight", "-x", "--", "-", "--help", "--output=", "--seed=", "--dump-after=all", "-qq"]
 NUMBERS = ["-1", "0", "1", "2", "3", "-0", str(2 ** 31), str(2 ** 63), "1" + "0" * 30, "1e3", "3.5", "nan", "inf",
@@ -50,13 +61,6 @@ JSON = ["[[1, 2, 3]]", "[1, 2]", "[[]]", "[]", "[[1], [2, 3]]", "[[-1]]", "[[49]
         f"[[{2 ** 70}]]"]
 # counts that would run as long as asked (--repeat) take small values only
 SMALL = {"--repeat": ["0", "1", "-1", "abc"]}
-SWITCHES = {"--no-cache", "--explain", "--external-data", "--verify", "-q", "--quiet", "--markdown",
-            "--drop-unplaced", "--json", "--do-sample"}
-KINDS = {**dict.fromkeys(["--seed", "--opset", "--batch", "--sequence", "--threads", "--max-new-tokens",
-                          "--min-new-tokens", "--temperature", "--top-k", "--top-p", "--repetition-penalty",
-                          "--eos-token-id"], "number"),
-         **dict.fromkeys(["--target", "--dtype", "--quantize", "--pipeline", "--device", "--dump-after"], "choice"),
-         "--weights": "path", "--inputs": "path", "--input-ids": "json"}
 
 
 @pytest.fixture(scope="module")
@@ -128,7 +132,7 @@ def values(flag: str, paths: list[str], out: Path) -> st.SearchStrategy[str]:
     if flag in SMALL:
         return st.sampled_from(SMALL[flag])
     own = {"number": st.sampled_from(NUMBERS), "choice": st.sampled_from(CHOICES), "path": st.sampled_from(paths),
-           "json": st.sampled_from(JSON), "text": st.text(max_size=5)}[KINDS.get(flag, "text")]
+           "json": st.sampled_from(JSON), "text": st.text(max_size=5), "switch": st.text(max_size=5)}[KINDS[flag]]
     return own | own | own | st.sampled_from(NUMBERS + CHOICES + paths)
 
 
@@ -177,7 +181,7 @@ def hostile(flag: str | None, world: dict[str, str], out: Path) -> list[str]:
     if flag in SMALL:
         return SMALL[flag]
     return {"number": NUMBERS, "choice": CHOICES, "path": paths, "json": JSON,
-            "text": ["", "hello", "é" * 3]}[KINDS.get(flag, "text")]
+            "text": ["", "hello", "é" * 3]}[KINDS[flag]]
 
 
 @pytest.mark.parametrize("command, flag", GRID, ids=[f"{c} {f or 'positional'}" for c, f in GRID])
