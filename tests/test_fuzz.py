@@ -10,17 +10,16 @@ specs (shrunk) and the tests' tiny ones, never end in an internal error.
   out-of-range ids, masks of odd values, missing and extra inputs): `Model.run` returns outputs or raises
   ValueError naming an input, never another exception.
 
-Derandomized (the same examples on every run, no example database) and bounded: the file runs in well
-under a minute on two cores; TFC_FUZZ_SCALE=N runs N times the examples. Each bug the fuzzer found
-stays as an explicit test with the message it gets now (FOUND, and the run-input tests at the end).
+Derandomized (the same examples on every run, no example database) and bounded (tests/fuzzing.py: the
+budget, the memory bound, the verdict); TFC_FUZZ_SCALE=N runs N times the examples. Each bug the fuzzer
+found stays as an explicit test with the message it gets now (FOUND, and the run-input tests at the end).
+Its siblings fuzz specs drawn from the JSON Schema, weights files and command lines (test_fuzz_schema.py,
+test_fuzz_weights.py, test_fuzz_cli.py); docs/bad-input.md tables what each bad input gets.
 """
 from __future__ import annotations
 
-import contextlib
 import copy
-import io
 import math
-import os
 import re
 import tempfile
 import warnings
@@ -29,17 +28,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import ROOT, tiny_spec
-from tfcompiler.cli import main
+from fuzzing import FUZZ, SCALE, assert_clean, run_cli
 from tfcompiler.language.shrink import shrink_text
-
-# TFC_FUZZ_SCALE=20 runs twenty times the examples: a deeper search by hand than CI's budget allows
-SCALE = int(os.environ.get("TFC_FUZZ_SCALE", "1"))
-FUZZ = settings(derandomize=True, database=None, deadline=5000, print_blob=False,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 BASES = [shrink_text(path.read_text(encoding="utf-8")) for path in sorted((ROOT / "specs").glob("*.yaml"))] + [
     tiny_spec(topology, positional) for topology in ("decoder", "encoder", "encoder-decoder")
@@ -134,19 +128,6 @@ def _text_mutation(draw, data: bytes) -> bytes:
     if action == "duplicate_line":  # a key given twice, at the top level or inside a block
         return b"\n".join(lines[:line + 1] + lines[line:])
     return b"\n".join(lines[:line] + [b"  " + lines[line]] + lines[line + 1:])
-
-
-def run_cli(*args: str) -> tuple[int, str]:
-    err = io.StringIO()
-    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-        code = main(list(args))
-    return code, err.getvalue()
-
-
-def assert_clean(code: int, err: str) -> None:
-    event(f"exit {code}")  # --hypothesis-show-statistics: how many examples got how far
-    assert code in (0, 1, 2), f"exit {code}: {err[-2000:]}"
-    assert "Traceback" not in err, err[-2000:]
 
 
 def _tiny_with(lines: str) -> bytes:

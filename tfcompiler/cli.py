@@ -231,17 +231,33 @@ def usage_error(command: str, message: str) -> int:
     return 2
 
 
-def count(least: int):
-    """An argparse type: an integer >= least."""
+def count(least: int, most: int | None = None, why: str = ""):
+    """An argparse type: an integer >= least (and <= most, ``why`` saying why there is a bound)."""
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
             value = None
-        if value is None or value < least:
-            raise argparse.ArgumentTypeError(f"expected an integer >= {least}, got {text!r}")
+        if value is None or value < least or (most is not None and value > most):
+            bound = f">= {least}" if most is None else f"in {least}..{most}{why}"
+            raise argparse.ArgumentTypeError(f"expected an integer {bound}, got {text!r}")
         return value
     return parse
+
+
+def threads(text: str) -> int:
+    """An argparse type for --threads: onnxruntime's intra-op threads, at most the runtime's bound here (a
+    session starts them all at once)."""
+    from tfc_runtime.session import THREADS_PER_CORE, most_threads
+
+    return count(1, most_threads(), f" ({THREADS_PER_CORE} per core here)")(text)
+
+
+def path(text: str) -> str:
+    """An argparse type for an output path: an empty one would be the working folder."""
+    if not text:
+        raise argparse.ArgumentTypeError("expected a path, got ''")
+    return text
 
 
 def load_npz(path: str) -> dict:
@@ -286,6 +302,8 @@ def cmd_run(args) -> int:
         outputs = model.run(feeds)
     except ValueError as error:  # the inputs do not fit the model: names, shapes, ids, masks, lengths
         return usage_error("run", f"{source}: {error}")
+    except MemoryError as error:  # inputs, or the model's activations for them, past this machine's memory
+        return usage_error("run", f"{source}: not enough memory ({error})")
     times = []
     for _ in range(args.repeat):
         start = time.perf_counter()
@@ -336,11 +354,16 @@ def _tokenizer(folder: Path):
 
 
 def _input_ids(text: str) -> list[list[int]]:
+    example = "expected e.g. '[[5, 6, 7], [8, 9]]'"
     try:
         ids = json.loads(text)
     except json.JSONDecodeError as error:
-        raise TfcError(f"--input-ids: not valid JSON ({error}); expected e.g. '[[5, 6, 7], [8, 9]]'") from None
-    return [ids] if isinstance(ids, list) and ids and all(isinstance(t, int) for t in ids) else ids
+        raise TfcError(f"--input-ids: not valid JSON ({error}); {example}") from None
+    except RecursionError:
+        raise TfcError(f"--input-ids: nested too deep for JSON's reader; {example}") from None
+    if not isinstance(ids, list):
+        raise TfcError(f"--input-ids: {example} (a list of prompts), got {text!r:.80}")
+    return [ids] if ids and all(isinstance(t, int) for t in ids) else ids
 
 
 def cmd_generate(args) -> int:
@@ -399,12 +422,12 @@ def parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("compile", help="compile a spec to an ONNX model")
     c.add_argument("spec")
-    c.add_argument("-o", "--output", required=True,
+    c.add_argument("-o", "--output", required=True, type=path,
                    help="the .onnx file to write, or a model folder (a trailing slash, or an existing folder): "
                         "model.onnx, generation.json, genai_config.json where onnxruntime-genai runs the model, "
                         "and the spec's tokenizer files")
     c.add_argument("--weights", help="safetensors file with tfcompiler's canonical names")
-    c.add_argument("--seed", type=int, default=0, help="seed of the random initialisation")
+    c.add_argument("--seed", type=count(0), default=0, help="seed of the random initialisation")
     c.add_argument("--opset", type=int, help=f"{MIN_OPSET}..{MAX_OPSET} (default: the newest the installed "
                    "onnxruntime runs)")
     c.add_argument("--target", default="portable", choices=sorted(TARGETS),
@@ -448,13 +471,13 @@ def parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("init-weights", help="write seeded weights under their canonical names")
     c.add_argument("spec")
-    c.add_argument("-o", "--output", required=True)
-    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("-o", "--output", required=True, type=path)
+    c.add_argument("--seed", type=count(0), default=0)
     c.set_defaults(func=cmd_init_weights)
 
     c = sub.add_parser("import-hf", help="turn a Hugging Face model folder into a spec and weights")
     c.add_argument("model_dir")
-    c.add_argument("-o", "--output", required=True,
+    c.add_argument("-o", "--output", required=True, type=path,
                    help="folder for spec.yaml, weights.safetensors and the checkpoint's tokenizer files")
     c.add_argument("--drop-unplaced", action="store_true",
                    help="leave out (and list) the checkpoint tensors the model does not read, e.g. a masked-LM "
@@ -463,7 +486,7 @@ def parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("inspect", help="parameters, FLOPs, ops and I/O of a spec or a model")
     c.add_argument("path")
-    c.add_argument("--sequence", type=int, default=128, help="sequence length for FLOPs")
+    c.add_argument("--sequence", type=count(1), default=128, help="sequence length for FLOPs")
     c.add_argument("--json", action="store_true")
     c.set_defaults(func=cmd_inspect)
 
@@ -475,7 +498,7 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--seed", type=count(0), default=0)
     c.add_argument("--repeat", type=count(0), default=10, help="timed runs after a warm-up")
     c.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    c.add_argument("--threads", type=count(1), help="onnxruntime intra-op threads")
+    c.add_argument("--threads", type=threads, help="onnxruntime intra-op threads")
     c.set_defaults(func=cmd_run)
 
     c = sub.add_parser("generate", help="generate tokens with a compiled decoder (greedy or sampled)")
@@ -495,7 +518,7 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--eos-token-id", type=int, help="default: the model's (generation.json or its metadata)")
     c.add_argument("--json", action="store_true", help='print {"sequences": [...], "tokens_per_second": ...}')
     c.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    c.add_argument("--threads", type=int, help="onnxruntime intra-op threads")
+    c.add_argument("--threads", type=threads, help="onnxruntime intra-op threads")
     c.set_defaults(func=cmd_generate)
     return p
 

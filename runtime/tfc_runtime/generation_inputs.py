@@ -21,6 +21,9 @@ class Prompts:
         return self.mask.sum(axis=1)
 
 
+INT64_END = 2 ** 63  # token ids travel as int64
+
+
 def _is_int(value) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
@@ -50,6 +53,9 @@ def left_padded(input_ids, attention_mask, pad_id: int, vocab: int | None) -> Pr
         for r, row in enumerate(input_ids):
             if not isinstance(row, (list, tuple, np.ndarray)) or not all(_is_int(t) for t in row):
                 raise ValueError(f"input_ids[{r}]: expected a list of token ids (integers), got {row!r:.80}")
+            outside = [t for t in row if not 0 <= t < (vocab or INT64_END)]
+            if outside:  # before the int64 array: an id past its range cannot go in one
+                raise ValueError(f"input_ids[{r}]: token {outside[0]} is outside the vocabulary [0, {vocab})")
             rows.append(np.asarray(row, np.int64).reshape(-1))
         already, mask = False, None
     else:
@@ -73,8 +79,9 @@ def left_padded(input_ids, attention_mask, pad_id: int, vocab: int | None) -> Pr
 def token_list(value, name: str) -> tuple[int, ...]:
     """None, an id, or a list of ids (several end-of-sequence tokens)."""
     values = [] if value is None else [value] if _is_int(value) else value
-    if not isinstance(values, (list, tuple)) or not all(_is_int(v) and v >= 0 for v in values):
-        raise ValueError(f"{name}: expected a token id (a non-negative integer) or a list of them, got {value!r}")
+    if not isinstance(values, (list, tuple)) or not all(_is_int(v) and 0 <= v < INT64_END for v in values):
+        raise ValueError(f"{name}: expected a token id (an integer in [0, 2**63)) or a list of them, "
+                         f"got {value!r:.80}")
     return tuple(int(v) for v in values)
 
 

@@ -4,14 +4,16 @@ spec hash, I/O roles) and named inputs in, named outputs out. Overridable initia
 from __future__ import annotations
 
 import json
+import os
 import warnings
 from dataclasses import dataclass
 
 import numpy as np
 import onnxruntime as ort
+from onnxruntime.capi.onnxruntime_pybind11_state import Fail as _Fail
 from onnxruntime.capi.onnxruntime_pybind11_state import InvalidArgument as _InvalidArgument
 
-from .input_checks import Limits, as_array, check_lengths, check_shapes, check_values
+from .input_checks import TOKEN_ROLES, Limits, as_array, check_lengths, check_shapes, check_values
 
 _PROVIDERS = {"cpu": ["CPUExecutionProvider"],
               "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"]}
@@ -19,6 +21,14 @@ _PROVIDERS = {"cpu": ["CPUExecutionProvider"],
 CARRIED = ("past_key", "past_value", "memory", "recurrent_state", "state")
 _NUMPY_TYPES = {"tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(float)": np.float32,
                 "tensor(float16)": np.float16, "tensor(bool)": np.bool_, "tensor(double)": np.float64}
+# Past the cores, intra-op threads only wait for each other; and a session starts every one at once (512 take
+# 14 s on two cores, a hundred thousand crash the process), so a Model takes a few per core at most
+THREADS_PER_CORE = 4
+
+
+def most_threads() -> int:
+    """The most intra-op threads a Model takes on this machine."""
+    return THREADS_PER_CORE * (os.cpu_count() or 1)
 
 
 @dataclass(frozen=True)
@@ -52,8 +62,12 @@ class Model:
             warnings.warn("CUDAExecutionProvider is not available; running on CPU", RuntimeWarning,
                           stacklevel=2)
         options = session_options or ort.SessionOptions()
-        if intra_op_threads:
-            options.intra_op_num_threads = intra_op_threads
+        if intra_op_threads is not None:  # 0: onnxruntime's default, as it has it
+            if not isinstance(intra_op_threads, (int, np.integer)) or isinstance(intra_op_threads, bool) \
+                    or not 0 <= intra_op_threads <= most_threads():
+                raise ValueError(f"intra_op_threads: expected an integer in 1..{most_threads()} "
+                                 f"({THREADS_PER_CORE} per core here), got {intra_op_threads!r}")
+            options.intra_op_num_threads = int(intra_op_threads)
         self.session = quiet_session(str(path), options, providers)
         meta = self.session.get_modelmeta().custom_metadata_map
         self.metadata = dict(meta)
@@ -93,6 +107,11 @@ class Model:
         except _InvalidArgument as error:  # what the metadata does not bound (a segment id past its table)
             raise ValueError("onnxruntime refused these inputs: "
                              + str(error).split("INVALID_ARGUMENT : ")[-1].split("\n")[0]) from None
+        except _Fail as error:  # its arena's way of saying the activations for these inputs do not fit
+            if "Failed to allocate memory" not in str(error):
+                raise
+            raise MemoryError("onnxruntime could not allocate memory for these inputs: "
+                              + str(error).split("Failed to allocate memory")[-1].strip()) from None
         return {p.name: v for p, v in zip(self.outputs, values)}
 
 
@@ -122,6 +141,9 @@ def random_inputs(model: Model, batch: int = 1, sequence: int = 8, seed: int = 0
     def shape_of(port: Port) -> list[int]:
         return [d if isinstance(d, int) else sizes.get(d, batch if "batch" in str(d) else sequence)
                 for d in port.shape]
+    # a length past max_length is refused before anything is allocated for it (shapes alone: zero strides)
+    check_lengths(model.inputs, {p.name: np.broadcast_to(np.zeros((), p.dtype), shape_of(p)) for p in model.inputs
+                                 if p.role in TOKEN_ROLES}, model.limits)
     tokens = next((p for p in model.inputs if p.role in ("token_ids", "vectors")), None)  # (B, S[, F])
     cached = any(p.role in ("past_key", "past_value") for p in model.inputs)
     feeds = {}

@@ -105,7 +105,7 @@ def _registry_schema(registry: KindRegistry, defs: dict) -> dict:
         branches.append({
             "if": named,
             "then": {"properties": {"kind": {"const": kind}, **options_schema["properties"]},
-                     "additionalProperties": False}})
+                     "required": options_schema.get("required", []), "additionalProperties": False}})
     kinds = sorted(registry.kinds)
     return {"description": f"{registry.doc} Default kind: {registry.default}.",
             "anyOf": [{"type": "string", "enum": kinds},

@@ -193,15 +193,13 @@ class Reader:
             self.problem(node, path, f"expected {type_words(hint, meta)}, got {describe(node)}")
             return None
         value = yaml.SafeLoader(b"").construct_object(node)
-        if hint is float and isinstance(value, str):
-            try:  # YAML 1.1 reads 1e-5 as a string; users mean a number
-                value = float(value)
-            except ValueError:
-                pass
+        if hint is float:
+            value = number_text(value)
         if hint is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         if not finite(value):
-            self.problem(node, path, f"expected {type_words(hint, meta)}, got {node.value}")
+            past = " (past float32's range, 3.4e38)" if math.isfinite(value) else ""
+            self.problem(node, path, f"expected {type_words(hint, meta)}, got {node.value}{past}")
             return None
         if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
             self.problem(node, path, f"expected {type_words(hint, meta)}, got {describe(node)}")
@@ -223,10 +221,12 @@ class Reader:
         for hint in options:
             if typing.get_origin(hint) is list:  # a list is a sequence node, never this scalar (see `value`)
                 continue
-            if isinstance(value, hint) and not (hint in (int, float) and isinstance(value, bool)) and finite(value):
-                return value
-            if hint is float and isinstance(value, int) and not isinstance(value, bool):
-                return float(value)
+            candidate = number_text(value) if hint is float else value
+            if isinstance(candidate, hint) and not (hint in (int, float) and isinstance(candidate, bool)) \
+                    and finite(candidate):
+                return candidate
+            if hint is float and isinstance(candidate, int) and not isinstance(candidate, bool):
+                return float(candidate)
         words = " or ".join(type_words(h, meta) for h in options)
         self.problem(node, path, f"expected {words}, got {describe(node)}")
         return None
@@ -242,9 +242,24 @@ def join(path: str, key) -> str:
     return f"{path}.{key}" if path else str(key)
 
 
+# Models compute in float32 (or narrower): a larger option would be infinite there
+FLOAT32_MAX = 3.4028234663852886e38
+
+
 def finite(value) -> bool:
-    """False for a float that is NaN or infinite (`.nan`, `.inf`, `1e999`): no option means one."""
-    return not isinstance(value, float) or math.isfinite(value)
+    """False for a float that is NaN or infinite (`.nan`, `.inf`, `1e999`), or past float32's range (`1e39`,
+    infinite in the model): no option means one."""
+    return not isinstance(value, float) or (math.isfinite(value) and abs(value) <= FLOAT32_MAX)
+
+
+def number_text(value):
+    """A float field's value: YAML 1.1 reads `1e-5` (no dot) as a string, which users mean as the number."""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    return value
 
 
 def is_null(node: yaml.Node) -> bool:

@@ -17,6 +17,7 @@ from typing import ClassVar
 import numpy as np
 
 from ...language.kinds import POSITIONS, PositionalKind
+from ...language.rules import At
 from ...language.schema import option
 from ...language.shrink_rules import cap
 from .base import PositionalScheme
@@ -35,6 +36,13 @@ class T5Options(PositionalKind):
     max_distance: int = option(128, doc="Distances from here on share the last bucket.", minimum=2, shrink=cap(16))
 
     numbers_from_segment_start: ClassVar[bool] = False  # positions enter as query-key distances
+
+    def problems(self, spec, where):
+        # a bidirectional stack halves the buckets per direction, and the log-spaced ones start after half of
+        # those: fewer than 2 a direction leaves no exact bucket (t5_bucket divided by zero)
+        if self.num_buckets < 4 and where.stack != "decoder" and spec.topology != "decoder":
+            yield At("num_buckets", f"an encoder halves the buckets per direction and needs 2 in each: "
+                                    f"expected at least 4, got {self.num_buckets}")
 
 
 def t5_bucket(n: np.ndarray, bidirectional: bool, num_buckets: int, max_distance: int) -> np.ndarray:
