@@ -340,3 +340,14 @@ def test_memory_running_out_while_building_names_the_entry(tmp_path, capsys, mon
         "block: {placement: pre}", "block: {placement: pre, attention: {kind: performer}}"))
     code, err = run_cli(capsys, "compile", str(spec), "-o", str(tmp_path / "o.onnx"))
     assert code == 1 and "encoder.layers.0.attention: out of memory while building it" in err, err
+
+
+def test_a_checkpoint_shard_of_8_bit_floats_is_one_clear_error(tmp_path, capsys):
+    torch = pytest.importorskip("torch")
+    from safetensors.torch import save_file as save_torch
+
+    (tmp_path / "config.json").write_text('{"model_type": "gpt2"}')
+    save_torch({"wte.weight": torch.zeros(4, 2).to(torch.float8_e4m3fn)}, str(tmp_path / "model.safetensors"))
+    code, err = run_cli(capsys, "import-hf", str(tmp_path), "-o", str(tmp_path / "out"))
+    assert code == 1 and "model.safetensors: 8-bit float tensors are not read" in err and "wte.weight: F8_E4M3" in err
+    assert not (tmp_path / "out").exists()

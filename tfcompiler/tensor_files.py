@@ -13,13 +13,25 @@ from pathlib import Path
 import numpy as np
 
 
+class NarrowFloats(ValueError):
+    """Tensors of 8-bit or narrower floats, for which NumPy has no type: (name, dtype) pairs."""
+
+    def __init__(self, tensors: list[tuple[str, str]]):
+        super().__init__(", ".join(f"{name}: {dtype}" for name, dtype in tensors))
+        self.tensors = tensors
+
+
 def read_tensors(path: str | Path) -> dict[str, np.ndarray]:
     """Every tensor of a safetensors file, in the file's order; float16 and bfloat16 become float32.
-    Raises safetensors' SafetensorError or OSError for a file it cannot read."""
+    Raises safetensors' SafetensorError or OSError for a file it cannot read, NarrowFloats for float8 and
+    narrower tensors (safetensors' NumPy reader fails on them with an AttributeError)."""
     from safetensors import safe_open
 
     with safe_open(str(path), framework="numpy") as file:
         dtypes = {name: file.get_slice(name).get_dtype() for name in file.keys()}
+        narrow = [(name, dtype) for name, dtype in dtypes.items() if dtype.startswith(("F8", "F6", "F4"))]
+        if narrow:
+            raise NarrowFloats(narrow)
         tensors = {name: file.get_tensor(name) for name, dtype in dtypes.items() if dtype != "BF16"}
     tensors.update(read_bfloat16(path, [name for name, dtype in dtypes.items() if dtype == "BF16"]))
     return {name: widened(tensors[name]) for name in dtypes}

@@ -107,34 +107,20 @@ def non_finite(array: np.ndarray) -> str:
 
 
 def load_weights(graph: Graph, path: str, whole: Graph | None = None) -> dict[str, np.ndarray]:
-    refuse_float8(path)
     from safetensors import SafetensorError
 
-    from ..tensor_files import read_tensors
+    from ..tensor_files import NarrowFloats, read_tensors
 
     try:
         weights = read_tensors(path)
     except (OSError, SafetensorError) as e:
         raise WeightsError(f"{path}: cannot read safetensors weights: {e}") from None
+    except NarrowFloats as e:
+        raise WeightsError(f"{path}: weights do not fit the spec\n  wrong dtype ({len(e.tensors)}):\n"
+                           + "\n".join(f"    {name}: expected float32, got {dtype}" for name, dtype in e.tensors))
     check_weights(graph, weights, path, whole)
     declared = declared_params(graph)
     return {name: array for name, array in weights.items() if name in declared}
-
-
-def refuse_float8(path: str) -> None:
-    """Refuse 8-bit and narrower float tensors, for which NumPy has no type (safetensors' NumPy reader fails
-    on them with an AttributeError); a file safetensors cannot open is left to the reader to report."""
-    from safetensors import SafetensorError, safe_open
-
-    try:
-        with safe_open(str(path), framework="numpy") as file:
-            narrow = [(name, file.get_slice(name).get_dtype()) for name in file.keys()]
-    except (OSError, SafetensorError):
-        return
-    narrow = [(name, dtype) for name, dtype in narrow if dtype.startswith(("F8", "F6", "F4"))]
-    if narrow:
-        raise WeightsError(f"{path}: weights do not fit the spec\n  wrong dtype ({len(narrow)}):\n"
-                           + "\n".join(f"    {name}: expected float32, got {dtype}" for name, dtype in narrow))
 
 
 def save_weights(weights: dict[str, np.ndarray], path: str, metadata: dict | None = None) -> None:

@@ -75,13 +75,20 @@ class Checkpoint:
 
 
 def load_tensors(model_dir: Path) -> dict[str, np.ndarray]:
-    from ...tensor_files import read_tensors
+    from safetensors import SafetensorError
+
+    from ...tensor_files import NarrowFloats, read_tensors
 
     shards = sorted(model_dir.glob("*.safetensors"))
     if shards:
         tensors = {}
         for shard in shards:
-            tensors.update(read_tensors(shard))
+            try:
+                tensors.update(read_tensors(shard))
+            except (OSError, SafetensorError) as e:
+                raise TfcError(f"{shard}: cannot read safetensors weights: {e}") from None
+            except NarrowFloats as e:
+                raise TfcError(f"{shard}: 8-bit float tensors are not read (NumPy has no such type): {e}") from None
         return tensors
     binary = model_dir / "pytorch_model.bin"
     if not binary.exists():
