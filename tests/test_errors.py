@@ -119,6 +119,8 @@ def test_unreadable_weights_file(tmp_path, capsys):
     spec, weights = write(tmp_path, GOOD), write(tmp_path, "not safetensors", "w.safetensors")
     code, err = run_cli(capsys, "compile", str(spec), "-o", str(tmp_path / "o.onnx"), "--weights", str(weights))
     assert code == 1 and "cannot read safetensors weights" in err
+    code, err = run_cli(capsys, "compile", str(spec), "-o", str(tmp_path / "o.onnx"), "--weights", str(tmp_path))
+    assert code == 1 and f"{tmp_path}: a folder, not a safetensors file" in err
 
 
 # (an existing folder is a model folder to write into: tests/test_model_folder.py)

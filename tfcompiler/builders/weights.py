@@ -111,6 +111,8 @@ def load_weights(graph: Graph, path: str, whole: Graph | None = None) -> dict[st
 
     from ..tensor_files import NarrowFloats, read_tensors
 
+    if os.path.isdir(path):
+        raise WeightsError(f"{path}: a folder, not a safetensors file (`tfc import-hf` reads a checkpoint folder)")
     try:
         weights = read_tensors(path)
     except (OSError, SafetensorError) as e:
