@@ -1,0 +1,151 @@
+"""Parity of attention kinds with lucidrains' attention modules (test extras, pinned), each with the same
+weights, fp32 on onnxruntime, padded batches included: memory-compressed-attention's
+`MemoryCompressedAttention` (kind `memory_compressed`).
+
+A module is compared bare: a spec of one block with no residual, norm or FFN (`placement: none`,
+`ffn: {enabled: false}`), no positions and no final norm computes exactly the attention sublayer of its
+token embeddings, so each input row x becomes a row of the embedding table, read by ids 0..B·S-1
+(tests/test_parity_nystrom.py does the same). The module's conventions are options of the kind, named in
+each case.
+
+memory-compressed-attention 0.0.7: one `to_qkv` (3·D, D) without bias (our query, key and value biases
+0), `to_out` with a bias, one grouped Conv1d `compress_fn` shared by keys and values (our
+key_compression and value_compression are the same weights), and a null key and value (1, 1, D) in
+front of the slots in every call. Its conventions: the front is zero-padded to a whole stride
+(`padding: front`), the null slot is there in encoders too (`null_slot: always`) and scores are scaled
+by 1/√D, the whole width (`scale`). Its `input_mask` is inverted (`mask_q < mask_k` keeps only a
+padded query's real slots, so every real query attends the null key alone), so a padded batch is
+compared with the module run on each row's real tokens alone, the rows padded by whole strides (the
+front padding is then the same: padding only fills slots that are hidden).
+"""
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+from safetensors.numpy import save_file
+
+from tfcompiler import compile_spec, parse_spec
+from tfcompiler.ir.interpret import evaluate
+
+torch = pytest.importorskip("torch")
+
+TOLERANCE = 1e-4
+WIDTH, HEADS = 32, 4
+HEAD_WIDTH = WIDTH // HEADS
+
+
+def bare_spec(topology: str, attention: str, vocab: int):
+    """One attention sublayer over the embeddings, nothing else."""
+    return parse_spec(f"""
+tfc: 1
+name: bare-attention
+topology: {topology}
+model: {{width: {WIDTH}, heads: {HEADS}, head_width: {HEAD_WIDTH}, ffn_width: {WIDTH}, vocab_size: {vocab},
+        max_length: 64}}
+positional: none
+block:
+  placement: none
+  attention: {attention}
+  ffn: {{enabled: false}}
+{topology}: {{layers: 1, final_norm: false}}
+head: {{kind: none}}
+""", "bare-attention.yaml")
+
+
+def run_bare(topology: str, attention: str, weights: dict, x: np.ndarray, mask: np.ndarray, path) -> np.ndarray:
+    """The bare spec compiled with `weights` (x as its embedding table) on onnxruntime: (B, S, D); the
+    IR's NumPy interpreter is checked to agree with it."""
+    batch, length = mask.shape
+    weights = {"embeddings.tokens.weight": x.reshape(-1, WIDTH), **weights}
+    save_file({name: np.ascontiguousarray(w, dtype=np.float32) for name, w in weights.items()}, str(path))
+    compiled = compile_spec(bare_spec(topology, attention, batch * length), weights=str(path))
+    session = ort.InferenceSession(compiled.model.serialize())
+    feeds = {"input_ids": np.arange(batch * length).reshape(batch, length), "attention_mask": mask}
+    (got,) = session.run(["last_hidden_state"], feeds)
+    assert_close(evaluate(compiled.graph, feeds)["last_hidden_state"], got, "the IR's NumPy interpreter")
+    return got
+
+
+def padding_mask(length: int, pads) -> np.ndarray:
+    mask = np.ones((len(pads), length), np.int64)
+    for row, pad in enumerate(pads):
+        mask[row, length - pad:] = 0
+    return mask
+
+
+def assert_close(got, want, what):
+    error = float(np.abs(got - want).max())
+    assert error <= TOLERANCE * max(1.0, float(np.abs(want).max())), f"{what}: {error}"
+
+
+def qkv_weights(site: str, to_qkv: np.ndarray) -> dict[str, np.ndarray]:
+    """A fused (3·H·Dh, D) projection without bias as our query, key and value (D, H·Dh), biases 0."""
+    weights = {}
+    for name, matrix in zip(("query", "key", "value"), np.split(to_qkv, 3, axis=0)):
+        weights[f"{site}.{name}.weight"], weights[f"{site}.{name}.bias"] = matrix.T, np.zeros(len(matrix))
+    return weights
+
+
+def state_of(module) -> dict[str, np.ndarray]:
+    return {name: p.detach().numpy() for name, p in module.state_dict().items()}
+
+
+# --- memory-compressed-attention --------------------------------------------------------------------------
+COMPRESSION = 3
+MCA_LUCIDRAINS = (f"{{kind: memory_compressed, compression: {COMPRESSION}, padding: front, null_slot: always, "
+                  f"scale: {WIDTH ** -0.5!r}}}")
+
+
+def mca_module(causal: bool, seed: int):
+    mca = pytest.importorskip("memory_compressed_attention")
+    torch.manual_seed(seed)
+    module = mca.MemoryCompressedAttention(dim=WIDTH, heads=HEADS, causal=causal, compression_factor=COMPRESSION)
+    with torch.no_grad():  # its null key and value start at zero: make them count
+        module.null_k.normal_()
+        module.null_v.normal_()
+    return module.eval()
+
+
+def mca_weights(module) -> dict[str, np.ndarray]:
+    state, site = state_of(module), "attention"
+    weights = qkv_weights(site, state["to_qkv.weight"])
+    null_shape = (1, HEADS, 1, HEAD_WIDTH)  # (1, 1, D) split into heads
+    weights.update({f"{site}.output.weight": state["to_out.weight"].T, f"{site}.output.bias": state["to_out.bias"],
+                    f"{site}.null_key": state["null_k"].reshape(null_shape),
+                    f"{site}.null_value": state["null_v"].reshape(null_shape)})
+    for name in ("key", "value"):  # one convolution compresses both
+        weights[f"{site}.{name}_compression.weight"] = state["compress_fn.conv.weight"]
+        weights[f"{site}.{name}_compression.bias"] = state["compress_fn.conv.bias"]
+    return weights
+
+
+def on_real_tokens(module, x: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The module on each row's real tokens alone (its own input_mask is inverted), zeros at padding."""
+    out = np.zeros_like(x)
+    with torch.no_grad():
+        for row in range(len(x)):
+            real = int(mask[row].sum())
+            out[row, :real] = module(torch.from_numpy(x[row:row + 1, :real]))[0].numpy()
+    return out
+
+
+# (length, padded tokens at the end of each row: whole strides)
+MCA_SHAPES = [(9, (0, 0)), (10, (0, 0)), (11, (0, 3, 6)), (13, (3, 0))]
+
+
+@pytest.mark.parametrize("topology", ["encoder", "decoder"])
+def test_memory_compressed_attention_matches(topology, tmp_path):
+    module = mca_module(causal=topology == "decoder", seed=len(topology))
+    weights = {f"{topology}.layers.0.{name}": w for name, w in mca_weights(module).items()}
+    for length, pads in MCA_SHAPES:
+        mask = padding_mask(length, pads)
+        x = np.random.default_rng(length).standard_normal((len(pads), length, WIDTH)).astype(np.float32)
+        want = on_real_tokens(module, x, mask)
+        got = run_bare(topology, MCA_LUCIDRAINS, weights, x, mask, tmp_path / "w.safetensors")
+        real = mask.astype(bool)
+        assert_close(got[real], want[real], f"{topology} at {length}, pads {pads}")
+        if length == 10:  # the tail padding (the paper's, the default) is another attention here
+            tail = MCA_LUCIDRAINS.replace("padding: front", "padding: tail")
+            other = run_bare(topology, tail, weights, x, mask, tmp_path / "w.safetensors")
+            assert float(np.abs(other - want).max()) > 1e-2
