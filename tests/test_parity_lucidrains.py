@@ -1,6 +1,7 @@
 """Parity of attention kinds with lucidrains' attention modules (test extras, pinned), each with the same
 weights, fp32 on onnxruntime, padded batches included: memory-compressed-attention's
-`MemoryCompressedAttention` (kind `memory_compressed`).
+`MemoryCompressedAttention` (kind `memory_compressed`) and local-attention's `LocalMHA` (kind
+`sliding_window` with rotary positions).
 
 A module is compared bare: a spec of one block with no residual, norm or FFN (`placement: none`,
 `ffn: {enabled: false}`), no positions and no final norm computes exactly the attention sublayer of its
@@ -17,6 +18,13 @@ by 1/√D, the whole width (`scale`). Its `input_mask` is inverted (`mask_q < ma
 padded query's real slots, so every real query attends the null key alone), so a padded batch is
 compared with the module run on each row's real tokens alone, the rows padded by whole strides (the
 front padding is then the same: padding only fills slots that are hidden).
+
+local-attention 1.11.2: `LocalMHA` (exact window, the default) is `sliding_window` with `window` = its
+window_size and rotary positions (half-split, θ = 10000, the whole head), to_qkv and to_out without
+bias. Its convention: in an encoder (look_forward = 1) a query is rotated at its position + window
+(`query_rotation: window_ahead`); a decoder's queries at their own. Handed no mask, its autopad adds zero
+keys that real queries near the end attend, so a length that is not a multiple of the window gets an
+all-true mask (the padding is then masked), as every padded batch gets its mask.
 """
 from __future__ import annotations
 
@@ -25,7 +33,9 @@ import onnxruntime as ort
 import pytest
 from safetensors.numpy import save_file
 
+from conftest import whole_input
 from tfcompiler import compile_spec, parse_spec
+from tfcompiler.errors import SpecError
 from tfcompiler.ir.interpret import evaluate
 
 torch = pytest.importorskip("torch")
@@ -35,15 +45,15 @@ WIDTH, HEADS = 32, 4
 HEAD_WIDTH = WIDTH // HEADS
 
 
-def bare_spec(topology: str, attention: str, vocab: int):
-    """One attention sublayer over the embeddings, nothing else."""
+def bare_spec(topology: str, attention: str, vocab: int, positional: str = "none"):
+    """One attention sublayer over the embeddings, nothing else (positions: those of the attention)."""
     return parse_spec(f"""
 tfc: 1
 name: bare-attention
 topology: {topology}
 model: {{width: {WIDTH}, heads: {HEADS}, head_width: {HEAD_WIDTH}, ffn_width: {WIDTH}, vocab_size: {vocab},
         max_length: 64}}
-positional: none
+positional: {positional}
 block:
   placement: none
   attention: {attention}
@@ -53,17 +63,20 @@ head: {{kind: none}}
 """, "bare-attention.yaml")
 
 
-def run_bare(topology: str, attention: str, weights: dict, x: np.ndarray, mask: np.ndarray, path) -> np.ndarray:
+def run_bare(topology: str, attention: str, weights: dict, x: np.ndarray, mask: np.ndarray, path,
+             positional: str = "none") -> np.ndarray:
     """The bare spec compiled with `weights` (x as its embedding table) on onnxruntime: (B, S, D); the
-    IR's NumPy interpreter is checked to agree with it."""
+    IR's NumPy interpreter is checked to agree with it at real tokens."""
     batch, length = mask.shape
     weights = {"embeddings.tokens.weight": x.reshape(-1, WIDTH), **weights}
     save_file({name: np.ascontiguousarray(w, dtype=np.float32) for name, w in weights.items()}, str(path))
-    compiled = compile_spec(bare_spec(topology, attention, batch * length), weights=str(path))
+    compiled = compile_spec(bare_spec(topology, attention, batch * length, positional), weights=str(path))
     session = ort.InferenceSession(compiled.model.serialize())
-    feeds = {"input_ids": np.arange(batch * length).reshape(batch, length), "attention_mask": mask}
+    ids = np.arange(batch * length).reshape(batch, length)
+    feeds = whole_input(session, {"input_ids": ids, "attention_mask": mask})
     (got,) = session.run(["last_hidden_state"], feeds)
-    assert_close(evaluate(compiled.graph, feeds)["last_hidden_state"], got, "the IR's NumPy interpreter")
+    real = mask.astype(bool)  # a padded query whose keys are all hidden has no defined output
+    assert_close(evaluate(compiled.graph, feeds)["last_hidden_state"][real], got[real], "the IR's NumPy interpreter")
     return got
 
 
@@ -149,3 +162,50 @@ def test_memory_compressed_attention_matches(topology, tmp_path):
             tail = MCA_LUCIDRAINS.replace("padding: front", "padding: tail")
             other = run_bare(topology, tail, weights, x, mask, tmp_path / "w.safetensors")
             assert float(np.abs(other - want).max()) > 1e-2
+
+
+# --- local-attention ---------------------------------------------------------------------------------------
+LOCAL_WINDOW = 4
+LOCAL_LUCIDRAINS = f"{{kind: sliding_window, window: {LOCAL_WINDOW}, query_rotation: window_ahead}}"
+
+
+def local_module(causal: bool, seed: int):
+    local_attention = pytest.importorskip("local_attention")
+    torch.manual_seed(seed)
+    return local_attention.LocalMHA(dim=WIDTH, window_size=LOCAL_WINDOW, dim_head=HEAD_WIDTH, heads=HEADS,
+                                    causal=causal).eval()
+
+
+def local_weights(module, site: str) -> dict[str, np.ndarray]:
+    state = state_of(module)
+    output = state["to_out.weight"].T
+    return {**qkv_weights(site, state["to_qkv.weight"]), f"{site}.output.weight": output,
+            f"{site}.output.bias": np.zeros(len(output.T))}
+
+
+# (length, padded tokens at the end of each row)
+LOCAL_SHAPES = [(12, (0, 0)), (10, (0, 0)), (13, (0, 5, 11)), (16, (7, 0))]
+
+
+@pytest.mark.parametrize("topology", ["encoder", "decoder"])
+def test_local_attention_matches(topology, tmp_path):
+    module = local_module(causal=topology == "decoder", seed=len(topology))
+    weights = local_weights(module, f"{topology}.layers.0.attention")
+    for length, pads in LOCAL_SHAPES:
+        mask = padding_mask(length, pads)
+        x = np.random.default_rng(length).standard_normal((len(pads), length, WIDTH)).astype(np.float32)
+        masked = length % LOCAL_WINDOW or not mask.all()
+        with torch.no_grad():
+            want = module(torch.from_numpy(x), mask=torch.from_numpy(mask.astype(bool)) if masked else None).numpy()
+        got = run_bare(topology, LOCAL_LUCIDRAINS, weights, x, mask, tmp_path / "w.safetensors", positional="rope")
+        real = mask.astype(bool)
+        assert_close(got[real], want[real], f"{topology} at {length}, pads {pads}")
+        if length == 12:  # queries rotated at their own positions: the same attention in decoders only
+            own = LOCAL_LUCIDRAINS.replace("window_ahead", "own")
+            other = run_bare(topology, own, weights, x, mask, tmp_path / "w.safetensors", positional="rope")
+            assert (float(np.abs(other - want).max()) > 1e-2) == (topology == "encoder")
+
+
+def test_query_rotation_needs_rotary_positions():
+    with pytest.raises(SpecError, match="block.attention: query_rotation: window_ahead shifts rotary positions"):
+        bare_spec("encoder", LOCAL_LUCIDRAINS, 10, positional="alibi")
