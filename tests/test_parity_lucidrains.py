@@ -1,7 +1,7 @@
 """Parity of attention kinds with lucidrains' attention modules (test extras, pinned), each with the same
 weights, fp32 on onnxruntime, padded batches included: memory-compressed-attention's
-`MemoryCompressedAttention` (kind `memory_compressed`) and local-attention's `LocalMHA` (kind
-`sliding_window` with rotary positions).
+`MemoryCompressedAttention` (kind `memory_compressed`), local-attention's `LocalMHA` (kind
+`sliding_window` with rotary positions) and reformer-pytorch's `LSHSelfAttention` (kind `lsh`).
 
 A module is compared bare: a spec of one block with no residual, norm or FFN (`placement: none`,
 `ffn: {enabled: false}`), no positions and no final norm computes exactly the attention sublayer of its
@@ -25,6 +25,19 @@ bias. Its convention: in an encoder (look_forward = 1) a query is rotated at its
 (`query_rotation: window_ahead`); a decoder's queries at their own. Handed no mask, its autopad adds zero
 keys that real queries near the end attend, so a length that is not a multiple of the window gets an
 all-true mask (the padding is then masked), as every padded batch gets its mask.
+
+reformer-pytorch 1.4.4: `LSHSelfAttention` (no local heads, no memory keys) is `lsh` as trax writes it
+(every key of a chunk and the one before, the look-back rolled across rounds: `same_bucket: false,
+look_back: rolled`), scores scaled by 1/√head_width, unit keys, with bucket_size as our `chunk` and
+its buckets as many as length / bucket_size (so each length is its own spec). Its rotations are drawn by
+torch.randn at every call, (1, Dh, rounds, buckets/2) shared by the heads: the test draws them from a
+seed, hands them over as our `rotations` weight, and reseeds before the call. Its convention: padded
+positions are hashed and sorted like the others and only hidden as keys (`padding: hashed`); ours share
+a bucket of their own by default. Its self score is -5e4 (ours -1e5): a query sees itself only when
+nothing else is visible, and either weight is then 0 beside any other key. The module runs in float64:
+in float32 a query that sees only itself in every round (a decoder's first tokens) gets round weights
+exp(z - logsumexp z) that sum to 1 only within float32's step at 5e4 (0.004), so its output is its value
+scaled by up to 1.002 (measured: 1.0017).
 """
 from __future__ import annotations
 
@@ -209,3 +222,53 @@ def test_local_attention_matches(topology, tmp_path):
 def test_query_rotation_needs_rotary_positions():
     with pytest.raises(SpecError, match="block.attention: query_rotation: window_ahead shifts rotary positions"):
         bare_spec("encoder", LOCAL_LUCIDRAINS, 10, positional="alibi")
+
+
+# --- reformer-pytorch --------------------------------------------------------------------------------------
+LSH_CHUNK = 4
+LSH_REFORMER = ("{{kind: lsh, buckets: {buckets}, rounds: {rounds}, chunk: " + str(LSH_CHUNK) + ", same_bucket: false, "
+                "look_back: rolled, padding: {padding}, rotations: weights}}")
+
+
+def lsh_module(causal: bool, rounds: int, seed: int):
+    reformer_pytorch = pytest.importorskip("reformer_pytorch")
+    torch.manual_seed(seed)
+    return reformer_pytorch.LSHSelfAttention(dim=WIDTH, heads=HEADS, bucket_size=LSH_CHUNK, n_hashes=rounds,
+                                             causal=causal).double().eval()
+
+
+def lsh_weights(module, site: str, rotations: np.ndarray) -> dict[str, np.ndarray]:
+    state = state_of(module)
+    zeros = np.zeros(HEADS * HEAD_WIDTH)
+    return {f"{site}.query_key.weight": state["toqk.weight"].T, f"{site}.query_key.bias": zeros,
+            f"{site}.value.weight": state["tov.weight"].T, f"{site}.value.bias": zeros,
+            f"{site}.output.weight": state["to_out.weight"].T, f"{site}.output.bias": state["to_out.bias"],
+            f"{site}.rotations": np.broadcast_to(rotations, (HEADS,) + rotations.shape[1:])}
+
+
+# (length: a multiple of 2·chunk, hashing rounds, padded tokens at the end of each row)
+LSH_SHAPES = [(16, 2, (0, 0)), (16, 3, (5, 0, 11)), (24, 2, (9, 2))]
+
+
+@pytest.mark.parametrize("topology", ["encoder", "decoder"])
+def test_reformer_pytorch_lsh_attention_matches(topology, tmp_path):
+    for length, rounds, pads in LSH_SHAPES:
+        module = lsh_module(causal=topology == "decoder", rounds=rounds, seed=length + rounds)
+        buckets = length // LSH_CHUNK
+        torch.manual_seed(rounds)  # the rotations its call draws first
+        rotations = torch.randn((1, HEAD_WIDTH, rounds, buckets // 2), dtype=torch.float64).numpy()
+        mask = padding_mask(length, pads)
+        x = np.random.default_rng(length).standard_normal((len(pads), length, WIDTH)).astype(np.float32)
+        torch.manual_seed(rounds)
+        with torch.no_grad():
+            masked = {"input_mask": torch.from_numpy(mask.astype(bool))} if not mask.all() else {}
+            want = module(torch.from_numpy(x).double(), **masked).numpy()
+        weights = lsh_weights(module, f"{topology}.layers.0.attention", rotations)
+        spec = LSH_REFORMER.format(buckets=buckets, rounds=rounds, padding="hashed")
+        got = run_bare(topology, spec, weights, x, mask, tmp_path / "w.safetensors")
+        real = mask.astype(bool)
+        assert_close(got[real], want[real], f"{topology} at {length}, {rounds} rounds, pads {pads}")
+        if not mask.all():  # padding in a bucket of its own (the default) moves the real tokens' chunks
+            spec = LSH_REFORMER.format(buckets=buckets, rounds=rounds, padding="own_bucket")
+            other = run_bare(topology, spec, weights, x, mask, tmp_path / "w.safetensors")
+            assert float(np.abs(other[real] - want[real]).max()) > 1e-2
