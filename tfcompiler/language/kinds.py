@@ -40,6 +40,10 @@ class PositionalKind(Section):
 class AttentionKind(Section):
     """Options of an attention kind; the options every kind has are declared here."""
 
+    padded_queries: str = option("attend", doc="The attention sublayer's output at a padded query: what it "
+                                 "attends, as a real query's (attend), or zero (x-transformers zeroes it after "
+                                 "the output projection).", choices=("attend", "zero"))
+
     # It mixes its own sequence only and cannot be a decoder's cross-attention over the encoder.
     self_only: ClassVar[bool] = False
     # Why it has no exact incremental form over a cache of past keys and values
@@ -51,8 +55,3 @@ class AttentionKind(Section):
     # Why a left-padded row computes other numbers than the row alone (a pattern counted from the
     # input's first column), or "" when padding only hides keys: generation then runs such rows one by one.
     left_padding_shifts: ClassVar[str] = ""
-
-    padded_queries: str = option("attend", doc="The attention sublayer's output at a padded query: what it "
-                                 "attends, as a real query's (attend), or zero (x-transformers zeroes it after "
-                                 "the output projection).",
-                                 choices=("attend", "zero"))
