@@ -16,6 +16,9 @@ to banded blocks). Mapping conventions, each a difference the mapping absorbs:
 - the T5 bias is multiplied by √head_width in x-transformers (added to the scaled scores).
 - talking heads are 1×1 convolutions over heads; pre-softmax is residual, sim + conv(sim), so our
   mixing matrix P (scores'[g] = Σ_h scores[h]·P[h, g]) is I + Wᵀ; post-softmax is Wᵀ.
+- handed a padding `mask`, each attention zeroes its output at padded queries after the output
+  projection (Attention.forward: `einx.where('b n, b n d, -> b n d', mask, out, 0.)`):
+  `padded_queries: zero` on every spec, so padded positions are compared too.
 """
 from __future__ import annotations
 
@@ -26,6 +29,7 @@ from safetensors.numpy import save_file
 
 from conftest import whole_input
 from tfcompiler import compile_spec, parse_spec
+from tfcompiler.errors import SpecError
 
 torch = pytest.importorskip("torch")
 x_transformers = pytest.importorskip("x_transformers")
@@ -70,9 +74,11 @@ def build_x_model(case: str):
     return model.eval()
 
 
-def our_spec(case: str):
+def our_spec(case: str, padded_queries: str = "zero"):
+    """x-transformers zeroes each attention's output at padded queries: `padded_queries: zero`."""
     stack, heads, kv_heads, head_width, _, lines = CASES[case]
-    extra = "" if "block:" in lines else "\nblock: {}"
+    lines = lines.replace("block: {attention: {", f"block: {{attention: {{padded_queries: {padded_queries}, ")
+    extra = "" if "block:" in lines else f"\nblock: {{attention: {{padded_queries: {padded_queries}}}}}"
     text = f"""
 tfc: 1
 name: {case}
@@ -85,8 +91,7 @@ head: {{kind: lm, tied: false}}
 """
     text = text.replace("block: {attention:",
                         "block: {placement: pre, norm: {epsilon: 1e-5}, ffn: {activation: gelu}, attention:")
-    return parse_spec(text.replace("block: {}",
-                                   "block: {placement: pre, norm: {epsilon: 1e-5}, ffn: {activation: gelu}}"))
+    return parse_spec(text)
 
 
 def mapped_weights(case: str, model) -> dict[str, np.ndarray]:
@@ -122,19 +127,65 @@ def mapped_weights(case: str, model) -> dict[str, np.ndarray]:
     return w
 
 
+def compiled(case: str, model, path, padded_queries: str = "zero") -> ort.InferenceSession:
+    # safetensors writes a transposed view's buffer as is: make every array contiguous first
+    save_file({k: np.ascontiguousarray(v) for k, v in mapped_weights(case, model).items()}, str(path))
+    return ort.InferenceSession(compile_spec(our_spec(case, padded_queries), weights=str(path)).model.serialize())
+
+
+def padded_batch(length: int, pads: tuple[int, ...], seed: int):
+    """Token ids (B, length) and the mask of rows padded by `pads` tokens at their end."""
+    ids = np.random.default_rng(seed).integers(0, VOCAB, (len(pads), length))
+    mask = np.ones_like(ids)
+    for row, pad in enumerate(pads):
+        mask[row, length - pad:] = 0
+    return ids, mask
+
+
+def assert_close(got, want, what):
+    error = float(np.abs(got - want).max())
+    assert error <= 1e-4 * max(1.0, float(np.abs(want).max())), f"{what}: {error}"
+
+
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_x_transformers_matches(case, tmp_path):
+    """Unpadded (no mask handed to x-transformers) and padded batches (its `mask`), every position
+    compared, padded ones included."""
     model = build_x_model(case)
-    spec = our_spec(case)
-    weights = mapped_weights(case, model)
-    # safetensors writes a transposed view's buffer as is: make every array contiguous first
-    save_file({k: np.ascontiguousarray(v) for k, v in weights.items()}, str(tmp_path / "w.safetensors"))
-    session = ort.InferenceSession(compile_spec(spec, weights=str(tmp_path / "w.safetensors")).model.serialize())
-    rng = np.random.default_rng(0)
-    for length in (7, 12):
-        ids = rng.integers(0, VOCAB, (2, length))
-        (got,) = session.run(["logits"], whole_input(session, {"input_ids": ids, "attention_mask": np.ones_like(ids)}))
+    session = compiled(case, model, tmp_path / "w.safetensors")
+    for length, pads in ((7, (0, 0)), (12, (0, 0)), (7, (3, 0)), (12, (5, 11, 0))):
+        ids, mask = padded_batch(length, pads, seed=length + len(pads))
+        (got,) = session.run(["logits"], whole_input(session, {"input_ids": ids, "attention_mask": mask}))
         with torch.no_grad():
-            want = model(torch.from_numpy(ids)).numpy()
-        error = float(np.abs(got - want).max())
-        assert error <= 1e-4 * max(1.0, float(np.abs(want).max())), f"{case} at {length}: {error}"
+            masked = {"mask": torch.from_numpy(mask.astype(bool))} if (mask == 0).any() else {}
+            want = model(torch.from_numpy(ids), **masked).numpy()
+        assert_close(got, want, f"{case} at {length}, pads {pads}")
+
+
+def test_x_transformers_padded_queries_are_its_convention(tmp_path):
+    """The default (`padded_queries: attend`, a padded query attends as a real one) agrees at real tokens
+    only: x-transformers' padded positions are its zeroed attention outputs, not another convention's."""
+    case = "alibi_symmetric_six_heads"
+    model = build_x_model(case)
+    session = compiled(case, model, tmp_path / "w.safetensors", padded_queries="attend")
+    ids, mask = padded_batch(12, (5, 0), seed=3)
+    (got,) = session.run(["logits"], {"input_ids": ids, "attention_mask": mask})
+    with torch.no_grad():
+        want = model(torch.from_numpy(ids), mask=torch.from_numpy(mask.astype(bool))).numpy()
+    real = mask.astype(bool)
+    assert_close(got[real], want[real], f"{case}, real tokens")
+    assert float(np.abs(got[~real] - want[~real]).max()) > 1e-2
+
+
+def test_zeroed_padded_queries_are_refused_where_queries_are_pooled():
+    """A pooling layer's queries are the pooled sequence, whose padding its block is not handed: the
+    convention is refused at the attention's place in the spec, before anything is built."""
+    with pytest.raises(SpecError, match="attention: padded_queries: zero is not written for stacks that resample"):
+        parse_spec("""
+tfc: 1
+name: pooled
+topology: encoder
+model: {width: 32, heads: 4, ffn_width: 32, vocab_size: 10, max_length: 16}
+block: {attention: {padded_queries: zero}}
+encoder: {layers: 3, resample: {shorten_at: [1], upsample_at: 2}}
+""", "pooled.yaml")

@@ -89,6 +89,14 @@ class Reference(Resampled, Hierarchy, Memory):
         site = Site(None, key_bias, causal, options, name, positional, stack, state, positions)
         return ATTENTION[options].attend(self, q, k, v, site)
 
+    @staticmethod
+    def real_queries(out, query_bias, options):
+        """An attention sublayer's output (B, S, D), 0 where the query is padding (its bias (B, S) is
+        not 0) when the kind's options say `padded_queries: zero` (x-transformers)."""
+        if query_bias is None or options.padded_queries == "attend":
+            return out
+        return np.where((query_bias == 0)[..., None], out, 0.0)
+
     # --- stacks ------------------------------------------------------------------------------------
     def stack(self, name, stack, blocks, ids, mask, token_types=None, encoder=None):
         x = self.embed(name, ids, token_types, mask)
@@ -119,8 +127,9 @@ class Reference(Resampled, Hierarchy, Memory):
         for i, block in enumerate(blocks):
             p = f"{name}.layers.{i}"
             h = self.norm(x2, block.norm, f"{p}.attention_norm")
-            x1 = x1 + self.mha(h, h, key_bias, name == "decoder", block.attention, f"{p}.attention",
-                               self.spec.positional, name, state)
+            x1 = x1 + self.real_queries(self.mha(h, h, key_bias, name == "decoder", block.attention,
+                                                 f"{p}.attention", self.spec.positional, name, state),
+                                        key_bias, block.attention)
             x2 = x2 + self.ffn(self.norm(x1, block.norm, f"{p}.ffn_norm"), block.ffn.activation, f"{p}.ffn")
         return np.concatenate([x1, x2], axis=-1)
 
@@ -135,8 +144,9 @@ class Reference(Resampled, Hierarchy, Memory):
             x = self.add_positions(x, positional, p, None if key_bias is None else key_bias == 0)
 
         def attention(memory, bias):
-            return lambda h: self.mha(h, memory(h), bias, causal, block.attention, f"{p}.attention", positional,
-                                      name, state)
+            return lambda h: self.real_queries(self.mha(h, memory(h), bias, causal, block.attention,
+                                                        f"{p}.attention", positional, name, state),
+                                               key_bias, block.attention)
 
         past = self.feeds.get(f"past_memories.{i}") if stack.memory else None
         if keys is not None:
@@ -155,7 +165,8 @@ class Reference(Resampled, Hierarchy, Memory):
             memory, memory_bias = encoder
             cross = block.attention if block.cross_attention is None else block.cross_attention
             x = self.sublayer(x, block, f"{p}.cross_attention",
-                              lambda h: self.mha(h, memory, memory_bias, False, cross, f"{p}.cross_attention"))
+                              lambda h: self.real_queries(self.mha(h, memory, memory_bias, False, cross,
+                                                                   f"{p}.cross_attention"), key_bias, cross))
         if block.ffn.enabled:
             x = self.sublayer(x, block, f"{p}.ffn", lambda h: self.ffn(h, block.ffn.activation, f"{p}.ffn"))
         return x

@@ -23,6 +23,18 @@ def residual(ctx, x, block: Block, name: str, sublayer):
     return build_norm(ctx, ctx.op("add", x, sublayer(x), label="Residual"), block.norm, f"{name}_norm")
 
 
+def at_real_queries(ctx, options, out, mask, cache):
+    """The sublayer's output (B, S, D), zeroed at padded queries when the kind's options say so
+    (`padded_queries: zero`, x-transformers); ``mask`` is the queries' own (B, S), or with a cache
+    the past tokens' and theirs."""
+    if options.padded_queries == "attend" or mask is None:
+        return out
+    if cache is not None:
+        mask = ctx.op("trailing", mask, out, axis=1, like_axis=1, label="NewTokensMask")
+    keep = ctx.op("cast", ctx.op("unsqueeze", mask, axes=(2,)), dtype="float32")  # (B, S, 1)
+    return ctx.op("mul", out, keep, label="ZeroPaddedQueries")
+
+
 def build_block(ctx, block: Block, spec, x, mask, causal: bool, positions, state: dict, encoder=None,
                 memory=None, unpooled=None, levels=(0, 0), cache=None):
     """x (B, S, D); mask (B, S) or None (of the keys); positions (1, S) of the tokens; ``state`` is
@@ -38,6 +50,11 @@ def build_block(ctx, block: Block, spec, x, mask, causal: bool, positions, state
         x = POSITIONS.builder(positional).embed(ctx, positional, spec, x, positions, mask)
 
     def self_attention(h):
+        out = attended(h)
+        with ctx.at("attention"):
+            return at_real_queries(ctx, block.attention, out, mask, cache)
+
+    def attended(h):
         if unpooled is not None:  # keys normalised as the queries were
             keys = build_norm(ctx, unpooled, block.norm, "attention_norm") if block.placement == "pre" else unpooled
             with ctx.at("attention"):
@@ -70,8 +87,9 @@ def build_block(ctx, block: Block, spec, x, mask, causal: bool, positions, state
         def cross_attention(h):
             with ctx.at("cross_attention"):
                 computed = cache.cross(ctx, spec) if memory is None else None  # by the encoder model
-                return ATTENTION.builder(cross)(ctx, cross, spec, Site(h, memory, memory_mask, False, state=state,
-                                                                      cross_kv=computed))
+                out = ATTENTION.builder(cross)(ctx, cross, spec, Site(h, memory, memory_mask, False, state=state,
+                                                                     cross_kv=computed))
+                return at_real_queries(ctx, cross, out, mask, cache)
 
         x = residual(ctx, x, block, "cross_attention", cross_attention)
     if not block.ffn.enabled:

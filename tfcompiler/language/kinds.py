@@ -4,10 +4,11 @@ class derives from its registry's base below, which declares what rules may ask 
 registry (a kind overrides the class attributes that differ, as a class attribute or a property)."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import ClassVar
 
 from .rules import Section
-from .schema import KindRegistry
+from .schema import KindRegistry, option
 
 INPUTS = KindRegistry("input", "What the model reads: the input layer that makes the first hidden "
                       "states.", default="tokens")
@@ -42,8 +43,13 @@ class PositionalKind(Section):
     no_cache_because: ClassVar[str] = ""
 
 
+@dataclass(frozen=True, kw_only=True)
 class AttentionKind(Section):
-    """Options of an attention kind."""
+    """Options of an attention kind; the options every kind has are declared here."""
+
+    padded_queries: str = option("attend", doc="The attention sublayer's output at a padded query: what it "
+                                 "attends, as a real query's (attend), or zero (x-transformers zeroes it after "
+                                 "the output projection).", choices=("attend", "zero"))
 
     # It mixes its own sequence only and cannot be a decoder's cross-attention over the encoder.
     self_only: ClassVar[bool] = False

@@ -103,6 +103,10 @@ class Block(Section):
             if cross.self_only:
                 yield At("cross_attention", f"'{cross.KIND}' cannot attend an encoder: set block.cross_attention "
                          "(e.g. {kind: multi_head})")
+        stack = getattr(spec, where.stack, None)
+        if getattr(stack, "resample", None) is not None and self.attention.padded_queries == "zero":
+            # a pooling layer's queries are the pooled sequence, whose padding the block is not handed
+            yield At("attention", "padded_queries: zero is not written for stacks that resample")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -68,11 +68,12 @@ def padding_to(e, length: str, size: int) -> str:
     return e.node1("Mod", e.node1("Sub", e.const(size), e.node1("Mod", length, e.const(size))), e.const(size))
 
 
-def pad_end(e, x: str, amount: str, axis: int, rank: int, value: str | None = None) -> str:
-    """x (of rank `rank`) with `amount` (scalar int64) more entries at the end of `axis`: zeros, or the
-    scalar `value`."""
-    pads = e.node1("Concat", e.const([0] * (rank + axis)), e.node1("Reshape", amount, e.const([1])),
-                   e.const([0] * (rank - axis - 1)), axis=0)
+def pad_end(e, x: str, amount: str, axis: int, rank: int, value: str | None = None, front: bool = False) -> str:
+    """x (of rank `rank`) with `amount` (scalar int64) more entries at the end of `axis` (at its
+    front with ``front``): zeros, or the scalar `value`."""
+    before = axis if front else rank + axis  # ONNX Pad's pads: every axis' start, then every axis' end
+    pads = e.node1("Concat", e.const([0] * before), e.node1("Reshape", amount, e.const([1])),
+                   e.const([0] * (2 * rank - before - 1)), axis=0)
     return e.node1("Pad", x, pads, *([value] if value else []))
 
 

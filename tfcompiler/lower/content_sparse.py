@@ -32,7 +32,8 @@ def lsh_attention(e, attrs, inputs, types, label):
     keys = e.node1("Div", qk, e.node1("Max", e.node1("Sqrt", square), e.const(1e-12, np.float32)))
     positions = e.node1("Range", e.const(0), s, e.const(1))
     bias3 = per_head_bias(e, bias[0], qk, s) if bias else None
-    padding = e.node1("LessOrEqual", bias3, e.mask_threshold()) if bias else None
+    own_bucket = bias and not attrs.get("hash_padding", False)  # else padding is hashed and only hidden as keys
+    padding = e.node1("LessOrEqual", bias3, e.mask_threshold()) if own_bucket else None
     has_chunk_before = None
     if not rolled:  # the first chunk has no chunk before it: the rolled-in keys of its first half are hidden
         chunk_ids = e.node1("Range", e.const(0), e.node1("Div", padded, e.const(chunk)), e.const(1))

@@ -38,12 +38,13 @@ def grid_conv(e, attrs, inputs, types, label):
 
 @lowers("compress")
 def compress(e, attrs, inputs, types, label):
-    """Pad the sequence to a whole stride, Transpose to (B, C, T), Conv(kernel = stride = s,
-    group), Transpose back."""
+    """Pad the sequence to a whole stride (at its end, or its front), Transpose to (B, C, T),
+    Conv(kernel = stride = s, group), Transpose back."""
     x, weight, bias = inputs
     stride = attrs["stride"]
     t = length_of(e, x, 1)
-    channels_first = e.node1("Transpose", pad_end(e, x, padding_to(e, t, stride), 1, 3), perm=[0, 2, 1])
+    padded = pad_end(e, x, padding_to(e, t, stride), 1, 3, front=attrs.get("front", False))
+    channels_first = e.node1("Transpose", padded, perm=[0, 2, 1])
     conv = e.node1("Conv", channels_first, weight, bias, group=attrs["groups"], kernel_shape=[stride],
                    strides=[stride])
     return [e.node1("Transpose", conv, perm=[0, 2, 1], label=label or "Compress")]

@@ -53,9 +53,12 @@ def emit_compressed_causal_bias(e, attrs, inputs, types, label):
     rows = e.node1("Unsqueeze", e.node1("Range", e.const(0), length_of(e, q, 2), e.const(1)), e.const([1]))
     slot = e.node1("Sub", e.node1("Unsqueeze", e.node1("Range", e.const(0), length_of(e, k, 2), e.const(1)),
                                   e.const([0])), e.const(attrs["leading"]))
-    visible = e.node1("Or", e.node1("Less", slot, e.const(0)),
-                      e.node1("LessOrEqual", e.node1("Add", e.node1("Mul", slot, e.const(stride)), e.const(stride - 1)),
-                              rows))
+    leading = e.node1("Less", slot, e.const(0))
+    last = e.node1("Add", e.node1("Mul", slot, e.const(stride)), e.const(stride - 1))  # a slot's last position
+    if attrs.get("front", False):  # less the padding in front: the slots' positions, less S
+        slots = e.node1("Sub", length_of(e, k, 2), e.const(attrs["leading"]))
+        last = e.node1("Sub", last, e.node1("Sub", e.node1("Mul", slots, e.const(stride)), length_of(e, q, 2)))
+    visible = e.node1("Or", leading, e.node1("LessOrEqual", last, rows))
     return [e.node1("Where", visible, e.const(0.0, np.float32), e.mask(),
                     label=label or "CompressedCausal")]
 

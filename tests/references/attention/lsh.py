@@ -1,6 +1,7 @@
 """Attention kind `lsh`: Reformer's LSH attention (Kitaev et al. 2020), written per query over sets.
 Queries and keys share one projection. In each round, position i's bucket is argmax([x_i R; -x_i R])
-of its shared query/key vector (padding: one more bucket after the others); positions are ranked by
+of its shared query/key vector (padding: one more bucket after the others, or hashed as the others
+are with `padding: hashed`, lucidrains'); positions are ranked by
 (bucket, position) and cut into chunks; i attends the positions of its chunk and the chunk before:
 within its round (the paper; the first chunk has none), or, with look_back rolled, in the rounds'
 ranks laid end to end (round r's ranks after round r-1's, each round padded to whole chunks), the
@@ -40,7 +41,7 @@ def lsh_attention(qk, v, key_bias, options, layer: str, causal: bool, rotations=
             for r in rounds:
                 rotated = qk[bi, hi] @ rotations[hi, :, r]
                 ids = np.argmax(np.concatenate([rotated, -rotated], -1), -1)
-                if key_bias is not None:
+                if key_bias is not None and options.padding == "own_bucket":
                     ids = np.where(key_bias[bi] != 0, options.buckets, ids)
                 for rank, p in enumerate(sorted(range(s), key=lambda p: (ids[p], p))):
                     bucket[r, p], chunk_of[r, p] = ids[p], r * chunks + rank // options.chunk

@@ -5,7 +5,9 @@ rounds buckets positions by random rotations, sorts them by bucket, and attends 
 of a round has none before it, same-bucket keys only, scores scaled by 1/√Dh. The authors' trax
 code and Hugging Face's port (`same_bucket: false, look_back: rolled, scale: 1, key_epsilon: 1e-6`,
 per-head rotations from the weights: what `tfc import-hf` writes for a Reformer) let a chunk attend
-every key in it and roll its look-back across hashing rounds. Rounds are combined by their
+every key in it and roll its look-back across hashing rounds; lucidrains' reformer-pytorch does the
+same and hashes padded positions like the others (`padding: hashed`), where ours share a bucket of
+their own. Rounds are combined by their
 log-sum-exps (see tfcompiler.ir.ops.lsh).
 Sorting stays inside the graph (TopK over the whole length), so any length works. The rotations
 are drawn when the spec is compiled, from `seed` and the layer's path, and stored as a constant
@@ -57,6 +59,10 @@ class LshOptions(AttentionKind):
                                  minimum=0.0)
     key_epsilon: float = option(0.0, doc="ε of the key normalisation k = x / √(|x|² + head_width·ε) (trax and "
                                 "Hugging Face: 1e-6).", minimum=0.0)
+    padding: str = option("own_bucket", doc="own_bucket: padded positions share one more bucket, after the others, "
+                          "so they never take a real position's place in a chunk; hashed: they are hashed and sorted "
+                          "like real positions and only hidden as keys (lucidrains' reformer-pytorch).",
+                          choices=("own_bucket", "hashed"))
 
     def problems(self, spec, where):
         if self.buckets % 2:
@@ -77,9 +83,10 @@ def build_lsh(ctx, options: LshOptions, spec, site):
         rotations = ctx.constant(drawn.transpose(1, 0, 2)[None])
     inputs = [shared, value, rotations] + key_padding(ctx, site)
     scale = options.scale if options.scale is not None else m.dh ** -0.5
+    hashed = {"hash_padding": True} if options.padding == "hashed" else {}  # no attribute by default
     context = ctx.op("lsh_attention", *inputs, chunk=options.chunk, causal=site.causal, scale=float(scale),
                      same_bucket=options.same_bucket, look_back=options.look_back,
-                     key_epsilon=float(options.key_epsilon), label="LSHAttention")
+                     key_epsilon=float(options.key_epsilon), label="LSHAttention", **hashed)
     return output_projection(ctx, spec, context)
 
 
@@ -99,6 +106,12 @@ head: {kind: lm}
     "reformer_trax_lsh_encoder": """
 topology: encoder
 block: {attention: {kind: lsh, buckets: 4, rounds: 3, chunk: 4, same_bucket: false, look_back: rolled}}
+encoder: {layers: 2}
+""",
+    "reformer_pytorch_lsh_encoder": """
+topology: encoder
+block: {attention: {kind: lsh, buckets: 4, rounds: 2, chunk: 4, same_bucket: false, look_back: rolled,
+                    padding: hashed}}
 encoder: {layers: 2}
 """,
     "reformer_lsh_causal_decoder": """

@@ -6,6 +6,11 @@ whole stride; a compressed slot is masked when none of its tokens is real. In de
 paper's T-DMCA) a query sees a slot only once all of the slot's positions are at or before it, and
 a learned null key and value (`null_key`, `null_value`, one per key/value head, as lucidrains'
 implementation has) stand in front of the slots so that the first queries see something.
+
+lucidrains' memory-compressed-attention module differs in three conventions, each an option: it pads the
+front, not the tail, to a whole stride (`padding: front`: the slots end at the last token, so slot
+boundaries move with the length), puts the null slot in front in encoders too (`null_slot: always`), and
+scales the scores by 1/√width, not 1/√head_width (`scale`).
 """
 from __future__ import annotations
 
@@ -35,6 +40,15 @@ class MemoryCompressedOptions(AttentionKind):
 
     compression: int = option(3, doc="s: kernel and stride of the compressing convolution.",
                               minimum=1, shrink=cap(3), positions=True)
+    padding: str = option("tail", doc="Where the sequence is zero-padded to a whole stride before the "
+                          "convolution: its end (the slots start at the first token) or its front "
+                          "(lucidrains' memory-compressed-attention: the slots end at the last token).",
+                          choices=("tail", "front"))
+    null_slot: str = option("decoders", doc="Where the learned null key and value stand in front of the "
+                            "slots: in decoders, so that the first queries see something (the paper's T-DMCA), "
+                            "or in every stack (lucidrains' module).", choices=("decoders", "always"))
+    scale: float | None = option(None, doc="Score scale. Default 1/√head_width (lucidrains' module: 1/√width).",
+                                 minimum=0.0)
 
     def problems(self, spec, where):
         yield from no_score_positions("memory_compressed", spec)
@@ -43,13 +57,15 @@ class MemoryCompressedOptions(AttentionKind):
 def build_memory_compressed(ctx, options: MemoryCompressedOptions, spec, site):
     m = spec.model
     s = options.compression
+    front = {"front": True} if options.padding == "front" else {}  # no attribute by default: the paper's
+    null = site.causal or options.null_slot == "always"
     query = ctx.split_heads(ctx.linear(site.x, m.heads * m.dh, "query", m.bias), m.heads, m.dh)
     keep, slot_mask = None, None
     if site.mask is not None:
         keep = ctx.op("cast", ctx.op("unsqueeze", site.mask, axes=(2,)), dtype="float32")  # (B, T, 1)
         # a slot is real when any of its tokens is: compress the mask with a max over each stride
         ones = ctx.constant([[[1.0] * s]])
-        slots = ctx.op("compress", keep, ones, ctx.constant([0.0]), stride=s, groups=1)
+        slots = ctx.op("compress", keep, ones, ctx.constant([0.0]), stride=s, groups=1, **front)
         slot_mask = ctx.op("cast", ctx.op("less", ctx.constant(0.0), ctx.op("reshape", slots, shape=(0, 0))),
                            dtype="int64")
     heads = []
@@ -60,16 +76,19 @@ def build_memory_compressed(ctx, options: MemoryCompressedOptions, spec, site):
         with ctx.at(f"{name}_compression"):
             weight = ctx.param("weight", (m.kv * m.dh, m.dh, s), "matrix")
             bias = ctx.param("bias", (m.kv * m.dh,), "zeros")
-            compressed = ctx.op("compress", projected, weight, bias, stride=s, groups=m.kv, label="Compress")
+            compressed = ctx.op("compress", projected, weight, bias, stride=s, groups=m.kv, label="Compress",
+                                **front)
         compressed = ctx.split_heads(compressed, m.kv, m.dh)
-        if site.causal:  # the null slot in front
+        if null:  # the null slot in front
             null = ctx.op("tile_batch", ctx.param(f"null_{name}", (1, m.kv, 1, m.dh), "embedding"), site.x)
             compressed = ctx.op("concat", null, compressed, axis=2)
         heads.append(compressed)
-    parts = AttentionParts(query, *heads, scale=m.dh ** -0.5, causal=False)
+    scale = options.scale if options.scale is not None else m.dh ** -0.5
+    parts = AttentionParts(query, *heads, scale=scale, causal=False)
     if site.causal:
-        parts.mask_biases.append(ctx.op("compressed_causal_bias", query, heads[0], stride=s, leading=1))
-        slot_mask = with_leading_real(ctx, slot_mask) if slot_mask is not None else None
+        parts.mask_biases.append(ctx.op("compressed_causal_bias", query, heads[0], stride=s, leading=1, **front))
+    if null and slot_mask is not None:
+        slot_mask = with_leading_real(ctx, slot_mask)
     if slot_mask is not None:
         parts.mask_biases.append(ctx.op("padding_bias", slot_mask))
     context, _ = emit_attention(ctx, parts)
@@ -82,6 +101,18 @@ topology: encoder
 model: {kv_heads: 2}
 block: {attention: {kind: memory_compressed, compression: 3}}
 encoder: {layers: 2}
+""",
+    "memory_compressed_lucidrains_encoder": """
+topology: encoder
+block: {attention: {kind: memory_compressed, compression: 3, padding: front, null_slot: always, scale: 0.2}}
+encoder: {layers: 2}
+""",
+    "memory_compressed_lucidrains_decoder": """
+topology: decoder
+model: {kv_heads: 2}
+block: {attention: {kind: memory_compressed, compression: 4, padding: front}}
+decoder: {layers: 2}
+head: {kind: lm}
 """,
     "memory_compressed_decoder": """
 topology: decoder

@@ -196,6 +196,14 @@ block: {attention: {adaptive_span: {max_span: 4, ramp: 2}}}
 decoder: {layers: 2}
 head: {kind: lm}
 """,
+    "zeroed_padded_queries_seq2seq": """
+topology: encoder-decoder
+positional: rope
+block: {attention: {padded_queries: zero}}
+encoder: {layers: 1}
+decoder: {layers: 2}
+head: {kind: lm}
+""",
     "gaussian_prior_encoder": """
 topology: encoder
 positional: none

@@ -33,6 +33,7 @@ class Site:
     levels: tuple[int, int] = (0, 0)  # poolings between the tokens and the queries, and the keys (Funnel)
     cache: Any = None  # a decoder's LayerCache: the keys are the past ones followed by x's own
     cross_kv: Any = None  # (keys, values) of a cross-attention that the encoder model computed, memory None
+    query_shift: int = 0  # added to the queries' positions by rotary positions (lucidrains' local attention)
 
     def extend(self, ctx, key, value, keep: int | None = None):
         """The keys and values attended: the cached past ones, then the new ones (the cache keeps the

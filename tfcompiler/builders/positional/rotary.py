@@ -50,8 +50,11 @@ def rotate(ctx, options: RotaryOptions, spec, parts, site):
         base = base * options.factor ** (rotary / (rotary - 2))
     attrs = dict(rotary_dim=rotary, base=float(base), interleaved=options.layout == "interleaved",
                  position_scale=1.0 / options.factor if options.scaling == "linear" else 1.0,
-                 max_positions=spec.model.max_length)
-    parts.query = ctx.op("rope", parts.query, site.positions, label="RotaryQuery", **attrs)
+                 max_positions=spec.model.max_length + site.query_shift)
+    query_positions = site.positions
+    if site.query_shift:  # the tables reach the shifted positions too
+        query_positions = ctx.op("add", site.positions, ctx.constant(site.query_shift, dtype="int64"))
+    parts.query = ctx.op("rope", parts.query, query_positions, label="RotaryQuery", **attrs)
     key_positions = site.key_positions if site.key_positions is not None else site.positions
     parts.key = ctx.op("rope", parts.key, key_positions, label="RotaryKey", **attrs)
     return parts

@@ -47,11 +47,13 @@ def _compress_infer(attrs, types):
     return [x.with_shape((x.shape[0], rows, x.shape[2]))]
 
 
-def compress(x, weight, bias, stride: int, groups: int) -> np.ndarray:
-    """Conv1d with kernel = stride over the sequence, the tail zero-padded to a whole stride."""
+def compress(x, weight, bias, stride: int, groups: int, front: bool = False) -> np.ndarray:
+    """Conv1d with kernel = stride over the sequence, the tail (the front with ``front``: lucidrains'
+    memory-compressed-attention) zero-padded to a whole stride."""
     b, t, c = x.shape
     rows = -(-t // stride)
-    padded = np.pad(x.astype(np.float64), ((0, 0), (0, rows * stride - t), (0, 0))).reshape(b, rows, stride, c)
+    pad = (rows * stride - t, 0) if front else (0, rows * stride - t)
+    padded = np.pad(x.astype(np.float64), ((0, 0), pad, (0, 0))).reshape(b, rows, stride, c)
     per_group = c // groups
     out = np.empty((b, rows, c))
     for g in range(groups):
@@ -61,6 +63,7 @@ def compress(x, weight, bias, stride: int, groups: int) -> np.ndarray:
     return (out + bias).astype(x.dtype)
 
 
-# compress(x, weight, bias) attrs stride, groups: memory-compressed attention's strided convolution
+# compress(x, weight, bias) attrs stride, groups, front (optional, False: pad the tail): memory-compressed
+# attention's strided convolution
 register("compress", (3, 3), _compress_infer,
-         lambda attrs, x, w, b: [compress(x, w, b, attrs["stride"], attrs["groups"])])
+         lambda attrs, x, w, b: [compress(x, w, b, attrs["stride"], attrs["groups"], attrs.get("front", False))])

@@ -1,12 +1,14 @@
 """Reformer's LSH attention (Kitaev et al. 2020) as one canonical op.
 
 lsh_attention(qk (B,H,S,Dh), v (B,H,S,Dv), rotations (H|1, Dh, rounds, n/2), key_bias? (B|1,1,1,S))
-attrs chunk, causal, scale, same_bucket, look_back ("round" | "rolled"), key_epsilon -> (B,H,S,Dv).
+attrs chunk, causal, scale, same_bucket, look_back ("round" | "rolled"), key_epsilon, hash_padding
+-> (B,H,S,Dv).
 
 Queries and keys share one projection; keys are the normalised queries, k = x / √(|x|² + Dh·ε)
 (ε = key_epsilon; trax's and Hugging Face's 1e-6, or 0 for unit keys). Each hashing round r buckets
 every position by argmax([xR_r; -xR_r]) (padded positions, whose key bias is at most MASKED/2,
-share one more bucket after the others, so they never take a real position's place in a chunk),
+share one more bucket after the others, so they never take a real position's place in a chunk; with
+hash_padding they are hashed like the others and only hidden as keys, as lucidrains' reformer-pytorch does),
 sorts positions by (bucket, position) and cuts the sorted sequence into chunks of `chunk`. Each
 chunk attends itself and the chunk before it: with look_back "round" the one before in its own
 round (the first chunk has none, as the paper describes); with "rolled" the rounds' sequences are
@@ -46,7 +48,7 @@ def buckets_of(x: np.ndarray, rotations: np.ndarray) -> np.ndarray:
 
 
 def lsh_attention(qk, v, key_bias, rotations, chunk: int, causal: bool, scale: float, same_bucket: bool = True,
-                  look_back: str = "round", key_epsilon: float = 0.0):
+                  look_back: str = "round", key_epsilon: float = 0.0, hash_padding: bool = False):
     b, h, s, dh = qk.shape
     q = qk.astype(np.float64)
     k = q / np.maximum(np.sqrt((q * q).sum(-1, keepdims=True) + dh * key_epsilon), 1e-12)
@@ -54,7 +56,9 @@ def lsh_attention(qk, v, key_bias, rotations, chunk: int, causal: bool, scale: f
     bias = np.zeros((b, 1, 1, s)) if key_bias is None else np.broadcast_to(key_bias, (b, 1, 1, s))
     padded = -(-s // chunk) * chunk
     n = padded // chunk
-    buckets = np.where(bias[:, :, 0] <= MASKED / 2, rotations.shape[-1] * 2, buckets_of(q, rotations))
+    buckets = buckets_of(q, rotations)
+    if not hash_padding:
+        buckets = np.where(bias[:, :, 0] <= MASKED / 2, rotations.shape[-1] * 2, buckets)
     rounds = []  # per round: the order and the sorted chunks of queries, keys, values, buckets, positions, bias
 
     def chunked(x):  # sorted (B,H|1,P,...) -> (B,H|1,n,chunk,...)
@@ -106,4 +110,4 @@ def lsh_attention(qk, v, key_bias, rotations, chunk: int, causal: bool, scale: f
 register("lsh_attention", (3, 4), _infer,
          lambda attrs, qk, v, rotations, bias=None: [lsh_attention(
              qk, v, bias, rotations, attrs["chunk"], attrs["causal"], attrs["scale"], attrs.get("same_bucket", True),
-             attrs.get("look_back", "round"), attrs.get("key_epsilon", 0.0))])
+             attrs.get("look_back", "round"), attrs.get("key_epsilon", 0.0), attrs.get("hash_padding", False))])

@@ -158,10 +158,12 @@ def _global_pattern_bias(attrs, global_mask):
 def _compressed_causal_bias(attrs, q, k):
     """(S, T') bias of a decoder's queries (positions 0..S-1) over `leading` always-visible keys and
     then compressed slots of `stride` positions: slot c is visible once its last position
-    c·stride + stride - 1 is not after the query."""
+    c·stride + stride - 1 - front is not after the query, where front is the padding in front of the
+    first position when the compression padded the front (attr `front`), else 0."""
     s, t = q.shape[2], k.shape[2]
     slot = np.arange(t)[None, :] - attrs["leading"]
-    visible = (slot < 0) | (slot * attrs["stride"] + attrs["stride"] - 1 <= np.arange(s)[:, None])
+    front = (t - attrs["leading"]) * attrs["stride"] - s if attrs.get("front", False) else 0
+    visible = (slot < 0) | (slot * attrs["stride"] + attrs["stride"] - 1 - front <= np.arange(s)[:, None])
     return [np.where(visible, 0.0, MASKED).astype(np.float32)]
 
 
