@@ -2,9 +2,9 @@
 relative positions in tokens at every level, the segment term, the upsampling decoder) and the
 Hourglass (the sequence pooled by mean or a linear projection, after a causal shift in decoders,
 upsampled by repeat or a linear projection, with or without attention resampling), compiled and run
-on onnxruntime against the NumPy reference (tests/reference.py) at lengths that are and are not multiples of the stride, with
-padding; Funnel with and without [CLS] kept apart, other positional schemes, pre-norm. An Hourglass
-decoder stays causal."""
+on onnxruntime against the NumPy reference (tests/reference.py) at lengths that are and are not
+multiples of the stride, with padding; Funnel with and without [CLS] kept apart, other positional
+schemes, pre-norm. An Hourglass decoder stays causal."""
 from __future__ import annotations
 
 import numpy as np
