@@ -11,7 +11,8 @@ import numpy as np
 from .formulas import LAYER_NORM, NEG, attention
 
 # the stack of a funnel-positions model that never pools
-UNPOOLED = types.SimpleNamespace(shorten_at=(), upsample_at=None, stride=2, separate_cls=False, attention=False)
+UNPOOLED = types.SimpleNamespace(shorten_at=(), upsample_at=None, stride=2, separate_cls=False, attention=False,
+                                 last_window="short")
 
 
 class Resampled:
@@ -36,6 +37,12 @@ class Resampled:
             keys = None
             if i in resample.shorten_at:
                 full = full or (x, mask, positions, types)
+                if resample.last_window == "zero_filled":  # zero states (padding) to whole windows, then the shift
+                    fill = -x.shape[1] % k
+                    x = np.concatenate([x, np.zeros((x.shape[0], fill, x.shape[2]))], axis=1)
+                    mask = np.concatenate([mask, np.zeros((mask.shape[0], fill))], axis=1)
+                    positions = np.arange(x.shape[1])
+                    types = np.concatenate([types, np.zeros((types.shape[0], fill), types.dtype)], axis=1)
                 if name == "decoder":  # window n holds tokens n·k - k + 1 .. n·k
                     x = np.concatenate([np.zeros_like(x[:, :k - 1]), x[:, :x.shape[1] - k + 1]], axis=1)
                     mask = np.concatenate([np.zeros_like(mask[:, :k - 1]), mask[:, :mask.shape[1] - k + 1]], axis=1)

@@ -89,7 +89,8 @@ def resampled_layers(ctx, spec, stack_name: str, stack, hidden, mask, positions,
     """Funnel Transformer (Dai et al. 2020) with `queries_only`: at each `shorten_at` layer the queries
     are the input pooled by the stride (keys and values: the input itself). Hourglass (Nawrot et al.
     2021) otherwise: the input is pooled before the layer, in a decoder after a causal shift right by
-    stride - 1. The padding mask is pooled too (Funnel: real where the whole window is; Hourglass:
+    stride - 1 (after filling the last window with zero states, with `last_window: zero_filled`). The
+    padding mask is pooled too (Funnel: real where the whole window is; Hourglass:
     where any of it is). At `upsample_at` the short states are spread back to full length and the
     states from before the first pooling are added. With `attention`, both are refined by attention
     within their windows (tfcompiler.builders.resample_attention). Returns (hidden, its mask)."""
@@ -101,6 +102,9 @@ def resampled_layers(ctx, spec, stack_name: str, stack, hidden, mask, positions,
         if i in resample.shorten_at:
             with ctx.at(stack_name, "layers", i, "shorten"):
                 full = full or (hidden, mask, positions)
+                if resample.last_window == "zero_filled":
+                    hidden = ctx.op("fill_windows", hidden, size=resample.stride, label="WholeWindows")
+                    mask = ctx.op("fill_windows", mask, size=resample.stride) if mask is not None else None
                 if causal:
                     hidden = ctx.op("shift_right", hidden, count=resample.stride - 1, label="CausalShift")
                     mask = ctx.op("shift_right", mask, count=resample.stride - 1) if mask is not None else None
