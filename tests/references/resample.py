@@ -1,7 +1,8 @@
 """Length-changing stacks, for ``Reference``: the Funnel Transformer (Dai et al. 2020) pools a
 layer's queries, the Hourglass (Nawrot et al. 2021) the sequence itself (mean, or the window's
 states concatenated and projected; Swin's patch merging on a raster grid), and an upsampling layer
-brings the length back."""
+brings the length back. Hourglass's attention resampling: each pooled state attends its window, each
+upsampled state the short state it came from (a block of its own weights)."""
 from __future__ import annotations
 
 import types
@@ -103,7 +104,6 @@ class Resampled:
             state["funnel"].update(queries=(positions, types), keys=(positions, types))
             x = self.layer(name, stack, i, x, np.where(mask != 0, 0.0, NEG), state)
         return self.final_norm(name, stack, blocks, x), np.where(mask != 0, 0.0, NEG)
-
 
     def shorten_by_attention(self, p, block, pooled, x, mask, k):
         """Hourglass's attention shortening: pooled state n attends the k states of window n of x."""
