@@ -1,10 +1,11 @@
 """Length-changing stacks (`resample`): the Funnel Transformer (pooled queries, pooled masks,
 relative positions in tokens at every level, the segment term, the upsampling decoder) and the
 Hourglass (the sequence pooled by mean or a linear projection, after a causal shift in decoders,
-upsampled by repeat or a linear projection), compiled and run on onnxruntime against the NumPy
-reference (tests/reference.py) at lengths that are and are not multiples of the stride, with
-padding; Funnel with and without [CLS] kept apart, other positional schemes, pre-norm. An Hourglass
-decoder stays causal."""
+upsampled by repeat or a linear projection, with or without attention resampling, the last window
+short or zero-filled), compiled and run on onnxruntime against the NumPy reference
+(tests/reference.py) at lengths that are and are not multiples of the stride, with padding; Funnel
+with and without [CLS] kept apart, other positional schemes, pre-norm. An Hourglass decoder stays
+causal."""
 from __future__ import annotations
 
 import numpy as np
@@ -35,6 +36,17 @@ CASES = {
     "hourglass_decoder_two_levels": dict(positional="alibi", placement="pre", layers=5, head="lm",
                                          topology="decoder", stack="decoder",
                                          resample="{shorten_at: [1, 2], upsample_at: 4, queries_only: false}"),
+    "hourglass_decoder_attention": dict(positional="learned", placement="pre", layers=5, head="lm",
+                                        topology="decoder", stack="decoder",
+                                        resample="{shorten_at: [2], upsample_at: 3, stride: 3, queries_only: false, "
+                                        "pooling: linear, upsampling: linear, attention: true}"),
+    "hourglass_decoder_zero_filled": dict(positional="learned", placement="pre", layers=4, head="lm",
+                                          topology="decoder", stack="decoder",
+                                          resample="{shorten_at: [1], upsample_at: 3, stride: 3, queries_only: false, "
+                                          "last_window: zero_filled, attention: true}"),
+    "hourglass_attention_two_levels_post_norm": dict(positional="sinusoidal", placement="post", layers=5,
+                                                     head="none", resample="{shorten_at: [1, 2], upsample_at: 4, "
+                                                     "queries_only: false, attention: true}"),
     "hourglass_encoder_mean": dict(positional="sinusoidal", placement="post", layers=4, head="none",
                                    resample="{shorten_at: [1], upsample_at: 3, stride: 3, queries_only: false, "
                                    "upsampling: linear}"),
@@ -86,7 +98,8 @@ def test_resampled_stack_matches_the_reference(case, tmp_path):
             assert float(np.abs(got[name] - want[name]).max()) <= TOLERANCE * scale, (name, length)
 
 
-@pytest.mark.parametrize("case", ["hourglass_decoder_linear", "hourglass_decoder_two_levels"])
+@pytest.mark.parametrize("case", ["hourglass_decoder_linear", "hourglass_decoder_two_levels",
+                                  "hourglass_decoder_attention", "hourglass_decoder_zero_filled"])
 def test_hourglass_decoder_is_causal(case, tmp_path):
     """Changing token t changes no logits before t (the causal shift keeps every window in the past)."""
     _, _, session = compiled(case, tmp_path)
@@ -109,6 +122,8 @@ def test_hourglass_decoder_is_causal(case, tmp_path):
     ("{shorten_at: [2], separate_cls: true, pooling: linear}", "mean pooling and repeat upsampling only"),
     ("{shorten_at: [1, 2], queries_only: false, grid_width: 6}", r"must be divisible by stride\^poolings = 4"),
     ("{shorten_at: [1], upsample_at: 3, queries_only: false, grid_width: 4}", "no upsampling"),
+    ("{shorten_at: [1], upsample_at: 3, attention: true}", "attention resample the Hourglass's way"),
+    ("{shorten_at: [1], separate_cls: true, last_window: zero_filled}", "zero_filled resample the Hourglass's way"),
 ])
 def test_resample_rules(resample, message):
     text = spec_text(dict(CASES["pre_norm_learned_positions"], resample=resample))

@@ -1,17 +1,19 @@
 """Length-changing stacks, for ``Reference``: the Funnel Transformer (Dai et al. 2020) pools a
 layer's queries, the Hourglass (Nawrot et al. 2021) the sequence itself (mean, or the window's
 states concatenated and projected; Swin's patch merging on a raster grid), and an upsampling layer
-brings the length back."""
+brings the length back. Hourglass's attention resampling: each pooled state attends its window, each
+upsampled state the short state it came from (a block of its own weights)."""
 from __future__ import annotations
 
 import types
 
 import numpy as np
 
-from .formulas import LAYER_NORM, NEG
+from .formulas import LAYER_NORM, NEG, attention
 
 # the stack of a funnel-positions model that never pools
-UNPOOLED = types.SimpleNamespace(shorten_at=(), upsample_at=None, stride=2, separate_cls=False)
+UNPOOLED = types.SimpleNamespace(shorten_at=(), upsample_at=None, stride=2, separate_cls=False, attention=False,
+                                 last_window="short")
 
 
 class Resampled:
@@ -36,6 +38,12 @@ class Resampled:
             keys = None
             if i in resample.shorten_at:
                 full = full or (x, mask, positions, types)
+                if resample.last_window == "zero_filled":  # zero states (padding) to whole windows, then the shift
+                    fill = -x.shape[1] % k
+                    x = np.concatenate([x, np.zeros((x.shape[0], fill, x.shape[2]))], axis=1)
+                    mask = np.concatenate([mask, np.zeros((mask.shape[0], fill))], axis=1)
+                    positions = np.arange(x.shape[1])
+                    types = np.concatenate([types, np.zeros((types.shape[0], fill), types.dtype)], axis=1)
                 if name == "decoder":  # window n holds tokens n·k - k + 1 .. n·k
                     x = np.concatenate([np.zeros_like(x[:, :k - 1]), x[:, :x.shape[1] - k + 1]], axis=1)
                     mask = np.concatenate([np.zeros_like(mask[:, :k - 1]), mask[:, :mask.shape[1] - k + 1]], axis=1)
@@ -61,6 +69,8 @@ class Resampled:
                     padded = np.concatenate([x, np.zeros((x.shape[0], -x.shape[1] % k, x.shape[2]))], axis=1)
                     pooled = self.linear(padded.reshape(x.shape[0], -1, k * x.shape[2]), f"{name}.layers.{i}.shorten",
                                          bias=True)
+                if resample.attention:
+                    pooled = self.shorten_by_attention(f"{name}.layers.{i}.shorten", blocks[i], pooled, x, mask, k)
                 if resample.queries_only:
                     keys = x
                 mask = pool(mask, lambda w: w.min(1) if resample.queries_only else w.max(1))
@@ -84,12 +94,41 @@ class Resampled:
                 else:
                     spread = self.linear(x, f"{name}.layers.{i}.upsample", bias=True)
                     up = spread.reshape(x.shape[0], -1, x.shape[2])[:, :full[0].shape[1]]
-                x = up + full[0]
+                x, short = up + full[0], x
+                if resample.attention:  # each full-length state attends the one short state of its window
+                    windows = self.windows_of(x, factor)
+                    out = self.window_block(f"{name}.layers.{i}.upsample", blocks[i], windows,
+                                            short.reshape(-1, 1, short.shape[2]), None)
+                    x = out.reshape(x.shape[0], -1, x.shape[2])[:, :x.shape[1]]
                 mask, positions, types, level = full[1], full[2], full[3], 0
             state["funnel"].update(queries=(positions, types), keys=(positions, types))
             x = self.layer(name, stack, i, x, np.where(mask != 0, 0.0, NEG), state)
         return self.final_norm(name, stack, blocks, x), np.where(mask != 0, 0.0, NEG)
 
+    def shorten_by_attention(self, p, block, pooled, x, mask, k):
+        """Hourglass's attention shortening: pooled state n attends the k states of window n of x."""
+        real = self.windows_of(mask[..., None], k)[..., 0] != 0
+        key_bias = np.where(real | ~real.any(1, keepdims=True), 0.0, NEG)  # a window of padding sees all of it
+        out = self.window_block(p, block, pooled.reshape(-1, 1, pooled.shape[2]), self.windows_of(x, k), key_bias)
+        return out.reshape(pooled.shape)
+
+    def window_block(self, p, block, q, kv, key_bias):
+        """q (N, Q, D) attends kv (N, K, D) (multi-head, no positions, keys as given), then the FFN."""
+        def attend(h):
+            out, _ = attention(self.heads(h, f"{p}.attention.query"), self.heads(kv, f"{p}.attention.key"),
+                               self.heads(kv, f"{p}.attention.value"), 1 / np.sqrt(self.spec.model.dh), key_bias)
+            return self.merge_heads(out, f"{p}.attention.output")
+
+        x = self.sublayer(q, block, f"{p}.attention", attend)
+        if block.ffn.enabled:
+            x = self.sublayer(x, block, f"{p}.ffn", lambda h: self.ffn(h, block.ffn.activation, f"{p}.ffn"))
+        return x
+
+    @staticmethod
+    def windows_of(x, k):
+        """(B, S, D) -> (B·ceil(S/k), k, D): windows of k along axis 1, the last one zero-filled."""
+        padded = np.concatenate([x, np.zeros((x.shape[0], -x.shape[1] % k, x.shape[2]))], axis=1)
+        return padded.reshape(-1, k, x.shape[2])
 
     @staticmethod
     def grid_squares(x, width, k):

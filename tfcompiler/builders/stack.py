@@ -6,6 +6,7 @@ from ..language.model import Norm
 from .block import build_block
 from .memory_slots import read_slots, write_slots
 from .norm import build_norm
+from .resample_attention import shorten_by_attention, upsample_by_attention
 from .segment_memory import segment_memory
 
 
@@ -88,10 +89,12 @@ def resampled_layers(ctx, spec, stack_name: str, stack, hidden, mask, positions,
     """Funnel Transformer (Dai et al. 2020) with `queries_only`: at each `shorten_at` layer the queries
     are the input pooled by the stride (keys and values: the input itself). Hourglass (Nawrot et al.
     2021) otherwise: the input is pooled before the layer, in a decoder after a causal shift right by
-    stride - 1. The padding mask is pooled too (Funnel: real where the whole window is; Hourglass:
+    stride - 1 (after filling the last window with zero states, with `last_window: zero_filled`). The
+    padding mask is pooled too (Funnel: real where the whole window is; Hourglass:
     where any of it is). At `upsample_at` the short states are spread back to full length and the
-    states from before the first pooling are added. Returns (hidden, its mask)."""
-    resample = stack.resample
+    states from before the first pooling are added. With `attention`, both are refined by attention
+    within their windows (tfcompiler.builders.resample_attention). Returns (hidden, its mask)."""
+    resample, blocks = stack.resample, getattr(spec, f"{stack_name}_blocks")
     windows = dict(stride=resample.stride, separate_cls=resample.separate_cls, truncate=resample.truncate)
     causal = stack_name == "decoder"
     level, full = 0, None
@@ -99,10 +102,15 @@ def resampled_layers(ctx, spec, stack_name: str, stack, hidden, mask, positions,
         if i in resample.shorten_at:
             with ctx.at(stack_name, "layers", i, "shorten"):
                 full = full or (hidden, mask, positions)
+                if resample.last_window == "zero_filled":
+                    hidden = ctx.op("fill_windows", hidden, size=resample.stride, label="WholeWindows")
+                    mask = ctx.op("fill_windows", mask, size=resample.stride) if mask is not None else None
                 if causal:
                     hidden = ctx.op("shift_right", hidden, count=resample.stride - 1, label="CausalShift")
                     mask = ctx.op("shift_right", mask, count=resample.stride - 1) if mask is not None else None
                 pooled = pool_windows(ctx, spec, hidden, resample, windows, level)
+                if resample.attention:
+                    pooled = shorten_by_attention(ctx, spec, blocks[i], pooled, hidden, mask, resample.stride)
                 pooled_mask = pool_mask(ctx, mask, resample, windows, level) if mask is not None else None
                 pooled_positions = ctx.op("positions", pooled, axis=1) if positions is not None else None
             if resample.queries_only:  # the pooled queries attend the unpooled input (keys one level finer)
@@ -114,7 +122,9 @@ def resampled_layers(ctx, spec, stack_name: str, stack, hidden, mask, positions,
         if i == resample.upsample_at:
             with ctx.at(stack_name, "layers", i, "upsample"):
                 upsampled = upsample_windows(ctx, spec, hidden, full[0], resample, resample.stride ** level)
-                hidden = ctx.op("add", upsampled, full[0], label="FullLengthResidual")
+                short, hidden = hidden, ctx.op("add", upsampled, full[0], label="FullLengthResidual")
+                if resample.attention:
+                    hidden = upsample_by_attention(ctx, spec, blocks[i], hidden, short, resample.stride ** level)
             mask, positions, level = full[1], full[2], 0
         hidden = build_layer(ctx, spec, stack_name, stack, i, hidden, mask, positions, state, levels=(level, level))
     return hidden, mask

@@ -168,6 +168,18 @@ class Resample(Section):
     upsampling: str = option("repeat", doc="Back to full length: each state repeated over its window, "
                              "or linear: projected to one state per position of its window (Hourglass).",
                              choices=("repeat", "linear"))
+    last_window: str = option("short", doc="At a length that is not a multiple of the stride: short, the "
+                              "last window holds the states left (mean pooling averages those; a decoder's causal "
+                              "shift drops the last stride - 1 states); zero_filled, the sequence is first filled "
+                              "with zero states (padding) to whole windows and then shifted, so mean pooling "
+                              "divides by the stride and the shift drops fill before states (lucidrains' "
+                              "hourglass-transformer-pytorch). Hourglass only.", choices=("short", "zero_filled"))
+    attention: bool = option(False, doc="Hourglass's attention resampling: each pooled state attends the states "
+                             "of its window, and after upsampling each full-length state attends the short state "
+                             "it came from; each time one attention (plain multi-head, no positions, the keys "
+                             "not normalised) and feed-forward sublayer with their own weights, placed and "
+                             "normalised as the stack's blocks. Hourglass only (queries_only false, no "
+                             "separate_cls or grid).")
     separate_cls: bool = option(False, doc="The first token ([CLS]) is never pooled with others "
                                 "(Funnel's separate_cls). Mean pooling and repeat upsampling only.")
     truncate: bool = option(False, doc="With separate_cls: the last token is dropped before pooling, "
@@ -195,6 +207,11 @@ class Resample(Section):
         elif self.upsample_at is not None and not points[-1] < self.upsample_at < stack.layers:
             yield f"upsample_at must come after the last pooling ({points[-1]}) and before {stack.layers}, " \
                   f"got {self.upsample_at}"
+        hourglass_only = [name for name, on in (("attention", self.attention),
+                                                ("last_window: zero_filled", self.last_window == "zero_filled")) if on]
+        if hourglass_only and (self.queries_only or self.separate_cls or self.grid_width is not None):
+            yield f"{' and '.join(hourglass_only)} resample the Hourglass's way: queries_only false, no " \
+                  "separate_cls, no grid_width"
         if self.truncate and not self.separate_cls:
             yield "truncate only applies with separate_cls (it drops the token [CLS] pushes out of the windows)"
 

@@ -79,6 +79,12 @@ def fold_windows(e, attrs, inputs, types, label):
     return [e.node1("Reshape", padded, e.const([0, -1, size, width]), label=label or "FoldWindows")]
 
 
+@lowers("fill_windows")
+def fill_windows(e, attrs, inputs, types, label):
+    (x,) = inputs
+    return [pad_end(e, x, padding_to(e, length_of(e, x, 1), attrs["size"]), 1, types[0].rank)]
+
+
 def whole_length(e, x: str, size: int) -> str:
     """int64 [1]: how many of x's entries along axis 1 fill whole windows of `size`."""
     length = length_of(e, x, 1)

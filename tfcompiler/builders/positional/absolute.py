@@ -128,6 +128,17 @@ positional: learned
 decoder: {layers: 1}
 head: {kind: lm}
 """,
+    # lucidrains' HourglassTransformerLM (depth (1, 1, 1)): tests/test_parity_hourglass.py
+    "hourglass_attention_resampling_decoder": """
+topology: decoder
+positional: learned
+block: {placement: pre, ffn: {activation: gelu}}
+decoder:
+  layers: 3
+  resample: {shorten_at: [1], upsample_at: 2, queries_only: false, pooling: linear, upsampling: linear,
+             attention: true, last_window: zero_filled}
+head: {kind: lm, tied: false, bias: true}
+""",
 })
 
 POSITIONS.register("none", NoPositions, PositionalScheme(), examples={

@@ -14,6 +14,8 @@ shift_right(x (B, S, ...)) attrs count -> (B, S, ...): `count` zeros in front, t
   entries dropped (Hourglass's causal shift: a window of the shifted sequence ends at its first token).
 fold_windows(x (B, S, D)) attrs size -> (B, ceil(S/size), size, D): consecutive windows, the last
   one zero-filled.
+fill_windows(x (B, S, ...)) attrs size -> (B, ceil(S/size)·size, ...): zero entries after the last,
+  to a whole number of windows (lucidrains' Hourglass pads before its causal shift).
 whole_windows(x (B, S, ...)) attrs size -> (B, S - S mod size, ...): the entries that fill whole windows;
   window_remainder(x) -> (B, S mod size, ...): the ones after them (the Compressive Transformer's
   evicted states still short of a window).
@@ -108,6 +110,10 @@ def _fold_infer(attrs, types):
     return [x.with_shape((x.shape[0], count, attrs["size"], x.shape[2]))]
 
 
+def _filled(n, size: int):
+    return -(-n // size) * size if isinstance(n, int) else f"ceil({_grouped(n)}/{size})*{size}"
+
+
 def _remainder(n, size: int):
     return n % size if isinstance(n, int) else f"{_grouped(n)}%{size}"
 
@@ -156,6 +162,9 @@ register("shorten", (1, 1), _shorten_infer, _shorten)
 register("upsample", (2, 2), lambda attrs, t: [t[0].with_shape(t[1].shape[:2] + t[0].shape[2:])], _upsample)
 register("shift_right", (1, 1), lambda attrs, t: [t[0]], _shift_right)
 register("fold_windows", (1, 1), _fold_infer, _fold_windows)
+register("fill_windows", (1, 1), lambda attrs, t: [t[0].with_shape(
+    (t[0].shape[0], _filled(t[0].shape[1], attrs["size"])) + t[0].shape[2:])],
+         lambda attrs, x: [_zero_filled(x, -x.shape[1] % attrs["size"])])
 register("whole_windows", (1, 1), lambda attrs, t: [t[0].with_shape(
     (t[0].shape[0], _whole(t[0].shape[1], attrs["size"])) + t[0].shape[2:])],
          lambda attrs, x: [x[:, :_whole(x.shape[1], attrs["size"])]])
