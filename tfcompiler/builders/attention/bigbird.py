@@ -28,9 +28,12 @@ import numpy as np
 from ...ir.patterns import Blocks
 from ...language.kinds import ATTENTION
 from ...language.schema import option
-from ...language.shrink_rules import cap
+from ...language.shrink_rules import Rule, cap
 
 LAYOUTS = ("seeded", "first_block", "given")
+# A given layout has a row per block of max_length: at toy size (other blocks, another length) it is seeded.
+SEEDED_AT_TOY_SIZE = Rule("seeded_at_toy_size", lambda value, section, scale: "seeded" if value == "given" else value)
+DROPPED_AT_TOY_SIZE = Rule("dropped_at_toy_size", lambda value, section, scale: None)
 from .multi_head import MultiHeadOptions, build_multi_head
 
 
@@ -52,16 +55,17 @@ class BigBirdOptions(MultiHeadOptions):
                                                 "puts them (Hugging Face's BigBird: 1).", minimum=0)
     random_blocks: int = option(3, doc="Random key blocks per query block.", minimum=0)
     seed: int = option(0, doc="Seed of the random layout.", minimum=0)
-    layout: str = option("seeded", choices=LAYOUTS,
+    layout: str = option("seeded", choices=LAYOUTS, shrink=SEEDED_AT_TOY_SIZE,
                          doc="Where the random blocks come from. seeded: drawn from `seed` when the spec compiles; "
                              "first_block: every random block is block 0 (Hugging Face's BigBird in eval mode: "
                              "block 0 counts 1 + random_blocks times in each row that is not global); given: "
                              "`random_layout`.")
     random_layout: list[list[int]] | None = option(
-        None, doc="With `layout: given`, one row per block of model.max_length: the `random_blocks` key blocks "
-                  "(0-based) that query block draws, as Hugging Face's `rand_attn`. A block listed n times "
-                  "counts n times; rows of global blocks, and in a decoder blocks after the row, have no "
-                  "effect. Shared by the heads; per layer through `overrides`.")
+        None, shrink=DROPPED_AT_TOY_SIZE,
+        doc="With `layout: given`, one row per block of model.max_length: the `random_blocks` key blocks "
+            "(0-based) that query block draws, as Hugging Face's `rand_attn`. A block listed n times counts n "
+            "times; rows of global blocks, and in a decoder blocks after the row, have no effect. Shared by "
+            "the heads; per layer through `overrides`.")
 
     def problems(self, spec, where):
         yield from MultiHeadOptions.problems(self, spec, where)
@@ -133,6 +137,18 @@ encoder: {layers: 2}
 topology: encoder
 block: {attention: {kind: bigbird, block: 2, window_blocks: 3, global_blocks: 1, trailing_global_blocks: 1,
                     random_blocks: 2, seed: 7}}
+encoder: {layers: 2}
+""",
+    "bigbird_hugging_face_eval": """
+topology: encoder
+block: {attention: {kind: bigbird, block: 2, window_blocks: 3, global_blocks: 1, trailing_global_blocks: 1,
+                    random_blocks: 2, layout: first_block}}
+encoder: {layers: 2}
+""",
+    "bigbird_given_layout": """
+topology: encoder
+block: {attention: {kind: bigbird, block: 8, window_blocks: 1, global_blocks: 1, trailing_global_blocks: 1,
+                    random_blocks: 2, layout: given, random_layout: [[0, 0], [3, 3], [0, 4], [1, 2], [4, 4]]}}
 encoder: {layers: 2}
 """,
 })

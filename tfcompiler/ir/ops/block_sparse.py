@@ -5,10 +5,11 @@ block_sparse_attention(q (B,H,S,Dh), k (B,Hkv,S,Dh), v (B,Hkv,S,Dv), key_bias? (
 scale, causal, softcap, pattern (Blocks), table, dense_rows -> (B,H,S,Dv).
 
 `table` holds, for every query block of the layout, the key blocks it sees (padded with -1; one the
-layout counts n times listed n times): query block n gathers those K key blocks by a constant index (blocks past the input's end, and the -1
-padding, read a masked empty block) and attends them with the pattern, causality, the key bias and
-the sequence end masked; cost S·K·block instead of S². The first `dense_rows` query blocks (global
-blocks, which see everything) attend every key as dense rows; so do the input's last
+layout counts n times listed n times, so its keys count n times): query block n gathers those K key
+blocks by a constant index (blocks past the input's end, and the -1 padding, read a masked empty
+block) and attends them with the pattern, causality, the key bias and the sequence end masked; cost
+S·K·block instead of S². The first `dense_rows` query blocks (global blocks, which see every block
+once) attend every key as dense rows; so do the input's last
 `pattern.trailing` blocks, which every query block also gathers as key blocks (Hugging Face's
 BigBird: wherever the input ends).
 """
