@@ -163,3 +163,37 @@ encoder: {{layers: 1}}
 """
     with pytest.raises(SpecError, match=message):
         parse_spec(text, "x.yaml")
+
+
+@pytest.mark.parametrize("talking_heads", ["none", "pre"])
+@pytest.mark.parametrize("layout", ["layout: first_block", "layout: given, random_layout: " + str(
+    drawn_layout(3)[:, :1].tolist())])
+def test_counted_blocks_match_the_paper_reference(tmp_path, layout, talking_heads):
+    """Each form of the compiled attention (gathered key blocks, the dense mask, and with talking heads
+    the explicit scores with their pattern mask) against the NumPy reference, at max_length and
+    shorter, padded (where the input's last block, global, moves)."""
+    from safetensors.numpy import save_file
+
+    from reference import Reference
+    from test_components import feeds_for, random_weights, real_positions
+
+    spec = parse_spec(f"""tfc: 1
+name: x
+topology: encoder
+model: {{width: 32, heads: 4, ffn_width: 48, vocab_size: 50, max_length: {LENGTH}}}
+block: {{attention: {{kind: bigbird, block: {BLOCK}, random_blocks: 1, trailing_global_blocks: 1,
+                     talking_heads: {talking_heads}, {layout}}}}}
+encoder: {{layers: 2}}
+""", "x.yaml")
+    weights = random_weights(spec)
+    save_file(weights, str(tmp_path / "w.safetensors"))
+    reference = Reference(spec, weights)
+    for pipeline in PIPELINES:
+        session = ort.InferenceSession(compile_spec(spec, weights=str(tmp_path / "w.safetensors"),
+                                                    pipeline=pipeline).model.serialize())
+        for length, pad in ((LENGTH, 5), (29, 3)):
+            feeds = feeds_for(session, 2, length, pad, 50, seed=length)
+            got = session.run(["last_hidden_state"], feeds)[0]
+            want = reference(feeds)["last_hidden_state"]
+            real = real_positions(feeds, "last_hidden_state", got.shape)
+            assert np.abs(got[real] - want[real]).max() <= TOLERANCE * max(1.0, np.abs(want[real]).max()), pipeline
