@@ -15,7 +15,9 @@ Where the random blocks come from is `layout`:
   (once as the global block, once per slot), which the layout keeps as a count.
 - `given`: `random_layout` lists each query block's random key blocks (Hugging Face's `rand_attn`
   rows): a trained run's layout, or any other. A block listed n times counts n times, as in
-  Hugging Face's gather. One layout per layer (per-layer ones in `overrides`), shared by the heads.
+  Hugging Face's gather. One layout per layer (per-layer ones in `overrides`), shared by the heads
+  (Hugging Face's training draws one per head). A slot on a shorter input's last, global block
+  counts as listed where the row's window does not reach that block (Hugging Face: once more).
 """
 from __future__ import annotations
 
@@ -29,12 +31,12 @@ from ...ir.patterns import Blocks
 from ...language.kinds import ATTENTION
 from ...language.schema import option
 from ...language.shrink_rules import Rule, cap
+from .multi_head import MultiHeadOptions, build_multi_head
 
 LAYOUTS = ("seeded", "first_block", "given")
 # A given layout has a row per block of max_length: at toy size (other blocks, another length) it is seeded.
 SEEDED_AT_TOY_SIZE = Rule("seeded_at_toy_size", lambda value, section, scale: "seeded" if value == "given" else value)
 DROPPED_AT_TOY_SIZE = Rule("dropped_at_toy_size", lambda value, section, scale: None)
-from .multi_head import MultiHeadOptions, build_multi_head
 
 
 @dataclass(frozen=True, kw_only=True)
