@@ -50,10 +50,22 @@ class NumpyGrid:
 
     def table(self, table: np.ndarray, rows, cols):
         """table[rows, cols] for a constant bool table, rows and cols broadcasting; outside = False."""
+        return self.values(table.astype(bool), rows, cols)
+
+    def values(self, table: np.ndarray, rows, cols):
+        """table[rows, cols] for a constant table of any dtype; outside = 0."""
         r = np.clip(rows, 0, table.shape[0] - 1)
         c = np.clip(cols, 0, table.shape[1] - 1)
         inside = (rows >= 0) & (rows < table.shape[0]) & (cols >= 0) & (cols < table.shape[1])
-        return table[r, c] & inside
+        return np.where(inside, table[r, c], table.dtype.type(0))
+
+    def where(self, condition, a, b):
+        return np.where(condition, a, b)
+
+
+def _grid(s: int, t: int) -> tuple[np.ndarray, np.ndarray]:
+    """Query positions (S, 1), aligned to the end of the keys, and key positions (1, T)."""
+    return np.arange(t - s, t)[:, None], np.arange(t)[None, :]
 
 
 @dataclass(frozen=True)
@@ -70,11 +82,26 @@ class Pattern:
         causal query then needs only that many keys behind it (a KV cache keeps no more)."""
         return None
 
+    def counted(self) -> bool:
+        """Whether some key counts more than once in a query's softmax (see `repeats`)."""
+        return False
+
+    def repeats(self, xp, i, j):
+        """float32 log of how many times query i counts key j in its softmax, added to the scores
+        where the pattern allows the key; None: every key it sees counts once (all but a Blocks
+        layout that lists a block more than once)."""
+        return None
+
     def mask(self, s: int, t: int) -> np.ndarray:
         """The bool (S, T) mask on NumPy."""
-        i = np.arange(t - s, t)[:, None]
-        j = np.arange(t)[None, :]
+        i, j = _grid(s, t)
         return np.broadcast_to(self.allowed(NumpyGrid(t), i, j), (s, t))
+
+    def score_bias(self, s: int, t: int) -> np.ndarray | None:
+        """`repeats` on NumPy: float (S, T), or None."""
+        i, j = _grid(s, t)
+        counted = self.repeats(NumpyGrid(t), i, j)
+        return None if counted is None else np.broadcast_to(counted, (s, t))
 
     def without_global(self) -> tuple["Pattern", int]:
         """(the pattern under its global tokens, their count): (self, 0) but for WithGlobal."""
@@ -178,10 +205,15 @@ class Blocks(Pattern):
     """A block layout: query block a sees key block b when layout[a][b] (BigBird, block-local
     attention). The layout covers max_length; its rows and columns are tuples so the pattern is a
     hashable constant. The last `trailing` blocks of the input, however long it is, are global on
-    top of the layout: they see and are seen by every block (Hugging Face's BigBird)."""
+    top of the layout: they see and are seen by every block (Hugging Face's BigBird).
+
+    An entry may also count: n > 1 counts key block b n times in query block a's softmax (adds log n
+    to its scores), as a layout that gathers one block in several slots does (Hugging Face's BigBird
+    in eval mode gathers block 0 in place of every random block). A trailing row counts every block
+    once; a trailing block a row lists counts as listed."""
 
     block: int
-    layout: tuple[tuple[bool, ...], ...]
+    layout: tuple[tuple[bool | int, ...], ...]
     trailing: int = 0
 
     def brief(self) -> str:  # by its size, not its table
@@ -193,8 +225,24 @@ class Blocks(Pattern):
         allowed = xp.table(table, a, b)
         if not self.trailing:
             return allowed
-        first = xp.sub(xp.floordiv(xp.sub(xp.length, 1), self.block), self.trailing - 1)  # the first trailing block
+        first = self._first_trailing(xp)
         return xp.or_(allowed, xp.or_(xp.le(first, a), xp.le(first, b)))
+
+    def _first_trailing(self, xp):
+        return xp.sub(xp.floordiv(xp.sub(xp.length, 1), self.block), self.trailing - 1)
+
+    def counted(self) -> bool:
+        return bool(np.asarray(self.layout, np.int64).max(initial=0) > 1)
+
+    def repeats(self, xp, i, j):
+        if not self.counted():
+            return None
+        logs = np.log(np.maximum(np.asarray(self.layout, np.int64), 1)).astype(np.float32)
+        a = xp.floordiv(i, self.block)
+        counted = xp.values(logs, a, xp.floordiv(j, self.block))
+        if not self.trailing:
+            return counted
+        return xp.where(xp.le(self._first_trailing(xp), a), 0.0, counted)
 
     def reach(self):
         if self.trailing:

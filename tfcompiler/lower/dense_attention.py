@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from .common import length_of
-from .patterns import pattern_allowed
+from .patterns import pattern_allowed, pattern_repeats
 from .registry import lowers
 
 
@@ -36,7 +36,9 @@ def emit_standard_attention(e, attrs, inputs, types, label):
     if attrs.get("pattern") is not None:  # dense lowering of a sparse pattern: a mask bias
         allowed = pattern_allowed(e, attrs["pattern"], lambda: (length_of(e, q, 2), length_of(e, k, 2)),
                                   (types[0].shape[2], types[1].shape[2]))
-        masked = e.node1("Where", allowed, e.const(0.0, np.float32), e.mask(),
+        counted = pattern_repeats(e, attrs["pattern"], lambda: (length_of(e, q, 2), length_of(e, k, 2)),
+                                  (types[0].shape[2], types[1].shape[2]))
+        masked = e.node1("Where", allowed, e.const(0.0, np.float32) if counted is None else counted, e.mask(),
                          label="SparsePattern")
         if bias:
             masked = e.node1("Max", e.node1("Add", bias[0], masked), e.mask())

@@ -9,7 +9,7 @@ import numpy as np
 
 from .common import length_of
 from .dense_attention import emit_hide_future
-from .patterns import pattern_allowed
+from .patterns import pattern_allowed, pattern_repeats
 from .registry import lowers
 
 
@@ -28,8 +28,11 @@ def emit_causal_mask(e, attrs, inputs, types, label):
 @lowers("pattern_mask")
 def emit_pattern_mask(e, attrs, inputs, types, label):
     (scores,) = inputs
-    allowed = pattern_allowed(e, attrs["pattern"], lambda: (length_of(e, scores, 2), length_of(e, scores, 3)),
-                              (types[0].shape[2], types[0].shape[3]))
+    lengths, dims = lambda: (length_of(e, scores, 2), length_of(e, scores, 3)), (types[0].shape[2], types[0].shape[3])
+    allowed = pattern_allowed(e, attrs["pattern"], lengths, dims)
+    counted = pattern_repeats(e, attrs["pattern"], lengths, dims)
+    if counted is not None:
+        scores = e.node1("Add", scores, counted)
     return [e.node1("Where", allowed, scores, e.mask(), label=label or "SparsePattern")]
 
 

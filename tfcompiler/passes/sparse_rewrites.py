@@ -77,6 +77,8 @@ def _band_of(graph: Graph, node: int, band: Pattern) -> tuple[int, int, int]:
 
 def match_band(graph: Graph, node: int, pattern: Pattern) -> Match:
     band, global_tokens = pattern.without_global()
+    if band.counted():
+        return Match.fail("it counts some key blocks more than once")
     if getattr(band, "trailing", 0) and graph.op(node).attrs["causal"]:
         return Match.fail("causal trailing global blocks")
     if band.reach() is None:
@@ -91,17 +93,20 @@ def match_band(graph: Graph, node: int, pattern: Pattern) -> Match:
 
 
 def match_gather(graph: Graph, node: int, pattern: Blocks) -> Match:
-    layout = np.asarray(pattern.layout, bool)
-    if pattern.reach() is not None:
+    counts = np.asarray(pattern.layout, np.int64)
+    layout = counts > 0
+    if pattern.reach() is not None and not pattern.counted():
         block, back_blocks, ahead_blocks = _band_of(graph, node, pattern)
         if len(layout_table(pattern.layout)[0]) * pattern.block >= (back_blocks + ahead_blocks + 1) * block:
             return Match.fail("the band around the diagonal holds fewer keys per query")
-    partial = np.flatnonzero(~layout.all(axis=1))
+    partial = np.flatnonzero(~(counts == 1).all(axis=1))  # dense rows see every key block once
     dense_rows = int(partial[0]) if len(partial) else len(layout)
-    sparse = layout.copy()
+    sparse = counts.copy()
     sparse[:dense_rows] = False  # those rows are computed densely
     if pattern.trailing:  # the input's last blocks are gathered and computed densely wherever it ends
-        sparse[-pattern.trailing:], sparse[:, -pattern.trailing:] = False, False
+        last = sparse[:, -pattern.trailing:]
+        last[last == 1] = 0  # a block listed more than once stays listed: gathered as often
+        sparse[-pattern.trailing:] = 0
     table = layout_table(sparse)
     if not sparse.any() or len(table[0]) * 2 > len(layout):
         return Match.fail("its rows list over half the key blocks")

@@ -41,7 +41,8 @@ class MultiHead:
                 ref.heads(memory, f"{site.name}.value"))
 
     def allowed(self, ref, options, s: int, t: int, site):
-        """bool (S, T): the keys a query of a sparse kind sees in self-attention; None: all."""
+        """bool (S, T): the keys a query of a sparse kind sees in self-attention, or int: how many times
+        it counts each (0: not seen); None: all."""
         return None
 
     def attend(self, ref, q, k, v, site):
@@ -67,7 +68,8 @@ class MultiHead:
             logits.bias = logits.bias - width[:, None, None] * ((i - j) ** 2)[None]
         allowed = self.allowed(ref, options, s, t, site) if site.positional is not None else None
         if allowed is not None:
-            logits.bias = logits.bias + np.where(allowed, 0.0, NEG)
+            with np.errstate(divide="ignore"):  # a key counted k times adds log k
+                logits.bias = logits.bias + np.where(allowed > 0, np.log(allowed.astype(np.float64)), NEG)
         talking = getattr(options, "talking_heads", "none")
         mixes = {when: ref.w[f"{site.name}.talking_heads.{when}"] if talking in (when, "both") else None
                  for when in ("pre", "post")}

@@ -24,6 +24,13 @@ canonical weight, the checkpoint tensor it comes from:
   type 0's embedding folded into it), sliding-window attention of attention_window / 2 keys each side
   (per layer where they differ), and global attention with its own projections for the positions
   the ``global_attention_mask`` input marks.
+- ``big_bird`` (BigBirdModel, keys under ``bert.`` in task models): the BERT layout; with
+  attention_type block_sparse, the ``bigbird`` kind as Hugging Face runs it in eval mode (ITC: the
+  first and the input's last block global, a window of three blocks of block_size, and
+  num_random_blocks slots that all gather block 0: ``layout: first_block``). Hugging Face attends in
+  full instead at (5 + 2·num_random_blocks)·block_size tokens or fewer (and its module stays switched
+  afterwards); the compiled model is block-sparse at every length, so it equals Hugging Face above
+  that length.
 - ``reformer`` (ReformerModel / ReformerModelWithLMHead): reversible blocks, LSH attention as trax and
   Hugging Face run it (every bucket in a chunk, look-back rolled across hashing rounds, unscaled
   scores of unit keys, per-head rotations drawn from ``hash_seed`` with torch), local attention layers
@@ -47,7 +54,7 @@ section for models with a decoder, and the checkpoint's tokenizer files are copi
 which names them (`tokenizer: .`) so that `tfc compile -o DIR/` puts them in the model folder.
 
 Weights are read with safetensors; a ``pytorch_model.bin`` needs torch (the ``hf`` extra). One module
-per family (encoders: the BERT family; decoders: GPT-2 and Llama; t5; reformer), checkpoint for
+per family (encoders: the BERT family; big_bird; decoders: GPT-2 and Llama; t5; reformer), checkpoint for
 what they share, and generation for the ids and tokenizer files.
 """
 from __future__ import annotations
@@ -65,6 +72,7 @@ from .checkpoint import Checkpoint, load_tensors
 from .decoders import gpt2, llama
 from .generation import generation_section, tokenizer_files
 from .heads import architecture, refuse_multiple_choice
+from .big_bird import big_bird
 from .encoders import bert, deberta_v2, funnel, longformer, nystromformer
 from .reformer import reformer
 from .t5 import t5
@@ -75,6 +83,7 @@ IMPORTERS: dict[str, tuple[str, Callable]] = {"bert": ("encoder", bert), "gpt2":
                                                "longformer": ("encoder", longformer),
                                                "funnel": ("encoder", funnel),
                                                "nystromformer": ("encoder", nystromformer),
+                                               "big_bird": ("encoder", big_bird),
                                                "reformer": ("decoder", reformer)}  # or encoder: its config says
 
 

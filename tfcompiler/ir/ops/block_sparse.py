@@ -4,11 +4,12 @@ layout with random or far-apart blocks (BigBird) into.
 block_sparse_attention(q (B,H,S,Dh), k (B,Hkv,S,Dh), v (B,Hkv,S,Dv), key_bias? (B|1,1,1,S)) attrs
 scale, causal, softcap, pattern (Blocks), table, dense_rows -> (B,H,S,Dv).
 
-`table` holds, for every query block of the layout, the key blocks it sees (padded with -1): query
-block n gathers those K key blocks by a constant index (blocks past the input's end, and the -1
-padding, read a masked empty block) and attends them with the pattern, causality, the key bias and
-the sequence end masked; cost S·K·block instead of S². The first `dense_rows` query blocks (global
-blocks, which see everything) attend every key as dense rows; so do the input's last
+`table` holds, for every query block of the layout, the key blocks it sees (padded with -1; one the
+layout counts n times listed n times, so its keys count n times): query block n gathers those K key
+blocks by a constant index (blocks past the input's end, and the -1 padding, read a masked empty
+block) and attends them with the pattern, causality, the key bias and the sequence end masked; cost
+S·K·block instead of S². The first `dense_rows` query blocks (global blocks, which see every block
+once) attend every key as dense rows; so do the input's last
 `pattern.trailing` blocks, which every query block also gathers as key blocks (Hugging Face's
 BigBird: wherever the input ends).
 """
@@ -71,8 +72,10 @@ def trailing_columns(index: np.ndarray, nb: int, trailing: int) -> np.ndarray:
 
 
 def layout_table(layout) -> tuple[tuple[int, ...], ...]:
-    """For every query block, the key blocks it sees, padded with -1 to the longest row."""
-    rows = [np.flatnonzero(row) for row in np.asarray(layout, bool)]
+    """For every query block, the key blocks it sees, padded with -1 to the longest row; a block the
+    layout counts n times is listed n times, so the gather counts it n times."""
+    counts = np.asarray(layout, np.int64)
+    rows = [np.repeat(np.arange(len(row)), row) for row in counts]
     width = max((len(r) for r in rows), default=1)
     return tuple(tuple(int(x) for x in r) + (-1,) * (width - len(r)) for r in rows)
 

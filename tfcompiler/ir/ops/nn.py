@@ -113,8 +113,16 @@ def attention_reference(q, k, v, bias=None, scale=None, causal=False, softcap=0.
     if causal:
         scores = causal_mask(scores)
     if pattern is not None:
-        scores = np.where(pattern.mask(*scores.shape[-2:]), scores, MASKED)
+        scores = pattern_masked(scores, pattern)
     return attention_context(softmax(scores), v).astype(q.dtype)
+
+
+def pattern_masked(scores, pattern):
+    """(.., S, T) scores masked outside a sparse pattern, plus the log counts of keys it counts more
+    than once."""
+    s, t = scores.shape[-2:]
+    counted = pattern.score_bias(s, t)
+    return np.where(pattern.mask(s, t), scores if counted is None else scores + counted, MASKED)
 
 
 def _scores_infer(attrs, types):
@@ -200,9 +208,9 @@ register("attention_scores", (2, 2), _scores_infer,
          lambda attrs, q, k: [attention_scores(q, k, attrs["scale"], attrs.get("softcap", 0.0)).astype(q.dtype)])
 # causal_mask(scores): masked where the key lies after the query
 register("causal_mask", (1, 1), lambda attrs, t: [t[0]], lambda attrs, x: [causal_mask(x).astype(x.dtype)])
-# pattern_mask(scores) attrs pattern: scores (B, H, S, T) masked outside the pattern
+# pattern_mask(scores) attrs pattern: scores (B, H, S, T) masked outside the pattern (plus its repeats' log counts)
 register("pattern_mask", (1, 1), lambda attrs, t: [t[0]],
-         lambda attrs, x: [np.where(attrs["pattern"].mask(*x.shape[-2:]), x, MASKED).astype(x.dtype)])
+         lambda attrs, x: [pattern_masked(x, attrs["pattern"]).astype(x.dtype)])
 # attention_context(probs, v): probs (B, H, S, T) @ v (B, Hkv, T, Dv)
 register("attention_context", (2, 2), _context_infer,
          lambda attrs, p, v: [attention_context(p, v).astype(p.dtype)])
