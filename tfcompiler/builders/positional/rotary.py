@@ -43,7 +43,8 @@ class RotaryOptions(PositionalKind):
             yield f"rotary_dim must be even and at most the head width {spec.model.dh}, got {rotary}"
 
 
-def rotate(ctx, options: RotaryOptions, spec, parts, site):
+def rope(ctx, options: RotaryOptions, spec, x, positions, label: str):
+    """Heads (B, H, S, Dh) rotated at `positions` as `options` say."""
     rotary = options.rotary_dim or spec.model.dh
     base = options.base
     if options.scaling == "ntk":
@@ -51,9 +52,13 @@ def rotate(ctx, options: RotaryOptions, spec, parts, site):
     attrs = dict(rotary_dim=rotary, base=float(base), interleaved=options.layout == "interleaved",
                  position_scale=1.0 / options.factor if options.scaling == "linear" else 1.0,
                  max_positions=spec.model.max_length)
-    parts.query = ctx.op("rope", parts.query, site.positions, label="RotaryQuery", **attrs)
+    return ctx.op("rope", x, positions, label=label, **attrs)
+
+
+def rotate(ctx, options: RotaryOptions, spec, parts, site):
+    parts.query = rope(ctx, options, spec, parts.query, site.positions, "RotaryQuery")
     key_positions = site.key_positions if site.key_positions is not None else site.positions
-    parts.key = ctx.op("rope", parts.key, key_positions, label="RotaryKey", **attrs)
+    parts.key = rope(ctx, options, spec, parts.key, key_positions, "RotaryKey")
     return parts
 
 
