@@ -155,7 +155,8 @@ def routing_attention(e, attrs, inputs, types, label):
     window = e.node1("Reshape", e.node1("Div", e.node1("Add", s, e.const(clusters - 1)), e.const(clusters)),
                      e.const([1]))
     to_centroids = e.node1("Transpose", centroids, perm=[0, 2, 1])
-    padded = e.node1("LessOrEqual", bias[0], e.mask_threshold()) if bias else None
+    by_content = attrs.get("padding_routing", "last") == "content"  # padding routed like any position
+    padded = e.node1("LessOrEqual", bias[0], e.mask_threshold()) if bias and not by_content else None
 
     def route(x):  # (B,H,S,D) -> (B,H,C·w): each centroid's positions, best first, padding last
         scores = e.node1("Transpose", e.node1("MatMul", unit(e, x), to_centroids), perm=[0, 1, 3, 2])
@@ -192,6 +193,9 @@ def routing_attention(e, attrs, inputs, types, label):
         visible = ahead if visible is None else e.node1("And", visible, ahead)
     values = per_centroid(take_rows(e, v, keys, value_width), value_width)
     if visible is None:
+        out, served = e.node1("MatMul", e.node1("Softmax", scores, axis=-1), values), None
+    elif by_content:  # a row with no visible key: all its scores equal, the Softmax takes the values' mean
+        scores = e.node1("Where", visible, scores, e.mask())
         out, served = e.node1("MatMul", e.node1("Softmax", scores, axis=-1), values), None
     else:
         scores = e.node1("Where", visible, scores, e.mask())

@@ -20,7 +20,8 @@ def routing_commitment(e, attrs, inputs, types, label):
         kv_heads = types[1].shape[1]
         key = repeat_heads(e, k[0], heads // kv_heads, heads, width) if kv_heads != heads else k[0]
         x = e.node1("Concat", q, key, axis=2)
-    x = unit(e, x)
+    # in fp32 in a low-precision model: a mean of many small squares, which fp16's and bf16's steps lose
+    x, centroids = unit(e, e.fp32(x)), e.fp32(centroids)
     scores = e.node1("MatMul", x, e.node1("Transpose", centroids, perm=[0, 2, 1]))  # (B,H,N,C)
     nearest = e.node1("ArgMax", scores, axis=-1, keepdims=1)  # the first of equals, as np.argmax
     one_hot = e.node1("Cast", e.node1("Equal", nearest, e.const(np.arange(clusters))), to=1)

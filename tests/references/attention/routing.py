@@ -9,9 +9,10 @@ heads attend the window |i - j| <= `window` instead.
 Under `positional: rope` every head's queries and keys are rotated (the routing heads' values too with
 `rotate_values`). With `shared_qk` there is no key projection: the keys are the unit queries, each
 centroid takes as keys the queries it took, and a query's own key weighs only where it is its one visible
-key. With `commitment_loss` the output `routing_commitment_loss` sums over the layers the factor times
-the mean over heads, positions (padding too) and features of (x/‖x‖ - μ)², x each query and key and μ
-its nearest centroid."""
+key. With `padding_routing: content` padding is routed like any position, and a query a centroid
+shows no visible key takes the mean of that centroid's values. With `commitment_loss` the output
+`routing_commitment_loss` sums over the layers the factor times the mean over heads, positions (padding
+too) and features of (x/‖x‖ - μ)², x each query and key and μ its nearest centroid."""
 from __future__ import annotations
 
 import math
@@ -38,7 +39,7 @@ def commitment(q, k, centroids, factor: float) -> float:
     return factor * total / x.size
 
 
-def routed(q, k, v, key_bias, centroids, causal: bool, shared_qk: bool = False):
+def routed(q, k, v, key_bias, centroids, causal: bool, shared_qk: bool = False, by_content: bool = False):
     b, h, s, d = q.shape
     k, v = repeat_kv(q, k, v)
     window = math.ceil(s / centroids.shape[1])
@@ -48,7 +49,8 @@ def routed(q, k, v, key_bias, centroids, causal: bool, shared_qk: bool = False):
         for hi in range(h):
             def nearest(x, mu):
                 score = [mu @ (x[p] / np.linalg.norm(x[p])) for p in range(s)]
-                return sorted(range(s), key=lambda p: (0, -score[p], p) if real[bi, p] else (1, 0, p))[:window]
+                return sorted(range(s), key=lambda p: (0, -score[p], p) if real[bi, p] or by_content
+                              else (1, 0, p))[:window]
             taken = [(nearest(q[bi, hi], mu),) * 2 if shared_qk else (nearest(q[bi, hi], mu), nearest(k[bi, hi], mu))
                      for mu in centroids[hi]]
             for i in range(s):
@@ -61,6 +63,8 @@ def routed(q, k, v, key_bias, centroids, causal: bool, shared_qk: bool = False):
                                            for j in seen])
                         weights = np.exp(scores - scores.max())
                         results.append(weights @ v[bi, hi, seen] / weights.sum())
+                    elif i in queries and by_content:  # every key hidden: the package's softmax is uniform
+                        results.append(v[bi, hi, keys].mean(axis=0))
                 out[bi, hi, i] = np.mean(results, axis=0) if results else 0.0
     return out
 
@@ -90,7 +94,7 @@ class Routing(MultiHead):
                               centroids, options.commitment_loss)
             ref.present["routing_commitment_loss"] = ref.present.get("routing_commitment_loss", 0.0) + loss
         out = routed(q[:, local:], k[:, local:], v[:, local:], site.key_bias, centroids, site.causal,
-                     options.shared_qk)
+                     options.shared_qk, options.padding_routing == "content")
         if not local:
             return out
         d = np.arange(s)[:, None] - np.arange(t)[None, :]

@@ -8,7 +8,8 @@ in encoders; the sparsity pass lowers them to banded blocks), the rest route.
 
 lucidrains' routing-transformer conventions, each an option off by default: rotary positions (`positional:
 rope`, interleaved there) on the routing heads' queries and keys and, with `rotate_values`, its values too;
-`shared_qk`, keys that are the unit queries (no key projection); and `commitment_loss`, the k-means
+`shared_qk`, keys that are the unit queries (no key projection); `padding_routing: content`, padding
+routed by its content like any token; and `commitment_loss`, the k-means
 commitment term the package returns beside its output (in eval too, where the centroids stay fixed) as the
 model's output `routing_commitment_loss`, summed over the layers as the package sums its aux losses.
 """
@@ -46,6 +47,10 @@ class RoutingOptions(AttentionKind):
                              "`shared_qk`).")
     rotate_values: bool = option(False, doc="With `positional: rope`, rotate the routing heads' values as well as "
                                  "their queries and keys, as routing-transformer does.")
+    padding_routing: str = option("last", doc="last: padding ranks after every real position, so it never takes "
+                                  "a real token's place. content: padding is routed like any position, and a query "
+                                  "a centroid shows no real key takes the mean of its values (routing-transformer).",
+                                  choices=("last", "content"))
     commitment_loss: float | None = option(None, doc="Also output the k-means commitment term, this factor times "
                                            "the mean squared distance of the unit queries and keys to their nearest "
                                            "centroid, every position counted (routing-transformer's aux loss, "
@@ -88,7 +93,8 @@ def build_routing(ctx, options: RoutingOptions, spec, site):
         add_commitment_loss(ctx, options, query, None if options.shared_qk else key, centroids)
     context = ctx.op("routing_attention", query, key, value, centroids, *key_padding(ctx, site), causal=site.causal,
                      scale=float(m.dh ** -0.5), label="RoutingAttention",
-                     **({"shared_qk": True} if options.shared_qk else {}))
+                     **({"shared_qk": True} if options.shared_qk else {}),
+                     **({"padding_routing": "content"} if options.padding_routing == "content" else {}))
     if local:
         context = ctx.op("concat", local_context, context, axis=1)
     return output_projection(ctx, spec, context)
@@ -153,6 +159,11 @@ head: {kind: lm}
 topology: encoder
 model: {kv_heads: 2}
 block: {attention: {kind: routing, clusters: 3, commitment_loss: 1.0}}
+encoder: {layers: 2}
+""",
+    "routing_padding_by_content": """
+topology: encoder
+block: {attention: {kind: routing, clusters: 3, padding_routing: content}}
 encoder: {layers: 2}
 """,
 })

@@ -1,7 +1,7 @@
 """The Routing Transformer's attention (Roy et al. 2021) as one canonical op.
 
 routing_attention(q (B,H,S,Dh), k (B,Hkv,S,Dh), v (B,Hkv,S,Dv), centroids (H,C,Dh),
-key_bias? (B|1,1,1,S)) attrs causal, scale, shared_qk? -> (B,H,S,Dv).
+key_bias? (B|1,1,1,S)) attrs causal, scale, shared_qk?, padding_routing? -> (B,H,S,Dv).
 
 Queries and keys are routed by their unit vectors to C centroids, balanced: centroid c takes the
 w = ⌈S/C⌉ queries and, separately, the w keys with the largest μ_c·x/‖x‖ (ties to the earlier
@@ -15,6 +15,10 @@ one visible key; a query no centroid serves outputs zero. Cost O(C·w²) = O(S²
 With shared_qk (k is then the queries themselves) the keys are the unit queries k/‖k‖ and each centroid
 takes as keys the queries it took, so routing happens once; a query's own key scores SELF_MASK, seen
 only where it is the query's one visible key (lucidrains' routing-transformer `shared_qk`).
+
+With padding_routing "content" (routing-transformer's convention) padded positions are routed by their
+content like any other, and a query that a centroid took but shows no visible key takes the plain mean of
+that centroid's values and counts as served (the package's softmax over keys that are all masked).
 
 routing_commitment(q (B,H,S,Dh), k? (B,Hkv,S,Dh), centroids (H,C,Dh)) attr commitment -> () float32:
 the k-means commitment term of routing-transformer, commitment · mean((x/‖x‖ - μ(x))²) over the
@@ -43,7 +47,8 @@ def routed(x: np.ndarray, centroids: np.ndarray, padded: np.ndarray) -> np.ndarr
     return np.argsort(-scores, axis=-1, kind="stable")[..., :window]
 
 
-def routing_attention(q, k, v, centroids, key_bias, causal: bool, scale: float, shared_qk: bool = False):
+def routing_attention(q, k, v, centroids, key_bias, causal: bool, scale: float, shared_qk: bool = False,
+                      padding_routing: str = "last"):
     b, h, s, _ = q.shape
     group = h // k.shape[1]
     q, centroids = q.astype(np.float64), centroids.astype(np.float64)
@@ -53,8 +58,9 @@ def routing_attention(q, k, v, centroids, key_bias, causal: bool, scale: float, 
     padded = bias <= MASKED / 2
     if shared_qk:
         k = unit(k)
-    queries = routed(q, centroids, padded)  # (B,H,C,w)
-    keys = queries if shared_qk else routed(k, centroids, padded)
+    ranked_last = padded if padding_routing == "last" else np.zeros_like(padded)
+    queries = routed(q, centroids, ranked_last)  # (B,H,C,w)
+    keys = queries if shared_qk else routed(k, centroids, ranked_last)
 
     def take(x, index):  # (B,H,S,D), (B,H,C,w) -> (B,H,C,w,D)
         return np.take_along_axis(x[:, :, None], index[..., None], axis=3)
@@ -66,7 +72,7 @@ def routing_attention(q, k, v, centroids, key_bias, causal: bool, scale: float, 
     visible = np.broadcast_to(key_bias[..., None, :] > MASKED / 2, scores.shape)
     if causal:
         visible = visible & (keys[..., None, :] <= queries[..., :, None])
-    served = visible.any(-1)  # (B,H,C,w)
+    served = visible.any(-1) if padding_routing == "last" else np.ones(visible.shape[:-1], bool)  # (B,H,C,w)
     out = softmax(np.where(visible, scores, MASKED)) @ take(v, keys) * served[..., None]
     total, count = np.zeros((b, h, s, v.shape[-1])), np.zeros((b, h, s))
     for c in range(queries.shape[2]):  # a query appears at most once per centroid
@@ -98,7 +104,8 @@ def _infer_commitment(attrs, types):
 
 register("routing_attention", (4, 5), _infer,
          lambda attrs, q, k, v, centroids, bias=None: [routing_attention(
-             q, k, v, centroids, bias, attrs["causal"], attrs["scale"], attrs.get("shared_qk", False))])
+             q, k, v, centroids, bias, attrs["causal"], attrs["scale"], attrs.get("shared_qk", False),
+             attrs.get("padding_routing", "last"))])
 register("routing_commitment", (2, 3), _infer_commitment,
          lambda attrs, q, *rest: [routing_commitment(q, rest[0] if len(rest) == 2 else None, rest[-1],
                                                      attrs["commitment"])])
