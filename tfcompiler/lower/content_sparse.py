@@ -194,7 +194,7 @@ def routing_attention(e, attrs, inputs, types, label):
     values = per_centroid(take_rows(e, v, keys, value_width), value_width)
     if visible is None:
         out, served = e.node1("MatMul", e.node1("Softmax", scores, axis=-1), values), None
-    elif by_content:  # a row with no visible key: all its scores equal, the Softmax takes the values' mean
+    elif by_content and not attrs["causal"]:  # a row with no real key: all its scores equal, the Softmax averages
         scores = e.node1("Where", visible, scores, e.mask())
         out, served = e.node1("MatMul", e.node1("Softmax", scores, axis=-1), values), None
     else:

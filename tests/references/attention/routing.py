@@ -10,7 +10,7 @@ Under `positional: rope` every head's queries and keys are rotated (the routing 
 `rotate_values`). With `shared_qk` there is no key projection: the keys are the unit queries, each
 centroid takes as keys the queries it took, and a query's own key weighs only where it is its one visible
 key. With `padding_routing: content` padding is routed like any position, and a query a centroid
-shows no visible key takes the mean of that centroid's values. With `commitment_loss` the output
+shows no real key takes, in an encoder, the mean of that centroid's values. With `commitment_loss` the output
 `routing_commitment_loss` sums over the layers the factor times the mean over heads, positions (padding
 too) and features of (x/‖x‖ - μ)², x each query and key and μ its nearest centroid."""
 from __future__ import annotations
@@ -63,7 +63,7 @@ def routed(q, k, v, key_bias, centroids, causal: bool, shared_qk: bool = False, 
                                            for j in seen])
                         weights = np.exp(scores - scores.max())
                         results.append(weights @ v[bi, hi, seen] / weights.sum())
-                    elif i in queries and by_content:  # every key hidden: the package's softmax is uniform
+                    elif i in queries and by_content and not causal:  # no real key: the package's softmax is uniform
                         results.append(v[bi, hi, keys].mean(axis=0))
                 out[bi, hi, i] = np.mean(results, axis=0) if results else 0.0
     return out

@@ -6,12 +6,12 @@ stays inside the graph (TopK over the length), so any length works. Causal in de
 paper, `local_heads` of the heads can attend a local window instead (`window` keys back, and ahead
 in encoders; the sparsity pass lowers them to banded blocks), the rest route.
 
-lucidrains' routing-transformer conventions, each an option off by default: rotary positions (`positional:
-rope`, interleaved there) on the routing heads' queries and keys and, with `rotate_values`, its values too;
-`shared_qk`, keys that are the unit queries (no key projection); `padding_routing: content`, padding
-routed by its content like any token; and `commitment_loss`, the k-means
-commitment term the package returns beside its output (in eval too, where the centroids stay fixed) as the
-model's output `routing_commitment_loss`, summed over the layers as the package sums its aux losses.
+`positional: rope` rotates every head's queries and keys (lucidrains' routing-transformer rotates the
+routing heads', interleaved). Its other conventions are options, each off by default: `rotate_values`, the
+routing heads' values rotated too; `shared_qk`, keys that are the unit queries (no key projection);
+`padding_routing: content`, padding routed by its content like any token; and `commitment_loss`, the
+k-means commitment term the package returns beside its output (in eval too, where its centroids stay
+fixed), as the model's output `routing_commitment_loss`, summed over the layers as the package sums it.
 """
 from __future__ import annotations
 
@@ -32,8 +32,10 @@ class RoutingOptions(AttentionKind):
 
     PAPER = "Routing Transformer (Roy et al. 2021)"
     COMPUTES = ("queries and keys routed to learned `centroids`, each taking ⌈S/C⌉ (padding ranked after every real "
-                "position); `local_heads` attend a window instead")
-    LOWERING = "`routing_attention`: TopK, GatherElements, ScatterElements(add)"
+                "position, or routed by content); `local_heads` attend a window instead; optional shared keys and "
+                "the k-means commitment term as an output")
+    LOWERING = ("`routing_attention`: TopK, GatherElements, ScatterElements(add); `routing_commitment`: ArgMax, "
+                "one-hot MatMul, ReduceMean")
 
     no_cache_because: ClassVar[str] = ("each centroid takes the ⌈S/C⌉ nearest of the whole sequence's queries and "
                                        "keys, so a new token changes which tokens earlier ones attend")
@@ -48,8 +50,9 @@ class RoutingOptions(AttentionKind):
     rotate_values: bool = option(False, doc="With `positional: rope`, rotate the routing heads' values as well as "
                                  "their queries and keys, as routing-transformer does.")
     padding_routing: str = option("last", doc="last: padding ranks after every real position, so it never takes "
-                                  "a real token's place. content: padding is routed like any position, and a query "
-                                  "a centroid shows no real key takes the mean of its values (routing-transformer).",
+                                  "a real token's place. content: padding is routed like any position, and in an "
+                                  "encoder a query a centroid shows no real key takes the mean of its values "
+                                  "(routing-transformer).",
                                   choices=("last", "content"))
     commitment_loss: float | None = option(None, doc="Also output the k-means commitment term, this factor times "
                                            "the mean squared distance of the unit queries and keys to their nearest "
@@ -165,5 +168,11 @@ encoder: {layers: 2}
 topology: encoder
 block: {attention: {kind: routing, clusters: 3, padding_routing: content}}
 encoder: {layers: 2}
+""",
+    "routing_causal_padding_by_content": """
+topology: decoder
+block: {attention: {kind: routing, clusters: 3, padding_routing: content}}
+decoder: {layers: 2}
+head: {kind: lm}
 """,
 })

@@ -17,8 +17,10 @@ takes as keys the queries it took, so routing happens once; a query's own key sc
 only where it is the query's one visible key (lucidrains' routing-transformer `shared_qk`).
 
 With padding_routing "content" (routing-transformer's convention) padded positions are routed by their
-content like any other, and a query that a centroid took but shows no visible key takes the plain mean of
-that centroid's values and counts as served (the package's softmax over keys that are all masked).
+content like any other, and in an encoder a query that a centroid took but shows no real key takes the
+plain mean of that centroid's values and counts as served (the package's softmax over keys that are all
+masked; in a decoder such a mean would read later tokens, and the package never meets the case: its causal
+routing always has a key, the query's own or a memory key).
 
 routing_commitment(q (B,H,S,Dh), k? (B,Hkv,S,Dh), centroids (H,C,Dh)) attr commitment -> () float32:
 the k-means commitment term of routing-transformer, commitment · mean((x/‖x‖ - μ(x))²) over the
@@ -72,7 +74,8 @@ def routing_attention(q, k, v, centroids, key_bias, causal: bool, scale: float, 
     visible = np.broadcast_to(key_bias[..., None, :] > MASKED / 2, scores.shape)
     if causal:
         visible = visible & (keys[..., None, :] <= queries[..., :, None])
-    served = visible.any(-1) if padding_routing == "last" else np.ones(visible.shape[:-1], bool)  # (B,H,C,w)
+    uniform = padding_routing == "content" and not causal  # a query with no real key averages the values
+    served = np.ones(visible.shape[:-1], bool) if uniform else visible.any(-1)  # (B,H,C,w)
     out = softmax(np.where(visible, scores, MASKED)) @ take(v, keys) * served[..., None]
     total, count = np.zeros((b, h, s, v.shape[-1])), np.zeros((b, h, s))
     for c in range(queries.shape[2]):  # a query appears at most once per centroid
