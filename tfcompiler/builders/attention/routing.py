@@ -148,7 +148,7 @@ head: {kind: lm}
     "routing_rotary_values": """
 topology: decoder
 positional: {kind: rope, layout: interleaved}
-block: {attention: {kind: routing, clusters: 2, rotate_values: true}}
+block: {attention: {kind: routing, clusters: 2, local_heads: 1, window: 3, rotate_values: true}}
 decoder: {layers: 2}
 head: {kind: lm}
 """,
