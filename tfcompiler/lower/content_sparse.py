@@ -116,6 +116,12 @@ def row_index(e, index: str, last: int | None) -> str:
                    e.node1("Concat", e.node1("Shape", index), e.const([last]), axis=0))
 
 
+def unit(e, x: str) -> str:
+    """Vectors (..., D) -> x / max(‖x‖, 1e-12), as torch's F.normalize."""
+    norm = e.node1("Sqrt", reduce(e, "ReduceSum", e.node1("Mul", x, x), [-1]))
+    return e.node1("Div", x, e.node1("Max", norm, e.const(1e-12, np.float32)))
+
+
 def per_head_bias(e, bias: str, q: str, s: str) -> str:
     """Key bias (B|1,1,1,S) -> (B,H,S), one row per head of q, to be sorted or gathered with the keys."""
     return e.node1("Expand", e.node1("Squeeze", bias, e.const([2])),
@@ -150,12 +156,11 @@ def routing_attention(e, attrs, inputs, types, label):
     window = e.node1("Reshape", e.node1("Div", e.node1("Add", s, e.const(clusters - 1)), e.const(clusters)),
                      e.const([1]))
     to_centroids = e.node1("Transpose", centroids, perm=[0, 2, 1])
-    padded = e.node1("LessOrEqual", bias[0], e.mask_threshold()) if bias else None
+    by_content = attrs.get("padding_routing", "last") == "content"  # padding routed like any position
+    padded = e.node1("LessOrEqual", bias[0], e.mask_threshold()) if bias and not by_content else None
 
     def route(x):  # (B,H,S,D) -> (B,H,C·w): each centroid's positions, best first, padding last
-        norm = e.node1("Sqrt", reduce(e, "ReduceSum", e.node1("Mul", x, x), [-1]))
-        unit = e.node1("Div", x, e.node1("Max", norm, e.const(1e-12, np.float32)))
-        scores = e.node1("Transpose", e.node1("MatMul", unit, to_centroids), perm=[0, 1, 3, 2])
+        scores = e.node1("Transpose", e.node1("MatMul", unit(e, x), to_centroids), perm=[0, 1, 3, 2])
         if padded is not None:
             scores = e.node1("Where", padded, e.mask(), scores)
         chosen = e.node("TopK", [scores, window], n_outputs=2, axis=-1, largest=1, sorted=1)[1]
@@ -164,7 +169,11 @@ def routing_attention(e, attrs, inputs, types, label):
     def per_centroid(x, last):  # (B,H,C·w[,last]) -> (B,H,C,w[,last])
         return e.node1("Reshape", x, e.const([0, 0, clusters, -1] + ([last] if last else [])))
 
-    queries, keys = route(q), route(k)
+    shared = attrs.get("shared_qk", False)
+    if shared:  # the keys are the unit queries, taken where the queries are
+        k = unit(e, k)
+    queries = route(q)
+    keys = queries if shared else route(k)
     scores = e.node1("MatMul", per_centroid(take_rows(e, q, queries, width), width),
                      e.node1("Transpose", per_centroid(take_rows(e, k, keys, width), width), perm=[0, 1, 2, 4, 3]))
     scores = e.node1("Mul", scores, e.const(attrs["scale"], np.float32))  # (B,H,C,w,w)
@@ -175,12 +184,19 @@ def routing_attention(e, attrs, inputs, types, label):
                            e.const([3]))  # (B,H,C,1,w)
         scores = e.node1("Add", scores, key_bias)
         visible = e.node1("Greater", key_bias, e.mask_threshold())
+    if shared or attrs["causal"]:
+        key_index, query_index = (e.node1("Unsqueeze", per_centroid(keys, None), e.const([3])),
+                                  e.node1("Unsqueeze", per_centroid(queries, None), e.const([4])))
+    if shared:  # a query's own key only where it sees nothing else
+        scores = e.node1("Where", e.node1("Equal", key_index, query_index), e.self_mask(), scores)
     if attrs["causal"]:
-        ahead = e.node1("LessOrEqual", e.node1("Unsqueeze", per_centroid(keys, None), e.const([3])),
-                        e.node1("Unsqueeze", per_centroid(queries, None), e.const([4])))
+        ahead = e.node1("LessOrEqual", key_index, query_index)
         visible = ahead if visible is None else e.node1("And", visible, ahead)
     values = per_centroid(take_rows(e, v, keys, value_width), value_width)
     if visible is None:
+        out, served = e.node1("MatMul", e.node1("Softmax", scores, axis=-1), values), None
+    elif by_content and not attrs["causal"]:  # a row with no real key: all its scores equal, the Softmax averages
+        scores = e.node1("Where", visible, scores, e.mask())
         out, served = e.node1("MatMul", e.node1("Softmax", scores, axis=-1), values), None
     else:
         scores = e.node1("Where", visible, scores, e.mask())

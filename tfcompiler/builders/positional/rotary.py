@@ -43,20 +43,26 @@ class RotaryOptions(PositionalKind):
             yield f"rotary_dim must be even and at most the head width {spec.model.dh}, got {rotary}"
 
 
-def rotate(ctx, options: RotaryOptions, spec, parts, site):
+def rope(ctx, options: RotaryOptions, spec, x, positions, label: str, shift: int = 0):
+    """Heads (B, H, S, Dh) rotated at `positions` as `options` say; `shift`: how far past max_length the
+    tables reach (queries rotated at shifted positions)."""
     rotary = options.rotary_dim or spec.model.dh
     base = options.base
     if options.scaling == "ntk":
         base = base * options.factor ** (rotary / (rotary - 2))
     attrs = dict(rotary_dim=rotary, base=float(base), interleaved=options.layout == "interleaved",
                  position_scale=1.0 / options.factor if options.scaling == "linear" else 1.0,
-                 max_positions=spec.model.max_length + site.query_shift)
+                 max_positions=spec.model.max_length + shift)
+    return ctx.op("rope", x, positions, label=label, **attrs)
+
+
+def rotate(ctx, options: RotaryOptions, spec, parts, site):
     query_positions = site.positions
     if site.query_shift:  # the tables reach the shifted positions too
         query_positions = ctx.op("add", site.positions, ctx.constant(site.query_shift, dtype="int64"))
-    parts.query = ctx.op("rope", parts.query, query_positions, label="RotaryQuery", **attrs)
+    parts.query = rope(ctx, options, spec, parts.query, query_positions, "RotaryQuery", site.query_shift)
     key_positions = site.key_positions if site.key_positions is not None else site.positions
-    parts.key = ctx.op("rope", parts.key, key_positions, label="RotaryKey", **attrs)
+    parts.key = rope(ctx, options, spec, parts.key, key_positions, "RotaryKey", site.query_shift)
     return parts
 
 
