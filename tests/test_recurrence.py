@@ -27,6 +27,8 @@ head: {{kind: lm}}
 """
 CASES = {"transformer_xl_pre": dict(positional="transformer_xl", placement="pre", kv=4),
          "t5_post_grouped": dict(positional="{kind: t5, num_buckets: 8, max_distance: 16}", placement="post", kv=2),
+         "transformer_xl_learned_post": dict(positional="{kind: transformer_xl, form: learned}", placement="post",
+                                             kv=2),
          "alibi_pre": dict(positional="alibi", placement="pre", kv=4),
          "compressive_conv": dict(positional="transformer_xl", placement="pre", kv=4,
                                   compressed=", compressed_memory: {length: 3, rate: 2}"),
