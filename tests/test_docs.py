@@ -112,4 +112,7 @@ def test_readme_keeps_the_quick_start_commands():
     assert ("python3 -m venv .venv && . .venv/bin/activate && pip install -e . && tfc compile "
             "specs/gpt2-small.yaml -o gpt2/ --explain && tfc generate gpt2/ --input-ids '[[464, 3290, 318], "
             "[40, 1842]]' --max-new-tokens 16") in readme
-    assert 'python3 -m venv .venv && . .venv/bin/activate && pip install -e ".[test]" && python -m pytest' in readme
+    assert ('python3 -m venv .venv && . .venv/bin/activate && pip install -e ".[test]" && pip install --no-deps '
+            'labml-nn==0.5.1 labml==0.5.3 && python -m pytest') in readme
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")  # CI runs the README's second command
+    assert 'pip install --quiet -e ".[test]"' in ci and "pip install --quiet --no-deps labml-nn==0.5.1 labml==0.5.3" in ci
