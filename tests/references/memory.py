@@ -29,7 +29,8 @@ class Memory:
         self.present[f"present_memories.{i}"] = combined[:, -stack.memory:]
         if stack.compressed_memory is None:
             return past
-        compressed, pending = (self.feeds[f"past_{kind}_memories.{self.memory_read(stack, i)}"] for kind in ("compressed", "pending"))
+        read = self.memory_read(stack, i)
+        compressed, pending = (self.feeds[f"past_{kind}_memories.{read}"] for kind in ("compressed", "pending"))
         evicted = np.concatenate([pending, combined[:, :max(0, combined.shape[1] - stack.memory)]], axis=1)
         whole = evicted.shape[1] - evicted.shape[1] % stack.compressed_memory.rate
         self.present[f"present_compressed_memories.{i}"] = np.concatenate(
