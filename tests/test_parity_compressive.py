@@ -4,11 +4,10 @@ layer, no final norm) in eval mode against a decoder spec with `residual`, `memo
 `recurrence`, the same weights, over three consecutive segments with the memories fed back: the logits and
 every layer's memory and compressed memory.
 
-What is compared: whole segments of `seq_len` tokens, no padding (the package updates its memories only
-after a whole segment and pads no memory), and its positional table `pos_emb` at its initial zeros — its
-learned per-head key per key-window offset (row b - a + seq_len - 1 for query a and key b of
-[compressed; memory; segment], shared by the layers) has no counterpart in the spec language, so the spec
-says `positional: none`."""
+Its positional table `pos_emb` (a learned key per head and key-window offset, shared by the layers) is the
+`window_offset` scheme, copied into every layer. What is compared: whole segments of `seq_len` tokens and no
+padding — the package updates its memories only after a whole segment, and its `mask` does not reach the
+memories."""
 from __future__ import annotations
 
 import numpy as np
@@ -27,7 +26,7 @@ tfc: 1
 name: compressive
 topology: decoder
 model: {{width: {D}, heads: {HEADS}, ffn_width: {ffn}, vocab_size: {VOCAB}, max_length: 64}}
-positional: none
+positional: {{kind: window_offset, segment: {SEQ}, length: {table}}}
 block: {{placement: pre, residual: {residual}}}
 decoder: {{layers: {DEPTH}, memory: {MEM}, compressed_memory: {{length: {CMEM}, rate: {RATE}}},
           memory_states: normalized, recurrence: {recurrence}, final_norm: false}}
@@ -49,6 +48,7 @@ def canonical_weights(model) -> dict[str, np.ndarray]:
             weights[f"{ours}.attention.{name}.bias"] = np.zeros(D)  # the package's q, k, v have none
         conv = p[f"{attn}.fn.fn.compress_mem_fn.conv.weight"]  # (out, in, rate)
         weights.update({
+            f"{ours}.attention.relative.key.weight": p["pos_emb"],
             f"{ours}.attention.output.weight": p[f"{attn}.fn.fn.to_out.weight"].T,
             f"{ours}.attention.output.bias": p[f"{attn}.fn.fn.to_out.bias"],
             f"{ours}.compress.weight": conv.transpose(2, 1, 0).reshape(RATE * D, D),
@@ -70,13 +70,12 @@ def test_segments_match_compressive_transformer_pytorch(gru, enhanced, tmp_path)
     model = package.CompressiveTransformer(num_tokens=VOCAB, dim=D, seq_len=SEQ, depth=DEPTH, mem_len=MEM,
                                            cmem_len=CMEM, cmem_ratio=RATE, heads=HEADS, gru_gated_residual=gru,
                                            enhanced_recurrence=enhanced).eval()
-    with torch.no_grad():  # norms and biases away from their ones and zeros; pos_emb stays zero (docstring)
-        for name, parameter in model.named_parameters():
-            if name != "pos_emb":
-                parameter.add_(0.1 * torch.randn_like(parameter))
+    with torch.no_grad():  # norms, biases and pos_emb away from their ones and zeros
+        for parameter in model.parameters():
+            parameter.add_(0.1 * torch.randn_like(parameter))
     save_file(canonical_weights(model), str(tmp_path / "w.safetensors"))
     spec = parse_spec(SPEC.format(D=D, HEADS=HEADS, ffn=4 * D, VOCAB=VOCAB, DEPTH=DEPTH, MEM=MEM, CMEM=CMEM,
-                                  RATE=RATE, residual="gru" if gru else "add",
+                                  RATE=RATE, SEQ=SEQ, table=SEQ + MEM + CMEM, residual="gru" if gru else "add",
                                   recurrence="enhanced" if enhanced else "standard"), "compressive.yaml")
     session = ort.InferenceSession(compile_spec(spec, weights=str(tmp_path / "w.safetensors")).model.serialize())
     names = [o.name for o in session.get_outputs()]
