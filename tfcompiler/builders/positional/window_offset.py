@@ -40,6 +40,9 @@ class WindowOffsetOptions(PositionalKind):
     numbers_from_segment_start: ClassVar[bool] = False  # its rows are offsets within the key window
     no_cache_because: ClassVar[str] = "its rows count each query's place from the start of the call's segment"
 
+    def layer_parameters(self, spec) -> int:
+        return spec.model.heads * self.length * spec.model.dh
+
     def problems(self, spec, where):
         if self.length < self.segment:
             yield f"window_offset needs length >= segment (the rows of a window without memory), got " \
