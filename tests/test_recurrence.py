@@ -134,6 +134,12 @@ def test_generation_feeds_each_token_as_a_segment(case, tmp_path):
      .replace("topology: decoder", "topology: encoder")
      .replace("decoder: {", "encoder: {").replace("head: {kind: lm}", "head: {kind: none}"),
      "needs topology 'decoder'"),
+    (SPEC.format(memory=4, compressed=", memory_states: normalized", positional="alibi", placement="post", kv=4),
+     r"bad.yaml:\d+:\d+: decoder.memory_states: normalized memories .* every block must be pre-norm"),
+    (SPEC.format(memory=0, compressed=", recurrence: enhanced", positional="alibi", placement="pre", kv=4),
+     r"bad.yaml:\d+:\d+: decoder.recurrence: .*set `memory` too"),
+    (SPEC.format(memory=4, compressed="", positional="alibi", placement="none, residual: gru", kv=4),
+     r"bad.yaml:\d+:\d+: decoder.layers\[0\].block.residual: .*placement 'none' has no residual"),
 ])
 def test_memory_needs_a_decoder_with_relative_positions(text, message):
     with pytest.raises(TfcError, match=message):
