@@ -1,8 +1,8 @@
 """Parity with lucidrains' compressive-transformer-pytorch: its CompressiveTransformer (pre-norm, GRU-gated
-or added residuals, enhanced recurrence or not, a segment memory and a convolution-compressed memory per
-layer, no final norm) in eval mode against a decoder spec with `residual`, `memory_states: normalized` and
-`recurrence`, the same weights, over three consecutive segments with the memories fed back: the logits and
-every layer's memory and compressed memory.
+or added residuals, enhanced recurrence or not, GELU or GEGLU feed-forward, a segment memory and a
+convolution-compressed memory per layer, no final norm) in eval mode against a decoder spec with `residual`,
+`memory_states: normalized` and `recurrence`, the same weights, over three consecutive segments with the
+memories fed back: the logits and every layer's memory and compressed memory.
 
 Its positional table `pos_emb` (a learned key per head and key-window offset, shared by the layers) is the
 `window_offset` scheme, copied into every layer. What is compared: whole segments of `seq_len` tokens and no
@@ -27,7 +27,7 @@ name: compressive
 topology: decoder
 model: {{width: {D}, heads: {HEADS}, ffn_width: {ffn}, vocab_size: {VOCAB}, max_length: 64}}
 positional: {{kind: window_offset, segment: {SEQ}, length: {table}}}
-block: {{placement: pre, residual: {residual}}}
+block: {{placement: pre, residual: {residual}, ffn: {{activation: {activation}}}}}
 decoder: {{layers: {DEPTH}, memory: {MEM}, compressed_memory: {{length: {CMEM}, rate: {RATE}}},
           memory_states: normalized, recurrence: {recurrence}, final_norm: false}}
 head: {{kind: lm, tied: false, bias: true}}
@@ -36,7 +36,8 @@ head: {{kind: lm, tied: false, bias: true}}
 
 def canonical_weights(model) -> dict[str, np.ndarray]:
     """The package's parameters under tfcompiler's names: (in, out) matrices; to_kv split into key and
-    value; the compressor's Conv1d (out, in, rate) as a linear map of a window's states concatenated."""
+    value; the compressor's Conv1d (out, in, rate) as a linear map of a window's states concatenated; a GLU
+    feed-forward's w1 split into gate and up."""
     p = {k: v.detach().numpy() for k, v in model.state_dict().items()}
     weights = {"embeddings.tokens.weight": p["token_emb.weight"], "lm_head.weight": p["to_logits.1.weight"].T,
                "lm_head.bias": p["to_logits.1.bias"]}
@@ -53,8 +54,12 @@ def canonical_weights(model) -> dict[str, np.ndarray]:
             f"{ours}.attention.output.bias": p[f"{attn}.fn.fn.to_out.bias"],
             f"{ours}.compress.weight": conv.transpose(2, 1, 0).reshape(RATE * D, D),
             f"{ours}.compress.bias": p[f"{attn}.fn.fn.compress_mem_fn.conv.bias"],
-            f"{ours}.ffn.up.weight": p[f"{ff}.fn.fn.w1.weight"].T, f"{ours}.ffn.up.bias": p[f"{ff}.fn.fn.w1.bias"],
             f"{ours}.ffn.down.weight": p[f"{ff}.fn.fn.w2.weight"].T, f"{ours}.ffn.down.bias": p[f"{ff}.fn.fn.w2.bias"]})
+        up, up_bias = p[f"{ff}.fn.fn.w1.weight"].T, p[f"{ff}.fn.fn.w1.bias"]
+        if up.shape[1] == 2 * D * 4:  # ff_glu: w1 is [gate | up], the gate's half through GELU
+            weights.update({f"{ours}.ffn.gate.weight": up[:, :4 * D], f"{ours}.ffn.gate.bias": up_bias[:4 * D]})
+            up, up_bias = up[:, 4 * D:], up_bias[4 * D:]
+        weights.update({f"{ours}.ffn.up.weight": up, f"{ours}.ffn.up.bias": up_bias})
         for sublayer, module in (("attention", attn), ("ffn", ff)):
             weights[f"{ours}.{sublayer}_norm.weight"] = p[f"{module}.fn.norm.weight"]
             weights[f"{ours}.{sublayer}_norm.bias"] = p[f"{module}.fn.norm.bias"]
@@ -64,19 +69,21 @@ def canonical_weights(model) -> dict[str, np.ndarray]:
     return {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in weights.items()}
 
 
-@pytest.mark.parametrize("gru, enhanced", [(True, True), (False, True), (True, False)])
-def test_segments_match_compressive_transformer_pytorch(gru, enhanced, tmp_path):
+@pytest.mark.parametrize("gru, enhanced, glu", [(True, True, False), (False, True, False), (True, False, False),
+                                            (True, True, True)])
+def test_segments_match_compressive_transformer_pytorch(gru, enhanced, glu, tmp_path):
     torch.manual_seed(0)
     model = package.CompressiveTransformer(num_tokens=VOCAB, dim=D, seq_len=SEQ, depth=DEPTH, mem_len=MEM,
                                            cmem_len=CMEM, cmem_ratio=RATE, heads=HEADS, gru_gated_residual=gru,
-                                           enhanced_recurrence=enhanced).eval()
+                                           enhanced_recurrence=enhanced, ff_glu=glu).eval()
     with torch.no_grad():  # norms, biases and pos_emb away from their ones and zeros
         for parameter in model.parameters():
             parameter.add_(0.1 * torch.randn_like(parameter))
     save_file(canonical_weights(model), str(tmp_path / "w.safetensors"))
     spec = parse_spec(SPEC.format(D=D, HEADS=HEADS, ffn=4 * D, VOCAB=VOCAB, DEPTH=DEPTH, MEM=MEM, CMEM=CMEM,
                                   RATE=RATE, SEQ=SEQ, table=SEQ + MEM + CMEM, residual="gru" if gru else "add",
-                                  recurrence="enhanced" if enhanced else "standard"), "compressive.yaml")
+                                  recurrence="enhanced" if enhanced else "standard",
+                                  activation="geglu" if glu else "gelu"), "compressive.yaml")
     session = ort.InferenceSession(compile_spec(spec, weights=str(tmp_path / "w.safetensors")).model.serialize())
     names = [o.name for o in session.get_outputs()]
     ids = np.random.default_rng(0).integers(0, VOCAB, (2, 3 * SEQ))
