@@ -115,4 +115,5 @@ def test_readme_keeps_the_quick_start_commands():
     assert ('python3 -m venv .venv && . .venv/bin/activate && pip install -e ".[test]" && pip install --no-deps '
             'labml-nn==0.5.1 labml==0.5.3 && python -m pytest') in readme
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")  # CI runs the README's second command
-    assert 'pip install --quiet -e ".[test]"' in ci and "pip install --quiet --no-deps labml-nn==0.5.1 labml==0.5.3" in ci
+    assert 'pip install --quiet -e ".[test]"' in ci
+    assert "pip install --quiet --no-deps labml-nn==0.5.1 labml==0.5.3" in ci

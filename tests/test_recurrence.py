@@ -33,7 +33,13 @@ CASES = {"transformer_xl_pre": dict(positional="transformer_xl", placement="pre"
          "compressive_conv": dict(positional="transformer_xl", placement="pre", kv=4,
                                   compressed=", compressed_memory: {length: 3, rate: 2}"),
          "compressive_mean_post": dict(positional="alibi", placement="post", kv=2,
-                                       compressed=", compressed_memory: {length: 4, rate: 3, function: mean}")}
+                                       compressed=", compressed_memory: {length: 4, rate: 3, function: mean}"),
+         # the Compressive Transformer package's conventions (tests/test_parity_compressive.py)
+         "compressive_gru_enhanced": dict(positional="alibi", placement="pre, residual: gru", kv=4,
+                                          compressed=", compressed_memory: {length: 3, rate: 2}, "
+                                                     "memory_states: normalized, recurrence: enhanced"),
+         "gru_post_enhanced": dict(positional="{kind: t5, num_buckets: 8, max_distance: 16}",
+                                   placement="post, residual: gru", kv=2, compressed=", recurrence: enhanced")}
 
 
 def compiled(case: str, memory: int, tmp_path):
@@ -42,6 +48,10 @@ def compiled(case: str, memory: int, tmp_path):
     save_file(weights, str(tmp_path / "w.safetensors"))
     model = compile_spec(spec, weights=str(tmp_path / "w.safetensors"))
     return spec, weights, ort.InferenceSession(model.model.serialize()), model
+
+
+def compressive(case: str) -> bool:
+    return "compressed_memory" in CASES[case].get("compressed", "")
 
 
 def empty_memories(batch: int, compressed: bool = False):
@@ -56,7 +66,7 @@ def test_segments_match_the_reference_recurrence(case, tmp_path):
     reference = Reference(spec, weights)
     names = [o.name for o in session.get_outputs()]
     ids = np.random.default_rng(1).integers(0, 61, (2, 13))
-    ours = theirs = empty_memories(2, compressed="compressed" in CASES[case])
+    ours = theirs = empty_memories(2, compressed=compressive(case))
     for start, stop in [(0, 4), (4, 7), (7, 13)]:  # segments shorter and longer than the memory
         segment = ids[:, start:stop]
         feeds = {"input_ids": segment, "attention_mask": np.ones_like(segment)}
@@ -86,11 +96,13 @@ def test_a_memory_as_long_as_the_sequence_equals_one_causal_pass(tmp_path):
     assert np.abs(alone - whole[:, 4:8]).max() > 1e-3  # the memory carries context
 
 
-@pytest.mark.parametrize("case", ["transformer_xl_pre", "compressive_conv", "compressive_mean_post"])
+@pytest.mark.parametrize("case", ["transformer_xl_pre", "compressive_conv", "compressive_mean_post",
+                                  "compressive_gru_enhanced"])
 def test_generation_feeds_each_token_as_a_segment(case, tmp_path):
     """Generation carries the memories (`tfcompiler.cache` = memory): the prompt is a segment, then each
     new token, as the NumPy reference of the recurrence computes it; while the sequence before a call
-    fits in the memory that is the whole sequence's forward (the recomputing fallback)."""
+    fits in the memory that is the whole sequence's forward (the recomputing fallback), unless the
+    recurrence is enhanced."""
     spec, weights, _, model = compiled(case, 5, tmp_path)
     model.model.save(str(tmp_path / "m.onnx"))
     generator = Generator(tmp_path / "m.onnx")
@@ -99,7 +111,7 @@ def test_generation_feeds_each_token_as_a_segment(case, tmp_path):
     stepped = generator.generate([prompt], max_new_tokens=9, return_dict_in_generate=True, output_logits=True)
     recomputed = generator.generate([prompt], max_new_tokens=9, use_cache=False, return_dict_in_generate=True,
                                     output_logits=True)
-    reference, memories = Reference(spec, weights), empty_memories(1, compressed="compressed" in CASES[case])
+    reference, memories = Reference(spec, weights), empty_memories(1, compressed=compressive(case))
     sequence, pended = stepped.sequences[0].tolist(), False
     for step, (start, stop) in enumerate([(0, 3)] + [(t, t + 1) for t in range(3, 11)]):
         segment = np.array([sequence[start:stop]])
@@ -107,9 +119,10 @@ def test_generation_feeds_each_token_as_a_segment(case, tmp_path):
         np.testing.assert_allclose(stepped.logits[step][0], want["logits"][0, -1], atol=TOLERANCE, rtol=0)
         memories = {n.replace("present", "past"): v for n, v in want.items() if n.startswith("present")}
         pended = pended or memories.get("past_pending_memories.0", np.zeros((1, 0))).shape[1] > 0
-        if start <= 5:  # everything before the call is in the memory
+        if start <= 5 and "enhanced" not in CASES[case].get("compressed", ""):  # everything before the call
+            # is in the memory; with enhanced recurrence a layer reads the layer above, not a causal pass
             np.testing.assert_allclose(stepped.logits[step], recomputed.logits[step], atol=TOLERANCE, rtol=0)
-    if "compressed" in CASES[case]:
+    if compressive(case):
         assert memories["past_compressed_memories.0"].shape[1] > 0 and pended
     assert np.abs(stepped.logits[-1] - generator.generate(  # past the memory, the context is bounded
         [sequence[:-1]], max_new_tokens=1, use_cache=False, return_dict_in_generate=True,
@@ -123,6 +136,12 @@ def test_generation_feeds_each_token_as_a_segment(case, tmp_path):
      .replace("topology: decoder", "topology: encoder")
      .replace("decoder: {", "encoder: {").replace("head: {kind: lm}", "head: {kind: none}"),
      "needs topology 'decoder'"),
+    (SPEC.format(memory=4, compressed=", memory_states: normalized", positional="alibi", placement="post", kv=4),
+     r"bad.yaml:\d+:\d+: decoder.memory_states: normalized memories .* every block must be pre-norm"),
+    (SPEC.format(memory=0, compressed=", recurrence: enhanced", positional="alibi", placement="pre", kv=4),
+     r"bad.yaml:\d+:\d+: decoder.recurrence: .*set `memory` too"),
+    (SPEC.format(memory=4, compressed="", positional="alibi", placement="none, residual: gru", kv=4),
+     r"bad.yaml:\d+:\d+: decoder.layers\[0\].block.residual: .*placement 'none' has no residual"),
 ])
 def test_memory_needs_a_decoder_with_relative_positions(text, message):
     with pytest.raises(TfcError, match=message):

@@ -47,7 +47,8 @@ def implied_changes(spec) -> dict[str, bool]:
             # but for a decoder with a KV cache (its generation reads long prompts in chunks)
             "pack_projections": spec.model.max_length < LONG_FROM or (
                 spec.topology == "decoder" and kinds != {"recurrent"} and not why_no_cache(spec)),
-            "fuse_skip_norm": any(b.placement != "none" for b in blocks)}  # residual sums the norms read
+            # residual sums the norms read (a GRU-gated residual has none)
+            "fuse_skip_norm": any(b.placement != "none" and b.residual == "add" for b in blocks)}
 
 
 def changed(report) -> dict[str, bool]:

@@ -1,5 +1,6 @@
 """The textbook formulas every reference shares (float64 NumPy): Ba et al. 2016 LayerNorm, Zhang &
-Sennrich 2019 RMSNorm, Hendrycks & Gimpel 2016 GELU, Shazeer 2020 GLU variants, and Vaswani et al.
+Sennrich 2019 RMSNorm, Hendrycks & Gimpel 2016 GELU, Shazeer 2020 GLU variants, Cho et al. 2014's GRU
+cell, and Vaswani et al.
 2017's scaled dot-product attention with multi-query / grouped-query heads (Shazeer 2019, Ainslie et
 al. 2023), RealFormer's residual scores and talking heads (Shazeer et al. 2020)."""
 from __future__ import annotations
@@ -39,6 +40,17 @@ def silu(x):
 
 def sigmoid(x):
     return 1 / (1 + np.exp(-x))
+
+
+def gru_cell(w, x, h):
+    """Cho et al. 2014's GRU, one step as torch.nn.GRUCell(x, h), weights w[weight_ih|weight_hh|bias_ih|bias_hh]
+    in torch's layout (gates r, z, n stacked, a leading axis of one)."""
+    d = h.shape[-1]
+    gi = x @ w["weight_ih"][0].T + w["bias_ih"][0]
+    gh = h @ w["weight_hh"][0].T + w["bias_hh"][0]
+    r, z = sigmoid(gi[..., :d] + gh[..., :d]), sigmoid(gi[..., d:2 * d] + gh[..., d:2 * d])
+    n = np.tanh(gi[..., 2 * d:] + r * gh[..., 2 * d:])
+    return (1 - z) * n + z * h
 
 
 ACTIVATIONS = {"relu": lambda x: np.maximum(x, 0), "gelu": gelu, "gelu_tanh": gelu_tanh, "silu": silu,

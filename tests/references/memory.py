@@ -7,19 +7,30 @@ import math
 
 import numpy as np
 
-from .formulas import LAYER_NORM, attention, sigmoid
+from .formulas import LAYER_NORM, attention, gru_cell
 
 
 class Memory:
+    def gru(self, name, x, h):
+        """torch.nn.GRUCell(x, h) with the weights under `name`."""
+        return gru_cell({k: self.w[f"{name}.{k}"] for k in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")}, x, h)
+
+    def memory_read(self, stack, i):
+        """Whose memory layer i reads: its own, or with enhanced recurrence the layer above's (the top
+        layer the bottom's, as the Compressive Transformer package rolls them)."""
+        return (i + 1) % stack.layers if stack.recurrence == "enhanced" else i
+
     def remember(self, stack, i, past, x, name):
-        """Layer i's keys beyond its input: [compressed; pending; memory] from the feeds; records the
-        present memories — the last `memory` states of [memory; x], and the evicted states (after the
-        pending ones) compressed window by window, a partial last window pending."""
+        """Layer i's keys beyond its input: [compressed; pending; memory] from the feeds (those of the
+        layer it reads); records the present memories — the last `memory` states of [memory; x], and
+        the evicted states (after the pending ones) compressed window by window, a partial last window
+        pending."""
         combined = np.concatenate([past, x], axis=1)
         self.present[f"present_memories.{i}"] = combined[:, -stack.memory:]
         if stack.compressed_memory is None:
             return past
-        compressed, pending = (self.feeds[f"past_{kind}_memories.{i}"] for kind in ("compressed", "pending"))
+        read = self.memory_read(stack, i)
+        compressed, pending = (self.feeds[f"past_{kind}_memories.{read}"] for kind in ("compressed", "pending"))
         evicted = np.concatenate([pending, combined[:, :max(0, combined.shape[1] - stack.memory)]], axis=1)
         whole = evicted.shape[1] - evicted.shape[1] % stack.compressed_memory.rate
         self.present[f"present_compressed_memories.{i}"] = np.concatenate(
@@ -54,10 +65,5 @@ class Memory:
             out[:, i] = self.linear(context.transpose(0, 2, 1, 3).reshape(len(h), -1), f"{name}.attention.output")
         if forgetting == "normalize":
             return self.norm(out + self.w[f"{name}.slot_bias"], LAYER_NORM, f"{name}.norm")
-        g = {k: self.w[f"{name}.gru.{k}"][0] for k in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")}
-        gi, gh = out @ g["weight_ih"].T + g["bias_ih"], slots @ g["weight_hh"].T + g["bias_hh"]
-        d = m.width
-        r, z = sigmoid(gi[..., :d] + gh[..., :d]), sigmoid(gi[..., d:2 * d] + gh[..., d:2 * d])
-        n = np.tanh(gi[..., 2 * d:] + r * gh[..., 2 * d:])
-        kept = (1 - z) * n + z * slots
+        kept = self.gru(f"{name}.gru", out, slots)
         return kept + self.ffn(self.norm(kept, LAYER_NORM, f"{name}.ffn_norm"), "gelu", f"{name}.ffn")

@@ -59,8 +59,12 @@ class Reference(Resampled, Hierarchy, Memory):
         if block.placement == "none":
             return f(x)
         if block.placement == "pre":
-            return x + f(self.norm(x, block.norm, f"{name}_norm"))
-        return self.norm(x + f(x), block.norm, f"{name}_norm")
+            return self.join(x, f(self.norm(x, block.norm, f"{name}_norm")), block, name)
+        return self.norm(self.join(x, f(x), block, name), block.norm, f"{name}_norm")
+
+    def join(self, x, out, block, name):
+        """x + out, or the Compressive Transformer package's GRU gating: GRUCell(out, x)."""
+        return self.gru(f"{name}_gru", out, x) if block.residual == "gru" else x + out
 
     # --- embeddings and attention, through the kinds' registries ---------------------------------
     def embed(self, stack, ids, token_types, mask=None):
@@ -148,15 +152,18 @@ class Reference(Resampled, Hierarchy, Memory):
                                                         f"{p}.attention", positional, name, state),
                                                key_bias, block.attention)
 
-        past = self.feeds.get(f"past_memories.{i}") if stack.memory else None
+        past = self.feeds.get(f"past_memories.{self.memory_read(stack, i)}") if stack.memory else None
         if keys is not None:
             normed = self.norm(keys, block.norm, f"{p}.attention_norm") if block.placement == "pre" else keys
             x = self.sublayer(x, block, f"{p}.attention", attention(lambda h: normed, key_bias))
         elif past is None:
             x = self.sublayer(x, block, f"{p}.attention", attention(lambda h: h, key_bias))
         else:  # Dai et al. 2019: keys and values over [stop-gradient(memory); h], memory = earlier inputs
-            past = self.remember(stack, i, past, x, f"{p}.compress")
-            states = self.norm(past, block.norm, f"{p}.attention_norm") if block.placement == "pre" else past
+            normalized = stack.memory_states == "normalized"  # the layer writes its normalised input
+            written = self.norm(x, block.norm, f"{p}.attention_norm") if normalized else x
+            past = self.remember(stack, i, past, written, f"{p}.compress")
+            states = self.norm(past, block.norm, f"{p}.attention_norm") if block.placement == "pre" and \
+                not normalized else past
             with_past = None if key_bias is None else np.concatenate(
                 [np.zeros((x.shape[0], past.shape[1])), key_bias], axis=1)
             x = self.sublayer(x, block, f"{p}.attention",

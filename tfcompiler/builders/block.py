@@ -11,6 +11,7 @@ from ..language.kinds import ATTENTION, POSITIONS
 from ..language.model import Block
 from .attention.parts import Site
 from .ffn import build_ffn
+from .gru_cell import gru_cell
 from .norm import build_norm
 
 
@@ -19,8 +20,15 @@ def residual(ctx, x, block: Block, name: str, sublayer):
     if block.placement == "none":
         return sublayer(x)
     if block.placement == "pre":
-        return ctx.op("add", x, sublayer(build_norm(ctx, x, block.norm, f"{name}_norm")), label="Residual")
-    return build_norm(ctx, ctx.op("add", x, sublayer(x), label="Residual"), block.norm, f"{name}_norm")
+        return join(ctx, x, sublayer(build_norm(ctx, x, block.norm, f"{name}_norm")), block, name)
+    return build_norm(ctx, join(ctx, x, sublayer(x), block, name), block.norm, f"{name}_norm")
+
+
+def join(ctx, x, out, block: Block, name: str):
+    """x + out, or GRUCell(out, x): the sublayer's output gated against the residual stream."""
+    if block.residual == "gru":
+        return gru_cell(ctx, out, x, scope=f"{name}_gru", label="GatedResidual")
+    return ctx.op("add", x, out, label="Residual")
 
 
 def at_real_queries(ctx, options, out, mask, cache):
@@ -40,10 +48,11 @@ def build_block(ctx, block: Block, spec, x, mask, causal: bool, positions, state
     """x (B, S, D); mask (B, S) or None (of the keys); positions (1, S) of the tokens; ``state`` is
     shared by the stack's blocks (residual scores, biases computed once per stack); encoder =
     (hidden, mask) for cross-attention, or None; memory = (states (B, M, D) that entered this block in
-    earlier segments, their mask (B, M)) for Transformer-XL recurrence, or None; unpooled = the
-    full-length input (B, T, D) that a pooling layer's queries x attend (Funnel), and levels = how
-    many poolings the queries and the keys are from the tokens; cache = the self-attention's
-    LayerCache (tfcompiler.builders.cache) in a decoder compiled for incremental decoding."""
+    earlier segments, their mask (B, M), whether they are normalised already) for Transformer-XL
+    recurrence, or None; unpooled = the full-length input (B, T, D) that a pooling layer's queries x
+    attend (Funnel), and levels = how many poolings the queries and the keys are from the tokens;
+    cache = the self-attention's LayerCache (tfcompiler.builders.cache) in a decoder compiled for
+    incremental decoding."""
     attend = ATTENTION.builder(block.attention)
     positional = block.positional if block.positional is not None else spec.positional
     if block.positional is not None and POSITIONS.builder(positional).embed is not None:
@@ -64,8 +73,8 @@ def build_block(ctx, block: Block, spec, x, mask, causal: bool, positions, state
             with ctx.at("attention"):
                 return attend(ctx, block.attention, spec,
                               Site(h, h, mask, causal, positions, positional, state, levels=levels, cache=cache))
-        states, memory_mask = memory  # keys: the earlier states, normalised as x is, then x's own
-        if block.placement == "pre":
+        states, memory_mask, normalized = memory  # keys: the earlier states, normalised as x is, then x's own
+        if block.placement == "pre" and not normalized:
             states = build_norm(ctx, states, block.norm, "attention_norm")
         keys = ctx.op("concat", states, h, axis=1, label="WithMemory")
         key_mask = ctx.op("concat", memory_mask, mask, axis=1) if mask is not None else None

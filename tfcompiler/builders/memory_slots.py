@@ -22,6 +22,7 @@ from ..language.model import Ffn, Norm
 from .attention.multi_head import key_padding
 from .attention.parts import Site
 from .ffn import build_ffn
+from .gru_cell import gru_cell
 from .norm import build_norm
 
 
@@ -42,7 +43,7 @@ def write_slots(ctx, spec, stack_name: str, options, slots, hidden, mask):
             bias = ctx.param("slot_bias", (options.count, spec.model.width), "embedding")
             updated = build_norm(ctx, ctx.op("add", written, bias), Norm(), "norm")
         else:
-            kept = gru_cell(ctx, spec, written, slots)
+            kept = gru_cell(ctx, written, slots)
             normed = build_norm(ctx, kept, Norm(), "ffn_norm")
             updated = ctx.op("add", kept, build_ffn(ctx, normed, Ffn(activation="gelu"), spec))
         ctx.graph.outputs["present_memory_slots"] = updated
@@ -67,17 +68,3 @@ def slot_attention(ctx, spec, slots, hidden, mask):
                      ctx.op("mul", ctx.op("gather", probs, first, axis=3), own_value))
     return ctx.linear(ctx.merge_heads(context), m.width, "output", m.bias)
 
-
-def gru_cell(ctx, spec, x, state):
-    """torch.nn.GRUCell(x, state) on every slot: one step of the recurrent op over (B·K, 1, D)."""
-    d = spec.model.width
-    with ctx.at("gru"):
-        weights = [ctx.param("weight_ih", (1, 3 * d, d), "matrix"), ctx.param("weight_hh", (1, 3 * d, d), "matrix"),
-                   ctx.param("bias_ih", (1, 3 * d), "zeros"), ctx.param("bias_hh", (1, 3 * d), "zeros")]
-        steps = ctx.op("unsqueeze", ctx.op("merge_outer", x), axes=(1,))  # (B·K, 1, D)
-        start = ctx.op("unsqueeze", ctx.op("merge_outer", state), axes=(0,))  # (1, B·K, D)
-        _, last = ctx.graph.add("recurrent", (steps, *weights, start),
-                                dict(cell="gru", nonlinearity="tanh", masked=False, stateful=True),
-                                origin=ctx.origin, label="ForgetGate")
-        last = ctx.op("gather", last, ctx.constant(0, dtype="int64"), axis=0)  # (B·K, D)
-        return ctx.op("split_outer", last, state)

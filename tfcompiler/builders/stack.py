@@ -44,10 +44,17 @@ def build_layer(ctx, spec, stack_name: str, stack, layer: int, hidden, mask, pos
     block's unpooled / levels arguments in a length-changing stack."""
     block = getattr(spec, f"{stack_name}_blocks")[layer]
     with ctx.at(stack_name, "layers", layer):
-        memory = segment_memory(ctx, spec, stack, layer, hidden) if stack.memory else None
+        memory = segment_memory(ctx, spec, stack, layer, written(ctx, stack, block, hidden)) if stack.memory else None
         cache = ctx.cache.layer(layer) if ctx.cache else None
         return build_block(ctx, block, spec, hidden, mask, stack_name == "decoder", positions, state, encoder, memory,
                            cache=cache, **pooling)
+
+
+def written(ctx, stack, block, hidden):
+    """What a layer writes into its memory: its input, or that input after its attention norm."""
+    if stack.memory_states == "normalized":
+        return build_norm(ctx, hidden, block.norm, "attention_norm")
+    return hidden
 
 
 def build_final_norm(ctx, stack_name: str, stack, blocks, hidden):

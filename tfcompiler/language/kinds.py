@@ -42,6 +42,11 @@ class PositionalKind(Section):
     # or "" when each new token's positions and biases depend on its position and the keys' alone.
     no_cache_because: ClassVar[str] = ""
 
+    def layer_parameters(self, spec) -> int:
+        """The weights it adds to each self-attention, from the spec alone (tfcompiler.language.size): an
+        estimate that errs high; 0 where they are small beside the layer's (a table per distance bucket)."""
+        return 0
+
 
 @dataclass(frozen=True, kw_only=True)
 class AttentionKind(Section):

@@ -86,6 +86,11 @@ class Block(Section):
                             "attention(norm(x2)), y2 = x2 + ffn(norm(y1)), both starting as the embeddings, "
                             "the stack's output their concatenation (width 2·model.width) after the final norm.",
                             choices=("pre", "post", "none", "reversible"))
+    residual: str = option("add", doc="How a sublayer's output joins its input: add (x + f), or gru: a "
+                           "GRU cell with the sublayer's output as its input and x as its state, "
+                           "GRUCell(f, x), weights `<layer>.<sublayer>_gru.*` in torch.nn.GRUCell's layout "
+                           "(the Compressive Transformer package's gru_gated_residual; Parisotto et al. 2020's "
+                           "GTrXL gating). Pre- or post-norm blocks.", choices=("add", "gru"))
     norm: Norm = option(Norm(), doc="Norm of each sublayer.")
     attention: Any = option(None, doc="Attention kind and its options.", registry=ATTENTION)
     cross_attention: Any = option(None, doc="The cross-attention's kind and options in a decoder that "
@@ -98,6 +103,9 @@ class Block(Section):
     ffn: Ffn = option(Ffn(), doc="Feed-forward network.")
 
     def problems(self, spec, where: Where):
+        if self.residual == "gru" and self.placement not in ("pre", "post"):
+            yield At("residual", f"a gru residual gates a sublayer against its input: placement '{self.placement}' "
+                     "has no residual of that kind (use pre or post)")
         if spec.topology == "encoder-decoder" and where.stack == "decoder":
             cross = self.cross_attention if self.cross_attention is not None else self.attention
             if cross.self_only:
@@ -234,6 +242,17 @@ class Stack(Section):
                                                         "`present_compressed_memories.N` that every layer also "
                                                         "attends (with `past_pending_memories.N`, evicted states "
                                                         "short of a window). Needs `memory`.")
+    memory_states: str = option("input", doc="What a layer writes into its segment memory: its input "
+                                "(Transformer-XL), normalised again by the reading layer's attention norm; or, "
+                                "normalized, its input after its own attention norm, which the reader (and the "
+                                "compressor) then take as they are (the Compressive Transformer package's memories). "
+                                "normalized needs pre-norm blocks.", choices=("input", "normalized"))
+    recurrence: str = option("standard", doc="Which layer's memory a layer reads: standard, its own; enhanced, "
+                             "the memory written by the layer above in the earlier segments (layer N reads "
+                             "`past_memories.N+1` and its compressed and pending states, the top layer the bottom "
+                             "layer's, as the Compressive Transformer package's enhanced_recurrence rolls them), "
+                             "and writes `present_memories.N` as what it read followed by its own states.",
+                             choices=("standard", "enhanced"))
     memory_slots: MemorySlots | None = option(None, doc="Memformer: memory slots (learned at the start) that "
                                               "every layer reads through a cross-attention sublayer and a memory "
                                               "writer rewrites after the last layer, given as input "
@@ -263,6 +282,12 @@ class Stack(Section):
             yield At("memory", "segment memory needs topology 'decoder'")
         elif self.memory:
             yield from self._memory_position_problems(spec, blocks)
+        if (self.memory_states, self.recurrence) != ("input", "standard") and not self.memory:
+            yield At("memory_states" if self.memory_states != "input" else "recurrence",
+                     "memory_states and recurrence say how the segment memory is written and read: set `memory` too")
+        elif self.memory_states == "normalized" and any(block.placement != "pre" for block in blocks):
+            yield At("memory_states", "normalized memories are the states after each layer's attention norm: every "
+                     "block must be pre-norm")
         yield from self._reversible_problems(spec, blocks)
 
     @staticmethod

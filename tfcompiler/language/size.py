@@ -57,7 +57,16 @@ def layer_parameters(dims, block, cross: bool) -> int:
         gated = block is not None and block.ffn.gated
         ffn = (3 if gated else 2) * width * dims.ffn_width + (dims.ffn_width * (2 if gated else 1) + width) * dims.bias
     norms = 2 * width * (3 if cross else 2)
-    return attention + ffn + norms
+    gates = 0
+    if block is not None and block.residual == "gru":  # a GRU cell per sublayer: two 3D x D matrices, two biases
+        gates = (2 + cross - (not block.ffn.enabled)) * 6 * width * (width + 1)
+    return attention + ffn + norms + gates
+
+
+def positional_parameters(spec, block) -> int:
+    """What the layer's positional scheme adds to its self-attention (window_offset's table per layer)."""
+    scheme = block.positional if block is not None and block.positional is not None else spec.positional
+    return scheme.layer_parameters(spec)
 
 
 def stack_extras(stack, dims) -> int:
@@ -87,7 +96,8 @@ def estimate(spec, segments: dict[str, list]) -> Size:
     for name, stack, _ in spec.stacks():
         cross = name == "decoder" and spec.encoder is not None
         extra = stack_extras(stack, dims)
-        runs = [(count, layer_parameters(dims, block, cross) + extra) for count, block in segments.get(name, ())]
+        runs = [(count, layer_parameters(dims, block, cross) + positional_parameters(spec, block) + extra)
+                for count, block in segments.get(name, ())]
         stacks[name] = (stack.layers, sum(count * per_layer for count, per_layer in runs),
                         max((per_layer for _, per_layer in runs), default=0))
         head += 2 * width  # the stack's final norm
