@@ -41,7 +41,8 @@ class MultiHead:
                 ref.heads(memory, f"{site.name}.value"))
 
     def allowed(self, ref, options, s: int, t: int, site):
-        """bool (S, T): the keys a query of a sparse kind sees in self-attention; None: all."""
+        """bool (S, T): the keys a query of a sparse kind sees in self-attention (or int: how often it sees
+        each); None: all."""
         return None
 
     def attend(self, ref, q, k, v, site):
@@ -66,8 +67,8 @@ class MultiHead:
             width = np.abs(ref.w[f"{site.name}.gaussian_prior.weight"].reshape(-1))
             logits.bias = logits.bias - width[:, None, None] * ((i - j) ** 2)[None]
         allowed = self.allowed(ref, options, s, t, site) if site.positional is not None else None
-        if allowed is not None:
-            logits.bias = logits.bias + np.where(allowed, 0.0, NEG)
+        if allowed is not None:  # a count of how often each key is seen weighs it so: the bias log(count)
+            logits.bias = logits.bias + np.where(allowed, np.log(np.maximum(allowed, 1)), NEG)
         talking = getattr(options, "talking_heads", "none")
         mixes = {when: ref.w[f"{site.name}.talking_heads.{when}"] if talking in (when, "both") else None
                  for when in ("pre", "post")}
