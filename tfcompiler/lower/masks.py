@@ -1,9 +1,8 @@
 """ONNX lowering of the attention masks and biases (tfcompiler.ir.ops.nn): key padding, causality,
 sparse patterns and global tokens, the compressed-memory causal bias and the wrapped blocks' bias
 (tfcompiler.ir.ops.wrapped_blocks), each built from Range position grids so it holds for any length,
-and made once per pair of lengths where layers share it;
-and of the IR's typed mask (tfcompiler.ir.ops.masks), which takes the model's precision's value here
-(`Emitter.mask`)."""
+and made once per pair of lengths where layers share it; and of the IR's typed mask
+(tfcompiler.ir.ops.masks), which takes the model's precision's value here (`Emitter.mask`)."""
 from __future__ import annotations
 
 import numpy as np
