@@ -5,7 +5,8 @@ rounds buckets positions by random rotations, sorts them by bucket, and attends 
 of a round has none before it, same-bucket keys only, scores scaled by 1/√Dh. The authors' trax
 code and Hugging Face's port (`same_bucket: false, look_back: rolled, scale: 1, key_epsilon: 1e-6`,
 per-head rotations from the weights: what `tfc import-hf` writes for a Reformer) let a chunk attend
-every key in it and roll its look-back across hashing rounds. Rounds are combined by their
+every key in it and roll its look-back across hashing rounds; they also take `chunks_before` and
+`chunks_after` (look-ahead) neighbouring chunks, rolled likewise. Rounds are combined by their
 log-sum-exps (see tfcompiler.ir.ops.lsh).
 Sorting stays inside the graph (TopK over the whole length), so any length works. The rotations
 are drawn when the spec is compiled, from `seed` and the layer's path, and stored as a constant
@@ -57,6 +58,11 @@ class LshOptions(AttentionKind):
                                  minimum=0.0)
     key_epsilon: float = option(0.0, doc="ε of the key normalisation k = x / √(|x|² + head_width·ε) (trax and "
                                 "Hugging Face: 1e-6).", minimum=0.0)
+    chunks_before: int = option(1, doc="Chunks before its own a chunk sees (Hugging Face's lsh_num_chunks_before); "
+                                "other than 1 with look_back: rolled.", minimum=0)
+    chunks_after: int = option(0, doc="Chunks after its own a chunk sees, the look-ahead (Hugging Face's "
+                               "lsh_num_chunks_after; in a decoder the causal mask still hides later positions); other "
+                               "than 0 with look_back: rolled.", minimum=0)
 
     def problems(self, spec, where):
         if self.buckets % 2:
@@ -64,6 +70,9 @@ class LshOptions(AttentionKind):
         if spec.model.kv != spec.model.heads:
             yield "lsh attention shares queries and keys: kv_heads must equal heads"
         yield from no_score_positions("lsh", spec)
+        if (self.chunks_before, self.chunks_after) != (1, 0) and self.look_back != "rolled":
+            yield (f"chunks_before {self.chunks_before} / chunks_after {self.chunks_after}: chunks other than the one "
+                   "before need look_back: rolled (the rounds' chunks as one sequence, as Hugging Face takes them)")
 
 
 def build_lsh(ctx, options: LshOptions, spec, site):
@@ -77,9 +86,11 @@ def build_lsh(ctx, options: LshOptions, spec, site):
         rotations = ctx.constant(drawn.transpose(1, 0, 2)[None])
     inputs = [shared, value, rotations] + key_padding(ctx, site)
     scale = options.scale if options.scale is not None else m.dh ** -0.5
+    neighbours = ({"before": options.chunks_before, "after": options.chunks_after}
+                  if (options.chunks_before, options.chunks_after) != (1, 0) else {})  # the default: no attributes
     context = ctx.op("lsh_attention", *inputs, chunk=options.chunk, causal=site.causal, scale=float(scale),
                      same_bucket=options.same_bucket, look_back=options.look_back,
-                     key_epsilon=float(options.key_epsilon), label="LSHAttention")
+                     key_epsilon=float(options.key_epsilon), label="LSHAttention", **neighbours)
     return output_projection(ctx, spec, context)
 
 
@@ -93,6 +104,19 @@ encoder: {layers: 2}
 topology: decoder
 block: {attention: {kind: lsh, buckets: 4, rounds: 2, chunk: 3, same_bucket: false, look_back: rolled, scale: 1.0,
                     key_epsilon: 1e-6, rotations: weights}}
+decoder: {layers: 2}
+head: {kind: lm}
+""",
+    "reformer_lsh_look_ahead_encoder": """
+topology: encoder
+block: {attention: {kind: lsh, buckets: 4, rounds: 2, chunk: 3, same_bucket: false, look_back: rolled, scale: 1.0,
+                    key_epsilon: 1e-6, chunks_before: 1, chunks_after: 1}}
+encoder: {layers: 2}
+""",
+    "reformer_lsh_look_ahead_decoder": """
+topology: decoder
+block: {attention: {kind: lsh, buckets: 4, rounds: 2, chunk: 2, same_bucket: false, look_back: rolled,
+                    chunks_before: 0, chunks_after: 2}}
 decoder: {layers: 2}
 head: {kind: lm}
 """,
