@@ -15,8 +15,9 @@ one sequence and the first chunk of a round sees the last chunk of the round bef
 last round's), as trax and Hugging Face do. With look_back "rolled" a chunk may see `before` chunks
 before it and `after` after it (default 1 and 0) in that one sequence of N = rounds·n chunks, rolled
 round its ends as Hugging Face's `_look_adjacent` does: the shift k takes chunk c + k mod N, a shift
-of N chunks or more is none, and a chunk reached by two shifts is seen twice. With same_bucket only keys of the query's own bucket
-count (the paper); without it every key of the two chunks (trax, Hugging Face). A position attends
+of N chunks or more is none, and a chunk reached by two shifts is seen twice. With same_bucket
+only keys of the query's own bucket count (the paper); without it every key of the chunks seen
+(trax, Hugging Face). A position attends
 itself only when nothing else is visible (its score gets -1e5, as Reformer's code does). Rounds are
 combined by their log-sum-exps: o_i = Σ_r exp(z_i^r − logsumexp_r z_i^r) o_i^r. The sequence is padded
 to whole chunks inside the graph (padding positions are never attended).
