@@ -115,7 +115,7 @@ encoder: {layers: 2}
 """,
     "reformer_lsh_look_ahead_decoder": """
 topology: decoder
-block: {attention: {kind: lsh, buckets: 4, rounds: 2, chunk: 2, same_bucket: false, look_back: rolled,
+block: {attention: {kind: lsh, buckets: 4, rounds: 2, chunk: 3, seed: 2, same_bucket: false, look_back: rolled,
                     chunks_before: 0, chunks_after: 2}}
 decoder: {layers: 2}
 head: {kind: lm}
