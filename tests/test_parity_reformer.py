@@ -2,7 +2,8 @@
 encoder's local attention, whose neighbouring chunks roll round the sequence's ends (`block_local`
 with `wrap`), and LSH attention looking at chunks after its own (`lsh` `chunks_after`). ReformerModel
 and ReformerModelWithLMHead from small random configs mixing "local" and "lsh" layers, saved, imported
-with `tfc import-hf`, compiled and run on onnxruntime against the torch model, padded batches included.
+with `tfc import-hf`, compiled and run on onnxruntime against the torch model, padded batches included;
+and the refusals where a causal stack has no form for them.
 
 Hugging Face runs in float64 here with its rotations drawn in float32, as the import draws them (see
 test_parity_hf's Reformer test: in float32 its probabilities of a query that sees only itself sum to
@@ -101,3 +102,22 @@ def test_reformer_encoder_local_attention_reads_the_last_chunk_from_the_first(tm
         for want, got in zip(before, first_position(changed)):
             assert (np.abs(want - got).max() > 1e-3) == seen, (position, seen)
     assert_matches(model, session, [(1, 12)], 0, "one local layer")
+
+
+def test_what_has_no_causal_form_is_refused(tmp_path, capsys):
+    """The wrap of local attention would make a causal query's blocks depend on the input's length: a
+    decoder's `wrap` is a located spec error, and a decoder Reformer whose local layers look ahead (its
+    last chunk would see the first, rolled round) is refused by the import, not approximated."""
+    from conftest import tiny_spec
+    from tfcompiler.cli import main
+
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(tiny_spec("decoder").replace("block: {", "block: {attention: {kind: block_local, block: 2, "
+                                                 "wrap: true}, "))
+    assert main(["compile", str(spec), "-o", str(tmp_path / "out.onnx"), "-q"]) == 1
+    err = capsys.readouterr().err
+    assert "spec.yaml:" in err and "wrap is for bidirectional stacks" in err, err
+    model = reformer("ReformerModel", ["local", "lsh"], is_decoder=True, local_num_chunks_after=1)
+    model.save_pretrained(tmp_path / "hf")
+    assert main(["import-hf", str(tmp_path / "hf"), "-o", str(tmp_path / "imported")]) == 1
+    assert "local_num_chunks_after must be 0 in a decoder" in capsys.readouterr().err
