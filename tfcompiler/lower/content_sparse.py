@@ -24,7 +24,7 @@ def lsh_attention(e, attrs, inputs, types, label):
     width, value_width = types[0].shape[3], types[1].shape[3]
     rolled, same_bucket = attrs.get("look_back", "round") == "rolled", attrs.get("same_bucket", True)
     s = length_of(e, qk, 2)
-    pad = padding_to(e, s, chunk)
+    pad = padding_to(e, s, attrs.get("multiple", chunk))
     padded = e.node1("Add", s, pad)
     square = reduce(e, "ReduceSum", e.node1("Mul", qk, qk), [-1])
     if attrs.get("key_epsilon"):

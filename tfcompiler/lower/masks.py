@@ -66,7 +66,9 @@ def emit_wrapped_blocks_bias(e, attrs, inputs, types, label):
     (S, T) by the positions' blocks, then log(count) or the mask."""
     q, k = inputs
     block, s, t = attrs["block"], length_of(e, q, 2), length_of(e, k, 2)
-    n = e.node1("Div", e.node1("Add", t, e.const(block - 1)), e.const(block))
+    multiple = attrs.get("multiple", block)
+    n = e.node1("Mul", e.node1("Div", e.node1("Add", t, e.const(multiple - 1)), e.const(multiple)),
+                e.const(multiple // block))
     blocks = e.node1("Range", e.const(0), n, e.const(1))
     rows, cols = e.node1("Unsqueeze", blocks, e.const([1])), e.node1("Unsqueeze", blocks, e.const([0]))
     counts = None

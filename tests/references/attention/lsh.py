@@ -3,11 +3,11 @@ Queries and keys share one projection. In each round, position i's bucket is arg
 of its shared query/key vector (padding: one more bucket after the others); positions are ranked by
 (bucket, position) and cut into chunks; i attends the positions of its chunk and the chunk before:
 within its round (the paper; the first chunk has none), or, with look_back rolled, in the rounds'
-ranks laid end to end (round r's ranks after round r-1's, each round padded to whole chunks), the
-chunk before the first being the very last one (with chunks_before / chunks_after, the chunks
-c + k mod N of those N for k from -chunks_before to chunks_after, a shift of N or more being none and a
-chunk reached twice seen twice); with same_bucket only keys of its bucket; causal
-ones only in decoders; itself at score -1e5; keys k = x / √(|x|² + d·ε); rounds weighted by
+ranks laid end to end (round r's ranks after round r-1's, each round padded to whole chunks, or to
+a whole length_multiple), the chunk before the first being the very last one (with chunks_before /
+chunks_after, the chunks c + k mod N of those N for k from -chunks_before to chunks_after, a shift of
+N or more being none and a chunk reached twice seen twice); with same_bucket only keys of its bucket;
+causal ones only in decoders; itself at score -1e5; keys k = x / √(|x|² + d·ε); rounds weighted by
 exp(z^r - logsumexp_r z^r).
 
 The rotations R (H, d, rounds, n/2) are the model's `rotations` weight when the spec stores them
@@ -33,7 +33,8 @@ def lsh_attention(qk, v, key_bias, options, layer: str, causal: bool, rotations=
                                     (h, d, options.rounds, options.buckets // 2))
     keys = qk / np.sqrt((qk ** 2).sum(-1, keepdims=True) + d * options.key_epsilon)
     scale = options.scale if options.scale is not None else 1 / math.sqrt(d)
-    chunks = -(-s // options.chunk)  # per round
+    multiple = getattr(options, "length_multiple", None) or options.chunk  # padded to a whole multiple
+    chunks = -(-s // multiple) * multiple // options.chunk  # per round
     rounds = range(options.rounds)
     out = np.zeros(qk.shape[:3] + (v.shape[-1],))
     for bi in range(b):

@@ -40,9 +40,17 @@ class BlockLocalOptions(MultiHeadOptions):
                         "Reformer takes them: the first block sees the last ones as its blocks before, a block "
                         "reached by two shifts (a sequence of few blocks) counts twice, a shift of the whole "
                         "block count or more is none. Bidirectional stacks only.")
+    length_multiple: int | None = option(None, doc="With wrap: the blocks counted as if the sequence were padded "
+                                         "to a multiple of this many positions (a multiple of block), as Hugging "
+                                         "Face pads a Reformer's input to the least common multiple of its layers' "
+                                         "chunk lengths: the wrapped blocks of padding have no keys. Default: block.",
+                                         minimum=1)
 
     def problems(self, spec, where):
         yield from MultiHeadOptions.problems(self, spec, where)
+        if self.length_multiple is not None and (not self.wrap or self.length_multiple % self.block):
+            yield (f"length_multiple {self.length_multiple} must be a multiple of block {self.block}, with wrap "
+                   "(without it blocks of padding change nothing)")
         if self.wrap and where.stack == "decoder":
             yield ("wrap is for bidirectional stacks: a causal query's wrapped blocks would depend on the input's "
                    "length, so no step could be computed from a cache")
@@ -53,7 +61,7 @@ def build_block_local(ctx, options: BlockLocalOptions, spec, site):
     if options.wrap:
         def wrapped(ctx, query, key):
             return ctx.op("wrapped_blocks_bias", query, key, block=options.block, before=options.memory_blocks,
-                          after=after, label="WrappedBlocks")
+                          after=after, multiple=options.length_multiple or options.block, label="WrappedBlocks")
         return build_multi_head(ctx, options, spec, site, mask=wrapped)
     nb = -(-spec.model.max_length // options.block)
     a, b = np.arange(nb)[:, None], np.arange(nb)[None, :]
@@ -78,6 +86,11 @@ encoder: {layers: 2}
     "reformer_local_encoder_wrapped": """
 topology: encoder
 block: {attention: {kind: block_local, block: 3, memory_blocks: 1, after: 1, wrap: true}}
+encoder: {layers: 2}
+""",
+    "reformer_local_encoder_padded_to_lcm": """
+topology: encoder
+block: {attention: {kind: block_local, block: 2, memory_blocks: 1, after: 0, wrap: true, length_multiple: 8}}
 encoder: {layers: 2}
 """,
 })

@@ -63,6 +63,11 @@ class LshOptions(AttentionKind):
     chunks_after: int = option(0, doc="Chunks after its own a chunk sees, the look-ahead (Hugging Face's "
                                "lsh_num_chunks_after; in a decoder the causal mask still hides later positions); other "
                                "than 0 with look_back: rolled.", minimum=0)
+    length_multiple: int | None = option(None, doc="Pad the sequence to a multiple of this many positions (a "
+                                         "multiple of chunk) before it is chunked: Hugging Face pads a Reformer's "
+                                         "input to the least common multiple of its layers' chunk lengths, which "
+                                         "adds chunks of padding that the rolled look-back sees. Default: chunk.",
+                                         minimum=1)
 
     def problems(self, spec, where):
         if self.buckets % 2:
@@ -70,6 +75,8 @@ class LshOptions(AttentionKind):
         if spec.model.kv != spec.model.heads:
             yield "lsh attention shares queries and keys: kv_heads must equal heads"
         yield from no_score_positions("lsh", spec)
+        if self.length_multiple is not None and self.length_multiple % self.chunk:
+            yield f"length_multiple {self.length_multiple} must be a multiple of chunk {self.chunk}"
         if (self.chunks_before, self.chunks_after) != (1, 0) and self.look_back != "rolled":
             yield (f"chunks_before {self.chunks_before} / chunks_after {self.chunks_after}: chunks other than the one "
                    "before need look_back: rolled (the rounds' chunks as one sequence, as Hugging Face takes them)")
@@ -88,6 +95,8 @@ def build_lsh(ctx, options: LshOptions, spec, site):
     scale = options.scale if options.scale is not None else m.dh ** -0.5
     neighbours = ({"before": options.chunks_before, "after": options.chunks_after}
                   if (options.chunks_before, options.chunks_after) != (1, 0) else {})  # the default: no attributes
+    if options.length_multiple is not None:
+        neighbours["multiple"] = options.length_multiple
     context = ctx.op("lsh_attention", *inputs, chunk=options.chunk, causal=site.causal, scale=float(scale),
                      same_bucket=options.same_bucket, look_back=options.look_back,
                      key_epsilon=float(options.key_epsilon), label="LSHAttention", **neighbours)
@@ -111,6 +120,12 @@ head: {kind: lm}
 topology: encoder
 block: {attention: {kind: lsh, buckets: 4, rounds: 2, chunk: 3, same_bucket: false, look_back: rolled, scale: 1.0,
                     key_epsilon: 1e-6, chunks_before: 1, chunks_after: 1}}
+encoder: {layers: 2}
+""",
+    "reformer_lsh_padded_to_lcm_encoder": """
+topology: encoder
+block: {attention: {kind: lsh, buckets: 4, rounds: 2, chunk: 2, same_bucket: false, look_back: rolled,
+                    length_multiple: 8}}
 encoder: {layers: 2}
 """,
     "reformer_lsh_look_ahead_decoder": """

@@ -1,8 +1,8 @@
 """Reformer's LSH attention (Kitaev et al. 2020) as one canonical op.
 
 lsh_attention(qk (B,H,S,Dh), v (B,H,S,Dv), rotations (H|1, Dh, rounds, n/2), key_bias? (B|1,1,1,S))
-attrs chunk, causal, scale, same_bucket, look_back ("round" | "rolled"), key_epsilon, before, after
--> (B,H,S,Dv).
+attrs chunk, causal, scale, same_bucket, look_back ("round" | "rolled"), key_epsilon, before, after,
+multiple -> (B,H,S,Dv).
 
 Queries and keys share one projection; keys are the normalised queries, k = x / √(|x|² + Dh·ε)
 (ε = key_epsilon; trax's and Hugging Face's 1e-6, or 0 for unit keys). Each hashing round r buckets
@@ -20,7 +20,8 @@ only keys of the query's own bucket count (the paper); without it every key of t
 (trax, Hugging Face). A position attends
 itself only when nothing else is visible (its score gets -1e5, as Reformer's code does). Rounds are
 combined by their log-sum-exps: o_i = Σ_r exp(z_i^r − logsumexp_r z_i^r) o_i^r. The sequence is padded
-to whole chunks inside the graph (padding positions are never attended).
+to whole chunks inside the graph, or to a whole `multiple` of positions (a multiple of chunk: Hugging
+Face pads to its layers' chunk lengths' least common multiple); padding positions are never attended.
 """
 from __future__ import annotations
 
@@ -43,6 +44,8 @@ def _infer(attrs, types):
         raise OpTypeError(f"look_back must be one of {LOOK_BACK}, got {attrs['look_back']!r}")
     if (attrs.get("before", 1), attrs.get("after", 0)) != (1, 0) and attrs.get("look_back", "round") != "rolled":
         raise OpTypeError("lsh chunks other than the one before need look_back 'rolled'")
+    if attrs.get("multiple", attrs["chunk"]) % attrs["chunk"]:
+        raise OpTypeError(f"lsh padding multiple {attrs['multiple']} is no multiple of the chunk {attrs['chunk']}")
     return [qk.with_shape(qk.shape[:3] + v.shape[3:])]
 
 
@@ -60,13 +63,14 @@ def around(x: np.ndarray, before: int, after: int) -> np.ndarray:
 
 
 def lsh_attention(qk, v, key_bias, rotations, chunk: int, causal: bool, scale: float, same_bucket: bool = True,
-                  look_back: str = "round", key_epsilon: float = 0.0, before: int = 1, after: int = 0):
+                  look_back: str = "round", key_epsilon: float = 0.0, before: int = 1, after: int = 0,
+                  multiple: int | None = None):
     b, h, s, dh = qk.shape
     q = qk.astype(np.float64)
     k = q / np.maximum(np.sqrt((q * q).sum(-1, keepdims=True) + dh * key_epsilon), 1e-12)
     v = v.astype(np.float64)
     bias = np.zeros((b, 1, 1, s)) if key_bias is None else np.broadcast_to(key_bias, (b, 1, 1, s))
-    padded = -(-s // chunk) * chunk
+    padded = -(-s // (multiple or chunk)) * (multiple or chunk)
     n = padded // chunk
     buckets = np.where(bias[:, :, 0] <= MASKED / 2, rotations.shape[-1] * 2, buckets_of(q, rotations))
     rounds = []  # per round: the order and the sorted chunks of queries, keys, values, buckets, positions, bias
@@ -128,4 +132,4 @@ register("lsh_attention", (3, 4), _infer,
          lambda attrs, qk, v, rotations, bias=None: [lsh_attention(
              qk, v, bias, rotations, attrs["chunk"], attrs["causal"], attrs["scale"], attrs.get("same_bucket", True),
              attrs.get("look_back", "round"), attrs.get("key_epsilon", 0.0), attrs.get("before", 1),
-             attrs.get("after", 0))])
+             attrs.get("after", 0), attrs.get("multiple"))])
