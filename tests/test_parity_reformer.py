@@ -73,6 +73,18 @@ def test_reformer_encoder_matches_transformers(tmp_path, layers, local, lsh, pad
     assert_matches(model, session, [(1, 8), (3, 16), (2, 14)], pad, f"{layers} local {local} lsh {lsh}")
 
 
+@pytest.mark.parametrize("decoder, lsh_chunk, local_chunk", [(False, 4, 2), (False, 2, 4), (True, 2, 4)])
+def test_reformer_pads_to_the_chunks_least_common_multiple(tmp_path, decoder, lsh_chunk, local_chunk):
+    """Layers of other chunk lengths: Hugging Face pads a length that is no multiple of their least common
+    multiple (4) to one, and the chunks rolled round the ends see that padding: imported as the kinds'
+    `length_multiple` where it differs from their chunk."""
+    model = reformer("ReformerModel", ["local", "lsh", "local"], is_decoder=decoder, lsh_attn_chunk_length=lsh_chunk,
+                     local_attn_chunk_length=local_chunk, lsh_num_chunks_after=0 if decoder else 1)
+    session = import_and_compile(model, tmp_path)
+    assert "length_multiple: 4" in (tmp_path / "imported" / "spec.yaml").read_text()
+    assert_matches(model, session, [(1, 6), (3, 10), (2, 13)], 2, f"chunks lsh {lsh_chunk} local {local_chunk}")
+
+
 @pytest.mark.parametrize("pad", [0, 3])
 def test_reformer_decoder_with_look_ahead_matches_transformers(tmp_path, pad):
     """ReformerModel with is_decoder true (causal; ReformerModelWithLMHead refuses a look-ahead): LSH

@@ -1,6 +1,8 @@
 """Reformer (ReformerModel / ReformerModelWithLMHead, and its sequence classifier and question answering)."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ...errors import TfcError
@@ -47,6 +49,13 @@ def reformer(config: dict, w: Checkpoint) -> tuple[dict, dict]:
         local.update(after=config.get("local_num_chunks_after", 0), wrap=True)
     lsh_chunks = (config.get("lsh_num_chunks_before", 1), config.get("lsh_num_chunks_after", 0))
     neighbours = {"chunks_before": lsh_chunks[0], "chunks_after": lsh_chunks[1]} if lsh_chunks != (1, 0) else {}
+    # Hugging Face pads the input to its layers' chunk lengths' least common multiple; the chunks rolled round
+    # the ends see that padding (the decoder's local layers do not: their rolled chunks are all in the future)
+    multiple = math.lcm(config["lsh_attn_chunk_length"], local["block"]) if set(layers) == {"lsh", "local"} else None
+    if multiple is not None and multiple != config["lsh_attn_chunk_length"]:
+        neighbours["length_multiple"] = multiple
+    if multiple is not None and multiple != local["block"] and not decoder:
+        local["length_multiple"] = multiple
     overrides = [{"layers": [i, i], "block": {"attention": local}} for i, kind in enumerate(layers) if kind == "local"]
     spec = {
         "topology": stack,

@@ -41,7 +41,8 @@ def _bias(attrs, q, k):
 
 def _infer(attrs, types):
     q, k = types
-    if attrs["block"] < 1 or attrs["before"] < 0 or attrs["after"] < 0 or attrs.get("multiple", attrs["block"]) % attrs["block"]:
+    block = attrs["block"]
+    if block < 1 or attrs["before"] < 0 or attrs["after"] < 0 or attrs.get("multiple", block) % block:
         raise OpTypeError(f"wrapped blocks need block >= 1 and before, after >= 0, got {attrs}")
     return [TensorType("float32", (q.shape[2], k.shape[2]))]
 
