@@ -26,6 +26,10 @@ def reformer(config: dict, w: Checkpoint) -> tuple[dict, dict]:
     if "local" in layers and decoder and config.get("local_num_chunks_after", 0) != 0:
         problems.append("local_num_chunks_after must be 0 in a decoder (Hugging Face's last chunk would see the "
                         "first, rolled round, which no causal step could compute from a cache)")
+    if "local" in layers and decoder and config.get("local_num_chunks_before", 1) > 1:
+        problems.append("local_num_chunks_before must be 0 or 1 in a decoder (Hugging Face's rolls stop at the ends: "
+                        "an input of no more chunks than that sees its own chunk twice, which depends on the length "
+                        "and has no causal step from a cache)")
     if not isinstance(buckets, int):
         problems.append(f"num_buckets {buckets!r}: only one even number of buckets is supported (Hugging Face sets "
                         "it from the input length when null, and factorises lists)")
