@@ -26,8 +26,9 @@ class BlockLocalOptions(MultiHeadOptions):
     """Query blocks attending their own and neighbouring memory blocks."""
 
     PAPER = "Image Transformer local 1-D (Parmar et al. 2018)"
-    COMPUTES = "query blocks see their own and `memory_blocks` neighbouring blocks"
-    LOWERING = "banded blocks"
+    COMPUTES = ("query blocks see their own, `memory_blocks` blocks before and (bidirectional) `after` blocks after; "
+                "with `wrap` rolled round the sequence's ends, as Hugging Face's Reformer encoders take them")
+    LOWERING = "banded blocks; with `wrap` dense attention under an in-graph block bias (`wrapped_blocks_bias`)"
     left_padding_shifts: ClassVar[str] = "its blocks start at multiples of `block` from the first column"
 
     block: int = option(doc="Query block length (positions, in raster-scan order).",

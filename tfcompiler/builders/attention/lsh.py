@@ -33,7 +33,9 @@ class LshOptions(AttentionKind):
     COMPUTES = ("shared QK, `rounds` hashings into `buckets` by frozen random rotations (padding in one more bucket, "
                 "last), chunks of sorted positions and the chunk before; the paper's same-bucket keys within a round, "
                 "or trax's and Hugging Face's every key with the look-back rolled across rounds (`same_bucket`, "
-                "`look_back`, `scale`, `key_epsilon`, per-head `rotations: weights`)")
+                "`look_back`, `scale`, `key_epsilon`, per-head `rotations: weights`), Hugging Face's chunks before "
+                "and after (`chunks_before`, `chunks_after`) and padding to its chunk lengths' multiple "
+                "(`length_multiple`)")
     LOWERING = "`lsh_attention`: TopK sort, GatherElements, ScatterElements"
 
     self_only: ClassVar[bool] = True  # attends its own sequence only: no cross-attention
