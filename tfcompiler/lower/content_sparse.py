@@ -16,15 +16,15 @@ from .registry import lowers
 def lsh_attention(e, attrs, inputs, types, label):
     """Per hashing round: buckets (MatMul by the rotations, ArgMax), the sort by (bucket, position)
     as TopK over the whole padded length, GatherElements into sorted order, chunks with the chunk
-    before (Slice/Concat; with look_back "rolled" the last chunk of the round before), masked
-    softmax keeping its log-sum-exp, ScatterElements back; rounds combined by a Softmax over their
-    log-sum-exps."""
+    before (Slice/Concat; with look_back "rolled" the last chunk of the round before; other neighbours
+    by rolling every round's chunks laid end to end, Slice/Concat per shift), masked softmax keeping
+    its log-sum-exp, ScatterElements back; rounds combined by a Softmax over their log-sum-exps."""
     qk, v, rotations, *bias = inputs
     chunk, rounds, half = attrs["chunk"], types[2].shape[2], types[2].shape[3]
     width, value_width = types[0].shape[3], types[1].shape[3]
     rolled, same_bucket = attrs.get("look_back", "round") == "rolled", attrs.get("same_bucket", True)
     s = length_of(e, qk, 2)
-    pad = padding_to(e, s, chunk)
+    pad = padding_to(e, s, attrs.get("multiple", chunk))
     padded = e.node1("Add", s, pad)
     square = reduce(e, "ReduceSum", e.node1("Mul", qk, qk), [-1])
     if attrs.get("key_epsilon"):
@@ -73,10 +73,18 @@ def lsh_attention(e, attrs, inputs, types, label):
         return e.node1("Slice", back, e.const([0]), e.node1("Reshape", s, e.const([1])), e.const([2]))
 
     by_round = [sorted_round(r) for r in range(rounds)]
+    neighbours = (attrs.get("before", 1), attrs.get("after", 0))
+    widened = [around(e, [parts[i] for _, parts in by_round], *neighbours) for i in range(1, len(by_round[0][1]))] \
+        if neighbours != (1, 0) else None
+    n = e.node1("Div", padded, e.const(chunk)) if widened is not None else None
     outputs, sums = [], []
     for r, (order, (cq, ck, cv, cb, cp, *cbias)) in enumerate(by_round):
-        before = by_round[r - 1][1] if rolled else by_round[r][1]  # r - 1 wraps to the last round
-        wk, wv, wb, wp, *wbias = (with_previous(x, y) for x, y in zip((ck, cv, cb, cp, *cbias), before[1:]))
+        if widened is None:
+            before = by_round[r - 1][1] if rolled else by_round[r][1]  # r - 1 wraps to the last round
+            wk, wv, wb, wp, *wbias = (with_previous(x, y) for x, y in zip((ck, cv, cb, cp, *cbias), before[1:]))
+        else:  # round r's chunks of the sequence of every round's
+            start, end = (e.node1("Reshape", e.node1("Mul", n, e.const(i)), e.const([1])) for i in (r, r + 1))
+            wk, wv, wb, wp, *wbias = (e.node1("Slice", x, start, end, e.const([2])) for x in widened)
         scores = e.node1("Mul", e.node1("MatMul", cq, e.node1("Transpose", wk, perm=[0, 1, 2, 4, 3])),
                          e.const(attrs["scale"], np.float32))
         if wbias:
@@ -105,6 +113,18 @@ def lsh_attention(e, attrs, inputs, types, label):
     stacked = e.node1("Concat", *outputs, axis=0) if rounds > 1 else outputs[0]
     combined = e.node1("Mul", stacked, e.node1("Unsqueeze", weights, e.const([4])))
     return [reduce(e, "ReduceSum", combined, [0], keepdims=False, label=label or "LSHAttention")]
+
+
+def around(e, per_round: list[str], before: int, after: int) -> str:
+    """Each round's chunks (B,H,n,chunk,...) -> all rounds' as one sequence of N chunks, each with its
+    neighbours (B,H,N,(before+1+after)·chunk,...): shift k is x[k:] ++ x[:k] along the chunks, as
+    Hugging Face's `_look_adjacent` slices (a shift of N or more is none)."""
+    whole = e.node1("Concat", *per_round, axis=2) if len(per_round) > 1 else per_round[0]
+    shifted = [whole if k == 0 else
+               e.node1("Concat", e.node1("Slice", whole, e.const([k]), e.const([2 ** 62]), e.const([2])),
+                       e.node1("Slice", whole, e.const([0]), e.const([k]), e.const([2])), axis=2)
+               for k in range(-before, after + 1)]
+    return e.node1("Concat", *shifted, axis=3) if len(shifted) > 1 else shifted[0]
 
 
 def row_index(e, index: str, last: int | None) -> str:

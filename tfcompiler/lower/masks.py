@@ -1,8 +1,8 @@
 """ONNX lowering of the attention masks and biases (tfcompiler.ir.ops.nn): key padding, causality,
-sparse patterns and global tokens, and the compressed-memory causal bias, each built from Range
-position grids so it holds for any length, and made once per pair of lengths where layers share it;
-and of the IR's typed mask (tfcompiler.ir.ops.masks), which takes the model's precision's value here
-(`Emitter.mask`)."""
+sparse patterns and global tokens, the compressed-memory causal bias and the wrapped blocks' bias
+(tfcompiler.ir.ops.wrapped_blocks), each built from Range position grids so it holds for any length,
+and made once per pair of lengths where layers share it; and of the IR's typed mask
+(tfcompiler.ir.ops.masks), which takes the model's precision's value here (`Emitter.mask`)."""
 from __future__ import annotations
 
 import numpy as np
@@ -64,6 +64,34 @@ def emit_compressed_causal_bias(e, attrs, inputs, types, label):
     visible = e.node1("Or", leading, e.node1("LessOrEqual", last, rows))
     return [e.node1("Where", visible, e.const(0.0, np.float32), e.mask(),
                     label=label or "CompressedCausal")]
+
+
+@lowers("wrapped_blocks_bias")
+def emit_wrapped_blocks_bias(e, attrs, inputs, types, label):
+    """The (n, n) counts of the blocks' shifts (Mod of Range grids, one Equal per shift), gathered to
+    (S, T) by the positions' blocks, then log(count) or the mask."""
+    q, k = inputs
+    block, s, t = attrs["block"], length_of(e, q, 2), length_of(e, k, 2)
+    multiple = attrs.get("multiple", block)
+    n = e.node1("Mul", e.node1("Div", e.node1("Add", t, e.const(multiple - 1)), e.const(multiple)),
+                e.const(multiple // block))
+    blocks = e.node1("Range", e.const(0), n, e.const(1))
+    rows, cols = e.node1("Unsqueeze", blocks, e.const([1])), e.node1("Unsqueeze", blocks, e.const([0]))
+    counts = None
+    for shift in range(-attrs["before"], attrs["after"] + 1):
+        if shift:  # a shift of n blocks or more is none
+            moved = e.node1("Where", e.node1("Less", e.const(abs(shift)), n), e.const(shift), e.const(0))
+            target = e.node1("Mod", e.node1("Add", rows, moved), n)
+        else:
+            target = rows
+        hit = e.node1("Cast", e.node1("Equal", target, cols), to=1)
+        counts = hit if counts is None else e.node1("Add", counts, hit)
+    query_blocks = e.node1("Div", e.node1("Range", e.node1("Sub", t, s), t, e.const(1)), e.const(block))
+    key_blocks = e.node1("Div", e.node1("Range", e.const(0), t, e.const(1)), e.const(block))
+    seen = e.node1("Gather", e.node1("Gather", counts, query_blocks, axis=0), key_blocks, axis=1)
+    return [e.node1("Where", e.node1("Less", e.const(0.0, np.float32), seen),
+                    e.node1("Log", e.node1("Max", seen, e.const(1.0, np.float32))), e.mask(),
+                    label=label or "WrappedBlocks")]
 
 
 @lowers("mask_value")

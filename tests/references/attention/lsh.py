@@ -4,9 +4,11 @@ of its shared query/key vector (padding: one more bucket after the others, or ha
 are with `padding: hashed`, lucidrains'); positions are ranked by
 (bucket, position) and cut into chunks; i attends the positions of its chunk and the chunk before:
 within its round (the paper; the first chunk has none), or, with look_back rolled, in the rounds'
-ranks laid end to end (round r's ranks after round r-1's, each round padded to whole chunks), the
-chunk before the first being the very last one; with same_bucket only keys of its bucket; causal
-ones only in decoders; itself at score -1e5; keys k = x / √(|x|² + d·ε); rounds weighted by
+ranks laid end to end (round r's ranks after round r-1's, each round padded to whole chunks, or to
+a whole length_multiple), the chunk before the first being the very last one (with chunks_before /
+chunks_after, the chunks c + k mod N of those N for k from -chunks_before to chunks_after, a shift of
+N or more being none and a chunk reached twice seen twice); with same_bucket only keys of its bucket;
+causal ones only in decoders; itself at score -1e5; keys k = x / √(|x|² + d·ε); rounds weighted by
 exp(z^r - logsumexp_r z^r).
 
 The rotations R (H, d, rounds, n/2) are the model's `rotations` weight when the spec stores them
@@ -32,7 +34,8 @@ def lsh_attention(qk, v, key_bias, options, layer: str, causal: bool, rotations=
                                     (h, d, options.rounds, options.buckets // 2))
     keys = qk / np.sqrt((qk ** 2).sum(-1, keepdims=True) + d * options.key_epsilon)
     scale = options.scale if options.scale is not None else 1 / math.sqrt(d)
-    chunks = -(-s // options.chunk)  # per round
+    multiple = getattr(options, "length_multiple", None) or options.chunk  # padded to a whole multiple
+    chunks = -(-s // multiple) * multiple // options.chunk  # per round
     rounds = range(options.rounds)
     out = np.zeros(qk.shape[:3] + (v.shape[-1],))
     for bi in range(b):
@@ -51,10 +54,13 @@ def lsh_attention(qk, v, key_bias, options, layer: str, causal: bool, rotations=
                 for i in range(s):
                     c = chunk_of[r, i]
                     if options.look_back == "rolled":
-                        near, among = {c, (c - 1) % (options.rounds * chunks)}, rounds
+                        total = options.rounds * chunks
+                        near = [(c + k) % total if abs(k) < total else c for k in range(
+                            -getattr(options, "chunks_before", 1), getattr(options, "chunks_after", 0) + 1)]
+                        among = rounds
                     else:
-                        near, among = {c, c - 1}, [r]
-                    seen = [j for r2 in among for j in range(s) if chunk_of[r2, j] in near
+                        near, among = [c - 1, c], [r]
+                    seen = [j for g in near for r2 in among for j in range(s) if chunk_of[r2, j] == g
                             and (not options.same_bucket or bucket[r2, j] == bucket[r, i]) and (not causal or j <= i)]
                     scores = np.array([-1e5 if j == i else qk[bi, hi, i] @ keys[bi, hi, j] * scale
                                        + (0.0 if key_bias is None else key_bias[bi, j]) for j in seen])

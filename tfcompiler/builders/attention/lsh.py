@@ -5,9 +5,10 @@ rounds buckets positions by random rotations, sorts them by bucket, and attends 
 of a round has none before it, same-bucket keys only, scores scaled by 1/√Dh. The authors' trax
 code and Hugging Face's port (`same_bucket: false, look_back: rolled, scale: 1, key_epsilon: 1e-6`,
 per-head rotations from the weights: what `tfc import-hf` writes for a Reformer) let a chunk attend
-every key in it and roll its look-back across hashing rounds; lucidrains' reformer-pytorch does the
-same and hashes padded positions like the others (`padding: hashed`), where ours share a bucket of
-their own. Rounds are combined by their
+every key in it and roll its look-back across hashing rounds; they also take `chunks_before` and
+`chunks_after` (look-ahead) neighbouring chunks, rolled likewise. lucidrains' reformer-pytorch rolls
+the look-back too and hashes padded positions like the others (`padding: hashed`), where ours share a
+bucket of their own. Rounds are combined by their
 log-sum-exps (see tfcompiler.ir.ops.lsh).
 Sorting stays inside the graph (TopK over the whole length), so any length works. The rotations
 are drawn when the spec is compiled, from `seed` and the layer's path, and stored as a constant
@@ -63,6 +64,16 @@ class LshOptions(AttentionKind):
                           "so they never take a real position's place in a chunk; hashed: they are hashed and sorted "
                           "like real positions and only hidden as keys (lucidrains' reformer-pytorch).",
                           choices=("own_bucket", "hashed"))
+    chunks_before: int = option(1, doc="Chunks before its own a chunk sees (Hugging Face's lsh_num_chunks_before); "
+                                "other than 1 with look_back: rolled.", minimum=0)
+    chunks_after: int = option(0, doc="Chunks after its own a chunk sees, the look-ahead (Hugging Face's "
+                               "lsh_num_chunks_after; in a decoder the causal mask still hides later positions); other "
+                               "than 0 with look_back: rolled.", minimum=0)
+    length_multiple: int | None = option(None, doc="Pad the sequence to a multiple of this many positions (a "
+                                         "multiple of chunk) before it is chunked: Hugging Face pads a Reformer's "
+                                         "input to the least common multiple of its layers' chunk lengths, which "
+                                         "adds chunks of padding that the rolled look-back sees. Default: chunk.",
+                                         minimum=1)
 
     def problems(self, spec, where):
         if self.buckets % 2:
@@ -70,6 +81,11 @@ class LshOptions(AttentionKind):
         if spec.model.kv != spec.model.heads:
             yield "lsh attention shares queries and keys: kv_heads must equal heads"
         yield from no_score_positions("lsh", spec)
+        if self.length_multiple is not None and self.length_multiple % self.chunk:
+            yield f"length_multiple {self.length_multiple} must be a multiple of chunk {self.chunk}"
+        if (self.chunks_before, self.chunks_after) != (1, 0) and self.look_back != "rolled":
+            yield (f"chunks_before {self.chunks_before} / chunks_after {self.chunks_after}: chunks other than the one "
+                   "before need look_back: rolled (the rounds' chunks as one sequence, as Hugging Face takes them)")
 
 
 def build_lsh(ctx, options: LshOptions, spec, site):
@@ -83,10 +99,15 @@ def build_lsh(ctx, options: LshOptions, spec, site):
         rotations = ctx.constant(drawn.transpose(1, 0, 2)[None])
     inputs = [shared, value, rotations] + key_padding(ctx, site)
     scale = options.scale if options.scale is not None else m.dh ** -0.5
-    hashed = {"hash_padding": True} if options.padding == "hashed" else {}  # no attribute by default
+    extra = ({"before": options.chunks_before, "after": options.chunks_after}
+             if (options.chunks_before, options.chunks_after) != (1, 0) else {})  # the defaults: no attributes
+    if options.length_multiple is not None:
+        extra["multiple"] = options.length_multiple
+    if options.padding == "hashed":
+        extra["hash_padding"] = True
     context = ctx.op("lsh_attention", *inputs, chunk=options.chunk, causal=site.causal, scale=float(scale),
                      same_bucket=options.same_bucket, look_back=options.look_back,
-                     key_epsilon=float(options.key_epsilon), label="LSHAttention", **hashed)
+                     key_epsilon=float(options.key_epsilon), label="LSHAttention", **extra)
     return output_projection(ctx, spec, context)
 
 
@@ -100,6 +121,25 @@ encoder: {layers: 2}
 topology: decoder
 block: {attention: {kind: lsh, buckets: 4, rounds: 2, chunk: 3, same_bucket: false, look_back: rolled, scale: 1.0,
                     key_epsilon: 1e-6, rotations: weights}}
+decoder: {layers: 2}
+head: {kind: lm}
+""",
+    "reformer_lsh_look_ahead_encoder": """
+topology: encoder
+block: {attention: {kind: lsh, buckets: 4, rounds: 2, chunk: 3, same_bucket: false, look_back: rolled, scale: 1.0,
+                    key_epsilon: 1e-6, chunks_before: 1, chunks_after: 1}}
+encoder: {layers: 2}
+""",
+    "reformer_lsh_padded_to_lcm_encoder": """
+topology: encoder
+block: {attention: {kind: lsh, buckets: 4, rounds: 2, chunk: 2, same_bucket: false, look_back: rolled,
+                    length_multiple: 8}}
+encoder: {layers: 2}
+""",
+    "reformer_lsh_look_ahead_decoder": """
+topology: decoder
+block: {attention: {kind: lsh, buckets: 4, rounds: 2, chunk: 3, seed: 2, same_bucket: false, look_back: rolled,
+                    chunks_before: 0, chunks_after: 2}}
 decoder: {layers: 2}
 head: {kind: lm}
 """,

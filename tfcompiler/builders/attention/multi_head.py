@@ -102,20 +102,23 @@ def keys_and_values(ctx, options: MultiHeadOptions, spec, memory):
     return key, value
 
 
-def build_multi_head(ctx, options: MultiHeadOptions, spec, site: Site, pattern=None):
-    """``pattern``: a static sparse pattern for the position-based sparse kinds (self-attention)."""
+def build_multi_head(ctx, options: MultiHeadOptions, spec, site: Site, pattern=None, mask=None):
+    """``pattern``: a static sparse pattern for the position-based sparse kinds (self-attention);
+    ``mask(ctx, query, key)``: an additive mask of a self-attention whose pattern depends on the length."""
     m = spec.model
     query = ctx.split_heads(ctx.linear(site.x, m.heads * m.dh, "query", m.bias), m.heads, m.dh)
     if options.qk_norm:
         norm = Norm(kind=options.qk_norm, epsilon=options.qk_norm_epsilon)
         query = build_norm(ctx, query, norm, "query_norm", bias=False)
     key, value = site.cross_kv if site.cross_kv is not None else keys_and_values(ctx, options, spec, site.memory)
-    return attend(ctx, options, spec, site, query, key, value, pattern)
+    masks = [mask(ctx, query, key)] if mask is not None and site.is_self else []
+    return attend(ctx, options, spec, site, query, key, value, pattern, masks)
 
 
-def attend(ctx, options: MultiHeadOptions, spec, site: Site, query, key, value, pattern=None):
+def attend(ctx, options: MultiHeadOptions, spec, site: Site, query, key, value, pattern=None, masks=()):
     """Positions, priors, masks and head options on projected heads; returns (B, S, D)."""
-    return output_projection(ctx, spec, attention_context(ctx, options, spec, site, query, key, value, pattern))
+    return output_projection(ctx, spec, attention_context(ctx, options, spec, site, query, key, value, pattern,
+                                                          masks))
 
 
 def attention_context(ctx, options: MultiHeadOptions, spec, site: Site, query, key, value, pattern=None,

@@ -1,6 +1,8 @@
 """Reformer (ReformerModel / ReformerModelWithLMHead, and its sequence classifier and question answering)."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ...errors import TfcError
@@ -10,26 +12,29 @@ from .heads import sequence_classifier, token_head, with_head
 
 def reformer(config: dict, w: Checkpoint) -> tuple[dict, dict]:
     """Reformer (ReformerModel / ReformerModelWithLMHead): reversible blocks of LSH attention as the
-    authors' trax code runs it (see tfcompiler.builders.attention.lsh) and, in decoders, local attention
-    (`block_local`: a chunk and the chunks before it, causal) where attn_layers says so, axial position embeddings
-    flattened into one learned table, an untied LM head over both streams. Hugging Face draws the
-    rotations on every call as torch.manual_seed(hash_seed); torch.randn(heads, head_width, rounds,
-    buckets / 2), the same for every layer: they are drawn here once, with torch, into each layer's
-    `attention.rotations`."""
+    authors' trax code runs it (see tfcompiler.builders.attention.lsh), its chunks before and after (the
+    look-ahead) included, and local attention where attn_layers says so (`block_local`: in decoders a
+    chunk and the chunks before it, causal; in encoders the chunks before and after it rolled round the
+    sequence's ends, `wrap`), axial position embeddings flattened into one learned table, an untied LM
+    head over both streams. Hugging Face draws the rotations on every call as
+    torch.manual_seed(hash_seed); torch.randn(heads, head_width, rounds, buckets / 2), the same for every
+    layer: they are drawn here once, with torch, into each layer's `attention.rotations`."""
     layers, buckets, decoder = config["attn_layers"], config.get("num_buckets"), bool(config.get("is_decoder"))
     problems = []
-    if set(layers) - {"lsh", "local"} or "local" in layers and not decoder:
-        problems.append(f"attn_layers {layers}: 'lsh' layers, and 'local' ones in a decoder (Hugging Face's "
-                        "bidirectional local attention looks back only, wrapping round to the last chunk)")
-    if "local" in layers and config.get("local_num_chunks_after", 0) != 0:
-        problems.append("local_num_chunks_after must be 0 in a decoder")
+    if set(layers) - {"lsh", "local"}:
+        problems.append(f"attn_layers {layers}: 'lsh' and 'local' layers only")
+    if "local" in layers and decoder and config.get("local_num_chunks_after", 0) != 0:
+        problems.append("local_num_chunks_after must be 0 in a decoder (Hugging Face's last chunk would see the "
+                        "first, rolled round, which no causal step could compute from a cache)")
+    if "local" in layers and decoder and config.get("local_num_chunks_before", 1) > 1:
+        problems.append("local_num_chunks_before must be 0 or 1 in a decoder (Hugging Face's rolls stop at the ends: "
+                        "an input of no more chunks than that sees its own chunk twice, which depends on the length "
+                        "and has no causal step from a cache)")
     if not isinstance(buckets, int):
         problems.append(f"num_buckets {buckets!r}: only one even number of buckets is supported (Hugging Face sets "
                         "it from the input length when null, and factorises lists)")
     if config.get("hash_seed") is None:
         problems.append("hash_seed is null: Hugging Face draws new rotations on every call; set a hash_seed")
-    if (config.get("lsh_num_chunks_before", 1), config.get("lsh_num_chunks_after", 0)) != (1, 0):
-        problems.append("lsh_num_chunks_before/after must be 1 / 0 (a chunk and the one before it)")
     if problems:
         raise TfcError("reformer: " + "; ".join(problems))
     try:
@@ -44,6 +49,17 @@ def reformer(config: dict, w: Checkpoint) -> tuple[dict, dict]:
     stack = "decoder" if decoder else "encoder"
     local = {"kind": "block_local", "block": config.get("local_attn_chunk_length", 64),
              "memory_blocks": config.get("local_num_chunks_before", 1)}
+    if not decoder:  # Hugging Face rolls the chunks round the ends; in a decoder the causal mask hides them
+        local.update(after=config.get("local_num_chunks_after", 0), wrap=True)
+    lsh_chunks = (config.get("lsh_num_chunks_before", 1), config.get("lsh_num_chunks_after", 0))
+    neighbours = {"chunks_before": lsh_chunks[0], "chunks_after": lsh_chunks[1]} if lsh_chunks != (1, 0) else {}
+    # Hugging Face pads the input to its layers' chunk lengths' least common multiple; the chunks rolled round
+    # the ends see that padding (the decoder's local layers do not: their rolled chunks are all in the future)
+    multiple = math.lcm(config["lsh_attn_chunk_length"], local["block"]) if set(layers) == {"lsh", "local"} else None
+    if multiple is not None and multiple != config["lsh_attn_chunk_length"]:
+        neighbours["length_multiple"] = multiple
+    if multiple is not None and multiple != local["block"] and not decoder:
+        local["length_multiple"] = multiple
     overrides = [{"layers": [i, i], "block": {"attention": local}} for i, kind in enumerate(layers) if kind == "local"]
     spec = {
         "topology": stack,
@@ -53,7 +69,8 @@ def reformer(config: dict, w: Checkpoint) -> tuple[dict, dict]:
         "block": {"placement": "reversible", "norm": {"kind": "layer_norm", "epsilon": config["layer_norm_eps"]},
                   "attention": {"kind": "lsh", "buckets": buckets, "rounds": rounds,
                                 "chunk": config["lsh_attn_chunk_length"], "rotations": "weights",
-                                "same_bucket": False, "look_back": "rolled", "scale": 1.0, "key_epsilon": 1e-6},
+                                "same_bucket": False, "look_back": "rolled", "scale": 1.0, "key_epsilon": 1e-6,
+                                **neighbours},
                   "ffn": ffn_section(config, activation_kind(config["hidden_act"]))},
         stack: {"layers": len(layers), **({"overrides": overrides} if overrides else {})},
         "head": {"kind": "lm", "tied": False, "bias": True} if w.has("lm_head.decoder.weight") else {"kind": "none"}}
