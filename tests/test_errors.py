@@ -353,3 +353,9 @@ def test_a_checkpoint_shard_of_8_bit_floats_is_one_clear_error(tmp_path, capsys)
     code, err = run_cli(capsys, "import-hf", str(tmp_path), "-o", str(tmp_path / "out"))
     assert code == 1 and "model.safetensors: 8-bit float tensors are not read" in err and "wte.weight: F8_E4M3" in err
     assert not (tmp_path / "out").exists()
+
+
+def test_an_init_std_whose_draws_overflow_float32_is_located(tmp_path, capsys):
+    spec = write(tmp_path, GOOD + "init: {std: 1.0e38}\n")
+    code, err = run_cli(capsys, "check", str(spec))
+    assert code == 1 and "init.std: normal draws of std 1e+38 overflow float32: expected at most 4.25e+37" in err

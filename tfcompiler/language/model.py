@@ -10,7 +10,7 @@ from typing import Any
 
 from .kinds import ATTENTION, INPUTS, POSITIONS
 from .rules import At, Section, Where
-from .schema import option
+from .schema import FLOAT32_MAX, option
 from .shrink_rules import cap, pooled_grid, token_id
 
 PLAIN_ACTIVATIONS = ("relu", "gelu", "gelu_tanh", "silu")  # one input: what a head's dense layer may apply
@@ -452,6 +452,12 @@ class Init(Section):
                          "xavier_uniform for matrices (the paper's). Biases start at 0, norm scales "
                          "at 1.", choices=("normal", "xavier_uniform"))
     std: float = option(0.02, doc="Standard deviation of the normal scheme.", minimum=0.0)
+
+    def problems(self, spec, where: Where):
+        # normal draws reach about 6 standard deviations over a large table: past float32's range they are inf
+        if self.std * 8 > FLOAT32_MAX:
+            yield At("std", f"normal draws of std {self.std:g} overflow float32: expected at most "
+                            f"{FLOAT32_MAX / 8:.3g}")
 
 
 @dataclass(frozen=True, kw_only=True)
