@@ -1,0 +1,100 @@
+"""Input layer `patches`: an image cut into square patches, each linearly embedded (ViT, Dosovitskiy et al. 2021),
+with a learned class token in front.
+
+The graph input is ``pixel_values`` (B, channels, image_size, image_size), float, as Hugging Face's ViT names it.
+ViT's patch embedding is a Conv2d with kernel = stride = patch_size; here it is the same sum written as a
+reshape and transpose to (B, patches, channels·P·P) and one MatMul with ``patches.weight`` (channels·P·P,
+width) plus ``patches.bias``: the conv's weight (width, channels, P, P) reshaped to (width, channels·P·P) and
+transposed. Patches are numbered row-major, as the conv's output flattened. The class token
+``class_token`` (1, 1, width) is prepended; its position is 0. Every token is real: the input has no
+padding mask. The sequence has a fixed length (patches + class token), which `model.max_length` must cover (an
+imported ViT's learned table has exactly that many rows, its position embeddings).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from ...ir.types import BATCH
+from ...language.kinds import INPUTS, InputKind
+from ...language.rules import At
+from ...language.schema import option
+from .base import StackInput, scaled
+
+
+@dataclass(frozen=True)
+class PatchOptions(InputKind):
+    """Square image patches, linearly embedded (a strided convolution), after a learned class token."""
+
+    PAPER = "Dosovitskiy et al. 2021 (ViT)"
+    COMPUTES = "float `pixel_values` (B, C, H, W) cut into P×P patches, each times a (C·P·P, width) matrix " \
+               "plus a bias; a learned class token in front"
+    LOWERING = "`Reshape`, `Transpose`, `MatMul`, `Add`, `Concat`"
+    no_cache_because: ClassVar[str] = "an image is read whole, not a token at a time"
+
+    image_size: int = option(224, doc="The image's height and width, in pixels.", minimum=1)
+    patch_size: int = option(16, doc="P, a patch's height and width; it must divide `image_size`.", minimum=1)
+    channels: int = option(3, doc="C, the image's channels.", minimum=1)
+    class_token: bool = option(True, doc="A learned class token `class_token` (1, 1, width) before the patches "
+                               "(ViT's [CLS]; a `classifier` head with `pooling: first` reads it).")
+
+    @property
+    def grid(self) -> int:
+        """Patches along each side."""
+        return self.image_size // self.patch_size
+
+    def tokens(self) -> int:
+        """The sequence length: every patch and the class token."""
+        return self.grid ** 2 + self.class_token
+
+    def parameters(self, spec) -> int:
+        return (self.channels * self.patch_size ** 2 + 1 + self.class_token) * spec.model.width
+
+    def problems(self, spec, where):
+        if self.image_size % self.patch_size:
+            yield At("patch_size", f"patch_size {self.patch_size} does not divide image_size {self.image_size}: "
+                     f"the patches must tile the image (e.g. image_size {self.grid * self.patch_size} or "
+                     f"{(self.grid + 1) * self.patch_size})")
+            return
+        if spec.topology != "encoder":
+            yield f"input 'patches' reads an image into an encoder: topology 'encoder', got '{spec.topology}'"
+        if spec.model.max_length < self.tokens():  # the positional tables' rows
+            yield At("image_size", f"model.max_length must be at least {self.tokens()}, the {self.grid}×{self.grid} "
+                     f"patches{' and the class token' if self.class_token else ''} of a {self.image_size}-pixel "
+                     f"image; got {spec.model.max_length}", located="model.max_length")
+
+
+def build_patches(ctx, options: PatchOptions, spec, stack_name: str) -> StackInput:
+    c, p, g = options.channels, options.patch_size, options.grid
+    pixels = ctx.input("pixel_values", "float32", (BATCH, c, options.image_size, options.image_size),
+                       role="pixel_values")
+    # (B, C, g·P, g·P) -> (B, C, g, P, g, P) -> (B, g, g, C, P, P) -> (B, g·g, C·P·P): row-major patches,
+    # each flattened as the conv weight's (C, P, P)
+    grid_BCgPgP = ctx.op("reshape", pixels, shape=(0, c, g, p, g, p))
+    grid_BggCPP = ctx.op("transpose", grid_BCgPgP, perm=(0, 2, 4, 1, 3, 5))
+    patches_BNF = ctx.op("reshape", grid_BggCPP, shape=(0, g * g, c * p * p), label="Patches")
+    hidden = scaled(ctx, spec, ctx.linear(patches_BNF, spec.model.width, "patches"))
+    if options.class_token:
+        token = ctx.op("tile_batch", ctx.param("class_token", (1, 1, spec.model.width), "embedding"), hidden)
+        hidden = ctx.op("concat", token, hidden, axis=1, label="ClassToken")
+    return StackInput(hidden=hidden, mask=None, ids=hidden)  # positions count along the tokens (axis 1)
+
+
+INPUTS.register("patches", PatchOptions, build_patches, examples={
+    "vit_patches_classifier": """
+topology: encoder
+input: {kind: patches, image_size: 12, patch_size: 4, channels: 3}
+positional: learned
+block: {placement: pre, ffn: {activation: gelu}}
+encoder: {layers: 2}
+head: {kind: classifier, labels: 3, pooling: first, dense: false}
+""",
+    "patches_without_class_token": """
+topology: encoder
+input: {kind: patches, image_size: 6, patch_size: 2, channels: 1, class_token: false}
+positional: {kind: sinusoidal}
+block: {placement: pre}
+encoder: {layers: 1}
+head: {kind: pooler}
+""",
+})
