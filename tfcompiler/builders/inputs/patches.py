@@ -19,7 +19,17 @@ from ...ir.types import BATCH
 from ...language.kinds import INPUTS, InputKind
 from ...language.rules import At
 from ...language.schema import option
+from ...language.shrink_rules import Rule
 from .base import StackInput, scaled
+
+
+# the image at most 7×7 patches of the size written (49 + a class token fit the shrunk max_length, 64 at most,
+# and never more tokens than the spec had, whose max_length covered them)
+patch_grid = Rule("patch_grid", lambda value, section, scale: min(value // _patch(section), 7) * _patch(section))
+
+
+def _patch(section: dict) -> int:
+    return section.get("patch_size", PatchOptions.patch_size)
 
 
 @dataclass(frozen=True)
@@ -32,7 +42,7 @@ class PatchOptions(InputKind):
     LOWERING = "`Reshape`, `Transpose`, `MatMul`, `Add`, `Concat`"
     no_cache_because: ClassVar[str] = "an image is read whole, not a token at a time"
 
-    image_size: int = option(224, doc="The image's height and width, in pixels.", minimum=1)
+    image_size: int = option(224, doc="The image's height and width, in pixels.", minimum=1, shrink=patch_grid)
     patch_size: int = option(16, doc="P, a patch's height and width; it must divide `image_size`.", minimum=1)
     channels: int = option(3, doc="C, the image's channels.", minimum=1)
     class_token: bool = option(True, doc="A learned class token `class_token` (1, 1, width) before the patches "
