@@ -17,6 +17,18 @@ transformers = pytest.importorskip("transformers")
 
 CONFIG = dict(image_size=32, patch_size=8, num_channels=3, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
               intermediate_size=48, hidden_act="gelu")
+# a tiny spec of its own, for what Model.run checks
+SPEC = """
+tfc: 1
+name: vit
+topology: encoder
+model: {width: 16, heads: 2, ffn_width: 32, vocab_size: 1, max_length: 5}
+input: {kind: patches, image_size: 16, patch_size: 8}
+positional: learned
+block: {placement: pre}
+encoder: {layers: 1}
+head: {kind: classifier, labels: 3, pooling: first, dense: false}
+"""
 
 
 def vit(model_class: str, **options):
@@ -66,3 +78,23 @@ def test_vit_masked_image_modeling_is_refused(tmp_path, capsys):
     assert json.loads((tmp_path / "hf" / "config.json").read_text())["model_type"] == "vit"
     assert main(["import-hf", str(tmp_path / "hf"), "-o", str(tmp_path / "imported")]) != 0
     assert "mask token" in capsys.readouterr().err
+
+
+def test_run_names_bad_pixels(tmp_path):
+    """Model.run refuses an image of another size (no interpolate_pos_encoding: the positions are the
+    configured grid's) and non-finite pixels, naming pixel_values."""
+    from tfc_runtime import Model
+    from tfcompiler.compiler import compile_spec
+    from tfcompiler.language import parse_spec
+
+    spec = parse_spec(SPEC, "vit.yaml")
+    compile_spec(spec).model.save(str(tmp_path / "m.onnx"))
+    model = Model(str(tmp_path / "m.onnx"))
+    pixels = np.zeros((2, 3, 16, 16), np.float32)
+    assert model.run({"pixel_values": pixels})["logits"].shape == (2, 3)
+    with pytest.raises(ValueError, match=r"pixel_values: axis 2 must be 16"):
+        model.run({"pixel_values": np.zeros((2, 3, 24, 16), np.float32)})
+    pixels[1, 2, 3, 4] = np.nan
+    with pytest.raises(ValueError, match=r"pixel_values\[1, 2, 3, 4\]: expected a finite number, got nan"):
+        model.run({"pixel_values": pixels})
+
