@@ -1,5 +1,6 @@
 """Parity with Hugging Face transformers' ViT: ViTModel (last_hidden_state and the pooler's pooler_output) and
-ViTForImageClassification (logits from the final-normed class token) from small random configs, saved,
+ViTForImageClassification (logits from the final-normed class token), and DeiT's (a distillation token after the
+class token) from small random configs, saved,
 imported with `tfc import-hf` (the `patches` input), compiled and run on onnxruntime against the torch model
 at fp32; and the configs the import refuses by name."""
 from __future__ import annotations
@@ -32,7 +33,8 @@ head: {kind: classifier, labels: 3, pooling: first, dense: false}
 
 
 def vit(model_class: str, **options):
-    return randomise(getattr(transformers, model_class)(transformers.ViTConfig(**{**CONFIG, **options})), seed=5)
+    config = (transformers.DeiTConfig if model_class.startswith("DeiT") else transformers.ViTConfig)
+    return randomise(getattr(transformers, model_class)(config(**{**CONFIG, **options})), seed=5)
 
 
 def assert_close(got, want, what: str):
@@ -44,7 +46,9 @@ def assert_close(got, want, what: str):
 @pytest.mark.parametrize("model_class, outputs, options", [
     ("ViTModel", ("last_hidden_state", "pooler_output"), {}),
     ("ViTModel", ("last_hidden_state", "pooler_output"), dict(num_channels=1, patch_size=4, pooler_act="gelu")),
-    ("ViTForImageClassification", ("logits",), dict(num_labels=5))])
+    ("ViTForImageClassification", ("logits",), dict(num_labels=5)),
+    ("DeiTModel", ("last_hidden_state", "pooler_output"), {}),
+    ("DeiTForImageClassification", ("logits",), dict(num_labels=4))])
 def test_vit_matches_transformers(tmp_path, model_class, outputs, options):
     model = vit(model_class, **options)
     session = import_and_compile(model, tmp_path)
@@ -69,6 +73,12 @@ def test_vit_import_refuses_by_name(tmp_path, capsys, options, refused):
     assert main(["import-hf", str(tmp_path / "hf"), "-o", str(tmp_path / "imported")]) != 0
     assert refused in capsys.readouterr().err
     assert not (tmp_path / "imported").exists()
+
+
+def test_deit_with_teacher_is_refused(tmp_path, capsys):
+    vit("DeiTForImageClassificationWithTeacher").save_pretrained(tmp_path / "hf")
+    assert main(["import-hf", str(tmp_path / "hf"), "-o", str(tmp_path / "imported")]) != 0
+    assert "DeiTForImageClassificationWithTeacher" in capsys.readouterr().err
 
 
 def test_vit_masked_image_modeling_is_refused(tmp_path, capsys):

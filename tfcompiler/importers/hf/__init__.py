@@ -39,6 +39,8 @@ canonical weight, the checkpoint tensor it comes from:
 - ``vit`` (ViTModel, ViTForImageClassification; keys under ``vit.``): the `patches` input (the patch
   Conv2d as one MatMul, the class token, learned positions), pre-norm layers, the final layernorm; the
   pooler as the `pooler` head, the image classifier as `classifier` over the class token (see vit.py).
+- ``deit`` (DeiTModel, DeiTForImageClassification; keys under ``deit.``): ViT's import with the
+  distillation token after the class token (`distillation_token: true`).
 
 Task heads (heads.py), with num_labels from the checkpoint: sequence classification as the
 `classifier` head (BERT, Longformer, Funnel, Reformer encoders: dense and tanh over the first token;
@@ -89,7 +91,7 @@ IMPORTERS: dict[str, tuple[str, Callable]] = {"bert": ("encoder", bert), "gpt2":
                                                "nystromformer": ("encoder", nystromformer),
                                                "big_bird": ("encoder", big_bird),
                                                "reformer": ("decoder", reformer),  # or encoder: its config says
-                                               "vit": ("encoder", vit)}
+                                               "vit": ("encoder", vit), "deit": ("encoder", vit)}
 
 
 def import_hf(model_dir: str | Path, out_dir: str | Path, dropped: list[str] | None = None) -> list[Path]:

@@ -1,12 +1,15 @@
-"""Hugging Face ViT (ViTModel, ViTForImageClassification; keys under ``vit.`` in the task model) as an encoder
-reading `patches`: the patch embedding's Conv2d weight (width, C, P, P) becomes the (C·P·P, width) matrix of one
-MatMul over the flattened patches, the class token and the position embeddings (one row per token: max_length
-is the patches plus the class token) as they are; pre-norm layers (layernorm_before / layernorm_after), the final
-layernorm. ViTModel's pooler (dense and pooler_act over the class token) is the `pooler` head; the image
-classifier (a linear map of the final-normed class token) is `classifier` with `pooling: first, dense: false`.
+"""Hugging Face ViT (ViTModel, ViTForImageClassification; keys under ``vit.`` in the task model) and DeiT
+(DeiTModel, DeiTForImageClassification; under ``deit.``: ViT's layout with a distillation token after the class
+token) as an encoder reading `patches`: the patch embedding's Conv2d weight (width, C, P, P) becomes the
+(C·P·P, width) matrix of one MatMul over the flattened patches, the class (and distillation) token and the
+position embeddings (one row per token: max_length is the patches plus the tokens in front) as they are;
+pre-norm layers (layernorm_before / layernorm_after), the final layernorm. The pooler (dense and pooler_act over
+the class token) is the `pooler` head; the image classifier (a linear map of the final-normed class token) is
+`classifier` with `pooling: first, dense: false`.
 
 The compiled model takes images of the configured size only: interpolate_pos_encoding (other sizes), a mask token
-(ViTForMaskedImageModeling) and pooler_output_size other than hidden_size are refused by name."""
+(ViTForMaskedImageModeling), pooler_output_size other than hidden_size and DeiT's classifier with a teacher (the
+mean of two heads' logits) are refused by name."""
 from __future__ import annotations
 
 from ...errors import TfcError
@@ -29,6 +32,10 @@ def vit(config: dict, w: Checkpoint) -> tuple[dict, dict]:
         raise TfcError("ViT with qkv_bias=false is not supported yet")
     if w.has("embeddings.mask_token"):
         raise TfcError("ViT with a mask token (ViTForMaskedImageModeling, use_mask_token) is not supported yet")
+    if w.has("cls_classifier.weight"):
+        raise TfcError("DeiTForImageClassificationWithTeacher (the mean of the class and distillation tokens' "
+                       "classifiers) is not supported yet; DeiTForImageClassification is")
+    distilled = w.has("embeddings.distillation_token")
     image, patch, channels = square(config, "image_size"), square(config, "patch_size"), config["num_channels"]
     if image % patch:
         raise TfcError(f"ViT with image_size {image} not a multiple of patch_size {patch}: Hugging Face's "
@@ -36,8 +43,9 @@ def vit(config: dict, w: Checkpoint) -> tuple[dict, dict]:
     width, eps, layers = config["hidden_size"], config["layer_norm_eps"], config["num_hidden_layers"]
     spec = {
         "model": {"width": width, "heads": config["num_attention_heads"], "ffn_width": config["intermediate_size"],
-                  "vocab_size": 1, "max_length": (image // patch) ** 2 + 1},  # no token ids: one unread id
-        "input": {"kind": "patches", "image_size": image, "patch_size": patch, "channels": channels},
+                  "vocab_size": 1, "max_length": (image // patch) ** 2 + 1 + distilled},  # no ids: one unread
+        "input": {"kind": "patches", "image_size": image, "patch_size": patch, "channels": channels,
+                  **({"distillation_token": True} if distilled else {})},
         "positional": "learned",
         "block": {"placement": "pre", "norm": {"kind": "layer_norm", "epsilon": eps},
                   "ffn": ffn_section(config, activation_kind(config["hidden_act"]))},
@@ -49,6 +57,8 @@ def vit(config: dict, w: Checkpoint) -> tuple[dict, dict]:
                "embeddings.class_token": w("embeddings.cls_token"),
                "embeddings.positions.weight": w("embeddings.position_embeddings")[0],
                **norm_weights(w, "encoder.final_norm", "layernorm")}
+    if distilled:
+        weights["embeddings.distillation_token"] = w("embeddings.distillation_token")
     for i in range(layers):
         ours, theirs = f"encoder.layers.{i}", f"encoder.layer.{i}"
         for name in ("query", "key", "value"):
