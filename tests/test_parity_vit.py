@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import onnxruntime as ort
 import pytest
 
 from tfcompiler.cli import main
@@ -18,18 +19,6 @@ transformers = pytest.importorskip("transformers")
 
 CONFIG = dict(image_size=32, patch_size=8, num_channels=3, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
               intermediate_size=48, hidden_act="gelu")
-# a tiny spec of its own, for what Model.run checks
-SPEC = """
-tfc: 1
-name: vit
-topology: encoder
-model: {width: 16, heads: 2, ffn_width: 32, vocab_size: 1, max_length: 5}
-input: {kind: patches, image_size: 16, patch_size: 8}
-positional: learned
-block: {placement: pre}
-encoder: {layers: 1}
-head: {kind: classifier, labels: 3, pooling: first, dense: false}
-"""
 
 
 def vit(model_class: str, **options):
@@ -63,6 +52,32 @@ def test_vit_matches_transformers(tmp_path, model_class, outputs, options):
         assert_close(got[name], want[name].numpy(), f"{model_class} {name}")
 
 
+@pytest.mark.parametrize("model_class, image_size", [("ViTModel", 48), ("ViTModel", 24),
+                                                     ("DeiTForImageClassification", 56)])
+def test_interpolated_positions_match_interpolate_pos_encoding(tmp_path, model_class, image_size):
+    """The import at 32 pixels (a 4×4 grid), compiled for another image size with `position_grid: 4` and the
+    same weights, against Hugging Face's forward with interpolate_pos_encoding=True (bicubic, torch's)."""
+    import yaml
+    from tfcompiler.compiler import compile_spec
+
+    model = vit(model_class, num_labels=3)
+    model.save_pretrained(tmp_path / "hf")
+    assert main(["import-hf", str(tmp_path / "hf"), "-o", str(tmp_path / "imported")]) == 0
+    spec = yaml.safe_load((tmp_path / "imported" / "spec.yaml").read_text())
+    spec["input"].update(image_size=image_size, position_grid=4)
+    spec["positional"] = "none"
+    spec["model"]["max_length"] = (image_size // 8) ** 2 + 2
+    (tmp_path / "resized.yaml").write_text(yaml.safe_dump(spec))
+    compiled = compile_spec(tmp_path / "resized.yaml", weights=str(tmp_path / "imported" / "weights.safetensors"))
+    session = ort.InferenceSession(compiled.model.serialize())
+    pixels = np.random.default_rng(3).standard_normal((2, 3, image_size, image_size)).astype(np.float32)
+    with torch.no_grad():
+        want = model(pixel_values=torch.from_numpy(pixels), interpolate_pos_encoding=True)
+    got = dict(zip([o.name for o in session.get_outputs()], session.run(None, {"pixel_values": pixels})))
+    for name in got:
+        assert_close(got[name], want[name].numpy(), f"{model_class} at {image_size} {name}")
+
+
 @pytest.mark.parametrize("options, refused", [
     (dict(qkv_bias=False), "qkv_bias=false"),
     (dict(image_size=30), "not a multiple of patch_size 8"),
@@ -88,23 +103,4 @@ def test_vit_masked_image_modeling_is_refused(tmp_path, capsys):
     assert json.loads((tmp_path / "hf" / "config.json").read_text())["model_type"] == "vit"
     assert main(["import-hf", str(tmp_path / "hf"), "-o", str(tmp_path / "imported")]) != 0
     assert "mask token" in capsys.readouterr().err
-
-
-def test_run_names_bad_pixels(tmp_path):
-    """Model.run refuses an image of another size (no interpolate_pos_encoding: the positions are the
-    configured grid's) and non-finite pixels, naming pixel_values."""
-    from tfc_runtime import Model
-    from tfcompiler.compiler import compile_spec
-    from tfcompiler.language import parse_spec
-
-    spec = parse_spec(SPEC, "vit.yaml")
-    compile_spec(spec).model.save(str(tmp_path / "m.onnx"))
-    model = Model(str(tmp_path / "m.onnx"))
-    pixels = np.zeros((2, 3, 16, 16), np.float32)
-    assert model.run({"pixel_values": pixels})["logits"].shape == (2, 3)
-    with pytest.raises(ValueError, match=r"pixel_values: axis 2 must be 16"):
-        model.run({"pixel_values": np.zeros((2, 3, 24, 16), np.float32)})
-    pixels[1, 2, 3, 4] = np.nan
-    with pytest.raises(ValueError, match=r"pixel_values\[1, 2, 3, 4\]: expected a finite number, got nan"):
-        model.run({"pixel_values": pixels})
 

@@ -7,7 +7,9 @@ pre-norm layers (layernorm_before / layernorm_after), the final layernorm. The p
 the class token) is the `pooler` head; the image classifier (a linear map of the final-normed class token) is
 `classifier` with `pooling: first, dense: false`.
 
-The compiled model takes images of the configured size only: interpolate_pos_encoding (other sizes), a mask token
+The import takes images of the configured size. For another size (Hugging Face's interpolate_pos_encoding), edit
+the imported spec: the new `image_size`, `position_grid` the configured grid (image_size / patch_size),
+`positional: none`, and the same weights file (tests/test_parity_vit.py does). A mask token
 (ViTForMaskedImageModeling), pooler_output_size other than hidden_size and DeiT's classifier with a teacher (the
 mean of two heads' logits) are refused by name."""
 from __future__ import annotations
