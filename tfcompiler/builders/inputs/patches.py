@@ -5,11 +5,11 @@ The graph input is ``pixel_values`` (B, channels, image_size, image_size), float
 ViT's patch embedding is a Conv2d with kernel = stride = patch_size; here it is the same sum written as a
 reshape and transpose to (B, patches, channels·P·P) and one MatMul with ``patches.weight`` (channels·P·P,
 width) plus ``patches.bias``: the conv's weight (width, channels, P, P) reshaped to (width, channels·P·P) and
-transposed. Patches are numbered row-major, as the conv's output flattened. The class token
-``class_token`` (1, 1, width) is prepended; its position is 0. DeiT's ``distillation_token`` (1, 1, width)
-follows it, before the patches. Every token is real: the input has no
-padding mask. The sequence has a fixed length (patches + the tokens in front), which `model.max_length` must cover (an
-imported ViT's learned table has exactly that many rows, its position embeddings).
+transposed. Patches are numbered row-major, as the conv's output flattened. The class token ``class_token``
+(1, 1, width) is prepended; its position is 0. DeiT's ``distillation_token`` (1, 1, width) follows it, before the
+patches. Every token is real: the input has no padding mask. The sequence has a fixed length (patches + the tokens
+in front), which `model.max_length` must cover (an imported ViT's learned table has exactly that many rows, its
+position embeddings).
 
 With `position_grid`, the input adds its own learned positions `positions.weight` (front tokens + grid², width),
 learned at another image size: the grid's rows resized bicubically to the image's grid as Hugging Face's
@@ -47,8 +47,9 @@ class PatchOptions(InputKind):
 
     PAPER = "Dosovitskiy et al. 2021 (ViT)"
     COMPUTES = "float `pixel_values` (B, C, H, W) cut into P×P patches, each times a (C·P·P, width) matrix " \
-               "plus a bias; a learned class token in front"
-    LOWERING = "`Reshape`, `Transpose`, `MatMul`, `Add`, `Concat`"
+               "plus a bias; a learned class token (and DeiT's distillation token) in front; with `position_grid`, " \
+               "its own positions resized bicubically"
+    LOWERING = "`Reshape`, `Transpose`, `MatMul`, `Add`, `Concat` (`position_grid`: a constant `MatMul`)"
     no_cache_because: ClassVar[str] = "an image is read whole, not a token at a time"
 
     image_size: int = option(224, doc="The image's height and width, in pixels.", minimum=1, shrink=patch_grid)
@@ -118,7 +119,7 @@ def build_patches(ctx, options: PatchOptions, spec, stack_name: str) -> StackInp
                           "embedding")
         resize = ctx.constant(resized_positions(options.front, options.position_grid, g))
         hidden = ctx.op("add", hidden, ctx.op("matmul", resize, table, label="InterpolatePositions"))
-    return StackInput(hidden=hidden, mask=None, ids=hidden)
+    return StackInput(hidden=hidden, mask=None, ids=hidden)  # positions count along the tokens (axis 1)
 
 
 def bicubic(size_in: int, size_out: int, a: float = -0.75) -> np.ndarray:
