@@ -52,6 +52,17 @@ def test_vit_matches_transformers(tmp_path, model_class, outputs, options):
         assert_close(got[name], want[name].numpy(), f"{model_class} {name}")
 
 
+def test_vit_without_pooler_is_last_hidden_state(tmp_path):
+    """ViTModel(add_pooling_layer=False): head none, the final-normed hidden states alone."""
+    model = randomise(transformers.ViTModel(transformers.ViTConfig(**CONFIG), add_pooling_layer=False), seed=6)
+    session = import_and_compile(model, tmp_path)
+    assert [o.name for o in session.get_outputs()] == ["last_hidden_state"]
+    pixels = np.random.default_rng(4).standard_normal((2, 3, 32, 32)).astype(np.float32)
+    with torch.no_grad():
+        want = model(pixel_values=torch.from_numpy(pixels)).last_hidden_state.numpy()
+    assert_close(session.run(None, {"pixel_values": pixels})[0], want, "ViTModel without pooler")
+
+
 @pytest.mark.parametrize("model_class, image_size", [("ViTModel", 48), ("ViTModel", 24),
                                                      ("DeiTForImageClassification", 56)])
 def test_interpolated_positions_match_interpolate_pos_encoding(tmp_path, model_class, image_size):
