@@ -251,6 +251,8 @@ def feeds_for(session: ort.InferenceSession, batch: int, length: int, pad: int, 
             feeds[i.name] = (rng.random((batch, n)) < 0.3).astype(np.int64)
         elif i.name.endswith("token_type_ids"):
             feeds[i.name] = rng.integers(0, 3, (batch, n))
+        elif i.name == "pixel_values":  # an image (B, C, H, W) of fixed size: `length` does not apply
+            feeds[i.name] = rng.standard_normal((batch, *i.shape[1:])).astype(np.float32)
         elif i.type == "tensor(float)" and i.name.endswith("inputs_embeds"):  # vectors (B, S, F)
             feeds[i.name] = rng.standard_normal((batch, n, i.shape[-1])).astype(np.float32)
         elif i.name.startswith("past_states."):  # a recurrent layer's first state (directions, B, H)

@@ -39,7 +39,10 @@ def implied_changes(spec) -> dict[str, bool]:
     blocks = [block for _, _, stack_blocks in spec.stacks() for block in stack_blocks]
     kinds = {kind_of(b.attention) for b in blocks} | {kind_of(b.cross_attention) for b in blocks
                                                         if b.cross_attention is not None}
-    return {"eliminate_common_subexpressions": kinds != {"recurrent"},  # attention layers share mask biases
+    graph = build_graph(spec)
+    masked = any(graph.op(n).attrs["role"] == "padding_mask" for n in graph.graph_inputs())
+    # attention layers share mask biases (an image's patches are all real: no mask)
+    return {"eliminate_common_subexpressions": kinds != {"recurrent"} and masked,
             # a decoder with a KV cache keeps its patterns as masks: its keys are the past and the new
             # tokens, never a square block (the generator prefills long prompts in chunks)
             "sparsify_attention": bool(kinds & SPARSE_KINDS) and bool(why_no_cache(spec)),

@@ -122,7 +122,7 @@ def check_lengths(ports: list, arrays: dict[str, np.ndarray], limits: Limits) ->
 
 def check_values(ports: list, arrays: dict[str, np.ndarray], limits: Limits) -> None:
     """Ids within the vocabulary, masks of 0s and 1s, positions within `max_length`, segment ids within
-    their table (>= 0 where the model does not say its size), input vectors finite."""
+    their table (>= 0 where the model does not say its size), input vectors and pixels finite."""
     for port in ports:
         array = arrays[port.name]
         if port.role == "token_ids" and limits.vocab_size is not None:
@@ -133,7 +133,7 @@ def check_values(ports: list, arrays: dict[str, np.ndarray], limits: Limits) -> 
         elif port.role == "position_ids" and limits.max_length is not None:
             bad = (array < 0) | (array >= limits.max_length)
             expected = f"a position in [0, {limits.max_length}) (max_length {limits.max_length})"
-        elif port.role == "vectors":  # a NaN or an infinity would spread through attention to every position
+        elif port.role in ("vectors", "pixel_values"):  # a NaN or an infinity would spread through attention
             bad, expected = ~np.isfinite(array), "a finite number"
         elif port.role == "token_type_ids":
             types = (limits.ranges or {}).get(port.name)

@@ -36,6 +36,11 @@ canonical weight, the checkpoint tensor it comes from:
   scores of unit keys, per-head rotations drawn from ``hash_seed`` with torch), local attention layers
   of decoders as ``block_local``, axial position embeddings flattened into a learned table, the LM
   head over both streams.
+- ``vit`` (ViTModel, ViTForImageClassification; keys under ``vit.``): the `patches` input (the patch
+  Conv2d as one MatMul, the class token, learned positions), pre-norm layers, the final layernorm; the
+  pooler as the `pooler` head, the image classifier as `classifier` over the class token (see vit.py).
+- ``deit`` (DeiTModel, DeiTForImageClassification; keys under ``deit.``): ViT's import with the
+  distillation token after the class token (`distillation_token: true`).
 
 Task heads (heads.py), with num_labels from the checkpoint: sequence classification as the
 `classifier` head (BERT, Longformer, Funnel, Reformer encoders: dense and tanh over the first token;
@@ -54,7 +59,7 @@ section for models with a decoder, and the checkpoint's tokenizer files are copi
 which names them (`tokenizer: .`) so that `tfc compile -o DIR/` puts them in the model folder.
 
 Weights are read with safetensors; a ``pytorch_model.bin`` needs torch (the ``hf`` extra). One module
-per family (encoders: the BERT family; big_bird; decoders: GPT-2 and Llama; t5; reformer), checkpoint for
+per family (encoders: the BERT family; big_bird; decoders: GPT-2 and Llama; t5; reformer; vit), checkpoint for
 what they share, and generation for the ids and tokenizer files.
 """
 from __future__ import annotations
@@ -76,6 +81,7 @@ from .big_bird import big_bird
 from .encoders import bert, deberta_v2, funnel, longformer, nystromformer
 from .reformer import reformer
 from .t5 import t5
+from .vit import vit
 
 IMPORTERS: dict[str, tuple[str, Callable]] = {"bert": ("encoder", bert), "gpt2": ("decoder", gpt2),
                                                "llama": ("decoder", llama), "t5": ("encoder-decoder", t5),
@@ -84,7 +90,8 @@ IMPORTERS: dict[str, tuple[str, Callable]] = {"bert": ("encoder", bert), "gpt2":
                                                "funnel": ("encoder", funnel),
                                                "nystromformer": ("encoder", nystromformer),
                                                "big_bird": ("encoder", big_bird),
-                                               "reformer": ("decoder", reformer)}  # or encoder: its config says
+                                               "reformer": ("decoder", reformer),  # or encoder: its config says
+                                               "vit": ("encoder", vit), "deit": ("encoder", vit)}
 
 
 def import_hf(model_dir: str | Path, out_dir: str | Path, dropped: list[str] | None = None) -> list[Path]:

@@ -13,7 +13,7 @@ import numpy as np
 from ...errors import TfcError
 
 PREFIXES = ("", "bert.", "transformer.", "model.", "longformer.", "reformer.", "funnel.", "deberta.",
-            "nystromformer.")
+            "nystromformer.", "vit.", "deit.")
 # Tensors transformers saves that are not parameters: each is recomputed from the config by the
 # compiled model, so it is recognised by name (and only these names) instead of being imported.
 BUFFERS = {r"(^|\.)embeddings\.position_ids$": "position numbers 0..max_length-1 (BERT family)",
