@@ -46,6 +46,12 @@ class StackInput:
         return InputNames("", (SEQUENCE,))
 
 
+def embedding_tables(spec) -> int:
+    """How many input embeddings a spec has: one per stack of an encoder-decoder that does not share
+    them (`embedding.shared: false`), else one."""
+    return 2 if spec.encoder is not None and spec.decoder is not None and not spec.embedding.shared else 1
+
+
 def padding_mask(ctx, names: InputNames) -> Value:
     """`attention_mask` (B, S), 1 for a real position; with a cache it covers the past ones too (B, P+S)."""
     shape = (BATCH, ctx.cache.mask_axis) if ctx.cache else names.shape

@@ -13,7 +13,7 @@ from typing import ClassVar
 from ...ir.types import BATCH
 from ...language.kinds import INPUTS, InputKind
 from ...language.schema import option
-from .base import StackInput, scaled
+from .base import StackInput, embedding_tables, scaled
 
 
 @dataclass(frozen=True)
@@ -30,8 +30,7 @@ class TokenOptions(InputKind):
                               "input.", minimum=0)
 
     def parameters(self, spec) -> int:
-        tables = 2 if spec.encoder is not None and spec.decoder is not None and not spec.embedding.shared else 1
-        return (tables * spec.model.vocab_size + self.token_types) * spec.model.width
+        return (embedding_tables(spec) * spec.model.vocab_size + self.token_types) * spec.model.width
 
 
 def build_tokens(ctx, options: TokenOptions, spec, stack_name: str) -> StackInput:

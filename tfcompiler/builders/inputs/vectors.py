@@ -21,7 +21,7 @@ from ...language.kinds import INPUTS, InputKind
 from ...language.rules import At
 from ...language.schema import option
 from ...language.shrink_rules import input_features
-from .base import StackInput, padding_mask, scaled
+from .base import StackInput, embedding_tables, padding_mask, scaled
 
 
 @dataclass(frozen=True)
@@ -51,8 +51,7 @@ class VectorOptions(InputKind):
         return self.linear and self.width(spec) != spec.model.width
 
     def parameters(self, spec) -> int:
-        stacks = 2 if spec.encoder is not None and spec.decoder is not None and not spec.embedding.shared else 1
-        return stacks * (self.width(spec) + self.bias) * spec.model.width if self.embeds(spec) else 0
+        return embedding_tables(spec) * (self.width(spec) + self.bias) * spec.model.width if self.embeds(spec) else 0
 
     def problems(self, spec, where):
         if spec.topology == "hierarchical":
