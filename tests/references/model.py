@@ -72,6 +72,8 @@ class Reference(Resampled, Hierarchy, Memory):
         scope = "embeddings" if len(spec.stacks()) == 1 else f"{stack}.embeddings"
         x = INPUTS[spec.input].embed(self, spec.input, scope, ids, token_types)
         x = self.add_positions(x, spec.positional, scope, mask)
+        if hasattr(INPUTS[spec.input], "after_positions"):  # the input layer's rest (TTS: a norm, a speaker)
+            x = INPUTS[spec.input].after_positions(self, spec.input, scope, x, spec.blocks_of(stack))
         if spec.embedding.norm:
             x = self.norm(x, Norm(spec.embedding.norm, spec.embedding.norm_epsilon), f"{scope}.norm")
         return x
