@@ -2,8 +2,8 @@
 paper (tests/references/): the spine cases below (BERT-, Llama-, paper-like models, multi-query and
 grouped-query heads, both FFN kinds and chunking, per-layer overrides and positional schemes, reversible
 blocks) and every example spec a kind registers with its builder (``examples=`` in
-tfcompiler/builders/**: each input layer, positional scheme, attention kind and head), each at three opsets; a registered kind without an example fails
-``test_every_kind_has_an_example``.
+tfcompiler/builders/**: each input layer, positional scheme, attention kind and head), each at three
+opsets; a registered kind without an example fails ``test_every_kind_has_an_example``.
 
 Weights are random everywhere (biases and norm scales too, so a dropped bias cannot hide) and scaled
 so activations and attention logits are unit-scale: tolerance 1e-4 absolute, fp32.
