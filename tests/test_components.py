@@ -203,8 +203,10 @@ def feeds_for(session: ort.InferenceSession, batch: int, length: int, pad: int, 
             feeds[i.name] = rng.integers(0, 3, (batch, n))
         elif i.name == "pixel_values":  # an image (B, C, H, W) of fixed size: `length` does not apply
             feeds[i.name] = rng.standard_normal((batch, *i.shape[1:])).astype(np.float32)
-        elif i.type == "tensor(float)" and i.name.endswith("inputs_embeds"):  # vectors (B, S, F)
-            feeds[i.name] = rng.standard_normal((batch, n, i.shape[-1])).astype(np.float32)
+        elif i.type == "tensor(float)" and i.name.endswith(("inputs_embeds", "input_values")):  # vectors, frames
+            feeds[i.name] = rng.standard_normal((batch, n, i.shape[-1])).astype(np.float32)  # (B, S, F)
+        elif i.name == "speaker_embeddings":  # one vector per row (B, F)
+            feeds[i.name] = rng.standard_normal((batch, i.shape[-1])).astype(np.float32)
         elif i.name.startswith("past_states."):  # a recurrent layer's first state (directions, B, H)
             feeds[i.name] = rng.standard_normal((i.shape[0], batch, i.shape[2])).astype(np.float32)
         elif not i.name.startswith(("past_key_values.", "past_state.")) and i.name != "position_ids":

@@ -72,8 +72,8 @@ class Reference(Resampled, Hierarchy, Memory):
         read = spec.input_of(stack)
         x = INPUTS[read].embed(self, read, scope, ids, token_types)
         x = self.add_positions(x, spec.positional, scope, mask)
-        if hasattr(INPUTS[spec.input], "after_positions"):  # the input layer's rest (TTS: a norm, a speaker)
-            x = INPUTS[spec.input].after_positions(self, spec.input, scope, x, spec.blocks_of(stack))
+        if hasattr(INPUTS[read], "after_positions"):  # the input layer's rest (TTS: a norm, a speaker)
+            x = INPUTS[read].after_positions(self, read, scope, x, spec.blocks_of(stack))
         if spec.embedding.norm:
             x = self.norm(x, Norm(spec.embedding.norm, spec.embedding.norm_epsilon), f"{scope}.norm")
         return x

@@ -19,6 +19,7 @@ from typing import ClassVar
 from ...language.kinds import INPUTS
 from ...language.model import Norm
 from ...language.schema import option
+from ...language.shrink_rules import with_width
 from ..norm import build_norm
 from .tokens import TokenOptions, build_tokens
 
@@ -38,7 +39,7 @@ class PhonemeOptions(TokenOptions):
                                "(SpeechT5).", minimum=0)
     kernel: int = option(5, doc="The convolutions' kernel size (odd: the length is kept).", minimum=1)
     channels: int = option(0, doc="The convolutions' channels; 0: the model width (the embeddings' width).",
-                           minimum=0)
+                           minimum=0, shrink=with_width)
     norm: bool = option(False, doc="A LayerNorm `norm` after the stack's positions are added (SpeechT5's "
                         "encoder layer_norm).")
 
