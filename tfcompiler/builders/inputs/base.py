@@ -29,11 +29,15 @@ class InputNames:
 class StackInput:
     """The first hidden states (B, S, D), the padding mask (B, S) and the value positions are
     counted along (the ids, or the vectors (B, S, F)). Documents come folded: B·sentences rows of one
-    sentence each."""
+    sentence each. ``pair_masks`` (B, 1, S, S) and ``pair_biases`` (B, H, S, S) are additive terms over
+    the query–key pairs that every self-attention of the stack adds to its scores (a graph's adjacency
+    and edge types)."""
 
     hidden: Value
     mask: Value | None
     ids: Value
+    pair_masks: tuple[Value, ...] = ()
+    pair_biases: tuple[Value, ...] = ()
 
     @staticmethod
     def input_names(spec, stack_name: str, own_model: bool = False) -> InputNames:

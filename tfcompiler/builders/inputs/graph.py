@@ -1,0 +1,161 @@
+"""Input layer `graph`: the nodes of a graph as the tokens of an encoder (the Graph Transformer of Dwivedi &
+Bresson 2020, "A Generalization of Transformer Networks to Graphs"), its edges in the attention.
+
+Each node enters as its float features ``node_features`` (B, N, F) times ``nodes.weight`` (F, width) plus
+``nodes.bias``, and/or its type id ``node_types`` (B, N) looked up in ``node_types.weight`` (an atom's type in
+ZINC). Dwivedi & Bresson's Laplacian positions enter as ``laplacian_eigenvectors`` (B, N, k), the k eigenvectors
+of the graph's Laplacian with the smallest non-trivial eigenvalues, given by the caller: an eigenvector's sign is
+arbitrary (the paper flips it at random while training), so it is fixed outside the graph, as is the
+eigendecomposition; they are projected by ``laplacian.weight`` (k, width) plus ``laplacian.bias`` and added.
+
+The edges reach every self-attention of the stack as terms over its query–key pairs (StackInput.pair_masks and
+pair_biases, added to each layer's scores): ``adjacency`` (B, N, N), 1 where node i attends node j (an edge
+j -> i; a symmetric matrix for an undirected graph), 0 elsewhere, hides the other nodes (the paper's sparse
+attention over each node's neighbours; with `self_loops` a node attends itself too); ``edge_types`` (B, N, N)
+index a learned bias per head ``edge_bias.weight`` (types, heads) shared by every layer (Graphormer's edge and
+spatial encodings, Ying et al. 2021, when the types are edge labels or shortest-path distances).
+``attention_mask`` (B, N) marks the real nodes of a batch of graphs padded to one size.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from ...ir.types import BATCH, SEQUENCE
+from ...language.kinds import INPUTS, InputKind
+from ...language.rules import At
+from ...language.schema import option
+from ...language.shrink_rules import input_features
+from .base import StackInput, padding_mask, scaled
+
+PAIRS = (BATCH, SEQUENCE, SEQUENCE)  # (B, N, N): query node, key node
+
+
+@dataclass(frozen=True)
+class GraphOptions(InputKind):
+    """Graph nodes (features and/or type ids) with Laplacian positions; edges as attention masks and biases."""
+
+    PAPER = "Dwivedi & Bresson 2020 (Graph Transformer); edge biases as Graphormer, Ying et al. 2021"
+    COMPUTES = "node features `node_features` (B, N, F) times a (F, width) matrix plus a bias and/or node types " \
+               "looked up, plus the projected Laplacian eigenvectors; `adjacency` (B, N, N) hides non-neighbours " \
+               "in every self-attention, `edge_types` (B, N, N) add a learned bias per head"
+    LOWERING = "`MatMul`, `Gather`, `Add`; the pair terms `Equal`/`Where` and `Gather`/`Transpose` once per stack"
+    no_cache_because: ClassVar[str] = "a graph is read whole, not a node at a time"
+
+    features: int = option(0, doc="F, the length of each node's feature vector `node_features` (B, N, F), "
+                           "embedded by `nodes.weight` (F, width) and `nodes.bias`; 0: no node features.",
+                           minimum=0, shrink=input_features)
+    node_types: int = option(0, doc="The node-type vocabulary: `node_types` (B, N) ids looked up in "
+                             "`node_types.weight` (added to the features' embedding where both are read); 0: none.",
+                             minimum=0)
+    adjacency: bool = option(True, doc="Read `adjacency` (B, N, N): node i attends node j only where it is 1 "
+                             "(Dwivedi & Bresson's sparse attention); false: every node attends every node "
+                             "(their full-graph variant).")
+    self_loops: bool = option(True, doc="With `adjacency`, every node also attends itself (an isolated node "
+                              "attends something); false: only where the adjacency's diagonal is 1.")
+    edge_types: int = option(0, doc="The edge-type vocabulary: `edge_types` (B, N, N) ids index a learned bias "
+                             "per head `edge_bias.weight` (types, heads) added to every layer's scores; 0: none.",
+                             minimum=0)
+    laplacian: int = option(0, doc="k, the Laplacian eigenvectors per node `laplacian_eigenvectors` (B, N, k), "
+                            "projected by `laplacian.weight` (k, width) and `laplacian.bias` and added; 0: none. "
+                            "Their signs are fixed by the caller.", minimum=0)
+
+    def parameters(self, spec) -> int:
+        width = spec.model.width
+        return (self.features + 1) * width * bool(self.features) + self.node_types * width \
+            + (self.laplacian + 1) * width * bool(self.laplacian) + self.edge_types * spec.model.heads
+
+    def problems(self, spec, where):
+        if not self.features and not self.node_types:
+            yield At("features", "a graph's nodes need features (features: F) or type ids (node_types: V)")
+        if spec.topology != "encoder":
+            yield f"input 'graph' reads a graph into an encoder: topology 'encoder', got '{spec.topology}'"
+            return
+        if type(spec.positional).KIND != "none":  # a node's index says nothing about the graph
+            yield At("laplacian", "a graph's nodes have no order: positions come from its Laplacian "
+                     f"eigenvectors (laplacian: k); set positional: none (got '{type(spec.positional).KIND}')",
+                     located="positional")
+        for name, stack, blocks in spec.stacks():
+            if stack.memory or stack.memory_slots or stack.resample is not None:
+                yield At("adjacency", f"the graph's pair terms cover its N nodes: the {name} stack cannot carry "
+                         "memories, memory slots or resample its nodes", located=name)
+            for i, block in enumerate(blocks):
+                if type(block.attention).KIND != "multi_head":  # the kind that adds the pair terms to its scores
+                    yield At("adjacency", f"{name} layer {i}: the graph's adjacency and edge biases enter "
+                             f"multi_head attention; attention kind '{type(block.attention).KIND}' does not read "
+                             "them", located="block.attention")
+                if block.positional is not None and type(block.positional).KIND != "none":
+                    yield At("laplacian", f"{name} layer {i}: a graph's nodes have no order: the block's own "
+                             f"positional '{type(block.positional).KIND}' must be none", located="block.positional")
+
+
+def build_graph_input(ctx, options: GraphOptions, spec, stack_name: str) -> StackInput:
+    names = StackInput.input_names(spec, stack_name)
+    width, nodes = spec.model.width, names.shape
+    hidden = ids = None
+    if options.features:
+        ids = ctx.input("node_features", "float32", nodes + (options.features,), role="vectors")
+        hidden = ctx.linear(ids, width, "nodes")
+    if options.node_types:
+        types = ctx.input("node_types", "int64", nodes, role="node_types", range=options.node_types)
+        table = ctx.param("node_types.weight", (options.node_types, width), "embedding")
+        looked_up = ctx.op("gather", table, types, label="NodeTypeEmbedding")
+        hidden = looked_up if hidden is None else ctx.op("add", hidden, looked_up)
+        ids = types if ids is None else ids
+    hidden = scaled(ctx, spec, hidden)
+    if options.laplacian:
+        vectors = ctx.input("laplacian_eigenvectors", "float32", nodes + (options.laplacian,),
+                            role="laplacian_eigenvectors")
+        hidden = ctx.op("add", hidden, ctx.linear(vectors, width, "laplacian"), label="LaplacianPositions")
+    pair_masks = (adjacency_mask(ctx, options, ids),) if options.adjacency else ()
+    pair_biases = (edge_bias(ctx, options, spec),) if options.edge_types else ()
+    return StackInput(hidden=hidden, mask=padding_mask(ctx, names), ids=ids, pair_masks=pair_masks,
+                      pair_biases=pair_biases)
+
+
+def adjacency_mask(ctx, options: GraphOptions, ids):
+    """(B, 1, N, N): 0 where node i attends node j (an edge, or i = j with self loops), masked elsewhere."""
+    adjacency = ctx.input("adjacency", "int64", PAIRS, role="adjacency")
+    with ctx.at("adjacency"):
+        if options.self_loops:
+            node = ctx.op("positions", ids, axis=1)  # (1, N)
+            itself = ctx.op("equal", ctx.op("unsqueeze", node, axes=(2,)), ctx.op("unsqueeze", node, axes=(1,)))
+            adjacency = ctx.op("where", itself, ctx.constant(1, dtype="int64"), adjacency, label="SelfLoops")
+        hidden = ctx.op("where", ctx.op("equal", adjacency, ctx.constant(0, dtype="int64")), ctx.op("mask_value"),
+                        ctx.constant(0.0), label="AdjacencyMask")
+        return ctx.op("unsqueeze", hidden, axes=(1,))
+
+
+def edge_bias(ctx, options: GraphOptions, spec):
+    """(B, H, N, N): each pair's edge type's learned bias, per head."""
+    types = ctx.input("edge_types", "int64", PAIRS, role="edge_types", range=options.edge_types)
+    table = ctx.param("edge_bias.weight", (options.edge_types, spec.model.heads), "embedding")
+    per_pair = ctx.op("gather", table, types, label="EdgeBias")  # (B, N, N, H)
+    return ctx.op("transpose", per_pair, perm=(0, 3, 1, 2))
+
+
+INPUTS.register("graph", GraphOptions, build_graph_input, examples={
+    "graph_transformer_sparse": """
+topology: encoder
+input: {kind: graph, features: 6, laplacian: 3}
+positional: none
+block: {placement: post, ffn: {activation: relu}}
+encoder: {layers: 2}
+head: {kind: token_classifier, labels: 4}
+""",
+    "graph_edge_types_readout": """
+topology: encoder
+input: {kind: graph, node_types: 9, edge_types: 4, laplacian: 2, self_loops: false}
+positional: none
+block: {placement: pre}
+encoder: {layers: 2}
+head: {kind: classifier, labels: 3, pooling: mean, dense: false}
+""",
+    "graph_full_attention_with_edge_bias": """
+topology: encoder
+input: {kind: graph, features: 5, node_types: 7, adjacency: false, edge_types: 3}
+positional: none
+encoder: {layers: 1}
+head: {kind: none}
+""",
+})
