@@ -109,6 +109,9 @@ def test_heads_over_nodes_ignore_padded_nodes(tmp_path):
      ("spec.yaml:8:", "encoder layer 0: the graph's adjacency and edge biases enter multi_head attention; attention "
       "kind 'linear' does not read them")),
     ("encoder: {layers: 2}", "encoder: {layers: 2, memory: 4}", ("cannot carry memories, memory slots or resample",)),
+    ("encoder: {layers: 2}", "encoder: {layers: 2, overrides: [{layers: [1, 1], block: {positional: rope}}]}",
+     ("spec.yaml:9:", "encoder layer 1: a graph's nodes have no order: the block's own positional 'rope' must be "
+      "none")),
 ])
 def test_bad_graph_specs_get_a_located_error(tmp_path, capsys, old, new, expected):
     assert old in SPEC

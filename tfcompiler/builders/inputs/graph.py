@@ -83,10 +83,24 @@ class GraphOptions(InputKind):
                 if type(block.attention).KIND != "multi_head":  # the kind that adds the pair terms to its scores
                     yield At("adjacency", f"{name} layer {i}: the graph's adjacency and edge biases enter "
                              f"multi_head attention; attention kind '{type(block.attention).KIND}' does not read "
-                             "them", located="block.attention")
+                             "them", located=setting(spec, name, stack, i, "attention"))
                 if block.positional is not None and type(block.positional).KIND != "none":
                     yield At("laplacian", f"{name} layer {i}: a graph's nodes have no order: the block's own "
-                             f"positional '{type(block.positional).KIND}' must be none", located="block.positional")
+                             f"positional '{type(block.positional).KIND}' must be none",
+                             located=setting(spec, name, stack, i, "positional"))
+
+
+def setting(spec, stack_name: str, stack, layer: int, key: str) -> str:
+    """The spec path that sets layer `layer`'s block `key`: the last override of that layer that sets it, else the
+    stack's block, else the top-level block."""
+    sets = lambda block: block is not None and any(k.value == key for k, _ in block.value)  # noqa: E731
+    for n, override in reversed(list(enumerate(stack.overrides))):
+        if override.layers[0] <= layer <= override.layers[-1] and sets(override.block):
+            return f"{stack_name}.overrides.{n}.block.{key}"
+    for path, block in ((f"{stack_name}.block", stack.block), ("block", spec.block)):
+        if sets(block):
+            return f"{path}.{key}"
+    return stack_name
 
 
 def build_graph_input(ctx, options: GraphOptions, spec, stack_name: str) -> StackInput:
