@@ -1,14 +1,19 @@
 """The `graph` input beyond its reference cases (test_components): the adjacency really restricts attention (a
 node's output does not move when a node more hops away than the layers changes, and moves when a near one does),
 the edge types' bias moves what it should, the heads over nodes (per-node logits, a mean readout blind to padded
-nodes), located compile-time errors, and Model.run naming a bad adjacency, Laplacian or edge type."""
+nodes), located compile-time errors, Model.run naming a bad adjacency, Laplacian or edge type, and the size
+estimate of the input's weights."""
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import pytest
 
 from test_errors import check_fails
 from tfc_runtime import Model
+from tfcompiler.builders import build_graph
+from tfcompiler.builders.weights import declared_params
 from tfcompiler.compiler import compile_spec
 from tfcompiler.language import parse_spec
 
@@ -150,3 +155,13 @@ def test_run_names_a_node_type_out_of_range(tmp_path):
     feeds["node_types"][1, 3] = 6
     with pytest.raises(ValueError, match=r"node_types\[1, 3\]: expected a node type in \[0, 6\), got 6"):
         model.run(feeds)
+
+
+@pytest.mark.parametrize("input_section", [
+    "{kind: graph, features: 3, edge_types: 4, laplacian: 2}", "{kind: graph, node_types: 9, adjacency: false}",
+    "{kind: graph, features: 3, node_types: 5, edge_types: 2}"])
+def test_the_size_estimate_counts_the_input_layer(input_section):
+    spec = parse_spec(SPEC.replace("{kind: graph, features: 3, edge_types: 4, laplacian: 2}", input_section))
+    params = declared_params(build_graph(spec))
+    assert spec.input.parameters(spec) == sum(math.prod(shape) for name, (shape, _) in params.items()
+                                              if name.startswith("embeddings."))
