@@ -1,8 +1,8 @@
 """The `graph` input beyond its reference cases (test_components): the adjacency really restricts attention (a
 node's output does not move when a node more hops away than the layers changes, and moves when a near one does),
-the edge types' bias moves what it should, the heads over nodes (per-node logits, a mean readout blind to padded
-nodes), located compile-time errors, Model.run naming a bad adjacency, Laplacian or edge type, and the size
-estimate of the input's weights."""
+the edge types (as biases or as keys and values) move what they should, the heads over nodes (per-node logits, a
+mean readout blind to padded nodes), located compile-time errors, Model.run naming a bad adjacency, Laplacian or
+edge type, and the size estimate of the input's weights."""
 from __future__ import annotations
 
 import math
@@ -47,9 +47,11 @@ def path_graph(batch: int = 2, n: int = N, seed: int = 0) -> dict[str, np.ndarra
             "attention_mask": np.ones((batch, n), np.int64)}
 
 
-def test_adjacency_restricts_attention(tmp_path):
+@pytest.mark.parametrize("encoding", ["bias", "keys_values"])
+def test_adjacency_restricts_attention(tmp_path, encoding):
     """Two layers on a path: node 0 sees nodes 1 and 2 (two hops), not node 3 or beyond, nor their edge types."""
-    model, feeds = model_of(tmp_path), path_graph()
+    model, feeds = model_of(tmp_path, SPEC.replace("edge_types: 4", f"edge_types: 4, edge_encoding: {encoding}")), \
+        path_graph()
     before = model.run(feeds)["logits"]
     far = {**feeds, "node_features": feeds["node_features"].copy(), "edge_types": feeds["edge_types"].copy()}
     far["node_features"][:, 3:] += 5.0
@@ -72,9 +74,11 @@ def test_without_adjacency_every_node_reads_every_node(tmp_path):
     assert np.abs(model.run(feeds)["logits"][:, 0] - before[:, 0]).max() > 1e-5
 
 
-def test_edge_types_bias_the_pairs_they_label(tmp_path):
+@pytest.mark.parametrize("encoding", ["bias", "keys_values"])
+def test_edge_types_move_the_pairs_they_label(tmp_path, encoding):
     """The type of the edge 0 -> 1 moves node 0; the type of a pair node 0 does not attend leaves it."""
-    model, feeds = model_of(tmp_path), path_graph()
+    model, feeds = model_of(tmp_path, SPEC.replace("edge_types: 4", f"edge_types: 4, edge_encoding: {encoding}")), \
+        path_graph()
     before = model.run(feeds)["logits"][:, 0]
     for pair, moves in (((0, 1), True), ((0, 5), False)):
         changed = {**feeds, "edge_types": feeds["edge_types"].copy()}
@@ -159,9 +163,11 @@ def test_run_names_a_node_type_out_of_range(tmp_path):
 
 @pytest.mark.parametrize("input_section", [
     "{kind: graph, features: 3, edge_types: 4, laplacian: 2}", "{kind: graph, node_types: 9, adjacency: false}",
-    "{kind: graph, features: 3, node_types: 5, edge_types: 2}"])
+    "{kind: graph, features: 3, node_types: 5, edge_types: 2}",
+    "{kind: graph, features: 3, edge_types: 3, edge_encoding: keys_values}"])
 def test_the_size_estimate_counts_the_input_layer(input_section):
+    """Its embeddings, and with edge keys and values each layer's table of them."""
     spec = parse_spec(SPEC.replace("{kind: graph, features: 3, edge_types: 4, laplacian: 2}", input_section))
     params = declared_params(build_graph(spec))
     assert spec.input.parameters(spec) == sum(math.prod(shape) for name, (shape, _) in params.items()
-                                              if name.startswith("embeddings."))
+                                              if name.startswith("embeddings.") or ".attention.edges." in name)

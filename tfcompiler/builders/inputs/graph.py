@@ -8,18 +8,25 @@ of the graph's Laplacian with the smallest non-trivial eigenvalues, given by the
 arbitrary (the paper flips it at random while training), so it is fixed outside the graph, as is the
 eigendecomposition; they are projected by ``laplacian.weight`` (k, width) plus ``laplacian.bias`` and added.
 
-The edges reach every self-attention of the stack as terms over its query–key pairs (StackInput.pair_masks and
-pair_biases, added to each layer's scores): ``adjacency`` (B, N, N), 1 where node i attends node j (an edge
-j -> i; a symmetric matrix for an undirected graph), 0 elsewhere, hides the other nodes (the paper's sparse
-attention over each node's neighbours; with `self_loops` a node attends itself too); ``edge_types`` (B, N, N)
-index a learned bias per head ``edge_bias.weight`` (types, heads) shared by every layer (Graphormer's edge and
-spatial encodings, Ying et al. 2021, when the types are edge labels or shortest-path distances).
+The edges reach every self-attention of the stack as terms over its query–key pairs (StackInput.pair_terms):
+``adjacency`` (B, N, N), 1 where node i attends node j (an edge j -> i; a symmetric matrix for an undirected
+graph), 0 elsewhere, hides the other nodes (the paper's sparse attention over each node's neighbours; with
+`self_loops` a node attends itself too). ``edge_types`` (B, N, N) enter as `edge_encoding` says: a learned bias per
+head ``edge_bias.weight`` (types, heads) shared by every layer (Graphormer's edge and spatial encodings, Ying et
+al. 2021, when the types are edge labels or shortest-path distances), or a vector per type and head in each
+layer, ``attention.edges.weight`` (types, heads·head_width), added to the keys and to the values a query reads
+from that pair: e_ij = q_i·(k_j + r_ij)/√d, z_i = Σ_j α_ij (v_j + r_ij) (PyTorch Geometric's TransformerConv with
+one-hot edge attributes, Shi et al. 2021). The per-pair vectors are never formed: q·r per type (B, H, N, types)
+is read out by the one-hot types, and the probabilities summed per type before the table.
 ``attention_mask`` (B, N) marks the real nodes of a batch of graphs padded to one size.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import ClassVar
+
+import numpy as np
 
 from ...ir.types import BATCH, SEQUENCE
 from ...language.kinds import INPUTS, InputKind
@@ -35,11 +42,14 @@ PAIRS = (BATCH, SEQUENCE, SEQUENCE)  # (B, N, N): query node, key node
 class GraphOptions(InputKind):
     """Graph nodes (features and/or type ids) with Laplacian positions; edges as attention masks and biases."""
 
-    PAPER = "Dwivedi & Bresson 2020 (Graph Transformer); edge biases as Graphormer, Ying et al. 2021"
+    PAPER = "Dwivedi & Bresson 2020 (Graph Transformer); edge biases as Graphormer, Ying et al. 2021; edge keys " \
+            "and values as TransformerConv, Shi et al. 2021"
     COMPUTES = "node features `node_features` (B, N, F) times a (F, width) matrix plus a bias and/or node types " \
                "looked up, plus the projected Laplacian eigenvectors; `adjacency` (B, N, N) hides non-neighbours " \
-               "in every self-attention, `edge_types` (B, N, N) add a learned bias per head"
-    LOWERING = "`MatMul`, `Gather`, `Add`; the pair terms `Equal`/`Where` and `Gather`/`Transpose` once per stack"
+               "in every self-attention, `edge_types` (B, N, N) add a learned bias per head (or each layer's " \
+               "vectors to the pairs' keys and values)"
+    LOWERING = "`MatMul`, `Gather`, `Add`; the pair terms `Equal`/`Where` and `Gather`/`Transpose` once per stack; " \
+               "edge keys and values: `Einsum` per layer, the probabilities summed per type"
     no_cache_because: ClassVar[str] = "a graph is read whole, not a node at a time"
 
     features: int = option(0, doc="F, the length of each node's feature vector `node_features` (B, N, F), "
@@ -53,9 +63,13 @@ class GraphOptions(InputKind):
                              "(their full-graph variant).")
     self_loops: bool = option(True, doc="With `adjacency`, every node also attends itself (an isolated node "
                               "attends something); false: only where the adjacency's diagonal is 1.")
-    edge_types: int = option(0, doc="The edge-type vocabulary: `edge_types` (B, N, N) ids index a learned bias "
-                             "per head `edge_bias.weight` (types, heads) added to every layer's scores; 0: none.",
-                             minimum=0)
+    edge_types: int = option(0, doc="The edge-type vocabulary: `edge_types` (B, N, N) ids, entering every "
+                             "self-attention as `edge_encoding` says; 0: none.", minimum=0)
+    edge_encoding: str = option("bias", doc="How edge types enter attention: a learned bias per head "
+                                "`edge_bias.weight` (types, heads) added to every layer's scores (Graphormer), or "
+                                "each layer's vectors `attention.edges.weight` (types, heads·head_width) added to "
+                                "the keys and values of each pair (PyTorch Geometric's TransformerConv with "
+                                "edge_dim).", choices=("bias", "keys_values"))
     laplacian: int = option(0, doc="k, the Laplacian eigenvectors per node `laplacian_eigenvectors` (B, N, k), "
                             "projected by `laplacian.weight` (k, width) and `laplacian.bias` and added; 0: none. "
                             "Their signs are fixed by the caller.", minimum=0)
@@ -63,7 +77,8 @@ class GraphOptions(InputKind):
     def parameters(self, spec) -> int:
         width = spec.model.width
         return (self.features + 1) * width * bool(self.features) + self.node_types * width \
-            + (self.laplacian + 1) * width * bool(self.laplacian) + self.edge_types * spec.model.heads
+            + (self.laplacian + 1) * width * bool(self.laplacian) + self.edge_types * spec.model.heads \
+            * (1 if self.edge_encoding == "bias" else spec.model.dh * sum(len(b) for _, _, b in spec.stacks()))
 
     def problems(self, spec, where):
         if not self.features and not self.node_types:
@@ -121,10 +136,22 @@ def build_graph_input(ctx, options: GraphOptions, spec, stack_name: str) -> Stac
         vectors = ctx.input("laplacian_eigenvectors", "float32", nodes + (options.laplacian,),
                             role="laplacian_eigenvectors")
         hidden = ctx.op("add", hidden, ctx.linear(vectors, width, "laplacian"), label="LaplacianPositions")
-    pair_masks = (adjacency_mask(ctx, options, ids),) if options.adjacency else ()
-    pair_biases = (edge_bias(ctx, options, spec),) if options.edge_types else ()
-    return StackInput(hidden=hidden, mask=padding_mask(ctx, names), ids=ids, pair_masks=pair_masks,
-                      pair_biases=pair_biases)
+    terms = [partial(hide, adjacency_mask(ctx, options, ids))] if options.adjacency else []
+    if options.edge_types:
+        types = ctx.input("edge_types", "int64", PAIRS, role="edge_types", range=options.edge_types)
+        if options.edge_encoding == "bias":
+            terms.append(partial(add_bias, edge_bias(ctx, options, spec, types)))
+        else:
+            terms.append(partial(edge_keys_and_values, one_hot(ctx, types, options.edge_types)))
+    return StackInput(hidden=hidden, mask=padding_mask(ctx, names), ids=ids, pair_terms=tuple(terms))
+
+
+def hide(mask, ctx, spec, parts):
+    parts.mask_biases.append(mask)
+
+
+def add_bias(bias, ctx, spec, parts):
+    parts.add_bias(bias)
 
 
 def adjacency_mask(ctx, options: GraphOptions, ids):
@@ -140,12 +167,34 @@ def adjacency_mask(ctx, options: GraphOptions, ids):
         return ctx.op("unsqueeze", hidden, axes=(1,))
 
 
-def edge_bias(ctx, options: GraphOptions, spec):
+def edge_bias(ctx, options: GraphOptions, spec, types):
     """(B, H, N, N): each pair's edge type's learned bias, per head."""
-    types = ctx.input("edge_types", "int64", PAIRS, role="edge_types", range=options.edge_types)
     table = ctx.param("edge_bias.weight", (options.edge_types, spec.model.heads), "embedding")
     per_pair = ctx.op("gather", table, types, label="EdgeBias")  # (B, N, N, H)
     return ctx.op("transpose", per_pair, perm=(0, 3, 1, 2))
+
+
+def one_hot(ctx, types, count: int):
+    """(B, N, N) ids -> (B, N, N, count) float32, 1 at each pair's type."""
+    with ctx.at("edge_types"):
+        hit = ctx.op("equal", ctx.op("unsqueeze", types, axes=(3,)), ctx.constant(np.arange(count), dtype="int64"))
+        return ctx.op("cast", hit, dtype="float32", label="OneHotEdgeTypes")
+
+
+def edge_keys_and_values(types_BNNK, ctx, spec, parts):
+    """The layer's vectors r (types, H, Dh) added to each pair's key (q·r scaled, a bias) and value (Σ_j α_ij r)."""
+    count, heads, dh = ctx.type_of(types_BNNK).shape[-1], spec.model.heads, ctx.type_of(parts.query).shape[-1]
+    with ctx.at("edges"):
+        table = ctx.op("reshape", ctx.param("weight", (count, heads * dh), "embedding"), shape=(count, heads, dh))
+        per_type = ctx.op("einsum", parts.query, table, equation="bhsd,khd->bhsk")  # q·r for every type
+        keys = ctx.op("einsum", per_type, types_BNNK, equation="bhsk,bstk->bhst", label="EdgeKeyTerm")
+        parts.add_bias(ctx.op("mul", keys, ctx.constant(np.float32(parts.scale))))
+
+    def value_term(probs):
+        with ctx.at("edges"):
+            per_type = ctx.op("einsum", probs, types_BNNK, equation="bhst,bstk->bhsk")  # α summed per type
+            return ctx.op("einsum", per_type, table, equation="bhsk,khd->bhsd", label="EdgeValueTerm")
+    parts.value_terms.append(value_term)
 
 
 INPUTS.register("graph", GraphOptions, build_graph_input, examples={
@@ -164,6 +213,15 @@ positional: none
 block: {placement: pre}
 encoder: {layers: 2}
 head: {kind: classifier, labels: 3, pooling: mean, dense: false}
+""",
+    "graph_edge_keys_and_values": """
+topology: encoder
+model: {kv_heads: 2}
+input: {kind: graph, features: 4, edge_types: 3, edge_encoding: keys_values, laplacian: 2}
+positional: none
+block: {placement: post}
+encoder: {layers: 2}
+head: {kind: token_classifier, labels: 2}
 """,
     "graph_full_attention_with_edge_bias": """
 topology: encoder
