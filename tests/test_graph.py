@@ -109,6 +109,10 @@ def test_heads_over_nodes_ignore_padded_nodes(tmp_path):
 @pytest.mark.parametrize("old, new, expected", [
     ("features: 3, ", "", ("spec.yaml:6:", "input.features: a graph's nodes need features (features: F) or type "
                            "ids (node_types: V)")),
+    ("edge_types: 4, ", "edge_encoding: keys_values, ", ("spec.yaml:6:", "input.edge_encoding: edge_encoding "
+                                                        "'keys_values' encodes edge types: set edge_types")),
+    ("edge_types: 4", "edge_types: 4, adjacency: false, self_loops: false",
+     ("input.self_loops: without an adjacency every node attends every node",)),
     ("topology: encoder", "topology: decoder", ("input 'graph' reads a graph into an encoder: topology 'encoder', "
                                                 "got 'decoder'",)),
     ("positional: none", "positional: learned", ("spec.yaml:7:", "a graph's nodes have no order: positions come "

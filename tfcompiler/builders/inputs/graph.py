@@ -83,6 +83,12 @@ class GraphOptions(InputKind):
     def problems(self, spec, where):
         if not self.features and not self.node_types:
             yield At("features", "a graph's nodes need features (features: F) or type ids (node_types: V)")
+        if self.edge_encoding != "bias" and not self.edge_types:
+            yield At("edge_encoding", f"edge_encoding '{self.edge_encoding}' encodes edge types: set edge_types "
+                     "(their count)")
+        if not self.adjacency and not self.self_loops:
+            yield At("self_loops", "without an adjacency every node attends every node, itself included: "
+                     "self_loops: false needs adjacency: true")
         if spec.topology != "encoder":
             yield f"input 'graph' reads a graph into an encoder: topology 'encoder', got '{spec.topology}'"
             return
