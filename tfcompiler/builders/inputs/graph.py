@@ -153,10 +153,12 @@ def build_graph_input(ctx, options: GraphOptions, spec, stack_name: str) -> Stac
 
 
 def hide(mask, ctx, spec, parts):
+    """A pair term: the adjacency hides keys as the padding does (a mask, kept out of residual scores)."""
     parts.mask_biases.append(mask)
 
 
 def add_bias(bias, ctx, spec, parts):
+    """A pair term: the edge types' bias, computed once, in every layer's scores."""
     parts.add_bias(bias)
 
 
@@ -168,9 +170,9 @@ def adjacency_mask(ctx, options: GraphOptions, ids):
             node = ctx.op("positions", ids, axis=1)  # (1, N)
             itself = ctx.op("equal", ctx.op("unsqueeze", node, axes=(2,)), ctx.op("unsqueeze", node, axes=(1,)))
             adjacency = ctx.op("where", itself, ctx.constant(1, dtype="int64"), adjacency, label="SelfLoops")
-        hidden = ctx.op("where", ctx.op("equal", adjacency, ctx.constant(0, dtype="int64")), ctx.op("mask_value"),
-                        ctx.constant(0.0), label="AdjacencyMask")
-        return ctx.op("unsqueeze", hidden, axes=(1,))
+        bias = ctx.op("where", ctx.op("equal", adjacency, ctx.constant(0, dtype="int64")), ctx.op("mask_value"),
+                      ctx.constant(0.0), label="AdjacencyMask")
+        return ctx.op("unsqueeze", bias, axes=(1,))
 
 
 def edge_bias(ctx, options: GraphOptions, spec, types):
