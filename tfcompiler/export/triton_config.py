@@ -119,7 +119,7 @@ def model_config(face: Interface, name: str, settings: Settings, given: dict[str
             {c.past.name: {"present": c.present.name, "dtype": c.past.dtype_name, "past_shape": list(c.past.shape),
                            "present_shape": list(c.present.shape), "kept_by": "triton" if implicit else "client"}
              for c in carried}, sort_keys=True)
-    if implicit:  # the attention mask's first request covers one zero position of a KV cache
+    if implicit:  # the past a sequence's first attention mask covers: a KV cache's one zero position, or none
         extra["tfcompiler.triton.first_past_length"] = "1" if any(map(is_kv_cache, carried)) else "0"
     settings = replace(settings, device=device_for(face, name, settings.device))
     return ModelConfig(name, settings.max_batch_size, [_tensor(p, batching) for p in inputs],
