@@ -1,7 +1,8 @@
 """Head `spectrogram`: the text-to-speech decoder's outputs (Li et al. 2019, the TTS Transformer; SpeechT5's
 speech-decoder post-net). From each decoder state, the mel linear `feat_out` makes `reduction` frames
 (`outputs_before_postnet`, B, S·r, mels) and the stop-token linear `prob_out` one stop logit per frame
-(`stop_logits`, B, S·r: generation stops where sigmoid(logit) >= a threshold); the convolutional post-net
+(`stop_logits`, B, S·r: generation stops at the first state whose r sigmoid(logit) sum to a threshold, as
+SpeechT5's generate_speech); the convolutional post-net
 (`postnet_layers` Conv1d across the channels, BatchNorm folded into their weights, tanh after each but the last)
 refines the whole spectrogram, added back as a residual: `spectrogram` = before + postnet(before).
 
