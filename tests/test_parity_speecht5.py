@@ -207,3 +207,18 @@ def test_speech_to_text_is_refused(tmp_path, capsys):
     model.save_pretrained(tmp_path / "hf")
     assert main(["import-hf", str(tmp_path / "hf"), "-o", str(tmp_path / "imported")]) != 0
     assert "SpeechT5ForTextToSpeech" in capsys.readouterr().err
+
+
+def test_the_saved_sinusoid_tables_of_older_checkpoints_are_recognised(tmp_path):
+    """Older transformers saved each pre-net's positional table `encode_positions.pe` with the weights; the import
+    recomputes it from the config and places everything else."""
+    from safetensors.numpy import load_file, save_file
+
+    model = speecht5()
+    model.save_pretrained(tmp_path / "hf")
+    path = next((tmp_path / "hf").glob("*.safetensors"))
+    tensors = load_file(str(path))
+    for stack in ("encoder", "decoder"):
+        tensors[f"speecht5.{stack}.prenet.encode_positions.pe"] = np.zeros((1, 40, 16), np.float32)
+    save_file(tensors, str(path), metadata={"format": "pt"})
+    assert main(["import-hf", str(tmp_path / "hf"), "-o", str(tmp_path / "imported")]) == 0

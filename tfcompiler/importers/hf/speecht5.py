@@ -66,6 +66,7 @@ def speecht5(config: dict, w: Checkpoint) -> tuple[dict, dict]:
     for stack in ("encoder", "decoder"):
         theirs = ENCODER if stack == "encoder" else DECODER
         weights[f"{stack}.embeddings.positions.scale"] = w(f"{theirs}.prenet.encode_positions.alpha").reshape(1)
+        w.never_read(f"{theirs}.prenet.encode_positions.pe")  # the sinusoid table, where older versions saved it
     weights.update(decoder_prenet(w, config, width))
     table = shaw_table(w(f"{ENCODER}.wrapped_encoder.embed_positions.pe_k.weight"))
     for i in range(layers["encoder"]):
