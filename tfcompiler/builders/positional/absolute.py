@@ -30,6 +30,11 @@ class SinusoidalOptions(PositionalKind):
                          "concatenated ([sin ... | cos ...], tensor2tensor and fairseq).",
                          choices=("interleaved", "concatenated"))
     base: float = option(10000.0, doc="Wavelength base.", minimum=1.0)
+    spacing: str = option("paper", doc="The frequencies: 1/base^(2i/width) for i < width/2 (paper), or "
+                          "1/base^(i/(width/2 - 1)), the last exactly 1/base (fairseq: tensor2tensor's "
+                          "timescales, Speech2Text's positions).", choices=("paper", "fairseq"))
+    offset: int = option(0, doc="The first position's number: the table's row of position 0 (fairseq and "
+                         "Speech2Text count positions from padding_idx + 1, i.e. 2).", minimum=0)
 
     def problems(self, spec, where):
         if spec.model.width % 2:
@@ -72,7 +77,8 @@ def sinusoidal_table(ctx, options: SinusoidalOptions, length: int, width: int):
     Computed in float64 and cast: angles reach max_length radians, where float32 loses ~1e-4."""
     half = width // 2
     positions = ctx.constant(np.arange(length)[:, None], dtype="float64")
-    inv_freq = ctx.constant(1.0 / options.base ** (np.arange(half) * 2 / width), dtype="float64")
+    exponents = np.arange(half) * 2 / width if options.spacing == "paper" else np.arange(half) / max(half - 1, 1)
+    inv_freq = ctx.constant(1.0 / options.base ** exponents, dtype="float64")
     angles = ctx.op("mul", positions, inv_freq)
     sin, cos = ctx.op("sin", angles), ctx.op("cos", angles)
     if options.layout == "concatenated":
@@ -84,17 +90,23 @@ def sinusoidal_table(ctx, options: SinusoidalOptions, length: int, width: int):
     return ctx.op("cast", table, dtype="float32")
 
 
+def sinusoids_at(ctx, options, spec, positions):
+    """The table's rows of `positions`, counted from `offset` (a table `offset` rows longer)."""
+    table = sinusoidal_table(ctx, options, spec.model.max_length + options.offset, spec.model.width)
+    if options.offset:
+        positions = ctx.op("add", positions, ctx.constant(options.offset, dtype="int64"), label="PositionOffset")
+    return ctx.op("gather", table, positions)
+
+
 def build_sinusoidal(ctx, options, spec, hidden, positions, mask):
     with ctx.at("positions"):
-        table = sinusoidal_table(ctx, options, spec.model.max_length, spec.model.width)
-        return ctx.op("add", hidden, ctx.op("gather", table, positions))
+        return ctx.op("add", hidden, sinusoids_at(ctx, options, spec, positions))
 
 
 def build_scaled_sinusoidal(ctx, options, spec, hidden, positions, mask):
     with ctx.at("positions"):
-        table = sinusoidal_table(ctx, options, spec.model.max_length, spec.model.width)
         scale = ctx.param("scale", (1,), f"fill={spec.model.width ** -0.5!r}")
-        return ctx.op("add", hidden, ctx.op("mul", ctx.op("gather", table, positions), scale))
+        return ctx.op("add", hidden, ctx.op("mul", sinusoids_at(ctx, options, spec, positions), scale))
 
 
 def build_learned(ctx, options, spec, hidden, positions, mask):
@@ -108,6 +120,13 @@ POSITIONS.register("sinusoidal", SinusoidalOptions, PositionalScheme(embed=build
 topology: encoder
 positional: {kind: sinusoidal, layout: concatenated, base: 100}
 encoder: {layers: 1}
+""",
+    # Speech2Text's (fairseq's) positions: numbered from padding_idx + 1
+    "sinusoidal_fairseq_offset_decoder": """
+topology: decoder
+positional: {kind: sinusoidal, layout: concatenated, spacing: fairseq, offset: 2}
+decoder: {layers: 1}
+head: {kind: lm}
 """,
 })
 
