@@ -13,7 +13,7 @@ import numpy as np
 # inputs that hold one entry per token: their named axes after the batch count tokens (or sentences); a
 # vector's own axis, of fixed size (F), counts features
 TOKEN_ROLES = ("token_ids", "padding_mask", "encoder_mask", "global_mask", "position_ids", "token_type_ids",
-               "vectors")
+               "vectors", "input_features")
 MASK_ROLES = {"padding_mask": "1 for a token, 0 for padding", "encoder_mask": "1 for a token, 0 for padding",
               "global_mask": "1 for a global token, 0 for the others"}
 
@@ -26,6 +26,7 @@ class Limits:
     max_length: int | None = None
     length_rules: dict | None = None  # axis -> (offset, step): lengths offset + k·step, k >= 1
     ranges: dict | None = None  # input -> n: its values lie in [0, n) (tfcompiler.io_ranges)
+    axis_bounds: dict | None = None  # axis -> (least, most): speech frames, which a subsampler shortens
 
     @classmethod
     def from_metadata(cls, metadata: dict[str, str]) -> Limits:
@@ -34,7 +35,8 @@ class Limits:
             return int(value) if value.isdigit() else None
         rules = {axis: tuple(rule) for axis, rule in json.loads(metadata.get("tfcompiler.length_rules", "{}")).items()}
         ranges = json.loads(metadata.get("tfcompiler.io_ranges", "{}"))
-        return cls(number("tfcompiler.vocab_size"), number("tfcompiler.max_length"), rules, ranges)
+        bounds = {axis: tuple(b) for axis, b in json.loads(metadata.get("tfcompiler.axis_bounds", "{}")).items()}
+        return cls(number("tfcompiler.vocab_size"), number("tfcompiler.max_length"), rules, ranges, bounds)
 
 
 def _at(array: np.ndarray, bad: np.ndarray) -> tuple[str, object]:
@@ -111,6 +113,9 @@ def check_lengths(ports: list, arrays: dict[str, np.ndarray], limits: Limits) ->
             if size == 0:
                 raise ValueError(f"{named} is 0 (shape {list(shape)}): give at least one "
                                  + ("row" if axis == 0 else "token"))
+            if label in (limits.axis_bounds or {}):  # frames: max_length bounds the states they leave
+                check_frames(named, label, size, limits)
+                continue
             if axis and limits.max_length is not None and size > limits.max_length:
                 raise ValueError(f"{named} is {size}, over the model's max_length {limits.max_length}")
             offset, step = (limits.length_rules or {}).get(label, (None, None))
@@ -118,6 +123,18 @@ def check_lengths(ports: list, arrays: dict[str, np.ndarray], limits: Limits) ->
                 below = offset + step * max(1, (size - offset) // step)
                 raise ValueError(f"{named} is {size}; the model takes {offset} + {step}·k for k >= 1 "
                                  f"(the nearest: {below} or {below + step})")
+
+
+def check_frames(named: str, axis: str, size: int, limits: Limits) -> None:
+    """Speech frames: enough for the subsampling convolutions to leave a state, few enough that their states
+    fit max_length."""
+    least, most = limits.axis_bounds[axis]
+    if size < least:
+        raise ValueError(f"{named} is {size}: too short for the model's subsampler, which needs at least {least} "
+                         "frames to leave one state")
+    if size > most:
+        raise ValueError(f"{named} is {size}: the model takes at most {most} frames (their subsampled states "
+                         f"must fit its max_length {limits.max_length})")
 
 
 def check_values(ports: list, arrays: dict[str, np.ndarray], limits: Limits) -> None:
@@ -133,7 +150,7 @@ def check_values(ports: list, arrays: dict[str, np.ndarray], limits: Limits) -> 
         elif port.role == "position_ids" and limits.max_length is not None:
             bad = (array < 0) | (array >= limits.max_length)
             expected = f"a position in [0, {limits.max_length}) (max_length {limits.max_length})"
-        elif port.role in ("vectors", "pixel_values"):  # a NaN or an infinity would spread through attention
+        elif port.role in ("vectors", "pixel_values", "input_features"):  # a NaN or an infinity would spread
             bad, expected = ~np.isfinite(array), "a finite number"
         elif port.role == "token_type_ids":
             types = (limits.ranges or {}).get(port.name)

@@ -114,9 +114,6 @@ class FrameOptions(InputKind):
         return sum(i * o * k + o for i, o, k in zip(ins, outs, kernels))
 
     def problems(self, spec, where):
-        if not self.kernel_sizes():
-            yield At("kernels", "give at least one kernel size (one stride-2 convolution each)")
-            return
         if any(k < 1 for k in self.kernel_sizes()):
             yield At("kernels", f"kernel sizes are at least 1, got {self.kernel_sizes()}")
             return

@@ -1,0 +1,99 @@
+"""The `frames` input's rules and run-time checks: located compile-time errors for a subsampler that cannot run
+(a kernel of 0, an odd channel count a GLU cannot halve, too few features for unpadded Conv2d) and for frames read
+by a decoder; Model.run names frames too short for the subsampler or too long for max_length, features of
+another count and non-finite features; the subsampled mask's length arithmetic against Hugging Face's."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from test_errors import check_fails
+from tfc_runtime import Model
+from tfcompiler.compiler import compile_spec
+from tfcompiler.language import parse_spec
+
+SPEC = """
+tfc: 1
+name: speech
+topology: encoder
+model: {width: 16, heads: 2, ffn_width: 32, vocab_size: 1, max_length: 10}
+input: {kind: frames, subsampler: conv2d, features: 11, channels: 4, padding: none}
+positional: learned
+block: {placement: pre}
+encoder: {layers: 1}
+"""
+
+
+@pytest.mark.parametrize("old, new, expected", [
+    ("padding: none}", "padding: none, kernels: [3, 0]}", ("input.kernels: kernel sizes are at least 1",)),
+    ("features: 11", "features: 6", ("spec.yaml:6:", "input.features: 6 features are too few for the 2 unpadded "
+                                     "convolutions of kernels [3, 3] (stride 2): give at least 7")),
+    ("topology: encoder", "topology: decoder", ("input 'frames' is subsampled by convolutions",)),
+])
+def test_bad_frames_get_a_located_error(tmp_path, capsys, old, new, expected):
+    assert old in SPEC
+    text = SPEC.replace(old, new)
+    if "decoder" in new:
+        text = text.replace("encoder: {layers: 1}", "decoder: {layers: 1}")
+    check_fails(tmp_path, capsys, text, *expected)
+
+
+def test_odd_glu_channels_are_refused(tmp_path, capsys):
+    spec = SPEC.replace("subsampler: conv2d", "subsampler: conv1d_glu").replace("channels: 4", "channels: 5")
+    check_fails(tmp_path, capsys, spec, "spec.yaml:6:", "input.channels: a GLU halves the channels of each "
+                "convolution: give an even count, got 5")
+
+
+def test_run_names_bad_frames(tmp_path):
+    """Unpadded 3×3 convolutions need 7 frames for one state; max_length 10 takes 46 frames at most
+    ((46 - 3) // 2 + 1 = 22, (22 - 3) // 2 + 1 = 10)."""
+    compile_spec(parse_spec(SPEC, "speech.yaml")).model.save(str(tmp_path / "m.onnx"))
+    model = Model(str(tmp_path / "m.onnx"))
+
+    def run(frames, features=11):
+        return model.run(input_features=np.zeros((2, frames, features), np.float32),
+                         attention_mask=np.ones((2, frames), np.int64))
+    assert run(7)["last_hidden_state"].shape == (2, 1, 16)
+    assert run(46)["last_hidden_state"].shape == (2, 10, 16)
+    with pytest.raises(ValueError, match=r"input_features: axis 1 \(frames\) is 6: too short for the model's "
+                                         r"subsampler, which needs at least 7 frames"):
+        run(6)
+    with pytest.raises(ValueError, match=r"axis 1 \(frames\) is 47: the model takes at most 46 frames \(their "
+                                         r"subsampled states must fit its max_length 10\)"):
+        run(47)
+    with pytest.raises(ValueError, match=r"input_features: axis 2 must be 11"):
+        run(9, features=10)
+    features = np.zeros((2, 9, 11), np.float32)
+    features[1, 4, 3] = np.inf
+    with pytest.raises(ValueError, match=r"input_features\[1, 4, 3\]: expected a finite number, got inf"):
+        model.run(input_features=features, attention_mask=np.ones((2, 9), np.int64))
+
+
+@pytest.mark.parametrize("subsampler, padding", [("conv1d_glu", "half"), ("conv2d", "half"), ("conv2d", "none")])
+def test_subsampled_mask_follows_each_rows_length(subsampler, padding):
+    """The compiled model's mask of the states (its SubsampledMask node, on onnxruntime) marks the first n'
+    states of a row of n real frames, n' = (n + 2·pad - k) // 2 + 1 twice: Hugging Face's Speech2Text
+    (`_get_feat_extract_output_lengths`: (n - 1) // 2 + 1 per layer, for k = 5, pad = 2), Dong et al.'s padded
+    3×3 and ESPnet's unpadded (n - 3) // 2 + 1."""
+    import onnx
+    import onnxruntime as ort
+
+    text = SPEC.replace("subsampler: conv2d", f"subsampler: {subsampler}").replace("padding: none",
+                                                                                   f"padding: {padding}")
+    model = compile_spec(parse_spec(text, "speech.yaml")).model.to_proto()
+    (node,) = [node for node in model.graph.node if node.name.endswith("SubsampledMask")]
+    model.graph.output.append(onnx.helper.make_tensor_value_info(node.output[0], onnx.TensorProto.INT64, None))
+    session = ort.InferenceSession(model.SerializeToString())
+    frames = 40
+    lengths = np.arange(7, frames + 1, 3)
+    mask = (np.arange(frames)[None, :] < lengths[:, None]).astype(np.int64)
+    features = np.zeros((len(lengths), frames, 11), np.float32)
+    got = session.run([node.output[0]], {"input_features": features, "attention_mask": mask})[0]
+    k, pad = (5, 2) if subsampler == "conv1d_glu" else (3, 1 if padding == "half" else 0)
+    expected, width = lengths, frames
+    for _ in range(2):
+        expected, width = (expected + 2 * pad - k) // 2 + 1, (width + 2 * pad - k) // 2 + 1
+    if padding == "half":  # Hugging Face's arithmetic, which ignores the kernel, agrees for odd kernels
+        assert (expected == (((lengths - 1) // 2 + 1) - 1) // 2 + 1).all()
+    assert got.shape == (len(lengths), width)
+    assert (got == (np.arange(width)[None, :] < expected[:, None])).all()
