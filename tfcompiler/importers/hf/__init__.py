@@ -41,6 +41,10 @@ canonical weight, the checkpoint tensor it comes from:
   pooler as the `pooler` head, the image classifier as `classifier` over the class token (see vit.py).
 - ``deit`` (DeiTModel, DeiTForImageClassification; keys under ``deit.``): ViT's import with the
   distillation token after the class token (`distillation_token: true`).
+- ``speech_to_text`` (Speech2TextModel, Speech2TextForConditionalGeneration; keys under ``model.``): an
+  encoder reading `frames` (the Conv1d + GLU subsampler) and a decoder reading tokens, pre-norm, fairseq's
+  sinusoidal positions from pad_token_id + 1, embeddings scaled by √d_model; the LM head tied (see
+  speech_to_text.py).
 
 Task heads (heads.py), with num_labels from the checkpoint: sequence classification as the
 `classifier` head (BERT, Longformer, Funnel, Reformer encoders: dense and tanh over the first token;
@@ -80,6 +84,7 @@ from .heads import architecture, refuse_multiple_choice
 from .big_bird import big_bird
 from .encoders import bert, deberta_v2, funnel, longformer, nystromformer
 from .reformer import reformer
+from .speech_to_text import speech_to_text
 from .t5 import t5
 from .vit import vit
 
@@ -91,7 +96,8 @@ IMPORTERS: dict[str, tuple[str, Callable]] = {"bert": ("encoder", bert), "gpt2":
                                                "nystromformer": ("encoder", nystromformer),
                                                "big_bird": ("encoder", big_bird),
                                                "reformer": ("decoder", reformer),  # or encoder: its config says
-                                               "vit": ("encoder", vit), "deit": ("encoder", vit)}
+                                               "vit": ("encoder", vit), "deit": ("encoder", vit),
+                                               "speech_to_text": ("encoder-decoder", speech_to_text)}
 
 
 def import_hf(model_dir: str | Path, out_dir: str | Path, dropped: list[str] | None = None) -> list[Path]:
