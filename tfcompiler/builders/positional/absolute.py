@@ -90,23 +90,29 @@ def sinusoidal_table(ctx, options: SinusoidalOptions, length: int, width: int):
     return ctx.op("cast", table, dtype="float32")
 
 
-def sinusoids_at(ctx, options, spec, positions):
-    """The table's rows of `positions`, counted from `offset` (a table `offset` rows longer)."""
-    table = sinusoidal_table(ctx, options, spec.model.max_length + options.offset, spec.model.width)
-    if options.offset:
-        positions = ctx.op("add", positions, ctx.constant(options.offset, dtype="int64"), label="PositionOffset")
-    return ctx.op("gather", table, positions)
+def table_rows(ctx, options, spec):
+    """The sinusoidal table: `offset` rows more than max_length, positions counting from `offset`."""
+    return sinusoidal_table(ctx, options, spec.model.max_length + options.offset, spec.model.width)
+
+
+def numbered(ctx, options, positions):
+    """The table's rows of `positions`: themselves, or shifted by `offset` (fairseq's padding_idx + 1)."""
+    if not options.offset:
+        return positions
+    return ctx.op("add", positions, ctx.constant(options.offset, dtype="int64"), label="PositionOffset")
 
 
 def build_sinusoidal(ctx, options, spec, hidden, positions, mask):
     with ctx.at("positions"):
-        return ctx.op("add", hidden, sinusoids_at(ctx, options, spec, positions))
+        table = table_rows(ctx, options, spec)
+        return ctx.op("add", hidden, ctx.op("gather", table, numbered(ctx, options, positions)))
 
 
 def build_scaled_sinusoidal(ctx, options, spec, hidden, positions, mask):
     with ctx.at("positions"):
+        table = table_rows(ctx, options, spec)
         scale = ctx.param("scale", (1,), f"fill={spec.model.width ** -0.5!r}")
-        return ctx.op("add", hidden, ctx.op("mul", sinusoids_at(ctx, options, spec, positions), scale))
+        return ctx.op("add", hidden, ctx.op("mul", ctx.op("gather", table, numbered(ctx, options, positions)), scale))
 
 
 def build_learned(ctx, options, spec, hidden, positions, mask):
