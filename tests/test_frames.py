@@ -1,14 +1,20 @@
 """The `frames` input's rules and run-time checks: located compile-time errors for a subsampler that cannot run
 (a kernel of 0, an odd channel count a GLU cannot halve, too few features for unpadded Conv2d) and for frames read
 by a decoder; Model.run names frames too short for the subsampler or too long for max_length, features of
-another count and non-finite features; the subsampled mask's length arithmetic against Hugging Face's."""
+another count and non-finite features; the subsampled mask's length arithmetic against Hugging Face's; the
+conv2d subsampler against ESPnet's Conv2dSubsampling in torch."""
 from __future__ import annotations
 
 import numpy as np
+import onnx
+import onnxruntime as ort
 import pytest
+from safetensors.numpy import save_file
 
 from test_errors import check_fails
 from tfc_runtime import Model
+from tfcompiler.builders import build_graph
+from tfcompiler.builders.weights import declared_params
 from tfcompiler.compiler import compile_spec
 from tfcompiler.language import parse_spec
 
@@ -75,9 +81,6 @@ def test_subsampled_mask_follows_each_rows_length(subsampler, padding):
     states of a row of n real frames, n' = (n + 2·pad - k) // 2 + 1 twice: Hugging Face's Speech2Text
     (`_get_feat_extract_output_lengths`: (n - 1) // 2 + 1 per layer, for k = 5, pad = 2), Dong et al.'s padded
     3×3 and ESPnet's unpadded (n - 3) // 2 + 1."""
-    import onnx
-    import onnxruntime as ort
-
     text = SPEC.replace("subsampler: conv2d", f"subsampler: {subsampler}").replace("padding: none",
                                                                                    f"padding: {padding}")
     model = compile_spec(parse_spec(text, "speech.yaml")).model.to_proto()
@@ -97,3 +100,42 @@ def test_subsampled_mask_follows_each_rows_length(subsampler, padding):
         assert (expected == (((lengths - 1) // 2 + 1) - 1) // 2 + 1).all()
     assert got.shape == (len(lengths), width)
     assert (got == (np.arange(width)[None, :] < expected[:, None])).all()
+
+
+@pytest.mark.parametrize("padding", ["half", "none"])
+def test_conv2d_subsampler_matches_torch(tmp_path, padding):
+    """Speech-Transformer's front end as ESPnet's Conv2dSubsampling writes it in torch (Conv2d 3×3 stride 2 + ReLU,
+    twice, then (B, T', C·F') through a Linear), with the compiled model's weights: the embeddings' output (its
+    `frames` linear map, read off the ONNX graph) equal at fp32."""
+    torch = pytest.importorskip("torch")
+    text = SPEC.replace("padding: none", f"padding: {padding}")
+    spec = parse_spec(text, "speech.yaml")
+    pad, channels = (1 if padding == "half" else 0), 4
+    convs = torch.nn.Sequential(torch.nn.Conv2d(1, channels, 3, 2, pad), torch.nn.ReLU(),
+                                torch.nn.Conv2d(channels, channels, 3, 2, pad), torch.nn.ReLU())
+    features_out = spec.input.feature_width()
+    out = torch.nn.Linear(channels * features_out, 16)
+    generator = torch.Generator().manual_seed(0)
+    for p in [*convs.parameters(), *out.parameters()]:
+        with torch.no_grad():
+            p.copy_(torch.randn(p.shape, generator=generator) / 3)
+    weights = {f"embeddings.conv.{i}.{name}": getattr(convs[2 * i], name).detach().numpy()
+               for i in range(2) for name in ("weight", "bias")}
+    weights.update({"embeddings.frames.weight": out.weight.detach().numpy().T.copy(),
+                    "embeddings.frames.bias": out.bias.detach().numpy()})
+    rng = np.random.default_rng(1)
+    for name, (shape, _) in declared_params(build_graph(spec)).items():
+        weights.setdefault(name, rng.standard_normal(shape).astype(np.float32))
+    save_file(weights, str(tmp_path / "w.safetensors"))
+    model = compile_spec(spec, weights=str(tmp_path / "w.safetensors")).model.to_proto()
+    (node,) = [node for node in model.graph.node if node.name.endswith("embeddings/frames/Add")]
+    model.graph.output.append(onnx.helper.make_tensor_value_info(node.output[0], onnx.TensorProto.FLOAT, None))
+    session = ort.InferenceSession(model.SerializeToString())
+    features = rng.standard_normal((2, 29, 11)).astype(np.float32)
+    got = session.run([node.output[0]], {"input_features": features, "attention_mask": np.ones((2, 29), np.int64)})[0]
+    with torch.no_grad():
+        x = convs(torch.from_numpy(features)[:, None])  # ESPnet: x.unsqueeze(1), conv, then view(b, t, c * f)
+        b, c, t, f = x.shape
+        want = out(x.transpose(1, 2).reshape(b, t, c * f)).numpy()
+    assert got.shape == want.shape
+    assert np.abs(got - want).max() <= 1e-4 * max(1.0, float(np.abs(want).max()))
