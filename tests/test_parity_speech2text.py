@@ -82,51 +82,61 @@ def test_speech2text_matches_transformers(tmp_path, model_class):
             assert_close(got["logits"], want.logits.numpy(), real, f"logits, {rows} rows")
 
 
-def test_greedy_speech_recognition_matches_transformers(tmp_path):
-    """Speech2TextForConditionalGeneration compiled to a folder (encoder_model reads input_features and returns
-    the subsampled mask, decoder_model the tokens with its cache): greedy tokens from padded features equal
-    transformers' generate(num_beams=1, do_sample=False), through the Python API and `tfc generate`."""
+@pytest.fixture(scope="module")
+def asr(tmp_path_factory):
+    """Speech2TextForConditionalGeneration and its folder of two models (`tfc compile -o DIR/`: encoder_model reads
+    input_features and returns the subsampled mask, decoder_model the tokens with its cache)."""
+    folder = tmp_path_factory.mktemp("asr")
     model = speech2text("Speech2TextForConditionalGeneration", seed=11)
-    model.save_pretrained(tmp_path / "hf")
-    assert main(["import-hf", str(tmp_path / "hf"), "-o", str(tmp_path / "imported")]) == 0
-    assert main(["compile", str(tmp_path / "imported" / "spec.yaml"), "--weights",
-                 str(tmp_path / "imported" / "weights.safetensors"), "-o", f"{tmp_path}/asr/", "-q"]) == 0
+    model.save_pretrained(folder / "hf")
+    assert main(["import-hf", str(folder / "hf"), "-o", str(folder / "imported")]) == 0
+    assert main(["compile", str(folder / "imported" / "spec.yaml"), "--weights",
+                 str(folder / "imported" / "weights.safetensors"), "-o", f"{folder}/asr/", "-q"]) == 0
+    return model, folder / "asr"
+
+
+@pytest.mark.parametrize("options", [{}, {"repetition_penalty": 3.0}])
+def test_greedy_speech_recognition_matches_transformers(asr, options):
+    """Greedy tokens from padded features equal transformers' generate(num_beams=1, do_sample=False), through the
+    runtime's generate with input_features. These random weights repeat one token after a few (as small random
+    models do); with a repetition penalty every step picks another, so each choice is tested."""
+    model, folder = asr
     features, mask, _, _ = batch(3, seed=7)
     with torch.no_grad():
         want = model.generate(input_features=torch.from_numpy(features), attention_mask=torch.from_numpy(mask),
-                              max_new_tokens=8, num_beams=1, do_sample=False).numpy()
+                              max_new_tokens=10, num_beams=1, do_sample=False, **options).numpy()
     # Hugging Face numbers a pad token's position 0 (a zero row): a sequence that picks it before its end
     # would diverge there; these weights pick none
     for row in want:
         ended = np.flatnonzero(row[1:] == model.config.eos_token_id)
         assert PAD not in row[1:1 + (ended[0] if len(ended) else len(row))]
-    assert want.shape[1] > 4  # more than a token or two
-    got = Generator(tmp_path / "asr").generate(input_features=features, attention_mask=mask, max_new_tokens=8)
+    assert want.shape == (3, 11)
+    if options:  # no token twice in a row's new ones
+        assert all(len(set(row[1:])) == 10 for row in want)
+    got = Generator(folder).generate(input_features=features, attention_mask=mask, max_new_tokens=10, **options)
     np.testing.assert_array_equal(got, want)
+
+
+def test_generate_cli_transcribes_input_features(asr, tmp_path, capsys):
+    """`tfc generate DIR --input-features` with a .npz of features and their mask, or a .npy of one utterance
+    (T, F): the runtime's sequences; token ids to a speech encoder, or an unreadable file, are named errors."""
+    model, folder = asr
+    features, mask, _, _ = batch(3, seed=7)
     np.savez(tmp_path / "speech.npz", input_features=features, attention_mask=mask)
-    assert main(["generate", str(tmp_path / "asr"), "--input-features", str(tmp_path / "speech.npz"),
-                 "--max-new-tokens", "8", "--json"]) == 0
-
-
-def test_generate_cli_prints_the_transcribed_ids(tmp_path, capsys):
-    model = speech2text("Speech2TextForConditionalGeneration", seed=11)
-    model.save_pretrained(tmp_path / "hf")
-    assert main(["import-hf", str(tmp_path / "hf"), "-o", str(tmp_path / "imported")]) == 0
-    assert main(["compile", str(tmp_path / "imported" / "spec.yaml"), "--weights",
-                 str(tmp_path / "imported" / "weights.safetensors"), "-o", f"{tmp_path}/asr/", "-q"]) == 0
-    features, mask, _, _ = batch(1, seed=7)
-    np.save(tmp_path / "one.npy", features[0])  # one utterance (T, F)
-    capsys.readouterr()
-    assert main(["generate", str(tmp_path / "asr"), "--input-features", str(tmp_path / "one.npy"),
-                 "--max-new-tokens", "5", "--json"]) == 0
-    rows = json.loads(capsys.readouterr().out)["sequences"]
-    want = Generator(tmp_path / "asr").generate(input_features=features, max_new_tokens=5, return_dict_in_generate=True)
-    assert rows == want.rows() and rows[0][0] == model.config.decoder_start_token_id
-    capsys.readouterr()
-    assert main(["generate", str(tmp_path / "asr"), "--input-ids", "[[3, 4]]"]) == 1
+    np.save(tmp_path / "one.npy", features[0])
+    for path, rows in ((tmp_path / "speech.npz", slice(None)), (tmp_path / "one.npy", slice(0, 1))):
+        capsys.readouterr()
+        assert main(["generate", str(folder), "--input-features", str(path), "--max-new-tokens", "5", "--json"]) == 0
+        got = json.loads(capsys.readouterr().out)["sequences"]
+        want = Generator(folder).generate(input_features=features[rows], attention_mask=mask[rows], max_new_tokens=5,
+                                          return_dict_in_generate=True)
+        assert got == want.rows() and got[0][0] == model.config.decoder_start_token_id
+    assert main(["generate", str(folder), "--input-ids", "[[3, 4]]"]) == 1
     assert "the encoder model takes ['input_features', 'attention_mask']" in capsys.readouterr().err
-    assert main(["generate", str(tmp_path / "asr"), "--input-features", str(tmp_path / "missing.npy")]) == 1
+    assert main(["generate", str(folder), "--input-features", str(tmp_path / "missing.npy")]) == 1
     assert "--input-features" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="input_features: give them instead of input_ids"):
+        Generator(folder).generate([[3, 4]], input_features=features)
 
 
 @pytest.mark.parametrize("options, message", [

@@ -136,11 +136,7 @@ def readers(spec, where) -> list[str]:
     spec's top-level input."""
     if where.stack in ("encoder", "decoder", "document"):
         return [where.stack]
-    input_of = getattr(spec, "input_of", None)
-    names = [name for name, _, _ in spec.stacks()]
-    if input_of is None:
-        return names
-    return [name for name in names if input_of(name) is spec.input]
+    return [name for name, _, _ in spec.stacks() if spec.input_of(name) is spec.input]
 
 
 def conv2d_frames(ctx, options: FrameOptions, spec, features):
