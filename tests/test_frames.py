@@ -2,7 +2,7 @@
 (a kernel of 0, an odd channel count a GLU cannot halve, too few features for unpadded Conv2d) and for frames read
 by a decoder; Model.run names frames too short for the subsampler or too long for max_length, features of
 another count and non-finite features; the subsampled mask's length arithmetic against Hugging Face's; the
-conv2d subsampler against ESPnet's Conv2dSubsampling in torch."""
+conv2d subsampler against ESPnet's Conv2dSubsampling in torch; the `ctc` head over the subsampled states."""
 from __future__ import annotations
 
 import numpy as np
@@ -139,3 +139,16 @@ def test_conv2d_subsampler_matches_torch(tmp_path, padding):
         want = out(x.transpose(1, 2).reshape(b, t, c * f)).numpy()
     assert got.shape == want.shape
     assert np.abs(got - want).max() <= 1e-4 * max(1.0, float(np.abs(want).max()))
+
+
+def test_ctc_head_reads_an_encoder(tmp_path, capsys):
+    """The `ctc` head scores an encoder's states (B, T', V): the logits of every subsampled frame; over a
+    decoder's states it is a located error."""
+    spec = parse_spec(SPEC + "head: {kind: ctc, vocab: 7}\n", "speech.yaml")
+    session = ort.InferenceSession(compile_spec(spec).model.serialize())
+    (logits,) = session.run(None, {"input_features": np.zeros((2, 46, 11), np.float32),
+                                   "attention_mask": np.ones((2, 46), np.int64)})
+    assert logits.shape == (2, 10, 7)
+    text = SPEC.replace("topology: encoder", "topology: encoder-decoder") + "decoder: {layers: 1, input: tokens}\n"
+    check_fails(tmp_path, capsys, text + "head: {kind: ctc}\n", "spec.yaml:11:", "head.kind: 'ctc' scores every "
+                "state of an encoder (its frames, aligned by CTC): it needs topology 'encoder', got 'encoder-decoder'")

@@ -186,12 +186,13 @@ def build_frames(ctx, options: FrameOptions, spec, stack_name: str) -> StackInpu
 
 
 INPUTS.register("frames", FrameOptions, build_frames, examples={
-    "speech_transformer_frames": """
+    "speech_transformer_frames_ctc": """
 topology: encoder
 input: {kind: frames, subsampler: conv2d, features: 9, channels: 4}
 positional: {kind: sinusoidal}
 block: {placement: pre, ffn: {activation: relu}}
 encoder: {layers: 2}
+head: {kind: ctc}
 """,
     "speech2text_frames": """
 topology: encoder
