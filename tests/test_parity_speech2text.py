@@ -142,7 +142,8 @@ def test_generate_cli_transcribes_input_features(asr, tmp_path, capsys):
 @pytest.mark.parametrize("options, message", [
     (dict(decoder_ffn_dim=48), "encoder_ffn_dim 32 != decoder_ffn_dim 48 is not supported yet"),
     (dict(decoder_attention_heads=4), "encoder_attention_heads 2 != decoder_attention_heads 4"),
-    (dict(pad_token_id=0), "pad_token_id 0: Hugging Face then numbers no real frame's position")])
+    (dict(pad_token_id=0), "pad_token_id 0: Hugging Face then numbers no real frame's position"),
+    (dict(conv_kernel_sizes=[5, 4]), "even conv_kernel_sizes [5, 4] is not supported")])
 def test_import_refuses_what_one_spec_cannot_hold(tmp_path, capsys, options, message):
     speech2text("Speech2TextModel", seed=1, **options).save_pretrained(tmp_path / "hf")
     assert main(["import-hf", str(tmp_path / "hf"), "-o", str(tmp_path / "out")]) == 1

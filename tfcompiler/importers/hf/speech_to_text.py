@@ -35,6 +35,9 @@ def speech_to_text(config: dict, w: Checkpoint) -> tuple[dict, dict]:
     kernels = list(config["conv_kernel_sizes"])
     if len(kernels) != config["num_conv_layers"]:
         raise TfcError(f"Speech2Text with {config['num_conv_layers']} conv layers and conv_kernel_sizes {kernels}")
+    if any(k % 2 == 0 for k in kernels):  # its conv leaves (n + 2·(k // 2) - k) // 2 + 1 states
+        raise TfcError(f"Speech2Text with even conv_kernel_sizes {kernels} is not supported: Hugging Face masks its "
+                       "states by (n - 1) // 2 + 1 per layer, which is the convolutions' length for odd kernels only")
     width = config["d_model"]
     layers = {"encoder": config["encoder_layers"], "decoder": config["decoder_layers"]}
     spec = {
