@@ -195,6 +195,7 @@ def feeds_for(session: ort.InferenceSession, batch: int, length: int, pad: int, 
     for i in session.get_inputs():
         n = length + 2 if i.name.startswith("decoder_") else length  # decoder length differs
         if i.name.endswith("attention_mask"):
+            n = 4 * n if i.shape[-1] == "frames" else n  # the frames' mask
             mask = np.ones((batch, n), np.int64)
             if pad:
                 mask[0, n - pad:] = 0
@@ -205,6 +206,8 @@ def feeds_for(session: ort.InferenceSession, batch: int, length: int, pad: int, 
             feeds[i.name] = rng.integers(0, 3, (batch, n))
         elif i.name == "pixel_values":  # an image (B, C, H, W) of fixed size: `length` does not apply
             feeds[i.name] = rng.standard_normal((batch, *i.shape[1:])).astype(np.float32)
+        elif i.name == "input_features":  # speech frames (B, T, F): a few per state after subsampling
+            feeds[i.name] = rng.standard_normal((batch, 4 * n, i.shape[-1])).astype(np.float32)
         elif i.type == "tensor(float)" and i.name.endswith(("inputs_embeds", "node_features", "eigenvectors",
                                                              "input_values")):  # vectors, nodes, mel frames
             feeds[i.name] = rng.standard_normal((batch, n, i.shape[-1])).astype(np.float32)  # (B, S, F)
