@@ -134,7 +134,7 @@ def test_import_rejects_unsupported_model_types(tmp_path, capsys):
     err = capsys.readouterr().err
     assert ("model_type 'mamba' is not supported" in err
             and "bert, big_bird, deberta-v2, deit, funnel, gpt2, llama, longformer, nystromformer, reformer, "
-                "speech_to_text, t5, vit" in err)
+                "speech_to_text, speecht5, t5, vit" in err)
     assert "Traceback" not in err
     assert not (tmp_path / "out").exists()
 
