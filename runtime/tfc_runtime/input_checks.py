@@ -1,6 +1,7 @@
 """What `Model.run` takes, checked against the model before onnxruntime sees it: types, shapes, and the
 values the model's metadata bounds (token ids in the vocabulary, masks of 0s and 1s, positions and
-lengths within `max_length`, the lengths a position grid accepts). Gather wraps a negative id and a cast
+lengths within `max_length`, the lengths a position grid accepts, intensities 0..255 and an image's raster
+within its size). Gather wraps a negative id and a cast
 truncates a mask of 0.5, both silently; onnxruntime's own complaint names a node, not an input. So each
 check raises ValueError naming the input, the row and position, and what was expected."""
 from __future__ import annotations
@@ -13,7 +14,7 @@ import numpy as np
 # inputs that hold one entry per token: their named axes after the batch count tokens (or sentences); a
 # vector's own axis, of fixed size (F), counts features
 TOKEN_ROLES = ("token_ids", "padding_mask", "encoder_mask", "global_mask", "position_ids", "token_type_ids",
-               "vectors")
+               "vectors", "intensities")
 MASK_ROLES = {"padding_mask": "1 for a token, 0 for padding", "encoder_mask": "1 for a token, 0 for padding",
               "global_mask": "1 for a global token, 0 for the others"}
 
@@ -26,6 +27,7 @@ class Limits:
     max_length: int | None = None
     length_rules: dict | None = None  # axis -> (offset, step): lengths offset + k·step, k >= 1
     ranges: dict | None = None  # input -> n: its values lie in [0, n) (tfcompiler.io_ranges)
+    images: dict | None = None  # input -> [height, width, channels]: it reads that image's raster (tfcompiler.images)
 
     @classmethod
     def from_metadata(cls, metadata: dict[str, str]) -> Limits:
@@ -34,7 +36,8 @@ class Limits:
             return int(value) if value.isdigit() else None
         rules = {axis: tuple(rule) for axis, rule in json.loads(metadata.get("tfcompiler.length_rules", "{}")).items()}
         ranges = json.loads(metadata.get("tfcompiler.io_ranges", "{}"))
-        return cls(number("tfcompiler.vocab_size"), number("tfcompiler.max_length"), rules, ranges)
+        images = json.loads(metadata.get("tfcompiler.images", "{}"))
+        return cls(number("tfcompiler.vocab_size"), number("tfcompiler.max_length"), rules, ranges, images)
 
 
 def _at(array: np.ndarray, bad: np.ndarray) -> tuple[str, object]:
@@ -99,7 +102,8 @@ def check_shapes(ports: list, arrays: dict[str, np.ndarray]) -> None:
 
 def check_lengths(ports: list, arrays: dict[str, np.ndarray], limits: Limits) -> None:
     """Per-token inputs: no empty axis, no axis past the batch longer than `max_length` (the positional
-    tables' and the generator's bound), and each axis a position grid restricts at a length it accepts."""
+    tables' and the generator's bound), each axis a position grid restricts at a length it accepts, and an
+    image's raster within the image (check_images)."""
     for port in ports:
         if port.role not in TOKEN_ROLES:
             continue
@@ -118,6 +122,34 @@ def check_lengths(ports: list, arrays: dict[str, np.ndarray], limits: Limits) ->
                 below = offset + step * max(1, (size - offset) // step)
                 raise ValueError(f"{named} is {size}; the model takes {offset} + {step}·k for k >= 1 "
                                  f"(the nearest: {below} or {below + step})")
+    check_images(ports, arrays, limits)
+
+
+def raster_length(image: list[int], per_pixel: bool) -> int:
+    """The positions of an image's raster scan: its intensities, or its pixels where a position is a pixel."""
+    height, width, channels = image
+    return height * width * (1 if per_pixel else channels)
+
+
+def check_images(ports: list, arrays: dict[str, np.ndarray], limits: Limits) -> None:
+    """An image's raster no longer than the image, and positions within it: (B, S) intensities with channels as
+    positions, S <= H·W·C; (B, S, C) pixels, S <= H·W (check_shapes holds C to the model's)."""
+    for port in ports:
+        image = (limits.images or {}).get(port.name)
+        if image is None:
+            continue
+        array, per_pixel = arrays[port.name], len(port.shape) == 3
+        longest = raster_length(image, per_pixel)
+        what = f"the {'×'.join(map(str, image))} image's {longest} {'pixels' if per_pixel else 'intensities'}"
+        layout = "[B, H·W, C]" if per_pixel else "[B, H·W·C]"
+        if array.shape[1] > longest:
+            raise ValueError(f"{port.name}: axis 1 ({port.shape[1]}) is {array.shape[1]}, more than {what} "
+                             f"(a [B, height, width, channels] image reshaped to {layout})")
+        for other in ports:
+            if other.role == "position_ids" and (arrays[other.name] >= longest).any():
+                where, got = _at(arrays[other.name], arrays[other.name] >= longest)
+                raise ValueError(f"{other.name}{where}: expected a raster position of {what}, in [0, {longest}), "
+                                 f"got {got}")
 
 
 def check_values(ports: list, arrays: dict[str, np.ndarray], limits: Limits) -> None:
@@ -133,6 +165,9 @@ def check_values(ports: list, arrays: dict[str, np.ndarray], limits: Limits) -> 
         elif port.role == "position_ids" and limits.max_length is not None:
             bad = (array < 0) | (array >= limits.max_length)
             expected = f"a position in [0, {limits.max_length}) (max_length {limits.max_length})"
+        elif port.role == "intensities":
+            bad = (array < 0) | (array >= (limits.ranges or {}).get(port.name, 256))
+            expected = f"an intensity in [0, {(limits.ranges or {}).get(port.name, 256) - 1}]"
         elif port.role in ("vectors", "pixel_values"):  # a NaN or an infinity would spread through attention
             bad, expected = ~np.isfinite(array), "a finite number"
         elif port.role == "token_type_ids":
