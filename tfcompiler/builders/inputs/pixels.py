@@ -121,10 +121,10 @@ class PixelOptions(InputKind):
         if self.channels == "embedding":
             yield At("channels", "an LM head predicts one intensity per position: with channels: embedding a "
                      "position is a whole pixel of several; use channels: positions")
-        if spec.model.vocab_size != INTENSITIES:
-            yield At("image", f"an LM head over pixels predicts the next intensity: model.vocab_size must be "
-                     f"{INTENSITIES}, the intensities 0..255 (got {spec.model.vocab_size})",
-                     located="model.vocab_size")
+        if spec.model.vocab_size > INTENSITIES:  # (fewer: the shrunk copies' 64, which predict the darker ones)
+            yield At("image", f"an LM head over pixels predicts the next intensity, which generation feeds back: "
+                     f"model.vocab_size must be at most {INTENSITIES}, the intensities 0..255 (got "
+                     f"{spec.model.vocab_size})", located="model.vocab_size")
         if getattr(spec.head, "tied", False):
             yield At("channels", "the input's tables are per channel, and the paper's output embeddings are their "
                      "own: set head.tied: false (the head's own matrix, lm_head.weight)", located="head.tied")
@@ -212,7 +212,7 @@ positional: none
 embedding: {scale: true}
 block: {placement: pre, attention: {kind: block_local, block: 6, memory_blocks: 1}, ffn: {activation: relu}}
 decoder: {layers: 2}
-head: {kind: none}
+head: {kind: lm, tied: false, bias: true}
 """,
     "image_transformer_pixels_local_2d": """
 topology: decoder
