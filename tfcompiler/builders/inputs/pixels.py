@@ -36,7 +36,7 @@ import numpy as np
 
 from ...ir.types import BATCH
 from ...language.kinds import INPUTS, InputKind
-from ...language.rules import At, walk
+from ...language.rules import At
 from ...language.schema import option
 from ...language.shrink_rules import Rule
 from ..attention.block_local_2d import BlockLocal2DOptions
@@ -88,6 +88,8 @@ class PixelOptions(InputKind):
         return self.image[0] * self.row
 
     def parameters(self, spec) -> int:
+        if len(self.image) != 3 or min(self.image) < 1:  # (a problem of its own; the size check runs before it)
+            return 0
         d, c = spec.model.width, self.image[2]
         combine = (c * d + 1) * d if self.channels == "embedding" else 0
         learned = (-(-spec.model.max_length // self.row) + self.row) * d if self.coordinates == "learned" else 0
@@ -130,21 +132,25 @@ class PixelOptions(InputKind):
                      "own: set head.tied: false (the head's own matrix, lm_head.weight)", located="head.tied")
 
     def _raster_problems(self, spec):
-        """Each local 2-D attention's rows are the image's rows, and its query blocks tile the image."""
+        """Each local 2-D attention's rows are the image's rows, and its query blocks tile the image (one problem
+        for the layers of a stack that share the attention's shape)."""
+        shapes: dict[tuple, list[int]] = {}
+        for name, _, blocks in spec.stacks():
+            for i, block in enumerate(blocks):
+                if isinstance(block.attention, BlockLocal2DOptions) and len(block.attention.query_shape) == 2:
+                    shapes.setdefault((name, block.attention.row_length, *block.attention.query_shape), []).append(i)
         height = self.image[0]
-        for section, where in walk(spec):
-            if not isinstance(section, BlockLocal2DOptions) or len(section.query_shape) != 2:
-                continue
-            rows, columns = section.query_shape
-            located = f"{where.path}.row_length"
-            if section.row_length != self.row:
-                yield At("image", f"{where.path}: row_length must be the {self.row} positions of an image row "
-                         f"({self.image[1]} pixels{f' × {self.image[2]} channels' * (self.channels == 'positions')}),"
-                         f" got {section.row_length}", located=located)
+        for (name, row_length, rows, columns), layers in shapes.items():
+            where = f"{name} layer{'s' * (len(layers) > 1)} {', '.join(map(str, layers))} attention 'block_local_2d'"
+            located = f"{name}.layers[{layers[0]}].block.attention"  # (the nearest node written: the layer's stack)
+            channels = f" × {self.image[2]} channels" if self.channels == "positions" else ""
+            if row_length != self.row:
+                yield At("image", f"{where}: row_length must be the {self.row} positions of an image row "
+                         f"({self.image[1]} pixels{channels}), got {row_length}", located=located)
             elif height % rows or self.row % columns:
-                yield At("image", f"{where.path}: query blocks of {rows}×{columns} do not tile the {height}×{self.row}"
-                         f" raster of the image: its rows must be a multiple of {rows} and each row's positions of "
-                         f"{columns}", located=f"{where.path}.query_shape")
+                yield At("image", f"{where}: query blocks of {rows}×{columns} do not tile the {height}×{self.row} "
+                         f"raster of the image: its rows must be a multiple of {rows} and each row's positions of "
+                         f"{columns}", located=located)
 
 
 def channel_offsets(options: PixelOptions, length: int) -> np.ndarray:
