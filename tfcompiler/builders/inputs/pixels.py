@@ -226,7 +226,7 @@ input: {kind: pixels, image: [3, 4, 3], coordinates: learned}
 positional: none
 block: {placement: pre, attention: {kind: block_local_2d, row_length: 12, query_shape: [1, 6], memory_flange: [1, 3]}}
 decoder: {layers: 2}
-head: {kind: none}
+head: {kind: lm, tied: false}
 """,
     "pixels_channels_embedded_encoder": """
 topology: encoder
@@ -241,6 +241,6 @@ topology: decoder
 input: {kind: pixels, image: [2, 6, 3]}
 positional: sinusoidal
 decoder: {layers: 1}
-head: {kind: none}
+head: {kind: lm, tied: false}
 """,
 })
