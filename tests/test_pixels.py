@@ -51,7 +51,7 @@ head: {kind: classifier, labels: 3, pooling: mean}
                                           "raster positions of a 4×4×3 image with channels as positions; got 40")),
     ("positional: none", "positional: sinusoidal", ("spec.yaml:6:", "input.coordinates: the input adds the sinusoidal "
                                                     "positions of the pixels' coordinates: set positional: none")),
-    ("width: 16,", "width: 18,", ("model.width must be a multiple of 4",)),
+    ("width: 16, heads: 2", "width: 6, heads: 2", ("spec.yaml:6:", "model.width must be at least 8 (got 6)")),
     ("vocab_size: 256", "vocab_size: 300", ("spec.yaml:5:", "model.vocab_size must be at most 256")),
     ("tied: false", "tied: true", ("spec.yaml:11:", "the input's tables are per channel", "set head.tied: false")),
     ("row_length: 12", "row_length: 16", ("spec.yaml:10:", "input.image: decoder layers 0, 1 attention "

@@ -110,19 +110,22 @@ class PixelOptions(InputKind):
         if self.coordinates != "none" and positional != "none":
             yield At("coordinates", f"the input adds the {self.coordinates} positions of the pixels' coordinates: "
                      f"set positional: none (got '{positional}')")
-        if self.coordinates == "sinusoidal" and (spec.model.width % 4 or spec.model.width < 8):
+        if self.coordinates == "sinusoidal" and spec.model.width < 8:  # timescales spaced over width // 4 - 1 steps
             yield At("coordinates", "sinusoidal coordinates take a quarter of the width for each of sin and cos of "
-                     f"the row and of the column: model.width must be a multiple of 4, at least 8 (got "
+                     f"the row and of the column, at least two frequencies each: model.width must be at least 8 (got "
                      f"{spec.model.width})")
         yield from self._head_problems(spec)
         yield from self._raster_problems(spec)
 
     def _head_problems(self, spec):
+        if spec.generation is not None and self.channels == "embedding":
+            yield At("channels", "`generation` feeds back one intensity a position: with channels: embedding a "
+                     "position is a whole pixel of several; use channels: positions")
         if spec.head.kind != "lm":
             return
         if self.channels == "embedding":
-            yield At("channels", "an LM head predicts one intensity per position: with channels: embedding a "
-                     "position is a whole pixel of several; use channels: positions")
+            yield At("channels", "an LM head predicts one intensity per position, which generation feeds back: with "
+                     "channels: embedding a position is a whole pixel of several; use channels: positions")
         if spec.model.vocab_size > INTENSITIES:  # (fewer: the shrunk copies' 64, which predict the darker ones)
             yield At("image", f"an LM head over pixels predicts the next intensity, which generation feeds back: "
                      f"model.vocab_size must be at most {INTENSITIES}, the intensities 0..255 (got "
