@@ -13,6 +13,7 @@ from test_errors import check_fails
 from tfc_runtime import Generator, Model
 from tfcompiler.cli import main
 from tfcompiler.compiler import compile_spec
+from tfcompiler.errors import SpecError
 from tfcompiler.language import parse_spec
 
 IMAGE = (4, 4, 3)  # 48 intensities, in a max_length of 64
@@ -157,3 +158,27 @@ def test_run_names_a_pixel_of_other_channels_and_an_image_too_long(models):
     with pytest.raises(ValueError, match=r"input_ids: axis 1 \(sequence_length\) is 17, more than the 4×4×3 image's "
                                          r"16 pixels"):
         model.run(input_ids=np.zeros((1, 17, 3), np.int64), attention_mask=np.ones((1, 17), np.int64))
+
+
+def test_an_encoder_decoder_draws_an_image_from_text(tmp_path):
+    """The decoder's own input (`decoder: {input: {kind: pixels}}`): a folder of an encoder on tokens and a decoder
+    on intensities generates an image from a prompt of token ids, the cached steps as the full recomputation."""
+    text = """
+tfc: 1
+name: text-to-pixels
+topology: encoder-decoder
+model: {width: 16, heads: 2, ffn_width: 32, vocab_size: 256, max_length: 48}
+positional: sinusoidal
+encoder: {layers: 1}
+decoder: {layers: 1, input: {kind: pixels, image: [4, 4, 3]}}
+head: {kind: lm, tied: false}
+generation: {decoder_start_token_id: 0}
+"""
+    (tmp_path / "spec.yaml").write_text(text)
+    assert main(["compile", str(tmp_path / "spec.yaml"), "-o", str(tmp_path / "model") + "/", "-q"]) == 0
+    generator = Generator(tmp_path / "model")
+    fast = generator.generate([[5, 6, 7], [9]], max_new_tokens=47)
+    np.testing.assert_array_equal(fast, generator.generate([[5, 6, 7], [9]], max_new_tokens=47, use_cache=False))
+    assert fast.shape == (2, 48) and (fast[:, 0] == 0).all() and fast.max() <= 255
+    with pytest.raises(SpecError, match="set head.tied: false"):
+        parse_spec(text.replace("tied: false", "tied: true"))

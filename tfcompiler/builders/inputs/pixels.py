@@ -118,6 +118,9 @@ class PixelOptions(InputKind):
         yield from self._raster_problems(spec)
 
     def _head_problems(self, spec):
+        """What the head and generation ask of the input the last stack reads (the one they feed back into)."""
+        if spec.input_of(spec.stacks()[-1][0]) is not self:
+            return
         if spec.generation is not None and self.channels == "embedding":
             yield At("channels", "`generation` feeds back one intensity a position: with channels: embedding a "
                      "position is a whole pixel of several; use channels: positions")
@@ -139,7 +142,7 @@ class PixelOptions(InputKind):
         for the layers of a stack that share the attention's shape)."""
         shapes: dict[tuple, list[int]] = {}
         for name, _, blocks in spec.stacks():
-            for i, block in enumerate(blocks):
+            for i, block in enumerate(blocks if spec.input_of(name) is self else ()):
                 if isinstance(block.attention, BlockLocal2DOptions) and len(block.attention.query_shape) == 2:
                     shapes.setdefault((name, block.attention.row_length, *block.attention.query_shape), []).append(i)
         height = self.image[0]
@@ -238,6 +241,13 @@ positional: learned
 embedding: {scale: 0.5}
 encoder: {layers: 1}
 head: {kind: classifier, labels: 3, pooling: mean}
+""",
+    "text_to_pixels_encoder_decoder": """
+topology: encoder-decoder
+positional: sinusoidal
+encoder: {layers: 1}
+decoder: {layers: 1, input: {kind: pixels, image: [3, 4, 3]}}
+head: {kind: lm, tied: false}
 """,
     "pixels_on_raster_positions": """
 topology: decoder
