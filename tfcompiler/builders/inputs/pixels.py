@@ -119,7 +119,8 @@ class PixelOptions(InputKind):
 
     def _head_problems(self, spec):
         """What the head and generation ask of the input the last stack reads (the one they feed back into)."""
-        if spec.input_of(spec.stacks()[-1][0]) is not self:
+        stacks = spec.stacks()
+        if not stacks or spec.input_of(stacks[-1][0]) is not self:  # (a missing stack is a problem of its own)
             return
         if spec.generation is not None and self.channels == "embedding":
             yield At("channels", "`generation` feeds back one intensity a position: with channels: embedding a "
