@@ -190,6 +190,7 @@ def unit_scale_weights(params: dict, seed: int = 0) -> dict[str, np.ndarray]:
 
 def feeds_for(session: ort.InferenceSession, batch: int, length: int, pad: int, vocab: int, seed: int):
     rng = np.random.default_rng(seed)
+    ranges = json.loads(session.get_modelmeta().custom_metadata_map.get("tfcompiler.io_ranges", "{}"))
     feeds = {}
     roles = json.loads(session.get_modelmeta().custom_metadata_map.get("tfcompiler.io_roles", "{}"))
     for i in session.get_inputs():
@@ -207,8 +208,16 @@ def feeds_for(session: ort.InferenceSession, batch: int, length: int, pad: int, 
             feeds[i.name] = rng.integers(0, 256, (batch, n, *i.shape[2:]))
         elif i.name == "pixel_values":  # an image (B, C, H, W) of fixed size: `length` does not apply
             feeds[i.name] = rng.standard_normal((batch, *i.shape[1:])).astype(np.float32)
-        elif i.type == "tensor(float)" and i.name.endswith("inputs_embeds"):  # vectors (B, S, F)
-            feeds[i.name] = rng.standard_normal((batch, n, i.shape[-1])).astype(np.float32)
+        elif i.type == "tensor(float)" and i.name.endswith(("inputs_embeds", "node_features", "eigenvectors",
+                                                             "input_values")):  # vectors, nodes, mel frames
+            feeds[i.name] = rng.standard_normal((batch, n, i.shape[-1])).astype(np.float32)  # (B, S, F)
+        elif i.name == "speaker_embeddings":  # one vector per row (B, F)
+            feeds[i.name] = rng.standard_normal((batch, i.shape[-1])).astype(np.float32)
+        elif i.name == "adjacency":  # (B, N, N) random edges, and every node attends node 0 (none attends nothing)
+            feeds[i.name] = (rng.random((batch, n, n)) < 0.4).astype(np.int64)
+            feeds[i.name][:, :, 0] = 1
+        elif i.name in ("node_types", "edge_types"):  # (B, N) and (B, N, N) ids of a table of their own
+            feeds[i.name] = rng.integers(0, ranges[i.name], (batch,) + (n,) * (len(i.shape) - 1))
         elif i.name.startswith("past_states."):  # a recurrent layer's first state (directions, B, H)
             feeds[i.name] = rng.standard_normal((i.shape[0], batch, i.shape[2])).astype(np.float32)
         elif not i.name.startswith(("past_key_values.", "past_state.")) and i.name != "position_ids":

@@ -125,8 +125,8 @@ def test_tfc_generate_prints_an_image(models, capsys):
 
 
 @pytest.mark.parametrize("feeds, message", [
-    ({"input_ids": [[0, 256, 3]]}, r"input_ids\[0, 1\]: expected an intensity in \[0, 255\], got 256"),
-    ({"input_ids": [[-1, 2, 3]]}, r"input_ids\[0, 0\]: expected an intensity in \[0, 255\], got -1"),
+    ({"input_ids": [[0, 256, 3]]}, r"input_ids\[0, 1\]: expected an intensity in \[0, 256\), got 256"),
+    ({"input_ids": [[-1, 2, 3]]}, r"input_ids\[0, 0\]: expected an intensity in \[0, 256\), got -1"),
 ])
 def test_run_names_intensities_out_of_range(models, feeds, message):
     model = Model(models["local-2d-full"])

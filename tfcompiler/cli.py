@@ -1,4 +1,5 @@
-"""The `tfc` command line: compile, check, shrink, schema, init-weights, import-hf, inspect, run, generate.
+"""The `tfc` command line: compile, check, shrink, schema, init-weights, import-hf, inspect, run, generate,
+export triton.
 
 User errors (a bad spec, mismatched weights, an unwritable path) print one clear message and exit 1;
 usage errors (a bad flag value; `tfc run` inputs that do not fit the model) exit 2; anything else is
@@ -198,6 +199,23 @@ def cmd_inspect(args) -> int:
 
     report = inspect_path(args.path, args.sequence)
     print(json.dumps(report, indent=2) if args.json else format_report(report))
+    return 0
+
+
+def cmd_export_triton(args) -> int:
+    from .export.triton_config import Settings
+    from .export.triton_repository import export_triton
+
+    settings = Settings(max_batch_size=args.max_batch_size, instances=args.instances, device=args.device,
+                        queue_delay_us=args.max_queue_delay_us, state=args.state)
+    exported = export_triton(args.model, args.output, settings, args.name)
+    for note in () if args.quiet else exported.notes:
+        print(note, file=sys.stderr)
+    for config in exported.configs:
+        batching = (f"sequence batching, {len(config.states)} implicit states" if config.states else
+                    "dynamic batching" if config.max_batch_size else "no batching")
+        print(f"exported {args.model} -> {Path(args.output) / config.name} [max_batch_size {config.max_batch_size}, "
+              f"{batching}, {config.settings.instances} x {config.settings.device}]")
     return 0
 
 
@@ -417,6 +435,9 @@ def carried_by(generator) -> str:
     return "segment memories" if generator.model.metadata.get("tfcompiler.cache") == "memory" else "KV cache"
 
 
+INT32, TRITON_INT = 2 ** 31 - 1, " (an int32 in Triton's configuration)"
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tfc", description="Compile transformer specs (YAML) to ONNX.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -490,6 +511,30 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--sequence", type=count(1), default=128, help="sequence length for FLOPs")
     c.add_argument("--json", action="store_true")
     c.set_defaults(func=cmd_inspect)
+
+    c = sub.add_parser("export", help="export a compiled model for a serving engine")
+    engines = c.add_subparsers(dest="engine", required=True)
+    c = engines.add_parser("triton", help="a Triton Inference Server model repository (onnxruntime backend)")
+    c.add_argument("model", help="a compiled .onnx (its external data beside it) or a model folder (tfc compile -o "
+                                 "DIR/); an encoder-decoder's folder gives NAME-encoder and NAME-decoder")
+    c.add_argument("-o", "--output", required=True, type=path, metavar="REPO",
+                   help="the model repository: REPO/NAME/config.pbtxt and REPO/NAME/1/model.onnx (other models "
+                        "in REPO stay)")
+    c.add_argument("--name", help="the Triton model's name (default: the spec's name)")
+    c.add_argument("--max-batch-size", type=count(0, INT32, TRITON_INT), default=8,
+                   help="rows Triton batches into one call (0: no batching; the client's rows as they come)")
+    c.add_argument("--max-queue-delay-us", type=count(0, INT32, TRITON_INT), default=100,
+                   help="how long a request waits for others to batch with, in microseconds")
+    c.add_argument("--instances", type=count(1, INT32, TRITON_INT), default=1,
+                   help="model instances (sessions) Triton runs")
+    c.add_argument("--device", choices=["cpu", "cuda"],
+                   help="KIND_CPU or KIND_GPU instances (default: cuda for a model that runs on CUDA only, else cpu)")
+    c.add_argument("--state", default="auto", choices=["auto", "implicit", "client"],
+                   help="a model that carries values between calls (KV caches, states, memories): Triton keeps "
+                        "them (implicit, the sequence batcher) or the client sends and receives them (client); "
+                        "auto: implicit where Triton starts them as the runtime does")
+    c.add_argument("-q", "--quiet", action="store_true", help="no notes on stderr (the result lines and errors stay)")
+    c.set_defaults(func=cmd_export_triton)
 
     c = sub.add_parser("run", help="run a compiled model on onnxruntime")
     c.add_argument("model")

@@ -72,6 +72,8 @@ class Reference(Resampled, Hierarchy, Memory):
         read = spec.input_of(stack)
         x = INPUTS[read].embed(self, read, scope, ids, token_types)
         x = self.add_positions(x, spec.positional, scope, mask)
+        if hasattr(INPUTS[read], "after_positions"):  # the input layer's rest (TTS: a norm, a speaker)
+            x = INPUTS[read].after_positions(self, read, scope, x, spec.blocks_of(stack))
         if spec.embedding.norm:
             x = self.norm(x, Norm(spec.embedding.norm, spec.embedding.norm_epsilon), f"{scope}.norm")
         return x
@@ -106,6 +108,11 @@ class Reference(Resampled, Hierarchy, Memory):
         x = self.embed(name, ids, token_types, mask)
         key_bias = None if mask is None else np.where(mask != 0, 0.0, NEG)
         state = {}
+        read = self.spec.input_of(name)
+        pairs = getattr(INPUTS[read], "pair_terms", None)  # terms over query-key pairs (a graph's edges)
+        if pairs is not None:
+            scope = "embeddings" if len(self.spec.stacks()) == 1 else f"{name}.embeddings"
+            state["pair_terms"] = pairs(self, read, scope)
         if stack.resample is not None or POSITIONS[self.spec.positional].level_positions:
             return self.resampled(name, stack, blocks, x, mask, token_types, state)
         slots = None

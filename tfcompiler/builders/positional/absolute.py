@@ -1,7 +1,8 @@
 """Absolute positional schemes added to the embeddings: `sinusoidal` (Vaswani et al. 2017, in the
 paper's interleaved layout or tensor2tensor/fairseq's concatenated sin|cos layout),
 `scaled_sinusoidal` (the same table times one learned scalar, initialised to 1/√width: Hua et al.
-2022, x-transformers), `learned` (BERT, GPT-2) and `none`.
+2022, x-transformers; the TTS Transformer's x + α·PE, Li et al. 2019, with α from 1), `learned`
+(BERT, GPT-2) and `none`.
 
 The sinusoidal table is built as IR arithmetic on constants; constant folding turns it into one
 constant, so the ONNX holds a (max_length, width) table gathered by position.
@@ -46,6 +47,9 @@ class ScaledSinusoidalOptions(SinusoidalOptions):
 
     layout: str = option("concatenated", doc="interleaved or concatenated ([sin ... | cos ...], as "
                          "x-transformers).", choices=("interleaved", "concatenated"))
+    initial_scale: float | None = option(None, doc="The learned scalar's first value (weights drawn with "
+                                         "--seed). Absent: 1/√width (x-transformers); the TTS Transformer's α "
+                                         "(Li et al. 2019, SpeechT5's encode_positions.alpha) starts at 1.")
 
 
 @dataclass(frozen=True)
@@ -93,7 +97,8 @@ def build_sinusoidal(ctx, options, spec, hidden, positions, mask):
 def build_scaled_sinusoidal(ctx, options, spec, hidden, positions, mask):
     with ctx.at("positions"):
         table = sinusoidal_table(ctx, options, spec.model.max_length, spec.model.width)
-        scale = ctx.param("scale", (1,), f"fill={spec.model.width ** -0.5!r}")
+        initial = spec.model.width ** -0.5 if options.initial_scale is None else float(options.initial_scale)
+        scale = ctx.param("scale", (1,), f"fill={initial!r}")
         return ctx.op("add", hidden, ctx.op("mul", ctx.op("gather", table, positions), scale))
 
 
