@@ -385,11 +385,29 @@ def _input_ids(text: str) -> list[list[int]]:
     return [ids] if ids and all(isinstance(t, int) for t in ids) else ids
 
 
+def _input_features(path: str) -> dict:
+    """--input-features: speech features (B, T, F) or one utterance's (T, F) in a .npy, or a .npz with
+    input_features and an optional attention_mask (a feature extractor's output, np.savez(**features))."""
+    import numpy as np
+
+    try:
+        loaded = np.load(path)
+    except (OSError, ValueError) as error:
+        raise TfcError(f"--input-features {path}: cannot read a .npy or .npz array ({error})") from None
+    named = dict(loaded) if isinstance(loaded, np.lib.npyio.NpzFile) else {"input_features": loaded}
+    if "input_features" not in named:
+        raise TfcError(f"--input-features {path}: the .npz has {sorted(named)}, not input_features")
+    if named["input_features"].ndim == 2:  # one utterance
+        named = {name: value[None] for name, value in named.items()}
+    return {name: named[name] for name in ("input_features", "attention_mask") if name in named}
+
+
 def cmd_generate(args) -> int:
     from tfc_runtime import Generator
 
-    if (args.input_ids is None) == (args.prompt is None):
-        raise TfcError("give the prompt as --input-ids '[[5, 6, 7]]' or as --prompt TEXT (one of the two)")
+    if (args.input_ids is None) + (args.prompt is None) + (args.input_features is None) != 2:
+        raise TfcError("give the prompt as --input-ids '[[5, 6, 7]]' or as --prompt TEXT, or speech as "
+                       "--input-features FILE.npy (one of the three)")
     try:
         with warnings_as_lines():
             generator = Generator(args.model, device=args.device, intra_op_threads=args.threads)
@@ -398,14 +416,16 @@ def cmd_generate(args) -> int:
     except Exception as error:  # noqa: BLE001  (onnxruntime's own exceptions: a file it cannot load or run)
         raise TfcError(f"onnxruntime cannot run {args.model} here ({error})") from None
     tokenizer = _tokenizer(generator.folder) if args.prompt is not None else None
-    prompts = [tokenizer.encode(text).ids for text in args.prompt] if tokenizer else _input_ids(args.input_ids)
-    echo = _TokenEcho(tokenizer) if not args.json and len(prompts) == 1 and sys.stdout.isatty() else None
+    speech = _input_features(args.input_features) if args.input_features is not None else {}
+    prompts = None if speech else [tokenizer.encode(text).ids for text in args.prompt] if tokenizer else \
+        _input_ids(args.input_ids)
+    echo = _TokenEcho(tokenizer) if not args.json and prompts and len(prompts) == 1 and sys.stdout.isatty() else None
     options = {"do_sample": args.do_sample, "temperature": args.temperature, "top_k": args.top_k,
                "top_p": args.top_p, "seed": args.seed, "repetition_penalty": args.repetition_penalty}
     try:
         result = generator.generate(prompts, max_new_tokens=args.max_new_tokens, min_new_tokens=args.min_new_tokens,
                                     eos_token_id=args.eos_token_id, streamer=echo, return_dict_in_generate=True,
-                                    **options)
+                                    **options, **speech)
     except ValueError as error:
         raise TfcError(str(error)) from None
     rows = result.rows()
@@ -553,6 +573,9 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--input-ids", help="prompts as JSON token ids, e.g. '[[5, 6, 7], [8, 9]]'")
     c.add_argument("--prompt", action="append", help="a prompt as text (needs tokenizer.json in the model folder "
                                                       "and the tokenizers package); repeat it for a batch")
+    c.add_argument("--input-features", help="speech for an encoder-decoder whose encoder reads frames: a .npy of "
+                                            "features (batch, frames, F) or (frames, F), or a .npz with "
+                                            "input_features and attention_mask")
     c.add_argument("--max-new-tokens", type=int, default=32)
     c.add_argument("--min-new-tokens", type=int, default=0)
     c.add_argument("--do-sample", action="store_true", help="sample (default: greedy)")

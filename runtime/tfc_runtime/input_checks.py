@@ -15,7 +15,7 @@ import numpy as np
 # inputs that hold one entry per token: their named axes after the batch count tokens (or sentences); a
 # vector's own axis, of fixed size (F), counts features
 TOKEN_ROLES = ("token_ids", "padding_mask", "encoder_mask", "global_mask", "position_ids", "token_type_ids",
-               "vectors", "node_types", "adjacency", "edge_types", "intensities")
+               "vectors", "node_types", "adjacency", "edge_types", "input_features", "intensities")
 MASK_ROLES = {"padding_mask": "1 for a token, 0 for padding", "encoder_mask": "1 for a token, 0 for padding",
               "global_mask": "1 for a global token, 0 for the others",
               "adjacency": "1 where a node attends another, 0 where not"}
@@ -31,6 +31,7 @@ class Limits:
     max_length: int | None = None
     length_rules: dict | None = None  # axis -> (offset, step): lengths offset + k·step, k >= 1
     ranges: dict | None = None  # input -> n: its values lie in [0, n) (tfcompiler.io_ranges)
+    axis_bounds: dict | None = None  # axis -> (least, most): speech frames, which a subsampler shortens
     images: dict | None = None  # input -> [height, width, channels]: it reads that image's raster (tfcompiler.images)
 
     @classmethod
@@ -40,8 +41,9 @@ class Limits:
             return int(value) if value.isdigit() else None
         rules = {axis: tuple(rule) for axis, rule in json.loads(metadata.get("tfcompiler.length_rules", "{}")).items()}
         ranges = json.loads(metadata.get("tfcompiler.io_ranges", "{}"))
+        bounds = {axis: tuple(b) for axis, b in json.loads(metadata.get("tfcompiler.axis_bounds", "{}")).items()}
         images = json.loads(metadata.get("tfcompiler.images", "{}"))
-        return cls(number("tfcompiler.vocab_size"), number("tfcompiler.max_length"), rules, ranges, images)
+        return cls(number("tfcompiler.vocab_size"), number("tfcompiler.max_length"), rules, ranges, bounds, images)
 
 
 def _at(array: np.ndarray, bad: np.ndarray) -> tuple[str, object]:
@@ -119,6 +121,9 @@ def check_lengths(ports: list, arrays: dict[str, np.ndarray], limits: Limits) ->
             if size == 0:
                 raise ValueError(f"{named} is 0 (shape {list(shape)}): give at least one "
                                  + ("row" if axis == 0 else "token"))
+            if label in (limits.axis_bounds or {}):  # frames: max_length bounds the states they leave
+                check_frames(named, label, size, limits)
+                continue
             if axis and limits.max_length is not None and size > limits.max_length:
                 raise ValueError(f"{named} is {size}, over the model's max_length {limits.max_length}")
             offset, step = (limits.length_rules or {}).get(label, (None, None))
@@ -156,10 +161,22 @@ def check_images(ports: list, arrays: dict[str, np.ndarray], limits: Limits) -> 
                                  f"got {got}")
 
 
+def check_frames(named: str, axis: str, size: int, limits: Limits) -> None:
+    """Speech frames: enough for the subsampling convolutions to leave a state, few enough that their states
+    fit max_length."""
+    least, most = limits.axis_bounds[axis]
+    if size < least:
+        raise ValueError(f"{named} is {size}: too short for the model's subsampler, which needs at least {least} "
+                         "frames to leave one state")
+    if size > most:
+        raise ValueError(f"{named} is {size}: the model takes at most {most} frames (their subsampled states "
+                         f"must fit its max_length {limits.max_length})")
+
+
 def check_values(ports: list, arrays: dict[str, np.ndarray], limits: Limits) -> None:
     """Ids within the vocabulary, masks (and adjacencies) of 0s and 1s, positions within `max_length`, segment ids
     within their table (>= 0 where the model does not say its size), node and edge types and intensities within
-    theirs, input vectors, pixels and Laplacian eigenvectors finite."""
+    theirs, input vectors, pixels, speech features and Laplacian eigenvectors finite."""
     for port in ports:
         array = arrays[port.name]
         if port.role == "token_ids" and limits.vocab_size is not None:
@@ -173,7 +190,7 @@ def check_values(ports: list, arrays: dict[str, np.ndarray], limits: Limits) -> 
         elif port.role in TYPED_ROLES and port.name in (limits.ranges or {}):  # Gather would wrap or fail
             types = limits.ranges[port.name]
             bad, expected = (array < 0) | (array >= types), f"{TYPED_ROLES[port.role]} in [0, {types})"
-        elif port.role in ("vectors", "pixel_values", "laplacian_eigenvectors"):  # a NaN would spread through attention
+        elif port.role in ("vectors", "pixel_values", "laplacian_eigenvectors", "input_features"):  # NaN would spread
             bad, expected = ~np.isfinite(array), "a finite number"
         elif port.role == "token_type_ids":
             types = (limits.ranges or {}).get(port.name)

@@ -105,6 +105,9 @@ class Reference(Resampled, Hierarchy, Memory):
 
     # --- stacks ------------------------------------------------------------------------------------
     def stack(self, name, stack, blocks, ids, mask, token_types=None, encoder=None):
+        read = self.spec.input_of(name)
+        if hasattr(INPUTS[read], "mask"):  # an input that changes the length (frames) changes the mask with it
+            mask = INPUTS[read].mask(self, read, mask)
         x = self.embed(name, ids, token_types, mask)
         key_bias = None if mask is None else np.where(mask != 0, 0.0, NEG)
         state = {}
@@ -209,6 +212,9 @@ class Reference(Resampled, Hierarchy, Memory):
             hidden, bias = self.stack("encoder", spec.encoder, spec.encoder_blocks, source,
                                       feeds.get("attention_mask"), feeds.get("token_type_ids"))
             encoder = (hidden, bias)
+            read = spec.input_of("encoder")
+            if hasattr(INPUTS[read], "mask"):  # the head reads the mask of the subsampled states
+                mask = INPUTS[read].mask(self, read, mask)
         if spec.decoder is not None:
             prefix = "decoder_" if spec.encoder is not None else ""
             mask = feeds.get(f"{prefix}attention_mask")

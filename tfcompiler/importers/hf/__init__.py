@@ -46,6 +46,10 @@ canonical weight, the checkpoint tensor it comes from:
   term, `mel_frames` (the decoder pre-net, the speaker projection), the scaled sinusoids of both pre-nets as
   `scaled_sinusoidal`, post-norm layers, and the `spectrogram` head (mel and stop linears, the post-net with
   its BatchNorm folded). The pre-net's eval-mode dropout is not compiled (see speecht5.py).
+- ``speech_to_text`` (Speech2TextModel, Speech2TextForConditionalGeneration; keys under ``model.``): an
+  encoder reading `frames` (the Conv1d + GLU subsampler) and a decoder reading tokens, pre-norm, fairseq's
+  sinusoidal positions from pad_token_id + 1, embeddings scaled by √d_model; the LM head tied (see
+  speech_to_text.py).
 
 Task heads (heads.py), with num_labels from the checkpoint: sequence classification as the
 `classifier` head (BERT, Longformer, Funnel, Reformer encoders: dense and tanh over the first token;
@@ -87,6 +91,7 @@ from .big_bird import big_bird
 from .encoders import bert, deberta_v2, funnel, longformer, nystromformer
 from .reformer import reformer
 from .speecht5 import speecht5
+from .speech_to_text import speech_to_text
 from .t5 import t5
 from .vit import vit
 
@@ -99,7 +104,8 @@ IMPORTERS: dict[str, tuple[str, Callable]] = {"bert": ("encoder", bert), "gpt2":
                                                "big_bird": ("encoder", big_bird),
                                                "reformer": ("decoder", reformer),  # or encoder: its config says
                                                "vit": ("encoder", vit), "deit": ("encoder", vit),
-                                               "speecht5": ("encoder-decoder", speecht5)}
+                                               "speecht5": ("encoder-decoder", speecht5),
+                                               "speech_to_text": ("encoder-decoder", speech_to_text)}
 
 
 def import_hf(model_dir: str | Path, out_dir: str | Path, dropped: list[str] | None = None) -> list[Path]:
