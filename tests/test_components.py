@@ -191,6 +191,7 @@ def unit_scale_weights(params: dict, seed: int = 0) -> dict[str, np.ndarray]:
 def feeds_for(session: ort.InferenceSession, batch: int, length: int, pad: int, vocab: int, seed: int):
     rng = np.random.default_rng(seed)
     ranges = json.loads(session.get_modelmeta().custom_metadata_map.get("tfcompiler.io_ranges", "{}"))
+    roles = json.loads(session.get_modelmeta().custom_metadata_map.get("tfcompiler.io_roles", "{}"))
     feeds = {}
     for i in session.get_inputs():
         n = length + 2 if i.name.startswith("decoder_") else length  # decoder length differs
@@ -204,6 +205,8 @@ def feeds_for(session: ort.InferenceSession, batch: int, length: int, pad: int, 
             feeds[i.name] = (rng.random((batch, n)) < 0.3).astype(np.int64)
         elif i.name.endswith("token_type_ids"):
             feeds[i.name] = rng.integers(0, 3, (batch, n))
+        elif roles.get(i.name) == "intensities":  # an image's raster (B, S) or its pixels (B, S, C), 0..255
+            feeds[i.name] = rng.integers(0, ranges[i.name], (batch, n, *i.shape[2:]))
         elif i.name == "pixel_values":  # an image (B, C, H, W) of fixed size: `length` does not apply
             feeds[i.name] = rng.standard_normal((batch, *i.shape[1:])).astype(np.float32)
         elif i.name == "input_features":  # speech frames (B, T, F): a few per state after subsampling

@@ -55,6 +55,12 @@ def axis_bounds_metadata(graph) -> dict[str, str]:
     return {"tfcompiler.axis_bounds": json.dumps({a: list(b) for a, b in sorted(bounds.items())})} if bounds else {}
 
 
+def images_metadata(graph) -> dict[str, str]:
+    """``tfcompiler.images``: {input: [height, width, channels]} for inputs that read an image's raster (pixels)."""
+    images = graph.metadata.get("images")
+    return {"tfcompiler.images": json.dumps(images, sort_keys=True)} if images else {}
+
+
 # `check_numerics` evaluates the IR before and after every pass in NumPy (minutes at 100M parameters):
 # above this many seeded parameters it verifies the model's IR after every pass and evaluates a shrunk
 # copy of the spec (tfcompiler.language.shrink: every kind and option, toy sizes) instead
@@ -156,7 +162,7 @@ def compile_spec(spec: Spec | str | Path, weights: str | None = None, seed: int 
                              quantize=quantize, dtype=dtype, cache=cache, part=part)
     progress("lower")
     metadata = {"tfcompiler.spec_name": spec.name, "tfcompiler.spec_sha256": spec.sha256,
-                **length_rules_metadata(graph), **axis_bounds_metadata(graph),
+                **length_rules_metadata(graph), **axis_bounds_metadata(graph), **images_metadata(graph),
                 "tfcompiler.topology": spec.topology,
                 "tfcompiler.vocab_size": str(spec.model.vocab_size),
                 "tfcompiler.max_length": str(spec.model.max_length),
