@@ -7,7 +7,7 @@
     GET /health, GET /metadata, GET /stats  liveness; the model's spec, inputs and outputs; this replica's batches
 
 A /predict answer says in its headers which batch it rode in (`x-tfc-batch-requests`, `x-tfc-batch-rows`) and
-which replica ran it (`x-tfc-replica`). Refusals are `{"error": {"message", "type", "code"}}` with a 4xx for
+which replica ran it (`x-tfc-replica`, `x-tfc-replica-pid`). Refusals are `{"error": {"message", "type", "code"}}` with a 4xx for
 the client's mistakes: a bad request never reaches a batch, so it cannot fail the requests beside it."""
 from __future__ import annotations
 
@@ -63,7 +63,7 @@ class ModelServer:
         self.batch_wait_s = batch_wait_s
         self.batched.set_max_batch_size(max_batch_size)
         self.batched.set_batch_wait_timeout_s(batch_wait_s)
-        self.replica = os.environ.get("TFC_REPLICA_NAME") or f"{os.getpid()}"
+        self.replica, self.pid = serve.get_replica_context().replica_id.unique_id, os.getpid()
         self.stats = collections.Counter()
         self.sizes = collections.Counter()
         self.routes = {("POST", "/predict"): self.predict, ("GET", "/health"): self.health,
@@ -109,7 +109,7 @@ class ModelServer:
         if isinstance(answer, MemoryError):
             raise RequestError(507, f"not enough memory for this request ({answer})")
         headers = {"x-tfc-batch-requests": str(requests), "x-tfc-batch-rows": str(rows),
-                   "x-tfc-replica": self.replica}
+                   "x-tfc-replica": self.replica, "x-tfc-replica-pid": str(self.pid)}
         return Response(json.dumps({"outputs": listed(answer)}), media_type="application/json", headers=headers)
 
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.005, batch_size_fn=rows_of)
@@ -158,7 +158,7 @@ class ModelServer:
                            "cached": self.generator.cached} if self.generator is not None else None})
 
     async def replica_stats(self, request: Request) -> Response:
-        return JSONResponse({"replica": self.replica, **self.stats,
+        return JSONResponse({"replica": self.replica, "pid": self.pid, **self.stats,
                              "batches_by_requests": {str(k): v for k, v in sorted(self.sizes.items())}})
 
     async def generate(self, request: Request) -> Response:

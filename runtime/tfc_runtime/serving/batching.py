@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..generation_step import Carried, initial_shape, present_of
-from ..input_checks import as_array
+from ..input_checks import as_array, check_shapes
 from ..session import CARRIED, Model, Port
 
 # what a client may omit, and what it then is (see `Plan.complete`)
@@ -87,13 +87,14 @@ class Plan:
         feeds = {name: as_array(ports[name], value) for name, value in inputs.items()}
         tokens = next((p.name for p in self.given if p.name in feeds and p.role in ("token_ids", "vectors")),
                       next(iter(feeds)))
+        check_shapes([ports[tokens]], feeds)  # the shape the others are filled in, checked before it is used
         shape = feeds[tokens].shape[:2]
         mask = next((feeds[p.name] for p in self.given if p.role == "padding_mask" and p.name in feeds), None)
         mask = mask if mask is not None and mask.shape == shape else np.ones(shape, np.int64)
         fills = {"padding_mask": lambda: mask, "token_type_ids": lambda: np.zeros(shape, np.int64),
                  "position_ids": lambda: np.maximum(np.cumsum(mask, axis=1) - 1, 0)}
         for port in self.given:
-            if port.name not in feeds and port.role in fills and len(shape) == 2:
+            if port.name not in feeds and port.role in fills:
                 feeds[port.name] = fills[port.role]().astype(port.dtype)
         batch = int(shape[0]) if len(shape) else 1
         for c in self.carried:
