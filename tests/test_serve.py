@@ -74,6 +74,10 @@ def test_rows_of_different_lengths_batched_equal_the_rows_alone(models, kind):
         expected = direct(models[kind], request["input_ids"])
         assert outputs["logits"].shape == expected.shape
         np.testing.assert_allclose(outputs["logits"], expected, rtol=0, atol=TOLERANCE)
+    lasts = plan.run([plan.pending(r, last=True) for r in requests])  # next-token logits: each row's last column
+    for request, outputs in zip(requests, lasts):
+        np.testing.assert_allclose(outputs["logits"], direct(models[kind], request["input_ids"])[:, -1:], rtol=0,
+                                   atol=TOLERANCE)
 
 
 def test_a_request_that_does_not_fit_is_refused_alone_with_its_reason(models):

@@ -2,7 +2,8 @@
 `Generator` for a decoder that generates) and answers HTTP JSON:
 
     POST /predict          {"inputs": {"input_ids": [[...]], ...}} -> {"outputs": {"logits": [[...]]}}, the
-                           request's rows batched with other requests' (`serve.batch`, tfc_runtime.serving.batching)
+                           request's rows batched with other requests' (`serve.batch`, tfc_runtime.serving.batching);
+                           with "last_token": true only the last position (a decoder's next-token logits)
     POST /generate, POST /v1/completions   text generation (tfc_runtime.serving.decoding)
     GET /health, GET /metadata, GET /stats  liveness; the model's spec, inputs and outputs; this replica's batches
 
@@ -25,7 +26,7 @@ from ..generation import Generator, model_files
 from ..session import Model
 from . import decoding
 from .batching import Plan
-from .protocol import RequestError, json_object, listed
+from .protocol import RequestError, field, json_object, listed
 
 
 def rows_of(items: list) -> int:
@@ -93,11 +94,12 @@ class ModelServer:
         if not isinstance(inputs, dict) or not inputs:
             raise RequestError(400, "expected {\"inputs\": {\"input_ids\": [[...]], ...}}: named inputs as nested "
                                     f"lists; this model takes {self.plan.required}")
-        unknown = sorted(set(body) - {"inputs"})
+        unknown = sorted(set(body) - {"inputs", "last_token"})
         if unknown:
-            raise RequestError(400, f"unknown field {unknown[0]!r}; the body holds \"inputs\" only")
+            raise RequestError(400, f"unknown field {unknown[0]!r}; the body holds \"inputs\" and optionally "
+                                    "\"last_token\"")
         try:
-            pending = self.plan.pending(inputs)
+            pending = self.plan.pending(inputs, last=field(body, "last_token", bool, False))
         except ValueError as error:
             raise RequestError(400, str(error)) from None
         if pending.rows > self.max_batch_size:

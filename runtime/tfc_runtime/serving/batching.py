@@ -49,6 +49,7 @@ class Pending:
     rows: int
     sizes: dict  # padded axis -> this request's size
     key: tuple  # requests of one key can share a batch
+    last: bool = False  # only the last position of each padded output axis (a decoder's next-token logits)
 
 
 class Plan:
@@ -101,8 +102,9 @@ class Plan:
             feeds[c.past] = np.zeros(initial_shape(c, batch), c.dtype)
         return feeds
 
-    def pending(self, inputs: dict) -> Pending:
-        """A request checked alone (ValueError naming the input and position, as `Model.run` raises it)."""
+    def pending(self, inputs: dict, last: bool = False) -> Pending:
+        """A request checked alone (ValueError naming the input and position, as `Model.run` raises it);
+        ``last``: its outputs only at the last position of each padded axis (its last column)."""
         arrays = self.model.checked(self.complete(inputs))
         rows = int(next(iter(arrays.values())).shape[0]) if self.batched else 1
         sizes = {label: arrays[p.name].shape[i + 1] for p in self.given
@@ -113,7 +115,7 @@ class Plan:
             key = tuple((p.name, tuple(n for n, a in zip(arrays[p.name].shape[1:], p.shape[1:])
                                        if not (self.exact and axis_label(a) in self.padded)))
                         for p in self.given)
-        return Pending(arrays, rows, sizes, key)
+        return Pending(arrays, rows, sizes, key, last)
 
     def run(self, requests: list[Pending]) -> list[dict]:
         """Each request's outputs (the presents of a cached decoder left out), its rows batched with others."""
@@ -129,7 +131,7 @@ class Plan:
     def _run_group(self, requests: list[Pending]) -> list[dict]:
         if len(requests) == 1:
             outputs = self.model.call(requests[0].arrays)
-            return [{p.name: outputs[p.name] for p in self.returned}]
+            return [{p.name: self._cut(p, outputs[p.name], requests[0]) for p in self.returned}]
         widths = {label: max(r.sizes[label] for r in requests) for label in self.padded}
         feeds = {p.name: np.concatenate([self._pad(p, r.arrays[p.name], widths) for r in requests])
                  for p in self.given}
@@ -137,7 +139,7 @@ class Plan:
         feeds |= {c.past: np.zeros(initial_shape(c, total), c.dtype) for c in self.carried}
         outputs, start, answers = self.model.call(feeds), 0, []
         for r in requests:
-            answers.append({p.name: self._cut(p, outputs[p.name][start:start + r.rows], r.sizes)
+            answers.append({p.name: self._cut(p, outputs[p.name][start:start + r.rows], r)
                             for p in self.returned})
             start += r.rows
         return answers
@@ -151,7 +153,8 @@ class Plan:
         return np.pad(array, pad, constant_values=np.asarray(value, array.dtype))
 
     @staticmethod
-    def _cut(port: Port, array: np.ndarray, sizes: dict) -> np.ndarray:
-        index = (slice(None),) + tuple(slice(0, sizes[axis_label(a)]) if axis_label(a) in sizes else slice(None)
-                                       for a in port.shape[1:])
-        return array[index]
+    def _cut(port: Port, array: np.ndarray, request: Pending) -> np.ndarray:
+        def cut(label):
+            size = request.sizes.get(axis_label(label))
+            return slice(None) if size is None else slice(size - 1 if request.last else 0, size)
+        return array[(slice(None), *map(cut, port.shape[1:]))]
