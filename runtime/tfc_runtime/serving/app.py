@@ -8,8 +8,9 @@
     GET /health, GET /metadata, GET /stats  liveness; the model's spec, inputs and outputs; this replica's batches
 
 A /predict answer says in its headers which batch it rode in (`x-tfc-batch-requests`, `x-tfc-batch-rows`) and
-which replica ran it (`x-tfc-replica`, `x-tfc-replica-pid`). Refusals are `{"error": {"message", "type", "code"}}` with a 4xx for
-the client's mistakes: a bad request never reaches a batch, so it cannot fail the requests beside it."""
+which replica ran it (`x-tfc-replica`, `x-tfc-replica-pid`). Refusals are `{"error": {"message", "type",
+"code"}}` with a 4xx for the client's mistakes: a bad request never reaches a batch, so it cannot fail the
+requests beside it."""
 from __future__ import annotations
 
 import asyncio
