@@ -40,6 +40,14 @@ def models(tmp_path_factory):
     (root / "decoder.yaml").write_text(tiny_spec())
     assert tfc(["compile", str(root / "encoder.yaml"), "-o", str(root / "encoder.onnx"), "-q"]) == 0
     assert tfc(["compile", str(root / "decoder.yaml"), "-o", str(root / "decoder") + "/", "-q"]) == 0
+    try:  # words w0..w49 for token ids 0..49, so the decoder also takes text
+        import tokenizers
+    except ImportError:
+        return {"encoder": root / "encoder.onnx", "decoder": root / "decoder"}
+    tokenizer = tokenizers.Tokenizer(tokenizers.models.WordLevel({f"w{i}": i for i in range(50)}, unk_token="w0"))
+    tokenizer.pre_tokenizer = tokenizers.pre_tokenizers.Whitespace()
+    tokenizer.decoder = tokenizers.decoders.WordPiece()  # joins words with spaces
+    tokenizer.save(str(root / "decoder" / "tokenizer.json"))
     return {"encoder": root / "encoder.onnx", "decoder": root / "decoder"}
 
 
@@ -90,6 +98,24 @@ def test_a_request_that_does_not_fit_is_refused_alone_with_its_reason(models):
         with pytest.raises(ValueError, match=None) as error:
             plan.pending(inputs)
         assert reason in str(error.value)
+
+
+def test_serve_without_ray_says_what_to_install(models, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "ray.serve", None)  # an import of it now fails
+    assert tfc(["serve", str(models["encoder"])]) == 1
+    assert 'tfc serve needs Ray Serve: pip install "tfcompiler[serve]"' in capsys.readouterr().err
+
+
+def test_serve_refuses_a_missing_model_and_a_port_in_use(models, tmp_path, capsys):
+    pytest.importorskip("ray.serve", reason="tfc serve needs Ray Serve")
+    assert tfc(["serve", str(tmp_path / "none.onnx")]) == 1
+    assert "no such model file or folder" in capsys.readouterr().err
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert tfc(["serve", str(models["encoder"]), "--port", str(port)]) == 1
+    assert f"cannot serve on 127.0.0.1:{port}: Address already in use" in capsys.readouterr().err
 
 
 # --- the servers -------------------------------------------------------------------------------------------
@@ -255,6 +281,8 @@ def check_load_with_a_replica_killed(server, path, total=512, clients=32):
     while len(serving - {killed}) < 2 and time.monotonic() < deadline:  # the replacement joins
         serving.add(int(server.predict([[1, 2, 3]])[1]["x-tfc-replica-pid"]))
     assert len(serving - {killed}) == 2, f"replicas serving after the kill: {serving} (killed {killed})"
+    stats = json.loads(server.call("GET", "/stats")[2])
+    assert stats["batches"] >= 1 and sum(stats["batches_by_requests"].values()) == stats["batches"], stats
 
 
 MALFORMED = [
@@ -277,7 +305,6 @@ GENERATION_MALFORMED = [
     ("POST", "/generate", {"input_ids": [[1, 2]], "max_new_tokens": 0}, "max_new_tokens: expected an integer >= 1"),
     ("POST", "/generate", {"input_ids": [[1, 99]]}, "outside the vocabulary"),
     ("POST", "/generate", {"input_ids": [list(range(30)) * 2]}, "max_length 32"),
-    ("POST", "/generate", {"prompt": "some text"}, "needs the model folder's tokenizer.json"),
     ("POST", "/generate", {"input_ids": [[1]], "temprature": 1}, "unknown field 'temprature'"),
     ("POST", "/v1/completions", {"max_tokens": 3}, "missing field 'prompt'"),
     ("POST", "/v1/completions", {"prompt": [1, 2], "n": 2}, "n: this server supports only 1"),
@@ -287,9 +314,10 @@ GENERATION_MALFORMED = [
 
 
 def check_malformed_requests(server):
-    generates = server.call("GET", "/metadata")[0] == 200 and json.loads(server.call("GET", "/metadata")[2])[
-        "generation"] is not None
-    for method, route, body, reason in MALFORMED + (GENERATION_MALFORMED if generates else []):
+    generation = json.loads(server.call("GET", "/metadata")[2])["generation"]
+    text = [("POST", "/generate", {"prompt": "w1 w2"}, "needs the model folder's tokenizer.json")] \
+        if generation and not generation["tokenizer"] else []
+    for method, route, body, reason in MALFORMED + (GENERATION_MALFORMED + text if generation else []):
         status, _, data = server.call(method, route, body)
         assert 400 <= status < 500, (route, body, status, data)
         assert reason in json.loads(data)["error"]["message"], (route, body, data)
@@ -325,6 +353,17 @@ def check_generation(server, folder):
     chunks = [json.loads(event) for event in events[:-1]]
     assert [t for chunk in chunks for t in chunk["choices"][0]["token_ids"]] == sampled
     assert chunks[-1]["choices"][0]["finish_reason"] == "length"
+
+    prompts = [[5, 6, 7], [8], [9, 10]]  # rows of different lengths in one request: left-padded together
+    expected = generator.generate(prompts, max_new_tokens=4, return_dict_in_generate=True).rows()
+    status, _, data = server.call("POST", "/generate", {"input_ids": prompts, "max_new_tokens": 4})
+    assert status == 200 and json.loads(data)["sequences"] == expected
+    if json.loads(server.call("GET", "/metadata")[2])["generation"]["tokenizer"]:
+        status, _, data = server.call("POST", "/v1/completions", {"prompt": "w5 w6 w7", "max_tokens": 6,
+                                                                  "temperature": 0})
+        choice = json.loads(data)["choices"][0]
+        assert status == 200 and choice["token_ids"] == greedy
+        assert choice["text"] == " ".join(f"w{i}" for i in greedy)
 
 
 def check_overload_is_refused(server, clients=16):
