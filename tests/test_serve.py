@@ -88,6 +88,27 @@ def test_rows_of_different_lengths_batched_equal_the_rows_alone(models, kind):
                                    atol=TOLERANCE)
 
 
+def test_without_a_mask_only_rows_of_one_length_share_a_batch(tmp_path):
+    """An encoder that multiplies its ids (no mask: padding would change the product) batches equal lengths only."""
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("ReduceProd", ["input_ids"], ["total"], keepdims=1)], "product",
+        [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch_size", "sequence_length"])],
+        [helper.make_tensor_value_info("total", TensorProto.INT64, ["batch_size", 1])])
+    graph.node[0].input.append("axis")
+    graph.initializer.append(helper.make_tensor("axis", TensorProto.INT64, [1], [1]))
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    helper.set_model_props(model, {"tfcompiler.topology": "encoder",
+                                   "tfcompiler.io_roles": json.dumps({"input_ids": "token_ids", "total": "output"})})
+    (tmp_path / "sum.onnx").write_bytes(model.SerializeToString())
+    plan = Plan(Model(tmp_path / "sum.onnx"))
+    requests = [[[1, 2, 3]], [[4, 5]], [[6, 7, 8]]]
+    pending = [plan.pending({"input_ids": ids}) for ids in requests]
+    assert not plan.exact and pending[0].key == pending[2].key != pending[1].key
+    assert [a["total"].tolist() for a in plan.run(pending)] == [[[6]], [[20]], [[336]]]
+
+
 def test_a_request_that_does_not_fit_is_refused_alone_with_its_reason(models):
     plan = Plan(Model(models["encoder"]))
     for inputs, reason in [({"input_ids": [[1, 2], [3]]}, "input_ids: expected an array of numbers"),
