@@ -56,10 +56,7 @@ class ModelServer:
             self.model = self.generator.model
         except ValueError:
             self.generator, self.model = None, Model(file, intra_op_threads=threads)
-        pad = config.get("pad_token_id")
-        if pad is None:
-            pad = 0
-        self.plan = Plan(self.model, pad_id=pad)
+        self.plan = Plan(self.model, pad_id=config.get("pad_token_id") or 0)  # any id: the mask hides it
         self.tokenizer = tokenizer_of(file.parent)
         self.max_batch_size = max_batch_size
         self.batch_wait_s = batch_wait_s
@@ -169,8 +166,9 @@ class ModelServer:
         run = await self._start(ask)
         if ask.stream:
             return StreamingResponse(run.ndjson(), media_type="application/x-ndjson")
-        lines = [line async for line in run.ndjson()]
-        return Response(lines[-1], media_type="application/json")
+        async for _ in run.steps():
+            pass
+        return JSONResponse(run.native_body())
 
     async def completions(self, request: Request) -> Response:
         ask = decoding.openai(json_object(await request.body()), self.tokenizer)

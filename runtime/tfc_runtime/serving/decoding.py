@@ -195,9 +195,12 @@ class Decoding:
         async for step in self.steps():
             for row, token, piece in step:
                 yield json.dumps({"row": row, "token": token, "text": piece}) + "\n"
+        yield json.dumps(self.native_body()) + "\n"
+
+    def native_body(self) -> dict:
         done = self.result()
-        yield json.dumps({"done": True, "sequences": done["sequences"], "texts": done["texts"],
-                          "finish_reasons": done["finish_reasons"]}) + "\n"
+        return {"done": True, "sequences": done["sequences"], "texts": done["texts"],
+                "finish_reasons": done["finish_reasons"]}
 
     def completion(self, choices: list[dict], usage: dict | None = None) -> dict:
         body = {"id": self.id, "object": "text_completion", "created": self.created, "model": self.name,
