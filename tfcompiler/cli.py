@@ -1,5 +1,5 @@
 """The `tfc` command line: compile, check, shrink, schema, init-weights, import-hf, inspect, run, generate,
-export triton.
+export triton, serve.
 
 User errors (a bad spec, mismatched weights, an unwritable path) print one clear message and exit 1;
 usage errors (a bad flag value; `tfc run` inputs that do not fit the model) exit 2; anything else is
@@ -458,6 +458,45 @@ def carried_by(generator) -> str:
 INT32, TRITON_INT = 2 ** 31 - 1, " (an int32 in Triton's configuration)"
 
 
+def cmd_serve(args) -> int:
+    """Loads the model here first, so a file onnxruntime cannot run fails before Ray starts."""
+    from tfc_runtime.generation import model_files
+    from tfc_runtime.session import Model
+
+    try:
+        import ray.serve  # noqa: F401
+    except ImportError:
+        raise TfcError('tfc serve needs Ray Serve: pip install "tfcompiler[serve]"') from None
+    from tfc_runtime.serving import Settings, serve_forever
+
+    try:
+        with warnings_as_lines():
+            Model(model_files(args.model)[0], intra_op_threads=1)
+    except (OSError, ValueError) as error:
+        raise TfcError(str(error)) from None
+    except Exception as error:  # noqa: BLE001  (onnxruntime's own exceptions: a file it cannot load or run)
+        raise TfcError(f"onnxruntime cannot run {args.model} here ({error})") from None
+    settings = Settings(args.model, args.replicas, args.max_batch_size, args.batch_wait_ms, args.host, args.port,
+                        args.address, args.threads, args.replica_cpus, args.max_ongoing_requests,
+                        args.max_queued_requests)
+    try:
+        serve_forever(settings, announce=lambda line: print(line, flush=True))
+    except OSError as error:
+        raise TfcError(str(error)) from None
+    return 0
+
+
+def milliseconds(text: str) -> float:
+    """An argparse type for --batch-wait-ms: a number of milliseconds >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number of milliseconds >= 0, got {text!r}")
+    return value
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tfc", description="Compile transformer specs (YAML) to ONNX.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -589,6 +628,26 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     c.add_argument("--threads", type=threads, help="onnxruntime intra-op threads")
     c.set_defaults(func=cmd_generate)
+
+    c = sub.add_parser("serve", help="serve a compiled model over HTTP JSON on Ray Serve, with dynamic batching "
+                                     "(pip install \"tfcompiler[serve]\")")
+    c.add_argument("model", help="an .onnx file, or a model folder (tfc compile -o DIR/): a decoder's folder also "
+                                 "serves /generate and /v1/completions")
+    c.add_argument("--replicas", type=count(1), default=1, help="replicas, each with its own onnxruntime session")
+    c.add_argument("--max-batch-size", type=count(1), default=8, help="rows one onnxruntime call runs at most")
+    c.add_argument("--batch-wait-ms", type=milliseconds, default=5.0,
+                   help="how long a batch waits for more requests before it runs")
+    c.add_argument("--host", default="127.0.0.1")
+    c.add_argument("--port", type=count(1, 65535), default=8000)
+    c.add_argument("--address", help="a Ray cluster to run on (default: start Ray on this machine)")
+    c.add_argument("--threads", type=threads, help="onnxruntime intra-op threads per replica (default: the cores "
+                                                   "divided among the replicas)")
+    c.add_argument("--replica-cpus", type=float, default=1.0, help="CPUs Ray reserves for each replica")
+    c.add_argument("--max-ongoing-requests", type=count(1),
+                   help="requests one replica holds at once (default: twice --max-batch-size)")
+    c.add_argument("--max-queued-requests", type=count(1), default=256,
+                   help="requests waiting for a replica; past them a request gets 429 Too Many Requests")
+    c.set_defaults(func=cmd_serve)
     return p
 
 

@@ -90,7 +90,10 @@ class Model:
         """Named inputs in, named outputs out. Inputs that do not fit the model (names, types, shapes, ids
         outside the vocabulary, masks other than 0/1, lengths over max_length) raise ValueError naming
         the input and the position (tfc_runtime.input_checks)."""
-        feeds = {**(feeds or {}), **named}
+        return self.call(self.checked({**(feeds or {}), **named}))
+
+    def checked(self, feeds: dict) -> dict[str, np.ndarray]:
+        """The inputs as the model's arrays, or a ValueError naming what does not fit (see `run`)."""
         missing = [p.name for p in self.inputs if p.name not in feeds]
         unknown = sorted(set(feeds) - {p.name for p in self.inputs + self.overridable})
         if missing or unknown:
@@ -102,6 +105,11 @@ class Model:
         check_shapes(self.inputs, arrays)
         check_lengths(self.inputs, arrays, self.limits)
         check_values(self.inputs, arrays, self.limits)
+        return arrays
+
+    def call(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """`run` without the checks, for arrays `checked` gave (a server checks each request alone, then runs
+        several together); onnxruntime's own refusals still raise ValueError or MemoryError."""
         try:
             values = self.session.run(None, arrays, self._quiet)
         except _InvalidArgument as error:  # what the metadata does not bound (a segment id past its table)
