@@ -52,7 +52,9 @@ def _kind(action: argparse.Action) -> str:
     return {"input_ids": "json", "prompt": "text"}.get(action.dest, "number" if action.type else "text")
 
 
-ACTIONS = _subcommands()
+# `serve` is left out: a command line that works starts a server that runs until it is stopped; tests/test_serve.py
+# starts it for real and checks its refusals of bad arguments
+ACTIONS = {name: actions for name, actions in _subcommands().items() if name != "serve"}
 FLAGS = {name: [flag for action in actions for flag in action.option_strings] for name, actions in ACTIONS.items()}
 KINDS = {flag: _kind(action) for actions in ACTIONS.values() for action in actions for flag in action.option_strings}
 SWITCHES = {flag for flag, kind in KINDS.items() if kind == "switch"}

@@ -29,6 +29,7 @@ from tfcompiler.language.shrink import shrink_spec, shrink_text
 SPECS = sorted((ROOT / "specs").glob("*.yaml"))
 ORT_TYPES = {"tensor(float)": "TYPE_FP32", "tensor(float16)": "TYPE_FP16", "tensor(int64)": "TYPE_INT64",
              "tensor(int32)": "TYPE_INT32", "tensor(bool)": "TYPE_BOOL", "tensor(double)": "TYPE_FP64"}
+SOURCE_ROLES = ("token_ids", "vectors", "intensities")  # what a decoder step reads: ids, vectors or frames, pixels
 NUMPY = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(int64)": np.int64}
 
 
@@ -160,8 +161,12 @@ def feeds_for(session, roles: dict, batch: int, length: int, rng) -> dict[str, n
     feeds = {}
     for port in session.get_inputs():
         role = roles.get(port.name, "")
-        if role == "token_ids":
+        if role in ("token_ids", "intensities"):
             feeds[port.name] = rng.integers(0, 32, (batch, length))
+        elif role == "vectors":  # a decoder reading vectors or mel frames (B, S, F)
+            feeds[port.name] = rng.standard_normal((batch, length, port.shape[-1])).astype(np.float32)
+        elif port.name == "speaker_embeddings":  # a TTS decoder's speaker vector per row
+            feeds[port.name] = rng.standard_normal((batch, port.shape[-1])).astype(np.float32)
         elif role in ("cross_key", "cross_value"):
             feeds[port.name] = rng.standard_normal((batch, port.shape[1], 5, port.shape[3])).astype(np.float32)
         elif role == "encoder_mask":
@@ -196,7 +201,7 @@ def check_sequence_protocol(model: Path, config) -> None:
             history[who] = np.concatenate([history[who], np.ones((batch, length), np.int64)], axis=1)
             call = {**feeds, **pasts}
             if mask:
-                covered = inputs[mask].shape[-1] != inputs[next(n for n in feeds if roles[n] == "token_ids")].shape[-1]
+                covered = inputs[mask].shape[-1] != inputs[next(n for n in feeds if roles.get(n) in SOURCE_ROLES)].shape[-1]
                 kv = [v.shape[2] for n, v in pasts.items() if roles[n] in ("past_key", "past_value")]
                 width = length + (max(kv) if kv else seen) if covered else length
                 call[mask] = history[who][:, -width:]
