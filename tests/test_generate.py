@@ -19,6 +19,7 @@ from tfc_runtime.generation_logits import Choice, pick, process
 from tfc_runtime.generation_step import present_of
 
 from tfcompiler import compile_spec, parse_spec
+from tfcompiler.language.shrink import shrink_spec
 from tfcompiler.cli import main
 
 LLAMA = """\
@@ -452,14 +453,17 @@ def test_greedy_generation_matches_transformers(tmp_path, kind, options):
 
 # --- an encoder-decoder: two models in one folder ---------------------------------------------------------
 
-@pytest.fixture(scope="module", params=["plain", "memory_slots"])
+@pytest.fixture(scope="module", params=["plain", "memory_slots", "lstm_from_encoder"])
 def seq2seq(tmp_path_factory, request):
     """A folder with the tiny encoder-decoder's encoder and decoder models (and its start token), and the
     one-graph model, which recomputes everything from the source and the whole decoder sequence; with
-    Memformer's slots in the encoder too (a source is a first segment: the learned slots)."""
+    Memformer's slots in the encoder too (a source is a first segment: the learned slots); or LSTMs whose
+    decoder starts from the encoder's last states (the encoder model hands them over)."""
     folder = tmp_path_factory.mktemp("seq2seq")
     slots = ", memory_slots: {count: 3, forgetting: gru}" if request.param == "memory_slots" else ""
     spec = parse_spec(tiny_spec("encoder-decoder").replace("encoder: {layers: 2", "encoder: {layers: 2" + slots))
+    if request.param == "lstm_from_encoder":
+        spec = shrink_spec(ROOT / "specs" / "lstm-seq2seq.yaml")
     for part in ("encoder", "decoder"):
         compile_spec(spec, part=part).model.save(folder / f"{part}_model.onnx")
     (folder / "generation.json").write_text(json.dumps({"decoder_start_token_id": 1}))

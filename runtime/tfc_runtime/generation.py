@@ -147,14 +147,14 @@ class Generator:
             if self.encoder is None or input_ids is not None:
                 raise ValueError("input_features: give them instead of input_ids, to an encoder-decoder's folder "
                                  "whose encoder reads speech features")
-            given = encoded_frames(self.encoder, self.layout.given, input_features, attention_mask)
+            given = encoded_frames(self.encoder, self.layout, input_features, attention_mask)
             batch = len(input_features)
         else:
             prompts = check.left_padded(input_ids, attention_mask, 0 if pad is None else pad, self.vocab)
             if limit and prompts.ids.shape[1] > limit:
                 raise ValueError(f"input_ids: the prompt has {prompts.ids.shape[1]} tokens, more than the model's "
                                  f"max_length {limit}")
-            given = encoded(self.encoder, self.layout.given, prompts) if self.encoder is not None else {}
+            given = encoded(self.encoder, self.layout, prompts) if self.encoder is not None else {}
             batch = len(prompts.ids)
         if self.encoder is not None:  # the source, encoded once; the decoder starts from its start token
             start = decoder_start_token_id if decoder_start_token_id is not None else \

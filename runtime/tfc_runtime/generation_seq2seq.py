@@ -12,13 +12,13 @@ from __future__ import annotations
 import numpy as np
 
 from .generation_inputs import Prompts
-from .generation_step import present_of
+from .generation_step import Layout, present_of
 from .session import Model
 
 ENCODER_FILE, DECODER_FILE = "encoder_model.onnx", "decoder_model.onnx"
 
 
-def encoded(encoder: Model, given: tuple[str, ...], source: Prompts) -> dict[str, np.ndarray]:
+def encoded(encoder: Model, layout: Layout, source: Prompts) -> dict[str, np.ndarray]:
     """The decoder model's `given` inputs for this source: the encoder's outputs, and the source's mask."""
     roles = {p.role: p.name for p in encoder.inputs if p.role != "memory"}
     if set(roles) != {"token_ids", "padding_mask"}:
@@ -27,10 +27,10 @@ def encoded(encoder: Model, given: tuple[str, ...], source: Prompts) -> dict[str
     source = right_padded(source)
     first = {p.name: np.zeros((len(source.ids), 0, p.shape[-1]), p.dtype) for p in encoder.inputs if p.role == "memory"}
     outputs = encoder.run({roles["token_ids"]: source.ids, roles["padding_mask"]: source.mask, **first})
-    return handed_over(outputs, given, source.mask)
+    return handed_over(outputs, layout, source.mask)
 
 
-def encoded_frames(encoder: Model, given: tuple[str, ...], features, mask) -> dict[str, np.ndarray]:
+def encoded_frames(encoder: Model, layout: Layout, features, mask) -> dict[str, np.ndarray]:
     """The decoder model's `given` inputs for speech features (B, T, F) and their 0/1 mask (B, T), padded on the
     right (all ones when None): the encoder's outputs, with the mask of its subsampled states."""
     roles = {p.role: p.name for p in encoder.inputs}
@@ -43,16 +43,20 @@ def encoded_frames(encoder: Model, given: tuple[str, ...], features, mask) -> di
                          f"{list(features.shape)}")
     mask = np.ones(features.shape[:2], np.int64) if mask is None else mask
     outputs = encoder.run({roles["input_features"]: features, roles["padding_mask"]: mask})
-    return handed_over(outputs, given, outputs.get("encoder_attention_mask"))
+    return handed_over(outputs, layout, outputs.get("encoder_attention_mask"))
 
 
-def handed_over(outputs: dict, given: tuple[str, ...], mask) -> dict[str, np.ndarray]:
+def handed_over(outputs: dict, layout: Layout, mask) -> dict[str, np.ndarray]:
     """The decoder model's inputs from the encoder model's outputs: `past_...` from `present...`, and the source's
-    mask (the encoder's own output of that name where it shortened the source)."""
+    mask (the encoder's own output of that name where it shortened the source); and the first value of each state
+    the decoder carries that the encoder gives (an LSTM decoder's `start: encoder`: `present_state.N.decoder.h`)."""
+    given = layout.given
     missing = [present_of(name) for name in given if name.startswith("past_") and present_of(name) not in outputs]
     if missing:
         raise ValueError(f"the encoder model does not return {missing}, which the decoder model takes")
-    return {name: outputs[present_of(name)] if name.startswith("past_") else outputs.get(name, mask) for name in given}
+    starts = {c.past: outputs[c.present] for c in layout.carried if c.present in outputs}
+    return {name: outputs[present_of(name)] if name.startswith("past_") else outputs.get(name, mask)
+            for name in given} | starts
 
 
 def right_padded(prompts: Prompts) -> Prompts:

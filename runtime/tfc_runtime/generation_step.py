@@ -120,10 +120,12 @@ class CachedSteps:
         self.shared = {c.present for c in layout.carried if c.grows} if shared else set()
         self.values = {}
         for c in layout.carried:
-            shape = initial_shape(c, batch)
+            first = given.get(c.past)  # a state the encoder model starts (an LSTM decoder's), else empty or zeros
+            shape = initial_shape(c, batch) if first is None else list(first.shape)
             if c.present in self.shared:
                 shape[2] = capacity
-            self.values[c.present] = ort.OrtValue.ortvalue_from_numpy(np.zeros(shape, c.dtype), self.device)
+            first = np.zeros(shape, c.dtype) if first is None else first
+            self.values[c.present] = ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(first), self.device)
             if c.present in self.shared:  # bound once: get_outputs() lists them first, in this order
                 self.binding.bind_ortvalue_input(c.past, self.values[c.present])
                 self.binding.bind_ortvalue_output(c.present, self.values[c.present])
@@ -138,7 +140,10 @@ class CachedSteps:
                         (self.logits is None or p.name != "logits")]
         self.bound = [c.present for c in layout.carried if c.present in self.shared] + \
             (["logits"] if self.logits is not None else []) + self.outputs
+        carried = {c.past for c in layout.carried}
         for name, value in given.items():  # the same at every step: bound once too
+            if name in carried:
+                continue
             self.binding.bind_ortvalue_input(name, ort.OrtValue.ortvalue_from_numpy(value, self.device))
         self.fed = 0  # columns of the sequence already in the cache
         self.run_seconds = 0.0
