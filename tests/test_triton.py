@@ -201,7 +201,8 @@ def check_sequence_protocol(model: Path, config) -> None:
             history[who] = np.concatenate([history[who], np.ones((batch, length), np.int64)], axis=1)
             call = {**feeds, **pasts}
             if mask:
-                covered = inputs[mask].shape[-1] != inputs[next(n for n in feeds if roles.get(n) in SOURCE_ROLES)].shape[-1]
+                source = next(n for n in feeds if roles.get(n) in SOURCE_ROLES)
+                covered = inputs[mask].shape[-1] != inputs[source].shape[-1]
                 kv = [v.shape[2] for n, v in pasts.items() if roles[n] in ("past_key", "past_value")]
                 width = length + (max(kv) if kv else seen) if covered else length
                 call[mask] = history[who][:, -width:]
