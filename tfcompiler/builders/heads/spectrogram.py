@@ -20,6 +20,7 @@ from ...language.kinds import HEADS, HeadKind
 from ...language.rules import At
 from ...language.schema import option
 from ...language.shrink_rules import cap, with_width
+from ..sequence_conv import sequence_conv
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -85,7 +86,7 @@ def build_spectrogram_head(ctx, options: SpectrogramOptions, spec, hidden, mask)
             out = m if last else options.postnet_channels
             with ctx.at("layers", i):
                 weight = ctx.param("weight", (out, ctx.type_of(refined).shape[-1], options.postnet_kernel), "matrix")
-                refined = ctx.op("frame_conv", refined, weight, ctx.param("bias", (out,), "zeros"), label="Conv")
+                refined = sequence_conv(ctx, refined, weight, ctx.param("bias", (out,), "zeros"))
             refined = refined if last else ctx.op("tanh", refined)
         outputs["spectrogram"] = ctx.op("add", before, refined, label="PostnetResidual") \
             if options.postnet_layers else before

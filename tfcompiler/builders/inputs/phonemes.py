@@ -21,6 +21,7 @@ from ...language.model import Norm
 from ...language.schema import option
 from ...language.shrink_rules import with_width
 from ..norm import build_norm
+from ..sequence_conv import sequence_conv
 from .tokens import TokenOptions, build_tokens
 
 
@@ -69,8 +70,7 @@ def build_phonemes(ctx, options: PhonemeOptions, spec, stack_name: str):
                 weight = ctx.param("weight", (options.width(spec), inputs, options.kernel), "matrix")
                 bias = ctx.param("bias", (options.width(spec),), "zeros")
                 # padded positions read as zeros: a row's numbers do not depend on the batch's longest row
-                hidden = ctx.op("relu", ctx.op("frame_conv", ctx.op("mul", hidden, keep), weight, bias,
-                                               label="Conv"))
+                hidden = ctx.op("relu", sequence_conv(ctx, ctx.op("mul", hidden, keep), weight, bias))
         if options.convolutions:
             hidden = ctx.linear(hidden, spec.model.width, "projection")
     if not options.norm:

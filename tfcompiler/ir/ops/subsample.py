@@ -24,6 +24,8 @@ def output_length(n, kernel: int, stride: int, pad: int):
     if isinstance(n, int):
         return (n + 2 * pad - kernel) // stride + 1
     shift = 2 * pad - kernel
+    if (shift, stride) == (-1, 1):  # an odd kernel padded by half of it: the length kept, the same symbol
+        return n
     term = n if n.isidentifier() else f"({n})"
     return f"({term}{shift:+d})//{stride}+1" if shift else f"{term}//{stride}+1"
 
