@@ -18,13 +18,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from onnx import helper
 
+from .atomic import atomic_folder
 from .errors import OutputError, TfcError
 from .genai_config import genai_config, why_not
 
@@ -66,32 +66,21 @@ def write_model_folder(compiled, folder: str | Path, external_data: bool | None 
         else {MODEL: compiled}
     compiled = models.get(PART_FILES["decoder"], compiled)  # what generation reads
     tokenizer = tokenizer_files(compiled.spec)  # a missing tokenizer fails before anything is written
-    parent = folder if folder.is_dir() else folder.parent
-    if not parent.is_dir():
-        raise OutputError(f"{folder}: cannot write: folder {parent} does not exist")
+    names = []
+
+    def into_existing(stage: Path, folder: Path) -> None:
+        for name in names:  # one rename each: a file is the old one or the new one, never a mix
+            os.replace(stage / name, folder / name)
+        for name in set(OWNED) - set(names):
+            (folder / name).unlink(missing_ok=True)
+
+    stage = None
     try:
-        stage = Path(tempfile.mkdtemp(prefix=".tfc-model-folder.", suffix=".tmp", dir=parent))
-    except OSError as e:
-        raise OutputError(f"{folder}: cannot write: {e.strerror}") from None
-    try:
-        written = _write(models, stage, external_data, tokenizer)
-        names = [path.name for path in written.files]
-        if folder.is_dir():
-            for name in names:  # one rename each: a file is the old one or the new one, never a mix
-                os.replace(stage / name, folder / name)
-            for name in set(OWNED) - set(names):
-                (folder / name).unlink(missing_ok=True)
-        else:
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(stage, 0o777 & ~umask)  # mkdtemp makes 0700; the folder should look like any new one
-            os.replace(stage, folder)
+        with atomic_folder(folder, ".tfc-model-folder.", into_existing) as stage:
+            written = _write(models, stage, external_data, tokenizer)
+            names += [path.name for path in written.files]
     except OutputError as e:  # the model's own writer names the staged file: name the one it stands for
-        raise OutputError(str(e).replace(str(stage), str(folder))) from None
-    except OSError as e:
-        raise OutputError(f"{folder}: cannot write: {e.strerror}") from None
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
+        raise OutputError(str(e).replace(str(stage), str(folder)) if stage else str(e)) from None
     return Written([folder / name for name in names], written.notes)
 
 

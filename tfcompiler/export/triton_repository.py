@@ -26,12 +26,12 @@ import json
 import os
 import re
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import onnx
 
+from ..atomic import atomic_folder
 from ..errors import OutputError, TfcError
 from ..model_folder import MODEL, PART_FILES, present_of
 from .onnx_ports import Interface, interface
@@ -154,26 +154,9 @@ def write_repository(repository: Path, models: dict[str, tuple[Source, str]]) ->
     """Stage every model's folder, then put them in place (see the module docstring); the files written."""
     if repository.exists() and not repository.is_dir():
         raise OutputError(f"{repository}: cannot write a model repository: it is a file")
-    parent = repository if repository.is_dir() else repository.parent
-    if not parent.is_dir():
-        raise OutputError(f"{repository}: cannot write: folder {parent} does not exist")
-    try:
-        stage = Path(tempfile.mkdtemp(prefix=".tfc-triton.", suffix=".tmp", dir=parent))
-    except OSError as e:
-        raise OutputError(f"{repository}: cannot write: {e.strerror}") from None
-    try:
+    with atomic_folder(repository, ".tfc-triton.", lambda stage, _: _swap_in(stage, repository, list(models))) \
+            as stage:
         files = [path for name, (source, text) in models.items() for path in _stage_model(stage / name, source, text)]
-        if repository.is_dir():
-            _swap_in(stage, repository, list(models))
-        else:
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(stage, 0o777 & ~umask)  # mkdtemp makes 0700; the folder should look like any new one
-            os.replace(stage, repository)
-    except OSError as e:
-        raise OutputError(f"{repository}: cannot write: {e.strerror}") from None
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
     return [repository / path.relative_to(stage) for path in files]
 
 
