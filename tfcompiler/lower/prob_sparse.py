@@ -22,12 +22,17 @@ def emit_prob_sparse_attention(e, attrs, inputs, types, label):
         v = repeat_heads(e, v, heads // kv_heads, heads, value_width)
     s, t = length_of(e, q, 2), length_of(e, k, 2)
 
-    def count(length):  # min(factor·⌈ln L⌉, L), at least 1
-        logs = e.node1("Ceil", e.node1("Log", e.node1("Cast", length, to=ONNX_DTYPES["float32"])))
+    hugging_face = attrs.get("counts") == "hugging_face"
+
+    def count(length):  # min(factor·⌈ln L⌉, L) (Hugging Face's: ⌈ln(1 + L)⌉), at least 1
+        real = e.node1("Cast", length, to=ONNX_DTYPES["float32"])
+        if hugging_face:
+            real = e.node1("Add", real, e.const(1.0, np.float32))
+        logs = e.node1("Ceil", e.node1("Log", real))
         n = e.node1("Mul", e.node1("Cast", logs, to=ONNX_DTYPES["int64"]), e.const(attrs["factor"]))
         return e.node1("Max", e.node1("Min", n, length), e.const(1))
 
-    samples = count(t)
+    samples = t if hugging_face else count(t)  # Hugging Face's measure reads every key
     if bias:
         real = e.node1("Cast", e.node1("Equal", bias[0], e.const(0.0, np.float32)), to=ONNX_DTYPES["int64"])
         keys = gather_rows(e, k, spaced_real(e, e.node1("Reshape", real, e.const([0, -1])), samples), width)

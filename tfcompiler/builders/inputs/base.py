@@ -28,12 +28,13 @@ class InputNames:
 @dataclass(frozen=True)
 class StackInput:
     """The first hidden states (B, S, D), the padding mask (B, S) and the value positions are
-    counted along (the ids, or the vectors (B, S, F)). Documents come folded: B·sentences rows of one
-    sentence each."""
+    counted along (the ids, or the vectors (B, S, F)), from `first_position` (a time-series decoder
+    continues its encoder's positions). Documents come folded: B·sentences rows of one sentence each."""
 
     hidden: Value
     mask: Value | None
     ids: Value
+    first_position: int = 0
 
     @staticmethod
     def input_names(spec, stack_name: str, own_model: bool = False) -> InputNames:
