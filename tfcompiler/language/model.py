@@ -198,7 +198,8 @@ class Resample(Section):
 
     def problems(self, spec, where: Where):
         stack, name = where.owner, where.stack
-        if spec.topology not in ("encoder", "decoder"):
+        distilled_encoder = self.pooling == "distil" and name == "encoder"  # Informer's, under its decoder too
+        if spec.topology not in ("encoder", "decoder") and not distilled_encoder:
             yield f"pooling and upsampling need topology 'encoder' or 'decoder', got '{spec.topology}'"
         if name == "decoder" and self.queries_only:
             yield "a decoder pools the whole sequence after a causal shift: set queries_only: false"

@@ -56,7 +56,7 @@ def emit_prob_sparse_attention(e, attrs, inputs, types, label):
     chosen = e.node1("GatherElements", q, index, axis=2)
     scores = e.node1("Mul", e.node1("MatMul", chosen, e.node1("Transpose", k, perm=[0, 1, 3, 2])),
                      e.const(attrs["scale"], np.float32))
-    keep = e.const(np.ones((1, 1, 1, 1), np.float32))
+    keep = e.const(np.ones((1, 1, 1, 1)), np.float32)  # every key real (a model without a padding mask)
     if bias:
         scores = e.node1("Add", scores, bias[0])
         keep = e.node1("Cast", e.node1("Equal", bias[0], e.const(0.0, np.float32)), to=ONNX_DTYPES["float32"])
@@ -70,9 +70,11 @@ def emit_prob_sparse_attention(e, attrs, inputs, types, label):
     if attrs.get("causal"):  # the running sum of the real values
         running = e.node1("CumSum", e.node1("Mul", v, keep_t), e.const(2))
         lazy = e.node1("Slice", running, e.node1("Reshape", offset, e.const([1])), e.const([2 ** 62]), e.const([2]))
-    else:
+    elif bias:  # the mean of the real values
         lazy = e.node1("Div", reduce(e, "ReduceSum", e.node1("Mul", v, keep_t), [2]),
                        e.node1("Max", reduce(e, "ReduceSum", keep_t, [2]), e.const(1.0, np.float32)))
+    else:  # every key real: (1, 1, 1, 1) ones would count one value, not T
+        lazy = reduce(e, "ReduceMean", v, [2])
     value_rows = e.node1("Expand", e.node1("Unsqueeze", top, e.const([3])),
                          e.node1("Concat", e.node1("Shape", top), e.const([value_width]), axis=0))
     return [e.node1("ScatterElements", e.node1("Expand", lazy, full), value_rows, updates, axis=2,

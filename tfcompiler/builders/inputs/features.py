@@ -228,6 +228,7 @@ decoder: {layers: 1}
     "standardised_univariate_series": """
 topology: encoder
 input: {kind: features, value_axis: false, context_length: 5, lags: [0, 2], scaling: std}
+block: {attention: {kind: prob_sparse, factor: 1, counts: hugging_face}}
 encoder: {layers: 1}
 """,
     "learned_calendar_features_encoder": """

@@ -41,6 +41,11 @@ canonical weight, the checkpoint tensor it comes from:
   pooler as the `pooler` head, the image classifier as `classifier` over the class token (see vit.py).
 - ``deit`` (DeiTModel, DeiTForImageClassification; keys under ``deit.``): ViT's import with the
   distillation token after the class token (`distillation_token: true`).
+- ``informer`` and ``time_series_transformer`` (InformerModel / TimeSeriesTransformerModel and their
+  ForPrediction models; keys under ``model.``): encoder-decoders over the `features` input with Hugging Face's
+  scaler, lags and static features in the graph, Informer's ProbSparse attention with Hugging Face's counts and
+  its distilling layers (BatchNorm folded into the convolution), the distribution head as `forecast` (see
+  time_series.py).
 
 Task heads (heads.py), with num_labels from the checkpoint: sequence classification as the
 `classifier` head (BERT, Longformer, Funnel, Reformer encoders: dense and tanh over the first token;
@@ -59,7 +64,8 @@ section for models with a decoder, and the checkpoint's tokenizer files are copi
 which names them (`tokenizer: .`) so that `tfc compile -o DIR/` puts them in the model folder.
 
 Weights are read with safetensors; a ``pytorch_model.bin`` needs torch (the ``hf`` extra). One module
-per family (encoders: the BERT family; big_bird; decoders: GPT-2 and Llama; t5; reformer; vit), checkpoint for
+per family (encoders: the BERT family; big_bird; decoders: GPT-2 and Llama; t5; reformer; vit; time_series),
+checkpoint for
 what they share, and generation for the ids and tokenizer files.
 """
 from __future__ import annotations
@@ -81,6 +87,7 @@ from .big_bird import big_bird
 from .encoders import bert, deberta_v2, funnel, longformer, nystromformer
 from .reformer import reformer
 from .t5 import t5
+from .time_series import time_series
 from .vit import vit
 
 IMPORTERS: dict[str, tuple[str, Callable]] = {"bert": ("encoder", bert), "gpt2": ("decoder", gpt2),
@@ -91,7 +98,9 @@ IMPORTERS: dict[str, tuple[str, Callable]] = {"bert": ("encoder", bert), "gpt2":
                                                "nystromformer": ("encoder", nystromformer),
                                                "big_bird": ("encoder", big_bird),
                                                "reformer": ("decoder", reformer),  # or encoder: its config says
-                                               "vit": ("encoder", vit), "deit": ("encoder", vit)}
+                                               "vit": ("encoder", vit), "deit": ("encoder", vit),
+                                               "informer": ("encoder-decoder", time_series),
+                                               "time_series_transformer": ("encoder-decoder", time_series)}
 
 
 def import_hf(model_dir: str | Path, out_dir: str | Path, dropped: list[str] | None = None) -> list[Path]:
