@@ -13,9 +13,15 @@ import numpy as np
 # inputs that hold one entry per token: their named axes after the batch count tokens (or sentences); a
 # vector's own axis, of fixed size (F), counts features
 TOKEN_ROLES = ("token_ids", "padding_mask", "encoder_mask", "global_mask", "position_ids", "token_type_ids",
-               "vectors")
+               "vectors", "series", "time_features", "calendar_fields", "observed_mask")
 MASK_ROLES = {"padding_mask": "1 for a token, 0 for padding", "encoder_mask": "1 for a token, 0 for padding",
-              "global_mask": "1 for a global token, 0 for the others"}
+              "global_mask": "1 for a global token, 0 for the others",
+              "observed_mask": "1 for an observed value, 0 for a missing one"}
+# a time series' float inputs: a NaN would spread through the scaler and attention (missing values are 0s
+# that past_observed_mask marks)
+FINITE_ROLES = ("vectors", "pixel_values", "series", "time_features", "static_real")
+# inputs whose columns each index a table: their sizes are the model's `tfcompiler.io_ranges` list
+TABLE_ROLES = {"static_categorical": "a category of static feature", "calendar_fields": "a calendar field of"}
 
 
 @dataclass(frozen=True)
@@ -133,8 +139,16 @@ def check_values(ports: list, arrays: dict[str, np.ndarray], limits: Limits) -> 
         elif port.role == "position_ids" and limits.max_length is not None:
             bad = (array < 0) | (array >= limits.max_length)
             expected = f"a position in [0, {limits.max_length}) (max_length {limits.max_length})"
-        elif port.role in ("vectors", "pixel_values"):  # a NaN or an infinity would spread through attention
+        elif port.role in FINITE_ROLES:  # a NaN or an infinity would spread through attention
             bad, expected = ~np.isfinite(array), "a finite number"
+        elif port.role in TABLE_ROLES and isinstance((limits.ranges or {}).get(port.name), list):
+            sizes = np.asarray(limits.ranges[port.name])  # one table per column (the last axis)
+            bad = ~np.isfinite(array) | (array < 0) | (array >= sizes)
+            if bad.any():
+                column = int(np.argwhere(bad)[0][-1])
+                expected = f"{TABLE_ROLES[port.role]} {column} in [0, {sizes[column]})"
+            else:
+                continue
         elif port.role == "token_type_ids":
             types = (limits.ranges or {}).get(port.name)
             bad = (array < 0) | (array >= types) if types else array < 0

@@ -143,8 +143,10 @@ def build_features(ctx, options: FeatureOptions, spec, stack_name: str) -> Stack
     steps = (BATCH,) + names.axes  # (B, T)
     vectors, values = series_vectors(ctx, options, spec, prefix, steps, encoder=prefix == "past_")
     if options.time_features:
+        calendar = options.time_embedding in ("fixed", "learned")  # each column indexes its table
         time = ctx.input(f"{prefix}time_features", "float32", tuple(ctx.type_of(values).shape[:2]) +
-                         (options.time_features,), role="time_features")
+                         (options.time_features,), role="calendar_fields" if calendar else "time_features",
+                         **({"range": tuple(size for _, size in CALENDAR[:options.time_features])} if calendar else {}))
         if options.context_length and prefix == "past_":  # past_time_features covers the lags' steps too
             time = ctx.op("slice", time, axis=1, start=-options.context_length)
         if options.time_embedding == "concatenated":

@@ -113,7 +113,7 @@ def static_features(ctx, options, loc, scale):
     parts = []
     if options.static_categorical:
         ids = ctx.input("static_categorical_features", "int64", (BATCH, len(options.static_categorical)),
-                        role="static_categorical")
+                        role="static_categorical", range=tuple(options.static_categorical))
         with ctx.at_path("embeddings.static"):
             for i, (size, width) in enumerate(zip(options.static_categorical, options.dimensions())):
                 table = ctx.param(f"{i}.weight", (size, width), "embedding")
