@@ -94,7 +94,8 @@ MODEL_OUTPUTS = ("last_hidden_state", "encoder_last_hidden_state", "loc", "scale
 
 
 @pytest.mark.parametrize("model_class, options", [
-    ("InformerModel", {}),
+    ("InformerModel", {}),  # sampling_factor 5: every query of these lengths attends
+    ("InformerModel", dict(prediction_length=9, sampling_factor=1)),  # 3 of 9 (decoder: causal) queries attend
     ("InformerModel", dict(input_size=2, scaling="std", num_static_real_features=2, num_static_categorical_features=2,
                            cardinality=[3, 5], embedding_dimension=[2, 3], sampling_factor=2)),
     ("InformerModel", dict(attention_type="full", distil=False, num_dynamic_real_features=1)),
@@ -117,3 +118,15 @@ def test_prediction_models_match_transformers(tmp_path, model_class, options):
     session = import_and_compile(model, tmp_path)
     outputs = ("params", "loc", "scale", "static_features") if model.config.scaling else ("params",)
     compare(model, session, feeds_of(model.config, batch=2, seed=4), outputs)
+
+
+@pytest.mark.parametrize("options, refused", [
+    (dict(decoder_ffn_dim=32), "encoder_ffn_dim 24 != decoder_ffn_dim 32"),
+    (dict(decoder_attention_heads=4), "encoder_attention_heads 2 != decoder_attention_heads 4")])
+def test_import_refuses_by_name(tmp_path, capsys, options, refused):
+    from tfcompiler.cli import main
+
+    model_of("InformerModel", **options).save_pretrained(tmp_path / "hf")
+    assert main(["import-hf", str(tmp_path / "hf"), "-o", str(tmp_path / "imported")]) != 0
+    assert refused in capsys.readouterr().err
+    assert not (tmp_path / "imported").exists()
