@@ -56,10 +56,11 @@ def emit_prob_sparse_attention(e, attrs, inputs, types, label):
     chosen = e.node1("GatherElements", q, index, axis=2)
     scores = e.node1("Mul", e.node1("MatMul", chosen, e.node1("Transpose", k, perm=[0, 1, 3, 2])),
                      e.const(attrs["scale"], np.float32))
-    keep = e.const(np.ones((1, 1, 1, 1)), np.float32)  # every key real (a model without a padding mask)
     if bias:
         scores = e.node1("Add", scores, bias[0])
         keep = e.node1("Cast", e.node1("Equal", bias[0], e.const(0.0, np.float32)), to=ONNX_DTYPES["float32"])
+    else:  # every key real (a model without a padding mask)
+        keep = e.const(np.ones((1, 1, 1, 1)), np.float32)
     if attrs.get("causal"):
         after = e.node1("Greater", e.node1("Range", e.const(0), t, e.const(1)),
                         e.node1("Unsqueeze", e.node1("Add", top, offset), e.const([3])))
