@@ -1,10 +1,9 @@
 """Every component, compiled to ONNX and run on onnxruntime, against the NumPy reference of its
 paper (tests/references/): the spine cases below (BERT-, Llama-, paper-like models, multi-query and
-grouped-query heads, both FFN kinds and chunking, every head, per-layer overrides and positional
-schemes, reversible blocks, the Set Transformer) and every example spec a kind registers with its
-builder (``examples=`` in tfcompiler/builders/**: each input layer, positional scheme and attention
-kind), each at three opsets; a registered kind without an example fails
-``test_every_kind_has_an_example``.
+grouped-query heads, both FFN kinds and chunking, per-layer overrides and positional schemes, reversible
+blocks) and every example spec a kind registers with its builder (``examples=`` in
+tfcompiler/builders/**: each input layer, positional scheme, attention kind and head), each at three
+opsets; a registered kind without an example fails ``test_every_kind_has_an_example``.
 
 Weights are random everywhere (biases and norm scales too, so a dropped bias cannot hide) and scaled
 so activations and attention logits are unit-scale: tolerance 1e-4 absolute, fp32.
@@ -23,7 +22,7 @@ from safetensors.numpy import save_file
 from tfcompiler import compile_spec, parse_spec
 from tfcompiler.builders import build_graph
 from tfcompiler.builders.weights import declared_params
-from tfcompiler.language.kinds import ATTENTION, INPUTS, POSITIONS
+from tfcompiler.language.kinds import ATTENTION, HEADS, INPUTS, POSITIONS
 
 import references
 from conftest import whole_input
@@ -114,55 +113,6 @@ block: {placement: reversible, attention: {kind: lsh, buckets: 4, rounds: 2, chu
 decoder: {layers: 2}
 head: {kind: lm, tied: false, bias: true}
 """),
-    "set_transformer": ("encoder", ", kv_heads: 2", """
-positional: none
-block: {attention: {kind: induced, points: 3}, ffn: {activation: relu}}
-encoder: {layers: 2}
-head: {kind: set_pool, seeds: 2}
-"""),
-    "mean_pooled_classifier": ("encoder", "", """
-block: {placement: post}
-encoder: {layers: 1}
-head: {kind: classifier, labels: 3, pooling: mean}
-"""),
-    "token_classifier": ("encoder", "", """
-block: {placement: post}
-encoder: {layers: 1}
-head: {kind: token_classifier, labels: 5}
-"""),
-    "span_decoder": ("decoder", "", """
-decoder: {layers: 1}
-head: {kind: span}
-"""),
-    "last_token_pooler": ("encoder", "", """
-block: {placement: pre}
-encoder: {layers: 1}
-head: {kind: pooler, pooling: last}
-"""),
-    "masked_lm_head": ("encoder", "", """
-block: {placement: post, norm: {epsilon: 1e-12}}
-encoder: {layers: 1}
-head: {kind: lm, bias: true, transform: gelu}
-"""),
-    "gelu_pooler_classifier": ("encoder", "", """
-block: {placement: post}
-encoder: {layers: 1}
-head: {kind: classifier, labels: 3, activation: gelu_tanh}
-"""),
-    "decoder_last_token_score": ("decoder", "", """
-decoder: {layers: 1}
-head: {kind: classifier, labels: 3, pooling: last, dense: false}
-"""),
-    "span_encoder_decoder": ("encoder-decoder", "", """
-encoder: {layers: 1}
-decoder: {layers: 1}
-head: {kind: span}
-"""),
-    "encoder_decoder_classifier": ("encoder-decoder", "", """
-encoder: {layers: 1}
-decoder: {layers: 1}
-head: {kind: classifier, labels: 3, pooling: last}
-"""),
     "per_layer_overrides": ("decoder", "", """
 block: {placement: pre}
 decoder:
@@ -177,7 +127,7 @@ head: {kind: lm}
 }
 
 
-REGISTRIES = (INPUTS, POSITIONS, ATTENTION)
+REGISTRIES = (INPUTS, POSITIONS, ATTENTION, HEADS)
 
 
 def example_case(name: str, text: str) -> tuple[str, str, str]:
@@ -332,7 +282,7 @@ def test_every_kind_has_an_example(registry):
 
 
 @pytest.mark.parametrize("registry, tested", [(INPUTS, references.INPUTS), (POSITIONS, references.POSITIONS),
-                                             (ATTENTION, references.ATTENTION)],
+                                             (ATTENTION, references.ATTENTION), (HEADS, references.HEADS)],
                          ids=[registry.name for registry in REGISTRIES])
 def test_every_kind_has_a_reference(registry, tested):
     """Each kind the compiler registers has its NumPy reference (tests/references/), and no other."""

@@ -48,6 +48,29 @@ def test_bad_features_get_a_located_error(tmp_path, capsys, old, new, expected):
     check_fails(tmp_path, capsys, SPEC.replace(old, new), *expected)
 
 
+SEQ2SEQ = """
+tfc: 1
+name: series
+topology: encoder-decoder
+model: {width: 16, heads: 2, ffn_width: 32, vocab_size: 1, max_length: 16}
+input: {kind: features, context_length: 6, lags: [1, 2], scaling: mean}
+encoder: {layers: 1}
+decoder: {layers: 1, input: {kind: features, context_length: 6, lags: [1, 2], scaling: mean, first_position: 6}}
+"""
+
+
+@pytest.mark.parametrize("old, new, expected", [
+    ("lags: [1, 2], scaling: mean, first", "lags: [1, 3], scaling: mean, first",
+     ("spec.yaml:8:71:", "decoder.input.lags: the decoder reads the encoder's past series: lags must be the encoder's "
+      "([1, 2]), got [1, 3]")),
+    ("input: {kind: features, context_length: 6, lags: [1, 2], scaling: mean}\n", "input: {kind: vectors}\n",
+     ("decoder.input: the decoder's series is scaled, lagged or joined by static features from past_values, which "
+      "the encoder reads: the encoder must read 'features' too, not 'vectors'",))])
+def test_a_decoder_reads_the_encoders_past_series(tmp_path, capsys, old, new, expected):
+    assert old in SEQ2SEQ
+    check_fails(tmp_path, capsys, SEQ2SEQ.replace(old, new), *expected)
+
+
 def model_of(tmp_path, text: str) -> Model:
     compile_spec(parse_spec(text, "informer.yaml"), seed=1).model.save(str(tmp_path / "m.onnx"))
     return Model(str(tmp_path / "m.onnx"))

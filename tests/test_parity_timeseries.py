@@ -57,15 +57,19 @@ def feeds_of(config, batch: int = 3, seed: int = 0, missing: bool = True) -> dic
     rng = np.random.default_rng(seed)
     past = config.context_length + max(config.lags_sequence)
     values = (lambda t: (batch, t)) if config.input_size == 1 else (lambda t: (batch, t, config.input_size))
+    time = config.num_time_features + config.num_dynamic_real_features  # Hugging Face reads both in one input
     feeds = {"past_values": 3 + 2 * rng.standard_normal(values(past)),
-             "past_time_features": rng.standard_normal((batch, past, config.num_time_features)),
+             "past_time_features": rng.standard_normal((batch, past, time)),
              "past_observed_mask": np.ones(values(past)),
              "future_values": 3 + 2 * rng.standard_normal(values(config.prediction_length)),
-             "future_time_features": rng.standard_normal((batch, config.prediction_length, config.num_time_features))}
+             "future_time_features": rng.standard_normal((batch, config.prediction_length, time))}
     if missing:  # values missing at random, and a row with nothing observed in its context
         feeds["past_observed_mask"] = (rng.random(values(past)) > 0.3).astype(float)
         feeds["past_observed_mask"][-1, -config.context_length:] = 0
         feeds["past_values"] = feeds["past_values"] * feeds["past_observed_mask"]
+    if config.distribution_output == "negative_binomial":  # counts: its loss (computed with future_values) asks it
+        feeds["past_values"], feeds["future_values"] = (np.round(np.abs(feeds[k])) for k in ("past_values",
+                                                                                             "future_values"))
     if config.num_static_real_features:
         feeds["static_real_features"] = rng.standard_normal((batch, config.num_static_real_features))
     if config.num_static_categorical_features:

@@ -31,7 +31,7 @@ from ...language.rules import At
 from ...language.schema import option
 from ...language.shrink_rules import cap
 from .base import StackInput, padding_mask, scaled
-from .series import CALENDAR, SCALERS, series_vectors, static_width
+from .series import CALENDAR, SCALERS, preprocessed, series_vectors, static_width
 
 TIME_EMBEDDINGS = ("linear", "fixed", "learned", "concatenated")
 
@@ -97,7 +97,7 @@ class FeatureOptions(InputKind):
         return self.features * max(len(self.lags), 1) + static_width(self) + concatenated
 
     def parameters(self, spec) -> int:
-        d, stacks = spec.model.width, len(spec.stacks())
+        d, stacks = spec.model.width, max(sum(spec.input_of(name) is self for name, _, _ in spec.stacks()), 1)
         kernel = 3 if self.embedding == "conv" else 1
         time = (self.time_features + 1) * d if self.time_embedding == "linear" else 0
         if self.time_embedding == "learned":
@@ -127,9 +127,27 @@ class FeatureOptions(InputKind):
                      f"{len(self.static_categorical)} features, {len(self.static_dimensions)} dimensions")
         if any(c < 1 for c in self.static_categorical + self.static_dimensions):
             yield At("static_categorical", "cardinalities and dimensions are at least 1")
+        if spec.topology == "encoder-decoder" and where.stack == "decoder" and preprocessed(self):
+            yield from self._past_problems(spec.input_of("encoder"))
         if self.context_length > spec.model.max_length:
             yield At("context_length", f"context_length {self.context_length} exceeds model.max_length "
                      f"{spec.model.max_length}, the positions the tables cover", located="model.max_length")
+
+    def _past_problems(self, encoder):
+        """A decoder's own `features` whose preprocessing reads the past series: the encoder's, read alike."""
+        if not isinstance(encoder, FeatureOptions):
+            yield "the decoder's series is scaled, lagged or joined by static features from past_values, which the " \
+                  f"encoder reads: the encoder must read 'features' too, not '{type(encoder).KIND}'"
+            return
+        for name in PAST_OPTIONS:
+            if getattr(self, name) != getattr(encoder, name):
+                yield At(name, f"the decoder reads the encoder's past series: {name} must be the encoder's "
+                         f"({getattr(encoder, name)!r}), got {getattr(self, name)!r}")
+
+
+# what a decoder's `features` shares with the encoder's when it reads the past series
+PAST_OPTIONS = ("features", "value_axis", "context_length", "lags", "scaling", "static_real", "static_categorical",
+                "static_dimensions")
 
 
 def stack_prefix(spec, stack_name: str) -> str:
