@@ -63,7 +63,8 @@ def check_positions(w: Checkpoint, stack: str, rows: int, width: int) -> None:
     computes (the positional scheme, not a weight)."""
     table = w(f"{stack}.embed_positions.weight")
     angles = np.arange(rows)[:, None] / np.power(10000.0, 2 * np.arange(width // 2)[None, :] / width)
-    if table.shape == (rows, width) and np.abs(table - np.concatenate([np.sin(angles), np.cos(angles)], 1)).max() > 1e-4:
+    sinusoids = np.concatenate([np.sin(angles), np.cos(angles)], 1)
+    if table.shape == (rows, width) and np.abs(table - sinusoids).max() > 1e-4:
         raise TfcError(f"{stack}.embed_positions.weight is not the sinusoidal table: trained positions are not "
                        "supported")
 
