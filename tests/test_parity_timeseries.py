@@ -126,11 +126,16 @@ def test_prediction_models_match_transformers(tmp_path, model_class, options):
 
 @pytest.mark.parametrize("options, refused", [
     (dict(decoder_ffn_dim=32), "encoder_ffn_dim 24 != decoder_ffn_dim 32"),
-    (dict(decoder_attention_heads=4), "encoder_attention_heads 2 != decoder_attention_heads 4")])
+    (dict(decoder_attention_heads=4), "encoder_attention_heads 2 != decoder_attention_heads 4"),
+    (dict(trained_positions=True), "decoder.embed_positions.weight is not the sinusoidal table")])
 def test_import_refuses_by_name(tmp_path, capsys, options, refused):
     from tfcompiler.cli import main
 
-    model_of("InformerModel", **options).save_pretrained(tmp_path / "hf")
+    model = model_of("InformerModel", **{k: v for k, v in options.items() if k != "trained_positions"})
+    if options.get("trained_positions"):
+        with torch.no_grad():
+            model.decoder.embed_positions.weight.add_(0.01)
+    model.save_pretrained(tmp_path / "hf")
     assert main(["import-hf", str(tmp_path / "hf"), "-o", str(tmp_path / "imported")]) != 0
     assert refused in capsys.readouterr().err
     assert not (tmp_path / "imported").exists()
