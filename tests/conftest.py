@@ -38,16 +38,23 @@ def tiny_spec(topology="decoder", positional="learned", placement="pre", head="l
 NUMPY_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(int64)": np.int64}
 
 
-def random_source(spec, rng: np.random.Generator, batch: int, length: int) -> np.ndarray:
-    """A random input for the spec's input layer: token ids (B, S), or float vectors (B, S, F)."""
-    if type(spec.input).reads_tokens:
-        return rng.integers(0, spec.model.vocab_size, (batch, length))
-    return rng.standard_normal((batch, length, spec.input.width(spec))).astype(np.float32)
+SOURCE_NAMES = ("input_ids", "inputs_embeds", "input_features", "input_values")  # what a stack's input layer reads
 
 
-def source_name(source: np.ndarray, prefix: str = "") -> str:
-    """The graph input that reads `source`: `input_ids`, or `inputs_embeds` for vectors (Hugging Face's names)."""
-    return prefix + ("inputs_embeds" if source.dtype.kind == "f" else "input_ids")
+def random_source(spec, rng: np.random.Generator, batch: int, length: int, stack: str = "decoder"):
+    """A random input for a stack's input layer, with the name of the graph input that reads it (Hugging
+    Face's; a decoder's takes the `decoder_` prefix in a one-graph encoder-decoder): token ids (B, S), float
+    vectors or mel frames (B, S, F), speech frames (B, 4·S, F: a few per state after the subsampler)."""
+    read = spec.input_of(stack)
+    kind = type(read).KIND
+    if type(read).reads_tokens:
+        return "input_ids", rng.integers(0, spec.model.vocab_size, (batch, length))
+    shape = {"vectors": lambda: (batch, length, read.width(spec)), "frames": lambda: (batch, 4 * length, read.features),
+             "mel_frames": lambda: (batch, length, read.mels)}
+    if kind not in shape:
+        raise ValueError(f"no random source for input {kind!r}: add it here")
+    name = {"vectors": "inputs_embeds", "frames": "input_features", "mel_frames": "input_values"}[kind]
+    return name, rng.standard_normal(shape[kind]()).astype(np.float32)
 
 
 def whole_input(session: ort.InferenceSession, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

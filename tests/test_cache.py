@@ -11,7 +11,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from conftest import ROOT, random_source, source_name
+from conftest import ROOT, SOURCE_NAMES, random_source
 from test_components import CASES, spec_text
 from tfcompiler import compile_spec, parse_spec
 from tfcompiler.builders import build_graph
@@ -46,6 +46,7 @@ class Cached:
                       if i.name.startswith("past_key_values.") and ".encoder." not in i.name]
         self.states = [i for i in self.session.get_inputs() if i.name.startswith("past_state.")]
         self.inputs = {i.name for i in self.session.get_inputs()}
+        self.source = next(name for name in SOURCE_NAMES if name in self.inputs)
 
     def past_length(self, past: dict[str, np.ndarray]) -> int:
         """The keys the past holds (the mask covers them and the new tokens; a model that carries only
@@ -66,7 +67,7 @@ class Cached:
                 **{i.name: np.zeros((batch, *i.shape[1:]), np.float32) for i in self.states}}
 
     def run(self, ids, mask, positions, past, keep: int | None = None):
-        feeds = {source_name(ids): ids, "attention_mask": mask, **past}
+        feeds = {self.source: ids, "attention_mask": mask, **past}
         if "position_ids" in self.inputs:  # only schemes that read positions take them
             feeds["position_ids"] = positions
         if keep is not None:
@@ -94,14 +95,14 @@ def check_cached(spec, opset: int, target: str = "portable") -> None:
     forward = ort.InferenceSession(compile_spec(spec, opset=opset, cache=False, target=target).model.serialize())
     cached = Cached(compiled.model)
     length = sum(CHUNKS)
-    ids = random_source(spec, np.random.default_rng(7), 2, length)
+    name, ids = random_source(spec, np.random.default_rng(7), 2, length)
     ones = np.ones(ids.shape[:2], np.int64)
 
     # the whole input at once is the forward-only graph
     whole, _ = cached.run(ids, ones, hf_positions(ones), cached.empty(2))
     stateful = {i.name: np.zeros((i.shape[0], 2, i.shape[2]), np.float32)  # `state: true` without a cache
                 for i in forward.get_inputs() if i.name.startswith("past_states.")}
-    (want,) = forward.run(["logits"], {source_name(ids): ids, "attention_mask": ones, **stateful})
+    (want,) = forward.run(["logits"], {name: ids, "attention_mask": ones, **stateful})
     close(whole, want, "one call with an empty cache")
 
     # left padding: the second row's real tokens shifted right by PADDING
@@ -233,16 +234,21 @@ def check_two_models(spec) -> None:
     encoder = ort.InferenceSession(compile_spec(spec, part="encoder").model.serialize())
     decoder = Cached(compile_spec(spec, part="decoder").model)
     rng = np.random.default_rng(5)
-    source, target = random_source(spec, rng, 2, 7), random_source(spec, rng, 2, 9)
+    (source_name, source), (target_name, target) = \
+        random_source(spec, rng, 2, 7, "encoder"), random_source(spec, rng, 2, 9, "decoder")
     source_mask = np.ones(source.shape[:2], np.int64)
     source_mask[1, -2:] = 0  # a shorter source
     slots = {i.name: np.zeros((2, 0, i.shape[2]), np.float32)  # Memformer's encoder: the learned slots first
              for i in encoder.get_inputs() if i.name == "past_memory_slots"}
-    feeds = {source_name(source): source, "attention_mask": source_mask, source_name(target, "decoder_"): target,
-             "decoder_attention_mask": np.ones(target.shape[:2], np.int64), **slots}
+    speaker = {i.name: rng.standard_normal((2, i.shape[1])).astype(np.float32)  # a TTS decoder's speaker vectors
+               for i in forward.get_inputs() if i.name == "speaker_embeddings"}
+    feeds = {source_name: source, "attention_mask": source_mask, f"decoder_{target_name}": target,
+             "decoder_attention_mask": np.ones(target.shape[:2], np.int64), **slots, **speaker}
     (want,) = forward.run([decoder.names[0]], feeds)
     names = [o.name for o in encoder.get_outputs()]
-    encoded = dict(zip(names, encoder.run(None, {source_name(source): source, "attention_mask": source_mask, **slots})))
+    encoded = dict(zip(names, encoder.run(None, {source_name: source, "attention_mask": source_mask, **slots})))
+    # an encoder whose input layer shortens the source (speech frames' subsampler) gives the decoder its mask
+    source_mask = encoded.get("encoder_attention_mask", source_mask)
     cross = {name.replace("present.", "past_key_values."): value for name, value in encoded.items()
              if name.startswith("present.")}
     first = {name.replace("present_state.", "past_state."): value for name, value in encoded.items()
@@ -252,7 +258,7 @@ def check_two_models(spec) -> None:
         end = start + size
         steps = np.tile(np.arange(start, end), (2, 1))
         logits, past = decoder.run(target[:, start:end], np.ones((2, end), np.int64), steps,
-                                   {**past, **cross, "encoder_attention_mask": source_mask})
+                                   {**past, **cross, **speaker, "encoder_attention_mask": source_mask})
         past = {name: value for name, value in past.items() if ".decoder." in name}
         pieces.append(logits)
         start = end

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 from pathlib import Path
 
 import numpy as np
@@ -193,10 +194,13 @@ SERIES_INPUTS = ("past_values", "past_time_features", "past_observed_mask", "fut
 
 def feeds_for(session: ort.InferenceSession, batch: int, length: int, pad: int, vocab: int, seed: int):
     rng = np.random.default_rng(seed)
+    ranges = json.loads(session.get_modelmeta().custom_metadata_map.get("tfcompiler.io_ranges", "{}"))
+    roles = json.loads(session.get_modelmeta().custom_metadata_map.get("tfcompiler.io_roles", "{}"))
     feeds = {}
     for i in session.get_inputs():
         n = length + 2 if i.name.startswith(("decoder_", "future_")) else length  # decoder length differs
         if i.name.endswith("attention_mask"):
+            n = 4 * n if i.shape[-1] == "frames" else n  # the frames' mask
             mask = np.ones((batch, n), np.int64)
             if pad:
                 mask[0, n - pad:] = 0
@@ -205,10 +209,22 @@ def feeds_for(session: ort.InferenceSession, batch: int, length: int, pad: int, 
             feeds[i.name] = (rng.random((batch, n)) < 0.3).astype(np.int64)
         elif i.name.endswith("token_type_ids"):
             feeds[i.name] = rng.integers(0, 3, (batch, n))
+        elif roles.get(i.name) == "intensities":  # an image's raster (B, S) or its pixels (B, S, C), 0..255
+            feeds[i.name] = rng.integers(0, ranges[i.name], (batch, n, *i.shape[2:]))
         elif i.name == "pixel_values":  # an image (B, C, H, W) of fixed size: `length` does not apply
             feeds[i.name] = rng.standard_normal((batch, *i.shape[1:])).astype(np.float32)
-        elif i.type == "tensor(float)" and i.name.endswith("inputs_embeds"):  # vectors (B, S, F)
-            feeds[i.name] = rng.standard_normal((batch, n, i.shape[-1])).astype(np.float32)
+        elif i.name == "input_features":  # speech frames (B, T, F): a few per state after subsampling
+            feeds[i.name] = rng.standard_normal((batch, 4 * n, i.shape[-1])).astype(np.float32)
+        elif i.type == "tensor(float)" and i.name.endswith(("inputs_embeds", "node_features", "eigenvectors",
+                                                             "input_values")):  # vectors, nodes, mel frames
+            feeds[i.name] = rng.standard_normal((batch, n, i.shape[-1])).astype(np.float32)  # (B, S, F)
+        elif i.name == "speaker_embeddings":  # one vector per row (B, F)
+            feeds[i.name] = rng.standard_normal((batch, i.shape[-1])).astype(np.float32)
+        elif i.name == "adjacency":  # (B, N, N) random edges, and every node attends node 0 (none attends nothing)
+            feeds[i.name] = (rng.random((batch, n, n)) < 0.4).astype(np.int64)
+            feeds[i.name][:, :, 0] = 1
+        elif i.name in ("node_types", "edge_types"):  # (B, N) and (B, N, N) ids of a table of their own
+            feeds[i.name] = rng.integers(0, ranges[i.name], (batch,) + (n,) * (len(i.shape) - 1))
         elif i.name in SERIES_INPUTS:  # a time series (B, T[, F]) and its features
             shape = [batch] + [n if isinstance(dim, str) else dim for dim in i.shape[1:]]  # its own fixed lengths
             values = rng.random(shape) * 4  # time features: calendar fields once truncated (minutes 0-3)

@@ -13,7 +13,7 @@ import onnxruntime as ort
 from onnxruntime.capi.onnxruntime_pybind11_state import Fail as _Fail
 from onnxruntime.capi.onnxruntime_pybind11_state import InvalidArgument as _InvalidArgument
 
-from .input_checks import TOKEN_ROLES, Limits, as_array, check_lengths, check_shapes, check_values
+from .input_checks import TOKEN_ROLES, TYPED_ROLES, Limits, as_array, check_lengths, check_shapes, check_values
 
 _PROVIDERS = {"cpu": ["CPUExecutionProvider"],
               "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"]}
@@ -90,7 +90,10 @@ class Model:
         """Named inputs in, named outputs out. Inputs that do not fit the model (names, types, shapes, ids
         outside the vocabulary, masks other than 0/1, lengths over max_length) raise ValueError naming
         the input and the position (tfc_runtime.input_checks)."""
-        feeds = {**(feeds or {}), **named}
+        return self.call(self.checked({**(feeds or {}), **named}))
+
+    def checked(self, feeds: dict) -> dict[str, np.ndarray]:
+        """The inputs as the model's arrays, or a ValueError naming what does not fit (see `run`)."""
         missing = [p.name for p in self.inputs if p.name not in feeds]
         unknown = sorted(set(feeds) - {p.name for p in self.inputs + self.overridable})
         if missing or unknown:
@@ -102,6 +105,11 @@ class Model:
         check_shapes(self.inputs, arrays)
         check_lengths(self.inputs, arrays, self.limits)
         check_values(self.inputs, arrays, self.limits)
+        return arrays
+
+    def call(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """`run` without the checks, for arrays `checked` gave (a server checks each request alone, then runs
+        several together); onnxruntime's own refusals still raise ValueError or MemoryError."""
         try:
             values = self.session.run(None, arrays, self._quiet)
         except _InvalidArgument as error:  # what the metadata does not bound (a segment id past its table)
@@ -144,7 +152,7 @@ def random_inputs(model: Model, batch: int = 1, sequence: int = 8, seed: int = 0
     # a length past max_length is refused before anything is allocated for it (shapes alone: zero strides)
     check_lengths(model.inputs, {p.name: np.broadcast_to(np.zeros((), p.dtype), shape_of(p)) for p in model.inputs
                                  if p.role in TOKEN_ROLES}, model.limits)
-    tokens = next((p for p in model.inputs if p.role in ("token_ids", "vectors")), None)  # (B, S[, F])
+    tokens = next((p for p in model.inputs if p.role in ("token_ids", "vectors", "intensities")), None)  # (B, S[, F])
     cached = any(p.role in ("past_key", "past_value") for p in model.inputs)
     feeds = {}
     for port in model.inputs:
@@ -163,6 +171,10 @@ def random_inputs(model: Model, batch: int = 1, sequence: int = 8, seed: int = 0
             feeds[port.name][:, :1] = 1
         elif port.role == "token_type_ids":
             feeds[port.name] = np.zeros(shape, port.dtype)
+        elif port.role == "adjacency":  # every node attends every node
+            feeds[port.name] = np.ones(shape, port.dtype)
+        elif port.role in TYPED_ROLES and port.name in (model.limits.ranges or {}):
+            feeds[port.name] = rng.integers(0, model.limits.ranges[port.name], size=shape).astype(port.dtype)
         elif np.issubdtype(port.dtype, np.integer):
             feeds[port.name] = rng.integers(0, vocab, size=shape).astype(port.dtype)
         else:
