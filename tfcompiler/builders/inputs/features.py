@@ -159,7 +159,7 @@ def build_features(ctx, options: FeatureOptions, spec, stack_name: str) -> Stack
     names = StackInput.input_names(spec, stack_name)
     prefix = stack_prefix(spec, stack_name)
     steps = (BATCH,) + names.axes  # (B, T)
-    vectors, values = series_vectors(ctx, options, spec, prefix, steps, encoder=prefix == "past_")
+    vectors, values = series_vectors(ctx, options, prefix, steps, encoder=prefix == "past_")
     if options.time_features:
         calendar = options.time_embedding in ("fixed", "learned")  # each column indexes its table
         time = ctx.input(f"{prefix}time_features", "float32", tuple(ctx.type_of(values).shape[:2]) +

@@ -33,7 +33,7 @@ def preprocessed(options) -> bool:
     return bool(options.lags or options.scaling != "none" or options.static_real or options.static_categorical)
 
 
-def series_vectors(ctx, options, spec, prefix: str, steps: tuple, encoder: bool):
+def series_vectors(ctx, options, prefix: str, steps: tuple, encoder: bool):
     """A stack's step vectors (B, S, in) before their embedding, and the values input its steps count along."""
     def read(name, stack_steps):
         return ctx.input(name, "float32", stack_steps + ((options.features,) if options.value_axis else ()),
