@@ -188,13 +188,17 @@ def unit_scale_weights(params: dict, seed: int = 0) -> dict[str, np.ndarray]:
     return out
 
 
+SERIES_INPUTS = ("past_values", "past_time_features", "past_observed_mask", "future_values", "future_time_features",
+                 "static_real_features")
+
+
 def feeds_for(session: ort.InferenceSession, batch: int, length: int, pad: int, vocab: int, seed: int):
     rng = np.random.default_rng(seed)
     ranges = json.loads(session.get_modelmeta().custom_metadata_map.get("tfcompiler.io_ranges", "{}"))
     roles = json.loads(session.get_modelmeta().custom_metadata_map.get("tfcompiler.io_roles", "{}"))
     feeds = {}
     for i in session.get_inputs():
-        n = length + 2 if i.name.startswith("decoder_") else length  # decoder length differs
+        n = length + 2 if i.name.startswith(("decoder_", "future_")) else length  # decoder length differs
         if i.name.endswith("attention_mask"):
             n = 4 * n if i.shape[-1] == "frames" else n  # the frames' mask
             mask = np.ones((batch, n), np.int64)
@@ -221,6 +225,13 @@ def feeds_for(session: ort.InferenceSession, batch: int, length: int, pad: int, 
             feeds[i.name][:, :, 0] = 1
         elif i.name in ("node_types", "edge_types"):  # (B, N) and (B, N, N) ids of a table of their own
             feeds[i.name] = rng.integers(0, ranges[i.name], (batch,) + (n,) * (len(i.shape) - 1))
+        elif i.name in SERIES_INPUTS:  # a time series (B, T[, F]) and its features
+            shape = [batch] + [n if isinstance(dim, str) else dim for dim in i.shape[1:]]  # its own fixed lengths
+            values = rng.random(shape) * 4  # time features: calendar fields once truncated (minutes 0-3)
+            feeds[i.name] = (values > 1).astype(np.float32) if i.name.endswith("observed_mask") else \
+                values.astype(np.float32) if "time" in i.name else rng.standard_normal(shape).astype(np.float32)
+        elif i.name == "static_categorical_features":
+            feeds[i.name] = rng.integers(0, 3, (batch, i.shape[1]))
         elif i.name.startswith("past_states."):  # a recurrent layer's first state (directions, B, H)
             feeds[i.name] = rng.standard_normal((i.shape[0], batch, i.shape[2])).astype(np.float32)
         elif not i.name.startswith(("past_key_values.", "past_state.")) and i.name != "position_ids":

@@ -41,8 +41,10 @@ def implied_changes(spec) -> dict[str, bool]:
                                                         if b.cross_attention is not None}
     graph = build_graph(spec)
     masked = any(graph.op(n).attrs["role"] == "padding_mask" for n in graph.graph_inputs())
-    # attention layers share mask biases (an image's patches are all real: no mask)
-    return {"eliminate_common_subexpressions": kinds != {"recurrent"} and masked,
+    # attention layers share mask biases (an image's patches are all real: no mask), and two stacks their fixed
+    # position table (a time series has no mask)
+    tables = len(spec.stacks()) > 1 and kind_of(spec.positional) in ("sinusoidal", "scaled_sinusoidal")
+    return {"eliminate_common_subexpressions": kinds != {"recurrent"} and masked or tables,
             # a decoder with a KV cache keeps its patterns as masks: its keys are the past and the new
             # tokens, never a square block (the generator prefills long prompts in chunks)
             "sparsify_attention": bool(kinds & SPARSE_KINDS) and bool(why_no_cache(spec)),

@@ -15,12 +15,20 @@ import numpy as np
 # inputs that hold one entry per token: their named axes after the batch count tokens (or sentences); a
 # vector's own axis, of fixed size (F), counts features
 TOKEN_ROLES = ("token_ids", "padding_mask", "encoder_mask", "global_mask", "position_ids", "token_type_ids",
-               "vectors", "node_types", "adjacency", "edge_types", "input_features", "intensities")
+               "vectors", "node_types", "adjacency", "edge_types", "input_features", "intensities", "series",
+               "time_features", "calendar_fields", "observed_mask")
 MASK_ROLES = {"padding_mask": "1 for a token, 0 for padding", "encoder_mask": "1 for a token, 0 for padding",
               "global_mask": "1 for a global token, 0 for the others",
-              "adjacency": "1 where a node attends another, 0 where not"}
+              "adjacency": "1 where a node attends another, 0 where not",
+              "observed_mask": "1 for an observed value, 0 for a missing one"}
 # ids into a table of their own, whose size the metadata states (tfcompiler.io_ranges): what each one is
 TYPED_ROLES = {"node_types": "a node type", "edge_types": "an edge type", "intensities": "an intensity"}
+# float inputs where a NaN or an infinity would spread through attention (a time series' missing values are 0s
+# that past_observed_mask marks)
+FINITE_ROLES = ("vectors", "pixel_values", "laplacian_eigenvectors", "input_features", "series", "time_features",
+                "static_real")
+# inputs whose columns each index a table: their sizes are the model's `tfcompiler.io_ranges` list
+TABLE_ROLES = {"static_categorical": "a category of static feature", "calendar_fields": "a calendar field of"}
 
 
 @dataclass(frozen=True)
@@ -190,8 +198,16 @@ def check_values(ports: list, arrays: dict[str, np.ndarray], limits: Limits) -> 
         elif port.role in TYPED_ROLES and port.name in (limits.ranges or {}):  # Gather would wrap or fail
             types = limits.ranges[port.name]
             bad, expected = (array < 0) | (array >= types), f"{TYPED_ROLES[port.role]} in [0, {types})"
-        elif port.role in ("vectors", "pixel_values", "laplacian_eigenvectors", "input_features"):  # NaN would spread
+        elif port.role in FINITE_ROLES:  # a NaN or an infinity would spread through attention
             bad, expected = ~np.isfinite(array), "a finite number"
+        elif port.role in TABLE_ROLES and isinstance((limits.ranges or {}).get(port.name), list):
+            sizes = np.asarray(limits.ranges[port.name])  # one table per column (the last axis)
+            bad = ~np.isfinite(array) | (array < 0) | (array >= sizes)
+            if bad.any():
+                column = int(np.argwhere(bad)[0][-1])
+                expected = f"{TABLE_ROLES[port.role]} {column} in [0, {sizes[column]})"
+            else:
+                continue
         elif port.role == "token_type_ids":
             types = (limits.ranges or {}).get(port.name)
             bad = (array < 0) | (array >= types) if types else array < 0

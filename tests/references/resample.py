@@ -9,6 +9,7 @@ import types
 
 import numpy as np
 
+from .distil import distil
 from .formulas import LAYER_NORM, NEG, attention
 
 # the stack of a funnel-positions model that never pools
@@ -48,6 +49,13 @@ class Resampled:
                     x = np.concatenate([np.zeros_like(x[:, :k - 1]), x[:, :x.shape[1] - k + 1]], axis=1)
                     mask = np.concatenate([np.zeros_like(mask[:, :k - 1]), mask[:, :mask.shape[1] - k + 1]], axis=1)
                 key_bias = np.where(mask != 0, 0.0, NEG)
+                if resample.pooling == "distil":  # Informer: a circular conv, ELU, max-pooling by 2
+                    p = f"{name}.layers.{i}.shorten.conv"
+                    x, mask = distil(x, self.w[f"{p}.weight"], self.w[f"{p}.bias"]), mask[:, ::2]
+                    positions, types, level = np.arange(x.shape[1]), types[:, ::2], level + 1
+                    state["funnel"].update(queries=(positions, types), keys=(positions, types))
+                    x = self.layer(name, stack, i, x, np.where(mask != 0, 0.0, NEG), state)
+                    continue
                 if resample.grid_width:  # Swin: each k×k square of the raster grid, column by column
                     squares, mask = self.grid_squares(x, resample.grid_width // k ** level, k), \
                         self.grid_squares(mask[..., None], resample.grid_width // k ** level, k)[..., 0].max(2)

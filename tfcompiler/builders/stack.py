@@ -4,6 +4,7 @@ from __future__ import annotations
 from ..language.kinds import INPUTS, POSITIONS
 from ..language.model import Norm
 from .block import build_block
+from .distil import distil, distil_mask
 from .memory_slots import read_slots, write_slots
 from .norm import build_norm
 from .resample_attention import shorten_by_attention, upsample_by_attention
@@ -21,8 +22,9 @@ def build_embeddings(ctx, spec, stack_name: str, blocks):
     with ctx.at(embeddings_scope(spec, stack_name)):
         options = spec.input_of(stack_name)
         start = INPUTS.builder(options)(ctx, options, spec, stack_name)
+        offset = {"offset": start.first_position} if start.first_position else {}
         positions = stack_positions(spec, blocks, lambda: ctx.cache.position_ids(ctx) if ctx.cache
-                                    else ctx.op("positions", start.ids, axis=1))
+                                    else ctx.op("positions", start.ids, axis=1, **offset))
         hidden = start.hidden
         if POSITIONS.builder(spec.positional).embed is not None:
             hidden = POSITIONS.builder(spec.positional).embed(ctx, spec.positional, spec, hidden, positions, start.mask)
@@ -152,6 +154,8 @@ def fold(ctx, x, resample, level: int):
 def pool_windows(ctx, spec, hidden, resample, windows, level: int):
     """(B, S, D) -> (B, S', D): each window's mean, or its states concatenated and projected (after a
     LayerNorm, without a bias, for merge)."""
+    if resample.pooling == "distil":
+        return distil(ctx, spec, hidden)
     if resample.pooling == "mean" and not resample.grid_width:
         return ctx.op("shorten", hidden, mode="mean", label="Pool", **windows)
     folded = fold(ctx, hidden, resample, level)  # (B, S', window, D), zero-filled
@@ -165,7 +169,10 @@ def pool_windows(ctx, spec, hidden, resample, windows, level: int):
 
 
 def pool_mask(ctx, mask, resample, windows, level: int):
-    """Funnel: a window is real where all of it is; Hourglass and grids: where any of it is."""
+    """Funnel: a window is real where all of it is; Hourglass and grids: where any of it is; Informer's
+    distilling: where its centre is."""
+    if resample.pooling == "distil":
+        return distil_mask(ctx, mask)
     if resample.grid_width:
         return ctx.op("reduce_max", fold(ctx, mask, resample, level), axes=(2,), keepdims=False, label="PoolMask")
     return ctx.op("shorten", mask, mode="min" if resample.queries_only else "max", label="PoolMask", **windows)

@@ -167,8 +167,11 @@ class Resample(Section):
                                 "later token.")
     pooling: str = option("mean", doc="A window's state: the mean of its states; linear: its states "
                           "concatenated and projected back to the width (Hourglass); merge: concatenated, "
-                          "LayerNorm, projected without a bias (Swin's patch merging).",
-                          choices=("mean", "linear", "merge"))
+                          "LayerNorm, projected without a bias (Swin's patch merging); distil: Informer's "
+                          "distilling layer, a circular Conv1d (kernel 3, BatchNorm folded in), ELU and a "
+                          "max-pooling of kernel 3, stride 2, padding 1 (⌈S/2⌉ steps; the mask keeps each "
+                          "window's centre). Encoders, stride 2, queries_only false, no upsampling.",
+                          choices=("mean", "linear", "merge", "distil"))
     grid_width: int | None = option(None, doc="The tokens are a raster-scan grid this many wide: windows are "
                                     "stride×stride squares (patch merging) and each pooling makes the grid "
                                     "stride times narrower and shorter. Encoders, queries_only false, no "
@@ -195,7 +198,8 @@ class Resample(Section):
 
     def problems(self, spec, where: Where):
         stack, name = where.owner, where.stack
-        if spec.topology not in ("encoder", "decoder"):
+        distilled_encoder = self.pooling == "distil" and name == "encoder"  # Informer's, under its decoder too
+        if spec.topology not in ("encoder", "decoder") and not distilled_encoder:
             yield f"pooling and upsampling need topology 'encoder' or 'decoder', got '{spec.topology}'"
         if name == "decoder" and self.queries_only:
             yield "a decoder pools the whole sequence after a causal shift: set queries_only: false"
@@ -222,6 +226,29 @@ class Resample(Section):
                   "separate_cls, no grid_width"
         if self.truncate and not self.separate_cls:
             yield "truncate only applies with separate_cls (it drops the token [CLS] pushes out of the windows)"
+        if self.pooling == "distil":
+            yield from self._distil_problems(spec, name)
+
+    def _distil_problems(self, spec, name):
+        """Informer's distilling halves an encoder's steps with overlapping windows of 3: nothing else of
+        resampling applies, and each distil needs at least 2 steps of the longest input to halve."""
+        others = [option for option, on in (("stride", self.stride != 2), ("queries_only", self.queries_only),
+                                            ("upsample_at", self.upsample_at is not None),
+                                            ("grid_width", self.grid_width is not None),
+                                            ("separate_cls", self.separate_cls), ("attention", self.attention),
+                                            ("last_window", self.last_window != "short")) if on]
+        if name != "encoder" or others:
+            yield At("pooling", "distil pools an encoder's steps by 2 before the layers of shorten_at: set "
+                     f"queries_only: false{' and leave out ' + ', '.join(others) if others else ''}"
+                     f"{'' if name == 'encoder' else f' (in the encoder, not the {name})'}")
+        context = getattr(spec.input_of("encoder"), "context_length", 0)  # a series' fixed length, else the longest
+        steps, source = (context, "input.context_length") if context else (spec.model.max_length, "model.max_length")
+        for k, layer in enumerate(sorted(self.shorten_at)):
+            if steps < 2:
+                yield At("shorten_at", f"the distil before layer {layer} gets {steps} step(s) of the longest input "
+                         f"({source} after {k} distil(s)): at least 2 are needed to halve")
+                return
+            steps = -(-steps // 2)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -22,12 +22,17 @@ def emit_prob_sparse_attention(e, attrs, inputs, types, label):
         v = repeat_heads(e, v, heads // kv_heads, heads, value_width)
     s, t = length_of(e, q, 2), length_of(e, k, 2)
 
-    def count(length):  # min(factor·⌈ln L⌉, L), at least 1
-        logs = e.node1("Ceil", e.node1("Log", e.node1("Cast", length, to=ONNX_DTYPES["float32"])))
+    hugging_face = attrs.get("counts") == "hugging_face"
+
+    def count(length):  # min(factor·⌈ln L⌉, L) (Hugging Face's: ⌈ln(1 + L)⌉), at least 1
+        real = e.node1("Cast", length, to=ONNX_DTYPES["float32"])
+        if hugging_face:
+            real = e.node1("Add", real, e.const(1.0, np.float32))
+        logs = e.node1("Ceil", e.node1("Log", real))
         n = e.node1("Mul", e.node1("Cast", logs, to=ONNX_DTYPES["int64"]), e.const(attrs["factor"]))
         return e.node1("Max", e.node1("Min", n, length), e.const(1))
 
-    samples = count(t)
+    samples = t if hugging_face else count(t)  # Hugging Face's measure reads every key
     if bias:
         real = e.node1("Cast", e.node1("Equal", bias[0], e.const(0.0, np.float32)), to=ONNX_DTYPES["int64"])
         keys = gather_rows(e, k, spaced_real(e, e.node1("Reshape", real, e.const([0, -1])), samples), width)
@@ -51,10 +56,11 @@ def emit_prob_sparse_attention(e, attrs, inputs, types, label):
     chosen = e.node1("GatherElements", q, index, axis=2)
     scores = e.node1("Mul", e.node1("MatMul", chosen, e.node1("Transpose", k, perm=[0, 1, 3, 2])),
                      e.const(attrs["scale"], np.float32))
-    keep = e.const(np.ones((1, 1, 1, 1), np.float32))
     if bias:
         scores = e.node1("Add", scores, bias[0])
         keep = e.node1("Cast", e.node1("Equal", bias[0], e.const(0.0, np.float32)), to=ONNX_DTYPES["float32"])
+    else:  # every key real (a model without a padding mask)
+        keep = e.const(np.ones((1, 1, 1, 1)), np.float32)
     if attrs.get("causal"):
         after = e.node1("Greater", e.node1("Range", e.const(0), t, e.const(1)),
                         e.node1("Unsqueeze", e.node1("Add", top, offset), e.const([3])))
@@ -65,9 +71,11 @@ def emit_prob_sparse_attention(e, attrs, inputs, types, label):
     if attrs.get("causal"):  # the running sum of the real values
         running = e.node1("CumSum", e.node1("Mul", v, keep_t), e.const(2))
         lazy = e.node1("Slice", running, e.node1("Reshape", offset, e.const([1])), e.const([2 ** 62]), e.const([2]))
-    else:
+    elif bias:  # the mean of the real values
         lazy = e.node1("Div", reduce(e, "ReduceSum", e.node1("Mul", v, keep_t), [2]),
                        e.node1("Max", reduce(e, "ReduceSum", keep_t, [2]), e.const(1.0, np.float32)))
+    else:  # every key real: (1, 1, 1, 1) ones would count one value, not T
+        lazy = reduce(e, "ReduceMean", v, [2])
     value_rows = e.node1("Expand", e.node1("Unsqueeze", top, e.const([3])),
                          e.node1("Concat", e.node1("Shape", top), e.const([value_width]), axis=0))
     return [e.node1("ScatterElements", e.node1("Expand", lazy, full), value_rows, updates, axis=2,

@@ -29,8 +29,9 @@ class InputNames:
 @dataclass(frozen=True)
 class StackInput:
     """The first hidden states (B, S, D), the padding mask (B, S) and the value positions are
-    counted along (the ids, or the vectors (B, S, F)). Documents come folded: B·sentences rows of one
-    sentence each. ``pair_terms``: what every self-attention of the stack adds over its query–key pairs
+    counted along (the ids, or the vectors (B, S, F)), from `first_position` (a time-series decoder
+    continues its encoder's positions). Documents come folded: B·sentences rows of one sentence each.
+    ``pair_terms``: what every self-attention of the stack adds over its query–key pairs
     (a graph's adjacency mask, edge biases, edge keys and values), each ``term(ctx, spec, parts)`` called in
     the attention's scope on its AttentionParts (the keys are the queries' own tokens). ``after_positions``,
     where an input layer has one, is the rest of it that comes after the stack's positions are added
@@ -41,6 +42,7 @@ class StackInput:
     ids: Value
     pair_terms: tuple[Callable, ...] = ()
     after_positions: Callable[[Value], Value] | None = None
+    first_position: int = 0
 
     @staticmethod
     def input_names(spec, stack_name: str, own_model: bool = False) -> InputNames:

@@ -41,6 +41,11 @@ canonical weight, the checkpoint tensor it comes from:
   pooler as the `pooler` head, the image classifier as `classifier` over the class token (see vit.py).
 - ``deit`` (DeiTModel, DeiTForImageClassification; keys under ``deit.``): ViT's import with the
   distillation token after the class token (`distillation_token: true`).
+- ``informer`` and ``time_series_transformer`` (InformerModel / TimeSeriesTransformerModel and their
+  ForPrediction models; keys under ``model.``): encoder-decoders over the `features` input with Hugging Face's
+  scaler, lags and static features in the graph, Informer's ProbSparse attention with Hugging Face's counts and
+  its distilling layers (BatchNorm folded into the convolution), the distribution head as `forecast` (see
+  time_series.py).
 - ``speecht5`` (SpeechT5ForTextToSpeech): an encoder-decoder from text to mel frames: `phonemes` (the token
   table, the encoder's LayerNorm after the positions) with SpeechT5's relative position bias as Shaw's key
   term, `mel_frames` (the decoder pre-net, the speaker projection), the scaled sinusoids of both pre-nets as
@@ -68,8 +73,8 @@ section for models with a decoder, and the checkpoint's tokenizer files are copi
 which names them (`tokenizer: .`) so that `tfc compile -o DIR/` puts them in the model folder.
 
 Weights are read with safetensors; a ``pytorch_model.bin`` needs torch (the ``hf`` extra). One module
-per family (encoders: the BERT family; big_bird; decoders: GPT-2 and Llama; t5; reformer; vit; speecht5),
-checkpoint for what they share, and generation for the ids and tokenizer files.
+per family (encoders: the BERT family; big_bird; decoders: GPT-2 and Llama; t5; reformer; vit; speecht5;
+time_series), checkpoint for what they share, and generation for the ids and tokenizer files.
 """
 from __future__ import annotations
 
@@ -93,6 +98,7 @@ from .reformer import reformer
 from .speecht5 import speecht5
 from .speech_to_text import speech_to_text
 from .t5 import t5
+from .time_series import time_series
 from .vit import vit
 
 IMPORTERS: dict[str, tuple[str, Callable]] = {"bert": ("encoder", bert), "gpt2": ("decoder", gpt2),
@@ -105,7 +111,9 @@ IMPORTERS: dict[str, tuple[str, Callable]] = {"bert": ("encoder", bert), "gpt2":
                                                "reformer": ("decoder", reformer),  # or encoder: its config says
                                                "vit": ("encoder", vit), "deit": ("encoder", vit),
                                                "speecht5": ("encoder-decoder", speecht5),
-                                               "speech_to_text": ("encoder-decoder", speech_to_text)}
+                                               "speech_to_text": ("encoder-decoder", speech_to_text),
+                                               "informer": ("encoder-decoder", time_series),
+                                               "time_series_transformer": ("encoder-decoder", time_series)}
 
 
 def import_hf(model_dir: str | Path, out_dir: str | Path, dropped: list[str] | None = None) -> list[Path]:
