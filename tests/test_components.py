@@ -255,6 +255,10 @@ def feeds_for(session: ort.InferenceSession, batch: int, length: int, pad: int, 
             feeds[i.name] = rng.standard_normal((batch, *i.shape[1:])).astype(np.float32)
         elif i.type == "tensor(float)" and i.name.endswith("inputs_embeds"):  # vectors (B, S, F)
             feeds[i.name] = rng.standard_normal((batch, n, i.shape[-1])).astype(np.float32)
+        elif i.name in ("states", "actions", "returns_to_go"):  # a trajectory's steps (B, T, F)
+            feeds[i.name] = rng.standard_normal((batch, n, i.shape[-1])).astype(np.float32)
+        elif i.name == "timesteps":  # within the examples' max_ep_len
+            feeds[i.name] = rng.integers(0, 20, (batch, n))
         elif i.name.startswith("past_states."):  # a recurrent layer's first state (directions, B, H)
             feeds[i.name] = rng.standard_normal((i.shape[0], batch, i.shape[2])).astype(np.float32)
         elif not i.name.startswith(("past_key_values.", "past_state.")) and i.name != "position_ids":
