@@ -13,7 +13,7 @@ import numpy as np
 # inputs that hold one entry per token: their named axes after the batch count tokens (or sentences); a
 # vector's own axis, of fixed size (F), counts features
 TOKEN_ROLES = ("token_ids", "padding_mask", "encoder_mask", "global_mask", "position_ids", "token_type_ids",
-               "vectors")
+               "vectors", "timesteps")
 MASK_ROLES = {"padding_mask": "1 for a token, 0 for padding", "encoder_mask": "1 for a token, 0 for padding",
               "global_mask": "1 for a global token, 0 for the others"}
 
@@ -121,8 +121,8 @@ def check_lengths(ports: list, arrays: dict[str, np.ndarray], limits: Limits) ->
 
 
 def check_values(ports: list, arrays: dict[str, np.ndarray], limits: Limits) -> None:
-    """Ids within the vocabulary, masks of 0s and 1s, positions within `max_length`, segment ids within
-    their table (>= 0 where the model does not say its size), input vectors and pixels finite."""
+    """Ids within the vocabulary, masks of 0s and 1s, positions within `max_length`, segment ids and timesteps
+    within their table (>= 0 where the model does not say its size), input vectors and pixels finite."""
     for port in ports:
         array = arrays[port.name]
         if port.role == "token_ids" and limits.vocab_size is not None:
@@ -135,6 +135,10 @@ def check_values(ports: list, arrays: dict[str, np.ndarray], limits: Limits) -> 
             expected = f"a position in [0, {limits.max_length}) (max_length {limits.max_length})"
         elif port.role in ("vectors", "pixel_values"):  # a NaN or an infinity would spread through attention
             bad, expected = ~np.isfinite(array), "a finite number"
+        elif port.role == "timesteps":  # a Decision Transformer's: rows of its timestep table
+            steps = (limits.ranges or {}).get(port.name)
+            bad = (array < 0) | (array >= steps) if steps else array < 0
+            expected = f"a timestep in [0, {steps}) (max_ep_len {steps})" if steps else "a timestep >= 0"
         elif port.role == "token_type_ids":
             types = (limits.ranges or {}).get(port.name)
             bad = (array < 0) | (array >= types) if types else array < 0

@@ -163,8 +163,9 @@ def random_inputs(model: Model, batch: int = 1, sequence: int = 8, seed: int = 0
             feeds[port.name][:, :1] = 1
         elif port.role == "token_type_ids":
             feeds[port.name] = np.zeros(shape, port.dtype)
-        elif np.issubdtype(port.dtype, np.integer):
-            feeds[port.name] = rng.integers(0, vocab, size=shape).astype(port.dtype)
+        elif np.issubdtype(port.dtype, np.integer):  # ids, or values of another stated range (timesteps)
+            high = (model.limits.ranges or {}).get(port.name, vocab)
+            feeds[port.name] = rng.integers(0, high, size=shape).astype(port.dtype)
         else:
             feeds[port.name] = rng.standard_normal(shape).astype(port.dtype)
     return feeds

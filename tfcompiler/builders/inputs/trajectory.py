@@ -67,8 +67,7 @@ class TrajectoryOptions(InputKind):
                   f"'decoder', got '{spec.topology}'"
         if type(spec.positional).KIND != "none":
             yield At("kind", "a trajectory's positions are its timesteps (embed_timestep), not the tokens' places "
-                     f"in the stream: set positional: none (got '{type(spec.positional).KIND}')",
-                     located="positional")
+                     f"in the stream: set positional: none (got '{type(spec.positional).KIND}')")
         if spec.embedding.scale is not False or spec.embedding.norm:
             yield At("kind", "input 'trajectory' normalises its own tokens (embed_ln): leave embedding.scale and "
                      "embedding.norm unset", located="embedding")
