@@ -78,3 +78,22 @@ def test_model_run_names_inputs_that_do_not_fit(model, name, value, message):
 def test_model_run_refuses_more_steps_than_max_length(model):
     with pytest.raises(ValueError, match=r"axis 1 \(sequence_length\) is 7, over the model's max_length 6"):
         model.run(steps(7))
+
+
+def test_interleave_and_deinterleave_are_inverse():
+    """The IR ops the stream is woven and read back with: step t's tokens at 3t, 3t + 1, 3t + 2; the symbolic
+    length S·3 read back as S (the head's outputs keep the inputs' axis name), a fixed length exactly."""
+    from tfcompiler.ir.ops import infer_types, op_def
+    from tfcompiler.ir.types import TensorType
+
+    step = TensorType("float32", ("batch_size", "sequence_length", 4))
+    (woven,) = infer_types("interleave", {}, [step] * 3)
+    assert woven.shape == ("batch_size", "sequence_length*3", 4)
+    values = [np.full((2, 5, 4), k, np.float32) + np.arange(5)[None, :, None] * 10 for k in range(3)]
+    (stream,) = op_def("interleave").evaluate({}, *values)
+    assert stream[0, :, 0].tolist() == [10 * t + k for t in range(5) for k in range(3)]
+    for k in range(3):
+        attrs = {"count": 3, "index": k}
+        assert infer_types("deinterleave", attrs, [woven])[0].shape == step.shape
+        assert infer_types("deinterleave", attrs, [TensorType("float32", (2, 7, 4))])[0].shape == (2, (7 - k + 2) // 3, 4)
+        np.testing.assert_array_equal(op_def("deinterleave").evaluate(attrs, stream)[0], values[k])
