@@ -12,14 +12,13 @@ linearly with depth).
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 import timing
+from machine import describe
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "specs" / "bert-base.yaml"
@@ -69,19 +68,6 @@ def torch_export(out: Path, dynamo: bool):
                           dynamo=False, dynamic_axes={n: {0: "batch", 1: "sequence"} for n in names})
 
 
-def machine() -> str:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    versions = []
-    for module in ("torch", "transformers", "onnx", "onnxruntime"):
-        try:
-            versions.append(f"{module} {__import__(module).__version__}")
-        except ImportError:
-            versions.append(f"{module} absent")
-    return (f"{platform.machine()}, {cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-            + ", ".join(versions))
-
-
 def main() -> None:
     from tfcompiler.inspection import inspect_spec
 
@@ -101,7 +87,7 @@ def main() -> None:
             except Exception as e:  # noqa: BLE001  (a failing exporter is a result to report)
                 rows.append((label, f"failed: {type(e).__name__}: {str(e).splitlines()[0][:120]}"))
     ours = rows[0][1]  # in process, like the exports (which do not count torch's import either)
-    print(f"Machine: {machine()}\n")
+    print(f"Machine: {describe()}\n")
     print("| path | median seconds | vs tfcompiler in process |\n| --- | --- | --- |")
     for label, value in rows:
         if isinstance(value, float):

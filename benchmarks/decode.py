@@ -39,7 +39,8 @@ from pathlib import Path
 import numpy as np
 
 from decode_models import HEADLINE, PORTABLE, build_contenders, genai_python, window_models
-from decode_bound import bytes_per_step, memory_bandwidth
+from decode_bound import bytes_per_step
+from machine import memory_bandwidth
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent

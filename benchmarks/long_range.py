@@ -31,6 +31,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from machine import cpu_name
+
 WIDTH, HEADS, FFN = 256, 4, 1024
 VARIANTS = {  # name -> attention section of the spec
     "full": "{kind: multi_head}",
@@ -274,10 +276,8 @@ def ratios(results: dict, layers: int, variants: list[str], lengths: list[int]) 
 
 
 def report(results: dict, args, lengths: list[int]) -> str:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
     lines = [f"Command: `python benchmarks/{Path(__file__).name} {' '.join(sys.argv[1:])}`",
-             f"Machine: {platform.machine()}, {cpu}, {os.cpu_count()} cores; onnxruntime 2 intra-op threads, "
+             f"Machine: {platform.machine()}, {cpu_name()}, {os.cpu_count()} cores; onnxruntime 2 intra-op threads, "
              f"torch 2 threads; ONNX opset {args.opset}, target portable (the *_ort_cpu variants: ort-cpu). "
              "Time: best of "
              f"{args.rounds} round(s) of the median of {args.repeat} runs after a warm-up (arena on); "

@@ -21,8 +21,6 @@ matmul FLOPs / its latency).
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import json
 import platform
 import statistics
@@ -33,9 +31,9 @@ from pathlib import Path
 
 import numpy as np
 
-from timing import median_seconds
-
-THREADS = 2
+from exports import export, optimize, randomise
+from machine import matmul_peak
+from timing import THREADS, session
 
 
 def configs(transformers):
@@ -65,17 +63,6 @@ def time_round_robin(rows: list[dict], repeat: int) -> None:
         del r["run"]
 
 
-def session(path: str):
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = THREADS
-    options.inter_op_num_threads = 1
-    # an idle session's threads would spin while the next path runs: off, so paths don't slow each other
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
-
-
 def feeds_for(sess, ids: np.ndarray) -> dict:
     names = [i.name for i in sess.get_inputs()]
     feeds = {"input_ids": ids}
@@ -88,37 +75,6 @@ def feeds_for(sess, ids: np.ndarray) -> dict:
     return {k: v for k, v in feeds.items() if k in names}
 
 
-def matmul_peak(repeat: int) -> float:
-    """The best GFLOP/s of fp32 MatMuls on onnxruntime with the same threads (B a constant weight,
-    as in a model, so onnxruntime packs it once)."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    best = 0.0
-    rng = np.random.default_rng(0)
-    for m, k, n in [(1024, 1024, 1024), (2048, 2048, 2048), (128, 768, 3072), (128, 512, 1536)]:
-        weight = numpy_helper.from_array(rng.standard_normal((k, n)).astype(np.float32), "b")
-        graph = helper.make_graph([helper.make_node("MatMul", ["a", "b"], ["c"])], "mm",
-                                  [helper.make_tensor_value_info("a", TensorProto.FLOAT, [m, k])],
-                                  [helper.make_tensor_value_info("c", TensorProto.FLOAT, [m, n])], [weight])
-        with tempfile.TemporaryDirectory() as tmp:
-            onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), f"{tmp}/mm.onnx")
-            sess = session(f"{tmp}/mm.onnx")
-            a = rng.standard_normal((m, k)).astype(np.float32)
-            best = max(best, 2 * m * k * n / median_seconds(lambda: sess.run(None, {"a": a}), repeat) / 1e9)
-    return best
-
-
-def randomise(torch, model, seed: int):
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            scale = 0.02 if p.dim() > 1 else 0.1
-            base = 1.0 if name.endswith("weight") and p.dim() == 1 else 0.0
-            p.copy_(base + scale * torch.randn(p.shape, generator=generator))
-    return model.eval()
-
-
 def matmul_flops(path: str, length: int) -> float:
     """2·M·K·N over the model's MatMul/Gemm nodes with weight operands, per sequence (attention score
     FLOPs added from the model's shape rules are not counted: the same for every path)."""
@@ -127,49 +83,20 @@ def matmul_flops(path: str, length: int) -> float:
     return inspect_model(path)["weight_flops_per_token"] * length
 
 
-def export(torch, model, ids: np.ndarray, path: Path, exporter: str) -> float:
-    """torch.onnx.export of model(input_ids, attention_mask) -> its first output; returns seconds."""
-    class Positional(torch.nn.Module):  # transformers 5's forward wants keywords; TorchScript passes positions
-        def __init__(self):
-            super().__init__()
-            self.model = model
-
-        def forward(self, input_ids, attention_mask):
-            return self.model(input_ids=input_ids, attention_mask=attention_mask)[0]
-
-    inputs = (torch.from_numpy(ids), torch.ones(ids.shape, dtype=torch.long))
-    names = ["input_ids", "attention_mask"]
-    start = time.perf_counter()
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        if exporter == "dynamo":
-            batch, sequence = torch.export.Dim("batch"), torch.export.Dim("sequence")
-            torch.onnx.export(Positional().eval(), inputs, str(path), input_names=names, dynamo=True,
-                              dynamic_shapes={"input_ids": {0: batch, 1: sequence},
-                                              "attention_mask": {0: batch, 1: sequence}})
-        else:
-            torch.onnx.export(Positional().eval(), inputs, str(path), input_names=names, dynamo=False,
-                              dynamic_axes={n: {0: "batch", 1: "sequence"} for n in names})
-    return time.perf_counter() - start
-
-
 def exported_rows(torch, model, name, exporter, ids, optimizer_type, config, tmp: Path) -> list[dict]:
     path = tmp / f"{name}-{exporter}.onnx"
+    inputs = {"input_ids": ids, "attention_mask": np.ones_like(ids)}
     try:
-        seconds = export(torch, model, ids, path, exporter)
+        seconds = export(torch, model, inputs, path, exporter, {0: "batch", 1: "sequence"})
     except Exception as e:  # noqa: BLE001  (an exporter that fails on the model is reported, not fatal)
         return [{"path": f"torch.onnx.export ({exporter}) + ORT", "error": f"{type(e).__name__}: {e}"[:120]}]
     sess = session(str(path))
     rows = [{"path": f"torch.onnx.export ({exporter}) + ORT", "compile_seconds": seconds,
              "run": lambda: sess.run(None, feeds_for(sess, ids))}]
     try:
-        from onnxruntime.transformers.optimizer import optimize_model
-
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-            optimized = optimize_model(str(path), model_type=optimizer_type,
-                                       num_heads=config.num_attention_heads, hidden_size=config.hidden_size)
-        optimized.save_model_to_file(str(tmp / f"{name}-{exporter}-optimized.onnx"))
-        optimized_session = session(str(tmp / f"{name}-{exporter}-optimized.onnx"))
-        fused = {op: n for op, n in sorted(optimized.get_fused_operator_statistics().items()) if n}
+        optimized = tmp / f"{name}-{exporter}-optimized.onnx"
+        fused = optimize(path, optimized, optimizer_type, config)
+        optimized_session = session(str(optimized))
         rows.append({"path": f"  + ORT transformer optimizer ({exporter})", "fused": fused,
                      "run": lambda: optimized_session.run(None, feeds_for(optimized_session, ids))})
     except Exception as e:  # noqa: BLE001

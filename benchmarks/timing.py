@@ -1,9 +1,11 @@
-"""What the benchmark scripts share: the median of repeated timed runs, round-robin medians, and a
-session for a small hand-built graph (the kernel comparisons)."""
+"""What the benchmark scripts share: the median of repeated timed runs, round-robin medians, the onnxruntime
+session settings every contender runs with, and a session for a small hand-built graph (the kernel comparisons)."""
 from __future__ import annotations
 
 import statistics
 import time
+
+THREADS = 2  # intra-op threads of every runtime, torch's included: the development machine has 2 cores
 
 
 def median_seconds(fn, repeat: int, warm_up: bool = True) -> float:
@@ -29,10 +31,22 @@ def round_robin_medians(runs: list, rounds: int) -> list[float]:
     return [statistics.median(bucket) for bucket in times]
 
 
-def graph_session(nodes: list, inputs: list, constants: dict, opset: int):
-    """An onnxruntime CPU session (2 intra-op threads, spinning off) for `nodes` with their float
-    output `y`, the standard and com.microsoft domains imported."""
+def session(model, threads: int = THREADS):
+    """An onnxruntime CPU session of `model` (a path or the serialized bytes) as the benchmarks run every
+    contender: `threads` intra-op threads, one inter-op, thread spinning off (an idle session's spinning
+    threads would slow the contender timed after it), warnings off."""
     import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+
+
+def graph_session(nodes: list, inputs: list, constants: dict, opset: int):
+    """A `session` for `nodes` with their float output `y`, the standard and com.microsoft domains imported."""
     from onnx import TensorProto, helper, numpy_helper
 
     graph = helper.make_graph(nodes, "kernels", inputs, [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
@@ -40,8 +54,4 @@ def graph_session(nodes: list, inputs: list, constants: dict, opset: int):
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset),
                                                     helper.make_opsetid("com.microsoft", 1)])
     model.ir_version = 10
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 2
-    options.log_severity_level = 3
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    return session(model.SerializeToString())

@@ -129,8 +129,9 @@ def cache_summary(compiled) -> str:
         return (f"cache: the segment memories ({', '.join(f'past_{x}.N -> present_{x}.N' for x in carried)}); "
                 f"generation feeds one token a call, every "
                 f"layer attending the last {compiled.spec.decoder.memory} states that entered it")
-    if not type(compiled.spec.input).reads_tokens:
-        return (f"cache: none ({compiled.graph.metadata['no_cache']}); input '{type(compiled.spec.input).KIND}' "
+    read = type(compiled.spec.input_of("decoder"))
+    if not read.reads_tokens:
+        return (f"cache: none ({compiled.graph.metadata['no_cache']}); input '{read.KIND}' "
                 "feeds no token ids back, so the model does not generate")
     return (f"cache: none ({compiled.graph.metadata['no_cache']}); generation recomputes the whole sequence at every "
             "step")

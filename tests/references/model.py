@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from .formulas import ACTIVATIONS, GATED, NEG, Norm, layer_norm, pooled_rows, rms_norm
+from .formulas import ACTIVATIONS, GATED, NEG, Norm, layer_norm, rms_norm
 from .hierarchy import Hierarchy
 from .memory import Memory
-from .registry import ATTENTION, INPUTS, POSITIONS, Site
+from .registry import ATTENTION, HEADS, INPUTS, POSITIONS, Site
 from .resample import Resampled
-from .attention.multi_head import PLAIN
 
 
 class Reference(Resampled, Hierarchy, Memory):
@@ -70,7 +69,8 @@ class Reference(Resampled, Hierarchy, Memory):
     def embed(self, stack, ids, token_types, mask=None):
         spec = self.spec
         scope = "embeddings" if len(spec.stacks()) == 1 else f"{stack}.embeddings"
-        x = INPUTS[spec.input].embed(self, spec.input, scope, ids, token_types)
+        read = spec.input_of(stack)
+        x = INPUTS[read].embed(self, read, scope, ids, token_types)
         x = self.add_positions(x, spec.positional, scope, mask)
         if spec.embedding.norm:
             x = self.norm(x, Norm(spec.embedding.norm, spec.embedding.norm_epsilon), f"{scope}.norm")
@@ -186,38 +186,7 @@ class Reference(Resampled, Hierarchy, Memory):
 
     # --- heads -------------------------------------------------------------------------------------
     def head(self, x, mask):
-        head = self.spec.head
-        if head.kind == "none":
-            return {"last_hidden_state": x}
-        if head.kind == "set_pool":  # Lee et al. 2019: PMA_k(Z) = MAB(S, rFF(Z))
-            last = self.spec.stacks()[-1][2][-1]
-            norm, activation = last.norm, last.ffn.activation
-            seeds = np.broadcast_to(self.w["pooler.seeds"], (x.shape[0],) + self.w["pooler.seeds"].shape[1:])
-            keys = self.ffn(x, activation, "pooler.input.ffn")
-            key_bias = None if mask is None else np.where(mask != 0, 0.0, NEG)
-            h = self.norm(seeds + self.mha(seeds, keys, key_bias, False, PLAIN, "pooler.attention"), norm,
-                          "pooler.attention_norm")
-            pooled = self.norm(h + self.ffn(h, activation, "pooler.output.ffn"), norm, "pooler.output_norm")
-            return {"last_hidden_state": x, "pooler_output": pooled}
-        if head.kind == "lm":
-            if head.transform:  # a masked LM's (BERT's cls.predictions.transform): dense, activation, norm
-                dense = ACTIVATIONS[head.transform](self.linear(x, "lm_head.transform.dense", bias=True))
-                x = self.norm(dense, self.spec.stacks()[-1][2][-1].norm, "lm_head.transform.norm")
-            matrix = self.w["embeddings.tokens.weight"].T if head.tied else self.w["lm_head.weight"]
-            logits = x @ matrix
-            return {"logits": logits + self.w["lm_head.bias"] if head.bias else logits}
-        if head.kind == "token_classifier":
-            return {"logits": self.linear(x, "classifier", bias=True)}
-        if head.kind == "span":  # each token's answer-start and answer-end logits
-            both = self.linear(x, "span", bias=True)
-            return {"start_logits": both[..., 0], "end_logits": both[..., 1]}
-        pooled = pooled_rows(x, np.ones(x.shape[:2]) if mask is None else mask, head.pooling)
-        if head.dense:  # BERT's pooler (or DeBERTa's, another activation); without: a decoder's score
-            activation = np.tanh if head.activation == "tanh" else ACTIVATIONS[head.activation]
-            pooled = activation(self.linear(pooled, "pooler.dense", bias=True))
-        if head.kind == "pooler":
-            return {"last_hidden_state": x, "pooler_output": pooled}
-        return {"logits": self.linear(pooled, "classifier", bias=True)}
+        return HEADS[self.spec.head].outputs(self, self.spec.head, x, mask)
 
     def __call__(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         spec = self.spec
@@ -231,14 +200,14 @@ class Reference(Resampled, Hierarchy, Memory):
             hidden, mask, outputs["token_hidden_state"] = self.hierarchy(
                 feeds["input_ids"], feeds["attention_mask"], feeds.get("token_type_ids"))
         elif spec.encoder is not None:
-            source = INPUTS[spec.input].source(feeds, "")  # token ids or vectors
+            source = INPUTS[spec.input_of("encoder")].source(feeds, "")  # token ids or vectors
             hidden, bias = self.stack("encoder", spec.encoder, spec.encoder_blocks, source,
                                       feeds.get("attention_mask"), feeds.get("token_type_ids"))
             encoder = (hidden, bias)
         if spec.decoder is not None:
             prefix = "decoder_" if spec.encoder is not None else ""
             mask = feeds.get(f"{prefix}attention_mask")
-            source = INPUTS[spec.input].source(feeds, prefix)
+            source = INPUTS[spec.input_of("decoder")].source(feeds, prefix)
             hidden, _ = self.stack("decoder", spec.decoder, spec.decoder_blocks, source,
                                    feeds.get(f"{prefix}attention_mask"), feeds.get(f"{prefix}token_type_ids"),
                                    encoder)

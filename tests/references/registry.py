@@ -1,5 +1,5 @@
-"""The test side's kind registries: the NumPy reference of each input layer, positional scheme and
-attention kind registers itself here under the kind's name (the ``KIND`` of the spec's options
+"""The test side's kind registries: the NumPy reference of each input layer, positional scheme,
+attention kind and head registers itself here under the kind's name (the ``KIND`` of the spec's options
 section), and ``Reference`` dispatches through them — no ``kind ==`` chains. Also the two records a
 kind's reference is handed: the attention call (``Site``) and the score terms it may add to
 (``Logits``)."""
@@ -35,6 +35,7 @@ class Registry:
 INPUTS = Registry("input")
 POSITIONS = Registry("positional")
 ATTENTION = Registry("attention")
+HEADS = Registry("head")
 
 
 @dataclasses.dataclass

@@ -30,7 +30,6 @@ from ..ir.graph import Value
 from ..ir.types import BATCH, SEQUENCE
 
 PAST = "past_sequence_length"
-GENERATING_HEADS = ("lm", "none")  # next-token logits, or the hidden states a caller's own head reads
 ENCODER_SEQUENCE = "encoder_sequence_length"
 
 
@@ -38,8 +37,8 @@ def why_no_cache(spec) -> str:
     """"" when the spec's decoder has an exact incremental form, else the reason it has none."""
     if spec.decoder is None:
         return f"a {spec.topology} model has no decoder"
-    if spec.head.kind not in GENERATING_HEADS:
-        return f"its `{spec.head.kind}` head scores the input's positions: there is no next token to generate"
+    if spec.head.no_cache_because:
+        return f"its `{spec.head.kind}` head {spec.head.no_cache_because}"
     if spec.decoder.memory:
         return ("its decoder's segment memory is what it carries from call to call (past_memories.N -> "
                 "present_memories.N, Transformer-XL's recurrence over segments)")
@@ -50,8 +49,9 @@ def why_no_cache(spec) -> str:
                                               ("memory slots", stack.memory_slots and name == "decoder")) if present]
         if carried:
             return f"its {name} carries {carried[0]} between positions, which has no incremental form yet"
-    if type(spec.input).no_cache_because:
-        return f"input '{type(spec.input).KIND}': {type(spec.input).no_cache_because}"
+    read = type(spec.input_of("decoder"))
+    if read.no_cache_because:
+        return f"input '{read.KIND}': {read.no_cache_because}"
     for i, block in enumerate(spec.decoder_blocks):
         positional = block.positional if block.positional is not None else spec.positional
         for what, options in (("attention", block.attention), ("positional", positional)):

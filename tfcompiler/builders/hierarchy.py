@@ -15,7 +15,7 @@ from __future__ import annotations
 from ..language.kinds import POSITIONS
 from .attention.multi_head import MultiHeadOptions, build_multi_head
 from .attention.parts import Site
-from .heads import pool
+from .heads.base import pool
 from .stack import build_embeddings, build_final_norm, build_layer, stack_positions
 
 

@@ -19,7 +19,8 @@ def build_embeddings(ctx, spec, stack_name: str, blocks):
     """The input layer and the positions of the embeddings: (StackInput, hidden (B, S, D),
     positions (1, S), or (B, S) read from `position_ids` with a cache, or None when no scheme reads them)."""
     with ctx.at(embeddings_scope(spec, stack_name)):
-        start = INPUTS.builder(spec.input)(ctx, spec.input, spec, stack_name)
+        options = spec.input_of(stack_name)
+        start = INPUTS.builder(options)(ctx, options, spec, stack_name)
         positions = stack_positions(spec, blocks, lambda: ctx.cache.position_ids(ctx) if ctx.cache
                                     else ctx.op("positions", start.ids, axis=1))
         hidden = start.hidden

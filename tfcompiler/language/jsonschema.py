@@ -9,11 +9,11 @@ import types
 import typing
 from dataclasses import MISSING
 
-from .kinds import ATTENTION, INPUTS, POSITIONS
+from .kinds import ATTENTION, HEADS, INPUTS, POSITIONS
 from .model import Spec
 from .schema import KindRegistry
 
-REGISTRIES = (INPUTS, POSITIONS, ATTENTION)
+REGISTRIES = (INPUTS, POSITIONS, ATTENTION, HEADS)
 _FLOAT_PATTERN = r"^[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?$"
 SCALARS = {int: "integer", float: "number", bool: "boolean", str: "string"}
 

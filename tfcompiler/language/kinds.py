@@ -1,4 +1,4 @@
-"""The spec's kind registries: input layers, positional schemes and attention kinds. Each variant
+"""The spec's kind registries: input layers, positional schemes, attention kinds and output heads. Each variant
 registers its options section and builder from its own file in ``tfcompiler.builders``; its options
 class derives from its registry's base below, which declares what rules may ask of any kind of the
 registry (a kind overrides the class attributes that differ, as a class attribute or a property)."""
@@ -14,6 +14,7 @@ INPUTS = KindRegistry("input", "What the model reads: the input layer that makes
                       "states.", default="tokens")
 POSITIONS = KindRegistry("positional", "How positions enter the model.", default="learned")
 ATTENTION = KindRegistry("attention", "How a block's tokens attend to each other.", default="multi_head")
+HEADS = KindRegistry("head", "What the model outputs: the head over the last stack's states.", default="none")
 
 
 class InputKind(Section):
@@ -71,3 +72,21 @@ class AttentionKind(Section):
     # gates·H, input width), torch's input_size): as a stack's first layer with `placement: none` it reads
     # input vectors of another width than the model's.
     reads_any_width: ClassVar[bool] = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class HeadKind(Section):
+    """Options of an output head."""
+
+    # Why a decoder with this head compiles without a KV cache (tfcompiler.builders.cache), or "" when its
+    # outputs at the new positions are what a step reads (next-token logits, the states a caller's own head reads).
+    no_cache_because: ClassVar[str] = "scores the input's positions: there is no next token to generate"
+
+    @property
+    def kind(self) -> str:
+        """The name the head is registered under (``spec.head.kind``)."""
+        return self.KIND
+
+    def parameters(self, spec) -> int:
+        """Its weights' count, from the spec alone (tfcompiler.language.size): an estimate that errs high."""
+        return 0

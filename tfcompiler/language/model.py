@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from .kinds import ATTENTION, INPUTS, POSITIONS
+from .kinds import ATTENTION, HEADS, INPUTS, POSITIONS
 from .rules import At, Section, Where
 from .schema import FLOAT32_MAX, option
 from .shrink_rules import cap, pooled_grid, token_id
@@ -229,6 +229,9 @@ class Stack(Section):
     """A stack of blocks (the encoder or the decoder)."""
 
     layers: int = option(doc="Number of blocks.", minimum=0)
+    input: Any = option(None, doc="The input layer this stack reads, where it is not the spec's `input` (an "
+                        "encoder-decoder reading speech frames into its encoder and token ids into its decoder).",
+                        registry=INPUTS, inherits=True)
     final_norm: bool | None = option(None, doc="Norm after the last block. Default: true for pre-norm "
                                      "blocks, false for post-norm.")
     memory: int = option(0, doc="Transformer-XL segment recurrence: every layer also attends the last "
@@ -273,6 +276,9 @@ class Stack(Section):
 
     def problems(self, spec, where: Where):
         name, blocks = where.path, spec.blocks_of(where.path)
+        if self.input is not None and name == "document":
+            yield At("input", "the document stack reads the sentence vectors the encoder pools: it has no input "
+                     "layer of its own")
         if self.compressed_memory is not None and not self.memory:
             yield At("compressed_memory", "a compressed memory holds what leaves the segment memory: set `memory` too")
         if self.memory_slots and (name != "encoder" or spec.topology not in ("encoder", "encoder-decoder")):
@@ -357,61 +363,6 @@ class Embedding(Section):
 
 
 @dataclass(frozen=True, kw_only=True)
-class Head(Section):
-    """What the model outputs."""
-
-    kind: str = option("none", doc="none: last_hidden_state only; pooler: adds pooler_output "
-                       "(dense + `activation` over the `pooling` token); classifier: pooler + linear to "
-                       "`labels` logits (B, labels); lm: a language-model head producing logits over the "
-                       "vocabulary (masked LM: with a `transform`); set_pool: the Set Transformer's pooling by "
-                       "multi-head attention (PMA): `seeds` learned vectors attend the outputs, pooler_output "
-                       "(B, seeds, D); "
-                       "token_classifier: a linear map of every token to `labels` logits (B, S, labels); span: "
-                       "extractive question answering, start_logits and end_logits (B, S) from one linear map "
-                       "of every token (an encoder-decoder's: of the decoder's tokens, as T5's). Over a causal "
-                       "stack (a decoder, an encoder-decoder), pooler and classifier read the last real token.",
-                       choices=("none", "pooler", "classifier", "lm", "set_pool", "token_classifier", "span"))
-    tied: bool = option(True, doc="The LM head reuses the token embedding matrix.")
-    bias: bool = option(False, doc="A bias on the LM head.")
-    labels: int = option(2, doc="Classifier outputs (classifier, token_classifier).", minimum=1)
-    seeds: int = option(1, doc="set_pool: pooled vectors (PMA's k).", minimum=1)
-    pooling: str = option("first", doc="What the pooler reads: the first token ([CLS], BERT), the mean "
-                          "of the real tokens, or the last real token (the rightmost position the attention "
-                          "mask marks: right or left padding).", choices=("first", "mean", "last"))
-    activation: str = option("tanh", doc="pooler, classifier: the activation after the pooler's dense layer: "
-                             "tanh (BERT) or another (DeBERTa-v2's pooler_hidden_act).",
-                             choices=("tanh",) + PLAIN_ACTIVATIONS)
-    dense: bool = option(True, doc="classifier: a dense layer and `activation` over the pooled token before the "
-                         "labels' map (BERT's pooler); false: the labels' map reads the pooled token itself "
-                         "(GPT-2's and Llama's `score`).")
-    transform: str | None = option(None, doc="lm: a dense layer, this activation and the last block's norm before "
-                                   "the vocabulary map (the masked-LM heads' transform: BERT's "
-                                   "`cls.predictions.transform`, RoBERTa's `lm_head.dense` and `layer_norm`); "
-                                   "absent: the map reads the hidden states.", choices=PLAIN_ACTIVATIONS)
-
-    def problems(self, spec, where: Where):
-        if self.kind in ("pooler", "classifier") and not spec.bidirectional and self.pooling != "last":
-            yield At("pooling", f"'{self.kind}' over a causal stack reads its last real token (pooling: last): "
-                     "no other has seen the whole input")
-        for name, value, kinds in (("activation", self.activation != "tanh", ("pooler", "classifier")),
-                                   ("dense", not self.dense, ("classifier",)),
-                                   ("transform", self.transform is not None, ("lm",))):
-            if value and self.kind not in kinds:
-                yield At(name, f"'{name}' is an option of the {' and '.join(kinds)} head, not of '{self.kind}'")
-        # an encoder-decoder's span head reads the decoder's tokens: T5 answers over its input shifted right
-        spans = ("encoder", "decoder", "encoder-decoder") if self.kind == "span" else ("encoder", "decoder")
-        if self.kind in ("token_classifier", "span") and spec.topology not in spans:
-            yield At("kind", f"'{self.kind}' labels the tokens of one stack: it needs topology "
-                     f"{', '.join(repr(t) for t in spans[:-1])} or {spans[-1]!r}")
-        if self.kind == "lm" and self.tied and not type(spec.input).reads_tokens:
-            yield At("tied", f"input '{type(spec.input).KIND}' has no token table for the LM head to reuse: set "
-                     "head.tied: false (the head's own matrix, lm_head.weight)")
-        if self.kind == "lm" and spec.topology == "hierarchical":
-            yield At("kind", "a hierarchical model outputs sentence vectors, not tokens: "
-                     "use none, pooler, classifier or set_pool")
-
-
-@dataclass(frozen=True, kw_only=True)
 class Generation(Section):
     """Token ids and defaults for generating text. A compiled model carries them in its metadata
     (`tfcompiler.generation`, JSON) and `tfc compile -o DIR/` writes them to DIR/generation.json (and
@@ -431,8 +382,9 @@ class Generation(Section):
     def problems(self, spec, where: Where):
         if spec.decoder is None:
             yield f"`generation` needs a decoder: topology '{spec.topology}' does not generate tokens"
-        if not type(spec.input).reads_tokens:
-            yield f"`generation` feeds back the token ids it picks, and input '{type(spec.input).KIND}' reads none"
+        read = type(spec.input_of("decoder"))
+        if not read.reads_tokens:
+            yield f"`generation` feeds back the token ids it picks, and input '{read.KIND}' reads none"
         for key in ("eos_token_id", "bos_token_id", "pad_token_id", "decoder_start_token_id"):
             ids = getattr(self, key)
             for token in ids if isinstance(ids, list) else [] if ids is None else [ids]:
@@ -478,7 +430,7 @@ class Spec(Section):
     encoder: Stack | None = option(None, doc="The encoder stack (encoder and encoder-decoder).")
     decoder: Stack | None = option(None, doc="The decoder stack (decoder and encoder-decoder).")
     document: Document | None = option(None, doc="The document stack (hierarchical).")
-    head: Head = option(Head(), doc="Output head.")
+    head: Any = option(None, doc="Output head.", registry=HEADS)
     generation: Generation | None = option(None, doc="Token ids and defaults for generating text.")
     tokenizer: str | None = option(None, doc="The folder of the model's tokenizer files (tokenizer.json, "
                                    "tokenizer_config.json, special_tokens_map.json, vocabularies), relative to "
@@ -496,6 +448,11 @@ class Spec(Section):
         """(name, Stack, blocks) for each stack present, in the order they run."""
         return [(name, getattr(self, name), getattr(self, f"{name}_blocks")) for name in STACKS
                 if getattr(self, name) is not None]
+
+    def input_of(self, stack: str):
+        """The input layer's options a stack reads: its own `input`, else the spec's."""
+        own = getattr(getattr(self, stack), "input", None)
+        return own if own is not None else self.input
 
     def blocks_of(self, stack: str) -> tuple:
         """The resolved blocks of a stack, one per layer."""

@@ -12,6 +12,7 @@ import typing
 from dataclasses import MISSING
 
 from .jsonschema import REGISTRIES, SCALARS, default_of, section_doc, user_fields
+from .kinds import HeadKind
 from .model import Spec
 from .schema import KindRegistry
 
@@ -106,6 +107,8 @@ def kind_row(options: type) -> tuple[str, str, str]:
 def generation_cell(options: type) -> str:
     """How a decoder with this kind generates (tfcompiler.builders.cache): step by step from what it
     carries, or by recomputing the whole sequence, and why."""
+    if issubclass(options, HeadKind):
+        return f"none: it {options.no_cache_because}" if options.no_cache_because else "step by step"
     if not getattr(options, "reads_tokens", True):  # an input kind (only they declare it) that is no token ids
         return "none: no token ids to feed back (a decoder still steps through its KV cache, a call at a time)"
     if options.no_cache_because:

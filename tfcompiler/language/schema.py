@@ -88,15 +88,16 @@ class Reader:
         self.problems.append(Problem(self.file, line, col, path, message))
 
     # --- sections -------------------------------------------------------------------------------
-    def section(self, cls: type, node: yaml.Node | None, path: str):
-        """Parse a mapping node into ``cls``; a missing node means all defaults."""
+    def section(self, cls: type, node: yaml.Node | None, path: str, registry: KindRegistry | None = None):
+        """Parse a mapping node into ``cls``; a missing node means all defaults. ``registry``: ``cls`` is
+        one of its kinds, and a key another kind of it reads is named as that kind's option."""
         hints = typing.get_type_hints(cls)
         fields = {f.name: f for f in dataclasses.fields(cls)}
         given = self.mapping(node, path) if node is not None else {}
         values = {}
         for key, (key_node, value_node) in given.items():
             if key not in fields:
-                self.problem(key_node, join(path, key), f"unknown key{did_you_mean(key, fields)}")
+                self.problem(key_node, join(path, key), unknown_key(key, fields, cls, registry))
                 continue
             before = len(self.problems)
             value = self.value(hints[key], fields[key], value_node, join(path, key))
@@ -142,7 +143,7 @@ class Reader:
                          f"expected one of {sorted(registry.kinds)}, got {kind!r}"
                          f"{did_you_mean(kind, registry.kinds)}")
             return None
-        return self.section(registry.kinds[kind], rest, path)
+        return self.section(registry.kinds[kind], rest, path, registry)
 
     def mapping(self, node: yaml.Node, path: str) -> dict[str, tuple[yaml.Node, yaml.Node]]:
         if not isinstance(node, yaml.MappingNode):
@@ -238,6 +239,16 @@ def kind_of(options) -> str:
 
 
 # --- words ------------------------------------------------------------------------------------------
+def unknown_key(key: str, fields, cls: type, registry: KindRegistry | None) -> str:
+    """Why ``key`` is not read: an option of other kinds of the registry (named), else a typo (did you mean)."""
+    owners = [kind for kind, other in (registry.kinds.items() if registry else ())
+              if key in {f.name for f in dataclasses.fields(other)}]
+    if not owners:
+        return f"unknown key{did_you_mean(key, fields)}"
+    named = " and ".join(owners) if len(owners) <= 3 else f"{', '.join(owners[:3])} and {len(owners) - 3} more"
+    return f"'{key}' is an option of the {named} {registry.name}, not of '{cls.KIND}'"
+
+
 def join(path: str, key) -> str:
     return f"{path}.{key}" if path else str(key)
 

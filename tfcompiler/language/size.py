@@ -85,13 +85,9 @@ def estimate(spec, segments: dict[str, list]) -> Size:
     """The size of ``spec`` whose stacks' layers are ``segments[stack]``: runs (count, Block) as the
     loader resolves them (a Block may be None where it did not parse: the defaults are counted)."""
     dims, width = spec.model, spec.model.width
-    embeddings = spec.input.parameters(spec) + 4 * width
-    dense = width * (width + 1)  # a pooler's or an LM transform's dense layer
-    head = {"lm": (0 if spec.head.tied else dims.vocab_size * (width + 1))
-            + (dense + 2 * width if spec.head.transform else 0),
-            "pooler": dense, "classifier": dense * spec.head.dense + (width + 1) * spec.head.labels,
-            "token_classifier": (width + 1) * spec.head.labels, "span": (width + 1) * 2,
-            "set_pool": spec.head.seeds * width + attention_parameters(dims) + 2 * width}.get(spec.head.kind, 0)
+    inputs = {id(spec.input_of(name)): spec.input_of(name) for name, _, _ in spec.stacks()}
+    embeddings = sum(read.parameters(spec) for read in inputs.values()) + 4 * width
+    head = spec.head.parameters(spec)
     stacks = {}
     for name, stack, _ in spec.stacks():
         cross = name == "decoder" and spec.encoder is not None

@@ -95,6 +95,14 @@ block: {placement: post, ffn: {activation: relu}}
 encoder: {layers: 2}
 decoder: {layers: 2}
 """,
+    "vectors_encoder_tokens_decoder": """
+topology: encoder-decoder
+positional: sinusoidal
+block: {placement: pre}
+encoder: {layers: 1, input: {kind: vectors, features: 5}}
+decoder: {layers: 1}
+head: {kind: lm}
+""",
     "vectors_embedded_decoder": """
 topology: decoder
 input: {kind: vectors, features: 7}

@@ -73,6 +73,7 @@ import numpy as np
 import yaml
 
 from ...errors import TfcError
+from ...language.kinds import HEADS
 from .checkpoint import Checkpoint, load_tensors
 from .decoders import gpt2, llama
 from .generation import generation_section, tokenizer_files
@@ -99,7 +100,6 @@ def import_hf(model_dir: str | Path, out_dir: str | Path, dropped: list[str] | N
     returns their paths. A checkpoint tensor the model does not read fails the import, unless `dropped`
     is a list: it then receives their names (with shapes) and the import goes on without them."""
     from ...builders import build_graph
-    from ...builders.cache import GENERATING_HEADS
     from ...builders.weights import check_weights, save_weights
     from ...language import parse_spec
 
@@ -136,9 +136,9 @@ def import_hf(model_dir: str | Path, out_dir: str | Path, dropped: list[str] | N
                        "transformers.AutoModel.from_pretrained(DIR).save_pretrained(NEW_DIR))")
     name = config.get("_name_or_path") or model_dir.name
     spec_dict = {"tfc": 1, "name": Path(str(name)).name or model_type, "topology": topology, **body}
+    steps = not HEADS.kinds[body.get("head", {}).get("kind", "none")].no_cache_because
     generation = (generation_section(model_dir, config, spec_dict["model"]["vocab_size"])
-                  if "decoder" in spec_dict and body.get("head", {}).get("kind", "none") in GENERATING_HEADS
-                  else {})  # models that generate
+                  if "decoder" in spec_dict and steps else {})  # models that generate
     if generation:
         spec_dict["generation"] = generation
     tokenizer = tokenizer_files(model_dir)
