@@ -23,7 +23,7 @@ from safetensors.numpy import save_file
 from tfcompiler import compile_spec, parse_spec
 from tfcompiler.builders import build_graph
 from tfcompiler.builders.weights import declared_params
-from tfcompiler.language.kinds import ATTENTION, INPUTS, POSITIONS
+from tfcompiler.language.kinds import ATTENTION, HEADS, INPUTS, POSITIONS
 
 import references
 from conftest import whole_input
@@ -178,6 +178,7 @@ head: {kind: lm}
 
 
 REGISTRIES = (INPUTS, POSITIONS, ATTENTION)
+EXAMPLE_REGISTRIES = REGISTRIES + (HEADS,)  # a head's examples too (the spine cases cover the text heads)
 
 
 def example_case(name: str, text: str) -> tuple[str, str, str]:
@@ -197,7 +198,7 @@ def example_case(name: str, text: str) -> tuple[str, str, str]:
 def registered_examples() -> dict[str, tuple[str, str, str]]:
     """Every example of every registered kind, by name (names are unique across registries)."""
     cases = {}
-    for registry in REGISTRIES:
+    for registry in EXAMPLE_REGISTRIES:
         for kind, examples in registry.examples.items():
             for name, text in examples.items():
                 assert name not in cases and name not in SPINE, f"example name {name!r} used twice"

@@ -1,5 +1,6 @@
 """The `trajectory` input's refusals: located spec errors for what Decision Transformer's stream cannot be (another
-topology, positions by place in the stream, the embedding's own scale or norm, widths below 1), and Model.run's
+topology, positions by place in the stream, the embedding's own scale or norm, widths below 1; the `action` head
+over another input), and Model.run's
 named errors for inputs that do not fit (a state of another width, a timestep past max_ep_len, a non-finite
 return-to-go, more steps than max_length)."""
 from __future__ import annotations
@@ -36,6 +37,15 @@ def test_spec_errors_are_located(change, message):
     if change[1] == "topology: encoder":  # its stack renamed too, so that the input's rule is what speaks
         text = text.replace("decoder: {layers: 1}", "encoder: {layers: 1}")
     with pytest.raises(SpecError, match=message):
+        parse_spec(text, "x.yaml")
+
+
+def test_action_head_needs_a_trajectory():
+    """The action head reads a trajectory's state and action tokens: over token ids it is a located error."""
+    text = SPEC.replace("input: {kind: trajectory, state_dim: 3, act_dim: 2, max_ep_len: 50}\npositional: none\n",
+                        "").replace("head: {kind: none}", "head: {kind: action}")
+    with pytest.raises(SpecError, match=r"x.yaml:6:\d+: head: head 'action' predicts from the state and action "
+                                        r"tokens of a trajectory: it needs a decoder reading input kind 'trajectory'"):
         parse_spec(text, "x.yaml")
 
 
@@ -95,5 +105,6 @@ def test_interleave_and_deinterleave_are_inverse():
     for k in range(3):
         attrs = {"count": 3, "index": k}
         assert infer_types("deinterleave", attrs, [woven])[0].shape == step.shape
-        assert infer_types("deinterleave", attrs, [TensorType("float32", (2, 7, 4))])[0].shape == (2, (7 - k + 2) // 3, 4)
+        fixed = infer_types("deinterleave", attrs, [TensorType("float32", (2, 7, 4))])[0]
+        assert fixed.shape == (2, (7 - k + 2) // 3, 4)
         np.testing.assert_array_equal(op_def("deinterleave").evaluate(attrs, stream)[0], values[k])

@@ -103,7 +103,7 @@ class Reference(Resampled, Hierarchy, Memory):
 
     # --- stacks ------------------------------------------------------------------------------------
     def stack(self, name, stack, blocks, ids, mask, token_types=None, encoder=None):
-        stream_mask = getattr(INPUTS[self.spec.input], "stream_mask", None)  # an input of several tokens a step
+        stream_mask = getattr(INPUTS[self.spec.input_of(name)], "stream_mask", None)  # several tokens a step
         mask = stream_mask(mask) if stream_mask else mask
         x = self.embed(name, ids, token_types, mask)
         key_bias = None if mask is None else np.where(mask != 0, 0.0, NEG)
