@@ -41,6 +41,10 @@ canonical weight, the checkpoint tensor it comes from:
   pooler as the `pooler` head, the image classifier as `classifier` over the class token (see vit.py).
 - ``deit`` (DeiTModel, DeiTForImageClassification; keys under ``deit.``): ViT's import with the
   distillation token after the class token (`distillation_token: true`).
+- ``decision_transformer`` (DecisionTransformerModel): a decoder reading the `trajectory` input (returns-to-go,
+  states, actions and timesteps) with the `action` head (state_preds, action_preds, return_preds); the GPT-2 trunk
+  as GPT-2's import reads it, its position table's row 0 (the one Hugging Face adds to every token) as the
+  input's position_bias (see decision_transformer.py).
 
 Task heads (heads.py), with num_labels from the checkpoint: sequence classification as the
 `classifier` head (BERT, Longformer, Funnel, Reformer encoders: dense and tanh over the first token;
@@ -59,8 +63,8 @@ section for models with a decoder, and the checkpoint's tokenizer files are copi
 which names them (`tokenizer: .`) so that `tfc compile -o DIR/` puts them in the model folder.
 
 Weights are read with safetensors; a ``pytorch_model.bin`` needs torch (the ``hf`` extra). One module
-per family (encoders: the BERT family; big_bird; decoders: GPT-2 and Llama; t5; reformer; vit), checkpoint for
-what they share, and generation for the ids and tokenizer files.
+per family (encoders: the BERT family; big_bird; decoders: GPT-2 and Llama; t5; reformer; vit;
+decision_transformer), checkpoint for what they share, and generation for the ids and tokenizer files.
 """
 from __future__ import annotations
 
@@ -75,6 +79,7 @@ import yaml
 from ...errors import TfcError
 from ...language.kinds import HEADS
 from .checkpoint import Checkpoint, load_tensors
+from .decision_transformer import decision_transformer
 from .decoders import gpt2, llama
 from .generation import generation_section, tokenizer_files
 from .heads import architecture, refuse_multiple_choice
@@ -92,7 +97,8 @@ IMPORTERS: dict[str, tuple[str, Callable]] = {"bert": ("encoder", bert), "gpt2":
                                                "nystromformer": ("encoder", nystromformer),
                                                "big_bird": ("encoder", big_bird),
                                                "reformer": ("decoder", reformer),  # or encoder: its config says
-                                               "vit": ("encoder", vit), "deit": ("encoder", vit)}
+                                               "vit": ("encoder", vit), "deit": ("encoder", vit),
+                                               "decision_transformer": ("decoder", decision_transformer)}
 
 
 def import_hf(model_dir: str | Path, out_dir: str | Path, dropped: list[str] | None = None) -> list[Path]:
