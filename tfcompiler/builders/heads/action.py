@@ -29,7 +29,7 @@ class ActionOptions(HeadKind):
     COMPUTES = "every third token: action_preds from each state token (a linear map, tanh), state_preds and " \
                "return_preds from each action token (linear maps)"
     LOWERING = "`Slice` (step 3), `MatMul`, `Add`, `Tanh`"
-    no_cache_because: ClassVar[str] = "it predicts over a window of steps that slides as an episode goes on: " \
+    no_cache_because: ClassVar[str] = "predicts over a window of steps that slides as an episode goes on: " \
                                       "acting recomputes the window (tfc_runtime.Actor)"
 
     tanh: bool = option(True, doc="tanh on the predicted action (Hugging Face's action_tanh): actions in "
@@ -72,7 +72,7 @@ block: {placement: pre, ffn: {activation: relu}}
 decoder: {layers: 2}
 head: {kind: action}
 """,
-    "untamed_actions": """
+    "actions_without_tanh": """
 topology: decoder
 input: {kind: trajectory, state_dim: 2, act_dim: 4, max_ep_len: 25, position_bias: false}
 positional: none
