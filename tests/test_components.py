@@ -1,10 +1,9 @@
 """Every component, compiled to ONNX and run on onnxruntime, against the NumPy reference of its
 paper (tests/references/): the spine cases below (BERT-, Llama-, paper-like models, multi-query and
-grouped-query heads, both FFN kinds and chunking, every head, per-layer overrides and positional
-schemes, reversible blocks, the Set Transformer) and every example spec a kind registers with its
-builder (``examples=`` in tfcompiler/builders/**: each input layer, positional scheme and attention
-kind), each at three opsets; a registered kind without an example fails
-``test_every_kind_has_an_example``.
+grouped-query heads, both FFN kinds and chunking, per-layer overrides and positional schemes, reversible
+blocks) and every example spec a kind registers with its builder (``examples=`` in
+tfcompiler/builders/**: each input layer, positional scheme, attention kind and head), each at three
+opsets; a registered kind without an example fails ``test_every_kind_has_an_example``.
 
 Weights are random everywhere (biases and norm scales too, so a dropped bias cannot hide) and scaled
 so activations and attention logits are unit-scale: tolerance 1e-4 absolute, fp32.
@@ -13,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 from pathlib import Path
 
 import numpy as np
@@ -114,55 +114,6 @@ block: {placement: reversible, attention: {kind: lsh, buckets: 4, rounds: 2, chu
 decoder: {layers: 2}
 head: {kind: lm, tied: false, bias: true}
 """),
-    "set_transformer": ("encoder", ", kv_heads: 2", """
-positional: none
-block: {attention: {kind: induced, points: 3}, ffn: {activation: relu}}
-encoder: {layers: 2}
-head: {kind: set_pool, seeds: 2}
-"""),
-    "mean_pooled_classifier": ("encoder", "", """
-block: {placement: post}
-encoder: {layers: 1}
-head: {kind: classifier, labels: 3, pooling: mean}
-"""),
-    "token_classifier": ("encoder", "", """
-block: {placement: post}
-encoder: {layers: 1}
-head: {kind: token_classifier, labels: 5}
-"""),
-    "span_decoder": ("decoder", "", """
-decoder: {layers: 1}
-head: {kind: span}
-"""),
-    "last_token_pooler": ("encoder", "", """
-block: {placement: pre}
-encoder: {layers: 1}
-head: {kind: pooler, pooling: last}
-"""),
-    "masked_lm_head": ("encoder", "", """
-block: {placement: post, norm: {epsilon: 1e-12}}
-encoder: {layers: 1}
-head: {kind: lm, bias: true, transform: gelu}
-"""),
-    "gelu_pooler_classifier": ("encoder", "", """
-block: {placement: post}
-encoder: {layers: 1}
-head: {kind: classifier, labels: 3, activation: gelu_tanh}
-"""),
-    "decoder_last_token_score": ("decoder", "", """
-decoder: {layers: 1}
-head: {kind: classifier, labels: 3, pooling: last, dense: false}
-"""),
-    "span_encoder_decoder": ("encoder-decoder", "", """
-encoder: {layers: 1}
-decoder: {layers: 1}
-head: {kind: span}
-"""),
-    "encoder_decoder_classifier": ("encoder-decoder", "", """
-encoder: {layers: 1}
-decoder: {layers: 1}
-head: {kind: classifier, labels: 3, pooling: last}
-"""),
     "per_layer_overrides": ("decoder", "", """
 block: {placement: pre}
 decoder:
@@ -177,8 +128,7 @@ head: {kind: lm}
 }
 
 
-REGISTRIES = (INPUTS, POSITIONS, ATTENTION)
-EXAMPLE_REGISTRIES = REGISTRIES + (HEADS,)  # a head's examples too (the spine cases cover the text heads)
+REGISTRIES = (INPUTS, POSITIONS, ATTENTION, HEADS)
 
 
 def example_case(name: str, text: str) -> tuple[str, str, str]:
@@ -198,7 +148,7 @@ def example_case(name: str, text: str) -> tuple[str, str, str]:
 def registered_examples() -> dict[str, tuple[str, str, str]]:
     """Every example of every registered kind, by name (names are unique across registries)."""
     cases = {}
-    for registry in EXAMPLE_REGISTRIES:
+    for registry in REGISTRIES:
         for kind, examples in registry.examples.items():
             for name, text in examples.items():
                 assert name not in cases and name not in SPINE, f"example name {name!r} used twice"
@@ -240,6 +190,7 @@ def unit_scale_weights(params: dict, seed: int = 0) -> dict[str, np.ndarray]:
 
 def feeds_for(session: ort.InferenceSession, batch: int, length: int, pad: int, vocab: int, seed: int):
     rng = np.random.default_rng(seed)
+    ranges = json.loads(session.get_modelmeta().custom_metadata_map.get("tfcompiler.io_ranges", "{}"))
     feeds = {}
     for i in session.get_inputs():
         n = length + 2 if i.name.startswith("decoder_") else length  # decoder length differs
@@ -254,12 +205,17 @@ def feeds_for(session: ort.InferenceSession, batch: int, length: int, pad: int, 
             feeds[i.name] = rng.integers(0, 3, (batch, n))
         elif i.name == "pixel_values":  # an image (B, C, H, W) of fixed size: `length` does not apply
             feeds[i.name] = rng.standard_normal((batch, *i.shape[1:])).astype(np.float32)
-        elif i.type == "tensor(float)" and i.name.endswith("inputs_embeds"):  # vectors (B, S, F)
-            feeds[i.name] = rng.standard_normal((batch, n, i.shape[-1])).astype(np.float32)
+        elif i.type == "tensor(float)" and i.name.endswith(("inputs_embeds", "node_features", "eigenvectors")):
+            feeds[i.name] = rng.standard_normal((batch, n, i.shape[-1])).astype(np.float32)  # vectors (B, S, F)
+        elif i.name == "adjacency":  # (B, N, N) random edges, and every node attends node 0 (none attends nothing)
+            feeds[i.name] = (rng.random((batch, n, n)) < 0.4).astype(np.int64)
+            feeds[i.name][:, :, 0] = 1
+        elif i.name in ("node_types", "edge_types"):  # (B, N) and (B, N, N) ids of a table of their own
+            feeds[i.name] = rng.integers(0, ranges[i.name], (batch,) + (n,) * (len(i.shape) - 1))
         elif i.name in ("states", "actions", "returns_to_go"):  # a trajectory's steps (B, T, F)
             feeds[i.name] = rng.standard_normal((batch, n, i.shape[-1])).astype(np.float32)
-        elif i.name == "timesteps":  # within the examples' max_ep_len
-            feeds[i.name] = rng.integers(0, 20, (batch, n))
+        elif i.name == "timesteps":  # rows of the timestep table (max_ep_len)
+            feeds[i.name] = rng.integers(0, ranges[i.name], (batch, n))
         elif i.name.startswith("past_states."):  # a recurrent layer's first state (directions, B, H)
             feeds[i.name] = rng.standard_normal((i.shape[0], batch, i.shape[2])).astype(np.float32)
         elif not i.name.startswith(("past_key_values.", "past_state.")) and i.name != "position_ids":
@@ -326,7 +282,7 @@ def test_every_kind_has_an_example(registry):
 
 
 @pytest.mark.parametrize("registry, tested", [(INPUTS, references.INPUTS), (POSITIONS, references.POSITIONS),
-                                             (ATTENTION, references.ATTENTION)],
+                                             (ATTENTION, references.ATTENTION), (HEADS, references.HEADS)],
                          ids=[registry.name for registry in REGISTRIES])
 def test_every_kind_has_a_reference(registry, tested):
     """Each kind the compiler registers has its NumPy reference (tests/references/), and no other."""

@@ -76,7 +76,7 @@ def test_model_run_takes_steps(model):
                                                  r"'sequence_length', 3\]\), got shape \[2, 4, 4\]"),
     ("actions", np.zeros((2, 4), np.float32), r"actions: expected 3 axes"),
     ("timesteps", np.array([[0, 1, 2, 3], [47, 48, 49, 50]]),
-     r"timesteps\[1, 3\]: expected a timestep in \[0, 50\) \(max_ep_len 50\), got 50"),
+     r"timesteps\[1, 3\]: expected a timestep in \[0, 50\), got 50"),
     ("timesteps", np.array([[0, 1, 2, 3], [-1, 0, 1, 2]]), r"timesteps\[1, 0\]: expected a timestep in \[0, 50\)"),
     ("returns_to_go", np.full((2, 4, 1), np.nan, np.float32), r"returns_to_go\[0, 0, 0\]: expected a finite number"),
     ("attention_mask", np.full((2, 4), 2), r"attention_mask\[0, 0\]: expected 0 or 1")])

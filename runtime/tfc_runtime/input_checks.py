@@ -2,7 +2,8 @@
 values the model's metadata bounds (token ids in the vocabulary, masks of 0s and 1s, positions and
 lengths within `max_length`, the lengths a position grid accepts). Gather wraps a negative id and a cast
 truncates a mask of 0.5, both silently; onnxruntime's own complaint names a node, not an input. So each
-check raises ValueError naming the input, the row and position, and what was expected."""
+check raises ValueError naming the input, the row and position, and what was expected. A graph's adjacency
+(B, N, N) and edge types hold one entry per pair of nodes: both axes after the batch count the nodes."""
 from __future__ import annotations
 
 import json
@@ -13,9 +14,13 @@ import numpy as np
 # inputs that hold one entry per token: their named axes after the batch count tokens (or sentences); a
 # vector's own axis, of fixed size (F), counts features
 TOKEN_ROLES = ("token_ids", "padding_mask", "encoder_mask", "global_mask", "position_ids", "token_type_ids",
-               "vectors", "timesteps")
+               "vectors", "node_types", "adjacency", "edge_types", "timesteps")
 MASK_ROLES = {"padding_mask": "1 for a token, 0 for padding", "encoder_mask": "1 for a token, 0 for padding",
-              "global_mask": "1 for a global token, 0 for the others"}
+              "global_mask": "1 for a global token, 0 for the others",
+              "adjacency": "1 where a node attends another, 0 where not"}
+# ids into a table of their own, whose size the metadata states (tfcompiler.io_ranges): what each one is
+TYPED_ROLES = {"node_types": "a node type", "edge_types": "an edge type",
+               "timesteps": "a timestep"}  # a Decision Transformer's: rows of its timestep table (max_ep_len)
 
 
 @dataclass(frozen=True)
@@ -121,8 +126,9 @@ def check_lengths(ports: list, arrays: dict[str, np.ndarray], limits: Limits) ->
 
 
 def check_values(ports: list, arrays: dict[str, np.ndarray], limits: Limits) -> None:
-    """Ids within the vocabulary, masks of 0s and 1s, positions within `max_length`, segment ids and timesteps
-    within their table (>= 0 where the model does not say its size), input vectors and pixels finite."""
+    """Ids within the vocabulary, masks (and adjacencies) of 0s and 1s, positions within `max_length`, segment ids
+    within their table (>= 0 where the model does not say its size), node and edge types and timesteps within
+    theirs, input vectors, pixels and Laplacian eigenvectors finite."""
     for port in ports:
         array = arrays[port.name]
         if port.role == "token_ids" and limits.vocab_size is not None:
@@ -133,12 +139,11 @@ def check_values(ports: list, arrays: dict[str, np.ndarray], limits: Limits) -> 
         elif port.role == "position_ids" and limits.max_length is not None:
             bad = (array < 0) | (array >= limits.max_length)
             expected = f"a position in [0, {limits.max_length}) (max_length {limits.max_length})"
-        elif port.role in ("vectors", "pixel_values"):  # a NaN or an infinity would spread through attention
+        elif port.role in TYPED_ROLES and port.name in (limits.ranges or {}):  # Gather would wrap or fail
+            types = limits.ranges[port.name]
+            bad, expected = (array < 0) | (array >= types), f"{TYPED_ROLES[port.role]} in [0, {types})"
+        elif port.role in ("vectors", "pixel_values", "laplacian_eigenvectors"):  # a NaN would spread through attention
             bad, expected = ~np.isfinite(array), "a finite number"
-        elif port.role == "timesteps":  # a Decision Transformer's: rows of its timestep table
-            steps = (limits.ranges or {}).get(port.name)
-            bad = (array < 0) | (array >= steps) if steps else array < 0
-            expected = f"a timestep in [0, {steps}) (max_ep_len {steps})" if steps else "a timestep >= 0"
         elif port.role == "token_type_ids":
             types = (limits.ranges or {}).get(port.name)
             bad = (array < 0) | (array >= types) if types else array < 0

@@ -15,6 +15,6 @@ from .model import Reference  # noqa: E402
 from .positional.absolute import sinusoidal_table  # noqa: E402
 from .positional.deberta import deberta_bucket  # noqa: E402
 from .positional.t5 import t5_bucket  # noqa: E402
-from .registry import ATTENTION, INPUTS, POSITIONS  # noqa: E402
+from .registry import ATTENTION, HEADS, INPUTS, POSITIONS  # noqa: E402
 
-__all__ = ["ATTENTION", "INPUTS", "POSITIONS", "Reference", "deberta_bucket", "sinusoidal_table", "t5_bucket"]
+__all__ = ["ATTENTION", "HEADS", "INPUTS", "POSITIONS", "Reference", "deberta_bucket", "sinusoidal_table", "t5_bucket"]

@@ -108,6 +108,11 @@ class Reference(Resampled, Hierarchy, Memory):
         x = self.embed(name, ids, token_types, mask)
         key_bias = None if mask is None else np.where(mask != 0, 0.0, NEG)
         state = {}
+        read = self.spec.input_of(name)
+        pairs = getattr(INPUTS[read], "pair_terms", None)  # terms over query-key pairs (a graph's edges)
+        if pairs is not None:
+            scope = "embeddings" if len(self.spec.stacks()) == 1 else f"{name}.embeddings"
+            state["pair_terms"] = pairs(self, read, scope)
         if stack.resample is not None or POSITIONS[self.spec.positional].level_positions:
             return self.resampled(name, stack, blocks, x, mask, token_types, state)
         slots = None

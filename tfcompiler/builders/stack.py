@@ -73,6 +73,8 @@ def build_stack(ctx, spec, stack_name: str, stack, blocks, encoder=None):
     """Returns (hidden (B,S,D), padding mask (B,S))."""
     start, hidden, positions = build_embeddings(ctx, spec, stack_name, blocks)
     state = {"stack": stack_name, "resample": stack.resample}
+    if start.pair_terms:  # the input's terms over query-key pairs, for every self-attention
+        state["pair_terms"] = start.pair_terms
     if stack.resample is not None:
         hidden, mask = resampled_layers(ctx, spec, stack_name, stack, hidden, start.mask, positions, state)
     else:

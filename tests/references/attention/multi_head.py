@@ -53,6 +53,9 @@ class MultiHead:
         logits = Logits(q, k, scale if scale is not None else 1 / math.sqrt(q.shape[-1]), np.zeros((1, m.heads, s, t)))
         if site.positional is not None:
             POSITIONS[site.positional].attend(ref, site.positional, logits, site)
+        if site.positional is not None and site.state:  # the input's terms over pairs (a graph's adjacency, edges)
+            for term in site.state.get("pair_terms", ()):
+                term(ref, logits, site)
         i, j = relative_positions(s, t)
         if getattr(options, "span", None) is not None:  # head h sees |i - j| <= w_h
             spans = np.array(options.span * m.heads if len(options.span) == 1 else options.span)

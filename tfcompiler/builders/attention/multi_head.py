@@ -131,6 +131,9 @@ def attention_context(ctx, options: MultiHeadOptions, spec, site: Site, query, k
     if site.mask is not None:
         parts.mask_biases.append(ctx.op("padding_bias", site.mask))
     parts.mask_biases.extend(masks)
+    if site.is_self:  # the input's terms over query-key pairs (a graph's adjacency and edges)
+        for term in site.state.get("pair_terms", ()):
+            term(ctx, spec, parts)
     scheme = POSITIONS.builder(site.positional) if site.positional is not None else None
     if scheme is not None and scheme.rotate is not None:
         parts = scheme.rotate(ctx, site.positional, spec, parts, site)

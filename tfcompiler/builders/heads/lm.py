@@ -65,4 +65,11 @@ def build_lm_head(ctx, options: LanguageModelHead, spec, hidden, mask) -> dict:
     return {"logits": logits}
 
 
-HEADS.register("lm", LanguageModelHead, build_lm_head)
+HEADS.register("lm", LanguageModelHead, build_lm_head, examples={
+    "masked_lm_head": """
+topology: encoder
+block: {placement: post, norm: {epsilon: 1e-12}}
+encoder: {layers: 1}
+head: {kind: lm, bias: true, transform: gelu}
+""",
+})

@@ -21,4 +21,11 @@ def build_no_head(ctx, options: NoHead, spec, hidden, mask) -> dict:
     return {"last_hidden_state": hidden}
 
 
-HEADS.register("none", NoHead, build_no_head)
+HEADS.register("none", NoHead, build_no_head, examples={
+    "states_only_encoder": """
+topology: encoder
+block: {placement: post}
+encoder: {layers: 1}
+head: {kind: none}
+""",
+})

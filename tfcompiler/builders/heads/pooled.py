@@ -78,5 +78,36 @@ def build_classifier(ctx, options: ClassifierHead, spec, hidden, mask) -> dict:
         return {"logits": ctx.linear(vector, options.labels, "")}
 
 
-HEADS.register("pooler", PoolerHead, build_pooler)
-HEADS.register("classifier", ClassifierHead, build_classifier)
+HEADS.register("pooler", PoolerHead, build_pooler, examples={
+    "last_token_pooler": """
+topology: encoder
+block: {placement: pre}
+encoder: {layers: 1}
+head: {kind: pooler, pooling: last}
+""",
+})
+HEADS.register("classifier", ClassifierHead, build_classifier, examples={
+    "mean_pooled_classifier": """
+topology: encoder
+block: {placement: post}
+encoder: {layers: 1}
+head: {kind: classifier, labels: 3, pooling: mean}
+""",
+    "gelu_pooler_classifier": """
+topology: encoder
+block: {placement: post}
+encoder: {layers: 1}
+head: {kind: classifier, labels: 3, activation: gelu_tanh}
+""",
+    "decoder_last_token_score": """
+topology: decoder
+decoder: {layers: 1}
+head: {kind: classifier, labels: 3, pooling: last, dense: false}
+""",
+    "encoder_decoder_classifier": """
+topology: encoder-decoder
+encoder: {layers: 1}
+decoder: {layers: 1}
+head: {kind: classifier, labels: 3, pooling: last}
+""",
+})

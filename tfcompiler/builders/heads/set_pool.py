@@ -47,4 +47,13 @@ def build_set_pool(ctx, options: SetPoolHead, spec, hidden, mask) -> dict:
     return {"last_hidden_state": hidden, "pooler_output": pooled}
 
 
-HEADS.register("set_pool", SetPoolHead, build_set_pool)
+HEADS.register("set_pool", SetPoolHead, build_set_pool, examples={
+    "set_transformer": """
+topology: encoder
+model: {kv_heads: 2}
+positional: none
+block: {attention: {kind: induced, points: 3}, ffn: {activation: relu}}
+encoder: {layers: 2}
+head: {kind: set_pool, seeds: 2}
+""",
+})

@@ -63,5 +63,24 @@ def build_span(ctx, options: SpanHead, spec, hidden, mask) -> dict:
                 for i, (name, label) in enumerate((("start_logits", "Start"), ("end_logits", "End")))}
 
 
-HEADS.register("token_classifier", TokenClassifierHead, build_token_classifier)
-HEADS.register("span", SpanHead, build_span)
+HEADS.register("token_classifier", TokenClassifierHead, build_token_classifier, examples={
+    "token_classifier": """
+topology: encoder
+block: {placement: post}
+encoder: {layers: 1}
+head: {kind: token_classifier, labels: 5}
+""",
+})
+HEADS.register("span", SpanHead, build_span, examples={
+    "span_decoder": """
+topology: decoder
+decoder: {layers: 1}
+head: {kind: span}
+""",
+    "span_encoder_decoder": """
+topology: encoder-decoder
+encoder: {layers: 1}
+decoder: {layers: 1}
+head: {kind: span}
+""",
+})

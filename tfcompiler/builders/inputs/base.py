@@ -3,6 +3,7 @@ makes alike: the padding mask and the embedding scale."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 from ...ir.graph import Value
 from ...ir.types import BATCH, DECODER_SEQUENCE, SEQUENCE
@@ -29,11 +30,14 @@ class InputNames:
 class StackInput:
     """The first hidden states (B, S, D), the padding mask (B, S) and the value positions are
     counted along (the ids, or the vectors (B, S, F)). Documents come folded: B·sentences rows of one
-    sentence each."""
+    sentence each. ``pair_terms``: what every self-attention of the stack adds over its query–key pairs
+    (a graph's adjacency mask, edge biases, edge keys and values), each ``term(ctx, spec, parts)`` called in
+    the attention's scope on its AttentionParts (the keys are the queries' own tokens)."""
 
     hidden: Value
     mask: Value | None
     ids: Value
+    pair_terms: tuple[Callable, ...] = ()
 
     @staticmethod
     def input_names(spec, stack_name: str, own_model: bool = False) -> InputNames:
