@@ -191,10 +191,12 @@ def unit_scale_weights(params: dict, seed: int = 0) -> dict[str, np.ndarray]:
 def feeds_for(session: ort.InferenceSession, batch: int, length: int, pad: int, vocab: int, seed: int):
     rng = np.random.default_rng(seed)
     ranges = json.loads(session.get_modelmeta().custom_metadata_map.get("tfcompiler.io_ranges", "{}"))
+    roles = json.loads(session.get_modelmeta().custom_metadata_map.get("tfcompiler.io_roles", "{}"))
     feeds = {}
     for i in session.get_inputs():
         n = length + 2 if i.name.startswith("decoder_") else length  # decoder length differs
         if i.name.endswith("attention_mask"):
+            n = 4 * n if i.shape[-1] == "frames" else n  # the frames' mask
             mask = np.ones((batch, n), np.int64)
             if pad:
                 mask[0, n - pad:] = 0
@@ -203,10 +205,17 @@ def feeds_for(session: ort.InferenceSession, batch: int, length: int, pad: int, 
             feeds[i.name] = (rng.random((batch, n)) < 0.3).astype(np.int64)
         elif i.name.endswith("token_type_ids"):
             feeds[i.name] = rng.integers(0, 3, (batch, n))
+        elif roles.get(i.name) == "intensities":  # an image's raster (B, S) or its pixels (B, S, C), 0..255
+            feeds[i.name] = rng.integers(0, ranges[i.name], (batch, n, *i.shape[2:]))
         elif i.name == "pixel_values":  # an image (B, C, H, W) of fixed size: `length` does not apply
             feeds[i.name] = rng.standard_normal((batch, *i.shape[1:])).astype(np.float32)
-        elif i.type == "tensor(float)" and i.name.endswith(("inputs_embeds", "node_features", "eigenvectors")):
-            feeds[i.name] = rng.standard_normal((batch, n, i.shape[-1])).astype(np.float32)  # vectors (B, S, F)
+        elif i.name == "input_features":  # speech frames (B, T, F): a few per state after subsampling
+            feeds[i.name] = rng.standard_normal((batch, 4 * n, i.shape[-1])).astype(np.float32)
+        elif i.type == "tensor(float)" and i.name.endswith(("inputs_embeds", "node_features", "eigenvectors",
+                                                             "input_values")):  # vectors, nodes, mel frames
+            feeds[i.name] = rng.standard_normal((batch, n, i.shape[-1])).astype(np.float32)  # (B, S, F)
+        elif i.name == "speaker_embeddings":  # one vector per row (B, F)
+            feeds[i.name] = rng.standard_normal((batch, i.shape[-1])).astype(np.float32)
         elif i.name == "adjacency":  # (B, N, N) random edges, and every node attends node 0 (none attends nothing)
             feeds[i.name] = (rng.random((batch, n, n)) < 0.4).astype(np.int64)
             feeds[i.name][:, :, 0] = 1

@@ -134,7 +134,7 @@ def test_import_rejects_unsupported_model_types(tmp_path, capsys):
     err = capsys.readouterr().err
     assert ("model_type 'mamba' is not supported" in err
             and "bert, big_bird, deberta-v2, decision_transformer, deit, funnel, gpt2, llama, longformer, "
-                "nystromformer, reformer, t5, vit" in err)
+                "nystromformer, reformer, speech_to_text, speecht5, t5, vit" in err)
     assert "Traceback" not in err
     assert not (tmp_path / "out").exists()
 

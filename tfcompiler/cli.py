@@ -1,4 +1,5 @@
-"""The `tfc` command line: compile, check, shrink, schema, init-weights, import-hf, inspect, run, generate.
+"""The `tfc` command line: compile, check, shrink, schema, init-weights, import-hf, inspect, run, generate,
+export triton.
 
 User errors (a bad spec, mismatched weights, an unwritable path) print one clear message and exit 1;
 usage errors (a bad flag value; `tfc run` inputs that do not fit the model) exit 2; anything else is
@@ -201,6 +202,23 @@ def cmd_inspect(args) -> int:
     return 0
 
 
+def cmd_export_triton(args) -> int:
+    from .export.triton_config import Settings
+    from .export.triton_repository import export_triton
+
+    settings = Settings(max_batch_size=args.max_batch_size, instances=args.instances, device=args.device,
+                        queue_delay_us=args.max_queue_delay_us, state=args.state)
+    exported = export_triton(args.model, args.output, settings, args.name)
+    for note in () if args.quiet else exported.notes:
+        print(note, file=sys.stderr)
+    for config in exported.configs:
+        batching = (f"sequence batching, {len(config.states)} implicit states" if config.states else
+                    "dynamic batching" if config.max_batch_size else "no batching")
+        print(f"exported {args.model} -> {Path(args.output) / config.name} [max_batch_size {config.max_batch_size}, "
+              f"{batching}, {config.settings.instances} x {config.settings.device}]")
+    return 0
+
+
 def _precision_hint(path: str) -> str:
     import onnx
 
@@ -367,11 +385,29 @@ def _input_ids(text: str) -> list[list[int]]:
     return [ids] if ids and all(isinstance(t, int) for t in ids) else ids
 
 
+def _input_features(path: str) -> dict:
+    """--input-features: speech features (B, T, F) or one utterance's (T, F) in a .npy, or a .npz with
+    input_features and an optional attention_mask (a feature extractor's output, np.savez(**features))."""
+    import numpy as np
+
+    try:
+        loaded = np.load(path)
+    except (OSError, ValueError) as error:
+        raise TfcError(f"--input-features {path}: cannot read a .npy or .npz array ({error})") from None
+    named = dict(loaded) if isinstance(loaded, np.lib.npyio.NpzFile) else {"input_features": loaded}
+    if "input_features" not in named:
+        raise TfcError(f"--input-features {path}: the .npz has {sorted(named)}, not input_features")
+    if named["input_features"].ndim == 2:  # one utterance
+        named = {name: value[None] for name, value in named.items()}
+    return {name: named[name] for name in ("input_features", "attention_mask") if name in named}
+
+
 def cmd_generate(args) -> int:
     from tfc_runtime import Generator
 
-    if (args.input_ids is None) == (args.prompt is None):
-        raise TfcError("give the prompt as --input-ids '[[5, 6, 7]]' or as --prompt TEXT (one of the two)")
+    if (args.input_ids is None) + (args.prompt is None) + (args.input_features is None) != 2:
+        raise TfcError("give the prompt as --input-ids '[[5, 6, 7]]' or as --prompt TEXT, or speech as "
+                       "--input-features FILE.npy (one of the three)")
     try:
         with warnings_as_lines():
             generator = Generator(args.model, device=args.device, intra_op_threads=args.threads)
@@ -380,14 +416,16 @@ def cmd_generate(args) -> int:
     except Exception as error:  # noqa: BLE001  (onnxruntime's own exceptions: a file it cannot load or run)
         raise TfcError(f"onnxruntime cannot run {args.model} here ({error})") from None
     tokenizer = _tokenizer(generator.folder) if args.prompt is not None else None
-    prompts = [tokenizer.encode(text).ids for text in args.prompt] if tokenizer else _input_ids(args.input_ids)
-    echo = _TokenEcho(tokenizer) if not args.json and len(prompts) == 1 and sys.stdout.isatty() else None
+    speech = _input_features(args.input_features) if args.input_features is not None else {}
+    prompts = None if speech else [tokenizer.encode(text).ids for text in args.prompt] if tokenizer else \
+        _input_ids(args.input_ids)
+    echo = _TokenEcho(tokenizer) if not args.json and prompts and len(prompts) == 1 and sys.stdout.isatty() else None
     options = {"do_sample": args.do_sample, "temperature": args.temperature, "top_k": args.top_k,
                "top_p": args.top_p, "seed": args.seed, "repetition_penalty": args.repetition_penalty}
     try:
         result = generator.generate(prompts, max_new_tokens=args.max_new_tokens, min_new_tokens=args.min_new_tokens,
                                     eos_token_id=args.eos_token_id, streamer=echo, return_dict_in_generate=True,
-                                    **options)
+                                    **options, **speech)
     except ValueError as error:
         raise TfcError(str(error)) from None
     rows = result.rows()
@@ -415,6 +453,9 @@ def carried_by(generator) -> str:
     if not generator.cached:
         return "recomputing each step"
     return "segment memories" if generator.model.metadata.get("tfcompiler.cache") == "memory" else "KV cache"
+
+
+INT32, TRITON_INT = 2 ** 31 - 1, " (an int32 in Triton's configuration)"
 
 
 def parser() -> argparse.ArgumentParser:
@@ -491,6 +532,30 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--json", action="store_true")
     c.set_defaults(func=cmd_inspect)
 
+    c = sub.add_parser("export", help="export a compiled model for a serving engine")
+    engines = c.add_subparsers(dest="engine", required=True)
+    c = engines.add_parser("triton", help="a Triton Inference Server model repository (onnxruntime backend)")
+    c.add_argument("model", help="a compiled .onnx (its external data beside it) or a model folder (tfc compile -o "
+                                 "DIR/); an encoder-decoder's folder gives NAME-encoder and NAME-decoder")
+    c.add_argument("-o", "--output", required=True, type=path, metavar="REPO",
+                   help="the model repository: REPO/NAME/config.pbtxt and REPO/NAME/1/model.onnx (other models "
+                        "in REPO stay)")
+    c.add_argument("--name", help="the Triton model's name (default: the spec's name)")
+    c.add_argument("--max-batch-size", type=count(0, INT32, TRITON_INT), default=8,
+                   help="rows Triton batches into one call (0: no batching; the client's rows as they come)")
+    c.add_argument("--max-queue-delay-us", type=count(0, INT32, TRITON_INT), default=100,
+                   help="how long a request waits for others to batch with, in microseconds")
+    c.add_argument("--instances", type=count(1, INT32, TRITON_INT), default=1,
+                   help="model instances (sessions) Triton runs")
+    c.add_argument("--device", choices=["cpu", "cuda"],
+                   help="KIND_CPU or KIND_GPU instances (default: cuda for a model that runs on CUDA only, else cpu)")
+    c.add_argument("--state", default="auto", choices=["auto", "implicit", "client"],
+                   help="a model that carries values between calls (KV caches, states, memories): Triton keeps "
+                        "them (implicit, the sequence batcher) or the client sends and receives them (client); "
+                        "auto: implicit where Triton starts them as the runtime does")
+    c.add_argument("-q", "--quiet", action="store_true", help="no notes on stderr (the result lines and errors stay)")
+    c.set_defaults(func=cmd_export_triton)
+
     c = sub.add_parser("run", help="run a compiled model on onnxruntime")
     c.add_argument("model")
     c.add_argument("--inputs", help=".npz of named inputs (default: random)")
@@ -508,6 +573,9 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--input-ids", help="prompts as JSON token ids, e.g. '[[5, 6, 7], [8, 9]]'")
     c.add_argument("--prompt", action="append", help="a prompt as text (needs tokenizer.json in the model folder "
                                                       "and the tokenizers package); repeat it for a batch")
+    c.add_argument("--input-features", help="speech for an encoder-decoder whose encoder reads frames: a .npy of "
+                                            "features (batch, frames, F) or (frames, F), or a .npz with "
+                                            "input_features and attention_mask")
     c.add_argument("--max-new-tokens", type=int, default=32)
     c.add_argument("--min-new-tokens", type=int, default=0)
     c.add_argument("--do-sample", action="store_true", help="sample (default: greedy)")

@@ -28,20 +28,37 @@ from .limits import check_weight_bytes
 # small enough for the NumPy interpreter on a full-size model, long enough for masks and causality
 CHECK_SIZES = {"batch_size": 2, "sequence_length": 5, "decoder_sequence_length": 4, "past_memory_length": 3,
                "past_sequence_length": 3,
-               "past_compressed_length": 2, "past_pending_length": 1, "sentences": 3, "sentence_length": 4}
+               "past_compressed_length": 2, "past_pending_length": 1, "sentences": 3, "sentence_length": 4,
+               "frames": 16}
 
 
 def check_sizes(graph) -> dict[str, int]:
-    """CHECK_SIZES, with every axis that must be offset + k·step (a position grid) set to two steps."""
-    rules = graph.metadata.get("length_rules", {})
-    return {axis: rules[axis][0] + 2 * rules[axis][1] if axis in rules else size
-            for axis, size in CHECK_SIZES.items()}
+    """CHECK_SIZES, with every axis that must be offset + k·step (a position grid) set to two steps, and
+    every bounded axis (speech frames) within its bounds."""
+    rules, bounds = graph.metadata.get("length_rules", {}), graph.metadata.get("axis_bounds", {})
+    sizes = {axis: rules[axis][0] + 2 * rules[axis][1] if axis in rules else size
+             for axis, size in CHECK_SIZES.items()}
+    return {axis: min(max(size, bounds[axis][0]), bounds[axis][1]) if axis in bounds else size
+            for axis, size in sizes.items()}
 
 
 def length_rules_metadata(graph) -> dict[str, str]:
     """``tfcompiler.length_rules``: {axis: [offset, step]}, lengths the model accepts are offset + k·step."""
     rules = graph.metadata.get("length_rules")
     return {"tfcompiler.length_rules": json.dumps({a: list(r) for a, r in sorted(rules.items())})} if rules else {}
+
+
+def axis_bounds_metadata(graph) -> dict[str, str]:
+    """``tfcompiler.axis_bounds``: {axis: [least, most]}, the lengths an axis takes (speech frames: at least
+    those that leave one state after subsampling, at most those whose states fit max_length)."""
+    bounds = graph.metadata.get("axis_bounds")
+    return {"tfcompiler.axis_bounds": json.dumps({a: list(b) for a, b in sorted(bounds.items())})} if bounds else {}
+
+
+def images_metadata(graph) -> dict[str, str]:
+    """``tfcompiler.images``: {input: [height, width, channels]} for inputs that read an image's raster (pixels)."""
+    images = graph.metadata.get("images")
+    return {"tfcompiler.images": json.dumps(images, sort_keys=True)} if images else {}
 
 
 # `check_numerics` evaluates the IR before and after every pass in NumPy (minutes at 100M parameters):
@@ -145,7 +162,7 @@ def compile_spec(spec: Spec | str | Path, weights: str | None = None, seed: int 
                              quantize=quantize, dtype=dtype, cache=cache, part=part)
     progress("lower")
     metadata = {"tfcompiler.spec_name": spec.name, "tfcompiler.spec_sha256": spec.sha256,
-                **length_rules_metadata(graph),
+                **length_rules_metadata(graph), **axis_bounds_metadata(graph), **images_metadata(graph),
                 "tfcompiler.topology": spec.topology,
                 "tfcompiler.vocab_size": str(spec.model.vocab_size),
                 "tfcompiler.max_length": str(spec.model.max_length),

@@ -28,12 +28,17 @@ def inspect_spec(path: str, sequence: int) -> dict:
     sizes = {"batch_size": 1, "sequence_length": sequence, "decoder_sequence_length": sequence,
              "past_memory_length": memory, "past_compressed_length": compressed,
              "past_pending_length": 0,
-             "sentences": 1, "sentence_length": sequence}  # documents: one sentence
+             "sentences": 1, "sentence_length": sequence,  # documents: one sentence
+             "frames": sequence}  # speech: `sequence` frames, fewer states after subsampling
     flops = 0
     for node in graph.by_type("matmul"):
         (out,) = graph.op(node).outputs
         inner = concrete_shape(graph.type_of(graph.inputs_of(node)[0]).shape[-1:], sizes)[0]
         flops += 2 * int(np.prod(concrete_shape(out.shape, sizes))) * inner
+    for node in graph.by_type("conv"):  # each output takes C·k multiply-adds (speech frames' subsampling)
+        (out,) = graph.op(node).outputs
+        weight = graph.type_of(graph.inputs_of(node)[1]).shape
+        flops += 2 * int(np.prod(concrete_shape(out.shape, sizes))) * int(np.prod(weight[1:]))
     for node in graph.by_type("attention"):  # scores q·kᵀ and the weighted sum of values
         q, k, v = (graph.type_of(x) for x in graph.inputs_of(node)[:3])
         batch, heads, s, dh = concrete_shape(q.shape, sizes)

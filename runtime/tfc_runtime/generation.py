@@ -20,14 +20,14 @@ import onnxruntime as ort
 
 from . import generation_inputs as check
 from .generation_logits import pick, process
-from .generation_seq2seq import DECODER_FILE, ENCODER_FILE, encoded, start_tokens
+from .generation_seq2seq import DECODER_FILE, ENCODER_FILE, encoded, encoded_frames, start_tokens
 from .generation_step import CachedSteps, FullSteps, Grouped, Layout
 from .session import Model
 
 MODEL_FILES = ("model.onnx", "decoder_model.onnx")  # in a model folder, the first that exists
 OPTIONS = ["max_new_tokens", "min_new_tokens", "do_sample", "temperature", "top_k", "top_p", "repetition_penalty",
            "eos_token_id", "pad_token_id", "seed", "streamer", "max_length", "use_cache", "return_dict_in_generate",
-           "output_logits", "decoder_start_token_id"]
+           "output_logits", "decoder_start_token_id", "input_features"]
 
 
 @dataclass(frozen=True)
@@ -117,13 +117,14 @@ class Generator:
         that each token enters as a segment of its own; or why not)."""
         return bool(self.layout.carried) and self.model.metadata.get("tfcompiler.cache", "kv") in ("kv", "memory")
 
-    def generate(self, input_ids, attention_mask=None, max_new_tokens: int = 20, min_new_tokens: int = 0,
+    def generate(self, input_ids=None, attention_mask=None, max_new_tokens: int = 20, min_new_tokens: int = 0,
                  do_sample: bool = False, temperature: float = 1.0, top_k: int = 50, top_p: float = 1.0,
                  repetition_penalty: float = 1.0, eos_token_id=None, pad_token_id=None, seed=None,
                  streamer=None, max_length=None, use_cache: bool = True, return_dict_in_generate: bool = False,
-                 output_logits: bool = False, decoder_start_token_id=None, **unknown):
+                 output_logits: bool = False, decoder_start_token_id=None, input_features=None, **unknown):
         """Hugging Face's `generate` for a decoder-only model (see the module docstring), or for an
-        encoder-decoder (input_ids are the source; the sequences start with `decoder_start_token_id`); with
+        encoder-decoder (input_ids are the source, or `input_features` (B, frames, F) with their
+        `attention_mask` for a speech encoder; the sequences start with `decoder_start_token_id`); with
         `return_dict_in_generate` a `Generation` (sequences, per-row results, timings) instead of the array.
         `max_length` caps prompt + new tokens (default: the model's, if it states one) and `max_new_tokens`
         the new ones: the tighter wins. `use_cache=False` recomputes every step even on a model with a cache;
@@ -141,18 +142,25 @@ class Generator:
         pad = self.config.get("pad_token_id") if pad_token_id is None else pad_token_id
         pad = eos[0] if pad is None and eos else pad  # Hugging Face's default
         check.token_list(pad, "pad_token_id")
-        prompts = check.left_padded(input_ids, attention_mask, 0 if pad is None else pad, self.vocab)
         limit = max_length or self.config.get("max_length")
-        if limit and prompts.ids.shape[1] > limit:
-            raise ValueError(f"input_ids: the prompt has {prompts.ids.shape[1]} tokens, more than the model's "
-                             f"max_length {limit}")
-        given = {}
+        if input_features is not None:  # speech: the encoder reads the frames, the prompt is the start token
+            if self.encoder is None or input_ids is not None:
+                raise ValueError("input_features: give them instead of input_ids, to an encoder-decoder's folder "
+                                 "whose encoder reads speech features")
+            given = encoded_frames(self.encoder, self.layout.given, input_features, attention_mask)
+            batch = len(input_features)
+        else:
+            prompts = check.left_padded(input_ids, attention_mask, 0 if pad is None else pad, self.vocab)
+            if limit and prompts.ids.shape[1] > limit:
+                raise ValueError(f"input_ids: the prompt has {prompts.ids.shape[1]} tokens, more than the model's "
+                                 f"max_length {limit}")
+            given = encoded(self.encoder, self.layout.given, prompts) if self.encoder is not None else {}
+            batch = len(prompts.ids)
         if self.encoder is not None:  # the source, encoded once; the decoder starts from its start token
-            given = encoded(self.encoder, self.layout.given, prompts)
             start = decoder_start_token_id if decoder_start_token_id is not None else \
                 self.config.get("decoder_start_token_id", self.config.get("bos_token_id"))
             check.token_list(start, "decoder_start_token_id")
-            prompts = start_tokens(len(prompts.ids), start)
+            prompts = start_tokens(batch, start)
         width = prompts.ids.shape[1]
         new = min(max_new_tokens, limit - width) if limit else max_new_tokens
         steps = self._steps(use_cache, prompts, given, capacity=width + new)

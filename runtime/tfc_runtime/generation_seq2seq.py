@@ -4,7 +4,9 @@ source once and returns every decoder layer's cross-attention keys and values (`
 with the source's mask, the same at every step, and keeps its own cache. The decoder starts from
 `decoder_start_token_id`, as Hugging Face's `generate` does for an encoder-decoder. Sources are padded
 on the right, as encoder tokenizers pad (an encoder's positions count from the first column). An encoder
-with memory slots (Memformer) reads the source as a first segment: from its learned slots."""
+with memory slots (Memformer) reads the source as a first segment: from its learned slots. A speech encoder
+reads `input_features` (B, T, F) with their mask instead (as Hugging Face's `generate` does for Speech2Text),
+and returns the mask of the states it subsampled them to (`encoder_attention_mask`), which the decoder takes."""
 from __future__ import annotations
 
 import numpy as np
@@ -25,10 +27,32 @@ def encoded(encoder: Model, given: tuple[str, ...], source: Prompts) -> dict[str
     source = right_padded(source)
     first = {p.name: np.zeros((len(source.ids), 0, p.shape[-1]), p.dtype) for p in encoder.inputs if p.role == "memory"}
     outputs = encoder.run({roles["token_ids"]: source.ids, roles["padding_mask"]: source.mask, **first})
+    return handed_over(outputs, given, source.mask)
+
+
+def encoded_frames(encoder: Model, given: tuple[str, ...], features, mask) -> dict[str, np.ndarray]:
+    """The decoder model's `given` inputs for speech features (B, T, F) and their 0/1 mask (B, T), padded on the
+    right (all ones when None): the encoder's outputs, with the mask of its subsampled states."""
+    roles = {p.role: p.name for p in encoder.inputs}
+    if set(roles) != {"input_features", "padding_mask"}:
+        raise ValueError(f"input_features: the encoder model takes {[p.name for p in encoder.inputs]}, not speech "
+                         "features (give input_ids)")
+    features = np.asarray(features)
+    if features.ndim != 3:
+        raise ValueError(f"input_features: expected an array [batch, frames, features], got shape "
+                         f"{list(features.shape)}")
+    mask = np.ones(features.shape[:2], np.int64) if mask is None else mask
+    outputs = encoder.run({roles["input_features"]: features, roles["padding_mask"]: mask})
+    return handed_over(outputs, given, outputs.get("encoder_attention_mask"))
+
+
+def handed_over(outputs: dict, given: tuple[str, ...], mask) -> dict[str, np.ndarray]:
+    """The decoder model's inputs from the encoder model's outputs: `past_...` from `present...`, and the source's
+    mask (the encoder's own output of that name where it shortened the source)."""
     missing = [present_of(name) for name in given if name.startswith("past_") and present_of(name) not in outputs]
     if missing:
         raise ValueError(f"the encoder model does not return {missing}, which the decoder model takes")
-    return {name: outputs[present_of(name)] if name.startswith("past_") else source.mask for name in given}
+    return {name: outputs[present_of(name)] if name.startswith("past_") else outputs.get(name, mask) for name in given}
 
 
 def right_padded(prompts: Prompts) -> Prompts:

@@ -63,8 +63,9 @@ class Layout:
         def find(role: str, name: str) -> str | None:
             return next((p.name for p in model.inputs if p.role == role or (not p.role and p.name == name)), None)
 
-        tokens, mask, positions = find("token_ids", "input_ids"), find("padding_mask", "attention_mask"), \
-            find("position_ids", "position_ids")
+        # the ids a step feeds back: tokens, or an image's intensities (tfcompiler's input kind `pixels`)
+        tokens = find("token_ids", "input_ids") or find("intensities", "input_ids")
+        mask, positions = find("padding_mask", "attention_mask"), find("position_ids", "position_ids")
         outputs = {p.name for p in model.outputs}
         vectors = [p.name for p in model.inputs if p.role == "vectors"]
         if vectors:

@@ -1,9 +1,10 @@
 """What `Model.run` takes, checked against the model before onnxruntime sees it: types, shapes, and the
 values the model's metadata bounds (token ids in the vocabulary, masks of 0s and 1s, positions and
-lengths within `max_length`, the lengths a position grid accepts). Gather wraps a negative id and a cast
-truncates a mask of 0.5, both silently; onnxruntime's own complaint names a node, not an input. So each
-check raises ValueError naming the input, the row and position, and what was expected. A graph's adjacency
-(B, N, N) and edge types hold one entry per pair of nodes: both axes after the batch count the nodes."""
+lengths within `max_length`, the lengths a position grid accepts, an image's raster within its size). Gather
+wraps a negative id and a cast truncates a mask of 0.5, both silently; onnxruntime's own complaint names a node,
+not an input. So each check raises ValueError naming the input, the row and position, and what was expected. A
+graph's adjacency (B, N, N) and edge types hold one entry per pair of nodes: both axes after the batch count the
+nodes."""
 from __future__ import annotations
 
 import json
@@ -14,12 +15,12 @@ import numpy as np
 # inputs that hold one entry per token: their named axes after the batch count tokens (or sentences); a
 # vector's own axis, of fixed size (F), counts features
 TOKEN_ROLES = ("token_ids", "padding_mask", "encoder_mask", "global_mask", "position_ids", "token_type_ids",
-               "vectors", "node_types", "adjacency", "edge_types", "timesteps")
+               "vectors", "node_types", "adjacency", "edge_types", "input_features", "intensities", "timesteps")
 MASK_ROLES = {"padding_mask": "1 for a token, 0 for padding", "encoder_mask": "1 for a token, 0 for padding",
               "global_mask": "1 for a global token, 0 for the others",
               "adjacency": "1 where a node attends another, 0 where not"}
 # ids into a table of their own, whose size the metadata states (tfcompiler.io_ranges): what each one is
-TYPED_ROLES = {"node_types": "a node type", "edge_types": "an edge type",
+TYPED_ROLES = {"node_types": "a node type", "edge_types": "an edge type", "intensities": "an intensity",
                "timesteps": "a timestep"}  # a Decision Transformer's: rows of its timestep table (max_ep_len)
 
 
@@ -31,6 +32,8 @@ class Limits:
     max_length: int | None = None
     length_rules: dict | None = None  # axis -> (offset, step): lengths offset + k·step, k >= 1
     ranges: dict | None = None  # input -> n: its values lie in [0, n) (tfcompiler.io_ranges)
+    axis_bounds: dict | None = None  # axis -> (least, most): speech frames, which a subsampler shortens
+    images: dict | None = None  # input -> [height, width, channels]: it reads that image's raster (tfcompiler.images)
 
     @classmethod
     def from_metadata(cls, metadata: dict[str, str]) -> Limits:
@@ -39,7 +42,9 @@ class Limits:
             return int(value) if value.isdigit() else None
         rules = {axis: tuple(rule) for axis, rule in json.loads(metadata.get("tfcompiler.length_rules", "{}")).items()}
         ranges = json.loads(metadata.get("tfcompiler.io_ranges", "{}"))
-        return cls(number("tfcompiler.vocab_size"), number("tfcompiler.max_length"), rules, ranges)
+        bounds = {axis: tuple(b) for axis, b in json.loads(metadata.get("tfcompiler.axis_bounds", "{}")).items()}
+        images = json.loads(metadata.get("tfcompiler.images", "{}"))
+        return cls(number("tfcompiler.vocab_size"), number("tfcompiler.max_length"), rules, ranges, bounds, images)
 
 
 def _at(array: np.ndarray, bad: np.ndarray) -> tuple[str, object]:
@@ -104,7 +109,8 @@ def check_shapes(ports: list, arrays: dict[str, np.ndarray]) -> None:
 
 def check_lengths(ports: list, arrays: dict[str, np.ndarray], limits: Limits) -> None:
     """Per-token inputs: no empty axis, no axis past the batch longer than `max_length` (the positional
-    tables' and the generator's bound), and each axis a position grid restricts at a length it accepts."""
+    tables' and the generator's bound), each axis a position grid restricts at a length it accepts, and an
+    image's raster within the image (check_images)."""
     for port in ports:
         if port.role not in TOKEN_ROLES:
             continue
@@ -116,6 +122,9 @@ def check_lengths(ports: list, arrays: dict[str, np.ndarray], limits: Limits) ->
             if size == 0:
                 raise ValueError(f"{named} is 0 (shape {list(shape)}): give at least one "
                                  + ("row" if axis == 0 else "token"))
+            if label in (limits.axis_bounds or {}):  # frames: max_length bounds the states they leave
+                check_frames(named, label, size, limits)
+                continue
             if axis and limits.max_length is not None and size > limits.max_length:
                 raise ValueError(f"{named} is {size}, over the model's max_length {limits.max_length}")
             offset, step = (limits.length_rules or {}).get(label, (None, None))
@@ -123,12 +132,52 @@ def check_lengths(ports: list, arrays: dict[str, np.ndarray], limits: Limits) ->
                 below = offset + step * max(1, (size - offset) // step)
                 raise ValueError(f"{named} is {size}; the model takes {offset} + {step}·k for k >= 1 "
                                  f"(the nearest: {below} or {below + step})")
+    check_images(ports, arrays, limits)
+
+
+def raster_length(image: list[int], per_pixel: bool) -> int:
+    """The positions of an image's raster scan: its intensities, or its pixels where a position is a pixel."""
+    height, width, channels = image
+    return height * width * (1 if per_pixel else channels)
+
+
+def check_images(ports: list, arrays: dict[str, np.ndarray], limits: Limits) -> None:
+    """An image's raster no longer than the image, and positions within it: (B, S) intensities with channels as
+    positions, S <= H·W·C; (B, S, C) pixels, S <= H·W (check_shapes holds C to the model's)."""
+    for port in ports:
+        image = (limits.images or {}).get(port.name)
+        if image is None:
+            continue
+        array, per_pixel = arrays[port.name], len(port.shape) == 3
+        longest = raster_length(image, per_pixel)
+        what = f"the {'×'.join(map(str, image))} image's {longest} {'pixels' if per_pixel else 'intensities'}"
+        layout = "[B, H·W, C]" if per_pixel else "[B, H·W·C]"
+        if array.shape[1] > longest:
+            raise ValueError(f"{port.name}: axis 1 ({port.shape[1]}) is {array.shape[1]}, more than {what} "
+                             f"(a [B, height, width, channels] image reshaped to {layout})")
+        for other in ports:
+            if other.role == "position_ids" and (arrays[other.name] >= longest).any():
+                where, got = _at(arrays[other.name], arrays[other.name] >= longest)
+                raise ValueError(f"{other.name}{where}: expected a raster position of {what}, in [0, {longest}), "
+                                 f"got {got}")
+
+
+def check_frames(named: str, axis: str, size: int, limits: Limits) -> None:
+    """Speech frames: enough for the subsampling convolutions to leave a state, few enough that their states
+    fit max_length."""
+    least, most = limits.axis_bounds[axis]
+    if size < least:
+        raise ValueError(f"{named} is {size}: too short for the model's subsampler, which needs at least {least} "
+                         "frames to leave one state")
+    if size > most:
+        raise ValueError(f"{named} is {size}: the model takes at most {most} frames (their subsampled states "
+                         f"must fit its max_length {limits.max_length})")
 
 
 def check_values(ports: list, arrays: dict[str, np.ndarray], limits: Limits) -> None:
     """Ids within the vocabulary, masks (and adjacencies) of 0s and 1s, positions within `max_length`, segment ids
-    within their table (>= 0 where the model does not say its size), node and edge types and timesteps within
-    theirs, input vectors, pixels and Laplacian eigenvectors finite."""
+    within their table (>= 0 where the model does not say its size), node and edge types, intensities and timesteps
+    within theirs, input vectors, pixels, speech features and Laplacian eigenvectors finite."""
     for port in ports:
         array = arrays[port.name]
         if port.role == "token_ids" and limits.vocab_size is not None:
@@ -142,7 +191,7 @@ def check_values(ports: list, arrays: dict[str, np.ndarray], limits: Limits) -> 
         elif port.role in TYPED_ROLES and port.name in (limits.ranges or {}):  # Gather would wrap or fail
             types = limits.ranges[port.name]
             bad, expected = (array < 0) | (array >= types), f"{TYPED_ROLES[port.role]} in [0, {types})"
-        elif port.role in ("vectors", "pixel_values", "laplacian_eigenvectors"):  # a NaN would spread through attention
+        elif port.role in ("vectors", "pixel_values", "laplacian_eigenvectors", "input_features"):  # NaN would spread
             bad, expected = ~np.isfinite(array), "a finite number"
         elif port.role == "token_type_ids":
             types = (limits.ranges or {}).get(port.name)

@@ -144,7 +144,7 @@ def random_inputs(model: Model, batch: int = 1, sequence: int = 8, seed: int = 0
     # a length past max_length is refused before anything is allocated for it (shapes alone: zero strides)
     check_lengths(model.inputs, {p.name: np.broadcast_to(np.zeros((), p.dtype), shape_of(p)) for p in model.inputs
                                  if p.role in TOKEN_ROLES}, model.limits)
-    tokens = next((p for p in model.inputs if p.role in ("token_ids", "vectors")), None)  # (B, S[, F])
+    tokens = next((p for p in model.inputs if p.role in ("token_ids", "vectors", "intensities")), None)  # (B, S[, F])
     cached = any(p.role in ("past_key", "past_value") for p in model.inputs)
     feeds = {}
     for port in model.inputs:

@@ -72,6 +72,8 @@ class Reference(Resampled, Hierarchy, Memory):
         read = spec.input_of(stack)
         x = INPUTS[read].embed(self, read, scope, ids, token_types)
         x = self.add_positions(x, spec.positional, scope, mask)
+        if hasattr(INPUTS[read], "after_positions"):  # the input layer's rest (TTS: a norm, a speaker)
+            x = INPUTS[read].after_positions(self, read, scope, x, spec.blocks_of(stack))
         if spec.embedding.norm:
             x = self.norm(x, Norm(spec.embedding.norm, spec.embedding.norm_epsilon), f"{scope}.norm")
         return x
@@ -103,8 +105,9 @@ class Reference(Resampled, Hierarchy, Memory):
 
     # --- stacks ------------------------------------------------------------------------------------
     def stack(self, name, stack, blocks, ids, mask, token_types=None, encoder=None):
-        stream_mask = getattr(INPUTS[self.spec.input_of(name)], "stream_mask", None)  # several tokens a step
-        mask = stream_mask(mask) if stream_mask else mask
+        read = self.spec.input_of(name)
+        if hasattr(INPUTS[read], "mask"):  # an input that changes the length (frames) changes the mask with it
+            mask = INPUTS[read].mask(self, read, mask)
         x = self.embed(name, ids, token_types, mask)
         key_bias = None if mask is None else np.where(mask != 0, 0.0, NEG)
         state = {}
@@ -209,6 +212,9 @@ class Reference(Resampled, Hierarchy, Memory):
             hidden, bias = self.stack("encoder", spec.encoder, spec.encoder_blocks, source,
                                       feeds.get("attention_mask"), feeds.get("token_type_ids"))
             encoder = (hidden, bias)
+            read = spec.input_of("encoder")
+            if hasattr(INPUTS[read], "mask"):  # the head reads the mask of the subsampled states
+                mask = INPUTS[read].mask(self, read, mask)
         if spec.decoder is not None:
             prefix = "decoder_" if spec.encoder is not None else ""
             mask = feeds.get(f"{prefix}attention_mask")

@@ -4,6 +4,8 @@ values; the decoder model reads them and keeps its own self-attention cache, a s
 
     encoder_model:  input_ids, attention_mask -> last_hidden_state, present.{i}.encoder.key / .value
                     [, present_state.{i}.decoder.h / .c: a `start: encoder` recurrent layer's first state]
+                    [, encoder_attention_mask: the source's mask after an input that shortens it, speech
+                     frames (input_features, attention_mask) subsampled; the decoder model takes it]
     decoder_model:  input_ids, attention_mask (B, P+S), [position_ids], encoder_attention_mask,
                     past_key_values.{i}.encoder.key / .value, past_key_values.{i}.decoder.key / .value
                     -> logits, present.{i}.decoder.key / .value
@@ -26,8 +28,10 @@ PARTS = ("encoder", "decoder")
 
 def build_encoder_model(spec) -> Graph:
     ctx = Context()
-    hidden, _ = build_stack(ctx, spec, "encoder", spec.encoder, spec.encoder_blocks)
+    hidden, mask = build_stack(ctx, spec, "encoder", spec.encoder, spec.encoder_blocks)
     ctx.graph.outputs["last_hidden_state"] = hidden
+    if mask is not None and mask not in ctx.inputs.values():  # the input shortened the source (frames)
+        ctx.graph.outputs["encoder_attention_mask"] = mask
     for i, block in enumerate(spec.decoder_blocks):
         cross = block.cross_attention if block.cross_attention is not None else block.attention
         with ctx.at("decoder", "layers", i, "cross_attention"):

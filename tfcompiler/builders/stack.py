@@ -26,6 +26,8 @@ def build_embeddings(ctx, spec, stack_name: str, blocks):
         hidden = start.hidden
         if POSITIONS.builder(spec.positional).embed is not None:
             hidden = POSITIONS.builder(spec.positional).embed(ctx, spec.positional, spec, hidden, positions, start.mask)
+        if start.after_positions is not None:
+            hidden = start.after_positions(hidden)
         if spec.embedding.norm:
             hidden = build_norm(ctx, hidden, Norm(kind=spec.embedding.norm, epsilon=spec.embedding.norm_epsilon),
                                 "norm")

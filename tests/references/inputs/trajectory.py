@@ -25,7 +25,7 @@ class Trajectory:
         """The stack's input: the feeds themselves (four inputs make a step)."""
         return feeds
 
-    def stream_mask(self, mask):
+    def mask(self, ref, options, mask):
         """The stack's mask (B, 3T) from attention_mask (B, T)."""
         return None if mask is None else woven(mask, mask, mask)
 

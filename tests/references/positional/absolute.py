@@ -1,7 +1,9 @@
 """Positional schemes `learned`, `sinusoidal`, `scaled_sinusoidal` and `none`: absolute positions
 added to the embeddings. Sinusoids (Vaswani et al. 2017): PE(p, 2i) = sin(p / base^(2i/d)),
 PE(p, 2i+1) = cos(p / base^(2i/d)), 'concatenated' putting all sines first, then all cosines
-(tensor2tensor / fairseq); scaled: times a learned scalar (Hua et al. 2022)."""
+(tensor2tensor / fairseq); with `spacing: fairseq` the frequencies 1/base^(i/(d/2 - 1)) (fairseq's and
+tensor2tensor's timescales), with `offset` the positions numbered from it; scaled: times a learned scalar
+(Hua et al. 2022)."""
 from __future__ import annotations
 
 import numpy as np
@@ -10,10 +12,11 @@ from ..registry import POSITIONS
 from .scheme import Scheme
 
 
-def sinusoidal_table(length: int, width: int, layout: str = "interleaved", base: float = 10000.0):
-    p = np.arange(length)[:, None]
+def sinusoidal_table(length: int, width: int, layout: str = "interleaved", base: float = 10000.0,
+                     spacing: str = "paper", offset: int = 0):
+    p = np.arange(offset, offset + length)[:, None]
     i = np.arange(width // 2)[None, :]
-    angle = p / base ** (2 * i / width)
+    angle = p / base ** (2 * i / width if spacing == "paper" else i / max(width // 2 - 1, 1))
     table = np.zeros((length, width))
     if layout == "interleaved":
         table[:, 0::2], table[:, 1::2] = np.sin(angle), np.cos(angle)
@@ -37,7 +40,8 @@ class Learned(Scheme):
 class Sinusoidal(Scheme):
     def table(self, ref, options, length):
         m = ref.spec.model
-        return sinusoidal_table(m.max_length, m.width, options.layout, options.base)[:length]
+        return sinusoidal_table(m.max_length, m.width, options.layout, options.base, options.spacing,
+                                options.offset)[:length]
 
     def embed(self, ref, options, x, scope, mask=None):
         return x + self.table(ref, options, x.shape[1])

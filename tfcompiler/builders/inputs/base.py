@@ -32,12 +32,15 @@ class StackInput:
     counted along (the ids, or the vectors (B, S, F)). Documents come folded: B·sentences rows of one
     sentence each. ``pair_terms``: what every self-attention of the stack adds over its query–key pairs
     (a graph's adjacency mask, edge biases, edge keys and values), each ``term(ctx, spec, parts)`` called in
-    the attention's scope on its AttentionParts (the keys are the queries' own tokens)."""
+    the attention's scope on its AttentionParts (the keys are the queries' own tokens). ``after_positions``,
+    where an input layer has one, is the rest of it that comes after the stack's positions are added
+    (hidden -> hidden: SpeechT5's encoder LayerNorm, its speaker projection)."""
 
     hidden: Value
     mask: Value | None
     ids: Value
     pair_terms: tuple[Callable, ...] = ()
+    after_positions: Callable[[Value], Value] | None = None
 
     @staticmethod
     def input_names(spec, stack_name: str, own_model: bool = False) -> InputNames:

@@ -1,7 +1,8 @@
 """Absolute positional schemes added to the embeddings: `sinusoidal` (Vaswani et al. 2017, in the
 paper's interleaved layout or tensor2tensor/fairseq's concatenated sin|cos layout),
 `scaled_sinusoidal` (the same table times one learned scalar, initialised to 1/√width: Hua et al.
-2022, x-transformers), `learned` (BERT, GPT-2) and `none`.
+2022, x-transformers; the TTS Transformer's x + α·PE, Li et al. 2019, with α from 1), `learned`
+(BERT, GPT-2) and `none`.
 
 The sinusoidal table is built as IR arithmetic on constants; constant folding turns it into one
 constant, so the ONNX holds a (max_length, width) table gathered by position.
@@ -30,6 +31,11 @@ class SinusoidalOptions(PositionalKind):
                          "concatenated ([sin ... | cos ...], tensor2tensor and fairseq).",
                          choices=("interleaved", "concatenated"))
     base: float = option(10000.0, doc="Wavelength base.", minimum=1.0)
+    spacing: str = option("paper", doc="The frequencies: 1/base^(2i/width) for i < width/2 (paper), or "
+                          "1/base^(i/(width/2 - 1)), the last exactly 1/base (fairseq: tensor2tensor's "
+                          "timescales, Speech2Text's positions).", choices=("paper", "fairseq"))
+    offset: int = option(0, doc="The first position's number: the table's row of position 0 (fairseq and "
+                         "Speech2Text count positions from padding_idx + 1, i.e. 2).", minimum=0)
 
     def problems(self, spec, where):
         if spec.model.width % 2:
@@ -46,6 +52,9 @@ class ScaledSinusoidalOptions(SinusoidalOptions):
 
     layout: str = option("concatenated", doc="interleaved or concatenated ([sin ... | cos ...], as "
                          "x-transformers).", choices=("interleaved", "concatenated"))
+    initial_scale: float | None = option(None, doc="The learned scalar's first value (weights drawn with "
+                                         "--seed). Absent: 1/√width (x-transformers); the TTS Transformer's α "
+                                         "(Li et al. 2019, SpeechT5's encode_positions.alpha) starts at 1.")
 
 
 @dataclass(frozen=True)
@@ -72,7 +81,8 @@ def sinusoidal_table(ctx, options: SinusoidalOptions, length: int, width: int):
     Computed in float64 and cast: angles reach max_length radians, where float32 loses ~1e-4."""
     half = width // 2
     positions = ctx.constant(np.arange(length)[:, None], dtype="float64")
-    inv_freq = ctx.constant(1.0 / options.base ** (np.arange(half) * 2 / width), dtype="float64")
+    exponents = np.arange(half) * 2 / width if options.spacing == "paper" else np.arange(half) / max(half - 1, 1)
+    inv_freq = ctx.constant(1.0 / options.base ** exponents, dtype="float64")
     angles = ctx.op("mul", positions, inv_freq)
     sin, cos = ctx.op("sin", angles), ctx.op("cos", angles)
     if options.layout == "concatenated":
@@ -84,17 +94,30 @@ def sinusoidal_table(ctx, options: SinusoidalOptions, length: int, width: int):
     return ctx.op("cast", table, dtype="float32")
 
 
+def table_rows(ctx, options, spec):
+    """The sinusoidal table: `offset` rows more than max_length, positions counting from `offset`."""
+    return sinusoidal_table(ctx, options, spec.model.max_length + options.offset, spec.model.width)
+
+
+def numbered(ctx, options, positions):
+    """The table's rows of `positions`: themselves, or shifted by `offset` (fairseq's padding_idx + 1)."""
+    if not options.offset:
+        return positions
+    return ctx.op("add", positions, ctx.constant(options.offset, dtype="int64"), label="PositionOffset")
+
+
 def build_sinusoidal(ctx, options, spec, hidden, positions, mask):
     with ctx.at("positions"):
-        table = sinusoidal_table(ctx, options, spec.model.max_length, spec.model.width)
-        return ctx.op("add", hidden, ctx.op("gather", table, positions))
+        table = table_rows(ctx, options, spec)
+        return ctx.op("add", hidden, ctx.op("gather", table, numbered(ctx, options, positions)))
 
 
 def build_scaled_sinusoidal(ctx, options, spec, hidden, positions, mask):
     with ctx.at("positions"):
-        table = sinusoidal_table(ctx, options, spec.model.max_length, spec.model.width)
-        scale = ctx.param("scale", (1,), f"fill={spec.model.width ** -0.5!r}")
-        return ctx.op("add", hidden, ctx.op("mul", ctx.op("gather", table, positions), scale))
+        table = table_rows(ctx, options, spec)
+        initial = spec.model.width ** -0.5 if options.initial_scale is None else float(options.initial_scale)
+        scale = ctx.param("scale", (1,), f"fill={initial!r}")
+        return ctx.op("add", hidden, ctx.op("mul", ctx.op("gather", table, numbered(ctx, options, positions)), scale))
 
 
 def build_learned(ctx, options, spec, hidden, positions, mask):
@@ -108,6 +131,13 @@ POSITIONS.register("sinusoidal", SinusoidalOptions, PositionalScheme(embed=build
 topology: encoder
 positional: {kind: sinusoidal, layout: concatenated, base: 100}
 encoder: {layers: 1}
+""",
+    # Speech2Text's (fairseq's) positions: numbered from padding_idx + 1
+    "sinusoidal_fairseq_offset_decoder": """
+topology: decoder
+positional: {kind: sinusoidal, layout: concatenated, spacing: fairseq, offset: 2}
+decoder: {layers: 1}
+head: {kind: lm}
 """,
 })
 

@@ -41,6 +41,15 @@ canonical weight, the checkpoint tensor it comes from:
   pooler as the `pooler` head, the image classifier as `classifier` over the class token (see vit.py).
 - ``deit`` (DeiTModel, DeiTForImageClassification; keys under ``deit.``): ViT's import with the
   distillation token after the class token (`distillation_token: true`).
+- ``speecht5`` (SpeechT5ForTextToSpeech): an encoder-decoder from text to mel frames: `phonemes` (the token
+  table, the encoder's LayerNorm after the positions) with SpeechT5's relative position bias as Shaw's key
+  term, `mel_frames` (the decoder pre-net, the speaker projection), the scaled sinusoids of both pre-nets as
+  `scaled_sinusoidal`, post-norm layers, and the `spectrogram` head (mel and stop linears, the post-net with
+  its BatchNorm folded). The pre-net's eval-mode dropout is not compiled (see speecht5.py).
+- ``speech_to_text`` (Speech2TextModel, Speech2TextForConditionalGeneration; keys under ``model.``): an
+  encoder reading `frames` (the Conv1d + GLU subsampler) and a decoder reading tokens, pre-norm, fairseq's
+  sinusoidal positions from pad_token_id + 1, embeddings scaled by √d_model; the LM head tied (see
+  speech_to_text.py).
 - ``decision_transformer`` (DecisionTransformerModel): a decoder reading the `trajectory` input (returns-to-go,
   states, actions and timesteps) with the `action` head (state_preds, action_preds, return_preds); the GPT-2 trunk
   as GPT-2's import reads it, its position table's row 0 (the one Hugging Face adds to every token) as the
@@ -63,7 +72,7 @@ section for models with a decoder, and the checkpoint's tokenizer files are copi
 which names them (`tokenizer: .`) so that `tfc compile -o DIR/` puts them in the model folder.
 
 Weights are read with safetensors; a ``pytorch_model.bin`` needs torch (the ``hf`` extra). One module
-per family (encoders: the BERT family; big_bird; decoders: GPT-2 and Llama; t5; reformer; vit;
+per family (encoders: the BERT family; big_bird; decoders: GPT-2 and Llama; t5; reformer; vit; speecht5;
 decision_transformer), checkpoint for what they share, and generation for the ids and tokenizer files.
 """
 from __future__ import annotations
@@ -77,7 +86,7 @@ import numpy as np
 import yaml
 
 from ...errors import TfcError
-from ...language.kinds import HEADS
+from ...language.kinds import HEADS, INPUTS
 from .checkpoint import Checkpoint, load_tensors
 from .decision_transformer import decision_transformer
 from .decoders import gpt2, llama
@@ -86,6 +95,8 @@ from .heads import architecture, refuse_multiple_choice
 from .big_bird import big_bird
 from .encoders import bert, deberta_v2, funnel, longformer, nystromformer
 from .reformer import reformer
+from .speecht5 import speecht5
+from .speech_to_text import speech_to_text
 from .t5 import t5
 from .vit import vit
 
@@ -98,6 +109,8 @@ IMPORTERS: dict[str, tuple[str, Callable]] = {"bert": ("encoder", bert), "gpt2":
                                                "big_bird": ("encoder", big_bird),
                                                "reformer": ("decoder", reformer),  # or encoder: its config says
                                                "vit": ("encoder", vit), "deit": ("encoder", vit),
+                                               "speecht5": ("encoder-decoder", speecht5),
+                                               "speech_to_text": ("encoder-decoder", speech_to_text),
                                                "decision_transformer": ("decoder", decision_transformer)}
 
 
@@ -143,8 +156,10 @@ def import_hf(model_dir: str | Path, out_dir: str | Path, dropped: list[str] | N
     name = config.get("_name_or_path") or model_dir.name
     spec_dict = {"tfc": 1, "name": Path(str(name)).name or model_type, "topology": topology, **body}
     steps = not HEADS.kinds[body.get("head", {}).get("kind", "none")].no_cache_because
+    read = (body.get("decoder") or {}).get("input") or body.get("input") or {}  # what the decoder feeds back
+    tokens = INPUTS.kinds[read.get("kind", INPUTS.default)].reads_tokens  # not TTS's mel frames
     generation = (generation_section(model_dir, config, spec_dict["model"]["vocab_size"])
-                  if "decoder" in spec_dict and steps else {})  # models that generate
+                  if "decoder" in spec_dict and steps and tokens else {})  # models that generate token ids
     if generation:
         spec_dict["generation"] = generation
     tokenizer = tokenizer_files(model_dir)
