@@ -232,6 +232,10 @@ def feeds_for(session: ort.InferenceSession, batch: int, length: int, pad: int, 
                 values.astype(np.float32) if "time" in i.name else rng.standard_normal(shape).astype(np.float32)
         elif i.name == "static_categorical_features":
             feeds[i.name] = rng.integers(0, 3, (batch, i.shape[1]))
+        elif i.name in ("states", "actions", "returns_to_go"):  # a trajectory's steps (B, T, F)
+            feeds[i.name] = rng.standard_normal((batch, n, i.shape[-1])).astype(np.float32)
+        elif i.name == "timesteps":  # rows of the timestep table (max_ep_len)
+            feeds[i.name] = rng.integers(0, ranges[i.name], (batch, n))
         elif i.name.startswith("past_states."):  # a recurrent layer's first state (directions, B, H)
             feeds[i.name] = rng.standard_normal((i.shape[0], batch, i.shape[2])).astype(np.float32)
         elif not i.name.startswith(("past_key_values.", "past_state.")) and i.name != "position_ids":

@@ -133,8 +133,8 @@ def test_import_rejects_unsupported_model_types(tmp_path, capsys):
     assert main(["import-hf", str(tmp_path / "m"), "-o", str(tmp_path / "out")]) == 1
     err = capsys.readouterr().err
     assert ("model_type 'mamba' is not supported" in err
-            and "bert, big_bird, deberta-v2, deit, funnel, gpt2, informer, llama, longformer, nystromformer, "
-                "reformer, speech_to_text, speecht5, t5, time_series_transformer, vit" in err)
+            and "bert, big_bird, deberta-v2, decision_transformer, deit, funnel, gpt2, informer, llama, longformer, "
+                "nystromformer, reformer, speech_to_text, speecht5, t5, time_series_transformer, vit" in err)
     assert "Traceback" not in err
     assert not (tmp_path / "out").exists()
 

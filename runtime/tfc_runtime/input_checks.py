@@ -16,13 +16,14 @@ import numpy as np
 # vector's own axis, of fixed size (F), counts features
 TOKEN_ROLES = ("token_ids", "padding_mask", "encoder_mask", "global_mask", "position_ids", "token_type_ids",
                "vectors", "node_types", "adjacency", "edge_types", "input_features", "intensities", "series",
-               "time_features", "calendar_fields", "observed_mask")
+               "time_features", "calendar_fields", "observed_mask", "timesteps")
 MASK_ROLES = {"padding_mask": "1 for a token, 0 for padding", "encoder_mask": "1 for a token, 0 for padding",
               "global_mask": "1 for a global token, 0 for the others",
               "adjacency": "1 where a node attends another, 0 where not",
               "observed_mask": "1 for an observed value, 0 for a missing one"}
 # ids into a table of their own, whose size the metadata states (tfcompiler.io_ranges): what each one is
-TYPED_ROLES = {"node_types": "a node type", "edge_types": "an edge type", "intensities": "an intensity"}
+TYPED_ROLES = {"node_types": "a node type", "edge_types": "an edge type", "intensities": "an intensity",
+               "timesteps": "a timestep"}  # a Decision Transformer's: rows of its timestep table (max_ep_len)
 # float inputs where a NaN or an infinity would spread through attention (a time series' missing values are 0s
 # that past_observed_mask marks)
 FINITE_ROLES = ("vectors", "pixel_values", "laplacian_eigenvectors", "input_features", "series", "time_features",
@@ -183,8 +184,8 @@ def check_frames(named: str, axis: str, size: int, limits: Limits) -> None:
 
 def check_values(ports: list, arrays: dict[str, np.ndarray], limits: Limits) -> None:
     """Ids within the vocabulary, masks (and adjacencies) of 0s and 1s, positions within `max_length`, segment ids
-    within their table (>= 0 where the model does not say its size), node and edge types and intensities within
-    theirs, input vectors, pixels, speech features and Laplacian eigenvectors finite."""
+    within their table (>= 0 where the model does not say its size), node and edge types, intensities and timesteps
+    within theirs, input vectors, pixels, speech features and Laplacian eigenvectors finite."""
     for port in ports:
         array = arrays[port.name]
         if port.role == "token_ids" and limits.vocab_size is not None:

@@ -55,6 +55,10 @@ canonical weight, the checkpoint tensor it comes from:
   encoder reading `frames` (the Conv1d + GLU subsampler) and a decoder reading tokens, pre-norm, fairseq's
   sinusoidal positions from pad_token_id + 1, embeddings scaled by √d_model; the LM head tied (see
   speech_to_text.py).
+- ``decision_transformer`` (DecisionTransformerModel): a decoder reading the `trajectory` input (returns-to-go,
+  states, actions and timesteps) with the `action` head (state_preds, action_preds, return_preds); the GPT-2 trunk
+  as GPT-2's import reads it, its position table's row 0 (the one Hugging Face adds to every token) as the
+  input's position_bias (see decision_transformer.py).
 
 Task heads (heads.py), with num_labels from the checkpoint: sequence classification as the
 `classifier` head (BERT, Longformer, Funnel, Reformer encoders: dense and tanh over the first token;
@@ -73,8 +77,9 @@ section for models with a decoder, and the checkpoint's tokenizer files are copi
 which names them (`tokenizer: .`) so that `tfc compile -o DIR/` puts them in the model folder.
 
 Weights are read with safetensors; a ``pytorch_model.bin`` needs torch (the ``hf`` extra). One module
-per family (encoders: the BERT family; big_bird; decoders: GPT-2 and Llama; t5; reformer; vit; speecht5;
-time_series), checkpoint for what they share, and generation for the ids and tokenizer files.
+per family (encoders: the BERT family; big_bird; decoders: GPT-2 and Llama; t5; reformer; vit; speech_to_text;
+speecht5; time_series; decision_transformer), checkpoint for what they share, and generation for the ids and
+tokenizer files.
 """
 from __future__ import annotations
 
@@ -89,6 +94,7 @@ import yaml
 from ...errors import TfcError
 from ...language.kinds import HEADS, INPUTS
 from .checkpoint import Checkpoint, load_tensors
+from .decision_transformer import decision_transformer
 from .decoders import gpt2, llama
 from .generation import generation_section, tokenizer_files
 from .heads import architecture, refuse_multiple_choice
@@ -113,7 +119,8 @@ IMPORTERS: dict[str, tuple[str, Callable]] = {"bert": ("encoder", bert), "gpt2":
                                                "speecht5": ("encoder-decoder", speecht5),
                                                "speech_to_text": ("encoder-decoder", speech_to_text),
                                                "informer": ("encoder-decoder", time_series),
-                                               "time_series_transformer": ("encoder-decoder", time_series)}
+                                               "time_series_transformer": ("encoder-decoder", time_series),
+                                               "decision_transformer": ("decoder", decision_transformer)}
 
 
 def import_hf(model_dir: str | Path, out_dir: str | Path, dropped: list[str] | None = None) -> list[Path]:

@@ -1,4 +1,4 @@
-"""Decoder-only language models: GPT-2 and Llama."""
+"""Decoder-only language models: GPT-2 and Llama (and GPT-2's trunk for Decision Transformer's import)."""
 from __future__ import annotations
 
 
@@ -8,19 +8,12 @@ from .heads import last_token_classifier, token_head, with_head
 
 
 def gpt2(config: dict, w: Checkpoint) -> tuple[dict, dict]:
-    for flag in ("scale_attn_by_inverse_layer_idx", "reorder_and_upcast_attn", "add_cross_attention"):
-        if config.get(flag):
-            raise TfcError(f"GPT-2 with {flag}=true is not supported yet")
-    if not config.get("scale_attn_weights", True):
-        raise TfcError("GPT-2 with scale_attn_weights=false is not supported yet")
     width = config["n_embd"]
-    eps = config["layer_norm_epsilon"]
     spec = {
         "model": {"width": width, "heads": config["n_head"], "ffn_width": config.get("n_inner") or 4 * width,
                   "vocab_size": config["vocab_size"], "max_length": config["n_positions"]},
         "positional": "learned",
-        "block": {"placement": "pre", "norm": {"kind": "layer_norm", "epsilon": eps},
-                  "ffn": ffn_section(config, activation_kind(config["activation_function"]))},
+        "block": gpt2_block(config),
         "decoder": {"layers": config["n_layer"], "final_norm": True},
         "head": {"kind": "lm", "tied": True}}
     weights = {"embeddings.tokens.weight": w("wte.weight"), "embeddings.positions.weight": w("wpe.weight"),
@@ -28,8 +21,27 @@ def gpt2(config: dict, w: Checkpoint) -> tuple[dict, dict]:
     w.tied("lm_head.weight", "wte.weight")
     # GPT2ForTokenClassification / ForQuestionAnswering / ForSequenceClassification
     with_head(spec, weights, token_head(w, config) or last_token_classifier(w, config))
+    weights.update(gpt2_layers(config, w, width))
+    return spec, weights
+
+
+def gpt2_block(config: dict) -> dict:
+    """The block section of GPT-2's layers (pre-norm LayerNorm), refusing the attention variants not written."""
+    for flag in ("scale_attn_by_inverse_layer_idx", "reorder_and_upcast_attn", "add_cross_attention"):
+        if config.get(flag):
+            raise TfcError(f"GPT-2 with {flag}=true is not supported yet")
+    if not config.get("scale_attn_weights", True):
+        raise TfcError("GPT-2 with scale_attn_weights=false is not supported yet")
+    return {"placement": "pre", "norm": {"kind": "layer_norm", "epsilon": config["layer_norm_epsilon"]},
+            "ffn": ffn_section(config, activation_kind(config["activation_function"]))}
+
+
+def gpt2_layers(config: dict, w: Checkpoint, width: int, prefix: str = "") -> dict:
+    """The decoder layers' weights from GPT-2's `h.N` (under `prefix`: Decision Transformer's trunk is `encoder.`):
+    Conv1D weights are already (in, out); the fused ``c_attn`` is split into query, key and value."""
+    weights = {}
     for i in range(config["n_layer"]):
-        ours, theirs = f"decoder.layers.{i}", f"h.{i}"
+        ours, theirs = f"decoder.layers.{i}", f"{prefix}h.{i}"
         qkv_weight, qkv_bias = w(f"{theirs}.attn.c_attn.weight"), w(f"{theirs}.attn.c_attn.bias")
         for part, name in enumerate(("query", "key", "value")):
             columns = slice(part * width, (part + 1) * width)
@@ -37,7 +49,7 @@ def gpt2(config: dict, w: Checkpoint) -> tuple[dict, dict]:
             weights[f"{ours}.attention.{name}.bias"] = qkv_bias[columns]
         weights.update(output_and_ffn(w, ours, False, f"{theirs}.attn.c_proj", f"{theirs}.ln_1",
                                        f"{theirs}.mlp.c_fc", f"{theirs}.mlp.c_proj", f"{theirs}.ln_2"))
-    return spec, weights
+    return weights
 
 
 def rope_settings(config: dict) -> dict:
