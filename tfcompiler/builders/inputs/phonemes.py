@@ -49,7 +49,9 @@ class PhonemeOptions(TokenOptions):
 
     def parameters(self, spec) -> int:
         d, c, k = spec.model.width, self.width(spec), self.kernel
-        convs = sum(((d if i == 0 else c) * k + 1) * c for i in range(self.convolutions))
+        # the first convolution reads the embeddings (width d), the others its c channels: a closed form, as
+        # a count in the billions is a spec to refuse by size, not to loop over
+        convs = ((d * k + 1) * c + (self.convolutions - 1) * (c * k + 1) * c) if self.convolutions else 0
         projection = (c + 1) * d if self.convolutions else 0
         return super().parameters(spec) + convs + projection + 2 * d * self.norm
 
