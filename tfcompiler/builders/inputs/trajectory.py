@@ -95,15 +95,6 @@ def build_trajectory(ctx, options: TrajectoryOptions, spec, stack_name: str) -> 
 
 
 INPUTS.register("trajectory", TrajectoryOptions, build_trajectory, examples={
-    "decision_transformer_trajectory": """
-topology: decoder
-model: {heads: 1}
-input: {kind: trajectory, state_dim: 5, act_dim: 3, max_ep_len: 20}
-positional: none
-block: {placement: pre, ffn: {activation: relu}}
-decoder: {layers: 2}
-head: {kind: none}
-""",
     "trajectory_without_position_bias": """
 topology: decoder
 input: {kind: trajectory, state_dim: 2, act_dim: 1, max_ep_len: 30, position_bias: false}
