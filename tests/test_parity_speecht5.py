@@ -158,6 +158,10 @@ def test_generated_frames_match_generate_speech(tmp_path):
         (tmp_path / f"{part}.onnx").write_bytes(compiled.model.serialize())
     whole, encoder, decoder = (Model(str(tmp_path / f"{part}.onnx"))
                                for part in ("model", "encoder_model", "decoder_model"))
+    # the model folder `tfc compile -o DIR/` writes: the generation pair and, for the post-net, model.onnx
+    assert main(["compile", str(spec), "--weights", weights, "-o", str(tmp_path / "folder") + "/", "-q"]) == 0
+    assert {p.name for p in (tmp_path / "folder").iterdir()} >= {"model.onnx", "encoder_model.onnx",
+                                                                  "decoder_model.onnx"}
     rng = np.random.default_rng(0)
     ids = rng.integers(3, CONFIG["vocab_size"], (3, 7))
     mask = np.ones_like(ids)
@@ -169,10 +173,11 @@ def test_generated_frames_match_generate_speech(tmp_path):
             want, lengths = model.generate_speech(torch.from_numpy(ids), torch.from_numpy(speaker),
                                                   attention_mask=torch.from_numpy(mask), return_output_lengths=True,
                                                   **options)
-        for pair in ({}, dict(encoder=encoder, decoder=decoder)):
-            speech = generate_speech(whole, ids, mask, speaker, **options, **pair)
-            assert speech.lengths == list(lengths), (options, bool(pair))
-            assert_close(speech.padded(), want.numpy(), f"{options} {'cached' if pair else 'recomputed'}")
+        for how, source, pair in (("recomputed", whole, {}), ("cached", whole, dict(encoder=encoder, decoder=decoder)),
+                                  ("the folder", tmp_path / "folder", {})):
+            speech = generate_speech(source, ids, mask, speaker, **options, **pair)
+            assert speech.lengths == list(lengths), (options, how)
+            assert_close(speech.padded(), want.numpy(), f"{options} {how}")
         if (threshold, shortest) == (1.3, 0.0):  # the threshold, not the maximum (14 steps of 2), ends the rows
             assert len(set(lengths)) >= 2 and max(lengths) < 28, f"rows of lengths {lengths}: no stopping rule shown"
 

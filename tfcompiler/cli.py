@@ -40,7 +40,7 @@ def cmd_compile(args) -> int:
     from .builders.seq2seq import PARTS
     from .compiler import check_dump_after, compile_spec
     from .language import load_spec
-    from .model_folder import folder_output, write_model_folder
+    from .model_folder import WHOLE, folder_output, write_model_folder
 
     check_dump_after(args.dump_after or (), args.pipeline, args.quantize, args.dtype)
     folder = folder_output(args.output)  # before compiling: a bad -o fails at once
@@ -55,6 +55,8 @@ def cmd_compile(args) -> int:
     spec = load_spec(args.spec)
     if folder is not None and args.cache and spec.encoder is not None and not why_no_cache(spec):
         compiled = {part: compile_part(part) for part in PARTS}  # an encoder-decoder generates as two models
+        if spec.head.after_generation:  # and the one-graph model gives what the steps do not (a TTS post-net)
+            compiled[WHOLE] = compile_part()
         for part, model in compiled.items():
             report_compile(args, model, f"{part} model" if args.explain else "")
         progress("write")

@@ -1,7 +1,8 @@
 """The model folder that `tfc compile SPEC -o DIR/` writes and the runtime loads as one thing:
 
     DIR/model.onnx            the model (and model.onnx.data, its weights, when they go to external data);
-                              an encoder-decoder's two: encoder_model.onnx, decoder_model.onnx
+                              an encoder-decoder's two: encoder_model.onnx, decoder_model.onnx (and model.onnx
+                              too where its head gives something after generation: a TTS post-net)
     DIR/generation.json       for an LM head over a decoder: the spec's `generation` ids, max_length,
                               the cache (metadata tfcompiler.cache) and the tensors each call hands to
                               the next, {past input: {present output, shape (symbolic axes), dtype}}
@@ -30,6 +31,7 @@ from .genai_config import genai_config, why_not
 
 MODEL = "model.onnx"
 PART_FILES = {"encoder": "encoder_model.onnx", "decoder": "decoder_model.onnx"}
+WHOLE = "whole"  # beside the parts, the one-graph model, where the head gives something after generation
 GENERATION = "generation.json"
 GENAI = "genai_config.json"
 # what a model folder of an earlier compile may hold that this one must not leave behind, stale
@@ -60,9 +62,9 @@ def folder_output(output: str) -> Path | None:
 
 def write_model_folder(compiled, folder: str | Path, external_data: bool | None = None) -> Written:
     """Write the model folder of ``compiled`` at ``folder`` atomically (see the module docstring):
-    one Compiled, or an encoder-decoder's {"encoder": Compiled, "decoder": Compiled}."""
+    one Compiled, or an encoder-decoder's {"encoder": Compiled, "decoder": Compiled[, WHOLE: Compiled]}."""
     folder = Path(folder)
-    models = {PART_FILES[part]: model for part, model in compiled.items()} if isinstance(compiled, dict) \
+    models = {PART_FILES.get(part, MODEL): model for part, model in compiled.items()} if isinstance(compiled, dict) \
         else {MODEL: compiled}
     compiled = models.get(PART_FILES["decoder"], compiled)  # what generation reads
     tokenizer = tokenizer_files(compiled.spec)  # a missing tokenizer fails before anything is written

@@ -14,6 +14,7 @@ run from the cache and the one-graph model only at the steps where rows finish, 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -21,6 +22,19 @@ from .generation_step import present_of
 from .session import Model
 
 OUTPUTS = ("spectrogram", "outputs_before_postnet", "stop_logits")
+PAIR = ("encoder_model.onnx", "decoder_model.onnx")  # a model folder's generation pair (tfcompiler.model_folder)
+
+
+def folder_models(path: Path) -> tuple[Model, tuple[Model | None, Model | None]]:
+    """A text-to-speech model folder's one-graph model.onnx, and its generation pair where it has one; an .onnx
+    file alone."""
+    if not path.is_dir():
+        return Model(str(path)), (None, None)
+    if not (path / "model.onnx").is_file():
+        raise ValueError(f"{path}: no model.onnx, which gives the post-net's spectrogram (compile the TTS spec "
+                         "with `tfc compile SPEC -o DIR/`, or pass the .onnx file)")
+    pair = tuple(Model(str(path / name)) if (path / name).is_file() else None for name in PAIR)
+    return Model(str(path / "model.onnx")), pair if all(pair) else (None, None)
 
 
 @dataclass(frozen=True)
@@ -73,12 +87,16 @@ class CachedFrames:
         return out
 
 
-def generate_speech(model: Model, input_ids, attention_mask=None, speaker_embeddings=None, threshold: float = 0.5,
-                    minlenratio: float = 0.0, maxlenratio: float = 20.0, encoder: Model | None = None,
-                    decoder: Model | None = None) -> Speech:
-    """`input_ids` int64 (B, S) padded on the right, `attention_mask` (B, S) (default: all real), and the
-    `speaker_embeddings` (B, width) where the model takes them. Options as SpeechT5's generate_speech;
+def generate_speech(model: Model | str | Path, input_ids, attention_mask=None, speaker_embeddings=None,
+                    threshold: float = 0.5, minlenratio: float = 0.0, maxlenratio: float = 20.0,
+                    encoder: Model | None = None, decoder: Model | None = None) -> Speech:
+    """`model`: the one-graph model, or a model folder (`tfc compile -o DIR/`: its model.onnx and the generation
+    pair beside it). `input_ids` int64 (B, S) padded on the right, `attention_mask` (B, S) (default: all real),
+    and the `speaker_embeddings` (B, width) where the model takes them. Options as SpeechT5's generate_speech;
     `encoder` and `decoder`: the generation pair, for the steps (see the module's docstring)."""
+    if not isinstance(model, Model):
+        model, pair = folder_models(Path(model))
+        encoder, decoder = (encoder, decoder) if encoder is not None or decoder is not None else pair
     names = {p.name for p in model.inputs}
     missing = [name for name in OUTPUTS if name not in {p.name for p in model.outputs}]
     if missing or "decoder_input_values" not in names:

@@ -81,6 +81,9 @@ class HeadKind(Section):
     # Why a decoder with this head compiles without a KV cache (tfcompiler.builders.cache), or "" when its
     # outputs at the new positions are what a step reads (next-token logits, the states a caller's own head reads).
     no_cache_because: ClassVar[str] = "scores the input's positions: there is no next token to generate"
+    # What only the one-graph model outputs once generation is done (the TTS post-net over the finished
+    # spectrogram), or "": a model folder of an encoder-decoder then holds model.onnx beside its two models.
+    after_generation: ClassVar[str] = ""
 
     @property
     def kind(self) -> str:

@@ -33,6 +33,7 @@ class SpectrogramOptions(HeadKind):
     LOWERING = "`MatMul`, `Add`, `Reshape`/`Transpose` (r frames per state); post-net: `Transpose`, `Conv`, `Tanh`"
     # a step's frames and stop logits are the new position's alone; the post-net waits for the whole spectrogram
     no_cache_because: ClassVar[str] = ""
+    after_generation: ClassVar[str] = "the post-net's `spectrogram` over the finished frames"
 
     mels: int = option(80, doc="Mel bins per frame (as many as the decoder's `mel_frames` input reads).",
                        minimum=1, shrink=cap(8))
