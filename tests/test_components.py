@@ -227,9 +227,12 @@ def feeds_for(session: ort.InferenceSession, batch: int, length: int, pad: int, 
             feeds[i.name] = rng.integers(0, ranges[i.name], (batch,) + (n,) * (len(i.shape) - 1))
         elif i.name in SERIES_INPUTS:  # a time series (B, T[, F]) and its features
             shape = [batch] + [n if isinstance(dim, str) else dim for dim in i.shape[1:]]  # its own fixed lengths
-            values = rng.random(shape) * 4  # time features: calendar fields once truncated (minutes 0-3)
+            values = rng.random(shape) * 4
+            # time features as whole numbers (calendar fields: minutes 0-3), so that a float16 copy of the input
+            # truncates to the same field as the float32 one
             feeds[i.name] = (values > 1).astype(np.float32) if i.name.endswith("observed_mask") else \
-                values.astype(np.float32) if "time" in i.name else rng.standard_normal(shape).astype(np.float32)
+                np.floor(values).astype(np.float32) if "time" in i.name else \
+                rng.standard_normal(shape).astype(np.float32)
         elif i.name == "static_categorical_features":
             feeds[i.name] = rng.integers(0, 3, (batch, i.shape[1]))
         elif i.name in ("states", "actions", "returns_to_go"):  # a trajectory's steps (B, T, F)

@@ -57,7 +57,8 @@ RECURRENT = {"gru_decoder_in_blocks", "gru_seq2seq_state_handover_one_layer", "l
 DISCRETE = {"routing_causal_decoder", "routing_encoder", "reformer_lsh_causal_decoder", "reformer_lsh_encoder",
             "reformer_trax_lsh_decoder", "reformer_trax_lsh_encoder", "reversible_lsh_decoder", "clustered_encoder",
             "informer_prob_sparse", "informer_prob_sparse_decoder", "reformer_pytorch_lsh_encoder",
-            "reformer_lsh_look_ahead_encoder", "reformer_lsh_look_ahead_decoder", "reformer_lsh_padded_to_lcm_encoder"}
+            "reformer_lsh_look_ahead_encoder", "reformer_lsh_look_ahead_decoder", "reformer_lsh_padded_to_lcm_encoder",
+            "informer_point_forecast", "distilled_features_encoder", "standardised_univariate_series"}
 DISCRETE |= {"routing_rotary_values", "routing_shared_qk", "routing_commitment_loss", "routing_padding_by_content",
              "routing_causal_padding_by_content"}
 # onnx's reference evaluator does not know the RNN op's Relu activation
