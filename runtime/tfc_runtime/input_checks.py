@@ -21,15 +21,15 @@ MASK_ROLES = {"padding_mask": "1 for a token, 0 for padding", "encoder_mask": "1
               "global_mask": "1 for a global token, 0 for the others",
               "adjacency": "1 where a node attends another, 0 where not",
               "observed_mask": "1 for an observed value, 0 for a missing one"}
-# ids into a table of their own, whose size the metadata states (tfcompiler.io_ranges): what each one is
-TYPED_ROLES = {"node_types": "a node type", "edge_types": "an edge type", "intensities": "an intensity",
-               "timesteps": "a timestep"}  # a Decision Transformer's: rows of its timestep table (max_ep_len)
+# ids into a table of their own, whose size the metadata states (tfcompiler.io_ranges: one size, or a list of one
+# per column of the last axis, each column indexing its own table): what each one is
+TABLE_ROLES = {"node_types": "a node type", "edge_types": "an edge type", "intensities": "an intensity",
+               "timesteps": "a timestep",  # a Decision Transformer's: rows of its timestep table (max_ep_len)
+               "static_categorical": "a category of static feature", "calendar_fields": "a calendar field of"}
 # float inputs where a NaN or an infinity would spread through attention (a time series' missing values are 0s
 # that past_observed_mask marks)
 FINITE_ROLES = ("vectors", "pixel_values", "laplacian_eigenvectors", "input_features", "series", "time_features",
                 "static_real")
-# inputs whose columns each index a table: their sizes are the model's `tfcompiler.io_ranges` list
-TABLE_ROLES = {"static_categorical": "a category of static feature", "calendar_fields": "a calendar field of"}
 
 
 @dataclass(frozen=True)
@@ -196,19 +196,16 @@ def check_values(ports: list, arrays: dict[str, np.ndarray], limits: Limits) -> 
         elif port.role == "position_ids" and limits.max_length is not None:
             bad = (array < 0) | (array >= limits.max_length)
             expected = f"a position in [0, {limits.max_length}) (max_length {limits.max_length})"
-        elif port.role in TYPED_ROLES and port.name in (limits.ranges or {}):  # Gather would wrap or fail
-            types = limits.ranges[port.name]
-            bad, expected = (array < 0) | (array >= types), f"{TYPED_ROLES[port.role]} in [0, {types})"
+        elif port.role in TABLE_ROLES and port.name in (limits.ranges or {}):  # Gather would wrap or fail
+            sizes = np.asarray(limits.ranges[port.name])
+            bad = ~np.isfinite(array) | (array < 0) | (array >= sizes)
+            if not bad.any():
+                continue
+            column = int(np.argwhere(bad)[0][-1]) if sizes.ndim else None
+            expected = f"{TABLE_ROLES[port.role]} in [0, {sizes})" if column is None else \
+                f"{TABLE_ROLES[port.role]} {column} in [0, {sizes[column]})"
         elif port.role in FINITE_ROLES:  # a NaN or an infinity would spread through attention
             bad, expected = ~np.isfinite(array), "a finite number"
-        elif port.role in TABLE_ROLES and isinstance((limits.ranges or {}).get(port.name), list):
-            sizes = np.asarray(limits.ranges[port.name])  # one table per column (the last axis)
-            bad = ~np.isfinite(array) | (array < 0) | (array >= sizes)
-            if bad.any():
-                column = int(np.argwhere(bad)[0][-1])
-                expected = f"{TABLE_ROLES[port.role]} {column} in [0, {sizes[column]})"
-            else:
-                continue
         elif port.role == "token_type_ids":
             types = (limits.ranges or {}).get(port.name)
             bad = (array < 0) | (array >= types) if types else array < 0

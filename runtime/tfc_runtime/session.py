@@ -13,7 +13,7 @@ import onnxruntime as ort
 from onnxruntime.capi.onnxruntime_pybind11_state import Fail as _Fail
 from onnxruntime.capi.onnxruntime_pybind11_state import InvalidArgument as _InvalidArgument
 
-from .input_checks import TOKEN_ROLES, TYPED_ROLES, Limits, as_array, check_lengths, check_shapes, check_values
+from .input_checks import TABLE_ROLES, TOKEN_ROLES, Limits, as_array, check_lengths, check_shapes, check_values
 
 _PROVIDERS = {"cpu": ["CPUExecutionProvider"],
               "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"]}
@@ -173,7 +173,7 @@ def random_inputs(model: Model, batch: int = 1, sequence: int = 8, seed: int = 0
             feeds[port.name] = np.zeros(shape, port.dtype)
         elif port.role == "adjacency":  # every node attends every node
             feeds[port.name] = np.ones(shape, port.dtype)
-        elif port.role in TYPED_ROLES and port.name in (model.limits.ranges or {}):
+        elif port.role in TABLE_ROLES and port.name in (model.limits.ranges or {}):  # one size, or one a column
             feeds[port.name] = rng.integers(0, model.limits.ranges[port.name], size=shape).astype(port.dtype)
         elif np.issubdtype(port.dtype, np.integer):
             feeds[port.name] = rng.integers(0, vocab, size=shape).astype(port.dtype)
