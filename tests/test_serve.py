@@ -228,7 +228,9 @@ def test_a_decoder_folder_served_with_tight_limits(models, start):
     server = start(models["decoder"], "--replicas", "1", "--max-batch-size", "8", "--batch-wait-ms", "300",
                    "--max-ongoing-requests", "2", "--max-queued-requests", "2")
     server.wait_ready()
-    check_answers_equal_onnxruntime(server, models["decoder"], count=3)  # within the 2 + 2 the limits let in
+    # within the limits even when every request reaches Ray's proxy before the replica takes one: the 2 queued
+    # (3 at once was refused now and then: the proxy counts a request queued until a replica takes it)
+    check_answers_equal_onnxruntime(server, models["decoder"], count=2)
     check_generation(server, models["decoder"])
     check_overload_is_refused(server)
     check_malformed_requests(server)
